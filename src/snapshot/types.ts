@@ -1,0 +1,108 @@
+/**
+ * The compiled, immutable view of the configuration that the DNS resolver, the proxy and the BPF
+ * maps all read. A reload builds a new Snapshot and swaps it atomically; connections in flight keep
+ * the object they started with. Built by `src/snapshot/compile.ts` from validated resources.
+ */
+
+export type Protocol = 'tcp' | 'http' | 'http2' | 'grpc';
+export type TlsVersion = 'TLSAuto' | 'TLS10' | 'TLS11' | 'TLS12' | 'TLS13';
+export type VerificationMode = 'Secured' | 'SkipSAN' | 'SkipCA' | 'SkipAll';
+
+/** A status condition, Kuma-shaped (e.g. `Generated/False/Collision`). */
+export interface Condition {
+  type: string;
+  status: 'True' | 'False';
+  reason: string;
+  message: string;
+}
+
+/** Where a service's traffic goes. `unix` endpoints carry the absolute socket path (scheme removed). */
+export type CompiledEndpoint =
+  | { kind: 'ip'; address: string; port: number; family: 4 | 6 }
+  | { kind: 'dns'; address: string; port: number }
+  | { kind: 'unix'; path: string };
+
+export interface SubjectAltNameMatcher {
+  type: 'Exact' | 'Prefix';
+  value: string;
+}
+
+/** TLS origination settings with data sources already resolved to bytes (secrets looked up). */
+export interface CompiledTls {
+  minVersion: TlsVersion;
+  maxVersion: TlsVersion;
+  allowRenegotiation: boolean;
+  mode: VerificationMode;
+  /** `spec.tls.verification.serverName` as written (may be undefined). */
+  serverName?: string;
+  subjectAltNames: SubjectAltNameMatcher[];
+  /** PEM bytes of the CA bundle from caCert; undefined means "use the system bundle". */
+  ca?: Buffer;
+  /** PEM client certificate and key (both or neither). */
+  cert?: Buffer;
+  key?: Buffer;
+}
+
+export interface CompiledService {
+  /** Stable identity `mesh/name` (name is the resource's core name). */
+  id: string;
+  name: string;
+  mesh: string;
+  /** Kuma resource identifier used as the metric label: kri_extsvc_<mesh>_<zone>_<namespace>_<name>_ */
+  kri: string;
+  displayName: string;
+  namespace: string;
+  labels: Record<string, string>;
+  /** VIP as text (IPv4 dotted quad, or IPv6 when the CIDR is IPv6). */
+  vip: string;
+  port: number;
+  protocol: Protocol;
+  /** Hostnames this service owns (lowercase, no trailing dot), in generator order. */
+  hostnames: string[];
+  endpoints: CompiledEndpoint[];
+  /** Present only when `spec.tls.enabled` is true. */
+  tls?: CompiledTls;
+  /** Mesh `routing.defaultForbidMeshExternalServiceAccess` denies access. */
+  forbidden: boolean;
+  /** Status conditions per hostname generator (Kuma `status.hostnameGenerators`). */
+  generatorStatus: Array<{ generator: string; conditions: Condition[] }>;
+  /** Where it was declared, for messages. */
+  source: { file: string; index: number };
+}
+
+/** A resource that was rejected, with every violation. */
+export interface RejectedResource {
+  file: string;
+  kind: string;
+  name: string;
+  mesh?: string;
+  violations: Array<{ field: string; message: string }>;
+}
+
+/** Non-transparent Universal outbound: a local listener bound to one service. */
+export interface CompiledOutbound {
+  address: string;
+  port: number;
+  /** CompiledService.id it routes to. */
+  serviceId: string;
+  source: { file: string; index: number };
+}
+
+export interface Snapshot {
+  /** Increases with every successful compile in this process. */
+  generation: number;
+  services: CompiledService[];
+  /** `${vip}:${port}` → service (VIPs are unique, so this is the routing key). */
+  byVipPort: ReadonlyMap<string, CompiledService>;
+  /** Lowercase hostname → service; the DNS resolver answers from this. */
+  byHostname: ReadonlyMap<string, CompiledService>;
+  outbounds: CompiledOutbound[];
+  rejected: RejectedResource[];
+  /** The VIP CIDR this snapshot was allocated from, e.g. 242.0.0.0/8. */
+  vipCidr: string;
+}
+
+/** Routing key helper shared by every consumer. */
+export function vipPortKey(vip: string, port: number): string {
+  return `${vip}:${port}`;
+}
