@@ -6,11 +6,13 @@
  */
 import { readFile, readdir, realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { LoadError, LoadOptions, LoadResult, LoadWarning, Resource } from './types.js';
+import type { LoadError, LoadOptions, LoadResult } from './types.js';
 import { parseResourceText, resolveOptions } from './parse.js';
+import { mergeResults } from './merge.js';
+
+export { mergeResults } from './merge.js';
 
 const EXTENSIONS = /\.(ya?ml|json)$/i;
-const GLOBAL_KINDS = new Set(['HostnameGenerator', 'Mesh']);
 
 /** Loads every resource from the given files/directories (`-` reads stdin); never throws on bad input. */
 export async function loadResources(paths: string[], opts: LoadOptions = {}): Promise<LoadResult> {
@@ -31,46 +33,6 @@ export async function loadResources(paths: string[], opts: LoadOptions = {}): Pr
     results.push(parseResourceText(text, f === '-' ? '<stdin>' : f, opts));
   }
   return mergeResults(results, errors);
-}
-
-/** Concatenates per-file results in order and rejects later duplicates of (kind, mesh, name). */
-export function mergeResults(results: LoadResult[], extraErrors: LoadError[] = []): LoadResult {
-  const resources: Resource[] = [];
-  const errors: LoadError[] = [...extraErrors];
-  const warnings: LoadWarning[] = [];
-  const seen = new Map<string, Resource>();
-  for (const r of results) {
-    errors.push(...r.errors);
-    warnings.push(...(r.warnings ?? []));
-    for (const res of r.resources) {
-      const key = `${res.kind}\0${GLOBAL_KINDS.has(res.kind) ? '' : res.mesh}\0${res.name}`;
-      const first = seen.get(key);
-      if (first) {
-        const where = GLOBAL_KINDS.has(res.kind) ? '' : ` in mesh "${res.mesh}"`;
-        errors.push({
-          file: res.source.file,
-          ...(res.source.line !== undefined ? { line: res.source.line } : {}),
-          kind: res.kind,
-          name: res.name,
-          ...(GLOBAL_KINDS.has(res.kind) ? {} : { mesh: res.mesh }),
-          violations: [
-            {
-              field: 'name',
-              message: `duplicate ${res.kind} "${res.name}"${where}: already defined in ${loc(first)}; this definition in ${loc(res)} is ignored`,
-            },
-          ],
-        });
-        continue;
-      }
-      seen.set(key, res);
-      resources.push(res);
-    }
-  }
-  return { resources, errors, warnings };
-}
-
-function loc(r: Resource): string {
-  return `${r.source.file}${r.source.line !== undefined ? `:${r.source.line}` : ''} (document ${r.source.index + 1})`;
 }
 
 async function collect(p: string, explicit: boolean, files: string[], errors: LoadError[], seenDirs: Set<string>): Promise<void> {

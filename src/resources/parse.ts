@@ -23,6 +23,7 @@ import { validateMeshExternalService } from './validate-mes.js';
 import { validateHostnameGenerator } from './validate-hg.js';
 import { validateDataplane } from './validate-dataplane.js';
 import { validateLabels, validateMeta } from './validate-meta.js';
+import { mergeResults } from './merge.js';
 import { effectiveVipCidr, parseCidr, type Cidr } from '../ipam/cidr.js';
 
 const KINDS: ResourceKind[] = ['MeshExternalService', 'HostnameGenerator', 'Mesh', 'Secret', 'Dataplane'];
@@ -80,7 +81,7 @@ export function parseResourceText(text: string, file: string, opts: LoadOptions 
     if (Array.isArray(value)) value.forEach((item) => handleDocument(ctx, item, index, line));
     else handleDocument(ctx, value, index, line);
   });
-  return ctx.out;
+  return mergeResults([ctx.out]);
 }
 
 function firstLine(s: string): string {
@@ -210,6 +211,7 @@ function readHeader(ctx: Ctx, doc: Obj): Header | { violations: Violation[]; par
     labelsRaw = meta.labels;
     meshRaw = isObj(meta.labels) ? (meta.labels['kuma.io/mesh'] ?? 'default') : 'default';
     if (kind === 'Mesh') meshRaw = name;
+    if (kind === 'HostnameGenerator') meshRaw = ''; // global: no mesh
     if (kind === 'Secret') {
       if (doc.type !== SECRET_TYPE) v.push({ field: 'type', message: `must be ${SECRET_TYPE} for a Kuma secret, got "${String(doc.type)}"` });
       spec = isObj(doc.data) ? doc.data.value : undefined;
@@ -219,7 +221,7 @@ function readHeader(ctx: Ctx, doc: Obj): Header | { violations: Violation[]; par
     specPrefix = 'spec.';
   } else {
     name = doc.name;
-    meshRaw = kind === 'Mesh' ? doc.name : (doc.mesh ?? 'default');
+    meshRaw = kind === 'Mesh' ? doc.name : kind === 'HostnameGenerator' ? '' : (doc.mesh ?? 'default');
     labelsRaw = doc.labels;
     if (kind === 'Mesh') {
       // Universal Mesh keeps its fields at the top level (`routing`, `mtls`, ...).

@@ -98,6 +98,7 @@ interface ResourceBase<K extends string, S> {
   kind: K;
   /** Core name: the Universal name or the Kubernetes object name (namespace kept apart). */
   name: string;
+  /** Mesh of a mesh-scoped kind; a Mesh's own name; empty for HostnameGenerator (global). */
   mesh: string;
   /** Kubernetes namespace; empty on Universal. */
   namespace: string;
