@@ -54,14 +54,15 @@ export function parseResourceText(text: string, file: string, opts: LoadOptions 
   const lc = new LineCounter();
   let docs;
   try {
-    docs = parseAllDocuments(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false });
+    docs = parseAllDocuments(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false, logLevel: 'error' });
   } catch (e) {
     ctx.out.errors.push({ file, violations: [{ field: '', message: `cannot parse: ${(e as Error).message}` }] });
     return ctx.out;
   }
   const list = Array.isArray(docs) ? docs : [docs];
   list.forEach((doc, index) => {
-    const line = lc.linePos(doc.range[0]).line;
+    // The first content line, not the `---` marker, is where users look for a document.
+    const line = lc.linePos(doc.contents?.range[0] ?? doc.range[0]).line;
     const yamlErr = doc.errors[0];
     if (yamlErr) {
       const at = yamlErr.linePos?.[0]?.line ?? line;
