@@ -54,7 +54,7 @@ export function parseResourceText(text: string, file: string, opts: LoadOptions 
   const lc = new LineCounter();
   let docs;
   try {
-    docs = parseAllDocuments(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: false, logLevel: 'error' });
+    docs = parseAllDocuments(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: true, logLevel: 'error' });
   } catch (e) {
     ctx.out.errors.push({ file, violations: [{ field: '', message: `cannot parse: ${(e as Error).message}` }] });
     return ctx.out;
@@ -66,7 +66,7 @@ export function parseResourceText(text: string, file: string, opts: LoadOptions 
     const yamlErr = doc.errors[0];
     if (yamlErr) {
       const at = yamlErr.linePos?.[0]?.line ?? line;
-      ctx.out.errors.push({ file, line: at, violations: [{ field: '', message: `invalid YAML: ${firstLine(yamlErr.message)}` }] });
+      ctx.out.errors.push({ file, line: at, violations: [{ field: '', message: `invalid YAML: ${firstLine(yamlErr.message).replace(/ at line \d+, column \d+:?$/, '')}` }] });
       return;
     }
     let value: unknown;
