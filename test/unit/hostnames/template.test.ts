@@ -69,3 +69,21 @@ test('execution errors use Go wording with line and column', (t) => {
   t.regex(t.throws(() => render('{{ label }}'))?.message ?? '', /wrong number of args for label: want 1 got 0/);
   t.regex(t.throws(() => render('{{ eq 1 "a" }}'))?.message ?? '', /incompatible types for comparison/);
 });
+
+test('property: parse and execute only ever fail with TemplateError', async (t) => {
+  const fc = (await import('fast-check')).default;
+  const { TemplateError } = await import('../../../src/hostnames/index.js');
+  const tokens = ['{{', '}}', '{{-', '-}}', ' ', '\n', '.Name', '.Foo', '.A.B', '.', 'label', '"k"', '"team"', '`r`', 'printf', '"%s%d%q"', '|', '(', ')', 'if', 'else', 'end', 'eq', 'ne', 'and', 'or', 'not', '/*', '*/', '1', '-2', '0x', 'true', 'nil', 'x', '[', '"\\x4', '"\\u00e9"'];
+  fc.assert(
+    fc.property(fc.array(fc.constantFrom(...tokens), { maxLength: 25 }), (parts) => {
+      try {
+        render(parts.join(''));
+      } catch (e) {
+        return e instanceof TemplateError;
+      }
+      return true;
+    }),
+    { numRuns: 2000 },
+  );
+  t.pass();
+});
