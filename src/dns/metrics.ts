@@ -7,6 +7,9 @@ export type QueryOutcome = 'answered' | 'forwarded' | 'nxdomain' | 'servfail' | 
 // dns-packet keeps its type-name table in a submodule that its typings do not declare.
 const packetTypes = createRequire(import.meta.url)('dns-packet/types.js') as { toString(n: number): string };
 
+/** Types browsers and stub resolvers ask for today that dns-packet 5.6 has no name for. */
+const MODERN_TYPES: Readonly<Record<number, string>> = { 64: 'SVCB', 65: 'HTTPS' };
+
 const QUERIES = 'meshext_dns_queries_total';
 const UPSTREAM_FAIL = 'meshext_dns_upstream_failures_total';
 
@@ -15,6 +18,8 @@ export function qtypeLabel(qtype: number | undefined): string {
   if (qtype === undefined) return 'OTHER';
   if (qtype === 1) return 'A';
   if (qtype === 28) return 'AAAA';
+  const extra = MODERN_TYPES[qtype];
+  if (extra) return extra;
   const name = packetTypes.toString(qtype);
   return name.startsWith('UNKNOWN') ? 'OTHER' : name;
 }

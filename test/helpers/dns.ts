@@ -119,6 +119,15 @@ export interface SeenQuery {
 /** What a test upstream does with a query: reply packets (sent in order), or nothing. */
 export type UpstreamHandler = (q: DecodedPacket, transport: Transport) => Array<Packet | Buffer>;
 
+/** dns-packet throws on odd-but-forwardable queries (fuzzing produces them); a test upstream ignores those. */
+function safeDecode(m: Buffer): DecodedPacket | undefined {
+  try {
+    return dnsPacket.decode(m);
+  } catch {
+    return undefined;
+  }
+}
+
 /** A real DNS server on UDP and TCP (same port) for forwarding tests, scripted by a handler. */
 export class TestUpstream {
   readonly seen: SeenQuery[] = [];
@@ -136,7 +145,8 @@ export class TestUpstream {
     await new Promise<void>((r) => this.udp.bind(0, this.address, () => r()));
     this.port = this.udp.address().port;
     this.udp.on('message', (m, rinfo) => {
-      const q = dnsPacket.decode(m);
+      const q = safeDecode(m);
+      if (!q) return;
       this.seen.push({ transport: 'udp', id: q.id ?? 0, name: q.questions?.[0]?.name ?? '', type: q.questions?.[0]?.type ?? '' });
       for (const r of this.handler(q, 'udp')) this.udp.send(Buffer.isBuffer(r) ? r : dnsPacket.encode(r), rinfo.port, rinfo.address);
     });
@@ -148,7 +158,8 @@ export class TestUpstream {
         while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
           const m = buf.subarray(2, 2 + buf.readUInt16BE(0));
           buf = buf.subarray(2 + m.length);
-          const q = dnsPacket.decode(m);
+          const q = safeDecode(m);
+          if (!q) continue;
           this.seen.push({ transport: 'tcp', id: q.id ?? 0, name: q.questions?.[0]?.name ?? '', type: q.questions?.[0]?.type ?? '' });
           for (const r of this.handler(q, 'tcp')) {
             const b = Buffer.isBuffer(r) ? r : dnsPacket.encode(r);
