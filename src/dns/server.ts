@@ -9,6 +9,8 @@
  *   cached by the client for the whole name, breaking the A/AAAA lookups that follow.
  * - All upstreams are tried in order with failover; a truncated UDP reply is retried over TCP.
  * - Responses (QR=1) arriving as queries are dropped, not answered, to avoid reflection loops.
+ * - UDP responses never exceed min(client EDNS size, 1232) (DNS Flag Day 2020, no IP fragmentation);
+ *   bigger answers, local or forwarded, go out as header + question with TC so the client uses TCP.
  */
 import dgram from 'node:dgram';
 import net, { isIP } from 'node:net';
