@@ -22,6 +22,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mapUpdate", Napi::Function::New(env, mx::MapUpdate));
   exports.Set("mapDelete", Napi::Function::New(env, mx::MapDelete));
   exports.Set("mapLookupAndDelete", Napi::Function::New(env, mx::MapLookupAndDelete));
+  exports.Set("mapKeys", Napi::Function::New(env, mx::MapKeys));
   exports.Set("mapCount", Napi::Function::New(env, mx::MapCount));
   exports.Set("percpuSumU64", Napi::Function::New(env, mx::PercpuSumU64));
   exports.Set("probe", Napi::Function::New(env, mx::Probe));

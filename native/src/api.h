@@ -21,6 +21,7 @@ Napi::Value MapLookup(const Napi::CallbackInfo& info);
 Napi::Value MapUpdate(const Napi::CallbackInfo& info);
 Napi::Value MapDelete(const Napi::CallbackInfo& info);
 Napi::Value MapLookupAndDelete(const Napi::CallbackInfo& info);
+Napi::Value MapKeys(const Napi::CallbackInfo& info);
 Napi::Value MapCount(const Napi::CallbackInfo& info);
 Napi::Value PercpuSumU64(const Napi::CallbackInfo& info);
 

@@ -96,6 +96,24 @@ Napi::Value MapCount(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, n);
 }
 
+// mapKeys(fd, keySize) → Buffer[] (small maps only: nameservers, exempt cgroups).
+Napi::Value MapKeys(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = ArgFd(info, 0, "mapFd");
+  uint32_t ksize = ArgU32(info, 1, "keySize");
+  std::vector<uint8_t> cur(ksize), next(ksize);
+  Napi::Array out = Napi::Array::New(env);
+  uint32_t n = 0;
+  void* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, next.data()) == 0) {
+    out.Set(n++, Napi::Buffer<uint8_t>::Copy(env, next.data(), ksize));
+    cur.swap(next);
+    prev = cur.data();
+  }
+  if (errno != ENOENT) ThrowErrno(env, "MESHEXT_E_BPF_MAP", "bpf_map_get_next_key", errno);
+  return out;
+}
+
 // percpuSumU64(fd, count) → bigint[count]: each per-CPU u64 slot summed over all possible CPUs.
 Napi::Value PercpuSumU64(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
