@@ -72,7 +72,7 @@ privilegedTest('cleanup detaches and unpins only ours; a foreign multi program o
   t.regex(out.stdout, /detached 10 links, removed 6 map pins/);
   t.deepEqual(ourProgsOn(cg), ['fx_foreign']);
   t.false(existsSync(pinRoot), 'pin root removed');
-  t.deepEqual(readdirSync(dirname(pinRoot)).filter((n) => !n.endsWith('.debug')), ['foreign'], 'only the foreign pin (and the kernel'"'"'s .debug iterators) remain');
+  t.deepEqual(readdirSync(dirname(pinRoot)).filter((n) => !n.endsWith('.debug')), ['foreign'], 'only the foreign pin and the kernel .debug iterators remain');
   // Idempotent.
   t.deepEqual(await Redirector.cleanup({ pinRoot }), { links: 0, maps: 0 });
 });
