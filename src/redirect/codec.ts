@@ -35,14 +35,15 @@ export const COUNTER_NAMES = [
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 
+/** Dotted-quad IPv4 or IPv6 only (ipaddr.js alone would also take classful forms like "10.1"). */
+export function isStrictIp(address: string): boolean {
+  return address.includes(':') ? ipaddr.IPv6.isValid(address) : ipaddr.IPv4.isValidFourPartDecimal(address);
+}
+
 /** Encodes an IPv4/IPv6 address (or `::ffff:` mapped IPv4) as the 16-byte mx_addr. */
 export function encodeAddr(address: string, out: Buffer = Buffer.alloc(16), offset = 0): Buffer {
-  let a: ipaddr.IPv4 | ipaddr.IPv6;
-  try {
-    a = ipaddr.parse(address);
-  } catch {
-    throw Object.assign(new Error(`invalid IP address "${address}"`), { code: 'MESHEXT_E_BPF_ARG' });
-  }
+  if (!isStrictIp(address)) throw Object.assign(new Error(`invalid IP address "${address}"`), { code: 'MESHEXT_E_BPF_ARG' });
+  const a = ipaddr.parse(address);
   const v6 = a.kind() === 'ipv4' ? (a as ipaddr.IPv4).toIPv4MappedAddress() : (a as ipaddr.IPv6);
   Buffer.from(v6.toByteArray()).copy(out, offset);
   return out;

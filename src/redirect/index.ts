@@ -9,7 +9,7 @@ import ipaddr from 'ipaddr.js';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import { native, bpfObjectPath, type NativeAddon, type LoadedProgram } from './native.js';
-import { COUNTER_NAMES, FLAGS, LAYOUT, LAYOUT_VERSION, decodeConfig, decodeOrig, encodeAddr, encodeCgroupId, encodeConfig, encodePeerKey, u32, type ConfigFields } from './codec.js';
+import { COUNTER_NAMES, FLAGS, LAYOUT, LAYOUT_VERSION, decodeConfig, decodeOrig, encodeAddr, encodeCgroupId, encodeConfig, encodePeerKey, isStrictIp, u32, type ConfigFields } from './codec.js';
 import { assertCgroup2Dir, findCgroup2Mount, placeSelf } from './cgroup.js';
 
 export { findCgroup2Mount, placeSelf, ownCgroup2Path } from './cgroup.js';
@@ -75,7 +75,7 @@ function checkPort(field: string, v: unknown): number {
 }
 
 function checkIp(field: string, v: unknown): string {
-  if (typeof v !== 'string' || !ipaddr.isValid(v)) fail('MESHEXT_E_BPF_ARG', `${field}: expected an IP address, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'string' || !isStrictIp(v)) fail('MESHEXT_E_BPF_ARG', `${field}: expected an IP address, got ${JSON.stringify(v)}`);
   return v;
 }
 

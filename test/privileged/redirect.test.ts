@@ -1,7 +1,7 @@
 import type { ExecutionContext } from 'ava';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { Redirector } from '../../src/redirect/index.js';
+import { Redirector, findCgroup2Mount } from '../../src/redirect/index.js';
 import { JsonChild, fixture, privilegedTest, runJson, spawnInCgroup, tempCgroup, tempNetns, tempPinRoot, tempVeth } from '../helpers/privileged.js';
 
 const VIPS = '242.0.0.0/8';
@@ -89,4 +89,15 @@ privilegedTest('the agent never redirects itself: its exempt cgroup dials a VIP 
   // Control: a sibling workload in the same attach cgroup is redirected.
   const c = await runClient(cg, ns, '242.0.0.9', 80);
   t.is(c.data, 'hello\n', JSON.stringify(c));
+});
+
+privilegedTest('an agent in the cgroup2 root moves itself into its own cgroup; one already placed stays', async (t) => {
+  const cg = tempCgroup(t); // its name doubles as the agent cgroup name below the root
+  const name = cg.split('/').pop() as string;
+  const { rmdirSync } = await import('node:fs');
+  rmdirSync(cg); // placeSelf must create it
+  const fromRoot = await runJson(spawnInCgroup(findCgroup2Mount(), process.execPath, [fixture('placeself'), name]));
+  t.like(fromRoot.lines[0], { path: cg, moved: true, procCgroup: `0::/${name}` }, fromRoot.stderr);
+  const inChild = await runJson(spawnInCgroup(cg, process.execPath, [fixture('placeself'), 'unused']));
+  t.like(inChild.lines[0], { path: cg, moved: false }, inChild.stderr);
 });
