@@ -286,7 +286,11 @@ export class Redirector {
       obj = addon.loadObject(bpfObjectPath(), dirs.maps);
     } catch (err) {
       const e = err as { code?: string; program?: string; log?: string; message: string };
-      if (e.log) log.error({ program: e.program, verifierLog: e.log }, 'BPF load failed');
+      if (e.log) {
+        log.error({ program: e.program, verifierLog: e.log }, 'BPF load failed');
+        // The tail of the verifier log says why; keep it in the message for CLI users.
+        e.message += `${e.program ? ` (program ${e.program})` : ''}\n${e.log.trim().split('\n').slice(-15).join('\n')}`;
+      }
       throw err;
     }
     let r: Redirector | undefined;

@@ -6,7 +6,7 @@ import { JsonChild, fixture, privilegedTest, runJson, sh, spawnInCgroup, tempBpf
 type LinkMap = Record<string, { action: string; linkId: number }>;
 
 function ourProgsOn(cg: string): string[] {
-  const rows = JSON.parse(sh('bpftool', ['-j', 'cgroup', 'show', cg]).stdout || '[]') as Array<{ name?: string }>;
+  const rows = JSON.parse(sh('bpftool', ['-j', 'cgroup', 'show', cg]).stdout.trim() || '[]') as Array<{ name?: string }>;
   return rows.map((r) => r.name ?? '').sort();
 }
 
@@ -106,4 +106,21 @@ privilegedTest('links of a removed cgroup are unpinned and recreated on the new 
   t.true(Object.values(r.links).every((x) => x.action === 'recreated'));
   t.is(ourProgsOn(next).length, 10);
   t.true(Redirector.list({ pinRoot }).links.every((k) => k.cgroupPath === next));
+});
+
+privilegedTest('a program the verifier rejects fails start with the verifier log and the program name', async (t) => {
+  const cg = tempCgroup(t);
+  const pinRoot = join(tempBpffs(t), 'meshext');
+  const saved = process.env.MESHEXT_BPF_OBJECT;
+  process.env.MESHEXT_BPF_OBJECT = join(process.cwd(), 'bpf/testdata/bad.bpf.o');
+  t.teardown(() => {
+    if (saved === undefined) delete process.env.MESHEXT_BPF_OBJECT;
+    else process.env.MESHEXT_BPF_OBJECT = saved;
+  });
+  const err = (await t.throwsAsync(Redirector.start({ vipCidr: '242.0.0.0/8', proxy: { address: '127.0.0.1', port: 15001 }, cgroupPath: cg, pinRoot, exemptSelf: false }))) as Error & { code?: string; program?: string; log?: string; syscall?: string };
+  t.is(err.code, 'MESHEXT_E_BPF_LOAD');
+  t.is(err.program, 'mx_bad_write');
+  t.is(err.syscall, 'bpf_object__load');
+  t.regex(err.log ?? '', /invalid bpf_context access/);
+  t.deepEqual(ourProgsOn(cg), []);
 });
