@@ -18,9 +18,8 @@ export interface Dialled {
 }
 
 /** Connects to the service's next endpoint, trying the others if that fails. */
-export async function dialUpstream(rt: ServiceRuntime, alpn?: string[]): Promise<Dialled> {
+export async function dialUpstream(rt: ServiceRuntime, alpn?: string[], order: EndpointState[] = rt.endpoints.order()): Promise<Dialled> {
   if (rt.configError) throw rt.configError;
-  const order = rt.endpoints.order();
   if (order.length === 0) throw new UpstreamError('MESHEXT_E_NO_ENDPOINTS', 'service has no endpoints');
   let last: UpstreamError | undefined;
   for (const st of order) {

@@ -14,6 +14,9 @@ import { EndpointResolver, type DnsResolver } from './resolve.js';
 import { dataPathFingerprint, ServiceRuntime } from './runtime.js';
 import { detectSystemCa } from './system-ca.js';
 import { handleTcp } from './tcp.js';
+import type { ConnState } from './conn.js';
+import { Http1Handler } from './http1.js';
+import { Http2Handler } from './http2.js';
 
 export { UpstreamError } from './errors.js';
 export type { TlsFailReason, UpstreamErrorCode } from './errors.js';
@@ -32,13 +35,6 @@ export interface ProxyOptions {
   resolver?: DnsResolver;
 }
 
-/** Per-connection state the proxy keeps for draining and inspection. */
-export interface ConnState {
-  socket: net.Socket;
-  service?: CompiledService;
-  /** Called by drain(): close when idle, finish what is in flight. */
-  drain?: () => void;
-}
 
 export interface ClusterInfo {
   service: string;
@@ -60,7 +56,8 @@ export class Proxy {
   private readonly systemCaPath: string | null;
   private readonly resolver: EndpointResolver;
   private readonly noRoute: Series;
-  private draining = false;
+  private readonly h1 = new Http1Handler();
+  private readonly h2 = new Http2Handler();
 
   constructor(private readonly opts: ProxyOptions) {
     this.log = opts.log.child({ component: 'proxy' });
@@ -113,8 +110,8 @@ export class Proxy {
     const key = listenKey(addr);
     const srv = this.servers.get(key);
     if (!srv) return;
-    this.servers.delete(key);
-    await new Promise<void>((r) => srv.close(() => r()));
+    for (const [k, v] of this.servers) if (v === srv) this.servers.delete(k);
+    stopListening(srv);
   }
 
   private listen(addr: { address: string; port: number }, serviceId: string | undefined): Promise<net.AddressInfo> {
@@ -176,9 +173,13 @@ export class Proxy {
       case 'tcp':
         handleTcp(sock, rt);
         break;
-      default:
-        this.log.error({ protocol: svc.protocol }, 'protocol not handled');
-        sock.destroy();
+      case 'http':
+        this.h1.serve(sock, rt, state);
+        break;
+      case 'http2':
+      case 'grpc':
+        this.h2.serve(sock, rt, state);
+        break;
     }
   }
 
@@ -192,12 +193,12 @@ export class Proxy {
   async stopAccepting(): Promise<void> {
     const all = new Set(this.servers.values());
     this.servers.clear();
-    await Promise.all([...all].map((s) => new Promise<void>((r) => s.close(() => r()))));
+    for (const s of all) stopListening(s);
+    await new Promise((r) => setImmediate(r));
   }
 
   /** Waits for connections to finish (HTTP: in-flight requests complete, idle keep-alives close); force-closes the rest at the timeout. */
   async drain(timeoutMs: number): Promise<{ remaining: number }> {
-    this.draining = true;
     for (const c of this.conns) c.drain?.();
     const deadline = Date.now() + timeoutMs;
     while (this.conns.size > 0 && Date.now() < deadline) {
@@ -240,6 +241,11 @@ export class Proxy {
     }
     return out;
   }
+}
+
+/** Closes the listening socket now; net.Server's close callback would wait for every accepted connection. */
+function stopListening(s: net.Server): void {
+  s.close(() => {});
 }
 
 function listenKey(a: { address: string; port: number }): string {
