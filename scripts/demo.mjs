@@ -87,10 +87,19 @@ async function stop(code) {
     await new Promise((r) => agent.once('exit', r));
   }
   spawnSync(process.execPath, [path.join(root, 'bin/meshext.js'), 'cleanup', '--pin-root', pinRoot], { stdio: 'ignore' });
-  try {
-    fs.rmdirSync(cgroup);
-  } catch {
-    // Still has processes (a user shell joined it): leave it.
+  // Clients that are still running (an nc waiting out -q) would keep the cgroup busy.
+  for (let i = 0; i < 50; i++) {
+    try {
+      fs.rmdirSync(cgroup);
+      break;
+    } catch {
+      try {
+        fs.writeFileSync(path.join(cgroup, 'cgroup.kill'), '1');
+      } catch {
+        // Older kernels have no cgroup.kill; the retry loop still gives clients time to exit.
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
   await upstreams.close();
   process.exit(code);
