@@ -214,7 +214,7 @@ function readHeader(ctx: Ctx, doc: Obj): Header | { violations: Violation[]; par
     if (kind === 'Mesh') meshRaw = name;
     if (kind === 'HostnameGenerator') meshRaw = ''; // global: no mesh
     if (kind === 'Secret') {
-      if (doc.type !== SECRET_TYPE) v.push({ field: 'type', message: `must be ${SECRET_TYPE} for a Kuma secret, got "${String(doc.type)}"` });
+      if (doc.type !== SECRET_TYPE) v.push({ field: 'type', message: `must be ${SECRET_TYPE} for a Kuma secret, got "${printable(doc.type)}"` });
       spec = isObj(doc.data) ? doc.data.value : undefined;
     } else {
       spec = doc.spec;
@@ -251,11 +251,11 @@ function readHeader(ctx: Ctx, doc: Obj): Header | { violations: Violation[]; par
   if (name === undefined || name === null) name = '';
   if (typeof name !== 'string') {
     v.push({ field: isKube ? 'metadata.name' : 'name', message: `must be a string, got ${typeName(name)}` });
-    name = String(name);
+    name = printable(name);
   }
   if (typeof meshRaw !== 'string') {
     v.push({ field: 'mesh', message: `must be a string, got ${typeName(meshRaw)}` });
-    meshRaw = String(meshRaw);
+    meshRaw = printable(meshRaw);
   }
   const labels: Record<string, string> = {};
   if (labelsRaw !== undefined && labelsRaw !== null) {
@@ -283,4 +283,11 @@ function computeLabels(labels: Record<string, string>, r: { kind: ResourceKind; 
     labels['kuma.io/env'] ??= r.format;
   }
   if (r.format === 'kubernetes' && r.namespace !== '') labels['k8s.kuma.io/namespace'] ??= r.namespace;
+}
+
+/** Text for a value of unknown shape; objects (even ones with a `toString` key) never throw here. */
+function printable(v: unknown): string {
+  if (v === null || v === undefined) return '';
+  if (typeof v === 'object') return JSON.stringify(v) ?? '';
+  return String(v);
 }
