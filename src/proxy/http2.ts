@@ -27,6 +27,13 @@ function forwardable(h: http2.IncomingHttpHeaders, drop: Set<string>): http2.Out
   return out;
 }
 
+/** gRPC's grpc-message encoding: percent-encode '%' and bytes outside printable ASCII, nothing else. */
+export function grpcMessage(text: string): string {
+  let out = '';
+  for (const b of Buffer.from(text, 'utf8')) out += b >= 0x20 && b <= 0x7e && b !== 0x25 ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  return out;
+}
+
 interface Session {
   session: http2.ClientHttp2Session;
   endpoint: EndpointState;
@@ -83,14 +90,15 @@ async function upstreamSession(rt: ServiceRuntime): Promise<Session> {
 
 export class Http2Handler {
   private readonly server: http2.Http2Server;
-  private readonly ctx = new WeakMap<net.Socket, { rt: ServiceRuntime; state: ConnState }>();
+  private readonly ctx = new WeakMap<http2.Http2Session, { rt: ServiceRuntime; state: ConnState }>();
 
   constructor() {
     this.server = http2.createServer();
     this.server.on('stream', (stream, headers) => {
-      const sock = stream.session?.socket as net.Socket | undefined;
-      const c = sock ? this.ctx.get(sock) : undefined;
+      // session.socket is a guarding Proxy object, so key by session instead.
+      const c = stream.session ? this.ctx.get(stream.session) : undefined;
       if (!c) {
+        stream.on('error', () => {});
         stream.close(NGHTTP2_INTERNAL_ERROR);
         return;
       }
@@ -101,8 +109,8 @@ export class Http2Handler {
 
   /** Takes over a client connection for a service of protocol http2 or grpc. */
   serve(sock: net.Socket, rt: ServiceRuntime, state: ConnState): void {
-    this.ctx.set(sock, { rt, state });
     this.server.once('session', (session) => {
+      this.ctx.set(session, { rt, state });
       session.on('error', () => {});
       state.drain = () => session.close();
     });
@@ -120,7 +128,7 @@ export class Http2Handler {
         stream.close(NGHTTP2_INTERNAL_ERROR);
         return;
       }
-      if (grpc) stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(grpcStatus), 'grpc-message': encodeURIComponent(message) }, { endStream: true });
+      if (grpc) stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(grpcStatus), 'grpc-message': grpcMessage(message) }, { endStream: true });
       else {
         stream.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8' });
         stream.end(message + '\n');

@@ -1,0 +1,162 @@
+import test from 'ava';
+import http2 from 'node:http2';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { makePki, type TestPki } from '../helpers/certs.js';
+import { ipEp, newProxy, snap, svc, tlsCfg } from '../helpers/proxy.js';
+import type { CompiledService } from '../../src/snapshot/types.js';
+
+let pki: TestPki;
+test.before(() => {
+  pki = makePki();
+});
+test.after.always(() => pki?.cleanup());
+
+type Any = any;
+const def = protoLoader.loadSync(join(process.cwd(), 'test/fixtures/echo.proto'), { keepCase: true });
+const EchoService = (grpc.loadPackageDefinition(def) as Any).meshext.test.Echo;
+
+/** A gRPC echo server (plaintext or TLS). */
+async function grpcServer(creds = grpc.ServerCredentials.createInsecure()): Promise<{ server: grpc.Server; port: number }> {
+  const server = new grpc.Server();
+  server.addService(EchoService.service, {
+    Unary: (call: Any, cb: Any) => cb(null, { text: `echo:${call.request.text}` }),
+    Bidi: (call: Any) => {
+      call.on('data', (m: Any) => call.write({ text: `echo:${m.text}` }));
+      call.on('end', () => call.end());
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', creds, (e, p) => (e ? reject(e) : resolve(p))));
+  return { server, port };
+}
+
+function client(port: number): Any {
+  return new EchoService(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+}
+
+function unary(c: Any, text: string): Promise<{ text?: string; err?: grpc.ServiceError }> {
+  return new Promise((resolve) => c.Unary({ text }, (err: grpc.ServiceError | null, res: Any) => resolve(err ? { err } : { text: res.text })));
+}
+
+async function proxyFor(s: CompiledService): Promise<{ port: number; stats: ReturnType<typeof newProxy>['stats']; close: () => Promise<void> }> {
+  const { proxy, stats } = newProxy();
+  proxy.setSnapshot(snap([s]));
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  return { port: l.port, stats, close: () => proxy.close() };
+}
+
+test('grpc: unary and bidi-streaming calls through the proxy', async (t) => {
+  const up = await grpcServer();
+  const s = svc({ protocol: 'grpc', endpoints: [ipEp(up.port)] });
+  const p = await proxyFor(s);
+  const c = client(p.port);
+  t.deepEqual(await unary(c, 'hi'), { text: 'echo:hi' });
+  const call = c.Bidi();
+  const got: string[] = [];
+  call.on('data', (m: Any) => got.push(m.text));
+  const done = new Promise((r) => call.on('status', r));
+  for (const w of ['a', 'b', 'c']) call.write({ text: w });
+  call.end();
+  const status = (await done) as grpc.StatusObject;
+  t.is(status.code, grpc.status.OK);
+  t.deepEqual(got, ['echo:a', 'echo:b', 'echo:c']);
+  t.true((p.stats.get('meshext_upstream_rq_total', { service: s.kri, code_class: '2xx' }) ?? 0) >= 2);
+  t.is(p.stats.get('meshext_upstream_cx_total', { service: s.kri }), 1, 'one upstream HTTP/2 session for all calls');
+  c.close();
+  await p.close();
+  up.server.forceShutdown();
+});
+
+test('grpc: UNAVAILABLE when the upstream is down, PERMISSION_DENIED when the mesh forbids access', async (t) => {
+  const up = await grpcServer();
+  const port = up.port;
+  up.server.forceShutdown();
+  const s = svc({ protocol: 'grpc', endpoints: [ipEp(port)] });
+  const p = await proxyFor(s);
+  const c = client(p.port);
+  const r = await unary(c, 'x');
+  t.is(r.err?.code, grpc.status.UNAVAILABLE);
+  t.regex(r.err?.details ?? '', /upstream unavailable: connect to 127\.0\.0\.1:\d+ failed: ECONNREFUSED/);
+  c.close();
+  await p.close();
+  const d = svc({ protocol: 'grpc', mesh: 'm1', endpoints: [ipEp(port)], forbidden: true });
+  const q = await proxyFor(d);
+  const c2 = client(q.port);
+  const r2 = await unary(c2, 'x');
+  t.is(r2.err?.code, grpc.status.PERMISSION_DENIED);
+  t.regex(r2.err?.details ?? '', /Mesh "m1" setting routing.defaultForbidMeshExternalServiceAccess/);
+  t.is(q.stats.get('meshext_access_denied_total', { service: d.kri }), 1);
+  c2.close();
+  await q.close();
+});
+
+test('grpcs: TLS origination with ALPN h2 and SNI from the DNS endpoint; unknown CA is UNAVAILABLE with the reason', async (t) => {
+  const up = await grpcServer(grpc.ServerCredentials.createSsl(null, [{ private_key: pki.good.key, cert_chain: pki.good.cert }]));
+  const s = svc({ protocol: 'grpc', endpoints: [{ kind: 'dns', address: 'localhost', port: up.port }], tls: tlsCfg({ ca: pki.ca }) });
+  const p = await proxyFor(s);
+  const c = client(p.port);
+  t.deepEqual(await unary(c, 'tls'), { text: 'echo:tls' });
+  t.is(p.stats.get('meshext_upstream_tls_handshake_total', { service: s.kri }), 1);
+  c.close();
+  await p.close();
+  up.server.forceShutdown();
+  // Unknown CA → UNAVAILABLE with the reason.
+  const bad = await grpcServer(grpc.ServerCredentials.createSsl(null, [{ private_key: pki.unknownCa.key, cert_chain: pki.unknownCa.cert }]));
+  const s2 = svc({ protocol: 'grpc', endpoints: [{ kind: 'dns', address: 'localhost', port: bad.port }], tls: tlsCfg({ ca: pki.ca }) });
+  const q = await proxyFor(s2);
+  const c2 = client(q.port);
+  const r = await unary(c2, 'x');
+  t.is(r.err?.code, grpc.status.UNAVAILABLE);
+  t.regex(r.err?.details ?? '', /unknown authority/);
+  c2.close();
+  await q.close();
+  bad.server.forceShutdown();
+});
+
+test('http2: h2c client to an h2c upstream with streaming body, trailers and authority rule; 503 when down', async (t) => {
+  const authorities: string[] = [];
+  const srv = http2.createServer();
+  srv.on('stream', (stream, headers) => {
+    authorities.push(String(headers[':authority']));
+    const chunks: Buffer[] = [];
+    stream.on('data', (d: Buffer) => chunks.push(d));
+    stream.on('end', () => {
+      stream.respond({ ':status': 201, 'x-up': '1' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'x-checksum': String(Buffer.concat(chunks).length) }));
+      stream.end(Buffer.concat(chunks));
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const upPort = (srv.address() as { port: number }).port;
+  const s = svc({ protocol: 'http2', endpoints: [ipEp(upPort)] });
+  const p = await proxyFor(s);
+  const session = http2.connect(`http://127.0.0.1:${p.port}`);
+  const req = session.request({ ':method': 'POST', ':path': '/upload', ':authority': 'files.extsvc.mesh.local' });
+  const body = Buffer.alloc(200_000, 7);
+  req.end(body);
+  const res = await new Promise<{ status: number; len: number; trailers: http2.IncomingHttpHeaders }>((resolve) => {
+    let status = 0;
+    let len = 0;
+    let trailers: http2.IncomingHttpHeaders = {};
+    req.on('response', (h) => (status = Number(h[':status'])));
+    req.on('data', (d: Buffer) => (len += d.length));
+    req.on('trailers', (tr) => (trailers = tr));
+    req.on('end', () => resolve({ status, len, trailers }));
+  });
+  t.is(res.status, 201);
+  t.is(res.len, body.length);
+  t.is(res.trailers['x-checksum'], String(body.length));
+  t.deepEqual(authorities, ['files.extsvc.mesh.local']);
+  session.close();
+  await p.close();
+  await new Promise((r) => srv.close(r));
+  const q = await proxyFor(svc({ protocol: 'http2', endpoints: [ipEp(upPort)] }));
+  const s2 = http2.connect(`http://127.0.0.1:${q.port}`);
+  const r2 = s2.request({ ':path': '/' });
+  r2.end();
+  const st = await new Promise<number>((resolve) => r2.on('response', (h) => resolve(Number(h[':status']))));
+  t.is(st, 503);
+  s2.close();
+  await q.close();
+});
