@@ -168,10 +168,9 @@ export class Http2Handler {
         up.on('trailers', (t) => {
           trailers = forwardable(t, new Set());
         });
-        stream.on('wantTrailers', () => {
-          if (trailers && Object.keys(trailers).length) stream.sendTrailers(trailers);
-          else stream.close();
-        });
+        // We must commit to trailers before knowing if the upstream sends any; an empty trailer
+        // HEADERS frame is a valid way to end the stream when it sends none.
+        stream.on('wantTrailers', () => stream.sendTrailers(trailers ?? {}));
         up.on('error', () => {});
         up.on('close', () => {
           if (up.rstCode && up.rstCode !== http2.constants.NGHTTP2_NO_ERROR) {

@@ -160,3 +160,40 @@ test('http2: h2c client to an h2c upstream with streaming body, trailers and aut
   s2.close();
   await q.close();
 });
+
+test('http2: a new upstream session is opened after the upstream sends GOAWAY and closes', async (t) => {
+  let sessions = 0;
+  const srv = http2.createServer();
+  srv.on('session', (sess) => {
+    sessions++;
+    sess.on('error', () => {});
+  });
+  srv.on('stream', (stream) => {
+    stream.on('error', () => {});
+    stream.respond({ ':status': 200 });
+    stream.end('ok');
+    // Retire the connection after each request (GOAWAY, then close), as servers do on restart.
+    const sess = stream.session;
+    stream.on('close', () => {
+      sess?.goaway(http2.constants.NGHTTP2_NO_ERROR);
+      setImmediate(() => sess?.destroy());
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const upPort = (srv.address() as { port: number }).port;
+  const p = await proxyFor(svc({ protocol: 'http2', endpoints: [ipEp(upPort)] }));
+  const session = http2.connect(`http://127.0.0.1:${p.port}`);
+  for (let i = 0; i < 3; i++) {
+    const req = session.request({ ':path': `/${i}` });
+    req.end();
+    const st = await new Promise<number>((resolve) => req.on('response', (h) => resolve(Number(h[':status']))));
+    t.is(st, 200);
+    req.resume();
+    await new Promise((r) => req.on('close', r));
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  session.close();
+  t.is(sessions, 3);
+  await p.close();
+  await new Promise((r) => srv.close(r));
+});

@@ -186,3 +186,24 @@ test('tcp: 1,000 concurrent connections, every byte accounted for', async (t) =>
   await proxy.close();
   await closeServer(echo.srv);
 });
+
+test('tcp: a reload keeps endpoint health of unchanged services and picks up changed endpoints', async (t) => {
+  const echo = await tcpEcho();
+  const dead = await listen(net.createServer());
+  await closeServer(dead.srv);
+  const a = svc({ endpoints: [ipEp(dead.port), ipEp(echo.port)] });
+  const { proxy } = newProxy();
+  proxy.setSnapshot(snap([a]));
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, a.id);
+  t.is(await roundTrip(l.port, 'x'), 'x');
+  const failures = (): number | undefined => proxy.clusters().find((c) => c.service === a.id)?.endpoints[0]?.consecutiveFailures;
+  t.is(failures(), 1);
+  const other = svc({ endpoints: [ipEp(echo.port)] });
+  proxy.setSnapshot(snap([a, other], 2));
+  t.is(failures(), 1, 'unchanged service keeps its runtime');
+  proxy.setSnapshot(snap([{ ...a, endpoints: [ipEp(echo.port)] }, other], 3));
+  t.deepEqual(proxy.clusters().find((c) => c.service === a.id)?.endpoints.map((e) => e.address), [`127.0.0.1:${echo.port}`]);
+  t.is(await roundTrip(l.port, 'y'), 'y');
+  await proxy.close();
+  await closeServer(echo.srv);
+});
