@@ -68,6 +68,14 @@ export function register(program: Command): void {
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
       process.on('SIGHUP', () => void agent.reload('SIGHUP'));
+      // A bug must not leave a half-working proxy behind: log it structured and exit so the
+      // supervisor (systemd, kubelet) restarts us; pinned BPF links keep redirection in place meanwhile.
+      const crash = (kind: string) => (err: unknown): void => {
+        log.fatal({ err: err instanceof Error ? err.stack : String(err) }, `${kind}; exiting`);
+        process.exit(70);
+      };
+      process.on('uncaughtException', crash('uncaught exception'));
+      process.on('unhandledRejection', crash('unhandled promise rejection'));
 
       try {
         await agent.start();
