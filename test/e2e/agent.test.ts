@@ -37,6 +37,11 @@ function setup(t: ExecutionContext): Env {
   for (const f of fs.readdirSync(path.join(root, 'examples/universal'))) fs.copyFileSync(path.join(root, 'examples/universal', f), path.join(configDir, f));
   const pki = ensurePki(path.join(dir, 'pki'));
   fs.writeFileSync(path.join(configDir, 'secrets.yaml'), pkiSecretsYaml(pki));
+  // Universal without transparent proxying: a local listener bound to one service.
+  fs.writeFileSync(
+    path.join(configDir, 'dataplane.yaml'),
+    'type: Dataplane\nname: e2e\nmesh: default\nnetworking:\n  address: 127.0.0.1\n  outbound:\n  - port: 18888\n    backendRef:\n      kind: MeshExternalService\n      name: mes-tcp\n',
+  );
   return { cgroup, netns, pinRoot, dir, configDir, stateDir: path.join(dir, 'state'), adminPort: 19901 };
 }
 
@@ -137,6 +142,10 @@ privilegedTest('e2e: seed scenarios by hostname, admin API, reload during a stre
   // The seven seed scenarios with the seeds' own clients.
   const results = await Promise.all(SEED_SCENARIOS.map(async (s) => ({ s, r: await client(env, s.cmd) })));
   for (const { s, r } of results) t.true(s.expect(r.out), `${s.name}: ${r.out} ${r.err}`);
+
+  // The Dataplane outbound listener reaches the service without any redirect.
+  const outbound = await client(env, "echo 'via outbound' | nc -q 1 127.0.0.1 18888");
+  t.is(outbound.out, 'via outbound', outbound.err);
 
   // Admin API.
   t.deepEqual(await admin(env, '/ready'), { status: 200, body: 'READY' });
