@@ -1,0 +1,151 @@
+/**
+ * Envoy/kuma-dp style admin API on loopback: readiness, stats, config dump, clusters, BPF state.
+ * Reads are GET; anything that changes the agent is POST only (a GET gets 405), as Envoy does.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from '../stats/registry.js';
+import type { Logger } from '../log.js';
+
+export type Readiness = 'READY' | 'NOT_READY' | 'TERMINATING';
+
+/** What the admin API reads from and asks of the running agent. */
+export interface AdminSource {
+  readiness(): Readiness;
+  stats: Registry;
+  configDump(): unknown;
+  clusters(): unknown;
+  bpf(): unknown;
+  serverInfo(): unknown;
+  reload(reason: string): Promise<{ ok: boolean; generation: number; rejected: number }>;
+  setLogLevel(level: string): void;
+}
+
+type Handler = (req: http.IncomingMessage, url: URL, res: http.ServerResponse) => void | Promise<void>;
+
+function send(res: http.ServerResponse, status: number, body: string, type = 'text/plain; charset=utf-8'): void {
+  res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+  res.end(body);
+}
+
+function sendJson(res: http.ServerResponse, status: number, value: unknown): void {
+  send(res, status, JSON.stringify(value, null, 2) + '\n', 'application/json');
+}
+
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'];
+
+export class AdminServer {
+  private server: http.Server | undefined;
+  private readonly get: Record<string, Handler>;
+  private readonly post: Record<string, Handler>;
+
+  constructor(
+    private readonly source: AdminSource,
+    private readonly log: Logger,
+  ) {
+    this.get = {
+      '/': (_q, _u, res) => send(res, 200, Object.keys({ ...this.get, ...this.post }).sort().join('\n') + '\n'),
+      '/ready': (_q, _u, res) => {
+        const state = this.source.readiness();
+        send(res, state === 'READY' ? 200 : 503, state + '\n');
+      },
+      // Liveness: the event loop answers; never tied to upstream health.
+      '/healthz': (_q, _u, res) => send(res, 200, 'OK\n'),
+      '/stats': (_q, url, res) => {
+        const format = url.searchParams.get('format');
+        if (format === 'prometheus') return send(res, 200, this.source.stats.prometheus(), 'text/plain; version=0.0.4');
+        if (format === 'json') return sendJson(res, 200, { stats: this.source.stats.json() });
+        const filter = url.searchParams.get('filter');
+        let text = this.source.stats.text();
+        if (filter) {
+          let re: RegExp;
+          try {
+            re = new RegExp(filter);
+          } catch (err) {
+            return send(res, 400, `invalid filter regex "${filter}": ${(err as Error).message}\n`);
+          }
+          text = text.split('\n').filter((l) => l && re.test(l)).join('\n') + '\n';
+        }
+        send(res, 200, text);
+      },
+      '/stats/prometheus': (_q, _u, res) => send(res, 200, this.source.stats.prometheus(), 'text/plain; version=0.0.4'),
+      '/metrics': (_q, _u, res) => send(res, 200, this.source.stats.prometheus(), 'text/plain; version=0.0.4'),
+      '/config_dump': (_q, _u, res) => sendJson(res, 200, this.source.configDump()),
+      '/clusters': (_q, url, res) => {
+        const data = this.source.clusters();
+        if (url.searchParams.get('format') === 'json') return sendJson(res, 200, data);
+        send(res, 200, renderClusters(data));
+      },
+      '/bpf': (_q, _u, res) => sendJson(res, 200, this.source.bpf()),
+      '/server_info': (_q, _u, res) => sendJson(res, 200, this.source.serverInfo()),
+    };
+    this.post = {
+      '/reload': async (_q, _u, res) => sendJson(res, 200, await this.source.reload('POST /reload')),
+      '/logging': (_q, url, res) => {
+        const level = url.searchParams.get('level');
+        if (!level || !LOG_LEVELS.includes(level)) return send(res, 400, `level must be one of ${LOG_LEVELS.join(', ')}\n`);
+        this.source.setLogLevel(level);
+        send(res, 200, `level: ${level}\n`);
+      },
+    };
+  }
+
+  /** Starts listening; rejects with a clear error when the address is taken. */
+  async listen(address: string, port: number): Promise<AddressInfo> {
+    const server = http.createServer((req, res) => void this.handle(req, res));
+    server.keepAliveTimeout = 5_000;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) =>
+        reject(Object.assign(new Error(`admin API cannot listen on ${address}:${port}: ${err.code ?? err.message}`), { code: 'MESHEXT_E_ADMIN_LISTEN', cause: err })),
+      );
+      server.listen(port, address, () => resolve());
+    });
+    this.server = server;
+    return server.address() as AddressInfo;
+  }
+
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const path = url.pathname.length > 1 ? url.pathname.replace(/\/$/, '') : url.pathname;
+    try {
+      if (req.method === 'GET' || req.method === 'HEAD') {
+        const h = this.get[path];
+        if (h) return await h(req, url, res);
+        if (this.post[path]) return send(res, 405, `${path} changes the agent: use POST\n`);
+      } else if (req.method === 'POST') {
+        const h = this.post[path];
+        if (h) return await h(req, url, res);
+        if (this.get[path]) return send(res, 405, `${path} is read-only: use GET\n`);
+      } else {
+        return send(res, 405, `method ${req.method} not allowed\n`);
+      }
+      send(res, 404, `no such admin path ${path}; GET / lists them\n`);
+    } catch (err) {
+      this.log.error({ err, path }, 'admin handler failed');
+      if (!res.headersSent) send(res, 500, `internal error: ${(err as Error).message}\n`);
+      else res.destroy();
+    }
+  }
+
+  async close(): Promise<void> {
+    const s = this.server;
+    if (!s) return;
+    this.server = undefined;
+    s.closeAllConnections();
+    await new Promise<void>((resolve) => s.close(() => resolve()));
+  }
+}
+
+/** Envoy-like `/clusters` text: `<service>::<endpoint>::<field>::<value>`. */
+function renderClusters(data: unknown): string {
+  if (!Array.isArray(data)) return JSON.stringify(data) + '\n';
+  const lines: string[] = [];
+  for (const c of data as Array<{ kri?: string; service?: string; endpoints?: Array<Record<string, unknown>> }>) {
+    const name = c.kri ?? c.service ?? '?';
+    for (const e of c.endpoints ?? []) {
+      const addr = String(e.address ?? '?');
+      for (const [k, v] of Object.entries(e)) if (k !== 'address') lines.push(`${name}::${addr}::${k}::${String(v)}`);
+    }
+  }
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,222 @@
+/**
+ * Agent configuration: every default in one place, then environment (`MESHEXT_*`), then flags.
+ * The effective config is logged once at start through `redactedConfig`.
+ */
+import net from 'node:net';
+
+export type Toggle = 'auto' | 'on' | 'off';
+
+export interface HostPort {
+  address: string;
+  port: number;
+}
+
+export interface AgentConfig {
+  /** Directories (or files) holding resources; watched for changes. */
+  configPaths: string[];
+  /** cgroup2 directory the BPF programs attach to; undefined = the cgroup2 mount root. */
+  cgroup: string | undefined;
+  /** Transparent redirect with eBPF: auto = on when the kernel allows it, else a warning. */
+  redirect: Toggle;
+  /** Embedded DNS resolver (and its BPF capture when redirect is on). */
+  dns: Toggle;
+  proxy: HostPort;
+  dnsListen: HostPort;
+  /** Upstream nameservers; empty = from resolv.conf. */
+  dnsUpstreams: HostPort[];
+  resolvConf: string;
+  ipFamilyMode: 'dualstack' | 'ipv4';
+  admin: HostPort;
+  stateDir: string;
+  vipCidr: string;
+  zone: string;
+  pinRoot: string;
+  logFormat: 'json' | 'text';
+  logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent';
+  drainTimeMs: number;
+  connectTimeoutMs: number;
+  /** Quiet period after a file event before reloading (ConfigMap swaps come as bursts). */
+  reloadDebounceMs: number;
+  /** Full rescan interval as a safety net for missed watch events; 0 disables. */
+  rescanIntervalMs: number;
+  skipDefaultGenerators: boolean;
+}
+
+export const DEFAULTS: Readonly<AgentConfig> = Object.freeze({
+  configPaths: [],
+  cgroup: undefined,
+  redirect: 'auto',
+  dns: 'on',
+  proxy: { address: '127.0.0.1', port: 15001 },
+  dnsListen: { address: '127.0.0.1', port: 15053 },
+  dnsUpstreams: [],
+  resolvConf: '/etc/resolv.conf',
+  ipFamilyMode: 'dualstack',
+  admin: { address: '127.0.0.1', port: 9901 },
+  stateDir: '/var/lib/meshext',
+  // Kuma's default MeshExternalService CIDR.
+  vipCidr: '242.0.0.0/8',
+  zone: 'default',
+  pinRoot: '/sys/fs/bpf/meshext',
+  logFormat: 'json',
+  logLevel: 'info',
+  drainTimeMs: 30_000,
+  connectTimeoutMs: 5_000,
+  reloadDebounceMs: 200,
+  rescanIntervalMs: 30_000,
+  skipDefaultGenerators: false,
+} satisfies AgentConfig);
+
+/** A configuration value that cannot be used, naming where it came from. */
+export class ConfigError extends Error {
+  readonly code = 'MESHEXT_E_CONFIG';
+  constructor(
+    readonly source: string,
+    readonly value: string,
+    detail: string,
+  ) {
+    super(`${source}: invalid value "${value}": ${detail}`);
+  }
+}
+
+/** Parses `host:port`, `[v6]:port` or `:port` (host defaults to 127.0.0.1). */
+export function parseHostPort(text: string, source: string): HostPort {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(text.trim());
+  if (!m) throw new ConfigError(source, text, 'expected HOST:PORT, e.g. 127.0.0.1:9901');
+  const address = m[1] ?? (m[2] === '' || m[2] === undefined ? '127.0.0.1' : m[2]);
+  return { address, port: parsePort(m[3] ?? '', source, text) };
+}
+
+function parsePort(text: string, source: string, whole = text): number {
+  const port = Number(text);
+  if (!/^\d+$/.test(text) || port < 0 || port > 65535) throw new ConfigError(source, whole, 'port must be 0-65535');
+  return port;
+}
+
+/** Parses `30s`, `500ms`, `2m` or a bare number of seconds. */
+export function parseDuration(text: string, source: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
+  if (!m) throw new ConfigError(source, text, 'expected a duration such as 500ms, 30s or 2m');
+  const n = Number(m[1]);
+  const unit = m[2] ?? 's';
+  const factor = unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'm' ? 60_000 : 3_600_000;
+  return Math.round(n * factor);
+}
+
+function parseToggle(text: string, source: string): Toggle {
+  const v = text.trim().toLowerCase();
+  if (v === 'auto') return 'auto';
+  if (['on', 'true', '1', 'yes'].includes(v)) return 'on';
+  if (['off', 'false', '0', 'no'].includes(v)) return 'off';
+  throw new ConfigError(source, text, 'expected auto, on or off');
+}
+
+function oneOf<T extends string>(text: string, allowed: readonly T[], source: string): T {
+  if ((allowed as readonly string[]).includes(text)) return text as T;
+  throw new ConfigError(source, text, `expected one of ${allowed.join(', ')}`);
+}
+
+/** Raw option values as strings, keyed by option name (from env or flags). */
+export type RawOptions = Partial<Record<OptionName, string | string[]>>;
+
+export const OPTION_NAMES = [
+  'config',
+  'cgroup',
+  'redirect',
+  'dns',
+  'proxyAddress',
+  'proxyPort',
+  'dnsAddress',
+  'dnsPort',
+  'dnsUpstream',
+  'resolvConf',
+  'ipFamilyMode',
+  'admin',
+  'stateDir',
+  'vipCidr',
+  'zone',
+  'pinRoot',
+  'logFormat',
+  'logLevel',
+  'drainTime',
+  'connectTimeout',
+  'skipDefaultGenerators',
+] as const;
+export type OptionName = (typeof OPTION_NAMES)[number];
+
+/** `proxyPort` → `MESHEXT_PROXY_PORT`. */
+export function envName(option: OptionName): string {
+  return 'MESHEXT_' + option.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
+}
+
+/** Reads every `MESHEXT_*` option from the environment (lists are comma-separated). */
+export function optionsFromEnv(env: NodeJS.ProcessEnv): RawOptions {
+  const out: RawOptions = {};
+  for (const name of OPTION_NAMES) {
+    const v = env[envName(name)];
+    if (v !== undefined && v !== '') out[name] = name === 'config' || name === 'dnsUpstream' ? v.split(',').filter(Boolean) : v;
+  }
+  // Kuma's variable for the same setting, honoured so Kuma users' environments carry over.
+  if (out.vipCidr === undefined && env.KUMA_IPAM_MESH_EXTERNAL_SERVICE_CIDR) out.vipCidr = env.KUMA_IPAM_MESH_EXTERNAL_SERVICE_CIDR;
+  return out;
+}
+
+function single(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[v.length - 1] : v;
+}
+
+function list(v: string | string[] | undefined): string[] | undefined {
+  return v === undefined ? undefined : Array.isArray(v) ? v : [v];
+}
+
+/** Builds the effective config: defaults ← env ← flags. Throws ConfigError naming the bad option. */
+export function resolveConfig(layers: Array<{ name: string; options: RawOptions }>): AgentConfig {
+  const cfg: AgentConfig = structuredClone({ ...DEFAULTS }) as AgentConfig;
+  for (const { name: layer, options } of layers) {
+    const src = (o: OptionName): string => (layer === 'env' ? envName(o) : `--${o.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())}`);
+    const s = (o: OptionName): string | undefined => single(options[o]);
+    const paths = list(options.config);
+    if (paths) cfg.configPaths = paths;
+    if (s('cgroup') !== undefined) cfg.cgroup = s('cgroup');
+    if (s('redirect') !== undefined) cfg.redirect = parseToggle(s('redirect')!, src('redirect'));
+    if (s('dns') !== undefined) cfg.dns = parseToggle(s('dns')!, src('dns'));
+    if (s('proxyAddress') !== undefined) cfg.proxy.address = ipAddress(s('proxyAddress')!, src('proxyAddress'));
+    if (s('proxyPort') !== undefined) cfg.proxy.port = parsePort(s('proxyPort')!, src('proxyPort'));
+    if (s('dnsAddress') !== undefined) cfg.dnsListen.address = ipAddress(s('dnsAddress')!, src('dnsAddress'));
+    if (s('dnsPort') !== undefined) cfg.dnsListen.port = parsePort(s('dnsPort')!, src('dnsPort'));
+    const ups = list(options.dnsUpstream);
+    if (ups) cfg.dnsUpstreams = ups.map((u) => (u.includes(':') && !net.isIPv6(u) ? parseHostPort(u, src('dnsUpstream')) : { address: ipAddress(u, src('dnsUpstream')), port: 53 }));
+    if (s('resolvConf') !== undefined) cfg.resolvConf = s('resolvConf')!;
+    if (s('ipFamilyMode') !== undefined) cfg.ipFamilyMode = oneOf(s('ipFamilyMode')!, ['dualstack', 'ipv4'] as const, src('ipFamilyMode'));
+    if (s('admin') !== undefined) cfg.admin = parseHostPort(s('admin')!, src('admin'));
+    if (s('stateDir') !== undefined) cfg.stateDir = s('stateDir')!;
+    if (s('vipCidr') !== undefined) cfg.vipCidr = s('vipCidr')!;
+    if (s('zone') !== undefined) cfg.zone = s('zone')!;
+    if (s('pinRoot') !== undefined) cfg.pinRoot = s('pinRoot')!;
+    if (s('logFormat') !== undefined) cfg.logFormat = oneOf(s('logFormat')!, ['json', 'text'] as const, src('logFormat'));
+    if (s('logLevel') !== undefined) cfg.logLevel = oneOf(s('logLevel')!, ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const, src('logLevel'));
+    if (s('drainTime') !== undefined) cfg.drainTimeMs = parseDuration(s('drainTime')!, src('drainTime'));
+    if (s('connectTimeout') !== undefined) cfg.connectTimeoutMs = parseDuration(s('connectTimeout')!, src('connectTimeout'));
+    if (s('skipDefaultGenerators') !== undefined) cfg.skipDefaultGenerators = parseToggle(s('skipDefaultGenerators')!, src('skipDefaultGenerators')) === 'on';
+  }
+  if (cfg.configPaths.length === 0) throw new ConfigError('--config', '', 'at least one resource directory is required (--config DIR or MESHEXT_CONFIG)');
+  if (!isLoopback(cfg.admin.address)) {
+    // The admin API exposes config dumps and mutating calls: never off the node's loopback.
+    throw new ConfigError('--admin', `${cfg.admin.address}:${cfg.admin.port}`, 'the admin API listens on loopback only (127.0.0.0/8 or ::1)');
+  }
+  return cfg;
+}
+
+function ipAddress(text: string, source: string): string {
+  if (net.isIP(text) === 0) throw new ConfigError(source, text, 'expected an IPv4 or IPv6 address');
+  return text;
+}
+
+export function isLoopback(address: string): boolean {
+  return address === '::1' || address === 'localhost' || /^127\.\d+\.\d+\.\d+$/.test(address) || /^::ffff:127\./i.test(address);
+}
+
+/** The config as logged and dumped: nothing secret lives here today, but keep the one place to strip it. */
+export function redactedConfig(cfg: AgentConfig): Record<string, unknown> {
+  return { ...cfg };
+}

@@ -1,0 +1,65 @@
+import test from 'ava';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigWatcher, contentHash } from '../../src/agent/watch.js';
+
+function tmpdir(t: { teardown(fn: () => void): void }): string {
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), 'meshext-watch-'));
+  t.teardown(() => fs.rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
+/** Lays out a directory the way the kubelet mounts a ConfigMap: `..data` → timestamped dir, files linked through it. */
+function configMapVersion(dir: string, version: string, files: Record<string, string>): void {
+  const ts = path.join(dir, `..${version}`);
+  fs.mkdirSync(ts);
+  for (const [n, c] of Object.entries(files)) fs.writeFileSync(path.join(ts, n), c);
+  const tmpLink = path.join(dir, '..data_tmp');
+  fs.symlinkSync(`..${version}`, tmpLink);
+  fs.renameSync(tmpLink, path.join(dir, '..data'));
+  for (const n of Object.keys(files)) {
+    const link = path.join(dir, n);
+    if (!fs.existsSync(link)) fs.symlinkSync(path.join('..data', n), link);
+  }
+}
+
+test('content hash ignores non-resource files and changes with resource bytes', (t) => {
+  const d = tmpdir(t);
+  fs.writeFileSync(path.join(d, 'a.yaml'), 'x: 1\n');
+  const h1 = contentHash([d]);
+  fs.writeFileSync(path.join(d, 'notes.txt'), 'ignored');
+  fs.writeFileSync(path.join(d, '.a.yaml.swp'), 'editor temp');
+  t.is(contentHash([d]), h1);
+  fs.writeFileSync(path.join(d, 'a.yaml'), 'x: 2\n');
+  t.not(contentHash([d]), h1);
+});
+
+test('a ConfigMap ..data swap triggers exactly one change', async (t) => {
+  const d = tmpdir(t);
+  configMapVersion(d, '2026_01_01_00_00_00.1', { 'mes.yaml': 'a: 1\n' });
+  const changes: string[] = [];
+  const w = new ConfigWatcher({ paths: [d], debounceMs: 50, rescanIntervalMs: 0, onChange: (r) => changes.push(r), onError: (e) => t.fail(e.message) });
+  w.start();
+  t.teardown(() => w.stop());
+  configMapVersion(d, '2026_01_01_00_00_00.2', { 'mes.yaml': 'a: 2\n' });
+  for (let i = 0; i < 100 && changes.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  await new Promise((r) => setTimeout(r, 200));
+  t.is(changes.length, 1);
+});
+
+test('periodic rescan catches a change without events; identical content is not a change', async (t) => {
+  const d = tmpdir(t);
+  const f = path.join(d, 'mes.yaml');
+  fs.writeFileSync(f, 'a: 1\n');
+  const changes: string[] = [];
+  const w = new ConfigWatcher({ paths: [d], debounceMs: 10_000, rescanIntervalMs: 50, onChange: (r) => changes.push(r), onError: () => undefined });
+  w.start();
+  t.teardown(() => w.stop());
+  fs.writeFileSync(f, 'a: 1\n');
+  await new Promise((r) => setTimeout(r, 200));
+  t.deepEqual(changes, []);
+  fs.writeFileSync(f, 'a: 3\n');
+  for (let i = 0; i < 100 && changes.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  t.deepEqual(changes, ['periodic rescan']);
+});
