@@ -111,8 +111,8 @@ function printResult(result, table, format) {
   out.push(formatTable(table, format));
   for (const r of result.rows) if (r.error) out.push(`${r.name}: ${r.error}`);
   if (result.summary.length) {
-    const rows = [['target (meshext)', 'meshext', 'reference', 'verdict']];
-    for (const s of result.summary) rows.push([s.label, fmtNum(s.value), fmtNum(s.reference), s.verdict]);
+    const rows = [['target (meshext)', 'meshext', 'bound', 'verdict']];
+    for (const s of result.summary) rows.push([s.label, fmtNum(s.value), fmtNum(s.bound), s.verdict]);
     out.push(formatTable(rows, format));
   }
   for (const n of result.notes) out.push(`note: ${n}`);

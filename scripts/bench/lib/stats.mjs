@@ -113,14 +113,16 @@ export function scenarioTable(rows, metrics, targets = [], subject = 'meshext') 
   }));
   const direct = med.find((r) => r.direct);
   const header = ['target'];
-  for (const m of metrics) header.push(m.label, 'vs direct', 'vs best peer');
+  for (const m of metrics) header.push(m.label, ...(direct ? ['vs direct'] : []), 'vs best peer');
   const table = [header];
   for (const r of med) {
     const line = [r.name];
     for (const m of metrics) {
       const v = r.values[m.key];
       const best = bestPeer(med, m.key, m.higherIsBetter);
-      line.push(fmtNum(v), r.direct ? '' : fmtRatio(ratio(v, direct?.values[m.key])), fmtRatio(ratio(v, best?.value)));
+      line.push(fmtNum(v));
+      if (direct) line.push(r.direct ? '' : fmtRatio(ratio(v, direct.values[m.key])));
+      line.push(fmtRatio(ratio(v, best?.value)));
     }
     table.push(line);
   }
@@ -132,7 +134,10 @@ export function scenarioTable(rows, metrics, targets = [], subject = 'meshext') 
     if (t.against === 'absolute') reference = 1;
     else if (t.against === 'direct') reference = direct?.values[t.metric];
     else reference = bestPeer(med, t.metric, m ? m.higherIsBetter : true)?.value;
-    return { label: t.label, metric: t.metric, value, reference, verdict: verdict(value, t.op, t.factor, reference) };
+    const bound = Number.isFinite(reference) ? t.factor * reference : NaN;
+    // A subject that failed to start or to finish a run fails its targets rather than dodging them.
+    const v = subjectRow?.error && !Number.isFinite(value) ? 'FAIL (no result)' : verdict(value, t.op, t.factor, reference);
+    return { label: t.label, metric: t.metric, value, reference, bound, verdict: v };
   });
   return { table, summary, medians: med };
 }
