@@ -7,7 +7,8 @@ const UNIT_US = { us: 1, ms: 1e3, s: 1e6, m: 60e6 };
 export function wrkDurationUs(text) {
   const m = /^([\d.]+)(us|ms|s|m)$/.exec(text.trim());
   if (!m) throw new Error(`wrk: cannot read duration "${text}"`);
-  return Number(m[1]) * UNIT_US[m[2]];
+  // Round to nanoseconds so decimal input does not come back with binary floating-point noise.
+  return Math.round(Number(m[1]) * UNIT_US[m[2]] * 1000) / 1000;
 }
 
 /** From `wrk --latency` output: {rps, p50us, p99us, errors}. Throws when a figure is missing. */
