@@ -39,8 +39,11 @@ await runScenario({
   opts,
   targetNames: opts.targets.filter((t) => t !== 'direct'),
   budgetSeconds: opts.quick ? 180 : 900,
+  // Proxies keep freed buffers in their pools; only a fresh process shows what the connections cost.
+  freshPerRun: true,
   async setup() {
     const up = await startNodeUpstream(['echo'], { maxSeconds: 1000 });
+    notes.push('peers size their tables from maxconn / worker_connections (set from RLIMIT_NOFILE) at start-up, so part of their per-connection cost is already in the idle figure');
     return { services: [{ name: 'bench-idle', protocol: 'tcp', upstreamPort: up.ports.echo }], notes };
   },
   async measure(target) {

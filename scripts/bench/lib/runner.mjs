@@ -33,7 +33,7 @@ export function machineInfo() {
 }
 
 /**
- * spec: {id, title, opts (from parseBenchArgs), budgetSeconds, setup(dir) -> {services, info?},
+ * spec: {id, title, opts (from parseBenchArgs), budgetSeconds, setup(dir) -> {services, notes?}, freshPerRun?,
  *        measure(target, ctx) -> {metric: number}, metrics, targets (PASS/FAIL rules), targetNames?}
  * Returns the result object that is also written with --json.
  */
@@ -49,14 +49,16 @@ export async function runScenario(spec) {
   try {
     const setup = await spec.setup(dir);
     notes = setup.notes ?? [];
-    for (const row of rows) {
+    const start = async (row) => {
       try {
         running.set(row.name, await startTarget(row.name, setup.services, { dir, peerWorkers: opts.peerWorkers, maxSeconds: spec.budgetSeconds + 30 }));
       } catch (e) {
         row.error = e.message;
         process.stderr.write(`bench ${spec.id}: ${row.name} did not start: ${e.message}\n`);
       }
-    }
+    };
+    // freshPerRun: a new process per run, for figures (memory) that a previous run would leave behind.
+    if (!spec.freshPerRun) for (const row of rows) await start(row);
     for (let run = 0; run < opts.runs; run++) {
       if (Date.now() > deadline) {
         notes.push(`stopped after ${run} run(s): scenario budget of ${spec.budgetSeconds}s used up`);
@@ -65,6 +67,7 @@ export async function runScenario(spec) {
       // Rotate the order each run so no target always goes first (cold caches) or last.
       const order = rows.map((_, i) => rows[(i + run) % rows.length]);
       for (const row of order) {
+        if (spec.freshPerRun && !row.error) await start(row);
         const target = running.get(row.name);
         if (!target || row.error) continue;
         try {
@@ -74,6 +77,10 @@ export async function runScenario(spec) {
         } catch (e) {
           row.error = e.message.split('\n')[0].slice(0, 300);
           process.stderr.write(`bench ${spec.id}: ${row.name} failed: ${e.message}\n`);
+        }
+        if (spec.freshPerRun) {
+          await target.stop();
+          running.delete(row.name);
         }
       }
     }
