@@ -43,7 +43,6 @@ await runScenario({
   freshPerRun: true,
   async setup() {
     const up = await startNodeUpstream(['echo'], { maxSeconds: 1000 });
-    notes.push('peers size their tables from maxconn / worker_connections (set from RLIMIT_NOFILE) at start-up, so part of their per-connection cost is already in the idle figure');
     return { services: [{ name: 'bench-idle', protocol: 'tcp', upstreamPort: up.ports.echo }], notes };
   },
   async measure(target) {
