@@ -9,7 +9,7 @@ PKGS=(
   # runtime and tests: netns/veth, certificates, DNS and HTTP clients
   iproute2 openssl ca-certificates bind9-dnsutils curl netcat-openbsd procps
   # peers for tests and benchmarks
-  dnsmasq-base haproxy nginx-light libnginx-mod-stream wrk nghttp2-client
+  dnsmasq-base dnsperf haproxy nginx-light libnginx-mod-stream wrk nghttp2-client
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -7,6 +7,10 @@ export interface CommandModule {
 
 const modules: Array<() => Promise<CommandModule>> = [
   // One line per subcommand module; keep sorted.
+  () => import('./commands/bpf.js'),
+  () => import('./commands/cleanup.js'),
+  () => import('./commands/get.js'),
+  () => import('./commands/validate.js'),
 ];
 
 export async function main(argv: string[]): Promise<void> {

@@ -73,6 +73,8 @@ export interface CompiledService {
 /** A resource that was rejected, with every violation. */
 export interface RejectedResource {
   file: string;
+  /** 1-based line of the document start, when known. */
+  line?: number;
   kind: string;
   name: string;
   mesh?: string;

@@ -1,0 +1,503 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * meshext cgroup socket hooks.
+ *
+ * TCP connects to the VIP CIDR are rewritten to the local proxy; the original VIP:port is kept by
+ * socket cookie and, once the kernel has chosen the local port (sockops TCP_CONNECT_CB, before the
+ * SYN), copied to mx_peer_orig where the proxy takes it with lookup-and-delete right after accept.
+ * DNS to the listed nameservers goes to the embedded resolver while it is up (fail open), and
+ * replies/peer names are rewritten back so applications see the server they asked for.
+ *
+ * Built against UAPI headers only (no vmlinux.h, no CO-RE), so no kernel BTF is needed at load.
+ * The price: clang may merge or widen loads/stores on the context, which the verifier rejects
+ * ("dereference of modified ctx ptr", "invalid bpf_context access"). Every context access is
+ * therefore a separate statement fenced by barrier().
+ */
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <linux/in6.h>
+#include <linux/socket.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "meshext_maps.h"
+
+#define barrier() asm volatile("" ::: "memory")
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+#ifndef SOCK_STREAM
+#define SOCK_STREAM 1
+#endif
+#ifndef SOCK_DGRAM
+#define SOCK_DGRAM 2
+#endif
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mx_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mx_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MX_NAMESERVERS_MAX_ENTRIES);
+	__type(key, struct mx_addr);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mx_nameservers SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MX_EXEMPT_MAX_ENTRIES);
+	__type(key, __u64);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mx_exempt_cg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MX_COOKIE_MAX_ENTRIES);
+	__type(key, __u64);
+	__type(value, struct mx_orig);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mx_cookie_orig SEC(".maps");
+
+/* LRU: the proxy deletes on take; entries of connections it never accepted age out. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MX_PEER_MAX_ENTRIES);
+	__type(key, struct mx_peer_key);
+	__type(value, struct mx_orig);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mx_peer_orig SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MX_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mx_counters SEC(".maps");
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&mx_counters, &idx);
+
+	if (v)
+		*v += 1; /* per-CPU slot: no atomic needed */
+}
+
+static __always_inline const struct mx_config *config(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&mx_config, &zero);
+}
+
+static __always_inline int is_v4mapped(const struct mx_addr *a)
+{
+	return a->w[0] == 0 && a->w[1] == 0 && a->w[2] == bpf_htonl(0xffff);
+}
+
+static __always_inline void set_v4mapped(struct mx_addr *a, __u32 ip4)
+{
+	a->w[0] = 0;
+	a->w[1] = 0;
+	a->w[2] = bpf_htonl(0xffff);
+	a->w[3] = ip4;
+}
+
+static __always_inline int addr_eq(const struct mx_addr *a, const struct mx_addr *b)
+{
+	return a->w[0] == b->w[0] && a->w[1] == b->w[1] && a->w[2] == b->w[2] && a->w[3] == b->w[3];
+}
+
+static __always_inline int exempt(const struct mx_config *cfg)
+{
+	__u64 id;
+
+	if (!(cfg->flags & MX_F_EXEMPT_CGROUPS))
+		return 0;
+	id = bpf_get_current_cgroup_id();
+	if (bpf_map_lookup_elem(&mx_exempt_cg, &id)) {
+		count(MX_CNT_EXEMPT_SKIP);
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Fail open: DNS is only redirected while the resolver can answer. In the resolver's own netns a
+ * socket lookup tells the truth at once; from other netns (pods) the listener is invisible, so the
+ * agent's heartbeat stands in for it.
+ */
+static __always_inline int resolver_up(struct bpf_sock_addr *ctx, const struct mx_config *cfg, __u32 proto)
+{
+	struct bpf_sock_tuple t = {};
+	struct bpf_sock *sk;
+	__u32 tlen;
+
+	if (cfg->agent_netns_cookie && bpf_get_netns_cookie(ctx) != cfg->agent_netns_cookie) {
+		__u64 now, max_age;
+
+		if (!(cfg->flags & MX_F_DNS_HEARTBEAT) || !cfg->heartbeat_ns)
+			return 0;
+		now = bpf_ktime_get_ns();
+		max_age = (__u64)cfg->heartbeat_max_age_ms * 1000000ull;
+		return now >= cfg->heartbeat_ns && now - cfg->heartbeat_ns <= max_age;
+	}
+
+	if (is_v4mapped(&cfg->dns_addr)) {
+		t.ipv4.daddr = cfg->dns_addr.w[3];
+		t.ipv4.dport = cfg->dns_port;
+		tlen = sizeof(t.ipv4);
+	} else {
+		t.ipv6.daddr[0] = cfg->dns_addr.w[0];
+		t.ipv6.daddr[1] = cfg->dns_addr.w[1];
+		t.ipv6.daddr[2] = cfg->dns_addr.w[2];
+		t.ipv6.daddr[3] = cfg->dns_addr.w[3];
+		t.ipv6.dport = cfg->dns_port;
+		tlen = sizeof(t.ipv6);
+	}
+	if (proto == IPPROTO_TCP)
+		sk = bpf_sk_lookup_tcp(ctx, &t, tlen, BPF_F_CURRENT_NETNS, 0);
+	else
+		sk = bpf_sk_lookup_udp(ctx, &t, tlen, BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return 0;
+	bpf_sk_release(sk);
+	return 1;
+}
+
+static __always_inline int remember(struct bpf_sock_addr *ctx, const struct mx_addr *dst, __u16 port, __u32 proto,
+				    __u8 flags)
+{
+	struct mx_orig o = {};
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+
+	o.addr = *dst;
+	o.port = port;
+	o.proto = (__u8)proto;
+	o.flags = flags;
+	o.pid = (__u32)(bpf_get_current_pid_tgid() >> 32);
+	o.cgroup_id = bpf_get_current_cgroup_id();
+	if (bpf_map_update_elem(&mx_cookie_orig, &cookie, &o, BPF_ANY)) {
+		count(MX_CNT_COOKIE_STORE_FAILED);
+		return 0;
+	}
+	return 1;
+}
+
+enum verdict { MX_PASS, MX_TO_PROXY, MX_TO_RESOLVER };
+
+/* Decides where a connect/sendmsg to dst:port should go; stores the original when redirecting. */
+static __always_inline enum verdict classify(struct bpf_sock_addr *ctx, const struct mx_config *cfg,
+					     const struct mx_addr *dst, __u16 port, __u32 type, __u32 proto)
+{
+	if (type == SOCK_STREAM && proto == IPPROTO_TCP && (cfg->flags & MX_F_REDIRECT_TCP) && is_v4mapped(dst) &&
+	    (dst->w[3] & cfg->vip_mask) == cfg->vip_net) {
+		if (exempt(cfg))
+			return MX_PASS;
+		if (!remember(ctx, dst, port, proto, MX_ORIG_TCP_VIP))
+			return MX_PASS;
+		count(MX_CNT_TCP_REDIRECT);
+		return MX_TO_PROXY;
+	}
+	if (port == bpf_htons(MX_DNS_PORT) && (cfg->flags & MX_F_REDIRECT_DNS) &&
+	    (proto == IPPROTO_UDP || proto == IPPROTO_TCP) && bpf_map_lookup_elem(&mx_nameservers, dst)) {
+		if (exempt(cfg))
+			return MX_PASS;
+		if (!resolver_up(ctx, cfg, proto)) {
+			count(MX_CNT_DNS_PASSTHROUGH);
+			return MX_PASS;
+		}
+		if (!remember(ctx, dst, port, proto, MX_ORIG_DNS))
+			return MX_PASS;
+		count(MX_CNT_DNS_REDIRECT);
+		return MX_TO_RESOLVER;
+	}
+	return MX_PASS;
+}
+
+static __always_inline void read_user_ip6(struct bpf_sock_addr *ctx, struct mx_addr *a)
+{
+	a->w[0] = ctx->user_ip6[0];
+	barrier();
+	a->w[1] = ctx->user_ip6[1];
+	barrier();
+	a->w[2] = ctx->user_ip6[2];
+	barrier();
+	a->w[3] = ctx->user_ip6[3];
+	barrier();
+}
+
+static __always_inline void write_user_ip6(struct bpf_sock_addr *ctx, const struct mx_addr *a)
+{
+	ctx->user_ip6[0] = a->w[0];
+	barrier();
+	ctx->user_ip6[1] = a->w[1];
+	barrier();
+	ctx->user_ip6[2] = a->w[2];
+	barrier();
+	ctx->user_ip6[3] = a->w[3];
+	barrier();
+}
+
+/* IPv4 sockets: the target must be an IPv4 address (stored v4-mapped). */
+static __always_inline int redirect4(struct bpf_sock_addr *ctx, int is_sendmsg)
+{
+	const struct mx_config *cfg = config();
+	struct mx_addr dst;
+	const struct mx_addr *to;
+	__u32 ip4, port, type, proto;
+	__u16 to_port;
+	enum verdict v;
+
+	if (!cfg || !cfg->flags)
+		return 1;
+	ip4 = ctx->user_ip4;
+	barrier();
+	port = ctx->user_port;
+	barrier();
+	type = ctx->type;
+	barrier();
+	proto = ctx->protocol;
+	barrier();
+	if (is_sendmsg && type != SOCK_DGRAM)
+		return 1;
+	set_v4mapped(&dst, ip4);
+	v = classify(ctx, cfg, &dst, (__u16)port, type, proto);
+	if (v == MX_PASS)
+		return 1;
+	to = v == MX_TO_PROXY ? &cfg->proxy_addr : &cfg->dns_addr;
+	to_port = v == MX_TO_PROXY ? cfg->proxy_port : cfg->dns_port;
+	if (!is_v4mapped(to))
+		return 1;
+	ctx->user_ip4 = to->w[3];
+	barrier();
+	ctx->user_port = (__u32)to_port;
+	barrier();
+	return 1;
+}
+
+/* IPv6 sockets: VIPs arrive v4-mapped; nameservers may be native IPv6 or v4-mapped. */
+static __always_inline int redirect6(struct bpf_sock_addr *ctx, int is_sendmsg)
+{
+	const struct mx_config *cfg = config();
+	struct mx_addr dst;
+	const struct mx_addr *to;
+	__u32 port, type, proto;
+	__u16 to_port;
+	enum verdict v;
+
+	if (!cfg || !cfg->flags)
+		return 1;
+	read_user_ip6(ctx, &dst);
+	port = ctx->user_port;
+	barrier();
+	type = ctx->type;
+	barrier();
+	proto = ctx->protocol;
+	barrier();
+	if (is_sendmsg && type != SOCK_DGRAM)
+		return 1;
+	v = classify(ctx, cfg, &dst, (__u16)port, type, proto);
+	if (v == MX_PASS)
+		return 1;
+	to = v == MX_TO_PROXY ? &cfg->proxy_addr : &cfg->dns_addr;
+	to_port = v == MX_TO_PROXY ? cfg->proxy_port : cfg->dns_port;
+	write_user_ip6(ctx, to);
+	ctx->user_port = (__u32)to_port;
+	barrier();
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int mx_connect4(struct bpf_sock_addr *ctx)
+{
+	return redirect4(ctx, 0);
+}
+
+SEC("cgroup/connect6")
+int mx_connect6(struct bpf_sock_addr *ctx)
+{
+	return redirect6(ctx, 0);
+}
+
+SEC("cgroup/sendmsg4")
+int mx_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return redirect4(ctx, 1);
+}
+
+SEC("cgroup/sendmsg6")
+int mx_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return redirect6(ctx, 1);
+}
+
+/*
+ * Shared by recvmsg (datagram source) and getpeername (connected peer): if the address the app is
+ * about to see is our redirect target and this socket was redirected, show the original instead.
+ */
+static __always_inline int reverse(struct bpf_sock_addr *ctx, struct mx_addr *seen, __u16 seen_port,
+				   struct mx_addr *out, __u16 *out_port)
+{
+	const struct mx_config *cfg = config();
+	const struct mx_orig *o;
+	__u64 cookie;
+
+	if (!cfg || !cfg->flags)
+		return 0;
+	cookie = bpf_get_socket_cookie(ctx);
+	o = bpf_map_lookup_elem(&mx_cookie_orig, &cookie);
+	if (!o)
+		return 0;
+	if (o->flags == MX_ORIG_TCP_VIP) {
+		if (!addr_eq(seen, &cfg->proxy_addr) || seen_port != cfg->proxy_port)
+			return 0;
+	} else if (o->flags == MX_ORIG_DNS) {
+		if (!addr_eq(seen, &cfg->dns_addr) || seen_port != cfg->dns_port)
+			return 0;
+	} else {
+		return 0;
+	}
+	*out = o->addr;
+	*out_port = o->port;
+	return 1;
+}
+
+static __always_inline int reverse4(struct bpf_sock_addr *ctx, __u32 counter)
+{
+	struct mx_addr seen, orig;
+	__u32 ip4, port;
+	__u16 orig_port;
+
+	ip4 = ctx->user_ip4;
+	barrier();
+	port = ctx->user_port;
+	barrier();
+	set_v4mapped(&seen, ip4);
+	if (!reverse(ctx, &seen, (__u16)port, &orig, &orig_port) || !is_v4mapped(&orig))
+		return 1;
+	ctx->user_ip4 = orig.w[3];
+	barrier();
+	ctx->user_port = (__u32)orig_port;
+	barrier();
+	count(counter);
+	return 1;
+}
+
+static __always_inline int reverse6(struct bpf_sock_addr *ctx, __u32 counter)
+{
+	struct mx_addr seen, orig;
+	__u32 port;
+	__u16 orig_port;
+
+	read_user_ip6(ctx, &seen);
+	port = ctx->user_port;
+	barrier();
+	if (!reverse(ctx, &seen, (__u16)port, &orig, &orig_port))
+		return 1;
+	write_user_ip6(ctx, &orig);
+	ctx->user_port = (__u32)orig_port;
+	barrier();
+	count(counter);
+	return 1;
+}
+
+SEC("cgroup/recvmsg4")
+int mx_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	return reverse4(ctx, MX_CNT_RECV_REWRITE);
+}
+
+SEC("cgroup/recvmsg6")
+int mx_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	return reverse6(ctx, MX_CNT_RECV_REWRITE);
+}
+
+SEC("cgroup/getpeername4")
+int mx_getpeername4(struct bpf_sock_addr *ctx)
+{
+	return reverse4(ctx, MX_CNT_PEERNAME_REWRITE);
+}
+
+SEC("cgroup/getpeername6")
+int mx_getpeername6(struct bpf_sock_addr *ctx)
+{
+	return reverse6(ctx, MX_CNT_PEERNAME_REWRITE);
+}
+
+/*
+ * TCP_CONNECT_CB runs before the SYN with the local port chosen, so the peer entry exists before
+ * the proxy can accept. Peer entries are never deleted from the client side: an orphaned client
+ * socket reaches TCP_CLOSE before the proxy accepts (verified), which would lose the entry.
+ */
+SEC("sockops")
+int mx_sockops(struct bpf_sock_ops *ctx)
+{
+	struct mx_peer_key k = {};
+	const struct mx_orig *o;
+	__u32 op, family, lport, rport;
+	__u64 cookie;
+
+	op = ctx->op;
+	barrier();
+	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB)
+		return 1;
+	cookie = bpf_get_socket_cookie(ctx);
+	o = bpf_map_lookup_elem(&mx_cookie_orig, &cookie);
+	if (!o || o->flags != MX_ORIG_TCP_VIP)
+		return 1;
+
+	family = ctx->family;
+	barrier();
+	if (family == AF_INET) {
+		__u32 ip4 = ctx->local_ip4;
+
+		barrier();
+		set_v4mapped(&k.addr, ip4);
+	} else if (family == AF_INET6) {
+		k.addr.w[0] = ctx->local_ip6[0];
+		barrier();
+		k.addr.w[1] = ctx->local_ip6[1];
+		barrier();
+		k.addr.w[2] = ctx->local_ip6[2];
+		barrier();
+		k.addr.w[3] = ctx->local_ip6[3];
+		barrier();
+	} else {
+		return 1;
+	}
+	lport = ctx->local_port; /* host byte order */
+	barrier();
+	rport = ctx->remote_port; /* network byte order, as a 32-bit value */
+	barrier();
+	k.port = bpf_htons((__u16)lport);
+	k.proxy_port = bpf_htons((__u16)bpf_ntohl(rport));
+	if (bpf_map_update_elem(&mx_peer_orig, &k, o, BPF_ANY))
+		count(MX_CNT_PEER_STORE_FAILED);
+	else
+		count(MX_CNT_PEER_STORED);
+	return 1;
+}
+
+SEC("cgroup/sock_release")
+int mx_sock_release(struct bpf_sock *ctx)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+
+	bpf_map_delete_elem(&mx_cookie_orig, &cookie);
+	return 1;
+}

@@ -1,0 +1,163 @@
+// Kernel feature probe, cgroup ids, netns cookie and the shared-header layout export.
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <string>
+
+#include "api.h"
+#include "errors.h"
+#include "meshext_maps.h"
+
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+
+namespace mx {
+namespace {
+
+Napi::Object Fail(Napi::Object o, const std::string& reason) {
+  o.Set("ok", false);
+  o.Set("reason", reason);
+  return o;
+}
+
+bool Helper(bpf_prog_type t, bpf_func_id id) { return libbpf_probe_bpf_helper(t, id, nullptr) == 1; }
+
+}  // namespace
+
+// probe() → {ok, reason?, features}: can this process load and attach our programs?
+Napi::Value Probe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  Napi::Object f = Napi::Object::New(env);
+  o.Set("features", f);
+
+  int fd = bpf_map_create(BPF_MAP_TYPE_HASH, "mx_probe", 8, 8, 1, nullptr);
+  if (fd < 0) {
+    int err = errno;
+    return Fail(o, std::string("bpf(BPF_MAP_CREATE) failed: ") + std::strerror(err) +
+                            (err == EPERM ? " (needs root, or CAP_BPF with CAP_NET_ADMIN)" : ""));
+  }
+  uint64_t key = 0, val = 0;
+  bool lad = bpf_map_lookup_and_delete_elem(fd, &key, &val) < 0 && errno == ENOENT;
+  close(fd);
+  f.Set("lookupAndDeleteHash", lad);
+
+  bool sock_addr = libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, nullptr) == 1;
+  bool sock_ops = libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_SOCK_OPS, nullptr) == 1;
+  bool sk_lookup = Helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_FUNC_sk_lookup_tcp) &&
+                   Helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_FUNC_sk_lookup_udp);
+  bool netns_cookie = Helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_FUNC_get_netns_cookie);
+  bool cookie = Helper(BPF_PROG_TYPE_CGROUP_SOCK_ADDR, BPF_FUNC_get_socket_cookie);
+  bool lru = libbpf_probe_bpf_map_type(BPF_MAP_TYPE_LRU_HASH, nullptr) == 1;
+  f.Set("cgroupSockAddr", sock_addr);
+  f.Set("sockOps", sock_ops);
+  f.Set("skLookup", sk_lookup);
+  f.Set("netnsCookie", netns_cookie);
+  f.Set("socketCookie", cookie);
+  f.Set("lruHash", lru);
+
+  if (!sock_addr || !sock_ops) return Fail(o, "kernel lacks cgroup sock_addr/sock_ops programs");
+  if (!sk_lookup || !netns_cookie || !cookie) return Fail(o, "kernel lacks bpf_sk_lookup/get_netns_cookie/get_socket_cookie in cgroup sock_addr programs (need >= 5.10)");
+  if (!lru || !lad) return Fail(o, "kernel lacks LRU hash maps or lookup-and-delete on hash maps (need >= 5.14)");
+  o.Set("ok", true);
+  return o;
+}
+
+// cgroupId(path) → bigint: the cgroup-v2 id (what bpf_get_current_cgroup_id returns).
+Napi::Value CgroupId(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = ArgString(info, 0, "cgroupPath");
+  struct {
+    struct file_handle fh;
+    uint64_t id;
+  } h;
+  h.fh.handle_bytes = sizeof(uint64_t);
+  int mount_id;
+  if (name_to_handle_at(AT_FDCWD, path.c_str(), &h.fh, &mount_id, 0) < 0)
+    ThrowErrno(env, "MESHEXT_E_BPF_CGROUP", "name_to_handle_at", errno, path);
+  uint64_t id;
+  std::memcpy(&id, h.fh.f_handle, sizeof(id));
+  return Napi::BigInt::New(env, id);
+}
+
+// netnsCookie() → bigint: cookie of this process's network namespace (bpf_get_netns_cookie).
+Napi::Value NetnsCookie(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) ThrowErrno(env, "MESHEXT_E_BPF_NETNS", "socket", errno);
+  uint64_t cookie = 0;
+  socklen_t len = sizeof(cookie);
+  int rc = getsockopt(s, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len);
+  int err = errno;
+  close(s);
+  if (rc < 0) ThrowErrno(env, "MESHEXT_E_BPF_NETNS", "getsockopt(SO_NETNS_COOKIE)", err);
+  return Napi::BigInt::New(env, cookie);
+}
+
+#define MX_FIELD(obj, T, f) obj.Set(#f, static_cast<uint32_t>(offsetof(T, f)))
+
+// layout() → sizes and field offsets of every shared struct, for the codec test.
+Napi::Value Layout(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("layoutVersion", MX_LAYOUT_VERSION);
+  o.Set("counterCount", static_cast<uint32_t>(MX_CNT_MAX));
+
+  Napi::Object cfg = Napi::Object::New(env), cf = Napi::Object::New(env);
+  cfg.Set("size", static_cast<uint32_t>(sizeof(mx_config)));
+  MX_FIELD(cf, mx_config, vip_net);
+  MX_FIELD(cf, mx_config, vip_mask);
+  MX_FIELD(cf, mx_config, proxy_addr);
+  MX_FIELD(cf, mx_config, proxy_port);
+  MX_FIELD(cf, mx_config, dns_port);
+  MX_FIELD(cf, mx_config, flags);
+  MX_FIELD(cf, mx_config, dns_addr);
+  MX_FIELD(cf, mx_config, heartbeat_max_age_ms);
+  MX_FIELD(cf, mx_config, heartbeat_ns);
+  MX_FIELD(cf, mx_config, agent_netns_cookie);
+  cfg.Set("fields", cf);
+  o.Set("mx_config", cfg);
+
+  Napi::Object orig = Napi::Object::New(env), of = Napi::Object::New(env);
+  orig.Set("size", static_cast<uint32_t>(sizeof(mx_orig)));
+  MX_FIELD(of, mx_orig, addr);
+  MX_FIELD(of, mx_orig, port);
+  MX_FIELD(of, mx_orig, proto);
+  MX_FIELD(of, mx_orig, flags);
+  MX_FIELD(of, mx_orig, pid);
+  MX_FIELD(of, mx_orig, cgroup_id);
+  orig.Set("fields", of);
+  o.Set("mx_orig", orig);
+
+  Napi::Object pk = Napi::Object::New(env), pf = Napi::Object::New(env);
+  pk.Set("size", static_cast<uint32_t>(sizeof(mx_peer_key)));
+  MX_FIELD(pf, mx_peer_key, addr);
+  MX_FIELD(pf, mx_peer_key, port);
+  MX_FIELD(pf, mx_peer_key, proxy_port);
+  pk.Set("fields", pf);
+  o.Set("mx_peer_key", pk);
+
+  Napi::Object ad = Napi::Object::New(env);
+  ad.Set("size", static_cast<uint32_t>(sizeof(mx_addr)));
+  ad.Set("fields", Napi::Object::New(env));
+  o.Set("mx_addr", ad);
+
+  Napi::Object flags = Napi::Object::New(env);
+  flags.Set("MX_F_REDIRECT_TCP", MX_F_REDIRECT_TCP);
+  flags.Set("MX_F_REDIRECT_DNS", MX_F_REDIRECT_DNS);
+  flags.Set("MX_F_EXEMPT_CGROUPS", MX_F_EXEMPT_CGROUPS);
+  flags.Set("MX_F_DNS_HEARTBEAT", MX_F_DNS_HEARTBEAT);
+  flags.Set("MX_ORIG_TCP_VIP", MX_ORIG_TCP_VIP);
+  flags.Set("MX_ORIG_DNS", MX_ORIG_DNS);
+  o.Set("constants", flags);
+  return o;
+}
+
+}  // namespace mx

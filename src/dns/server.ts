@@ -1,0 +1,384 @@
+/**
+ * The embedded DNS resolver: answers owned names (service hostnames → VIPs) authoritatively and forwards
+ * everything else to the node's nameservers, over UDP and TCP on every listen address.
+ *
+ * Deliberate deviations from kuma-dp's DNS proxy (research/kuma-mes.md §5):
+ * - Owned names match case-insensitively (RFC 4343) and the answer echoes the question's spelling.
+ * - Other query types for owned names (TXT, MX, SRV, HTTPS, ANY...) get NOERROR/NODATA instead of being
+ *   forwarded: forwarding would leak internal names to the upstream, and an upstream NXDOMAIN would be
+ *   cached by the client for the whole name, breaking the A/AAAA lookups that follow.
+ * - All upstreams are tried in order with failover; a truncated UDP reply is retried over TCP.
+ * - Responses (QR=1) arriving as queries are dropped, not answered, to avoid reflection loops.
+ * - UDP responses never exceed min(client EDNS size, 1232) (DNS Flag Day 2020, no IP fragmentation);
+ *   bigger answers, local or forwarded, go out as header + question with TC so the client uses TCP.
+ */
+import dgram from 'node:dgram';
+import net, { isIP } from 'node:net';
+import type { Logger } from 'pino';
+import { silentLogger } from '../log.js';
+import { Registry } from '../stats/registry.js';
+import { DnsError } from './errors.js';
+import { FrameReader, frame } from './framing.js';
+import { Forwarder } from './forwarder.js';
+import { DnsMetrics } from './metrics.js';
+import { compileRecords, type DnsRecordSet, type IpFamilyMode, type RecordTable } from './records.js';
+import { readResolvConf, type UpstreamAddress } from './resolv-conf.js';
+import {
+  buildError,
+  buildLocalAnswer,
+  buildServfail,
+  parseQuery,
+  replyRcode,
+  truncateReply,
+  udpLimit,
+  CLASS_ANY,
+  CLASS_IN,
+  EXT_RCODE_BADVERS_HIGH,
+  RCODE_NOERROR,
+  RCODE_NXDOMAIN,
+  RCODE_SERVFAIL,
+  TYPE_A,
+  TYPE_AAAA,
+  type Query,
+} from './wire.js';
+
+export interface DnsServerOptions {
+  /** Where to serve (UDP and TCP on each). Default 127.0.0.1:15053. Port 0 picks one port for both. */
+  listen?: Array<{ address: string; port: number }>;
+  /** Upstream nameservers in failover order; default: `nameserver` lines of `resolvConfPath`. */
+  upstreams?: Array<{ address: string; port: number }>;
+  resolvConfPath?: string;
+  /** `dualstack` (default) answers AAAA for IPv4 VIPs with the `::ffff:` mapped address; `ipv4` answers NODATA. */
+  ipFamilyMode?: 'dualstack' | 'ipv4';
+  /** TTL of owned-name answers in seconds; default 30 (Kuma's value). */
+  ttl?: number;
+  /** Per-try upstream timeout; default 2000 ms. */
+  upstreamTimeoutMs?: number;
+  /** Forwarded queries allowed in flight; beyond that queries get SERVFAIL and are counted. Default 1024. */
+  maxInFlight?: number;
+  /** Idle TCP connections (no query outstanding) are closed after this; default 10000 ms (RFC 7766 §6.2.3). */
+  tcpIdleTimeoutMs?: number;
+  /** Concurrent TCP client connections per listen address; default 256. */
+  tcpMaxConnections?: number;
+  stats?: Registry;
+  log?: Logger;
+}
+
+export type Transport = 'udp' | 'tcp';
+
+const DEFAULT_LISTEN = [{ address: '127.0.0.1', port: 15053 }];
+/** Queries are small; anything bigger on TCP is hostile or broken and closes the connection. */
+const MAX_TCP_QUERY = 4096;
+/** Per-connection pipelining depth before we stop reading from that client (back-pressure). */
+const MAX_PENDING_PER_CONN = 64;
+const BIND_RETRIES = 20;
+
+function checkInt(name: string, v: number | undefined, min: number, max: number): void {
+  if (v !== undefined && (!Number.isInteger(v) || v < min || v > max)) {
+    throw new DnsError('MESHEXT_E_DNS_OPTION', `DNS option ${name}=${String(v)} must be an integer from ${min} to ${max}`);
+  }
+}
+
+function checkAddrs(name: string, list: Array<{ address: string; port: number }> | undefined, minPort: number): void {
+  for (const [i, a] of (list ?? []).entries()) {
+    if (isIP(a.address.replace(/%.*$/, '')) === 0) {
+      throw new DnsError('MESHEXT_E_DNS_OPTION', `DNS option ${name}[${i}].address=${JSON.stringify(a.address)} is not an IP address`);
+    }
+    checkInt(`${name}[${i}].port`, a.port, minPort, 65535);
+  }
+}
+
+function errnoText(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  if (e.code === 'EADDRINUSE') return 'address already in use (EADDRINUSE)';
+  if (e.code === 'EADDRNOTAVAIL') return 'address not available on this host (EADDRNOTAVAIL)';
+  if (e.code === 'EACCES') return 'permission denied (EACCES; ports below 1024 need CAP_NET_BIND_SERVICE)';
+  return e.code ? `${e.message}` : String(err);
+}
+
+interface Bound {
+  udp: dgram.Socket;
+  tcp: net.Server;
+  address: string;
+  port: number;
+}
+
+export class DnsServer {
+  private readonly opts: Required<Pick<DnsServerOptions, 'ttl' | 'upstreamTimeoutMs' | 'maxInFlight' | 'tcpIdleTimeoutMs' | 'tcpMaxConnections'>> & { mode: IpFamilyMode };
+  private readonly log: Logger;
+  private readonly metrics: DnsMetrics;
+  private readonly overflow;
+  /** The owned-name table; replaced as a whole by setRecords, read once per query. */
+  private table: RecordTable = new Map();
+  private bound: Bound[] = [];
+  private readonly conns = new Set<net.Socket>();
+  private forwarder: Forwarder | undefined;
+  private inFlight = 0;
+  private state: 'new' | 'starting' | 'running' | 'stopped' = 'new';
+
+  constructor(private readonly options: DnsServerOptions = {}) {
+    checkInt('ttl', options.ttl, 0, 2 ** 31 - 1);
+    checkInt('upstreamTimeoutMs', options.upstreamTimeoutMs, 1, 600_000);
+    checkInt('maxInFlight', options.maxInFlight, 1, 1_000_000);
+    checkInt('tcpIdleTimeoutMs', options.tcpIdleTimeoutMs, 1, 3_600_000);
+    checkInt('tcpMaxConnections', options.tcpMaxConnections, 1, 1_000_000);
+    checkAddrs('listen', options.listen, 0);
+    checkAddrs('upstreams', options.upstreams, 1);
+    if (options.listen && options.listen.length === 0) throw new DnsError('MESHEXT_E_DNS_OPTION', 'DNS option listen is empty; give at least one address');
+    const mode = options.ipFamilyMode ?? 'dualstack';
+    if (mode !== 'dualstack' && mode !== 'ipv4') {
+      throw new DnsError('MESHEXT_E_DNS_OPTION', `DNS option ipFamilyMode=${JSON.stringify(mode)} must be "dualstack" or "ipv4"`);
+    }
+    this.opts = {
+      ttl: options.ttl ?? 30,
+      upstreamTimeoutMs: options.upstreamTimeoutMs ?? 2000,
+      maxInFlight: options.maxInFlight ?? 1024,
+      tcpIdleTimeoutMs: options.tcpIdleTimeoutMs ?? 10_000,
+      tcpMaxConnections: options.tcpMaxConnections ?? 256,
+      mode,
+    };
+    this.log = (options.log ?? silentLogger()).child({ component: 'dns' });
+    const stats = options.stats ?? new Registry();
+    this.metrics = new DnsMetrics(stats);
+    this.overflow = stats.counter('meshext_dns_overflow_total', 'Forwarded queries refused with SERVFAIL because maxInFlight was reached');
+  }
+
+  /** Binds UDP and TCP on every listen address; rejects with MESHEXT_E_DNS_LISTEN naming the address. */
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new DnsError('MESHEXT_E_DNS_STATE', `DNS server cannot start: it is ${this.state}`);
+    this.state = 'starting';
+    try {
+      const upstreams: UpstreamAddress[] = this.options.upstreams ? this.options.upstreams.map((u) => ({ ...u })) : readResolvConf(this.options.resolvConfPath);
+      for (const l of this.options.listen ?? DEFAULT_LISTEN) this.bound.push(await this.bind(l.address, l.port));
+      for (const u of upstreams) {
+        const self = this.bound.find((b) => b.port === u.port && (b.address === u.address || b.address === '0.0.0.0' || b.address === '::'));
+        if (self) {
+          throw new DnsError('MESHEXT_E_DNS_LOOP', `DNS upstream ${u.address}:${u.port} is this resolver's own listen address ${self.address}:${self.port}; forwarding would loop`);
+        }
+      }
+      this.forwarder = new Forwarder(upstreams, this.opts.upstreamTimeoutMs, this.metrics, this.log);
+      this.state = 'running';
+      this.log.info({ listen: this.addresses(), upstreams: upstreams.map((u) => `${u.address}:${u.port}`), ttl: this.opts.ttl, ipFamilyMode: this.opts.mode }, 'DNS resolver listening');
+    } catch (err) {
+      await this.closeSockets();
+      this.state = 'stopped';
+      throw err;
+    }
+  }
+
+  /** Closes every socket and aborts forwarded queries in flight. */
+  async stop(): Promise<void> {
+    if (this.state === 'stopped') return;
+    this.state = 'stopped';
+    this.forwarder?.close();
+    await this.closeSockets();
+    this.log.info('DNS resolver stopped');
+  }
+
+  /** Swaps the owned-name table atomically; an invalid table throws and leaves the current one serving. */
+  setRecords(records: ReadonlyMap<string, DnsRecordSet>): void {
+    const next = compileRecords(records, { ttl: this.opts.ttl, mode: this.opts.mode });
+    this.table = next;
+    this.metrics.records.set(next.size);
+    this.log.debug({ names: next.size }, 'DNS records replaced');
+  }
+
+  /** The bound addresses (real ports when 0 was asked), one entry per transport. */
+  addresses(): Array<{ address: string; port: number; transport: Transport }> {
+    return this.bound.flatMap((b) => [
+      { address: b.address, port: b.port, transport: 'udp' as const },
+      { address: b.address, port: b.port, transport: 'tcp' as const },
+    ]);
+  }
+
+  private async bind(address: string, port: number): Promise<Bound> {
+    // With port 0, UDP and TCP should share one port (clients retry truncated answers over TCP on the
+    // same port), so take UDP's ephemeral port for TCP and try again if TCP finds it taken.
+    for (let attempt = 0; ; attempt++) {
+      const udp = await this.bindUdp(address, port);
+      const udpPort = udp.address().port;
+      try {
+        const tcp = await this.bindTcp(address, udpPort);
+        return { udp, tcp, address, port: udpPort };
+      } catch (err) {
+        udp.close();
+        if (port !== 0 || attempt >= BIND_RETRIES || (err as DnsError).syscallCode !== 'EADDRINUSE') throw err;
+      }
+    }
+  }
+
+  private bindUdp(address: string, port: number): Promise<dgram.Socket> {
+    return new Promise((resolve, reject) => {
+      const sock = dgram.createSocket({ type: isIP(address.replace(/%.*$/, '')) === 6 ? 'udp6' : 'udp4' });
+      const onError = (err: Error): void => {
+        sock.close();
+        reject(new DnsError('MESHEXT_E_DNS_LISTEN', `DNS resolver cannot listen on udp ${address}:${port}: ${errnoText(err)}`, err));
+      };
+      sock.once('error', onError);
+      sock.bind(port, address, () => {
+        sock.off('error', onError);
+        sock.on('error', (err) => this.log.warn({ err }, 'DNS UDP socket error'));
+        sock.on('message', (msg, rinfo) => this.onUdp(sock, msg, rinfo));
+        resolve(sock);
+      });
+    });
+  }
+
+  private bindTcp(address: string, port: number): Promise<net.Server> {
+    return new Promise((resolve, reject) => {
+      // allowHalfOpen: a client may send its queries and shut down its side; we still owe the answers.
+      const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (sock) => this.onTcpConnection(sock));
+      server.maxConnections = this.opts.tcpMaxConnections;
+      server.on('drop', () => this.metrics.tcpRejected.inc());
+      const onError = (err: Error): void => {
+        server.close();
+        reject(new DnsError('MESHEXT_E_DNS_LISTEN', `DNS resolver cannot listen on tcp ${address}:${port}: ${errnoText(err)}`, err));
+      };
+      server.once('error', onError);
+      server.listen({ host: address, port, exclusive: true }, () => {
+        server.off('error', onError);
+        server.on('error', (err) => this.log.warn({ err }, 'DNS TCP server error'));
+        resolve(server);
+      });
+    });
+  }
+
+  private async closeSockets(): Promise<void> {
+    const bound = this.bound;
+    this.bound = [];
+    for (const c of this.conns) c.destroy();
+    this.conns.clear();
+    await Promise.all(
+      bound.flatMap((b) => [
+        new Promise<void>((r) => {
+          try {
+            b.udp.close(() => r());
+          } catch {
+            r();
+          }
+        }),
+        new Promise<void>((r) => b.tcp.close(() => r())),
+      ]),
+    );
+  }
+
+  private onUdp(sock: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    const send = (out: Buffer | undefined): void => {
+      if (!out || this.state !== 'running') return;
+      sock.send(out, rinfo.port, rinfo.address, (err) => {
+        if (err) this.log.debug({ err }, 'DNS UDP send failed');
+      });
+    };
+    const r = this.handle(msg, 'udp');
+    if (r instanceof Promise) void r.then(send);
+    else send(r);
+  }
+
+  private onTcpConnection(sock: net.Socket): void {
+    if (this.state !== 'running') {
+      sock.destroy();
+      return;
+    }
+    this.conns.add(sock);
+    const reader = new FrameReader(MAX_TCP_QUERY);
+    let pending = 0;
+    let peerEnded = false;
+    sock.setTimeout(this.opts.tcpIdleTimeoutMs);
+    sock.on('timeout', () => {
+      // RFC 7766: close idle connections, but not while we still owe answers.
+      if (pending === 0) sock.destroy();
+    });
+    sock.on('error', () => sock.destroy());
+    sock.on('close', () => this.conns.delete(sock));
+    sock.on('end', () => {
+      peerEnded = true;
+      if (pending === 0) sock.end();
+    });
+    const reply = (out: Buffer | undefined): void => {
+      pending--;
+      if (out && !sock.destroyed && sock.writable) sock.write(frame(out));
+      if (sock.isPaused() && pending < MAX_PENDING_PER_CONN) sock.resume();
+      if (peerEnded && pending === 0) sock.end();
+    };
+    sock.on('data', (chunk: Buffer) => {
+      const frames = reader.push(chunk);
+      if (frames === 'oversize') {
+        this.metrics.query(undefined, 'dropped');
+        sock.destroy();
+        return;
+      }
+      for (const f of frames) {
+        pending++;
+        const r = this.handle(f, 'tcp');
+        if (r instanceof Promise) void r.then(reply);
+        else reply(r);
+      }
+      if (pending >= MAX_PENDING_PER_CONN) sock.pause();
+    });
+  }
+
+  /** Answers one message; never throws. Returns the response, or undefined to send nothing. */
+  private handle(msg: Buffer, transport: Transport): Buffer | undefined | Promise<Buffer | undefined> {
+    let q: Query | undefined;
+    try {
+      const p = parseQuery(msg);
+      if (p.kind === 'drop') {
+        this.metrics.query(undefined, 'dropped');
+        return undefined;
+      }
+      if (p.kind === 'error') {
+        this.metrics.query(p.qtype, 'formerr');
+        // An EDNS version we do not speak: BADVERS (extended rcode 16) with our OPT saying version 0.
+        const badvers = p.rcode === RCODE_NOERROR && p.edns !== undefined;
+        return buildError(p.id, p.flags, p.rcode, p.edns, badvers ? EXT_RCODE_BADVERS_HIGH : 0);
+      }
+      q = p.query;
+      const table = this.table; // one read: the whole query sees one table
+      const owned = q.hostnameSafe && (q.qclass === CLASS_IN || q.qclass === CLASS_ANY) ? table.get(q.name.toLowerCase()) : undefined;
+      const limit = transport === 'udp' ? udpLimit(q.edns) : 65535;
+      if (owned) {
+        this.metrics.query(q.qtype, 'answered');
+        if (q.qtype === TYPE_A) return buildLocalAnswer(msg, q, owned.a, owned.aCount, limit);
+        if (q.qtype === TYPE_AAAA) return buildLocalAnswer(msg, q, owned.aaaa, owned.aaaaCount, limit);
+        return buildLocalAnswer(msg, q, Buffer.alloc(0), 0, limit);
+      }
+      return this.forward(msg, q, transport, limit);
+    } catch (err) {
+      // A bug must cost one query, not the resolver.
+      this.log.error({ err }, 'DNS query handling failed');
+      this.metrics.query(q?.qtype, q ? 'servfail' : 'dropped');
+      return q ? buildServfail(msg, q) : undefined;
+    }
+  }
+
+  private forward(msg: Buffer, q: Query, transport: Transport, limit: number): Buffer | Promise<Buffer | undefined> {
+    const fwd = this.forwarder;
+    if (!fwd || this.inFlight >= this.opts.maxInFlight) {
+      if (fwd) this.overflow.inc();
+      this.metrics.query(q.qtype, 'servfail');
+      return buildServfail(msg, q);
+    }
+    this.inFlight++;
+    this.metrics.inFlight.set(this.inFlight);
+    return fwd
+      .forward(msg, q.questionEnd, transport)
+      .then((reply) => {
+        if (!reply) {
+          this.metrics.query(q.qtype, 'servfail');
+          return buildServfail(msg, q);
+        }
+        const rcode = replyRcode(reply);
+        this.metrics.query(q.qtype, rcode === RCODE_NXDOMAIN ? 'nxdomain' : rcode === RCODE_SERVFAIL ? 'servfail' : 'forwarded');
+        return reply.length > limit ? truncateReply(reply, q.questionEnd, q.edns) : reply;
+      })
+      .catch((err: unknown) => {
+        this.log.error({ err }, 'DNS forwarding failed');
+        this.metrics.query(q.qtype, 'servfail');
+        return buildServfail(msg, q);
+      })
+      .finally(() => {
+        this.inFlight--;
+        this.metrics.inFlight.set(this.inFlight);
+      });
+  }
+}

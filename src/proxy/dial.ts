@@ -1,0 +1,111 @@
+/**
+ * Opens one upstream connection for a service: endpoints in round-robin order with failover on connect
+ * failure or timeout, never into the VIP CIDR, then TLS origination when the service asks for it.
+ * TLS failures are final (another endpoint would present the same policy), connect failures are not.
+ */
+import net from 'node:net';
+import type tls from 'node:tls';
+import { UpstreamError } from './errors.js';
+import type { EndpointState } from './endpoints.js';
+import type { ServiceRuntime } from './runtime.js';
+import { secureUpstream } from './tls.js';
+
+export interface Dialled {
+  socket: net.Socket | tls.TLSSocket;
+  endpoint: EndpointState;
+  /** Negotiated ALPN protocol under TLS, else false. */
+  alpn: string | false;
+}
+
+/** Connects to the service's next endpoint, trying the others if that fails. */
+export async function dialUpstream(rt: ServiceRuntime, alpn?: string[], order: EndpointState[] = rt.endpoints.order()): Promise<Dialled> {
+  if (rt.configError) throw rt.configError;
+  if (order.length === 0) throw new UpstreamError('MESHEXT_E_NO_ENDPOINTS', 'service has no endpoints');
+  let last: UpstreamError | undefined;
+  for (const st of order) {
+    const ep = st.endpoint;
+    let targets: Array<{ host?: string; port?: number; path?: string }>;
+    if (ep.kind === 'unix') targets = [{ path: ep.path }];
+    else if (ep.kind === 'ip') targets = [{ host: ep.address, port: ep.port }];
+    else {
+      try {
+        const addrs = await rt.deps.resolver.resolve(ep.address);
+        targets = addrs.map((a) => ({ host: a.address, port: ep.port }));
+      } catch (e) {
+        last = new UpstreamError('MESHEXT_E_DNS_RESOLVE', `cannot resolve endpoint ${ep.address}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+        rt.endpoints.failure(st, last.reason);
+        continue;
+      }
+    }
+    for (const target of targets) {
+      if (target.host && rt.inVipCidr(target.host)) {
+        last = new UpstreamError('MESHEXT_E_ENDPOINT_IN_VIP_CIDR', `endpoint ${st.key} resolves to ${target.host}, inside the VIP CIDR ${rt.deps.vipCidr}; refusing to dial`);
+        rt.log.error({ endpoint: st.key, address: target.host }, last.reason);
+        continue;
+      }
+      rt.metrics.upstreamCxTotal.inc();
+      st.total++;
+      let raw: net.Socket;
+      try {
+        raw = await connect(target, rt.deps.connectTimeoutMs);
+      } catch (e) {
+        last = e as UpstreamError;
+        if (last.code === 'MESHEXT_E_CONNECT_TIMEOUT') rt.metrics.upstreamConnectTimeout.inc();
+        else rt.metrics.upstreamConnectFail.inc();
+        rt.log.warn({ endpoint: st.key, err: last.reason }, 'upstream connect failed');
+        continue;
+      }
+      rt.endpoints.success(st);
+      track(rt, st, raw);
+      if (!rt.tls) return { socket: raw, endpoint: st, alpn: false };
+      try {
+        const s = await secureUpstream(raw, rt.tls, target.host, alpn, rt.deps.connectTimeoutMs);
+        rt.metrics.tlsHandshake.inc();
+        return { socket: s, endpoint: st, alpn: s.alpnProtocol ?? false };
+      } catch (e) {
+        const err = e as UpstreamError;
+        rt.metrics.tlsVerifyFail(err.tlsReason ?? 'handshake');
+        rt.log.warn({ endpoint: st.key, reason: err.tlsReason, err: err.reason }, 'upstream TLS verification failed');
+        throw err;
+      }
+    }
+    rt.endpoints.failure(st, last?.reason ?? 'unreachable');
+  }
+  throw last ?? new UpstreamError('MESHEXT_E_CONNECT_FAIL', 'no endpoint reachable');
+}
+
+/** Keeps gauges and byte counters right for the lifetime of one upstream socket. */
+function track(rt: ServiceRuntime, st: EndpointState, raw: net.Socket): void {
+  rt.metrics.upstreamCxActive.inc();
+  st.active++;
+  // Whoever owns the socket handles errors; this keeps a late error from crashing the process.
+  raw.on('error', () => {});
+  raw.once('close', () => {
+    rt.metrics.upstreamCxActive.dec();
+    st.active--;
+    rt.metrics.upstreamRxBytes.inc(raw.bytesRead);
+    rt.metrics.upstreamTxBytes.inc(raw.bytesWritten);
+  });
+}
+
+function connect(target: { host?: string; port?: number; path?: string }, timeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = target.path ? net.connect({ path: target.path, allowHalfOpen: true }) : net.connect({ host: target.host as string, port: target.port as number, allowHalfOpen: true });
+    const where = target.path ?? `${target.host}:${target.port}`;
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new UpstreamError('MESHEXT_E_CONNECT_TIMEOUT', `connect to ${where} timed out after ${timeoutMs} ms`));
+    }, timeoutMs);
+    s.once('connect', () => {
+      clearTimeout(timer);
+      s.removeAllListeners('error');
+      s.setNoDelay(true);
+      resolve(s);
+    });
+    s.once('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      s.destroy();
+      reject(new UpstreamError('MESHEXT_E_CONNECT_FAIL', `connect to ${where} failed: ${e.code ?? e.message}`));
+    });
+  });
+}

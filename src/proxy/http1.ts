@@ -1,0 +1,177 @@
+/**
+ * HTTP/1.1 proxying: one shared parser-only http.Server for client connections, keep-alive upstream pools
+ * per service+endpoint (one http.Agent each, fed with sockets our dialer opened so failover and TLS
+ * apply), streaming bodies both ways, no x-forwarded-* (the proxy is transparent).
+ */
+import http from 'node:http';
+import type net from 'node:net';
+import type { ConnState } from './conn.js';
+import { dialUpstream } from './dial.js';
+import type { EndpointState } from './endpoints.js';
+import { isUpstreamError } from './errors.js';
+import { deniedMessage, stripHopByHop, upstreamHost } from './headers.js';
+import type { ServiceRuntime } from './runtime.js';
+
+interface H1Conn {
+  rt: ServiceRuntime;
+  state: ConnState;
+  inflight: number;
+  draining: boolean;
+}
+
+/** An agent bound to one endpoint; new sockets always come pre-dialled in the request options. */
+class EndpointAgent extends http.Agent {
+  constructor() {
+    super({ keepAlive: true, keepAliveMsecs: 30_000, maxSockets: Infinity, maxFreeSockets: 64, scheduling: 'lifo', timeout: 60_000 });
+  }
+  override getName(): string {
+    return 'upstream';
+  }
+  hasFree(): boolean {
+    const free = (this.freeSockets as Record<string, net.Socket[] | undefined>)['upstream'];
+    return !!free && free.some((s) => !s.destroyed);
+  }
+  // createConnection is typed loosely in @types/node; the dialled socket rides in the options.
+  override createConnection = ((options: { meshextSocket?: net.Socket }, cb: (err: Error | null, s?: net.Socket) => void): net.Socket | undefined => {
+    if (options.meshextSocket) return options.meshextSocket;
+    cb(new Error('no pre-dialled upstream socket'));
+    return undefined;
+  }) as unknown as http.Agent['createConnection'];
+}
+
+const pools = new WeakMap<ServiceRuntime, Map<string, EndpointAgent>>();
+
+function agentFor(rt: ServiceRuntime, st: EndpointState): EndpointAgent {
+  let m = pools.get(rt);
+  if (!m) {
+    const created = new Map<string, EndpointAgent>();
+    pools.set(rt, created);
+    rt.onClose(() => {
+      for (const a of created.values()) a.destroy();
+    });
+    m = created;
+  }
+  let a = m.get(st.key);
+  if (!a) {
+    a = new EndpointAgent();
+    m.set(st.key, a);
+  }
+  return a;
+}
+
+/** Sends a short local reply unless the response has started (then the client connection is cut). */
+function localReply(res: http.ServerResponse, status: number, body: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body + '\n') });
+  res.end(body + '\n');
+}
+
+export class Http1Handler {
+  private readonly server: http.Server;
+  private readonly conns = new WeakMap<net.Socket, H1Conn>();
+
+  constructor() {
+    // Timeouts: no per-request limit (Kuma route timeout 0s), idle keep-alive closes after 60 s.
+    this.server = http.createServer({ requestTimeout: 0, keepAliveTimeout: 60_000, headersTimeout: 60_000 }, (req, res) => this.onRequest(req, res));
+    this.server.on('clientError', (_e, sock: net.Socket) => {
+      if (sock.writable) sock.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      else sock.destroy();
+    });
+  }
+
+  /** Takes over a client connection for a service of protocol http. */
+  serve(sock: net.Socket, rt: ServiceRuntime, state: ConnState): void {
+    const c: H1Conn = { rt, state, inflight: 0, draining: false };
+    this.conns.set(sock, c);
+    state.drain = () => {
+      c.draining = true;
+      if (c.inflight === 0) sock.destroy();
+    };
+    this.server.emit('connection', sock);
+    sock.resume();
+  }
+
+  private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const c = this.conns.get(req.socket);
+    if (!c) {
+      localReply(res, 500, 'connection state lost');
+      return;
+    }
+    const { rt } = c;
+    c.inflight++;
+    res.on('close', () => {
+      c.inflight--;
+      if (c.draining && c.inflight === 0) req.socket.destroySoon();
+    });
+    const svc = c.state.service;
+    if (svc?.forbidden) {
+      rt.metrics.accessDenied.inc();
+      rt.log.warn({ client: `${req.socket.remoteAddress}:${req.socket.remotePort}`, mesh: svc.mesh, method: req.method, path: req.url }, 'access denied');
+      localReply(res, 403, deniedMessage(svc.mesh));
+      return;
+    }
+    this.forward(req, res, rt, c).catch((e: unknown) => {
+      const reason = isUpstreamError(e) ? e.reason : (e as Error).message;
+      rt.metrics.request(503);
+      rt.log.warn({ method: req.method, path: req.url, err: reason }, 'upstream unavailable');
+      localReply(res, 503, `upstream unavailable: ${reason}`);
+    });
+  }
+
+  private async forward(req: http.IncomingMessage, res: http.ServerResponse, rt: ServiceRuntime, c: H1Conn): Promise<void> {
+    const order = rt.endpoints.order();
+    const first = order[0];
+    let st: EndpointState;
+    let socket: net.Socket | undefined;
+    if (first && !rt.configError && agentFor(rt, first).hasFree()) st = first;
+    else {
+      const d = await dialUpstream(rt, ['http/1.1'], order);
+      st = d.endpoint;
+      socket = d.socket;
+    }
+    if (res.destroyed) {
+      socket?.destroy();
+      return;
+    }
+    const raw = stripHopByHop(req.rawHeaders);
+    const headers: string[] = [];
+    for (let i = 0; i < raw.length; i += 2) if ((raw[i] as string).toLowerCase() !== 'host') headers.push(raw[i] as string, raw[i + 1] as string);
+    const host = upstreamHost(st, req.headers.host);
+    if (host) headers.unshift('Host', host);
+    headers.push('Connection', 'keep-alive');
+    await new Promise<void>((resolve, reject) => {
+      const up = http.request({ method: req.method, path: req.url, headers: headers as unknown as http.OutgoingHttpHeaders, agent: agentFor(rt, st), setHost: false, meshextSocket: socket } as http.RequestOptions);
+      let responded = false;
+      up.on('response', (ur) => {
+        responded = true;
+        rt.metrics.request(ur.statusCode ?? 502);
+        const rh = stripHopByHop(ur.rawHeaders);
+        // A draining proxy tells the client this is the last response on the connection.
+        if (c.draining) rh.push('Connection', 'close');
+        res.writeHead(ur.statusCode ?? 502, ur.statusMessage, rh as unknown as http.OutgoingHttpHeaders);
+        ur.pipe(res, { end: false });
+        ur.on('end', () => {
+          if (Object.keys(ur.trailers).length) res.addTrailers(ur.trailers);
+          res.end();
+          resolve();
+        });
+        ur.on('error', () => res.destroy());
+      });
+      up.on('error', (e: NodeJS.ErrnoException) => {
+        if (responded) {
+          res.destroy();
+          resolve();
+        } else {
+          reject(new Error(`upstream connection error: ${e.code ?? e.message}`));
+        }
+      });
+      res.on('close', () => {
+        if (!res.writableFinished) up.destroy();
+      });
+      req.pipe(up);
+    });
+  }
+}

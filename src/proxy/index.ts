@@ -1,0 +1,253 @@
+/**
+ * The proxy core: accepts redirected (transparent) and outbound-listener connections, routes each to a
+ * service of the current snapshot, enforces access denial, and hands the connection to the protocol
+ * handler (tcp, http/1.1, http/2, grpc). Snapshots swap atomically; a connection keeps the service and
+ * runtime it was routed with.
+ */
+import net from 'node:net';
+import type { Logger } from '../log.js';
+import type { Registry, Series } from '../stats/registry.js';
+import type { CompiledService, Snapshot } from '../snapshot/types.js';
+import { vipPortKey } from '../snapshot/types.js';
+import { ServiceMetrics } from './metrics.js';
+import { EndpointResolver, type DnsResolver } from './resolve.js';
+import { dataPathFingerprint, ServiceRuntime } from './runtime.js';
+import { detectSystemCa } from './system-ca.js';
+import { handleTcp } from './tcp.js';
+import type { ConnState } from './conn.js';
+import { Http1Handler } from './http1.js';
+import { Http2Handler } from './http2.js';
+
+export { UpstreamError } from './errors.js';
+export type { TlsFailReason, UpstreamErrorCode } from './errors.js';
+export { SYSTEM_CA_CANDIDATES, SYSTEM_CA_ENV, detectSystemCa } from './system-ca.js';
+
+export interface ProxyOptions {
+  stats: Registry;
+  log: Logger;
+  /** Upstream connect (and TLS handshake) timeout; default 5000 ms like Kuma. */
+  connectTimeoutMs?: number;
+  /** System CA bundle: a path, null for "none", undefined to auto-detect. */
+  systemCaPath?: string | null;
+  /** Recovers a redirected connection's original VIP:port; defaults to the socket's local address. */
+  originalDst?: (socket: net.Socket) => { address: string; port: number } | null;
+  /** DNS resolver for DNS-name endpoints; defaults to the system's (c-ares). */
+  resolver?: DnsResolver;
+}
+
+
+export interface ClusterInfo {
+  service: string;
+  kri: string;
+  endpoints: Array<{ address: string; healthy: boolean; consecutiveFailures: number; lastError?: string; active: number; total: number }>;
+}
+
+const EMPTY: Snapshot = { generation: 0, services: [], byVipPort: new Map(), byHostname: new Map(), outbounds: [], rejected: [], vipCidr: '242.0.0.0/8' };
+
+export class Proxy {
+  private snapshot: Snapshot = EMPTY;
+  private byId = new Map<string, CompiledService>();
+  private runtimes = new Map<string, ServiceRuntime>();
+  private readonly metrics = new Map<string, ServiceMetrics>();
+  private readonly servers = new Map<string, net.Server>();
+  private readonly conns = new Set<ConnState>();
+  private readonly log: Logger;
+  private readonly connectTimeoutMs: number;
+  private readonly systemCaPath: string | null;
+  private readonly resolver: EndpointResolver;
+  private readonly noRoute: Series;
+  private readonly h1 = new Http1Handler();
+  private readonly h2 = new Http2Handler();
+
+  constructor(private readonly opts: ProxyOptions) {
+    this.log = opts.log.child({ component: 'proxy' });
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? 5000;
+    this.systemCaPath = opts.systemCaPath === undefined ? detectSystemCa() : opts.systemCaPath;
+    this.resolver = new EndpointResolver(opts.resolver);
+    this.noRoute = opts.stats.counter('meshext_downstream_cx_no_route_total', 'Connections to a VIP:port no service owns');
+  }
+
+  /** Atomically replaces the routing table; runtimes (TLS contexts, pools, health) are rebuilt only for changed services. */
+  setSnapshot(s: Snapshot): void {
+    const next = new Map<string, ServiceRuntime>();
+    for (const svc of s.services) {
+      const fp = dataPathFingerprint(svc, this.systemCaPath, s.vipCidr);
+      const old = this.runtimes.get(svc.id);
+      if (old && old.fingerprint === fp && old.service.kri === svc.kri) {
+        next.set(svc.id, old);
+        continue;
+      }
+      next.set(svc.id, new ServiceRuntime(svc, { log: this.log, metrics: this.metricsFor(svc.kri), resolver: this.resolver, connectTimeoutMs: this.connectTimeoutMs, systemCaPath: this.systemCaPath, vipCidr: s.vipCidr }, fp));
+    }
+    for (const [id, rt] of this.runtimes) if (next.get(id) !== rt) rt.close();
+    this.runtimes = next;
+    this.byId = new Map(s.services.map((x) => [x.id, x]));
+    this.snapshot = s;
+    this.log.info({ generation: s.generation, services: s.services.length }, 'snapshot applied');
+  }
+
+  private metricsFor(kri: string): ServiceMetrics {
+    let m = this.metrics.get(kri);
+    if (!m) {
+      m = new ServiceMetrics(this.opts.stats, kri);
+      this.metrics.set(kri, m);
+    }
+    return m;
+  }
+
+  /** Listens for redirected connections and routes each by its original destination. */
+  listenTransparent(addr: { address: string; port: number }): Promise<net.AddressInfo> {
+    return this.listen(addr, undefined);
+  }
+
+  /** Listens on a non-transparent outbound bound to one service (looked up per connection). */
+  listenOutbound(addr: { address: string; port: number }, serviceId: string): Promise<net.AddressInfo> {
+    return this.listen(addr, serviceId);
+  }
+
+  /** Stops one outbound listener; its connections continue. */
+  async closeOutbound(addr: { address: string; port: number }): Promise<void> {
+    const key = listenKey(addr);
+    const srv = this.servers.get(key);
+    if (!srv) return;
+    for (const [k, v] of this.servers) if (v === srv) this.servers.delete(k);
+    stopListening(srv);
+  }
+
+  private listen(addr: { address: string; port: number }, serviceId: string | undefined): Promise<net.AddressInfo> {
+    const srv = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (sock) => this.accept(sock, serviceId));
+    return new Promise((resolve, reject) => {
+      srv.once('error', reject);
+      srv.listen(addr.port, addr.address, () => {
+        srv.removeListener('error', reject);
+        srv.on('error', (e) => this.log.error({ err: e.message, listener: listenKey(addr) }, 'listener error'));
+        const info = srv.address() as net.AddressInfo;
+        // Port 0 binds an ephemeral port; index by the real one so closeOutbound finds it.
+        this.servers.set(listenKey({ address: addr.address, port: info.port }), srv);
+        if (addr.port !== info.port) this.servers.set(listenKey(addr), srv);
+        this.log.info({ listener: `${info.address}:${info.port}`, service: serviceId ?? '(transparent)' }, 'listening');
+        resolve(info);
+      });
+    });
+  }
+
+  private accept(sock: net.Socket, serviceId: string | undefined): void {
+    sock.on('error', () => {});
+    const client = `${sock.remoteAddress}:${sock.remotePort}`;
+    let svc: CompiledService | undefined;
+    if (serviceId !== undefined) {
+      svc = this.byId.get(serviceId);
+      if (!svc) {
+        this.noRoute.inc();
+        this.log.warn({ client, service: serviceId }, 'outbound listener service is not in the current snapshot; closing');
+        sock.resetAndDestroy();
+        return;
+      }
+    } else {
+      const dst = this.originalDst(sock);
+      svc = dst ? this.snapshot.byVipPort.get(vipPortKey(dst.address, dst.port)) : undefined;
+      if (!svc) {
+        this.noRoute.inc();
+        this.log.warn({ client, destination: dst ? vipPortKey(dst.address, dst.port) : null }, 'no service for original destination; closing');
+        sock.resetAndDestroy();
+        return;
+      }
+    }
+    const rt = this.runtimes.get(svc.id) as ServiceRuntime;
+    const m = rt.metrics;
+    m.downstreamCxTotal.inc();
+    m.downstreamCxActive.inc();
+    const state: ConnState = { socket: sock, service: svc };
+    this.conns.add(state);
+    sock.once('close', () => {
+      m.downstreamCxActive.dec();
+      this.conns.delete(state);
+    });
+    if (svc.forbidden && svc.protocol === 'tcp') {
+      m.accessDenied.inc();
+      rt.log.warn({ client, mesh: svc.mesh }, 'access denied by Mesh routing.defaultForbidMeshExternalServiceAccess; closing');
+      sock.destroy();
+      return;
+    }
+    switch (svc.protocol) {
+      case 'tcp':
+        handleTcp(sock, rt);
+        break;
+      case 'http':
+        this.h1.serve(sock, rt, state);
+        break;
+      case 'http2':
+      case 'grpc':
+        this.h2.serve(sock, rt, state);
+        break;
+    }
+  }
+
+  private originalDst(sock: net.Socket): { address: string; port: number } | null {
+    if (this.opts.originalDst) return this.opts.originalDst(sock);
+    if (!sock.localAddress || !sock.localPort) return null;
+    return { address: sock.localAddress.replace(/^::ffff:/, ''), port: sock.localPort };
+  }
+
+  /** Closes every listener; accepted connections continue. */
+  async stopAccepting(): Promise<void> {
+    const all = new Set(this.servers.values());
+    this.servers.clear();
+    for (const s of all) stopListening(s);
+    await new Promise((r) => setImmediate(r));
+  }
+
+  /** Waits for connections to finish (HTTP: in-flight requests complete, idle keep-alives close); force-closes the rest at the timeout. */
+  async drain(timeoutMs: number): Promise<{ remaining: number }> {
+    for (const c of this.conns) c.drain?.();
+    const deadline = Date.now() + timeoutMs;
+    while (this.conns.size > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, Math.min(50, Math.max(1, deadline - Date.now()))));
+    }
+    const remaining = this.conns.size;
+    for (const c of [...this.conns]) c.socket.destroy();
+    return { remaining };
+  }
+
+  /** Stops listening, closes every connection and idle pool. */
+  async close(): Promise<void> {
+    await this.stopAccepting();
+    for (const c of [...this.conns]) c.socket.destroy();
+    for (const rt of this.runtimes.values()) rt.close();
+    this.runtimes.clear();
+  }
+
+  /** Number of open client connections. */
+  activeConnections(): number {
+    return this.conns.size;
+  }
+
+  /** Envoy `/clusters`-style view of every service's endpoints and their health. */
+  clusters(): ClusterInfo[] {
+    const out: ClusterInfo[] = [];
+    for (const rt of this.runtimes.values()) {
+      out.push({
+        service: rt.service.id,
+        kri: rt.service.kri,
+        endpoints: rt.endpoints.states.map((s) => ({
+          address: s.key,
+          healthy: rt.endpoints.healthy(s),
+          consecutiveFailures: s.consecutiveFailures,
+          ...(s.lastError !== undefined ? { lastError: s.lastError } : {}),
+          active: s.active,
+          total: s.total,
+        })),
+      });
+    }
+    return out;
+  }
+}
+
+/** Closes the listening socket now; net.Server's close callback would wait for every accepted connection. */
+function stopListening(s: net.Server): void {
+  s.close(() => {});
+}
+
+function listenKey(a: { address: string; port: number }): string {
+  return `${a.address}|${a.port}`;
+}

@@ -1,0 +1,56 @@
+/** Per-service counters and gauges, created once per service and kept on the hot path. */
+import type { Registry, Series } from '../stats/registry.js';
+import type { TlsFailReason } from './errors.js';
+
+export class ServiceMetrics {
+  readonly upstreamCxTotal: Series;
+  readonly upstreamCxActive: Series;
+  readonly upstreamRxBytes: Series;
+  readonly upstreamTxBytes: Series;
+  readonly upstreamConnectFail: Series;
+  readonly upstreamConnectTimeout: Series;
+  readonly tlsHandshake: Series;
+  readonly downstreamCxTotal: Series;
+  readonly downstreamCxActive: Series;
+  readonly accessDenied: Series;
+  private readonly rq = new Map<string, Series>();
+  private readonly tlsFail = new Map<TlsFailReason, Series>();
+
+  constructor(
+    private readonly reg: Registry,
+    readonly kri: string,
+  ) {
+    const l = { service: kri };
+    this.upstreamCxTotal = reg.counter('meshext_upstream_cx_total', 'Upstream connections attempted', l);
+    this.upstreamCxActive = reg.gauge('meshext_upstream_cx_active', 'Open upstream connections', l);
+    this.upstreamRxBytes = reg.counter('meshext_upstream_cx_rx_bytes_total', 'Bytes received from upstreams', l);
+    this.upstreamTxBytes = reg.counter('meshext_upstream_cx_tx_bytes_total', 'Bytes sent to upstreams', l);
+    this.upstreamConnectFail = reg.counter('meshext_upstream_cx_connect_fail_total', 'Upstream connect failures', l);
+    this.upstreamConnectTimeout = reg.counter('meshext_upstream_cx_connect_timeout_total', 'Upstream connect timeouts', l);
+    this.tlsHandshake = reg.counter('meshext_upstream_tls_handshake_total', 'Completed upstream TLS handshakes', l);
+    this.downstreamCxTotal = reg.counter('meshext_downstream_cx_total', 'Client connections accepted', l);
+    this.downstreamCxActive = reg.gauge('meshext_downstream_cx_active', 'Open client connections', l);
+    this.accessDenied = reg.counter('meshext_access_denied_total', 'Requests or connections denied by mesh routing settings', l);
+  }
+
+  /** Counts one upstream response by status class (`2xx`...), or `reset` when none arrived. */
+  request(status: number | 'reset'): void {
+    const cls = status === 'reset' ? 'reset' : `${Math.floor(status / 100)}xx`;
+    let s = this.rq.get(cls);
+    if (!s) {
+      s = this.reg.counter('meshext_upstream_rq_total', 'Upstream requests by response class', { service: this.kri, code_class: cls });
+      this.rq.set(cls, s);
+    }
+    s.inc();
+  }
+
+  /** Counts one TLS verification/handshake failure. */
+  tlsVerifyFail(reason: TlsFailReason): void {
+    let s = this.tlsFail.get(reason);
+    if (!s) {
+      s = this.reg.counter('meshext_upstream_tls_verify_fail_total', 'Upstream TLS verification or handshake failures', { service: this.kri, reason });
+      this.tlsFail.set(reason, s);
+    }
+    s.inc();
+  }
+}

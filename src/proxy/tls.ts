@@ -1,0 +1,249 @@
+/**
+ * TLS origination per DESIGN decision 6: versions apply in every mode, SNI = serverName, else the first
+ * DNS-name endpoint, else none; SAN matchers widen the accepted names (OR-ed over DNS, IP and URI SANs);
+ * the verification mode decides which of chain and names are checked. We always hand OpenSSL
+ * `rejectUnauthorized: false` and decide ourselves after the handshake, so that every mode follows the
+ * same code path and failures get a precise reason.
+ */
+import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { constants as cryptoConstants } from 'node:crypto';
+import net from 'node:net';
+import tls from 'node:tls';
+import ipaddr from 'ipaddr.js';
+import type { CompiledService, CompiledTls, SubjectAltNameMatcher, TlsVersion } from '../snapshot/types.js';
+import { UpstreamError, type TlsFailReason } from './errors.js';
+
+const VERSION: Record<Exclude<TlsVersion, 'TLSAuto'>, tls.SecureVersion> = {
+  TLS10: 'TLSv1',
+  TLS11: 'TLSv1.1',
+  TLS12: 'TLSv1.2',
+  TLS13: 'TLSv1.3',
+};
+
+/** A ready-to-use client TLS configuration for one service (built once per snapshot change). */
+export interface UpstreamTls {
+  context: tls.SecureContext;
+  /** SNI to send, if any (never an IP literal). */
+  servername?: string;
+  verifyChain: boolean;
+  verifyNames: boolean;
+  subjectAltNames: SubjectAltNameMatcher[];
+}
+
+const caFileCache = new Map<string, Buffer>();
+
+function readCaFile(path: string): Buffer {
+  let b = caFileCache.get(path);
+  if (!b) {
+    b = readFileSync(path);
+    caFileCache.set(path, b);
+  }
+  return b;
+}
+
+/** A hash over everything that shapes the TLS context; secrets go in only as digest input. */
+export function tlsFingerprint(svc: CompiledService, systemCaPath: string | null): string {
+  const t = svc.tls;
+  if (!t) return 'none';
+  const h = createHash('sha256');
+  h.update(JSON.stringify({ min: t.minVersion, max: t.maxVersion, reneg: t.allowRenegotiation, mode: t.mode, sn: t.serverName ?? null, sans: t.subjectAltNames, sni: sniFor(svc) ?? null, sys: systemCaPath }));
+  for (const b of [t.ca, t.cert, t.key]) {
+    h.update(b ? '1' : '0');
+    if (b) h.update(b);
+  }
+  return h.digest('hex');
+}
+
+/** SNI: `serverName`, else the first endpoint that is a DNS name, else none. */
+export function sniFor(svc: CompiledService): string | undefined {
+  const t = svc.tls;
+  if (t?.serverName) return t.serverName;
+  for (const e of svc.endpoints) if (e.kind === 'dns') return e.address;
+  return undefined;
+}
+
+/** Builds the service's TLS configuration or throws a configuration error naming the service. */
+export function buildUpstreamTls(svc: CompiledService, systemCaPath: string | null): UpstreamTls {
+  const t = svc.tls as CompiledTls;
+  const verifyChain = t.mode === 'Secured' || t.mode === 'SkipSAN';
+  const verifyNames = t.mode === 'Secured' || t.mode === 'SkipCA';
+  const opts: tls.SecureContextOptions = {};
+  if (t.minVersion !== 'TLSAuto') opts.minVersion = VERSION[t.minVersion];
+  if (t.maxVersion !== 'TLSAuto') opts.maxVersion = VERSION[t.maxVersion];
+  // OpenSSL 3 refuses TLS 1.0/1.1 at the default security level; a user asking for them means it.
+  if (t.minVersion === 'TLS10' || t.minVersion === 'TLS11') opts.ciphers = 'DEFAULT:@SECLEVEL=0';
+  // Envoy (BoringSSL) never renegotiates unless allowed; OpenSSL clients accept server-initiated
+  // renegotiation by default, so turn it off explicitly.
+  if (!t.allowRenegotiation) opts.secureOptions = cryptoConstants.SSL_OP_NO_RENEGOTIATION;
+  if (verifyChain) {
+    if (t.ca) opts.ca = t.ca;
+    else if (systemCaPath) {
+      try {
+        opts.ca = readCaFile(systemCaPath);
+      } catch (e) {
+        throw new UpstreamError('MESHEXT_E_TLS_NO_CA', `service ${svc.id}: tls.verification.mode ${t.mode} needs a CA but the system CA bundle ${systemCaPath} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+      }
+    } else {
+      throw new UpstreamError('MESHEXT_E_TLS_NO_CA', `service ${svc.id}: tls.verification.mode ${t.mode} needs a CA: set tls.verification.caCert or install a system CA bundle (or set KUMA_DATAPLANE_RUNTIME_DYNAMIC_SYSTEM_CA_PATH)`);
+    }
+  }
+  // The client identity is ours, not a verification setting, so it is presented in every mode.
+  if (t.cert && t.key) {
+    opts.cert = t.cert;
+    opts.key = t.key;
+  }
+  let context: tls.SecureContext;
+  try {
+    context = tls.createSecureContext(opts);
+  } catch (e) {
+    // OpenSSL messages name the failing step, never the key material.
+    throw new UpstreamError('MESHEXT_E_TLS_CONFIG', `service ${svc.id}: TLS settings rejected: ${(e as Error).message.split('\n')[0]}`);
+  }
+  const servername = sniFor(svc);
+  return { context, servername, verifyChain, verifyNames, subjectAltNames: t.subjectAltNames };
+}
+
+/** Parses Node's `subjectaltname` text ("DNS:a, IP Address:1.2.3.4, URI:spiffe://x") into typed entries. */
+export function parseSubjectAltNames(text: string | undefined): Array<{ type: 'DNS' | 'IP' | 'URI'; value: string }> {
+  const out: Array<{ type: 'DNS' | 'IP' | 'URI'; value: string }> = [];
+  if (!text) return out;
+  const re = /(DNS|IP Address|URI|[A-Za-z ]+):("(?:[^"\\]|\\.)*"|[^,]*)(?:, |$)/g;
+  let m: RegExpExecArray | null;
+  while ((m = re.exec(text)) !== null) {
+    if (m[0] === '') break;
+    let value = m[2] ?? '';
+    if (value.startsWith('"')) {
+      try {
+        value = JSON.parse(value) as string;
+      } catch {
+        continue;
+      }
+    }
+    const kind = m[1];
+    if (kind === 'DNS') out.push({ type: 'DNS', value });
+    else if (kind === 'IP Address') out.push({ type: 'IP', value });
+    else if (kind === 'URI') out.push({ type: 'URI', value });
+  }
+  return out;
+}
+
+function normIp(v: string): string {
+  return ipaddr.isValid(v) ? ipaddr.parse(v).toNormalizedString() : v;
+}
+
+/** True when any user matcher (Exact/Prefix) matches any DNS, IP or URI SAN of the certificate. */
+export function matchesUserSans(cert: tls.PeerCertificate, matchers: SubjectAltNameMatcher[]): boolean {
+  if (matchers.length === 0) return false;
+  const sans = parseSubjectAltNames(cert.subjectaltname);
+  for (const m of matchers) {
+    for (const s of sans) {
+      const value = s.type === 'IP' ? normIp(s.value) : s.value;
+      const want = s.type === 'IP' && m.type === 'Exact' ? normIp(m.value) : m.value;
+      if (m.type === 'Exact' ? value === want : value.startsWith(want)) return true;
+    }
+  }
+  return false;
+}
+
+/** Maps an OpenSSL verify code or handshake error onto a bounded reason. */
+export function classifyTlsError(codeOrErr: string | Error): TlsFailReason {
+  const code = typeof codeOrErr === 'string' ? codeOrErr : ((codeOrErr as NodeJS.ErrnoException).code ?? '');
+  const msg = typeof codeOrErr === 'string' ? '' : codeOrErr.message;
+  switch (code) {
+    case 'CERT_HAS_EXPIRED':
+      return 'expired';
+    case 'CERT_NOT_YET_VALID':
+      return 'not_yet_valid';
+    case 'ERR_TLS_CERT_ALTNAME_INVALID':
+      return 'name_mismatch';
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+    case 'UNABLE_TO_GET_ISSUER_CERT':
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+    case 'CERT_UNTRUSTED':
+    case 'CERT_SIGNATURE_FAILURE':
+    case 'INVALID_CA':
+      return 'unknown_ca';
+  }
+  const s = `${code} ${msg}`;
+  if (/CERTIFICATE_REQUIRED|PEER_DID_NOT_RETURN_A_CERTIFICATE|certificate required/i.test(s)) return 'no_client_cert';
+  if (/PROTOCOL_VERSION|UNSUPPORTED_PROTOCOL|WRONG_VERSION_NUMBER|NO_PROTOCOLS_AVAILABLE|VERSION_TOO_LOW|VERSION_TOO_HIGH|TLSV1_ALERT_PROTOCOL/i.test(s)) return 'version';
+  if (/ALERT_HANDSHAKE_FAILURE/.test(s)) return 'handshake';
+  return 'handshake';
+}
+
+const REASON_TEXT: Record<TlsFailReason, string> = {
+  unknown_ca: 'certificate signed by unknown authority',
+  name_mismatch: 'certificate name mismatch',
+  expired: 'certificate expired',
+  not_yet_valid: 'certificate not yet valid',
+  version: 'TLS version negotiation failed',
+  no_client_cert: 'server requires a client certificate',
+  handshake: 'TLS handshake failed',
+};
+
+/** Turns a post-handshake socket error into an UpstreamError (e.g. a TLS 1.3 server rejecting our cert late). */
+export function tlsErrorFrom(err: Error): UpstreamError {
+  const reason = classifyTlsError(err);
+  return new UpstreamError('MESHEXT_E_TLS_VERIFY', `${REASON_TEXT[reason]} (${(err as NodeJS.ErrnoException).code ?? err.message})`, reason);
+}
+
+/** True when a socket error is a TLS alert/handshake error rather than a plain reset. */
+export function isTlsError(err: Error): boolean {
+  const code = (err as NodeJS.ErrnoException).code ?? '';
+  return code.startsWith('ERR_SSL_') || /SSL routines|alert/i.test(err.message);
+}
+
+/**
+ * Runs the TLS handshake over a connected socket and applies the service's verification policy.
+ * `dialledIp` is the address actually connected to; it is the expected name when there is no SNI.
+ */
+export function secureUpstream(raw: net.Socket, t: UpstreamTls, dialledIp: string | undefined, alpn: string[] | undefined, timeoutMs: number): Promise<tls.TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({
+      socket: raw,
+      secureContext: t.context,
+      servername: t.servername,
+      ALPNProtocols: alpn,
+      rejectUnauthorized: false,
+      checkServerIdentity: () => undefined,
+    });
+    const timer = setTimeout(() => fail(new UpstreamError('MESHEXT_E_CONNECT_TIMEOUT', `TLS handshake timed out after ${timeoutMs} ms`, 'handshake')), timeoutMs);
+    let done = false;
+    const fail = (e: UpstreamError): void => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      s.destroy();
+      raw.destroy();
+      reject(e);
+    };
+    s.once('error', (e) => fail(tlsErrorFrom(e)));
+    raw.once('close', () => fail(new UpstreamError('MESHEXT_E_TLS_VERIFY', 'upstream closed the connection during the TLS handshake', 'handshake')));
+    s.once('secureConnect', () => {
+      if (done) return;
+      if (t.verifyChain && !s.authorized && s.authorizationError) {
+        const code = String(s.authorizationError);
+        const reason = classifyTlsError(code);
+        fail(new UpstreamError('MESHEXT_E_TLS_VERIFY', `${REASON_TEXT[reason]} (${code})`, reason));
+        return;
+      }
+      if (t.verifyNames) {
+        const cert = s.getPeerCertificate();
+        const expected = t.servername ?? dialledIp;
+        const stdOk = expected !== undefined && tls.checkServerIdentity(expected, cert) === undefined;
+        if (!stdOk && !matchesUserSans(cert, t.subjectAltNames)) {
+          const sans = parseSubjectAltNames(cert.subjectaltname).map((x) => `${x.type}:${x.value}`).join(',');
+          fail(new UpstreamError('MESHEXT_E_TLS_VERIFY', `${REASON_TEXT.name_mismatch}: expected ${expected ?? '(no server name)'}${t.subjectAltNames.length ? ' or a configured subjectAltName' : ''}, certificate has ${sans || 'no SANs'}`, 'name_mismatch'));
+          return;
+        }
+      }
+      done = true;
+      clearTimeout(timer);
+      s.removeAllListeners('error');
+      resolve(s);
+    });
+  });
+}

@@ -1,0 +1,118 @@
+/** The only module that loads the native addon; declares its surface. */
+import { createRequire } from 'node:module';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface LoadedProgram { name: string; section: string; fd: number; id: number; attachType: number }
+export interface LinkInfo { id: number; progId: number; type: number; attachType?: number; cgroupId?: bigint }
+export interface MapInfo { id: number; name: string; type: number; keySize: number; valueSize: number; maxEntries: number }
+export interface ProbeResult { ok: boolean; reason?: string; features: Record<string, boolean> }
+export interface StructLayout { size: number; fields: Record<string, number> }
+export interface NativeLayout {
+  layoutVersion: number;
+  counterCount: number;
+  mx_config: StructLayout;
+  mx_orig: StructLayout;
+  mx_peer_key: StructLayout;
+  mx_addr: StructLayout;
+  constants: Record<string, number>;
+}
+
+/** Typed surface of native/src/addon.cc. Arguments are checked by callers before they get here. */
+export interface NativeAddon {
+  /** Opens and loads a BPF object; by-name maps are pinned/reused under pinRootPath. */
+  loadObject(objectPath: string, pinRootPath: string): { handle: number; programs: LoadedProgram[] };
+  /** Closes an object's program fds (pinned maps and links stay). */
+  closeObject(handle: number): void;
+  /** Opens a pinned object (map, link, program). */
+  objGet(path: string): number;
+  /** Pins an fd at path (bpffs). */
+  objPin(fd: number, path: string): void;
+  closeFd(fd: number): void;
+  /** Creates a (multi) cgroup bpf_link. */
+  linkCreate(progFd: number, cgroupPath: string, attachType: number): number;
+  /** BPF_LINK_UPDATE: swaps the program of a live link atomically. */
+  linkUpdate(linkFd: number, progFd: number): void;
+  /** BPF_LINK_DETACH: detaches even if pins/fds remain. */
+  linkDetach(linkFd: number): void;
+  linkInfo(linkFd: number): LinkInfo;
+  progInfoById(id: number): { id: number; name: string; type: number } | null;
+  mapInfo(mapFd: number): MapInfo;
+  mapLookup(mapFd: number, key: Buffer, valueSize: number): Buffer | null;
+  mapUpdate(mapFd: number, key: Buffer, value: Buffer, flags: number): void;
+  mapDelete(mapFd: number, key: Buffer): boolean;
+  mapLookupAndDelete(mapFd: number, key: Buffer, valueSize: number): Buffer | null;
+  mapKeys(mapFd: number, keySize: number): Buffer[];
+  mapCount(mapFd: number, keySize: number): number;
+  /** Sums each per-CPU u64 slot of a per-CPU array over all CPUs. */
+  percpuSumU64(mapFd: number, count: number): bigint[];
+  probe(): ProbeResult;
+  /** cgroup-v2 id of a cgroup directory (what bpf_get_current_cgroup_id returns). */
+  cgroupId(cgroupPath: string): bigint;
+  /** Cookie of the calling process's network namespace. */
+  netnsCookie(): bigint;
+  /** sizeof/offsetof of the structs in bpf/meshext_maps.h as the C++ compiler sees them. */
+  layout(): NativeLayout;
+}
+
+/** Repository/package root: the nearest ancestor holding our package.json. */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pj = join(dir, 'package.json');
+    if (existsSync(pj)) {
+      try {
+        if ((JSON.parse(readFileSync(pj, 'utf8')) as { name?: string }).name === 'meshext') return dir;
+      } catch {
+        /* keep walking */
+      }
+    }
+    const up = dirname(dir);
+    if (up === dir) throw Object.assign(new Error('meshext package root not found above ' + fileURLToPath(import.meta.url)), { code: 'MESHEXT_E_BPF_ADDON' });
+    dir = up;
+  }
+}
+
+let cached: NativeAddon | undefined;
+let loadError: Error | undefined;
+
+/** Loads native/build/{Release,Debug}/meshext_native.node once; the error lists every path tried. */
+export function native(): NativeAddon {
+  if (cached) return cached;
+  if (loadError) throw loadError;
+  const root = packageRoot();
+  const candidates = [
+    process.env.MESHEXT_NATIVE_ADDON,
+    join(root, 'native/build/Release/meshext_native.node'),
+    join(root, 'native/build/Debug/meshext_native.node'),
+  ].filter((p): p is string => !!p);
+  const require = createRequire(import.meta.url);
+  const errors: string[] = [];
+  for (const p of candidates) {
+    if (!existsSync(p)) {
+      errors.push(`${p}: not found`);
+      continue;
+    }
+    try {
+      cached = require(p) as NativeAddon;
+      return cached;
+    } catch (err) {
+      errors.push(`${p}: ${(err as Error).message}`);
+    }
+  }
+  loadError = Object.assign(
+    new Error(`meshext native addon not loadable (run \`npm run build:native\`): ${errors.join('; ')}`),
+    { code: 'MESHEXT_E_BPF_ADDON' },
+  );
+  throw loadError;
+}
+
+/** Path of the compiled BPF object (`make -C bpf`); MESHEXT_BPF_OBJECT overrides it. */
+export function bpfObjectPath(): string {
+  const p = process.env.MESHEXT_BPF_OBJECT ?? join(packageRoot(), 'bpf/redirect.bpf.o');
+  if (!existsSync(p)) {
+    throw Object.assign(new Error(`BPF object ${p} not found (run \`npm run build:bpf\`)`), { code: 'MESHEXT_E_BPF_OBJECT', path: p });
+  }
+  return p;
+}

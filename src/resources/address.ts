@@ -1,0 +1,50 @@
+/**
+ * Address classification with the same answers as Kuma's validator (asaskevich/govalidator):
+ * IP = Go net.ParseIP succeeds; DNS name = not an IP and matches govalidator's rxDNSName.
+ */
+import { isIP } from 'node:net';
+
+// govalidator's DNS name expression: labels may contain `_`, may end with `-`, all-digit labels allowed.
+const DNS_NAME = /^([a-zA-Z0-9_][a-zA-Z0-9_-]{0,62})(\.[a-zA-Z0-9_][a-zA-Z0-9_-]{0,62})*[._]?$/;
+
+/** True when Go's net.ParseIP would accept the text (no zone, no brackets, no port). */
+export function isIpAddress(s: string): boolean {
+  return !s.includes('%') && isIP(s) !== 0;
+}
+
+/** govalidator.IsDNSName. */
+export function isDnsName(s: string): boolean {
+  if (s === '' || s.replace(/\./g, '').length > 255) return false;
+  return !isIpAddress(s) && DNS_NAME.test(s);
+}
+
+export const UNIX_SCHEME = 'unix://';
+
+/** `unix:///abs/path` → `/abs/path`; undefined when the text is not a unix endpoint (Kuma 2.8 rule). */
+export function unixPath(address: string): string | undefined {
+  if (!address.startsWith(UNIX_SCHEME)) return undefined;
+  const path = address.slice(UNIX_SCHEME.length);
+  // govalidator.IsUnixFilePath accepts any absolute path; a NUL byte can never name a socket.
+  if (!path.startsWith('/') || path.includes('\0')) return undefined;
+  return path;
+}
+
+const RFC1123_LABEL = '[a-z0-9]([-a-z0-9]*[a-z0-9])?';
+const RFC1123_SUBDOMAIN = new RegExp(`^${RFC1123_LABEL}(\\.${RFC1123_LABEL})*$`);
+
+/** Kubernetes IsDNS1123Subdomain errors (empty list when valid), with Kubernetes' wording. */
+export function dns1123SubdomainErrors(s: string): string[] {
+  const errs: string[] = [];
+  if (s.length > 253) errs.push('must be no more than 253 characters');
+  if (!RFC1123_SUBDOMAIN.test(s)) {
+    errs.push(
+      "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+    );
+  }
+  return errs;
+}
+
+/** True for a name usable as a generated hostname: RFC 1123 subdomain, lowercase, ≤253, labels ≤63. */
+export function isLowercaseDnsName(s: string): boolean {
+  return dns1123SubdomainErrors(s).length === 0 && s.split('.').every((l) => l.length <= 63);
+}

@@ -1,0 +1,30 @@
+/** Public face of the resources module: loading, parsing and validating Kuma resources. */
+export type {
+  SourceRef,
+  Violation,
+  LoadError,
+  LoadWarning,
+  LoadResult,
+  LoadOptions,
+  Resource,
+  ResourceKind,
+  ResourceFormat,
+  DataSource,
+  MeshExternalServiceResource,
+  MeshExternalServiceSpec,
+  HostnameGeneratorResource,
+  HostnameGeneratorSpec,
+  MeshResource,
+  MeshSpec,
+  SecretResource,
+  SecretSpec,
+  DataplaneResource,
+  DataplaneSpec,
+  DataplaneOutbound,
+  LabelSelector,
+} from './types.js';
+export { displayNameOf } from './types.js';
+export { loadResources, mergeResults } from './load.js';
+export { parseResourceText } from './parse.js';
+export { referencedSecrets } from './validate-mes.js';
+export { isDnsName, isIpAddress, unixPath } from './address.js';

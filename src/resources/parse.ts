@@ -1,0 +1,286 @@
+/**
+ * Text → resources: YAML/JSON multi-document parsing, Universal/Kubernetes normalisation, Kuma's label
+ * computation, then validation (schema stage; if clean, semantic rules and meta checks). One bad
+ * document is rejected alone; parsing never throws on user input.
+ */
+import { LineCounter, parseAllDocuments } from 'yaml';
+import type {
+  DataplaneSpec,
+  HostnameGeneratorSpec,
+  LoadError,
+  LoadOptions,
+  LoadResult,
+  LoadWarning,
+  MeshExternalServiceSpec,
+  Resource,
+  ResourceFormat,
+  ResourceKind,
+  Violation,
+} from './types.js';
+import { displayNameOf } from './types.js';
+import { isStdBase64, schemaValidate } from './schema.js';
+import { validateMeshExternalService } from './validate-mes.js';
+import { validateHostnameGenerator } from './validate-hg.js';
+import { validateDataplane } from './validate-dataplane.js';
+import { validateLabels, validateMeta } from './validate-meta.js';
+import { mergeResults } from './merge.js';
+import { effectiveVipCidr, parseCidr, type Cidr } from '../ipam/cidr.js';
+
+const KINDS: ResourceKind[] = ['MeshExternalService', 'HostnameGenerator', 'Mesh', 'Secret', 'Dataplane'];
+const MESH_SCOPED = new Set<ResourceKind>(['MeshExternalService', 'Secret', 'Dataplane']);
+const KUMA_API = 'kuma.io/v1alpha1';
+const SECRET_TYPE = 'system.kuma.io/secret';
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v);
+const typeName = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v);
+
+interface Ctx {
+  file: string;
+  zone: string;
+  vipCidr: Cidr;
+  out: LoadResult & { warnings: LoadWarning[] };
+}
+
+/** Resolved options with defaults in one place. */
+export function resolveOptions(opts: LoadOptions = {}): { zone: string; vipCidr: Cidr } {
+  return { zone: opts.zone ?? process.env.KUMA_MULTIZONE_ZONE_NAME ?? 'default', vipCidr: parseCidr(effectiveVipCidr(opts.vipCidr)) };
+}
+
+/** Parses one file's text (YAML or JSON, `---` separated) into resources and per-document errors. */
+export function parseResourceText(text: string, file: string, opts: LoadOptions = {}): LoadResult {
+  const { zone, vipCidr } = resolveOptions(opts);
+  const ctx: Ctx = { file, zone, vipCidr, out: { resources: [], errors: [], warnings: [] } };
+  const lc = new LineCounter();
+  let docs;
+  try {
+    docs = parseAllDocuments(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: true, logLevel: 'error' });
+  } catch (e) {
+    ctx.out.errors.push({ file, violations: [{ field: '', message: `cannot parse: ${(e as Error).message}` }] });
+    return ctx.out;
+  }
+  const list = Array.isArray(docs) ? docs : [docs];
+  list.forEach((doc, index) => {
+    // The first content line, not the `---` marker, is where users look for a document.
+    const line = lc.linePos(doc.contents?.range[0] ?? doc.range[0]).line;
+    const yamlErr = doc.errors[0];
+    if (yamlErr) {
+      const at = yamlErr.linePos?.[0]?.line ?? line;
+      ctx.out.errors.push({ file, line: at, violations: [{ field: '', message: `invalid YAML: ${firstLine(yamlErr.message).replace(/ at line \d+, column \d+:?$/, '')}` }] });
+      return;
+    }
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: 100 });
+    } catch (e) {
+      ctx.out.errors.push({ file, line, violations: [{ field: '', message: `invalid YAML: ${firstLine((e as Error).message)}` }] });
+      return;
+    }
+    if (value === null || value === undefined) return; // empty document (e.g. trailing `---`)
+    // `kubectl get -o yaml` lists and top-level JSON arrays hold several resources in one document.
+    if (isObj(value) && value.kind === 'List' && Array.isArray(value.items)) value = value.items;
+    if (Array.isArray(value)) value.forEach((item) => handleDocument(ctx, item, index, line));
+    else handleDocument(ctx, value, index, line);
+  });
+  return mergeResults([ctx.out]);
+}
+
+function firstLine(s: string): string {
+  return s.split('\n')[0] ?? s;
+}
+
+function handleDocument(ctx: Ctx, doc: unknown, index: number, line: number): void {
+  const res = buildResource(ctx, doc, index, line);
+  if ('violations' in res) ctx.out.errors.push(res);
+  else ctx.out.resources.push(res);
+}
+
+interface Header {
+  kind: ResourceKind;
+  name: string;
+  mesh: string;
+  namespace: string;
+  labels: Record<string, string>;
+  format: ResourceFormat;
+  /** The object holding the spec, and its field path prefix for messages. */
+  spec: unknown;
+  specPrefix: string;
+}
+
+function buildResource(ctx: Ctx, doc: unknown, index: number, line: number): Resource | LoadError {
+  const fail = (violations: Violation[], h?: Partial<Header>): LoadError => ({
+    file: ctx.file,
+    line,
+    ...(h?.kind ? { kind: h.kind } : {}),
+    ...(h?.name !== undefined ? { name: h.name } : {}),
+    ...(h?.mesh !== undefined && h.kind && MESH_SCOPED.has(h.kind) ? { mesh: h.mesh } : {}),
+    violations,
+  });
+  if (!isObj(doc)) return fail([{ field: '', message: `a resource must be a mapping (object), got ${typeName(doc)}` }]);
+  const header = readHeader(ctx, doc);
+  if ('violations' in header) return fail(header.violations, header.partial);
+  const h = header;
+  const src = { file: ctx.file, index, line };
+
+  const labelViolations = validateLabels(h.labels, ctx.zone);
+  let spec: unknown = h.spec;
+  if (h.kind === 'Secret') {
+    const data = spec;
+    if (typeof data !== 'string' || data === '') return fail([{ field: h.format === 'universal' ? 'data' : 'data.value', message: 'cannot be empty' }], h);
+    if (!isStdBase64(data)) return fail([{ field: h.format === 'universal' ? 'data' : 'data.value', message: `must be valid base64: "${clip(data)}"` }], h);
+    const v = [...validateMeta(h.name, h.mesh, true), ...labelViolations];
+    if (v.length) return fail(v, h);
+    return { ...common(h, src), kind: 'Secret', spec: { data: Buffer.from(data.replace(/[\r\n]/g, ''), 'base64') } };
+  }
+
+  if (spec === undefined || spec === null) spec = {};
+  const schemaErrors = schemaValidate(h.kind, spec, h.specPrefix.replace(/\.$/, ''));
+  if (schemaErrors.length) return fail(schemaErrors, h);
+
+  let semantic: Violation[] = [];
+  if (h.kind === 'MeshExternalService') {
+    semantic = validateMeshExternalService(spec as MeshExternalServiceSpec, displayNameOf(h), ctx.vipCidr);
+  } else if (h.kind === 'HostnameGenerator') {
+    semantic = validateHostnameGenerator(spec as HostnameGeneratorSpec);
+  } else if (h.kind === 'Dataplane') {
+    semantic = validateDataplane(spec as DataplaneSpec, h.specPrefix);
+  }
+  const all = [...semantic, ...validateMeta(h.name, h.mesh, MESH_SCOPED.has(h.kind)), ...labelViolations];
+  if (all.length) return fail(all, h);
+
+  switch (h.kind) {
+    case 'MeshExternalService':
+      return { ...common(h, src), kind: 'MeshExternalService', spec: spec as MeshExternalServiceSpec };
+    case 'HostnameGenerator':
+      return { ...common(h, src), kind: 'HostnameGenerator', spec: spec as HostnameGeneratorSpec };
+    case 'Mesh':
+      return { ...common(h, src), kind: 'Mesh', spec: spec as Obj };
+    case 'Dataplane': {
+      const net = (spec as { networking?: { address?: string; outbound?: Array<Obj> } }).networking ?? {};
+      const outbound = (net.outbound ?? []).map((o) => ({ ...o, address: (o.address as string | undefined) ?? '127.0.0.1' }));
+      return {
+        ...common(h, src),
+        kind: 'Dataplane',
+        spec: { networking: { ...(net.address !== undefined ? { address: net.address } : {}), outbound: outbound as DataplaneSpec['networking']['outbound'] } },
+      };
+    }
+  }
+}
+
+function clip(s: string): string {
+  return s.length > 40 ? `${s.slice(0, 37)}...` : s;
+}
+
+function common(h: Header, source: { file: string; index: number; line: number }) {
+  return { name: h.name, mesh: h.mesh, namespace: h.namespace, labels: h.labels, source, format: h.format };
+}
+
+/** Identifies the form and kind and computes labels (§1.4); reports header problems. */
+function readHeader(ctx: Ctx, doc: Obj): Header | { violations: Violation[]; partial: Partial<Header> } {
+  const isKube = typeof doc.apiVersion === 'string' && typeof doc.kind === 'string';
+  const format: ResourceFormat = isKube ? 'kubernetes' : 'universal';
+  const rawKind = isKube ? doc.kind : doc.type;
+  const kindField = isKube ? 'kind' : 'type';
+  if (typeof rawKind !== 'string' || rawKind === '') {
+    return {
+      violations: [{ field: kindField, message: 'cannot identify the resource: expected "type" (Universal) or "apiVersion" and "kind" (Kubernetes)' }],
+      partial: {},
+    };
+  }
+  if (!KINDS.includes(rawKind as ResourceKind)) {
+    return { violations: [{ field: kindField, message: `unknown kind "${rawKind}": meshext reads ${KINDS.join(', ')}` }], partial: {} };
+  }
+  const kind = rawKind as ResourceKind;
+  const v: Violation[] = [];
+  let name: unknown;
+  let meshRaw: unknown;
+  let namespace = '';
+  let labelsRaw: unknown;
+  let spec: unknown;
+  let specPrefix: string;
+  if (isKube) {
+    const apiVersion = doc.apiVersion as string;
+    const want = kind === 'Secret' ? 'v1' : KUMA_API;
+    if (apiVersion !== want) v.push({ field: 'apiVersion', message: `must be ${want} for kind ${kind}, got "${apiVersion}"` });
+    const meta = isObj(doc.metadata) ? doc.metadata : {};
+    if (doc.metadata !== undefined && !isObj(doc.metadata)) v.push({ field: 'metadata', message: `must be an object, got ${typeName(doc.metadata)}` });
+    name = meta.name;
+    if (meta.namespace !== undefined) {
+      if (typeof meta.namespace === 'string') namespace = meta.namespace;
+      else v.push({ field: 'metadata.namespace', message: `must be a string, got ${typeName(meta.namespace)}` });
+    }
+    labelsRaw = meta.labels;
+    meshRaw = isObj(meta.labels) ? (meta.labels['kuma.io/mesh'] ?? 'default') : 'default';
+    if (kind === 'Mesh') meshRaw = name;
+    if (kind === 'HostnameGenerator') meshRaw = ''; // global: no mesh
+    if (kind === 'Secret') {
+      if (doc.type !== SECRET_TYPE) v.push({ field: 'type', message: `must be ${SECRET_TYPE} for a Kuma secret, got "${String(doc.type)}"` });
+      spec = isObj(doc.data) ? doc.data.value : undefined;
+    } else {
+      spec = doc.spec;
+    }
+    specPrefix = 'spec.';
+  } else {
+    name = doc.name;
+    meshRaw = kind === 'Mesh' ? doc.name : kind === 'HostnameGenerator' ? '' : (doc.mesh ?? 'default');
+    labelsRaw = doc.labels;
+    if (kind === 'Mesh') {
+      // Universal Mesh keeps its fields at the top level (`routing`, `mtls`, ...).
+      const { type: _t, name: _n, labels: _l, ...rest } = doc;
+      spec = rest;
+      specPrefix = '';
+    } else if (kind === 'Secret') {
+      spec = doc.data;
+      specPrefix = '';
+    } else if (kind === 'Dataplane') {
+      spec = { networking: doc.networking };
+      specPrefix = '';
+    } else {
+      spec = doc.spec;
+      specPrefix = 'spec.';
+    }
+    if (kind === 'HostnameGenerator' && doc.mesh !== undefined) {
+      ctx.out.warnings.push({
+        file: ctx.file,
+        kind,
+        name: typeof name === 'string' ? name : '',
+        message: 'field "mesh" is ignored: HostnameGenerators are global; select services of one mesh with matchLabels kuma.io/mesh',
+      });
+    }
+  }
+  if (name === undefined || name === null) name = '';
+  if (typeof name !== 'string') {
+    v.push({ field: isKube ? 'metadata.name' : 'name', message: `must be a string, got ${typeName(name)}` });
+    name = String(name);
+  }
+  if (typeof meshRaw !== 'string') {
+    v.push({ field: 'mesh', message: `must be a string, got ${typeName(meshRaw)}` });
+    meshRaw = String(meshRaw);
+  }
+  const labels: Record<string, string> = {};
+  if (labelsRaw !== undefined && labelsRaw !== null) {
+    if (!isObj(labelsRaw)) v.push({ field: 'labels', message: `must be a map of strings, got ${typeName(labelsRaw)}` });
+    else {
+      for (const [k, val] of Object.entries(labelsRaw)) {
+        if (typeof val === 'string') labels[k] = val;
+        else v.push({ field: `labels["${k}"]`, message: `must be a string, got ${typeName(val)}` });
+      }
+    }
+  }
+  const mesh = meshRaw as string;
+  const partial = { kind, name: name as string, mesh };
+  if (v.length) return { violations: v, partial };
+  computeLabels(labels, { kind, mesh, namespace, format, zone: ctx.zone });
+  return { kind, name: name as string, mesh, namespace, labels, format, spec, specPrefix };
+}
+
+/** Kuma's ComputeLabels for a zone CP (v2 line: a user `kuma.io/display-name` is kept). */
+function computeLabels(labels: Record<string, string>, r: { kind: ResourceKind; mesh: string; namespace: string; format: ResourceFormat; zone: string }): void {
+  if (MESH_SCOPED.has(r.kind)) labels['kuma.io/mesh'] ??= r.mesh;
+  labels['kuma.io/origin'] ??= 'zone';
+  if (labels['kuma.io/origin'] !== 'global') {
+    labels['kuma.io/zone'] ??= r.zone;
+    labels['kuma.io/env'] ??= r.format;
+  }
+  if (r.format === 'kubernetes' && r.namespace !== '') labels['k8s.kuma.io/namespace'] ??= r.namespace;
+}

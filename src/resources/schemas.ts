@@ -1,0 +1,158 @@
+/**
+ * JSON Schemas of the spec parts, transcribed from Kuma 2.10's structural schemas (CRD `openAPIV3Schema`),
+ * including their defaults. Enum order follows Kuma's schema so messages list values as Kuma does.
+ * One deliberate change: `endpoints[].port` is not `required` here, because meshext accepts unix-socket
+ * endpoints without a port; `schema.ts` reports a missing port for non-unix addresses in schema wording.
+ */
+
+const dataSource = {
+  type: 'object',
+  properties: {
+    inline: { type: 'string', format: 'byte' },
+    inlineString: { type: 'string' },
+    secret: { type: 'string' },
+  },
+} as const;
+
+const tlsVersion = { type: 'string', enum: ['TLSAuto', 'TLS10', 'TLS11', 'TLS12', 'TLS13'], default: 'TLSAuto' } as const;
+
+const port = { type: 'integer', minimum: 1, maximum: 65535 } as const;
+
+export const meshExternalServiceSpecSchema = {
+  type: 'object',
+  required: ['match'],
+  properties: {
+    match: {
+      type: 'object',
+      required: ['port'],
+      properties: {
+        type: { type: 'string', enum: ['HostnameGenerator'], default: 'HostnameGenerator' },
+        port,
+        protocol: { type: 'string', enum: ['tcp', 'grpc', 'http', 'http2'], default: 'tcp' },
+      },
+    },
+    endpoints: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['address'],
+        properties: {
+          address: { type: 'string', minLength: 1 },
+          port,
+          priority: { type: 'integer', minimum: 0, maximum: 128 },
+        },
+      },
+    },
+    extension: {
+      type: 'object',
+      required: ['type'],
+      properties: { type: { type: 'string' }, config: {} },
+    },
+    tls: {
+      type: 'object',
+      properties: {
+        enabled: { type: 'boolean', default: false },
+        allowRenegotiation: { type: 'boolean', default: false },
+        version: {
+          type: 'object',
+          properties: { min: tlsVersion, max: tlsVersion },
+        },
+        verification: {
+          type: 'object',
+          properties: {
+            mode: { type: 'string', enum: ['SkipSAN', 'SkipCA', 'Secured', 'SkipAll'], default: 'Secured' },
+            serverName: { type: 'string' },
+            subjectAltNames: {
+              type: 'array',
+              items: {
+                type: 'object',
+                required: ['value'],
+                properties: {
+                  type: { type: 'string', enum: ['Exact', 'Prefix'], default: 'Exact' },
+                  value: { type: 'string' },
+                },
+              },
+            },
+            caCert: dataSource,
+            clientCert: dataSource,
+            clientKey: dataSource,
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+const labelSelector = {
+  type: 'object',
+  properties: { matchLabels: { type: 'object', additionalProperties: { type: 'string' } } },
+} as const;
+
+export const hostnameGeneratorSpecSchema = {
+  type: 'object',
+  required: ['template'],
+  properties: {
+    selector: {
+      type: 'object',
+      properties: {
+        meshService: labelSelector,
+        meshExternalService: labelSelector,
+        meshMultiZoneService: labelSelector,
+      },
+    },
+    template: { type: 'string' },
+    extension: {
+      type: 'object',
+      required: ['type'],
+      properties: { type: { type: 'string' }, config: {} },
+    },
+  },
+} as const;
+
+/** Only the part of Mesh meshext reads; the rest of a Mesh is accepted untouched. */
+export const meshSpecSchema = {
+  type: 'object',
+  properties: {
+    routing: {
+      type: 'object',
+      properties: {
+        defaultForbidMeshExternalServiceAccess: { type: 'boolean' },
+        zoneEgress: { type: 'boolean' },
+        localityAwareLoadBalancing: { type: 'boolean' },
+      },
+    },
+  },
+} as const;
+
+export const dataplaneSpecSchema = {
+  type: 'object',
+  properties: {
+    networking: {
+      type: 'object',
+      properties: {
+        address: { type: 'string' },
+        outbound: {
+          type: 'array',
+          items: {
+            type: 'object',
+            required: ['port'],
+            properties: {
+              port,
+              address: { type: 'string' },
+              tags: { type: 'object', additionalProperties: { type: 'string' } },
+              backendRef: {
+                type: 'object',
+                properties: {
+                  kind: { type: 'string' },
+                  name: { type: 'string' },
+                  port,
+                  labels: { type: 'object', additionalProperties: { type: 'string' } },
+                },
+              },
+            },
+          },
+        },
+      },
+    },
+  },
+} as const;

@@ -1,0 +1,144 @@
+/** Resource model shared by the loaders, validators, hostname generation and the snapshot compiler. */
+
+/** Where a document came from: file path, 0-based document index in the file, 1-based line of its start. */
+export interface SourceRef {
+  file: string;
+  index: number;
+  line?: number;
+}
+
+/** One validation problem: a Kuma-style field path (`spec.endpoints[0].port`) and message. */
+export interface Violation {
+  field: string;
+  message: string;
+}
+
+/** A rejected document (or an unreadable file when kind/name are absent) with every violation. */
+export interface LoadError {
+  file: string;
+  line?: number;
+  kind?: string;
+  name?: string;
+  mesh?: string;
+  violations: Violation[];
+}
+
+/** Something accepted but worth telling the user (e.g. an ignored field). */
+export interface LoadWarning {
+  file: string;
+  line?: number;
+  kind?: string;
+  name?: string;
+  message: string;
+}
+
+export type ResourceFormat = 'universal' | 'kubernetes';
+
+export interface DataSource {
+  inline?: string;
+  inlineString?: string;
+  secret?: string;
+}
+
+export interface MeshExternalServiceSpec {
+  match: { type: 'HostnameGenerator'; port: number; protocol: 'tcp' | 'grpc' | 'http' | 'http2' };
+  endpoints?: Array<{ address: string; port?: number; priority?: number }>;
+  tls?: {
+    enabled: boolean;
+    allowRenegotiation: boolean;
+    version?: { min: string; max: string };
+    verification?: {
+      mode: string;
+      serverName?: string;
+      subjectAltNames?: Array<{ type: string; value: string }>;
+      caCert?: DataSource;
+      clientCert?: DataSource;
+      clientKey?: DataSource;
+    };
+  };
+  extension?: { type: string; config?: unknown };
+}
+
+export interface LabelSelector {
+  matchLabels?: Record<string, string>;
+}
+
+export interface HostnameGeneratorSpec {
+  selector: {
+    meshService?: LabelSelector;
+    meshExternalService?: LabelSelector;
+    meshMultiZoneService?: LabelSelector;
+  };
+  template: string;
+  extension?: { type: string; config?: unknown };
+}
+
+export interface MeshSpec {
+  routing?: { defaultForbidMeshExternalServiceAccess?: boolean; zoneEgress?: boolean };
+  [k: string]: unknown;
+}
+
+export interface SecretSpec {
+  /** Decoded secret bytes. */
+  data: Buffer;
+}
+
+export interface DataplaneOutbound {
+  port: number;
+  /** Defaults to 127.0.0.1 as in Kuma. */
+  address: string;
+  backendRef: { kind: 'MeshExternalService'; name?: string; labels?: Record<string, string>; port?: number };
+}
+
+export interface DataplaneSpec {
+  networking: { address?: string; outbound: DataplaneOutbound[] };
+}
+
+interface ResourceBase<K extends string, S> {
+  kind: K;
+  /** Core name: the Universal name or the Kubernetes object name (namespace kept apart). */
+  name: string;
+  /** Mesh of a mesh-scoped kind; a Mesh's own name; empty for HostnameGenerator (global). */
+  mesh: string;
+  /** Kubernetes namespace; empty on Universal. */
+  namespace: string;
+  /** Labels after Kuma's label computation (§1.4). */
+  labels: Record<string, string>;
+  spec: S;
+  source: SourceRef;
+  format: ResourceFormat;
+}
+
+export type MeshExternalServiceResource = ResourceBase<'MeshExternalService', MeshExternalServiceSpec>;
+export type HostnameGeneratorResource = ResourceBase<'HostnameGenerator', HostnameGeneratorSpec>;
+export type MeshResource = ResourceBase<'Mesh', MeshSpec>;
+export type SecretResource = ResourceBase<'Secret', SecretSpec>;
+export type DataplaneResource = ResourceBase<'Dataplane', DataplaneSpec>;
+
+export type Resource =
+  | MeshExternalServiceResource
+  | HostnameGeneratorResource
+  | MeshResource
+  | SecretResource
+  | DataplaneResource;
+
+export type ResourceKind = Resource['kind'];
+
+export interface LoadResult {
+  resources: Resource[];
+  errors: LoadError[];
+  /** Non-fatal notices (ignored fields); absent in older callers' eyes, always present here. */
+  warnings?: LoadWarning[];
+}
+
+export interface LoadOptions {
+  /** Local zone name for `kuma.io/zone` (default `default`). */
+  zone?: string;
+  /** VIP CIDR; endpoints inside it are rejected (loop guard). Default from env or 242.0.0.0/8. */
+  vipCidr?: string;
+}
+
+/** Display name as Kuma v2 computes it: the user label if present, else the name. */
+export function displayNameOf(r: { name: string; labels: Record<string, string> }): string {
+  return r.labels['kuma.io/display-name'] ?? r.name;
+}

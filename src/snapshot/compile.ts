@@ -1,0 +1,185 @@
+/**
+ * Validated resources → immutable Snapshot: resolves Secrets, generates hostnames, allocates VIPs,
+ * classifies endpoints, applies the Mesh access flag and binds Dataplane outbounds.
+ *
+ * - A Mesh resource is optional: a MES in a mesh without a Mesh resource is served with Kuma's defaults
+ *   (access allowed), as `default` is implied on a standalone CP.
+ * - compile never releases VIPs: a service that is temporarily invalid keeps its address; callers release
+ *   services that were deleted.
+ * - An endpoint hostname that meshext itself serves would loop through the proxy; that MES is rejected.
+ */
+import { isIP } from 'node:net';
+import type { Ipam } from '../ipam/ipam.js';
+import type { LoadResult, MeshExternalServiceResource, MeshResource } from '../resources/types.js';
+import { displayNameOf } from '../resources/types.js';
+import { unixPath } from '../resources/address.js';
+import { defaultGenerators } from '../hostnames/defaults.js';
+import { generateHostnames, serviceId } from '../hostnames/generate.js';
+import type { CompiledEndpoint, CompiledOutbound, CompiledService, CompiledTls, RejectedResource, Snapshot, TlsVersion, VerificationMode } from './types.js';
+import { vipPortKey } from './types.js';
+import { byKind, dataplaneViolations, missingSecrets, resolveBackendRef, resolveDataSource, secretIndex } from './references.js';
+
+let lastGeneration = 0;
+
+export interface CompileInput {
+  load: LoadResult;
+  ipam: Ipam;
+  zone?: string;
+  skipDefaultGenerators?: boolean;
+  generation?: number;
+}
+
+/** Builds a Snapshot; never throws for bad resources (they land in `rejected`). */
+export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
+  const { load, ipam } = input;
+  const zone = input.zone ?? process.env.KUMA_MULTIZONE_ZONE_NAME ?? 'default';
+  const rejected: RejectedResource[] = load.errors.map((e) => ({
+    file: e.file,
+    ...(e.line !== undefined ? { line: e.line } : {}),
+    kind: e.kind ?? '',
+    name: e.name ?? '',
+    ...(e.mesh !== undefined ? { mesh: e.mesh } : {}),
+    violations: e.violations,
+  }));
+  const secrets = secretIndex(load);
+  const meshes = new Map<string, MeshResource>(byKind(load.resources, 'Mesh').map((m) => [m.name, m]));
+
+  let candidates: MeshExternalServiceResource[] = [];
+  for (const mes of byKind(load.resources, 'MeshExternalService')) {
+    const miss = missingSecrets(mes, secrets);
+    if (miss) rejected.push(miss);
+    else candidates.push(mes);
+  }
+
+  const vips = await ipam.assign(candidates.map(serviceId));
+  candidates = candidates.filter((mes) => {
+    const r = vips.get(serviceId(mes));
+    if (r && 'vip' in r) return true;
+    rejected.push({
+      file: mes.source.file,
+      kind: mes.kind,
+      name: mes.name,
+      mesh: mes.mesh,
+      violations: [{ field: 'status.vip', message: `could not allocate vip for MeshExternalService ${mes.name}: ${r && 'error' in r ? r.error : 'unknown error'}` }],
+    });
+    return false;
+  });
+
+  const userGenerators = byKind(load.resources, 'HostnameGenerator');
+  const defaults = input.skipDefaultGenerators ? [] : defaultGenerators(zone).filter((d) => !userGenerators.some((g) => g.name === d.name));
+  const names = generateHostnames({ services: candidates, generators: [...defaults, ...userGenerators], zone });
+  const owned = new Map<string, MeshExternalServiceResource>();
+  for (const mes of candidates) for (const h of names.get(serviceId(mes))?.hostnames ?? []) owned.set(h, mes);
+
+  const services: CompiledService[] = [];
+  for (const mes of candidates) {
+    const loop = (mes.spec.extension ? [] : (mes.spec.endpoints ?? []))
+      .map((ep, i) => ({ ep, i, owner: owned.get(ep.address.toLowerCase().replace(/\.$/, '')) }))
+      .filter((x) => x.owner !== undefined);
+    if (loop.length) {
+      rejected.push({
+        file: mes.source.file,
+        kind: mes.kind,
+        name: mes.name,
+        mesh: mes.mesh,
+        violations: loop.map((x) => ({
+          field: `spec.endpoints[${x.i}].address`,
+          message: `hostname ${x.ep.address} is served by meshext itself (MeshExternalService ${x.owner?.mesh}/${x.owner?.name}); the proxy would loop`,
+        })),
+      });
+      continue;
+    }
+    const vip = (vips.get(serviceId(mes)) as { vip: string }).vip;
+    const gen = names.get(serviceId(mes)) ?? { hostnames: [], generatorStatus: [] };
+    const tls = mes.spec.tls?.enabled && !mes.spec.extension ? compileTls(mes, secrets) : undefined;
+    const mesh = meshes.get(mes.mesh);
+    const routing = mesh?.spec.routing;
+    const zoneLabel = mes.labels['kuma.io/zone'] ?? '';
+    services.push({
+      id: serviceId(mes),
+      name: mes.name,
+      mesh: mes.mesh,
+      kri: `kri_extsvc_${mes.mesh}_${zoneLabel}_${mes.namespace}_${mes.name}_`,
+      displayName: displayNameOf(mes),
+      namespace: mes.namespace,
+      labels: mes.labels,
+      vip,
+      port: mes.spec.match.port,
+      protocol: mes.spec.match.protocol,
+      hostnames: gen.hostnames,
+      endpoints: mes.spec.extension ? [] : compileEndpoints(mes),
+      ...(tls ? { tls } : {}),
+      forbidden: routing?.defaultForbidMeshExternalServiceAccess === true,
+      generatorStatus: gen.generatorStatus,
+      source: { file: mes.source.file, index: mes.source.index },
+    });
+  }
+
+  const outbounds = compileOutbounds(load, services, candidates, rejected);
+  const byVipPort = new Map(services.map((s) => [vipPortKey(s.vip, s.port), s]));
+  const byHostname = new Map<string, CompiledService>();
+  for (const s of services) for (const h of s.hostnames) byHostname.set(h, s);
+
+  lastGeneration = input.generation ?? lastGeneration + 1;
+  return { generation: lastGeneration, services, byVipPort, byHostname, outbounds, rejected, vipCidr: ipam.cidr };
+}
+
+function compileEndpoints(mes: MeshExternalServiceResource): CompiledEndpoint[] {
+  return (mes.spec.endpoints ?? []).map((ep): CompiledEndpoint => {
+    const path = unixPath(ep.address);
+    if (path !== undefined) return { kind: 'unix', path };
+    const fam = isIP(ep.address);
+    if (fam === 4 || fam === 6) return { kind: 'ip', address: ep.address, port: ep.port as number, family: fam };
+    // Names are matched case-insensitively and a trailing dot means the same host.
+    return { kind: 'dns', address: ep.address.replace(/\.$/, ''), port: ep.port as number };
+  });
+}
+
+function compileTls(mes: MeshExternalServiceResource, secrets: ReturnType<typeof secretIndex>): CompiledTls {
+  const t = mes.spec.tls as NonNullable<MeshExternalServiceSpecTls>;
+  const v = t.verification;
+  const ca = resolveDataSource(v?.caCert, mes.mesh, secrets);
+  const cert = resolveDataSource(v?.clientCert, mes.mesh, secrets);
+  const key = resolveDataSource(v?.clientKey, mes.mesh, secrets);
+  return {
+    minVersion: (t.version?.min ?? 'TLSAuto') as TlsVersion,
+    maxVersion: (t.version?.max ?? 'TLSAuto') as TlsVersion,
+    allowRenegotiation: t.allowRenegotiation ?? false,
+    // Kuma's Go validator treats an explicit empty mode as Secured.
+    mode: ((v?.mode || 'Secured') as VerificationMode),
+    ...(v?.serverName ? { serverName: v.serverName } : {}),
+    subjectAltNames: (v?.subjectAltNames ?? []).map((s) => ({ type: s.type as 'Exact' | 'Prefix', value: s.value })),
+    ...(ca ? { ca } : {}),
+    ...(cert && key ? { cert, key } : {}),
+  };
+}
+type MeshExternalServiceSpecTls = MeshExternalServiceResource['spec']['tls'];
+
+function compileOutbounds(
+  load: LoadResult,
+  services: CompiledService[],
+  candidates: MeshExternalServiceResource[],
+  rejected: RejectedResource[],
+): CompiledOutbound[] {
+  const out: CompiledOutbound[] = [];
+  const taken = new Map<string, string>();
+  const served = candidates.filter((c) => services.some((s) => s.id === serviceId(c)));
+  for (const dp of byKind(load.resources, 'Dataplane')) {
+    const violations = dataplaneViolations(dp, served);
+    const prefix = dp.format === 'kubernetes' ? 'spec.' : '';
+    dp.spec.networking.outbound.forEach((o, i) => {
+      const target = resolveBackendRef(dp, o.backendRef, served);
+      if (typeof target === 'string') return;
+      const key = `${o.address}:${o.port}`;
+      const prev = taken.get(key);
+      if (prev) {
+        violations.push({ field: `${prefix}networking.outbound[${i}].port`, message: `${key} is already used by ${prev}` });
+        return;
+      }
+      taken.set(key, `Dataplane ${dp.mesh}/${dp.name} outbound[${i}]`);
+      out.push({ address: o.address, port: o.port, serviceId: serviceId(target), source: { file: dp.source.file, index: dp.source.index } });
+    });
+    if (violations.length) rejected.push({ file: dp.source.file, kind: dp.kind, name: dp.name, mesh: dp.mesh, violations });
+  }
+  return out;
+}

@@ -1,0 +1,206 @@
+/** Test helpers for the DNS resolver: a dns-packet client, a real UDP+TCP upstream server, and dig. */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import dnsPacket, { type Answer, type Packet, type DecodedPacket } from 'dns-packet';
+
+const execFileP = promisify(execFile);
+
+export type Transport = 'udp' | 'tcp';
+
+/** Sends raw bytes over UDP and resolves with the first reply, or undefined after `timeoutMs`. */
+export function udpExchange(port: number, msg: Buffer, timeoutMs = 2000, address = '127.0.0.1'): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    const s = dgram.createSocket('udp4');
+    const timer = setTimeout(() => done(undefined), timeoutMs);
+    const done = (b: Buffer | undefined): void => {
+      clearTimeout(timer);
+      s.close();
+      resolve(b);
+    };
+    s.on('message', (m) => done(m));
+    s.on('error', () => done(undefined));
+    s.send(msg, port, address);
+  });
+}
+
+/** Sends one length-prefixed message over a new TCP connection and resolves with the reply frame. */
+export function tcpExchange(port: number, msg: Buffer, timeoutMs = 2000, address = '127.0.0.1'): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: address, port });
+    let buf = Buffer.alloc(0);
+    const timer = setTimeout(() => done(undefined), timeoutMs);
+    const done = (b: Buffer | undefined): void => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(b);
+    };
+    s.on('data', (c: Buffer) => {
+      buf = Buffer.concat([buf, c]);
+      if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) done(buf.subarray(2, 2 + buf.readUInt16BE(0)));
+    });
+    s.on('error', () => done(undefined));
+    s.on('close', () => done(undefined));
+    const len = Buffer.alloc(2);
+    len.writeUInt16BE(msg.length);
+    s.write(Buffer.concat([len, msg]));
+  });
+}
+
+let nextId = 1;
+
+/** Builds a query packet; `edns` adds an OPT with that UDP size. */
+export function makeQuery(name: string, type: string, opts: { id?: number; edns?: number; cls?: string } = {}): Buffer {
+  const p: Packet = {
+    type: 'query',
+    id: opts.id ?? (nextId++ & 0xffff),
+    flags: dnsPacket.RECURSION_DESIRED,
+    questions: [{ name, type: type as 'A', class: (opts.cls ?? 'IN') as 'IN' }],
+  };
+  if (opts.edns !== undefined) p.additionals = [{ name: '.', type: 'OPT', udpPayloadSize: opts.edns, flags: 0, options: [] } as unknown as Answer];
+  return dnsPacket.encode(p);
+}
+
+/** A decoded record with the fields tests look at (dns-packet's union type hides them behind OPT). */
+export interface Rec {
+  name: string;
+  type: string;
+  ttl?: number;
+  data?: unknown;
+  udpPayloadSize?: number;
+}
+
+export type Reply = Omit<DecodedPacket, 'answers' | 'additionals'> & { answers: Rec[]; additionals: Rec[]; raw: Buffer };
+
+/** Decodes a reply for assertions. */
+export function decodeReply(raw: Buffer): Reply {
+  const p = dnsPacket.decode(raw);
+  return Object.assign(p, { answers: (p.answers ?? []) as Rec[], additionals: (p.additionals ?? []) as Rec[], raw });
+}
+
+/** Queries the resolver and decodes the reply. */
+export async function ask(port: number, name: string, type: string, opts: { transport?: Transport; edns?: number; id?: number; address?: string } = {}): Promise<Reply> {
+  const msg = makeQuery(name, type, opts);
+  const raw = opts.transport === 'tcp' ? await tcpExchange(port, msg, 2000, opts.address) : await udpExchange(port, msg, 2000, opts.address);
+  if (!raw) throw new Error(`no reply for ${name} ${type}`);
+  return decodeReply(raw);
+}
+
+export function rcodeOf(p: Reply | DecodedPacket): string {
+  return (p as { rcode?: string }).rcode ?? 'NOERROR';
+}
+
+export interface DigResult {
+  status: string;
+  flags: string[];
+  answers: string[];
+  raw: string;
+}
+
+/** Runs `dig @127.0.0.1 -p PORT ...` and extracts status, header flags and answer data. */
+export async function dig(port: number, args: string[]): Promise<DigResult> {
+  const { stdout } = await execFileP('dig', ['@127.0.0.1', '-p', String(port), '+tries=1', '+time=3', ...args], { timeout: 15_000 });
+  const status = /status: (\w+)/.exec(stdout)?.[1] ?? '';
+  const flags = (/;; flags: ([^;]*);/.exec(stdout)?.[1] ?? '').trim().split(/\s+/);
+  const answers: string[] = [];
+  const section = /;; ANSWER SECTION:\n([\s\S]*?)\n\n/.exec(stdout)?.[1] ?? '';
+  for (const line of section.split('\n')) if (line.trim()) answers.push(line.trim().split(/\s+/).slice(4).join(' '));
+  return { status, flags, answers, raw: stdout };
+}
+
+export interface SeenQuery {
+  transport: Transport;
+  id: number;
+  name: string;
+  type: string;
+}
+
+/** What a test upstream does with a query: reply packets (sent in order), or nothing. */
+export type UpstreamHandler = (q: DecodedPacket, transport: Transport) => Array<Packet | Buffer>;
+
+/** dns-packet throws on odd-but-forwardable queries (fuzzing produces them); a test upstream ignores those. */
+function safeDecode(m: Buffer): DecodedPacket | undefined {
+  try {
+    return dnsPacket.decode(m);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A real DNS server on UDP and TCP (same port) for forwarding tests, scripted by a handler. */
+export class TestUpstream {
+  readonly seen: SeenQuery[] = [];
+  private udp!: dgram.Socket;
+  private tcp!: net.Server;
+  port = 0;
+
+  constructor(
+    readonly address: string,
+    public handler: UpstreamHandler,
+  ) {}
+
+  async start(): Promise<this> {
+    this.udp = dgram.createSocket('udp4');
+    await new Promise<void>((r) => this.udp.bind(0, this.address, () => r()));
+    this.port = this.udp.address().port;
+    this.udp.on('message', (m, rinfo) => {
+      const q = safeDecode(m);
+      if (!q) return;
+      this.seen.push({ transport: 'udp', id: q.id ?? 0, name: q.questions?.[0]?.name ?? '', type: q.questions?.[0]?.type ?? '' });
+      for (const r of this.handler(q, 'udp')) this.udp.send(Buffer.isBuffer(r) ? r : dnsPacket.encode(r), rinfo.port, rinfo.address);
+    });
+    this.tcp = net.createServer((s) => {
+      let buf = Buffer.alloc(0);
+      s.on('error', () => s.destroy());
+      s.on('data', (c: Buffer) => {
+        buf = Buffer.concat([buf, c]);
+        while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+          const m = buf.subarray(2, 2 + buf.readUInt16BE(0));
+          buf = buf.subarray(2 + m.length);
+          const q = safeDecode(m);
+          if (!q) continue;
+          this.seen.push({ transport: 'tcp', id: q.id ?? 0, name: q.questions?.[0]?.name ?? '', type: q.questions?.[0]?.type ?? '' });
+          for (const r of this.handler(q, 'tcp')) {
+            const b = Buffer.isBuffer(r) ? r : dnsPacket.encode(r);
+            const len = Buffer.alloc(2);
+            len.writeUInt16BE(b.length);
+            s.write(Buffer.concat([len, b]));
+          }
+        }
+      });
+    });
+    await new Promise<void>((r) => this.tcp.listen(this.port, this.address, () => r()));
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    await new Promise<void>((r) => this.udp.close(() => r()));
+    await new Promise<void>((r) => this.tcp.close(() => r()));
+  }
+}
+
+/** A normal authoritative-looking reply to `q` with the given A addresses (NXDOMAIN when none). */
+export function answerA(q: DecodedPacket, addrs: string[], extra: Partial<Packet> = {}): Packet {
+  const question = q.questions?.[0] ?? { name: '', type: 'A' as const };
+  return {
+    type: 'response',
+    id: q.id ?? 0,
+    flags: dnsPacket.RECURSION_AVAILABLE | (addrs.length ? 0 : 3),
+    questions: [question],
+    answers: addrs.map((data) => ({ name: question.name, type: 'A' as const, class: 'IN' as const, ttl: 60, data })),
+    ...extra,
+  };
+}
+
+/** A UDP socket that receives queries and never answers (a black-holed upstream). */
+export async function blackHole(address: string): Promise<{ port: number; close(): Promise<void> }> {
+  const s = dgram.createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, address, () => r()));
+  return { port: s.address().port, close: () => new Promise<void>((r) => s.close(() => r())) };
+}
+
+/** Polls `fn` until it returns true (no timing assertion: the test's own timeout bounds it). */
+export async function until(fn: () => boolean, stepMs = 10): Promise<void> {
+  while (!fn()) await new Promise((r) => setTimeout(r, stepMs));
+}

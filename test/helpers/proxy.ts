@@ -1,0 +1,121 @@
+/** Builders for proxy tests: CompiledService/Snapshot objects and small loopback servers. */
+import net from 'node:net';
+import tls from 'node:tls';
+import { once } from 'node:events';
+import { Registry } from '../../src/stats/registry.js';
+import { silentLogger } from '../../src/log.js';
+import { Proxy, type ProxyOptions } from '../../src/proxy/index.js';
+import type { CompiledEndpoint, CompiledService, CompiledTls, Snapshot } from '../../src/snapshot/types.js';
+import { vipPortKey } from '../../src/snapshot/types.js';
+
+let seq = 0;
+
+/** A service with sensible defaults; `name` also makes the id and kri. */
+export function svc(p: Partial<CompiledService> & { endpoints: CompiledEndpoint[] }): CompiledService {
+  const name = p.name ?? `svc${++seq}`;
+  const mesh = p.mesh ?? 'default';
+  return {
+    id: `${mesh}/${name}`,
+    name,
+    mesh,
+    kri: `kri_extsvc_${mesh}___${name}_`,
+    displayName: name,
+    namespace: '',
+    labels: {},
+    vip: `242.0.0.${seq}`,
+    port: 80,
+    protocol: 'tcp',
+    hostnames: [`${name}.extsvc.mesh.local`],
+    forbidden: false,
+    generatorStatus: [],
+    source: { file: 'test.yaml', index: 0 },
+    ...p,
+  };
+}
+
+/** TLS block with defaults (Secured, TLSAuto). */
+export function tlsCfg(p: Partial<CompiledTls> = {}): CompiledTls {
+  return { minVersion: 'TLSAuto', maxVersion: 'TLSAuto', allowRenegotiation: false, mode: 'Secured', subjectAltNames: [], ...p };
+}
+
+/** A snapshot over the given services. */
+export function snap(services: CompiledService[], generation = 1): Snapshot {
+  return {
+    generation,
+    services,
+    byVipPort: new Map(services.map((s) => [vipPortKey(s.vip, s.port), s])),
+    byHostname: new Map(services.flatMap((s) => s.hostnames.map((h) => [h, s] as [string, CompiledService]))),
+    outbounds: [],
+    rejected: [],
+    vipCidr: '242.0.0.0/8',
+  };
+}
+
+/** A proxy with a fresh registry and a silent logger. */
+export function newProxy(o: Partial<ProxyOptions> = {}): { proxy: Proxy; stats: Registry } {
+  const stats = new Registry();
+  const proxy = new Proxy({ stats, log: silentLogger(), connectTimeoutMs: 2000, systemCaPath: null, ...o });
+  return { proxy, stats };
+}
+
+/** IP endpoint helper. */
+export function ipEp(port: number, address = '127.0.0.1'): CompiledEndpoint {
+  return { kind: 'ip', address, port, family: address.includes(':') ? 6 : 4 };
+}
+
+/** Starts a server on 127.0.0.1:0 and returns it with its port. */
+export async function listen<T extends net.Server>(srv: T, host = '127.0.0.1'): Promise<{ srv: T; port: number }> {
+  srv.listen(0, host);
+  await once(srv, 'listening');
+  return { srv, port: (srv.address() as net.AddressInfo).port };
+}
+
+/** An echo server counting accepted connections. */
+export async function tcpEcho(): Promise<{ srv: net.Server; port: number; accepted: () => number }> {
+  let n = 0;
+  const srv = net.createServer({ allowHalfOpen: true }, (s) => {
+    n++;
+    s.on('error', () => {});
+    s.pipe(s);
+  });
+  const r = await listen(srv);
+  return { ...r, accepted: () => n };
+}
+
+/** A TLS echo server. */
+export async function tlsEcho(o: tls.TlsOptions): Promise<{ srv: tls.Server; port: number }> {
+  const srv = tls.createServer(o, (s) => {
+    s.on('error', () => {});
+    s.pipe(s);
+  });
+  srv.on('tlsClientError', () => {});
+  return listen(srv);
+}
+
+/** Sends `msg` through host:port, half-closes, and returns everything received until close (null on error before data). */
+export function roundTrip(port: number, msg: string, host = '127.0.0.1'): Promise<string> {
+  return new Promise((resolve) => {
+    const c = net.connect({ host, port, allowHalfOpen: true });
+    const chunks: Buffer[] = [];
+    c.on('data', (d: Buffer) => chunks.push(d));
+    c.on('error', () => {});
+    c.on('connect', () => c.end(msg));
+    c.on('close', () => resolve(Buffer.concat(chunks).toString()));
+  });
+}
+
+/** Waits until `pred` holds (polling), for counters updated on socket close. */
+export async function until(pred: () => boolean, what: string, maxMs = 10_000): Promise<void> {
+  const end = Date.now() + maxMs;
+  while (!pred()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+export function closeServer(s: net.Server): Promise<void> {
+  return new Promise((r) => {
+    (s as net.Server & { closeAllConnections?: () => void }).closeAllConnections?.();
+    s.close(() => r());
+  });
+}

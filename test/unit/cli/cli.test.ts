@@ -1,0 +1,105 @@
+// The CLI as a user runs it: node bin/meshext.js validate|get on fixture directories.
+import test from 'ava';
+import { spawnSync } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+function run(args: string[], env: Record<string, string> = {}): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, ['bin/meshext.js', ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+const stateDir = (): Promise<string> => mkdtemp(join(tmpdir(), 'meshext-cli-'));
+
+test('validate: exit 0 on valid configuration', (t) => {
+  const r = run(['validate', 'test/fixtures/cli/valid']);
+  t.is(r.code, 0, r.stderr);
+  t.is(r.stdout, '');
+  t.regex(r.stderr, /3 resources valid/);
+});
+
+test('validate: exit 1 with one line per violation', (t) => {
+  const r = run(['validate', 'test/fixtures/cli/mixed']);
+  t.is(r.code, 1);
+  const lines = r.stdout.trim().split('\n');
+  t.true(lines.includes('test/fixtures/cli/mixed/services.yaml: MeshExternalService/bad: spec.match.protocol: in body should be one of [tcp grpc http http2]'), r.stdout);
+  t.true(
+    lines.includes(
+      'test/fixtures/cli/mixed/services.yaml: MeshExternalService/needs-secret: spec.tls.verification.caCert.secret: could not load caCert: could not load data: Resource not found: type="Secret" name="missing-ca" mesh="default"',
+    ),
+    r.stdout,
+  );
+  t.true(lines.some((l) => /^test\/fixtures\/cli\/mixed\/broken\.yaml:[34]: invalid YAML: /.test(l)), r.stdout);
+  t.false(r.stdout.includes('good'));
+});
+
+test('validate -o json', (t) => {
+  const r = run(['validate', '-o', 'json', 'test/fixtures/cli/mixed']);
+  t.is(r.code, 1);
+  const out = JSON.parse(r.stdout) as { valid: boolean; errors: Array<{ name: string }> };
+  t.false(out.valid);
+  t.deepEqual(out.errors.map((e) => e.name).sort(), ['', 'bad', 'needs-secret']);
+});
+
+test('validate: the seed examples pass', (t) => {
+  const r = run(['validate', 'test/fixtures/seeds/kong-mesh/universal', 'test/fixtures/seeds/secrets']);
+  t.is(r.code, 0, r.stdout + r.stderr);
+  t.is(run(['validate', 'test/fixtures/seeds/kong-mesh/kubernetes']).code, 0);
+  t.is(r.code, 0, r.stdout + r.stderr);
+});
+
+test('get mes -o json: VIPs, hostnames, endpoints (unix without port), conditions; stable across runs', async (t) => {
+  const dir = await stateDir();
+  const args = ['get', 'meshexternalservices', '--config', 'test/fixtures/cli/valid', '--state-dir', dir, '-o', 'json'];
+  const r = run(args);
+  t.is(r.code, 0, r.stderr);
+  const items = JSON.parse(r.stdout) as Array<Record<string, unknown>>;
+  t.deepEqual(items[0], {
+    name: 'tcp-echo',
+    mesh: 'default',
+    kri: 'kri_extsvc_default_default__tcp-echo_',
+    vip: '242.0.0.1',
+    hostnames: ['tcp-echo.extsvc.mesh.local', 'tcp-echo.svc.meshext.local'],
+    port: 4242,
+    protocol: 'tcp',
+    endpoints: [{ address: '127.0.0.1', port: 14242 }],
+    tls: { enabled: false },
+    forbidden: false,
+    conditions: [
+      { generator: 'local-mesh-external-service', type: 'Generated', status: 'True', reason: 'Generated', message: '' },
+      { generator: 'local', type: 'Generated', status: 'True', reason: 'Generated', message: '' },
+    ],
+  });
+  t.deepEqual(items[1]?.endpoints, [{ address: 'unix:///run/app.sock' }]);
+  // --mesh filter, alias and persisted VIPs
+  const again = JSON.parse(run(['get', 'extsvc', '-c', 'test/fixtures/cli/valid', '--mesh', 'other', '-o', 'json'], { MESHEXT_STATE_DIR: dir }).stdout) as Array<{ name: string; vip: string }>;
+  t.deepEqual(again.map((s) => [s.name, s.vip]), [['sock', '242.0.0.2']]);
+});
+
+test('get mes table; invalid resources go to stderr while valid ones print', async (t) => {
+  const r = run(['get', 'mes', '--config', 'test/fixtures/cli/mixed', '--state-dir', await stateDir(), '--vip-cidr', '10.20.0.0/16']);
+  t.is(r.code, 0);
+  const [header, row] = r.stdout.trim().split('\n');
+  t.regex(header ?? '', /^NAME\s+MESH\s+VIP\s+PORT\s+PROTOCOL\s+HOSTNAMES\s+ENDPOINTS\s+TLS$/);
+  t.regex(row ?? '', /^good\s+default\s+10\.20\.0\.1\s+80\s+tcp\s+good\.extsvc\.mesh\.local\s+example\.com:80\s+-$/);
+  t.regex(r.stderr, /MeshExternalService\/bad: spec\.match\.protocol/);
+  t.regex(r.stderr, /MeshExternalService\/needs-secret/);
+});
+
+test('get hostnamegenerators and meshes', (t) => {
+  const hg = run(['get', 'hg', '-c', 'test/fixtures/cli/valid', '-o', 'yaml']);
+  t.is(hg.code, 0, hg.stderr);
+  t.regex(hg.stdout, /name: local-mesh-external-service/);
+  t.regex(hg.stdout, /template: "\{\{ \.DisplayName \}\}\.svc\.meshext\.local"/);
+  const meshes = run(['get', 'meshes', '-c', 'test/fixtures/seeds/kong-mesh/universal', 'test/fixtures/seeds/secrets']);
+  t.regex(meshes.stdout, /default\s+yes\s+true/);
+});
+
+test('bad arguments fail with a clear message', async (t) => {
+  const r = run(['get', 'widgets', '-c', 'test/fixtures/cli/valid']);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /unknown resource type "widgets"/);
+  const c = run(['get', 'mes', '-c', 'test/fixtures/cli/valid', '--state-dir', await stateDir(), '--vip-cidr', 'nope']);
+  t.is(c.code, 1);
+  t.regex(c.stderr, /invalid VIP CIDR "nope".*MESHEXT_E_BAD_CIDR/);
+});

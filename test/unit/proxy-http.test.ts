@@ -1,0 +1,161 @@
+import test from 'ava';
+import http from 'node:http';
+import https from 'node:https';
+import { makePki, type TestPki } from '../helpers/certs.js';
+import { closeServer, ipEp, listen, newProxy, snap, svc, tlsCfg } from '../helpers/proxy.js';
+import type { CompiledService } from '../../src/snapshot/types.js';
+
+let pki: TestPki;
+test.before(() => {
+  pki = makePki();
+});
+test.after.always(() => pki?.cleanup());
+
+interface Seen {
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+/** An upstream that echoes method, headers and body as JSON and counts its connections. */
+async function upstream(tlsOpts?: https.ServerOptions): Promise<{ srv: http.Server; port: number; conns: () => number; seen: Seen[] }> {
+  const seen: Seen[] = [];
+  let conns = 0;
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    const chunks: Buffer[] = [];
+    req.on('data', (d: Buffer) => chunks.push(d));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString();
+      seen.push({ headers: req.headers, body });
+      res.writeHead(200, { 'content-type': 'application/json', 'x-upstream': 'yes' });
+      res.end(JSON.stringify({ method: req.method, url: req.url, host: req.headers.host, body }));
+    });
+  };
+  const srv = tlsOpts ? https.createServer(tlsOpts, handler) : http.createServer(handler);
+  srv.on(tlsOpts ? 'secureConnection' : 'connection', () => conns++);
+  const r = await listen(srv);
+  return { ...r, conns: () => conns, seen };
+}
+
+/** One request through the proxy listener. */
+function get(port: number, o: { path?: string; method?: string; headers?: http.OutgoingHttpHeaders; body?: string; agent?: http.Agent } = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: o.path ?? '/', method: o.method ?? 'GET', headers: o.headers, agent: o.agent ?? false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (d: Buffer) => chunks.push(d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }));
+    });
+    req.on('error', reject);
+    req.end(o.body);
+  });
+}
+
+async function proxyFor(s: CompiledService): Promise<{ port: number; close: () => Promise<void>; stats: ReturnType<typeof newProxy>['stats']; proxy: ReturnType<typeof newProxy>['proxy'] }> {
+  const { proxy, stats } = newProxy();
+  proxy.setSnapshot(snap([s]));
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  return { port: l.port, close: () => proxy.close(), stats, proxy };
+}
+
+test('http: keep-alive upstream reuse, bodies both ways, hop-by-hop stripped, no x-forwarded-*', async (t) => {
+  const up = await upstream();
+  const s = svc({ protocol: 'http', endpoints: [ipEp(up.port)] });
+  const p = await proxyFor(s);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  for (let i = 0; i < 10; i++) {
+    const r = await get(p.port, { method: 'POST', path: `/items/${i}`, body: `payload-${i}`, agent, headers: { host: 'api.extsvc.mesh.local', connection: 'keep-alive, x-hop', 'x-hop': '1', 'x-app': 'kept' } });
+    t.is(r.status, 200);
+    t.is(r.headers['x-upstream'], 'yes');
+    t.deepEqual(JSON.parse(r.body), { method: 'POST', url: `/items/${i}`, host: 'api.extsvc.mesh.local', body: `payload-${i}` });
+  }
+  agent.destroy();
+  t.true(up.conns() < 10, `upstream saw ${up.conns()} connections for 10 requests`);
+  const h = up.seen[0]?.headers ?? {};
+  t.is(h['x-app'], 'kept');
+  t.is(h['x-hop'], undefined);
+  t.is(h['x-forwarded-for'], undefined);
+  t.is(h['x-forwarded-proto'], undefined);
+  t.is(p.stats.get('meshext_upstream_rq_total', { service: s.kri, code_class: '2xx' }), 10);
+  await p.close();
+  await closeServer(up.srv);
+});
+
+test('http: Host is the endpoint hostname for DNS endpoints, the client Host for IP endpoints', async (t) => {
+  const up = await upstream();
+  const dnsSvc = svc({ protocol: 'http', endpoints: [{ kind: 'dns', address: 'localhost', port: up.port }] });
+  const p = await proxyFor(dnsSvc);
+  t.is(JSON.parse((await get(p.port, { headers: { host: 'mes.extsvc.mesh.local' } })).body).host, 'localhost');
+  await p.close();
+  const ipSvc = svc({ protocol: 'http', endpoints: [ipEp(up.port)] });
+  const q = await proxyFor(ipSvc);
+  t.is(JSON.parse((await get(q.port, { headers: { host: 'mes.extsvc.mesh.local' } })).body).host, 'mes.extsvc.mesh.local');
+  await q.close();
+  await closeServer(up.srv);
+});
+
+test('http: 403 when the mesh forbids access, 503 naming the reason when the upstream is down', async (t) => {
+  const up = await upstream();
+  const denied = svc({ protocol: 'http', mesh: 'payments', endpoints: [ipEp(up.port)], forbidden: true });
+  const p = await proxyFor(denied);
+  const r = await get(p.port);
+  t.is(r.status, 403);
+  t.is(r.body.trim(), 'MeshExternalService access denied by Mesh "payments" setting routing.defaultForbidMeshExternalServiceAccess');
+  t.is(p.stats.get('meshext_access_denied_total', { service: denied.kri }), 1);
+  t.is(up.conns(), 0);
+  await p.close();
+  const port = up.port;
+  await closeServer(up.srv);
+  const down = svc({ protocol: 'http', endpoints: [ipEp(port)] });
+  const q = await proxyFor(down);
+  const d = await get(q.port);
+  t.is(d.status, 503);
+  t.regex(d.body, /upstream unavailable: connect to 127\.0\.0\.1:\d+ failed: ECONNREFUSED/);
+  t.is(q.stats.get('meshext_upstream_rq_total', { service: down.kri, code_class: '5xx' }), 1);
+  await q.close();
+});
+
+test('https: TLS origination to an HTTP/1.1 upstream; verification failure is a 503 with the reason', async (t) => {
+  const good = await upstream({ key: pki.good.key, cert: pki.good.cert });
+  const s = svc({ protocol: 'http', endpoints: [{ kind: 'dns', address: 'localhost', port: good.port }], tls: tlsCfg({ ca: pki.ca }) });
+  const p = await proxyFor(s);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  for (let i = 0; i < 3; i++) t.is((await get(p.port, { agent })).status, 200);
+  agent.destroy();
+  t.is(good.conns(), 1, 'TLS connection reused');
+  await p.close();
+  await closeServer(good.srv);
+  const bad = await upstream({ key: pki.wrongName.key, cert: pki.wrongName.cert });
+  const s2 = svc({ protocol: 'http', endpoints: [ipEp(bad.port)], tls: tlsCfg({ ca: pki.ca }) });
+  const q = await proxyFor(s2);
+  const r = await get(q.port);
+  t.is(r.status, 503);
+  t.regex(r.body, /certificate name mismatch/);
+  t.is(q.stats.get('meshext_upstream_tls_verify_fail_total', { service: s2.kri, reason: 'name_mismatch' }), 1);
+  await q.close();
+  await closeServer(bad.srv);
+});
+
+test('http: drain finishes the in-flight request, then closes idle keep-alive connections', async (t) => {
+  let release: () => void = () => {};
+  const slow = http.createServer((req, res) => {
+    if (req.url === '/warm') res.end('warm');
+    else release = () => res.end('late');
+  });
+  const up = await listen(slow);
+  const s = svc({ protocol: 'http', endpoints: [ipEp(up.port)] });
+  const p = await proxyFor(s);
+  const agent = new http.Agent({ keepAlive: true });
+  t.is((await get(p.port, { agent, path: '/warm' })).body, 'warm');
+  const inflight = get(p.port, { agent: new http.Agent({ keepAlive: true }), path: '/slow' });
+  while (p.proxy.activeConnections() < 2) await new Promise((r) => setTimeout(r, 5));
+  await p.proxy.stopAccepting();
+  const drained = p.proxy.drain(10_000);
+  await new Promise((r) => setTimeout(r, 50));
+  release();
+  const r = await inflight;
+  t.is(r.body, 'late');
+  t.is(r.headers.connection, 'close');
+  t.deepEqual(await drained, { remaining: 0 });
+  agent.destroy();
+  await p.close();
+  await closeServer(slow);
+});

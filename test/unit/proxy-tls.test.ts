@@ -1,0 +1,151 @@
+import test from 'ava';
+import tls from 'node:tls';
+import { makePki, type KeyPair, type TestPki } from '../helpers/certs.js';
+import { closeServer, ipEp, newProxy, roundTrip, snap, svc, tlsCfg, tlsEcho } from '../helpers/proxy.js';
+import type { CompiledEndpoint, CompiledTls, VerificationMode } from '../../src/snapshot/types.js';
+import { matchesUserSans, parseSubjectAltNames } from '../../src/proxy/tls.js';
+import { detectSystemCa } from '../../src/proxy/system-ca.js';
+
+let pki: TestPki;
+test.before(() => {
+  pki = makePki();
+});
+test.after.always(() => pki?.cleanup());
+
+/** Runs one echo through a TLS-originating tcp service; returns whether it passed and the verify-fail reasons counted. */
+async function through(server: tls.TlsOptions, cfg: Partial<CompiledTls>, ep?: (port: number) => CompiledEndpoint): Promise<{ ok: boolean; reasons: string[]; handshakes: number }> {
+  const up = await tlsEcho(server);
+  const s = svc({ endpoints: [ep ? ep(up.port) : ipEp(up.port)], tls: tlsCfg({ ca: pki.ca, ...cfg }) });
+  const { proxy, stats } = newProxy();
+  proxy.setSnapshot(snap([s]));
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  const got = await roundTrip(l.port, 'secret-ping');
+  await proxy.close();
+  await closeServer(up.srv);
+  const reasons = stats.json().filter((x) => x.name === 'meshext_upstream_tls_verify_fail_total' && x.value > 0).map((x) => x.labels.reason as string);
+  return { ok: got === 'secret-ping', reasons, handshakes: stats.get('meshext_upstream_tls_handshake_total', { service: s.kri }) ?? 0 };
+}
+
+const server = (kp: KeyPair, extra: tls.TlsOptions = {}): tls.TlsOptions => ({ key: kp.key, cert: kp.cert, ...extra });
+
+// Expected outcome per certificate and mode (DESIGN decision 6): Secured = chain+names, SkipSAN = chain,
+// SkipCA = names, SkipAll = neither.
+const matrix: Array<{ cert: keyof Pick<TestPki, 'good' | 'unknownCa' | 'wrongName' | 'expired'>; reason: string; pass: Record<VerificationMode, boolean> }> = [
+  { cert: 'good', reason: '', pass: { Secured: true, SkipSAN: true, SkipCA: true, SkipAll: true } },
+  { cert: 'unknownCa', reason: 'unknown_ca', pass: { Secured: false, SkipSAN: false, SkipCA: true, SkipAll: true } },
+  { cert: 'wrongName', reason: 'name_mismatch', pass: { Secured: false, SkipSAN: true, SkipCA: false, SkipAll: true } },
+  { cert: 'expired', reason: 'expired', pass: { Secured: false, SkipSAN: false, SkipCA: true, SkipAll: true } },
+];
+
+for (const row of matrix) {
+  for (const mode of ['Secured', 'SkipSAN', 'SkipCA', 'SkipAll'] as const) {
+    const expect = row.pass[mode];
+    test(`tcp+tls ${mode} with ${row.cert} certificate ${expect ? 'passes' : `fails (${row.reason})`}`, async (t) => {
+      const r = await through(server(pki[row.cert]), { mode });
+      t.is(r.ok, expect);
+      if (expect) t.deepEqual(r.reasons, []);
+      else t.deepEqual(r.reasons, [row.reason]);
+    });
+  }
+}
+
+test('tcp+tls: DNS endpoint sends SNI and is verified against it', async (t) => {
+  let sni: string | undefined;
+  const r = await through(
+    server(pki.good, { SNICallback: (name, cb) => ((sni = name), cb(null, tls.createSecureContext({ key: pki.good.key, cert: pki.good.cert }))) }),
+    {},
+    (port) => ({ kind: 'dns', address: 'localhost', port }),
+  );
+  t.true(r.ok);
+  t.is(sni, 'localhost');
+});
+
+test('tcp+tls: serverName is the SNI and the expected name', async (t) => {
+  t.false((await through(server(pki.good), { serverName: 'api.example.com' })).ok);
+  t.true((await through(server(pki.wrongName), { serverName: 'wrong.example' })).ok);
+});
+
+test('tcp+tls: URI-only certificate passes with a Prefix spiffe:// SAN matcher, fails without', async (t) => {
+  t.true((await through(server(pki.uriOnly), { subjectAltNames: [{ type: 'Prefix', value: 'spiffe://example.local/ns/local' }] })).ok);
+  t.true((await through(server(pki.uriOnly), { subjectAltNames: [{ type: 'Exact', value: 'spiffe://example.local/ns/local/sa/web' }] })).ok);
+  const no = await through(server(pki.uriOnly), {});
+  t.false(no.ok);
+  t.deepEqual(no.reasons, ['name_mismatch']);
+  t.false((await through(server(pki.uriOnly), { subjectAltNames: [{ type: 'Prefix', value: 'spiffe://other.local/' }] })).ok);
+});
+
+test('tcp+tls: versions — min=max=TLS13 against a TLS1.2-only server fails, TLS12 works; limits apply in SkipAll too', async (t) => {
+  const tls12 = server(pki.good, { maxVersion: 'TLSv1.2' });
+  const v13 = await through(tls12, { minVersion: 'TLS13', maxVersion: 'TLS13' });
+  t.false(v13.ok);
+  t.deepEqual(v13.reasons, ['version']);
+  t.true((await through(tls12, { minVersion: 'TLS12', maxVersion: 'TLS12' })).ok);
+  t.false((await through(tls12, { minVersion: 'TLS13', maxVersion: 'TLS13', mode: 'SkipAll' })).ok);
+  t.true((await through(tls12, {})).ok, 'TLSAuto negotiates 1.2');
+});
+
+test('tcp+mtls: client certificate is presented; without it the server refuses (no_client_cert)', async (t) => {
+  const mtls = server(pki.good, { requestCert: true, rejectUnauthorized: true, ca: pki.ca });
+  const ok = await through(mtls, { cert: pki.client.cert, key: pki.client.key });
+  t.true(ok.ok);
+  t.is(ok.handshakes, 1);
+  for (const mode of ['SkipSAN', 'SkipCA', 'SkipAll'] as const) t.true((await through(mtls, { mode, cert: pki.client.cert, key: pki.client.key })).ok, mode);
+  const none = await through(mtls, {});
+  t.false(none.ok);
+  t.deepEqual(none.reasons, ['no_client_cert']);
+});
+
+test('tcp+tls: Secured without any CA fails closed with MESHEXT_E_TLS_NO_CA; other services unaffected', async (t) => {
+  const up = await tlsEcho(server(pki.good));
+  const bad = svc({ endpoints: [ipEp(up.port)], tls: tlsCfg({}) });
+  const fine = svc({ endpoints: [ipEp(up.port)], tls: tlsCfg({ ca: pki.ca }) });
+  const { proxy } = newProxy({ systemCaPath: null });
+  proxy.setSnapshot(snap([bad, fine]));
+  const lb = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, bad.id);
+  const lf = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, fine.id);
+  t.is(await roundTrip(lb.port, 'x'), '');
+  t.is(await roundTrip(lf.port, 'y'), 'y');
+  await proxy.close();
+  // The system bundle is used when tls.ca is absent (here it is our test CA, via the override path).
+  const { join } = await import('node:path');
+  const caPath = join(pki.dir, 'ca.crt');
+  const sys = newProxy({ systemCaPath: caPath });
+  sys.proxy.setSnapshot(snap([bad]));
+  const ls = await sys.proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, bad.id);
+  t.is(await roundTrip(ls.port, 'z'), 'z');
+  await sys.proxy.close();
+  await closeServer(up.srv);
+});
+
+test('tls config errors never leak key material', async (t) => {
+  const secret = Buffer.from('-----BEGIN PRIVATE KEY-----\nc2VjcmV0LWtleS1ieXRlcw==\n-----END PRIVATE KEY-----\n');
+  const s = svc({ endpoints: [ipEp(1)], tls: tlsCfg({ ca: pki.ca, cert: pki.client.cert, key: secret }) });
+  const lines: string[] = [];
+  const { createLogger } = await import('../../src/log.js');
+  const { Writable } = await import('node:stream');
+  const log = createLogger({ level: 'debug', stream: new Writable({ write: (c: Buffer, _e, cb) => (lines.push(c.toString()), cb()) }) });
+  const { proxy } = newProxy({ log });
+  proxy.setSnapshot(snap([s]));
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  t.is(await roundTrip(l.port, 'x'), '');
+  await proxy.close();
+  const all = lines.join('');
+  t.regex(all, /MESHEXT_E_TLS_CONFIG/);
+  t.notRegex(all, /c2VjcmV0/);
+});
+
+test('SAN parsing and matching cover DNS, IP and URI', (t) => {
+  const sans = parseSubjectAltNames('DNS:a.example, IP Address:127.0.0.1, URI:spiffe://x.local/ns/a, DNS:"weird, name"');
+  t.deepEqual(sans.map((s) => s.type), ['DNS', 'IP', 'URI', 'DNS']);
+  t.is(sans[3]?.value, 'weird, name');
+  const cert = { subjectaltname: 'DNS:a.example, IP Address:0:0:0:0:0:0:0:1, URI:spiffe://x.local/ns/a' } as tls.PeerCertificate;
+  t.true(matchesUserSans(cert, [{ type: 'Exact', value: '::1' }]));
+  t.true(matchesUserSans(cert, [{ type: 'Prefix', value: 'spiffe://x.local/' }]));
+  t.false(matchesUserSans(cert, [{ type: 'Exact', value: 'b.example' }]));
+});
+
+test('system CA detection honours the env override, then the first existing candidate', (t) => {
+  t.is(detectSystemCa({ KUMA_DATAPLANE_RUNTIME_DYNAMIC_SYSTEM_CA_PATH: '/x/ca.pem' }, () => false), '/x/ca.pem');
+  t.is(detectSystemCa({}, (p) => p === '/etc/ssl/ca-bundle.pem' || p === '/etc/ssl/cert.pem'), '/etc/ssl/ca-bundle.pem');
+  t.is(detectSystemCa({}, () => false), null);
+});
