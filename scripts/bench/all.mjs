@@ -42,7 +42,7 @@ try {
     const args = s === 'dns' ? ['--runs', String(opts.runs), ...(opts.quick ? ['--seconds', '1'] : [])] : [...passOn, '--json', json];
     // --foreground keeps the scenario in our process group so Ctrl-C reaches it; its own handlers clean up.
     const code = await new Promise((resolve) => {
-      child = spawn('timeout', ['--foreground', '--kill-after=15', '1200s', process.execPath, script, ...passOn, '--json', json], { stdio: 'inherit' });
+      child = spawn('timeout', ['--foreground', '--kill-after=15', '1200s', process.execPath, script, ...args], { stdio: 'inherit' });
       child.on('exit', (c) => resolve(c));
     });
     if (code !== 0) process.stdout.write(`\n== ${s}: exited with code ${code}\n`);
