@@ -29,9 +29,17 @@ for (let i = 0; i < argv.length; i++) {
 const dir = mkdtempSync(join(tmpdir(), 'meshext-bench-all-'));
 const results = [];
 let child;
-process.on('SIGINT', () => child?.kill('SIGINT'));
+let interrupted = false;
+// The scenario (same process group) gets the terminal's Ctrl-C itself and cleans up; stop after it.
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    interrupted = true;
+    child?.kill(sig);
+  });
+}
 try {
   for (const s of only) {
+    if (interrupted) break;
     const script = join(HERE, `${s}.mjs`);
     if (!existsSync(script)) {
       process.stdout.write(`\n== ${s}: skipped (${script} not present)\n`);

@@ -2,7 +2,7 @@
 // each runs under `timeout` (a hard upper bound on its life even if this runner is SIGKILLed) and
 // `prlimit` (enough file descriptors for 10,000 proxied connections), and is killed on exit, error or Ctrl-C.
 import { spawn, execFileSync } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
 
 const live = new Map(); // pid -> {name, child}
 
@@ -26,12 +26,21 @@ function killGroupSync(pid, signal) {
   }
 }
 
+const tempDirs = new Set();
+
+/** Remove dir when the runner exits, however it exits (normal end, error, Ctrl-C). */
+export function removeOnExit(dir) {
+  installHandlers();
+  tempDirs.add(dir);
+}
+
 let handlersInstalled = false;
 function installHandlers() {
   if (handlersInstalled) return;
   handlersInstalled = true;
   process.on('exit', () => {
     for (const pid of live.keys()) killGroupSync(pid, 'SIGKILL');
+    for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
   });
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
     process.on(sig, () => {

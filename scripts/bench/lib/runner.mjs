@@ -6,7 +6,7 @@ import { tmpdir, cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { startTarget } from './targets.mjs';
-import { stopAll } from './procs.mjs';
+import { stopAll, removeOnExit } from './procs.mjs';
 import { scenarioTable, formatTable, fmtNum } from './stats.mjs';
 
 /** One line describing the machine and the peer versions, for tables and RESULTS.md. */
@@ -40,6 +40,7 @@ export function machineInfo() {
 export async function runScenario(spec) {
   const { opts } = spec;
   const dir = mkdtempSync(join(tmpdir(), `meshext-bench-${spec.id}-`));
+  removeOnExit(dir);
   const started = Date.now();
   const deadline = started + spec.budgetSeconds * 1000;
   const names = spec.targetNames ?? opts.targets;
