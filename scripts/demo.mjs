@@ -43,9 +43,9 @@ function getReady() {
 }
 
 // --- PKI and secrets, stand-in upstreams -------------------------------------------------------
-fs.mkdirSync(path.join(demoDir, 'config'), { recursive: true });
+fs.mkdirSync(path.join(demoDir, 'secrets'), { recursive: true });
 const pki = ensurePki(path.join(demoDir, 'pki'));
-fs.writeFileSync(path.join(demoDir, 'config', 'secrets.yaml'), pkiSecretsYaml(pki));
+fs.writeFileSync(path.join(demoDir, 'secrets', 'secrets.yaml'), pkiSecretsYaml(pki));
 const upstreams = await startUpstreams({ pki });
 
 // --- a cgroup for the demo's clients: only processes in it are redirected --------------------------
@@ -59,10 +59,10 @@ const agent = spawn(
   [
     path.join(root, 'bin/meshext.js'), 'run',
     '--config', path.join(root, 'examples/universal'),
-    '--config', path.join(demoDir, 'config'),
+    '--config', path.join(demoDir, 'secrets'),
     '--cgroup', cgroup,
     '--redirect', 'on',
-    '--state-dir', path.join(demoDir, 'state'),
+    '--state-dir', path.join(demoDir, 'ipam'),
     '--pin-root', pinRoot,
     '--admin', `127.0.0.1:${adminPort}`,
     '--log-format', 'text',
@@ -87,10 +87,19 @@ async function stop(code) {
     await new Promise((r) => agent.once('exit', r));
   }
   spawnSync(process.execPath, [path.join(root, 'bin/meshext.js'), 'cleanup', '--pin-root', pinRoot], { stdio: 'ignore' });
-  try {
-    fs.rmdirSync(cgroup);
-  } catch {
-    // Still has processes (a user shell joined it): leave it.
+  // Clients that are still running (an nc waiting out -q) would keep the cgroup busy.
+  for (let i = 0; i < 50; i++) {
+    try {
+      fs.rmdirSync(cgroup);
+      break;
+    } catch {
+      try {
+        fs.writeFileSync(path.join(cgroup, 'cgroup.kill'), '1');
+      } catch {
+        // Older kernels have no cgroup.kill; the retry loop still gives clients time to exit.
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
   await upstreams.close();
   process.exit(code);
@@ -152,7 +161,7 @@ if (once) await stop(failed ? 1 : 0);
 process.stdout.write(`
 The agent keeps running (log: ${path.relative(root, logFile)}).
   admin API:   http://127.0.0.1:${adminPort}/   (/ready /stats /stats/prometheus /config_dump /clusters /bpf)
-  services:    node bin/meshext.js get mes --config examples/universal --config .state/demo/config --state-dir .state/demo/state
+  services:    node bin/meshext.js get mes --config examples/universal .state/demo/secrets --state-dir .state/demo/ipam
   try it:      sudo sh -c 'echo $$ > ${cgroup}/cgroup.procs; exec bash'   # a shell whose traffic goes through meshext
                curl -s http://mes-http.svc.meshext.local/get
 Ctrl-C stops the agent and removes its BPF programs.

@@ -5,6 +5,7 @@
 import { constants as osConstants } from 'node:os';
 import { existsSync, mkdirSync, readdirSync, rmdirSync, statfsSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import ipaddr from 'ipaddr.js';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
@@ -106,6 +107,22 @@ function validateConfig(cfg: RedirectConfig): { net: string; prefix: number } {
   }
   const net = ipaddr.IPv4.networkAddressFromCIDR(cfg.vipCidr).toString();
   return { net, prefix: parsed[1] };
+}
+
+/**
+ * Mounts bpffs at `mountPoint` when `pinRoot` lies under it and no bpffs is there yet, as systemd's
+ * sys-fs-bpf.mount or a DaemonSet init container would; returns true when it mounted one.
+ */
+export function ensureBpffs(pinRoot: string, mountPoint = '/sys/fs/bpf'): boolean {
+  if (!(pinRoot === mountPoint || pinRoot.startsWith(mountPoint + '/'))) return false;
+  if (!existsSync(mountPoint) || statfsSync(mountPoint).type === BPF_FS_MAGIC) return false;
+  try {
+    execFileSync('mount', ['-t', 'bpf', 'bpf', mountPoint], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } catch (err) {
+    const stderr = String((err as { stderr?: Buffer }).stderr ?? '').trim();
+    fail('MESHEXT_E_BPF_NO_BPFFS', `cannot mount bpffs at ${mountPoint}: ${stderr || (err as Error).message}`, { path: mountPoint });
+  }
+  return true;
 }
 
 /** Throws unless `dir` (or its nearest existing ancestor) is on a bpffs. */

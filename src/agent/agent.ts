@@ -1,0 +1,371 @@
+/**
+ * The agent: resources → snapshot → (DNS resolver, proxy, BPF maps), with reload, admin API and drain.
+ * One immutable snapshot feeds all consumers; a reload builds a new one and swaps it atomically.
+ */
+import type net from 'node:net';
+import { Registry } from '../stats/registry.js';
+import type { Logger } from '../log.js';
+import { loadResources, type LoadResult, type Resource } from '../resources/index.js';
+import { Ipam } from '../ipam/index.js';
+import { compileSnapshot } from '../snapshot/compile.js';
+import type { Snapshot, CompiledService } from '../snapshot/types.js';
+import { DnsServer, recordsFromSnapshot, readResolvConf } from '../dns/index.js';
+import { Proxy } from '../proxy/index.js';
+import { Redirector, ensureBpffs } from '../redirect/index.js';
+import { AdminServer, type Readiness } from '../admin/server.js';
+import { ConfigWatcher } from './watch.js';
+import { redactedConfig, type AgentConfig, type HostPort } from './config.js';
+
+const VERSION = '0.1.0';
+
+function resourceKey(r: { kind?: string; mesh?: string; name?: string }): string {
+  return `${r.kind ?? ''}/${r.mesh ?? ''}/${r.name ?? ''}`;
+}
+
+/**
+ * Replaces resources that failed validation in a reload by their last good version, so an invalid
+ * edit of one resource (or a file that no longer parses) never takes down what was serving.
+ */
+export function keepLastGood(next: LoadResult, previous: LoadResult | undefined): { load: LoadResult; kept: string[] } {
+  if (!previous) return { load: next, kept: [] };
+  const present = new Set(next.resources.map((r) => resourceKey(r)));
+  const kept: Resource[] = [];
+  const keptNames: string[] = [];
+  for (const err of next.errors) {
+    const candidates = err.name
+      ? previous.resources.filter((r) => resourceKey(r) === resourceKey(err) || (r.kind === err.kind && r.name === err.name && err.mesh === undefined))
+      : previous.resources.filter((r) => r.source.file === err.file);
+    for (const r of candidates) {
+      const k = resourceKey(r);
+      if (present.has(k)) continue;
+      present.add(k);
+      kept.push(r);
+      keptNames.push(`${r.kind}/${r.name} (mesh ${r.mesh})`);
+    }
+  }
+  return { load: { resources: [...next.resources, ...kept], errors: next.errors }, kept: keptNames };
+}
+
+export class Agent {
+  readonly stats = new Registry();
+  private ipam!: Ipam;
+  private snapshot: Snapshot | undefined;
+  private lastGood: LoadResult | undefined;
+  private generation = 0;
+  private dns: DnsServer | undefined;
+  private proxy!: Proxy;
+  private redirector: Redirector | undefined;
+  private admin: AdminServer | undefined;
+  private watcher: ConfigWatcher | undefined;
+  private readonly outbounds = new Map<string, string>();
+  private state: Readiness = 'NOT_READY';
+  private reloading: Promise<unknown> = Promise.resolve();
+  private readonly startedAt = Date.now();
+  private lastReloadError: string | undefined;
+  private proxyAddr: net.AddressInfo | undefined;
+  private shuttingDown = false;
+
+  private readonly reloadsOk = this.stats.counter('meshext_config_reloads_total', 'Configuration reloads by result', { result: 'success' });
+  private readonly reloadsFailed = this.stats.counter('meshext_config_reloads_total', 'Configuration reloads by result', { result: 'failure' });
+
+  constructor(
+    readonly config: AgentConfig,
+    private readonly log: Logger,
+  ) {}
+
+  /** Starts every component; resolves once the agent is READY. */
+  async start(): Promise<void> {
+    const cfg = this.config;
+    this.log.info({ version: VERSION, config: redactedConfig(cfg) }, 'starting meshext');
+    this.ipam = await Ipam.open({ stateDir: cfg.stateDir, cidr: cfg.vipCidr });
+
+    // Redirect first: moving out of the cgroup2 root must happen before we open any socket to upstreams.
+    const wantRedirect = cfg.redirect !== 'off';
+    if (wantRedirect) {
+      const probe = Redirector.probe();
+      if (!probe.ok && cfg.redirect === 'on') {
+        throw Object.assign(new Error(`eBPF redirect unavailable: ${probe.reason ?? 'unknown reason'}`), { code: 'MESHEXT_E_BPF_UNAVAILABLE' });
+      }
+      if (!probe.ok) this.log.warn({ reason: probe.reason }, 'eBPF redirect unavailable; serving outbound listeners and DNS only (--redirect auto)');
+    }
+
+    const snapshot = await this.buildSnapshot();
+    this.proxy = new Proxy({
+      stats: this.stats,
+      log: this.log.child({ component: 'proxy' }),
+      connectTimeoutMs: cfg.connectTimeoutMs,
+      originalDst: (socket) => this.originalDst(socket),
+    });
+    this.proxy.setSnapshot(snapshot);
+
+    const redirectOk = wantRedirect && Redirector.probe().ok;
+    if (redirectOk) this.proxyAddr = await this.proxy.listenTransparent(cfg.proxy);
+
+    if (cfg.dns !== 'off') {
+      this.dns = new DnsServer({
+        listen: [cfg.dnsListen],
+        ...(cfg.dnsUpstreams.length ? { upstreams: cfg.dnsUpstreams } : {}),
+        resolvConfPath: cfg.resolvConf,
+        ipFamilyMode: cfg.ipFamilyMode,
+        stats: this.stats,
+        log: this.log.child({ component: 'dns' }),
+      });
+      this.dns.setRecords(recordsFromSnapshot(snapshot));
+      await this.dns.start();
+    }
+
+    if (redirectOk) {
+      const nameservers = this.dns ? this.captureNameservers() : [];
+      if (ensureBpffs(cfg.pinRoot)) this.log.info({ mountPoint: '/sys/fs/bpf' }, 'mounted the BPF filesystem');
+      this.redirector = await Redirector.start({
+        vipCidr: this.ipam.cidr,
+        proxy: { address: cfg.proxy.address, port: this.proxyAddr!.port },
+        ...(this.dns && nameservers.length ? { dns: { address: cfg.dnsListen.address, port: this.dnsPort(), nameservers } } : {}),
+        ...(cfg.cgroup ? { cgroupPath: cfg.cgroup } : {}),
+        pinRoot: cfg.pinRoot,
+        log: this.log.child({ component: 'redirect' }),
+      });
+    }
+
+    await this.syncOutbounds(snapshot);
+
+    this.admin = new AdminServer(this, this.log.child({ component: 'admin' }));
+    const adminAddr = await this.admin.listen(cfg.admin.address, cfg.admin.port);
+
+    this.watcher = new ConfigWatcher({
+      paths: cfg.configPaths,
+      debounceMs: cfg.reloadDebounceMs,
+      rescanIntervalMs: cfg.rescanIntervalMs,
+      onChange: (reason) => void this.reload(reason),
+      onError: (err) => this.log.warn({ err: err.message }, 'config watcher problem'),
+    });
+    this.watcher.start();
+
+    this.state = 'READY';
+    this.log.info(
+      {
+        services: snapshot.services.length,
+        rejected: snapshot.rejected.length,
+        admin: `${adminAddr.address}:${adminAddr.port}`,
+        proxy: this.proxyAddr ? `${this.proxyAddr.address}:${this.proxyAddr.port}` : 'off',
+        dns: this.dns ? this.dns.addresses().map((a) => `${a.transport}://${a.address}:${a.port}`) : 'off',
+        redirect: this.redirector ? 'on' : 'off',
+      },
+      'meshext ready',
+    );
+  }
+
+  private dnsPort(): number {
+    return this.dns?.addresses().find((a) => a.transport === 'udp')?.port ?? this.config.dnsListen.port;
+  }
+
+  /** Nameservers whose port-53 traffic the BPF programs send to our resolver (never the resolver itself). */
+  private captureNameservers(): string[] {
+    const servers = this.config.dnsUpstreams.length ? this.config.dnsUpstreams : readResolvConf(this.config.resolvConf);
+    return servers.filter((s) => s.port === 53 && s.address !== this.config.dnsListen.address).map((s) => s.address);
+  }
+
+  private originalDst(socket: net.Socket): { address: string; port: number } | null {
+    if (!this.redirector || !socket.remoteAddress || !socket.remotePort || !socket.localPort) return null;
+    return this.redirector.takeOriginalDst({ address: socket.remoteAddress, port: socket.remotePort }, socket.localPort);
+  }
+
+  /** Loads, validates and compiles the resources; invalid ones keep their last good version. */
+  private async buildSnapshot(): Promise<Snapshot> {
+    const fresh = await loadResources(this.config.configPaths, { zone: this.config.zone, vipCidr: this.ipam.cidr });
+    const { load, kept } = keepLastGood(fresh, this.lastGood);
+    for (const e of fresh.errors) {
+      this.log.warn({ file: e.file, line: e.line, kind: e.kind, name: e.name, mesh: e.mesh, violations: e.violations }, 'resource rejected');
+    }
+    for (const w of fresh.warnings ?? []) this.log.warn({ file: w.file, line: w.line, kind: w.kind, name: w.name }, w.message);
+    if (kept.length) this.log.warn({ kept }, 'keeping the last good version of resources that failed validation');
+    const snapshot = await compileSnapshot({
+      load,
+      ipam: this.ipam,
+      zone: this.config.zone,
+      skipDefaultGenerators: this.config.skipDefaultGenerators,
+      generation: ++this.generation,
+    });
+    for (const r of snapshot.rejected) {
+      if (!fresh.errors.some((e) => e.file === r.file && e.name === r.name)) {
+        this.log.warn({ file: r.file, kind: r.kind, name: r.name, mesh: r.mesh, violations: r.violations }, 'resource rejected');
+      }
+    }
+    // Services that are gone give their VIP back as a tombstone: it is never handed to another
+    // service while free addresses remain, so stale DNS answers cannot reach a different service.
+    if (this.snapshot) {
+      const now = new Set(snapshot.services.map((s) => s.id));
+      const gone = this.snapshot.services.filter((s) => !now.has(s.id)).map((s) => s.id);
+      if (gone.length) await this.ipam.release(gone);
+    }
+    this.lastGood = load;
+    this.snapshot = snapshot;
+    this.stats.gauge('meshext_services', 'MeshExternalServices being served').set(snapshot.services.length);
+    this.stats.gauge('meshext_resources_rejected', 'Resources rejected by validation or compilation').set(snapshot.rejected.length);
+    return snapshot;
+  }
+
+  /** Re-reads the config and swaps the snapshot; serialised so two reloads never interleave. */
+  reload(reason: string): Promise<{ ok: boolean; generation: number; rejected: number }> {
+    const run = async (): Promise<{ ok: boolean; generation: number; rejected: number }> => {
+      if (this.shuttingDown) return { ok: false, generation: this.generation, rejected: 0 };
+      try {
+        const before = this.snapshot;
+        const s = await this.buildSnapshot();
+        this.proxy.setSnapshot(s);
+        this.dns?.setRecords(recordsFromSnapshot(s));
+        await this.syncOutbounds(s);
+        this.watcher?.markLoaded();
+        this.reloadsOk.inc();
+        this.lastReloadError = undefined;
+        this.log.info({ reason, generation: s.generation, services: s.services.length, rejected: s.rejected.length, changes: diffServices(before, s) }, 'configuration reloaded');
+        return { ok: true, generation: s.generation, rejected: s.rejected.length };
+      } catch (err) {
+        this.reloadsFailed.inc();
+        this.lastReloadError = (err as Error).message;
+        this.log.error({ reason, err: (err as Error).message }, 'reload failed; the previous configuration keeps serving');
+        return { ok: false, generation: this.generation, rejected: this.snapshot?.rejected.length ?? 0 };
+      }
+    };
+    const p = this.reloading.then(run, run);
+    this.reloading = p;
+    return p;
+  }
+
+  /** Opens, keeps or closes the non-transparent outbound listeners to match the snapshot. */
+  private async syncOutbounds(s: Snapshot): Promise<void> {
+    const want = new Map<string, { addr: HostPort; serviceId: string }>();
+    for (const o of s.outbounds) want.set(`${o.address}:${o.port}`, { addr: { address: o.address, port: o.port }, serviceId: o.serviceId });
+    for (const [key, serviceId] of this.outbounds) {
+      const w = want.get(key);
+      if (!w || w.serviceId !== serviceId) {
+        const [address, port] = splitKey(key);
+        await this.proxy.closeOutbound({ address, port });
+        this.outbounds.delete(key);
+      }
+    }
+    for (const [key, w] of want) {
+      if (this.outbounds.has(key)) continue;
+      try {
+        await this.proxy.listenOutbound(w.addr, w.serviceId);
+        this.outbounds.set(key, w.serviceId);
+      } catch (err) {
+        this.log.error({ outbound: key, service: w.serviceId, err: (err as Error).message }, 'cannot open outbound listener');
+      }
+    }
+  }
+
+  /** SIGTERM path: not ready, stop accepting, drain up to the drain time (or until `skipDrain`). */
+  async shutdown(opts: { drainMs: number }): Promise<void> {
+    if (this.shuttingDown) return;
+    this.shuttingDown = true;
+    this.state = 'TERMINATING';
+    this.watcher?.stop();
+    this.log.info({ drainMs: opts.drainMs, active: this.proxy?.activeConnections() ?? 0 }, 'draining');
+    await this.proxy?.stopAccepting();
+    const { remaining } = await (this.proxy?.drain(opts.drainMs) ?? Promise.resolve({ remaining: 0 }));
+    if (remaining) this.log.warn({ remaining }, 'drain time over; closing remaining connections');
+    await this.stopComponents();
+    this.log.info('stopped');
+  }
+
+  /** Second signal: skip whatever drain time is left. */
+  async forceStop(): Promise<void> {
+    this.log.warn('second signal: skipping drain');
+    await this.proxy?.close();
+  }
+
+  private async stopComponents(): Promise<void> {
+    await this.proxy?.close();
+    await this.dns?.stop();
+    await this.admin?.close();
+    // Pinned links stay attached on purpose: a restart updates them in place with no redirect gap.
+    this.redirector?.close();
+  }
+
+  // ---- AdminSource ----
+  readiness(): Readiness {
+    return this.state;
+  }
+
+  configDump(): unknown {
+    const s = this.snapshot;
+    return {
+      generation: s?.generation,
+      vipCidr: s?.vipCidr,
+      config: redactedConfig(this.config),
+      services: s?.services.map(dumpService) ?? [],
+      outbounds: s?.outbounds ?? [],
+      rejected: s?.rejected ?? [],
+      lastReloadError: this.lastReloadError ?? null,
+    };
+  }
+
+  clusters(): unknown {
+    return this.proxy?.clusters() ?? [];
+  }
+
+  bpf(): unknown {
+    if (!this.redirector) return { enabled: false };
+    return { enabled: true, ...(this.redirector.describe() as object), counters: this.redirector.counters() };
+  }
+
+  serverInfo(): unknown {
+    return {
+      version: VERSION,
+      state: this.state,
+      uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+      generation: this.generation,
+      node: process.version,
+      pid: process.pid,
+    };
+  }
+
+  setLogLevel(level: string): void {
+    this.log.level = level;
+  }
+
+  currentSnapshot(): Snapshot | undefined {
+    return this.snapshot;
+  }
+}
+
+function splitKey(key: string): [string, number] {
+  const i = key.lastIndexOf(':');
+  return [key.slice(0, i), Number(key.slice(i + 1))];
+}
+
+/** The service as shown in /config_dump: everything but secret material. */
+export function dumpService(s: CompiledService): Record<string, unknown> {
+  return {
+    name: s.name,
+    mesh: s.mesh,
+    kri: s.kri,
+    vip: s.vip,
+    port: s.port,
+    protocol: s.protocol,
+    hostnames: s.hostnames,
+    endpoints: s.endpoints.map((e) => (e.kind === 'unix' ? { address: `unix://${e.path}` } : { address: e.address, port: e.port })),
+    tls: s.tls
+      ? {
+          enabled: true,
+          version: { min: s.tls.minVersion, max: s.tls.maxVersion },
+          mode: s.tls.mode,
+          serverName: s.tls.serverName ?? null,
+          subjectAltNames: s.tls.subjectAltNames,
+          caCert: s.tls.ca ? 'configured' : 'system bundle',
+          clientCert: s.tls.cert ? 'configured' : null,
+          allowRenegotiation: s.tls.allowRenegotiation,
+        }
+      : { enabled: false },
+    forbidden: s.forbidden,
+    hostnameGenerators: s.generatorStatus,
+    source: s.source,
+  };
+}
+
+function diffServices(before: Snapshot | undefined, after: Snapshot): { added: string[]; removed: string[] } {
+  const b = new Set(before?.services.map((s) => s.id) ?? []);
+  const a = new Set(after.services.map((s) => s.id));
+  return { added: [...a].filter((x) => !b.has(x)), removed: [...b].filter((x) => !a.has(x)) };
+}

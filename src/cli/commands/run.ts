@@ -1,0 +1,81 @@
+/** `meshext run`: the agent. Flags override `MESHEXT_*` environment variables, which override defaults. */
+import type { Command } from 'commander';
+import { createLogger } from '../../log.js';
+import { Agent } from '../../agent/agent.js';
+import { DEFAULTS, envName, optionsFromEnv, resolveConfig, type OptionName, type RawOptions } from '../../agent/config.js';
+
+function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+export function register(program: Command): void {
+  const d = DEFAULTS;
+  const env = (o: OptionName): string => `(env ${envName(o)})`;
+  program
+    .command('run')
+    .description('run the agent: DNS resolver, proxy and eBPF redirect for the resources in --config')
+    .option('--config <dir>', `resource directory or file; repeatable ${env('config')}`, collect)
+    .option('--cgroup <path>', `cgroup2 directory to attach the BPF programs to (default: the cgroup2 mount root) ${env('cgroup')}`)
+    .option('--redirect <mode>', `eBPF redirect: auto|on|off (default ${d.redirect}) ${env('redirect')}`)
+    .option('--dns <mode>', `embedded DNS resolver: on|off (default ${d.dns}) ${env('dns')}`)
+    .option('--proxy-address <ip>', `address the transparent proxy listens on (default ${d.proxy.address}) ${env('proxyAddress')}`)
+    .option('--proxy-port <port>', `transparent proxy port (default ${d.proxy.port}) ${env('proxyPort')}`)
+    .option('--dns-address <ip>', `resolver address (default ${d.dnsListen.address}) ${env('dnsAddress')}`)
+    .option('--dns-port <port>', `resolver port (default ${d.dnsListen.port}) ${env('dnsPort')}`)
+    .option('--dns-upstream <ip[:port]>', `upstream nameserver, repeatable (default: from resolv.conf) ${env('dnsUpstream')}`, collect)
+    .option('--resolv-conf <path>', `resolv.conf to read upstreams from (default ${d.resolvConf}) ${env('resolvConf')}`)
+    .option('--ip-family-mode <mode>', `dualstack|ipv4: AAAA answers for IPv4 VIPs (default ${d.ipFamilyMode}) ${env('ipFamilyMode')}`)
+    .option('--admin <host:port>', `admin API address, loopback only (default ${d.admin.address}:${d.admin.port}) ${env('admin')}`)
+    .option('--state-dir <dir>', `persisted VIPs (default ${d.stateDir}) ${env('stateDir')}`)
+    .option('--vip-cidr <cidr>', `VIP range (default ${d.vipCidr}) ${env('vipCidr')} or KUMA_IPAM_MESH_EXTERNAL_SERVICE_CIDR`)
+    .option('--zone <name>', `zone name for templates and KRIs (default ${d.zone}) ${env('zone')}`)
+    .option('--pin-root <dir>', `bpffs directory for pinned maps and links (default ${d.pinRoot}) ${env('pinRoot')}`)
+    .option('--log-format <fmt>', `json|text (default: text on a terminal, else json) ${env('logFormat')}`)
+    .option('--log-level <level>', `trace|debug|info|warn|error (default ${d.logLevel}) ${env('logLevel')}`)
+    .option('--drain-time <duration>', `how long SIGTERM waits for connections to finish (default 30s) ${env('drainTime')}`)
+    .option('--connect-timeout <duration>', `upstream connect timeout (default 5s) ${env('connectTimeout')}`)
+    .option('--skip-default-generators <bool>', `do not create Kuma's default hostname generators ${env('skipDefaultGenerators')}`)
+    .action(async (flags: Record<string, string | string[] | undefined>) => {
+      const flagOptions: RawOptions = {};
+      for (const [k, v] of Object.entries(flags)) if (v !== undefined) (flagOptions as Record<string, unknown>)[k] = v;
+      const envOptions = optionsFromEnv(process.env);
+      if (envOptions.logFormat === undefined && flagOptions.logFormat === undefined) envOptions.logFormat = process.stdout.isTTY ? 'text' : 'json';
+      const cfg = resolveConfig([
+        { name: 'env', options: envOptions },
+        { name: 'flags', options: flagOptions },
+      ]);
+      const log = createLogger({ format: cfg.logFormat, level: cfg.logLevel });
+      const agent = new Agent(cfg, log);
+
+      let signals = 0;
+      const onSignal = (sig: NodeJS.Signals): void => {
+        signals++;
+        if (signals === 1) {
+          log.info({ signal: sig }, 'shutting down');
+          agent.shutdown({ drainMs: cfg.drainTimeMs }).then(
+            () => process.exit(0),
+            (err: unknown) => {
+              log.error({ err: (err as Error).message }, 'shutdown failed');
+              process.exit(1);
+            },
+          );
+        } else if (signals === 2) {
+          void agent.forceStop();
+        } else {
+          process.exit(1);
+        }
+      };
+      process.on('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
+      process.on('SIGHUP', () => void agent.reload('SIGHUP'));
+
+      try {
+        await agent.start();
+      } catch (err) {
+        const e = err as { message?: string; code?: string };
+        log.fatal({ err: e.message, code: e.code }, 'cannot start');
+        await agent.shutdown({ drainMs: 0 }).catch(() => undefined);
+        process.exit(1);
+      }
+    });
+}
