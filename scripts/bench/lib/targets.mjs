@@ -232,6 +232,7 @@ async function meshext(services, dir, maxSeconds) {
   if (missing) throw new Error(missing);
   const ports = await listenPorts(services);
   const admin = await freePort();
+  const transparent = await freePort(); // the eBPF-fed listener is unused here but must not clash
   const cfgDir = join(dir, 'config');
   const stateDir = join(dir, 'state');
   mkdirSync(cfgDir, { recursive: true });
@@ -240,6 +241,7 @@ async function meshext(services, dir, maxSeconds) {
   const args = [
     join(REPO, 'bin/meshext.js'), 'run', '--config', cfgDir, '--redirect', 'off', '--dns', 'off',
     '--admin', `127.0.0.1:${admin}`, '--state-dir', stateDir, '--log-format', 'json',
+    '--proxy-port', String(transparent), '--log-level', 'warn', '--drain-time', '0s',
   ];
   const proc = startProcess('meshext', process.execPath, args, { maxSeconds, cwd: REPO });
   await ready('meshext', proc, ports, (alive) => waitForHttp200(admin, '/ready', STARTUP_MS, 'meshext', alive));
