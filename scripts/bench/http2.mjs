@@ -29,6 +29,7 @@ await runScenario({
       ['-t1', `-c${opts.clients}`, `-m${opts.streams}`, `-D${seconds}`, '--warm-up-time=1', `--log-file=${log}`, `http://127.0.0.1:${target.port('bench-h2')}/`],
       { maxSeconds: seconds + 30 });
     const r = parseH2load(out, readFileSync(log, 'utf8'));
+    if (!(r.rps > 0) || r.failed >= r.total) throw new Error(`h2load: no request succeeded: ${out.trim().split('\n').filter((l) => /requests:|status codes:|traffic:/.test(l)).join(' | ')}`);
     // With -D, requests still in flight when the clock stops are reported as failed; only more is an error.
     if (r.failed > Math.max(opts.clients * opts.streams, r.total / 1000)) throw new Error(`h2load: ${r.failed} of ${r.total} requests failed or answered non-2xx`);
     return { rps: r.rps, p50: r.p50us, p99: r.p99us };
