@@ -1,0 +1,249 @@
+// The things under test, each started from a config generated into a temp dir and listening on 127.0.0.1:
+//   direct  - no proxy: clients talk to the upstream (and originate TLS themselves in the TLS scenario);
+//   haproxy - Debian's HAProxy in the foreground, logs off;
+//   nginx   - Debian's nginx (stream module for TCP/TLS, http module for HTTP/1.1 and HTTP/2), logs off;
+//   meshext - this project's agent (`meshext run` with redirect and DNS off, a Dataplane outbound per service).
+// A service is {name, protocol: 'tcp'|'http'|'http2', upstreamPort, tls?: pki from tls.mjs}.
+import { mkdirSync, writeFileSync, existsSync, chmodSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startProcess, treeRssKiB, lastLines, NOFILE } from './procs.mjs';
+import { freePort, waitForPort, waitForHttp200 } from './net.mjs';
+
+export const REPO = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
+const STARTUP_MS = 15000;
+
+/** Start one target for the given services. Returns a handle; throws with the target's own output on failure. */
+export async function startTarget(name, services, { dir, peerWorkers = 1, maxSeconds }) {
+  const tdir = join(dir, name);
+  mkdirSync(tdir, { recursive: true });
+  // nginx workers drop to `nobody` and must still reach their temp paths.
+  chmodSync(dir, 0o755);
+  chmodSync(tdir, 0o755);
+  switch (name) {
+    case 'direct':
+      return direct(services);
+    case 'haproxy':
+      return haproxy(services, tdir, peerWorkers, maxSeconds);
+    case 'nginx':
+      return nginx(services, tdir, peerWorkers, maxSeconds);
+    case 'meshext':
+      return meshext(services, tdir, maxSeconds);
+    default:
+      throw new Error(`unknown target ${name}`);
+  }
+}
+
+function handle(name, { ports, proc, peer, clientTls = () => undefined }) {
+  return {
+    name,
+    peer,
+    direct: name === 'direct',
+    /** Port a client connects to for a service. */
+    port: (svc) => ports[svc],
+    /** CA file when the client itself must speak TLS for a service (direct baseline), else undefined. */
+    clientTls,
+    /** Resident memory of the proxy's processes in KiB (NaN for direct). */
+    rss: () => (proc ? treeRssKiB(proc) : NaN),
+    proc,
+    stop: () => (proc ? proc.stop() : Promise.resolve(0)),
+  };
+}
+
+function direct(services) {
+  const ports = Object.fromEntries(services.map((s) => [s.name, s.upstreamPort]));
+  const tlsBy = Object.fromEntries(services.filter((s) => s.tls).map((s) => [s.name, s.tls.caFile]));
+  return handle('direct', { ports, peer: false, clientTls: (svc) => tlsBy[svc] });
+}
+
+async function listenPorts(services) {
+  const ports = {};
+  for (const s of services) ports[s.name] = await freePort();
+  return ports;
+}
+
+async function ready(name, proc, ports, check) {
+  const alive = () => proc.child.exitCode === null && proc.child.signalCode === null;
+  try {
+    if (check) await check(alive);
+    for (const p of Object.values(ports)) await waitForPort(p, STARTUP_MS, name, alive);
+  } catch (e) {
+    await proc.stop();
+    throw new Error(`${e.message}; output: ${lastLines(proc.stderr + proc.stdout, 6) || '(none)'}`);
+  }
+}
+
+async function haproxy(services, dir, threads, maxSeconds) {
+  const ports = await listenPorts(services);
+  const lines = [
+    'global',
+    `  maxconn ${Math.floor(NOFILE / 2) - 100}`,
+    `  nbthread ${threads}`,
+    '  tune.ssl.default-dh-param 2048',
+    'defaults',
+    '  timeout connect 5s',
+    '  timeout client 120s',
+    '  timeout server 120s',
+  ];
+  for (const s of services) {
+    const mode = s.protocol === 'tcp' ? 'tcp' : 'http';
+    const h2 = s.protocol === 'http2' ? ' proto h2' : '';
+    let server = `  server s1 127.0.0.1:${s.upstreamPort}${h2}`;
+    if (s.tls) {
+      server += ` ssl verify required ca-file ${s.tls.caFile} verifyhost ${s.tls.serverName} sni str(${s.tls.serverName})`;
+      server += ' ssl-min-ver TLSv1.3 ssl-max-ver TLSv1.3';
+    }
+    lines.push(`frontend f_${s.name}`, `  mode ${mode}`, `  bind 127.0.0.1:${ports[s.name]}${h2}`, `  default_backend b_${s.name}`);
+    lines.push(`backend b_${s.name}`, `  mode ${mode}`, server);
+  }
+  const cfg = join(dir, 'haproxy.cfg');
+  writeFileSync(cfg, lines.join('\n') + '\n');
+  const proc = startProcess('haproxy', 'haproxy', ['-db', '-f', cfg], { maxSeconds });
+  await ready('haproxy', proc, ports);
+  return handle('haproxy', { ports, proc, peer: true });
+}
+
+/** nginx main-context lines shared by the proxy and the HTTP upstream. */
+export function nginxHead(dir, workers) {
+  for (const d of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(dir, d), { recursive: true, mode: 0o777 });
+  return [
+    'daemon off;',
+    'master_process on;',
+    `worker_processes ${workers};`,
+    `worker_rlimit_nofile ${NOFILE};`,
+    `pid ${join(dir, 'nginx.pid')};`,
+    'error_log stderr crit;',
+    'load_module /usr/lib/nginx/modules/ngx_stream_module.so;',
+    `events { worker_connections ${NOFILE - 100}; }`,
+  ];
+}
+
+/** http{} lines shared by every nginx http context. */
+export function nginxHttpHead(dir) {
+  return [
+    '  access_log off;',
+    '  keepalive_requests 10000000;',
+    '  keepalive_timeout 120s;',
+    `  client_body_temp_path ${join(dir, 'body')};`,
+    `  proxy_temp_path ${join(dir, 'proxy')};`,
+    `  fastcgi_temp_path ${join(dir, 'fastcgi')};`,
+    `  uwsgi_temp_path ${join(dir, 'uwsgi')};`,
+    `  scgi_temp_path ${join(dir, 'scgi')};`,
+  ];
+}
+
+async function nginx(services, dir, workers, maxSeconds) {
+  const ports = await listenPorts(services);
+  const lines = nginxHead(dir, workers);
+  const stream = services.filter((s) => s.protocol === 'tcp');
+  const http = services.filter((s) => s.protocol !== 'tcp');
+  if (stream.length) {
+    lines.push('stream {');
+    for (const s of stream) {
+      lines.push('  server {', `    listen 127.0.0.1:${ports[s.name]} backlog=4096;`, `    proxy_pass 127.0.0.1:${s.upstreamPort};`);
+      if (s.tls) {
+        lines.push(
+          '    proxy_ssl on;',
+          '    proxy_ssl_protocols TLSv1.3;',
+          '    proxy_ssl_verify on;',
+          `    proxy_ssl_trusted_certificate ${s.tls.caFile};`,
+          `    proxy_ssl_name ${s.tls.serverName};`,
+          '    proxy_ssl_server_name on;',
+        );
+      }
+      lines.push('  }');
+    }
+    lines.push('}');
+  }
+  if (http.length) {
+    lines.push('http {', ...nginxHttpHead(dir));
+    for (const s of http) {
+      if (s.tls) throw new Error('nginx target: TLS origination is only set up for tcp services');
+      lines.push(`  upstream u_${s.name} { server 127.0.0.1:${s.upstreamPort}; keepalive 128; keepalive_requests 10000000; }`);
+      if (s.protocol === 'http2') {
+        // nginx speaks HTTP/2 to an upstream only through the gRPC module; grpc_pass forwards any h2 request.
+        lines.push('  server {', `    listen 127.0.0.1:${ports[s.name]} http2 backlog=4096;`, `    location / { grpc_pass grpc://u_${s.name}; }`, '  }');
+      } else {
+        lines.push(
+          '  server {',
+          `    listen 127.0.0.1:${ports[s.name]} backlog=4096;`,
+          `    location / { proxy_pass http://u_${s.name}; proxy_http_version 1.1; proxy_set_header Connection ""; }`,
+          '  }',
+        );
+      }
+    }
+    lines.push('}');
+  }
+  const cfg = join(dir, 'nginx.conf');
+  writeFileSync(cfg, lines.join('\n') + '\n');
+  const proc = startProcess('nginx', 'nginx', ['-p', dir, '-e', 'stderr', '-c', cfg], { maxSeconds });
+  await ready('nginx', proc, ports);
+  return handle('nginx', { ports, proc, peer: true });
+}
+
+/** Universal YAML for meshext: one MeshExternalService per service plus a Dataplane with an outbound each. */
+export function meshextConfig(services, ports) {
+  const docs = [];
+  for (const s of services) {
+    const d = [
+      'type: MeshExternalService',
+      `name: ${s.name}`,
+      'mesh: default',
+      'spec:',
+      '  match:',
+      '    type: HostnameGenerator',
+      `    port: ${ports[s.name]}`,
+      `    protocol: ${s.protocol}`,
+      '  endpoints:',
+      `  - address: 127.0.0.1`,
+      `    port: ${s.upstreamPort}`,
+    ];
+    if (s.tls) {
+      d.push(
+        '  tls:',
+        '    enabled: true',
+        '    version:',
+        '      min: TLS13',
+        '      max: TLS13',
+        '    verification:',
+        `      serverName: ${s.tls.serverName}`,
+        '      caCert:',
+        '        inlineString: |',
+        ...s.tls.caPem.trim().split('\n').map((l) => `          ${l}`),
+      );
+    }
+    docs.push(d.join('\n'));
+  }
+  const dp = ['type: Dataplane', 'name: bench', 'mesh: default', 'networking:', '  address: 127.0.0.1', '  outbound:'];
+  for (const s of services) dp.push(`  - port: ${ports[s.name]}`, `    backendRef: {kind: MeshExternalService, name: ${s.name}}`);
+  docs.push(dp.join('\n'));
+  return docs.join('\n---\n') + '\n';
+}
+
+/** Why meshext cannot run yet, or undefined when its `run` command is built. */
+export function meshextMissing() {
+  const run = join(REPO, 'dist/src/cli/commands/run.js');
+  if (!existsSync(run)) return `meshext not built: ${run} does not exist (merge main and run \`npm run build:ts\`)`;
+  return undefined;
+}
+
+async function meshext(services, dir, maxSeconds) {
+  const missing = meshextMissing();
+  if (missing) throw new Error(missing);
+  const ports = await listenPorts(services);
+  const admin = await freePort();
+  const transparent = await freePort(); // the eBPF-fed listener is unused here but must not clash
+  const cfgDir = join(dir, 'config');
+  const stateDir = join(dir, 'state');
+  mkdirSync(cfgDir, { recursive: true });
+  mkdirSync(stateDir, { recursive: true });
+  writeFileSync(join(cfgDir, 'bench.yaml'), meshextConfig(services, ports));
+  const args = [
+    join(REPO, 'bin/meshext.js'), 'run', '--config', cfgDir, '--redirect', 'off', '--dns', 'off',
+    '--admin', `127.0.0.1:${admin}`, '--state-dir', stateDir, '--log-format', 'json',
+    '--proxy-port', String(transparent), '--log-level', 'warn', '--drain-time', '0s',
+  ];
+  const proc = startProcess('meshext', process.execPath, args, { maxSeconds, cwd: REPO });
+  await ready('meshext', proc, ports, (alive) => waitForHttp200(admin, '/ready', STARTUP_MS, 'meshext', alive));
+  return handle('meshext', { ports, proc, peer: false });
+}
