@@ -9,6 +9,7 @@ import { UpstreamError } from './errors.js';
 import type { EndpointState } from './endpoints.js';
 import type { ServiceRuntime } from './runtime.js';
 import { secureUpstream } from './tls.js';
+import { TlsSessionCache } from './tls-sessions.js';
 
 export interface Dialled {
   socket: net.Socket | tls.TLSSocket;
@@ -59,8 +60,10 @@ export async function dialUpstream(rt: ServiceRuntime, alpn?: string[], order: E
       track(rt, st, raw);
       if (!rt.tls) return { socket: raw, endpoint: st, alpn: false };
       try {
-        const s = await secureUpstream(raw, rt.tls, target.host, alpn, rt.deps.connectTimeoutMs);
+        const key = TlsSessionCache.key(target.host ?? (target.path as string), target.port ?? 0, rt.tls.servername);
+        const s = await secureUpstream(raw, rt.tls, target.host, alpn, rt.deps.connectTimeoutMs, key);
         rt.metrics.tlsHandshake.inc();
+        if (s.isSessionReused()) rt.metrics.tlsSessionReused.inc();
         return { socket: s, endpoint: st, alpn: s.alpnProtocol ?? false };
       } catch (e) {
         const err = e as UpstreamError;

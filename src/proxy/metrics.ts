@@ -10,6 +10,7 @@ export class ServiceMetrics {
   readonly upstreamConnectFail: Series;
   readonly upstreamConnectTimeout: Series;
   readonly tlsHandshake: Series;
+  readonly tlsSessionReused: Series;
   readonly downstreamCxTotal: Series;
   readonly downstreamCxActive: Series;
   readonly accessDenied: Series;
@@ -28,6 +29,7 @@ export class ServiceMetrics {
     this.upstreamConnectFail = reg.counter('meshext_upstream_cx_connect_fail_total', 'Upstream connect failures', l);
     this.upstreamConnectTimeout = reg.counter('meshext_upstream_cx_connect_timeout_total', 'Upstream connect timeouts', l);
     this.tlsHandshake = reg.counter('meshext_upstream_tls_handshake_total', 'Completed upstream TLS handshakes', l);
+    this.tlsSessionReused = reg.counter('meshext_upstream_tls_session_reused_total', 'Upstream TLS handshakes that resumed a cached session', l);
     this.downstreamCxTotal = reg.counter('meshext_downstream_cx_total', 'Client connections accepted', l);
     this.downstreamCxActive = reg.gauge('meshext_downstream_cx_active', 'Open client connections', l);
     this.accessDenied = reg.counter('meshext_access_denied_total', 'Requests or connections denied by mesh routing settings', l);

@@ -13,6 +13,7 @@ import tls from 'node:tls';
 import ipaddr from 'ipaddr.js';
 import type { CompiledService, CompiledTls, SubjectAltNameMatcher, TlsVersion } from '../snapshot/types.js';
 import { UpstreamError, type TlsFailReason } from './errors.js';
+import { TlsSessionCache } from './tls-sessions.js';
 
 const VERSION: Record<Exclude<TlsVersion, 'TLSAuto'>, tls.SecureVersion> = {
   TLS10: 'TLSv1',
@@ -29,6 +30,8 @@ export interface UpstreamTls {
   verifyChain: boolean;
   verifyNames: boolean;
   subjectAltNames: SubjectAltNameMatcher[];
+  /** Sessions for resumption; belongs to this context, so a TLS config change starts empty. */
+  sessions: TlsSessionCache;
 }
 
 const caFileCache = new Map<string, Buffer>();
@@ -101,7 +104,7 @@ export function buildUpstreamTls(svc: CompiledService, systemCaPath: string | nu
     throw new UpstreamError('MESHEXT_E_TLS_CONFIG', `service ${svc.id}: TLS settings rejected: ${(e as Error).message.split('\n')[0]}`);
   }
   const servername = sniFor(svc);
-  return { context, servername, verifyChain, verifyNames, subjectAltNames: t.subjectAltNames };
+  return { context, servername, verifyChain, verifyNames, subjectAltNames: t.subjectAltNames, sessions: new TlsSessionCache() };
 }
 
 /** Parses Node's `subjectaltname` text ("DNS:a, IP Address:1.2.3.4, URI:spiffe://x") into typed entries. */
@@ -196,26 +199,51 @@ export function isTlsError(err: Error): boolean {
   return code.startsWith('ERR_SSL_') || /SSL routines|alert/i.test(err.message);
 }
 
+/** True when the certificate's validity window does not include now. */
+function outsideValidity(cert: tls.PeerCertificate, now: number): 'expired' | 'not_yet_valid' | undefined {
+  const from = Date.parse(cert.valid_from);
+  const to = Date.parse(cert.valid_to);
+  if (Number.isFinite(to) && now > to) return 'expired';
+  if (Number.isFinite(from) && now < from) return 'not_yet_valid';
+  return undefined;
+}
+
 /**
  * Runs the TLS handshake over a connected socket and applies the service's verification policy.
  * `dialledIp` is the address actually connected to; it is the expected name when there is no SNI.
+ * With `sessionKey` (endpoint address:port and SNI, see TlsSessionCache.key) a cached session is offered
+ * and sessions from this connection are cached once it has passed verification.
  */
-export function secureUpstream(raw: net.Socket, t: UpstreamTls, dialledIp: string | undefined, alpn: string[] | undefined, timeoutMs: number): Promise<tls.TLSSocket> {
+export function secureUpstream(raw: net.Socket, t: UpstreamTls, dialledIp: string | undefined, alpn: string[] | undefined, timeoutMs: number, sessionKey?: string): Promise<tls.TLSSocket> {
   return new Promise((resolve, reject) => {
+    const offered = sessionKey === undefined ? undefined : t.sessions.take(sessionKey);
     const s = tls.connect({
       socket: raw,
       secureContext: t.context,
       servername: t.servername,
       ALPNProtocols: alpn,
+      session: offered?.session,
       rejectUnauthorized: false,
       checkServerIdentity: () => undefined,
     });
     const timer = setTimeout(() => fail(new UpstreamError('MESHEXT_E_CONNECT_TIMEOUT', `TLS handshake timed out after ${timeoutMs} ms`, 'handshake')), timeoutMs);
     let done = false;
+    // The verified peer certificate; set once the connection has passed every check.
+    let peer: tls.PeerCertificate | undefined;
+    // TLS 1.2 reports its session during the handshake, before we have verified anything: hold it back.
+    let pending: Buffer | undefined;
+    if (sessionKey !== undefined) {
+      s.on('session', (sess: Buffer) => {
+        if (peer) t.sessions.put(sessionKey, sess, s.getProtocol(), peer);
+        else pending = sess;
+      });
+    }
     const fail = (e: UpstreamError): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
+      // Whatever we hold for this endpoint may be what led here (or was issued by a server we now reject).
+      if (sessionKey !== undefined) t.sessions.drop(sessionKey);
       s.destroy();
       raw.destroy();
       reject(e);
@@ -224,25 +252,52 @@ export function secureUpstream(raw: net.Socket, t: UpstreamTls, dialledIp: strin
     raw.once('close', () => fail(new UpstreamError('MESHEXT_E_TLS_VERIFY', 'upstream closed the connection during the TLS handshake', 'handshake')));
     s.once('secureConnect', () => {
       if (done) return;
+      // On resumption OpenSSL reports the verify result stored with the session (computed against this
+      // same context, since the cache belongs to it) but Node shows no peer certificate: the server proved
+      // it holds the session we offered, so its identity is the certificate verified when that session was
+      // made, and the checks below run against it. Time has moved on, so the validity window is re-checked.
+      const resumed = s.isSessionReused();
+      const live = s.getPeerCertificate();
+      const cert = live && Object.keys(live).length > 0 ? live : resumed ? offered?.peer : undefined;
+      if ((t.verifyChain || t.verifyNames) && !cert) {
+        fail(new UpstreamError('MESHEXT_E_TLS_VERIFY', `${REASON_TEXT.handshake}: no peer certificate to verify${resumed ? ' on a resumed session' : ''}`, 'handshake'));
+        return;
+      }
       if (t.verifyChain && !s.authorized && s.authorizationError) {
         const code = String(s.authorizationError);
         const reason = classifyTlsError(code);
         fail(new UpstreamError('MESHEXT_E_TLS_VERIFY', `${REASON_TEXT[reason]} (${code})`, reason));
         return;
       }
-      if (t.verifyNames) {
-        const cert = s.getPeerCertificate();
+      if (resumed && t.verifyChain && cert) {
+        const bad = outsideValidity(cert, Date.now());
+        if (bad) {
+          fail(new UpstreamError('MESHEXT_E_TLS_VERIFY', `${REASON_TEXT[bad]} (resumed session)`, bad));
+          return;
+        }
+      }
+      if (t.verifyNames && cert) {
         const expected = t.servername ?? dialledIp;
         const stdOk = expected !== undefined && tls.checkServerIdentity(expected, cert) === undefined;
         if (!stdOk && !matchesUserSans(cert, t.subjectAltNames)) {
           const sans = parseSubjectAltNames(cert.subjectaltname).map((x) => `${x.type}:${x.value}`).join(',');
-          fail(new UpstreamError('MESHEXT_E_TLS_VERIFY', `${REASON_TEXT.name_mismatch}: expected ${expected ?? '(no server name)'}${t.subjectAltNames.length ? ' or a configured subjectAltName' : ''}, certificate has ${sans || 'no SANs'}`, 'name_mismatch'));
+          fail(new UpstreamError('MESHEXT_E_TLS_VERIFY', `${REASON_TEXT.name_mismatch}: expected ${expected ?? '(no server name)'}${t.subjectAltNames.length ? ' or a configured subjectAltName' : ''}, certificate has ${sans || 'no SANs'}${resumed ? ' (resumed session)' : ''}`, 'name_mismatch'));
           return;
         }
       }
       done = true;
       clearTimeout(timer);
       s.removeAllListeners('error');
+      // SkipAll with a server that sends no certificate at all leaves nothing to remember: no caching.
+      if (sessionKey !== undefined && cert) {
+        peer = cert;
+        const proto = s.getProtocol();
+        if (pending) t.sessions.put(sessionKey, pending, proto, peer);
+        else if (proto !== 'TLSv1.3' && !resumed) {
+          const sess = s.getSession();
+          if (sess) t.sessions.put(sessionKey, sess, proto, peer);
+        }
+      }
       resolve(s);
     });
   });
