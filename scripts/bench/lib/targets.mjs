@@ -238,8 +238,11 @@ async function meshext(services, dir, maxSeconds) {
   mkdirSync(cfgDir, { recursive: true });
   mkdirSync(stateDir, { recursive: true });
   writeFileSync(join(cfgDir, 'bench.yaml'), meshextConfig(services, ports));
+  // MESHEXT_BENCH_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") reaches only the agent: Node
+  // refuses --cpu-prof in NODE_OPTIONS, and that would profile the clients too.
+  const nodeArgs = (process.env.MESHEXT_BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
   const args = [
-    join(REPO, 'bin/meshext.js'), 'run', '--config', cfgDir, '--redirect', 'off', '--dns', 'off',
+    ...nodeArgs, join(REPO, 'bin/meshext.js'), 'run', '--config', cfgDir, '--redirect', 'off', '--dns', 'off',
     '--admin', `127.0.0.1:${admin}`, '--state-dir', stateDir, '--log-format', 'json',
     '--proxy-port', String(transparent), '--log-level', 'warn', '--drain-time', '0s',
   ];
