@@ -249,7 +249,11 @@ export function secureUpstream(raw: net.Socket, t: UpstreamTls, dialledIp: strin
       reject(e);
     };
     s.once('error', (e) => fail(tlsErrorFrom(e)));
-    raw.once('close', () => fail(new UpstreamError('MESHEXT_E_TLS_VERIFY', 'upstream closed the connection during the TLS handshake', 'handshake')));
+    // Guarded so that the normal close of a long-established connection does not build (and capture a
+    // stack for) an error nobody will see.
+    raw.once('close', () => {
+      if (!done) fail(new UpstreamError('MESHEXT_E_TLS_VERIFY', 'upstream closed the connection during the TLS handshake', 'handshake'));
+    });
     s.once('secureConnect', () => {
       if (done) return;
       // On resumption OpenSSL reports the verify result stored with the session (computed against this
