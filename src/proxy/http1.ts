@@ -29,7 +29,19 @@ class EndpointAgent extends http.Agent {
   }
   hasFree(): boolean {
     const free = (this.freeSockets as Record<string, net.Socket[] | undefined>)['upstream'];
-    return !!free && free.some((s) => !s.destroyed);
+    return !!free && free.some((s) => !s.destroyed && !s.readableEnded);
+  }
+  // Our dialled sockets allow half-open, so an idle socket whose upstream sent FIN would otherwise stay
+  // pooled until a request trips over it; evict it as soon as the FIN arrives.
+  override keepSocketAlive(socket: net.Socket): boolean {
+    if (socket.destroyed || socket.readableEnded) return false;
+    socket.once('end', evictOnEnd);
+    // @types/node says void; Node returns whether the socket may be pooled.
+    return super.keepSocketAlive(socket) as unknown as boolean;
+  }
+  override reuseSocket(socket: net.Socket, req: http.ClientRequest): void {
+    socket.removeListener('end', evictOnEnd);
+    super.reuseSocket(socket, req);
   }
   // createConnection is typed loosely in @types/node; the dialled socket rides in the options.
   override createConnection = ((options: { meshextSocket?: net.Socket }, cb: (err: Error | null, s?: net.Socket) => void): net.Socket | undefined => {
@@ -38,6 +50,16 @@ class EndpointAgent extends http.Agent {
     return undefined;
   }) as unknown as http.Agent['createConnection'];
 }
+
+function evictOnEnd(this: net.Socket): void {
+  this.destroy();
+}
+
+/** Methods RFC 9110 §9.2.2 calls idempotent: safe to send again when the first try surely never ran. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+
+/** Errors that mean a reused keep-alive socket was already closed by the upstream. */
+const STALE_CODES = new Set(['ECONNRESET', 'EPIPE']);
 
 const pools = new WeakMap<ServiceRuntime, Map<string, EndpointAgent>>();
 
@@ -121,12 +143,28 @@ export class Http1Handler {
     });
   }
 
+  /**
+   * Sends the request upstream. A reused keep-alive socket can lose the race with the upstream closing
+   * it; when that happens before any response byte and the request can be replayed (idempotent, no body
+   * byte consumed), it is sent once more on a freshly dialled connection, as Envoy does for reset-before-
+   * request on pooled connections.
+   */
   private async forward(req: http.IncomingMessage, res: http.ServerResponse, rt: ServiceRuntime, c: H1Conn): Promise<void> {
+    if ((await this.attempt(req, res, rt, c, true)) === 'done') return;
+    // readableDidRead: a body byte already went to the dead socket, so the request cannot be replayed.
+    if (!IDEMPOTENT.has(req.method ?? '') || req.readableDidRead) throw new Error('upstream closed the reused connection before responding');
+    rt.metrics.upstreamRqRetry.inc();
+    rt.log.debug({ method: req.method, path: req.url }, 'reused upstream connection was stale; retrying on a new one');
+    if ((await this.attempt(req, res, rt, c, false)) === 'stale') throw new Error('upstream closed the connection before responding');
+  }
+
+  /** One try; 'stale' when a reused socket failed before any response byte arrived. */
+  private async attempt(req: http.IncomingMessage, res: http.ServerResponse, rt: ServiceRuntime, c: H1Conn, mayReuse: boolean): Promise<'done' | 'stale'> {
     const order = rt.endpoints.order();
     const first = order[0];
     let st: EndpointState;
     let socket: net.Socket | undefined;
-    if (first && !rt.configError && agentFor(rt, first).hasFree()) st = first;
+    if (mayReuse && first && !rt.configError && agentFor(rt, first).hasFree()) st = first;
     else {
       const d = await dialUpstream(rt, ['http/1.1'], order);
       st = d.endpoint;
@@ -134,7 +172,7 @@ export class Http1Handler {
     }
     if (res.destroyed) {
       socket?.destroy();
-      return;
+      return 'done';
     }
     const raw = stripHopByHop(req.rawHeaders);
     const headers: string[] = [];
@@ -142,7 +180,7 @@ export class Http1Handler {
     const host = upstreamHost(st, req.headers.host);
     if (host) headers.unshift('Host', host);
     headers.push('Connection', 'keep-alive');
-    await new Promise<void>((resolve, reject) => {
+    return new Promise<'done' | 'stale'>((resolve, reject) => {
       const up = http.request({ method: req.method, path: req.url, headers: headers as unknown as http.OutgoingHttpHeaders, agent: agentFor(rt, st), setHost: false, meshextSocket: socket } as http.RequestOptions);
       let responded = false;
       up.on('response', (ur) => {
@@ -156,14 +194,17 @@ export class Http1Handler {
         ur.on('end', () => {
           if (Object.keys(ur.trailers).length) res.addTrailers(ur.trailers);
           res.end();
-          resolve();
+          resolve('done');
         });
         ur.on('error', () => res.destroy());
       });
       up.on('error', (e: NodeJS.ErrnoException) => {
         if (responded) {
           res.destroy();
-          resolve();
+          resolve('done');
+        } else if (up.reusedSocket && STALE_CODES.has(e.code ?? '')) {
+          req.unpipe(up);
+          resolve('stale');
         } else {
           reject(new Error(`upstream connection error: ${e.code ?? e.message}`));
         }

@@ -14,6 +14,7 @@ export class ServiceMetrics {
   readonly downstreamCxTotal: Series;
   readonly downstreamCxActive: Series;
   readonly accessDenied: Series;
+  readonly upstreamRqRetry: Series;
   private readonly rq = new Map<string, Series>();
   private readonly tlsFail = new Map<TlsFailReason, Series>();
 
@@ -32,6 +33,7 @@ export class ServiceMetrics {
     this.tlsSessionReused = reg.counter('meshext_upstream_tls_session_reused_total', 'Upstream TLS handshakes that resumed a cached session', l);
     this.downstreamCxTotal = reg.counter('meshext_downstream_cx_total', 'Client connections accepted', l);
     this.downstreamCxActive = reg.gauge('meshext_downstream_cx_active', 'Open client connections', l);
+    this.upstreamRqRetry = reg.counter('meshext_upstream_rq_retry_total', 'Requests replayed on a new connection after a reused one was found closed', l);
     this.accessDenied = reg.counter('meshext_access_denied_total', 'Requests or connections denied by mesh routing settings', l);
   }
 

@@ -159,3 +159,49 @@ test('http: drain finishes the in-flight request, then closes idle keep-alive co
   await p.close();
   await closeServer(slow);
 });
+
+test('http: a reused keep-alive connection the upstream closed is retried once on a new one for idempotent requests', async (t) => {
+  // Upstream A closes every connection right after its response; upstream B accepts the second request
+  // on a connection and then closes without answering: the deterministic form of the keep-alive race.
+  const closeAfter = http.createServer((_req, res) => {
+    res.on('finish', () => res.socket?.destroy());
+    res.end('a');
+  });
+  closeAfter.keepAliveTimeout = 1;
+  const a = await listen(closeAfter);
+  const perConn = new WeakMap<object, number>();
+  const dropSecond = http.createServer((req, res) => {
+    const n = (perConn.get(req.socket) ?? 0) + 1;
+    perConn.set(req.socket, n);
+    if (n > 1) req.socket.destroy();
+    else res.end('b');
+  });
+  const b = await listen(dropSecond);
+  const sa = svc({ protocol: 'http', endpoints: [ipEp(a.port)] });
+  const sb = svc({ protocol: 'http', endpoints: [ipEp(b.port)] });
+  const { proxy, stats } = newProxy();
+  proxy.setSnapshot(snap([sa, sb]));
+  const pa = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, sa.id);
+  const pb = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, sb.id);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const statusesA: number[] = [];
+  for (let i = 0; i < 30; i++) statusesA.push((await get(pa.port, { agent })).status);
+  t.deepEqual(statusesA, new Array(30).fill(200));
+  const methods = ['GET', 'PUT', 'DELETE', 'OPTIONS', 'TRACE', 'GET'];
+  for (const method of methods) {
+    const r = await get(pb.port, { agent, method, body: method === 'PUT' ? '' : undefined });
+    t.is(r.status, 200, method);
+  }
+  // Every request after the first found its pooled connection closed and was replayed exactly once.
+  t.is(stats.get('meshext_upstream_rq_retry_total', { service: sb.kri }), methods.length - 1);
+  t.is(stats.get('meshext_upstream_rq_total', { service: sb.kri, code_class: '5xx' }), undefined);
+  // A POST may have had effects upstream: it is never replayed, the client sees the failure.
+  const post = await get(pb.port, { agent, method: 'POST', body: 'x' });
+  t.is(post.status, 503);
+  t.regex(post.body, /closed the reused connection/);
+  t.is(stats.get('meshext_upstream_rq_retry_total', { service: sb.kri }), methods.length - 1);
+  agent.destroy();
+  await proxy.close();
+  await closeServer(closeAfter);
+  await closeServer(dropSecond);
+});
