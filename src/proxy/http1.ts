@@ -43,6 +43,22 @@ class EndpointAgent extends http.Agent {
     socket.removeListener('end', evictOnEnd);
     super.reuseSocket(socket, req);
   }
+  /**
+   * A request that brings a freshly dialled socket must use it, even if a pooled socket was freed while
+   * we dialled: Node's Agent would prefer the free one and leave ours open and unused (a leak that grew
+   * to hundreds of idle upstream connections under load). Created through the Agent, the socket joins
+   * the pool after this request like any other.
+   */
+  addRequest(req: http.ClientRequest, options: http.RequestOptions & { meshextSocket?: net.Socket }): void {
+    if (!options.meshextSocket) {
+      (http.Agent.prototype as unknown as { addRequest(r: http.ClientRequest, o: unknown): void }).addRequest.call(this, req, options);
+      return;
+    }
+    // createSocket is Agent's own (undocumented) path for "new socket for this request": it registers
+    // the socket's pool listeners; onSocket hands it to the request as addRequest would.
+    const self = this as unknown as { createSocket(r: http.ClientRequest, o: unknown, cb: (err: Error | null, s?: net.Socket) => void): void };
+    self.createSocket(req, options, (err, s) => (req as unknown as { onSocket(s?: net.Socket, err?: Error | null): void }).onSocket(s, err));
+  }
   // createConnection is typed loosely in @types/node; the dialled socket rides in the options.
   override createConnection = ((options: { meshextSocket?: net.Socket }, cb: (err: Error | null, s?: net.Socket) => void): net.Socket | undefined => {
     if (options.meshextSocket) return options.meshextSocket;

@@ -205,3 +205,35 @@ test('http: a reused keep-alive connection the upstream closed is retried once o
   await closeServer(closeAfter);
   await closeServer(dropSecond);
 });
+
+test('http: every dialled upstream connection carries a request; the pool settles at the concurrency', async (t) => {
+  const up = await upstream();
+  let open = 0;
+  let idleNever = 0;
+  up.srv.on('connection', (sock) => {
+    open++;
+    let requests = 0;
+    sock.on('data', () => requests++);
+    sock.on('close', () => {
+      open--;
+      if (requests === 0) idleNever++;
+    });
+  });
+  const s = svc({ protocol: 'http', endpoints: [ipEp(up.port)] });
+  const p = await proxyFor(s);
+  const concurrency = 20;
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  // Waves of concurrent requests make sockets free up while others are being dialled: the race in
+  // which a dialled socket used to be left unused and open.
+  for (let wave = 0; wave < 15; wave++) {
+    const rs = await Promise.all(Array.from({ length: concurrency * 2 }, (_, i) => get(p.port, { path: `/w${wave}/${i}`, agent })));
+    t.true(rs.every((r) => r.status === 200));
+  }
+  t.true(up.conns() <= concurrency * 2, `upstream saw ${up.conns()} connections for ${concurrency} concurrent clients`);
+  agent.destroy();
+  await p.close();
+  await new Promise((r) => setTimeout(r, 50));
+  t.is(idleNever, 0, 'no upstream connection was opened without carrying a request');
+  t.is(open, 0);
+  await closeServer(up.srv);
+});
