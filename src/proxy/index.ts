@@ -13,6 +13,7 @@ import { ServiceMetrics } from './metrics.js';
 import { EndpointResolver, type DnsResolver } from './resolve.js';
 import { dataPathFingerprint, ServiceRuntime } from './runtime.js';
 import { detectSystemCa } from './system-ca.js';
+import { sniffHttp2 } from './sniff.js';
 import { handleTcp } from './tcp.js';
 import type { ConnState } from './conn.js';
 import { Http1Handler } from './http1.js';
@@ -173,10 +174,14 @@ export class Proxy {
       case 'tcp':
         handleTcp(sock, rt);
         break;
+      // Like Kuma's listener (codec AUTO), http and http2 services take either HTTP version from the
+      // client; gRPC clients always speak HTTP/2, so grpc skips the sniff.
       case 'http':
-        this.h1.serve(sock, rt, state);
+        sniffHttp2(sock, (h2) => (h2 ? this.h1.serveH2(sock, rt, state) : this.h1.serve(sock, rt, state)));
         break;
       case 'http2':
+        sniffHttp2(sock, (h2) => (h2 ? this.h2.serve(sock, rt, state) : this.h2.serveH1(sock, rt, state)));
+        break;
       case 'grpc':
         this.h2.serve(sock, rt, state);
         break;
