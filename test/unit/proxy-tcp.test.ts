@@ -4,7 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { closeServer, ipEp, listen, newProxy, roundTrip, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
+import { blackhole, closeServer, ipEp, listen, newProxy, roundTrip, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
 
 test('tcp: bytes flow both ways and half-close propagates', async (t) => {
   const echo = await tcpEcho();
@@ -204,6 +204,24 @@ test('tcp: a reload keeps endpoint health of unchanged services and picks up cha
   proxy.setSnapshot(snap([{ ...a, endpoints: [ipEp(echo.port)] }, other], 3));
   t.deepEqual(proxy.clusters().find((c) => c.service === a.id)?.endpoints.map((e) => e.address), [`127.0.0.1:${echo.port}`]);
   t.is(await roundTrip(l.port, 'y'), 'y');
+  await proxy.close();
+  await closeServer(echo.srv);
+});
+
+test('tcp: a connect timeout (SYN never answered) fails over to the next endpoint', async (t) => {
+  const hole = await blackhole();
+  t.teardown(hole.close);
+  const echo = await tcpEcho();
+  const s = svc({ endpoints: [ipEp(hole.port), ipEp(echo.port)] });
+  const { proxy, stats } = newProxy({ connectTimeoutMs: 300 });
+  proxy.setSnapshot(snap([s]));
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  t.is(await roundTrip(l.port, 'after-timeout'), 'after-timeout');
+  t.is(stats.get('meshext_upstream_cx_connect_timeout_total', { service: s.kri }), 1);
+  t.is(stats.get('meshext_upstream_cx_connect_fail_total', { service: s.kri }), 0);
+  t.is(echo.accepted(), 1);
+  const blackholed = proxy.clusters()[0]?.endpoints.find((e) => e.address === `127.0.0.1:${hole.port}`);
+  t.regex(blackholed?.lastError ?? '', /timed out after 300 ms/);
   await proxy.close();
   await closeServer(echo.srv);
 });
