@@ -50,6 +50,8 @@ export class Proxy {
   private byId = new Map<string, CompiledService>();
   private runtimes = new Map<string, ServiceRuntime>();
   private readonly metrics = new Map<string, ServiceMetrics>();
+  /** kris dropped from the snapshot whose series go once their last client connection closes. */
+  private readonly retiring = new Set<string>();
   private readonly servers = new Map<string, net.Server>();
   private readonly conns = new Set<ConnState>();
   private readonly log: Logger;
@@ -84,7 +86,25 @@ export class Proxy {
     this.runtimes = next;
     this.byId = new Map(s.services.map((x) => [x.id, x]));
     this.snapshot = s;
+    // Removed services must not leave series behind, or /stats grows with every reload.
+    const live = new Set(s.services.map((x) => x.kri));
+    for (const kri of this.metrics.keys()) {
+      if (live.has(kri)) this.retiring.delete(kri);
+      else {
+        this.retiring.add(kri);
+        this.maybeRetire(kri);
+      }
+    }
     this.log.info({ generation: s.generation, services: s.services.length }, 'snapshot applied');
+  }
+
+  /** Drops a removed service's series once no client connection of it is open any more. */
+  private maybeRetire(kri: string): void {
+    const m = this.metrics.get(kri);
+    if (!m || !this.retiring.has(kri) || m.downstreamCxActive.value > 0) return;
+    this.opts.stats.remove({ service: kri });
+    this.metrics.delete(kri);
+    this.retiring.delete(kri);
   }
 
   private metricsFor(kri: string): ServiceMetrics {
@@ -163,6 +183,7 @@ export class Proxy {
     sock.once('close', () => {
       m.downstreamCxActive.dec();
       this.conns.delete(state);
+      if (this.retiring.has(m.kri)) this.maybeRetire(m.kri);
     });
     if (svc.forbidden && svc.protocol === 'tcp') {
       m.accessDenied.inc();
