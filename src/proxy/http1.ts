@@ -4,6 +4,7 @@
  * apply), streaming bodies both ways, no x-forwarded-* (the proxy is transparent).
  */
 import http from 'node:http';
+import http2 from 'node:http2';
 import type net from 'node:net';
 import type { ConnState } from './conn.js';
 import { dialUpstream } from './dial.js';
@@ -17,6 +18,27 @@ interface H1Conn {
   state: ConnState;
   inflight: number;
   draining: boolean;
+  /** The client speaks HTTP/2 (h2c prior knowledge); requests arrive through the http2 compat API. */
+  h2: boolean;
+}
+
+/** Connection state is keyed by socket for HTTP/1.1 and by session for HTTP/2 (whose req.socket is a proxy object). */
+function connKey(req: http.IncomingMessage): object {
+  return (req as unknown as { stream?: http2.ServerHttp2Stream }).stream?.session ?? req.socket;
+}
+
+/** HTTP/1.1 raw headers as an HTTP/2 header object: lower-case names, repeated names merged. */
+function toH2Headers(raw: string[]): http2.OutgoingHttpHeaders {
+  const out: Record<string, string | string[]> = {};
+  for (let i = 0; i < raw.length; i += 2) {
+    const k = (raw[i] as string).toLowerCase();
+    const v = raw[i + 1] as string;
+    const prev = out[k];
+    if (prev === undefined) out[k] = v;
+    else if (Array.isArray(prev)) prev.push(v);
+    else out[k] = k === 'set-cookie' ? [prev, v] : `${prev}, ${v}`;
+  }
+  return out;
 }
 
 /** An agent bound to one endpoint; new sockets always come pre-dialled in the request options. */
@@ -109,11 +131,15 @@ function localReply(res: http.ServerResponse, status: number, body: string): voi
 
 export class Http1Handler {
   private readonly server: http.Server;
-  private readonly conns = new WeakMap<net.Socket, H1Conn>();
+  private readonly h2server: http2.Http2Server;
+  private readonly conns = new WeakMap<object, H1Conn>();
 
   constructor() {
     // Timeouts: no per-request limit (Kuma route timeout 0s), idle keep-alive closes after 60 s.
     this.server = http.createServer({ requestTimeout: 0, keepAliveTimeout: 60_000, headersTimeout: 60_000 }, (req, res) => this.onRequest(req, res));
+    // HTTP/2 clients of an http service go through the compat API, so one forwarding path serves both.
+    this.h2server = http2.createServer((req, res) => this.onRequest(req as unknown as http.IncomingMessage, res as unknown as http.ServerResponse));
+    this.h2server.on('sessionError', () => {});
     this.server.on('clientError', (_e, sock: net.Socket) => {
       if (sock.writable) sock.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
       else sock.destroy();
@@ -122,7 +148,7 @@ export class Http1Handler {
 
   /** Takes over a client connection for a service of protocol http. */
   serve(sock: net.Socket, rt: ServiceRuntime, state: ConnState): void {
-    const c: H1Conn = { rt, state, inflight: 0, draining: false };
+    const c: H1Conn = { rt, state, inflight: 0, draining: false, h2: false };
     this.conns.set(sock, c);
     state.drain = () => {
       c.draining = true;
@@ -132,8 +158,23 @@ export class Http1Handler {
     sock.resume();
   }
 
+  /** Takes over an HTTP/2 prior-knowledge client connection for a service of protocol http. */
+  serveH2(sock: net.Socket, rt: ServiceRuntime, state: ConnState): void {
+    const c: H1Conn = { rt, state, inflight: 0, draining: false, h2: true };
+    this.h2server.once('session', (session) => {
+      this.conns.set(session, c);
+      session.on('error', () => {});
+      state.drain = () => {
+        c.draining = true;
+        session.close();
+      };
+    });
+    this.h2server.emit('connection', sock);
+    sock.resume();
+  }
+
   private onRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const c = this.conns.get(req.socket);
+    const c = this.conns.get(connKey(req));
     if (!c) {
       localReply(res, 500, 'connection state lost');
       return;
@@ -142,7 +183,7 @@ export class Http1Handler {
     c.inflight++;
     res.on('close', () => {
       c.inflight--;
-      if (c.draining && c.inflight === 0) req.socket.destroySoon();
+      if (!c.h2 && c.draining && c.inflight === 0) req.socket.destroySoon();
     });
     const svc = c.state.service;
     if (svc?.forbidden) {
@@ -192,8 +233,12 @@ export class Http1Handler {
     }
     const raw = stripHopByHop(req.rawHeaders);
     const headers: string[] = [];
-    for (let i = 0; i < raw.length; i += 2) if ((raw[i] as string).toLowerCase() !== 'host') headers.push(raw[i] as string, raw[i + 1] as string);
-    const host = upstreamHost(st, req.headers.host);
+    for (let i = 0; i < raw.length; i += 2) {
+      const k = raw[i] as string;
+      // HTTP/2 pseudo-headers (:method, :authority...) have HTTP/1.1 equivalents set below.
+      if (k.toLowerCase() !== 'host' && !k.startsWith(':')) headers.push(k, raw[i + 1] as string);
+    }
+    const host = upstreamHost(st, req.headers.host ?? (req.headers[':authority'] as string | undefined));
     if (host) headers.unshift('Host', host);
     headers.push('Connection', 'keep-alive');
     return new Promise<'done' | 'stale'>((resolve, reject) => {
@@ -204,8 +249,11 @@ export class Http1Handler {
         rt.metrics.request(ur.statusCode ?? 502);
         const rh = stripHopByHop(ur.rawHeaders);
         // A draining proxy tells the client this is the last response on the connection.
-        if (c.draining) rh.push('Connection', 'close');
-        res.writeHead(ur.statusCode ?? 502, ur.statusMessage, rh as unknown as http.OutgoingHttpHeaders);
+        if (c.h2) res.writeHead(ur.statusCode ?? 502, toH2Headers(rh) as http.OutgoingHttpHeaders);
+        else {
+          if (c.draining) rh.push('Connection', 'close');
+          res.writeHead(ur.statusCode ?? 502, ur.statusMessage, rh as unknown as http.OutgoingHttpHeaders);
+        }
         ur.pipe(res, { end: false });
         ur.on('end', () => {
           if (Object.keys(ur.trailers).length) res.addTrailers(ur.trailers);
@@ -226,7 +274,7 @@ export class Http1Handler {
         }
       });
       res.on('close', () => {
-        if (!res.writableFinished) up.destroy();
+        if (!res.writableEnded) up.destroy();
       });
       req.pipe(up);
     });

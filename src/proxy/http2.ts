@@ -3,13 +3,14 @@
  * ALPN h2), one upstream session per service+endpoint reused until GOAWAY/close. Streams, trailers and
  * flow control pass through; failures before a response become 503 (http2) or grpc-status 14 (grpc).
  */
+import http from 'node:http';
 import http2 from 'node:http2';
 import type net from 'node:net';
 import type { ConnState } from './conn.js';
 import { dialUpstream } from './dial.js';
 import type { EndpointState } from './endpoints.js';
 import { isUpstreamError } from './errors.js';
-import { deniedMessage, upstreamHost } from './headers.js';
+import { deniedMessage, stripHopByHop, upstreamHost } from './headers.js';
 import type { ServiceRuntime } from './runtime.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR } = http2.constants;
@@ -88,8 +89,20 @@ async function upstreamSession(rt: ServiceRuntime): Promise<Session> {
   return p;
 }
 
+/** Short plain-text local reply to an HTTP/1.1 client, or a cut connection once the response started. */
+function h1Reply(res: http.ServerResponse, status: number, body: string): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body + '\n') });
+  res.end(body + '\n');
+}
+
 export class Http2Handler {
   private readonly server: http2.Http2Server;
+  private readonly h1server: http.Server;
+  private readonly h1ctx = new WeakMap<net.Socket, { rt: ServiceRuntime; state: ConnState; inflight: number; draining: boolean }>();
   private readonly ctx = new WeakMap<http2.Http2Session, { rt: ServiceRuntime; state: ConnState }>();
 
   constructor() {
@@ -105,6 +118,103 @@ export class Http2Handler {
       this.onStream(stream, headers, c.rt, c.state);
     });
     this.server.on('sessionError', () => {});
+    // HTTP/1.1 clients of an http2 service (Envoy codec AUTO); the upstream side stays HTTP/2.
+    this.h1server = http.createServer({ requestTimeout: 0, keepAliveTimeout: 60_000, headersTimeout: 60_000 }, (req, res) => this.onH1Request(req, res));
+    this.h1server.on('clientError', (_e, sock: net.Socket) => {
+      if (sock.writable) sock.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      else sock.destroy();
+    });
+  }
+
+  /** Takes over an HTTP/1.1 client connection for a service of protocol http2. */
+  serveH1(sock: net.Socket, rt: ServiceRuntime, state: ConnState): void {
+    const c = { rt, state, inflight: 0, draining: false };
+    this.h1ctx.set(sock, c);
+    state.drain = () => {
+      c.draining = true;
+      if (c.inflight === 0) sock.destroy();
+    };
+    this.h1server.emit('connection', sock);
+    sock.resume();
+  }
+
+  private onH1Request(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const c = this.h1ctx.get(req.socket);
+    if (!c) {
+      h1Reply(res, 500, 'connection state lost');
+      return;
+    }
+    const { rt, state } = c;
+    c.inflight++;
+    res.on('close', () => {
+      c.inflight--;
+      if (c.draining && c.inflight === 0) req.socket.destroySoon();
+    });
+    const svc = state.service;
+    if (svc?.forbidden) {
+      rt.metrics.accessDenied.inc();
+      rt.log.warn({ mesh: svc.mesh, method: req.method, path: req.url }, 'access denied');
+      h1Reply(res, 403, deniedMessage(svc.mesh));
+      return;
+    }
+    const unavailable = (reason: string): void => {
+      rt.metrics.request(503);
+      rt.log.warn({ method: req.method, path: req.url, err: reason }, 'upstream unavailable');
+      h1Reply(res, 503, `upstream unavailable: ${reason}`);
+    };
+    upstreamSession(rt).then(
+      ({ session, endpoint }) => {
+        if (res.destroyed) return;
+        const raw = stripHopByHop(req.rawHeaders);
+        const out: http2.OutgoingHttpHeaders = {};
+        for (let i = 0; i < raw.length; i += 2) {
+          const k = (raw[i] as string).toLowerCase();
+          if (CONNECTION_SPECIFIC.has(k)) continue;
+          const prev = out[k];
+          out[k] = prev === undefined ? (raw[i + 1] as string) : `${String(prev)}, ${raw[i + 1] as string}`;
+        }
+        out[':method'] = req.method ?? 'GET';
+        out[':path'] = req.url ?? '/';
+        out[':scheme'] = rt.tls ? 'https' : 'http';
+        const authority = upstreamHost(endpoint, req.headers.host);
+        if (authority) out[':authority'] = authority;
+        let up: http2.ClientHttp2Stream;
+        try {
+          up = session.request(out);
+        } catch (e) {
+          unavailable((e as Error).message);
+          return;
+        }
+        up.on('error', () => {});
+        up.on('response', (h) => {
+          const status = Number(h[':status'] ?? 502);
+          rt.metrics.request(status);
+          const rh: http.OutgoingHttpHeaders = {};
+          for (const [k, v] of Object.entries(h)) if (!k.startsWith(':') && v !== undefined) rh[k] = v as string | string[];
+          if (c.draining) rh.connection = 'close';
+          res.writeHead(status, rh);
+          up.pipe(res, { end: false });
+        });
+        up.on('trailers', (t) => {
+          const tr: http.OutgoingHttpHeaders = {};
+          for (const [k, v] of Object.entries(t)) if (v !== undefined) tr[k] = v as string | string[];
+          res.addTrailers(tr);
+        });
+        up.on('end', () => {
+          if (res.headersSent) res.end();
+        });
+        up.on('close', () => {
+          if (res.writableEnded) return;
+          if (!res.headersSent) unavailable(`upstream reset the stream (code ${up.rstCode ?? 0})`);
+          else res.destroy();
+        });
+        res.on('close', () => {
+          if (!up.closed) up.close(NGHTTP2_CANCEL);
+        });
+        req.pipe(up);
+      },
+      (e: unknown) => unavailable(isUpstreamError(e) ? e.reason : (e as Error).message),
+    );
   }
 
   /** Takes over a client connection for a service of protocol http2 or grpc. */

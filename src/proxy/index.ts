@@ -13,6 +13,7 @@ import { ServiceMetrics } from './metrics.js';
 import { EndpointResolver, type DnsResolver } from './resolve.js';
 import { dataPathFingerprint, ServiceRuntime } from './runtime.js';
 import { detectSystemCa } from './system-ca.js';
+import { sniffHttp2 } from './sniff.js';
 import { handleTcp } from './tcp.js';
 import type { ConnState } from './conn.js';
 import { Http1Handler } from './http1.js';
@@ -49,6 +50,8 @@ export class Proxy {
   private byId = new Map<string, CompiledService>();
   private runtimes = new Map<string, ServiceRuntime>();
   private readonly metrics = new Map<string, ServiceMetrics>();
+  /** kris dropped from the snapshot whose series go once their last client connection closes. */
+  private readonly retiring = new Set<string>();
   private readonly servers = new Map<string, net.Server>();
   private readonly conns = new Set<ConnState>();
   private readonly log: Logger;
@@ -83,7 +86,25 @@ export class Proxy {
     this.runtimes = next;
     this.byId = new Map(s.services.map((x) => [x.id, x]));
     this.snapshot = s;
+    // Removed services must not leave series behind, or /stats grows with every reload.
+    const live = new Set(s.services.map((x) => x.kri));
+    for (const kri of this.metrics.keys()) {
+      if (live.has(kri)) this.retiring.delete(kri);
+      else {
+        this.retiring.add(kri);
+        this.maybeRetire(kri);
+      }
+    }
     this.log.info({ generation: s.generation, services: s.services.length }, 'snapshot applied');
+  }
+
+  /** Drops a removed service's series once no client connection of it is open any more. */
+  private maybeRetire(kri: string): void {
+    const m = this.metrics.get(kri);
+    if (!m || !this.retiring.has(kri) || m.downstreamCxActive.value > 0) return;
+    this.opts.stats.remove({ service: kri });
+    this.metrics.delete(kri);
+    this.retiring.delete(kri);
   }
 
   private metricsFor(kri: string): ServiceMetrics {
@@ -162,6 +183,7 @@ export class Proxy {
     sock.once('close', () => {
       m.downstreamCxActive.dec();
       this.conns.delete(state);
+      if (this.retiring.has(m.kri)) this.maybeRetire(m.kri);
     });
     if (svc.forbidden && svc.protocol === 'tcp') {
       m.accessDenied.inc();
@@ -173,10 +195,14 @@ export class Proxy {
       case 'tcp':
         handleTcp(sock, rt);
         break;
+      // Like Kuma's listener (codec AUTO), http and http2 services take either HTTP version from the
+      // client; gRPC clients always speak HTTP/2, so grpc skips the sniff.
       case 'http':
-        this.h1.serve(sock, rt, state);
+        sniffHttp2(sock, (h2) => (h2 ? this.h1.serveH2(sock, rt, state) : this.h1.serve(sock, rt, state)));
         break;
       case 'http2':
+        sniffHttp2(sock, (h2) => (h2 ? this.h2.serve(sock, rt, state) : this.h2.serveH1(sock, rt, state)));
+        break;
       case 'grpc':
         this.h2.serve(sock, rt, state);
         break;

@@ -1,6 +1,7 @@
 /** Builders for proxy tests: CompiledService/Snapshot objects and small loopback servers. */
 import net from 'node:net';
 import tls from 'node:tls';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { Registry } from '../../src/stats/registry.js';
 import { silentLogger } from '../../src/log.js';
@@ -118,4 +119,54 @@ export function closeServer(s: net.Server): Promise<void> {
     (s as net.Server & { closeAllConnections?: () => void }).closeAllConnections?.();
     s.close(() => r());
   });
+}
+
+
+// Node's libuv accepts every connection, so the never-accepting listener lives in a small Python child.
+// With backlog 0 the kernel queues one connection; the pre-filled ones take that slot (and more sit in
+// SYN-SENT), so the kernel drops further SYNs instead of refusing them: the dialer sees a timeout.
+const BLACKHOLE_PY = `
+import socket, sys, time
+l = socket.socket()
+l.bind(('127.0.0.1', 0))
+l.listen(0)
+port = l.getsockname()[1]
+fill = []
+for _ in range(4):
+    c = socket.socket()
+    c.setblocking(False)
+    try:
+        c.connect(('127.0.0.1', port))
+    except BlockingIOError:
+        pass
+    fill.append(c)
+time.sleep(0.2)
+probe = socket.socket()
+probe.settimeout(0.5)
+try:
+    probe.connect(('127.0.0.1', port))
+    print('ERR accepted', flush=True)
+except socket.timeout:
+    print(port, flush=True)
+except OSError as e:
+    print('ERR', e, flush=True)
+sys.stdin.read()
+`;
+
+/** A loopback port whose SYNs go unanswered (full accept queue, never accepted); `close()` kills the child, freeing its sockets. */
+export async function blackhole(): Promise<{ port: number; close: () => Promise<void> }> {
+  const child: ChildProcess = spawn('python3', ['-c', BLACKHOLE_PY], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const [line] = (await once(child.stdout as NodeJS.ReadableStream, 'data')) as [Buffer];
+  const text = line.toString().trim();
+  const close = async (): Promise<void> => {
+    if (child.exitCode === null) {
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+    }
+  };
+  if (!/^\d+$/.test(text)) {
+    await close();
+    throw new Error(`blackhole listener could not be set up: ${text}`);
+  }
+  return { port: Number(text), close };
 }

@@ -1,10 +1,11 @@
 import test from 'ava';
 import net from 'node:net';
+import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { closeServer, ipEp, listen, newProxy, roundTrip, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
+import { blackhole, closeServer, ipEp, listen, newProxy, roundTrip, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
 
 test('tcp: bytes flow both ways and half-close propagates', async (t) => {
   const echo = await tcpEcho();
@@ -204,6 +205,51 @@ test('tcp: a reload keeps endpoint health of unchanged services and picks up cha
   proxy.setSnapshot(snap([{ ...a, endpoints: [ipEp(echo.port)] }, other], 3));
   t.deepEqual(proxy.clusters().find((c) => c.service === a.id)?.endpoints.map((e) => e.address), [`127.0.0.1:${echo.port}`]);
   t.is(await roundTrip(l.port, 'y'), 'y');
+  await proxy.close();
+  await closeServer(echo.srv);
+});
+
+test('tcp: a connect timeout (SYN never answered) fails over to the next endpoint', async (t) => {
+  const hole = await blackhole();
+  t.teardown(hole.close);
+  const echo = await tcpEcho();
+  const s = svc({ endpoints: [ipEp(hole.port), ipEp(echo.port)] });
+  const { proxy, stats } = newProxy({ connectTimeoutMs: 300 });
+  proxy.setSnapshot(snap([s]));
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  t.is(await roundTrip(l.port, 'after-timeout'), 'after-timeout');
+  t.is(stats.get('meshext_upstream_cx_connect_timeout_total', { service: s.kri }), 1);
+  t.is(stats.get('meshext_upstream_cx_connect_fail_total', { service: s.kri }), 0);
+  t.is(echo.accepted(), 1);
+  const blackholed = proxy.clusters()[0]?.endpoints.find((e) => e.address === `127.0.0.1:${hole.port}`);
+  t.regex(blackholed?.lastError ?? '', /timed out after 300 ms/);
+  await proxy.close();
+  await closeServer(echo.srv);
+});
+
+test('tcp: a service dropped by a reload loses its series once its last connection closes', async (t) => {
+  const echo = await tcpEcho();
+  const gone = svc({ endpoints: [ipEp(echo.port)] });
+  const kept = svc({ endpoints: [ipEp(echo.port)] });
+  const { proxy, stats } = newProxy();
+  proxy.setSnapshot(snap([gone, kept]));
+  const lg = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, gone.id);
+  const lk = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, kept.id);
+  t.is(await roundTrip(lk.port, 'k'), 'k');
+  const held = net.connect({ host: '127.0.0.1', port: lg.port });
+  held.on('error', () => {});
+  held.write('x');
+  await once(held, 'data');
+  proxy.setSnapshot(snap([kept], 2));
+  // Still in use: its counters stay visible until the connection ends.
+  t.is(stats.get('meshext_downstream_cx_active', { service: gone.kri }), 1);
+  held.end();
+  await until(() => stats.get('meshext_downstream_cx_total', { service: gone.kri }) === undefined, 'series of the removed service to go');
+  t.false(stats.prometheus().includes(gone.kri));
+  t.is(stats.get('meshext_downstream_cx_total', { service: kept.kri }), 1);
+  // A service removed while idle goes at once.
+  proxy.setSnapshot(snap([], 3));
+  t.false(stats.prometheus().includes(kept.kri));
   await proxy.close();
   await closeServer(echo.srv);
 });
