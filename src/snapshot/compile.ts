@@ -17,7 +17,7 @@ import { defaultGenerators } from '../hostnames/defaults.js';
 import { generateHostnames, serviceId } from '../hostnames/generate.js';
 import type { CompiledEndpoint, CompiledOutbound, CompiledService, CompiledTls, RejectedResource, Snapshot, TlsVersion, VerificationMode } from './types.js';
 import { vipPortKey } from './types.js';
-import { byKind, dataplaneViolations, missingSecrets, resolveBackendRef, resolveDataSource, secretIndex } from './references.js';
+import { byKind, dataplaneViolations, missingSecrets, rejectedFromLoadError, resolveBackendRef, resolveDataSource, secretIndex } from './references.js';
 
 let lastGeneration = 0;
 
@@ -33,14 +33,7 @@ export interface CompileInput {
 export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
   const { load, ipam } = input;
   const zone = input.zone ?? process.env.KUMA_MULTIZONE_ZONE_NAME ?? 'default';
-  const rejected: RejectedResource[] = load.errors.map((e) => ({
-    file: e.file,
-    ...(e.line !== undefined ? { line: e.line } : {}),
-    kind: e.kind ?? '',
-    name: e.name ?? '',
-    ...(e.mesh !== undefined ? { mesh: e.mesh } : {}),
-    violations: e.violations,
-  }));
+  const rejected: RejectedResource[] = load.errors.map(rejectedFromLoadError);
   const secrets = secretIndex(load);
   const meshes = new Map<string, MeshResource>(byKind(load.resources, 'Mesh').map((m) => [m.name, m]));
 

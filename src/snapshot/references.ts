@@ -6,6 +6,7 @@
 import type {
   DataSource,
   DataplaneResource,
+  LoadError,
   LoadResult,
   MeshExternalServiceResource,
   Resource,
@@ -57,6 +58,18 @@ export function resolveBackendRef(
 }
 
 /** Every cross-resource rejection for a load, without allocating anything. */
+/** A load error in the shape of a rejected resource (what `validate`, the snapshot and /config_dump list). */
+export function rejectedFromLoadError(e: LoadError): RejectedResource {
+  return {
+    file: e.file,
+    ...(e.line !== undefined ? { line: e.line } : {}),
+    kind: e.kind ?? '',
+    name: e.name ?? '',
+    ...(e.mesh !== undefined ? { mesh: e.mesh } : {}),
+    violations: e.violations,
+  };
+}
+
 export function checkReferences(load: LoadResult): RejectedResource[] {
   const secrets = secretIndex(load);
   const out: RejectedResource[] = [];

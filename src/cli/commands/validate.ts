@@ -1,7 +1,7 @@
 /** `meshext validate PATH...`: exit 0 when every resource is valid, 1 otherwise. */
 import type { Command } from 'commander';
 import { loadResources } from '../../resources/load.js';
-import { checkReferences } from '../../snapshot/references.js';
+import { checkReferences, rejectedFromLoadError } from '../../snapshot/references.js';
 import type { RejectedResource } from '../../snapshot/types.js';
 import { violationLines } from '../report.js';
 
@@ -17,14 +17,7 @@ export function register(program: Command): void {
       if (opts.output !== 'text' && opts.output !== 'json') throw new Error(`unknown output format "${opts.output}" (text, json)`);
       const load = await loadResources(paths, { zone: opts.zone, ...(opts.vipCidr ? { vipCidr: opts.vipCidr } : {}) });
       const problems: RejectedResource[] = [
-        ...load.errors.map((e) => ({
-          file: e.file,
-          ...(e.line !== undefined ? { line: e.line } : {}),
-          kind: e.kind ?? '',
-          name: e.name ?? '',
-          ...(e.mesh !== undefined ? { mesh: e.mesh } : {}),
-          violations: e.violations,
-        })),
+        ...load.errors.map(rejectedFromLoadError),
         ...checkReferences(load),
       ];
       if (opts.output === 'json') {
