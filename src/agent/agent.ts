@@ -79,15 +79,14 @@ export class Agent {
     this.log.info({ version: VERSION, config: redactedConfig(cfg) }, 'starting meshext');
     this.ipam = await Ipam.open({ stateDir: cfg.stateDir, cidr: cfg.vipCidr });
 
-    // Redirect first: moving out of the cgroup2 root must happen before we open any socket to upstreams.
-    const wantRedirect = cfg.redirect !== 'off';
-    if (wantRedirect) {
-      const probe = Redirector.probe();
-      if (!probe.ok && cfg.redirect === 'on') {
-        throw Object.assign(new Error(`eBPF redirect unavailable: ${probe.reason ?? 'unknown reason'}`), { code: 'MESHEXT_E_BPF_UNAVAILABLE' });
-      }
-      if (!probe.ok) this.log.warn({ reason: probe.reason }, 'eBPF redirect unavailable; serving outbound listeners and DNS only (--redirect auto)');
+    // Probe before anything listens, so --redirect on fails fast. The move out of the cgroup2 root happens
+    // in Redirector.start, before READY and so before the first upstream socket is opened.
+    const probe = cfg.redirect === 'off' ? { ok: false } : Redirector.probe();
+    if (!probe.ok && cfg.redirect === 'on') {
+      throw Object.assign(new Error(`eBPF redirect unavailable: ${probe.reason ?? 'unknown reason'}`), { code: 'MESHEXT_E_BPF_UNAVAILABLE' });
     }
+    if (!probe.ok && cfg.redirect === 'auto') this.log.warn({ reason: probe.reason }, 'eBPF redirect unavailable; serving outbound listeners and DNS only (--redirect auto)');
+    const redirectOk = probe.ok;
 
     const snapshot = await this.buildSnapshot();
     this.proxy = new Proxy({
@@ -98,7 +97,6 @@ export class Agent {
     });
     this.proxy.setSnapshot(snapshot);
 
-    const redirectOk = wantRedirect && Redirector.probe().ok;
     if (redirectOk) this.proxyAddr = await this.proxy.listenTransparent(cfg.proxy);
 
     if (cfg.dns !== 'off') {
