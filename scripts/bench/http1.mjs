@@ -2,7 +2,7 @@
 // Scenario 4: HTTP/1.1 keep-alive requests/s and latency with wrk against an nginx upstream returning a
 // small static body. nginx as a proxy keeps upstream connections alive (`keepalive`), as a tuned user would.
 import { parseBenchArgs } from './lib/cli.mjs';
-import { runScenario } from './lib/runner.mjs';
+import { REQUEST_METRICS, REQUEST_TARGETS, runScenario } from './lib/runner.mjs';
 import { runClient } from './lib/procs.mjs';
 import { startNginxUpstream } from './lib/upstreams.mjs';
 import { parseWrk } from './lib/parse.mjs';
@@ -28,13 +28,6 @@ await runScenario({
     if (r.errors > 0) throw new Error(`wrk reported ${r.errors} socket errors or non-2xx answers`);
     return { rps: r.rps, p50: r.p50us, p99: r.p99us };
   },
-  metrics: [
-    { key: 'rps', label: 'req/s', higherIsBetter: true },
-    { key: 'p50', label: 'p50 us', higherIsBetter: false },
-    { key: 'p99', label: 'p99 us', higherIsBetter: false },
-  ],
-  targets: [
-    { label: 'req/s >= 0.8x best peer', metric: 'rps', op: '>=', factor: 0.8, against: 'peer' },
-    { label: 'p99 <= 1.5x best peer', metric: 'p99', op: '<=', factor: 1.5, against: 'peer' },
-  ],
+  metrics: REQUEST_METRICS,
+  targets: REQUEST_TARGETS,
 });

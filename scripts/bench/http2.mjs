@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { parseBenchArgs } from './lib/cli.mjs';
-import { runScenario } from './lib/runner.mjs';
+import { REQUEST_METRICS, REQUEST_TARGETS, runScenario } from './lib/runner.mjs';
 import { runClient } from './lib/procs.mjs';
 import { startNginxUpstream } from './lib/upstreams.mjs';
 import { parseH2load } from './lib/parse.mjs';
@@ -34,13 +34,6 @@ await runScenario({
     if (r.failed > Math.max(opts.clients * opts.streams, r.total / 1000)) throw new Error(`h2load: ${r.failed} of ${r.total} requests failed or answered non-2xx`);
     return { rps: r.rps, p50: r.p50us, p99: r.p99us };
   },
-  metrics: [
-    { key: 'rps', label: 'req/s', higherIsBetter: true },
-    { key: 'p50', label: 'p50 us', higherIsBetter: false },
-    { key: 'p99', label: 'p99 us', higherIsBetter: false },
-  ],
-  targets: [
-    { label: 'req/s >= 0.8x best peer', metric: 'rps', op: '>=', factor: 0.8, against: 'peer' },
-    { label: 'p99 <= 1.5x best peer', metric: 'p99', op: '<=', factor: 1.5, against: 'peer' },
-  ],
+  metrics: REQUEST_METRICS,
+  targets: REQUEST_TARGETS,
 });

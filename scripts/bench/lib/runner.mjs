@@ -131,3 +131,14 @@ function printResult(result, table, format) {
 export function readResult(file) {
   return JSON.parse(readFileSync(file, 'utf8'));
 }
+
+/** Request-rate scenarios (HTTP/1.1, HTTP/2) share one set of figures and the targets for them. */
+export const REQUEST_METRICS = [
+  { key: 'rps', label: 'req/s', higherIsBetter: true },
+  { key: 'p50', label: 'p50 us', higherIsBetter: false },
+  { key: 'p99', label: 'p99 us', higherIsBetter: false },
+];
+export const REQUEST_TARGETS = [
+  { label: 'req/s >= 0.8x best peer', metric: 'rps', op: '>=', factor: 0.8, against: 'peer' },
+  { label: 'p99 <= 1.5x best peer', metric: 'p99', op: '<=', factor: 1.5, against: 'peer' },
+];
