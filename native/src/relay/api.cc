@@ -10,6 +10,7 @@
 #include "../api.h"
 #include "../errors.h"
 #include "engine.h"
+#include "handover.h"
 #include "tcp_session.h"
 
 namespace mx {
@@ -17,24 +18,25 @@ namespace mx {
 using relay::Engine;
 
 namespace {
-
 std::unordered_map<uint32_t, Engine*> g_engines;
 uint32_t g_nextHandle = 1;
+}  // namespace
 
-Engine* EngineArg(const Napi::CallbackInfo& info) {
-  uint32_t h = ArgU32(info, 0, "engine");
+namespace relay {
+
+Engine* EngineArg(const Napi::CallbackInfo& info, size_t i) {
+  uint32_t h = ArgU32(info, i, "engine");
   auto it = g_engines.find(h);
   if (it == g_engines.end()) ThrowArg(info.Env(), "engine " + std::to_string(h) + " is not running");
   return it->second;
 }
 
-/** Duplicates a connected stream socket the engine will own (CLOEXEC, non-blocking). */
-relay::UniqueFd DupSocket(Napi::Env env, int fd, const char* what) {
+UniqueFd DupSocket(Napi::Env env, int fd, const char* what) {
   int type = 0;
   socklen_t len = sizeof type;
   if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) ThrowErrno(env, "MESHEXT_E_RELAY", "getsockopt", errno, what);
   if (type != SOCK_STREAM) ThrowArg(env, std::string(what) + " fd " + std::to_string(fd) + " is not a stream socket");
-  relay::UniqueFd dup(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+  UniqueFd dup(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
   if (!dup.valid()) ThrowErrno(env, "MESHEXT_E_RELAY", "fcntl(F_DUPFD_CLOEXEC)", errno, what);
   int fl = ::fcntl(dup.get(), F_GETFL);
   if (fl < 0 || ::fcntl(dup.get(), F_SETFL, fl | O_NONBLOCK) != 0) ThrowErrno(env, "MESHEXT_E_RELAY", "fcntl(O_NONBLOCK)", errno, what);
@@ -46,6 +48,12 @@ std::string OptionalBytes(const Napi::CallbackInfo& info, size_t i, const char* 
   Napi::Buffer<uint8_t> b = ArgBuffer(info, i, name);
   return std::string(reinterpret_cast<const char*>(b.Data()), b.Length());
 }
+
+}  // namespace relay
+
+namespace {
+
+using relay::EngineArg;
 
 Napi::Array EventsToJs(Napi::Env env, const std::vector<relay::Event>& evs) {
   Napi::Array arr = Napi::Array::New(env, evs.size());
@@ -68,7 +76,7 @@ Napi::Value RelayStart(const Napi::CallbackInfo& info) {
 
 Napi::Value RelayStop(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Engine* e = EngineArg(info);
+  Engine* e = EngineArg(info, 0);
   g_engines.erase(ArgU32(info, 0, "engine"));
   std::vector<relay::Event> rest = e->Stop();
   return EventsToJs(env, rest);
@@ -76,15 +84,15 @@ Napi::Value RelayStop(const Napi::CallbackInfo& info) {
 
 Napi::Value RelayTcp(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Engine* e = EngineArg(info);
+  Engine* e = EngineArg(info, 0);
   int clientFd = ArgFd(info, 1, "clientFd");
   int upstreamFd = ArgFd(info, 2, "upstreamFd");
-  std::string toUpstream = OptionalBytes(info, 3, "toUpstream");
-  std::string toClient = OptionalBytes(info, 4, "toClient");
+  std::string toUpstream = relay::OptionalBytes(info, 3, "toUpstream");
+  std::string toClient = relay::OptionalBytes(info, 4, "toClient");
   uint32_t idleMs = ArgU32(info, 5, "idleTimeoutMs");
   bool splice = info.Length() <= 6 || info[6].IsUndefined() || info[6].ToBoolean().Value();
-  relay::UniqueFd c = DupSocket(env, clientFd, "client");
-  relay::UniqueFd u = DupSocket(env, upstreamFd, "upstream");
+  relay::UniqueFd c = relay::DupSocket(env, clientFd, "client");
+  relay::UniqueFd u = relay::DupSocket(env, upstreamFd, "upstream");
   auto session = std::make_unique<relay::TcpSession>(std::make_unique<relay::PlainTransport>(std::move(c)),
                                                      std::make_unique<relay::PlainTransport>(std::move(u)),
                                                      std::move(toUpstream), std::move(toClient), idleMs, splice);
@@ -95,7 +103,7 @@ Napi::Value RelayTcp(const Napi::CallbackInfo& info) {
 
 Napi::Value RelayClose(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Engine* e = EngineArg(info);
+  Engine* e = EngineArg(info, 0);
   if (info.Length() < 2 || !info[1].IsNumber()) ThrowArg(env, "id must be a number");
   uint64_t id = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
   bool reset = info.Length() > 2 && info[2].ToBoolean().Value();
@@ -105,7 +113,7 @@ Napi::Value RelayClose(const Napi::CallbackInfo& info) {
 
 Napi::Value RelayStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Engine* e = EngineArg(info);
+  Engine* e = EngineArg(info, 0);
   Napi::Object o = Napi::Object::New(env);
   uint64_t sessions = 0, pooled = 0, inUse = 0, wakeups = 0;
   for (const auto& s : e->Stats()) {

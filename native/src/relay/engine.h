@@ -20,7 +20,11 @@
 //  6. `Close(reason, reset)` is called on the loop thread when JS closes the session (drain/force close) or
 //     the engine stops; it must end the session synchronously (through Retire).
 //  7. JS-side commands for one session: `Engine::PostTo(id, fn)` runs `fn(session)` on its loop thread if the
-//     session still exists. Other events for JS (need-upstream, counts, log lines) go through `Loop::Emit`.
+//     session still exists (std::function must be copyable: carry move-only things such as a UniqueFd in a
+//     std::shared_ptr; `dynamic_cast` to your kind). Other events for JS (need-upstream, counts, log lines) go
+//     through `Loop::Emit` (thread-safe: `Engine::Emit`).
+//  8. Your N-API export (register it in addon.cc/api.h): `EngineArg(info, 0)` and `DupSocket` from handover.h,
+//     then `Adopt`. Upstreams are `Transport`s (transport.h): PlainTransport today, TLS from tlsnative.
 //  Shared per-thread resources: `loop()->pipes()` (splice pipes, take when needed, give back when empty)
 //  and `loop()->scratch()` (one read buffer, valid only until you return to the loop).
 // Events reach JS in batches through one unref'd ThreadSafeFunction: one JS call carries every event

@@ -1,0 +1,22 @@
+// Helpers for N-API functions that hand connections to the engine (used by every session kind's export,
+// e.g. relayTcp in api.cc). JS thread only.
+#pragma once
+#include <napi.h>
+
+#include <string>
+
+#include "engine.h"
+#include "fd.h"
+
+namespace mx::relay {
+
+/** The running engine whose handle is argument `i`; throws a TypeError for an unknown or stopped handle. */
+Engine* EngineArg(const Napi::CallbackInfo& info, size_t i);
+
+/** Duplicates a connected stream socket the engine will own (F_DUPFD_CLOEXEC, O_NONBLOCK); throws on failure. */
+UniqueFd DupSocket(Napi::Env env, int fd, const char* what);
+
+/** Argument `i` as bytes (Buffer), or empty when it is null/undefined/absent. */
+std::string OptionalBytes(const Napi::CallbackInfo& info, size_t i, const char* name);
+
+}  // namespace mx::relay
