@@ -34,6 +34,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("relayTcp", Napi::Function::New(env, mx::RelayTcp));
   exports.Set("relayClose", Napi::Function::New(env, mx::RelayClose));
   exports.Set("relayStats", Napi::Function::New(env, mx::RelayStats));
+  exports.Set("relayRef", Napi::Function::New(env, mx::RelayRef));
   return exports;
 }
 

@@ -36,5 +36,6 @@ Napi::Value RelayStop(const Napi::CallbackInfo& info);
 Napi::Value RelayTcp(const Napi::CallbackInfo& info);
 Napi::Value RelayClose(const Napi::CallbackInfo& info);
 Napi::Value RelayStats(const Napi::CallbackInfo& info);
+Napi::Value RelayRef(const Napi::CallbackInfo& info);
 
 }  // namespace mx

@@ -81,6 +81,8 @@ export class FastPath {
       return null;
     }
     this.handlers.set(id, onClose);
+    // Open connections keep the process alive as their sockets did in Node; an idle engine does not.
+    if (this.handlers.size === 1) this.addon.relayRef(this.engine, true);
     // destroy(), never resetAndDestroy(): closing Node's copy of the fd must not touch the connection.
     client.destroy();
     upstream.destroy();
@@ -114,6 +116,7 @@ export class FastPath {
       const h = this.handlers.get(ev.id);
       if (!h) continue;
       this.handlers.delete(ev.id);
+      if (this.handlers.size === 0 && !this.stopped) this.addon.relayRef(this.engine, false);
       h(ev as RelayClosedEvent);
     }
   }

@@ -107,6 +107,8 @@ export interface NativeAddon {
   /** Asks the session's thread to close it (FIN, or RST when `reset`); false when the engine is stopping. */
   relayClose(engine: number, id: number, reset: boolean): boolean;
   relayStats(engine: number): RelayStats;
+  /** Whether the engine keeps Node's event loop alive (it starts unref'd; FastPath refs it while sessions are open). */
+  relayRef(engine: number, ref: boolean): void;
 }
 
 /** Repository/package root: the nearest ancestor holding our package.json. */

@@ -111,6 +111,12 @@ Napi::Value RelayClose(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, ok);
 }
 
+Napi::Value RelayRef(const Napi::CallbackInfo& info) {
+  Engine* e = EngineArg(info, 0);
+  e->SetRef(info.Env(), info.Length() > 1 && info[1].ToBoolean().Value());
+  return info.Env().Undefined();
+}
+
 Napi::Value RelayStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Engine* e = EngineArg(info, 0);

@@ -226,6 +226,12 @@ class Engine {
    * (so the caller can account for them synchronously). Releases the TSFN; the engine deletes itself later.
    */
   std::vector<Event> Stop();
+  /** Whether the event channel keeps the JS event loop alive (like an open socket does); JS thread only. */
+  void SetRef(Napi::Env env, bool ref) {
+    if (stopped_) return;
+    if (ref) tsfn_.Ref(env);
+    else tsfn_.Unref(env);
+  }
   /** Joins threads without touching JS (environment teardown). */
   void Abandon();
 
