@@ -82,6 +82,15 @@ export class Proxy {
     this.noRoute = opts.stats.counter('meshext_downstream_cx_no_route_total', 'Connections to a VIP:port no service owns');
     this.tcpIdleTimeoutMs = opts.tcpIdleTimeoutMs ?? TCP_IDLE_TIMEOUT_MS;
     if ((opts.dataPath ?? 'native') === 'node') this.fast = null;
+    const sessions = opts.stats.gauge('meshext_relay_sessions', 'Connections open in the native relay engine');
+    const pipesInUse = opts.stats.gauge('meshext_relay_pipes_in_use', 'splice pipes of the native relay engine holding bytes in flight');
+    const pipesPooled = opts.stats.gauge('meshext_relay_pipes_pooled', 'Empty splice pipes the native relay engine keeps for reuse');
+    opts.stats.onCollect(() => {
+      const r = this.fast ? this.fast.stats() : null;
+      sessions.set(r?.sessions ?? 0);
+      pipesInUse.set(r?.pipesInUse ?? 0);
+      pipesPooled.set(r?.pipesPooled ?? 0);
+    });
   }
 
   /** The native engine, started on first use; null (logged once) when it cannot start. */

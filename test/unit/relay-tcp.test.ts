@@ -157,12 +157,14 @@ test.serial('relay: drain force-closes relayed connections at its deadline and s
   const closed = conns.map(collect);
   await until(() => env.proxy.relayStats()?.sessions === 2, 'hand-over');
   t.is(env.proxy.activeConnections(), 2);
+  t.is(env.stats.get('meshext_relay_sessions'), 2);
   const { remaining } = await env.proxy.drain(20);
   t.is(remaining, 2);
   for (const r of await Promise.all(closed)) t.is(r.error, undefined);
   await until(() => env.proxy.activeConnections() === 0, 'close');
   t.is(env.metric('meshext_downstream_cx_active'), 0);
   t.is(env.metric('meshext_upstream_cx_active'), 0);
+  await until(() => env.stats.get('meshext_relay_sessions') === 0, 'engine sessions gauge');
   await env.done();
 });
 
