@@ -57,6 +57,8 @@ export interface RelayStats {
   pipesInUse: number;
   /** epoll wake-ups since start. */
   wakeups: number;
+  /** Entries in the timer heaps (live sessions' idle timers plus not yet compacted stale ones). */
+  timers: number;
 }
 
 /** Typed surface of native/src/addon.cc. Arguments are checked by callers before they get here. */

@@ -218,6 +218,31 @@ test.serial('relay: 1,000 concurrent connections over two threads, all accounted
   await closeServer(echo.srv);
 });
 
+test.serial('relay: timers of closed sessions do not pile up under connection churn', async (t) => {
+  const echo = await tcpEcho();
+  const s = svc({ endpoints: [ipEp(echo.port)] });
+  const { proxy } = newProxy();
+  proxy.setSnapshot(snap([s]));
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  // More closed sessions than the compaction threshold (1,024 stale entries on a loop with none open).
+  const total = 1300;
+  for (let done = 0; done < total; done += 100) {
+    await Promise.all(Array.from({ length: 100 }, () => new Promise<void>((resolve) => {
+      const c = net.connect({ host: '127.0.0.1', port: l.port });
+      c.on('connect', () => c.end('x'));
+      c.on('data', () => {});
+      c.on('close', () => resolve());
+    })));
+  }
+  await until(() => proxy.activeConnections() === 0, 'all closed');
+  const st = proxy.relayStats();
+  t.is(st?.sessions, 0);
+  // Each session armed its one-hour idle timer; without compaction all 1,300 entries would remain.
+  t.true((st?.timers ?? Infinity) <= 1024, `timers: ${st?.timers}`);
+  await proxy.close();
+  await closeServer(echo.srv);
+});
+
 /** A connected pair through a plain front server, both sides already reading into Node's buffers. */
 async function pairWithBufferedBytes(upstreamSays: Buffer, clientSays: Buffer) {
   let upSock!: net.Socket;

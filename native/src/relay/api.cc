@@ -121,18 +121,20 @@ Napi::Value RelayStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Engine* e = EngineArg(info, 0);
   Napi::Object o = Napi::Object::New(env);
-  uint64_t sessions = 0, pooled = 0, inUse = 0, wakeups = 0;
+  uint64_t sessions = 0, pooled = 0, inUse = 0, wakeups = 0, timers = 0;
   for (const auto& s : e->Stats()) {
     sessions += s.sessions;
     pooled += s.pipesPooled;
     inUse += s.pipesInUse;
     wakeups += s.wakeups;
+    timers += s.timers;
   }
   o.Set("threads", Napi::Number::New(env, e->threads()));
   o.Set("sessions", Napi::Number::New(env, static_cast<double>(sessions)));
   o.Set("pipesPooled", Napi::Number::New(env, static_cast<double>(pooled)));
   o.Set("pipesInUse", Napi::Number::New(env, static_cast<double>(inUse)));
   o.Set("wakeups", Napi::Number::New(env, static_cast<double>(wakeups)));
+  o.Set("timers", Napi::Number::New(env, static_cast<double>(timers)));
   return o;
 }
 

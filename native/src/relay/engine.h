@@ -131,6 +131,7 @@ struct LoopStats {
   uint64_t pipesPooled = 0;
   uint64_t pipesInUse = 0;
   uint64_t wakeups = 0;
+  uint64_t timers = 0;
 };
 
 /** One I/O thread: epoll, command queue (eventfd), coarse timers, its sessions. */
@@ -199,6 +200,7 @@ class Loop {
   std::atomic<uint64_t> statPipesPooled_{0};
   std::atomic<uint64_t> statPipesInUse_{0};
   std::atomic<uint64_t> statWakeups_{0};
+  std::atomic<uint64_t> statTimers_{0};
 
   friend class Engine;
 };

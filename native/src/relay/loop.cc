@@ -149,7 +149,20 @@ void Loop::RunSoon() {
   }
 }
 
-void Loop::Bury() { graveyard_.clear(); }
+void Loop::Bury() {
+  graveyard_.clear();
+  // Timer entries of closed sessions would otherwise stay until their deadline (an hour for idle
+  // timeouts), growing with the connection rate: rebuild the heap once they outnumber the live ones.
+  if (timers_.size() > 2 * sessions_.size() + 1024) {
+    std::vector<TimerEntry> live;
+    live.reserve(sessions_.size());
+    while (!timers_.empty()) {
+      if (sessions_.count(timers_.top().second) != 0) live.push_back(timers_.top());
+      timers_.pop();
+    }
+    timers_ = decltype(timers_)(std::greater<TimerEntry>(), std::move(live));
+  }
+}
 
 void Loop::CloseAll(const char* reason) {
   std::vector<Session*> all;
@@ -187,6 +200,7 @@ void Loop::Run() {
     Bury();
     statPipesPooled_.store(pipes_.pooled(), std::memory_order_relaxed);
     statPipesInUse_.store(pipes_.inUse(), std::memory_order_relaxed);
+    statTimers_.store(timers_.size(), std::memory_order_relaxed);
   }
   // Refuse new commands, run the ones already queued (their sessions get closed below), close the rest.
   {
@@ -204,6 +218,7 @@ LoopStats Loop::Stats() const {
   s.pipesPooled = statPipesPooled_.load(std::memory_order_relaxed);
   s.pipesInUse = statPipesInUse_.load(std::memory_order_relaxed);
   s.wakeups = statWakeups_.load(std::memory_order_relaxed);
+  s.timers = statTimers_.load(std::memory_order_relaxed);
   return s;
 }
 
