@@ -29,6 +29,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cgroupId", Napi::Function::New(env, mx::CgroupId));
   exports.Set("netnsCookie", Napi::Function::New(env, mx::NetnsCookie));
   exports.Set("layout", Napi::Function::New(env, mx::Layout));
+  exports.Set("h1ParseHead", Napi::Function::New(env, mx::H1ParseHead));
+  exports.Set("h1BodyScan", Napi::Function::New(env, mx::H1BodyScan));
+  exports.Set("h1Rewrite", Napi::Function::New(env, mx::H1Rewrite));
+  exports.Set("h1LocalResponse", Napi::Function::New(env, mx::H1LocalResponse));
   return exports;
 }
 

@@ -30,4 +30,10 @@ Napi::Value CgroupId(const Napi::CallbackInfo& info);
 Napi::Value NetnsCookie(const Napi::CallbackInfo& info);
 Napi::Value Layout(const Napi::CallbackInfo& info);
 
+// HTTP/1.1 codec, exported for its unit tests (native/src/http1/testing.cc).
+Napi::Value H1ParseHead(const Napi::CallbackInfo& info);
+Napi::Value H1BodyScan(const Napi::CallbackInfo& info);
+Napi::Value H1Rewrite(const Napi::CallbackInfo& info);
+Napi::Value H1LocalResponse(const Napi::CallbackInfo& info);
+
 }  // namespace mx

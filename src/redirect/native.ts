@@ -19,6 +19,27 @@ export interface NativeLayout {
   constants: Record<string, number>;
 }
 
+export type H1Framing = 'none' | 'length' | 'chunked' | 'close' | 'tunnel';
+export type H1HeadResult =
+  | { state: 'partial' }
+  | { state: 'error'; status: number; reason: string }
+  | {
+      state: 'done';
+      length: number;
+      method?: string;
+      target?: string;
+      status?: number;
+      reason?: string;
+      minor: number;
+      fields: Array<[string, string]>;
+      framing: H1Framing;
+      contentLength: number;
+      keepAlive: boolean;
+      upgrade: boolean;
+      expectContinue: boolean;
+      host?: string;
+    };
+
 /** Typed surface of native/src/addon.cc. Arguments are checked by callers before they get here. */
 export interface NativeAddon {
   /** Opens and loads a BPF object; by-name maps are pinned/reused under pinRootPath. */
@@ -54,6 +75,14 @@ export interface NativeAddon {
   netnsCookie(): bigint;
   /** sizeof/offsetof of the structs in bpf/meshext_maps.h as the C++ compiler sees them. */
   layout(): NativeLayout;
+  /** HTTP/1.1 codec (tests): scans `chunks` as they would arrive and parses the head; `method` is the request's, for responses. */
+  h1ParseHead(kind: 'request' | 'response', chunks: Buffer[], method?: string): H1HeadResult;
+  /** HTTP/1.1 codec (tests): how many bytes of each chunk belong to a body of the given framing. */
+  h1BodyScan(framing: H1Framing, length: number, chunks: Buffer[]): { consumed: number[]; done: boolean; error?: string };
+  /** HTTP/1.1 codec (tests): the heads the proxy would send upstream and back to the client. */
+  h1Rewrite(requestHead: Buffer, hostOverride: string, responseHead?: Buffer, close?: boolean): { request: string; response?: string; clientKeepAlive?: boolean; upstreamReusable?: boolean };
+  /** HTTP/1.1 codec (tests): a local reply as the session writes it. */
+  h1LocalResponse(status: number, body: string, close: boolean): string;
 }
 
 /** Repository/package root: the nearest ancestor holding our package.json. */
