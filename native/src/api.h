@@ -30,6 +30,12 @@ Napi::Value CgroupId(const Napi::CallbackInfo& info);
 Napi::Value NetnsCookie(const Napi::CallbackInfo& info);
 Napi::Value Layout(const Napi::CallbackInfo& info);
 
+// Relay engine (relay/api.cc).
+Napi::Value RelayStart(const Napi::CallbackInfo& info);
+Napi::Value RelayStop(const Napi::CallbackInfo& info);
+Napi::Value RelayTcp(const Napi::CallbackInfo& info);
+Napi::Value RelayClose(const Napi::CallbackInfo& info);
+Napi::Value RelayStats(const Napi::CallbackInfo& info);
 // HTTP/1.1 codec, exported for its unit tests (native/src/http1/testing.cc).
 Napi::Value H1ParseHead(const Napi::CallbackInfo& info);
 Napi::Value H1BodyScan(const Napi::CallbackInfo& info);
