@@ -19,6 +19,7 @@ import { FastPath, type DataPath } from './fastpath.js';
 import type { ConnState } from './conn.js';
 import type { RelayStats } from '../redirect/native.js';
 import { Http1Handler } from './http1.js';
+import { Http1Native } from './http1-native.js';
 import { Http2Handler } from './http2.js';
 
 export { UpstreamError } from './errors.js';
@@ -73,6 +74,8 @@ export class Proxy {
   /** The native engine once started; null when the Node data path is used (chosen, or the addon failed). */
   private fast: FastPath | null | undefined;
   private readonly tcpIdleTimeoutMs: number;
+  /** HTTP/1.x sessions in the native engine (created with the first one). */
+  private h1n: Http1Native | undefined;
 
   constructor(private readonly opts: ProxyOptions) {
     this.log = opts.log.child({ component: 'proxy' });
@@ -238,7 +241,10 @@ export class Proxy {
       // Like Kuma's listener (codec AUTO), http and http2 services take either HTTP version from the
       // client; gRPC clients always speak HTTP/2, so grpc skips the sniff.
       case 'http':
-        sniffHttp2(sock, (h2) => (h2 ? this.h1.serveH2(sock, rt, state) : this.h1.serve(sock, rt, state)));
+        sniffHttp2(sock, (h2) => {
+          if (h2) this.h1.serveH2(sock, rt, state);
+          else if (!this.serveHttp1Native(sock, rt, state)) this.h1.serve(sock, rt, state);
+        });
         break;
       case 'http2':
         sniffHttp2(sock, (h2) => (h2 ? this.h2.serve(sock, rt, state) : this.h2.serveH1(sock, rt, state)));
@@ -247,6 +253,15 @@ export class Proxy {
         this.h2.serve(sock, rt, state);
         break;
     }
+  }
+
+  /** An HTTP/1.x client of a plain-upstream http service goes to the native engine when it runs. */
+  private serveHttp1Native(sock: net.Socket, rt: ServiceRuntime, state: ConnState): boolean {
+    if (!Http1Native.eligible(rt)) return false;
+    const fast = this.fastPath();
+    if (!fast) return false;
+    this.h1n ??= new Http1Native(this.opts.stats);
+    return this.h1n.serve(fast, sock, rt, state);
   }
 
   private originalDst(sock: net.Socket): { address: string; port: number } | null {

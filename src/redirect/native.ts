@@ -135,6 +135,22 @@ export interface NativeAddon {
   h1Rewrite(requestHead: Buffer, hostOverride: string, responseHead?: Buffer, close?: boolean): { request: string; response?: string; clientKeepAlive?: boolean; upstreamReusable?: boolean };
   /** HTTP/1.1 codec (tests): a local reply as the session writes it. */
   h1LocalResponse(status: number, body: string, close: boolean): string;
+  /** A per-service upstream pool for HTTP/1 sessions, with per-endpoint accounting for `endpoints` endpoints. */
+  h1PoolCreate(endpoints: number): number;
+  /** Ends reuse: idle upstream connections are shut down; stats stay readable. */
+  h1PoolClose(pool: number): void;
+  /** Closes and forgets a pool (after its last connection is accounted). */
+  h1PoolFree(pool: number): void;
+  /** [requests 1xx..5xx, retries, then per endpoint: closed connections, rx bytes, tx bytes] since creation. */
+  h1PoolStats(pool: number): number[];
+  /** Moves an HTTP/1.x client connection (a dup of clientFd) into an engine session; returns its id. */
+  h1Serve(engine: number, clientFd: number, initial: Buffer | null, pool: number): number;
+  /** Answers a session's `h1-need-upstream` with a connected socket (dup'ed); false when the engine is stopping. */
+  h1Upstream(engine: number, id: number, upstreamFd: number, hostOverride: string, endpointIndex: number, pool: number): boolean;
+  /** Answers `h1-need-upstream` with a failure: the client gets `503 upstream unavailable: <reason>`. */
+  h1UpstreamFailed(engine: number, id: number, reason: string): boolean;
+  /** Drain: the exchange in flight ends with Connection: close; an idle session closes at once. */
+  h1Drain(engine: number, id: number): boolean;
 }
 
 /** Repository/package root: the nearest ancestor holding our package.json. */

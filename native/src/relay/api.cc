@@ -21,12 +21,7 @@ namespace {
 std::unordered_map<uint32_t, Engine*> g_engines;
 uint32_t g_nextHandle = 1;
 
-Engine* EngineArg(const Napi::CallbackInfo& info) {
-  uint32_t h = ArgU32(info, 0, "engine");
-  auto it = g_engines.find(h);
-  if (it == g_engines.end()) ThrowArg(info.Env(), "engine " + std::to_string(h) + " is not running");
-  return it->second;
-}
+Engine* EngineArg(const Napi::CallbackInfo& info) { return RelayEngineArg(info, 0); }
 
 /** Duplicates a connected stream socket the engine will own (CLOEXEC, non-blocking). */
 relay::UniqueFd DupSocket(Napi::Env env, int fd, const char* what) {
@@ -54,6 +49,13 @@ Napi::Array EventsToJs(Napi::Env env, const std::vector<relay::Event>& evs) {
 }
 
 }  // namespace
+
+relay::Engine* RelayEngineArg(const Napi::CallbackInfo& info, size_t i) {
+  uint32_t h = ArgU32(info, i, "engine");
+  auto it = g_engines.find(h);
+  if (it == g_engines.end()) ThrowArg(info.Env(), "engine " + std::to_string(h) + " is not running");
+  return it->second;
+}
 
 Napi::Value RelayStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

@@ -1,0 +1,157 @@
+/**
+ * HTTP/1.x clients of `http` services with plain upstreams, served by the native engine's Http1Session:
+ * the engine parses, forwards and pools upstream connections; TypeScript keeps routing, dialling
+ * (failover, health, VIP-CIDR guard), logs and metrics. Request counts and upstream connection
+ * accounting are counted natively per pool and folded into the registry on every read of it.
+ */
+import type net from 'node:net';
+import type { Registry } from '../stats/registry.js';
+import { native, type NativeAddon } from '../redirect/native.js';
+import type { ConnState } from './conn.js';
+import { dialUpstream } from './dial.js';
+import { isUpstreamError } from './errors.js';
+import type { FastPath } from './fastpath.js';
+import { socketFd } from './fastpath.js';
+import type { ServiceRuntime } from './runtime.js';
+
+interface PoolEntry {
+  handle: number;
+  rt: ServiceRuntime;
+  /** Stats as last folded into the registry. */
+  last: number[];
+  /** Upstream connections handed to the pool (to know when a closed pool has settled). */
+  opened: number;
+  closed: boolean;
+}
+
+const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
+
+export class Http1Native {
+  private readonly pools = new Map<ServiceRuntime, PoolEntry>();
+  /** Closed pools whose upstream connections are still being closed by the engine. */
+  private readonly settling = new Set<PoolEntry>();
+
+  constructor(
+    stats: Registry,
+    private readonly addon: NativeAddon = native(),
+  ) {
+    stats.onCollect(() => this.collect());
+  }
+
+  /** Whether connections of this service may use the native session (TLS upstreams stay on the Node path). */
+  static eligible(rt: ServiceRuntime): boolean {
+    return !rt.tls && !rt.configError && !rt.service.forbidden;
+  }
+
+  /** Hands an HTTP/1.x client connection to the engine; false leaves the socket to the Node path. */
+  serve(fast: FastPath, sock: net.Socket, rt: ServiceRuntime, state: ConnState): boolean {
+    const pool = this.poolFor(rt);
+    let id = 0;
+    const relayed = fast.handOver(
+      sock,
+      (engine, fd, initial) => this.addon.h1Serve(engine, fd, initial, pool.handle),
+      (ev) => {
+        const reason = ev.reason as string;
+        if (reason !== 'closed' && reason !== 'drained' && reason !== 'client closed') rt.log.debug({ reason }, 'http/1.1 client connection ended');
+        state.ended?.();
+      },
+      (ev) => {
+        if (ev.kind === 'h1-need-upstream') this.dial(fast, rt, pool, id);
+      },
+    );
+    if (!relayed) return false;
+    id = relayed.id;
+    state.relayed = relayed;
+    state.drain = () => {
+      const engine = fast.engineHandle;
+      if (engine !== null) this.addon.h1Drain(engine, id);
+    };
+    return true;
+  }
+
+  /** Opens an upstream connection for session `id` and hands it over, or tells the session why not. */
+  private dial(fast: FastPath, rt: ServiceRuntime, pool: PoolEntry, id: number): void {
+    const fail = (reason: string): void => {
+      rt.log.warn({ err: reason }, 'upstream unavailable');
+      const engine = fast.engineHandle;
+      if (engine !== null) this.addon.h1UpstreamFailed(engine, id, reason);
+    };
+    dialUpstream(rt, ['http/1.1']).then(
+      (d) => {
+        const engine = fast.engineHandle;
+        const fd = socketFd(d.socket);
+        if (engine === null || fd < 0 || pool.closed) {
+          d.socket.destroy();
+          if (engine !== null) fail(pool.closed ? 'service configuration changed' : 'upstream socket has no file descriptor');
+          return;
+        }
+        const ep = d.endpoint;
+        const host = ep.endpoint.kind === 'dns' ? ep.endpoint.address : '';
+        try {
+          this.addon.h1Upstream(engine, id, fd, host, Math.max(0, rt.endpoints.states.indexOf(ep)), pool.handle);
+        } catch (e) {
+          d.socket.destroy();
+          fail(`cannot hand the upstream connection over: ${(e as Error).message}`);
+          return;
+        }
+        // From here the pool's counters close this connection's books (see collect()).
+        d.adopt();
+        pool.opened++;
+        d.socket.destroy();
+      },
+      (e: unknown) => fail(isUpstreamError(e) ? e.reason : (e as Error).message),
+    );
+  }
+
+  private poolFor(rt: ServiceRuntime): PoolEntry {
+    let p = this.pools.get(rt);
+    if (p) return p;
+    const entry: PoolEntry = { handle: this.addon.h1PoolCreate(rt.endpoints.states.length), rt, last: [], opened: 0, closed: false };
+    this.pools.set(rt, entry);
+    rt.onClose(() => {
+      entry.closed = true;
+      this.addon.h1PoolClose(entry.handle);
+      this.pools.delete(rt);
+      this.settling.add(entry);
+    });
+    return entry;
+  }
+
+  /** Folds the engine's counters into the registry (run before every read of it). */
+  private collect(): void {
+    for (const p of this.pools.values()) this.fold(p);
+    for (const p of this.settling) {
+      this.fold(p);
+      const closed = p.rt.endpoints.states.reduce((n, _s, i) => n + (p.last[6 + 3 * i] ?? 0), 0);
+      if (closed >= p.opened) {
+        this.addon.h1PoolFree(p.handle);
+        this.settling.delete(p);
+      }
+    }
+  }
+
+  private fold(p: PoolEntry): void {
+    const s = this.addon.h1PoolStats(p.handle);
+    const m = p.rt.metrics;
+    const d = (i: number): number => (s[i] ?? 0) - (p.last[i] ?? 0);
+    CLASSES.forEach((cls, i) => {
+      if (d(i) > 0) m.requests(cls, d(i));
+    });
+    if (d(5) > 0) m.upstreamRqRetry.inc(d(5));
+    p.rt.endpoints.states.forEach((st, i) => {
+      const closed = d(6 + 3 * i);
+      if (closed > 0) {
+        m.upstreamCxActive.dec(closed);
+        st.active -= closed;
+      }
+      if (d(7 + 3 * i) > 0) m.upstreamRxBytes.inc(d(7 + 3 * i));
+      if (d(8 + 3 * i) > 0) m.upstreamTxBytes.inc(d(8 + 3 * i));
+    });
+    p.last = s;
+  }
+
+  /** Frees every pool (the engine has stopped and closed their connections). */
+  close(): void {
+    this.collect();
+  }
+}
