@@ -1,6 +1,6 @@
 // A byte queue for one direction of a connection: append at the end, consume from the front, read(2)
-// straight into its tail. Storage is dropped when the queue empties and grew large, so idle keep-alive
-// connections hold no buffer memory.
+// straight into its tail. Storage is kept across messages, dropped when a burst made it large or when
+// the owner says the connection went idle.
 #pragma once
 #include <cstddef>
 #include <cstring>
@@ -20,10 +20,15 @@ class Buf {
   }
   void Clear() {
     off_ = end_ = 0;
-    if (cap_ > kKeep) {
-      mem_.reset();
-      cap_ = 0;
-    }
+    // Storage stays for the next message (no allocation per request) unless a burst made it large.
+    if (cap_ > kKeep) Release();
+  }
+  /** Frees the storage of an empty queue (idle connections). */
+  void Release() {
+    if (off_ != end_) return;
+    off_ = end_ = 0;
+    mem_.reset();
+    cap_ = 0;
   }
   /** Room for at least n more bytes at the tail; write there, then Commit. */
   char* Reserve(size_t n) {
@@ -51,7 +56,7 @@ class Buf {
   }
 
  private:
-  static constexpr size_t kKeep = 16 * 1024;
+  static constexpr size_t kKeep = 256 * 1024;
   std::unique_ptr<char[]> mem_;
   size_t cap_ = 0, off_ = 0, end_ = 0;
 };

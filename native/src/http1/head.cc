@@ -216,10 +216,21 @@ Status HeadScanner::Scan(const char* buf, size_t len, Error& err) {
   }
 }
 
-bool ParseRequest(std::string_view head, Head& h, Error& err) {
+// Resets a head for reuse, keeping the vectors' storage (no allocation per message).
+void ResetHead(Head& h, Kind kind, size_t length) {
+  std::vector<Field> fields = std::move(h.fields);
+  std::vector<std::string_view> tokens = std::move(h.connection_tokens);
+  fields.clear();
+  tokens.clear();
   h = Head{};
-  h.kind = Kind::Request;
-  h.length = head.size();
+  h.fields = std::move(fields);
+  h.connection_tokens = std::move(tokens);
+  h.kind = kind;
+  h.length = length;
+}
+
+bool ParseRequest(std::string_view head, Head& h, Error& err) {
+  ResetHead(h, Kind::Request, head.size());
   while (head.size() >= 2 && head[0] == '\r' && head[1] == '\n') head.remove_prefix(2);
   std::string_view rest = head;
   std::string_view line = NextLine(rest);
@@ -243,9 +254,7 @@ bool ParseRequest(std::string_view head, Head& h, Error& err) {
 }
 
 bool ParseResponse(std::string_view head, std::string_view method, Head& h, Error& err) {
-  h = Head{};
-  h.kind = Kind::Response;
-  h.length = head.size();
+  ResetHead(h, Kind::Response, head.size());
   std::string_view rest = head;
   std::string_view line = NextLine(rest);
   int minor = ParseVersion(line.substr(0, 8));

@@ -84,6 +84,13 @@ void Http1Session::End(const char* reason) {
 void Http1Session::OnTimer(int64_t now) {
   pool_->Sweep(loop()->index(), now);
   if (closed_) return;
+  if (phase_ == Phase::Head && cin_.empty()) {
+    // Idle keep-alive connections hold no buffer memory.
+    cin_.Release();
+    cout_.Release();
+    uin_.Release();
+    uout_.Release();
+  }
   int64_t deadline;
   if (phase_ == Phase::Linger) {
     deadline = linger_until_;
@@ -166,9 +173,12 @@ bool Http1Session::ReadClient() {
     case Phase::Linger:
       break;
   }
-  char* p = cin_.Reserve(kReadChunk);
-  ssize_t n = ::read(cfd_.get(), p, kReadChunk);
+  size_t want = phase_ == Phase::Exchange || phase_ == Phase::Tunnel ? kReadChunk : kHeadChunk;
+  char* p = cin_.Reserve(want);
+  ssize_t n = ::read(cfd_.get(), p, want);
   if (n > 0) {
+    // A short read drained the socket; edge-triggered epoll reports the next arrival, so skip the EAGAIN read.
+    if (static_cast<size_t>(n) < want) c_readable_ = false;
     rx_ += static_cast<uint64_t>(n);
     last_active_ = loop()->NowMs();
     if (phase_ == Phase::Linger) return true;  // discarded: we are only waiting for the client's FIN
@@ -196,6 +206,7 @@ bool Http1Session::ReadUpstream() {
   char* p = uin_.Reserve(kReadChunk);
   ssize_t n = ::read(up_->fd(), p, kReadChunk);
   if (n > 0) {
+    if (static_cast<size_t>(n) < kReadChunk) up_->readable = false;
     uin_.Commit(static_cast<size_t>(n));
     up_->rx += static_cast<uint64_t>(n);
     resp_any_ = true;
@@ -357,13 +368,10 @@ void Http1Session::Begin(std::unique_ptr<UpstreamConn> c, bool reused) {
   reused_ = reused;
   uin_.Clear();
   uout_.Clear();
-  std::string head;
-  head.reserve(req_head_.size() + 64);
-  WriteRequestHead(req_, up_->host, head);
-  uout_.Append(head.data(), head.size());
+  hbuf_.clear();
+  WriteRequestHead(req_, up_->host, hbuf_);
+  uout_.Append(hbuf_.data(), hbuf_.size());
   phase_ = Phase::Exchange;
-  // Reused connections may have readiness we never consumed (none expected while idle); probe once.
-  up_->readable = true;
 }
 
 bool Http1Session::StepExchange() {
@@ -405,16 +413,16 @@ bool Http1Session::StepExchange() {
     uin_.Consume(resp_scan_.end());
     resp_scan_.Reset();
     progress = true;
-    std::string head;
+    hbuf_.clear();
     if (resp_.status < 200 && resp_.status != 101) {
-      WriteResponseHead(resp_, req_, false, head);
-      cout_.Append(head.data(), head.size());
+      WriteResponseHead(resp_, req_, false, hbuf_);
+      cout_.Append(hbuf_.data(), hbuf_.size());
       continue;
     }
     pool_->CountStatus(resp_.status);
     close_after_ = draining_ || !ClientKeepAlive(req_, resp_);
-    WriteResponseHead(resp_, req_, close_after_, head);
-    cout_.Append(head.data(), head.size());
+    WriteResponseHead(resp_, req_, close_after_, hbuf_);
+    cout_.Append(hbuf_.data(), hbuf_.size());
     resp_started_ = true;
     resp_body_.Start(resp_.framing, resp_.content_length);
     if (resp_.framing == Framing::Tunnel) {

@@ -20,6 +20,7 @@ class Http1Session : public relay::Session {
   static constexpr int64_t kClientIdleMs = 60'000;
   static constexpr int64_t kLingerMs = 5'000;
   static constexpr size_t kReadChunk = 64 * 1024;
+  static constexpr size_t kHeadChunk = 16 * 1024;
   // Back-pressure: a side is not read while the other side's pending output is above this.
   static constexpr size_t kMaxPending = 256 * 1024;
 
@@ -81,7 +82,7 @@ class Http1Session : public relay::Session {
 
   // The exchange in progress.
   HeadScanner req_scan_{Kind::Request}, resp_scan_{Kind::Response};
-  std::string req_head_, resp_head_;
+  std::string req_head_, resp_head_, hbuf_;
   Head req_, resp_;
   BodyTracker req_body_, resp_body_;
   bool req_done_ = false, resp_started_ = false, resp_done_ = false, resp_any_ = false;
