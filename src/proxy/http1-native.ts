@@ -16,6 +16,7 @@ import type { ServiceRuntime } from './runtime.js';
 
 interface PoolEntry {
   handle: number;
+  engine: number;
   rt: ServiceRuntime;
   /** Stats as last folded into the registry. */
   last: number[];
@@ -45,7 +46,9 @@ export class Http1Native {
 
   /** Hands an HTTP/1.x client connection to the engine; false leaves the socket to the Node path. */
   serve(fast: FastPath, sock: net.Socket, rt: ServiceRuntime, state: ConnState): boolean {
-    const pool = this.poolFor(rt);
+    const engine = fast.engineHandle;
+    if (engine === null) return false;
+    const pool = this.poolFor(rt, engine);
     let id = 0;
     const relayed = fast.handOver(
       sock,
@@ -103,15 +106,16 @@ export class Http1Native {
     );
   }
 
-  private poolFor(rt: ServiceRuntime): PoolEntry {
+  private poolFor(rt: ServiceRuntime, engine: number): PoolEntry {
     let p = this.pools.get(rt);
-    if (p) return p;
-    const entry: PoolEntry = { handle: this.addon.h1PoolCreate(rt.endpoints.states.length), rt, last: [], opened: 0, closed: false };
+    if (p && p.engine === engine) return p;
+    const entry: PoolEntry = { handle: this.addon.h1PoolCreate(engine, rt.endpoints.states.length), engine, rt, last: [], opened: 0, closed: false };
     this.pools.set(rt, entry);
     rt.onClose(() => {
+      if (entry.closed) return;
       entry.closed = true;
       this.addon.h1PoolClose(entry.handle);
-      this.pools.delete(rt);
+      if (this.pools.get(rt) === entry) this.pools.delete(rt);
       this.settling.add(entry);
     });
     return entry;
@@ -150,8 +154,15 @@ export class Http1Native {
     p.last = s;
   }
 
-  /** Frees every pool (the engine has stopped and closed their connections). */
-  close(): void {
+  /** The engine stopped: its sessions are closed; the idle upstream connections of its pools go too. */
+  engineStopped(engine: number): void {
+    this.addon.h1PoolsReap(engine);
+    for (const [rt, p] of this.pools) {
+      if (p.engine !== engine) continue;
+      p.closed = true;
+      this.pools.delete(rt);
+      this.settling.add(p);
+    }
     this.collect();
   }
 }

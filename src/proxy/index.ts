@@ -295,8 +295,10 @@ export class Proxy {
     await this.stopAccepting();
     for (const c of [...this.conns]) closeConn(c);
     // Queued closes run before the threads exit; their events are accounted before stop() returns.
+    const engine = this.fast?.engineHandle ?? null;
     this.fast?.stop();
     if (this.fast) this.fast = undefined;
+    if (engine !== null) this.h1n?.engineStopped(engine);
     for (const rt of this.runtimes.values()) rt.close();
     this.runtimes.clear();
   }

@@ -136,7 +136,9 @@ export interface NativeAddon {
   /** HTTP/1.1 codec (tests): a local reply as the session writes it. */
   h1LocalResponse(status: number, body: string, close: boolean): string;
   /** A per-service upstream pool for HTTP/1 sessions, with per-endpoint accounting for `endpoints` endpoints. */
-  h1PoolCreate(endpoints: number): number;
+  h1PoolCreate(engine: number, endpoints: number): number;
+  /** After relayStop(engine): frees the idle upstream connections of that engine's pools (their closes are counted). */
+  h1PoolsReap(engine: number): void;
   /** Ends reuse: idle upstream connections are shut down; stats stay readable. */
   h1PoolClose(pool: number): void;
   /** Closes and forgets a pool (after its last connection is accounted). */

@@ -53,12 +53,22 @@ h1::Http1Session* AsHttp1(relay::Session& s) {
 
 }  // namespace
 
-// h1PoolCreate(endpoints) → pool handle
+// h1PoolCreate(engine, endpoints) → pool handle; the pool's connections live on that engine's loops.
 Napi::Value H1PoolCreate(const Napi::CallbackInfo& info) {
-  uint32_t endpoints = ArgU32(info, 0, "endpoints");
+  RelayEngineArg(info, 0);
+  uint32_t engine = ArgU32(info, 0, "engine");
+  uint32_t endpoints = ArgU32(info, 1, "endpoints");
   uint32_t h = g_nextPool++;
-  g_pools[h] = std::make_shared<h1::Pool>(endpoints);
+  g_pools[h] = std::make_shared<h1::Pool>(engine, endpoints);
   return Napi::Number::New(info.Env(), h);
+}
+
+// h1PoolsReap(engine): after relayStop(engine), frees the idle connections of that engine's pools.
+Napi::Value H1PoolsReap(const Napi::CallbackInfo& info) {
+  uint32_t engine = ArgU32(info, 0, "engine");
+  for (auto& [h, p] : g_pools)
+    if (p->engine() == engine) p->ReapIdle();
+  return info.Env().Undefined();
 }
 
 // h1PoolClose(pool): no more reuse; idle upstream connections are shut down. The handle stays readable

@@ -29,7 +29,26 @@ void UpstreamConn::OnEvents(uint32_t events) {
   Pool::Drop(this);
 }
 
-Pool::Pool(uint32_t endpoints) : ep_(new EpCount[endpoints ? endpoints : 1]), endpoints_(endpoints ? endpoints : 1) {}
+Pool::Pool(uint32_t engine, uint32_t endpoints)
+    : ep_(new EpCount[endpoints ? endpoints : 1]), endpoints_(endpoints ? endpoints : 1), engine_(engine) {}
+
+void Pool::ReapIdle() {
+  std::vector<std::unique_ptr<UpstreamConn>> victims;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    closed_ = true;
+    for (auto& [loop, l] : idle_) {
+      for (auto& c : l) {
+        c->Kill();
+        victims.push_back(std::move(c));
+      }
+      l.clear();
+    }
+  }
+  // Destroyed outside the lock: the last one may hold the last reference to this pool.
+  std::shared_ptr<Pool> keep = shared_from_this();
+  victims.clear();
+}
 
 std::unique_ptr<UpstreamConn> Pool::Take(unsigned loop, int64_t now, std::vector<std::unique_ptr<UpstreamConn>>& dead) {
   std::lock_guard<std::mutex> g(mu_);

@@ -53,7 +53,10 @@ class Pool : public std::enable_shared_from_this<Pool> {
   static constexpr size_t kMaxIdlePerLoop = 128;
   static constexpr int64_t kIdleMs = 60'000;
 
-  explicit Pool(uint32_t endpoints);
+  Pool(uint32_t engine, uint32_t endpoints);
+  uint32_t engine() const { return engine_; }
+  /** JS thread, after the engine's loops have stopped: frees every idle connection (their epolls are gone). */
+  void ReapIdle();
 
   /** Loop thread: the least recently used idle connection of this loop, or null. Expired ones go to `dead`. */
   std::unique_ptr<UpstreamConn> Take(unsigned loop, int64_t now, std::vector<std::unique_ptr<UpstreamConn>>& dead);
@@ -84,6 +87,7 @@ class Pool : public std::enable_shared_from_this<Pool> {
   };
   std::unique_ptr<EpCount[]> ep_;
   uint32_t endpoints_;
+  uint32_t engine_;
 };
 
 }  // namespace mx::h1
