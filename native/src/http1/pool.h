@@ -34,7 +34,7 @@ class UpstreamConn : public relay::Watcher {
 
   const std::string host;  // Host sent upstream ("" = the client's)
   uint64_t rx = 0, tx = 0;
-  bool readable = false, writable = true, eof = false, dead = false;
+  bool readable = false, rdhup = false, writable = true, eof = false, dead = false;
   int err = 0;                     // errno of a failed read/write
   Http1Session* owner = nullptr;   // null while idle in the pool
   int64_t idle_since = 0;

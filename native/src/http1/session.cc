@@ -115,6 +115,7 @@ void Http1Session::OnSoon() {
 void Http1Session::OnClientEvents(uint32_t ev) {
   if (closed_) return;
   if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c_readable_ = true;
+  if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c_rdhup_ = true;
   if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) c_writable_ = true;
   Pump();
 }
@@ -122,6 +123,7 @@ void Http1Session::OnClientEvents(uint32_t ev) {
 void Http1Session::OnUpstreamEvents(UpstreamConn* c, uint32_t ev) {
   if (closed_ || c != up_.get()) return;
   if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->readable = true;
+  if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->rdhup = true;
   if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) c->writable = true;
   Pump();
 }
@@ -178,7 +180,8 @@ bool Http1Session::ReadClient() {
   ssize_t n = ::read(cfd_.get(), p, want);
   if (n > 0) {
     // A short read drained the socket; edge-triggered epoll reports the next arrival, so skip the EAGAIN read.
-    if (static_cast<size_t>(n) < want) c_readable_ = false;
+    // (Unless the peer's FIN was already signalled: that needs one more read to see, and raises no new edge.)
+    if (static_cast<size_t>(n) < want && !c_rdhup_) c_readable_ = false;
     rx_ += static_cast<uint64_t>(n);
     last_active_ = loop()->NowMs();
     if (phase_ == Phase::Linger) return true;  // discarded: we are only waiting for the client's FIN
@@ -206,7 +209,7 @@ bool Http1Session::ReadUpstream() {
   char* p = uin_.Reserve(kReadChunk);
   ssize_t n = ::read(up_->fd(), p, kReadChunk);
   if (n > 0) {
-    if (static_cast<size_t>(n) < kReadChunk) up_->readable = false;
+    if (static_cast<size_t>(n) < kReadChunk && !up_->rdhup) up_->readable = false;
     uin_.Commit(static_cast<size_t>(n));
     up_->rx += static_cast<uint64_t>(n);
     resp_any_ = true;

@@ -71,7 +71,7 @@ class Http1Session : public relay::Session {
   ClientWatcher cw_;
   std::shared_ptr<Pool> pool_;
   Buf cin_, cout_, uin_, uout_;
-  bool c_readable_ = false, c_writable_ = true, c_eof_ = false, c_shut_ = false, u_shut_ = false;
+  bool c_readable_ = false, c_rdhup_ = false, c_writable_ = true, c_eof_ = false, c_shut_ = false, u_shut_ = false;
   bool closed_ = false, in_pump_ = false, draining_ = false;
   Phase phase_ = Phase::Head;
   int64_t last_active_ = 0, linger_until_ = 0;
