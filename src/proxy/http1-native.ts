@@ -27,6 +27,9 @@ interface PoolEntry {
 
 const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 
+/** Idle keep-alive timeout of client connections (as the Node path's http.Server keepAliveTimeout). */
+export const HTTP_IDLE_TIMEOUT_MS = 60_000;
+
 export class Http1Native {
   private readonly pools = new Map<ServiceRuntime, PoolEntry>();
   /** Closed pools whose upstream connections are still being closed by the engine. */
@@ -34,6 +37,8 @@ export class Http1Native {
 
   constructor(
     stats: Registry,
+    /** Client keep-alive idle timeout. */
+    private readonly idleTimeoutMs: number = HTTP_IDLE_TIMEOUT_MS,
     private readonly addon: NativeAddon = native(),
   ) {
     stats.onCollect(() => this.collect());
@@ -52,7 +57,7 @@ export class Http1Native {
     let id = 0;
     const relayed = fast.handOver(
       sock,
-      (engine, fd, initial) => this.addon.h1Serve(engine, fd, initial, pool.handle),
+      (engine, fd, initial) => this.addon.h1Serve(engine, fd, initial, pool.handle, this.idleTimeoutMs),
       (ev) => {
         const reason = ev.reason as string;
         if (reason !== 'closed' && reason !== 'drained' && reason !== 'client closed') rt.log.debug({ reason }, 'http/1.1 client connection ended');

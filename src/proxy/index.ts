@@ -44,6 +44,8 @@ export interface ProxyOptions {
   dataThreads?: number;
   /** Idle timeout of TCP sessions; default 1 h (Envoy's tcp_proxy), 0 disables it. */
   tcpIdleTimeoutMs?: number;
+  /** Idle keep-alive timeout of HTTP/1.x client connections on the native path; default 60 s. */
+  httpIdleTimeoutMs?: number;
 }
 
 
@@ -260,7 +262,7 @@ export class Proxy {
     if (!Http1Native.eligible(rt)) return false;
     const fast = this.fastPath();
     if (!fast) return false;
-    this.h1n ??= new Http1Native(this.opts.stats);
+    this.h1n ??= new Http1Native(this.opts.stats, this.opts.httpIdleTimeoutMs);
     return this.h1n.serve(fast, sock, rt, state);
   }
 

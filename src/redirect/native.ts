@@ -145,8 +145,8 @@ export interface NativeAddon {
   h1PoolFree(pool: number): void;
   /** [requests 1xx..5xx, retries, then per endpoint: closed connections, rx bytes, tx bytes] since creation. */
   h1PoolStats(pool: number): number[];
-  /** Moves an HTTP/1.x client connection (a dup of clientFd) into an engine session; returns its id. */
-  h1Serve(engine: number, clientFd: number, initial: Buffer | null, pool: number): number;
+  /** Moves an HTTP/1.x client connection (a dup of clientFd) into an engine session; returns its id. 0 ms = default idle timeout (60 s). */
+  h1Serve(engine: number, clientFd: number, initial: Buffer | null, pool: number, idleTimeoutMs: number): number;
   /** Answers a session's `h1-need-upstream` with a connected socket (dup'ed); false when the engine is stopping. */
   h1Upstream(engine: number, id: number, upstreamFd: number, hostOverride: string, endpointIndex: number, pool: number): boolean;
   /** Answers `h1-need-upstream` with a failure: the client gets `503 upstream unavailable: <reason>`. */

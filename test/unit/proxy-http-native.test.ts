@@ -7,8 +7,8 @@ import { closeServer, ipEp, listen, newProxy, snap, svc, until } from '../helper
 import type { CompiledService } from '../../src/snapshot/types.js';
 import type { DataPath } from '../../src/proxy/index.js';
 
-async function proxyFor(s: CompiledService, dataPath: DataPath = 'native'): Promise<{ port: number; proxy: ReturnType<typeof newProxy>['proxy']; stats: ReturnType<typeof newProxy>['stats'] }> {
-  const { proxy, stats } = newProxy({ dataPath });
+async function proxyFor(s: CompiledService, dataPath: DataPath = 'native', httpIdleTimeoutMs?: number): Promise<{ port: number; proxy: ReturnType<typeof newProxy>['proxy']; stats: ReturnType<typeof newProxy>['stats'] }> {
+  const { proxy, stats } = newProxy({ dataPath, ...(httpIdleTimeoutMs !== undefined ? { httpIdleTimeoutMs } : {}) });
   proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   return { port: l.port, proxy, stats };
@@ -289,5 +289,47 @@ test('native path: drain closes idle keep-alive clients at once; gauges return t
   // Closing the proxy shuts the pooled upstream connection; its close is accounted natively.
   await until(() => p.stats.get('meshext_upstream_cx_active', { service: s.kri }) === 0, 'upstream connection closed');
   t.true((p.stats.get('meshext_upstream_cx_rx_bytes_total', { service: s.kri }) ?? 0) > 0);
+  await closeServer(up.srv);
+});
+
+test('native path: an idle keep-alive client is closed after the idle timeout', async (t) => {
+  const up = await echoUpstream();
+  const s = svc({ protocol: 'http', endpoints: [ipEp(up.port)] });
+  const p = await proxyFor(s, 'native', 200);
+  const c = net.connect({ host: '127.0.0.1', port: p.port });
+  await once(c, 'connect');
+  let got = '';
+  c.on('data', (d: Buffer) => (got += d.toString('latin1')));
+  c.write('GET /a HTTP/1.1\r\nHost: h\r\n\r\n');
+  // The proxy, not the client, ends the connection once it has been idle long enough.
+  await once(c, 'close');
+  t.true(got.endsWith('GET /a 0'));
+  await until(() => p.proxy.activeConnections() === 0, 'client connection accounted closed');
+  await p.proxy.close();
+  await closeServer(up.srv);
+});
+
+test('native path: a pooled connection the upstream closed while idle is dropped, not retried', async (t) => {
+  const up = await echoUpstream();
+  up.srv.keepAliveTimeout = 50;
+  const s = svc({ protocol: 'http', endpoints: [ipEp(up.port)] });
+  const p = await proxyFor(s);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const get = (path: string): Promise<number> =>
+    new Promise((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port: p.port, path, agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      }).on('error', reject);
+    });
+  t.is(await get('/1'), 200);
+  // The upstream's keep-alive timeout closes the idle pooled connection; the pool notices at once.
+  await until(() => p.stats.get('meshext_upstream_cx_active', { service: s.kri }) === 0, 'idle upstream connection evicted');
+  t.is(await get('/2'), 200);
+  t.is(p.stats.get('meshext_upstream_rq_retry_total', { service: s.kri }), 0);
+  t.is(p.stats.get('meshext_upstream_cx_total', { service: s.kri }), 2);
+  t.is(p.stats.get('meshext_upstream_rq_total', { service: s.kri, code_class: '2xx' }), 2);
+  agent.destroy();
+  await p.proxy.close();
   await closeServer(up.srv);
 });

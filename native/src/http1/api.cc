@@ -94,7 +94,7 @@ Napi::Value H1PoolStats(const Napi::CallbackInfo& info) {
   return a;
 }
 
-// h1Serve(engine, clientFd, initial|null, pool) → session id
+// h1Serve(engine, clientFd, initial|null, pool, idleTimeoutMs) → session id
 Napi::Value H1Serve(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   relay::Engine* e = RelayEngineArg(info, 0);
@@ -105,8 +105,9 @@ Napi::Value H1Serve(const Napi::CallbackInfo& info) {
     initial.assign(b.Data(), b.Length());
   }
   std::shared_ptr<h1::Pool> pool = PoolArg(info, 3);
+  uint32_t idleMs = ArgU32(info, 4, "idleTimeoutMs");
   relay::UniqueFd c = DupStream(env, fd, "client");
-  uint64_t id = e->Adopt(std::make_unique<h1::Http1Session>(std::move(c), std::move(initial), std::move(pool)));
+  uint64_t id = e->Adopt(std::make_unique<h1::Http1Session>(std::move(c), std::move(initial), std::move(pool), idleMs));
   if (id == 0) ThrowArg(env, "engine is stopping");
   return Napi::Number::New(env, static_cast<double>(id));
 }

@@ -42,8 +42,8 @@ ssize_t WriteSome(int fd, const char* p, size_t n, bool* again, int* err) {
 
 }  // namespace
 
-Http1Session::Http1Session(relay::UniqueFd client, std::string initial, std::shared_ptr<Pool> pool)
-    : cfd_(std::move(client)), pool_(std::move(pool)) {
+Http1Session::Http1Session(relay::UniqueFd client, std::string initial, std::shared_ptr<Pool> pool, int64_t idle_ms)
+    : cfd_(std::move(client)), pool_(std::move(pool)), idle_ms_(idle_ms > 0 ? idle_ms : kClientIdleMs) {
   cw_.s = this;
   if (!initial.empty()) cin_.Append(initial.data(), initial.size());
 }
@@ -57,7 +57,7 @@ void Http1Session::Start() {
     return;
   }
   last_active_ = loop()->NowMs();
-  loop()->ArmTimer(this, last_active_ + kClientIdleMs);
+  loop()->ArmTimer(this, last_active_ + idle_ms_);
   // Bytes handed over with the fd (read by Node before the hand-over) are processed without waiting for
   // a readiness edge that may never come.
   c_readable_ = true;
@@ -96,9 +96,9 @@ void Http1Session::OnTimer(int64_t now) {
     deadline = linger_until_;
   } else if (phase_ == Phase::Head) {
     // Idle keep-alive, or a head that is not arriving (slow-loris): both end after the idle timeout.
-    deadline = last_active_ + kClientIdleMs;
+    deadline = last_active_ + idle_ms_;
   } else {
-    deadline = now + kClientIdleMs;  // an exchange or tunnel in progress has no client timeout
+    deadline = now + idle_ms_;  // an exchange or tunnel in progress has no client timeout
   }
   if (now >= deadline) {
     End(phase_ == Phase::Linger ? "closed" : "idle timeout");

@@ -24,7 +24,8 @@ class Http1Session : public relay::Session {
   // Back-pressure: a side is not read while the other side's pending output is above this.
   static constexpr size_t kMaxPending = 256 * 1024;
 
-  Http1Session(relay::UniqueFd client, std::string initial, std::shared_ptr<Pool> pool);
+  /** `idle_ms` closes a client connection idle between requests (or slow to send a head); 0 = default. */
+  Http1Session(relay::UniqueFd client, std::string initial, std::shared_ptr<Pool> pool, int64_t idle_ms);
   ~Http1Session() override;
 
   void Start() override;
@@ -70,6 +71,7 @@ class Http1Session : public relay::Session {
   relay::UniqueFd cfd_;
   ClientWatcher cw_;
   std::shared_ptr<Pool> pool_;
+  int64_t idle_ms_;
   Buf cin_, cout_, uin_, uout_;
   bool c_readable_ = false, c_rdhup_ = false, c_writable_ = true, c_eof_ = false, c_shut_ = false, u_shut_ = false;
   bool closed_ = false, in_pump_ = false, draining_ = false;
