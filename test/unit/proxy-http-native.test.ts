@@ -1,4 +1,5 @@
 import test from 'ava';
+import fc from 'fast-check';
 import http from 'node:http';
 import net from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
@@ -330,6 +331,129 @@ test('native path: a pooled connection the upstream closed while idle is dropped
   t.is(p.stats.get('meshext_upstream_cx_total', { service: s.kri }), 2);
   t.is(p.stats.get('meshext_upstream_rq_total', { service: s.kri, code_class: '2xx' }), 2);
   agent.destroy();
+  await p.proxy.close();
+  await closeServer(up.srv);
+});
+
+/** Splits a byte stream of pipelined HTTP/1.1 responses (Content-Length or chunked; none for HEAD). */
+function splitResponses(buf: Buffer, methods: string[]): Array<{ status: number; headers: Record<string, string>; body: Buffer }> {
+  const out: Array<{ status: number; headers: Record<string, string>; body: Buffer }> = [];
+  let at = 0;
+  for (const method of methods) {
+    const end = buf.indexOf('\r\n\r\n', at);
+    if (end < 0) break;
+    const lines = buf.subarray(at, end).toString('latin1').split('\r\n');
+    const status = Number((lines[0] ?? '').split(' ')[1]);
+    const headers: Record<string, string> = {};
+    for (const l of lines.slice(1)) headers[l.slice(0, l.indexOf(':')).toLowerCase()] = l.slice(l.indexOf(':') + 1).trim();
+    at = end + 4;
+    let body: Buffer = Buffer.alloc(0);
+    if (method !== 'HEAD' && status !== 204 && status !== 304) {
+      if (headers['transfer-encoding'] === 'chunked') {
+        const parts: Buffer[] = [];
+        for (;;) {
+          const le = buf.indexOf('\r\n', at);
+          const size = parseInt(buf.subarray(at, le).toString('latin1'), 16);
+          at = le + 2;
+          if (size === 0) {
+            at = buf.indexOf('\r\n\r\n', at - 2) + 4;
+            break;
+          }
+          parts.push(buf.subarray(at, at + size));
+          at += size + 2;
+        }
+        body = Buffer.concat(parts);
+      } else {
+        const n = Number(headers['content-length'] ?? 0);
+        body = buf.subarray(at, at + n);
+        at += n;
+      }
+    }
+    out.push({ status, headers, body });
+  }
+  return out;
+}
+
+test('native path: any pipelined mix of requests, bodies and framings, split anywhere, is forwarded exactly (property)', async (t) => {
+  const seen: string[] = [];
+  const up = await echoUpstream((req, res) => {
+    const h = createHash('sha256');
+    let n = 0;
+    req.on('data', (d: Buffer) => {
+      n += d.length;
+      h.update(d);
+    });
+    req.on('end', () => {
+      const echo = `${req.method} ${req.url} ${n}:${h.digest('hex').slice(0, 12)}`;
+      seen.push(echo);
+      const chunked = req.url?.includes('chunked');
+      res.writeHead(200, chunked ? { 'x-echo': echo } : { 'x-echo': echo, 'content-length': Buffer.byteLength(echo) });
+      if (chunked && req.method !== 'HEAD') {
+        res.write(echo.slice(0, 5));
+        res.end(echo.slice(5));
+      } else {
+        res.end(req.method === 'HEAD' ? undefined : echo);
+      }
+    });
+  });
+  const s = svc({ protocol: 'http', endpoints: [ipEp(up.port)] });
+  const p = await proxyFor(s);
+  const reqArb = fc.record({
+    method: fc.constantFrom('GET', 'HEAD', 'POST', 'PUT', 'DELETE'),
+    body: fc.uint8Array({ maxLength: 3000 }),
+    chunkedReq: fc.boolean(),
+    chunkedResp: fc.boolean(),
+    chunkSizes: fc.array(fc.integer({ min: 1, max: 700 }), { minLength: 1, maxLength: 4 }),
+  });
+  let run = 0;
+  await fc.assert(
+    fc.asyncProperty(fc.array(reqArb, { minLength: 1, maxLength: 5 }), fc.array(fc.nat(20_000), { maxLength: 6 }), async (reqs, cuts) => {
+      run++;
+      seen.length = 0;
+      const wire: Buffer[] = [];
+      const expected: string[] = [];
+      reqs.forEach((r, i) => {
+        const url = `/r${run}-${i}${r.chunkedResp ? '/chunked' : ''}`;
+        const hasBody = r.method === 'POST' || r.method === 'PUT';
+        const body = hasBody ? Buffer.from(r.body) : Buffer.alloc(0);
+        const last = i === reqs.length - 1 ? 'Connection: close\r\n' : '';
+        expected.push(`${r.method} ${url} ${body.length}:${createHash('sha256').update(body).digest('hex').slice(0, 12)}`);
+        if (hasBody && r.chunkedReq) {
+          wire.push(Buffer.from(`${r.method} ${url} HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n${last}\r\n`));
+          let at = 0;
+          for (let k = 0; at < body.length; k++) {
+            const n = Math.min(r.chunkSizes[k % r.chunkSizes.length] ?? 1, body.length - at);
+            wire.push(Buffer.from(`${n.toString(16)}\r\n`), body.subarray(at, at + n), Buffer.from('\r\n'));
+            at += n;
+          }
+          wire.push(Buffer.from('0\r\n\r\n'));
+        } else {
+          const cl = hasBody ? `Content-Length: ${body.length}\r\n` : '';
+          wire.push(Buffer.from(`${r.method} ${url} HTTP/1.1\r\nHost: h\r\n${cl}${last}\r\n`), body);
+        }
+      });
+      const stream = Buffer.concat(wire);
+      const points = [...new Set(cuts.map((c) => c % (stream.length + 1)))].sort((a, b) => a - b);
+      const c = net.connect({ host: '127.0.0.1', port: p.port });
+      await once(c, 'connect');
+      const chunks: Buffer[] = [];
+      c.on('data', (d: Buffer) => chunks.push(d));
+      const closed = once(c, 'close');
+      let at = 0;
+      for (const pt of [...points, stream.length]) {
+        c.write(stream.subarray(at, pt));
+        at = pt;
+        await new Promise((r) => setImmediate(r));
+      }
+      await closed;
+      const responses = splitResponses(Buffer.concat(chunks), reqs.map((r) => r.method));
+      const echoes = responses.map((r) => r.headers['x-echo']);
+      const bodies = responses.map((r, i) => (reqs[i]?.method === 'HEAD' ? r.headers['x-echo'] : r.body.toString('latin1')));
+      return responses.every((r) => r.status === 200) && JSON.stringify(echoes) === JSON.stringify(expected) && JSON.stringify(bodies) === JSON.stringify(expected) && JSON.stringify(seen) === JSON.stringify(expected);
+    }),
+    { numRuns: 25 },
+  );
+  t.pass();
   await p.proxy.close();
   await closeServer(up.srv);
 });

@@ -97,8 +97,11 @@ void Http1Session::OnTimer(int64_t now) {
   } else if (phase_ == Phase::Head) {
     // Idle keep-alive, or a head that is not arriving (slow-loris): both end after the idle timeout.
     deadline = last_active_ + idle_ms_;
+  } else if (phase_ == Phase::Tunnel) {
+    // An upgraded connection is a TCP relay: it gets the TCP session's idle timeout.
+    deadline = last_active_ + kTunnelIdleMs;
   } else {
-    deadline = now + idle_ms_;  // an exchange or tunnel in progress has no client timeout
+    deadline = now + idle_ms_;  // a request in progress has no client timeout (Kuma's route timeout 0s)
   }
   if (now >= deadline) {
     End(phase_ == Phase::Linger ? "closed" : "idle timeout");
@@ -212,6 +215,7 @@ bool Http1Session::ReadUpstream() {
     if (static_cast<size_t>(n) < kReadChunk && !up_->rdhup) up_->readable = false;
     uin_.Commit(static_cast<size_t>(n));
     up_->rx += static_cast<uint64_t>(n);
+    if (phase_ == Phase::Tunnel) last_active_ = loop()->NowMs();
     resp_any_ = true;
     return true;
   }

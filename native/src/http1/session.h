@@ -19,6 +19,7 @@ class Http1Session : public relay::Session {
  public:
   static constexpr int64_t kClientIdleMs = 60'000;
   static constexpr int64_t kLingerMs = 5'000;
+  static constexpr int64_t kTunnelIdleMs = 3'600'000;
   static constexpr size_t kReadChunk = 64 * 1024;
   static constexpr size_t kHeadChunk = 16 * 1024;
   // Back-pressure: a side is not read while the other side's pending output is above this.
