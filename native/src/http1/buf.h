@@ -1,6 +1,6 @@
-// A byte queue for one direction of a connection: append at the end, consume from the front, read(2)
-// straight into its tail. Storage is kept across messages, dropped when a burst made it large or when
-// the owner says the connection went idle.
+// A byte queue for one direction of a connection: append at the end, consume from the front, or read(2)
+// straight into its tail. Storage exists only while bytes are queued: an idle keep-alive connection holds
+// no buffer memory (small messages cost one small allocation, which the allocator serves from its caches).
 #pragma once
 #include <cstddef>
 #include <cstring>
@@ -20,13 +20,6 @@ class Buf {
   }
   void Clear() {
     off_ = end_ = 0;
-    // Storage stays for the next message (no allocation per request) unless a burst made it large.
-    if (cap_ > kKeep) Release();
-  }
-  /** Frees the storage of an empty queue (idle connections). */
-  void Release() {
-    if (off_ != end_) return;
-    off_ = end_ = 0;
     mem_.reset();
     cap_ = 0;
   }
@@ -37,7 +30,7 @@ class Buf {
     if (off_ > 0 && cap_ - live >= n) {
       std::memmove(mem_.get(), data(), live);
     } else {
-      size_t cap = cap_ ? cap_ : 4096;
+      size_t cap = cap_ ? cap_ : kMinCap;
       while (cap - live < n) cap *= 2;
       std::unique_ptr<char[]> m(new char[cap]);
       if (live) std::memcpy(m.get(), data(), live);
@@ -48,7 +41,10 @@ class Buf {
     end_ = live;
     return mem_.get() + end_;
   }
-  void Commit(size_t n) { end_ += n; }
+  void Commit(size_t n) {
+    end_ += n;
+    if (off_ == end_) Clear();
+  }
   void Append(const char* p, size_t n) {
     if (n == 0) return;
     std::memcpy(Reserve(n), p, n);
@@ -56,7 +52,7 @@ class Buf {
   }
 
  private:
-  static constexpr size_t kKeep = 256 * 1024;
+  static constexpr size_t kMinCap = 256;
   std::unique_ptr<char[]> mem_;
   size_t cap_ = 0, off_ = 0, end_ = 0;
 };

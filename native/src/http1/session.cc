@@ -84,13 +84,6 @@ void Http1Session::End(const char* reason) {
 void Http1Session::OnTimer(int64_t now) {
   pool_->Sweep(loop()->index(), now);
   if (closed_) return;
-  if (phase_ == Phase::Head && cin_.empty()) {
-    // Idle keep-alive connections hold no buffer memory.
-    cin_.Release();
-    cout_.Release();
-    uin_.Release();
-    uout_.Release();
-  }
   int64_t deadline;
   if (phase_ == Phase::Linger) {
     deadline = linger_until_;
@@ -178,8 +171,11 @@ bool Http1Session::ReadClient() {
     case Phase::Linger:
       break;
   }
-  size_t want = phase_ == Phase::Exchange || phase_ == Phase::Tunnel ? kReadChunk : kHeadChunk;
-  char* p = cin_.Reserve(want);
+  // Heads (and bytes to discard) are read into the loop's scratch buffer and only what arrived is kept;
+  // bodies and tunnel bytes are read straight into the queue.
+  bool bulk = (phase_ == Phase::Exchange && !req_done_) || phase_ == Phase::Tunnel;
+  size_t want = kReadChunk;
+  char* p = bulk ? cin_.Reserve(want) : loop()->scratch();
   ssize_t n = ::read(cfd_.get(), p, want);
   if (n > 0) {
     // A short read drained the socket; edge-triggered epoll reports the next arrival, so skip the EAGAIN read.
@@ -188,9 +184,11 @@ bool Http1Session::ReadClient() {
     rx_ += static_cast<uint64_t>(n);
     last_active_ = loop()->NowMs();
     if (phase_ == Phase::Linger) return true;  // discarded: we are only waiting for the client's FIN
-    cin_.Commit(static_cast<size_t>(n));
+    if (bulk) cin_.Commit(static_cast<size_t>(n));
+    else cin_.Append(p, static_cast<size_t>(n));
     return true;
   }
+  if (bulk) cin_.Commit(0);
   if (n == 0) {
     c_eof_ = true;
     if (phase_ == Phase::Linger) End("closed");
@@ -209,11 +207,14 @@ bool Http1Session::ReadUpstream() {
   if (!up_ || !up_->readable || up_->eof) return false;
   if (phase_ != Phase::Exchange && phase_ != Phase::Tunnel) return false;
   if (cout_.size() >= kMaxPending) return false;
-  char* p = uin_.Reserve(kReadChunk);
+  bool bulk = resp_started_;
+  char* p = bulk ? uin_.Reserve(kReadChunk) : loop()->scratch();
   ssize_t n = ::read(up_->fd(), p, kReadChunk);
+  if (bulk && n <= 0) uin_.Commit(0);
   if (n > 0) {
     if (static_cast<size_t>(n) < kReadChunk && !up_->rdhup) up_->readable = false;
-    uin_.Commit(static_cast<size_t>(n));
+    if (bulk) uin_.Commit(static_cast<size_t>(n));
+    else uin_.Append(p, static_cast<size_t>(n));
     up_->rx += static_cast<uint64_t>(n);
     if (phase_ == Phase::Tunnel) last_active_ = loop()->NowMs();
     resp_any_ = true;

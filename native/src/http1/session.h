@@ -21,7 +21,6 @@ class Http1Session : public relay::Session {
   static constexpr int64_t kLingerMs = 5'000;
   static constexpr int64_t kTunnelIdleMs = 3'600'000;
   static constexpr size_t kReadChunk = 64 * 1024;
-  static constexpr size_t kHeadChunk = 16 * 1024;
   // Back-pressure: a side is not read while the other side's pending output is above this.
   static constexpr size_t kMaxPending = 256 * 1024;
 
