@@ -40,6 +40,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("h1LocalResponse", Napi::Function::New(env, mx::H1LocalResponse));
   exports.Set("h1PoolCreate", Napi::Function::New(env, mx::H1PoolCreate));
   exports.Set("h1PoolsReap", Napi::Function::New(env, mx::H1PoolsReap));
+  exports.Set("h1PoolsSweep", Napi::Function::New(env, mx::H1PoolsSweep));
   exports.Set("h1PoolClose", Napi::Function::New(env, mx::H1PoolClose));
   exports.Set("h1PoolFree", Napi::Function::New(env, mx::H1PoolFree));
   exports.Set("h1PoolStats", Napi::Function::New(env, mx::H1PoolStats));

@@ -49,6 +49,7 @@ Napi::Value H1LocalResponse(const Napi::CallbackInfo& info);
 // HTTP/1.1 proxy session (native/src/http1/api.cc).
 Napi::Value H1PoolCreate(const Napi::CallbackInfo& info);
 Napi::Value H1PoolsReap(const Napi::CallbackInfo& info);
+Napi::Value H1PoolsSweep(const Napi::CallbackInfo& info);
 Napi::Value H1PoolClose(const Napi::CallbackInfo& info);
 Napi::Value H1PoolFree(const Napi::CallbackInfo& info);
 Napi::Value H1PoolStats(const Napi::CallbackInfo& info);

@@ -35,10 +35,14 @@ export class Http1Native {
   /** Closed pools whose upstream connections are still being closed by the engine. */
   private readonly settling = new Set<PoolEntry>();
 
+  private sweeper: NodeJS.Timeout | undefined;
+
   constructor(
     stats: Registry,
     /** Client keep-alive idle timeout. */
     private readonly idleTimeoutMs: number = HTTP_IDLE_TIMEOUT_MS,
+    /** Idle timeout of pooled upstream connections. */
+    private readonly upstreamIdleTimeoutMs: number = HTTP_IDLE_TIMEOUT_MS,
     private readonly addon: NativeAddon = native(),
   ) {
     stats.onCollect(() => this.collect());
@@ -65,6 +69,7 @@ export class Http1Native {
       },
       (ev) => {
         if (ev.kind === 'h1-need-upstream') this.dial(fast, rt, pool, id);
+        else if (ev.kind === 'h1-error') rt.log.warn({ status: ev.status, method: ev.method, err: ev.reason }, 'upstream response failed');
       },
     );
     if (!relayed) return false;
@@ -114,14 +119,17 @@ export class Http1Native {
   private poolFor(rt: ServiceRuntime, engine: number): PoolEntry {
     let p = this.pools.get(rt);
     if (p && p.engine === engine) return p;
-    const entry: PoolEntry = { handle: this.addon.h1PoolCreate(engine, rt.endpoints.states.length), engine, rt, last: [], opened: 0, closed: false };
+    const entry: PoolEntry = { handle: this.addon.h1PoolCreate(engine, rt.endpoints.states.length, this.upstreamIdleTimeoutMs), engine, rt, last: [], opened: 0, closed: false };
     this.pools.set(rt, entry);
+    // Loops sweep their pools from client sessions' timers; this catches pools with no client left.
+    this.sweeper ??= setInterval(() => this.addon.h1PoolsSweep(), Math.min(15_000, Math.max(10, this.upstreamIdleTimeoutMs / 4))).unref();
     rt.onClose(() => {
       if (entry.closed) return;
       entry.closed = true;
       this.addon.h1PoolClose(entry.handle);
       if (this.pools.get(rt) === entry) this.pools.delete(rt);
       this.settling.add(entry);
+      this.stopSweeperIfIdle();
     });
     return entry;
   }
@@ -169,5 +177,12 @@ export class Http1Native {
       this.settling.add(p);
     }
     this.collect();
+    this.stopSweeperIfIdle();
+  }
+
+  private stopSweeperIfIdle(): void {
+    if (this.pools.size > 0 || !this.sweeper) return;
+    clearInterval(this.sweeper);
+    this.sweeper = undefined;
   }
 }

@@ -46,6 +46,8 @@ export interface ProxyOptions {
   tcpIdleTimeoutMs?: number;
   /** Idle keep-alive timeout of HTTP/1.x client connections on the native path; default 60 s. */
   httpIdleTimeoutMs?: number;
+  /** Idle timeout of pooled HTTP/1.1 upstream connections on the native path; default 60 s. */
+  httpUpstreamIdleTimeoutMs?: number;
 }
 
 
@@ -262,7 +264,7 @@ export class Proxy {
     if (!Http1Native.eligible(rt)) return false;
     const fast = this.fastPath();
     if (!fast) return false;
-    this.h1n ??= new Http1Native(this.opts.stats, this.opts.httpIdleTimeoutMs);
+    this.h1n ??= new Http1Native(this.opts.stats, this.opts.httpIdleTimeoutMs, this.opts.httpUpstreamIdleTimeoutMs);
     return this.h1n.serve(fast, sock, rt, state);
   }
 

@@ -135,8 +135,10 @@ export interface NativeAddon {
   h1Rewrite(requestHead: Buffer, hostOverride: string, responseHead?: Buffer, close?: boolean): { request: string; response?: string; clientKeepAlive?: boolean; upstreamReusable?: boolean };
   /** HTTP/1.1 codec (tests): a local reply as the session writes it. */
   h1LocalResponse(status: number, body: string, close: boolean): string;
-  /** A per-service upstream pool for HTTP/1 sessions, with per-endpoint accounting for `endpoints` endpoints. */
-  h1PoolCreate(engine: number, endpoints: number): number;
+  /** A per-service upstream pool for HTTP/1 sessions of one engine, with per-endpoint accounting; 0 ms = default idle timeout (60 s). */
+  h1PoolCreate(engine: number, endpoints: number, idleTimeoutMs: number): number;
+  /** Shuts down idle upstream connections past their pool's idle timeout (their loops then free them). */
+  h1PoolsSweep(): void;
   /** After relayStop(engine): frees the idle upstream connections of that engine's pools (their closes are counted). */
   h1PoolsReap(engine: number): void;
   /** Ends reuse: idle upstream connections are shut down; stats stay readable. */

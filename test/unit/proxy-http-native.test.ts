@@ -6,10 +6,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { closeServer, ipEp, listen, newProxy, snap, svc, until } from '../helpers/proxy.js';
 import type { CompiledService } from '../../src/snapshot/types.js';
-import type { DataPath } from '../../src/proxy/index.js';
+import type { DataPath, ProxyOptions } from '../../src/proxy/index.js';
 
-async function proxyFor(s: CompiledService, dataPath: DataPath = 'native', httpIdleTimeoutMs?: number): Promise<{ port: number; proxy: ReturnType<typeof newProxy>['proxy']; stats: ReturnType<typeof newProxy>['stats'] }> {
-  const { proxy, stats } = newProxy({ dataPath, ...(httpIdleTimeoutMs !== undefined ? { httpIdleTimeoutMs } : {}) });
+async function proxyFor(s: CompiledService, dataPath: DataPath = 'native', opts: Partial<ProxyOptions> = {}): Promise<{ port: number; proxy: ReturnType<typeof newProxy>['proxy']; stats: ReturnType<typeof newProxy>['stats'] }> {
+  const { proxy, stats } = newProxy({ dataPath, ...opts });
   proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   return { port: l.port, proxy, stats };
@@ -296,7 +296,7 @@ test('native path: drain closes idle keep-alive clients at once; gauges return t
 test('native path: an idle keep-alive client is closed after the idle timeout', async (t) => {
   const up = await echoUpstream();
   const s = svc({ protocol: 'http', endpoints: [ipEp(up.port)] });
-  const p = await proxyFor(s, 'native', 200);
+  const p = await proxyFor(s, 'native', { httpIdleTimeoutMs: 200 });
   const c = net.connect({ host: '127.0.0.1', port: p.port });
   await once(c, 'connect');
   let got = '';
@@ -454,6 +454,21 @@ test('native path: any pipelined mix of requests, bodies and framings, split any
     { numRuns: 25 },
   );
   t.pass();
+  await p.proxy.close();
+  await closeServer(up.srv);
+});
+
+test('native path: pooled upstream connections idle past the timeout are closed, even with no client left', async (t) => {
+  const up = await echoUpstream();
+  let upstreamClosed = 0;
+  up.srv.on('connection', (sock: net.Socket) => sock.on('close', () => upstreamClosed++));
+  const s = svc({ protocol: 'http', endpoints: [ipEp(up.port)] });
+  const p = await proxyFor(s, 'native', { httpUpstreamIdleTimeoutMs: 200 });
+  const text = await raw(p.port, 'GET /a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n');
+  t.true(text.endsWith('GET /a 0'));
+  await until(() => p.proxy.activeConnections() === 0, 'client gone');
+  await until(() => upstreamClosed === 1, 'idle upstream connection closed by the proxy');
+  await until(() => p.stats.get('meshext_upstream_cx_active', { service: s.kri }) === 0, 'upstream gauge settled');
   await p.proxy.close();
   await closeServer(up.srv);
 });

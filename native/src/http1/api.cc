@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <cstring>
 #include <memory>
@@ -53,14 +54,26 @@ h1::Http1Session* AsHttp1(relay::Session& s) {
 
 }  // namespace
 
-// h1PoolCreate(engine, endpoints) → pool handle; the pool's connections live on that engine's loops.
+// h1PoolCreate(engine, endpoints, idleTimeoutMs) → pool handle; the pool's connections live on that
+// engine's loops.
 Napi::Value H1PoolCreate(const Napi::CallbackInfo& info) {
   RelayEngineArg(info, 0);
   uint32_t engine = ArgU32(info, 0, "engine");
   uint32_t endpoints = ArgU32(info, 1, "endpoints");
+  uint32_t idleMs = ArgU32(info, 2, "idleTimeoutMs");
   uint32_t h = g_nextPool++;
-  g_pools[h] = std::make_shared<h1::Pool>(engine, endpoints);
+  g_pools[h] = std::make_shared<h1::Pool>(engine, endpoints, idleMs);
   return Napi::Number::New(info.Env(), h);
+}
+
+// h1PoolsSweep(): idle upstream connections past their pool's idle timeout are shut down (their loops
+// then free them). Called periodically by JS; loops also sweep from their sessions' timers.
+Napi::Value H1PoolsSweep(const Napi::CallbackInfo& info) {
+  struct timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);  // the loops' clock (relay::Loop::NowMs)
+  int64_t now = static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+  for (auto& [h, p] : g_pools) p->ShutdownExpired(now);
+  return info.Env().Undefined();
 }
 
 // h1PoolsReap(engine): after relayStop(engine), frees the idle connections of that engine's pools.

@@ -29,8 +29,20 @@ void UpstreamConn::OnEvents(uint32_t events) {
   Pool::Drop(this);
 }
 
-Pool::Pool(uint32_t engine, uint32_t endpoints)
-    : ep_(new EpCount[endpoints ? endpoints : 1]), endpoints_(endpoints ? endpoints : 1), engine_(engine) {}
+Pool::Pool(uint32_t engine, uint32_t endpoints, int64_t idle_ms)
+    : ep_(new EpCount[endpoints ? endpoints : 1]),
+      endpoints_(endpoints ? endpoints : 1),
+      engine_(engine),
+      idle_ms_(idle_ms > 0 ? idle_ms : kDefaultIdleMs) {}
+
+void Pool::ShutdownExpired(int64_t now) {
+  std::lock_guard<std::mutex> g(mu_);
+  for (auto& [loop, l] : idle_)
+    for (auto& c : l) {
+      if (now - c->idle_since < idle_ms_) break;  // the rest of the list is fresher
+      ::shutdown(c->fd(), SHUT_RDWR);
+    }
+}
 
 void Pool::ReapIdle() {
   std::vector<std::unique_ptr<UpstreamConn>> victims;
@@ -59,7 +71,7 @@ std::unique_ptr<UpstreamConn> Pool::Take(unsigned loop, int64_t now, std::vector
   while (!l.empty()) {
     std::unique_ptr<UpstreamConn> c = std::move(l.front());
     l.pop_front();
-    if (now - c->idle_since >= kIdleMs) {
+    if (now - c->idle_since >= idle_ms_) {
       c->Kill();
       dead.push_back(std::move(c));
       continue;
@@ -101,7 +113,7 @@ void Pool::Sweep(unsigned loop, int64_t now) {
   if (it == idle_.end()) return;
   List& l = it->second;
   // The front is the least recently used; stop at the first one still fresh.
-  while (!l.empty() && (closed_ || now - l.front()->idle_since >= kIdleMs)) {
+  while (!l.empty() && (closed_ || now - l.front()->idle_since >= idle_ms_)) {
     std::unique_ptr<UpstreamConn> c = std::move(l.front());
     l.pop_front();
     c->Kill();

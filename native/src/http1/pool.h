@@ -51,9 +51,9 @@ class UpstreamConn : public relay::Watcher {
 class Pool : public std::enable_shared_from_this<Pool> {
  public:
   static constexpr size_t kMaxIdlePerLoop = 128;
-  static constexpr int64_t kIdleMs = 60'000;
+  static constexpr int64_t kDefaultIdleMs = 60'000;
 
-  Pool(uint32_t engine, uint32_t endpoints);
+  Pool(uint32_t engine, uint32_t endpoints, int64_t idle_ms);
   uint32_t engine() const { return engine_; }
   /** JS thread, after the engine's loops have stopped: frees every idle connection (their epolls are gone). */
   void ReapIdle();
@@ -64,8 +64,13 @@ class Pool : public std::enable_shared_from_this<Pool> {
   void Release(std::unique_ptr<UpstreamConn> c, int64_t now, std::vector<std::unique_ptr<UpstreamConn>>& dead);
   /** Loop thread, from the connection's own event while idle: the upstream closed it or sent junk. */
   static void Drop(UpstreamConn* c);
-  /** Loop thread, outside event dispatch: closes connections idle for longer than kIdleMs. */
+  /** Loop thread, outside event dispatch: closes connections idle for longer than the idle timeout. */
   void Sweep(unsigned loop, int64_t now);
+  /**
+   * Any thread: shuts down (without closing) connections idle for longer than the idle timeout, so their
+   * loops free them on the resulting event even when no session of this pool runs a timer there.
+   */
+  void ShutdownExpired(int64_t now);
   /** JS thread: no more reuse; idle connections are shut down (their loops then free them). */
   void Close();
 
@@ -88,6 +93,7 @@ class Pool : public std::enable_shared_from_this<Pool> {
   std::unique_ptr<EpCount[]> ep_;
   uint32_t endpoints_;
   uint32_t engine_;
+  int64_t idle_ms_;
 };
 
 }  // namespace mx::h1

@@ -415,6 +415,7 @@ bool Http1Session::StepExchange() {
     if (st == Status::Failed || (resp_head_.assign(uin_.data(), resp_scan_.end()), !ParseResponse(resp_head_, req_.method, resp_, err))) {
       DropUpstream();
       pool_->CountStatus(502);
+      Report(502, "upstream sent an invalid response: " + err.reason);
       LocalReply(502, "upstream sent an invalid response: " + err.reason, false);
       return true;
     }
@@ -447,6 +448,7 @@ bool Http1Session::StepExchange() {
         progress = true;
       }
       if (resp_body_.failed()) {
+        Report(502, std::string("upstream sent a malformed response body: ") + resp_body_.error());
         End("malformed response body");
         return false;
       }
@@ -455,6 +457,7 @@ bool Http1Session::StepExchange() {
       resp_body_.EndOfStream();
       if (!resp_body_.done()) {
         // Truncated: the client must not take a partial body for a whole one.
+        Report(502, std::string("upstream closed mid-response: ") + ErrName(up_->err));
         End("upstream closed mid-response");
         return false;
       }
@@ -566,6 +569,10 @@ void Http1Session::StartClosing() {
   cin_.Clear();
   linger_until_ = loop()->NowMs() + kLingerMs;
   loop()->ArmTimer(this, linger_until_);
+}
+
+void Http1Session::Report(int status, const std::string& reason) {
+  loop()->Emit(relay::Event("h1-error", id()).Num("status", status).Str("reason", reason).Str("method", std::string(req_.method)));
 }
 
 void Http1Session::Drain() {

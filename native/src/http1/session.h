@@ -67,6 +67,8 @@ class Http1Session : public relay::Session {
   void DropUpstream();
   void End(const char* reason);
   void StartClosing();
+  /** Tells JS about an upstream failure worth a log line (the client saw a 502 or a cut response). */
+  void Report(int status, const std::string& reason);
 
   relay::UniqueFd cfd_;
   ClientWatcher cw_;
