@@ -6,6 +6,7 @@
  */
 import type net from 'node:net';
 import type { Registry } from '../stats/registry.js';
+import type { CompiledService } from '../snapshot/types.js';
 import { native, type NativeAddon } from '../redirect/native.js';
 import type { ConnState } from './conn.js';
 import { dialUpstream } from './dial.js';
@@ -48,9 +49,13 @@ export class Http1Native {
     stats.onCollect(() => this.collect());
   }
 
-  /** Whether connections of this service may use the native session (TLS upstreams stay on the Node path). */
-  static eligible(rt: ServiceRuntime): boolean {
-    return !rt.tls && !rt.configError && !rt.service.forbidden;
+  /**
+   * Whether a connection may use the native session: TLS upstreams stay on the Node path, and so do denied
+   * services (the Node handler answers their requests with 403). `svc` is the connection's service as routed
+   * now; the runtime may have been built from an earlier snapshot.
+   */
+  static eligible(rt: ServiceRuntime, svc: CompiledService | undefined): boolean {
+    return !rt.tls && !rt.configError && !(svc ?? rt.service).forbidden;
   }
 
   /** Hands an HTTP/1.x client connection to the engine; false leaves the socket to the Node path. */

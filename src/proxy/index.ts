@@ -261,7 +261,7 @@ export class Proxy {
 
   /** An HTTP/1.x client of a plain-upstream http service goes to the native engine when it runs. */
   private serveHttp1Native(sock: net.Socket, rt: ServiceRuntime, state: ConnState): boolean {
-    if (!Http1Native.eligible(rt)) return false;
+    if (!Http1Native.eligible(rt, state.service)) return false;
     const fast = this.fastPath();
     if (!fast) return false;
     this.h1n ??= new Http1Native(this.opts.stats, this.opts.httpIdleTimeoutMs, this.opts.httpUpstreamIdleTimeoutMs);
