@@ -472,3 +472,28 @@ test('native path: pooled upstream connections idle past the timeout are closed,
   await p.proxy.close();
   await closeServer(up.srv);
 });
+
+test('native path: with two I/O threads, concurrent keep-alive clients share per-thread pools and counts stay exact', async (t) => {
+  const up = await echoUpstream();
+  const s = svc({ protocol: 'http', endpoints: [ipEp(up.port)] });
+  const p = await proxyFor(s, 'native', { dataThreads: 2 });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  const get = (path: string): Promise<string> =>
+    new Promise((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port: p.port, path, agent }, (res) => {
+        let b = '';
+        res.on('data', (d: Buffer) => (b += d.toString()));
+        res.on('end', () => resolve(b));
+      }).on('error', reject);
+    });
+  for (let wave = 0; wave < 5; wave++) {
+    const paths = Array.from({ length: 16 }, (_, i) => `/w${wave}/${i}`);
+    t.deepEqual(await Promise.all(paths.map(get)), paths.map((x) => `GET ${x} 0`));
+  }
+  t.is(p.proxy.relayStats()?.threads, 2);
+  t.is(p.stats.get('meshext_upstream_rq_total', { service: s.kri, code_class: '2xx' }), 80);
+  agent.destroy();
+  await p.proxy.close();
+  t.is(p.stats.get('meshext_upstream_cx_active', { service: s.kri }), 0);
+  await closeServer(up.srv);
+});
