@@ -68,8 +68,7 @@ export class Http1Native {
       sock,
       (engine, fd, initial) => this.addon.h1Serve(engine, fd, initial, pool.handle, this.idleTimeoutMs),
       (ev) => {
-        const reason = ev.reason as string;
-        if (reason !== 'closed' && reason !== 'drained' && reason !== 'client closed') rt.log.debug({ reason }, 'http/1.1 client connection ended');
+        if (ev.reason !== 'done' && ev.reason !== 'closed' && ev.reason !== 'idle-timeout') rt.log.debug({ reason: ev.reason, err: ev.error }, 'http/1.1 client connection ended');
         state.ended?.();
       },
       (ev) => {

@@ -53,7 +53,7 @@ Http1Session::~Http1Session() = default;
 void Http1Session::Start() {
   int err = loop()->Watch(cfd_.get(), &cw_);
   if (err != 0) {
-    End("epoll registration failed");
+    End("error", "cannot watch the client socket");
     return;
   }
   last_active_ = loop()->NowMs();
@@ -73,12 +73,17 @@ void Http1Session::Close(const char* reason, bool reset) {
   End(reason);
 }
 
-void Http1Session::End(const char* reason) {
+void Http1Session::End(const char* reason, const char* detail) {
   if (closed_) return;
   closed_ = true;
   DropUpstream();
   cfd_.Reset();
-  loop()->Retire(this, relay::Event("closed", id()).Num("rx", static_cast<double>(rx_)).Num("tx", static_cast<double>(tx_)).Str("reason", reason));
+  // The relay's closed-event shape: rx/tx are upstream bytes, which HTTP sessions account per pooled
+  // connection instead (the pool's counters), so they are 0 here.
+  relay::Event ev("closed", id());
+  ev.Num("rx", 0).Num("tx", 0).Num("downstreamRx", static_cast<double>(rx_)).Num("downstreamTx", static_cast<double>(tx_)).Str("reason", reason);
+  if (detail != nullptr) ev.Str("error", detail);
+  loop()->Retire(this, std::move(ev));
 }
 
 void Http1Session::OnTimer(int64_t now) {
@@ -97,7 +102,7 @@ void Http1Session::OnTimer(int64_t now) {
     deadline = now + idle_ms_;  // a request in progress has no client timeout (Kuma's route timeout 0s)
   }
   if (now >= deadline) {
-    End(phase_ == Phase::Linger ? "closed" : "idle timeout");
+    End(phase_ == Phase::Linger ? "done" : "idle-timeout");
     return;
   }
   loop()->ArmTimer(this, deadline);
@@ -191,7 +196,7 @@ bool Http1Session::ReadClient() {
   if (bulk) cin_.Commit(0);
   if (n == 0) {
     c_eof_ = true;
-    if (phase_ == Phase::Linger) End("closed");
+    if (phase_ == Phase::Linger) End("done");
     return true;
   }
   if (errno == EINTR) return true;
@@ -199,7 +204,7 @@ bool Http1Session::ReadClient() {
     c_readable_ = false;
     return false;
   }
-  End("client connection error");
+  End("client-error", ErrName(errno));
   return false;
 }
 
@@ -241,7 +246,7 @@ bool Http1Session::FlushClient() {
     int err = 0;
     ssize_t w = WriteSome(cfd_.get(), cout_.data(), cout_.size(), &again, &err);
     if (w < 0) {
-      End("client write failed");
+      End("client-error", ErrName(err));
       return false;
     }
     if (again) {
@@ -399,13 +404,13 @@ bool Http1Session::StepExchange() {
         LocalReply(400, std::string("malformed request body: ") + req_body_.error(), false);
         return true;
       }
-      End("malformed request body");
+      End("client-error", "malformed request body");
       return false;
     }
     if (req_body_.done()) req_done_ = true;
   }
   if (!req_done_ && c_eof_ && cin_.empty()) {
-    End("client closed mid-request");
+    End("client-reset", "client closed mid-request");
     return false;
   }
   while (!resp_started_ && !uin_.empty()) {
@@ -449,7 +454,7 @@ bool Http1Session::StepExchange() {
       }
       if (resp_body_.failed()) {
         Report(502, std::string("upstream sent a malformed response body: ") + resp_body_.error());
-        End("malformed response body");
+        End("upstream-error", "malformed response body");
         return false;
       }
     }
@@ -457,8 +462,8 @@ bool Http1Session::StepExchange() {
       resp_body_.EndOfStream();
       if (!resp_body_.done()) {
         // Truncated: the client must not take a partial body for a whole one.
-        Report(502, std::string("upstream closed mid-response: ") + ErrName(up_->err));
-        End("upstream closed mid-response");
+        Report(502, std::string("upstream closed mid-response: ") + (up_->err ? ErrName(up_->err) : "end of stream"));
+        End("upstream-error", "upstream closed mid-response");
         return false;
       }
     }
@@ -525,7 +530,7 @@ bool Http1Session::StepTunnel() {
     progress = true;
   }
   if (up_->err != 0) {
-    End("upstream reset the tunnel");
+    End("upstream-reset", ErrName(up_->err));
     return false;
   }
   // Half-closes cross the tunnel once everything before them was delivered.
@@ -539,7 +544,7 @@ bool Http1Session::StepTunnel() {
     c_shut_ = true;
     progress = true;
   }
-  if (c_shut_ && u_shut_) End("tunnel closed");
+  if (c_shut_ && u_shut_) End("done");
   return progress && !closed_;
 }
 
@@ -562,7 +567,7 @@ void Http1Session::StartClosing() {
   ::shutdown(cfd_.get(), SHUT_WR);
   c_shut_ = true;
   if (c_eof_) {
-    End("closed");
+    End("done");
     return;
   }
   phase_ = Phase::Linger;
@@ -578,7 +583,7 @@ void Http1Session::Report(int status, const std::string& reason) {
 void Http1Session::Drain() {
   if (closed_) return;
   draining_ = true;
-  if (phase_ == Phase::Head && cin_.empty()) End("drained");
+  if (phase_ == Phase::Head && cin_.empty()) End("done");
 }
 
 void Http1Session::DropUpstream() {

@@ -65,7 +65,8 @@ class Http1Session : public relay::Session {
   void Finish();
   void LocalReply(int status, const std::string& body, bool keep);
   void DropUpstream();
-  void End(const char* reason);
+  /** Retires the session; `reason` is one of the relay's close reasons (RelayCloseReason), `detail` says more. */
+  void End(const char* reason, const char* detail = nullptr);
   void StartClosing();
   /** Tells JS about an upstream failure worth a log line (the client saw a 502 or a cut response). */
   void Report(int status, const std::string& reason);
