@@ -38,7 +38,7 @@ export interface ProxyOptions {
   originalDst?: (socket: net.Socket) => { address: string; port: number } | null;
   /** DNS resolver for DNS-name endpoints; defaults to the system's (c-ares). */
   resolver?: DnsResolver;
-  /** native (default): plain TCP services relay in the native engine; node: everything in Node streams. */
+  /** native (default): plain TCP services and HTTP/1.x clients of plain-upstream http services run in the native engine; node: everything in Node streams. */
   dataPath?: DataPath;
   /** I/O threads of the native engine; default 1. */
   dataThreads?: number;
@@ -100,7 +100,7 @@ export class Proxy {
       this.log.info({ threads }, 'native data path started');
     } catch (e) {
       this.fast = null;
-      this.log.warn({ err: (e as Error).message }, 'native data path unavailable; relaying TCP in Node');
+      this.log.warn({ err: (e as Error).message }, 'native data path unavailable; relaying TCP and HTTP/1 in Node');
     }
     return this.fast;
   }
