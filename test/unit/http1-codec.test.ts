@@ -81,6 +81,8 @@ test('request smuggling vectors: CL+TE, conflicting CL, TE not ending in chunked
     'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n',
     'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4, 5\r\n\r\n',
     'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +4\r\n\r\n',
+    'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nContent-Length: \r\n\r\n',
+    'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: ,\r\n\r\n',
     'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0x4\r\n\r\n',
     'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999\r\n\r\n',
     'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n',

@@ -85,6 +85,7 @@ bool ParseFields(std::string_view rest, Head& h, Error& err, int bad) {
 
     if (IEquals(name, "content-length")) {
       bool bad_cl = false;
+      int before = cl_count;
       ForEachListElement(value, [&](std::string_view el) {
         uint64_t n = 0;
         if (el.size() > 18) bad_cl = true;
@@ -98,7 +99,7 @@ bool ParseFields(std::string_view rest, Head& h, Error& err, int bad) {
         cl_count++;
       });
       if (bad_cl) return Fail(err, bad, "invalid or conflicting Content-Length");
-      if (cl_count == 0) return Fail(err, bad, "empty Content-Length");
+      if (cl_count == before) return Fail(err, bad, "empty Content-Length");
     } else if (IEquals(name, "transfer-encoding")) {
       has_te = true;
       ForEachListElement(value, [&](std::string_view el) {
