@@ -24,6 +24,8 @@ interface PoolEntry {
   /** Upstream connections handed to the pool (to know when a closed pool has settled). */
   opened: number;
   closed: boolean;
+  /** h1PoolFree ran: the handle is invalid. */
+  freed: boolean;
 }
 
 const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
@@ -97,9 +99,11 @@ export class Http1Native {
       (d) => {
         const engine = fast.engineHandle;
         const fd = socketFd(d.socket);
-        if (engine === null || fd < 0 || pool.closed) {
+        // A pool closed by a reload still takes the connection for this request (it is not reused after);
+        // only a freed pool is gone.
+        if (engine === null || fd < 0 || pool.freed) {
           d.socket.destroy();
-          if (engine !== null) fail(pool.closed ? 'service configuration changed' : 'upstream socket has no file descriptor');
+          if (engine !== null) fail(pool.freed ? 'service configuration changed' : 'upstream socket has no file descriptor');
           return;
         }
         const ep = d.endpoint;
@@ -123,7 +127,7 @@ export class Http1Native {
   private poolFor(rt: ServiceRuntime, engine: number): PoolEntry {
     let p = this.pools.get(rt);
     if (p && p.engine === engine) return p;
-    const entry: PoolEntry = { handle: this.addon.h1PoolCreate(engine, rt.endpoints.states.length, this.upstreamIdleTimeoutMs), engine, rt, last: [], opened: 0, closed: false };
+    const entry: PoolEntry = { handle: this.addon.h1PoolCreate(engine, rt.endpoints.states.length, this.upstreamIdleTimeoutMs), engine, rt, last: [], opened: 0, closed: false, freed: false };
     this.pools.set(rt, entry);
     // Loops sweep their pools from client sessions' timers; this catches pools with no client left.
     this.sweeper ??= setInterval(() => this.addon.h1PoolsSweep(), Math.min(15_000, Math.max(10, this.upstreamIdleTimeoutMs / 4))).unref();
@@ -145,6 +149,7 @@ export class Http1Native {
       this.fold(p);
       const closed = p.rt.endpoints.states.reduce((n, _s, i) => n + (p.last[6 + 3 * i] ?? 0), 0);
       if (closed >= p.opened) {
+        p.freed = true;
         this.addon.h1PoolFree(p.handle);
         this.settling.delete(p);
       }
