@@ -1,0 +1,355 @@
+import test from 'ava';
+import net from 'node:net';
+import { once } from 'node:events';
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { cpSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { closeServer, ipEp, listen, newProxy, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
+import { FastPath } from '../../src/proxy/fastpath.js';
+import type { RelayClosedEvent } from '../../src/redirect/native.js';
+import { ConfigError, resolveConfig } from '../../src/agent/config.js';
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/** Collects everything a socket receives until it closes, and how it ended. */
+function collect(s: net.Socket): Promise<{ data: Buffer; error?: string }> {
+  const chunks: Buffer[] = [];
+  let error: string | undefined;
+  s.on('data', (d: Buffer) => chunks.push(d));
+  s.on('error', (e: NodeJS.ErrnoException) => (error = e.code ?? e.message));
+  // Half-open sockets close only once both sides ended.
+  s.on('end', () => s.end());
+  return new Promise((resolve) => s.on('close', () => resolve({ data: Buffer.concat(chunks), ...(error ? { error } : {}) })));
+}
+
+function connect(port: number): Promise<net.Socket> {
+  const c = net.connect({ host: '127.0.0.1', port, allowHalfOpen: true });
+  return once(c, 'connect').then(() => c);
+}
+
+/** A proxy on the native path in front of one upstream server; `handler` serves each upstream connection. */
+async function setup(handler: (s: net.Socket) => void, o: Parameters<typeof newProxy>[0] = {}) {
+  const upSockets = new Set<net.Socket>();
+  const up = await listen(net.createServer({ allowHalfOpen: true }, (s) => {
+    upSockets.add(s);
+    s.on('error', () => {});
+    handler(s);
+  }));
+  const s = svc({ endpoints: [ipEp(up.port)] });
+  const { proxy, stats } = newProxy(o);
+  proxy.setSnapshot(snap([s]));
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  const metric = (name: string): number | undefined => stats.get(name, { service: s.kri });
+  const done = async (): Promise<void> => {
+    await proxy.close();
+    for (const u of upSockets) u.destroy();
+    await closeServer(up.srv);
+  };
+  return { proxy, stats, s, port: l.port, up, metric, done };
+}
+
+test.serial('relay: several MiB each way arrive byte-exact and are counted from the engine', async (t) => {
+  const toUp = randomBytes(6 * 1024 * 1024 + 17);
+  const toClient = randomBytes(5 * 1024 * 1024 + 3);
+  let upGot: Promise<{ data: Buffer }> | undefined;
+  const env = await setup((s) => {
+    upGot = collect(s);
+    s.end(toClient);
+  });
+  const c = await connect(env.port);
+  const got = collect(c);
+  c.end(toUp);
+  const r = await got;
+  t.is(env.proxy.dataPath(), 'native');
+  t.is(r.error, undefined);
+  t.is(sha(r.data), sha(toClient));
+  t.is(sha((await upGot!).data), sha(toUp));
+  await until(() => env.proxy.activeConnections() === 0 && env.metric('meshext_upstream_cx_active') === 0, 'close');
+  t.is(env.metric('meshext_upstream_cx_tx_bytes_total'), toUp.length);
+  t.is(env.metric('meshext_upstream_cx_rx_bytes_total'), toClient.length);
+  t.is(env.metric('meshext_downstream_cx_active'), 0);
+  t.is(env.proxy.clusters()[0]?.endpoints[0]?.active, 0);
+  t.is(env.proxy.relayStats()?.sessions, 0);
+  await env.done();
+});
+
+test.serial('relay: client half-close reaches the upstream, which keeps answering', async (t) => {
+  const env = await setup((s) => {
+    const chunks: Buffer[] = [];
+    s.on('data', (d: Buffer) => chunks.push(d));
+    // Answers only after the client's FIN arrived: proves the FIN went through and the other way stays open.
+    s.on('end', () => {
+      s.write('got:' + Buffer.concat(chunks).toString());
+      setImmediate(() => s.end(' bye'));
+    });
+  });
+  const c = await connect(env.port);
+  const got = collect(c);
+  c.end('question');
+  t.is((await got).data.toString(), 'got:question bye');
+  await env.done();
+});
+
+test.serial('relay: upstream half-close reaches the client, which keeps sending', async (t) => {
+  let upGot: Promise<{ data: Buffer }> | undefined;
+  const env = await setup((s) => {
+    upGot = collect(s);
+    s.end('greeting then FIN');
+  });
+  const c = await connect(env.port);
+  const chunks: Buffer[] = [];
+  c.on('data', (d: Buffer) => chunks.push(d));
+  await once(c, 'end');
+  t.is(Buffer.concat(chunks).toString(), 'greeting then FIN');
+  c.write('still ');
+  c.end('talking');
+  t.is((await upGot!).data.toString(), 'still talking');
+  await until(() => env.proxy.activeConnections() === 0, 'close');
+  await env.done();
+});
+
+test.serial('relay: an upstream reset resets the client', async (t) => {
+  const env = await setup((s) => {
+    s.once('data', () => s.resetAndDestroy());
+  });
+  const c = await connect(env.port);
+  const got = collect(c);
+  c.write('provoke');
+  t.is((await got).error, 'ECONNRESET');
+  await until(() => env.proxy.activeConnections() === 0 && env.metric('meshext_upstream_cx_active') === 0, 'close');
+  await env.done();
+});
+
+test.serial('relay: a client reset resets the upstream', async (t) => {
+  let upGot: Promise<{ data: Buffer; error?: string }> | undefined;
+  let seen!: () => void;
+  const arrived = new Promise<void>((r) => (seen = r));
+  const env = await setup((s) => {
+    upGot = collect(s);
+    s.once('data', () => seen());
+  });
+  const c = await connect(env.port);
+  c.write('hello');
+  await arrived;
+  c.resetAndDestroy();
+  t.is((await upGot!).error, 'ECONNRESET');
+  await until(() => env.proxy.activeConnections() === 0, 'close');
+  await env.done();
+});
+
+test.serial('relay: an idle connection is closed after the configured idle timeout', async (t) => {
+  const env = await setup(() => {}, { tcpIdleTimeoutMs: 150 });
+  const c = await connect(env.port);
+  const got = collect(c);
+  c.write('one');
+  const r = await got;
+  t.is(r.error, undefined);
+  await until(() => env.proxy.activeConnections() === 0 && env.metric('meshext_upstream_cx_active') === 0, 'close');
+  t.is(env.metric('meshext_upstream_cx_tx_bytes_total'), 3);
+  await env.done();
+});
+
+test.serial('relay: drain force-closes relayed connections at its deadline and settles the gauges', async (t) => {
+  const env = await setup(() => {});
+  const conns = await Promise.all([connect(env.port), connect(env.port)]);
+  const closed = conns.map(collect);
+  await until(() => env.proxy.relayStats()?.sessions === 2, 'hand-over');
+  t.is(env.proxy.activeConnections(), 2);
+  const { remaining } = await env.proxy.drain(20);
+  t.is(remaining, 2);
+  for (const r of await Promise.all(closed)) t.is(r.error, undefined);
+  await until(() => env.proxy.activeConnections() === 0, 'close');
+  t.is(env.metric('meshext_downstream_cx_active'), 0);
+  t.is(env.metric('meshext_upstream_cx_active'), 0);
+  await env.done();
+});
+
+test.serial('relay: closing the proxy stops the engine and accounts live connections before it returns', async (t) => {
+  const env = await setup((s) => s.write('hi'));
+  const c = await connect(env.port);
+  const got = collect(c);
+  await until(() => env.proxy.relayStats()?.sessions === 1, 'hand-over');
+  await env.proxy.close();
+  t.is(env.proxy.activeConnections(), 0);
+  t.is(env.metric('meshext_downstream_cx_active'), 0);
+  t.is(env.metric('meshext_upstream_cx_active'), 0);
+  t.is(env.metric('meshext_upstream_cx_rx_bytes_total'), 2);
+  t.is((await got).data.toString(), 'hi');
+  await env.done();
+});
+
+test.serial('relay: 1,000 concurrent connections over two threads, all accounted for', async (t) => {
+  const echo = await tcpEcho();
+  const s = svc({ endpoints: [ipEp(echo.port)] });
+  const { proxy, stats } = newProxy({ dataThreads: 2 });
+  proxy.setSnapshot(snap([s]));
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  const N = 1000;
+  let sent = 0;
+  const one = (i: number): Promise<boolean> =>
+    new Promise((resolve) => {
+      const payload = randomBytes(100 + (i % 5) * 2000);
+      sent += payload.length;
+      const h = createHash('sha256');
+      const c = net.connect({ host: '127.0.0.1', port: l.port, allowHalfOpen: true });
+      c.on('data', (d: Buffer) => h.update(d));
+      c.on('error', () => resolve(false));
+      c.on('connect', () => c.end(payload));
+      c.on('end', () => {
+        c.end();
+        resolve(h.digest('hex') === sha(payload));
+      });
+    });
+  const results = await Promise.all(Array.from({ length: N }, (_, i) => one(i)));
+  t.is(results.filter(Boolean).length, N);
+  await until(() => proxy.activeConnections() === 0 && stats.get('meshext_upstream_cx_active', { service: s.kri }) === 0, 'all closed');
+  t.is(proxy.relayStats()?.threads, 2);
+  t.is(proxy.relayStats()?.sessions, 0);
+  t.is(proxy.relayStats()?.pipesInUse, 0);
+  t.is(stats.get('meshext_downstream_cx_total', { service: s.kri }), N);
+  t.is(stats.get('meshext_upstream_cx_tx_bytes_total', { service: s.kri }), sent);
+  t.is(stats.get('meshext_upstream_cx_rx_bytes_total', { service: s.kri }), sent);
+  t.is(proxy.clusters()[0]?.endpoints[0]?.active, 0);
+  await proxy.close();
+  await closeServer(echo.srv);
+});
+
+/** A connected pair through a plain front server, both sides already reading into Node's buffers. */
+async function pairWithBufferedBytes(upstreamSays: Buffer, clientSays: Buffer) {
+  let upSock!: net.Socket;
+  const up = await listen(net.createServer({ allowHalfOpen: true }, (s) => {
+    upSock = s;
+    s.on('error', () => {});
+    s.write(upstreamSays);
+  }));
+  let accepted!: (s: net.Socket) => void;
+  const acc = new Promise<net.Socket>((r) => (accepted = r));
+  const front = await listen(net.createServer({ allowHalfOpen: true }, (s) => accepted(s)));
+  const client = await connect(front.port);
+  client.write(clientSays);
+  const inner = await acc;
+  inner.pause();
+  const upstream = await connect(up.port);
+  upstream.pause();
+  // Wait until Node has read both early payloads into its buffers: they must survive the hand-over.
+  await until(() => inner.readableLength === clientSays.length && upstream.readableLength === upstreamSays.length, 'buffered bytes');
+  return { client, inner, upstream, upSock: () => upSock, servers: [up.srv, front.srv] };
+}
+
+for (const splice of [true, false]) {
+  test.serial(`relay: bytes Node buffered before the hand-over go first (${splice ? 'splice' : 'copy'} mode)`, async (t) => {
+    const greeting = Buffer.from('220 server speaks first\r\n');
+    const early = Buffer.from('EHLO early\r\n');
+    const p = await pairWithBufferedBytes(greeting, early);
+    const fast = FastPath.start(1);
+    let closed!: (e: RelayClosedEvent) => void;
+    const ended = new Promise<RelayClosedEvent>((r) => (closed = r));
+    const relayed = fast.handOverTcp(p.inner, p.upstream, 0, closed, { splice });
+    t.truthy(relayed);
+    t.true(p.inner.destroyed && p.upstream.destroyed);
+    const upGot = collect(p.upSock());
+    const clientGot = collect(p.client);
+    const bulk = randomBytes(3 * 1024 * 1024);
+    p.client.end(bulk);
+    p.upSock().end(bulk);
+    t.is(sha((await upGot).data), sha(Buffer.concat([early, bulk])));
+    t.is(sha((await clientGot).data), sha(Buffer.concat([greeting, bulk])));
+    const ev = await ended;
+    t.is(ev.reason, 'done');
+    // The greeting was read by Node (counted on the socket), so the engine counts only what it moved.
+    t.is(ev.rx, bulk.length);
+    t.is(ev.tx, early.length + bulk.length);
+    t.is(ev.downstreamRx, bulk.length);
+    t.is(ev.downstreamTx, greeting.length + bulk.length);
+    fast.stop();
+    for (const s of p.servers) await closeServer(s);
+  });
+}
+
+test.serial('relay: stopping the engine closes live sessions and reports them synchronously', async (t) => {
+  const p = await pairWithBufferedBytes(Buffer.from('a'), Buffer.from('b'));
+  const fast = FastPath.start(1);
+  const events: RelayClosedEvent[] = [];
+  t.truthy(fast.handOverTcp(p.inner, p.upstream, 0, (e) => events.push(e)));
+  const clientGot = collect(p.client);
+  const upGot = collect(p.upSock());
+  await until(() => fast.stats().sessions === 1, 'placed');
+  fast.stop();
+  t.is(events.length, 1);
+  t.is(events[0]?.reason, 'engine-stop');
+  t.is(fast.size, 0);
+  t.is((await clientGot).data.toString(), 'a');
+  t.is((await upGot).data.toString(), 'b');
+  t.is(fast.handOverTcp(new net.Socket(), new net.Socket(), 0, () => {}), null);
+  for (const s of p.servers) await closeServer(s);
+});
+
+test.serial('relay: --data-path node relays in Node streams', async (t) => {
+  const env = await setup((s) => s.pipe(s), { dataPath: 'node' });
+  const c = await connect(env.port);
+  const got = collect(c);
+  c.end('via node');
+  t.is((await got).data.toString(), 'via node');
+  t.is(env.proxy.dataPath(), 'node');
+  t.is(env.proxy.relayStats(), null);
+  await until(() => env.metric('meshext_upstream_cx_active') === 0, 'close');
+  t.is(env.metric('meshext_upstream_cx_tx_bytes_total'), 8);
+  await env.done();
+});
+
+test.serial('relay: without a loadable addon the proxy logs once and relays in Node', async (t) => {
+  // A copy of the compiled package without native/build: the real loader fails, as on a host without the addon.
+  const dir = mkdtempSync(join(tmpdir(), 'meshext-noaddon-'));
+  try {
+    cpSync(join(process.cwd(), 'package.json'), join(dir, 'package.json'));
+    cpSync(join(process.cwd(), 'dist/src'), join(dir, 'dist/src'), { recursive: true });
+    symlinkSync(join(process.cwd(), 'node_modules'), join(dir, 'node_modules'));
+    writeFileSync(
+      join(dir, 'run.mjs'),
+      `import net from 'node:net';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { Proxy } from './dist/src/proxy/index.js';
+import { Registry } from './dist/src/stats/registry.js';
+const lines = [];
+const log = pino({ level: 'info' }, new Writable({ write(c, _e, cb) { lines.push(JSON.parse(c.toString())); cb(); } }));
+const up = net.createServer({ allowHalfOpen: true }, (s) => s.pipe(s)).listen(0, '127.0.0.1');
+await new Promise((r) => up.once('listening', r));
+const svc = { id: 'default/x', name: 'x', mesh: 'default', kri: 'k', displayName: 'x', namespace: '', labels: {}, vip: '242.0.0.1', port: 80,
+  protocol: 'tcp', hostnames: [], forbidden: false, generatorStatus: [], source: { file: 't', index: 0 },
+  endpoints: [{ kind: 'ip', address: '127.0.0.1', port: up.address().port, family: 4 }] };
+const proxy = new Proxy({ stats: new Registry(), log, systemCaPath: null });
+proxy.setSnapshot({ generation: 1, services: [svc], byVipPort: new Map(), byHostname: new Map(), outbounds: [], rejected: [], vipCidr: '242.0.0.0/8' });
+const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, svc.id);
+const echo = async (msg) => new Promise((resolve) => {
+  const c = net.connect({ port: l.port, host: '127.0.0.1', allowHalfOpen: true });
+  let got = ''; c.on('data', (d) => (got += d)); c.on('connect', () => c.end(msg)); c.on('close', () => resolve(got));
+});
+const a = await echo('first'); const b = await echo('second');
+await proxy.close(); up.close();
+console.log(JSON.stringify({ a, b, dataPath: proxy.dataPath(), warnings: lines.filter((x) => x.msg.includes('native data path unavailable')).length }));
+`,
+    );
+    const r = spawnSync(process.execPath, [join(dir, 'run.mjs')], { encoding: 'utf8', timeout: 60_000 });
+    t.is(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop() as string) as { a: string; b: string; dataPath: string; warnings: number };
+    t.deepEqual(out, { a: 'first', b: 'second', dataPath: 'node', warnings: 1 });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('relay: --data-path and --data-threads are validated with the option named', (t) => {
+  const base = { name: 'flags', options: { config: ['/x'] } };
+  t.is(resolveConfig([base]).dataPath, 'native');
+  t.is(resolveConfig([base]).dataThreads, 1);
+  const c = resolveConfig([base, { name: 'env', options: { dataPath: 'node', dataThreads: '2' } }]);
+  t.is(c.dataPath, 'node');
+  t.is(c.dataThreads, 2);
+  const e1 = t.throws(() => resolveConfig([base, { name: 'env', options: { dataPath: 'fast' } }]), { instanceOf: ConfigError });
+  t.regex(e1?.message ?? '', /MESHEXT_DATA_PATH: invalid value "fast"/);
+  const e2 = t.throws(() => resolveConfig([base, { name: 'flags', options: { dataThreads: '0' } }]), { instanceOf: ConfigError });
+  t.regex(e2?.message ?? '', /--data-threads: invalid value "0"/);
+});
