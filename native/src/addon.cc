@@ -35,6 +35,20 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("relayClose", Napi::Function::New(env, mx::RelayClose));
   exports.Set("relayStats", Napi::Function::New(env, mx::RelayStats));
   exports.Set("relayRef", Napi::Function::New(env, mx::RelayRef));
+  exports.Set("h1ParseHead", Napi::Function::New(env, mx::H1ParseHead));
+  exports.Set("h1BodyScan", Napi::Function::New(env, mx::H1BodyScan));
+  exports.Set("h1Rewrite", Napi::Function::New(env, mx::H1Rewrite));
+  exports.Set("h1LocalResponse", Napi::Function::New(env, mx::H1LocalResponse));
+  exports.Set("h1PoolCreate", Napi::Function::New(env, mx::H1PoolCreate));
+  exports.Set("h1PoolsReap", Napi::Function::New(env, mx::H1PoolsReap));
+  exports.Set("h1PoolsSweep", Napi::Function::New(env, mx::H1PoolsSweep));
+  exports.Set("h1PoolClose", Napi::Function::New(env, mx::H1PoolClose));
+  exports.Set("h1PoolFree", Napi::Function::New(env, mx::H1PoolFree));
+  exports.Set("h1PoolStats", Napi::Function::New(env, mx::H1PoolStats));
+  exports.Set("h1Serve", Napi::Function::New(env, mx::H1Serve));
+  exports.Set("h1Upstream", Napi::Function::New(env, mx::H1Upstream));
+  exports.Set("h1UpstreamFailed", Napi::Function::New(env, mx::H1UpstreamFailed));
+  exports.Set("h1Drain", Napi::Function::New(env, mx::H1Drain));
   return exports;
 }
 

@@ -38,8 +38,12 @@ function takeBuffered(s: net.Socket): Buffer | null {
   return parts.length === 0 ? null : Buffer.concat(parts);
 }
 
+/** Receives a session's events other than `closed` (e.g. an HTTP session's `h1-need-upstream`). */
+export type RelayEventHandler = (ev: RelayEvent) => void;
+
 export class FastPath {
   private readonly handlers = new Map<number, RelayCloseHandler>();
+  private readonly eventHandlers = new Map<number, RelayEventHandler>();
   private stopped = false;
 
   private constructor(
@@ -89,6 +93,35 @@ export class FastPath {
     return { id, close: (reset) => this.close(id, reset) };
   }
 
+  /**
+   * Moves a client connection into a session that `create` makes from the engine handle, the client fd and
+   * the bytes Node had buffered (e.g. unshifted by a protocol sniffer). Destroys the socket on success;
+   * returns null, leaving it untouched, when it has no fd or `create` throws.
+   */
+  handOver(client: net.Socket, create: (engine: number, fd: number, initial: Buffer | null) => number, onClose: RelayCloseHandler, onEvent?: RelayEventHandler): RelayedConnection | null {
+    if (this.stopped) return null;
+    const fd = socketFd(client);
+    if (fd < 0) return null;
+    const initial = takeBuffered(client);
+    let id: number;
+    try {
+      id = create(this.engine, fd, initial);
+    } catch {
+      if (initial) client.unshift(initial);
+      return null;
+    }
+    this.handlers.set(id, onClose);
+    if (this.handlers.size === 1) this.addon.relayRef(this.engine, true);
+    if (onEvent) this.eventHandlers.set(id, onEvent);
+    client.destroy();
+    return { id, close: (reset) => this.close(id, reset) };
+  }
+
+  /** The engine handle, for session kinds' own addon calls; null once stopped. */
+  get engineHandle(): number | null {
+    return this.stopped ? null : this.engine;
+  }
+
   /** Ends one session; its `closed` event follows. */
   close(id: number, reset: boolean): void {
     if (!this.stopped && this.handlers.has(id)) this.addon.relayClose(this.engine, id, reset);
@@ -112,11 +145,15 @@ export class FastPath {
 
   private dispatch(evs: RelayEvent[]): void {
     for (const ev of evs) {
-      if (ev.kind !== 'closed') continue;
+      if (ev.kind !== 'closed') {
+        this.eventHandlers.get(ev.id)?.(ev);
+        continue;
+      }
       const h = this.handlers.get(ev.id);
       if (!h) continue;
       this.handlers.delete(ev.id);
       if (this.handlers.size === 0 && !this.stopped) this.addon.relayRef(this.engine, false);
+      this.eventHandlers.delete(ev.id);
       h(ev as RelayClosedEvent);
     }
   }

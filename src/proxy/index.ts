@@ -19,6 +19,7 @@ import { FastPath, type DataPath } from './fastpath.js';
 import type { ConnState } from './conn.js';
 import type { RelayStats } from '../redirect/native.js';
 import { Http1Handler } from './http1.js';
+import { Http1Native } from './http1-native.js';
 import { Http2Handler } from './http2.js';
 
 export { UpstreamError } from './errors.js';
@@ -37,12 +38,16 @@ export interface ProxyOptions {
   originalDst?: (socket: net.Socket) => { address: string; port: number } | null;
   /** DNS resolver for DNS-name endpoints; defaults to the system's (c-ares). */
   resolver?: DnsResolver;
-  /** native (default): plain TCP services relay in the native engine; node: everything in Node streams. */
+  /** native (default): plain TCP services and HTTP/1.x clients of plain-upstream http services run in the native engine; node: everything in Node streams. */
   dataPath?: DataPath;
   /** I/O threads of the native engine; default 1. */
   dataThreads?: number;
   /** Idle timeout of TCP sessions; default 1 h (Envoy's tcp_proxy), 0 disables it. */
   tcpIdleTimeoutMs?: number;
+  /** Idle keep-alive timeout of HTTP/1.x client connections on the native path; default 60 s. */
+  httpIdleTimeoutMs?: number;
+  /** Idle timeout of pooled HTTP/1.1 upstream connections on the native path; default 60 s. */
+  httpUpstreamIdleTimeoutMs?: number;
 }
 
 
@@ -73,6 +78,8 @@ export class Proxy {
   /** The native engine once started; null when the Node data path is used (chosen, or the addon failed). */
   private fast: FastPath | null | undefined;
   private readonly tcpIdleTimeoutMs: number;
+  /** HTTP/1.x sessions in the native engine (created with the first one). */
+  private h1n: Http1Native | undefined;
 
   constructor(private readonly opts: ProxyOptions) {
     this.log = opts.log.child({ component: 'proxy' });
@@ -102,7 +109,7 @@ export class Proxy {
       this.log.info({ threads }, 'native data path started');
     } catch (e) {
       this.fast = null;
-      this.log.warn({ err: (e as Error).message }, 'native data path unavailable; relaying TCP in Node');
+      this.log.warn({ err: (e as Error).message }, 'native data path unavailable; relaying TCP and HTTP/1 in Node');
     }
     return this.fast;
   }
@@ -247,7 +254,10 @@ export class Proxy {
       // Like Kuma's listener (codec AUTO), http and http2 services take either HTTP version from the
       // client; gRPC clients always speak HTTP/2, so grpc skips the sniff.
       case 'http':
-        sniffHttp2(sock, (h2) => (h2 ? this.h1.serveH2(sock, rt, state) : this.h1.serve(sock, rt, state)));
+        sniffHttp2(sock, (h2) => {
+          if (h2) this.h1.serveH2(sock, rt, state);
+          else if (!this.serveHttp1Native(sock, rt, state)) this.h1.serve(sock, rt, state);
+        });
         break;
       case 'http2':
         sniffHttp2(sock, (h2) => (h2 ? this.h2.serve(sock, rt, state) : this.h2.serveH1(sock, rt, state)));
@@ -256,6 +266,15 @@ export class Proxy {
         this.h2.serve(sock, rt, state);
         break;
     }
+  }
+
+  /** An HTTP/1.x client of a plain-upstream http service goes to the native engine when it runs. */
+  private serveHttp1Native(sock: net.Socket, rt: ServiceRuntime, state: ConnState): boolean {
+    if (!Http1Native.eligible(rt, state.service)) return false;
+    const fast = this.fastPath();
+    if (!fast) return false;
+    this.h1n ??= new Http1Native(this.opts.stats, this.opts.httpIdleTimeoutMs, this.opts.httpUpstreamIdleTimeoutMs);
+    return this.h1n.serve(fast, sock, rt, state);
   }
 
   private originalDst(sock: net.Socket): { address: string; port: number } | null {
@@ -289,8 +308,10 @@ export class Proxy {
     await this.stopAccepting();
     for (const c of [...this.conns]) closeConn(c);
     // Queued closes run before the threads exit; their events are accounted before stop() returns.
+    const engine = this.fast?.engineHandle ?? null;
     this.fast?.stop();
     if (this.fast) this.fast = undefined;
+    if (engine !== null) this.h1n?.engineStopped(engine);
     for (const rt of this.runtimes.values()) rt.close();
     this.runtimes.clear();
   }

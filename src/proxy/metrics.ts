@@ -39,13 +39,17 @@ export class ServiceMetrics {
 
   /** Counts one upstream response by status class (`2xx`...), or `reset` when none arrived. */
   request(status: number | 'reset'): void {
-    const cls = status === 'reset' ? 'reset' : `${Math.floor(status / 100)}xx`;
+    this.requests(status === 'reset' ? 'reset' : `${Math.floor(status / 100)}xx`, 1);
+  }
+
+  /** Counts `n` upstream responses of one class (`2xx`..., `reset`), e.g. counted by the native engine. */
+  requests(cls: string, n: number): void {
     let s = this.rq.get(cls);
     if (!s) {
       s = this.reg.counter('meshext_upstream_rq_total', 'Upstream requests by response class', { service: this.kri, code_class: cls });
       this.rq.set(cls, s);
     }
-    s.inc();
+    s.inc(n);
   }
 
   /** Counts one TLS verification/handshake failure. */

@@ -60,6 +60,26 @@ export interface RelayStats {
   /** Entries in the timer heaps (live sessions' idle timers plus not yet compacted stale ones). */
   timers: number;
 }
+export type H1Framing = 'none' | 'length' | 'chunked' | 'close' | 'tunnel';
+export type H1HeadResult =
+  | { state: 'partial' }
+  | { state: 'error'; status: number; reason: string }
+  | {
+      state: 'done';
+      length: number;
+      method?: string;
+      target?: string;
+      status?: number;
+      reason?: string;
+      minor: number;
+      fields: Array<[string, string]>;
+      framing: H1Framing;
+      contentLength: number;
+      keepAlive: boolean;
+      upgrade: boolean;
+      expectContinue: boolean;
+      host?: string;
+    };
 
 /** Typed surface of native/src/addon.cc. Arguments are checked by callers before they get here. */
 export interface NativeAddon {
@@ -111,6 +131,34 @@ export interface NativeAddon {
   relayStats(engine: number): RelayStats;
   /** Whether the engine keeps Node's event loop alive (it starts unref'd; FastPath refs it while sessions are open). */
   relayRef(engine: number, ref: boolean): void;
+  /** HTTP/1.1 codec (tests): scans `chunks` as they would arrive and parses the head; `method` is the request's, for responses. */
+  h1ParseHead(kind: 'request' | 'response', chunks: Buffer[], method?: string): H1HeadResult;
+  /** HTTP/1.1 codec (tests): how many bytes of each chunk belong to a body of the given framing. */
+  h1BodyScan(framing: H1Framing, length: number, chunks: Buffer[]): { consumed: number[]; done: boolean; error?: string };
+  /** HTTP/1.1 codec (tests): the heads the proxy would send upstream and back to the client. */
+  h1Rewrite(requestHead: Buffer, hostOverride: string, responseHead?: Buffer, close?: boolean): { request: string; response?: string; clientKeepAlive?: boolean; upstreamReusable?: boolean };
+  /** HTTP/1.1 codec (tests): a local reply as the session writes it. */
+  h1LocalResponse(status: number, body: string, close: boolean): string;
+  /** A per-service upstream pool for HTTP/1 sessions of one engine, with per-endpoint accounting; 0 ms = default idle timeout (60 s). */
+  h1PoolCreate(engine: number, endpoints: number, idleTimeoutMs: number): number;
+  /** Shuts down idle upstream connections past their pool's idle timeout (their loops then free them). */
+  h1PoolsSweep(): void;
+  /** After relayStop(engine): frees the idle upstream connections of that engine's pools (their closes are counted). */
+  h1PoolsReap(engine: number): void;
+  /** Ends reuse: idle upstream connections are shut down; stats stay readable. */
+  h1PoolClose(pool: number): void;
+  /** Closes and forgets a pool (after its last connection is accounted). */
+  h1PoolFree(pool: number): void;
+  /** [requests 1xx..5xx, retries, then per endpoint: closed connections, rx bytes, tx bytes] since creation. */
+  h1PoolStats(pool: number): number[];
+  /** Moves an HTTP/1.x client connection (a dup of clientFd) into an engine session; returns its id. 0 ms = default idle timeout (60 s). */
+  h1Serve(engine: number, clientFd: number, initial: Buffer | null, pool: number, idleTimeoutMs: number): number;
+  /** Answers a session's `h1-need-upstream` with a connected socket (dup'ed); false when the engine is stopping. */
+  h1Upstream(engine: number, id: number, upstreamFd: number, hostOverride: string, endpointIndex: number, pool: number): boolean;
+  /** Answers `h1-need-upstream` with a failure: the client gets `503 upstream unavailable: <reason>`. */
+  h1UpstreamFailed(engine: number, id: number, reason: string): boolean;
+  /** Drain: the exchange in flight ends with Connection: close; an idle session closes at once. */
+  h1Drain(engine: number, id: number): boolean;
 }
 
 /** Repository/package root: the nearest ancestor holding our package.json. */

@@ -52,10 +52,11 @@ export function snap(services: CompiledService[], generation = 1): Snapshot {
   };
 }
 
-/** A proxy with a fresh registry and a silent logger. */
+/** A proxy with a fresh registry and a silent logger; MESHEXT_DATA_PATH=node runs the proxy tests on the Node data path. */
 export function newProxy(o: Partial<ProxyOptions> = {}): { proxy: Proxy; stats: Registry } {
   const stats = new Registry();
-  const proxy = new Proxy({ stats, log: silentLogger(), connectTimeoutMs: 2000, systemCaPath: null, ...o });
+  const dataPath = process.env.MESHEXT_DATA_PATH === 'node' ? ({ dataPath: 'node' } as const) : {};
+  const proxy = new Proxy({ stats, log: silentLogger(), connectTimeoutMs: 2000, systemCaPath: null, ...dataPath, ...o });
   return { proxy, stats };
 }
 

@@ -1,0 +1,167 @@
+// JS surface of the HTTP/1.1 session (declared in ../api.h, typed in src/redirect/native.ts). JS thread
+// only. Pools are addressed by integer handles, like engines, so a stale handle is an error, not a crash.
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <unordered_map>
+
+#include "../api.h"
+#include "../errors.h"
+#include "../relay/engine.h"
+#include "session.h"
+
+namespace mx {
+
+namespace {
+
+std::unordered_map<uint32_t, std::shared_ptr<h1::Pool>> g_pools;
+uint32_t g_nextPool = 1;
+
+std::shared_ptr<h1::Pool> PoolArg(const Napi::CallbackInfo& info, size_t i) {
+  uint32_t h = ArgU32(info, i, "pool");
+  auto it = g_pools.find(h);
+  if (it == g_pools.end()) ThrowArg(info.Env(), "http1 pool " + std::to_string(h) + " does not exist");
+  return it->second;
+}
+
+uint64_t IdArg(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || !info[i].IsNumber()) ThrowArg(info.Env(), "id must be a number");
+  return static_cast<uint64_t>(info[i].As<Napi::Number>().Int64Value());
+}
+
+/** A CLOEXEC, non-blocking duplicate of a connected stream socket Node still owns. */
+relay::UniqueFd DupStream(Napi::Env env, int fd, const char* what) {
+  int type = 0;
+  socklen_t len = sizeof type;
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) ThrowErrno(env, "MESHEXT_E_RELAY", "getsockopt", errno, what);
+  if (type != SOCK_STREAM) ThrowArg(env, std::string(what) + " fd " + std::to_string(fd) + " is not a stream socket");
+  relay::UniqueFd dup(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+  if (!dup.valid()) ThrowErrno(env, "MESHEXT_E_RELAY", "fcntl(F_DUPFD_CLOEXEC)", errno, what);
+  int fl = ::fcntl(dup.get(), F_GETFL);
+  if (fl < 0 || ::fcntl(dup.get(), F_SETFL, fl | O_NONBLOCK) != 0) ThrowErrno(env, "MESHEXT_E_RELAY", "fcntl(O_NONBLOCK)", errno, what);
+  return dup;
+}
+
+// Session ids are shared by every session kind; a command meant for an HTTP/1 session ignores others.
+h1::Http1Session* AsHttp1(relay::Session& s) {
+  return std::strcmp(s.kind(), "http1") == 0 ? static_cast<h1::Http1Session*>(&s) : nullptr;
+}
+
+}  // namespace
+
+// h1PoolCreate(engine, endpoints, idleTimeoutMs) → pool handle; the pool's connections live on that
+// engine's loops.
+Napi::Value H1PoolCreate(const Napi::CallbackInfo& info) {
+  RelayEngineArg(info, 0);
+  uint32_t engine = ArgU32(info, 0, "engine");
+  uint32_t endpoints = ArgU32(info, 1, "endpoints");
+  uint32_t idleMs = ArgU32(info, 2, "idleTimeoutMs");
+  uint32_t h = g_nextPool++;
+  g_pools[h] = std::make_shared<h1::Pool>(engine, endpoints, idleMs);
+  return Napi::Number::New(info.Env(), h);
+}
+
+// h1PoolsSweep(): idle upstream connections past their pool's idle timeout are shut down (their loops
+// then free them). Called periodically by JS; loops also sweep from their sessions' timers.
+Napi::Value H1PoolsSweep(const Napi::CallbackInfo& info) {
+  struct timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);  // the loops' clock (relay::Loop::NowMs)
+  int64_t now = static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+  for (auto& [h, p] : g_pools) p->ShutdownExpired(now);
+  return info.Env().Undefined();
+}
+
+// h1PoolsReap(engine): after relayStop(engine), frees the idle connections of that engine's pools.
+Napi::Value H1PoolsReap(const Napi::CallbackInfo& info) {
+  uint32_t engine = ArgU32(info, 0, "engine");
+  for (auto& [h, p] : g_pools)
+    if (p->engine() == engine) p->ReapIdle();
+  return info.Env().Undefined();
+}
+
+// h1PoolClose(pool): no more reuse; idle upstream connections are shut down. The handle stays readable
+// (stats) until h1PoolFree.
+Napi::Value H1PoolClose(const Napi::CallbackInfo& info) {
+  PoolArg(info, 0)->Close();
+  return info.Env().Undefined();
+}
+
+Napi::Value H1PoolFree(const Napi::CallbackInfo& info) {
+  std::shared_ptr<h1::Pool> p = PoolArg(info, 0);
+  p->Close();
+  g_pools.erase(ArgU32(info, 0, "pool"));
+  return info.Env().Undefined();
+}
+
+// h1PoolStats(pool) → [rq 1xx..5xx, retries, then per endpoint: closed, rx, tx]
+Napi::Value H1PoolStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<double> s = PoolArg(info, 0)->Stats();
+  Napi::Array a = Napi::Array::New(env, s.size());
+  for (size_t i = 0; i < s.size(); i++) a.Set(static_cast<uint32_t>(i), Napi::Number::New(env, s[i]));
+  return a;
+}
+
+// h1Serve(engine, clientFd, initial|null, pool, idleTimeoutMs) → session id
+Napi::Value H1Serve(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  relay::Engine* e = RelayEngineArg(info, 0);
+  int fd = ArgFd(info, 1, "clientFd");
+  std::string initial;
+  if (info.Length() > 2 && info[2].IsBuffer()) {
+    auto b = info[2].As<Napi::Buffer<char>>();
+    initial.assign(b.Data(), b.Length());
+  }
+  std::shared_ptr<h1::Pool> pool = PoolArg(info, 3);
+  uint32_t idleMs = ArgU32(info, 4, "idleTimeoutMs");
+  relay::UniqueFd c = DupStream(env, fd, "client");
+  uint64_t id = e->Adopt(std::make_unique<h1::Http1Session>(std::move(c), std::move(initial), std::move(pool), idleMs));
+  if (id == 0) ThrowArg(env, "engine is stopping");
+  return Napi::Number::New(env, static_cast<double>(id));
+}
+
+// h1Upstream(engine, id, upstreamFd, hostOverride, endpointIndex, pool) → whether the session will see it.
+// When it will not (session gone), the connection is closed and counted closed all the same.
+Napi::Value H1Upstream(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  relay::Engine* e = RelayEngineArg(info, 0);
+  uint64_t id = IdArg(info, 1);
+  int fd = ArgFd(info, 2, "upstreamFd");
+  std::string host = ArgString(info, 3, "hostOverride");
+  uint32_t endpoint = ArgU32(info, 4, "endpointIndex");
+  std::shared_ptr<h1::Pool> pool = PoolArg(info, 5);
+  auto conn = std::make_shared<std::unique_ptr<h1::UpstreamConn>>(
+      std::make_unique<h1::UpstreamConn>(DupStream(env, fd, "upstream"), std::move(host), endpoint, std::move(pool)));
+  bool ok = e->PostTo(id, [conn](relay::Session& s) {
+    if (auto* h = AsHttp1(s)) h->OnUpstream(std::move(*conn));
+  });
+  return Napi::Boolean::New(env, ok);
+}
+
+// h1UpstreamFailed(engine, id, reason): the pending request gets `503 upstream unavailable: <reason>`.
+Napi::Value H1UpstreamFailed(const Napi::CallbackInfo& info) {
+  relay::Engine* e = RelayEngineArg(info, 0);
+  uint64_t id = IdArg(info, 1);
+  std::string reason = ArgString(info, 2, "reason");
+  bool ok = e->PostTo(id, [reason](relay::Session& s) {
+    if (auto* h = AsHttp1(s)) h->OnUpstreamFailed(reason);
+  });
+  return Napi::Boolean::New(info.Env(), ok);
+}
+
+// h1Drain(engine, id): finish the exchange in flight with Connection: close; close now when idle.
+Napi::Value H1Drain(const Napi::CallbackInfo& info) {
+  relay::Engine* e = RelayEngineArg(info, 0);
+  uint64_t id = IdArg(info, 1);
+  bool ok = e->PostTo(id, [](relay::Session& s) {
+    if (auto* h = AsHttp1(s)) h->Drain();
+  });
+  return Napi::Boolean::New(info.Env(), ok);
+}
+
+}  // namespace mx

@@ -1,0 +1,117 @@
+// Heads for the next hop (DESIGN decision 7, as src/proxy/headers.ts does on the Node path): hop-by-hop
+// fields and those named in Connection go, Host is rewritten for DNS endpoints, and the message keeps its
+// own framing fields because its body bytes are forwarded unchanged.
+#include <cstdio>
+
+#include "codec.h"
+
+namespace mx::h1 {
+namespace {
+
+bool NamedInConnection(const Head& h, std::string_view name) {
+  for (std::string_view t : h.connection_tokens)
+    if (IEquals(t, name)) return true;
+  return false;
+}
+
+// Whether a field of `h` goes to the next hop.
+bool Forwarded(const Head& h, std::string_view name) {
+  // Framing fields describe the bytes we pass through; they must travel with them.
+  if (IEquals(name, "transfer-encoding") || IEquals(name, "content-length")) return true;
+  if (IEquals(name, "upgrade")) return h.upgrade;
+  return !IsHopByHop(name) && !NamedInConnection(h, name);
+}
+
+void Append(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out.append(": ");
+  out.append(value);
+  out.append("\r\n");
+}
+
+const char* StatusText(int status) {
+  switch (status) {
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 408: return "Request Timeout";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Error";
+  }
+}
+
+}  // namespace
+
+bool IsHopByHop(std::string_view n) {
+  static constexpr std::string_view kHop[] = {"connection", "keep-alive", "proxy-connection", "proxy-authenticate",
+                                              "proxy-authorization", "te", "trailer", "transfer-encoding",
+                                              "upgrade", "http2-settings"};
+  for (std::string_view h : kHop)
+    if (IEquals(n, h)) return true;
+  return false;
+}
+
+void WriteRequestHead(const Head& req, std::string_view host_override, std::string& out) {
+  out.append(req.method);
+  out.push_back(' ');
+  out.append(req.target);
+  out.append(req.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+  if (!host_override.empty()) Append(out, "Host", host_override);
+  else if (req.has_host) Append(out, "Host", req.host);
+  for (const Field& f : req.fields) {
+    if (IEquals(f.name, "host") || !Forwarded(req, f.name)) continue;
+    Append(out, f.name, f.value);
+  }
+  // The upstream connection is pooled whatever the client's own preference; an HTTP/1.0 request keeps
+  // its version (so the upstream never answers it with chunked coding) and asks for keep-alive.
+  if (req.upgrade) out.append("Connection: upgrade\r\n");
+  else if (req.minor == 0) out.append("Connection: keep-alive\r\n");
+  out.append("\r\n");
+}
+
+void WriteResponseHead(const Head& resp, const Head& req, bool close, std::string& out) {
+  char line[32];
+  std::snprintf(line, sizeof line, "HTTP/1.1 %03d ", resp.status);
+  out.append(line);
+  out.append(resp.reason);
+  out.append("\r\n");
+  for (const Field& f : resp.fields)
+    if (Forwarded(resp, f.name)) Append(out, f.name, f.value);
+  if (resp.status == 101) out.append("Connection: upgrade\r\n");
+  else if (resp.status >= 200 && close) out.append("Connection: close\r\n");
+  else if (resp.status >= 200 && req.minor == 0) out.append("Connection: keep-alive\r\n");
+  out.append("\r\n");
+}
+
+bool ClientKeepAlive(const Head& req, const Head& resp) {
+  if (!req.keep_alive || resp.framing == Framing::Close) return false;
+  // An HTTP/1.0 client cannot read chunked coding, so it learns the end from the close.
+  return !(req.minor == 0 && resp.framing == Framing::Chunked);
+}
+
+bool UpstreamReusable(const Head& req, const Head& resp) {
+  (void)req;
+  return resp.keep_alive && resp.framing != Framing::Close && resp.framing != Framing::Tunnel;
+}
+
+std::string LocalResponse(int status, std::string_view body, bool close) {
+  std::string out;
+  char line[64];
+  std::snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, StatusText(status));
+  out.append(line);
+  out.append("Content-Type: text/plain; charset=utf-8\r\n");
+  std::snprintf(line, sizeof line, "Content-Length: %zu\r\n", body.size() + 1);
+  out.append(line);
+  if (close) out.append("Connection: close\r\n");
+  out.append("\r\n");
+  out.append(body);
+  out.push_back('\n');
+  return out;
+}
+
+}  // namespace mx::h1

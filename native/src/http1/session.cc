@@ -1,0 +1,597 @@
+// The HTTP/1.x proxy session. Everything here runs on the session's loop thread. One Pump() drives all
+// progress (edge-triggered readiness is remembered in flags and cleared only on EAGAIN), so every state
+// change, whichever side caused it, goes through the same few steps.
+#include "session.h"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace mx::h1 {
+namespace {
+
+constexpr int kMaxRounds = 16;
+
+// RFC 9110 §9.2.2: may be sent again when the first try surely did not run.
+bool Idempotent(std::string_view m) {
+  return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "PUT" || m == "DELETE" || m == "TRACE";
+}
+
+const char* ErrName(int err) {
+  const char* n = err ? strerrorname_np(err) : nullptr;
+  return n ? n : "ECONNRESET";
+}
+
+// Writes as much of p[0..n) as the socket takes. Returns bytes written, 0 with *again on EAGAIN,
+// -1 with *err on failure.
+ssize_t WriteSome(int fd, const char* p, size_t n, bool* again, int* err) {
+  for (;;) {
+    ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w >= 0) return w;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      *again = true;
+      return 0;
+    }
+    *err = errno;
+    return -1;
+  }
+}
+
+}  // namespace
+
+Http1Session::Http1Session(relay::UniqueFd client, std::string initial, std::shared_ptr<Pool> pool, int64_t idle_ms)
+    : cfd_(std::move(client)), pool_(std::move(pool)), idle_ms_(idle_ms > 0 ? idle_ms : kClientIdleMs) {
+  cw_.s = this;
+  if (!initial.empty()) cin_.Append(initial.data(), initial.size());
+}
+
+Http1Session::~Http1Session() = default;
+
+void Http1Session::Start() {
+  int err = loop()->Watch(cfd_.get(), &cw_);
+  if (err != 0) {
+    End("error", "cannot watch the client socket");
+    return;
+  }
+  last_active_ = loop()->NowMs();
+  loop()->ArmTimer(this, last_active_ + idle_ms_);
+  // Bytes handed over with the fd (read by Node before the hand-over) are processed without waiting for
+  // a readiness edge that may never come.
+  c_readable_ = true;
+  Pump();
+}
+
+void Http1Session::Close(const char* reason, bool reset) {
+  if (closed_) return;
+  if (reset) {
+    struct linger l = {1, 0};
+    ::setsockopt(cfd_.get(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  }
+  End(reason);
+}
+
+void Http1Session::End(const char* reason, const char* detail) {
+  if (closed_) return;
+  closed_ = true;
+  DropUpstream();
+  cfd_.Reset();
+  // The relay's closed-event shape: rx/tx are upstream bytes, which HTTP sessions account per pooled
+  // connection instead (the pool's counters), so they are 0 here.
+  relay::Event ev("closed", id());
+  ev.Num("rx", 0).Num("tx", 0).Num("downstreamRx", static_cast<double>(rx_)).Num("downstreamTx", static_cast<double>(tx_)).Str("reason", reason);
+  if (detail != nullptr) ev.Str("error", detail);
+  loop()->Retire(this, std::move(ev));
+}
+
+void Http1Session::OnTimer(int64_t now) {
+  pool_->Sweep(loop()->index(), now);
+  if (closed_) return;
+  int64_t deadline;
+  if (phase_ == Phase::Linger) {
+    deadline = linger_until_;
+  } else if (phase_ == Phase::Head) {
+    // Idle keep-alive, or a head that is not arriving (slow-loris): both end after the idle timeout.
+    deadline = last_active_ + idle_ms_;
+  } else if (phase_ == Phase::Tunnel) {
+    // An upgraded connection is a TCP relay: it gets the TCP session's idle timeout.
+    deadline = last_active_ + kTunnelIdleMs;
+  } else {
+    deadline = now + idle_ms_;  // a request in progress has no client timeout (Kuma's route timeout 0s)
+  }
+  if (now >= deadline) {
+    End(phase_ == Phase::Linger ? "done" : "idle-timeout");
+    return;
+  }
+  loop()->ArmTimer(this, deadline);
+}
+
+void Http1Session::OnSoon() {
+  dead_.clear();
+  Pump();
+}
+
+void Http1Session::OnClientEvents(uint32_t ev) {
+  if (closed_) return;
+  if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c_readable_ = true;
+  if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c_rdhup_ = true;
+  if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) c_writable_ = true;
+  Pump();
+}
+
+void Http1Session::OnUpstreamEvents(UpstreamConn* c, uint32_t ev) {
+  if (closed_ || c != up_.get()) return;
+  if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->readable = true;
+  if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->rdhup = true;
+  if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) c->writable = true;
+  Pump();
+}
+
+void Http1Session::Pump() {
+  if (closed_ || in_pump_) return;
+  in_pump_ = true;
+  for (int round = 0;; round++) {
+    if (round == kMaxRounds) {
+      // Fairness: let the loop serve other sessions, continue after this batch of events.
+      loop()->Soon(this);
+      break;
+    }
+    bool progress = ReadClient();
+    progress |= Process();
+    if (closed_) break;
+    progress |= ReadUpstream();
+    progress |= Process();
+    if (closed_) break;
+    progress |= FlushUpstream();
+    progress |= FlushClient();
+    if (closed_) break;
+    if (phase_ == Phase::Closing && cout_.empty()) {
+      StartClosing();
+      if (closed_) break;
+      progress = true;
+    }
+    if (!progress) break;
+  }
+  in_pump_ = false;
+}
+
+bool Http1Session::ReadClient() {
+  if (!c_readable_ || c_eof_) return false;
+  switch (phase_) {
+    case Phase::Closing:
+      return false;
+    case Phase::Exchange:
+      if (!req_done_ && uout_.size() >= kMaxPending) return false;
+      if (req_done_ && cin_.size() >= kMaxHeadBytes) return false;  // pipelined requests wait here
+      break;
+    case Phase::Tunnel:
+      if (uout_.size() >= kMaxPending) return false;
+      break;
+    case Phase::Head:
+    case Phase::WaitUpstream:
+      if (cin_.size() > kMaxHeadBytes) return false;
+      break;
+    case Phase::Linger:
+      break;
+  }
+  // Heads (and bytes to discard) are read into the loop's scratch buffer and only what arrived is kept;
+  // bodies and tunnel bytes are read straight into the queue.
+  bool bulk = (phase_ == Phase::Exchange && !req_done_) || phase_ == Phase::Tunnel;
+  size_t want = kReadChunk;
+  char* p = bulk ? cin_.Reserve(want) : loop()->scratch();
+  ssize_t n = ::read(cfd_.get(), p, want);
+  if (n > 0) {
+    // A short read drained the socket; edge-triggered epoll reports the next arrival, so skip the EAGAIN read.
+    // (Unless the peer's FIN was already signalled: that needs one more read to see, and raises no new edge.)
+    if (static_cast<size_t>(n) < want && !c_rdhup_) c_readable_ = false;
+    rx_ += static_cast<uint64_t>(n);
+    last_active_ = loop()->NowMs();
+    if (phase_ == Phase::Linger) return true;  // discarded: we are only waiting for the client's FIN
+    if (bulk) cin_.Commit(static_cast<size_t>(n));
+    else cin_.Append(p, static_cast<size_t>(n));
+    return true;
+  }
+  if (bulk) cin_.Commit(0);
+  if (n == 0) {
+    c_eof_ = true;
+    if (phase_ == Phase::Linger) End("done");
+    return true;
+  }
+  if (errno == EINTR) return true;
+  if (errno == EAGAIN || errno == EWOULDBLOCK) {
+    c_readable_ = false;
+    return false;
+  }
+  End("client-error", ErrName(errno));
+  return false;
+}
+
+bool Http1Session::ReadUpstream() {
+  if (!up_ || !up_->readable || up_->eof) return false;
+  if (phase_ != Phase::Exchange && phase_ != Phase::Tunnel) return false;
+  if (cout_.size() >= kMaxPending) return false;
+  bool bulk = resp_started_;
+  char* p = bulk ? uin_.Reserve(kReadChunk) : loop()->scratch();
+  ssize_t n = ::read(up_->fd(), p, kReadChunk);
+  if (bulk && n <= 0) uin_.Commit(0);
+  if (n > 0) {
+    if (static_cast<size_t>(n) < kReadChunk && !up_->rdhup) up_->readable = false;
+    if (bulk) uin_.Commit(static_cast<size_t>(n));
+    else uin_.Append(p, static_cast<size_t>(n));
+    up_->rx += static_cast<uint64_t>(n);
+    if (phase_ == Phase::Tunnel) last_active_ = loop()->NowMs();
+    resp_any_ = true;
+    return true;
+  }
+  if (n == 0) {
+    up_->eof = true;
+    return true;
+  }
+  if (errno == EINTR) return true;
+  if (errno == EAGAIN || errno == EWOULDBLOCK) {
+    up_->readable = false;
+    return false;
+  }
+  up_->err = errno;
+  up_->eof = true;
+  return true;
+}
+
+bool Http1Session::FlushClient() {
+  bool progress = false;
+  while (!cout_.empty() && c_writable_) {
+    bool again = false;
+    int err = 0;
+    ssize_t w = WriteSome(cfd_.get(), cout_.data(), cout_.size(), &again, &err);
+    if (w < 0) {
+      End("client-error", ErrName(err));
+      return false;
+    }
+    if (again) {
+      c_writable_ = false;
+      break;
+    }
+    tx_ += static_cast<uint64_t>(w);
+    cout_.Consume(static_cast<size_t>(w));
+    progress = true;
+  }
+  return progress;
+}
+
+bool Http1Session::FlushUpstream() {
+  if (!up_ || up_->eof) return false;
+  bool progress = false;
+  while (!uout_.empty() && up_->writable) {
+    bool again = false;
+    int err = 0;
+    ssize_t w = WriteSome(up_->fd(), uout_.data(), uout_.size(), &again, &err);
+    if (w < 0) {
+      // The request cannot be delivered; Process decides between retry, 503 and cutting the client.
+      up_->err = err;
+      up_->eof = true;
+      uout_.Clear();
+      return true;
+    }
+    if (again) {
+      up_->writable = false;
+      break;
+    }
+    up_->tx += static_cast<uint64_t>(w);
+    uout_.Consume(static_cast<size_t>(w));
+    progress = true;
+  }
+  return progress;
+}
+
+bool Http1Session::Process() {
+  bool progress = false;
+  for (int guard = 0; guard < 64 && !closed_; guard++) {
+    bool step = false;
+    switch (phase_) {
+      case Phase::Head:
+        step = StepHead();
+        break;
+      case Phase::Exchange:
+        step = StepExchange();
+        break;
+      case Phase::Tunnel:
+        step = StepTunnel();
+        break;
+      case Phase::WaitUpstream:
+      case Phase::Closing:
+      case Phase::Linger:
+        break;
+    }
+    if (!step) break;
+    progress = true;
+  }
+  return progress;
+}
+
+bool Http1Session::StepHead() {
+  if (cin_.empty()) {
+    // Close only once the last response is flushed (Pump closes a Closing session with empty output).
+    if (c_eof_ || draining_) phase_ = Phase::Closing;
+    return false;
+  }
+  Error err;
+  Status st = req_scan_.Scan(cin_.data(), cin_.size(), err);
+  if (st == Status::Partial) {
+    if (c_eof_) phase_ = Phase::Closing;
+    return false;
+  }
+  if (st == Status::Failed || (req_head_.assign(cin_.data(), req_scan_.end()), !ParseRequest(req_head_, req_, err))) {
+    req_scan_.Reset();
+    cin_.Clear();
+    req_done_ = true;
+    LocalReply(err.status, err.reason, false);
+    return true;
+  }
+  cin_.Consume(req_scan_.end());
+  req_scan_.Reset();
+  resp_scan_.Reset();
+  req_body_.Start(req_.framing, req_.content_length);
+  req_done_ = req_body_.done();
+  resp_started_ = resp_done_ = resp_any_ = false;
+  retried_ = false;
+  req_body_sent_ = 0;
+  std::unique_ptr<UpstreamConn> c = pool_->Take(loop()->index(), loop()->NowMs(), dead_);
+  if (!dead_.empty()) loop()->Soon(this);
+  if (c) Begin(std::move(c), true);
+  else AskUpstream();
+  return true;
+}
+
+void Http1Session::AskUpstream() {
+  phase_ = Phase::WaitUpstream;
+  loop()->Emit(relay::Event("h1-need-upstream", id()));
+}
+
+void Http1Session::OnUpstream(std::unique_ptr<UpstreamConn> c) {
+  c->loop = loop()->index();
+  if (loop()->Watch(c->fd(), c.get()) != 0) {
+    c->Kill();
+    dead_.push_back(std::move(c));
+    loop()->Soon(this);
+    if (!closed_ && phase_ == Phase::WaitUpstream) OnUpstreamFailed("cannot watch the upstream connection");
+    return;
+  }
+  if (closed_ || phase_ != Phase::WaitUpstream) {
+    // The client went away while the connection was being dialled: keep it for the next request.
+    pool_->Release(std::move(c), loop()->NowMs(), dead_);
+    if (!dead_.empty() && !closed_) loop()->Soon(this);
+    return;
+  }
+  Begin(std::move(c), false);
+  Pump();
+}
+
+void Http1Session::OnUpstreamFailed(const std::string& reason) {
+  if (closed_ || phase_ != Phase::WaitUpstream) return;
+  pool_->CountStatus(503);
+  LocalReply(503, "upstream unavailable: " + reason, req_done_ && req_body_sent_ == 0);
+  Pump();
+}
+
+void Http1Session::Begin(std::unique_ptr<UpstreamConn> c, bool reused) {
+  up_ = std::move(c);
+  up_->owner = this;
+  reused_ = reused;
+  uin_.Clear();
+  uout_.Clear();
+  hbuf_.clear();
+  WriteRequestHead(req_, up_->host, hbuf_);
+  uout_.Append(hbuf_.data(), hbuf_.size());
+  phase_ = Phase::Exchange;
+}
+
+bool Http1Session::StepExchange() {
+  bool progress = false;
+  if (!req_done_ && !cin_.empty()) {
+    size_t n = req_body_.Consume(cin_.data(), cin_.size());
+    if (n > 0) {
+      uout_.Append(cin_.data(), n);
+      cin_.Consume(n);
+      req_body_sent_ += n;
+      progress = true;
+    }
+    if (req_body_.failed()) {
+      DropUpstream();
+      if (!resp_started_) {
+        cin_.Clear();
+        LocalReply(400, std::string("malformed request body: ") + req_body_.error(), false);
+        return true;
+      }
+      End("client-error", "malformed request body");
+      return false;
+    }
+    if (req_body_.done()) req_done_ = true;
+  }
+  if (!req_done_ && c_eof_ && cin_.empty()) {
+    End("client-reset", "client closed mid-request");
+    return false;
+  }
+  while (!resp_started_ && !uin_.empty()) {
+    Error err;
+    Status st = resp_scan_.Scan(uin_.data(), uin_.size(), err);
+    if (st == Status::Partial) break;
+    if (st == Status::Failed || (resp_head_.assign(uin_.data(), resp_scan_.end()), !ParseResponse(resp_head_, req_.method, resp_, err))) {
+      DropUpstream();
+      pool_->CountStatus(502);
+      Report(502, "upstream sent an invalid response: " + err.reason);
+      LocalReply(502, "upstream sent an invalid response: " + err.reason, false);
+      return true;
+    }
+    uin_.Consume(resp_scan_.end());
+    resp_scan_.Reset();
+    progress = true;
+    hbuf_.clear();
+    if (resp_.status < 200 && resp_.status != 101) {
+      WriteResponseHead(resp_, req_, false, hbuf_);
+      cout_.Append(hbuf_.data(), hbuf_.size());
+      continue;
+    }
+    pool_->CountStatus(resp_.status);
+    close_after_ = draining_ || !ClientKeepAlive(req_, resp_);
+    WriteResponseHead(resp_, req_, close_after_, hbuf_);
+    cout_.Append(hbuf_.data(), hbuf_.size());
+    resp_started_ = true;
+    resp_body_.Start(resp_.framing, resp_.content_length);
+    if (resp_.framing == Framing::Tunnel) {
+      phase_ = Phase::Tunnel;
+      return true;
+    }
+  }
+  if (resp_started_ && !resp_done_) {
+    if (!uin_.empty()) {
+      size_t n = resp_body_.Consume(uin_.data(), uin_.size());
+      if (n > 0) {
+        cout_.Append(uin_.data(), n);
+        uin_.Consume(n);
+        progress = true;
+      }
+      if (resp_body_.failed()) {
+        Report(502, std::string("upstream sent a malformed response body: ") + resp_body_.error());
+        End("upstream-error", "malformed response body");
+        return false;
+      }
+    }
+    if (!resp_body_.done() && up_->eof && uin_.empty()) {
+      resp_body_.EndOfStream();
+      if (!resp_body_.done()) {
+        // Truncated: the client must not take a partial body for a whole one.
+        Report(502, std::string("upstream closed mid-response: ") + (up_->err ? ErrName(up_->err) : "end of stream"));
+        End("upstream-error", "upstream closed mid-response");
+        return false;
+      }
+    }
+    if (resp_body_.done()) resp_done_ = true;
+  }
+  if (!resp_started_ && up_->eof) {
+    UpstreamGone();
+    return true;
+  }
+  if (resp_done_) {
+    Finish();
+    return true;
+  }
+  return progress;
+}
+
+void Http1Session::UpstreamGone() {
+  bool nothing = !resp_any_;
+  int err = up_->err;
+  DropUpstream();
+  if (nothing && reused_ && !retried_ && Idempotent(req_.method) && req_body_sent_ == 0) {
+    // The keep-alive race: the upstream closed the pooled connection as we reused it. The request never
+    // reached it, so it goes once more on a fresh connection (Envoy's reset-before-request retry).
+    retried_ = true;
+    pool_->CountRetry();
+    AskUpstream();
+    return;
+  }
+  std::string reason;
+  if (nothing && reused_ && !retried_) reason = "upstream closed the reused connection before responding";
+  else if (nothing && retried_) reason = "upstream closed the connection before responding";
+  else reason = std::string("upstream connection error: ") + ErrName(err);
+  pool_->CountStatus(503);
+  LocalReply(503, "upstream unavailable: " + reason, req_done_ && req_body_sent_ == 0);
+}
+
+void Http1Session::Finish() {
+  bool reusable = UpstreamReusable(req_, resp_) && req_done_ && !up_->eof && uin_.empty() && uout_.empty();
+  if (reusable) {
+    up_->owner = nullptr;
+    pool_->Release(std::move(up_), loop()->NowMs(), dead_);
+    if (!dead_.empty()) loop()->Soon(this);
+  } else {
+    DropUpstream();
+  }
+  if (close_after_ || !req_done_ || draining_) {
+    phase_ = Phase::Closing;
+  } else {
+    phase_ = Phase::Head;
+    last_active_ = loop()->NowMs();
+  }
+}
+
+bool Http1Session::StepTunnel() {
+  bool progress = false;
+  if (!cin_.empty()) {
+    uout_.Append(cin_.data(), cin_.size());
+    cin_.Clear();
+    progress = true;
+  }
+  if (!uin_.empty()) {
+    cout_.Append(uin_.data(), uin_.size());
+    uin_.Clear();
+    progress = true;
+  }
+  if (up_->err != 0) {
+    End("upstream-reset", ErrName(up_->err));
+    return false;
+  }
+  // Half-closes cross the tunnel once everything before them was delivered.
+  if (c_eof_ && !u_shut_ && uout_.empty()) {
+    ::shutdown(up_->fd(), SHUT_WR);
+    u_shut_ = true;
+    progress = true;
+  }
+  if (up_->eof && !c_shut_ && cout_.empty()) {
+    ::shutdown(cfd_.get(), SHUT_WR);
+    c_shut_ = true;
+    progress = true;
+  }
+  if (c_shut_ && u_shut_) End("done");
+  return progress && !closed_;
+}
+
+void Http1Session::LocalReply(int status, const std::string& body, bool keep) {
+  keep = keep && !draining_ && req_.keep_alive;
+  std::string r = LocalResponse(status, body, !keep);
+  cout_.Append(r.data(), r.size());
+  DropUpstream();
+  if (keep) {
+    phase_ = Phase::Head;
+    last_active_ = loop()->NowMs();
+  } else {
+    phase_ = Phase::Closing;
+  }
+}
+
+void Http1Session::StartClosing() {
+  // FIN after the last response, then wait (bounded) for the client's FIN: closing with unread input
+  // would send RST and could destroy the response before the client reads it.
+  ::shutdown(cfd_.get(), SHUT_WR);
+  c_shut_ = true;
+  if (c_eof_) {
+    End("done");
+    return;
+  }
+  phase_ = Phase::Linger;
+  cin_.Clear();
+  linger_until_ = loop()->NowMs() + kLingerMs;
+  loop()->ArmTimer(this, linger_until_);
+}
+
+void Http1Session::Report(int status, const std::string& reason) {
+  loop()->Emit(relay::Event("h1-error", id()).Num("status", status).Str("reason", reason).Str("method", std::string(req_.method)));
+}
+
+void Http1Session::Drain() {
+  if (closed_) return;
+  draining_ = true;
+  if (phase_ == Phase::Head && cin_.empty()) End("done");
+}
+
+void Http1Session::DropUpstream() {
+  if (!up_) return;
+  up_->owner = nullptr;
+  up_->Kill();
+  dead_.push_back(std::move(up_));
+  if (!closed_) loop()->Soon(this);
+}
+
+}  // namespace mx::h1

@@ -1,0 +1,98 @@
+// Http1Session: one HTTP/1.x client connection proxied on a relay loop. Requests are handled one at a
+// time in arrival order (pipelined requests wait in the input buffer), each on an upstream connection
+// taken from the service's pool or, when the pool has none, dialled by TypeScript on request
+// (event "h1-need-upstream"). Heads are parsed and rewritten; bodies pass through unchanged.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../relay/engine.h"
+#include "buf.h"
+#include "codec.h"
+#include "pool.h"
+
+namespace mx::h1 {
+
+class Http1Session : public relay::Session {
+ public:
+  static constexpr int64_t kClientIdleMs = 60'000;
+  static constexpr int64_t kLingerMs = 5'000;
+  static constexpr int64_t kTunnelIdleMs = 3'600'000;
+  static constexpr size_t kReadChunk = 64 * 1024;
+  // Back-pressure: a side is not read while the other side's pending output is above this.
+  static constexpr size_t kMaxPending = 256 * 1024;
+
+  /** `idle_ms` closes a client connection idle between requests (or slow to send a head); 0 = default. */
+  Http1Session(relay::UniqueFd client, std::string initial, std::shared_ptr<Pool> pool, int64_t idle_ms);
+  ~Http1Session() override;
+
+  void Start() override;
+  void Close(const char* reason, bool reset) override;
+  void OnTimer(int64_t now) override;
+  void OnSoon() override;
+  const char* kind() const override { return "http1"; }
+
+  /** JS answered "h1-need-upstream" with a connected fd. */
+  void OnUpstream(std::unique_ptr<UpstreamConn> c);
+  /** JS could not open an upstream connection: the request gets a local 503. */
+  void OnUpstreamFailed(const std::string& reason);
+  /** Finish the exchange in flight with `Connection: close`, close at once when idle. */
+  void Drain();
+  void OnUpstreamEvents(UpstreamConn* c, uint32_t events);
+
+ private:
+  enum class Phase { Head, WaitUpstream, Exchange, Tunnel, Closing, Linger };
+  struct ClientWatcher : relay::Watcher {
+    Http1Session* s = nullptr;
+    void OnEvents(uint32_t events) override { s->OnClientEvents(events); }
+  };
+
+  void OnClientEvents(uint32_t events);
+  void Pump();
+  bool ReadClient();
+  bool ReadUpstream();
+  bool FlushClient();
+  bool FlushUpstream();
+  bool Process();
+  bool StepHead();
+  bool StepExchange();
+  bool StepTunnel();
+  void AskUpstream();
+  void Begin(std::unique_ptr<UpstreamConn> c, bool reused);
+  void UpstreamGone();
+  void Finish();
+  void LocalReply(int status, const std::string& body, bool keep);
+  void DropUpstream();
+  /** Retires the session; `reason` is one of the relay's close reasons (RelayCloseReason), `detail` says more. */
+  void End(const char* reason, const char* detail = nullptr);
+  void StartClosing();
+  /** Tells JS about an upstream failure worth a log line (the client saw a 502 or a cut response). */
+  void Report(int status, const std::string& reason);
+
+  relay::UniqueFd cfd_;
+  ClientWatcher cw_;
+  std::shared_ptr<Pool> pool_;
+  int64_t idle_ms_;
+  Buf cin_, cout_, uin_, uout_;
+  bool c_readable_ = false, c_rdhup_ = false, c_writable_ = true, c_eof_ = false, c_shut_ = false, u_shut_ = false;
+  bool closed_ = false, in_pump_ = false, draining_ = false;
+  Phase phase_ = Phase::Head;
+  int64_t last_active_ = 0, linger_until_ = 0;
+  uint64_t rx_ = 0, tx_ = 0;
+
+  std::unique_ptr<UpstreamConn> up_;
+  std::vector<std::unique_ptr<UpstreamConn>> dead_;
+
+  // The exchange in progress.
+  HeadScanner req_scan_{Kind::Request}, resp_scan_{Kind::Response};
+  std::string req_head_, resp_head_, hbuf_;
+  Head req_, resp_;
+  BodyTracker req_body_, resp_body_;
+  bool req_done_ = false, resp_started_ = false, resp_done_ = false, resp_any_ = false;
+  bool reused_ = false, retried_ = false, close_after_ = false;
+  uint64_t req_body_sent_ = 0;
+};
+
+}  // namespace mx::h1
