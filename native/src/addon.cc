@@ -29,6 +29,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cgroupId", Napi::Function::New(env, mx::CgroupId));
   exports.Set("netnsCookie", Napi::Function::New(env, mx::NetnsCookie));
   exports.Set("layout", Napi::Function::New(env, mx::Layout));
+  exports.Set("relayStart", Napi::Function::New(env, mx::RelayStart));
+  exports.Set("relayStop", Napi::Function::New(env, mx::RelayStop));
+  exports.Set("relayTcp", Napi::Function::New(env, mx::RelayTcp));
+  exports.Set("relayClose", Napi::Function::New(env, mx::RelayClose));
+  exports.Set("relayStats", Napi::Function::New(env, mx::RelayStats));
   return exports;
 }
 

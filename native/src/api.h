@@ -30,4 +30,11 @@ Napi::Value CgroupId(const Napi::CallbackInfo& info);
 Napi::Value NetnsCookie(const Napi::CallbackInfo& info);
 Napi::Value Layout(const Napi::CallbackInfo& info);
 
+// Relay engine (relay/api.cc).
+Napi::Value RelayStart(const Napi::CallbackInfo& info);
+Napi::Value RelayStop(const Napi::CallbackInfo& info);
+Napi::Value RelayTcp(const Napi::CallbackInfo& info);
+Napi::Value RelayClose(const Napi::CallbackInfo& info);
+Napi::Value RelayStats(const Napi::CallbackInfo& info);
+
 }  // namespace mx
