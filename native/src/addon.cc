@@ -34,6 +34,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("relayTcp", Napi::Function::New(env, mx::RelayTcp));
   exports.Set("relayClose", Napi::Function::New(env, mx::RelayClose));
   exports.Set("relayStats", Napi::Function::New(env, mx::RelayStats));
+  exports.Set("relayH2", Napi::Function::New(env, mx::RelayH2));
+  exports.Set("relayH2Attach", Napi::Function::New(env, mx::RelayH2Attach));
+  exports.Set("relayH2Unavailable", Napi::Function::New(env, mx::RelayH2Unavailable));
+  exports.Set("relayH2Drain", Napi::Function::New(env, mx::RelayH2Drain));
+  exports.Set("h2CountersNew", Napi::Function::New(env, mx::H2CountersNew));
+  exports.Set("h2CountersRead", Napi::Function::New(env, mx::H2CountersRead));
+  exports.Set("h2CountersFree", Napi::Function::New(env, mx::H2CountersFree));
   return exports;
 }
 

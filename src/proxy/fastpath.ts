@@ -17,6 +17,19 @@ export interface RelayedConnection {
   close(reset: boolean): void;
 }
 
+/** An HTTP/2 client connection served by the engine; upstream connections are handed to it on request. */
+export interface RelayedHttp2 extends RelayedConnection {
+  /** Gives the session a connected h2c upstream socket (destroyed here on success); false when the session is gone. */
+  attach(token: number, upstream: net.Socket, authority: string): boolean;
+  /** No upstream connection could be made: the waiting streams get a local 503 / grpc-status 14 naming `reason`. */
+  unavailable(reason: string): void;
+  /** GOAWAY to the client; in-flight streams finish. */
+  drain(): void;
+}
+
+/** Events of one session other than `closed` (HTTP/2: need-upstream, upstream-closed). */
+export type RelayEventHandler = (ev: RelayEvent) => void;
+
 interface SocketHandle {
   fd?: unknown;
 }
@@ -40,6 +53,7 @@ function takeBuffered(s: net.Socket): Buffer | null {
 
 export class FastPath {
   private readonly handlers = new Map<number, RelayCloseHandler>();
+  private readonly listeners = new Map<number, RelayEventHandler>();
   private stopped = false;
 
   private constructor(
@@ -87,6 +101,69 @@ export class FastPath {
     return { id, close: (reset) => this.close(id, reset) };
   }
 
+  /**
+   * Moves an HTTP/2 (h2c) client connection into the engine with the bytes Node already read from it; the
+   * socket is destroyed. Returns null, leaving the socket untouched, when it has no fd or the engine refuses.
+   */
+  handOverHttp2(client: net.Socket, grpc: boolean, counters: number, onEvent: RelayEventHandler, onClose: RelayCloseHandler): RelayedHttp2 | null {
+    if (this.stopped) return null;
+    const cfd = socketFd(client);
+    if (cfd < 0) return null;
+    const initial = takeBuffered(client);
+    let id: number;
+    try {
+      id = this.addon.relayH2(this.engine, cfd, initial, grpc, counters);
+    } catch {
+      if (initial) client.unshift(initial);
+      return null;
+    }
+    this.handlers.set(id, onClose);
+    this.listeners.set(id, onEvent);
+    client.destroy();
+    return {
+      id,
+      close: (reset) => this.close(id, reset),
+      attach: (token, upstream, authority) => {
+        if (this.stopped || !this.handlers.has(id)) return false;
+        const ufd = socketFd(upstream);
+        if (ufd < 0) return false;
+        const buffered = takeBuffered(upstream);
+        let ok: boolean;
+        try {
+          ok = this.addon.relayH2Attach(this.engine, id, token, ufd, authority, buffered);
+        } catch {
+          ok = false;
+        }
+        if (!ok) {
+          if (buffered) upstream.unshift(buffered);
+          return false;
+        }
+        upstream.destroy();
+        return true;
+      },
+      unavailable: (reason) => {
+        if (!this.stopped && this.handlers.has(id)) this.addon.relayH2Unavailable(this.engine, id, reason);
+      },
+      drain: () => {
+        if (!this.stopped && this.handlers.has(id)) this.addon.relayH2Drain(this.engine, id);
+      },
+    };
+  }
+
+  /** A new set of HTTP/2 response counters (one per service); free it with freeH2Counters. */
+  newH2Counters(): number {
+    return this.addon.h2CountersNew();
+  }
+
+  /** Cumulative [unused, 1xx, 2xx, 3xx, 4xx, 5xx, retries] of a counter set. */
+  readH2Counters(counters: number): number[] {
+    return this.addon.h2CountersRead(counters);
+  }
+
+  freeH2Counters(counters: number): void {
+    this.addon.h2CountersFree(counters);
+  }
+
   /** Ends one session; its `closed` event follows. */
   close(id: number, reset: boolean): void {
     if (!this.stopped && this.handlers.has(id)) this.addon.relayClose(this.engine, id, reset);
@@ -110,10 +187,14 @@ export class FastPath {
 
   private dispatch(evs: RelayEvent[]): void {
     for (const ev of evs) {
-      if (ev.kind !== 'closed') continue;
+      if (ev.kind !== 'closed') {
+        this.listeners.get(ev.id)?.(ev);
+        continue;
+      }
       const h = this.handlers.get(ev.id);
       if (!h) continue;
       this.handlers.delete(ev.id);
+      this.listeners.delete(ev.id);
       h(ev as RelayClosedEvent);
     }
   }

@@ -20,6 +20,7 @@ import type { ConnState } from './conn.js';
 import type { RelayStats } from '../redirect/native.js';
 import { Http1Handler } from './http1.js';
 import { Http2Handler } from './http2.js';
+import { NativeHttp2 } from './http2-native.js';
 
 export { UpstreamError } from './errors.js';
 export type { DataPath } from './fastpath.js';
@@ -72,6 +73,8 @@ export class Proxy {
   private readonly h2 = new Http2Handler();
   /** The native engine once started; null when the Node data path is used (chosen, or the addon failed). */
   private fast: FastPath | null | undefined;
+  /** HTTP/2 sessions on the native engine (bound to the engine instance it was made for). */
+  private h2native: NativeHttp2 | undefined;
   private readonly tcpIdleTimeoutMs: number;
 
   constructor(private readonly opts: ProxyOptions) {
@@ -82,6 +85,20 @@ export class Proxy {
     this.noRoute = opts.stats.counter('meshext_downstream_cx_no_route_total', 'Connections to a VIP:port no service owns');
     this.tcpIdleTimeoutMs = opts.tcpIdleTimeoutMs ?? TCP_IDLE_TIMEOUT_MS;
     if ((opts.dataPath ?? 'native') === 'node') this.fast = null;
+    // Native HTTP/2 sessions count responses in the addon; a metrics read pulls them in, so /stats is exact.
+    opts.stats.onCollect(() => this.h2native?.collect());
+  }
+
+  /** Serves an HTTP/2 client connection in the native engine when the service allows it; false = use Node. */
+  private serveNativeH2(sock: net.Socket, rt: ServiceRuntime, state: ConnState): boolean {
+    if (!NativeHttp2.eligible(rt)) return false;
+    const fast = this.fastPath();
+    if (!fast) return false;
+    if (this.h2native?.fast !== fast) {
+      this.h2native?.collect();
+      this.h2native = new NativeHttp2(fast);
+    }
+    return this.h2native.serve(sock, rt, state);
   }
 
   /** The native engine, started on first use; null (logged once) when it cannot start. */
@@ -240,11 +257,16 @@ export class Proxy {
       case 'http':
         sniffHttp2(sock, (h2) => (h2 ? this.h1.serveH2(sock, rt, state) : this.h1.serve(sock, rt, state)));
         break;
+      // HTTP/2 clients of plain-h2c services ride the native engine; HTTP/1.1 clients, TLS upstreams and
+      // forbidden services (whose local replies the Node handler owns) stay in Node.
       case 'http2':
-        sniffHttp2(sock, (h2) => (h2 ? this.h2.serve(sock, rt, state) : this.h2.serveH1(sock, rt, state)));
+        sniffHttp2(sock, (h2) => {
+          if (!h2) this.h2.serveH1(sock, rt, state);
+          else if (!this.serveNativeH2(sock, rt, state)) this.h2.serve(sock, rt, state);
+        });
         break;
       case 'grpc':
-        this.h2.serve(sock, rt, state);
+        if (!this.serveNativeH2(sock, rt, state)) this.h2.serve(sock, rt, state);
         break;
     }
   }
@@ -284,6 +306,8 @@ export class Proxy {
     if (this.fast) this.fast = undefined;
     for (const rt of this.runtimes.values()) rt.close();
     this.runtimes.clear();
+    this.h2native?.collect();
+    this.h2native = undefined;
   }
 
   /** Number of open client connections (in Node or in the native engine). */

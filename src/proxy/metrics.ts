@@ -37,15 +37,15 @@ export class ServiceMetrics {
     this.accessDenied = reg.counter('meshext_access_denied_total', 'Requests or connections denied by mesh routing settings', l);
   }
 
-  /** Counts one upstream response by status class (`2xx`...), or `reset` when none arrived. */
-  request(status: number | 'reset'): void {
+  /** Counts `n` (default 1) upstream responses by status class (`2xx`...), or `reset` when none arrived. */
+  request(status: number | 'reset', n = 1): void {
     const cls = status === 'reset' ? 'reset' : `${Math.floor(status / 100)}xx`;
     let s = this.rq.get(cls);
     if (!s) {
       s = this.reg.counter('meshext_upstream_rq_total', 'Upstream requests by response class', { service: this.kri, code_class: cls });
       this.rq.set(cls, s);
     }
-    s.inc();
+    s.inc(n);
   }
 
   /** Counts one TLS verification/handshake failure. */

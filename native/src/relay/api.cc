@@ -123,3 +123,12 @@ Napi::Value RelayStats(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace mx
+
+// Hooks for other session kinds' exports (declared in js.h): the same engine lookup and fd dup as above.
+namespace mx::relay {
+
+Engine* EngineFromArg(const Napi::CallbackInfo& info) { return EngineArg(info); }
+
+UniqueFd DupSocketFd(Napi::Env env, int fd, const char* what) { return DupSocket(env, fd, what); }
+
+}  // namespace mx::relay
