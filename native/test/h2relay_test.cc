@@ -510,6 +510,24 @@ void TestResetsBothWays() {
   CHECK(h.relay.OpenStreams() == 0, "streams left %zu", h.relay.OpenStreams());
 }
 
+void TestEarlyResponseWhileClientStillSends() {
+  // The upstream answers on the request headers; the client keeps sending a body larger than every window.
+  Harness h;
+  h.setup_server = [](Peer& srv) {
+    srv.on_headers = [](Peer& p, int32_t id) {
+      std::string b = "early";
+      p.Respond(id, {{":status", "413"}}, &b);
+    };
+  };
+  std::string body(3 * 1024 * 1024, 'u');
+  int32_t id = h.client.Request(Req("POST", "/too-big"), &body);
+  CHECK(h.Run([&] { return h.client.msgs[id].closed; }), "client stream stuck after an early response");
+  CHECK(Get(h.client.msgs[id].head, ":status") == "413", "status");
+  CHECK(h.client.msgs[id].body == "early", "body");
+  CHECK(h.relay.OpenStreams() == 0, "streams left %zu", h.relay.OpenStreams());
+  CHECK(h.max_buffered <= 2 * 256 * 1024, "relay buffered %zu", h.max_buffered);
+}
+
 void TestFlowControlBoundsBuffering() {
   // The client does not acknowledge DATA at first: the relay may hold at most what it advertised.
   mx::h2::RelayOptions o;
@@ -578,6 +596,7 @@ int main() {
       {"unavailable upstream: grpc-status 14", [] { TestUnavailable(true); }},
       {"RST_STREAM both ways", TestResetsBothWays},
       {"flow control bounds buffering", TestFlowControlBoundsBuffering},
+      {"early upstream response while the client still sends", TestEarlyResponseWhileClientStillSends},
       {"drain sends GOAWAY and finishes in-flight", TestDrain},
   };
   for (auto& c : cases) {

@@ -223,9 +223,9 @@ int Relay::OnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud) 
 
 int Relay::OnDataChunk(nghttp2_session* sess, uint8_t, int32_t stream_id, const uint8_t* data, size_t len, void* ud) {
   auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(sess, stream_id));
-  // Nobody will forward these bytes (stream gone, or the upstream already finished it): acknowledge them now
-  // so the client's windows do not shrink for good.
-  if (!s || (s->conn == nullptr && !s->waiting)) {
+  // Nobody will forward these bytes (stream gone, answered locally, or the upstream already finished it):
+  // acknowledge them now so the client's windows do not shrink for good.
+  if (!s || (!s->up_active && !s->waiting)) {
     nghttp2_session_consume(sess, stream_id, len);
     return 0;
   }
@@ -523,8 +523,9 @@ int Relay::UpOnStreamClose(nghttp2_session* sess, int32_t stream_id, uint32_t co
     s->up_active = false;
     u->active--;
   }
-  if (code == NGHTTP2_NO_ERROR && s->resp_done) {
-    // Normal end. Response bytes still buffered are acknowledged to this connection as the client takes them.
+  if (code == NGHTTP2_NO_ERROR && s->resp_end) {
+    // Normal end (END_STREAM seen; an RST_STREAM(NO_ERROR) before it is an abort like any other).
+    // Response bytes still buffered are acknowledged to this connection as the client takes them.
     if (s->resp_body.Size() == 0) {
       s->conn = nullptr;
       u->refs.erase(s);
