@@ -528,6 +528,44 @@ void TestEarlyResponseWhileClientStillSends() {
   CHECK(h.max_buffered <= 2 * 256 * 1024, "relay buffered %zu", h.max_buffered);
 }
 
+void TestUpstreamConnectionLost() {
+  // The first connection dies with three requests on it: a GET with no answer yet is replayed once on a new
+  // connection, a POST with no answer gets a local 503, and a GET whose response had started is reset.
+  Harness h;
+  int conns = 0;
+  h.setup_server = [&](Peer& srv) {
+    int n = ++conns;
+    srv.on_headers = [n](Peer& p, int32_t id) {
+      const std::string path = Get(p.msgs[id].head, ":path");
+      if (n > 1) {
+        std::string b = "second try";
+        p.Respond(id, {{":status", "200"}}, &b);
+      } else if (path == "/started") {
+        p.hold[id] = true;
+        std::string b = "partial";
+        p.Respond(id, {{":status", "200"}}, &b);
+      }
+    };
+  };
+  int32_t started = h.client.Request(Req("GET", "/started"), nullptr);
+  CHECK(h.Run([&] { return h.client.msgs[started].body == "partial"; }), "no partial response");
+  int32_t get = h.client.Request(Req("GET", "/get"), nullptr);
+  std::string pbody = "x";
+  int32_t post = h.client.Request(Req("POST", "/post"), &pbody);
+  CHECK(h.Run([&] { return h.ups[0]->server->msgs.size() == 3; }), "requests did not reach the upstream");
+  // Kill the upstream's end of the connection.
+  close(h.ups[0]->server->end.fd);
+  h.ups[0]->server->end.fd = -1;
+  h.ups[0]->server->end.eof = true;
+  CHECK(h.Run([&] { return h.client.msgs[started].closed && h.client.msgs[get].closed && h.client.msgs[post].closed; }), "streams not finished");
+  CHECK(h.client.msgs[started].rst == NGHTTP2_INTERNAL_ERROR, "started stream code %u", h.client.msgs[started].rst);
+  CHECK(h.client.msgs[get].body == "second try", "GET body '%s'", h.client.msgs[get].body.c_str());
+  CHECK(Get(h.client.msgs[post].head, ":status") == "503", "POST status '%s'", Get(h.client.msgs[post].head, ":status").c_str());
+  CHECK(h.client.msgs[post].body.rfind("upstream closed the connection", 0) == 0, "POST body '%s'", h.client.msgs[post].body.c_str());
+  CHECK(h.retries == 1, "retries %d", h.retries);
+  CHECK(conns == 2, "connections %d", conns);
+}
+
 void TestFlowControlBoundsBuffering() {
   // The client does not acknowledge DATA at first: the relay may hold at most what it advertised.
   mx::h2::RelayOptions o;
@@ -597,6 +635,7 @@ int main() {
       {"RST_STREAM both ways", TestResetsBothWays},
       {"flow control bounds buffering", TestFlowControlBoundsBuffering},
       {"early upstream response while the client still sends", TestEarlyResponseWhileClientStillSends},
+      {"upstream connection lost mid-flight", TestUpstreamConnectionLost},
       {"drain sends GOAWAY and finishes in-flight", TestDrain},
   };
   for (auto& c : cases) {

@@ -82,6 +82,14 @@ std::string GrpcMessage(const std::string& text) {
   return out;
 }
 
+/** RFC 9110 §9.2.2 idempotent methods: safe to send again when the first try surely got no answer (as http1.ts). */
+bool Idempotent(const Headers& req) {
+  for (const auto& [k, v] : req) {
+    if (k == ":method") return v == "GET" || v == "HEAD" || v == "OPTIONS" || v == "PUT" || v == "DELETE" || v == "TRACE";
+  }
+  return false;
+}
+
 Headers FilterTrailers(const Headers& in) {
   Headers out;
   for (const auto& [k, v] : in) {
@@ -102,6 +110,7 @@ struct Relay::Stream {
   Headers req_trailers;
   ByteQueue req_body;
   bool req_sent_any = false;  // some request body went upstream: no longer safe to replay
+  bool replayed = false;      // already sent again after its connection was lost
 
   Upstream* conn = nullptr;  // connection the request went to (kept while response bytes are owed to it)
   int32_t up_id = -1;
@@ -442,7 +451,19 @@ void Relay::UpstreamLost(uint32_t id, const std::string& reason) {
     s->conn = nullptr;
     s->up_active = false;
     u->refs.erase(s);
-    if (active) UpstreamFailedStream(s, NGHTTP2_INTERNAL_ERROR, reason);
+    if (!active) continue;
+    if (!s->resp_done && !s->req_sent_any && !s->replayed && !s->down_closed && Idempotent(s->req)) {
+      // The connection died (typically an idle one the upstream had just closed) before any answer: send an
+      // idempotent request once more on another connection, as the HTTP/1.1 path does.
+      s->replayed = true;
+      host_.CountRetry();
+      s->up_id = -1;
+      s->up_opened = false;
+      s->waiting = true;
+      waiting_.push_front(s);
+      continue;
+    }
+    UpstreamFailedStream(s, NGHTTP2_INTERNAL_ERROR, reason);
   }
   ups_.erase(it);
   Dispatch();
