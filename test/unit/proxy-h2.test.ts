@@ -291,3 +291,27 @@ test('http2: drain sends GOAWAY to the client and lets the in-flight stream fini
   await p.close();
   await new Promise((r) => srv.close(r));
 });
+
+test('http2: a DNS endpoint sets :authority to its hostname (Envoy auto_host_rewrite) on the native path', async (t) => {
+  const seen: string[] = [];
+  const srv = http2.createServer();
+  srv.on('stream', (stream, headers) => {
+    seen.push(`${String(headers[':authority'])} ${String(headers[':scheme'])} ${headers.host === undefined ? 'no-host' : 'host'}`);
+    stream.respond({ ':status': 204 });
+    stream.end();
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const upPort = (srv.address() as { port: number }).port;
+  const s = svc({ protocol: 'grpc', endpoints: [{ kind: 'dns', address: 'localhost', port: upPort }] });
+  const p = await proxyFor(s);
+  const session = http2.connect(`http://127.0.0.1:${p.port}`);
+  const req = session.request({ ':path': '/x', ':authority': 'api.extsvc.mesh.local' });
+  req.end();
+  const status = await new Promise<number>((resolve) => req.on('response', (h) => resolve(Number(h[':status']))));
+  t.is(status, 204);
+  t.deepEqual(seen, ['localhost http no-host']);
+  t.is(nativeSessions(p), 1);
+  session.close();
+  await p.close();
+  await new Promise((r) => srv.close(r));
+});
