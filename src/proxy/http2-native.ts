@@ -49,7 +49,8 @@ export class NativeHttp2 {
         ups.delete(token);
       }
     };
-    relayed = this.fast.handOverHttp2(sock, rt.service.protocol === 'grpc', set.handle, onEvent, () => {
+    relayed = this.fast.handOverHttp2(sock, rt.service.protocol === 'grpc', set.handle, onEvent, (ev) => {
+      if (ev.reason !== 'done' && ev.reason !== 'closed') rt.log.debug({ reason: ev.reason, err: ev.error }, 'HTTP/2 client connection ended');
       for (const finish of ups.values()) finish(0, 0);
       ups.clear();
       set.sessions--;

@@ -40,8 +40,8 @@ function unary(c: Any, text: string): Promise<{ text?: string; err?: grpc.Servic
   return new Promise((resolve) => c.Unary({ text }, (err: grpc.ServiceError | null, res: Any) => resolve(err ? { err } : { text: res.text })));
 }
 
-async function proxyFor(s: CompiledService, dataPath: DataPath = 'native'): Promise<{ port: number; proxy: Proxy; stats: ReturnType<typeof newProxy>['stats']; close: () => Promise<void> }> {
-  const { proxy, stats } = newProxy({ dataPath });
+async function proxyFor(s: CompiledService, dataPath: DataPath = 'native', dataThreads = 1): Promise<{ port: number; proxy: Proxy; stats: ReturnType<typeof newProxy>['stats']; close: () => Promise<void> }> {
+  const { proxy, stats } = newProxy({ dataPath, dataThreads });
   proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   return { port: l.port, proxy, stats, close: () => proxy.close() };
@@ -314,4 +314,23 @@ test('http2: a DNS endpoint sets :authority to its hostname (Envoy auto_host_rew
   session.close();
   await p.close();
   await new Promise((r) => srv.close(r));
+});
+
+test('grpc: client connections spread over two engine threads; response counts stay exact', async (t) => {
+  const up = await grpcServer();
+  const s = svc({ protocol: 'grpc', endpoints: [ipEp(up.port)] });
+  const p = await proxyFor(s, 'native', 2);
+  // Separate channels (grpc-js shares a subchannel per target unless the options differ).
+  const clients = [0, 1, 2, 3].map((i) => new EchoService(`127.0.0.1:${p.port}`, grpc.credentials.createInsecure(), { 'grpc.meshext.test.channel': i }));
+  const replies = await Promise.all(clients.flatMap((c, i) => [0, 1, 2, 3, 4].map((j) => unary(c, `${i}.${j}`))));
+  t.deepEqual(
+    replies.map((r) => r.text),
+    clients.flatMap((_, i) => [0, 1, 2, 3, 4].map((j) => `echo:${i}.${j}`)),
+  );
+  t.is(p.proxy.relayStats()?.threads, 2);
+  t.is(nativeSessions(p), 4);
+  t.is(p.stats.get('meshext_upstream_rq_total', { service: s.kri, code_class: '2xx' }), 20);
+  for (const c of clients) c.close();
+  await p.close();
+  up.server.forceShutdown();
 });
