@@ -54,6 +54,7 @@ function takeBuffered(s: net.Socket): Buffer | null {
 export class FastPath {
   private readonly handlers = new Map<number, RelayCloseHandler>();
   private readonly listeners = new Map<number, RelayEventHandler>();
+  private readonly kinds = new Map<string, RelayEventHandler>();
   private stopped = false;
 
   private constructor(
@@ -150,6 +151,14 @@ export class FastPath {
     };
   }
 
+  /**
+   * Receives every event of `kind`, whichever session sent it; for events that can outlive their session
+   * (an HTTP/2 upstream connection parked by one client connection and closed under another).
+   */
+  onKind(kind: string, handler: RelayEventHandler): void {
+    this.kinds.set(kind, handler);
+  }
+
   /** A new set of HTTP/2 response counters (one per service); free it with freeH2Counters. */
   newH2Counters(): number {
     return this.addon.h2CountersNew();
@@ -188,7 +197,9 @@ export class FastPath {
   private dispatch(evs: RelayEvent[]): void {
     for (const ev of evs) {
       if (ev.kind !== 'closed') {
-        this.listeners.get(ev.id)?.(ev);
+        const byKind = this.kinds.get(ev.kind);
+        if (byKind) byKind(ev);
+        else this.listeners.get(ev.id)?.(ev);
         continue;
       }
       const h = this.handlers.get(ev.id);

@@ -26,9 +26,19 @@ interface CounterSet {
 
 export class NativeHttp2 {
   private readonly sets = new Map<ServiceRuntime, CounterSet>();
+  /** Upstream connections in the engine, by token: each one's end-of-life accounting (see Dialled.adopt). */
+  private readonly upstreams = new Map<number, (rx: number, tx: number) => void>();
   private nextToken = 1;
 
-  constructor(readonly fast: FastPath) {}
+  constructor(readonly fast: FastPath) {
+    // A connection can outlive the client connection that asked for it (parked for the next client of
+    // the service), so its close is matched by token, not by session.
+    fast.onKind('upstream-closed', (ev) => {
+      const e = ev as unknown as { up: number; rx: number; tx: number };
+      this.upstreams.get(e.up)?.(e.rx, e.tx);
+      this.upstreams.delete(e.up);
+    });
+  }
 
   /** Whether a client connection of this service can be served natively (plain h2c upstream, access allowed). */
   static eligible(rt: ServiceRuntime): boolean {
@@ -38,21 +48,12 @@ export class NativeHttp2 {
   /** Hands the client connection to the engine; false (socket untouched) when the engine will not take it. */
   serve(sock: net.Socket, rt: ServiceRuntime, state: ConnState): boolean {
     const set = this.counterSet(rt);
-    // Upstream connections handed to this session, by token: each one's end-of-life accounting.
-    const ups = new Map<number, (rx: number, tx: number) => void>();
     let relayed: RelayedHttp2 | null = null;
     const onEvent = (ev: RelayEvent): void => {
-      if (ev.kind === 'need-upstream' && relayed) this.dial(relayed, rt, ups);
-      else if (ev.kind === 'upstream-closed') {
-        const token = Number(ev.up);
-        ups.get(token)?.(Number(ev.rx), Number(ev.tx));
-        ups.delete(token);
-      }
+      if (ev.kind === 'need-upstream' && relayed) this.dial(relayed, rt);
     };
     relayed = this.fast.handOverHttp2(sock, rt.service.protocol === 'grpc', set.handle, onEvent, (ev) => {
       if (ev.reason !== 'done' && ev.reason !== 'closed') rt.log.debug({ reason: ev.reason, err: ev.error }, 'HTTP/2 client connection ended');
-      for (const finish of ups.values()) finish(0, 0);
-      ups.clear();
       set.sessions--;
       this.release(rt, set);
       state.ended?.();
@@ -65,16 +66,16 @@ export class NativeHttp2 {
     return true;
   }
 
-  private dial(relayed: RelayedHttp2, rt: ServiceRuntime, ups: Map<number, (rx: number, tx: number) => void>): void {
+  private dial(relayed: RelayedHttp2, rt: ServiceRuntime): void {
     dialUpstream(rt, ['h2']).then(
       (d) => {
         const finish = d.adopt();
         const token = this.nextToken++;
-        ups.set(token, finish);
+        this.upstreams.set(token, finish);
         const ok = d.socket instanceof net.Socket && relayed.attach(token, d.socket, upstreamHost(d.endpoint, undefined) ?? '');
         if (!ok) {
           // The client connection ended while we dialled (or the engine stopped): nobody needs this one.
-          ups.delete(token);
+          this.upstreams.delete(token);
           d.socket.destroy();
           finish(0, 0);
         }

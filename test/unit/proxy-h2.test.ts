@@ -245,14 +245,27 @@ test('http2: streams beyond the upstream\'s SETTINGS_MAX_CONCURRENT_STREAMS go t
   t.deepEqual(bodies, Array.from({ length: total }, (_, i) => `/${i}`));
   t.true((p.stats.get('meshext_upstream_cx_total', { service: s.kri }) ?? 0) >= 3, 'at most 10 streams per upstream connection');
   t.is(p.stats.get('meshext_upstream_rq_total', { service: s.kri, code_class: '2xx' }), total);
+  const cx = p.stats.get('meshext_upstream_cx_total', { service: s.kri }) ?? 0;
   session.close();
   await new Promise((r) => session.on('close', r));
-  // The engine reports the end of the client connection and of its upstream connections.
-  for (let i = 0; i < 200 && (p.proxy.activeConnections() > 0 || p.stats.get('meshext_upstream_cx_active', { service: s.kri }) !== 0); i++) await new Promise((r) => setTimeout(r, 10));
+  // The engine reports the end of the client connection; its idle upstream connections stay open, parked
+  // for the next client of the service, which reuses one instead of dialling.
+  for (let i = 0; i < 200 && p.proxy.activeConnections() > 0; i++) await new Promise((r) => setTimeout(r, 10));
   t.is(p.proxy.activeConnections(), 0);
+  t.is(p.stats.get('meshext_upstream_cx_active', { service: s.kri }), cx);
+  const again = http2.connect(`http://127.0.0.1:${p.port}`);
+  const req = again.request({ ':path': '/again' });
+  req.end();
+  req.resume();
+  await new Promise((r) => req.on('end', r));
+  t.is(p.stats.get('meshext_upstream_cx_total', { service: s.kri }), cx, 'a parked upstream connection was reused');
+  t.is(p.stats.get('meshext_upstream_rq_total', { service: s.kri, code_class: '2xx' }), total + 1);
+  again.close();
+  await new Promise((r) => again.on('close', r));
+  // Stopping the proxy closes parked connections too, and each is accounted.
+  await p.close();
   t.is(p.stats.get('meshext_upstream_cx_active', { service: s.kri }), 0);
   t.true((p.stats.get('meshext_upstream_cx_rx_bytes_total', { service: s.kri }) ?? 0) > 0, 'upstream bytes counted from the engine');
-  await p.close();
   await new Promise((r) => srv.close(r));
 });
 

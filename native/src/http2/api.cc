@@ -25,6 +25,22 @@ std::shared_ptr<h2::H2Counters> CountersArg(const Napi::CallbackInfo& info, size
   return it->second;
 }
 
+/**
+ * An upstream socket on its way to a session. If the session is gone when the command runs (or the id names
+ * another kind), the socket is closed and reported like any upstream close, so JS's accounting still ends.
+ */
+struct PendingUpstream {
+  relay::Engine* engine = nullptr;
+  uint64_t session = 0;
+  uint32_t token = 0;
+  std::unique_ptr<relay::Transport> t;
+  ~PendingUpstream() {
+    if (!t) return;
+    t.reset();
+    engine->Emit(relay::Event("upstream-closed", session).Num("up", token).Num("rx", 0).Num("tx", 0));
+  }
+};
+
 /** The session as an Http2Session, or null when the id names another kind (a caller bug, not a crash). */
 h2::Http2Session* AsH2(relay::Session& s) {
   return std::strcmp(s.kind(), "http2") == 0 ? static_cast<h2::Http2Session*>(&s) : nullptr;
@@ -49,8 +65,10 @@ Napi::Value RelayH2(const Napi::CallbackInfo& info) {
   h2::RelayOptions opts;
   opts.grpc = info.Length() > 3 && info[3].ToBoolean().Value();
   std::shared_ptr<h2::H2Counters> counters = CountersArg(info, 4);
+  // The counter set is per service runtime, so it also names the pool of parked upstream connections.
+  uint32_t poolKey = ArgU32(info, 4, "counters");
   relay::UniqueFd c = relay::DupSocketFd(env, clientFd, "client");
-  auto session = std::make_unique<h2::Http2Session>(std::make_unique<relay::PlainTransport>(std::move(c)), std::move(initial), opts, std::move(counters));
+  auto session = std::make_unique<h2::Http2Session>(std::make_unique<relay::PlainTransport>(std::move(c)), std::move(initial), opts, std::move(counters), poolKey);
   uint64_t id = e->Adopt(std::move(session));
   if (id == 0) ThrowArg(env, "engine is stopping");
   return Napi::Number::New(env, static_cast<double>(id));
@@ -68,11 +86,14 @@ Napi::Value RelayH2Attach(const Napi::CallbackInfo& info) {
     Napi::Buffer<uint8_t> b = ArgBuffer(info, 5, "initial");
     initial.assign(reinterpret_cast<const char*>(b.Data()), b.Length());
   }
-  // std::function needs a copyable callable: the transport rides in a shared_ptr; if the session is gone
-  // when the command runs, the transport (and the fd) is simply dropped.
-  auto t = std::make_shared<std::unique_ptr<relay::Transport>>(std::make_unique<relay::PlainTransport>(relay::DupSocketFd(env, fd, "upstream")));
-  bool ok = e->PostTo(id, [t, token, authority, initial](relay::Session& s) {
-    if (h2::Http2Session* h = AsH2(s)) h->Attach(std::move(*t), token, authority, initial);
+  // std::function needs a copyable callable: the socket rides in a shared_ptr.
+  auto p = std::make_shared<PendingUpstream>();
+  p->t = std::make_unique<relay::PlainTransport>(relay::DupSocketFd(env, fd, "upstream"));
+  p->engine = e;
+  p->session = id;
+  p->token = token;
+  bool ok = e->PostTo(id, [p, authority, initial](relay::Session& s) {
+    if (h2::Http2Session* h = AsH2(s)) h->Attach(std::move(p->t), p->token, authority, initial);
   });
   return Napi::Boolean::New(env, ok);
 }

@@ -379,6 +379,31 @@ uint32_t Relay::AttachUpstream(const std::string& authority) {
   return id;
 }
 
+void Relay::UpstreamDeleter::operator()(Upstream* u) const { delete u; }
+
+Relay::UpstreamHandle Relay::ReleaseIdleUpstream(uint32_t id) {
+  auto it = ups_.find(id);
+  if (it == ups_.end()) return nullptr;
+  Upstream* u = it->second.get();
+  if (u->active != 0 || !u->refs.empty() || u->goaway || u->fatal || !u->settings_seen || !nghttp2_session_check_request_allowed(u->sess) ||
+      !nghttp2_session_want_read(u->sess)) {
+    return nullptr;
+  }
+  UpstreamHandle h(it->second.release());
+  ups_.erase(it);
+  h->relay = nullptr;
+  return h;
+}
+
+uint32_t Relay::AdoptUpstream(UpstreamHandle h) {
+  upstream_requested_ = false;
+  Upstream* u = h.release();
+  u->id = next_up_id_++;
+  u->relay = this;
+  ups_[u->id] = std::unique_ptr<Upstream>(u);
+  return u->id;
+}
+
 void Relay::UpstreamUnavailable(const std::string& reason) {
   upstream_requested_ = false;
   std::deque<Stream*> w;

@@ -83,6 +83,23 @@ class Relay {
 
   struct Stream;
   struct Upstream;
+  struct UpstreamDeleter {
+    void operator()(Upstream* u) const;
+  };
+  /** An upstream connection's HTTP/2 state, out of any relay (between two client connections). */
+  using UpstreamHandle = std::unique_ptr<Upstream, UpstreamDeleter>;
+
+  /**
+   * Takes an idle, healthy upstream connection out of this relay so another relay of the same service can
+   * reuse it; null when it has streams, received GOAWAY or failed.
+   */
+  UpstreamHandle ReleaseIdleUpstream(uint32_t id);
+  /** Adopts a connection from ReleaseIdleUpstream (no stream is sent yet: feed its pending bytes, then Kick). */
+  uint32_t AdoptUpstream(UpstreamHandle u);
+  /** Sends waiting streams to connections with room. */
+  void Kick() { Dispatch(); }
+  /** True between NeedUpstream and the answer (AttachUpstream, AdoptUpstream or UpstreamUnavailable). */
+  bool UpstreamRequested() const { return upstream_requested_; }
 
  private:
   static int OnBeginHeaders(nghttp2_session*, const nghttp2_frame*, void*);

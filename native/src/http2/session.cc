@@ -6,6 +6,8 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include <unordered_map>
+
 namespace mx::h2 {
 
 namespace {
@@ -15,11 +17,47 @@ constexpr size_t kBudget = 1024 * 1024;
 constexpr size_t kHighWater = 256 * 1024;
 // Output pulled from nghttp2 per flush (a few frames' worth; the socket takes what it can).
 constexpr size_t kPullChunk = 64 * 1024;
+// Idle upstream connections kept per service and loop thread, and for how long (checked on every use).
+constexpr size_t kIdlePerService = 16;
+constexpr int64_t kIdleKeepMs = 60 * 1000;
 }  // namespace
 
+void Http2Session::Idle::Report() {
+  if (!side || !side->t) return;
+  up.reset();
+  side->t.reset();
+  if (engine) {
+    engine->Emit(relay::Event("upstream-closed", sessionId)
+                     .Num("up", side->token)
+                     .Num("rx", static_cast<double>(side->rx))
+                     .Num("tx", static_cast<double>(side->tx)));
+  }
+  side.reset();
+}
+
+std::vector<Http2Session::Idle>& Http2Session::IdleFor(uint32_t key) {
+  // One cache per loop thread: a parked connection is only ever touched by the thread that parked it.
+  thread_local std::unordered_map<uint32_t, std::vector<Idle>> cache;
+  return cache[key];
+}
+
+void Http2Session::Prune(std::vector<Idle>& list, int64_t now) {
+  // Expired entries are reported first, so moving kept ones over them drops nothing unreported.
+  for (Idle& i : list)
+    if (now - i.since >= kIdleKeepMs) i.Report();
+  size_t keep = 0;
+  for (size_t i = 0; i < list.size(); i++) {
+    if (list[i].side) {
+      if (keep != i) list[keep] = std::move(list[i]);
+      keep++;
+    }
+  }
+  list.resize(keep);
+}
+
 Http2Session::Http2Session(std::unique_ptr<relay::Transport> client, std::string initial, const RelayOptions& opts,
-                           std::shared_ptr<H2Counters> counters)
-    : initial_(std::move(initial)), counters_(std::move(counters)), relay_(*this, opts) {
+                           std::shared_ptr<H2Counters> counters, uint32_t poolKey)
+    : initial_(std::move(initial)), counters_(std::move(counters)), relay_(*this, opts), poolKey_(poolKey) {
   client_.session = this;
   client_.client = true;
   client_.t = std::move(client);
@@ -157,11 +195,66 @@ void Http2Session::Pump() {
       }
       i++;
     }
+    if (wantUpstream_) {
+      wantUpstream_ = false;
+      // The relay may have been served meanwhile (a parked connection adopted by an earlier round).
+      if (relay_.UpstreamRequested()) {
+        if (AdoptIdle()) progress = true;
+        else if (relay_.UpstreamRequested()) loop()->Emit(relay::Event("need-upstream", id()));
+      }
+    }
     if (!relay_.ClientAlive() && client_.pending() == 0) {
       Finish("done", 0);
       return;
     }
   }
+}
+
+bool Http2Session::AdoptIdle() {
+  std::vector<Idle>& list = IdleFor(poolKey_);
+  Prune(list, loop()->NowMs());
+  while (!list.empty()) {
+    Idle idle = std::move(list.back());
+    list.pop_back();
+    std::unique_ptr<Side> side = std::move(idle.side);
+    Side& s = *side;
+    s.session = this;
+    s.readable = s.writable = true;
+    s.eof = s.dead = false;
+    if (loop()->Watch(s.t->fd(), &s) != 0) {
+      idle.side = std::move(side);  // closes and reports it
+      continue;
+    }
+    s.rid = relay_.AdoptUpstream(std::move(idle.up));
+    ups_.push_back(std::move(side));
+    // Whatever the upstream sent while parked (PING, GOAWAY, or its close) is read before any stream goes out.
+    while (s.readable && !s.dead && !ended_) ReadSide(s);
+    if (ended_) return true;
+    if (s.dead || !relay_.UpstreamAlive(s.rid)) {
+      if (!s.dead) KillUpstream(s, "parked upstream connection finished");
+      continue;
+    }
+    relay_.Kick();
+    return true;
+  }
+  return false;
+}
+
+void Http2Session::Park(std::unique_ptr<Side> side, Relay::UpstreamHandle up) {
+  loop()->Unwatch(side->t->fd());
+  std::vector<Idle>& list = IdleFor(poolKey_);
+  Prune(list, loop()->NowMs());
+  if (list.size() >= kIdlePerService) {
+    list.front().Report();  // the oldest goes
+    list.erase(list.begin());
+  }
+  Idle idle;
+  idle.side = std::move(side);
+  idle.up = std::move(up);
+  idle.since = loop()->NowMs();
+  idle.engine = loop()->engine();
+  idle.sessionId = id();
+  list.push_back(std::move(idle));
 }
 
 void Http2Session::KillUpstream(Side& s, const std::string& why) {
@@ -186,7 +279,11 @@ void Http2Session::KillUpstream(Side& s, const std::string& why) {
 }
 
 void Http2Session::Attach(std::unique_ptr<relay::Transport> t, uint32_t token, const std::string& authority, const std::string& initial) {
-  if (ended_) return;
+  if (ended_) {
+    t.reset();
+    loop()->Emit(relay::Event("upstream-closed", id()).Num("up", token).Num("rx", 0).Num("tx", 0));
+    return;
+  }
   auto side = std::make_unique<Side>();
   side->session = this;
   side->token = token;
@@ -230,8 +327,28 @@ void Http2Session::Close(const char* reason, bool reset) {
 
 void Http2Session::Finish(const char* reason, int err) {
   if (ended_) return;
-  ended_ = true;
   relay_.ClientLost();
+  // A client that left normally leaves its idle upstream connections to the next client of the service.
+  bool park = poolKey_ != 0 && (strcmp(reason, "done") == 0 || strcmp(reason, "closed") == 0 || strcmp(reason, "client-reset") == 0);
+  if (park) {
+    std::vector<Side*> sides;
+    for (auto& u : ups_) sides.push_back(u.get());
+    for (Side* u : sides) {
+      FlushSide(*u);  // cancellations (RST_STREAM) go out now, not whenever the connection is reused
+      if (u->dead || u->pending() != 0) continue;
+      Relay::UpstreamHandle h = relay_.ReleaseIdleUpstream(u->rid);
+      if (!h) continue;
+      for (size_t i = 0; i < ups_.size(); i++) {
+        if (ups_[i].get() == u) {
+          std::unique_ptr<Side> side = std::move(ups_[i]);
+          ups_.erase(ups_.begin() + static_cast<long>(i));
+          Park(std::move(side), std::move(h));
+          break;
+        }
+      }
+    }
+  }
+  ended_ = true;
   uint64_t upRx = closedUpRx_, upTx = closedUpTx_;
   for (auto& u : ups_) {
     upRx += u->rx;
@@ -256,7 +373,10 @@ void Http2Session::Finish(const char* reason, int err) {
 }
 
 void Http2Session::NeedUpstream() {
-  if (!ended_) loop()->Emit(relay::Event("need-upstream", id()));
+  // Called from inside the relay: answered from Pump (a parked connection, or JS dials one).
+  if (ended_) return;
+  wantUpstream_ = true;
+  loop()->Soon(this);
 }
 
 void Http2Session::CountResponse(int status) {

@@ -5,6 +5,9 @@
 // Attach(fd) or Unavailable(reason). Each upstream connection's end is reported as `upstream-closed`
 // (with the JS token it was attached with and its byte counts), the session's end as `closed`.
 // Response counts by status class go into a shared H2Counters that JS reads when metrics are scraped.
+// When a client connection ends, its idle upstream connections are kept on the loop thread for the next
+// client connection of the same service (`poolKey`) instead of being closed: sequential clients (gRPC CLIs,
+// health checks) then reuse one upstream connection, as the Node path's shared session does.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -28,7 +31,7 @@ class Http2Session final : public relay::Session, private RelayHost {
  public:
   /** `initial` holds client bytes Node read before the hand-over (the sniffed connection preface). */
   Http2Session(std::unique_ptr<relay::Transport> client, std::string initial, const RelayOptions& opts,
-               std::shared_ptr<H2Counters> counters);
+               std::shared_ptr<H2Counters> counters, uint32_t poolKey);
   ~Http2Session() override;
 
   void Start() override;
@@ -77,6 +80,27 @@ class Http2Session final : public relay::Session, private RelayHost {
   bool FlushSide(Side& s);
   void KillUpstream(Side& s, const std::string& why);
   void Finish(const char* reason, int err);
+  /** Takes an idle upstream connection of this service from the loop's cache; false when none is usable. */
+  bool AdoptIdle();
+  /** Keeps an idle upstream connection for the next client connection of this service. */
+  void Park(std::unique_ptr<Side> side, Relay::UpstreamHandle up);
+
+  /** An upstream connection parked between client connections (on this loop thread only). */
+  struct Idle {
+    std::unique_ptr<Side> side;
+    Relay::UpstreamHandle up;
+    int64_t since = 0;
+    relay::Engine* engine = nullptr;
+    uint64_t sessionId = 0;  // the session that parked it (upstream-closed events carry an id)
+    Idle() = default;
+    Idle(Idle&&) = default;
+    Idle& operator=(Idle&&) = default;
+    /** Closes the connection and reports it to JS like any other upstream close (once; leaves it empty). */
+    void Report();
+    ~Idle() { Report(); }
+  };
+  static std::vector<Idle>& IdleFor(uint32_t key);
+  static void Prune(std::vector<Idle>& list, int64_t now);
 
   Side client_;
   std::vector<std::unique_ptr<Side>> ups_;
@@ -84,6 +108,8 @@ class Http2Session final : public relay::Session, private RelayHost {
   std::string initial_;
   std::shared_ptr<H2Counters> counters_;
   Relay relay_;
+  uint32_t poolKey_;
+  bool wantUpstream_ = false;
   uint64_t closedUpRx_ = 0;
   uint64_t closedUpTx_ = 0;
   bool ended_ = false;
