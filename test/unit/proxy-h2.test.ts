@@ -347,3 +347,48 @@ test('grpc: client connections spread over two engine threads; response counts s
   await p.close();
   up.server.forceShutdown();
 });
+
+test('http2: a parked upstream connection the upstream closes is let go and accounted; the next client dials anew', async (t) => {
+  const upSessions = new Set<http2.ServerHttp2Session>();
+  const srv = http2.createServer();
+  srv.on('session', (sess) => {
+    upSessions.add(sess);
+    sess.on('error', () => {});
+    sess.on('close', () => upSessions.delete(sess));
+  });
+  srv.on('stream', (stream) => {
+    stream.respond({ ':status': 200 });
+    stream.end('ok');
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const upPort = (srv.address() as { port: number }).port;
+  const s = svc({ protocol: 'http2', endpoints: [ipEp(upPort)] });
+  const p = await proxyFor(s);
+  const get = async (): Promise<string> => {
+    const c = http2.connect(`http://127.0.0.1:${p.port}`);
+    const req = c.request({ ':path': '/' });
+    req.end();
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (d: string) => (body += d));
+    await new Promise((r) => req.on('end', r));
+    c.close();
+    await new Promise((r) => c.on('close', r));
+    return body;
+  };
+  const settle = async (cond: () => boolean): Promise<void> => {
+    for (let i = 0; i < 300 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
+  };
+  const active = (): number | undefined => p.stats.get('meshext_upstream_cx_active', { service: s.kri });
+  t.is(await get(), 'ok');
+  await settle(() => p.proxy.activeConnections() === 0);
+  t.is(active(), 1, 'parked after the client left');
+  // The upstream closes its idle connection (as servers do after their keep-alive timeout).
+  for (const sess of upSessions) sess.destroy();
+  await settle(() => active() === 0);
+  t.is(active(), 0, 'the closed parked connection is released and accounted');
+  t.is(await get(), 'ok');
+  t.is(p.stats.get('meshext_upstream_cx_total', { service: s.kri }), 2);
+  await p.close();
+  await new Promise((r) => srv.close(r));
+});

@@ -6,6 +6,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <unordered_map>
 
 namespace mx::h2 {
@@ -22,10 +23,15 @@ constexpr size_t kIdlePerService = 16;
 constexpr int64_t kIdleKeepMs = 60 * 1000;
 }  // namespace
 
+void Http2Session::Idle::OnEvents(uint32_t events) {
+  // Registration reports the socket writable; only input or a hang-up means the upstream spoke.
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) Report();
+}
+
 void Http2Session::Idle::Report() {
   if (!side || !side->t) return;
   up.reset();
-  side->t.reset();
+  side->t.reset();  // closing the fd also removes it from epoll
   if (engine) {
     engine->Emit(relay::Event("upstream-closed", sessionId)
                      .Num("up", side->token)
@@ -33,26 +39,6 @@ void Http2Session::Idle::Report() {
                      .Num("tx", static_cast<double>(side->tx)));
   }
   side.reset();
-}
-
-std::vector<Http2Session::Idle>& Http2Session::IdleFor(uint32_t key) {
-  // One cache per loop thread: a parked connection is only ever touched by the thread that parked it.
-  thread_local std::unordered_map<uint32_t, std::vector<Idle>> cache;
-  return cache[key];
-}
-
-void Http2Session::Prune(std::vector<Idle>& list, int64_t now) {
-  // Expired entries are reported first, so moving kept ones over them drops nothing unreported.
-  for (Idle& i : list)
-    if (now - i.since >= kIdleKeepMs) i.Report();
-  size_t keep = 0;
-  for (size_t i = 0; i < list.size(); i++) {
-    if (list[i].side) {
-      if (keep != i) list[keep] = std::move(list[i]);
-      keep++;
-    }
-  }
-  list.resize(keep);
 }
 
 Http2Session::Http2Session(std::unique_ptr<relay::Transport> client, std::string initial, const RelayOptions& opts,
@@ -210,24 +196,55 @@ void Http2Session::Pump() {
   }
 }
 
+Http2Session::IdleCache& Http2Session::Cache() {
+  // One cache per loop thread: a parked connection is only ever touched by the thread that parked it.
+  thread_local IdleCache cache;
+  return cache;
+}
+
+void Http2Session::GraveyardAdd(std::unique_ptr<Idle> idle) {
+  Cache().graveyard.emplace_back(loop()->Stats().wakeups, std::move(idle));
+}
+
+std::vector<std::unique_ptr<Http2Session::Idle>>& Http2Session::IdleList() {
+  IdleCache& cache = Cache();
+  uint64_t batch = loop()->Stats().wakeups;
+  auto& g = cache.graveyard;
+  g.erase(std::remove_if(g.begin(), g.end(), [batch](const auto& e) { return e.first < batch; }), g.end());
+  auto& list = cache.byKey[poolKey_];
+  int64_t now = loop()->NowMs();
+  for (size_t i = 0; i < list.size();) {
+    if (list[i]->side && now - list[i]->since < kIdleKeepMs) {
+      i++;
+      continue;
+    }
+    list[i]->Report();
+    GraveyardAdd(std::move(list[i]));
+    list.erase(list.begin() + static_cast<long>(i));
+  }
+  return list;
+}
+
 bool Http2Session::AdoptIdle() {
-  std::vector<Idle>& list = IdleFor(poolKey_);
-  Prune(list, loop()->NowMs());
+  auto& list = IdleList();
   while (!list.empty()) {
-    Idle idle = std::move(list.back());
+    std::unique_ptr<Idle> idle = std::move(list.back());
     list.pop_back();
-    std::unique_ptr<Side> side = std::move(idle.side);
+    std::unique_ptr<Side> side = std::move(idle->side);
+    Relay::UpstreamHandle up = std::move(idle->up);
+    GraveyardAdd(std::move(idle));
     Side& s = *side;
+    loop()->Unwatch(s.t->fd());
     s.session = this;
     s.readable = s.writable = true;
     s.eof = s.dead = false;
-    if (loop()->Watch(s.t->fd(), &s) != 0) {
-      idle.side = std::move(side);  // closes and reports it
+    s.rid = relay_.AdoptUpstream(std::move(up));
+    ups_.push_back(std::move(side));
+    if (int err = loop()->Watch(s.t->fd(), &s)) {
+      KillUpstream(s, std::string("cannot watch the upstream socket: ") + strerror(err));
       continue;
     }
-    s.rid = relay_.AdoptUpstream(std::move(idle.up));
-    ups_.push_back(std::move(side));
-    // Whatever the upstream sent while parked (PING, GOAWAY, or its close) is read before any stream goes out.
+    // Whatever the upstream sent since the last event (GOAWAY, its close) is read before any stream goes out.
     while (s.readable && !s.dead && !ended_) ReadSide(s);
     if (ended_) return true;
     if (s.dead || !relay_.UpstreamAlive(s.rid)) {
@@ -241,19 +258,26 @@ bool Http2Session::AdoptIdle() {
 }
 
 void Http2Session::Park(std::unique_ptr<Side> side, Relay::UpstreamHandle up) {
-  loop()->Unwatch(side->t->fd());
-  std::vector<Idle>& list = IdleFor(poolKey_);
-  Prune(list, loop()->NowMs());
+  auto& list = IdleList();
   if (list.size() >= kIdlePerService) {
-    list.front().Report();  // the oldest goes
+    list.front()->Report();  // the oldest goes
+    GraveyardAdd(std::move(list.front()));
     list.erase(list.begin());
   }
-  Idle idle;
-  idle.side = std::move(side);
-  idle.up = std::move(up);
-  idle.since = loop()->NowMs();
-  idle.engine = loop()->engine();
-  idle.sessionId = id();
+  auto idle = std::make_unique<Idle>();
+  int fd = side->t->fd();
+  loop()->Unwatch(fd);
+  side->session = nullptr;
+  idle->side = std::move(side);
+  idle->up = std::move(up);
+  idle->since = loop()->NowMs();
+  idle->engine = loop()->engine();
+  idle->sessionId = id();
+  if (loop()->Watch(fd, idle.get()) != 0) {
+    idle->Report();
+    GraveyardAdd(std::move(idle));
+    return;
+  }
   list.push_back(std::move(idle));
 }
 

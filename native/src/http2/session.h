@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "../relay/engine.h"
@@ -85,22 +87,32 @@ class Http2Session final : public relay::Session, private RelayHost {
   /** Keeps an idle upstream connection for the next client connection of this service. */
   void Park(std::unique_ptr<Side> side, Relay::UpstreamHandle up);
 
-  /** An upstream connection parked between client connections (on this loop thread only). */
-  struct Idle {
+  /**
+   * An upstream connection parked between client connections (on this loop thread only). It stays watched:
+   * anything the upstream sends while parked (its close, GOAWAY, a PING) ends it, so a closed connection
+   * never lingers.
+   */
+  struct Idle final : relay::Watcher {
     std::unique_ptr<Side> side;
     Relay::UpstreamHandle up;
     int64_t since = 0;
     relay::Engine* engine = nullptr;
     uint64_t sessionId = 0;  // the session that parked it (upstream-closed events carry an id)
-    Idle() = default;
-    Idle(Idle&&) = default;
-    Idle& operator=(Idle&&) = default;
+    void OnEvents(uint32_t events) override;
     /** Closes the connection and reports it to JS like any other upstream close (once; leaves it empty). */
     void Report();
-    ~Idle() { Report(); }
+    ~Idle() override { Report(); }
   };
-  static std::vector<Idle>& IdleFor(uint32_t key);
-  static void Prune(std::vector<Idle>& list, int64_t now);
+  struct IdleCache {
+    std::unordered_map<uint32_t, std::vector<std::unique_ptr<Idle>>> byKey;
+    // Entries taken out during an epoll batch may still be named by that batch's events: freed a batch later.
+    std::vector<std::pair<uint64_t, std::unique_ptr<Idle>>> graveyard;
+  };
+  static IdleCache& Cache();
+  /** This loop thread's parked connections of this service, after dropping expired and ended ones. */
+  std::vector<std::unique_ptr<Idle>>& IdleList();
+  /** Frees an entry taken out of a list once the current epoll batch is over. */
+  void GraveyardAdd(std::unique_ptr<Idle> idle);
 
   Side client_;
   std::vector<std::unique_ptr<Side>> ups_;
