@@ -14,9 +14,8 @@ namespace mx::h2 {
 namespace {
 // Bytes read per wake-up (all sides together) before yielding to other sessions on the loop.
 constexpr size_t kBudget = 1024 * 1024;
-// A side's pending output above which we stop reading anything that could add to it.
-constexpr size_t kHighWater = 256 * 1024;
-// Output pulled from nghttp2 per flush (a few frames' worth; the socket takes what it can).
+// Output pulled from nghttp2 per flush (a few frames' worth). More is pulled only once the socket took all
+// of it, so a slow peer backs up into nghttp2's flow-controlled queues, never into an unbounded buffer here.
 constexpr size_t kPullChunk = 64 * 1024;
 // Idle upstream connections kept per service and loop thread, and for how long (checked on every use).
 constexpr size_t kIdlePerService = 16;
@@ -160,17 +159,13 @@ void Http2Session::Pump() {
       loop()->Soon(this);
       return;
     }
-    bool anyFull = client_.pending() > kHighWater;
-    for (auto& u : ups_) anyFull |= u->pending() > kHighWater;
-    // Reading either side can add output for the other (data) or itself (acks): hold reads while any
-    // side's output is backed up; flow-control windows bound the rest.
-    if (!anyFull) {
-      size_t n = ReadSide(client_);
-      for (size_t i = 0; i < ups_.size() && !ended_; i++) n += ReadSide(*ups_[i]);
-      if (ended_) return;
-      budget = n >= budget ? 0 : budget - n;
-      progress |= n > 0;
-    }
+    // What reading adds for the other side is bounded by the flow-control windows we advertise (DATA is
+    // acknowledged only once forwarded); control-frame floods are bounded by nghttp2 itself.
+    size_t n = ReadSide(client_);
+    for (size_t i = 0; i < ups_.size() && !ended_; i++) n += ReadSide(*ups_[i]);
+    if (ended_) return;
+    budget = n >= budget ? 0 : budget - n;
+    progress |= n > 0;
     // Upstream connections nghttp2 has finished with (GOAWAY and no streams left) close once flushed.
     for (size_t i = 0; i < ups_.size();) {
       Side& u = *ups_[i];
