@@ -49,6 +49,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("h1Upstream", Napi::Function::New(env, mx::H1Upstream));
   exports.Set("h1UpstreamFailed", Napi::Function::New(env, mx::H1UpstreamFailed));
   exports.Set("h1Drain", Napi::Function::New(env, mx::H1Drain));
+  exports.Set("relayH2", Napi::Function::New(env, mx::RelayH2));
+  exports.Set("relayH2Attach", Napi::Function::New(env, mx::RelayH2Attach));
+  exports.Set("relayH2Unavailable", Napi::Function::New(env, mx::RelayH2Unavailable));
+  exports.Set("relayH2Drain", Napi::Function::New(env, mx::RelayH2Drain));
+  exports.Set("h2CountersNew", Napi::Function::New(env, mx::H2CountersNew));
+  exports.Set("h2CountersRead", Napi::Function::New(env, mx::H2CountersRead));
+  exports.Set("h2CountersFree", Napi::Function::New(env, mx::H2CountersFree));
   return exports;
 }
 

@@ -59,4 +59,13 @@ Napi::Value H1Upstream(const Napi::CallbackInfo& info);
 Napi::Value H1UpstreamFailed(const Napi::CallbackInfo& info);
 Napi::Value H1Drain(const Napi::CallbackInfo& info);
 
+// HTTP/2 sessions on the relay engine (http2/api.cc).
+Napi::Value RelayH2(const Napi::CallbackInfo& info);
+Napi::Value RelayH2Attach(const Napi::CallbackInfo& info);
+Napi::Value RelayH2Unavailable(const Napi::CallbackInfo& info);
+Napi::Value RelayH2Drain(const Napi::CallbackInfo& info);
+Napi::Value H2CountersNew(const Napi::CallbackInfo& info);
+Napi::Value H2CountersRead(const Napi::CallbackInfo& info);
+Napi::Value H2CountersFree(const Napi::CallbackInfo& info);
+
 }  // namespace mx

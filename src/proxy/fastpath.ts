@@ -38,12 +38,23 @@ function takeBuffered(s: net.Socket): Buffer | null {
   return parts.length === 0 ? null : Buffer.concat(parts);
 }
 
+/** An HTTP/2 client connection served by the engine; upstream connections are handed to it on request. */
+export interface RelayedHttp2 extends RelayedConnection {
+  /** Gives the session a connected h2c upstream socket (destroyed here on success); false when the session is gone. */
+  attach(token: number, upstream: net.Socket, authority: string): boolean;
+  /** No upstream connection could be made: the waiting streams get a local 503 / grpc-status 14 naming `reason`. */
+  unavailable(reason: string): void;
+  /** GOAWAY to the client; in-flight streams finish. */
+  drain(): void;
+}
+
 /** Receives a session's events other than `closed` (e.g. an HTTP session's `h1-need-upstream`). */
 export type RelayEventHandler = (ev: RelayEvent) => void;
 
 export class FastPath {
   private readonly handlers = new Map<number, RelayCloseHandler>();
   private readonly eventHandlers = new Map<number, RelayEventHandler>();
+  private readonly kinds = new Map<string, RelayEventHandler>();
   private stopped = false;
 
   private constructor(
@@ -122,6 +133,66 @@ export class FastPath {
     return this.stopped ? null : this.engine;
   }
 
+  /**
+   * Moves an HTTP/2 (h2c) client connection into the engine with the bytes Node already read from it; the
+   * socket is destroyed. Returns null, leaving the socket untouched, when it has no fd or the engine refuses.
+   */
+  handOverHttp2(client: net.Socket, grpc: boolean, counters: number, onEvent: RelayEventHandler, onClose: RelayCloseHandler): RelayedHttp2 | null {
+    const base = this.handOver(client, (engine, fd, initial) => this.addon.relayH2(engine, fd, initial, grpc, counters), onClose, onEvent);
+    if (!base) return null;
+    const id = base.id;
+    return {
+      id,
+      close: (reset) => this.close(id, reset),
+      attach: (token, upstream, authority) => {
+        if (this.stopped || !this.handlers.has(id)) return false;
+        const ufd = socketFd(upstream);
+        if (ufd < 0) return false;
+        const buffered = takeBuffered(upstream);
+        let ok: boolean;
+        try {
+          ok = this.addon.relayH2Attach(this.engine, id, token, ufd, authority, buffered);
+        } catch {
+          ok = false;
+        }
+        if (!ok) {
+          if (buffered) upstream.unshift(buffered);
+          return false;
+        }
+        upstream.destroy();
+        return true;
+      },
+      unavailable: (reason) => {
+        if (!this.stopped && this.handlers.has(id)) this.addon.relayH2Unavailable(this.engine, id, reason);
+      },
+      drain: () => {
+        if (!this.stopped && this.handlers.has(id)) this.addon.relayH2Drain(this.engine, id);
+      },
+    };
+  }
+
+  /**
+   * Receives every event of `kind`, whichever session sent it; for events that can outlive their session
+   * (an HTTP/2 upstream connection parked by one client connection and closed under another).
+   */
+  onKind(kind: string, handler: RelayEventHandler): void {
+    this.kinds.set(kind, handler);
+  }
+
+  /** A new set of HTTP/2 response counters (one per service); free it with freeH2Counters. */
+  newH2Counters(): number {
+    return this.addon.h2CountersNew();
+  }
+
+  /** Cumulative [unused, 1xx, 2xx, 3xx, 4xx, 5xx, retries] of a counter set. */
+  readH2Counters(counters: number): number[] {
+    return this.addon.h2CountersRead(counters);
+  }
+
+  freeH2Counters(counters: number): void {
+    this.addon.h2CountersFree(counters);
+  }
+
   /** Ends one session; its `closed` event follows. */
   close(id: number, reset: boolean): void {
     if (!this.stopped && this.handlers.has(id)) this.addon.relayClose(this.engine, id, reset);
@@ -146,7 +217,9 @@ export class FastPath {
   private dispatch(evs: RelayEvent[]): void {
     for (const ev of evs) {
       if (ev.kind !== 'closed') {
-        this.eventHandlers.get(ev.id)?.(ev);
+        const byKind = this.kinds.get(ev.kind);
+        if (byKind) byKind(ev);
+        else this.eventHandlers.get(ev.id)?.(ev);
         continue;
       }
       const h = this.handlers.get(ev.id);

@@ -21,6 +21,7 @@ import type { RelayStats } from '../redirect/native.js';
 import { Http1Handler } from './http1.js';
 import { Http1Native } from './http1-native.js';
 import { Http2Handler } from './http2.js';
+import { NativeHttp2 } from './http2-native.js';
 
 export { UpstreamError } from './errors.js';
 export type { DataPath } from './fastpath.js';
@@ -77,6 +78,8 @@ export class Proxy {
   private readonly h2 = new Http2Handler();
   /** The native engine once started; null when the Node data path is used (chosen, or the addon failed). */
   private fast: FastPath | null | undefined;
+  /** HTTP/2 sessions on the native engine (bound to the engine instance it was made for). */
+  private h2native: NativeHttp2 | undefined;
   private readonly tcpIdleTimeoutMs: number;
   /** HTTP/1.x sessions in the native engine (created with the first one). */
   private h1n: Http1Native | undefined;
@@ -98,6 +101,20 @@ export class Proxy {
       pipesInUse.set(r?.pipesInUse ?? 0);
       pipesPooled.set(r?.pipesPooled ?? 0);
     });
+    // Native HTTP/2 sessions count responses in the addon; a metrics read pulls them in, so /stats is exact.
+    opts.stats.onCollect(() => this.h2native?.collect());
+  }
+
+  /** Serves an HTTP/2 client connection in the native engine when the service allows it; false = use Node. */
+  private serveNativeH2(sock: net.Socket, rt: ServiceRuntime, state: ConnState): boolean {
+    if (!NativeHttp2.eligible(rt)) return false;
+    const fast = this.fastPath();
+    if (!fast) return false;
+    if (this.h2native?.fast !== fast) {
+      this.h2native?.collect();
+      this.h2native = new NativeHttp2(fast);
+    }
+    return this.h2native.serve(sock, rt, state);
   }
 
   /** The native engine, started on first use; null (logged once) when it cannot start. */
@@ -259,11 +276,16 @@ export class Proxy {
           else if (!this.serveHttp1Native(sock, rt, state)) this.h1.serve(sock, rt, state);
         });
         break;
+      // HTTP/2 clients of plain-h2c services ride the native engine; HTTP/1.1 clients, TLS upstreams and
+      // forbidden services (whose local replies the Node handler owns) stay in Node.
       case 'http2':
-        sniffHttp2(sock, (h2) => (h2 ? this.h2.serve(sock, rt, state) : this.h2.serveH1(sock, rt, state)));
+        sniffHttp2(sock, (h2) => {
+          if (!h2) this.h2.serveH1(sock, rt, state);
+          else if (!this.serveNativeH2(sock, rt, state)) this.h2.serve(sock, rt, state);
+        });
         break;
       case 'grpc':
-        this.h2.serve(sock, rt, state);
+        if (!this.serveNativeH2(sock, rt, state)) this.h2.serve(sock, rt, state);
         break;
     }
   }
@@ -314,6 +336,8 @@ export class Proxy {
     if (engine !== null) this.h1n?.engineStopped(engine);
     for (const rt of this.runtimes.values()) rt.close();
     this.runtimes.clear();
+    this.h2native?.collect();
+    this.h2native = undefined;
   }
 
   /** Number of open client connections (in Node or in the native engine). */

@@ -37,9 +37,9 @@ export class ServiceMetrics {
     this.accessDenied = reg.counter('meshext_access_denied_total', 'Requests or connections denied by mesh routing settings', l);
   }
 
-  /** Counts one upstream response by status class (`2xx`...), or `reset` when none arrived. */
-  request(status: number | 'reset'): void {
-    this.requests(status === 'reset' ? 'reset' : `${Math.floor(status / 100)}xx`, 1);
+  /** Counts `n` (default 1) upstream responses by status class (`2xx`...), or `reset` when none arrived. */
+  request(status: number | 'reset', n = 1): void {
+    this.requests(status === 'reset' ? 'reset' : `${Math.floor(status / 100)}xx`, n);
   }
 
   /** Counts `n` upstream responses of one class (`2xx`..., `reset`), e.g. counted by the native engine. */

@@ -159,6 +159,23 @@ export interface NativeAddon {
   h1UpstreamFailed(engine: number, id: number, reason: string): boolean;
   /** Drain: the exchange in flight ends with Connection: close; an idle session closes at once. */
   h1Drain(engine: number, id: number): boolean;
+  /**
+   * Serves an h2c client connection in the engine (dups the fd; `initial` = bytes Node already read, e.g. the
+   * sniffed preface). Local replies are gRPC-shaped when `grpc`. Response counts go to `counters`
+   * (h2CountersNew). Emits `need-upstream` {id}, `upstream-closed` {id, up, rx, tx} and `closed`.
+   */
+  relayH2(engine: number, clientFd: number, initial: Buffer | null, grpc: boolean, counters: number): number;
+  /** Answers need-upstream with a connected h2c socket (dup'd); `token` comes back in upstream-closed. */
+  relayH2Attach(engine: number, id: number, token: number, upstreamFd: number, authority: string, initial: Buffer | null): boolean;
+  /** Answers need-upstream with a failure: waiting streams get 503 (grpc-status 14) naming `reason`. */
+  relayH2Unavailable(engine: number, id: number, reason: string): boolean;
+  /** GOAWAY to the client; in-flight streams finish, then the session closes. */
+  relayH2Drain(engine: number, id: number): boolean;
+  /** A set of HTTP/2 response counters (one per service), shared by its sessions. */
+  h2CountersNew(): number;
+  /** Cumulative [unused, 1xx, 2xx, 3xx, 4xx, 5xx, retries] of a counter set. */
+  h2CountersRead(counters: number): number[];
+  h2CountersFree(counters: number): void;
 }
 
 /** Repository/package root: the nearest ancestor holding our package.json. */

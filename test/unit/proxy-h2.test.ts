@@ -6,6 +6,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { makePki, type TestPki } from '../helpers/certs.js';
 import { ipEp, newProxy, snap, svc, tlsCfg } from '../helpers/proxy.js';
 import type { CompiledService } from '../../src/snapshot/types.js';
+import type { DataPath, Proxy } from '../../src/proxy/index.js';
 
 let pki: TestPki;
 test.before(() => {
@@ -39,11 +40,16 @@ function unary(c: Any, text: string): Promise<{ text?: string; err?: grpc.Servic
   return new Promise((resolve) => c.Unary({ text }, (err: grpc.ServiceError | null, res: Any) => resolve(err ? { err } : { text: res.text })));
 }
 
-async function proxyFor(s: CompiledService): Promise<{ port: number; stats: ReturnType<typeof newProxy>['stats']; close: () => Promise<void> }> {
-  const { proxy, stats } = newProxy();
+async function proxyFor(s: CompiledService, dataPath: DataPath = 'native', dataThreads = 1): Promise<{ port: number; proxy: Proxy; stats: ReturnType<typeof newProxy>['stats']; close: () => Promise<void> }> {
+  const { proxy, stats } = newProxy({ dataPath, dataThreads });
   proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
-  return { port: l.port, stats, close: () => proxy.close() };
+  return { port: l.port, proxy, stats, close: () => proxy.close() };
+}
+
+/** Open sessions in the native engine (0 on the Node path). */
+function nativeSessions(p: { proxy: Proxy }): number {
+  return p.proxy.relayStats()?.sessions ?? 0;
 }
 
 test('grpc: unary and bidi-streaming calls through the proxy', async (t) => {
@@ -63,6 +69,7 @@ test('grpc: unary and bidi-streaming calls through the proxy', async (t) => {
   t.deepEqual(got, ['echo:a', 'echo:b', 'echo:c']);
   t.true((p.stats.get('meshext_upstream_rq_total', { service: s.kri, code_class: '2xx' }) ?? 0) >= 2);
   t.is(p.stats.get('meshext_upstream_cx_total', { service: s.kri }), 1, 'one upstream HTTP/2 session for all calls');
+  t.is(nativeSessions(p), 1, 'the gRPC connection is served by the native engine');
   c.close();
   await p.close();
   up.server.forceShutdown();
@@ -114,7 +121,7 @@ test('grpcs: TLS origination with ALPN h2 and SNI from the DNS endpoint; unknown
   bad.server.forceShutdown();
 });
 
-test('http2: h2c client to an h2c upstream with streaming body, trailers and authority rule; 503 when down', async (t) => {
+const h2cStreaming = test.macro(async (t, dataPath: DataPath) => {
   const authorities: string[] = [];
   const srv = http2.createServer();
   srv.on('stream', (stream, headers) => {
@@ -130,7 +137,7 @@ test('http2: h2c client to an h2c upstream with streaming body, trailers and aut
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
   const upPort = (srv.address() as { port: number }).port;
   const s = svc({ protocol: 'http2', endpoints: [ipEp(upPort)] });
-  const p = await proxyFor(s);
+  const p = await proxyFor(s, dataPath);
   const session = http2.connect(`http://127.0.0.1:${p.port}`);
   const req = session.request({ ':method': 'POST', ':path': '/upload', ':authority': 'files.extsvc.mesh.local' });
   const body = Buffer.alloc(200_000, 7);
@@ -148,10 +155,12 @@ test('http2: h2c client to an h2c upstream with streaming body, trailers and aut
   t.is(res.len, body.length);
   t.is(res.trailers['x-checksum'], String(body.length));
   t.deepEqual(authorities, ['files.extsvc.mesh.local']);
+  t.is(nativeSessions(p), dataPath === 'native' ? 1 : 0);
+  t.is(p.stats.get('meshext_upstream_rq_total', { service: s.kri, code_class: '2xx' }), 1);
   session.close();
   await p.close();
   await new Promise((r) => srv.close(r));
-  const q = await proxyFor(svc({ protocol: 'http2', endpoints: [ipEp(upPort)] }));
+  const q = await proxyFor(svc({ protocol: 'http2', endpoints: [ipEp(upPort)] }), dataPath);
   const s2 = http2.connect(`http://127.0.0.1:${q.port}`);
   const r2 = s2.request({ ':path': '/' });
   r2.end();
@@ -160,6 +169,8 @@ test('http2: h2c client to an h2c upstream with streaming body, trailers and aut
   s2.close();
   await q.close();
 });
+test('http2: h2c client to an h2c upstream with streaming body, trailers and authority rule; 503 when down', h2cStreaming, 'native');
+test('http2 (Node data path): h2c client to an h2c upstream with streaming body, trailers and authority rule; 503 when down', h2cStreaming, 'node');
 
 test('http2: a new upstream session is opened after the upstream sends GOAWAY and closes', async (t) => {
   let sessions = 0;
@@ -192,8 +203,192 @@ test('http2: a new upstream session is opened after the upstream sends GOAWAY an
     await new Promise((r) => req.on('close', r));
     await new Promise((r) => setTimeout(r, 20));
   }
+  t.is(nativeSessions(p), 1);
   session.close();
   t.is(sessions, 3);
+  await p.close();
+  await new Promise((r) => srv.close(r));
+});
+
+test('http2: streams beyond the upstream\'s SETTINGS_MAX_CONCURRENT_STREAMS go to more upstream connections; counts are exact at scrape', async (t) => {
+  const held: http2.ServerHttp2Stream[] = [];
+  let release: () => void = () => {};
+  const all = new Promise<void>((r) => (release = r));
+  const total = 25;
+  const srv = http2.createServer({ settings: { maxConcurrentStreams: 10 } });
+  srv.on('session', (sess) => sess.on('error', () => {}));
+  srv.on('stream', (stream, headers) => {
+    stream.on('error', () => {});
+    // Answer only once every request is open at the same time, so the limit really binds.
+    held.push(stream);
+    if (held.length === total) release();
+    void all.then(() => {
+      stream.respond({ ':status': 200 });
+      stream.end(String(headers[':path']));
+    });
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const upPort = (srv.address() as { port: number }).port;
+  const s = svc({ protocol: 'http2', endpoints: [ipEp(upPort)] });
+  const p = await proxyFor(s);
+  const session = http2.connect(`http://127.0.0.1:${p.port}`);
+  const bodies = await Promise.all(
+    Array.from({ length: total }, (_, i) => {
+      const req = session.request({ ':path': `/${i}` });
+      req.end();
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (d: string) => (body += d));
+      return new Promise<string>((resolve) => req.on('end', () => resolve(body)));
+    }),
+  );
+  t.deepEqual(bodies, Array.from({ length: total }, (_, i) => `/${i}`));
+  t.true((p.stats.get('meshext_upstream_cx_total', { service: s.kri }) ?? 0) >= 3, 'at most 10 streams per upstream connection');
+  t.is(p.stats.get('meshext_upstream_rq_total', { service: s.kri, code_class: '2xx' }), total);
+  const cx = p.stats.get('meshext_upstream_cx_total', { service: s.kri }) ?? 0;
+  session.close();
+  await new Promise((r) => session.on('close', r));
+  // The engine reports the end of the client connection; its idle upstream connections stay open, parked
+  // for the next client of the service, which reuses one instead of dialling.
+  for (let i = 0; i < 200 && p.proxy.activeConnections() > 0; i++) await new Promise((r) => setTimeout(r, 10));
+  t.is(p.proxy.activeConnections(), 0);
+  t.is(p.stats.get('meshext_upstream_cx_active', { service: s.kri }), cx);
+  const again = http2.connect(`http://127.0.0.1:${p.port}`);
+  const req = again.request({ ':path': '/again' });
+  req.end();
+  req.resume();
+  await new Promise((r) => req.on('end', r));
+  t.is(p.stats.get('meshext_upstream_cx_total', { service: s.kri }), cx, 'a parked upstream connection was reused');
+  t.is(p.stats.get('meshext_upstream_rq_total', { service: s.kri, code_class: '2xx' }), total + 1);
+  again.close();
+  await new Promise((r) => again.on('close', r));
+  // Stopping the proxy closes parked connections too, and each is accounted.
+  await p.close();
+  t.is(p.stats.get('meshext_upstream_cx_active', { service: s.kri }), 0);
+  t.true((p.stats.get('meshext_upstream_cx_rx_bytes_total', { service: s.kri }) ?? 0) > 0, 'upstream bytes counted from the engine');
+  await new Promise((r) => srv.close(r));
+});
+
+test('http2: drain sends GOAWAY to the client and lets the in-flight stream finish', async (t) => {
+  let respond: () => void = () => {};
+  let arrived: () => void = () => {};
+  const requestIn = new Promise<void>((r) => (arrived = r));
+  const srv = http2.createServer();
+  srv.on('stream', (stream) => {
+    stream.on('error', () => {});
+    respond = () => {
+      stream.respond({ ':status': 200 });
+      stream.end('late');
+    };
+    arrived();
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const upPort = (srv.address() as { port: number }).port;
+  const p = await proxyFor(svc({ protocol: 'http2', endpoints: [ipEp(upPort)] }));
+  const session = http2.connect(`http://127.0.0.1:${p.port}`);
+  session.on('error', () => {});
+  const goaway = new Promise((r) => session.once('goaway', r));
+  const req = session.request({ ':path': '/slow' });
+  req.end();
+  let body = '';
+  req.setEncoding('utf8');
+  req.on('data', (d: string) => (body += d));
+  const ended = new Promise((r) => req.on('end', r));
+  await requestIn;
+  const drained = p.proxy.drain(5000);
+  await goaway;
+  respond();
+  await ended;
+  t.is(body, 'late');
+  t.deepEqual(await drained, { remaining: 0 });
+  await p.close();
+  await new Promise((r) => srv.close(r));
+});
+
+test('http2: a DNS endpoint sets :authority to its hostname (Envoy auto_host_rewrite) on the native path', async (t) => {
+  const seen: string[] = [];
+  const srv = http2.createServer();
+  srv.on('stream', (stream, headers) => {
+    seen.push(`${String(headers[':authority'])} ${String(headers[':scheme'])} ${headers.host === undefined ? 'no-host' : 'host'}`);
+    stream.respond({ ':status': 204 });
+    stream.end();
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const upPort = (srv.address() as { port: number }).port;
+  const s = svc({ protocol: 'grpc', endpoints: [{ kind: 'dns', address: 'localhost', port: upPort }] });
+  const p = await proxyFor(s);
+  const session = http2.connect(`http://127.0.0.1:${p.port}`);
+  const req = session.request({ ':path': '/x', ':authority': 'api.extsvc.mesh.local' });
+  req.end();
+  const status = await new Promise<number>((resolve) => req.on('response', (h) => resolve(Number(h[':status']))));
+  t.is(status, 204);
+  t.deepEqual(seen, ['localhost http no-host']);
+  t.is(nativeSessions(p), 1);
+  session.close();
+  await p.close();
+  await new Promise((r) => srv.close(r));
+});
+
+test('grpc: client connections spread over two engine threads; response counts stay exact', async (t) => {
+  const up = await grpcServer();
+  const s = svc({ protocol: 'grpc', endpoints: [ipEp(up.port)] });
+  const p = await proxyFor(s, 'native', 2);
+  // Separate channels (grpc-js shares a subchannel per target unless the options differ).
+  const clients = [0, 1, 2, 3].map((i) => new EchoService(`127.0.0.1:${p.port}`, grpc.credentials.createInsecure(), { 'grpc.meshext.test.channel': i }));
+  const replies = await Promise.all(clients.flatMap((c, i) => [0, 1, 2, 3, 4].map((j) => unary(c, `${i}.${j}`))));
+  t.deepEqual(
+    replies.map((r) => r.text),
+    clients.flatMap((_, i) => [0, 1, 2, 3, 4].map((j) => `echo:${i}.${j}`)),
+  );
+  t.is(p.proxy.relayStats()?.threads, 2);
+  t.is(nativeSessions(p), 4);
+  t.is(p.stats.get('meshext_upstream_rq_total', { service: s.kri, code_class: '2xx' }), 20);
+  for (const c of clients) c.close();
+  await p.close();
+  up.server.forceShutdown();
+});
+
+test('http2: a parked upstream connection the upstream closes is let go and accounted; the next client dials anew', async (t) => {
+  const upSessions = new Set<http2.ServerHttp2Session>();
+  const srv = http2.createServer();
+  srv.on('session', (sess) => {
+    upSessions.add(sess);
+    sess.on('error', () => {});
+    sess.on('close', () => upSessions.delete(sess));
+  });
+  srv.on('stream', (stream) => {
+    stream.respond({ ':status': 200 });
+    stream.end('ok');
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const upPort = (srv.address() as { port: number }).port;
+  const s = svc({ protocol: 'http2', endpoints: [ipEp(upPort)] });
+  const p = await proxyFor(s);
+  const get = async (): Promise<string> => {
+    const c = http2.connect(`http://127.0.0.1:${p.port}`);
+    const req = c.request({ ':path': '/' });
+    req.end();
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (d: string) => (body += d));
+    await new Promise((r) => req.on('end', r));
+    c.close();
+    await new Promise((r) => c.on('close', r));
+    return body;
+  };
+  const settle = async (cond: () => boolean): Promise<void> => {
+    for (let i = 0; i < 300 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
+  };
+  const active = (): number | undefined => p.stats.get('meshext_upstream_cx_active', { service: s.kri });
+  t.is(await get(), 'ok');
+  await settle(() => p.proxy.activeConnections() === 0);
+  t.is(active(), 1, 'parked after the client left');
+  // The upstream closes its idle connection (as servers do after their keep-alive timeout).
+  for (const sess of upSessions) sess.destroy();
+  await settle(() => active() === 0);
+  t.is(active(), 0, 'the closed parked connection is released and accounted');
+  t.is(await get(), 'ok');
+  t.is(p.stats.get('meshext_upstream_cx_total', { service: s.kri }), 2);
   await p.close();
   await new Promise((r) => srv.close(r));
 });

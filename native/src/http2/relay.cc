@@ -1,0 +1,824 @@
+// HTTP/2 stream relay over nghttp2 (see relay.h for the model).
+#include "relay.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace mx::h2 {
+
+namespace {
+
+/** A FIFO of bytes read from the front; compacts lazily so appends stay amortised O(1). */
+class ByteQueue {
+ public:
+  void Append(const uint8_t* p, size_t n) { buf_.append(reinterpret_cast<const char*>(p), n); }
+  void Append(const std::string& s) { buf_.append(s); }
+  size_t Size() const { return buf_.size() - off_; }
+  size_t Take(uint8_t* dst, size_t max) {
+    size_t n = std::min(max, Size());
+    std::memcpy(dst, buf_.data() + off_, n);
+    off_ += n;
+    if (off_ == buf_.size()) {
+      buf_.clear();
+      off_ = 0;
+    } else if (off_ > 65536 && off_ * 2 > buf_.size()) {
+      buf_.erase(0, off_);
+      off_ = 0;
+    }
+    return n;
+  }
+  void Clear() {
+    buf_.clear();
+    off_ = 0;
+  }
+
+ private:
+  std::string buf_;
+  size_t off_ = 0;
+};
+
+/** Headers HTTP/2 forbids on a message (RFC 9113 §8.2.2), dropped in both directions like http2.ts does. */
+bool ConnectionSpecific(const std::string& name) {
+  return name == "connection" || name == "keep-alive" || name == "proxy-connection" || name == "transfer-encoding" ||
+         name == "upgrade" || name == "host" || name == "http2-settings";
+}
+
+bool IEquals(const std::string& a, const char* b) {
+  size_t n = std::strlen(b);
+  if (a.size() != n) return false;
+  for (size_t i = 0; i < n; i++) {
+    char c = a[i];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+    if (c != b[i]) return false;
+  }
+  return true;
+}
+
+/** nghttp2 name/value array over `h`; the strings must outlive the submit call (nghttp2 copies them). */
+std::vector<nghttp2_nv> ToNv(const Headers& h) {
+  std::vector<nghttp2_nv> nv;
+  nv.reserve(h.size());
+  for (const auto& [k, v] : h) {
+    nv.push_back(nghttp2_nv{const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(k.data())),
+                            const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(v.data())), k.size(), v.size(),
+                            NGHTTP2_NV_FLAG_NONE});
+  }
+  return nv;
+}
+
+/** gRPC's grpc-message encoding: percent-encode '%' and bytes outside printable ASCII (as http2.ts grpcMessage). */
+std::string GrpcMessage(const std::string& text) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char b : text) {
+    if (b >= 0x20 && b <= 0x7e && b != 0x25) {
+      out.push_back(static_cast<char>(b));
+    } else {
+      out.push_back('%');
+      out.push_back(hex[b >> 4]);
+      out.push_back(hex[b & 15]);
+    }
+  }
+  return out;
+}
+
+/** RFC 9110 §9.2.2 idempotent methods: safe to send again when the first try surely got no answer (as http1.ts). */
+bool Idempotent(const Headers& req) {
+  for (const auto& [k, v] : req) {
+    if (k == ":method") return v == "GET" || v == "HEAD" || v == "OPTIONS" || v == "PUT" || v == "DELETE" || v == "TRACE";
+  }
+  return false;
+}
+
+Headers FilterTrailers(const Headers& in) {
+  Headers out;
+  for (const auto& [k, v] : in) {
+    if (!k.empty() && k[0] == ':') continue;
+    if (ConnectionSpecific(k) || (k == "te" && !IEquals(v, "trailers"))) continue;
+    out.emplace_back(k, v);
+  }
+  return out;
+}
+
+}  // namespace
+
+struct Relay::Stream {
+  int32_t id = 0;
+  Headers req;
+  bool req_done = false;  // request header block complete
+  bool req_end = false;   // client sent END_STREAM
+  Headers req_trailers;
+  ByteQueue req_body;
+  bool req_sent_any = false;  // some request body went upstream: no longer safe to replay
+  bool replayed = false;      // already sent again after its connection was lost
+
+  Upstream* conn = nullptr;  // connection the request went to (kept while response bytes are owed to it)
+  int32_t up_id = -1;
+  bool up_active = false;  // counts against the connection's concurrency
+  bool up_opened = false;  // HEADERS left (nghttp2 allows frames on the stream from then on)
+  bool up_deferred = false;
+  bool waiting = false;
+
+  Headers resp;
+  bool resp_done = false;
+  bool resp_submitted = false;
+  bool resp_end = false;
+  Headers resp_trailers;
+  ByteQueue resp_body;
+  bool down_deferred = false;
+  bool down_closed = false;
+};
+
+struct Relay::Upstream {
+  uint32_t id = 0;
+  nghttp2_session* sess = nullptr;
+  std::string authority;
+  Relay* relay = nullptr;
+  size_t active = 0;
+  bool settings_seen = false;
+  bool goaway = false;
+  bool fatal = false;
+  std::unordered_set<Stream*> refs;  // streams whose conn == this
+
+  ~Upstream() {
+    if (sess) nghttp2_session_del(sess);
+  }
+  bool HasRoom(uint32_t assumed) const {
+    if (goaway || fatal || !nghttp2_session_check_request_allowed(sess)) return false;
+    // Before the peer's SETTINGS, nghttp2 would report "unlimited"; assume what the previous connection said.
+    uint32_t limit = settings_seen ? nghttp2_session_get_remote_settings(sess, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS) : assumed;
+    return active < limit;
+  }
+};
+
+Relay::Relay(RelayHost& host, const RelayOptions& opts) : host_(host), opts_(opts) {
+  nghttp2_session_callbacks* cb = nullptr;
+  if (nghttp2_session_callbacks_new(&cb) != 0) {
+    fatal_ = true;
+    return;
+  }
+  nghttp2_session_callbacks_set_on_begin_headers_callback(cb, OnBeginHeaders);
+  nghttp2_session_callbacks_set_on_header_callback(cb, OnHeader);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, OnFrameRecv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, OnDataChunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cb, OnStreamClose);
+  nghttp2_option* opt = nullptr;
+  nghttp2_option_new(&opt);
+  nghttp2_option_set_no_auto_window_update(opt, 1);
+  int rv = nghttp2_session_server_new2(&down_, cb, this, opt);
+  nghttp2_option_del(opt);
+  nghttp2_session_callbacks_del(cb);
+  if (rv != 0) {
+    down_ = nullptr;
+    fatal_ = true;
+    return;
+  }
+  nghttp2_settings_entry iv[] = {
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, opts_.max_client_streams},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, opts_.stream_window},
+  };
+  nghttp2_submit_settings(down_, NGHTTP2_FLAG_NONE, iv, 2);
+  if (opts_.connection_window > 65535) nghttp2_session_set_local_window_size(down_, NGHTTP2_FLAG_NONE, 0, static_cast<int32_t>(opts_.connection_window));
+}
+
+Relay::~Relay() {
+  // Upstream sessions go first: deleting a session runs no callbacks, so streams need no detaching.
+  ups_.clear();
+  if (down_) nghttp2_session_del(down_);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Client side (server session)
+
+int Relay::OnBeginHeaders(nghttp2_session* sess, const nghttp2_frame* f, void* ud) {
+  auto* r = static_cast<Relay*>(ud);
+  if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  auto s = std::make_unique<Stream>();
+  s->id = f->hd.stream_id;
+  nghttp2_session_set_stream_user_data(sess, s->id, s.get());
+  r->streams_[s->id] = std::move(s);
+  return 0;
+}
+
+int Relay::OnHeader(nghttp2_session* sess, const nghttp2_frame* f, const uint8_t* name, size_t namelen,
+                    const uint8_t* value, size_t valuelen, uint8_t, void*) {
+  auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(sess, f->hd.stream_id));
+  if (!s) return 0;
+  auto& dst = s->req_done ? s->req_trailers : s->req;
+  dst.emplace_back(std::string(reinterpret_cast<const char*>(name), namelen), std::string(reinterpret_cast<const char*>(value), valuelen));
+  return 0;
+}
+
+int Relay::OnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud) {
+  auto* r = static_cast<Relay*>(ud);
+  if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
+  auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(sess, f->hd.stream_id));
+  if (!s) return 0;
+  bool end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+  if (f->hd.type == NGHTTP2_HEADERS && !s->req_done) {
+    s->req_done = true;
+    s->req_end = end;
+    s->waiting = true;
+    r->waiting_.push_back(s);
+    r->Dispatch();
+    return 0;
+  }
+  if (end) {
+    s->req_end = true;
+    r->ResumeUpstreamData(s);
+  }
+  return 0;
+}
+
+int Relay::OnDataChunk(nghttp2_session* sess, uint8_t, int32_t stream_id, const uint8_t* data, size_t len, void* ud) {
+  auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(sess, stream_id));
+  // Nobody will forward these bytes (stream gone, answered locally, or the upstream already finished it):
+  // acknowledge them now so the client's windows do not shrink for good.
+  if (!s || (!s->up_active && !s->waiting)) {
+    nghttp2_session_consume(sess, stream_id, len);
+    return 0;
+  }
+  s->req_body.Append(data, len);
+  static_cast<Relay*>(ud)->ResumeUpstreamData(s);
+  return 0;
+}
+
+int Relay::OnStreamClose(nghttp2_session* sess, int32_t stream_id, uint32_t, void* ud) {
+  auto* r = static_cast<Relay*>(ud);
+  auto it = r->streams_.find(stream_id);
+  if (it == r->streams_.end()) return 0;
+  Stream* s = it->second.get();
+  s->down_closed = true;
+  if (s->waiting) {
+    r->waiting_.erase(std::remove(r->waiting_.begin(), r->waiting_.end(), s), r->waiting_.end());
+    s->waiting = false;
+  }
+  r->ReleaseRequestBody(s);
+  r->ReleaseResponseBody(s);
+  if (s->conn) r->Detach(s, true);
+  nghttp2_session_set_stream_user_data(sess, stream_id, nullptr);
+  r->streams_.erase(it);
+  return 0;
+}
+
+ssize_t Relay::ReadResponse(nghttp2_session* sess, int32_t stream_id, uint8_t* buf, size_t len, uint32_t* flags,
+                            nghttp2_data_source*, void* ud) {
+  auto* r = static_cast<Relay*>(ud);
+  auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(sess, stream_id));
+  if (!s) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  size_t n = s->resp_body.Take(buf, len);
+  if (n > 0 && s->conn) {
+    // The client took these bytes: now the upstream may send more.
+    nghttp2_session_consume(s->conn->sess, s->up_id, n);
+  }
+  if (s->resp_body.Size() == 0 && s->resp_end) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (!s->resp_trailers.empty()) {
+      Headers t = FilterTrailers(s->resp_trailers);
+      if (!t.empty()) {
+        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        auto nv = ToNv(t);
+        if (nghttp2_submit_trailer(sess, stream_id, nv.data(), nv.size()) != 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+      }
+    }
+    return static_cast<ssize_t>(n);
+  }
+  if (n == 0) {
+    s->down_deferred = true;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  (void)r;
+  return static_cast<ssize_t>(n);
+}
+
+bool Relay::RecvClient(const uint8_t* data, size_t len) {
+  if (fatal_ || !down_) return false;
+  ssize_t rv = nghttp2_session_mem_recv(down_, data, len);
+  if (rv < 0) {
+    fatal_ = true;
+    return false;
+  }
+  return true;
+}
+
+bool Relay::SendClient(std::string& out, size_t limit) {
+  if (!down_) return false;
+  while (out.size() < limit) {
+    const uint8_t* p = nullptr;
+    ssize_t n = nghttp2_session_mem_send(down_, &p);
+    if (n < 0) {
+      fatal_ = true;
+      return false;
+    }
+    if (n == 0) break;
+    out.append(reinterpret_cast<const char*>(p), static_cast<size_t>(n));
+  }
+  return true;
+}
+
+bool Relay::ClientAlive() const {
+  if (!down_ || fatal_) return false;
+  return nghttp2_session_want_read(down_) || nghttp2_session_want_write(down_);
+}
+
+void Relay::ClientLost() {
+  // Cancel every upstream stream; the client streams vanish with the session.
+  for (auto& [id, s] : streams_) {
+    s->waiting = false;
+    if (s->conn) Detach(s.get(), true);
+  }
+  waiting_.clear();
+  fatal_ = true;
+}
+
+void Relay::Drain() {
+  if (!down_ || fatal_) return;
+  nghttp2_submit_goaway(down_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(down_), NGHTTP2_NO_ERROR, nullptr, 0);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Upstream side (client sessions)
+
+uint32_t Relay::AttachUpstream(const std::string& authority) {
+  upstream_requested_ = false;
+  auto u = std::make_unique<Upstream>();
+  u->id = next_up_id_++;
+  u->authority = authority;
+  u->relay = this;
+  nghttp2_session_callbacks* cb = nullptr;
+  if (nghttp2_session_callbacks_new(&cb) != 0) {
+    UpstreamUnavailable("out of memory");
+    return 0;
+  }
+  nghttp2_session_callbacks_set_on_header_callback(cb, UpOnHeader);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, UpOnFrameRecv);
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, UpOnDataChunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cb, UpOnStreamClose);
+  nghttp2_session_callbacks_set_before_frame_send_callback(cb, UpBeforeFrameSend);
+  nghttp2_session_callbacks_set_on_frame_not_send_callback(cb, UpOnFrameNotSend);
+  nghttp2_option* opt = nullptr;
+  nghttp2_option_new(&opt);
+  nghttp2_option_set_no_auto_window_update(opt, 1);
+  int rv = nghttp2_session_client_new2(&u->sess, cb, u.get(), opt);
+  nghttp2_option_del(opt);
+  nghttp2_session_callbacks_del(cb);
+  uint32_t id = u->id;
+  if (rv != 0) {
+    u->sess = nullptr;
+    UpstreamUnavailable("cannot create an HTTP/2 session");
+    return 0;
+  }
+  nghttp2_settings_entry iv[] = {
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, opts_.stream_window},
+  };
+  nghttp2_submit_settings(u->sess, NGHTTP2_FLAG_NONE, iv, 2);
+  if (opts_.connection_window > 65535) nghttp2_session_set_local_window_size(u->sess, NGHTTP2_FLAG_NONE, 0, static_cast<int32_t>(opts_.connection_window));
+  ups_[id] = std::move(u);
+  Dispatch();
+  return id;
+}
+
+void Relay::UpstreamDeleter::operator()(Upstream* u) const { delete u; }
+
+Relay::UpstreamHandle Relay::ReleaseIdleUpstream(uint32_t id) {
+  auto it = ups_.find(id);
+  if (it == ups_.end()) return nullptr;
+  Upstream* u = it->second.get();
+  if (u->active != 0 || !u->refs.empty() || u->goaway || u->fatal || !u->settings_seen || !nghttp2_session_check_request_allowed(u->sess) ||
+      !nghttp2_session_want_read(u->sess)) {
+    return nullptr;
+  }
+  UpstreamHandle h(it->second.release());
+  ups_.erase(it);
+  h->relay = nullptr;
+  return h;
+}
+
+uint32_t Relay::AdoptUpstream(UpstreamHandle h) {
+  upstream_requested_ = false;
+  Upstream* u = h.release();
+  u->id = next_up_id_++;
+  u->relay = this;
+  ups_[u->id] = std::unique_ptr<Upstream>(u);
+  return u->id;
+}
+
+void Relay::UpstreamUnavailable(const std::string& reason) {
+  upstream_requested_ = false;
+  std::deque<Stream*> w;
+  w.swap(waiting_);
+  for (Stream* s : w) {
+    s->waiting = false;
+    LocalReply(s, "upstream unavailable: " + reason);
+  }
+}
+
+size_t Relay::BufferedBytes() const {
+  size_t n = 0;
+  for (const auto& [id, s] : streams_) n += s->req_body.Size() + s->resp_body.Size();
+  return n;
+}
+
+bool Relay::RecvUpstream(uint32_t id, const uint8_t* data, size_t len) {
+  auto it = ups_.find(id);
+  if (it == ups_.end()) return false;
+  ssize_t rv = nghttp2_session_mem_recv(it->second->sess, data, len);
+  if (rv < 0) {
+    it->second->fatal = true;
+    return false;
+  }
+  return true;
+}
+
+bool Relay::SendUpstream(uint32_t id, std::string& out, size_t limit) {
+  auto it = ups_.find(id);
+  if (it == ups_.end()) return false;
+  while (out.size() < limit) {
+    const uint8_t* p = nullptr;
+    ssize_t n = nghttp2_session_mem_send(it->second->sess, &p);
+    if (n < 0) {
+      it->second->fatal = true;
+      return false;
+    }
+    if (n == 0) break;
+    out.append(reinterpret_cast<const char*>(p), static_cast<size_t>(n));
+  }
+  return true;
+}
+
+bool Relay::UpstreamAlive(uint32_t id) const {
+  auto it = ups_.find(id);
+  if (it == ups_.end()) return false;
+  const Upstream& u = *it->second;
+  if (u.fatal) return false;
+  return nghttp2_session_want_read(u.sess) || nghttp2_session_want_write(u.sess);
+}
+
+std::vector<uint32_t> Relay::UpstreamIds() const {
+  std::vector<uint32_t> ids;
+  ids.reserve(ups_.size());
+  for (const auto& [id, u] : ups_) ids.push_back(id);
+  return ids;
+}
+
+void Relay::UpstreamLost(uint32_t id, const std::string& reason) {
+  auto it = ups_.find(id);
+  if (it == ups_.end()) return;
+  Upstream* u = it->second.get();
+  u->fatal = true;
+  std::vector<Stream*> refs(u->refs.begin(), u->refs.end());
+  for (Stream* s : refs) {
+    bool active = s->up_active;
+    // A finished response still being written to the client keeps its bytes; only its window
+    // accounting on this connection ends here.
+    if (active) ReleaseResponseBody(s);
+    s->conn = nullptr;
+    s->up_active = false;
+    u->refs.erase(s);
+    if (!active) continue;
+    if (!s->resp_done && !s->req_sent_any && !s->replayed && !s->down_closed && Idempotent(s->req)) {
+      // The connection died (typically an idle one the upstream had just closed) before any answer: send an
+      // idempotent request once more on another connection, as the HTTP/1.1 path does.
+      s->replayed = true;
+      host_.CountRetry();
+      s->up_id = -1;
+      s->up_opened = false;
+      s->waiting = true;
+      waiting_.push_front(s);
+      continue;
+    }
+    UpstreamFailedStream(s, NGHTTP2_INTERNAL_ERROR, reason);
+  }
+  ups_.erase(it);
+  Dispatch();
+}
+
+int Relay::UpOnHeader(nghttp2_session* sess, const nghttp2_frame* f, const uint8_t* name, size_t namelen,
+                      const uint8_t* value, size_t valuelen, uint8_t, void*) {
+  auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(sess, f->hd.stream_id));
+  if (!s) return 0;
+  auto& dst = s->resp_done ? s->resp_trailers : s->resp;
+  dst.emplace_back(std::string(reinterpret_cast<const char*>(name), namelen), std::string(reinterpret_cast<const char*>(value), valuelen));
+  return 0;
+}
+
+int Relay::UpOnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud) {
+  auto* u = static_cast<Upstream*>(ud);
+  Relay* r = u->relay;
+  if (f->hd.type == NGHTTP2_GOAWAY) {
+    // Streams above last_stream_id are closed by nghttp2 with REFUSED_STREAM (and replayed); the rest finish.
+    u->goaway = true;
+    r->Dispatch();
+    return 0;
+  }
+  if (f->hd.type == NGHTTP2_SETTINGS) {
+    if ((f->hd.flags & NGHTTP2_FLAG_ACK) == 0) {
+      u->settings_seen = true;
+      r->assumed_limit_ = std::max<uint32_t>(1, std::min<uint32_t>(nghttp2_session_get_remote_settings(sess, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS), 1024));
+    }
+    r->Dispatch();  // the peer may have raised its concurrency limit
+    return 0;
+  }
+  if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
+  auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(sess, f->hd.stream_id));
+  if (!s) return 0;
+  bool end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+  if (f->hd.type == NGHTTP2_HEADERS && !s->resp_done) {
+    int status = 0;
+    for (const auto& [k, v] : s->resp) {
+      if (k == ":status") status = std::atoi(v.c_str());
+    }
+    if (status >= 100 && status < 200) {
+      s->resp.clear();  // interim responses are not relayed; the final one follows
+      return 0;
+    }
+    s->resp_done = true;
+    s->resp_end = end;
+    r->host_.CountResponse(status);
+    r->SubmitResponse(s, end);
+    return 0;
+  }
+  if (end) {
+    s->resp_end = true;
+    r->ResumeClientData(s);
+  }
+  return 0;
+}
+
+int Relay::UpOnDataChunk(nghttp2_session* sess, uint8_t, int32_t stream_id, const uint8_t* data, size_t len, void* ud) {
+  auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(sess, stream_id));
+  if (!s || s->down_closed) {
+    nghttp2_session_consume(sess, stream_id, len);
+    return 0;
+  }
+  s->resp_body.Append(data, len);
+  static_cast<Upstream*>(ud)->relay->ResumeClientData(s);
+  return 0;
+}
+
+int Relay::UpOnStreamClose(nghttp2_session* sess, int32_t stream_id, uint32_t code, void* ud) {
+  auto* u = static_cast<Upstream*>(ud);
+  Relay* r = u->relay;
+  auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(sess, stream_id));
+  if (!s || s->conn != u || s->up_id != stream_id) {
+    // A stream we already let go of; its slot is free now.
+    return 0;
+  }
+  if (s->up_active) {
+    s->up_active = false;
+    u->active--;
+  }
+  if (code == NGHTTP2_NO_ERROR && s->resp_end) {
+    // Normal end (END_STREAM seen; an RST_STREAM(NO_ERROR) before it is an abort like any other).
+    // Response bytes still buffered are acknowledged to this connection as the client takes them.
+    if (s->resp_body.Size() == 0) {
+      s->conn = nullptr;
+      u->refs.erase(s);
+    }
+    if (!s->req_end || s->req_body.Size() > 0) r->ReleaseRequestBody(s);
+  } else {
+    r->ReleaseResponseBody(s);
+    s->conn = nullptr;
+    u->refs.erase(s);
+    if (code == NGHTTP2_REFUSED_STREAM && !s->resp_done && !s->req_sent_any && !s->down_closed) {
+      // The upstream did not process it (GOAWAY or REFUSED_STREAM): safe to replay elsewhere.
+      r->host_.CountRetry();
+      s->up_id = -1;
+      s->up_opened = false;
+      s->waiting = true;
+      r->waiting_.push_front(s);
+    } else {
+      r->UpstreamFailedStream(s, code == NGHTTP2_NO_ERROR ? static_cast<uint32_t>(NGHTTP2_INTERNAL_ERROR) : code, "upstream reset the stream (code " + std::to_string(code) + ")");
+    }
+  }
+  r->Dispatch();
+  return 0;
+}
+
+int Relay::UpBeforeFrameSend(nghttp2_session* sess, const nghttp2_frame* f, void*) {
+  if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(sess, f->hd.stream_id));
+  if (!s) return NGHTTP2_ERR_CANCEL;  // the client gave up before the request left
+  s->up_opened = true;
+  return 0;
+}
+
+int Relay::UpOnFrameNotSend(nghttp2_session* sess, const nghttp2_frame* f, int, void* ud) {
+  if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  auto* u = static_cast<Upstream*>(ud);
+  auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(sess, f->hd.stream_id));
+  if (!s || s->conn != u || s->up_id != f->hd.stream_id) return 0;
+  // Never sent (typically: GOAWAY arrived first), so it is safe to replay.
+  if (s->up_active) {
+    s->up_active = false;
+    u->active--;
+  }
+  s->conn = nullptr;
+  u->refs.erase(s);
+  s->up_id = -1;
+  s->up_opened = false;
+  if (!s->down_closed) {
+    u->relay->host_.CountRetry();
+    s->waiting = true;
+    u->relay->waiting_.push_front(s);
+  }
+  u->relay->Dispatch();
+  return 0;
+}
+
+ssize_t Relay::ReadRequest(nghttp2_session* sess, int32_t stream_id, uint8_t* buf, size_t len, uint32_t* flags,
+                           nghttp2_data_source*, void* ud) {
+  auto* u = static_cast<Upstream*>(ud);
+  Relay* r = u->relay;
+  auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(sess, stream_id));
+  if (!s || s->conn != u) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+  size_t n = s->req_body.Take(buf, len);
+  if (n > 0) {
+    s->req_sent_any = true;
+    nghttp2_session_consume(r->down_, s->id, n);
+  }
+  if (s->req_body.Size() == 0 && s->req_end) {
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    Headers t = FilterTrailers(s->req_trailers);
+    if (!t.empty()) {
+      *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+      auto nv = ToNv(t);
+      if (nghttp2_submit_trailer(sess, stream_id, nv.data(), nv.size()) != 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    return static_cast<ssize_t>(n);
+  }
+  if (n == 0) {
+    s->up_deferred = true;
+    return NGHTTP2_ERR_DEFERRED;
+  }
+  return static_cast<ssize_t>(n);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Glue
+
+void Relay::Dispatch() {
+  while (!waiting_.empty()) {
+    Upstream* best = nullptr;
+    for (auto& [id, u] : ups_) {
+      if (u->HasRoom(assumed_limit_) && (!best || u->active < best->active)) best = u.get();
+    }
+    if (!best) {
+      if (!upstream_requested_) {
+        upstream_requested_ = true;
+        host_.NeedUpstream();  // may answer synchronously (AttachUpstream/UpstreamUnavailable re-enter here)
+      }
+      return;
+    }
+    Stream* s = waiting_.front();
+    waiting_.pop_front();
+    s->waiting = false;
+    Submit(s, best);
+  }
+}
+
+bool Relay::Submit(Stream* s, Upstream* u) {
+  Headers h;
+  h.reserve(s->req.size() + 1);
+  std::string authority;
+  const std::string* host = nullptr;
+  for (const auto& [k, v] : s->req) {
+    if (k == ":authority") authority = v;
+    else if (k == "host") host = &v;
+  }
+  if (authority.empty() && host) authority = *host;
+  if (!u->authority.empty()) authority = u->authority;
+  bool have_authority = false;
+  for (const auto& [k, v] : s->req) {
+    if (k == ":scheme") {
+      h.emplace_back(k, "http");  // the upstream hop is cleartext (TLS upstreams stay on the Node path)
+    } else if (k == ":authority") {
+      h.emplace_back(k, authority);
+      have_authority = true;
+    } else if (!k.empty() && k[0] == ':') {
+      h.emplace_back(k, v);
+    }
+  }
+  if (!have_authority && !authority.empty()) h.emplace_back(":authority", authority);
+  for (const auto& [k, v] : s->req) {
+    if (k.empty() || k[0] == ':' || ConnectionSpecific(k)) continue;
+    if (k == "te" && !IEquals(v, "trailers")) continue;
+    h.emplace_back(k, v);
+  }
+  auto nv = ToNv(h);
+  bool body = !(s->req_end && s->req_body.Size() == 0 && s->req_trailers.empty());
+  nghttp2_data_provider prd;
+  prd.source.ptr = s;
+  prd.read_callback = ReadRequest;
+  int32_t id = nghttp2_submit_request(u->sess, nullptr, nv.data(), nv.size(), body ? &prd : nullptr, s);
+  if (id < 0) {
+    LocalReply(s, std::string("upstream unavailable: ") + nghttp2_strerror(id));
+    return false;
+  }
+  s->conn = u;
+  s->up_id = id;
+  s->up_active = true;
+  s->up_opened = false;
+  s->up_deferred = false;
+  u->active++;
+  u->refs.insert(s);
+  return true;
+}
+
+void Relay::Detach(Stream* s, bool cancel) {
+  Upstream* u = s->conn;
+  if (!u) return;
+  if (s->up_active) {
+    s->up_active = false;
+    u->active--;
+    if (cancel) {
+      if (s->up_opened) nghttp2_submit_rst_stream(u->sess, NGHTTP2_FLAG_NONE, s->up_id, NGHTTP2_CANCEL);
+    }
+  }
+  ReleaseResponseBody(s);
+  nghttp2_session_set_stream_user_data(u->sess, s->up_id, nullptr);
+  u->refs.erase(s);
+  s->conn = nullptr;
+}
+
+void Relay::UpstreamFailedStream(Stream* s, uint32_t code, const std::string& why) {
+  if (s->down_closed) return;
+  if (!s->resp_submitted) {
+    LocalReply(s, why);
+    return;
+  }
+  nghttp2_submit_rst_stream(down_, NGHTTP2_FLAG_NONE, s->id, code);
+}
+
+void Relay::LocalReply(Stream* s, const std::string& reason) {
+  if (s->down_closed || s->resp_submitted) return;
+  ReleaseRequestBody(s);
+  s->resp.clear();
+  s->resp_trailers.clear();
+  s->resp_body.Clear();
+  if (opts_.grpc) {
+    s->resp = {{":status", "200"}, {"content-type", "application/grpc"}, {"grpc-status", "14"}, {"grpc-message", GrpcMessage(reason)}};
+    s->resp_end = true;
+    host_.CountResponse(503);
+    SubmitResponse(s, true);
+  } else {
+    s->resp = {{":status", "503"}, {"content-type", "text/plain; charset=utf-8"}};
+    s->resp_body.Append(reason + "\n");
+    s->resp_end = true;
+    host_.CountResponse(503);
+    SubmitResponse(s, false);
+  }
+}
+
+void Relay::SubmitResponse(Stream* s, bool end) {
+  if (s->down_closed) return;
+  Headers h;
+  h.reserve(s->resp.size());
+  for (const auto& [k, v] : s->resp) {
+    if (k.empty()) continue;
+    if (k[0] != ':' && (ConnectionSpecific(k) || (k == "te" && !IEquals(v, "trailers")))) continue;
+    if (k[0] == ':' && k != ":status") continue;
+    h.emplace_back(k, v);
+  }
+  auto nv = ToNv(h);
+  nghttp2_data_provider prd;
+  prd.source.ptr = s;
+  prd.read_callback = ReadResponse;
+  s->resp_submitted = true;
+  if (nghttp2_submit_response(down_, s->id, nv.data(), nv.size(), end ? nullptr : &prd) != 0) {
+    nghttp2_submit_rst_stream(down_, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+  }
+}
+
+void Relay::ResumeClientData(Stream* s) {
+  if (s->down_deferred && !s->down_closed) {
+    s->down_deferred = false;
+    nghttp2_session_resume_data(down_, s->id);
+  }
+}
+
+void Relay::ResumeUpstreamData(Stream* s) {
+  if (s->up_deferred && s->conn && s->up_active) {
+    s->up_deferred = false;
+    nghttp2_session_resume_data(s->conn->sess, s->up_id);
+  }
+}
+
+void Relay::ReleaseRequestBody(Stream* s) {
+  size_t n = s->req_body.Size();
+  s->req_body.Clear();
+  if (n == 0 || !down_) return;
+  // Bytes we will never forward still count against the client's windows until acknowledged.
+  if (s->down_closed) nghttp2_session_consume_connection(down_, n);
+  else nghttp2_session_consume(down_, s->id, n);
+}
+
+void Relay::ReleaseResponseBody(Stream* s) {
+  size_t n = s->resp_body.Size();
+  s->resp_body.Clear();
+  if (n == 0 || !s->conn) return;
+  nghttp2_session_consume(s->conn->sess, s->up_id, n);
+}
+
+}  // namespace mx::h2

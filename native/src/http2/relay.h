@@ -1,0 +1,144 @@
+// HTTP/2 stream relay, independent of any event loop: one nghttp2 server session for a client connection
+// and nghttp2 client sessions for the upstream connections it uses. Bytes go in through recv*() and come
+// out through send*(), so the I/O layer (the engine's Http2Session, or a test's socketpair pump) owns the
+// sockets. Client streams are multiplexed onto upstream connections up to each upstream's
+// SETTINGS_MAX_CONCURRENT_STREAMS; the relay asks its host for another connection when all are full.
+// Flow control is tied end to end: bytes received on one side are acknowledged (WINDOW_UPDATE) only once
+// the other side has taken them into a DATA frame, so buffering is bounded by the advertised windows.
+#pragma once
+
+#include <nghttp2/nghttp2.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+namespace mx::h2 {
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+/** What the relay needs from whoever drives it. Called synchronously from the Recv, Send and Attach calls. */
+class RelayHost {
+ public:
+  virtual ~RelayHost() = default;
+  /** The relay has streams waiting and no upstream connection with room: open one (attachUpstream/upstreamUnavailable). */
+  virtual void NeedUpstream() = 0;
+  /** One response went to the client: the upstream's status, or the status of a local reply. */
+  virtual void CountResponse(int status) = 0;
+  /** A stream the upstream refused unprocessed (GOAWAY, REFUSED_STREAM) is being replayed on another connection. */
+  virtual void CountRetry() = 0;
+};
+
+struct RelayOptions {
+  /** Local replies in gRPC form (status 200 + grpc-status 14) instead of HTTP 503. */
+  bool grpc = false;
+  /** Our receive window per stream on both sides; bounds what one stream can have buffered. */
+  uint32_t stream_window = 256 * 1024;
+  /** Our receive window per connection on both sides. */
+  uint32_t connection_window = 1024 * 1024;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS we advertise to the client. */
+  uint32_t max_client_streams = 256;
+};
+
+class Relay {
+ public:
+  Relay(RelayHost& host, const RelayOptions& opts);
+  ~Relay();
+  Relay(const Relay&) = delete;
+  Relay& operator=(const Relay&) = delete;
+
+  /** Client bytes in. Returns false on a fatal error (bad preface, flood): flush what send gives, then close. */
+  bool RecvClient(const uint8_t* data, size_t len);
+  /** Appends pending client-bound bytes to `out` until it holds at least `limit` bytes or nothing is left. */
+  bool SendClient(std::string& out, size_t limit);
+  /** False once the client connection has nothing left to do (GOAWAY exchanged and no streams, or fatal). */
+  bool ClientAlive() const;
+  /** The client connection is gone (EOF or error): cancels every stream. */
+  void ClientLost();
+  /** Graceful shutdown: GOAWAY to the client; streams in flight finish. */
+  void Drain();
+
+  /** A new upstream connection is ready; `authority` (may be empty) replaces the client's :authority. Returns its id. */
+  uint32_t AttachUpstream(const std::string& authority);
+  /** No upstream connection could be opened: every waiting stream gets a local 503 / UNAVAILABLE. */
+  void UpstreamUnavailable(const std::string& reason);
+  bool RecvUpstream(uint32_t id, const uint8_t* data, size_t len);
+  bool SendUpstream(uint32_t id, std::string& out, size_t limit);
+  /** False once the upstream connection should be closed (after GOAWAY with no streams left, or fatal). */
+  bool UpstreamAlive(uint32_t id) const;
+  /** The upstream connection is gone: its unanswered streams get a local reply, answered ones are reset. */
+  void UpstreamLost(uint32_t id, const std::string& reason);
+  /** Ids of the live upstream connections, to flush each after any input. */
+  std::vector<uint32_t> UpstreamIds() const;
+  /** Streams open on the client side (for tests and drain). */
+  size_t OpenStreams() const { return streams_.size(); }
+  /** Body bytes held between the two sides right now (bounded by the windows we advertise). */
+  size_t BufferedBytes() const;
+
+  struct Stream;
+  struct Upstream;
+  struct UpstreamDeleter {
+    void operator()(Upstream* u) const;
+  };
+  /** An upstream connection's HTTP/2 state, out of any relay (between two client connections). */
+  using UpstreamHandle = std::unique_ptr<Upstream, UpstreamDeleter>;
+
+  /**
+   * Takes an idle, healthy upstream connection out of this relay so another relay of the same service can
+   * reuse it; null when it has streams, received GOAWAY or failed.
+   */
+  UpstreamHandle ReleaseIdleUpstream(uint32_t id);
+  /** Adopts a connection from ReleaseIdleUpstream (no stream is sent yet: feed its pending bytes, then Kick). */
+  uint32_t AdoptUpstream(UpstreamHandle u);
+  /** Sends waiting streams to connections with room. */
+  void Kick() { Dispatch(); }
+  /** True between NeedUpstream and the answer (AttachUpstream, AdoptUpstream or UpstreamUnavailable). */
+  bool UpstreamRequested() const { return upstream_requested_; }
+
+ private:
+  static int OnBeginHeaders(nghttp2_session*, const nghttp2_frame*, void*);
+  static int OnHeader(nghttp2_session*, const nghttp2_frame*, const uint8_t*, size_t, const uint8_t*, size_t, uint8_t, void*);
+  static int OnFrameRecv(nghttp2_session*, const nghttp2_frame*, void*);
+  static int OnDataChunk(nghttp2_session*, uint8_t, int32_t, const uint8_t*, size_t, void*);
+  static int OnStreamClose(nghttp2_session*, int32_t, uint32_t, void*);
+  static ssize_t ReadResponse(nghttp2_session*, int32_t, uint8_t*, size_t, uint32_t*, nghttp2_data_source*, void*);
+
+  static int UpOnHeader(nghttp2_session*, const nghttp2_frame*, const uint8_t*, size_t, const uint8_t*, size_t, uint8_t, void*);
+  static int UpOnFrameRecv(nghttp2_session*, const nghttp2_frame*, void*);
+  static int UpOnDataChunk(nghttp2_session*, uint8_t, int32_t, const uint8_t*, size_t, void*);
+  static int UpOnStreamClose(nghttp2_session*, int32_t, uint32_t, void*);
+  static int UpBeforeFrameSend(nghttp2_session*, const nghttp2_frame*, void*);
+  static int UpOnFrameNotSend(nghttp2_session*, const nghttp2_frame*, int, void*);
+  static ssize_t ReadRequest(nghttp2_session*, int32_t, uint8_t*, size_t, uint32_t*, nghttp2_data_source*, void*);
+
+  void Dispatch();
+  bool Submit(Stream* s, Upstream* u);
+  void Detach(Stream* s, bool cancel);
+  void UpstreamFailedStream(Stream* s, uint32_t code, const std::string& why);
+  void LocalReply(Stream* s, const std::string& reason);
+  void SubmitResponse(Stream* s, bool end);
+  void ResumeClientData(Stream* s);
+  void ResumeUpstreamData(Stream* s);
+  void ReleaseRequestBody(Stream* s);
+  void ReleaseResponseBody(Stream* s);
+
+  RelayHost& host_;
+  RelayOptions opts_;
+  nghttp2_session* down_ = nullptr;
+  std::map<int32_t, std::unique_ptr<Stream>> streams_;
+  std::deque<Stream*> waiting_;
+  std::map<uint32_t, std::unique_ptr<Upstream>> ups_;
+  uint32_t next_up_id_ = 1;
+  /** Concurrency assumed for a new upstream connection until its SETTINGS arrive: the last one announced. */
+  uint32_t assumed_limit_ = 100;
+  bool upstream_requested_ = false;
+  bool fatal_ = false;
+};
+
+}  // namespace mx::h2
