@@ -30,4 +30,8 @@ Napi::Value CgroupId(const Napi::CallbackInfo& info);
 Napi::Value NetnsCookie(const Napi::CallbackInfo& info);
 Napi::Value Layout(const Napi::CallbackInfo& info);
 
+Napi::Value TlsContextCreate(const Napi::CallbackInfo& info);
+Napi::Value TlsSessionCount(const Napi::CallbackInfo& info);
+Napi::Value TlsProbe(const Napi::CallbackInfo& info);
+
 }  // namespace mx

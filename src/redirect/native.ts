@@ -19,6 +19,50 @@ export interface NativeLayout {
   constants: Record<string, number>;
 }
 
+/** Inputs of a native client TLS context, resolved by src/proxy/tls-native.ts from a service's CompiledTls. */
+export interface NativeTlsContextOptions {
+  /** Protocol numbers (0x0301 TLS 1.0 .. 0x0304 TLS 1.3), already resolved for TLSAuto. */
+  minVersion: number;
+  maxVersion: number;
+  /** TLS <= 1.2 cipher list and TLS 1.3 suites (empty: OpenSSL's default). */
+  cipherList: string;
+  cipherSuites: string;
+  verifyChain: boolean;
+  verifyNames: boolean;
+  allowRenegotiation: boolean;
+  /** Trusted CA PEM (inline caCert or the system bundle), only when verifyChain. */
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+  /** SNI to send and the expected name; absent: no SNI, the dialled IP is expected. */
+  servername?: string;
+  /** `ipValue` is the matcher value normalised as an IP address (ipaddr.js) for Exact matches against IP SANs. */
+  subjectAltNames: Array<{ exact: boolean; value: string; ipValue: string }>;
+}
+
+/** Opaque handle of a native client TLS context (owns its session cache). */
+export type NativeTlsContext = { readonly __brand: 'NativeTlsContext' };
+
+/** Why a native TLS connection failed; src/proxy/tls-native.ts turns it into an UpstreamError. */
+export interface NativeTlsFailure {
+  /** chain: `code` is Node's X509 code name; alert: an OpenSSL error (ERR_SSL_...); closed: the peer went away;
+   *  policy: `reason` and `message` are final; timeout: the handshake timer fired. */
+  stage: 'chain' | 'alert' | 'closed' | 'policy' | 'timeout';
+  code: string;
+  message: string;
+  reason?: string;
+}
+
+export interface NativeTlsProbeResult {
+  ok: boolean;
+  resumed: boolean;
+  protocol: string;
+  alpn: string;
+  received: Buffer;
+  timedOut: boolean;
+  failure?: NativeTlsFailure;
+}
+
 /** Typed surface of native/src/addon.cc. Arguments are checked by callers before they get here. */
 export interface NativeAddon {
   /** Opens and loads a BPF object; by-name maps are pinned/reused under pinRootPath. */
@@ -54,6 +98,15 @@ export interface NativeAddon {
   netnsCookie(): bigint;
   /** sizeof/offsetof of the structs in bpf/meshext_maps.h as the C++ compiler sees them. */
   layout(): NativeLayout;
+  /** Builds a client TLS context; throws Error{code: MESHEXT_E_TLS_CONFIG} with OpenSSL's text. */
+  tlsContextCreate(opts: NativeTlsContextOptions): NativeTlsContext;
+  /** Sessions cached in the context for one endpoint key (TlsSessionCache.key). */
+  tlsSessionCount(ctx: NativeTlsContext, key: string): number;
+  /**
+   * One TLS exchange over a connected socket fd (duplicated, so the caller destroys its socket): handshake and
+   * verification, send `send`, close_notify, read until the peer closes.
+   */
+  tlsProbe(ctx: NativeTlsContext, fd: number, opts: { sessionKey?: string; dialledIp?: string; alpn?: string[]; timeoutMs: number; send?: Buffer }): Promise<NativeTlsProbeResult>;
 }
 
 /** Repository/package root: the nearest ancestor holding our package.json. */
