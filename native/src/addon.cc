@@ -32,6 +32,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("tlsContextCreate", Napi::Function::New(env, mx::TlsContextCreate));
   exports.Set("tlsSessionCount", Napi::Function::New(env, mx::TlsSessionCount));
   exports.Set("tlsProbe", Napi::Function::New(env, mx::TlsProbe));
+  exports.Set("relayStart", Napi::Function::New(env, mx::RelayStart));
+  exports.Set("relayStop", Napi::Function::New(env, mx::RelayStop));
+  exports.Set("relayTcp", Napi::Function::New(env, mx::RelayTcp));
+  exports.Set("relayClose", Napi::Function::New(env, mx::RelayClose));
+  exports.Set("relayStats", Napi::Function::New(env, mx::RelayStats));
   return exports;
 }
 

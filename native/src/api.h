@@ -33,5 +33,11 @@ Napi::Value Layout(const Napi::CallbackInfo& info);
 Napi::Value TlsContextCreate(const Napi::CallbackInfo& info);
 Napi::Value TlsSessionCount(const Napi::CallbackInfo& info);
 Napi::Value TlsProbe(const Napi::CallbackInfo& info);
+// Relay engine (relay/api.cc).
+Napi::Value RelayStart(const Napi::CallbackInfo& info);
+Napi::Value RelayStop(const Napi::CallbackInfo& info);
+Napi::Value RelayTcp(const Napi::CallbackInfo& info);
+Napi::Value RelayClose(const Napi::CallbackInfo& info);
+Napi::Value RelayStats(const Napi::CallbackInfo& info);
 
 }  // namespace mx

@@ -93,6 +93,8 @@ export class Agent {
       stats: this.stats,
       log: this.log.child({ component: 'proxy' }),
       connectTimeoutMs: cfg.connectTimeoutMs,
+      dataPath: cfg.dataPath,
+      dataThreads: cfg.dataThreads,
       originalDst: (socket) => this.originalDst(socket),
     });
     this.proxy.setSnapshot(snapshot);

@@ -16,6 +16,11 @@ export interface Dialled {
   endpoint: EndpointState;
   /** Negotiated ALPN protocol under TLS, else false. */
   alpn: string | false;
+  /**
+   * For handing the connection to the native engine: counts the socket's bytes so far, stops its own close
+   * accounting, and returns what to call with the engine's byte counts when the engine closes it.
+   */
+  adopt(): (rx: number, tx: number) => void;
 }
 
 /** Connects to the service's next endpoint, trying the others if that fails. */
@@ -57,14 +62,14 @@ export async function dialUpstream(rt: ServiceRuntime, alpn?: string[], order: E
         continue;
       }
       rt.endpoints.success(st);
-      track(rt, st, raw);
-      if (!rt.tls) return { socket: raw, endpoint: st, alpn: false };
+      const adopt = track(rt, st, raw);
+      if (!rt.tls) return { socket: raw, endpoint: st, alpn: false, adopt };
       try {
         const key = TlsSessionCache.key(target.host ?? (target.path as string), target.port ?? 0, rt.tls.servername);
         const s = await secureUpstream(raw, rt.tls, target.host, alpn, rt.deps.connectTimeoutMs, key);
         rt.metrics.tlsHandshake.inc();
         if (s.isSessionReused()) rt.metrics.tlsSessionReused.inc();
-        return { socket: s, endpoint: st, alpn: s.alpnProtocol ?? false };
+        return { socket: s, endpoint: st, alpn: s.alpnProtocol ?? false, adopt };
       } catch (e) {
         const err = e as UpstreamError;
         rt.metrics.tlsVerifyFail(err.tlsReason ?? 'handshake');
@@ -77,18 +82,32 @@ export async function dialUpstream(rt: ServiceRuntime, alpn?: string[], order: E
   throw last ?? new UpstreamError('MESHEXT_E_CONNECT_FAIL', 'no endpoint reachable');
 }
 
-/** Keeps gauges and byte counters right for the lifetime of one upstream socket. */
-function track(rt: ServiceRuntime, st: EndpointState, raw: net.Socket): void {
+/** Keeps gauges and byte counters right for the lifetime of one upstream connection; returns its `adopt`. */
+function track(rt: ServiceRuntime, st: EndpointState, raw: net.Socket): () => (rx: number, tx: number) => void {
   rt.metrics.upstreamCxActive.inc();
   st.active++;
-  // Whoever owns the socket handles errors; this keeps a late error from crashing the process.
-  raw.on('error', () => {});
-  raw.once('close', () => {
+  const finish = (rx: number, tx: number): void => {
     rt.metrics.upstreamCxActive.dec();
     st.active--;
-    rt.metrics.upstreamRxBytes.inc(raw.bytesRead);
-    rt.metrics.upstreamTxBytes.inc(raw.bytesWritten);
-  });
+    rt.metrics.upstreamRxBytes.inc(rx);
+    rt.metrics.upstreamTxBytes.inc(tx);
+  };
+  const onClose = (): void => finish(raw.bytesRead, raw.bytesWritten);
+  // Whoever owns the socket handles errors; this keeps a late error from crashing the process.
+  raw.on('error', () => {});
+  raw.once('close', onClose);
+  return () => {
+    raw.removeListener('close', onClose);
+    // Bytes Node read before the hand-over (a server-first greeting) are in bytesRead already.
+    const rx0 = raw.bytesRead;
+    const tx0 = raw.bytesWritten;
+    let done = false;
+    return (rx, tx) => {
+      if (done) return;
+      done = true;
+      finish(rx0 + rx, tx0 + tx);
+    };
+  };
 }
 
 function connect(target: { host?: string; port?: number; path?: string }, timeoutMs: number): Promise<net.Socket> {

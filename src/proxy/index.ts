@@ -14,12 +14,15 @@ import { EndpointResolver, type DnsResolver } from './resolve.js';
 import { dataPathFingerprint, ServiceRuntime } from './runtime.js';
 import { detectSystemCa } from './system-ca.js';
 import { sniffHttp2 } from './sniff.js';
-import { handleTcp } from './tcp.js';
+import { handleTcp, TCP_IDLE_TIMEOUT_MS } from './tcp.js';
+import { FastPath, type DataPath } from './fastpath.js';
 import type { ConnState } from './conn.js';
+import type { RelayStats } from '../redirect/native.js';
 import { Http1Handler } from './http1.js';
 import { Http2Handler } from './http2.js';
 
 export { UpstreamError } from './errors.js';
+export type { DataPath } from './fastpath.js';
 export type { TlsFailReason, UpstreamErrorCode } from './errors.js';
 export { SYSTEM_CA_CANDIDATES, SYSTEM_CA_ENV, detectSystemCa } from './system-ca.js';
 
@@ -34,6 +37,12 @@ export interface ProxyOptions {
   originalDst?: (socket: net.Socket) => { address: string; port: number } | null;
   /** DNS resolver for DNS-name endpoints; defaults to the system's (c-ares). */
   resolver?: DnsResolver;
+  /** native (default): plain TCP services relay in the native engine; node: everything in Node streams. */
+  dataPath?: DataPath;
+  /** I/O threads of the native engine; default 1. */
+  dataThreads?: number;
+  /** Idle timeout of TCP sessions; default 1 h (Envoy's tcp_proxy), 0 disables it. */
+  tcpIdleTimeoutMs?: number;
 }
 
 
@@ -61,6 +70,9 @@ export class Proxy {
   private readonly noRoute: Series;
   private readonly h1 = new Http1Handler();
   private readonly h2 = new Http2Handler();
+  /** The native engine once started; null when the Node data path is used (chosen, or the addon failed). */
+  private fast: FastPath | null | undefined;
+  private readonly tcpIdleTimeoutMs: number;
 
   constructor(private readonly opts: ProxyOptions) {
     this.log = opts.log.child({ component: 'proxy' });
@@ -68,6 +80,27 @@ export class Proxy {
     this.systemCaPath = opts.systemCaPath === undefined ? detectSystemCa() : opts.systemCaPath;
     this.resolver = new EndpointResolver(opts.resolver);
     this.noRoute = opts.stats.counter('meshext_downstream_cx_no_route_total', 'Connections to a VIP:port no service owns');
+    this.tcpIdleTimeoutMs = opts.tcpIdleTimeoutMs ?? TCP_IDLE_TIMEOUT_MS;
+    if ((opts.dataPath ?? 'native') === 'node') this.fast = null;
+  }
+
+  /** The native engine, started on first use; null (logged once) when it cannot start. */
+  private fastPath(): FastPath | null {
+    if (this.fast !== undefined) return this.fast;
+    const threads = this.opts.dataThreads ?? 1;
+    try {
+      this.fast = FastPath.start(threads);
+      this.log.info({ threads }, 'native data path started');
+    } catch (e) {
+      this.fast = null;
+      this.log.warn({ err: (e as Error).message }, 'native data path unavailable; relaying TCP in Node');
+    }
+    return this.fast;
+  }
+
+  /** Which data path TCP services use now (`native` only once the engine has started). */
+  dataPath(): DataPath {
+    return this.fast ? 'native' : 'node';
   }
 
   /** Atomically replaces the routing table; runtimes (TLS contexts, pools, health) are rebuilt only for changed services. */
@@ -180,10 +213,17 @@ export class Proxy {
     m.downstreamCxActive.inc();
     const state: ConnState = { socket: sock, service: svc };
     this.conns.add(state);
-    sock.once('close', () => {
+    let ended = false;
+    state.ended = () => {
+      if (ended) return;
+      ended = true;
       m.downstreamCxActive.dec();
       this.conns.delete(state);
       if (this.retiring.has(m.kri)) this.maybeRetire(m.kri);
+    };
+    // A relayed connection's socket closes at the hand-over; the engine's close event ends it instead.
+    sock.once('close', () => {
+      if (!state.relayed) state.ended?.();
     });
     if (svc.forbidden && svc.protocol === 'tcp') {
       m.accessDenied.inc();
@@ -193,7 +233,7 @@ export class Proxy {
     }
     switch (svc.protocol) {
       case 'tcp':
-        handleTcp(sock, rt);
+        handleTcp(sock, rt, state, { fast: this.fastPath() ?? undefined, idleTimeoutMs: this.tcpIdleTimeoutMs });
         break;
       // Like Kuma's listener (codec AUTO), http and http2 services take either HTTP version from the
       // client; gRPC clients always speak HTTP/2, so grpc skips the sniff.
@@ -231,21 +271,29 @@ export class Proxy {
       await new Promise((r) => setTimeout(r, Math.min(50, Math.max(1, deadline - Date.now()))));
     }
     const remaining = this.conns.size;
-    for (const c of [...this.conns]) c.socket.destroy();
+    for (const c of [...this.conns]) closeConn(c);
     return { remaining };
   }
 
   /** Stops listening, closes every connection and idle pool. */
   async close(): Promise<void> {
     await this.stopAccepting();
-    for (const c of [...this.conns]) c.socket.destroy();
+    for (const c of [...this.conns]) closeConn(c);
+    // Queued closes run before the threads exit; their events are accounted before stop() returns.
+    this.fast?.stop();
+    if (this.fast) this.fast = undefined;
     for (const rt of this.runtimes.values()) rt.close();
     this.runtimes.clear();
   }
 
-  /** Number of open client connections. */
+  /** Number of open client connections (in Node or in the native engine). */
   activeConnections(): number {
     return this.conns.size;
+  }
+
+  /** Counters of the native engine, or null on the Node data path. */
+  relayStats(): RelayStats | null {
+    return this.fast ? this.fast.stats() : null;
   }
 
   /** Envoy `/clusters`-style view of every service's endpoints and their health. */
@@ -267,6 +315,12 @@ export class Proxy {
     }
     return out;
   }
+}
+
+/** Closes a connection wherever it lives (FIN, as Node's destroy does). */
+function closeConn(c: ConnState): void {
+  if (c.relayed) c.relayed.close(false);
+  else c.socket.destroy();
 }
 
 /** Closes the listening socket now; net.Server's close callback would wait for every accepted connection. */

@@ -61,6 +61,44 @@ export interface NativeTlsProbeResult {
   received: Buffer;
   timedOut: boolean;
   failure?: NativeTlsFailure;
+/** Why the relay engine ended a session (the `reason` of a `closed` event). */
+export type RelayCloseReason =
+  | 'done' // both directions reached end of stream and were flushed
+  | 'client-reset'
+  | 'client-error'
+  | 'upstream-reset'
+  | 'upstream-error'
+  | 'idle-timeout'
+  | 'closed' // relayClose(..., false)
+  | 'reset' // relayClose(..., true)
+  | 'engine-stop'
+  | 'error'; // the engine could not watch the sockets
+
+/** A session's end: byte counts of its upstream (`rx`/`tx`) and client (`downstream*`) sides, as moved natively. */
+export interface RelayClosedEvent {
+  kind: 'closed';
+  id: number;
+  rx: number;
+  tx: number;
+  downstreamRx: number;
+  downstreamTx: number;
+  reason: RelayCloseReason;
+  /** errno name (e.g. ECONNRESET) when an error ended the session. */
+  error?: string;
+}
+
+/** Any event of the relay engine; session kinds other than tcp add their own kinds. */
+export type RelayEvent = RelayClosedEvent | { kind: string; id: number; [field: string]: string | number };
+
+export interface RelayStats {
+  threads: number;
+  /** Open sessions on all threads. */
+  sessions: number;
+  /** Empty splice pipes kept for reuse / pipes currently holding a session's bytes. */
+  pipesPooled: number;
+  pipesInUse: number;
+  /** epoll wake-ups since start. */
+  wakeups: number;
 }
 
 /** Typed surface of native/src/addon.cc. Arguments are checked by callers before they get here. */
@@ -107,6 +145,19 @@ export interface NativeAddon {
    * verification, send `send`, close_notify, read until the peer closes.
    */
   tlsProbe(ctx: NativeTlsContext, fd: number, opts: { sessionKey?: string; dialledIp?: string; alpn?: string[]; timeoutMs: number; send?: Buffer }): Promise<NativeTlsProbeResult>;
+  /** Starts the relay engine's I/O threads; `onEvents` gets batches of events on the JS thread. Returns a handle. */
+  relayStart(threads: number, onEvents: (events: RelayEvent[]) => void): number;
+  /** Closes every session (reason engine-stop), joins the threads; returns the events not delivered yet. */
+  relayStop(engine: number): RelayEvent[];
+  /**
+   * Relays bytes between two connected stream sockets; dups both fds (the caller closes its own).
+   * `toUpstream`/`toClient` are bytes already read from the other side; idleTimeoutMs 0 disables the timeout;
+   * `splice` false forces copying through a buffer. Returns the session id.
+   */
+  relayTcp(engine: number, clientFd: number, upstreamFd: number, toUpstream: Buffer | null, toClient: Buffer | null, idleTimeoutMs: number, splice?: boolean): number;
+  /** Asks the session's thread to close it (FIN, or RST when `reset`); false when the engine is stopping. */
+  relayClose(engine: number, id: number, reset: boolean): boolean;
+  relayStats(engine: number): RelayStats;
 }
 
 /** Repository/package root: the nearest ancestor holding our package.json. */

@@ -1,0 +1,139 @@
+// The relay engine: loop threads, session placement, and the batched event channel to JS.
+#include <errno.h>
+#include <string.h>
+
+#include <string>
+
+#include "../errors.h"
+#include "engine.h"
+
+namespace mx::relay {
+
+Engine* Engine::Create(Napi::Env env, unsigned threads, Napi::Function onEvents) {
+  auto* e = new Engine();
+  for (unsigned i = 0; i < threads; i++) {
+    auto loop = std::make_unique<Loop>(e, i);
+    if (int err = loop->Init()) {
+      delete e;  // no thread started yet; loops close their fds
+      ThrowErrno(env, "MESHEXT_E_RELAY", "epoll_create1/eventfd", err);
+    }
+    e->loops_.push_back(std::move(loop));
+  }
+  e->tsfn_ = Tsfn::New(env, onEvents, "meshext-relay-events", 0, 1, e, &Engine::Finalize);
+  // The engine's connections keep their own JS handles (listeners, timers) where liveness matters; the
+  // event channel alone must not hold the process open.
+  e->tsfn_.Unref(env);
+  for (auto& l : e->loops_) {
+    Loop* lp = l.get();
+    e->threads_.emplace_back([lp] { lp->Run(); });
+  }
+  return e;
+}
+
+uint64_t Engine::Adopt(std::unique_ptr<Session> s) {
+  if (stopped_) return 0;
+  uint64_t id = nextId_.fetch_add(1, std::memory_order_relaxed);
+  s->id_ = id;
+  Loop* loop = loops_[id % loops_.size()].get();
+  // std::function needs a copyable callable: carry the session as a raw pointer and re-own it inside.
+  Session* raw = s.release();
+  bool ok = loop->Post([raw](Loop& l) { l.Place(std::unique_ptr<Session>(raw)); });
+  if (!ok) {
+    delete raw;
+    return 0;
+  }
+  return id;
+}
+
+bool Engine::PostTo(uint64_t id, std::function<void(Session&)> fn) {
+  if (stopped_ || id == 0) return false;
+  Loop* loop = loops_[id % loops_.size()].get();
+  return loop->Post([id, fn = std::move(fn)](Loop& l) {
+    if (Session* s = l.Find(id)) fn(*s);
+  });
+}
+
+void Engine::Emit(Event e) {
+  bool schedule = false;
+  {
+    std::lock_guard<std::mutex> g(evMu_);
+    events_.push_back(std::move(e));
+    if (!scheduled_ && !released_) {
+      scheduled_ = true;
+      schedule = true;
+    }
+  }
+  if (schedule && tsfn_.NonBlockingCall() != napi_ok) {
+    // The queue is unbounded, so this only fails once the function is closing; Stop() hands the events over.
+    std::lock_guard<std::mutex> g(evMu_);
+    scheduled_ = false;
+  }
+}
+
+void Engine::Deliver(Napi::Env env, Napi::Function fn, Engine* self, void* /*unused*/) {
+  std::vector<Event> batch;
+  {
+    std::lock_guard<std::mutex> g(self->evMu_);
+    batch.swap(self->events_);
+    self->scheduled_ = false;
+  }
+  if (env == nullptr || batch.empty()) return;  // environment tearing down, or Stop() took them
+  Napi::HandleScope scope(env);
+  Napi::Array arr = Napi::Array::New(env, batch.size());
+  for (size_t i = 0; i < batch.size(); i++) arr.Set(static_cast<uint32_t>(i), ToJs(env, batch[i]));
+  // An exception thrown by the JS handler surfaces as an uncaught exception, like any callback's.
+  fn.Call({arr});
+}
+
+Napi::Object Engine::ToJs(Napi::Env env, const Event& e) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("kind", Napi::String::New(env, e.kind));
+  o.Set("id", Napi::Number::New(env, static_cast<double>(e.id)));
+  for (const auto& kv : e.nums) o.Set(kv.first, Napi::Number::New(env, kv.second));
+  for (const auto& kv : e.strs) o.Set(kv.first, Napi::String::New(env, kv.second));
+  return o;
+}
+
+void Engine::JoinAll() {
+  for (auto& l : loops_) l->Post([](Loop& lp) { lp.stopping_ = true; });
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+  threads_.clear();
+}
+
+std::vector<Event> Engine::Stop() {
+  std::vector<Event> rest;
+  if (stopped_) return rest;
+  stopped_ = true;
+  JoinAll();
+  {
+    std::lock_guard<std::mutex> g(evMu_);
+    rest.swap(events_);
+    released_ = true;
+  }
+  tsfn_.Release();  // the finalizer deletes the engine once queued calls have run
+  return rest;
+}
+
+void Engine::Abandon() {
+  if (stopped_) return;
+  stopped_ = true;
+  JoinAll();
+  std::lock_guard<std::mutex> g(evMu_);
+  events_.clear();
+  released_ = true;
+}
+
+void Engine::Finalize(Napi::Env /*env*/, void* /*data*/, Engine* self) {
+  // Reached after Stop() (threads already joined) or at environment teardown with the engine still running.
+  self->Abandon();
+  delete self;
+}
+
+std::vector<LoopStats> Engine::Stats() const {
+  std::vector<LoopStats> out;
+  for (const auto& l : loops_) out.push_back(l->Stats());
+  return out;
+}
+
+}  // namespace mx::relay

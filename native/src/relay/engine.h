@@ -1,0 +1,258 @@
+// The native relay engine: N I/O threads, each an epoll loop that owns the sessions placed on it.
+//
+// How a session kind plugs in (TcpSession in tcp_session.h is the reference implementation):
+//  1. Derive from `Session`. Construct it on the JS thread with the fds it will own (dup them there, so a
+//     failure can throw to JS), then hand it to `Engine::Adopt(std::move(session))`, which assigns the id,
+//     picks a loop round-robin and returns the id at once. Everything after that runs on the loop thread.
+//  2. `Start()` runs on the loop thread: register fds with `loop()->Watch(fd, watcher)`. A `Watcher` gets
+//     edge-triggered EPOLLIN|EPOLLOUT|EPOLLRDHUP events for its fd for as long as it is watched; keep
+//     per-fd "readable/writable" flags and clear them only on EAGAIN (that is what edge-triggering needs).
+//     Closing a watched fd removes it from epoll; call `Unwatch` first only when the fd stays open.
+//  3. Timers are coarse and cheap: `loop()->ArmTimer(this, deadlineMs)` (milliseconds of `Loop::NowMs()`,
+//     CLOCK_MONOTONIC_COARSE). `OnTimer(now)` fires once per arm, at or after the deadline; keep the real
+//     deadline in the session (e.g. last activity + idle) and re-arm from OnTimer rather than re-arming on
+//     every byte. Re-arming earlier than a pending arm adds a second heap entry; stale ones just fire early.
+//  4. Fairness: do at most a bounded amount of work per callback and call `loop()->Soon(this)`; `OnSoon()`
+//     then runs after the current batch of epoll events.
+//  5. Finish with `loop()->Retire(this, event)`: the session is destroyed after the current dispatch (so
+//     pending epoll events that still point at its watchers stay valid; guard with your own closed flag),
+//     and `event` (kind "closed" by convention, with whatever numbers/strings JS needs) goes to JS.
+//  6. `Close(reason, reset)` is called on the loop thread when JS closes the session (drain/force close) or
+//     the engine stops; it must end the session synchronously (through Retire).
+//  7. JS-side commands for one session: `Engine::PostTo(id, fn)` runs `fn(session)` on its loop thread if the
+//     session still exists. Other events for JS (need-upstream, counts, log lines) go through `Loop::Emit`.
+//  Shared per-thread resources: `loop()->pipes()` (splice pipes, take when needed, give back when empty)
+//  and `loop()->scratch()` (one read buffer, valid only until you return to the loop).
+// Events reach JS in batches through one unref'd ThreadSafeFunction: one JS call carries every event
+// queued since the previous call, so a busy engine costs one JS call per loop wake-up, not one per event.
+#pragma once
+#include <napi.h>
+#include <sys/epoll.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <queue>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "fd.h"
+
+namespace mx::relay {
+
+class Loop;
+class Engine;
+
+/** One message for JS: `{kind, id, ...nums, ...strs}`. Keys must be string literals (static storage). */
+struct Event {
+  const char* kind = "";
+  uint64_t id = 0;
+  std::vector<std::pair<const char*, double>> nums;
+  std::vector<std::pair<const char*, std::string>> strs;
+
+  Event() = default;
+  Event(const char* k, uint64_t i) : kind(k), id(i) {}
+  Event& Num(const char* key, double v) {
+    nums.emplace_back(key, v);
+    return *this;
+  }
+  Event& Str(const char* key, std::string v) {
+    strs.emplace_back(key, std::move(v));
+    return *this;
+  }
+};
+
+/** Receives readiness for one fd (edge-triggered; see the header comment). */
+class Watcher {
+ public:
+  virtual ~Watcher() = default;
+  virtual void OnEvents(uint32_t events) = 0;
+};
+
+/** A unit of work owned by one loop: a proxied connection of some protocol. */
+class Session {
+ public:
+  virtual ~Session() = default;
+  uint64_t id() const { return id_; }
+  Loop* loop() const { return loop_; }
+  bool retired() const { return retired_; }
+
+  /** Runs on the loop thread once the session is placed; registers watchers. */
+  virtual void Start() = 0;
+  /** Ends the session now (JS close or engine stop); must Retire it. `reset` asks for RST instead of FIN. */
+  virtual void Close(const char* reason, bool reset) = 0;
+  virtual void OnTimer(int64_t /*nowMs*/) {}
+  virtual void OnSoon() {}
+  /** Session-kind figures for relayStats() (e.g. open sessions by kind); default contributes nothing. */
+  virtual const char* kind() const = 0;
+
+ private:
+  friend class Loop;
+  friend class Engine;
+  uint64_t id_ = 0;
+  Loop* loop_ = nullptr;
+  bool retired_ = false;
+  bool soon_ = false;
+};
+
+/** A non-blocking pipe used by splice(2); pooled per loop so idle sessions hold none. */
+struct Pipe {
+  UniqueFd r, w;
+};
+
+class PipePool {
+ public:
+  explicit PipePool(size_t keep) : keep_(keep) {}
+  /** A pooled or new pipe; an invalid Pipe (r < 0) when pipe2 fails (caller falls back to copying). */
+  Pipe Take();
+  /** Returns an empty pipe; pipes that may hold bytes must be dropped instead. */
+  void Give(Pipe p);
+  size_t pooled() const { return free_.size(); }
+  size_t inUse() const { return inUse_; }
+  void Drop() { inUse_--; }
+
+ private:
+  size_t keep_;
+  size_t inUse_ = 0;
+  std::vector<Pipe> free_;
+};
+
+struct LoopStats {
+  uint64_t sessions = 0;
+  uint64_t pipesPooled = 0;
+  uint64_t pipesInUse = 0;
+  uint64_t wakeups = 0;
+};
+
+/** One I/O thread: epoll, command queue (eventfd), coarse timers, its sessions. */
+class Loop {
+ public:
+  static constexpr size_t kScratchSize = 64 * 1024;
+
+  Loop(Engine* engine, unsigned index);
+  ~Loop();
+  Loop(const Loop&) = delete;
+  Loop& operator=(const Loop&) = delete;
+
+  /** Creates epoll and eventfd; returns errno on failure (0 on success). */
+  int Init();
+  void Run();
+  /** Thread-safe: queues `fn` to run on this loop's thread. Returns false when the loop has stopped. */
+  bool Post(std::function<void(Loop&)> fn);
+
+  // Loop-thread only from here on.
+  int Watch(int fd, Watcher* w);
+  void Unwatch(int fd);
+  void ArmTimer(Session* s, int64_t deadlineMs);
+  void Soon(Session* s);
+  void Retire(Session* s, Event closed);
+  void Emit(Event e);
+  int64_t NowMs() const { return now_; }
+  PipePool& pipes() { return pipes_; }
+  char* scratch() { return scratch_.get(); }
+  Engine* engine() const { return engine_; }
+  unsigned index() const { return index_; }
+  Session* Find(uint64_t id);
+
+  /** Called by Engine::Adopt's posted command. */
+  void Place(std::unique_ptr<Session> s);
+  /** Snapshot of counters; thread-safe (atomics). */
+  LoopStats Stats() const;
+
+ private:
+  void Drain();
+  void FireTimers();
+  void RunSoon();
+  void Bury();
+  void CloseAll(const char* reason);
+  static int64_t Clock();
+
+  Engine* engine_;
+  unsigned index_;
+  UniqueFd epoll_;
+  UniqueFd wake_;
+  bool stopping_ = false;
+  int64_t now_ = 0;
+
+  std::mutex mu_;
+  std::vector<std::function<void(Loop&)>> commands_;
+  bool closed_ = false;  // guarded by mu_: no more commands accepted
+
+  std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
+  std::vector<std::unique_ptr<Session>> graveyard_;
+  std::vector<Session*> soon_;
+  using TimerEntry = std::pair<int64_t, uint64_t>;  // deadline, session id
+  std::priority_queue<TimerEntry, std::vector<TimerEntry>, std::greater<TimerEntry>> timers_;
+  PipePool pipes_;
+  std::unique_ptr<char[]> scratch_;
+
+  std::atomic<uint64_t> statSessions_{0};
+  std::atomic<uint64_t> statPipesPooled_{0};
+  std::atomic<uint64_t> statPipesInUse_{0};
+  std::atomic<uint64_t> statWakeups_{0};
+
+  friend class Engine;
+};
+
+/**
+ * Owns the loops and the event channel. Created and stopped on the JS thread; `sink` is called on the JS
+ * thread with batches of events. Lifetime: after Stop() the engine is deleted by the TSFN finalizer, so a
+ * queued batch never sees a dead engine.
+ */
+class Engine {
+ public:
+  using Sink = std::function<void(std::vector<Event>&)>;
+
+  /** Starts `threads` loops; throws a JS error (via env) when a loop cannot be created. */
+  static Engine* Create(Napi::Env env, unsigned threads, Napi::Function onEvents);
+
+  /** Places a session on a loop (round-robin); returns its id, or 0 when the engine is stopping. */
+  uint64_t Adopt(std::unique_ptr<Session> s);
+  /** Runs fn on the session's loop if the session is still open; false when the engine is stopping. */
+  bool PostTo(uint64_t id, std::function<void(Session&)> fn);
+  /** Thread-safe: queues an event for JS and schedules one batched delivery. */
+  void Emit(Event e);
+  /**
+   * Closes every session (reason "engine-stop"), joins the threads and returns the events not yet delivered
+   * (so the caller can account for them synchronously). Releases the TSFN; the engine deletes itself later.
+   */
+  std::vector<Event> Stop();
+  /** Joins threads without touching JS (environment teardown). */
+  void Abandon();
+
+  unsigned threads() const { return static_cast<unsigned>(loops_.size()); }
+  std::vector<LoopStats> Stats() const;
+  bool stopped() const { return stopped_; }
+
+  /** Converts one event to a JS object (used by the TSFN callback and Stop's return value). */
+  static Napi::Object ToJs(Napi::Env env, const Event& e);
+
+ private:
+  Engine() = default;
+  ~Engine() = default;
+  static void Deliver(Napi::Env env, Napi::Function fn, Engine* self, void* unused);
+  static void Finalize(Napi::Env env, void* data, Engine* self);
+  void JoinAll();
+
+  std::vector<std::unique_ptr<Loop>> loops_;
+  std::vector<std::thread> threads_;
+  std::atomic<uint64_t> nextId_{1};
+  bool stopped_ = false;
+
+  std::mutex evMu_;
+  std::vector<Event> events_;
+  bool scheduled_ = false;
+  bool released_ = false;  // guarded by evMu_: TSFN released, deliver nothing more
+
+  using Tsfn = Napi::TypedThreadSafeFunction<Engine, void, Engine::Deliver>;
+  Tsfn tsfn_;
+
+  friend class Loop;
+};
+
+}  // namespace mx::relay

@@ -1,0 +1,280 @@
+// TcpSession: see tcp_session.h.
+#include "tcp_session.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/socket.h>
+
+namespace mx::relay {
+
+namespace {
+// Bytes one direction may move per wake-up before yielding to other sessions on the loop.
+constexpr size_t kBudget = 1024 * 1024;
+// Largest single splice request; the pipe's capacity caps what actually moves.
+constexpr size_t kSpliceChunk = 1024 * 1024;
+}  // namespace
+
+TcpSession::TcpSession(std::unique_ptr<Transport> client, std::unique_ptr<Transport> upstream, std::string toUpstream,
+                       std::string toClient, int64_t idleTimeoutMs, bool allowSplice)
+    : idleMs_(idleTimeoutMs) {
+  sides_[kClient].t = std::move(client);
+  sides_[kUpstream].t = std::move(upstream);
+  std::string* initial[2] = {&toUpstream, &toClient};
+  for (int i = 0; i < 2; i++) {
+    sides_[i].session = this;
+    sides_[i].index = i;
+    Flow& f = flows_[i];
+    f.src = i;
+    f.dst = 1 - i;
+    f.splice = allowSplice && sides_[f.src].t->spliceFd() >= 0 && sides_[f.dst].t->spliceFd() >= 0;
+    if (!initial[i]->empty()) {
+      f.len = initial[i]->size();
+      f.buf.reset(new char[f.len]);
+      memcpy(f.buf.get(), initial[i]->data(), f.len);
+    }
+  }
+}
+
+void TcpSession::Start() {
+  lastActive_ = loop()->NowMs();
+  for (int i = 0; i < 2; i++) {
+    if (int err = loop()->Watch(sides_[i].t->fd(), &sides_[i])) {
+      Finish("error", err);
+      return;
+    }
+  }
+  if (idleMs_ > 0) loop()->ArmTimer(this, lastActive_ + idleMs_);
+  PumpAll();
+}
+
+void TcpSession::Side::OnEvents(uint32_t events) { session->OnSideEvents(index, events); }
+
+void TcpSession::OnSideEvents(int side, uint32_t events) {
+  if (ended_) return;
+  Side& s = sides_[side];
+  if (s.t->anyReadinessRetries()) {
+    s.readable = s.writable = true;
+  } else {
+    if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s.readable = true;
+    if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) s.writable = true;
+  }
+  if (events & EPOLLERR) {
+    // An error with nothing to read or write (e.g. an RST on an otherwise quiet connection) would
+    // otherwise never surface through a syscall.
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(s.t->fd(), SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) {
+      Fail(side, err);
+      return;
+    }
+  }
+  PumpAll();
+}
+
+void TcpSession::OnSoon() {
+  if (!ended_) PumpAll();
+}
+
+void TcpSession::PumpAll() {
+  size_t budget0 = kBudget, budget1 = kBudget;
+  if (!Pump(flows_[0], budget0)) return;
+  if (!Pump(flows_[1], budget1)) return;
+  if (flows_[0].done && flows_[1].done) Finish("done", 0);
+}
+
+void TcpSession::PutBack(Flow& f) {
+  if (f.pipe.r.valid() && f.inPipe == 0) loop()->pipes().Give(std::move(f.pipe));
+}
+
+bool TcpSession::Pump(Flow& f, size_t& budget) {
+  Side& in = sides_[f.src];
+  Side& out = sides_[f.dst];
+  while (!f.done) {
+    if (f.len > 0) {
+      if (!out.writable) break;
+      ssize_t n = out.t->Write(f.buf.get() + f.off, f.len);
+      if (n == -EAGAIN) {
+        out.writable = false;
+        break;
+      }
+      if (n < 0) {
+        Fail(f.dst, static_cast<int>(-n));
+        return false;
+      }
+      f.off += static_cast<size_t>(n);
+      f.len -= static_cast<size_t>(n);
+      out.tx += static_cast<uint64_t>(n);
+      lastActive_ = loop()->NowMs();
+      if (f.len == 0) {
+        f.buf.reset();
+        f.off = 0;
+      }
+      continue;
+    }
+    if (f.inPipe > 0) {
+      if (!out.writable) break;
+      ssize_t n = ::splice(f.pipe.r.get(), nullptr, out.t->spliceFd(), nullptr, f.inPipe,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) {
+          out.writable = false;
+          break;
+        }
+        Fail(f.dst, errno);
+        return false;
+      }
+      f.inPipe -= static_cast<size_t>(n);
+      out.tx += static_cast<uint64_t>(n);
+      lastActive_ = loop()->NowMs();
+      continue;
+    }
+    if (f.eof) {
+      int r = out.t->ShutdownWrite();
+      if (r == -EAGAIN) {
+        out.writable = false;
+        break;
+      }
+      if (r < 0) {
+        Fail(f.dst, -r);
+        return false;
+      }
+      f.done = true;
+      break;
+    }
+    if (!in.readable) break;
+    if (budget == 0) {
+      loop()->Soon(this);
+      break;
+    }
+    if (f.splice) {
+      if (!f.pipe.r.valid()) {
+        f.pipe = loop()->pipes().Take();
+        if (!f.pipe.r.valid()) {
+          f.splice = false;  // out of fds for pipes: copy instead
+          continue;
+        }
+      }
+      ssize_t n = ::splice(in.t->spliceFd(), nullptr, f.pipe.w.get(), nullptr, kSpliceChunk,
+                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN) {
+          in.readable = false;  // the pipe is empty here, so EAGAIN can only mean the socket is
+          break;
+        }
+        if (errno == EINVAL) {
+          f.splice = false;  // this pair of files cannot splice: copy instead
+          continue;
+        }
+        Fail(f.src, errno);
+        return false;
+      }
+      if (n == 0) {
+        f.eof = true;
+        continue;
+      }
+      f.inPipe = static_cast<size_t>(n);
+      in.rx += static_cast<uint64_t>(n);
+      budget = budget > static_cast<size_t>(n) ? budget - static_cast<size_t>(n) : 0;
+      lastActive_ = loop()->NowMs();
+      continue;
+    }
+    char* scratch = loop()->scratch();
+    ssize_t n = in.t->Read(scratch, Loop::kScratchSize);
+    if (n == -EAGAIN) {
+      in.readable = false;
+      break;
+    }
+    if (n < 0) {
+      Fail(f.src, static_cast<int>(-n));
+      return false;
+    }
+    if (n == 0) {
+      f.eof = true;
+      continue;
+    }
+    in.rx += static_cast<uint64_t>(n);
+    budget = budget > static_cast<size_t>(n) ? budget - static_cast<size_t>(n) : 0;
+    lastActive_ = loop()->NowMs();
+    size_t done = 0;
+    if (out.writable) {
+      ssize_t w = out.t->Write(scratch, static_cast<size_t>(n));
+      if (w == -EAGAIN) {
+        out.writable = false;
+      } else if (w < 0) {
+        Fail(f.dst, static_cast<int>(-w));
+        return false;
+      } else {
+        done = static_cast<size_t>(w);
+        out.tx += static_cast<uint64_t>(w);
+      }
+    }
+    if (done < static_cast<size_t>(n)) {
+      // The scratch buffer belongs to the loop: keep the unwritten remainder in the session.
+      f.len = static_cast<size_t>(n) - done;
+      f.off = 0;
+      f.buf.reset(new char[f.len]);
+      memcpy(f.buf.get(), scratch + done, f.len);
+    }
+  }
+  PutBack(f);
+  return true;
+}
+
+void TcpSession::Fail(int side, int err) {
+  // The failed side is gone; the other side learns it the way a direct connection would: by a reset.
+  sides_[1 - side].t->Reset();
+  bool reset = err == ECONNRESET || err == EPIPE;
+  const char* reason = side == kClient ? (reset ? "client-reset" : "client-error")
+                                       : (reset ? "upstream-reset" : "upstream-error");
+  Finish(reason, err);
+}
+
+void TcpSession::Close(const char* reason, bool reset) {
+  if (ended_) return;
+  if (reset) {
+    sides_[0].t->Reset();
+    sides_[1].t->Reset();
+  }
+  Finish(reason, 0);
+}
+
+void TcpSession::OnTimer(int64_t nowMs) {
+  if (ended_ || idleMs_ <= 0) return;
+  int64_t deadline = lastActive_ + idleMs_;
+  if (nowMs >= deadline) {
+    Close("idle-timeout", false);
+    return;
+  }
+  loop()->ArmTimer(this, deadline);
+}
+
+void TcpSession::Finish(const char* reason, int err) {
+  if (ended_) return;
+  ended_ = true;
+  for (Flow& f : flows_) {
+    if (!f.pipe.r.valid()) continue;
+    if (f.inPipe == 0) {
+      loop()->pipes().Give(std::move(f.pipe));
+    } else {
+      loop()->pipes().Drop();  // may hold bytes: close it rather than pool it
+      f.pipe = Pipe{};
+    }
+    f.buf.reset();
+  }
+  // Close the sockets before JS hears "closed", so a caller that reacts to the event sees them gone.
+  Event ev("closed", id());
+  ev.Num("rx", static_cast<double>(sides_[kUpstream].rx))
+      .Num("tx", static_cast<double>(sides_[kUpstream].tx))
+      .Num("downstreamRx", static_cast<double>(sides_[kClient].rx))
+      .Num("downstreamTx", static_cast<double>(sides_[kClient].tx))
+      .Str("reason", reason);
+  if (err != 0) ev.Str("error", strerrorname_np(err) ? strerrorname_np(err) : "unknown");
+  sides_[0].t.reset();
+  sides_[1].t.reset();
+  loop()->Retire(this, std::move(ev));
+}
+
+}  // namespace mx::relay

@@ -1,0 +1,75 @@
+// A plain byte relay between a client socket and an upstream transport (the engine's TCP session kind).
+//
+// Bytes move with splice(2) through a pipe taken from the loop's pool only while bytes are in flight,
+// so an idle connection holds two fds, this object and nothing else. Where splice cannot be used (a
+// layered upstream transport, or a kernel that refuses it) bytes go through the loop's scratch buffer,
+// and only the part a non-blocking write did not take is copied into a per-direction buffer.
+// Back-pressure: a direction reads again only once everything it read before has been written, so at
+// most one pipe (64 KiB) or one scratch-sized remainder is pending per direction.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "engine.h"
+#include "transport.h"
+
+namespace mx::relay {
+
+class TcpSession final : public Session {
+ public:
+  /** Initial bytes are what Node had already buffered from the other side before the hand-over. */
+  TcpSession(std::unique_ptr<Transport> client, std::unique_ptr<Transport> upstream, std::string toUpstream,
+             std::string toClient, int64_t idleTimeoutMs, bool allowSplice);
+
+  void Start() override;
+  void Close(const char* reason, bool reset) override;
+  void OnTimer(int64_t nowMs) override;
+  void OnSoon() override;
+  const char* kind() const override { return "tcp"; }
+
+ private:
+  static constexpr int kClient = 0;
+  static constexpr int kUpstream = 1;
+
+  struct Side final : Watcher {
+    TcpSession* session = nullptr;
+    int index = 0;
+    std::unique_ptr<Transport> t;
+    bool readable = true;
+    bool writable = true;
+    uint64_t rx = 0;  // bytes read from this side's fd
+    uint64_t tx = 0;  // bytes written to this side's fd
+    void OnEvents(uint32_t events) override;
+  };
+
+  /** One direction: src side → dst side. */
+  struct Flow {
+    int src = 0;
+    int dst = 0;
+    bool splice = false;
+    Pipe pipe;
+    size_t inPipe = 0;
+    std::unique_ptr<char[]> buf;  // bytes read but not yet written (copy mode and initial data)
+    size_t off = 0;
+    size_t len = 0;
+    bool eof = false;   // src reached end of stream
+    bool done = false;  // dst shut down after everything was written
+  };
+
+  void OnSideEvents(int side, uint32_t events);
+  void PumpAll();
+  /** Moves bytes until a side blocks or the budget is spent; false once the session has ended. */
+  bool Pump(Flow& f, size_t& budget);
+  void PutBack(Flow& f);
+  void Fail(int side, int err);
+  void Finish(const char* reason, int err);
+
+  Side sides_[2];
+  Flow flows_[2];
+  int64_t idleMs_;
+  int64_t lastActive_ = 0;
+  bool ended_ = false;
+};
+
+}  // namespace mx::relay

@@ -1,0 +1,70 @@
+// The upstream side of a relayed connection: a plain socket or a layered transport (TLS, added by the
+// tlsnative helper). Sessions talk to upstreams only through this interface.
+//
+// Semantics (shared by every implementation):
+//  - Read/Write return bytes moved (> 0), 0 from Read at end of stream, or -errno; -EAGAIN means "not now,
+//    wait for readiness on fd()". A layered transport may need the opposite readiness (TLS: a read that must
+//    write, a write that must read); it says so by returning true from anyReadinessRetries(), and the session
+//    then retries both directions on any event of fd().
+//  - Errors that mean the peer is gone are -ECONNRESET/-EPIPE; other negative values are fatal as well.
+//  - ShutdownWrite() sends the end of stream once all written bytes are out (TLS: close_notify, then FIN);
+//    it returns 0, -EAGAIN (call again when writable) or -errno.
+//  - Reset() makes the eventual close abortive (RST); the destructor closes the fd.
+//  - spliceFd() >= 0 only for plain sockets: the session may then move bytes with splice(2) directly.
+#pragma once
+#include <errno.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "fd.h"
+
+namespace mx::relay {
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual int fd() const = 0;
+  virtual ssize_t Read(char* buf, size_t len) = 0;
+  virtual ssize_t Write(const char* buf, size_t len) = 0;
+  virtual int ShutdownWrite() = 0;
+  virtual void Reset() = 0;
+  virtual int spliceFd() const { return -1; }
+  virtual bool anyReadinessRetries() const { return false; }
+};
+
+/** Sets SO_LINGER {1, 0} so close() sends RST instead of FIN. */
+inline void SetAbortiveClose(int fd) {
+  struct linger lg {};
+  lg.l_onoff = 1;
+  lg.l_linger = 0;
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+}
+
+/** A connected stream socket (TCP or unix) used as is. */
+class PlainTransport final : public Transport {
+ public:
+  explicit PlainTransport(UniqueFd fd) : fd_(std::move(fd)) {}
+  int fd() const override { return fd_.get(); }
+  ssize_t Read(char* buf, size_t len) override {
+    for (;;) {
+      ssize_t n = ::recv(fd_.get(), buf, len, 0);
+      if (n >= 0) return n;
+      if (errno != EINTR) return -errno;
+    }
+  }
+  ssize_t Write(const char* buf, size_t len) override {
+    for (;;) {
+      ssize_t n = ::send(fd_.get(), buf, len, MSG_NOSIGNAL);
+      if (n >= 0) return n;
+      if (errno != EINTR) return -errno;
+    }
+  }
+  int ShutdownWrite() override { return ::shutdown(fd_.get(), SHUT_WR) == 0 || errno == ENOTCONN ? 0 : -errno; }
+  void Reset() override { SetAbortiveClose(fd_.get()); }
+  int spliceFd() const override { return fd_.get(); }
+
+ private:
+  UniqueFd fd_;
+};
+
+}  // namespace mx::relay

@@ -1,0 +1,120 @@
+/**
+ * The proxy's handle on the native relay engine: starts and stops it, hands connected sockets over to it,
+ * and routes its events back to the connection that owns them. Policy (routing, dialling, metrics, logs)
+ * stays with the callers; this module only moves connections between Node and the engine.
+ */
+import type net from 'node:net';
+import { native, type NativeAddon, type RelayClosedEvent, type RelayEvent, type RelayStats } from '../redirect/native.js';
+
+export type DataPath = 'native' | 'node';
+
+/** Called once when the engine ends a session. */
+export type RelayCloseHandler = (ev: RelayClosedEvent) => void;
+
+/** A connection the engine owns; `close` ends it (FIN, or RST with `reset`). */
+export interface RelayedConnection {
+  readonly id: number;
+  close(reset: boolean): void;
+}
+
+interface SocketHandle {
+  fd?: unknown;
+}
+
+/** The fd under a connected net.Socket, or -1 when it has none usable (e.g. a TLS socket's JS stream). */
+export function socketFd(s: net.Socket): number {
+  const h = (s as unknown as { _handle?: SocketHandle | null })._handle;
+  const fd = h?.fd;
+  return typeof fd === 'number' && Number.isInteger(fd) && fd >= 0 ? fd : -1;
+}
+
+/** Everything Node already read from `s` and holds in its buffer. */
+function takeBuffered(s: net.Socket): Buffer | null {
+  if (s.readableLength === 0) return null;
+  const parts: Buffer[] = [];
+  for (let chunk = s.read() as Buffer | string | null; chunk !== null; chunk = s.read() as Buffer | string | null) {
+    parts.push(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+  }
+  return parts.length === 0 ? null : Buffer.concat(parts);
+}
+
+export class FastPath {
+  private readonly handlers = new Map<number, RelayCloseHandler>();
+  private stopped = false;
+
+  private constructor(
+    private readonly addon: NativeAddon,
+    private readonly engine: number,
+    readonly threads: number,
+  ) {}
+
+  /** Loads the addon and starts the engine; throws (addon not loadable, threads refused) so the caller can fall back. */
+  static start(threads: number, addon: NativeAddon = native()): FastPath {
+    if (typeof addon.relayStart !== 'function') {
+      throw Object.assign(new Error('the loaded native addon has no relay engine (rebuild with `npm run build:native`)'), { code: 'MESHEXT_E_RELAY' });
+    }
+    let self: FastPath | undefined;
+    const engine = addon.relayStart(threads, (evs) => self?.dispatch(evs));
+    self = new FastPath(addon, engine, threads);
+    return self;
+  }
+
+  /**
+   * Moves a client connection and its dialled upstream into the engine. Bytes Node buffered on either socket
+   * go along; both JS sockets are destroyed (the engine owns dups of their fds). Returns null, leaving both
+   * sockets untouched, when a socket has no fd or the engine refuses it (the caller then relays in Node).
+   */
+  handOverTcp(client: net.Socket, upstream: net.Socket, idleTimeoutMs: number, onClose: RelayCloseHandler, opts: { splice?: boolean } = {}): RelayedConnection | null {
+    if (this.stopped) return null;
+    const cfd = socketFd(client);
+    const ufd = socketFd(upstream);
+    if (cfd < 0 || ufd < 0) return null;
+    const toUpstream = takeBuffered(client);
+    const toClient = takeBuffered(upstream);
+    let id: number;
+    try {
+      id = this.addon.relayTcp(this.engine, cfd, ufd, toUpstream, toClient, idleTimeoutMs, opts.splice ?? true);
+    } catch {
+      // Out of fds or similar: give the bytes back so the Node path sees the stream unchanged.
+      if (toUpstream) client.unshift(toUpstream);
+      if (toClient) upstream.unshift(toClient);
+      return null;
+    }
+    this.handlers.set(id, onClose);
+    // destroy(), never resetAndDestroy(): closing Node's copy of the fd must not touch the connection.
+    client.destroy();
+    upstream.destroy();
+    return { id, close: (reset) => this.close(id, reset) };
+  }
+
+  /** Ends one session; its `closed` event follows. */
+  close(id: number, reset: boolean): void {
+    if (!this.stopped && this.handlers.has(id)) this.addon.relayClose(this.engine, id, reset);
+  }
+
+  /** Sessions handed over and not yet reported closed. */
+  get size(): number {
+    return this.handlers.size;
+  }
+
+  stats(): RelayStats {
+    return this.addon.relayStats(this.engine);
+  }
+
+  /** Closes every session (reported with reason engine-stop before this returns) and stops the threads. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.dispatch(this.addon.relayStop(this.engine));
+  }
+
+  private dispatch(evs: RelayEvent[]): void {
+    for (const ev of evs) {
+      if (ev.kind !== 'closed') continue;
+      const h = this.handlers.get(ev.id);
+      if (!h) continue;
+      this.handlers.delete(ev.id);
+      h(ev as RelayClosedEvent);
+    }
+  }
+}
