@@ -61,6 +61,8 @@ export interface NativeTlsProbeResult {
   received: Buffer;
   timedOut: boolean;
   failure?: NativeTlsFailure;
+}
+
 /** Why the relay engine ended a session (the `reason` of a `closed` event). */
 export type RelayCloseReason =
   | 'done' // both directions reached end of stream and were flushed
