@@ -41,7 +41,8 @@ int Version(Napi::Env env, const Napi::Object& o, const char* k) {
   return n;
 }
 
-// ["h2", "http/1.1"] → "\x02h2\x08http/1.1"
+}  // namespace
+
 std::string AlpnWire(Napi::Env env, const Napi::Value& v) {
   std::string wire;
   if (!v.IsArray()) return wire;
@@ -54,6 +55,8 @@ std::string AlpnWire(Napi::Env env, const Napi::Value& v) {
   }
   return wire;
 }
+
+namespace {
 
 int64_t NowMs() {
   timespec ts;

@@ -13,6 +13,9 @@ namespace mx::tls {
 /** The context held by a handle from tlsContextCreate; throws a TypeError for anything else. */
 std::shared_ptr<ClientContext> ContextFromValue(const Napi::Value& v);
 
+/** ["h2", "http/1.1"] → ALPN wire format; throws a TypeError for names outside 1..255 bytes. */
+std::string AlpnWire(Napi::Env env, const Napi::Value& v);
+
 /** {stage, code, message, reason?} for a failed connection. */
 Napi::Object FailureToJs(Napi::Env env, const Failure& f);
 
