@@ -4,12 +4,15 @@
  * stays with the callers; this module only moves connections between Node and the engine.
  */
 import type net from 'node:net';
-import { native, type NativeAddon, type RelayClosedEvent, type RelayEvent, type RelayStats } from '../redirect/native.js';
+import { native, type NativeAddon, type RelayClosedEvent, type RelayEvent, type RelayStats, type RelayTlsEvent, type RelayUpstreamTls } from '../redirect/native.js';
 
 export type DataPath = 'native' | 'node';
 
 /** Called once when the engine ends a session. */
 export type RelayCloseHandler = (ev: RelayClosedEvent) => void;
+
+/** Called when a native TLS upstream has completed its handshake (before any `closed`). */
+export type RelayTlsHandler = (ev: RelayTlsEvent) => void;
 
 /** A connection the engine owns; `close` ends it (FIN, or RST with `reset`). */
 export interface RelayedConnection {
@@ -40,6 +43,9 @@ function takeBuffered(s: net.Socket): Buffer | null {
 
 export class FastPath {
   private readonly handlers = new Map<number, RelayCloseHandler>();
+  private readonly tlsHandlers = new Map<number, RelayTlsHandler>();
+  /** Sessions handed over whose upstream TLS the engine originates (for stats and tests). */
+  private tlsHandedOver = 0;
   private stopped = false;
 
   private constructor(
@@ -64,7 +70,7 @@ export class FastPath {
    * go along; both JS sockets are destroyed (the engine owns dups of their fds). Returns null, leaving both
    * sockets untouched, when a socket has no fd or the engine refuses it (the caller then relays in Node).
    */
-  handOverTcp(client: net.Socket, upstream: net.Socket, idleTimeoutMs: number, onClose: RelayCloseHandler, opts: { splice?: boolean } = {}): RelayedConnection | null {
+  handOverTcp(client: net.Socket, upstream: net.Socket, idleTimeoutMs: number, onClose: RelayCloseHandler, opts: { splice?: boolean; tls?: RelayUpstreamTls; onTls?: RelayTlsHandler } = {}): RelayedConnection | null {
     if (this.stopped) return null;
     const cfd = socketFd(client);
     const ufd = socketFd(upstream);
@@ -73,7 +79,9 @@ export class FastPath {
     const toClient = takeBuffered(upstream);
     let id: number;
     try {
-      id = this.addon.relayTcp(this.engine, cfd, ufd, toUpstream, toClient, idleTimeoutMs, opts.splice ?? true);
+      id = opts.tls
+        ? this.addon.relayTcp(this.engine, cfd, ufd, toUpstream, toClient, idleTimeoutMs, opts.splice ?? true, opts.tls)
+        : this.addon.relayTcp(this.engine, cfd, ufd, toUpstream, toClient, idleTimeoutMs, opts.splice ?? true);
     } catch {
       // Out of fds or similar: give the bytes back so the Node path sees the stream unchanged.
       if (toUpstream) client.unshift(toUpstream);
@@ -81,6 +89,8 @@ export class FastPath {
       return null;
     }
     this.handlers.set(id, onClose);
+    if (opts.onTls) this.tlsHandlers.set(id, opts.onTls);
+    if (opts.tls) this.tlsHandedOver++;
     // destroy(), never resetAndDestroy(): closing Node's copy of the fd must not touch the connection.
     client.destroy();
     upstream.destroy();
@@ -98,7 +108,7 @@ export class FastPath {
   }
 
   stats(): RelayStats {
-    return this.addon.relayStats(this.engine);
+    return { ...this.addon.relayStats(this.engine), tlsSessions: this.tlsHandedOver };
   }
 
   /** Closes every session (reported with reason engine-stop before this returns) and stops the threads. */
@@ -110,7 +120,12 @@ export class FastPath {
 
   private dispatch(evs: RelayEvent[]): void {
     for (const ev of evs) {
+      if (ev.kind === 'tls') {
+        this.tlsHandlers.get(ev.id)?.(ev as RelayTlsEvent);
+        continue;
+      }
       if (ev.kind !== 'closed') continue;
+      this.tlsHandlers.delete(ev.id);
       const h = this.handlers.get(ev.id);
       if (!h) continue;
       this.handlers.delete(ev.id);

@@ -6,7 +6,8 @@
  */
 import tls from 'node:tls';
 import type { CompiledService, CompiledTls } from '../snapshot/types.js';
-import type { NativeAddon, NativeTlsContext, NativeTlsContextOptions, NativeTlsFailure } from '../redirect/native.js';
+import { native, type NativeAddon, type NativeTlsContext, type NativeTlsContextOptions, type NativeTlsFailure } from '../redirect/native.js';
+import type { ServiceRuntime } from './runtime.js';
 import { UpstreamError, type TlsFailReason } from './errors.js';
 import { chainError, normIp, sniFor, tlsErrorFrom, verificationOf, type UpstreamTls } from './tls.js';
 
@@ -44,6 +45,30 @@ export function nativeTlsOptions(svc: CompiledService, opts: tls.SecureContextOp
 /** Builds the native context next to the Node one tls.ts built for the service (same inputs, same errors). */
 export function buildNativeUpstreamTls(addon: NativeAddon, svc: CompiledService, up: UpstreamTls): NativeTlsContext {
   return createNativeTlsContext(addon, svc, nativeTlsOptions(svc, up.options, up.context));
+}
+
+// One native context per runtime: a runtime is rebuilt when the service's TLS settings change, so its
+// context and session cache go with it (as UpstreamTls.sessions do on the Node path).
+const contexts = new WeakMap<ServiceRuntime, NativeTlsContext | null>();
+
+/**
+ * The service's native TLS context, built on first use; undefined when the service has no usable TLS or
+ * the native build refused settings Node accepted (logged once; the service keeps the Node TLS path).
+ */
+export function nativeTlsFor(rt: ServiceRuntime, addon: NativeAddon = native()): NativeTlsContext | undefined {
+  let c = contexts.get(rt);
+  if (c === undefined) {
+    c = null;
+    if (rt.tls && typeof addon.tlsContextCreate === 'function') {
+      try {
+        c = buildNativeUpstreamTls(addon, rt.service, rt.tls);
+      } catch (e) {
+        rt.log.warn({ err: (e as Error).message }, 'native TLS context unavailable; this service originates TLS in Node');
+      }
+    }
+    contexts.set(rt, c);
+  }
+  return c ?? undefined;
 }
 
 /** Creates the native context or throws the configuration error naming the service (never key material). */

@@ -87,10 +87,40 @@ export interface RelayClosedEvent {
   reason: RelayCloseReason;
   /** errno name (e.g. ECONNRESET) when an error ended the session. */
   error?: string;
+  /** Native TLS upstream: bytes on the wire (records included), like Node's raw socket counts. */
+  tlsWireRx?: number;
+  tlsWireTx?: number;
+  /** Native TLS upstream that failed: the NativeTlsFailure fields, and whether the handshake had completed. */
+  tlsStage?: NativeTlsFailure['stage'];
+  tlsCode?: string;
+  tlsMessage?: string;
+  tlsReason?: string;
+  tlsAfterHandshake?: number;
+}
+
+/** A native TLS upstream completed its handshake and passed verification. */
+export interface RelayTlsEvent {
+  kind: 'tls';
+  id: number;
+  /** 1 when a cached session was resumed. */
+  resumed: number;
+  protocol: string;
+  alpn: string;
+}
+
+/** relayTcp's optional TLS origination on the upstream side. */
+export interface RelayUpstreamTls {
+  context: NativeTlsContext;
+  /** TlsSessionCache.key(address, port, SNI); omitted: no resumption. */
+  sessionKey?: string;
+  /** The address dialled (the expected name when there is no SNI). */
+  dialledIp?: string;
+  alpn?: string[];
+  handshakeTimeoutMs: number;
 }
 
 /** Any event of the relay engine; session kinds other than tcp add their own kinds. */
-export type RelayEvent = RelayClosedEvent | { kind: string; id: number; [field: string]: string | number };
+export type RelayEvent = RelayClosedEvent | RelayTlsEvent | { kind: string; id: number; [field: string]: string | number };
 
 export interface RelayStats {
   threads: number;
@@ -101,6 +131,8 @@ export interface RelayStats {
   pipesInUse: number;
   /** epoll wake-ups since start. */
   wakeups: number;
+  /** Filled in by FastPath: sessions handed over with native TLS origination since start. */
+  tlsSessions?: number;
 }
 
 /** Typed surface of native/src/addon.cc. Arguments are checked by callers before they get here. */
@@ -154,9 +186,10 @@ export interface NativeAddon {
   /**
    * Relays bytes between two connected stream sockets; dups both fds (the caller closes its own).
    * `toUpstream`/`toClient` are bytes already read from the other side; idleTimeoutMs 0 disables the timeout;
-   * `splice` false forces copying through a buffer. Returns the session id.
+   * `splice` false forces copying through a buffer. With `upstreamTls` the engine originates TLS on the
+   * upstream socket (a `tls` event on success; tls* fields on the closed event on failure). Returns the session id.
    */
-  relayTcp(engine: number, clientFd: number, upstreamFd: number, toUpstream: Buffer | null, toClient: Buffer | null, idleTimeoutMs: number, splice?: boolean): number;
+  relayTcp(engine: number, clientFd: number, upstreamFd: number, toUpstream: Buffer | null, toClient: Buffer | null, idleTimeoutMs: number, splice?: boolean, upstreamTls?: RelayUpstreamTls): number;
   /** Asks the session's thread to close it (FIN, or RST when `reset`); false when the engine is stopping. */
   relayClose(engine: number, id: number, reset: boolean): boolean;
   relayStats(engine: number): RelayStats;

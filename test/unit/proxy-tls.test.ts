@@ -5,6 +5,7 @@ import { closeServer, ipEp, newProxy, roundTrip, snap, svc, tlsCfg, tlsEcho } fr
 import type { CompiledEndpoint, CompiledTls, VerificationMode } from '../../src/snapshot/types.js';
 import { matchesUserSans, parseSubjectAltNames } from '../../src/proxy/tls.js';
 import { detectSystemCa } from '../../src/proxy/system-ca.js';
+import type { DataPath } from '../../src/proxy/index.js';
 
 let pki: TestPki;
 test.before(() => {
@@ -12,14 +13,19 @@ test.before(() => {
 });
 test.after.always(() => pki?.cleanup());
 
-/** Runs one echo through a TLS-originating tcp service; returns whether it passed and the verify-fail reasons counted. */
-async function through(server: tls.TlsOptions, cfg: Partial<CompiledTls>, ep?: (port: number) => CompiledEndpoint): Promise<{ ok: boolean; reasons: string[]; handshakes: number }> {
+/**
+ * Runs one echo through a TLS-originating tcp service; returns whether it passed and the verify-fail reasons
+ * counted. On the native data path (the default) it also checks that the engine originated the TLS.
+ */
+async function through(server: tls.TlsOptions, cfg: Partial<CompiledTls>, ep?: (port: number) => CompiledEndpoint, dataPath: DataPath = 'native'): Promise<{ ok: boolean; reasons: string[]; handshakes: number }> {
   const up = await tlsEcho(server);
   const s = svc({ endpoints: [ep ? ep(up.port) : ipEp(up.port)], tls: tlsCfg({ ca: pki.ca, ...cfg }) });
-  const { proxy, stats } = newProxy();
+  const { proxy, stats } = newProxy({ dataPath });
   proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   const got = await roundTrip(l.port, 'secret-ping');
+  const natively = proxy.relayStats()?.tlsSessions ?? 0;
+  if (natively !== (dataPath === 'native' ? 1 : 0)) throw new Error(`expected the ${dataPath} data path to originate TLS, engine originated ${natively}`);
   await proxy.close();
   await closeServer(up.srv);
   const reasons = stats.json().filter((x) => x.name === 'meshext_upstream_tls_verify_fail_total' && x.value > 0).map((x) => x.labels.reason as string);
@@ -37,15 +43,18 @@ const matrix: Array<{ cert: keyof Pick<TestPki, 'good' | 'unknownCa' | 'wrongNam
   { cert: 'expired', reason: 'expired', pass: { Secured: false, SkipSAN: false, SkipCA: true, SkipAll: true } },
 ];
 
-for (const row of matrix) {
-  for (const mode of ['Secured', 'SkipSAN', 'SkipCA', 'SkipAll'] as const) {
-    const expect = row.pass[mode];
-    test(`tcp+tls ${mode} with ${row.cert} certificate ${expect ? 'passes' : `fails (${row.reason})`}`, async (t) => {
-      const r = await through(server(pki[row.cert]), { mode });
-      t.is(r.ok, expect);
-      if (expect) t.deepEqual(r.reasons, []);
-      else t.deepEqual(r.reasons, [row.reason]);
-    });
+// The matrix runs on both data paths: the native engine (default) and Node's TLS (`--data-path node`).
+for (const dataPath of ['native', 'node'] as const) {
+  for (const row of matrix) {
+    for (const mode of ['Secured', 'SkipSAN', 'SkipCA', 'SkipAll'] as const) {
+      const expect = row.pass[mode];
+      test(`tcp+tls[${dataPath}] ${mode} with ${row.cert} certificate ${expect ? 'passes' : `fails (${row.reason})`}`, async (t) => {
+        const r = await through(server(pki[row.cert]), { mode }, undefined, dataPath);
+        t.is(r.ok, expect);
+        if (expect) t.deepEqual(r.reasons, []);
+        else t.deepEqual(r.reasons, [row.reason]);
+      });
+    }
   }
 }
 
@@ -84,16 +93,18 @@ test('tcp+tls: versions — min=max=TLS13 against a TLS1.2-only server fails, TL
   t.true((await through(tls12, {})).ok, 'TLSAuto negotiates 1.2');
 });
 
-test('tcp+mtls: client certificate is presented; without it the server refuses (no_client_cert)', async (t) => {
-  const mtls = server(pki.good, { requestCert: true, rejectUnauthorized: true, ca: pki.ca });
-  const ok = await through(mtls, { cert: pki.client.cert, key: pki.client.key });
-  t.true(ok.ok);
-  t.is(ok.handshakes, 1);
-  for (const mode of ['SkipSAN', 'SkipCA', 'SkipAll'] as const) t.true((await through(mtls, { mode, cert: pki.client.cert, key: pki.client.key })).ok, mode);
-  const none = await through(mtls, {});
-  t.false(none.ok);
-  t.deepEqual(none.reasons, ['no_client_cert']);
-});
+for (const dataPath of ['native', 'node'] as const) {
+  test(`tcp+mtls[${dataPath}]: client certificate is presented; without it the server refuses (no_client_cert)`, async (t) => {
+    const mtls = server(pki.good, { requestCert: true, rejectUnauthorized: true, ca: pki.ca });
+    const ok = await through(mtls, { cert: pki.client.cert, key: pki.client.key }, undefined, dataPath);
+    t.true(ok.ok);
+    t.is(ok.handshakes, 1);
+    for (const mode of ['SkipSAN', 'SkipCA', 'SkipAll'] as const) t.true((await through(mtls, { mode, cert: pki.client.cert, key: pki.client.key }, undefined, dataPath)).ok, mode);
+    const none = await through(mtls, {}, undefined, dataPath);
+    t.false(none.ok);
+    t.deepEqual(none.reasons, ['no_client_cert']);
+  });
+}
 
 test('tcp+tls: Secured without any CA fails closed with MESHEXT_E_TLS_NO_CA; other services unaffected', async (t) => {
   const up = await tlsEcho(server(pki.good));

@@ -74,6 +74,16 @@ ClientConn::~ClientConn() {
   }
 }
 
+uint64_t ClientConn::wire_rx() const {
+  BIO* b = ssl_ ? SSL_get_rbio(ssl_) : nullptr;
+  return b ? BIO_number_read(b) : 0;
+}
+
+uint64_t ClientConn::wire_tx() const {
+  BIO* b = ssl_ ? SSL_get_wbio(ssl_) : nullptr;
+  return b ? BIO_number_written(b) : 0;
+}
+
 std::string ClientConn::alpn() const {
   const unsigned char* p = nullptr;
   unsigned len = 0;
@@ -207,7 +217,26 @@ Io ClientConn::Write(const char* buf, size_t len, size_t* n) {
   int ret = SSL_write_ex(ssl_, buf, len, n) == 1 ? 1 : 0;
   if (ret == 1) return Io::kOk;
   Io io = FromSslError(ret, false);
-  return io == Io::kEof ? Fail({"closed", "EPIPE", "upstream closed the connection", ""}) : io;
+  if (io == Io::kEof) io = Fail({"closed", "EPIPE", "upstream closed the connection", ""});
+  return ExplainWriteFailure(io);
+}
+
+Io ClientConn::ExplainWriteFailure(Io io) {
+  if (io != Io::kError || failure_.stage != "closed") return io;
+  // The session is ending either way, so whatever application data is still queued may be discarded.
+  char buf[4096];
+  for (int i = 0; i < 64; i++) {
+    ERR_clear_error();
+    size_t n = 0;
+    if (SSL_read_ex(ssl_, buf, sizeof buf, &n) == 1) continue;
+    if (SSL_get_error(ssl_, 0) == SSL_ERROR_SSL) {
+      unsigned long e = ERR_peek_last_error();
+      failure_ = {"alert", e ? NodeCode(e) : "ERR_SSL_UNKNOWN", TakeOpensslError("TLS error"), ""};
+    }
+    break;
+  }
+  ERR_clear_error();
+  return io;
 }
 
 Io ClientConn::ShutdownWrite() {
@@ -215,7 +244,7 @@ Io ClientConn::ShutdownWrite() {
   ERR_clear_error();
   int ret = SSL_shutdown(ssl_);
   if (ret >= 0) return Io::kOk;  // 0: close_notify sent, the peer's may follow later
-  return FromSslError(ret, false);
+  return ExplainWriteFailure(FromSslError(ret, false));
 }
 
 }  // namespace mx::tls

@@ -6,6 +6,7 @@
 #include <openssl/ssl.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -61,6 +62,9 @@ class ClientConn {
   /** Negotiated ALPN protocol or empty. */
   std::string alpn() const;
   int fd() const { return fd_; }
+  /** Bytes read from / written to the socket, TLS records included (what Node's raw socket counts). */
+  uint64_t wire_rx() const;
+  uint64_t wire_tx() const;
 
   /** SSL_CTX new-session callback: caches sessions of verified connections (see client_context.cc). */
   static int OnNewSession(SSL* ssl, SSL_SESSION* sess);
@@ -70,6 +74,8 @@ class ClientConn {
   Io PolicyFail(const char* reason, std::string message);
   Io FromSslError(int ret, bool in_handshake);
   Io Verify();
+  /** After a failed write: a TLS peer usually said why (an alert) before closing; prefer that reason. */
+  Io ExplainWriteFailure(Io io);
 
   std::shared_ptr<ClientContext> ctx_;
   int fd_;

@@ -91,6 +91,7 @@ int TlsTransport::ShutdownWrite() {
 }
 
 void TlsTransport::Describe(relay::Event& closed) const {
+  closed.Num("tlsWireRx", static_cast<double>(conn_->wire_rx())).Num("tlsWireTx", static_cast<double>(conn_->wire_tx()));
   const Failure& f = conn_->failure();
   if (f.stage.empty()) return;
   // A plain reset after the handshake is reported by the session's own reason/error fields.
