@@ -16,7 +16,7 @@
 namespace mx::tls {
 
 /** Tickets kept per endpoint (TICKETS_PER_KEY in tls-sessions.ts). */
-constexpr size_t kTicketsPerKey = 4;
+constexpr size_t kTicketsPerKey = 32;
 /** Endpoints remembered per context (KEYS_PER_CACHE in tls-sessions.ts). */
 constexpr size_t kKeysPerCache = 64;
 

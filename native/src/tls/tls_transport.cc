@@ -47,19 +47,27 @@ int TlsTransport::Progress() {
 
 ssize_t TlsTransport::Read(char* buf, size_t len) {
   if (int r = Progress()) return r;
-  size_t n = 0;
-  switch (conn_->Read(buf, len, &n)) {
-    case Io::kOk:
-      return static_cast<ssize_t>(n);
-    case Io::kEof:
-      return 0;
-    case Io::kWantRead:
-    case Io::kWantWrite:
-      return -EAGAIN;
-    case Io::kError:
-      break;
+  // SSL_read returns one record (<= 16 KiB) at a time: fill the caller's buffer from what has arrived, so
+  // the other side gets one large write instead of one per record.
+  size_t got = 0;
+  while (got < len) {
+    size_t n = 0;
+    switch (conn_->Read(buf + got, len - got, &n)) {
+      case Io::kOk:
+        got += n;
+        continue;
+      case Io::kEof:
+        if (got > 0) return static_cast<ssize_t>(got);  // EOF is seen again on the next call
+        return 0;
+      case Io::kWantRead:
+      case Io::kWantWrite:
+        return got > 0 ? static_cast<ssize_t>(got) : -EAGAIN;
+      case Io::kError:
+        if (got > 0) return static_cast<ssize_t>(got);  // the error is reported by the next call
+        return Failed();
+    }
   }
-  return Failed();
+  return static_cast<ssize_t>(got);
 }
 
 ssize_t TlsTransport::Write(const char* buf, size_t len) {
