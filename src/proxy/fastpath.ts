@@ -75,6 +75,8 @@ export class FastPath {
     const cfd = socketFd(client);
     const ufd = socketFd(upstream);
     if (cfd < 0 || ufd < 0) return null;
+    // Bytes a TLS server sent before our ClientHello belong to no TLS stream the engine could feed them to.
+    if (opts.tls && upstream.readableLength > 0) return null;
     const toUpstream = takeBuffered(client);
     const toClient = takeBuffered(upstream);
     let id: number;

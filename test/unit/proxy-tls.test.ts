@@ -1,7 +1,8 @@
 import test from 'ava';
+import net from 'node:net';
 import tls from 'node:tls';
 import { makePki, type KeyPair, type TestPki } from '../helpers/certs.js';
-import { closeServer, ipEp, newProxy, roundTrip, snap, svc, tlsCfg, tlsEcho } from '../helpers/proxy.js';
+import { closeServer, ipEp, listen, newProxy, roundTrip, snap, svc, tlsCfg, tlsEcho, until } from '../helpers/proxy.js';
 import type { CompiledEndpoint, CompiledTls, VerificationMode } from '../../src/snapshot/types.js';
 import { matchesUserSans, parseSubjectAltNames } from '../../src/proxy/tls.js';
 import { detectSystemCa } from '../../src/proxy/system-ca.js';
@@ -160,3 +161,58 @@ test('system CA detection honours the env override, then the first existing cand
   t.is(detectSystemCa({}, (p) => p === '/etc/ssl/ca-bundle.pem' || p === '/etc/ssl/cert.pem'), '/etc/ssl/ca-bundle.pem');
   t.is(detectSystemCa({}, () => false), null);
 });
+
+for (const dataPath of ['native', 'node'] as const) {
+  test(`tcp+tls[${dataPath}]: a server that accepts but never answers the ClientHello fails the handshake after the connect timeout`, async (t) => {
+    const held: net.Socket[] = [];
+    const silent = net.createServer((c) => held.push(c));
+    const l0 = await listen(silent);
+    const s = svc({ endpoints: [ipEp(l0.port)], tls: tlsCfg({ ca: pki.ca }) });
+    const { proxy, stats } = newProxy({ dataPath, connectTimeoutMs: 300 });
+    proxy.setSnapshot(snap([s]));
+    const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+    t.is(await roundTrip(l.port, 'x'), '');
+    t.is(stats.get('meshext_upstream_tls_verify_fail_total', { service: s.kri, reason: 'handshake' }), 1);
+    t.is(stats.get('meshext_upstream_tls_handshake_total', { service: s.kri }) ?? 0, 0);
+    t.is(proxy.relayStats()?.tlsSessions ?? 0, dataPath === 'native' ? 1 : 0);
+    await proxy.close();
+    for (const c of held) c.destroy();
+    await closeServer(silent);
+  });
+
+  test(`tcp+tls[${dataPath}]: a server-first protocol (greeting before any client byte) and a large reply pass through`, async (t) => {
+    const big = Buffer.alloc(3 * 1024 * 1024 + 17, 'a');
+    const srv = tls.createServer({ key: pki.good.key, cert: pki.good.cert }, (c) => {
+      c.on('error', () => {});
+      c.write('220 ready\r\n');
+      c.once('data', () => c.end(big));
+    });
+    srv.on('tlsClientError', () => {});
+    const up = await listen(srv);
+    const s = svc({ endpoints: [ipEp(up.port)], tls: tlsCfg({ ca: pki.ca }) });
+    const { proxy, stats } = newProxy({ dataPath });
+    proxy.setSnapshot(snap([s]));
+    const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+    const got = await new Promise<Buffer>((resolve) => {
+      const c = net.connect({ host: '127.0.0.1', port: l.port });
+      const chunks: Buffer[] = [];
+      let asked = false;
+      c.on('data', (d: Buffer) => {
+        chunks.push(d);
+        if (!asked && Buffer.concat(chunks).toString().startsWith('220 ready\r\n')) {
+          asked = true;
+          c.write('GO\r\n');
+        }
+      });
+      c.on('error', () => {});
+      c.on('close', () => resolve(Buffer.concat(chunks)));
+    });
+    t.is(got.length, 11 + big.length);
+    t.true(got.subarray(11).equals(big));
+    await until(() => (stats.get('meshext_upstream_cx_active', { service: s.kri }) ?? 0) === 0, 'upstream closed');
+    // Upstream byte counters count TLS records on the wire on both paths (more than the plaintext).
+    t.true((stats.get('meshext_upstream_cx_rx_bytes_total', { service: s.kri }) ?? 0) > big.length);
+    await proxy.close();
+    await closeServer(srv);
+  });
+}
