@@ -104,8 +104,8 @@ export interface RelayTlsEvent {
   id: number;
   /** 1 when a cached session was resumed. */
   resumed: number;
-  protocol: string;
-  alpn: string;
+  /** The protocol the server selected by ALPN, when one was. */
+  alpn?: string;
 }
 
 /** relayTcp's optional TLS origination on the upstream side. */

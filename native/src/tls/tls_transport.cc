@@ -8,18 +8,17 @@
 namespace mx::tls {
 
 TlsTransport::TlsTransport(relay::UniqueFd fd, std::shared_ptr<ClientContext> ctx, ConnParams params, int64_t handshakeTimeoutMs)
-    : fd_(std::move(fd)), timeoutMs_(handshakeTimeoutMs) {
-  conn_ = std::make_unique<ClientConn>(std::move(ctx), fd_.get(), std::move(params));
-}
+    : fd_(std::move(fd)), ctx_(std::move(ctx)), params_(std::move(params)), timeoutMs_(handshakeTimeoutMs) {}
 
 void TlsTransport::Bind(relay::Loop* loop, uint64_t sessionId) {
   loop_ = loop;
   id_ = sessionId;
   deadline_ = timeoutMs_ > 0 ? loop->NowMs() + timeoutMs_ : 0;
+  conn_ = std::make_unique<ClientConn>(std::move(ctx_), fd_.get(), std::move(params_));
 }
 
 void TlsTransport::SetupTimedOut() {
-  conn_->Abort({"timeout", "MESHEXT_E_CONNECT_TIMEOUT", "TLS handshake timed out after " + std::to_string(timeoutMs_) + " ms", "handshake"});
+  if (conn_) conn_->Abort({"timeout", "MESHEXT_E_CONNECT_TIMEOUT", "TLS handshake timed out after " + std::to_string(timeoutMs_) + " ms", "handshake"});
   failed_ = true;
 }
 
@@ -32,6 +31,7 @@ ssize_t TlsTransport::Failed() {
 }
 
 int TlsTransport::Progress() {
+  if (!conn_) return -EAGAIN;  // not bound to a loop yet
   if (conn_->handshake_done()) return 0;
   if (failed_) return -EPROTO;
   Io io = conn_->Handshake();
@@ -39,7 +39,9 @@ int TlsTransport::Progress() {
   if (io == Io::kError) return static_cast<int>(Failed());
   if (loop_) {
     relay::Event ev("tls", id_);
-    ev.Num("resumed", conn_->resumed() ? 1 : 0).Str("protocol", conn_->protocol()).Str("alpn", conn_->alpn());
+    ev.Num("resumed", conn_->resumed() ? 1 : 0);
+    std::string alpn = conn_->alpn();
+    if (!alpn.empty()) ev.Str("alpn", std::move(alpn));
     loop_->Emit(std::move(ev));
   }
   return 0;
@@ -99,6 +101,7 @@ int TlsTransport::ShutdownWrite() {
 }
 
 void TlsTransport::Describe(relay::Event& closed) const {
+  if (!conn_) return;
   closed.Num("tlsWireRx", static_cast<double>(conn_->wire_rx())).Num("tlsWireTx", static_cast<double>(conn_->wire_tx()));
   const Failure& f = conn_->failure();
   if (f.stage.empty()) return;

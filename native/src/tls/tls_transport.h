@@ -23,7 +23,7 @@ class TlsTransport final : public relay::Transport {
   // OpenSSL may need to write to read (and read to write): retry both directions on any readiness.
   bool anyReadinessRetries() const override { return true; }
   void Bind(relay::Loop* loop, uint64_t sessionId) override;
-  int64_t setupDeadlineMs() const override { return conn_->handshake_done() || failed_ ? 0 : deadline_; }
+  int64_t setupDeadlineMs() const override { return failed_ || (conn_ && conn_->handshake_done()) ? 0 : deadline_; }
   void SetupTimedOut() override;
   void Describe(relay::Event& closed) const override;
 
@@ -34,8 +34,11 @@ class TlsTransport final : public relay::Transport {
   ssize_t Failed();
 
   relay::UniqueFd fd_;
+  // Built in Bind() on the loop thread (SSL_new and the session lookup stay off the JS thread).
   // Declared after fd_ so that it is destroyed (SSL_free) before the fd is closed.
   std::unique_ptr<ClientConn> conn_;
+  std::shared_ptr<ClientContext> ctx_;
+  ConnParams params_;
   int64_t timeoutMs_;
   int64_t deadline_ = 0;
   relay::Loop* loop_ = nullptr;
