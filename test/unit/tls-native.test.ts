@@ -234,3 +234,16 @@ test('native context: Secured uses the system CA bundle path when caCert is abse
   t.is(e.code, 'MESHEXT_E_TLS_CONFIG');
   t.throws(() => addon.tlsContextCreate({ minVersion: 0x0303, maxVersion: 0x0304, cipherList: '', cipherSuites: '', verifyChain: false, verifyNames: false, allowRenegotiation: false, cert: pki.client.cert, key: pki.good.key, subjectAltNames: [] }), { code: 'MESHEXT_E_TLS_CONFIG', message: /key values mismatch/ });
 });
+
+test('native session cache: 64 endpoint keys per context, the oldest evicted first; a TLS 1.2 session replaces the previous one', async (t) => {
+  const up = await echo(pki.good, { maxVersion: 'TLSv1.2' });
+  const { ctx } = context({ ca: pki.ca });
+  for (let i = 0; i <= 64; i++) t.true((await probe(ctx, up.port, { sessionKey: `ep${i}|1|` })).ok);
+  t.is(addon.tlsSessionCount(ctx, 'ep0|1|'), 0, 'the first key was evicted by the 65th');
+  t.is(addon.tlsSessionCount(ctx, 'ep1|1|'), 1);
+  t.is(addon.tlsSessionCount(ctx, 'ep64|1|'), 1);
+  // A reusable (TLS 1.2) session stays after use and is replaced, not accumulated, by later full handshakes.
+  t.true((await probe(ctx, up.port, { sessionKey: 'ep64|1|' })).resumed);
+  t.is(addon.tlsSessionCount(ctx, 'ep64|1|'), 1);
+  await closeServer(up.srv);
+});
