@@ -95,8 +95,3 @@ export function nativeTlsError(f: NativeTlsFailure): UpstreamError {
       return tlsErrorFrom(Object.assign(new Error(f.message), { code: f.code }));
   }
 }
-
-/** True when a failure after the handshake is a TLS error (alert) rather than a plain reset or close. */
-export function isNativeTlsError(f: NativeTlsFailure): boolean {
-  return f.stage === 'alert';
-}
