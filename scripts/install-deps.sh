@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(
   # build: BPF objects, native addon
-  clang llvm libbpf-dev libelf-dev zlib1g-dev libnghttp2-dev linux-libc-dev bpftool make cmake g++ pkg-config
+  clang llvm libbpf-dev libelf-dev zlib1g-dev libnghttp2-dev linux-libc-dev bpftool make cmake g++ pkg-config libssl-dev
   # runtime and tests: netns/veth, certificates, DNS and HTTP clients
   iproute2 openssl ca-certificates bind9-dnsutils curl netcat-openbsd procps util-linux python3
   # peers for tests and benchmarks

@@ -29,6 +29,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cgroupId", Napi::Function::New(env, mx::CgroupId));
   exports.Set("netnsCookie", Napi::Function::New(env, mx::NetnsCookie));
   exports.Set("layout", Napi::Function::New(env, mx::Layout));
+  exports.Set("tlsContextCreate", Napi::Function::New(env, mx::TlsContextCreate));
+  exports.Set("tlsSessionCount", Napi::Function::New(env, mx::TlsSessionCount));
+  exports.Set("tlsProbe", Napi::Function::New(env, mx::TlsProbe));
   exports.Set("relayStart", Napi::Function::New(env, mx::RelayStart));
   exports.Set("relayStop", Napi::Function::New(env, mx::RelayStop));
   exports.Set("relayTcp", Napi::Function::New(env, mx::RelayTcp));

@@ -30,6 +30,9 @@ Napi::Value CgroupId(const Napi::CallbackInfo& info);
 Napi::Value NetnsCookie(const Napi::CallbackInfo& info);
 Napi::Value Layout(const Napi::CallbackInfo& info);
 
+Napi::Value TlsContextCreate(const Napi::CallbackInfo& info);
+Napi::Value TlsSessionCount(const Napi::CallbackInfo& info);
+Napi::Value TlsProbe(const Napi::CallbackInfo& info);
 // Relay engine (relay/api.cc).
 Napi::Value RelayStart(const Napi::CallbackInfo& info);
 Napi::Value RelayStop(const Napi::CallbackInfo& info);

@@ -2,6 +2,8 @@
  * Opens one upstream connection for a service: endpoints in round-robin order with failover on connect
  * failure or timeout, never into the VIP CIDR, then TLS origination when the service asks for it.
  * TLS failures are final (another endpoint would present the same policy), connect failures are not.
+ * The TLS step can be left to the caller (`deferTls`: the native engine handshakes on the dialled fd);
+ * tlsEstablished/tlsFailed then keep its metrics and logs identical to the Node step.
  */
 import net from 'node:net';
 import type tls from 'node:tls';
@@ -21,10 +23,25 @@ export interface Dialled {
    * accounting, and returns what to call with the engine's byte counts when the engine closes it.
    */
   adopt(): (rx: number, tx: number) => void;
+  /** Set when the service wants TLS and the caller asked to originate it (`deferTls`): `socket` is the raw TCP connection. */
+  pendingTls?: PendingTls;
+}
+
+/** What the TLS step needs about the dialled connection. */
+export interface PendingTls {
+  /** TlsSessionCache.key(address, port, SNI). */
+  sessionKey: string;
+  /** The address dialled (the expected name when there is no SNI); undefined for unix sockets. */
+  dialledIp: string | undefined;
+}
+
+export interface DialOptions {
+  /** Leave TLS origination to the caller (see Dialled.pendingTls). */
+  deferTls?: boolean;
 }
 
 /** Connects to the service's next endpoint, trying the others if that fails. */
-export async function dialUpstream(rt: ServiceRuntime, alpn?: string[], order: EndpointState[] = rt.endpoints.order()): Promise<Dialled> {
+export async function dialUpstream(rt: ServiceRuntime, alpn?: string[], order: EndpointState[] = rt.endpoints.order(), opts: DialOptions = {}): Promise<Dialled> {
   if (rt.configError) throw rt.configError;
   if (order.length === 0) throw new UpstreamError('MESHEXT_E_NO_ENDPOINTS', 'service has no endpoints');
   let last: UpstreamError | undefined;
@@ -64,22 +81,40 @@ export async function dialUpstream(rt: ServiceRuntime, alpn?: string[], order: E
       rt.endpoints.success(st);
       const adopt = track(rt, st, raw);
       if (!rt.tls) return { socket: raw, endpoint: st, alpn: false, adopt };
-      try {
-        const key = TlsSessionCache.key(target.host ?? (target.path as string), target.port ?? 0, rt.tls.servername);
-        const s = await secureUpstream(raw, rt.tls, target.host, alpn, rt.deps.connectTimeoutMs, key);
-        rt.metrics.tlsHandshake.inc();
-        if (s.isSessionReused()) rt.metrics.tlsSessionReused.inc();
-        return { socket: s, endpoint: st, alpn: s.alpnProtocol ?? false, adopt };
-      } catch (e) {
-        const err = e as UpstreamError;
-        rt.metrics.tlsVerifyFail(err.tlsReason ?? 'handshake');
-        rt.log.warn({ endpoint: st.key, reason: err.tlsReason, err: err.reason }, 'upstream TLS verification failed');
-        throw err;
-      }
+      const pendingTls = { sessionKey: TlsSessionCache.key(target.host ?? (target.path as string), target.port ?? 0, rt.tls.servername), dialledIp: target.host };
+      const dialled: Dialled = { socket: raw, endpoint: st, alpn: false, adopt, pendingTls };
+      return opts.deferTls ? dialled : originateTls(rt, dialled, alpn);
     }
     rt.endpoints.failure(st, last?.reason ?? 'unreachable');
   }
   throw last ?? new UpstreamError('MESHEXT_E_CONNECT_FAIL', 'no endpoint reachable');
+}
+
+/** The Node TLS step over a dialled connection whose TLS was deferred; rejects (counted, logged) on failure. */
+export async function originateTls(rt: ServiceRuntime, d: Dialled, alpn?: string[]): Promise<Dialled> {
+  const p = d.pendingTls;
+  if (!p || !rt.tls) return d;
+  try {
+    const s = await secureUpstream(d.socket as net.Socket, rt.tls, p.dialledIp, alpn, rt.deps.connectTimeoutMs, p.sessionKey);
+    tlsEstablished(rt, s.isSessionReused());
+    return { socket: s, endpoint: d.endpoint, alpn: s.alpnProtocol ?? false, adopt: d.adopt };
+  } catch (e) {
+    const err = e as UpstreamError;
+    tlsFailed(rt, d.endpoint, err);
+    throw err;
+  }
+}
+
+/** Counts one completed upstream TLS handshake. */
+export function tlsEstablished(rt: ServiceRuntime, resumed: boolean): void {
+  rt.metrics.tlsHandshake.inc();
+  if (resumed) rt.metrics.tlsSessionReused.inc();
+}
+
+/** Counts and logs one failed upstream TLS handshake or verification. */
+export function tlsFailed(rt: ServiceRuntime, st: EndpointState, err: UpstreamError): void {
+  rt.metrics.tlsVerifyFail(err.tlsReason ?? 'handshake');
+  rt.log.warn({ endpoint: st.key, reason: err.tlsReason, err: err.reason }, 'upstream TLS verification failed');
 }
 
 /** Keeps gauges and byte counters right for the lifetime of one upstream connection; returns its `adopt`. */

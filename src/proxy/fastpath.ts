@@ -4,12 +4,15 @@
  * stays with the callers; this module only moves connections between Node and the engine.
  */
 import type net from 'node:net';
-import { native, type NativeAddon, type RelayClosedEvent, type RelayEvent, type RelayStats } from '../redirect/native.js';
+import { native, type NativeAddon, type RelayClosedEvent, type RelayEvent, type RelayStats, type RelayTlsEvent, type RelayUpstreamTls } from '../redirect/native.js';
 
 export type DataPath = 'native' | 'node';
 
 /** Called once when the engine ends a session. */
 export type RelayCloseHandler = (ev: RelayClosedEvent) => void;
+
+/** Called when a native TLS upstream has completed its handshake (before any `closed`). */
+export type RelayTlsHandler = (ev: RelayTlsEvent) => void;
 
 /** A connection the engine owns; `close` ends it (FIN, or RST with `reset`). */
 export interface RelayedConnection {
@@ -55,6 +58,9 @@ export class FastPath {
   private readonly handlers = new Map<number, RelayCloseHandler>();
   private readonly eventHandlers = new Map<number, RelayEventHandler>();
   private readonly kinds = new Map<string, RelayEventHandler>();
+  private readonly tlsHandlers = new Map<number, RelayTlsHandler>();
+  /** Sessions handed over whose upstream TLS the engine originates (for stats and tests). */
+  private tlsHandedOver = 0;
   private stopped = false;
 
   private constructor(
@@ -79,16 +85,20 @@ export class FastPath {
    * go along; both JS sockets are destroyed (the engine owns dups of their fds). Returns null, leaving both
    * sockets untouched, when a socket has no fd or the engine refuses it (the caller then relays in Node).
    */
-  handOverTcp(client: net.Socket, upstream: net.Socket, idleTimeoutMs: number, onClose: RelayCloseHandler, opts: { splice?: boolean } = {}): RelayedConnection | null {
+  handOverTcp(client: net.Socket, upstream: net.Socket, idleTimeoutMs: number, onClose: RelayCloseHandler, opts: { splice?: boolean; tls?: RelayUpstreamTls; onTls?: RelayTlsHandler } = {}): RelayedConnection | null {
     if (this.stopped) return null;
     const cfd = socketFd(client);
     const ufd = socketFd(upstream);
     if (cfd < 0 || ufd < 0) return null;
+    // Bytes a TLS server sent before our ClientHello belong to no TLS stream the engine could feed them to.
+    if (opts.tls && upstream.readableLength > 0) return null;
     const toUpstream = takeBuffered(client);
     const toClient = takeBuffered(upstream);
     let id: number;
     try {
-      id = this.addon.relayTcp(this.engine, cfd, ufd, toUpstream, toClient, idleTimeoutMs, opts.splice ?? true);
+      id = opts.tls
+        ? this.addon.relayTcp(this.engine, cfd, ufd, toUpstream, toClient, idleTimeoutMs, opts.splice ?? true, opts.tls)
+        : this.addon.relayTcp(this.engine, cfd, ufd, toUpstream, toClient, idleTimeoutMs, opts.splice ?? true);
     } catch {
       // Out of fds or similar: give the bytes back so the Node path sees the stream unchanged.
       if (toUpstream) client.unshift(toUpstream);
@@ -98,6 +108,8 @@ export class FastPath {
     this.handlers.set(id, onClose);
     // Open connections keep the process alive as their sockets did in Node; an idle engine does not.
     if (this.handlers.size === 1) this.addon.relayRef(this.engine, true);
+    if (opts.onTls) this.tlsHandlers.set(id, opts.onTls);
+    if (opts.tls) this.tlsHandedOver++;
     // destroy(), never resetAndDestroy(): closing Node's copy of the fd must not touch the connection.
     client.destroy();
     upstream.destroy();
@@ -204,7 +216,7 @@ export class FastPath {
   }
 
   stats(): RelayStats {
-    return this.addon.relayStats(this.engine);
+    return { ...this.addon.relayStats(this.engine), tlsSessions: this.tlsHandedOver };
   }
 
   /** Closes every session (reported with reason engine-stop before this returns) and stops the threads. */
@@ -216,12 +228,17 @@ export class FastPath {
 
   private dispatch(evs: RelayEvent[]): void {
     for (const ev of evs) {
+      if (ev.kind === 'tls') {
+        this.tlsHandlers.get(ev.id)?.(ev as RelayTlsEvent);
+        continue;
+      }
       if (ev.kind !== 'closed') {
         const byKind = this.kinds.get(ev.kind);
         if (byKind) byKind(ev);
         else this.eventHandlers.get(ev.id)?.(ev);
         continue;
       }
+      this.tlsHandlers.delete(ev.id);
       const h = this.handlers.get(ev.id);
       if (!h) continue;
       this.handlers.delete(ev.id);

@@ -32,6 +32,8 @@ export interface UpstreamTls {
   subjectAltNames: SubjectAltNameMatcher[];
   /** Sessions for resumption; belongs to this context, so a TLS config change starts empty. */
   sessions: TlsSessionCache;
+  /** The options `context` was built from (the native context is built from the same). */
+  options: tls.SecureContextOptions;
 }
 
 const caFileCache = new Map<string, Buffer>();
@@ -66,11 +68,28 @@ export function sniFor(svc: CompiledService): string | undefined {
   return undefined;
 }
 
-/** Builds the service's TLS configuration or throws a configuration error naming the service. */
-export function buildUpstreamTls(svc: CompiledService, systemCaPath: string | null): UpstreamTls {
+/** Which of chain and names the service's verification mode checks (DESIGN decision 6). */
+export function verificationOf(t: CompiledTls): { verifyChain: boolean; verifyNames: boolean } {
+  return { verifyChain: t.mode === 'Secured' || t.mode === 'SkipSAN', verifyNames: t.mode === 'Secured' || t.mode === 'SkipCA' };
+}
+
+/** The CA bundle to trust when the chain is verified: tls.caCert, else the system bundle; fails closed without one. */
+export function resolveCa(svc: CompiledService, systemCaPath: string | null): Buffer {
   const t = svc.tls as CompiledTls;
-  const verifyChain = t.mode === 'Secured' || t.mode === 'SkipSAN';
-  const verifyNames = t.mode === 'Secured' || t.mode === 'SkipCA';
+  if (t.ca) return t.ca;
+  if (systemCaPath) {
+    try {
+      return readCaFile(systemCaPath);
+    } catch (e) {
+      throw new UpstreamError('MESHEXT_E_TLS_NO_CA', `service ${svc.id}: tls.verification.mode ${t.mode} needs a CA but the system CA bundle ${systemCaPath} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  }
+  throw new UpstreamError('MESHEXT_E_TLS_NO_CA', `service ${svc.id}: tls.verification.mode ${t.mode} needs a CA: set tls.verification.caCert or install a system CA bundle (or set KUMA_DATAPLANE_RUNTIME_DYNAMIC_SYSTEM_CA_PATH)`);
+}
+
+/** Node's SecureContext options for the service (versions, ciphers, renegotiation, CA, client identity). */
+export function secureContextOptions(svc: CompiledService, systemCaPath: string | null): tls.SecureContextOptions {
+  const t = svc.tls as CompiledTls;
   const opts: tls.SecureContextOptions = {};
   if (t.minVersion !== 'TLSAuto') opts.minVersion = VERSION[t.minVersion];
   if (t.maxVersion !== 'TLSAuto') opts.maxVersion = VERSION[t.maxVersion];
@@ -79,32 +98,31 @@ export function buildUpstreamTls(svc: CompiledService, systemCaPath: string | nu
   // Envoy (BoringSSL) never renegotiates unless allowed; OpenSSL clients accept server-initiated
   // renegotiation by default, so turn it off explicitly.
   if (!t.allowRenegotiation) opts.secureOptions = cryptoConstants.SSL_OP_NO_RENEGOTIATION;
-  if (verifyChain) {
-    if (t.ca) opts.ca = t.ca;
-    else if (systemCaPath) {
-      try {
-        opts.ca = readCaFile(systemCaPath);
-      } catch (e) {
-        throw new UpstreamError('MESHEXT_E_TLS_NO_CA', `service ${svc.id}: tls.verification.mode ${t.mode} needs a CA but the system CA bundle ${systemCaPath} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
-      }
-    } else {
-      throw new UpstreamError('MESHEXT_E_TLS_NO_CA', `service ${svc.id}: tls.verification.mode ${t.mode} needs a CA: set tls.verification.caCert or install a system CA bundle (or set KUMA_DATAPLANE_RUNTIME_DYNAMIC_SYSTEM_CA_PATH)`);
-    }
-  }
+  if (verificationOf(t).verifyChain) opts.ca = resolveCa(svc, systemCaPath);
   // The client identity is ours, not a verification setting, so it is presented in every mode.
   if (t.cert && t.key) {
     opts.cert = t.cert;
     opts.key = t.key;
   }
-  let context: tls.SecureContext;
+  return opts;
+}
+
+/** Node's secure context for the options, or a configuration error naming the service. */
+export function createContext(svc: CompiledService, opts: tls.SecureContextOptions): tls.SecureContext {
   try {
-    context = tls.createSecureContext(opts);
+    return tls.createSecureContext(opts);
   } catch (e) {
     // OpenSSL messages name the failing step, never the key material.
     throw new UpstreamError('MESHEXT_E_TLS_CONFIG', `service ${svc.id}: TLS settings rejected: ${(e as Error).message.split('\n')[0]}`);
   }
-  const servername = sniFor(svc);
-  return { context, servername, verifyChain, verifyNames, subjectAltNames: t.subjectAltNames, sessions: new TlsSessionCache() };
+}
+
+/** Builds the service's TLS configuration or throws a configuration error naming the service. */
+export function buildUpstreamTls(svc: CompiledService, systemCaPath: string | null): UpstreamTls {
+  const t = svc.tls as CompiledTls;
+  const options = secureContextOptions(svc, systemCaPath);
+  const context = createContext(svc, options);
+  return { context, servername: sniFor(svc), ...verificationOf(t), subjectAltNames: t.subjectAltNames, sessions: new TlsSessionCache(), options };
 }
 
 /** Parses Node's `subjectaltname` text ("DNS:a, IP Address:1.2.3.4, URI:spiffe://x") into typed entries. */
@@ -131,7 +149,8 @@ export function parseSubjectAltNames(text: string | undefined): Array<{ type: 'D
   return out;
 }
 
-function normIp(v: string): string {
+/** An IP address as ipaddr.js normalises it (SAN comparison form); anything else unchanged. */
+export function normIp(v: string): string {
   return ipaddr.isValid(v) ? ipaddr.parse(v).toNormalizedString() : v;
 }
 
@@ -177,7 +196,7 @@ export function classifyTlsError(codeOrErr: string | Error): TlsFailReason {
   return 'handshake';
 }
 
-const REASON_TEXT: Record<TlsFailReason, string> = {
+export const REASON_TEXT: Record<TlsFailReason, string> = {
   unknown_ca: 'certificate signed by unknown authority',
   name_mismatch: 'certificate name mismatch',
   expired: 'certificate expired',
@@ -191,6 +210,12 @@ const REASON_TEXT: Record<TlsFailReason, string> = {
 export function tlsErrorFrom(err: Error): UpstreamError {
   const reason = classifyTlsError(err);
   return new UpstreamError('MESHEXT_E_TLS_VERIFY', `${REASON_TEXT[reason]} (${(err as NodeJS.ErrnoException).code ?? err.message})`, reason);
+}
+
+/** The error for a certificate chain that failed verification with OpenSSL/Node code `code`. */
+export function chainError(code: string): UpstreamError {
+  const reason = classifyTlsError(code);
+  return new UpstreamError('MESHEXT_E_TLS_VERIFY', `${REASON_TEXT[reason]} (${code})`, reason);
 }
 
 /** True when a socket error is a TLS alert/handshake error rather than a plain reset. */
@@ -268,9 +293,7 @@ export function secureUpstream(raw: net.Socket, t: UpstreamTls, dialledIp: strin
         return;
       }
       if (t.verifyChain && !s.authorized && s.authorizationError) {
-        const code = String(s.authorizationError);
-        const reason = classifyTlsError(code);
-        fail(new UpstreamError('MESHEXT_E_TLS_VERIFY', `${REASON_TEXT[reason]} (${code})`, reason));
+        fail(chainError(String(s.authorizationError)));
         return;
       }
       if (resumed && t.verifyChain && cert) {

@@ -19,6 +19,50 @@ export interface NativeLayout {
   constants: Record<string, number>;
 }
 
+/** Inputs of a native client TLS context, resolved by src/proxy/tls-native.ts from a service's CompiledTls. */
+export interface NativeTlsContextOptions {
+  /** Protocol numbers (0x0301 TLS 1.0 .. 0x0304 TLS 1.3), already resolved for TLSAuto. */
+  minVersion: number;
+  maxVersion: number;
+  /** TLS <= 1.2 cipher list and TLS 1.3 suites (empty: OpenSSL's default). */
+  cipherList: string;
+  cipherSuites: string;
+  verifyChain: boolean;
+  verifyNames: boolean;
+  allowRenegotiation: boolean;
+  /** Trusted CA PEM (inline caCert or the system bundle), only when verifyChain. */
+  ca?: Buffer;
+  cert?: Buffer;
+  key?: Buffer;
+  /** SNI to send and the expected name; absent: no SNI, the dialled IP is expected. */
+  servername?: string;
+  /** `ipValue` is the matcher value normalised as an IP address (ipaddr.js) for Exact matches against IP SANs. */
+  subjectAltNames: Array<{ exact: boolean; value: string; ipValue: string }>;
+}
+
+/** Opaque handle of a native client TLS context (owns its session cache). */
+export type NativeTlsContext = { readonly __brand: 'NativeTlsContext' };
+
+/** Why a native TLS connection failed; src/proxy/tls-native.ts turns it into an UpstreamError. */
+export interface NativeTlsFailure {
+  /** chain: `code` is Node's X509 code name; alert: an OpenSSL error (ERR_SSL_...); closed: the peer went away;
+   *  policy: `reason` and `message` are final; timeout: the handshake timer fired. */
+  stage: 'chain' | 'alert' | 'closed' | 'policy' | 'timeout';
+  code: string;
+  message: string;
+  reason?: string;
+}
+
+export interface NativeTlsProbeResult {
+  ok: boolean;
+  resumed: boolean;
+  protocol: string;
+  alpn: string;
+  received: Buffer;
+  timedOut: boolean;
+  failure?: NativeTlsFailure;
+}
+
 /** Why the relay engine ended a session (the `reason` of a `closed` event). */
 export type RelayCloseReason =
   | 'done' // both directions reached end of stream and were flushed
@@ -43,10 +87,40 @@ export interface RelayClosedEvent {
   reason: RelayCloseReason;
   /** errno name (e.g. ECONNRESET) when an error ended the session. */
   error?: string;
+  /** Native TLS upstream: bytes on the wire (records included), like Node's raw socket counts. */
+  tlsWireRx?: number;
+  tlsWireTx?: number;
+  /** Native TLS upstream that failed: the NativeTlsFailure fields, and whether the handshake had completed. */
+  tlsStage?: NativeTlsFailure['stage'];
+  tlsCode?: string;
+  tlsMessage?: string;
+  tlsReason?: string;
+  tlsAfterHandshake?: number;
+}
+
+/** A native TLS upstream completed its handshake and passed verification. */
+export interface RelayTlsEvent {
+  kind: 'tls';
+  id: number;
+  /** 1 when a cached session was resumed. */
+  resumed: number;
+  /** The protocol the server selected by ALPN, when one was. */
+  alpn?: string;
+}
+
+/** relayTcp's optional TLS origination on the upstream side. */
+export interface RelayUpstreamTls {
+  context: NativeTlsContext;
+  /** TlsSessionCache.key(address, port, SNI); omitted: no resumption. */
+  sessionKey?: string;
+  /** The address dialled (the expected name when there is no SNI). */
+  dialledIp?: string;
+  alpn?: string[];
+  handshakeTimeoutMs: number;
 }
 
 /** Any event of the relay engine; session kinds other than tcp add their own kinds. */
-export type RelayEvent = RelayClosedEvent | { kind: string; id: number; [field: string]: string | number };
+export type RelayEvent = RelayClosedEvent | RelayTlsEvent | { kind: string; id: number; [field: string]: string | number };
 
 export interface RelayStats {
   threads: number;
@@ -59,6 +133,8 @@ export interface RelayStats {
   wakeups: number;
   /** Entries in the timer heaps (live sessions' idle timers plus not yet compacted stale ones). */
   timers: number;
+  /** Filled in by FastPath: sessions handed over with native TLS origination since start. */
+  tlsSessions?: number;
 }
 export type H1Framing = 'none' | 'length' | 'chunked' | 'close' | 'tunnel';
 export type H1HeadResult =
@@ -116,6 +192,15 @@ export interface NativeAddon {
   netnsCookie(): bigint;
   /** sizeof/offsetof of the structs in bpf/meshext_maps.h as the C++ compiler sees them. */
   layout(): NativeLayout;
+  /** Builds a client TLS context; throws Error{code: MESHEXT_E_TLS_CONFIG} with OpenSSL's text. */
+  tlsContextCreate(opts: NativeTlsContextOptions): NativeTlsContext;
+  /** Sessions cached in the context for one endpoint key (TlsSessionCache.key). */
+  tlsSessionCount(ctx: NativeTlsContext, key: string): number;
+  /**
+   * One TLS exchange over a connected socket fd (duplicated, so the caller destroys its socket): handshake and
+   * verification, send `send`, close_notify, read until the peer closes.
+   */
+  tlsProbe(ctx: NativeTlsContext, fd: number, opts: { sessionKey?: string; dialledIp?: string; alpn?: string[]; timeoutMs: number; send?: Buffer }): Promise<NativeTlsProbeResult>;
   /** Starts the relay engine's I/O threads; `onEvents` gets batches of events on the JS thread. Returns a handle. */
   relayStart(threads: number, onEvents: (events: RelayEvent[]) => void): number;
   /** Closes every session (reason engine-stop), joins the threads; returns the events not delivered yet. */
@@ -123,9 +208,10 @@ export interface NativeAddon {
   /**
    * Relays bytes between two connected stream sockets; dups both fds (the caller closes its own).
    * `toUpstream`/`toClient` are bytes already read from the other side; idleTimeoutMs 0 disables the timeout;
-   * `splice` false forces copying through a buffer. Returns the session id.
+   * `splice` false forces copying through a buffer. With `upstreamTls` the engine originates TLS on the
+   * upstream socket (a `tls` event on success; tls* fields on the closed event on failure). Returns the session id.
    */
-  relayTcp(engine: number, clientFd: number, upstreamFd: number, toUpstream: Buffer | null, toClient: Buffer | null, idleTimeoutMs: number, splice?: boolean): number;
+  relayTcp(engine: number, clientFd: number, upstreamFd: number, toUpstream: Buffer | null, toClient: Buffer | null, idleTimeoutMs: number, splice?: boolean, upstreamTls?: RelayUpstreamTls): number;
   /** Asks the session's thread to close it (FIN, or RST when `reset`); false when the engine is stopping. */
   relayClose(engine: number, id: number, reset: boolean): boolean;
   relayStats(engine: number): RelayStats;

@@ -43,6 +43,14 @@ function leaf(dir: string, name: string, ca: string, ext: string, days = 2): Key
   return { key: readFileSync(join(dir, `${name}.key`)), cert: readFileSync(join(dir, `${name}.crt`)) };
 }
 
+/** Issues one more EC leaf from the PKI's `ca` with the given openssl extension text (e.g. SANs). */
+export function issueLeaf(pki: TestPki, name: string, ext: string, subj = `/CN=${name}`): KeyPair {
+  writeFileSync(join(pki.dir, `${name}.ext`), ext + '\n');
+  ossl(pki.dir, ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subj]);
+  ossl(pki.dir, ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`]);
+  return { key: readFileSync(join(pki.dir, `${name}.key`)), cert: readFileSync(join(pki.dir, `${name}.crt`)) };
+}
+
 /** Generates the whole PKI (a dozen openssl calls, well under a second). */
 export function makePki(): TestPki {
   const dir = mkdtempSync(join(tmpdir(), 'meshext-pki-'));

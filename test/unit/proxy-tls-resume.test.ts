@@ -30,11 +30,11 @@ async function recordingEcho(kp: KeyPair, extra: tls.TlsOptions = {}): Promise<{
 
 const metric = (stats: ReturnType<typeof newProxy>['stats'], name: string, kri: string): number => stats.get(name, { service: kri }) ?? 0;
 
-for (const version of ['TLSv1.2', 'TLSv1.3'] as const) {
-  test(`tcp+tls ${version}: connections after the first resume the upstream session and are counted`, async (t) => {
+for (const [version, dataPath] of [['TLSv1.2', 'native'], ['TLSv1.3', 'native'], ['TLSv1.2', 'node'], ['TLSv1.3', 'node']] as const) {
+  test(`tcp+tls[${dataPath}] ${version}: connections after the first resume the upstream session and are counted`, async (t) => {
     const up = await recordingEcho(pki.good, { minVersion: version, maxVersion: version });
     const s = svc({ endpoints: [ipEp(up.port)], tls: tlsCfg({ ca: pki.ca }) });
-    const { proxy, stats } = newProxy();
+    const { proxy, stats } = newProxy({ dataPath });
     proxy.setSnapshot(snap([s]));
     const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
     // Sequential, so each connection's tickets have arrived before the next one dials. Three connections:
@@ -44,6 +44,7 @@ for (const version of ['TLSv1.2', 'TLSv1.3'] as const) {
     t.deepEqual(up.reused, [false, true, true]);
     t.is(metric(stats, 'meshext_upstream_tls_handshake_total', s.kri), 3);
     t.is(metric(stats, 'meshext_upstream_tls_session_reused_total', s.kri), 2);
+    t.is(proxy.relayStats()?.tlsSessions ?? 0, dataPath === 'native' ? 3 : 0, 'TLS originated on the chosen data path');
     await proxy.close();
     await closeServer(up.srv);
   });
@@ -71,6 +72,7 @@ test('tcp+tls: a snapshot that changes the service TLS settings drops cached ses
   t.is(await roundTrip(l.port, 'd'), '');
   t.is(stats.get('meshext_upstream_tls_verify_fail_total', { service: base.kri, reason: 'name_mismatch' }), 1);
   t.is(metric(stats, 'meshext_upstream_tls_session_reused_total', base.kri), 1);
+  t.is(proxy.relayStats()?.tlsSessions, 4, 'every connection originated TLS in the engine');
   await proxy.close();
   await closeServer(up.srv);
 });

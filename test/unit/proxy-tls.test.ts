@@ -1,10 +1,12 @@
 import test from 'ava';
+import net from 'node:net';
 import tls from 'node:tls';
 import { makePki, type KeyPair, type TestPki } from '../helpers/certs.js';
-import { closeServer, ipEp, newProxy, roundTrip, snap, svc, tlsCfg, tlsEcho } from '../helpers/proxy.js';
+import { closeServer, ipEp, listen, newProxy, roundTrip, snap, svc, tlsCfg, tlsEcho, until } from '../helpers/proxy.js';
 import type { CompiledEndpoint, CompiledTls, VerificationMode } from '../../src/snapshot/types.js';
 import { matchesUserSans, parseSubjectAltNames } from '../../src/proxy/tls.js';
 import { detectSystemCa } from '../../src/proxy/system-ca.js';
+import type { DataPath } from '../../src/proxy/index.js';
 
 let pki: TestPki;
 test.before(() => {
@@ -12,14 +14,19 @@ test.before(() => {
 });
 test.after.always(() => pki?.cleanup());
 
-/** Runs one echo through a TLS-originating tcp service; returns whether it passed and the verify-fail reasons counted. */
-async function through(server: tls.TlsOptions, cfg: Partial<CompiledTls>, ep?: (port: number) => CompiledEndpoint): Promise<{ ok: boolean; reasons: string[]; handshakes: number }> {
+/**
+ * Runs one echo through a TLS-originating tcp service; returns whether it passed and the verify-fail reasons
+ * counted. On the native data path (the default) it also checks that the engine originated the TLS.
+ */
+async function through(server: tls.TlsOptions, cfg: Partial<CompiledTls>, ep?: (port: number) => CompiledEndpoint, dataPath: DataPath = 'native'): Promise<{ ok: boolean; reasons: string[]; handshakes: number }> {
   const up = await tlsEcho(server);
   const s = svc({ endpoints: [ep ? ep(up.port) : ipEp(up.port)], tls: tlsCfg({ ca: pki.ca, ...cfg }) });
-  const { proxy, stats } = newProxy();
+  const { proxy, stats } = newProxy({ dataPath });
   proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   const got = await roundTrip(l.port, 'secret-ping');
+  const natively = proxy.relayStats()?.tlsSessions ?? 0;
+  if (natively !== (dataPath === 'native' ? 1 : 0)) throw new Error(`expected the ${dataPath} data path to originate TLS, engine originated ${natively}`);
   await proxy.close();
   await closeServer(up.srv);
   const reasons = stats.json().filter((x) => x.name === 'meshext_upstream_tls_verify_fail_total' && x.value > 0).map((x) => x.labels.reason as string);
@@ -37,15 +44,18 @@ const matrix: Array<{ cert: keyof Pick<TestPki, 'good' | 'unknownCa' | 'wrongNam
   { cert: 'expired', reason: 'expired', pass: { Secured: false, SkipSAN: false, SkipCA: true, SkipAll: true } },
 ];
 
-for (const row of matrix) {
-  for (const mode of ['Secured', 'SkipSAN', 'SkipCA', 'SkipAll'] as const) {
-    const expect = row.pass[mode];
-    test(`tcp+tls ${mode} with ${row.cert} certificate ${expect ? 'passes' : `fails (${row.reason})`}`, async (t) => {
-      const r = await through(server(pki[row.cert]), { mode });
-      t.is(r.ok, expect);
-      if (expect) t.deepEqual(r.reasons, []);
-      else t.deepEqual(r.reasons, [row.reason]);
-    });
+// The matrix runs on both data paths: the native engine (default) and Node's TLS (`--data-path node`).
+for (const dataPath of ['native', 'node'] as const) {
+  for (const row of matrix) {
+    for (const mode of ['Secured', 'SkipSAN', 'SkipCA', 'SkipAll'] as const) {
+      const expect = row.pass[mode];
+      test(`tcp+tls[${dataPath}] ${mode} with ${row.cert} certificate ${expect ? 'passes' : `fails (${row.reason})`}`, async (t) => {
+        const r = await through(server(pki[row.cert]), { mode }, undefined, dataPath);
+        t.is(r.ok, expect);
+        if (expect) t.deepEqual(r.reasons, []);
+        else t.deepEqual(r.reasons, [row.reason]);
+      });
+    }
   }
 }
 
@@ -84,16 +94,18 @@ test('tcp+tls: versions — min=max=TLS13 against a TLS1.2-only server fails, TL
   t.true((await through(tls12, {})).ok, 'TLSAuto negotiates 1.2');
 });
 
-test('tcp+mtls: client certificate is presented; without it the server refuses (no_client_cert)', async (t) => {
-  const mtls = server(pki.good, { requestCert: true, rejectUnauthorized: true, ca: pki.ca });
-  const ok = await through(mtls, { cert: pki.client.cert, key: pki.client.key });
-  t.true(ok.ok);
-  t.is(ok.handshakes, 1);
-  for (const mode of ['SkipSAN', 'SkipCA', 'SkipAll'] as const) t.true((await through(mtls, { mode, cert: pki.client.cert, key: pki.client.key })).ok, mode);
-  const none = await through(mtls, {});
-  t.false(none.ok);
-  t.deepEqual(none.reasons, ['no_client_cert']);
-});
+for (const dataPath of ['native', 'node'] as const) {
+  test(`tcp+mtls[${dataPath}]: client certificate is presented; without it the server refuses (no_client_cert)`, async (t) => {
+    const mtls = server(pki.good, { requestCert: true, rejectUnauthorized: true, ca: pki.ca });
+    const ok = await through(mtls, { cert: pki.client.cert, key: pki.client.key }, undefined, dataPath);
+    t.true(ok.ok);
+    t.is(ok.handshakes, 1);
+    for (const mode of ['SkipSAN', 'SkipCA', 'SkipAll'] as const) t.true((await through(mtls, { mode, cert: pki.client.cert, key: pki.client.key }, undefined, dataPath)).ok, mode);
+    const none = await through(mtls, {}, undefined, dataPath);
+    t.false(none.ok);
+    t.deepEqual(none.reasons, ['no_client_cert']);
+  });
+}
 
 test('tcp+tls: Secured without any CA fails closed with MESHEXT_E_TLS_NO_CA; other services unaffected', async (t) => {
   const up = await tlsEcho(server(pki.good));
@@ -149,3 +161,58 @@ test('system CA detection honours the env override, then the first existing cand
   t.is(detectSystemCa({}, (p) => p === '/etc/ssl/ca-bundle.pem' || p === '/etc/ssl/cert.pem'), '/etc/ssl/ca-bundle.pem');
   t.is(detectSystemCa({}, () => false), null);
 });
+
+for (const dataPath of ['native', 'node'] as const) {
+  test(`tcp+tls[${dataPath}]: a server that accepts but never answers the ClientHello fails the handshake after the connect timeout`, async (t) => {
+    const held: net.Socket[] = [];
+    const silent = net.createServer((c) => held.push(c));
+    const l0 = await listen(silent);
+    const s = svc({ endpoints: [ipEp(l0.port)], tls: tlsCfg({ ca: pki.ca }) });
+    const { proxy, stats } = newProxy({ dataPath, connectTimeoutMs: 300 });
+    proxy.setSnapshot(snap([s]));
+    const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+    t.is(await roundTrip(l.port, 'x'), '');
+    t.is(stats.get('meshext_upstream_tls_verify_fail_total', { service: s.kri, reason: 'handshake' }), 1);
+    t.is(stats.get('meshext_upstream_tls_handshake_total', { service: s.kri }) ?? 0, 0);
+    t.is(proxy.relayStats()?.tlsSessions ?? 0, dataPath === 'native' ? 1 : 0);
+    await proxy.close();
+    for (const c of held) c.destroy();
+    await closeServer(silent);
+  });
+
+  test(`tcp+tls[${dataPath}]: a server-first protocol (greeting before any client byte) and a large reply pass through`, async (t) => {
+    const big = Buffer.alloc(3 * 1024 * 1024 + 17, 'a');
+    const srv = tls.createServer({ key: pki.good.key, cert: pki.good.cert }, (c) => {
+      c.on('error', () => {});
+      c.write('220 ready\r\n');
+      c.once('data', () => c.end(big));
+    });
+    srv.on('tlsClientError', () => {});
+    const up = await listen(srv);
+    const s = svc({ endpoints: [ipEp(up.port)], tls: tlsCfg({ ca: pki.ca }) });
+    const { proxy, stats } = newProxy({ dataPath });
+    proxy.setSnapshot(snap([s]));
+    const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+    const got = await new Promise<Buffer>((resolve) => {
+      const c = net.connect({ host: '127.0.0.1', port: l.port });
+      const chunks: Buffer[] = [];
+      let asked = false;
+      c.on('data', (d: Buffer) => {
+        chunks.push(d);
+        if (!asked && Buffer.concat(chunks).toString().startsWith('220 ready\r\n')) {
+          asked = true;
+          c.write('GO\r\n');
+        }
+      });
+      c.on('error', () => {});
+      c.on('close', () => resolve(Buffer.concat(chunks)));
+    });
+    t.is(got.length, 11 + big.length);
+    t.true(got.subarray(11).equals(big));
+    await until(() => (stats.get('meshext_upstream_cx_active', { service: s.kri }) ?? 0) === 0, 'upstream closed');
+    // Upstream byte counters count TLS records on the wire on both paths (more than the plaintext).
+    t.true((stats.get('meshext_upstream_cx_rx_bytes_total', { service: s.kri }) ?? 0) > big.length);
+    await proxy.close();
+    await closeServer(srv);
+  });
+}

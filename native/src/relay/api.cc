@@ -12,6 +12,7 @@
 #include "engine.h"
 #include "handover.h"
 #include "tcp_session.h"
+#include "../tls/tls_transport.h"
 
 namespace mx {
 
@@ -95,8 +96,11 @@ Napi::Value RelayTcp(const Napi::CallbackInfo& info) {
   bool splice = info.Length() <= 6 || info[6].IsUndefined() || info[6].ToBoolean().Value();
   relay::UniqueFd c = relay::DupSocket(env, clientFd, "client");
   relay::UniqueFd u = relay::DupSocket(env, upstreamFd, "upstream");
-  auto session = std::make_unique<relay::TcpSession>(std::make_unique<relay::PlainTransport>(std::move(c)),
-                                                     std::make_unique<relay::PlainTransport>(std::move(u)),
+  // Optional 8th argument: originate TLS on the upstream side (native/src/tls).
+  std::unique_ptr<relay::Transport> up = info.Length() > 7 && info[7].IsObject()
+                                             ? tls::MakeTlsTransport(info[7].As<Napi::Object>(), std::move(u))
+                                             : std::make_unique<relay::PlainTransport>(std::move(u));
+  auto session = std::make_unique<relay::TcpSession>(std::make_unique<relay::PlainTransport>(std::move(c)), std::move(up),
                                                      std::move(toUpstream), std::move(toClient), idleMs, splice);
   uint64_t id = e->Adopt(std::move(session));
   if (id == 0) ThrowArg(env, "engine is stopping");

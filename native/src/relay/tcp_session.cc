@@ -39,10 +39,12 @@ TcpSession::TcpSession(std::unique_ptr<Transport> client, std::unique_ptr<Transp
 void TcpSession::Start() {
   lastActive_ = loop()->NowMs();
   for (int i = 0; i < 2; i++) {
+    sides_[i].t->Bind(loop(), id());
     if (int err = loop()->Watch(sides_[i].t->fd(), &sides_[i])) {
       Finish("error", err);
       return;
     }
+    if (int64_t d = sides_[i].t->setupDeadlineMs()) loop()->ArmTimer(this, d);
   }
   if (idleMs_ > 0) loop()->ArmTimer(this, lastActive_ + idleMs_);
   PumpAll();
@@ -242,7 +244,16 @@ void TcpSession::Close(const char* reason, bool reset) {
 }
 
 void TcpSession::OnTimer(int64_t nowMs) {
-  if (ended_ || idleMs_ <= 0) return;
+  if (ended_) return;
+  for (int i = 0; i < 2; i++) {
+    int64_t d = sides_[i].t->setupDeadlineMs();
+    if (d > 0 && nowMs >= d) {
+      sides_[i].t->SetupTimedOut();
+      Fail(i, ETIMEDOUT);
+      return;
+    }
+  }
+  if (idleMs_ <= 0) return;
   int64_t deadline = lastActive_ + idleMs_;
   if (nowMs >= deadline) {
     Close("idle-timeout", false);
@@ -272,6 +283,7 @@ void TcpSession::Finish(const char* reason, int err) {
       .Num("downstreamTx", static_cast<double>(sides_[kClient].tx))
       .Str("reason", reason);
   if (err != 0) ev.Str("error", strerrorname_np(err) ? strerrorname_np(err) : "unknown");
+  for (Side& s : sides_) s.t->Describe(ev);
   sides_[0].t.reset();
   sides_[1].t.reset();
   loop()->Retire(this, std::move(ev));

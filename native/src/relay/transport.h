@@ -11,14 +11,22 @@
 //    it returns 0, -EAGAIN (call again when writable) or -errno.
 //  - Reset() makes the eventual close abortive (RST); the destructor closes the fd.
 //  - spliceFd() >= 0 only for plain sockets: the session may then move bytes with splice(2) directly.
+//  - Layered transports with a setup phase (TLS handshake) get Bind() once on the loop thread before any
+//    I/O (to emit their own events for the session), report a setup deadline the session enforces (it then
+//    calls SetupTimedOut() and fails that side with ETIMEDOUT), and add their figures to the closed event.
 #pragma once
 #include <errno.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include <cstdint>
+
 #include "fd.h"
 
 namespace mx::relay {
+
+class Loop;
+struct Event;
 
 class Transport {
  public:
@@ -30,6 +38,11 @@ class Transport {
   virtual void Reset() = 0;
   virtual int spliceFd() const { return -1; }
   virtual bool anyReadinessRetries() const { return false; }
+  virtual void Bind(Loop* /*loop*/, uint64_t /*sessionId*/) {}
+  /** Loop time (ms) by which setup must be complete; 0 when there is none (left). */
+  virtual int64_t setupDeadlineMs() const { return 0; }
+  virtual void SetupTimedOut() {}
+  virtual void Describe(Event& /*closed*/) const {}
 };
 
 /** Sets SO_LINGER {1, 0} so close() sends RST instead of FIN. */

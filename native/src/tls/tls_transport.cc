@@ -1,0 +1,128 @@
+#include "tls_transport.h"
+
+#include <sys/socket.h>
+
+#include "../errors.h"
+#include "tls_napi.h"
+
+namespace mx::tls {
+
+TlsTransport::TlsTransport(relay::UniqueFd fd, std::shared_ptr<ClientContext> ctx, ConnParams params, int64_t handshakeTimeoutMs)
+    : fd_(std::move(fd)), ctx_(std::move(ctx)), params_(std::move(params)), timeoutMs_(handshakeTimeoutMs) {}
+
+void TlsTransport::Bind(relay::Loop* loop, uint64_t sessionId) {
+  loop_ = loop;
+  id_ = sessionId;
+  deadline_ = timeoutMs_ > 0 ? loop->NowMs() + timeoutMs_ : 0;
+  conn_ = std::make_unique<ClientConn>(std::move(ctx_), fd_.get(), std::move(params_));
+}
+
+void TlsTransport::SetupTimedOut() {
+  if (conn_) conn_->Abort({"timeout", "MESHEXT_E_CONNECT_TIMEOUT", "TLS handshake timed out after " + std::to_string(timeoutMs_) + " ms", "handshake"});
+  failed_ = true;
+}
+
+ssize_t TlsTransport::Failed() {
+  failed_ = true;
+  const Failure& f = conn_->failure();
+  // After the handshake a plain reset stays a reset (not a TLS failure), as on the Node path.
+  if (f.stage == "closed" && conn_->handshake_done()) return f.code == "EPIPE" ? -EPIPE : -ECONNRESET;
+  return -EPROTO;
+}
+
+int TlsTransport::Progress() {
+  if (!conn_) return -EAGAIN;  // not bound to a loop yet
+  if (conn_->handshake_done()) return 0;
+  if (failed_) return -EPROTO;
+  Io io = conn_->Handshake();
+  if (io == Io::kWantRead || io == Io::kWantWrite) return -EAGAIN;
+  if (io == Io::kError) return static_cast<int>(Failed());
+  if (loop_) {
+    relay::Event ev("tls", id_);
+    ev.Num("resumed", conn_->resumed() ? 1 : 0);
+    std::string alpn = conn_->alpn();
+    if (!alpn.empty()) ev.Str("alpn", std::move(alpn));
+    loop_->Emit(std::move(ev));
+  }
+  return 0;
+}
+
+ssize_t TlsTransport::Read(char* buf, size_t len) {
+  if (int r = Progress()) return r;
+  // SSL_read returns one record (<= 16 KiB) at a time: fill the caller's buffer from what has arrived, so
+  // the other side gets one large write instead of one per record.
+  size_t got = 0;
+  while (got < len) {
+    size_t n = 0;
+    switch (conn_->Read(buf + got, len - got, &n)) {
+      case Io::kOk:
+        got += n;
+        continue;
+      case Io::kEof:
+        if (got > 0) return static_cast<ssize_t>(got);  // EOF is seen again on the next call
+        return 0;
+      case Io::kWantRead:
+      case Io::kWantWrite:
+        return got > 0 ? static_cast<ssize_t>(got) : -EAGAIN;
+      case Io::kError:
+        if (got > 0) return static_cast<ssize_t>(got);  // the error is reported by the next call
+        return Failed();
+    }
+  }
+  return static_cast<ssize_t>(got);
+}
+
+ssize_t TlsTransport::Write(const char* buf, size_t len) {
+  if (int r = Progress()) return r;
+  size_t n = 0;
+  switch (conn_->Write(buf, len, &n)) {
+    case Io::kOk:
+      return static_cast<ssize_t>(n);
+    case Io::kWantRead:
+    case Io::kWantWrite:
+      return -EAGAIN;
+    case Io::kEof:
+    case Io::kError:
+      break;
+  }
+  return Failed();
+}
+
+int TlsTransport::ShutdownWrite() {
+  // The client may finish before the handshake does: complete (and verify) it first, as Node would.
+  if (int r = Progress()) return r;
+  if (!shutSent_) {
+    Io io = conn_->ShutdownWrite();
+    if (io == Io::kWantRead || io == Io::kWantWrite) return -EAGAIN;
+    if (io == Io::kError) return static_cast<int>(Failed());
+    shutSent_ = true;
+  }
+  return ::shutdown(fd_.get(), SHUT_WR) == 0 || errno == ENOTCONN ? 0 : -errno;
+}
+
+void TlsTransport::Describe(relay::Event& closed) const {
+  if (!conn_) return;
+  closed.Num("tlsWireRx", static_cast<double>(conn_->wire_rx())).Num("tlsWireTx", static_cast<double>(conn_->wire_tx()));
+  const Failure& f = conn_->failure();
+  if (f.stage.empty()) return;
+  // A plain reset after the handshake is reported by the session's own reason/error fields.
+  if (f.stage == "closed" && conn_->handshake_done()) return;
+  closed.Str("tlsStage", f.stage).Str("tlsCode", f.code).Str("tlsMessage", f.message);
+  if (!f.reason.empty()) closed.Str("tlsReason", f.reason);
+  closed.Num("tlsAfterHandshake", conn_->handshake_done() ? 1 : 0);
+}
+
+std::unique_ptr<relay::Transport> MakeTlsTransport(const Napi::Object& opts, relay::UniqueFd fd) {
+  Napi::Env env = opts.Env();
+  std::shared_ptr<ClientContext> ctx = ContextFromValue(opts.Get("context"));
+  auto str = [&](const char* k) {
+    Napi::Value v = opts.Get(k);
+    return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
+  };
+  ConnParams p{str("sessionKey"), str("dialledIp"), AlpnWire(env, opts.Get("alpn"))};
+  Napi::Value t = opts.Get("handshakeTimeoutMs");
+  int64_t timeout = t.IsNumber() ? t.As<Napi::Number>().Int64Value() : 5000;
+  return std::make_unique<TlsTransport>(std::move(fd), std::move(ctx), std::move(p), timeout);
+}
+
+}  // namespace mx::tls
