@@ -40,11 +40,6 @@ Napi::Value RelayTcp(const Napi::CallbackInfo& info);
 Napi::Value RelayClose(const Napi::CallbackInfo& info);
 Napi::Value RelayStats(const Napi::CallbackInfo& info);
 Napi::Value RelayRef(const Napi::CallbackInfo& info);
-namespace relay {
-class Engine;
-}
-/** The engine behind the handle in argument i (throws a TypeError for a stale handle); for other session kinds' exports. */
-relay::Engine* RelayEngineArg(const Napi::CallbackInfo& info, size_t i);
 // HTTP/1.1 codec, exported for its unit tests (native/src/http1/testing.cc).
 Napi::Value H1ParseHead(const Napi::CallbackInfo& info);
 Napi::Value H1BodyScan(const Napi::CallbackInfo& info);

@@ -156,10 +156,12 @@ test('tcp: all endpoints down closes the client; endpoints in the VIP CIDR are n
   await proxy.close();
 });
 
-test('tcp: 1,000 concurrent connections, every byte accounted for', async (t) => {
+// Run on one and on two engine threads (connections spread across loops).
+for (const dataThreads of [1, 2]) {
+test.serial(`tcp: 1,000 concurrent connections on ${dataThreads} engine thread(s), every byte accounted for`, async (t) => {
   const echo = await tcpEcho();
   const s = svc({ endpoints: [ipEp(echo.port)] });
-  const { proxy, stats } = newProxy();
+  const { proxy, stats } = newProxy({ dataThreads });
   proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   const N = 1000;
@@ -184,9 +186,14 @@ test('tcp: 1,000 concurrent connections, every byte accounted for', async (t) =>
   t.is(stats.get('meshext_upstream_cx_tx_bytes_total', { service: s.kri }), sent);
   t.is(stats.get('meshext_upstream_cx_rx_bytes_total', { service: s.kri }), sent);
   t.is(stats.get('meshext_downstream_cx_active', { service: s.kri }), 0);
+  t.is(proxy.relayStats()?.threads, dataThreads);
+  t.is(proxy.relayStats()?.sessions, 0);
+  t.is(proxy.relayStats()?.pipesInUse, 0);
+  t.is(proxy.clusters()[0]?.endpoints[0]?.active, 0);
   await proxy.close();
   await closeServer(echo.srv);
 });
+}
 
 test('tcp: a reload keeps endpoint health of unchanged services and picks up changed endpoints', async (t) => {
   const echo = await tcpEcho();

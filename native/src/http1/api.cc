@@ -1,8 +1,5 @@
 // JS surface of the HTTP/1.1 session (declared in ../api.h, typed in src/redirect/native.ts). JS thread
 // only. Pools are addressed by integer handles, like engines, so a stale handle is an error, not a crash.
-#include <errno.h>
-#include <fcntl.h>
-#include <sys/socket.h>
 #include <time.h>
 
 #include <cstring>
@@ -13,6 +10,7 @@
 #include "../api.h"
 #include "../errors.h"
 #include "../relay/engine.h"
+#include "../relay/handover.h"
 #include "session.h"
 
 namespace mx {
@@ -34,19 +32,6 @@ uint64_t IdArg(const Napi::CallbackInfo& info, size_t i) {
   return static_cast<uint64_t>(info[i].As<Napi::Number>().Int64Value());
 }
 
-/** A CLOEXEC, non-blocking duplicate of a connected stream socket Node still owns. */
-relay::UniqueFd DupStream(Napi::Env env, int fd, const char* what) {
-  int type = 0;
-  socklen_t len = sizeof type;
-  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) ThrowErrno(env, "MESHEXT_E_RELAY", "getsockopt", errno, what);
-  if (type != SOCK_STREAM) ThrowArg(env, std::string(what) + " fd " + std::to_string(fd) + " is not a stream socket");
-  relay::UniqueFd dup(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-  if (!dup.valid()) ThrowErrno(env, "MESHEXT_E_RELAY", "fcntl(F_DUPFD_CLOEXEC)", errno, what);
-  int fl = ::fcntl(dup.get(), F_GETFL);
-  if (fl < 0 || ::fcntl(dup.get(), F_SETFL, fl | O_NONBLOCK) != 0) ThrowErrno(env, "MESHEXT_E_RELAY", "fcntl(O_NONBLOCK)", errno, what);
-  return dup;
-}
-
 // Session ids are shared by every session kind; a command meant for an HTTP/1 session ignores others.
 h1::Http1Session* AsHttp1(relay::Session& s) {
   return std::strcmp(s.kind(), "http1") == 0 ? static_cast<h1::Http1Session*>(&s) : nullptr;
@@ -57,7 +42,7 @@ h1::Http1Session* AsHttp1(relay::Session& s) {
 // h1PoolCreate(engine, endpoints, idleTimeoutMs) → pool handle; the pool's connections live on that
 // engine's loops.
 Napi::Value H1PoolCreate(const Napi::CallbackInfo& info) {
-  RelayEngineArg(info, 0);
+  relay::EngineArg(info, 0);
   uint32_t engine = ArgU32(info, 0, "engine");
   uint32_t endpoints = ArgU32(info, 1, "endpoints");
   uint32_t idleMs = ArgU32(info, 2, "idleTimeoutMs");
@@ -110,7 +95,7 @@ Napi::Value H1PoolStats(const Napi::CallbackInfo& info) {
 // h1Serve(engine, clientFd, initial|null, pool, idleTimeoutMs) → session id
 Napi::Value H1Serve(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  relay::Engine* e = RelayEngineArg(info, 0);
+  relay::Engine* e = relay::EngineArg(info, 0);
   int fd = ArgFd(info, 1, "clientFd");
   std::string initial;
   if (info.Length() > 2 && info[2].IsBuffer()) {
@@ -119,7 +104,7 @@ Napi::Value H1Serve(const Napi::CallbackInfo& info) {
   }
   std::shared_ptr<h1::Pool> pool = PoolArg(info, 3);
   uint32_t idleMs = ArgU32(info, 4, "idleTimeoutMs");
-  relay::UniqueFd c = DupStream(env, fd, "client");
+  relay::UniqueFd c = relay::DupSocket(env, fd, "client");
   uint64_t id = e->Adopt(std::make_unique<h1::Http1Session>(std::move(c), std::move(initial), std::move(pool), idleMs));
   if (id == 0) ThrowArg(env, "engine is stopping");
   return Napi::Number::New(env, static_cast<double>(id));
@@ -129,14 +114,14 @@ Napi::Value H1Serve(const Napi::CallbackInfo& info) {
 // When it will not (session gone), the connection is closed and counted closed all the same.
 Napi::Value H1Upstream(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  relay::Engine* e = RelayEngineArg(info, 0);
+  relay::Engine* e = relay::EngineArg(info, 0);
   uint64_t id = IdArg(info, 1);
   int fd = ArgFd(info, 2, "upstreamFd");
   std::string host = ArgString(info, 3, "hostOverride");
   uint32_t endpoint = ArgU32(info, 4, "endpointIndex");
   std::shared_ptr<h1::Pool> pool = PoolArg(info, 5);
   auto conn = std::make_shared<std::unique_ptr<h1::UpstreamConn>>(
-      std::make_unique<h1::UpstreamConn>(DupStream(env, fd, "upstream"), std::move(host), endpoint, std::move(pool)));
+      std::make_unique<h1::UpstreamConn>(relay::DupSocket(env, fd, "upstream"), std::move(host), endpoint, std::move(pool)));
   bool ok = e->PostTo(id, [conn](relay::Session& s) {
     if (auto* h = AsHttp1(s)) h->OnUpstream(std::move(*conn));
   });
@@ -145,7 +130,7 @@ Napi::Value H1Upstream(const Napi::CallbackInfo& info) {
 
 // h1UpstreamFailed(engine, id, reason): the pending request gets `503 upstream unavailable: <reason>`.
 Napi::Value H1UpstreamFailed(const Napi::CallbackInfo& info) {
-  relay::Engine* e = RelayEngineArg(info, 0);
+  relay::Engine* e = relay::EngineArg(info, 0);
   uint64_t id = IdArg(info, 1);
   std::string reason = ArgString(info, 2, "reason");
   bool ok = e->PostTo(id, [reason](relay::Session& s) {
@@ -156,7 +141,7 @@ Napi::Value H1UpstreamFailed(const Napi::CallbackInfo& info) {
 
 // h1Drain(engine, id): finish the exchange in flight with Connection: close; close now when idle.
 Napi::Value H1Drain(const Napi::CallbackInfo& info) {
-  relay::Engine* e = RelayEngineArg(info, 0);
+  relay::Engine* e = relay::EngineArg(info, 0);
   uint64_t id = IdArg(info, 1);
   bool ok = e->PostTo(id, [](relay::Session& s) {
     if (auto* h = AsHttp1(s)) h->Drain();

@@ -64,7 +64,6 @@ Napi::Array EventsToJs(Napi::Env env, const std::vector<relay::Event>& evs) {
 
 }  // namespace
 
-relay::Engine* RelayEngineArg(const Napi::CallbackInfo& info, size_t i) { return relay::EngineArg(info, i); }
 
 Napi::Value RelayStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
