@@ -51,6 +51,9 @@ const upstreams = await startUpstreams({ pki });
 // --- a cgroup for the demo's clients: only processes in it are redirected --------------------------
 const cgroup = path.join(cgroup2Mount(), 'meshext-demo');
 fs.mkdirSync(cgroup, { recursive: true });
+// The agent moves itself out of the cgroup2 root into meshext.agent; the demo removes it again if it made it.
+const agentCgroup = path.join(cgroup2Mount(), 'meshext.agent');
+const agentCgroupExisted = fs.existsSync(agentCgroup);
 
 const logFile = path.join(demoDir, 'agent.log');
 const logFd = fs.openSync(logFile, 'w');
@@ -87,6 +90,13 @@ async function stop(code) {
     await new Promise((r) => agent.once('exit', r));
   }
   spawnSync(process.execPath, [path.join(root, 'bin/meshext.js'), 'cleanup', '--pin-root', pinRoot], { stdio: 'ignore' });
+  if (!agentCgroupExisted) {
+    try {
+      fs.rmdirSync(agentCgroup);
+    } catch {
+      // Not there (the agent was not in the root cgroup) or still in use by another agent: leave it.
+    }
+  }
   // Clients that are still running (an nc waiting out -q) would keep the cgroup busy.
   for (let i = 0; i < 50; i++) {
     try {
