@@ -172,6 +172,8 @@ for (const dataPath of ['native', 'node'] as const) {
     proxy.setSnapshot(snap([s]));
     const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
     t.is(await roundTrip(l.port, 'x'), '');
+    // The engine closes the client before its event reaches the JS thread that counts the failure.
+    await until(() => proxy.activeConnections() === 0, 'client connection accounted');
     t.is(stats.get('meshext_upstream_tls_verify_fail_total', { service: s.kri, reason: 'handshake' }), 1);
     t.is(stats.get('meshext_upstream_tls_handshake_total', { service: s.kri }) ?? 0, 0);
     t.is(proxy.relayStats()?.tlsSessions ?? 0, dataPath === 'native' ? 1 : 0);
