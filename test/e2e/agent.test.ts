@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
+import { findCgroup2Mount } from '../../src/redirect/index.js';
 import { JsonChild, privilegedTest, spawnInCgroup, tempCgroup, tempNetns, tempPinRoot } from '../helpers/privileged.js';
 import { ensurePki, pkiSecretsYaml } from '../../src/demo/certs.js';
 
@@ -30,6 +31,17 @@ function setup(t: ExecutionContext): Env {
   const cgroup = tempCgroup(t);
   const netns = tempNetns(t);
   const pinRoot = tempPinRoot(t);
+  // The agent starts in the cgroup2 root and moves itself into meshext.agent; remove that if this test made it.
+  const agentCgroup = path.join(findCgroup2Mount(), 'meshext.agent');
+  if (!fs.existsSync(agentCgroup)) {
+    t.teardown(() => {
+      try {
+        fs.rmdirSync(agentCgroup);
+      } catch {
+        // Still in use (another agent runs here): leave it.
+      }
+    });
+  }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshext-e2e-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const configDir = path.join(dir, 'config');
