@@ -34,8 +34,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("tlsProbe", Napi::Function::New(env, mx::TlsProbe));
   exports.Set("relayStart", Napi::Function::New(env, mx::RelayStart));
   exports.Set("relayStop", Napi::Function::New(env, mx::RelayStop));
-  exports.Set("relayTcp", Napi::Function::New(env, mx::RelayTcp));
   exports.Set("relayClose", Napi::Function::New(env, mx::RelayClose));
+  exports.Set("relayTcpClient", Napi::Function::New(env, mx::RelayTcpClient));
+  exports.Set("relayTcpConnect", Napi::Function::New(env, mx::RelayTcpConnect));
   exports.Set("relayStats", Napi::Function::New(env, mx::RelayStats));
   exports.Set("relayRef", Napi::Function::New(env, mx::RelayRef));
   exports.Set("h1ParseHead", Napi::Function::New(env, mx::H1ParseHead));

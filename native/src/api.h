@@ -36,8 +36,9 @@ Napi::Value TlsProbe(const Napi::CallbackInfo& info);
 // Relay engine (relay/api.cc).
 Napi::Value RelayStart(const Napi::CallbackInfo& info);
 Napi::Value RelayStop(const Napi::CallbackInfo& info);
-Napi::Value RelayTcp(const Napi::CallbackInfo& info);
 Napi::Value RelayClose(const Napi::CallbackInfo& info);
+Napi::Value RelayTcpClient(const Napi::CallbackInfo& info);
+Napi::Value RelayTcpConnect(const Napi::CallbackInfo& info);
 Napi::Value RelayStats(const Napi::CallbackInfo& info);
 Napi::Value RelayRef(const Napi::CallbackInfo& info);
 // HTTP/1.1 codec, exported for its unit tests (native/src/http1/testing.cc).

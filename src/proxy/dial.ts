@@ -2,8 +2,8 @@
  * Opens one upstream connection for a service: endpoints in round-robin order with failover on connect
  * failure or timeout, never into the VIP CIDR, then TLS origination when the service asks for it.
  * TLS failures are final (another endpoint would present the same policy), connect failures are not.
- * The TLS step can be left to the caller (`deferTls`: the native engine handshakes on the dialled fd);
- * tlsEstablished/tlsFailed then keep its metrics and logs identical to the Node step.
+ * dialEach is the endpoint loop alone, for callers whose connect happens elsewhere (the native engine);
+ * tlsEstablished/tlsFailed keep the metrics and logs of a native TLS step identical to the Node step's.
  */
 import net from 'node:net';
 import type tls from 'node:tls';
@@ -23,8 +23,6 @@ export interface Dialled {
    * accounting, and returns what to call with the engine's byte counts when the engine closes it.
    */
   adopt(): (rx: number, tx: number) => void;
-  /** Set when the service wants TLS and the caller asked to originate it (`deferTls`): `socket` is the raw TCP connection. */
-  pendingTls?: PendingTls;
 }
 
 /** What the TLS step needs about the dialled connection. */
@@ -35,19 +33,31 @@ export interface PendingTls {
   dialledIp: string | undefined;
 }
 
-export interface DialOptions {
-  /** Leave TLS origination to the caller (see Dialled.pendingTls). */
-  deferTls?: boolean;
+/** One connect attempt's destination: an IP endpoint (host, port) or a unix socket (path). */
+export interface DialTarget {
+  host?: string;
+  port?: number;
+  path?: string;
 }
 
-/** Connects to the service's next endpoint, trying the others if that fails. */
-export async function dialUpstream(rt: ServiceRuntime, alpn?: string[], order: EndpointState[] = rt.endpoints.order(), opts: DialOptions = {}): Promise<Dialled> {
+/** Where a target is, for messages. */
+export function targetName(t: DialTarget): string {
+  return t.path ?? `${t.host}:${t.port}`;
+}
+
+/**
+ * Tries the service's endpoints in `order` with `connect` until one connects: DNS names are resolved, targets
+ * in the VIP CIDR refused, attempts and failures counted and logged, endpoint health updated. `connect`
+ * rejects with an UpstreamError for a failed attempt (the next target is tried); any other error ends the
+ * loop and is rethrown (the caller gave up, e.g. its client left).
+ */
+export async function dialEach<T>(rt: ServiceRuntime, order: EndpointState[], connect: (target: DialTarget, st: EndpointState) => Promise<T>): Promise<{ conn: T; endpoint: EndpointState; target: DialTarget }> {
   if (rt.configError) throw rt.configError;
   if (order.length === 0) throw new UpstreamError('MESHEXT_E_NO_ENDPOINTS', 'service has no endpoints');
   let last: UpstreamError | undefined;
   for (const st of order) {
     const ep = st.endpoint;
-    let targets: Array<{ host?: string; port?: number; path?: string }>;
+    let targets: DialTarget[];
     if (ep.kind === 'unix') targets = [{ path: ep.path }];
     else if (ep.kind === 'ip') targets = [{ host: ep.address, port: ep.port }];
     else {
@@ -68,32 +78,47 @@ export async function dialUpstream(rt: ServiceRuntime, alpn?: string[], order: E
       }
       rt.metrics.upstreamCxTotal.inc();
       st.total++;
-      let raw: net.Socket;
+      let conn: T;
       try {
-        raw = await connect(target, rt.deps.connectTimeoutMs);
+        conn = await connect(target, st);
       } catch (e) {
-        last = e as UpstreamError;
+        if (!(e instanceof UpstreamError)) throw e;
+        last = e;
         if (last.code === 'MESHEXT_E_CONNECT_TIMEOUT') rt.metrics.upstreamConnectTimeout.inc();
         else rt.metrics.upstreamConnectFail.inc();
         rt.log.warn({ endpoint: st.key, err: last.reason }, 'upstream connect failed');
         continue;
       }
       rt.endpoints.success(st);
-      const adopt = track(rt, st, raw);
-      if (!rt.tls) return { socket: raw, endpoint: st, alpn: false, adopt };
-      const pendingTls = { sessionKey: TlsSessionCache.key(target.host ?? (target.path as string), target.port ?? 0, rt.tls.servername), dialledIp: target.host };
-      const dialled: Dialled = { socket: raw, endpoint: st, alpn: false, adopt, pendingTls };
-      return opts.deferTls ? dialled : originateTls(rt, dialled, alpn);
+      return { conn, endpoint: st, target };
     }
     rt.endpoints.failure(st, last?.reason ?? 'unreachable');
   }
   throw last ?? new UpstreamError('MESHEXT_E_CONNECT_FAIL', 'no endpoint reachable');
 }
 
-/** The Node TLS step over a dialled connection whose TLS was deferred; rejects (counted, logged) on failure. */
-export async function originateTls(rt: ServiceRuntime, d: Dialled, alpn?: string[]): Promise<Dialled> {
-  const p = d.pendingTls;
-  if (!p || !rt.tls) return d;
+/** The UpstreamError of a failed connect attempt to `target` (`code`: an errno name). */
+export function connectFailure(target: DialTarget, code: string, timedOut: boolean, timeoutMs: number): UpstreamError {
+  return timedOut
+    ? new UpstreamError('MESHEXT_E_CONNECT_TIMEOUT', `connect to ${targetName(target)} timed out after ${timeoutMs} ms`)
+    : new UpstreamError('MESHEXT_E_CONNECT_FAIL', `connect to ${targetName(target)} failed: ${code}`);
+}
+
+/** The TLS session cache key and expected name for a dialled target of a TLS service. */
+export function pendingTlsFor(rt: ServiceRuntime, target: DialTarget): PendingTls {
+  return { sessionKey: TlsSessionCache.key(target.host ?? (target.path as string), target.port ?? 0, rt.tls?.servername), dialledIp: target.host };
+}
+
+/** Connects to the service's next endpoint, trying the others if that fails. */
+export async function dialUpstream(rt: ServiceRuntime, alpn?: string[], order: EndpointState[] = rt.endpoints.order()): Promise<Dialled> {
+  const { conn: raw, endpoint: st, target } = await dialEach(rt, order, (t) => connect(t, rt.deps.connectTimeoutMs));
+  const dialled: Dialled = { socket: raw, endpoint: st, alpn: false, adopt: track(rt, st, raw) };
+  return rt.tls ? originateTls(rt, dialled, pendingTlsFor(rt, target), alpn) : dialled;
+}
+
+/** The Node TLS step over a dialled TCP connection; rejects (counted, logged) on failure. */
+async function originateTls(rt: ServiceRuntime, d: Dialled, p: PendingTls, alpn?: string[]): Promise<Dialled> {
+  if (!rt.tls) return d;
   try {
     const s = await secureUpstream(d.socket as net.Socket, rt.tls, p.dialledIp, alpn, rt.deps.connectTimeoutMs, p.sessionKey);
     tlsEstablished(rt, s.isSessionReused());
@@ -117,16 +142,24 @@ export function tlsFailed(rt: ServiceRuntime, st: EndpointState, err: UpstreamEr
   rt.log.warn({ endpoint: st.key, reason: err.tlsReason, err: err.reason }, 'upstream TLS verification failed');
 }
 
-/** Keeps gauges and byte counters right for the lifetime of one upstream connection; returns its `adopt`. */
-function track(rt: ServiceRuntime, st: EndpointState, raw: net.Socket): () => (rx: number, tx: number) => void {
+/** Counts one upstream connection open (gauges); the returned function closes its accounting with its byte counts, once. */
+export function trackEngine(rt: ServiceRuntime, st: EndpointState): (rx: number, tx: number) => void {
   rt.metrics.upstreamCxActive.inc();
   st.active++;
-  const finish = (rx: number, tx: number): void => {
+  let done = false;
+  return (rx, tx) => {
+    if (done) return;
+    done = true;
     rt.metrics.upstreamCxActive.dec();
     st.active--;
     rt.metrics.upstreamRxBytes.inc(rx);
     rt.metrics.upstreamTxBytes.inc(tx);
   };
+}
+
+/** Keeps gauges and byte counters right for the lifetime of one upstream connection; returns its `adopt`. */
+function track(rt: ServiceRuntime, st: EndpointState, raw: net.Socket): () => (rx: number, tx: number) => void {
+  const finish = trackEngine(rt, st);
   const onClose = (): void => finish(raw.bytesRead, raw.bytesWritten);
   // Whoever owns the socket handles errors; this keeps a late error from crashing the process.
   raw.on('error', () => {});
@@ -136,22 +169,16 @@ function track(rt: ServiceRuntime, st: EndpointState, raw: net.Socket): () => (r
     // Bytes Node read before the hand-over (a server-first greeting) are in bytesRead already.
     const rx0 = raw.bytesRead;
     const tx0 = raw.bytesWritten;
-    let done = false;
-    return (rx, tx) => {
-      if (done) return;
-      done = true;
-      finish(rx0 + rx, tx0 + tx);
-    };
+    return (rx, tx) => finish(rx0 + rx, tx0 + tx);
   };
 }
 
-function connect(target: { host?: string; port?: number; path?: string }, timeoutMs: number): Promise<net.Socket> {
+function connect(target: DialTarget, timeoutMs: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const s = target.path ? net.connect({ path: target.path, allowHalfOpen: true }) : net.connect({ host: target.host as string, port: target.port as number, allowHalfOpen: true });
-    const where = target.path ?? `${target.host}:${target.port}`;
     const timer = setTimeout(() => {
       s.destroy();
-      reject(new UpstreamError('MESHEXT_E_CONNECT_TIMEOUT', `connect to ${where} timed out after ${timeoutMs} ms`));
+      reject(connectFailure(target, 'ETIMEDOUT', true, timeoutMs));
     }, timeoutMs);
     s.once('connect', () => {
       clearTimeout(timer);
@@ -162,7 +189,7 @@ function connect(target: { host?: string; port?: number; path?: string }, timeou
     s.once('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
       s.destroy();
-      reject(new UpstreamError('MESHEXT_E_CONNECT_FAIL', `connect to ${where} failed: ${e.code ?? e.message}`));
+      reject(connectFailure(target, e.code ?? e.message, false, timeoutMs));
     });
   });
 }

@@ -51,6 +51,28 @@ export interface RelayedHttp2 extends RelayedConnection {
   drain(): void;
 }
 
+/** Why an engine-side connect attempt did not produce a connection. */
+export interface RelayConnectError extends Error {
+  /** The errno name (ECONNREFUSED, ETIMEDOUT, …), or ESESSIONGONE when the session ended meanwhile. */
+  code: string;
+  /** The engine's connect timeout expired. */
+  timedOut: boolean;
+}
+
+function connectError(code: string, timedOut: boolean): RelayConnectError {
+  return Object.assign(new Error(timedOut ? 'connect timed out' : code), { code, timedOut });
+}
+
+/** A client connection held by the engine, which connects to the upstream targets given here one at a time. */
+export interface RelayedTcp extends RelayedConnection {
+  /**
+   * Has the engine connect to `address`:`port` (port 0: unix socket path) within `timeoutMs`, then relay (after
+   * a TLS handshake when `tls` is given). `onConnected` runs synchronously with the engine's `connected`
+   * event, before any later event of the session is handled. Rejects with a RelayConnectError.
+   */
+  connect(address: string, port: number, timeoutMs: number, onConnected: () => void, tls?: RelayUpstreamTls): Promise<void>;
+}
+
 /** Receives a session's events other than `closed` (e.g. an HTTP session's `h1-need-upstream`). */
 export type RelayEventHandler = (ev: RelayEvent) => void;
 
@@ -81,42 +103,6 @@ export class FastPath {
   }
 
   /**
-   * Moves a client connection and its dialled upstream into the engine. Bytes Node buffered on either socket
-   * go along; both JS sockets are destroyed (the engine owns dups of their fds). Returns null, leaving both
-   * sockets untouched, when a socket has no fd or the engine refuses it (the caller then relays in Node).
-   */
-  handOverTcp(client: net.Socket, upstream: net.Socket, idleTimeoutMs: number, onClose: RelayCloseHandler, opts: { splice?: boolean; tls?: RelayUpstreamTls; onTls?: RelayTlsHandler } = {}): RelayedConnection | null {
-    if (this.stopped) return null;
-    const cfd = socketFd(client);
-    const ufd = socketFd(upstream);
-    if (cfd < 0 || ufd < 0) return null;
-    // Bytes a TLS server sent before our ClientHello belong to no TLS stream the engine could feed them to.
-    if (opts.tls && upstream.readableLength > 0) return null;
-    const toUpstream = takeBuffered(client);
-    const toClient = takeBuffered(upstream);
-    let id: number;
-    try {
-      id = opts.tls
-        ? this.addon.relayTcp(this.engine, cfd, ufd, toUpstream, toClient, idleTimeoutMs, opts.splice ?? true, opts.tls)
-        : this.addon.relayTcp(this.engine, cfd, ufd, toUpstream, toClient, idleTimeoutMs, opts.splice ?? true);
-    } catch {
-      // Out of fds or similar: give the bytes back so the Node path sees the stream unchanged.
-      if (toUpstream) client.unshift(toUpstream);
-      if (toClient) upstream.unshift(toClient);
-      return null;
-    }
-    this.handlers.set(id, onClose);
-    // Open connections keep the process alive as their sockets did in Node; an idle engine does not.
-    if (this.handlers.size === 1) this.addon.relayRef(this.engine, true);
-    if (opts.onTls) this.tlsHandlers.set(id, opts.onTls);
-    if (opts.tls) this.tlsHandedOver++;
-    // destroy(), never resetAndDestroy(): closing Node's copy of the fd must not touch the connection.
-    client.destroy();
-    upstream.destroy();
-    return { id, close: (reset) => this.close(id, reset) };
-  }
-
-  /**
    * Moves a client connection into a session that `create` makes from the engine handle, the client fd and
    * the bytes Node had buffered (e.g. unshifted by a protocol sniffer). Destroys the socket on success;
    * returns null, leaving it untouched, when it has no fd or `create` throws.
@@ -138,6 +124,55 @@ export class FastPath {
     if (onEvent) this.eventHandlers.set(id, onEvent);
     client.destroy();
     return { id, close: (reset) => this.close(id, reset) };
+  }
+
+  /**
+   * Moves a client connection into a TCP session that waits for `connect` (the engine dials the upstream, so
+   * Node builds no socket for it). Returns null, leaving the socket untouched, when the engine refuses it.
+   */
+  adoptTcpClient(client: net.Socket, idleTimeoutMs: number, onClose: RelayCloseHandler, opts: { splice?: boolean; onTls?: RelayTlsHandler } = {}): RelayedTcp | null {
+    let pending: { resolve: () => void; reject: (e: RelayConnectError) => void; onConnected: () => void } | undefined;
+    const settle = (): typeof pending => {
+      const p = pending;
+      pending = undefined;
+      return p;
+    };
+    const onEvent: RelayEventHandler = (ev) => {
+      if (ev.kind === 'connected') {
+        const p = settle();
+        p?.onConnected();
+        p?.resolve();
+      } else if (ev.kind === 'connect-failed') {
+        settle()?.reject(connectError(String(ev['error']), ev['timeout'] === 1));
+      }
+    };
+    const closed: RelayCloseHandler = (ev) => {
+      settle()?.reject(connectError('ESESSIONGONE', false));
+      onClose(ev);
+    };
+    const splice = opts.splice ?? true;
+    const base = this.handOver(client, (engine, fd, initial) => this.addon.relayTcpClient(engine, fd, initial, idleTimeoutMs, splice), closed, onEvent);
+    if (!base) return null;
+    const id = base.id;
+    if (opts.onTls) this.tlsHandlers.set(id, opts.onTls);
+    let tlsCounted = false;
+    return {
+      id,
+      close: base.close,
+      connect: (address, port, timeoutMs, onConnected, tls) =>
+        new Promise<void>((resolve, reject) => {
+          if (pending) throw new Error(`session ${id} is already connecting`);
+          if (this.stopped || !this.handlers.has(id)) return reject(connectError('ESESSIONGONE', false));
+          const r = tls ? this.addon.relayTcpConnect(this.engine, id, address, port, timeoutMs, tls) : this.addon.relayTcpConnect(this.engine, id, address, port, timeoutMs);
+          if (r === 'ESRCH') return reject(connectError('ESESSIONGONE', false));
+          if (r !== '') return reject(connectError(r, false));
+          if (tls && !tlsCounted) {
+            tlsCounted = true;
+            this.tlsHandedOver++;
+          }
+          pending = { resolve, reject, onConnected };
+        }),
+    };
   }
 
   /** The engine handle, for session kinds' own addon calls; null once stopped. */

@@ -1,12 +1,13 @@
 /** Raw TCP proxying: bytes both ways with back-pressure and half-close; any error tears down both sides. */
 import net from 'node:net';
-import { dialUpstream, originateTls, tlsEstablished, tlsFailed, type Dialled } from './dial.js';
+import { connectFailure, dialEach, dialUpstream, pendingTlsFor, tlsEstablished, tlsFailed, trackEngine } from './dial.js';
 import type { ConnState } from './conn.js';
-import type { FastPath } from './fastpath.js';
+import type { EndpointState } from './endpoints.js';
+import type { FastPath, RelayConnectError } from './fastpath.js';
 import type { ServiceRuntime } from './runtime.js';
 import { isTlsError, tlsErrorFrom } from './tls.js';
 import { nativeTlsError, nativeTlsFor } from './tls-native.js';
-import type { RelayClosedEvent, RelayTlsEvent, RelayUpstreamTls } from '../redirect/native.js';
+import type { NativeTlsContext, RelayClosedEvent, RelayTlsEvent, RelayUpstreamTls } from '../redirect/native.js';
 
 /** Idle timeout for a TCP session (Envoy's tcp_proxy default is 1 h). */
 export const TCP_IDLE_TIMEOUT_MS = 3_600_000;
@@ -24,6 +25,9 @@ export interface TcpOptions {
  */
 export function handleTcp(client: net.Socket, rt: ServiceRuntime, state?: ConnState, opts: TcpOptions = {}): void {
   const idleMs = opts.idleTimeoutMs ?? TCP_IDLE_TIMEOUT_MS;
+  // A TLS service whose context the engine can use originates TLS natively; otherwise Node does it.
+  const nativeTls = opts.fast && state && rt.tls ? nativeTlsFor(rt) : undefined;
+  if (opts.fast && state && (!rt.tls || nativeTls) && relayInEngine(client, rt, state, opts.fast, idleMs, nativeTls)) return;
   // Hold client bytes until the upstream exists; pipe() resumes the stream.
   client.pause();
   let upstream: net.Socket | undefined;
@@ -34,39 +38,18 @@ export function handleTcp(client: net.Socket, rt: ServiceRuntime, state?: ConnSt
     client.destroy();
     upstream?.destroy();
   };
-  const onClientClose = (): void => {
+  client.on('error', teardown);
+  client.on('close', () => {
     // A client that vanished before its FIN was forwarded takes the upstream with it.
     if (upstream && !upstream.destroyed && (client.readableEnded === false || client.errored)) upstream.destroy();
-  };
-  client.on('error', teardown);
-  client.on('close', onClientClose);
+  });
   if (idleMs > 0) client.setTimeout(idleMs, teardown);
-  // A TLS service whose context the engine can use originates TLS natively; otherwise Node does it.
-  const nativeTls = opts.fast && state && rt.tls ? nativeTlsFor(rt) : undefined;
-  dialUpstream(rt, undefined, undefined, { deferTls: nativeTls !== undefined })
-    .then(async (dialled) => {
-      let d = dialled;
+  dialUpstream(rt)
+    .then((d) => {
       upstream = d.socket;
       if (client.destroyed) {
         d.socket.destroy();
         return;
-      }
-      if (opts.fast && state && d.socket instanceof net.Socket && (!rt.tls || (d.pendingTls && nativeTls))) {
-        const tlsOpts = d.pendingTls && nativeTls ? { context: nativeTls, sessionKey: d.pendingTls.sessionKey, dialledIp: d.pendingTls.dialledIp, handshakeTimeoutMs: rt.deps.connectTimeoutMs } : undefined;
-        if (handOver(client, d, rt, state, opts.fast, idleMs, tlsOpts)) {
-          client.removeListener('close', onClientClose);
-          client.setTimeout(0);
-          return;
-        }
-      }
-      if (d.pendingTls) {
-        // The engine refused the fd: the TLS step runs in Node, as it does without an engine.
-        d = await originateTls(rt, d);
-        upstream = d.socket;
-        if (client.destroyed) {
-          d.socket.destroy();
-          return;
-        }
       }
       pipeInNode(client, d.socket, rt, idleMs, teardown);
     })
@@ -77,22 +60,24 @@ export function handleTcp(client: net.Socket, rt: ServiceRuntime, state?: ConnSt
 }
 
 /**
- * Moves the connection into the native engine (with TLS origination when `tls` is given); false when the
- * engine refused it. Metrics and logs of the TLS outcome match the Node path's (dial.ts, pipeInNode).
+ * Moves the client connection into the native engine, which then connects to the endpoints dialEach picks
+ * (failover stays here) and relays, originating TLS when `tls` is given; false when the engine refused the
+ * connection. Metrics and logs match the Node path's (dial.ts, pipeInNode).
  */
-function handOver(client: net.Socket, d: Dialled, rt: ServiceRuntime, state: ConnState, fast: FastPath, idleMs: number, tls: RelayUpstreamTls | undefined): boolean {
-  let finishUpstream: ((rx: number, tx: number) => void) | undefined;
+function relayInEngine(client: net.Socket, rt: ServiceRuntime, state: ConnState, fast: FastPath, idleMs: number, tls: NativeTlsContext | undefined): boolean {
   // Captured now: the socket is gone once the engine owns the connection.
-  const who = tls ? `${client.remoteAddress}:${client.remotePort}` : '';
+  const who = `${client.remoteAddress}:${client.remotePort}`;
+  let endpoint: EndpointState | undefined;
+  let finishUpstream: ((rx: number, tx: number) => void) | undefined;
   const onClosed = (ev: RelayClosedEvent): void => {
     finishUpstream?.(ev.tlsWireRx ?? ev.rx, ev.tlsWireTx ?? ev.tx);
     if (ev.tlsStage) {
       const err = nativeTlsError({ stage: ev.tlsStage, code: ev.tlsCode ?? '', message: ev.tlsMessage ?? '', ...(ev.tlsReason ? { reason: ev.tlsReason } : {}) });
-      if (ev.tlsAfterHandshake) {
+      if (ev.tlsAfterHandshake || !endpoint) {
         rt.metrics.tlsVerifyFail(err.tlsReason ?? 'handshake');
         rt.log.warn({ reason: err.tlsReason, err: err.reason }, 'upstream TLS error after handshake');
       } else {
-        tlsFailed(rt, d.endpoint, err);
+        tlsFailed(rt, endpoint, err);
         rt.log.warn({ client: who, err: err.message }, 'upstream unavailable; closing client connection');
       }
     } else if (ev.reason !== 'done' && ev.reason !== 'closed') {
@@ -101,11 +86,25 @@ function handOver(client: net.Socket, d: Dialled, rt: ServiceRuntime, state: Con
     state.ended?.();
   };
   const onTls = tls ? (ev: RelayTlsEvent): void => tlsEstablished(rt, ev.resumed === 1) : undefined;
-  const relayed = fast.handOverTcp(client, d.socket as net.Socket, idleMs, onClosed, { ...(tls ? { tls } : {}), ...(onTls ? { onTls } : {}) });
+  const relayed = fast.adoptTcpClient(client, idleMs, onClosed, onTls ? { onTls } : {});
   if (!relayed) return false;
-  // The sockets' 'close' events come later (next tick), so their Node-side accounting is still undone in time.
-  finishUpstream = d.adopt();
   state.relayed = relayed;
+  const timeoutMs = rt.deps.connectTimeoutMs;
+  dialEach(rt, rt.endpoints.order(), (target, st) => {
+    const upTls: RelayUpstreamTls | undefined = tls ? { context: tls, ...pendingTlsFor(rt, target), handshakeTimeoutMs: timeoutMs } : undefined;
+    const onConnected = (): void => {
+      endpoint = st;
+      finishUpstream = trackEngine(rt, st);
+    };
+    return relayed.connect(target.path ?? (target.host as string), target.port ?? 0, timeoutMs, onConnected, upTls).catch((e: RelayConnectError) => {
+      throw e.code === 'ESESSIONGONE' ? e : connectFailure(target, e.code, e.timedOut, timeoutMs);
+    });
+  }).catch((e: Error) => {
+    // The client left (or the proxy closed it) while an attempt was under way: nothing more to do.
+    if ((e as Partial<RelayConnectError>).code === 'ESESSIONGONE') return;
+    rt.log.warn({ client: who, err: e.message }, 'upstream unavailable; closing client connection');
+    relayed.close(true);
+  });
   return true;
 }
 

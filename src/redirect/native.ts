@@ -108,7 +108,7 @@ export interface RelayTlsEvent {
   alpn?: string;
 }
 
-/** relayTcp's optional TLS origination on the upstream side. */
+/** relayTcpConnect's optional TLS origination on the upstream side. */
 export interface RelayUpstreamTls {
   context: NativeTlsContext;
   /** TlsSessionCache.key(address, port, SNI); omitted: no resumption. */
@@ -206,12 +206,17 @@ export interface NativeAddon {
   /** Closes every session (reason engine-stop), joins the threads; returns the events not delivered yet. */
   relayStop(engine: number): RelayEvent[];
   /**
-   * Relays bytes between two connected stream sockets; dups both fds (the caller closes its own).
-   * `toUpstream`/`toClient` are bytes already read from the other side; idleTimeoutMs 0 disables the timeout;
-   * `splice` false forces copying through a buffer. With `upstreamTls` the engine originates TLS on the
-   * upstream socket (a `tls` event on success; tls* fields on the closed event on failure). Returns the session id.
+   * A TCP session holding only the client connection (fd dup'd; `toUpstream` = bytes Node already read) until
+   * relayTcpConnect gives it an upstream. Returns the session id.
    */
-  relayTcp(engine: number, clientFd: number, upstreamFd: number, toUpstream: Buffer | null, toClient: Buffer | null, idleTimeoutMs: number, splice?: boolean, upstreamTls?: RelayUpstreamTls): number;
+  relayTcpClient(engine: number, clientFd: number, toUpstream: Buffer | null, idleTimeoutMs: number, splice?: boolean): number;
+  /**
+   * Starts a non-blocking connect from the engine to `address`:`port` (an IPv4/IPv6 literal; port 0: `address`
+   * is a unix socket path) for session `id`, optionally originating TLS on it. Returns "" when the attempt is
+   * under way (a `connected` or `connect-failed` {error, timeout} event follows), "ESRCH" when the engine is
+   * stopping, or the errno name of an immediate failure (e.g. "ECONNREFUSED").
+   */
+  relayTcpConnect(engine: number, id: number, address: string, port: number, timeoutMs: number, upstreamTls?: RelayUpstreamTls): string;
   /** Asks the session's thread to close it (FIN, or RST when `reset`); false when the engine is stopping. */
   relayClose(engine: number, id: number, reset: boolean): boolean;
   relayStats(engine: number): RelayStats;

@@ -6,8 +6,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { cpSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { closeServer, ipEp, listen, newProxy, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
-import { FastPath } from '../../src/proxy/fastpath.js';
+import { blackhole, closeServer, ipEp, listen, newProxy, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
+import { FastPath, type RelayConnectError } from '../../src/proxy/fastpath.js';
 import type { RelayClosedEvent } from '../../src/redirect/native.js';
 import { ConfigError, resolveConfig } from '../../src/agent/config.js';
 
@@ -171,8 +171,12 @@ test.serial('relay: drain force-closes relayed connections at its deadline and s
 test.serial('relay: closing the proxy stops the engine and accounts live connections before it returns', async (t) => {
   const env = await setup((s) => s.write('hi'));
   const c = await connect(env.port);
+  let seen = '';
+  c.on('data', (d: Buffer) => (seen += d.toString()));
   const got = collect(c);
-  await until(() => env.proxy.relayStats()?.sessions === 1, 'hand-over');
+  // The greeting has crossed the engine: the session is connected and relaying.
+  await until(() => env.proxy.relayStats()?.sessions === 1 && seen === 'hi', 'relaying');
+  t.is(env.metric('meshext_upstream_cx_active'), 1);
   await env.proxy.close();
   t.is(env.proxy.activeConnections(), 0);
   t.is(env.metric('meshext_downstream_cx_active'), 0);
@@ -207,9 +211,9 @@ test.serial('relay: timers of closed sessions do not pile up under connection ch
   await closeServer(echo.srv);
 });
 
-/** A connected pair through a plain front server, both sides already reading into Node's buffers. */
-async function pairWithBufferedBytes(upstreamSays: Buffer, clientSays: Buffer) {
-  let upSock!: net.Socket;
+/** An accepted client connection whose early bytes Node has already read into its buffer, and an upstream server that speaks first. */
+async function clientWithBufferedBytes(upstreamSays: Buffer, clientSays: Buffer) {
+  let upSock: net.Socket | undefined;
   const up = await listen(net.createServer({ allowHalfOpen: true }, (s) => {
     upSock = s;
     s.on('error', () => {});
@@ -222,36 +226,42 @@ async function pairWithBufferedBytes(upstreamSays: Buffer, clientSays: Buffer) {
   client.write(clientSays);
   const inner = await acc;
   inner.pause();
-  const upstream = await connect(up.port);
-  upstream.pause();
-  // Wait until Node has read both early payloads into its buffers: they must survive the hand-over.
-  await until(() => inner.readableLength === clientSays.length && upstream.readableLength === upstreamSays.length, 'buffered bytes');
-  return { client, inner, upstream, upSock: () => upSock, servers: [up.srv, front.srv] };
+  // Wait until Node has read the early payload into its buffer: it must survive the hand-over.
+  await until(() => inner.readableLength === clientSays.length, 'buffered bytes');
+  const upSocket = async (): Promise<net.Socket> => {
+    await until(() => upSock !== undefined, 'upstream accepted');
+    return upSock as net.Socket;
+  };
+  return { client, inner, upPort: up.port, upSocket, servers: [up.srv, front.srv] };
 }
 
 for (const splice of [true, false]) {
-  test.serial(`relay: bytes Node buffered before the hand-over go first (${splice ? 'splice' : 'copy'} mode)`, async (t) => {
+  test.serial(`relay: bytes Node buffered before the hand-over go first; the engine dials the upstream (${splice ? 'splice' : 'copy'} mode)`, async (t) => {
     const greeting = Buffer.from('220 server speaks first\r\n');
     const early = Buffer.from('EHLO early\r\n');
-    const p = await pairWithBufferedBytes(greeting, early);
+    const p = await clientWithBufferedBytes(greeting, early);
     const fast = FastPath.start(1);
     let closed!: (e: RelayClosedEvent) => void;
     const ended = new Promise<RelayClosedEvent>((r) => (closed = r));
-    const relayed = fast.handOverTcp(p.inner, p.upstream, 0, closed, { splice });
-    t.truthy(relayed);
-    t.true(p.inner.destroyed && p.upstream.destroyed);
-    const upGot = collect(p.upSock());
+    const relayed = fast.adoptTcpClient(p.inner, 0, closed, { splice });
+    if (!relayed) return t.fail('the engine refused the client');
+    t.true(p.inner.destroyed);
+    let connected = 0;
+    await relayed.connect('127.0.0.1', p.upPort, 5000, () => connected++);
+    t.is(connected, 1);
+    const upSock = await p.upSocket();
+    const upGot = collect(upSock);
     const clientGot = collect(p.client);
     const bulk = randomBytes(3 * 1024 * 1024);
     p.client.end(bulk);
-    p.upSock().end(bulk);
+    upSock.end(bulk);
     t.is(sha((await upGot).data), sha(Buffer.concat([early, bulk])));
     t.is(sha((await clientGot).data), sha(Buffer.concat([greeting, bulk])));
     const ev = await ended;
     t.is(ev.reason, 'done');
-    // The greeting was read by Node (counted on the socket), so the engine counts only what it moved.
-    t.is(ev.rx, bulk.length);
+    t.is(ev.rx, greeting.length + bulk.length);
     t.is(ev.tx, early.length + bulk.length);
+    // The early bytes were read by Node (counted on its socket), so the engine counts only what it moved.
     t.is(ev.downstreamRx, bulk.length);
     t.is(ev.downstreamTx, greeting.length + bulk.length);
     fast.stop();
@@ -259,22 +269,89 @@ for (const splice of [true, false]) {
   });
 }
 
-test.serial('relay: stopping the engine closes live sessions and reports them synchronously', async (t) => {
-  const p = await pairWithBufferedBytes(Buffer.from('a'), Buffer.from('b'));
+test.serial('relay: an engine-side connect reports refusals at once and the session takes the next target', async (t) => {
+  const p = await clientWithBufferedBytes(Buffer.from('up'), Buffer.from('hi'));
+  const dead = await listen(net.createServer());
+  await closeServer(dead.srv);
+  const fast = FastPath.start(1);
+  const relayed = fast.adoptTcpClient(p.inner, 0, () => {});
+  if (!relayed) return t.fail('the engine refused the client');
+  const err = await relayed.connect('127.0.0.1', dead.port, 5000, () => t.fail('not connected')).catch((e: RelayConnectError) => e);
+  t.is((err as RelayConnectError).code, 'ECONNREFUSED');
+  t.false((err as RelayConnectError).timedOut);
+  const bad = await relayed.connect('not-an-ip', 1, 5000, () => t.fail('not connected')).catch((e: RelayConnectError) => e);
+  t.is((bad as RelayConnectError).code, 'EINVAL');
+  await relayed.connect('127.0.0.1', p.upPort, 5000, () => {});
+  const got = collect(p.client);
+  const upGot = collect(await p.upSocket());
+  p.client.end();
+  (await p.upSocket()).end();
+  t.is((await got).data.toString(), 'up');
+  t.is((await upGot).data.toString(), 'hi');
+  fast.stop();
+  for (const s of p.servers) await closeServer(s);
+});
+
+test.serial('relay: stopping the engine closes live and still-connecting sessions and reports them synchronously', async (t) => {
+  const p = await clientWithBufferedBytes(Buffer.from('a'), Buffer.from('b'));
+  const q = await clientWithBufferedBytes(Buffer.from('c'), Buffer.from('d'));
+  const hole = await blackhole();
+  t.teardown(hole.close);
   const fast = FastPath.start(1);
   const events: RelayClosedEvent[] = [];
-  t.truthy(fast.handOverTcp(p.inner, p.upstream, 0, (e) => events.push(e)));
+  const live = fast.adoptTcpClient(p.inner, 0, (e) => events.push(e));
+  const waiting = fast.adoptTcpClient(q.inner, 0, (e) => events.push(e));
+  if (!live || !waiting) return t.fail('the engine refused a client');
+  await live.connect('127.0.0.1', p.upPort, 5000, () => {});
+  const pending = waiting.connect('127.0.0.1', hole.port, 60_000, () => t.fail('a blackhole never answers')).catch((e: RelayConnectError) => e.code);
   const clientGot = collect(p.client);
-  const upGot = collect(p.upSock());
-  await until(() => fast.stats().sessions === 1, 'placed');
+  const upGot = collect(await p.upSocket());
+  await until(() => fast.stats().sessions === 2, 'placed');
   fast.stop();
-  t.is(events.length, 1);
-  t.is(events[0]?.reason, 'engine-stop');
+  t.is(events.length, 2);
+  t.deepEqual(events.map((e) => e.reason), ['engine-stop', 'engine-stop']);
+  t.is(await pending, 'ESESSIONGONE');
   t.is(fast.size, 0);
   t.is((await clientGot).data.toString(), 'a');
   t.is((await upGot).data.toString(), 'b');
-  t.is(fast.handOverTcp(new net.Socket(), new net.Socket(), 0, () => {}), null);
-  for (const s of p.servers) await closeServer(s);
+  t.is(fast.adoptTcpClient(new net.Socket(), 0, () => {}), null);
+  for (const s of [...p.servers, ...q.servers]) await closeServer(s);
+});
+
+test.serial('relay: the engine dials IPv6 endpoints', async (t) => {
+  const up = await listen(net.createServer({ allowHalfOpen: true }, (s) => s.pipe(s)), '::1');
+  const s = svc({ endpoints: [ipEp(up.port, '::1')] });
+  const { proxy, stats } = newProxy();
+  proxy.setSnapshot(snap([s]));
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  const c = await connect(l.port);
+  const got = collect(c);
+  c.end('over v6');
+  t.is((await got).data.toString(), 'over v6');
+  t.is(proxy.dataPath(), 'native');
+  await until(() => stats.get('meshext_upstream_cx_active', { service: s.kri }) === 0, 'closed');
+  t.is(stats.get('meshext_upstream_cx_rx_bytes_total', { service: s.kri }), 7);
+  await proxy.close();
+  await closeServer(up.srv);
+});
+
+test.serial('relay: closing the proxy while the engine is still connecting accounts the connection without a failure', async (t) => {
+  const hole = await blackhole();
+  t.teardown(hole.close);
+  const s = svc({ endpoints: [ipEp(hole.port)] });
+  const { proxy, stats } = newProxy({ connectTimeoutMs: 60_000 });
+  proxy.setSnapshot(snap([s]));
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  const c = await connect(l.port);
+  const got = collect(c);
+  await until(() => proxy.relayStats()?.sessions === 1 && stats.get('meshext_upstream_cx_total', { service: s.kri }) === 1, 'connecting');
+  await proxy.close();
+  t.is(proxy.activeConnections(), 0);
+  t.is(stats.get('meshext_downstream_cx_active', { service: s.kri }), 0);
+  t.is(stats.get('meshext_upstream_cx_active', { service: s.kri }), 0);
+  t.is(stats.get('meshext_upstream_cx_connect_fail_total', { service: s.kri }), 0);
+  t.is(stats.get('meshext_upstream_cx_connect_timeout_total', { service: s.kri }), 0);
+  t.is((await got).data.length, 0);
 });
 
 test.serial('relay: --data-path node relays in Node streams', async (t) => {

@@ -2,7 +2,12 @@
 // thread only: engines are addressed by small integer handles so a stale handle is an error, not a crash.
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #include <string>
 #include <unordered_map>
@@ -84,26 +89,85 @@ Napi::Value RelayStop(const Napi::CallbackInfo& info) {
   return EventsToJs(env, rest);
 }
 
-Napi::Value RelayTcp(const Napi::CallbackInfo& info) {
+Napi::Value RelayTcpClient(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Engine* e = EngineArg(info, 0);
   int clientFd = ArgFd(info, 1, "clientFd");
-  int upstreamFd = ArgFd(info, 2, "upstreamFd");
-  std::string toUpstream = relay::OptionalBytes(info, 3, "toUpstream");
-  std::string toClient = relay::OptionalBytes(info, 4, "toClient");
-  uint32_t idleMs = ArgU32(info, 5, "idleTimeoutMs");
-  bool splice = info.Length() <= 6 || info[6].IsUndefined() || info[6].ToBoolean().Value();
+  std::string toUpstream = relay::OptionalBytes(info, 2, "toUpstream");
+  uint32_t idleMs = ArgU32(info, 3, "idleTimeoutMs");
+  bool splice = info.Length() <= 4 || info[4].IsUndefined() || info[4].ToBoolean().Value();
   relay::UniqueFd c = relay::DupSocket(env, clientFd, "client");
-  relay::UniqueFd u = relay::DupSocket(env, upstreamFd, "upstream");
-  // Optional 8th argument: originate TLS on the upstream side (native/src/tls).
-  std::unique_ptr<relay::Transport> up = info.Length() > 7 && info[7].IsObject()
-                                             ? tls::MakeTlsTransport(info[7].As<Napi::Object>(), std::move(u))
-                                             : std::make_unique<relay::PlainTransport>(std::move(u));
-  auto session = std::make_unique<relay::TcpSession>(std::make_unique<relay::PlainTransport>(std::move(c)), std::move(up),
-                                                     std::move(toUpstream), std::move(toClient), idleMs, splice);
+  auto session = std::make_unique<relay::TcpSession>(std::make_unique<relay::PlainTransport>(std::move(c)), nullptr,
+                                                     std::move(toUpstream), std::string(), idleMs, splice);
   uint64_t id = e->Adopt(std::move(session));
   if (id == 0) ThrowArg(env, "engine is stopping");
   return Napi::Number::New(env, static_cast<double>(id));
+}
+
+namespace {
+
+/** A non-blocking stream socket with connect(2) started towards ip:port (port > 0) or a unix path (port 0). */
+relay::UniqueFd StartConnect(const std::string& address, uint32_t port, int* err) {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  int family;
+  if (port == 0) {
+    auto* un = reinterpret_cast<sockaddr_un*>(&ss);
+    if (address.empty() || address.size() >= sizeof un->sun_path) return (*err = ENAMETOOLONG), relay::UniqueFd();
+    un->sun_family = family = AF_UNIX;
+    memcpy(un->sun_path, address.data(), address.size());
+    // An abstract name (leading NUL) is as long as given; a path carries its terminating NUL.
+    len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + address.size() + (address[0] == '\0' ? 0 : 1));
+  } else if (address.find(':') != std::string::npos) {
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    if (inet_pton(AF_INET6, address.c_str(), &in6->sin6_addr) != 1) return (*err = EINVAL), relay::UniqueFd();
+    in6->sin6_family = family = AF_INET6;
+    in6->sin6_port = htons(static_cast<uint16_t>(port));
+    len = sizeof *in6;
+  } else {
+    auto* in = reinterpret_cast<sockaddr_in*>(&ss);
+    if (inet_pton(AF_INET, address.c_str(), &in->sin_addr) != 1) return (*err = EINVAL), relay::UniqueFd();
+    in->sin_family = family = AF_INET;
+    in->sin_port = htons(static_cast<uint16_t>(port));
+    len = sizeof *in;
+  }
+  relay::UniqueFd fd(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return (*err = errno), relay::UniqueFd();
+  if (family != AF_UNIX) {
+    int one = 1;
+    ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  int r;
+  do r = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len);
+  while (r != 0 && errno == EINTR);
+  if (r != 0 && errno != EINPROGRESS) return (*err = errno), relay::UniqueFd();
+  *err = 0;
+  return fd;
+}
+
+}  // namespace
+
+Napi::Value RelayTcpConnect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Engine* e = EngineArg(info, 0);
+  if (info.Length() < 2 || !info[1].IsNumber()) ThrowArg(env, "id must be a number");
+  uint64_t id = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
+  std::string address = ArgString(info, 2, "address");
+  uint32_t port = ArgU32(info, 3, "port");
+  if (port > 65535) ThrowArg(env, "port must be 0..65535, got " + std::to_string(port));
+  uint32_t timeoutMs = ArgU32(info, 4, "timeoutMs");
+  int err = 0;
+  relay::UniqueFd fd = StartConnect(address, port, &err);
+  if (!fd.valid()) return Napi::String::New(env, strerrorname_np(err) ? strerrorname_np(err) : "EIO");
+  // Built here, on the JS thread, so a bad TLS option throws to the caller.
+  std::unique_ptr<relay::Transport> up = info.Length() > 5 && info[5].IsObject()
+                                             ? tls::MakeTlsTransport(info[5].As<Napi::Object>(), std::move(fd))
+                                             : std::make_unique<relay::PlainTransport>(std::move(fd));
+  auto carried = std::make_shared<std::unique_ptr<relay::Transport>>(std::move(up));
+  bool posted = e->PostTo(id, [carried, timeoutMs](relay::Session& s) {
+    if (auto* tcp = dynamic_cast<relay::TcpSession*>(&s)) tcp->Connect(std::move(*carried), timeoutMs);
+  });
+  return Napi::String::New(env, posted ? "" : "ESRCH");
 }
 
 Napi::Value RelayClose(const Napi::CallbackInfo& info) {

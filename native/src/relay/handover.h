@@ -1,5 +1,5 @@
 // Helpers for N-API functions that hand connections to the engine (used by every session kind's export,
-// e.g. relayTcp in api.cc). JS thread only.
+// e.g. relayTcpClient in api.cc). JS thread only.
 #pragma once
 #include <napi.h>
 

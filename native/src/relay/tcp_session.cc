@@ -17,7 +17,7 @@ constexpr size_t kSpliceChunk = 1024 * 1024;
 
 TcpSession::TcpSession(std::unique_ptr<Transport> client, std::unique_ptr<Transport> upstream, std::string toUpstream,
                        std::string toClient, int64_t idleTimeoutMs, bool allowSplice)
-    : idleMs_(idleTimeoutMs) {
+    : idleMs_(idleTimeoutMs), allowSplice_(allowSplice) {
   sides_[kClient].t = std::move(client);
   sides_[kUpstream].t = std::move(upstream);
   std::string* initial[2] = {&toUpstream, &toClient};
@@ -27,7 +27,6 @@ TcpSession::TcpSession(std::unique_ptr<Transport> client, std::unique_ptr<Transp
     Flow& f = flows_[i];
     f.src = i;
     f.dst = 1 - i;
-    f.splice = allowSplice && sides_[f.src].t->spliceFd() >= 0 && sides_[f.dst].t->spliceFd() >= 0;
     if (!initial[i]->empty()) {
       f.len = initial[i]->size();
       f.buf.reset(new char[f.len]);
@@ -38,15 +37,47 @@ TcpSession::TcpSession(std::unique_ptr<Transport> client, std::unique_ptr<Transp
 
 void TcpSession::Start() {
   lastActive_ = loop()->NowMs();
+  if (idleMs_ > 0) loop()->ArmTimer(this, lastActive_ + idleMs_);
+  if (sides_[kUpstream].t) StartRelay(false);
+}
+
+void TcpSession::Connect(std::unique_ptr<Transport> upstream, int64_t timeoutMs) {
+  if (ended_ || connecting_ || relaying_) return;  // the new transport's destructor closes its fd
+  sides_[kUpstream].t = std::move(upstream);
+  sides_[kUpstream].readable = sides_[kUpstream].writable = true;
+  if (int err = loop()->Watch(sides_[kUpstream].t->fd(), &sides_[kUpstream])) {
+    ConnectFailed(err, false);
+    return;
+  }
+  connecting_ = true;
+  connectDeadline_ = loop()->NowMs() + timeoutMs;
+  loop()->ArmTimer(this, connectDeadline_);
+}
+
+void TcpSession::ConnectFailed(int err, bool timedOut) {
+  connecting_ = false;
+  sides_[kUpstream].t.reset();  // closing the fd also removes it from epoll
+  loop()->Emit(Event("connect-failed", id())
+                   .Str("error", strerrorname_np(err) ? strerrorname_np(err) : "unknown")
+                   .Num("timeout", timedOut ? 1 : 0));
+}
+
+void TcpSession::StartRelay(bool upstreamWatched) {
+  relaying_ = true;
+  for (int i = 0; i < 2; i++) {
+    Flow& f = flows_[i];
+    f.splice = allowSplice_ && sides_[f.src].t->spliceFd() >= 0 && sides_[f.dst].t->spliceFd() >= 0;
+  }
   for (int i = 0; i < 2; i++) {
     sides_[i].t->Bind(loop(), id());
-    if (int err = loop()->Watch(sides_[i].t->fd(), &sides_[i])) {
-      Finish("error", err);
-      return;
+    if (i == kClient || !upstreamWatched) {
+      if (int err = loop()->Watch(sides_[i].t->fd(), &sides_[i])) {
+        Finish("error", err);
+        return;
+      }
     }
     if (int64_t d = sides_[i].t->setupDeadlineMs()) loop()->ArmTimer(this, d);
   }
-  if (idleMs_ > 0) loop()->ArmTimer(this, lastActive_ + idleMs_);
   PumpAll();
 }
 
@@ -55,6 +86,23 @@ void TcpSession::Side::OnEvents(uint32_t events) { session->OnSideEvents(index, 
 void TcpSession::OnSideEvents(int side, uint32_t events) {
   if (ended_) return;
   Side& s = sides_[side];
+  if (connecting_) {
+    if (side != kUpstream) return;
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(s.t->fd(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (err == 0 && (events & (EPOLLERR | EPOLLHUP))) err = ECONNREFUSED;
+    if (err != 0) {
+      ConnectFailed(err, false);
+      return;
+    }
+    if (!(events & EPOLLOUT)) return;
+    connecting_ = false;
+    loop()->Emit(Event("connected", id()));
+    StartRelay(true);
+    return;
+  }
+  if (!relaying_) return;
   if (s.t->anyReadinessRetries()) {
     s.readable = s.writable = true;
   } else {
@@ -75,7 +123,7 @@ void TcpSession::OnSideEvents(int side, uint32_t events) {
 }
 
 void TcpSession::OnSoon() {
-  if (!ended_) PumpAll();
+  if (!ended_ && relaying_) PumpAll();
 }
 
 void TcpSession::PumpAll() {
@@ -227,7 +275,7 @@ bool TcpSession::Pump(Flow& f, size_t& budget) {
 
 void TcpSession::Fail(int side, int err) {
   // The failed side is gone; the other side learns it the way a direct connection would: by a reset.
-  sides_[1 - side].t->Reset();
+  if (sides_[1 - side].t) sides_[1 - side].t->Reset();
   bool reset = err == ECONNRESET || err == EPIPE;
   const char* reason = side == kClient ? (reset ? "client-reset" : "client-error")
                                        : (reset ? "upstream-reset" : "upstream-error");
@@ -237,15 +285,19 @@ void TcpSession::Fail(int side, int err) {
 void TcpSession::Close(const char* reason, bool reset) {
   if (ended_) return;
   if (reset) {
-    sides_[0].t->Reset();
-    sides_[1].t->Reset();
+    for (Side& s : sides_)
+      if (s.t) s.t->Reset();
   }
   Finish(reason, 0);
 }
 
 void TcpSession::OnTimer(int64_t nowMs) {
   if (ended_) return;
-  for (int i = 0; i < 2; i++) {
+  if (connecting_ && nowMs >= connectDeadline_) {
+    ConnectFailed(ETIMEDOUT, true);
+    return;
+  }
+  for (int i = 0; i < 2 && relaying_; i++) {
     int64_t d = sides_[i].t->setupDeadlineMs();
     if (d > 0 && nowMs >= d) {
       sides_[i].t->SetupTimedOut();
@@ -283,7 +335,8 @@ void TcpSession::Finish(const char* reason, int err) {
       .Num("downstreamTx", static_cast<double>(sides_[kClient].tx))
       .Str("reason", reason);
   if (err != 0) ev.Str("error", strerrorname_np(err) ? strerrorname_np(err) : "unknown");
-  for (Side& s : sides_) s.t->Describe(ev);
+  for (Side& s : sides_)
+    if (s.t) s.t->Describe(ev);
   sides_[0].t.reset();
   sides_[1].t.reset();
   loop()->Retire(this, std::move(ev));

@@ -18,9 +18,21 @@ namespace mx::relay {
 
 class TcpSession final : public Session {
  public:
-  /** Initial bytes are what Node had already buffered from the other side before the hand-over. */
+  /**
+   * Initial bytes are what Node had already buffered from the other side before the hand-over. A null
+   * `upstream` makes a session that waits for Connect(): it holds the client (unwatched) until JS has
+   * chosen an endpoint and the engine has connected to it.
+   */
   TcpSession(std::unique_ptr<Transport> client, std::unique_ptr<Transport> upstream, std::string toUpstream,
              std::string toClient, int64_t idleTimeoutMs, bool allowSplice);
+
+  /**
+   * Takes an upstream whose non-blocking connect(2) is in progress (or done). On success JS gets a
+   * `connected` event and the relay starts (TLS, when `upstream` is a TLS transport, handshakes first); on
+   * failure or after `timeoutMs` JS gets `connect-failed` {error, timeout} and the session waits for the
+   * next Connect() (failover) or Close(). Loop thread only.
+   */
+  void Connect(std::unique_ptr<Transport> upstream, int64_t timeoutMs);
 
   void Start() override;
   void Close(const char* reason, bool reset) override;
@@ -58,6 +70,9 @@ class TcpSession final : public Session {
   };
 
   void OnSideEvents(int side, uint32_t events);
+  /** Binds the transports, watches the client (and the upstream unless `upstreamWatched`) and pumps. */
+  void StartRelay(bool upstreamWatched);
+  void ConnectFailed(int err, bool timedOut);
   void PumpAll();
   /** Moves bytes until a side blocks or the budget is spent; false once the session has ended. */
   bool Pump(Flow& f, size_t& budget);
@@ -69,6 +84,10 @@ class TcpSession final : public Session {
   Flow flows_[2];
   int64_t idleMs_;
   int64_t lastActive_ = 0;
+  int64_t connectDeadline_ = 0;
+  bool allowSplice_;
+  bool connecting_ = false;  // an upstream connect(2) is in flight
+  bool relaying_ = false;    // StartRelay has run: both sides are watched
   bool ended_ = false;
 };
 

@@ -47,7 +47,7 @@ class TlsTransport final : public relay::Transport {
   bool shutSent_ = false;
 };
 
-/** Builds the transport for relayTcp's `upstreamTls` argument {context, sessionKey?, dialledIp?, alpn?, handshakeTimeoutMs}. */
+/** Builds the transport for relayTcpConnect's `upstreamTls` argument {context, sessionKey?, dialledIp?, alpn?, handshakeTimeoutMs}. */
 std::unique_ptr<relay::Transport> MakeTlsTransport(const Napi::Object& opts, relay::UniqueFd fd);
 
 }  // namespace mx::tls
