@@ -35,6 +35,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("relayStart", Napi::Function::New(env, mx::RelayStart));
   exports.Set("relayStop", Napi::Function::New(env, mx::RelayStop));
   exports.Set("relayClose", Napi::Function::New(env, mx::RelayClose));
+  exports.Set("relayListen", Napi::Function::New(env, mx::RelayListen));
   exports.Set("relayTcpClient", Napi::Function::New(env, mx::RelayTcpClient));
   exports.Set("relayTcpConnect", Napi::Function::New(env, mx::RelayTcpConnect));
   exports.Set("relayStats", Napi::Function::New(env, mx::RelayStats));

@@ -37,6 +37,7 @@ Napi::Value TlsProbe(const Napi::CallbackInfo& info);
 Napi::Value RelayStart(const Napi::CallbackInfo& info);
 Napi::Value RelayStop(const Napi::CallbackInfo& info);
 Napi::Value RelayClose(const Napi::CallbackInfo& info);
+Napi::Value RelayListen(const Napi::CallbackInfo& info);
 Napi::Value RelayTcpClient(const Napi::CallbackInfo& info);
 Napi::Value RelayTcpConnect(const Napi::CallbackInfo& info);
 Napi::Value RelayStats(const Napi::CallbackInfo& info);

@@ -10,7 +10,7 @@ import { Ipam } from '../ipam/index.js';
 import { compileSnapshot } from '../snapshot/compile.js';
 import type { Snapshot, CompiledService } from '../snapshot/types.js';
 import { DnsServer, recordsFromSnapshot, readResolvConf } from '../dns/index.js';
-import { Proxy } from '../proxy/index.js';
+import { Proxy, type ConnAddresses } from '../proxy/index.js';
 import { Redirector, ensureBpffs } from '../redirect/index.js';
 import { AdminServer, type Readiness } from '../admin/server.js';
 import { ConfigWatcher } from './watch.js';
@@ -165,9 +165,9 @@ export class Agent {
     return servers.filter((s) => s.port === 53 && s.address !== this.config.dnsListen.address).map((s) => s.address);
   }
 
-  private originalDst(socket: net.Socket): { address: string; port: number } | null {
-    if (!this.redirector || !socket.remoteAddress || !socket.remotePort || !socket.localPort) return null;
-    return this.redirector.takeOriginalDst({ address: socket.remoteAddress, port: socket.remotePort }, socket.localPort);
+  private originalDst(conn: ConnAddresses): { address: string; port: number } | null {
+    if (!this.redirector || !conn.remoteAddress || !conn.remotePort || !conn.localPort) return null;
+    return this.redirector.takeOriginalDst({ address: conn.remoteAddress, port: conn.remotePort }, conn.localPort);
   }
 
   /** Loads, validates and compiles the resources; invalid ones keep their last good version. */

@@ -4,7 +4,8 @@ import type { CompiledService } from '../snapshot/types.js';
 import type { RelayedConnection } from './fastpath.js';
 
 export interface ConnState {
-  socket: net.Socket;
+  /** The client's Node socket; none for a connection the engine accepted and relays. */
+  socket?: net.Socket;
   service?: CompiledService;
   /** Set by protocol handlers: finish in-flight work, then close (called by Proxy.drain). */
   drain?: () => void;

@@ -3,6 +3,7 @@
  * and routes its events back to the connection that owns them. Policy (routing, dialling, metrics, logs)
  * stays with the callers; this module only moves connections between Node and the engine.
  */
+import { closeSync } from 'node:fs';
 import type net from 'node:net';
 import { native, type NativeAddon, type RelayClosedEvent, type RelayEvent, type RelayStats, type RelayTlsEvent, type RelayUpstreamTls } from '../redirect/native.js';
 
@@ -73,6 +74,32 @@ export interface RelayedTcp extends RelayedConnection {
   connect(address: string, port: number, timeoutMs: number, onConnected: () => void, tls?: RelayUpstreamTls): Promise<void>;
 }
 
+export interface TcpSessionOptions {
+  /** false: copy through a buffer instead of splice(2) (tests). */
+  splice?: boolean;
+  onTls?: RelayTlsHandler;
+}
+
+/** A connection the engine accepted; the fd is the receiver's to relay, wrap in a net.Socket or close. */
+export interface AcceptedConn {
+  fd: number;
+  remoteAddress: string;
+  remotePort: number;
+  localAddress: string;
+  localPort: number;
+}
+
+/** A listening socket whose connections the engine accepts. */
+export interface EngineListener {
+  readonly id: number;
+  readonly address: net.AddressInfo;
+  /** Stops listening now; accepted connections are unaffected. */
+  close(): void;
+}
+
+/** Node's default listen backlog. */
+const LISTEN_BACKLOG = 511;
+
 /** Receives a session's events other than `closed` (e.g. an HTTP session's `h1-need-upstream`). */
 export type RelayEventHandler = (ev: RelayEvent) => void;
 
@@ -119,18 +146,47 @@ export class FastPath {
       if (initial) client.unshift(initial);
       return null;
     }
+    this.register(id, onClose, onEvent);
+    client.destroy();
+    return { id, close: (reset) => this.close(id, reset) };
+  }
+
+  /** Routes a new session's events to its handlers; open sessions keep the process alive as sockets would. */
+  private register(id: number, onClose: RelayCloseHandler, onEvent?: RelayEventHandler): void {
     this.handlers.set(id, onClose);
     if (this.handlers.size === 1) this.addon.relayRef(this.engine, true);
     if (onEvent) this.eventHandlers.set(id, onEvent);
-    client.destroy();
-    return { id, close: (reset) => this.close(id, reset) };
   }
 
   /**
    * Moves a client connection into a TCP session that waits for `connect` (the engine dials the upstream, so
    * Node builds no socket for it). Returns null, leaving the socket untouched, when the engine refuses it.
    */
-  adoptTcpClient(client: net.Socket, idleTimeoutMs: number, onClose: RelayCloseHandler, opts: { splice?: boolean; onTls?: RelayTlsHandler } = {}): RelayedTcp | null {
+  adoptTcpClient(client: net.Socket, idleTimeoutMs: number, onClose: RelayCloseHandler, opts: TcpSessionOptions = {}): RelayedTcp | null {
+    const splice = opts.splice ?? true;
+    return this.tcpSession((closed, onEvent) => this.handOver(client, (engine, fd, initial) => this.addon.relayTcpClient(engine, fd, initial, idleTimeoutMs, splice), closed, onEvent)?.id ?? null, onClose, opts);
+  }
+
+  /**
+   * adoptTcpClient for a connection the engine accepted (EngineListener): the engine takes `fd` over. Returns
+   * null, `fd` still the caller's, when the engine refuses it.
+   */
+  adoptTcpFd(fd: number, idleTimeoutMs: number, onClose: RelayCloseHandler, opts: TcpSessionOptions = {}): RelayedTcp | null {
+    return this.tcpSession((closed, onEvent) => {
+      if (this.stopped) return null;
+      let id: number;
+      try {
+        id = this.addon.relayTcpClient(this.engine, fd, null, idleTimeoutMs, opts.splice ?? true, true);
+      } catch {
+        return null;
+      }
+      this.register(id, closed, onEvent);
+      return id;
+    }, onClose, opts);
+  }
+
+  /** The connect machinery of a TCP session that `place` puts into the engine (returning its id, or null). */
+  private tcpSession(place: (closed: RelayCloseHandler, onEvent: RelayEventHandler) => number | null, onClose: RelayCloseHandler, opts: TcpSessionOptions): RelayedTcp | null {
     let pending: { resolve: () => void; reject: (e: RelayConnectError) => void; onConnected: () => void } | undefined;
     const settle = (): typeof pending => {
       const p = pending;
@@ -150,15 +206,13 @@ export class FastPath {
       settle()?.reject(connectError('ESESSIONGONE', false));
       onClose(ev);
     };
-    const splice = opts.splice ?? true;
-    const base = this.handOver(client, (engine, fd, initial) => this.addon.relayTcpClient(engine, fd, initial, idleTimeoutMs, splice), closed, onEvent);
-    if (!base) return null;
-    const id = base.id;
+    const id = place(closed, onEvent);
+    if (id === null) return null;
     if (opts.onTls) this.tlsHandlers.set(id, opts.onTls);
     let tlsCounted = false;
     return {
       id,
-      close: base.close,
+      close: (reset) => this.close(id, reset),
       connect: (address, port, timeoutMs, onConnected, tls) =>
         new Promise<void>((resolve, reject) => {
           if (pending) throw new Error(`session ${id} is already connecting`);
@@ -173,6 +227,36 @@ export class FastPath {
           pending = { resolve, reject, onConnected };
         }),
     };
+  }
+
+  /**
+   * Listens with the engine accepting (see relayListen): `onAccepted` gets each connection and owns its fd;
+   * `onError` hears why accepting paused. Throws the bind/listen error, shaped like Node's
+   * (`listen EADDRINUSE: address already in use 127.0.0.1:8080`, with code and syscall).
+   */
+  listen(address: string, port: number, onAccepted: (c: AcceptedConn) => void, onError: (code: string) => void): EngineListener {
+    if (this.stopped) throw new Error('the native engine has stopped');
+    let r: { id: number; address: string; family: string; port: number };
+    try {
+      r = this.addon.relayListen(this.engine, address, port, LISTEN_BACKLOG);
+    } catch (e) {
+      const x = e as Error & { errnoName?: string; syscall?: string };
+      const code = x.errnoName ?? 'EINVAL';
+      const text = x.message.includes(': ') ? x.message.slice(x.message.indexOf(': ') + 2).toLowerCase() : x.message;
+      throw Object.assign(new Error(`${x.syscall ?? 'listen'} ${code}: ${text} ${address}:${port}`), { code, syscall: x.syscall ?? 'listen', address, port });
+    }
+    const id = r.id;
+    this.register(id, () => {}, (ev) => {
+      if (ev.kind === 'accepted') {
+        const fd = ev['fd'] as number;
+        // Delivered while the engine stops: nothing may serve it any more.
+        if (this.stopped) closeSync(fd);
+        else onAccepted({ fd, remoteAddress: ev['peer'] as string, remotePort: ev['peerPort'] as number, localAddress: ev['local'] as string, localPort: ev['localPort'] as number });
+      } else if (ev.kind === 'accept-error') {
+        onError(String(ev['error']));
+      }
+    });
+    return { id, address: { address: r.address, family: r.family, port: r.port }, close: () => this.close(id, false) };
   }
 
   /** The engine handle, for session kinds' own addon calls; null once stopped. */

@@ -14,8 +14,8 @@ import { EndpointResolver, type DnsResolver } from './resolve.js';
 import { dataPathFingerprint, ServiceRuntime } from './runtime.js';
 import { detectSystemCa } from './system-ca.js';
 import { sniffHttp2 } from './sniff.js';
-import { handleTcp, TCP_IDLE_TIMEOUT_MS } from './tcp.js';
-import { FastPath, type DataPath } from './fastpath.js';
+import { handleTcp, relayAcceptedTcp, TCP_IDLE_TIMEOUT_MS } from './tcp.js';
+import { FastPath, type AcceptedConn, type DataPath } from './fastpath.js';
 import type { ConnState } from './conn.js';
 import type { RelayStats } from '../redirect/native.js';
 import { Http1Handler } from './http1.js';
@@ -35,8 +35,8 @@ export interface ProxyOptions {
   connectTimeoutMs?: number;
   /** System CA bundle: a path, null for "none", undefined to auto-detect. */
   systemCaPath?: string | null;
-  /** Recovers a redirected connection's original VIP:port; defaults to the socket's local address. */
-  originalDst?: (socket: net.Socket) => { address: string; port: number } | null;
+  /** Recovers a redirected connection's original VIP:port; defaults to the connection's local address. */
+  originalDst?: (conn: ConnAddresses) => { address: string; port: number } | null;
   /** DNS resolver for DNS-name endpoints; defaults to the system's (c-ares). */
   resolver?: DnsResolver;
   /** native (default): plain TCP services and HTTP/1.x clients of plain-upstream http services run in the native engine; node: everything in Node streams. */
@@ -51,6 +51,19 @@ export interface ProxyOptions {
   httpUpstreamIdleTimeoutMs?: number;
 }
 
+
+/** The addresses of an accepted connection (a net.Socket has them, and so does an engine-accepted one). */
+export interface ConnAddresses {
+  remoteAddress?: string | undefined;
+  remotePort?: number | undefined;
+  localAddress?: string | undefined;
+  localPort?: number | undefined;
+}
+
+/** A listening socket, in Node or in the native engine. */
+interface Listening {
+  close(): void;
+}
 
 export interface ClusterInfo {
   service: string;
@@ -67,7 +80,7 @@ export class Proxy {
   private readonly metrics = new Map<string, ServiceMetrics>();
   /** kris dropped from the snapshot whose series go once their last client connection closes. */
   private readonly retiring = new Set<string>();
-  private readonly servers = new Map<string, net.Server>();
+  private readonly servers = new Map<string, Listening>();
   private readonly conns = new Set<ConnState>();
   private readonly log: Logger;
   private readonly connectTimeoutMs: number;
@@ -198,53 +211,76 @@ export class Proxy {
     const srv = this.servers.get(key);
     if (!srv) return;
     for (const [k, v] of this.servers) if (v === srv) this.servers.delete(k);
-    stopListening(srv);
+    srv.close();
   }
 
   private listen(addr: { address: string; port: number }, serviceId: string | undefined): Promise<net.AddressInfo> {
+    const fast = net.isIP(addr.address) ? this.fastPath() : null;
+    if (fast) {
+      try {
+        return Promise.resolve(this.listenInEngine(fast, addr, serviceId));
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
     const srv = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (sock) => this.accept(sock, serviceId));
     return new Promise((resolve, reject) => {
       srv.once('error', reject);
       srv.listen(addr.port, addr.address, () => {
         srv.removeListener('error', reject);
         srv.on('error', (e) => this.log.error({ err: e.message, listener: listenKey(addr) }, 'listener error'));
-        const info = srv.address() as net.AddressInfo;
-        // Port 0 binds an ephemeral port; index by the real one so closeOutbound finds it.
-        this.servers.set(listenKey({ address: addr.address, port: info.port }), srv);
-        if (addr.port !== info.port) this.servers.set(listenKey(addr), srv);
-        this.log.info({ listener: `${info.address}:${info.port}`, service: serviceId ?? '(transparent)' }, 'listening');
-        resolve(info);
+        // close() would wait for every accepted connection; closing the listening socket is all we want.
+        this.listening(addr, srv.address() as net.AddressInfo, { close: () => srv.close(() => {}) }, serviceId);
+        resolve(srv.address() as net.AddressInfo);
       });
     });
   }
 
-  private accept(sock: net.Socket, serviceId: string | undefined): void {
-    sock.on('error', () => {});
-    const client = `${sock.remoteAddress}:${sock.remotePort}`;
-    let svc: CompiledService | undefined;
+  /** A listener whose connections the native engine accepts, so those it relays never become Node sockets. */
+  private listenInEngine(fast: FastPath, addr: { address: string; port: number }, serviceId: string | undefined): net.AddressInfo {
+    let loggedAt = -Infinity;
+    const l = fast.listen(addr.address, addr.port, (c) => this.acceptFd(c, serviceId), (code) => {
+      if (Date.now() - loggedAt < 10_000) return;
+      loggedAt = Date.now();
+      this.log.error({ listener: listenKey(addr), err: code }, 'cannot accept connections; retrying every 100 ms');
+    });
+    this.listening(addr, l.address, l, serviceId);
+    return l.address;
+  }
+
+  private listening(addr: { address: string; port: number }, info: net.AddressInfo, l: Listening, serviceId: string | undefined): void {
+    // Port 0 binds an ephemeral port; index by the real one so closeOutbound finds it.
+    this.servers.set(listenKey({ address: addr.address, port: info.port }), l);
+    if (addr.port !== info.port) this.servers.set(listenKey(addr), l);
+    this.log.info({ listener: `${info.address}:${info.port}`, service: serviceId ?? '(transparent)' }, 'listening');
+  }
+
+  /** The service a new connection is for (by listener, or by original destination); logged and counted when none. */
+  private route(conn: ConnAddresses, serviceId: string | undefined): CompiledService | undefined {
+    const client = `${conn.remoteAddress}:${conn.remotePort}`;
     if (serviceId !== undefined) {
-      svc = this.byId.get(serviceId);
+      const svc = this.byId.get(serviceId);
       if (!svc) {
         this.noRoute.inc();
         this.log.warn({ client, service: serviceId }, 'outbound listener service is not in the current snapshot; closing');
-        sock.resetAndDestroy();
-        return;
       }
-    } else {
-      const dst = this.originalDst(sock);
-      svc = dst ? this.snapshot.byVipPort.get(vipPortKey(dst.address, dst.port)) : undefined;
-      if (!svc) {
-        this.noRoute.inc();
-        this.log.warn({ client, destination: dst ? vipPortKey(dst.address, dst.port) : null }, 'no service for original destination; closing');
-        sock.resetAndDestroy();
-        return;
-      }
+      return svc;
     }
-    const rt = this.runtimes.get(svc.id) as ServiceRuntime;
+    const dst = this.originalDst(conn);
+    const svc = dst ? this.snapshot.byVipPort.get(vipPortKey(dst.address, dst.port)) : undefined;
+    if (!svc) {
+      this.noRoute.inc();
+      this.log.warn({ client, destination: dst ? vipPortKey(dst.address, dst.port) : null }, 'no service for original destination; closing');
+    }
+    return svc;
+  }
+
+  /** Counts a client connection of `svc` open; the returned state's `ended` counts it closed (once). */
+  private begin(svc: CompiledService, rt: ServiceRuntime): ConnState {
     const m = rt.metrics;
     m.downstreamCxTotal.inc();
     m.downstreamCxActive.inc();
-    const state: ConnState = { socket: sock, service: svc };
+    const state: ConnState = { service: svc };
     this.conns.add(state);
     let ended = false;
     state.ended = () => {
@@ -254,13 +290,48 @@ export class Proxy {
       this.conns.delete(state);
       if (this.retiring.has(m.kri)) this.maybeRetire(m.kri);
     };
+    return state;
+  }
+
+  private accept(sock: net.Socket, serviceId: string | undefined): void {
+    sock.on('error', () => {});
+    const svc = this.route(sock, serviceId);
+    if (!svc) {
+      sock.resetAndDestroy();
+      return;
+    }
+    const rt = this.runtimes.get(svc.id) as ServiceRuntime;
+    this.serve(sock, rt, this.begin(svc, rt));
+  }
+
+  /** A connection the engine accepted: TCP services stay in the engine; the rest get a Node socket as if Node had accepted. */
+  private acceptFd(c: AcceptedConn, serviceId: string | undefined): void {
+    const svc = this.route(c, serviceId);
+    const rt = svc ? (this.runtimes.get(svc.id) as ServiceRuntime) : undefined;
+    const state = svc && rt ? this.begin(svc, rt) : undefined;
+    if (svc && rt && state && svc.protocol === 'tcp' && !svc.forbidden && this.fast && relayAcceptedTcp(c, rt, state, this.fast, this.tcpIdleTimeoutMs)) return;
+    // pauseOnCreate is what net.Server passes for pauseOnConnect: nothing is read before a handler asks.
+    const sock = new net.Socket({ fd: c.fd, allowHalfOpen: true, readable: true, writable: true, pauseOnCreate: true } as net.SocketConstructorOpts);
+    sock.on('error', () => {});
+    if (!rt || !state) {
+      sock.resetAndDestroy();
+      return;
+    }
+    this.serve(sock, rt, state);
+  }
+
+  /** Hands a Node socket to its service's protocol handler (or denies it). */
+  private serve(sock: net.Socket, rt: ServiceRuntime, state: ConnState): void {
+    const svc = rt.service;
+    const m = rt.metrics;
+    state.socket = sock;
     // A relayed connection's socket closes at the hand-over; the engine's close event ends it instead.
     sock.once('close', () => {
       if (!state.relayed) state.ended?.();
     });
     if (svc.forbidden && svc.protocol === 'tcp') {
       m.accessDenied.inc();
-      rt.log.warn({ client, mesh: svc.mesh }, 'access denied by Mesh routing.defaultForbidMeshExternalServiceAccess; closing');
+      rt.log.warn({ client: `${sock.remoteAddress}:${sock.remotePort}`, mesh: svc.mesh }, 'access denied by Mesh routing.defaultForbidMeshExternalServiceAccess; closing');
       sock.destroy();
       return;
     }
@@ -299,17 +370,17 @@ export class Proxy {
     return this.h1n.serve(fast, sock, rt, state);
   }
 
-  private originalDst(sock: net.Socket): { address: string; port: number } | null {
-    if (this.opts.originalDst) return this.opts.originalDst(sock);
-    if (!sock.localAddress || !sock.localPort) return null;
-    return { address: sock.localAddress.replace(/^::ffff:/, ''), port: sock.localPort };
+  private originalDst(conn: ConnAddresses): { address: string; port: number } | null {
+    if (this.opts.originalDst) return this.opts.originalDst(conn);
+    if (!conn.localAddress || !conn.localPort) return null;
+    return { address: conn.localAddress.replace(/^::ffff:/, ''), port: conn.localPort };
   }
 
   /** Closes every listener; accepted connections continue. */
   async stopAccepting(): Promise<void> {
     const all = new Set(this.servers.values());
     this.servers.clear();
-    for (const s of all) stopListening(s);
+    for (const s of all) s.close();
     await new Promise((r) => setImmediate(r));
   }
 
@@ -374,12 +445,7 @@ export class Proxy {
 /** Closes a connection wherever it lives (FIN, as Node's destroy does). */
 function closeConn(c: ConnState): void {
   if (c.relayed) c.relayed.close(false);
-  else c.socket.destroy();
-}
-
-/** Closes the listening socket now; net.Server's close callback would wait for every accepted connection. */
-function stopListening(s: net.Server): void {
-  s.close(() => {});
+  else c.socket?.destroy();
 }
 
 function listenKey(a: { address: string; port: number }): string {

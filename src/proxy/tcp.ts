@@ -3,7 +3,7 @@ import net from 'node:net';
 import { connectFailure, dialEach, dialUpstream, pendingTlsFor, tlsEstablished, tlsFailed, trackEngine } from './dial.js';
 import type { ConnState } from './conn.js';
 import type { EndpointState } from './endpoints.js';
-import type { FastPath, RelayConnectError } from './fastpath.js';
+import type { AcceptedConn, FastPath, RelayCloseHandler, RelayConnectError, RelayedTcp, TcpSessionOptions } from './fastpath.js';
 import type { ServiceRuntime } from './runtime.js';
 import { isTlsError, tlsErrorFrom } from './tls.js';
 import { nativeTlsError, nativeTlsFor } from './tls-native.js';
@@ -27,7 +27,11 @@ export function handleTcp(client: net.Socket, rt: ServiceRuntime, state?: ConnSt
   const idleMs = opts.idleTimeoutMs ?? TCP_IDLE_TIMEOUT_MS;
   // A TLS service whose context the engine can use originates TLS natively; otherwise Node does it.
   const nativeTls = opts.fast && state && rt.tls ? nativeTlsFor(rt) : undefined;
-  if (opts.fast && state && (!rt.tls || nativeTls) && relayInEngine(client, rt, state, opts.fast, idleMs, nativeTls)) return;
+  const fast = opts.fast;
+  if (fast && state && (!rt.tls || nativeTls)) {
+    const who = `${client.remoteAddress}:${client.remotePort}`;
+    if (relayInEngine(who, rt, state, idleMs, nativeTls, (onClose, o) => fast.adoptTcpClient(client, idleMs, onClose, o))) return;
+  }
   // Hold client bytes until the upstream exists; pipe() resumes the stream.
   client.pause();
   let upstream: net.Socket | undefined;
@@ -60,13 +64,21 @@ export function handleTcp(client: net.Socket, rt: ServiceRuntime, state?: ConnSt
 }
 
 /**
- * Moves the client connection into the native engine, which then connects to the endpoints dialEach picks
- * (failover stays here) and relays, originating TLS when `tls` is given; false when the engine refused the
- * connection. Metrics and logs match the Node path's (dial.ts, pipeInNode).
+ * Serves a connection the engine accepted (its fd) entirely in the engine; false, the fd still the caller's,
+ * when the service's TLS needs Node or the engine refused it.
  */
-function relayInEngine(client: net.Socket, rt: ServiceRuntime, state: ConnState, fast: FastPath, idleMs: number, tls: NativeTlsContext | undefined): boolean {
-  // Captured now: the socket is gone once the engine owns the connection.
-  const who = `${client.remoteAddress}:${client.remotePort}`;
+export function relayAcceptedTcp(conn: AcceptedConn, rt: ServiceRuntime, state: ConnState, fast: FastPath, idleTimeoutMs: number = TCP_IDLE_TIMEOUT_MS): boolean {
+  const nativeTls = rt.tls ? nativeTlsFor(rt) : undefined;
+  if (rt.tls && !nativeTls) return false;
+  return relayInEngine(`${conn.remoteAddress}:${conn.remotePort}`, rt, state, idleTimeoutMs, nativeTls, (onClose, o) => fast.adoptTcpFd(conn.fd, idleTimeoutMs, onClose, o));
+}
+
+/**
+ * Puts the client connection into the native engine (`place`), which then connects to the endpoints dialEach
+ * picks (failover stays here) and relays, originating TLS when `tls` is given; false when the engine refused
+ * the connection. Metrics and logs match the Node path's (dial.ts, pipeInNode).
+ */
+function relayInEngine(who: string, rt: ServiceRuntime, state: ConnState, idleMs: number, tls: NativeTlsContext | undefined, place: (onClose: RelayCloseHandler, opts: TcpSessionOptions) => RelayedTcp | null): boolean {
   let endpoint: EndpointState | undefined;
   let finishUpstream: ((rx: number, tx: number) => void) | undefined;
   const onClosed = (ev: RelayClosedEvent): void => {
@@ -86,7 +98,7 @@ function relayInEngine(client: net.Socket, rt: ServiceRuntime, state: ConnState,
     state.ended?.();
   };
   const onTls = tls ? (ev: RelayTlsEvent): void => tlsEstablished(rt, ev.resumed === 1) : undefined;
-  const relayed = fast.adoptTcpClient(client, idleMs, onClosed, onTls ? { onTls } : {});
+  const relayed = place(onClosed, onTls ? { onTls } : {});
   if (!relayed) return false;
   state.relayed = relayed;
   const timeoutMs = rt.deps.connectTimeoutMs;

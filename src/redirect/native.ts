@@ -206,10 +206,16 @@ export interface NativeAddon {
   /** Closes every session (reason engine-stop), joins the threads; returns the events not delivered yet. */
   relayStop(engine: number): RelayEvent[];
   /**
-   * A TCP session holding only the client connection (fd dup'd; `toUpstream` = bytes Node already read) until
-   * relayTcpConnect gives it an upstream. Returns the session id.
+   * A TCP session holding only the client connection (fd dup'd, or taken as is when `owned`; `toUpstream` = bytes Node
+   * already read) until relayTcpConnect gives it an upstream. Returns the session id.
    */
-  relayTcpClient(engine: number, clientFd: number, toUpstream: Buffer | null, idleTimeoutMs: number, splice?: boolean): number;
+  relayTcpClient(engine: number, clientFd: number, toUpstream: Buffer | null, idleTimeoutMs: number, splice?: boolean, owned?: boolean): number;
+  /**
+   * Listens on `address` (an IP literal) and `port` (0: ephemeral) with the engine accepting: each connection
+   * comes as an `accepted` event {fd, peer, peerPort, local, localPort} whose fd JS then owns; `accept-error`
+   * {error} when accepting pauses (out of fds). Close it with relayClose. Throws (errnoName, syscall) on failure.
+   */
+  relayListen(engine: number, address: string, port: number, backlog: number): { id: number; address: string; family: string; port: number };
   /**
    * Starts a non-blocking connect from the engine to `address`:`port` (an IPv4/IPv6 literal; port 0: `address`
    * is a unix socket path) for session `id`, optionally originating TLS on it. Returns "" when the attempt is

@@ -354,6 +354,32 @@ test.serial('relay: closing the proxy while the engine is still connecting accou
   t.is((await got).data.length, 0);
 });
 
+test.serial('relay: the engine accepts on IPv4 and IPv6; a port in use is refused naming the address as Node does', async (t) => {
+  const busy = await listen(net.createServer());
+  const echo = await tcpEcho();
+  const s = svc({ endpoints: [ipEp(echo.port)] });
+  const { proxy, stats } = newProxy();
+  proxy.setSnapshot(snap([s]));
+  const err = (await proxy.listenOutbound({ address: '127.0.0.1', port: busy.port }, s.id).catch((e: unknown) => e)) as NodeJS.ErrnoException;
+  t.is(err.code, 'EADDRINUSE');
+  t.is(err.message, `bind EADDRINUSE: address already in use 127.0.0.1:${busy.port}`);
+  const l6 = await proxy.listenOutbound({ address: '::1', port: 0 }, s.id);
+  t.deepEqual({ address: l6.address, family: l6.family }, { address: '::1', family: 'IPv6' });
+  const c = net.connect({ host: '::1', port: l6.port, allowHalfOpen: true });
+  await once(c, 'connect');
+  const got = collect(c);
+  c.end('via an engine listener');
+  t.is((await got).data.toString(), 'via an engine listener');
+  t.is(proxy.dataPath(), 'native');
+  await until(() => proxy.activeConnections() === 0, 'closed');
+  t.is(stats.get('meshext_downstream_cx_total', { service: s.kri }), 1);
+  // The listener is not a connection: the engine's session count is back to zero.
+  t.is(proxy.relayStats()?.sessions, 0);
+  await proxy.close();
+  await closeServer(echo.srv);
+  await closeServer(busy.srv);
+});
+
 test.serial('relay: --data-path node relays in Node streams', async (t) => {
   const env = await setup((s) => s.pipe(s), { dataPath: 'node' });
   const c = await connect(env.port);

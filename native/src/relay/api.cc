@@ -2,7 +2,6 @@
 // thread only: engines are addressed by small integer handles so a stale handle is an error, not a crash.
 #include <errno.h>
 #include <fcntl.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
@@ -16,6 +15,8 @@
 #include "../errors.h"
 #include "engine.h"
 #include "handover.h"
+#include "listener.h"
+#include "sockaddr.h"
 #include "tcp_session.h"
 #include "../tls/tls_transport.h"
 
@@ -96,7 +97,9 @@ Napi::Value RelayTcpClient(const Napi::CallbackInfo& info) {
   std::string toUpstream = relay::OptionalBytes(info, 2, "toUpstream");
   uint32_t idleMs = ArgU32(info, 3, "idleTimeoutMs");
   bool splice = info.Length() <= 4 || info[4].IsUndefined() || info[4].ToBoolean().Value();
-  relay::UniqueFd c = relay::DupSocket(env, clientFd, "client");
+  // `owned`: an fd from an `accepted` event, which JS gives to the engine as is (no dup to close later).
+  bool owned = info.Length() > 5 && info[5].ToBoolean().Value();
+  relay::UniqueFd c = owned ? relay::UniqueFd(clientFd) : relay::DupSocket(env, clientFd, "client");
   auto session = std::make_unique<relay::TcpSession>(std::make_unique<relay::PlainTransport>(std::move(c)), nullptr,
                                                      std::move(toUpstream), std::string(), idleMs, splice);
   uint64_t id = e->Adopt(std::move(session));
@@ -118,18 +121,9 @@ relay::UniqueFd StartConnect(const std::string& address, uint32_t port, int* err
     memcpy(un->sun_path, address.data(), address.size());
     // An abstract name (leading NUL) is as long as given; a path carries its terminating NUL.
     len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + address.size() + (address[0] == '\0' ? 0 : 1));
-  } else if (address.find(':') != std::string::npos) {
-    auto* in6 = reinterpret_cast<sockaddr_in6*>(&ss);
-    if (inet_pton(AF_INET6, address.c_str(), &in6->sin6_addr) != 1) return (*err = EINVAL), relay::UniqueFd();
-    in6->sin6_family = family = AF_INET6;
-    in6->sin6_port = htons(static_cast<uint16_t>(port));
-    len = sizeof *in6;
   } else {
-    auto* in = reinterpret_cast<sockaddr_in*>(&ss);
-    if (inet_pton(AF_INET, address.c_str(), &in->sin_addr) != 1) return (*err = EINVAL), relay::UniqueFd();
-    in->sin_family = family = AF_INET;
-    in->sin_port = htons(static_cast<uint16_t>(port));
-    len = sizeof *in;
+    if (!relay::IpSockaddr(address, static_cast<uint16_t>(port), &ss, &len)) return (*err = EINVAL), relay::UniqueFd();
+    family = ss.ss_family;
   }
   relay::UniqueFd fd(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return (*err = errno), relay::UniqueFd();
@@ -168,6 +162,37 @@ Napi::Value RelayTcpConnect(const Napi::CallbackInfo& info) {
     if (auto* tcp = dynamic_cast<relay::TcpSession*>(&s)) tcp->Connect(std::move(*carried), timeoutMs);
   });
   return Napi::String::New(env, posted ? "" : "ESRCH");
+}
+
+Napi::Value RelayListen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Engine* e = EngineArg(info, 0);
+  std::string address = ArgString(info, 1, "address");
+  uint32_t port = ArgU32(info, 2, "port");
+  uint32_t backlog = ArgU32(info, 3, "backlog");
+  if (port > 65535) ThrowArg(env, "port must be 0..65535, got " + std::to_string(port));
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  if (!relay::IpSockaddr(address, static_cast<uint16_t>(port), &ss, &len)) ThrowArg(env, "listen address must be an IP literal, got " + address);
+  relay::UniqueFd fd(::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) ThrowErrno(env, "MESHEXT_E_LISTEN", "socket", errno);
+  int one = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) ThrowErrno(env, "MESHEXT_E_LISTEN", "bind", errno);
+  if (::listen(fd.get(), static_cast<int>(backlog)) != 0) ThrowErrno(env, "MESHEXT_E_LISTEN", "listen", errno);
+  sockaddr_storage bound{};
+  socklen_t blen = sizeof bound;
+  if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &blen) != 0) ThrowErrno(env, "MESHEXT_E_LISTEN", "getsockname", errno);
+  uint16_t boundPort = 0;
+  std::string boundIp = relay::IpText(bound, &boundPort);
+  uint64_t id = e->Adopt(std::make_unique<relay::ListenerSession>(std::move(fd)));
+  if (id == 0) ThrowArg(env, "engine is stopping");
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("id", Napi::Number::New(env, static_cast<double>(id)));
+  o.Set("address", Napi::String::New(env, boundIp));
+  o.Set("family", Napi::String::New(env, ss.ss_family == AF_INET6 ? "IPv6" : "IPv4"));
+  o.Set("port", Napi::Number::New(env, boundPort));
+  return o;
 }
 
 Napi::Value RelayClose(const Napi::CallbackInfo& info) {

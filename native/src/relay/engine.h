@@ -94,6 +94,8 @@ class Session {
   virtual void OnSoon() {}
   /** Session-kind figures for relayStats() (e.g. open sessions by kind); default contributes nothing. */
   virtual const char* kind() const = 0;
+  /** A listening socket (counted apart: relayStats().sessions are connections). */
+  virtual bool listener() const { return false; }
 
  private:
   friend class Loop;
@@ -189,6 +191,7 @@ class Loop {
   bool closed_ = false;  // guarded by mu_: no more commands accepted
 
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
+  size_t listeners_ = 0;  // sessions_ that are listeners
   std::vector<std::unique_ptr<Session>> graveyard_;
   std::vector<Session*> soon_;
   using TimerEntry = std::pair<int64_t, uint64_t>;  // deadline, session id

@@ -102,7 +102,8 @@ void Loop::Place(std::unique_ptr<Session> s) {
   Session* raw = s.get();
   raw->loop_ = this;
   sessions_.emplace(raw->id_, std::move(s));
-  statSessions_.store(sessions_.size(), std::memory_order_relaxed);
+  if (raw->listener()) listeners_++;
+  statSessions_.store(sessions_.size() - listeners_, std::memory_order_relaxed);
   raw->Start();
 }
 
@@ -113,8 +114,9 @@ void Loop::Retire(Session* s, Event closed) {
   if (it != sessions_.end()) {
     graveyard_.push_back(std::move(it->second));
     sessions_.erase(it);
+    if (s->listener()) listeners_--;
   }
-  statSessions_.store(sessions_.size(), std::memory_order_relaxed);
+  statSessions_.store(sessions_.size() - listeners_, std::memory_order_relaxed);
   Emit(std::move(closed));
 }
 

@@ -1,0 +1,87 @@
+// ListenerSession: see listener.h.
+#include "listener.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "sockaddr.h"
+
+namespace mx::relay {
+
+namespace {
+// Connections accepted per wake-up before yielding to the loop's other sessions.
+constexpr int kAcceptBatch = 64;
+constexpr int64_t kPauseMs = 100;
+}  // namespace
+
+void ListenerSession::Start() {
+  if (int err = loop()->Watch(fd_.get(), this)) {
+    Event ev("closed", id());
+    ev.Str("reason", "error").Str("error", strerrorname_np(err) ? strerrorname_np(err) : "unknown");
+    ended_ = true;
+    fd_.Reset();
+    loop()->Retire(this, std::move(ev));
+    return;
+  }
+  Accept();
+}
+
+void ListenerSession::OnEvents(uint32_t /*events*/) {
+  if (!ended_ && !paused_) Accept();
+}
+
+void ListenerSession::OnSoon() {
+  if (!ended_ && !paused_) Accept();
+}
+
+void ListenerSession::OnTimer(int64_t /*nowMs*/) {
+  if (ended_ || !paused_) return;
+  paused_ = false;
+  Accept();
+}
+
+void ListenerSession::Accept() {
+  for (int i = 0; i < kAcceptBatch; i++) {
+    sockaddr_storage peer{};
+    socklen_t plen = sizeof peer;
+    int fd = ::accept4(fd_.get(), reinterpret_cast<sockaddr*>(&peer), &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EAGAIN) return;
+      int err = errno;
+      loop()->Emit(Event("accept-error", id()).Str("error", strerrorname_np(err) ? strerrorname_np(err) : "unknown"));
+      // Out of descriptors or memory: the backlog stays, and with edge-triggered readiness nothing would
+      // wake us for it; try again shortly. Other errors (the socket was shut down) also end up here.
+      paused_ = true;
+      loop()->ArmTimer(this, loop()->NowMs() + kPauseMs);
+      return;
+    }
+    sockaddr_storage local{};
+    socklen_t llen = sizeof local;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen);
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    uint16_t peerPort = 0, localPort = 0;
+    std::string peerIp = IpText(peer, &peerPort);
+    std::string localIp = IpText(local, &localPort);
+    loop()->Emit(Event("accepted", id())
+                     .Num("fd", fd)
+                     .Str("peer", std::move(peerIp))
+                     .Num("peerPort", peerPort)
+                     .Str("local", std::move(localIp))
+                     .Num("localPort", localPort));
+  }
+  loop()->Soon(this);  // more may be waiting: come back after the loop's other work
+}
+
+void ListenerSession::Close(const char* reason, bool /*reset*/) {
+  if (ended_) return;
+  ended_ = true;
+  fd_.Reset();
+  loop()->Retire(this, Event("closed", id()).Str("reason", reason));
+}
+
+}  // namespace mx::relay
