@@ -16,23 +16,26 @@ test.before(() => {
 test.after.always(() => pki?.cleanup());
 
 /** A TLS echo server that records, per completed handshake, whether the client resumed a session. */
-async function recordingEcho(kp: KeyPair, extra: tls.TlsOptions = {}): Promise<{ srv: tls.Server; port: number; reused: boolean[] }> {
+async function recordingEcho(kp: KeyPair, extra: tls.TlsOptions = {}): Promise<{ srv: tls.Server; port: number; reused: boolean[]; ciphers: string[] }> {
   const reused: boolean[] = [];
+  const ciphers: string[] = [];
   const srv = tls.createServer({ key: kp.key, cert: kp.cert, ...extra }, (s) => {
     reused.push(s.isSessionReused());
+    ciphers.push(s.getCipher().standardName);
     s.on('error', () => {});
     s.pipe(s);
   });
   srv.on('tlsClientError', () => {});
   const r = await listen(srv);
-  return { ...r, reused };
+  return { ...r, reused, ciphers };
 }
 
 const metric = (stats: ReturnType<typeof newProxy>['stats'], name: string, kri: string): number => stats.get(name, { service: kri }) ?? 0;
 
 for (const [version, dataPath] of [['TLSv1.2', 'native'], ['TLSv1.3', 'native'], ['TLSv1.2', 'node'], ['TLSv1.3', 'node']] as const) {
   test(`tcp+tls[${dataPath}] ${version}: connections after the first resume the upstream session and are counted`, async (t) => {
-    const up = await recordingEcho(pki.good, { minVersion: version, maxVersion: version });
+    // honorCipherOrder false: the server follows the client's suite order (Node's server default is its own).
+    const up = await recordingEcho(pki.good, { minVersion: version, maxVersion: version, honorCipherOrder: false });
     const s = svc({ endpoints: [ipEp(up.port)], tls: tlsCfg({ ca: pki.ca }) });
     const { proxy, stats } = newProxy({ dataPath });
     proxy.setSnapshot(snap([s]));
@@ -42,6 +45,8 @@ for (const [version, dataPath] of [['TLSv1.2', 'native'], ['TLSv1.3', 'native'],
     for (let i = 0; i < 3; i++) t.is(await roundTrip(l.port, `ping-${i}`), `ping-${i}`);
     await until(() => up.reused.length === 3, 'three upstream handshakes');
     t.deepEqual(up.reused, [false, true, true]);
+    // TLS 1.3 suites are offered AES-128-GCM first, as Envoy does.
+    if (version === 'TLSv1.3') t.deepEqual(up.ciphers, Array(3).fill('TLS_AES_128_GCM_SHA256'));
     t.is(metric(stats, 'meshext_upstream_tls_handshake_total', s.kri), 3);
     t.is(metric(stats, 'meshext_upstream_tls_session_reused_total', s.kri), 2);
     t.is(proxy.relayStats()?.tlsSessions ?? 0, dataPath === 'native' ? 3 : 0, 'TLS originated on the chosen data path');
