@@ -1,12 +1,13 @@
 import test from 'ava';
 import net from 'node:net';
 import { once } from 'node:events';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { cpSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { blackhole, closeServer, ipEp, listen, newProxy, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
+import { pathToFileURL } from 'node:url';
+import { blackhole, closeServer, ipEp, listen, newProxy, roundTrip, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
 import { FastPath, type RelayConnectError } from '../../src/proxy/fastpath.js';
 import type { RelayClosedEvent } from '../../src/redirect/native.js';
 import { ConfigError, resolveConfig } from '../../src/agent/config.js';
@@ -433,6 +434,55 @@ console.log(JSON.stringify({ a, b, dataPath: proxy.dataPath(), warnings: lines.f
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test.serial('relay: out of descriptors, the engine pauses accepting, says so, and serves again once fds are free', async (t) => {
+  const echo = await tcpEcho();
+  const dir = mkdtempSync(join(tmpdir(), 'meshext-emfile-'));
+  const dist = (p: string): string => pathToFileURL(join(process.cwd(), 'dist/src', p)).href;
+  writeFileSync(
+    join(dir, 'run.mjs'),
+    `import { Proxy } from '${dist('proxy/index.js')}';
+import { Registry } from '${dist('stats/registry.js')}';
+import { createLogger } from '${dist('log.js')}';
+const svc = { id: 'default/x', name: 'x', mesh: 'default', kri: 'k', displayName: 'x', namespace: '', labels: {}, vip: '242.0.0.1', port: 80,
+  protocol: 'tcp', hostnames: [], forbidden: false, generatorStatus: [], source: { file: 't', index: 0 },
+  endpoints: [{ kind: 'ip', address: '127.0.0.1', port: Number(process.argv[2]), family: 4 }] };
+const proxy = new Proxy({ stats: new Registry(), log: createLogger({ level: 'info' }), systemCaPath: null });
+proxy.setSnapshot({ generation: 1, services: [svc], byVipPort: new Map(), byHostname: new Map(), outbounds: [], rejected: [], vipCidr: '242.0.0.0/8' });
+const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, svc.id);
+console.log(JSON.stringify({ port: l.port, dataPath: proxy.dataPath() }));
+`,
+  );
+  // 64 descriptors: Node and the engine use about half; a few dozen clients exhaust the rest.
+  const child = spawn('prlimit', ['--nofile=64', process.execPath, join(dir, 'run.mjs'), String(echo.port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  await until(() => /"port":\d+/.test(out), 'the proxy listening');
+  t.regex(out, /"dataPath":"native"/);
+  const port = Number(/"port":(\d+)/.exec(out)?.[1]);
+  const clients: net.Socket[] = [];
+  for (let i = 0; i < 60; i++) {
+    const c = net.connect({ host: '127.0.0.1', port });
+    c.on('error', () => {});
+    clients.push(c);
+  }
+  await until(() => /cannot accept connections; retrying every 100 ms.*EMFILE|EMFILE.*cannot accept connections/.test(out), 'the pause logged');
+  for (const c of clients) c.destroy();
+  // Once the held connections are gone the listener accepts again by itself.
+  let answer = '';
+  const end = Date.now() + 10_000;
+  while (answer !== 'back' && Date.now() < end) {
+    answer = await roundTrip(port, 'back');
+    if (answer !== 'back') await new Promise((r) => setTimeout(r, 50));
+  }
+  t.is(answer, 'back');
+  t.is(out.match(/cannot accept connections/g)?.length, 1, 'logged once, not once per retry');
+  await closeServer(echo.srv);
 });
 
 test('relay: --data-path and --data-threads are validated with the option named', (t) => {
