@@ -92,16 +92,17 @@ Napi::Value RelayStop(const Napi::CallbackInfo& info) {
 
 Napi::Value RelayTcpClient(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Engine* e = EngineArg(info, 0);
   int clientFd = ArgFd(info, 1, "clientFd");
+  // `owned`: an fd from an `accepted` event, which the engine takes as is (no dup). It is the engine's from
+  // here on, also when this call throws: the UniqueFd (or the session holding it) closes it.
+  bool owned = info.Length() > 5 && info[5].ToBoolean().Value();
+  relay::UniqueFd ownedFd(owned ? clientFd : -1);
+  Engine* e = EngineArg(info, 0);
   std::string toUpstream = relay::OptionalBytes(info, 2, "toUpstream");
   uint32_t idleMs = ArgU32(info, 3, "idleTimeoutMs");
   bool splice = info.Length() <= 4 || info[4].IsUndefined() || info[4].ToBoolean().Value();
-  // `owned`: an fd from an `accepted` event, which JS gives to the engine as is (no dup to close later).
-  bool owned = info.Length() > 5 && info[5].ToBoolean().Value();
-  relay::UniqueFd c = owned ? relay::UniqueFd(clientFd) : relay::DupSocket(env, clientFd, "client");
-  auto session = std::make_unique<relay::TcpSession>(std::make_unique<relay::PlainTransport>(std::move(c)), nullptr,
-                                                     std::move(toUpstream), std::string(), idleMs, splice);
+  relay::UniqueFd c = owned ? std::move(ownedFd) : relay::DupSocket(env, clientFd, "client");
+  auto session = std::make_unique<relay::TcpSession>(std::make_unique<relay::PlainTransport>(std::move(c)), std::move(toUpstream), idleMs, splice);
   uint64_t id = e->Adopt(std::move(session));
   if (id == 0) ThrowArg(env, "engine is stopping");
   return Napi::Number::New(env, static_cast<double>(id));

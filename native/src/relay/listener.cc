@@ -49,12 +49,16 @@ void ListenerSession::Accept() {
     socklen_t plen = sizeof peer;
     int fd = ::accept4(fd_.get(), reinterpret_cast<sockaddr*>(&peer), &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno == EAGAIN) return;
+      // Errors of the new connection, not of the listener (accept(2): treat them like EAGAIN and retry).
+      if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO || errno == EPERM || errno == ENETDOWN ||
+          errno == ENOPROTOOPT || errno == EHOSTDOWN || errno == ENONET || errno == EHOSTUNREACH ||
+          errno == EOPNOTSUPP || errno == ENETUNREACH)
+        continue;
       int err = errno;
       loop()->Emit(Event("accept-error", id()).Str("error", strerrorname_np(err) ? strerrorname_np(err) : "unknown"));
       // Out of descriptors or memory: the backlog stays, and with edge-triggered readiness nothing would
-      // wake us for it; try again shortly. Other errors (the socket was shut down) also end up here.
+      // wake us for it; try again shortly. Anything else unexpected is retried the same way.
       paused_ = true;
       loop()->ArmTimer(this, loop()->NowMs() + kPauseMs);
       return;

@@ -1,20 +1,35 @@
 // IP socket addresses to and from text, for the engine's own connects, listeners and accepted connections.
 #pragma once
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <string>
 
 namespace mx::relay {
 
-/** Fills `ss` from an IPv4 or IPv6 literal and a port; false when `ip` is neither. */
+/**
+ * Fills `ss` from an IPv4 or IPv6 literal and a port; false when `ip` is neither. An IPv6 zone
+ * (`fe80::1%eth0` or `fe80::1%2`, as net.isIP accepts) becomes the scope id.
+ */
 inline bool IpSockaddr(const std::string& ip, uint16_t port, sockaddr_storage* ss, socklen_t* len) {
   *ss = sockaddr_storage{};
   if (ip.find(':') != std::string::npos) {
     auto* in6 = reinterpret_cast<sockaddr_in6*>(ss);
-    if (inet_pton(AF_INET6, ip.c_str(), &in6->sin6_addr) != 1) return false;
+    size_t pct = ip.find('%');
+    if (inet_pton(AF_INET6, ip.substr(0, pct).c_str(), &in6->sin6_addr) != 1) return false;
+    if (pct != std::string::npos) {
+      std::string zone = ip.substr(pct + 1);
+      if (zone.empty()) return false;
+      char* end = nullptr;
+      unsigned long n = std::strtoul(zone.c_str(), &end, 10);
+      unsigned idx = *end == '\0' ? static_cast<unsigned>(n) : if_nametoindex(zone.c_str());
+      if (idx == 0) return false;
+      in6->sin6_scope_id = idx;
+    }
     in6->sin6_family = AF_INET6;
     in6->sin6_port = htons(port);
     *len = sizeof *in6;

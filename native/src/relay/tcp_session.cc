@@ -15,30 +15,32 @@ constexpr size_t kBudget = 1024 * 1024;
 constexpr size_t kSpliceChunk = 1024 * 1024;
 }  // namespace
 
-TcpSession::TcpSession(std::unique_ptr<Transport> client, std::unique_ptr<Transport> upstream, std::string toUpstream,
-                       std::string toClient, int64_t idleTimeoutMs, bool allowSplice)
+TcpSession::TcpSession(std::unique_ptr<Transport> client, std::string toUpstream, int64_t idleTimeoutMs, bool allowSplice)
     : idleMs_(idleTimeoutMs), allowSplice_(allowSplice) {
   sides_[kClient].t = std::move(client);
-  sides_[kUpstream].t = std::move(upstream);
-  std::string* initial[2] = {&toUpstream, &toClient};
   for (int i = 0; i < 2; i++) {
     sides_[i].session = this;
     sides_[i].index = i;
-    Flow& f = flows_[i];
-    f.src = i;
-    f.dst = 1 - i;
-    if (!initial[i]->empty()) {
-      f.len = initial[i]->size();
-      f.buf.reset(new char[f.len]);
-      memcpy(f.buf.get(), initial[i]->data(), f.len);
-    }
+    flows_[i].src = i;
+    flows_[i].dst = 1 - i;
+  }
+  Flow& up = flows_[kClient];
+  if (!toUpstream.empty()) {
+    up.len = toUpstream.size();
+    up.buf.reset(new char[up.len]);
+    memcpy(up.buf.get(), toUpstream.data(), up.len);
   }
 }
 
 void TcpSession::Start() {
   lastActive_ = loop()->NowMs();
-  if (idleMs_ > 0) loop()->ArmTimer(this, lastActive_ + idleMs_);
-  if (sides_[kUpstream].t) StartRelay(false);
+  ArmIdle();
+}
+
+void TcpSession::ArmIdle() {
+  if (idleMs_ <= 0) return;
+  idleArmed_ = lastActive_ + idleMs_;
+  loop()->ArmTimer(this, idleArmed_);
 }
 
 void TcpSession::Connect(std::unique_ptr<Transport> upstream, int64_t timeoutMs) {
@@ -62,22 +64,19 @@ void TcpSession::ConnectFailed(int err, bool timedOut) {
                    .Num("timeout", timedOut ? 1 : 0));
 }
 
-void TcpSession::StartRelay(bool upstreamWatched) {
+void TcpSession::StartRelay() {
   relaying_ = true;
   for (int i = 0; i < 2; i++) {
     Flow& f = flows_[i];
     f.splice = allowSplice_ && sides_[f.src].t->spliceFd() >= 0 && sides_[f.dst].t->spliceFd() >= 0;
   }
-  for (int i = 0; i < 2; i++) {
-    sides_[i].t->Bind(loop(), id());
-    if (i == kClient || !upstreamWatched) {
-      if (int err = loop()->Watch(sides_[i].t->fd(), &sides_[i])) {
-        Finish("error", err);
-        return;
-      }
-    }
-    if (int64_t d = sides_[i].t->setupDeadlineMs()) loop()->ArmTimer(this, d);
+  // The upstream is watched since Connect(); the client only from now on.
+  for (int i = 0; i < 2; i++) sides_[i].t->Bind(loop(), id());
+  if (int err = loop()->Watch(sides_[kClient].t->fd(), &sides_[kClient])) {
+    Finish("error", err);
+    return;
   }
+  if (int64_t d = sides_[kUpstream].t->setupDeadlineMs()) loop()->ArmTimer(this, d);
   PumpAll();
 }
 
@@ -99,7 +98,7 @@ void TcpSession::OnSideEvents(int side, uint32_t events) {
     if (!(events & EPOLLOUT)) return;
     connecting_ = false;
     loop()->Emit(Event("connected", id()));
-    StartRelay(true);
+    StartRelay();
     return;
   }
   if (!relaying_) return;
@@ -305,13 +304,14 @@ void TcpSession::OnTimer(int64_t nowMs) {
       return;
     }
   }
-  if (idleMs_ <= 0) return;
-  int64_t deadline = lastActive_ + idleMs_;
-  if (nowMs >= deadline) {
+  // Connect and setup deadlines share the heap with the idle timer; only the idle chain's own entry re-arms
+  // it, so a session keeps one idle entry however many other deadlines it had.
+  if (idleMs_ <= 0 || nowMs < idleArmed_) return;
+  if (nowMs >= lastActive_ + idleMs_) {
     Close("idle-timeout", false);
     return;
   }
-  loop()->ArmTimer(this, deadline);
+  ArmIdle();
 }
 
 void TcpSession::Finish(const char* reason, int err) {

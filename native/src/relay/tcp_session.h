@@ -19,12 +19,10 @@ namespace mx::relay {
 class TcpSession final : public Session {
  public:
   /**
-   * Initial bytes are what Node had already buffered from the other side before the hand-over. A null
-   * `upstream` makes a session that waits for Connect(): it holds the client (unwatched) until JS has
-   * chosen an endpoint and the engine has connected to it.
+   * A session holding the client connection (unwatched) until Connect() gives it an upstream: JS chooses the
+   * endpoint, the engine connects. `toUpstream` is what Node had already read from the client, if anything.
    */
-  TcpSession(std::unique_ptr<Transport> client, std::unique_ptr<Transport> upstream, std::string toUpstream,
-             std::string toClient, int64_t idleTimeoutMs, bool allowSplice);
+  TcpSession(std::unique_ptr<Transport> client, std::string toUpstream, int64_t idleTimeoutMs, bool allowSplice);
 
   /**
    * Takes an upstream whose non-blocking connect(2) is in progress (or done). On success JS gets a
@@ -70,8 +68,10 @@ class TcpSession final : public Session {
   };
 
   void OnSideEvents(int side, uint32_t events);
-  /** Binds the transports, watches the client (and the upstream unless `upstreamWatched`) and pumps. */
-  void StartRelay(bool upstreamWatched);
+  /** Once connected: binds the transports, watches the client too, and pumps. */
+  void StartRelay();
+  /** Arms the idle timer for lastActive_ + idle (the one idle entry in the heap). */
+  void ArmIdle();
   void ConnectFailed(int err, bool timedOut);
   void PumpAll();
   /** Moves bytes until a side blocks or the budget is spent; false once the session has ended. */
@@ -85,6 +85,7 @@ class TcpSession final : public Session {
   int64_t idleMs_;
   int64_t lastActive_ = 0;
   int64_t connectDeadline_ = 0;
+  int64_t idleArmed_ = 0;  // deadline of the idle timer's pending heap entry
   bool allowSplice_;
   bool connecting_ = false;  // an upstream connect(2) is in flight
   bool relaying_ = false;    // StartRelay has run: both sides are watched
