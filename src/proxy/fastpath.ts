@@ -1,10 +1,11 @@
 /**
- * The proxy's handle on the native relay engine: starts and stops it, hands connected sockets over to it,
- * and routes its events back to the connection that owns them. Policy (routing, dialling, metrics, logs)
- * stays with the callers; this module only moves connections between Node and the engine.
+ * The proxy's handle on the native relay engine: starts and stops it, opens listeners the engine accepts on,
+ * moves connections into it (Node sockets or accepted fds), asks it to connect to the upstream targets the
+ * callers choose, and routes its events back to the connection that owns them. Policy (routing, endpoint
+ * choice, failover, metrics, logs) stays with the callers.
  */
 import { closeSync } from 'node:fs';
-import type net from 'node:net';
+import net from 'node:net';
 import { native, type NativeAddon, type RelayClosedEvent, type RelayEvent, type RelayStats, type RelayTlsEvent, type RelayUpstreamTls } from '../redirect/native.js';
 
 export type DataPath = 'native' | 'node';
@@ -168,8 +169,8 @@ export class FastPath {
   }
 
   /**
-   * adoptTcpClient for a connection the engine accepted (EngineListener): the engine takes `fd` over. Returns
-   * null, `fd` still the caller's, when the engine refuses it.
+   * adoptTcpClient for a connection the engine accepted (EngineListener): the engine takes `fd` over, also
+   * when it refuses it (null: the engine is stopping; the fd is closed).
    */
   adoptTcpFd(fd: number, idleTimeoutMs: number, onClose: RelayCloseHandler, opts: TcpSessionOptions = {}): RelayedTcp | null {
     return this.tcpSession((closed, onEvent) => {
@@ -231,32 +232,44 @@ export class FastPath {
 
   /**
    * Listens with the engine accepting (see relayListen): `onAccepted` gets each connection and owns its fd;
-   * `onError` hears why accepting paused. Throws the bind/listen error, shaped like Node's
-   * (`listen EADDRINUSE: address already in use 127.0.0.1:8080`, with code and syscall).
+   * `onError` hears why accepting paused (`fatal` false), or that the listener died (`fatal` true). Throws
+   * the bind/listen error shaped like Node's (`listen EADDRINUSE: address already in use 127.0.0.1:8080`,
+   * code, errno, syscall 'listen'). After close() no connection reaches `onAccepted`.
    */
-  listen(address: string, port: number, onAccepted: (c: AcceptedConn) => void, onError: (code: string) => void): EngineListener {
+  listen(address: string, port: number, onAccepted: (c: AcceptedConn) => void, onError: (code: string, fatal: boolean) => void): EngineListener {
     if (this.stopped) throw new Error('the native engine has stopped');
     let r: { id: number; address: string; family: string; port: number };
     try {
       r = this.addon.relayListen(this.engine, address, port, LISTEN_BACKLOG);
     } catch (e) {
-      const x = e as Error & { errnoName?: string; syscall?: string };
+      const x = e as Error & { errnoName?: string; errno?: number };
       const code = x.errnoName ?? 'EINVAL';
       const text = x.message.includes(': ') ? x.message.slice(x.message.indexOf(': ') + 2).toLowerCase() : x.message;
-      throw Object.assign(new Error(`${x.syscall ?? 'listen'} ${code}: ${text} ${address}:${port}`), { code, syscall: x.syscall ?? 'listen', address, port });
+      throw Object.assign(new Error(`listen ${code}: ${text} ${address}:${port}`), { code, ...(x.errno ? { errno: -x.errno } : {}), syscall: 'listen', address, port });
     }
     const id = r.id;
-    this.register(id, () => {}, (ev) => {
+    let closed = false;
+    const onClosed: RelayCloseHandler = (ev) => {
+      if (ev.reason === 'error') onError(ev.error ?? 'unknown', true);
+    };
+    this.register(id, onClosed, (ev) => {
       if (ev.kind === 'accepted') {
         const fd = ev['fd'] as number;
-        // Delivered while the engine stops: nothing may serve it any more.
-        if (this.stopped) closeSync(fd);
+        // Accepted before the close (or the engine's stop) took effect: nothing may serve it any more.
+        if (closed || this.stopped) refuse(fd);
         else onAccepted({ fd, remoteAddress: ev['peer'] as string, remotePort: ev['peerPort'] as number, localAddress: ev['local'] as string, localPort: ev['localPort'] as number });
       } else if (ev.kind === 'accept-error') {
-        onError(String(ev['error']));
+        onError(String(ev['error']), false);
       }
     });
-    return { id, address: { address: r.address, family: r.family, port: r.port }, close: () => this.close(id, false) };
+    return {
+      id,
+      address: { address: r.address, family: r.family, port: r.port },
+      close: () => {
+        closed = true;
+        this.close(id, false);
+      },
+    };
   }
 
   /** The engine handle, for session kinds' own addon calls; null once stopped. */
@@ -346,24 +359,45 @@ export class FastPath {
   }
 
   private dispatch(evs: RelayEvent[]): void {
+    // One handler's exception must not lose the rest of the batch (fds to close, connections to account):
+    // every event is handled, then the first error is rethrown.
+    let failed: { error: unknown } | undefined;
     for (const ev of evs) {
-      if (ev.kind === 'tls') {
-        this.tlsHandlers.get(ev.id)?.(ev as RelayTlsEvent);
-        continue;
+      try {
+        this.handle(ev);
+      } catch (error) {
+        failed ??= { error };
       }
-      if (ev.kind !== 'closed') {
-        const byKind = this.kinds.get(ev.kind);
-        if (byKind) byKind(ev);
-        else this.eventHandlers.get(ev.id)?.(ev);
-        continue;
-      }
-      this.tlsHandlers.delete(ev.id);
-      const h = this.handlers.get(ev.id);
-      if (!h) continue;
-      this.handlers.delete(ev.id);
-      if (this.handlers.size === 0 && !this.stopped) this.addon.relayRef(this.engine, false);
-      this.eventHandlers.delete(ev.id);
-      h(ev as RelayClosedEvent);
     }
+    if (failed) throw failed.error;
+  }
+
+  private handle(ev: RelayEvent): void {
+    if (ev.kind === 'tls') {
+      this.tlsHandlers.get(ev.id)?.(ev as RelayTlsEvent);
+      return;
+    }
+    if (ev.kind !== 'closed') {
+      const byKind = this.kinds.get(ev.kind);
+      if (byKind) byKind(ev);
+      else this.eventHandlers.get(ev.id)?.(ev);
+      return;
+    }
+    this.tlsHandlers.delete(ev.id);
+    const h = this.handlers.get(ev.id);
+    if (!h) return;
+    this.handlers.delete(ev.id);
+    if (this.handlers.size === 0 && !this.stopped) this.addon.relayRef(this.engine, false);
+    this.eventHandlers.delete(ev.id);
+    h(ev as RelayClosedEvent);
+  }
+}
+
+/** Refuses an accepted connection nobody will serve: RST, as the kernel does for a closed listener's backlog. */
+function refuse(fd: number): void {
+  try {
+    new net.Socket({ fd }).resetAndDestroy();
+  } catch {
+    closeSync(fd);
   }
 }

@@ -4,6 +4,7 @@
  * handler (tcp, http/1.1, http/2, grpc). Snapshots swap atomically; a connection keeps the service and
  * runtime it was routed with.
  */
+import { closeSync } from 'node:fs';
 import net from 'node:net';
 import type { Logger } from '../log.js';
 import type { Registry, Series } from '../stats/registry.js';
@@ -239,7 +240,11 @@ export class Proxy {
   /** A listener whose connections the native engine accepts, so those it relays never become Node sockets. */
   private listenInEngine(fast: FastPath, addr: { address: string; port: number }, serviceId: string | undefined): net.AddressInfo {
     let loggedAt = -Infinity;
-    const l = fast.listen(addr.address, addr.port, (c) => this.acceptFd(c, serviceId), (code) => {
+    const l = fast.listen(addr.address, addr.port, (c) => this.acceptFd(c, serviceId), (code, fatal) => {
+      if (fatal) {
+        this.log.error({ listener: listenKey(addr), err: code }, 'listener failed; no longer accepting');
+        return;
+      }
       if (Date.now() - loggedAt < 10_000) return;
       loggedAt = Date.now();
       this.log.error({ listener: listenKey(addr), err: code }, 'cannot accept connections; retrying every 100 ms');
@@ -310,8 +315,16 @@ export class Proxy {
     const rt = svc ? (this.runtimes.get(svc.id) as ServiceRuntime) : undefined;
     const state = svc && rt ? this.begin(svc, rt) : undefined;
     if (svc && rt && state && svc.protocol === 'tcp' && !svc.forbidden && this.fast && relayAcceptedTcp(c, rt, state, this.fast, this.tcpIdleTimeoutMs)) return;
-    // pauseOnCreate is what net.Server passes for pauseOnConnect: nothing is read before a handler asks.
-    const sock = new net.Socket({ fd: c.fd, allowHalfOpen: true, readable: true, writable: true, pauseOnCreate: true } as net.SocketConstructorOpts);
+    let sock: net.Socket;
+    try {
+      // pauseOnCreate is what net.Server passes for pauseOnConnect: nothing is read before a handler asks.
+      sock = new net.Socket({ fd: c.fd, allowHalfOpen: true, readable: true, writable: true, pauseOnCreate: true } as net.SocketConstructorOpts);
+    } catch (e) {
+      this.log.error({ client: `${c.remoteAddress}:${c.remotePort}`, err: (e as Error).message }, 'cannot serve an accepted connection; closing');
+      closeSync(c.fd);
+      state?.ended?.();
+      return;
+    }
     sock.on('error', () => {});
     if (!rt || !state) {
       sock.resetAndDestroy();

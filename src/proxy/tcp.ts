@@ -64,13 +64,19 @@ export function handleTcp(client: net.Socket, rt: ServiceRuntime, state?: ConnSt
 }
 
 /**
- * Serves a connection the engine accepted (its fd) entirely in the engine; false, the fd still the caller's,
- * when the service's TLS needs Node or the engine refused it.
+ * Serves a connection the engine accepted (its fd) entirely in the engine; false, the fd untouched, when the
+ * service's TLS needs Node. The engine takes the fd even when it refuses the connection (it is stopping):
+ * the connection is then over and `state` ended.
  */
 export function relayAcceptedTcp(conn: AcceptedConn, rt: ServiceRuntime, state: ConnState, fast: FastPath, idleTimeoutMs: number = TCP_IDLE_TIMEOUT_MS): boolean {
   const nativeTls = rt.tls ? nativeTlsFor(rt) : undefined;
   if (rt.tls && !nativeTls) return false;
-  return relayInEngine(`${conn.remoteAddress}:${conn.remotePort}`, rt, state, idleTimeoutMs, nativeTls, (onClose, o) => fast.adoptTcpFd(conn.fd, idleTimeoutMs, onClose, o));
+  const who = `${conn.remoteAddress}:${conn.remotePort}`;
+  if (!relayInEngine(who, rt, state, idleTimeoutMs, nativeTls, (onClose, o) => fast.adoptTcpFd(conn.fd, idleTimeoutMs, onClose, o))) {
+    rt.log.warn({ client: who }, 'the native engine is stopping; connection closed');
+    state.ended?.();
+  }
+  return true;
 }
 
 /**
@@ -108,8 +114,11 @@ function relayInEngine(who: string, rt: ServiceRuntime, state: ConnState, idleMs
       endpoint = st;
       finishUpstream = trackEngine(rt, st);
     };
-    return relayed.connect(target.path ?? (target.host as string), target.port ?? 0, timeoutMs, onConnected, upTls).catch((e: RelayConnectError) => {
-      throw e.code === 'ESESSIONGONE' ? e : connectFailure(target, e.code, e.timedOut, timeoutMs);
+    return relayed.connect(target.path ?? (target.host as string), target.port ?? 0, timeoutMs, onConnected, upTls).catch((e: unknown) => {
+      // Only an attempt that failed to connect moves on to the next target; anything else ends the loop.
+      const c = e as Partial<RelayConnectError>;
+      if (typeof c.timedOut !== 'boolean' || c.code === 'ESESSIONGONE') throw e;
+      throw connectFailure(target, c.code ?? 'EIO', c.timedOut, timeoutMs);
     });
   }).catch((e: Error) => {
     // The client left (or the proxy closed it) while an attempt was under way: nothing more to do.

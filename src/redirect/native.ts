@@ -206,8 +206,9 @@ export interface NativeAddon {
   /** Closes every session (reason engine-stop), joins the threads; returns the events not delivered yet. */
   relayStop(engine: number): RelayEvent[];
   /**
-   * A TCP session holding only the client connection (fd dup'd, or taken as is when `owned`; `toUpstream` = bytes Node
-   * already read) until relayTcpConnect gives it an upstream. Returns the session id.
+   * A TCP session holding only the client connection (fd dup'd; taken as is when `owned`, and then closed by the
+   * engine even if this throws; `toUpstream` = bytes Node already read) until relayTcpConnect gives it an
+   * upstream. Returns the session id.
    */
   relayTcpClient(engine: number, clientFd: number, toUpstream: Buffer | null, idleTimeoutMs: number, splice?: boolean, owned?: boolean): number;
   /**

@@ -212,6 +212,23 @@ test.serial('relay: timers of closed sessions do not pile up under connection ch
   await closeServer(echo.srv);
 });
 
+test.serial('relay: a live session keeps one idle timer entry once its connect deadline has passed', async (t) => {
+  const echo = await tcpEcho();
+  const s = svc({ endpoints: [ipEp(echo.port)] });
+  const { proxy } = newProxy({ connectTimeoutMs: 200 });
+  proxy.setSnapshot(snap([s]));
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  const clients = await Promise.all(Array.from({ length: 50 }, () => connect(l.port)));
+  await until(() => proxy.relayStats()?.sessions === 50 && echo.accepted() === 50, 'all connected');
+  // Let every connect deadline fire: each must retire its own heap entry, not start a second idle chain.
+  await new Promise((r) => setTimeout(r, 400));
+  const st = proxy.relayStats();
+  t.true((st?.timers ?? Infinity) <= 50, `timers: ${st?.timers} for 50 sessions`);
+  for (const c of clients) c.destroy();
+  await proxy.close();
+  await closeServer(echo.srv);
+});
+
 /** An accepted client connection whose early bytes Node has already read into its buffer, and an upstream server that speaks first. */
 async function clientWithBufferedBytes(upstreamSays: Buffer, clientSays: Buffer) {
   let upSock: net.Socket | undefined;
@@ -319,9 +336,10 @@ test.serial('relay: stopping the engine closes live and still-connecting session
   for (const s of [...p.servers, ...q.servers]) await closeServer(s);
 });
 
-test.serial('relay: the engine dials IPv6 endpoints', async (t) => {
+test.serial('relay: the engine dials IPv6 endpoints, zone included', async (t) => {
   const up = await listen(net.createServer({ allowHalfOpen: true }, (s) => s.pipe(s)), '::1');
-  const s = svc({ endpoints: [ipEp(up.port, '::1')] });
+  // A zone (`%lo`, as net.isIP accepts it) is the scope id; an unknown one fails that attempt, not the proxy.
+  const s = svc({ endpoints: [ipEp(up.port, '::1%nosuchif0'), ipEp(up.port, '::1%lo')] });
   const { proxy, stats } = newProxy();
   proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
@@ -332,6 +350,8 @@ test.serial('relay: the engine dials IPv6 endpoints', async (t) => {
   t.is(proxy.dataPath(), 'native');
   await until(() => stats.get('meshext_upstream_cx_active', { service: s.kri }) === 0, 'closed');
   t.is(stats.get('meshext_upstream_cx_rx_bytes_total', { service: s.kri }), 7);
+  t.is(stats.get('meshext_upstream_cx_connect_fail_total', { service: s.kri }), 1);
+  t.regex(proxy.clusters()[0]?.endpoints[0]?.lastError ?? '', /::1%nosuchif0:\d+ failed: EINVAL/);
   await proxy.close();
   await closeServer(up.srv);
 });
@@ -362,8 +382,7 @@ test.serial('relay: the engine accepts on IPv4 and IPv6; a port in use is refuse
   const { proxy, stats } = newProxy();
   proxy.setSnapshot(snap([s]));
   const err = (await proxy.listenOutbound({ address: '127.0.0.1', port: busy.port }, s.id).catch((e: unknown) => e)) as NodeJS.ErrnoException;
-  t.is(err.code, 'EADDRINUSE');
-  t.is(err.message, `bind EADDRINUSE: address already in use 127.0.0.1:${busy.port}`);
+  t.like(err, { code: 'EADDRINUSE', errno: -98, syscall: 'listen', message: `listen EADDRINUSE: address already in use 127.0.0.1:${busy.port}` });
   const l6 = await proxy.listenOutbound({ address: '::1', port: 0 }, s.id);
   t.deepEqual({ address: l6.address, family: l6.family }, { address: '::1', family: 'IPv6' });
   const c = net.connect({ host: '::1', port: l6.port, allowHalfOpen: true });
