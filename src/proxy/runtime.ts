@@ -39,6 +39,8 @@ export class ServiceRuntime {
   readonly log: Logger;
   private readonly closers = new Set<() => void>();
   private readonly vipRange: [ipaddr.IPv4 | ipaddr.IPv6, number] | null;
+  /** inVipCidr answers by address (bounded; a runtime is rebuilt when the VIP CIDR changes). */
+  private readonly vipChecked = new Map<string, boolean>();
   closed = false;
 
   constructor(
@@ -65,6 +67,17 @@ export class ServiceRuntime {
 
   /** True when `address` lies inside the VIP CIDR (dialling it would loop back into the proxy). */
   inVipCidr(address: string): boolean {
+    // Asked on every connect attempt for the same few endpoint addresses: parse each once.
+    let hit = this.vipChecked.get(address);
+    if (hit === undefined) {
+      if (this.vipChecked.size >= 1024) this.vipChecked.clear();
+      hit = this.checkVipCidr(address);
+      this.vipChecked.set(address, hit);
+    }
+    return hit;
+  }
+
+  private checkVipCidr(address: string): boolean {
     if (!this.vipRange || !ipaddr.isValid(address)) return false;
     let a = ipaddr.parse(address);
     if (a.kind() === 'ipv6' && (a as ipaddr.IPv6).isIPv4MappedAddress()) a = (a as ipaddr.IPv6).toIPv4Address();

@@ -58,18 +58,7 @@ std::string OptionalBytes(const Napi::CallbackInfo& info, size_t i, const char* 
 
 }  // namespace relay
 
-namespace {
-
 using relay::EngineArg;
-
-Napi::Array EventsToJs(Napi::Env env, const std::vector<relay::Event>& evs) {
-  Napi::Array arr = Napi::Array::New(env, evs.size());
-  for (size_t i = 0; i < evs.size(); i++) arr.Set(static_cast<uint32_t>(i), Engine::ToJs(env, evs[i]));
-  return arr;
-}
-
-}  // namespace
-
 
 Napi::Value RelayStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -87,7 +76,7 @@ Napi::Value RelayStop(const Napi::CallbackInfo& info) {
   Engine* e = EngineArg(info, 0);
   g_engines.erase(ArgU32(info, 0, "engine"));
   std::vector<relay::Event> rest = e->Stop();
-  return EventsToJs(env, rest);
+  return Engine::BatchToJs(env, rest);
 }
 
 Napi::Value RelayTcpClient(const Napi::CallbackInfo& info) {

@@ -79,19 +79,32 @@ void Engine::Deliver(Napi::Env env, Napi::Function fn, Engine* self, void* /*unu
   }
   if (env == nullptr || batch.empty()) return;  // environment tearing down, or Stop() took them
   Napi::HandleScope scope(env);
-  Napi::Array arr = Napi::Array::New(env, batch.size());
-  for (size_t i = 0; i < batch.size(); i++) arr.Set(static_cast<uint32_t>(i), ToJs(env, batch[i]));
+  Napi::Array arr = BatchToJs(env, batch);
   // An exception thrown by the JS handler surfaces as an uncaught exception, like any callback's.
   fn.Call({arr});
 }
 
-Napi::Object Engine::ToJs(Napi::Env env, const Event& e) {
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("kind", Napi::String::New(env, e.kind));
-  o.Set("id", Napi::Number::New(env, static_cast<double>(e.id)));
-  for (const auto& kv : e.nums) o.Set(kv.first, Napi::Number::New(env, kv.second));
-  for (const auto& kv : e.strs) o.Set(kv.first, Napi::String::New(env, kv.second));
-  return o;
+Napi::Array Engine::BatchToJs(Napi::Env env, const std::vector<Event>& batch) {
+  // Property names and kinds are string literals: make each JS string once per batch, not once per use
+  // (V8 would internalize the same text again for every property of every event).
+  std::vector<std::pair<const char*, Napi::Value>> names;
+  auto name = [&](const char* s) -> Napi::Value {
+    for (const auto& kv : names)
+      if (kv.first == s) return kv.second;
+    names.emplace_back(s, Napi::String::New(env, s));
+    return names.back().second;
+  };
+  Napi::Array arr = Napi::Array::New(env, batch.size());
+  for (size_t i = 0; i < batch.size(); i++) {
+    const Event& e = batch[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set(name("kind"), name(e.kind));
+    o.Set(name("id"), Napi::Number::New(env, static_cast<double>(e.id)));
+    for (const auto& kv : e.nums) o.Set(name(kv.first), Napi::Number::New(env, kv.second));
+    for (const auto& kv : e.strs) o.Set(name(kv.first), Napi::String::New(env, kv.second));
+    arr.Set(static_cast<uint32_t>(i), o);
+  }
+  return arr;
 }
 
 void Engine::JoinAll() {

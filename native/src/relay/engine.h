@@ -244,8 +244,8 @@ class Engine {
   std::vector<LoopStats> Stats() const;
   bool stopped() const { return stopped_; }
 
-  /** Converts one event to a JS object (used by the TSFN callback and Stop's return value). */
-  static Napi::Object ToJs(Napi::Env env, const Event& e);
+  /** Converts a batch of events to JS objects (used by the TSFN callback and Stop's return value). */
+  static Napi::Array BatchToJs(Napi::Env env, const std::vector<Event>& batch);
 
  private:
   Engine() = default;
