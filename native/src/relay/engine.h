@@ -158,7 +158,10 @@ class Loop {
   void ArmTimer(Session* s, int64_t deadlineMs);
   void Soon(Session* s);
   void Retire(Session* s, Event closed);
+  /** Queues an event for JS; the loop hands its events over once per iteration (one wake-up of JS for all). */
   void Emit(Event e);
+  /** The loop running on this thread, or null. */
+  static Loop* Current();
   int64_t NowMs() const { return now_; }
   PipePool& pipes() { return pipes_; }
   char* scratch() { return scratch_.get(); }
@@ -194,6 +197,7 @@ class Loop {
   size_t listeners_ = 0;  // sessions_ that are listeners
   std::vector<std::unique_ptr<Session>> graveyard_;
   std::vector<Session*> soon_;
+  std::vector<Event> outbox_;  // events of this iteration, handed to the engine at its end
   using TimerEntry = std::pair<int64_t, uint64_t>;  // deadline, session id
   std::priority_queue<TimerEntry, std::vector<TimerEntry>, std::greater<TimerEntry>> timers_;
   PipePool pipes_;
@@ -224,8 +228,13 @@ class Engine {
   uint64_t Adopt(std::unique_ptr<Session> s);
   /** Runs fn on the session's loop if the session is still open; false when the engine is stopping. */
   bool PostTo(uint64_t id, std::function<void(Session&)> fn);
-  /** Thread-safe: queues an event for JS and schedules one batched delivery. */
+  /**
+   * Thread-safe: queues an event for JS and schedules one batched delivery. On one of this engine's loop
+   * threads it goes through that loop's outbox (delivered when the loop iteration ends, in order).
+   */
   void Emit(Event e);
+  /** Thread-safe: queues `batch` (emptied) for JS and schedules one delivery. */
+  void EmitBatch(std::vector<Event>& batch);
   /**
    * Closes every session (reason "engine-stop"), joins the threads and returns the events not yet delivered
    * (so the caller can account for them synchronously). Releases the TSFN; the engine deletes itself later.

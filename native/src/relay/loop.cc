@@ -120,7 +120,13 @@ void Loop::Retire(Session* s, Event closed) {
   Emit(std::move(closed));
 }
 
-void Loop::Emit(Event e) { engine_->Emit(std::move(e)); }
+namespace {
+thread_local Loop* t_current = nullptr;
+}  // namespace
+
+Loop* Loop::Current() { return t_current; }
+
+void Loop::Emit(Event e) { outbox_.push_back(std::move(e)); }
 
 void Loop::Drain() {
   uint64_t n;
@@ -176,6 +182,7 @@ void Loop::CloseAll(const char* reason) {
 }
 
 void Loop::Run() {
+  t_current = this;
   struct epoll_event evs[kMaxEvents];
   while (!stopping_) {
     int timeout = -1;
@@ -200,6 +207,7 @@ void Loop::Run() {
     RunSoon();
     FireTimers();
     Bury();
+    if (!outbox_.empty()) engine_->EmitBatch(outbox_);
     statPipesPooled_.store(pipes_.pooled(), std::memory_order_relaxed);
     statPipesInUse_.store(pipes_.inUse(), std::memory_order_relaxed);
     statTimers_.store(timers_.size(), std::memory_order_relaxed);
@@ -211,7 +219,9 @@ void Loop::Run() {
   }
   Drain();
   CloseAll("engine-stop");
+  if (!outbox_.empty()) engine_->EmitBatch(outbox_);
   statSessions_.store(0, std::memory_order_relaxed);
+  t_current = nullptr;
 }
 
 LoopStats Loop::Stats() const {
