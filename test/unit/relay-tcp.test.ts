@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { blackhole, closeServer, ipEp, listen, newProxy, roundTrip, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
 import { FastPath, type RelayConnectError } from '../../src/proxy/fastpath.js';
-import type { RelayClosedEvent } from '../../src/redirect/native.js';
+import { native, type RelayClosedEvent } from '../../src/redirect/native.js';
 import { ConfigError, resolveConfig } from '../../src/agent/config.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -502,6 +502,22 @@ console.log(JSON.stringify({ port: l.port, dataPath: proxy.dataPath() }));
   t.is(answer, 'back');
   t.is(out.match(/cannot accept connections/g)?.length, 1, 'logged once, not once per retry');
   await closeServer(echo.srv);
+});
+
+test('relay: a stale handle (engine, HTTP/1 pool, HTTP/2 counters) is a TypeError naming it', (t) => {
+  const addon = native();
+  const engine = addon.relayStart(1, () => {});
+  const pool = addon.h1PoolCreate(engine, 1, 1000);
+  const counters = addon.h2CountersNew();
+  // Live handles answer; a session id that is not a number is named as such.
+  t.true(Array.isArray(addon.h1PoolStats(pool)) && Array.isArray(addon.h2CountersRead(counters)));
+  t.throws(() => addon.relayClose(engine, 'one' as unknown as number, false), { instanceOf: TypeError, message: 'id must be a number' });
+  addon.h1PoolFree(pool);
+  addon.h2CountersFree(counters);
+  addon.relayStop(engine);
+  t.throws(() => addon.relayClose(engine, 1, false), { instanceOf: TypeError, message: `engine ${engine} is not running` });
+  t.throws(() => addon.h1PoolStats(pool), { instanceOf: TypeError, message: `pool ${pool} does not exist (an HTTP/1 pool handle)` });
+  t.throws(() => addon.h2CountersRead(counters), { instanceOf: TypeError, message: `counters ${counters} does not exist (an HTTP/2 counter set handle)` });
 });
 
 test('relay: --data-path and --data-threads are validated with the option named', (t) => {

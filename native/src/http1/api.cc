@@ -5,10 +5,10 @@
 #include <cstring>
 #include <memory>
 #include <string>
-#include <unordered_map>
 
 #include "../api.h"
 #include "../errors.h"
+#include "../handles.h"
 #include "../relay/engine.h"
 #include "../relay/handover.h"
 #include "session.h"
@@ -17,20 +17,9 @@ namespace mx {
 
 namespace {
 
-std::unordered_map<uint32_t, std::shared_ptr<h1::Pool>> g_pools;
-uint32_t g_nextPool = 1;
+HandleTable<std::shared_ptr<h1::Pool>> g_pools("pool", "does not exist (an HTTP/1 pool handle)");
 
-std::shared_ptr<h1::Pool> PoolArg(const Napi::CallbackInfo& info, size_t i) {
-  uint32_t h = ArgU32(info, i, "pool");
-  auto it = g_pools.find(h);
-  if (it == g_pools.end()) ThrowArg(info.Env(), "http1 pool " + std::to_string(h) + " does not exist");
-  return it->second;
-}
-
-uint64_t IdArg(const Napi::CallbackInfo& info, size_t i) {
-  if (info.Length() <= i || !info[i].IsNumber()) ThrowArg(info.Env(), "id must be a number");
-  return static_cast<uint64_t>(info[i].As<Napi::Number>().Int64Value());
-}
+std::shared_ptr<h1::Pool> PoolArg(const Napi::CallbackInfo& info, size_t i) { return g_pools.Arg(info, i); }
 
 // Session ids are shared by every session kind; a command meant for an HTTP/1 session ignores others.
 h1::Http1Session* AsHttp1(relay::Session& s) {
@@ -46,9 +35,7 @@ Napi::Value H1PoolCreate(const Napi::CallbackInfo& info) {
   uint32_t engine = ArgU32(info, 0, "engine");
   uint32_t endpoints = ArgU32(info, 1, "endpoints");
   uint32_t idleMs = ArgU32(info, 2, "idleTimeoutMs");
-  uint32_t h = g_nextPool++;
-  g_pools[h] = std::make_shared<h1::Pool>(engine, endpoints, idleMs);
-  return Napi::Number::New(info.Env(), h);
+  return Napi::Number::New(info.Env(), g_pools.Add(std::make_shared<h1::Pool>(engine, endpoints, idleMs)));
 }
 
 // h1PoolsSweep(): idle upstream connections past their pool's idle timeout are shut down (their loops
@@ -79,7 +66,7 @@ Napi::Value H1PoolClose(const Napi::CallbackInfo& info) {
 Napi::Value H1PoolFree(const Napi::CallbackInfo& info) {
   std::shared_ptr<h1::Pool> p = PoolArg(info, 0);
   p->Close();
-  g_pools.erase(ArgU32(info, 0, "pool"));
+  g_pools.Erase(ArgU32(info, 0, "pool"));
   return info.Env().Undefined();
 }
 
@@ -115,7 +102,7 @@ Napi::Value H1Serve(const Napi::CallbackInfo& info) {
 Napi::Value H1Upstream(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   relay::Engine* e = relay::EngineArg(info, 0);
-  uint64_t id = IdArg(info, 1);
+  uint64_t id = relay::SessionIdArg(info, 1);
   int fd = ArgFd(info, 2, "upstreamFd");
   std::string host = ArgString(info, 3, "hostOverride");
   uint32_t endpoint = ArgU32(info, 4, "endpointIndex");
@@ -131,7 +118,7 @@ Napi::Value H1Upstream(const Napi::CallbackInfo& info) {
 // h1UpstreamFailed(engine, id, reason): the pending request gets `503 upstream unavailable: <reason>`.
 Napi::Value H1UpstreamFailed(const Napi::CallbackInfo& info) {
   relay::Engine* e = relay::EngineArg(info, 0);
-  uint64_t id = IdArg(info, 1);
+  uint64_t id = relay::SessionIdArg(info, 1);
   std::string reason = ArgString(info, 2, "reason");
   bool ok = e->PostTo(id, [reason](relay::Session& s) {
     if (auto* h = AsHttp1(s)) h->OnUpstreamFailed(reason);
@@ -142,7 +129,7 @@ Napi::Value H1UpstreamFailed(const Napi::CallbackInfo& info) {
 // h1Drain(engine, id): finish the exchange in flight with Connection: close; close now when idle.
 Napi::Value H1Drain(const Napi::CallbackInfo& info) {
   relay::Engine* e = relay::EngineArg(info, 0);
-  uint64_t id = IdArg(info, 1);
+  uint64_t id = relay::SessionIdArg(info, 1);
   bool ok = e->PostTo(id, [](relay::Session& s) {
     if (auto* h = AsHttp1(s)) h->Drain();
   });

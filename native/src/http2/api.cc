@@ -3,10 +3,10 @@
 #include <cstring>
 #include <memory>
 #include <string>
-#include <unordered_map>
 
 #include "../api.h"
 #include "../errors.h"
+#include "../handles.h"
 #include "../relay/handover.h"
 #include "session.h"
 
@@ -15,15 +15,9 @@ namespace mx {
 namespace {
 
 // Counter sets by handle; sessions hold their own reference, so freeing a handle never races a loop thread.
-std::unordered_map<uint32_t, std::shared_ptr<h2::H2Counters>> g_counters;
-uint32_t g_nextCounters = 1;
+HandleTable<std::shared_ptr<h2::H2Counters>> g_counters("counters", "does not exist (an HTTP/2 counter set handle)");
 
-std::shared_ptr<h2::H2Counters> CountersArg(const Napi::CallbackInfo& info, size_t i) {
-  uint32_t h = ArgU32(info, i, "counters");
-  auto it = g_counters.find(h);
-  if (it == g_counters.end()) ThrowArg(info.Env(), "HTTP/2 counters " + std::to_string(h) + " do not exist");
-  return it->second;
-}
+std::shared_ptr<h2::H2Counters> CountersArg(const Napi::CallbackInfo& info, size_t i) { return g_counters.Arg(info, i); }
 
 /**
  * An upstream socket on its way to a session. If the session is gone when the command runs (or the id names
@@ -44,11 +38,6 @@ struct PendingUpstream {
 /** The session as an Http2Session, or null when the id names another kind (a caller bug, not a crash). */
 h2::Http2Session* AsH2(relay::Session& s) {
   return std::strcmp(s.kind(), "http2") == 0 ? static_cast<h2::Http2Session*>(&s) : nullptr;
-}
-
-uint64_t SessionIdArg(const Napi::CallbackInfo& info, size_t i) {
-  if (info.Length() <= i || !info[i].IsNumber()) ThrowArg(info.Env(), "id must be a number");
-  return static_cast<uint64_t>(info[i].As<Napi::Number>().Int64Value());
 }
 
 }  // namespace
@@ -77,7 +66,7 @@ Napi::Value RelayH2(const Napi::CallbackInfo& info) {
 Napi::Value RelayH2Attach(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   relay::Engine* e = relay::EngineArg(info, 0);
-  uint64_t id = SessionIdArg(info, 1);
+  uint64_t id = relay::SessionIdArg(info, 1);
   uint32_t token = ArgU32(info, 2, "token");
   int fd = ArgFd(info, 3, "upstreamFd");
   std::string authority = info.Length() > 4 && info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : std::string();
@@ -101,7 +90,7 @@ Napi::Value RelayH2Attach(const Napi::CallbackInfo& info) {
 Napi::Value RelayH2Unavailable(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   relay::Engine* e = relay::EngineArg(info, 0);
-  uint64_t id = SessionIdArg(info, 1);
+  uint64_t id = relay::SessionIdArg(info, 1);
   std::string reason = ArgString(info, 2, "reason");
   bool ok = e->PostTo(id, [reason](relay::Session& s) {
     if (h2::Http2Session* h = AsH2(s)) h->Unavailable(reason);
@@ -112,7 +101,7 @@ Napi::Value RelayH2Unavailable(const Napi::CallbackInfo& info) {
 Napi::Value RelayH2Drain(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   relay::Engine* e = relay::EngineArg(info, 0);
-  uint64_t id = SessionIdArg(info, 1);
+  uint64_t id = relay::SessionIdArg(info, 1);
   bool ok = e->PostTo(id, [](relay::Session& s) {
     if (h2::Http2Session* h = AsH2(s)) h->Drain();
   });
@@ -120,9 +109,7 @@ Napi::Value RelayH2Drain(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value H2CountersNew(const Napi::CallbackInfo& info) {
-  uint32_t h = g_nextCounters++;
-  g_counters[h] = std::make_shared<h2::H2Counters>();
-  return Napi::Number::New(info.Env(), h);
+  return Napi::Number::New(info.Env(), g_counters.Add(std::make_shared<h2::H2Counters>()));
 }
 
 Napi::Value H2CountersRead(const Napi::CallbackInfo& info) {
@@ -135,7 +122,7 @@ Napi::Value H2CountersRead(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value H2CountersFree(const Napi::CallbackInfo& info) {
-  g_counters.erase(ArgU32(info, 0, "counters"));
+  g_counters.Erase(ArgU32(info, 0, "counters"));
   return info.Env().Undefined();
 }
 

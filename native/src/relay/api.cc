@@ -9,10 +9,10 @@
 #include <sys/un.h>
 
 #include <string>
-#include <unordered_map>
 
 #include "../api.h"
 #include "../errors.h"
+#include "../handles.h"
 #include "engine.h"
 #include "handover.h"
 #include "listener.h"
@@ -25,17 +25,16 @@ namespace mx {
 using relay::Engine;
 
 namespace {
-std::unordered_map<uint32_t, Engine*> g_engines;
-uint32_t g_nextHandle = 1;
+HandleTable<Engine*> g_engines("engine", "is not running");
 }  // namespace
 
 namespace relay {
 
-Engine* EngineArg(const Napi::CallbackInfo& info, size_t i) {
-  uint32_t h = ArgU32(info, i, "engine");
-  auto it = g_engines.find(h);
-  if (it == g_engines.end()) ThrowArg(info.Env(), "engine " + std::to_string(h) + " is not running");
-  return it->second;
+Engine* EngineArg(const Napi::CallbackInfo& info, size_t i) { return g_engines.Arg(info, i); }
+
+uint64_t SessionIdArg(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || !info[i].IsNumber()) ThrowArg(info.Env(), "id must be a number");
+  return static_cast<uint64_t>(info[i].As<Napi::Number>().Int64Value());
 }
 
 UniqueFd DupSocket(Napi::Env env, int fd, const char* what) {
@@ -66,15 +65,13 @@ Napi::Value RelayStart(const Napi::CallbackInfo& info) {
   if (threads < 1 || threads > 64) ThrowArg(env, "threads must be 1..64, got " + std::to_string(threads));
   if (info.Length() < 2 || !info[1].IsFunction()) ThrowArg(env, "onEvents must be a function");
   Engine* e = Engine::Create(env, threads, info[1].As<Napi::Function>());
-  uint32_t h = g_nextHandle++;
-  g_engines[h] = e;
-  return Napi::Number::New(env, h);
+  return Napi::Number::New(env, g_engines.Add(e));
 }
 
 Napi::Value RelayStop(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Engine* e = EngineArg(info, 0);
-  g_engines.erase(ArgU32(info, 0, "engine"));
+  g_engines.Erase(ArgU32(info, 0, "engine"));
   std::vector<relay::Event> rest = e->Stop();
   return Engine::BatchToJs(env, rest);
 }
@@ -134,8 +131,7 @@ relay::UniqueFd StartConnect(const std::string& address, uint32_t port, int* err
 Napi::Value RelayTcpConnect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Engine* e = EngineArg(info, 0);
-  if (info.Length() < 2 || !info[1].IsNumber()) ThrowArg(env, "id must be a number");
-  uint64_t id = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
+  uint64_t id = relay::SessionIdArg(info, 1);
   std::string address = ArgString(info, 2, "address");
   uint32_t port = ArgU32(info, 3, "port");
   if (port > 65535) ThrowArg(env, "port must be 0..65535, got " + std::to_string(port));
@@ -188,8 +184,7 @@ Napi::Value RelayListen(const Napi::CallbackInfo& info) {
 Napi::Value RelayClose(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Engine* e = EngineArg(info, 0);
-  if (info.Length() < 2 || !info[1].IsNumber()) ThrowArg(env, "id must be a number");
-  uint64_t id = static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value());
+  uint64_t id = relay::SessionIdArg(info, 1);
   bool reset = info.Length() > 2 && info[2].ToBoolean().Value();
   bool ok = e->PostTo(id, [reset](relay::Session& s) { s.Close(reset ? "reset" : "closed", reset); });
   return Napi::Boolean::New(env, ok);

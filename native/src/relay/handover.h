@@ -13,6 +13,9 @@ namespace mx::relay {
 /** The running engine whose handle is argument `i`; throws a TypeError for an unknown or stopped handle. */
 Engine* EngineArg(const Napi::CallbackInfo& info, size_t i);
 
+/** Argument `i` as a session id; throws a TypeError when it is not a number. */
+uint64_t SessionIdArg(const Napi::CallbackInfo& info, size_t i);
+
 /** Duplicates a connected stream socket the engine will own (F_DUPFD_CLOEXEC, O_NONBLOCK); throws on failure. */
 UniqueFd DupSocket(Napi::Env env, int fd, const char* what);
 
