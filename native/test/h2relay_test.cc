@@ -294,6 +294,12 @@ struct Harness : mx::h2::RelayHost {
     max_buffered = std::max(max_buffered, relay.BufferedBytes());
     return moved;
   }
+  /** Whether the client has seen every stream in `ids` close. */
+  bool AllClosed(const std::vector<int32_t>& ids) {
+    for (int32_t id : ids)
+      if (!client.msgs[id].closed) return false;
+    return true;
+  }
   /** Pumps until `done()` or nothing moves for `idle_ms`; returns done(). */
   bool Run(const std::function<bool()>& done, int idle_ms = 2000) {
     while (!done()) {
@@ -379,12 +385,7 @@ void TestMultiplexAndConcurrencyLimit() {
   CHECK(h.Run([&] { return h.client.msgs[first].closed; }), "first request did not finish");
   std::vector<int32_t> ids;
   for (int i = 0; i < 10; i++) ids.push_back(h.client.Request(Req("GET", "/" + std::to_string(i)), nullptr));
-  CHECK(h.Run([&] {
-    for (int32_t id : ids)
-      if (!h.client.msgs[id].closed) return false;
-    return true;
-  }),
-        "not all streams finished");
+  CHECK(h.Run([&] { return h.AllClosed(ids); }), "not all streams finished");
   for (int32_t id : ids) CHECK(h.client.msgs[id].body == "ok", "stream %d body '%s'", id, h.client.msgs[id].body.c_str());
   // 10 concurrent requests with a limit of 3 per connection: exactly 4 connections, none refused.
   CHECK(h.ups.size() == 4, "upstreams %zu", h.ups.size());
@@ -431,12 +432,7 @@ void TestRefusedStreamsAreReplayed() {
   };
   std::vector<int32_t> ids;
   for (int i = 0; i < 4; i++) ids.push_back(h.client.Request(Req("GET", "/" + std::to_string(i)), nullptr));
-  CHECK(h.Run([&] {
-    for (int32_t id : ids)
-      if (!h.client.msgs[id].closed) return false;
-    return true;
-  }),
-        "not all finished");
+  CHECK(h.Run([&] { return h.AllClosed(ids); }), "not all finished");
   for (int32_t id : ids) CHECK(Get(h.client.msgs[id].head, ":status") == "200", "stream %d status '%s'", id, Get(h.client.msgs[id].head, ":status").c_str());
   CHECK(h.retries == 3, "retries %d", h.retries);
   CHECK(conns == 2, "connections %d", conns);
