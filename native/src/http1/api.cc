@@ -92,8 +92,7 @@ Napi::Value H1Serve(const Napi::CallbackInfo& info) {
   std::shared_ptr<h1::Pool> pool = PoolArg(info, 3);
   uint32_t idleMs = ArgU32(info, 4, "idleTimeoutMs");
   relay::UniqueFd c = relay::DupSocket(env, fd, "client");
-  uint64_t id = e->Adopt(std::make_unique<h1::Http1Session>(std::move(c), std::move(initial), std::move(pool), idleMs));
-  if (id == 0) ThrowArg(env, "engine is stopping");
+  uint64_t id = relay::AdoptOrThrow(env, e, std::make_unique<h1::Http1Session>(std::move(c), std::move(initial), std::move(pool), idleMs));
   return Napi::Number::New(env, static_cast<double>(id));
 }
 

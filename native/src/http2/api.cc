@@ -58,9 +58,7 @@ Napi::Value RelayH2(const Napi::CallbackInfo& info) {
   uint32_t poolKey = ArgU32(info, 4, "counters");
   relay::UniqueFd c = relay::DupSocket(env, clientFd, "client");
   auto session = std::make_unique<h2::Http2Session>(std::make_unique<relay::PlainTransport>(std::move(c)), std::move(initial), opts, std::move(counters), poolKey);
-  uint64_t id = e->Adopt(std::move(session));
-  if (id == 0) ThrowArg(env, "engine is stopping");
-  return Napi::Number::New(env, static_cast<double>(id));
+  return Napi::Number::New(env, static_cast<double>(relay::AdoptOrThrow(env, e, std::move(session))));
 }
 
 Napi::Value RelayH2Attach(const Napi::CallbackInfo& info) {

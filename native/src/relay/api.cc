@@ -32,6 +32,12 @@ namespace relay {
 
 Engine* EngineArg(const Napi::CallbackInfo& info, size_t i) { return g_engines.Arg(info, i); }
 
+uint64_t AdoptOrThrow(Napi::Env env, Engine* e, std::unique_ptr<Session> s) {
+  uint64_t id = e->Adopt(std::move(s));
+  if (id == 0) ThrowArg(env, "engine is stopping");
+  return id;
+}
+
 uint64_t SessionIdArg(const Napi::CallbackInfo& info, size_t i) {
   if (info.Length() <= i || !info[i].IsNumber()) ThrowArg(info.Env(), "id must be a number");
   return static_cast<uint64_t>(info[i].As<Napi::Number>().Int64Value());
@@ -89,9 +95,7 @@ Napi::Value RelayTcpClient(const Napi::CallbackInfo& info) {
   bool splice = info.Length() <= 4 || info[4].IsUndefined() || info[4].ToBoolean().Value();
   relay::UniqueFd c = owned ? std::move(ownedFd) : relay::DupSocket(env, clientFd, "client");
   auto session = std::make_unique<relay::TcpSession>(std::make_unique<relay::PlainTransport>(std::move(c)), std::move(toUpstream), idleMs, splice);
-  uint64_t id = e->Adopt(std::move(session));
-  if (id == 0) ThrowArg(env, "engine is stopping");
-  return Napi::Number::New(env, static_cast<double>(id));
+  return Napi::Number::New(env, static_cast<double>(relay::AdoptOrThrow(env, e, std::move(session))));
 }
 
 namespace {
@@ -171,8 +175,7 @@ Napi::Value RelayListen(const Napi::CallbackInfo& info) {
   if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &blen) != 0) ThrowErrno(env, "MESHEXT_E_LISTEN", "getsockname", errno);
   uint16_t boundPort = 0;
   std::string boundIp = relay::IpText(bound, &boundPort);
-  uint64_t id = e->Adopt(std::make_unique<relay::ListenerSession>(std::move(fd)));
-  if (id == 0) ThrowArg(env, "engine is stopping");
+  uint64_t id = relay::AdoptOrThrow(env, e, std::make_unique<relay::ListenerSession>(std::move(fd)));
   Napi::Object o = Napi::Object::New(env);
   o.Set("id", Napi::Number::New(env, static_cast<double>(id)));
   o.Set("address", Napi::String::New(env, boundIp));

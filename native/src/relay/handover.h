@@ -13,6 +13,9 @@ namespace mx::relay {
 /** The running engine whose handle is argument `i`; throws a TypeError for an unknown or stopped handle. */
 Engine* EngineArg(const Napi::CallbackInfo& info, size_t i);
 
+/** Engine::Adopt for an N-API call: the new session's id, or a TypeError when the engine is stopping. */
+uint64_t AdoptOrThrow(Napi::Env env, Engine* e, std::unique_ptr<Session> s);
+
 /** Argument `i` as a session id; throws a TypeError when it is not a number. */
 uint64_t SessionIdArg(const Napi::CallbackInfo& info, size_t i);
 
