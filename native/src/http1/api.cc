@@ -1,7 +1,5 @@
 // JS surface of the HTTP/1.1 session (declared in ../api.h, typed in src/redirect/native.ts). JS thread
 // only. Pools are addressed by integer handles, like engines, so a stale handle is an error, not a crash.
-#include <time.h>
-
 #include <cstring>
 #include <memory>
 #include <string>
@@ -41,9 +39,7 @@ Napi::Value H1PoolCreate(const Napi::CallbackInfo& info) {
 // h1PoolsSweep(): idle upstream connections past their pool's idle timeout are shut down (their loops
 // then free them). Called periodically by JS; loops also sweep from their sessions' timers.
 Napi::Value H1PoolsSweep(const Napi::CallbackInfo& info) {
-  struct timespec ts;
-  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);  // the loops' clock (relay::Loop::NowMs)
-  int64_t now = static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+  int64_t now = relay::Loop::Clock();  // the loops' clock (Loop::NowMs)
   for (auto& [h, p] : g_pools) p->ShutdownExpired(now);
   return info.Env().Undefined();
 }
@@ -84,11 +80,7 @@ Napi::Value H1Serve(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   relay::Engine* e = relay::EngineArg(info, 0);
   int fd = ArgFd(info, 1, "clientFd");
-  std::string initial;
-  if (info.Length() > 2 && info[2].IsBuffer()) {
-    auto b = info[2].As<Napi::Buffer<char>>();
-    initial.assign(b.Data(), b.Length());
-  }
+  std::string initial = relay::OptionalBytes(info, 2, "initial");
   std::shared_ptr<h1::Pool> pool = PoolArg(info, 3);
   uint32_t idleMs = ArgU32(info, 4, "idleTimeoutMs");
   relay::UniqueFd c = relay::DupSocket(env, fd, "client");

@@ -13,14 +13,6 @@ int HexValue(char c) {
   return -1;
 }
 
-constexpr bool IsTchar(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '!' || c == '#' ||
-         c == '$' || c == '%' || c == '&' || c == '\'' || c == '*' || c == '+' || c == '-' || c == '.' ||
-         c == '^' || c == '_' || c == '`' || c == '|' || c == '~';
-}
-
-constexpr bool IsLineChar(unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); }
-
 // A chunk-size line with a 4 KiB extension is already absurd; this bounds what we scan per line.
 constexpr size_t kMaxExtBytes = 4096;
 // 15 hex digits keep the size below 2^60, far from overflow.
@@ -100,7 +92,7 @@ size_t BodyTracker::Chunked(const char* p, size_t n) {
         break;
       case C::Ext:
         if (ch == '\r') c_ = C::ExtLf;
-        else if (!IsLineChar(ch)) return Fail("invalid character in chunk extension"), i;
+        else if (!IsFieldChar(ch)) return Fail("invalid character in chunk extension"), i;
         else if (++trailer_bytes_ > kMaxExtBytes) return Fail("chunk extension too long"), i;
         break;
       case C::ExtLf:
@@ -142,7 +134,7 @@ size_t BodyTracker::Chunked(const char* p, size_t n) {
           else if (!IsTchar(ch)) return Fail("invalid trailer field name"), i;
         } else if (ch == '\r') {
           c_ = C::TrailerLf;
-        } else if (!IsLineChar(ch)) {
+        } else if (!IsFieldChar(ch)) {
           return Fail("invalid character in trailer field"), i;
         }
         break;

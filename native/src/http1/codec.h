@@ -10,6 +10,16 @@
 
 namespace mx::h1 {
 
+/** RFC 9110 §5.6.2 tchar (method, field names, transfer codings). */
+constexpr bool IsTchar(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '!' || c == '#' ||
+         c == '$' || c == '%' || c == '&' || c == '\'' || c == '*' || c == '+' || c == '-' || c == '.' ||
+         c == '^' || c == '_' || c == '`' || c == '|' || c == '~';
+}
+
+/** field-vchar / SP / HTAB, obs-text allowed as RFC 9110 §5.5 asks of recipients (field values, chunk extensions, trailers). */
+constexpr bool IsFieldChar(unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); }
+
 // Bounds on what a peer may make us hold before the body starts.
 constexpr size_t kMaxHeadBytes = 64 * 1024;
 constexpr size_t kMaxFields = 100;

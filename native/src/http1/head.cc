@@ -7,15 +7,6 @@
 namespace mx::h1 {
 namespace {
 
-// RFC 9110 §5.6.2 tchar.
-constexpr bool IsTchar(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '!' || c == '#' ||
-         c == '$' || c == '%' || c == '&' || c == '\'' || c == '*' || c == '+' || c == '-' || c == '.' ||
-         c == '^' || c == '_' || c == '`' || c == '|' || c == '~';
-}
-
-// field-vchar / SP / HTAB (obs-text allowed, as RFC 9110 §5.5 requires recipients to).
-constexpr bool IsValueChar(unsigned char c) { return c == '\t' || c == ' ' || (c >= 0x21 && c != 0x7f); }
 
 constexpr bool IsOws(char c) { return c == ' ' || c == '\t'; }
 
@@ -78,7 +69,7 @@ bool ParseFields(std::string_view rest, Head& h, Error& err, int bad) {
     std::string_view name = line.substr(0, colon);
     std::string_view value = line.substr(colon + 1);
     for (char c : value)
-      if (!IsValueChar(static_cast<unsigned char>(c))) return Fail(err, bad, "invalid character in header field value");
+      if (!IsFieldChar(static_cast<unsigned char>(c))) return Fail(err, bad, "invalid character in header field value");
     value = Trim(value);
     if (h.fields.size() >= kMaxFields) return Fail(err, h.kind == Kind::Request ? 431 : 502, "too many header fields");
     h.fields.push_back({name, value});
@@ -272,7 +263,7 @@ bool ParseResponse(std::string_view head, std::string_view method, Head& h, Erro
     if (line[12] != ' ') return Fail(err, 502, "malformed status line");
     h.reason = line.substr(13);
     for (char c : h.reason)
-      if (!IsValueChar(static_cast<unsigned char>(c))) return Fail(err, 502, "invalid character in reason phrase");
+      if (!IsFieldChar(static_cast<unsigned char>(c))) return Fail(err, 502, "invalid character in reason phrase");
   }
   if (!ParseFields(rest, h, err, 502)) return false;
   // RFC 9112 §6.3 items 1 and 2: these never have content, whatever their fields say.

@@ -3,6 +3,8 @@
 // change, whichever side caused it, goes through the same few steps.
 #include "session.h"
 
+#include "../relay/transport.h"
+
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -66,10 +68,7 @@ void Http1Session::Start() {
 
 void Http1Session::Close(const char* reason, bool reset) {
   if (closed_) return;
-  if (reset) {
-    struct linger l = {1, 0};
-    ::setsockopt(cfd_.get(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
-  }
+  if (reset) relay::SetAbortiveClose(cfd_.get());
   End(reason);
 }
 

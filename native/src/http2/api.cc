@@ -46,11 +46,7 @@ Napi::Value RelayH2(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   relay::Engine* e = relay::EngineArg(info, 0);
   int clientFd = ArgFd(info, 1, "clientFd");
-  std::string initial;
-  if (info.Length() > 2 && !info[2].IsNull() && !info[2].IsUndefined()) {
-    Napi::Buffer<uint8_t> b = ArgBuffer(info, 2, "initial");
-    initial.assign(reinterpret_cast<const char*>(b.Data()), b.Length());
-  }
+  std::string initial = relay::OptionalBytes(info, 2, "initial");
   h2::RelayOptions opts;
   opts.grpc = info.Length() > 3 && info[3].ToBoolean().Value();
   std::shared_ptr<h2::H2Counters> counters = CountersArg(info, 4);
@@ -68,11 +64,7 @@ Napi::Value RelayH2Attach(const Napi::CallbackInfo& info) {
   uint32_t token = ArgU32(info, 2, "token");
   int fd = ArgFd(info, 3, "upstreamFd");
   std::string authority = info.Length() > 4 && info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : std::string();
-  std::string initial;
-  if (info.Length() > 5 && !info[5].IsNull() && !info[5].IsUndefined()) {
-    Napi::Buffer<uint8_t> b = ArgBuffer(info, 5, "initial");
-    initial.assign(reinterpret_cast<const char*>(b.Data()), b.Length());
-  }
+  std::string initial = relay::OptionalBytes(info, 5, "initial");
   // std::function needs a copyable callable: the socket rides in a shared_ptr.
   auto p = std::make_shared<PendingUpstream>();
   p->t = std::make_unique<relay::PlainTransport>(relay::DupSocket(env, fd, "upstream"));

@@ -163,6 +163,8 @@ class Loop {
   /** The loop running on this thread, or null. */
   static Loop* Current();
   int64_t NowMs() const { return now_; }
+  /** CLOCK_MONOTONIC_COARSE in ms: the clock of NowMs() and of timer deadlines, usable from any thread. */
+  static int64_t Clock();
   PipePool& pipes() { return pipes_; }
   char* scratch() { return scratch_.get(); }
   Engine* engine() const { return engine_; }
@@ -180,7 +182,6 @@ class Loop {
   void RunSoon();
   void Bury();
   void CloseAll(const char* reason);
-  static int64_t Clock();
 
   Engine* engine_;
   unsigned index_;
