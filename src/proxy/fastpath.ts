@@ -174,7 +174,10 @@ export class FastPath {
    */
   adoptTcpFd(fd: number, idleTimeoutMs: number, onClose: RelayCloseHandler, opts: TcpSessionOptions = {}): RelayedTcp | null {
     return this.tcpSession((closed, onEvent) => {
-      if (this.stopped) return null;
+      if (this.stopped) {
+        refuse(fd);
+        return null;
+      }
       let id: number;
       try {
         id = this.addon.relayTcpClient(this.engine, fd, null, idleTimeoutMs, opts.splice ?? true, true);
