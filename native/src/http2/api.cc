@@ -31,7 +31,7 @@ struct PendingUpstream {
   ~PendingUpstream() {
     if (!t) return;
     t.reset();
-    engine->Emit(relay::Event("upstream-closed", session).Num("up", token).Num("rx", 0).Num("tx", 0));
+    engine->Emit(h2::UpstreamClosed(session, token, 0, 0));
   }
 };
 

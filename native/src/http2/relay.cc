@@ -174,23 +174,47 @@ struct Relay::Upstream {
   }
 };
 
-Relay::Relay(RelayHost& host, const RelayOptions& opts) : host_(host), opts_(opts) {
-  nghttp2_session_callbacks* cb = nullptr;
-  if (nghttp2_session_callbacks_new(&cb) != 0) {
-    fatal_ = true;
-    return;
-  }
-  nghttp2_session_callbacks_set_on_begin_headers_callback(cb, OnBeginHeaders);
-  nghttp2_session_callbacks_set_on_header_callback(cb, OnHeader);
-  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, OnFrameRecv);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, OnDataChunk);
-  nghttp2_session_callbacks_set_on_stream_close_callback(cb, OnStreamClose);
-  nghttp2_option* opt = nullptr;
-  nghttp2_option_new(&opt);
-  nghttp2_option_set_no_auto_window_update(opt, 1);
-  int rv = nghttp2_session_server_new2(&down_, cb, this, opt);
+Relay::SessionSetup::~SessionSetup() {
   nghttp2_option_del(opt);
   nghttp2_session_callbacks_del(cb);
+}
+
+// nghttp2 copies callbacks and options into each session, so one immutable set per side serves every
+// connection on every thread (built once, on first use).
+const Relay::SessionSetup& Relay::ClientSide() {
+  static const SessionSetup setup = [] {
+    SessionSetup x;
+    if (nghttp2_session_callbacks_new(&x.cb) != 0 || nghttp2_option_new(&x.opt) != 0) return x;
+    nghttp2_session_callbacks_set_on_begin_headers_callback(x.cb, OnBeginHeaders);
+    nghttp2_session_callbacks_set_on_header_callback(x.cb, OnHeader);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(x.cb, OnFrameRecv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(x.cb, OnDataChunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(x.cb, OnStreamClose);
+    nghttp2_option_set_no_auto_window_update(x.opt, 1);
+    return x;
+  }();
+  return setup;
+}
+
+const Relay::SessionSetup& Relay::UpstreamSide() {
+  static const SessionSetup setup = [] {
+    SessionSetup x;
+    if (nghttp2_session_callbacks_new(&x.cb) != 0 || nghttp2_option_new(&x.opt) != 0) return x;
+    nghttp2_session_callbacks_set_on_header_callback(x.cb, UpOnHeader);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(x.cb, UpOnFrameRecv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(x.cb, UpOnDataChunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(x.cb, UpOnStreamClose);
+    nghttp2_session_callbacks_set_before_frame_send_callback(x.cb, UpBeforeFrameSend);
+    nghttp2_session_callbacks_set_on_frame_not_send_callback(x.cb, UpOnFrameNotSend);
+    nghttp2_option_set_no_auto_window_update(x.opt, 1);
+    return x;
+  }();
+  return setup;
+}
+
+Relay::Relay(RelayHost& host, const RelayOptions& opts) : host_(host), opts_(opts) {
+  const SessionSetup& setup = ClientSide();
+  int rv = setup.cb && setup.opt ? nghttp2_session_server_new2(&down_, setup.cb, this, setup.opt) : NGHTTP2_ERR_NOMEM;
   if (rv != 0) {
     down_ = nullptr;
     fatal_ = true;
@@ -278,7 +302,7 @@ int Relay::OnStreamClose(nghttp2_session* sess, int32_t stream_id, uint32_t, voi
   }
   r->ReleaseRequestBody(s);
   r->ReleaseResponseBody(s);
-  if (s->conn) r->Detach(s, true);
+  if (s->conn) r->Detach(s);
   nghttp2_session_set_stream_user_data(sess, stream_id, nullptr);
   r->streams_.erase(it);
   return 0;
@@ -330,7 +354,7 @@ void Relay::ClientLost() {
   // Cancel every upstream stream; the client streams vanish with the session.
   for (auto& [id, s] : streams_) {
     s->waiting = false;
-    if (s->conn) Detach(s.get(), true);
+    if (s->conn) Detach(s.get());
   }
   waiting_.clear();
   fatal_ = true;
@@ -350,23 +374,8 @@ uint32_t Relay::AttachUpstream(const std::string& authority) {
   u->id = next_up_id_++;
   u->authority = authority;
   u->relay = this;
-  nghttp2_session_callbacks* cb = nullptr;
-  if (nghttp2_session_callbacks_new(&cb) != 0) {
-    UpstreamUnavailable("out of memory");
-    return 0;
-  }
-  nghttp2_session_callbacks_set_on_header_callback(cb, UpOnHeader);
-  nghttp2_session_callbacks_set_on_frame_recv_callback(cb, UpOnFrameRecv);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, UpOnDataChunk);
-  nghttp2_session_callbacks_set_on_stream_close_callback(cb, UpOnStreamClose);
-  nghttp2_session_callbacks_set_before_frame_send_callback(cb, UpBeforeFrameSend);
-  nghttp2_session_callbacks_set_on_frame_not_send_callback(cb, UpOnFrameNotSend);
-  nghttp2_option* opt = nullptr;
-  nghttp2_option_new(&opt);
-  nghttp2_option_set_no_auto_window_update(opt, 1);
-  int rv = nghttp2_session_client_new2(&u->sess, cb, u.get(), opt);
-  nghttp2_option_del(opt);
-  nghttp2_session_callbacks_del(cb);
+  const SessionSetup& setup = UpstreamSide();
+  int rv = setup.cb && setup.opt ? nghttp2_session_client_new2(&u->sess, setup.cb, u.get(), setup.opt) : NGHTTP2_ERR_NOMEM;
   uint32_t id = u->id;
   if (rv != 0) {
     u->sess = nullptr;
@@ -717,15 +726,13 @@ bool Relay::Submit(Stream* s, Upstream* u) {
   return true;
 }
 
-void Relay::Detach(Stream* s, bool cancel) {
+void Relay::Detach(Stream* s) {
   Upstream* u = s->conn;
   if (!u) return;
   if (s->up_active) {
     s->up_active = false;
     u->active--;
-    if (cancel) {
-      if (s->up_opened) nghttp2_submit_rst_stream(u->sess, NGHTTP2_FLAG_NONE, s->up_id, NGHTTP2_CANCEL);
-    }
+    if (s->up_opened) nghttp2_submit_rst_stream(u->sess, NGHTTP2_FLAG_NONE, s->up_id, NGHTTP2_CANCEL);
   }
   ReleaseResponseBody(s);
   nghttp2_session_set_stream_user_data(u->sess, s->up_id, nullptr);

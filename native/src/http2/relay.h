@@ -102,6 +102,19 @@ class Relay {
   bool UpstreamRequested() const { return upstream_requested_; }
 
  private:
+  /** The callback table and options of one side's nghttp2 sessions (null members: out of memory). */
+  struct SessionSetup {
+    nghttp2_session_callbacks* cb = nullptr;
+    nghttp2_option* opt = nullptr;
+    SessionSetup() = default;
+    SessionSetup(SessionSetup&& o) noexcept : cb(std::exchange(o.cb, nullptr)), opt(std::exchange(o.opt, nullptr)) {}
+    SessionSetup(const SessionSetup&) = delete;
+    SessionSetup& operator=(const SessionSetup&) = delete;
+    ~SessionSetup();
+  };
+  static const SessionSetup& ClientSide();
+  static const SessionSetup& UpstreamSide();
+
   static int OnBeginHeaders(nghttp2_session*, const nghttp2_frame*, void*);
   static int OnHeader(nghttp2_session*, const nghttp2_frame*, const uint8_t*, size_t, const uint8_t*, size_t, uint8_t, void*);
   static int OnFrameRecv(nghttp2_session*, const nghttp2_frame*, void*);
@@ -119,7 +132,8 @@ class Relay {
 
   void Dispatch();
   bool Submit(Stream* s, Upstream* u);
-  void Detach(Stream* s, bool cancel);
+  /** Unlinks the stream from its upstream connection, cancelling the upstream stream if it is open. */
+  void Detach(Stream* s);
   void UpstreamFailedStream(Stream* s, uint32_t code, const std::string& why);
   void LocalReply(Stream* s, const std::string& reason);
   void SubmitResponse(Stream* s, bool end);

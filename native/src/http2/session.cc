@@ -32,10 +32,7 @@ void Http2Session::Idle::Report() {
   up.reset();
   side->t.reset();  // closing the fd also removes it from epoll
   if (engine) {
-    engine->Emit(relay::Event("upstream-closed", sessionId)
-                     .Num("up", side->token)
-                     .Num("rx", static_cast<double>(side->rx))
-                     .Num("tx", static_cast<double>(side->tx)));
+    engine->Emit(UpstreamClosed(sessionId, side->token, side->rx, side->tx));
   }
   side.reset();
 }
@@ -282,10 +279,7 @@ void Http2Session::KillUpstream(Side& s, const std::string& why) {
   relay_.UpstreamLost(s.rid, why);
   closedUpRx_ += s.rx;
   closedUpTx_ += s.tx;
-  loop()->Emit(relay::Event("upstream-closed", id())
-                   .Num("up", s.token)
-                   .Num("rx", static_cast<double>(s.rx))
-                   .Num("tx", static_cast<double>(s.tx)));
+  loop()->Emit(UpstreamClosed(id(), s.token, s.rx, s.tx));
   s.t.reset();  // closing the fd also removes it from epoll
   for (size_t i = 0; i < ups_.size(); i++) {
     if (ups_[i].get() == &s) {
@@ -300,7 +294,7 @@ void Http2Session::KillUpstream(Side& s, const std::string& why) {
 void Http2Session::Attach(std::unique_ptr<relay::Transport> t, uint32_t token, const std::string& authority, const std::string& initial) {
   if (ended_) {
     t.reset();
-    loop()->Emit(relay::Event("upstream-closed", id()).Num("up", token).Num("rx", 0).Num("tx", 0));
+    loop()->Emit(UpstreamClosed(id(), token, 0, 0));
     return;
   }
   auto side = std::make_unique<Side>();
@@ -348,7 +342,7 @@ void Http2Session::Finish(const char* reason, int err) {
   if (ended_) return;
   relay_.ClientLost();
   // A client that left normally leaves its idle upstream connections to the next client of the service.
-  bool park = poolKey_ != 0 && (strcmp(reason, "done") == 0 || strcmp(reason, "closed") == 0 || strcmp(reason, "client-reset") == 0);
+  bool park = strcmp(reason, "done") == 0 || strcmp(reason, "closed") == 0 || strcmp(reason, "client-reset") == 0;
   if (park) {
     std::vector<Side*> sides;
     for (auto& u : ups_) sides.push_back(u.get());
@@ -373,10 +367,7 @@ void Http2Session::Finish(const char* reason, int err) {
     upRx += u->rx;
     upTx += u->tx;
     u->dead = true;
-    loop()->Emit(relay::Event("upstream-closed", id())
-                     .Num("up", u->token)
-                     .Num("rx", static_cast<double>(u->rx))
-                     .Num("tx", static_cast<double>(u->tx)));
+    loop()->Emit(UpstreamClosed(id(), u->token, u->rx, u->tx));
     u->t.reset();
   }
   relay::Event ev("closed", id());

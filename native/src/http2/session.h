@@ -23,6 +23,11 @@
 
 namespace mx::h2 {
 
+/** The `upstream-closed` event {up, rx, tx} that ends JS's accounting of one upstream connection. */
+inline relay::Event UpstreamClosed(uint64_t session, uint32_t token, uint64_t rx, uint64_t tx) {
+  return relay::Event("upstream-closed", session).Num("up", token).Num("rx", static_cast<double>(rx)).Num("tx", static_cast<double>(tx));
+}
+
 /** Per-service counters shared by that service's sessions (any loop thread) and read by JS. */
 struct H2Counters {
   std::atomic<uint64_t> byClass[6] = {};  // index = status / 100 (0 unused)
