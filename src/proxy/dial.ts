@@ -10,7 +10,7 @@ import type tls from 'node:tls';
 import { UpstreamError } from './errors.js';
 import type { EndpointState } from './endpoints.js';
 import type { ServiceRuntime } from './runtime.js';
-import { secureUpstream } from './tls.js';
+import { secureUpstream, type UpstreamTls } from './tls.js';
 import { TlsSessionCache } from './tls-sessions.js';
 
 export interface Dialled {
@@ -113,14 +113,13 @@ export function pendingTlsFor(rt: ServiceRuntime, target: DialTarget): PendingTl
 export async function dialUpstream(rt: ServiceRuntime, alpn?: string[], order: EndpointState[] = rt.endpoints.order()): Promise<Dialled> {
   const { conn: raw, endpoint: st, target } = await dialEach(rt, order, (t) => connect(t, rt.deps.connectTimeoutMs));
   const dialled: Dialled = { socket: raw, endpoint: st, alpn: false, adopt: track(rt, st, raw) };
-  return rt.tls ? originateTls(rt, dialled, pendingTlsFor(rt, target), alpn) : dialled;
+  return rt.tls ? originateTls(rt, rt.tls, dialled, pendingTlsFor(rt, target), alpn) : dialled;
 }
 
 /** The Node TLS step over a dialled TCP connection; rejects (counted, logged) on failure. */
-async function originateTls(rt: ServiceRuntime, d: Dialled, p: PendingTls, alpn?: string[]): Promise<Dialled> {
-  if (!rt.tls) return d;
+async function originateTls(rt: ServiceRuntime, up: UpstreamTls, d: Dialled, p: PendingTls, alpn?: string[]): Promise<Dialled> {
   try {
-    const s = await secureUpstream(d.socket as net.Socket, rt.tls, p.dialledIp, alpn, rt.deps.connectTimeoutMs, p.sessionKey);
+    const s = await secureUpstream(d.socket as net.Socket, up, p.dialledIp, alpn, rt.deps.connectTimeoutMs, p.sessionKey);
     tlsEstablished(rt, s.isSessionReused());
     return { socket: s, endpoint: d.endpoint, alpn: s.alpnProtocol ?? false, adopt: d.adopt };
   } catch (e) {

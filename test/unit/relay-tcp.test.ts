@@ -511,7 +511,7 @@ test('relay: a stale handle (engine, HTTP/1 pool, HTTP/2 counters) is a TypeErro
   const counters = addon.h2CountersNew();
   // Live handles answer; a session id that is not a number is named as such.
   t.true(Array.isArray(addon.h1PoolStats(pool)) && Array.isArray(addon.h2CountersRead(counters)));
-  t.throws(() => addon.relayClose(engine, 'one' as unknown as number, false), { instanceOf: TypeError, message: 'id must be a number' });
+  t.throws(() => addon.relayClose(engine, 'one' as unknown as number, false), { instanceOf: TypeError, message: 'id must be a number, got one' });
   addon.h1PoolFree(pool);
   addon.h2CountersFree(counters);
   addon.relayStop(engine);

@@ -139,7 +139,7 @@ void WriteResponseHead(const Head& resp, const Head& req, bool close, std::strin
 // Whether the client connection may carry another request after this exchange.
 bool ClientKeepAlive(const Head& req, const Head& resp);
 // Whether the upstream connection may carry another request after this exchange.
-bool UpstreamReusable(const Head& req, const Head& resp);
+bool UpstreamReusable(const Head& resp);
 
 // A complete local response (used for 400/502/503 and the like).
 std::string LocalResponse(int status, std::string_view body, bool close);

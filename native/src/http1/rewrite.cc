@@ -94,8 +94,7 @@ bool ClientKeepAlive(const Head& req, const Head& resp) {
   return !(req.minor == 0 && resp.framing == Framing::Chunked);
 }
 
-bool UpstreamReusable(const Head& req, const Head& resp) {
-  (void)req;
+bool UpstreamReusable(const Head& resp) {
   return resp.keep_alive && resp.framing != Framing::Close && resp.framing != Framing::Tunnel;
 }
 

@@ -500,7 +500,7 @@ void Http1Session::UpstreamGone() {
 }
 
 void Http1Session::Finish() {
-  bool reusable = UpstreamReusable(req_, resp_) && req_done_ && !up_->eof && uin_.empty() && uout_.empty();
+  bool reusable = UpstreamReusable(resp_) && req_done_ && !up_->eof && uin_.empty() && uout_.empty();
   if (reusable) {
     up_->owner = nullptr;
     pool_->Release(std::move(up_), loop()->NowMs(), dead_);

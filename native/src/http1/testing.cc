@@ -146,7 +146,7 @@ Napi::Value H1Rewrite(const Napi::CallbackInfo& info) {
     h1::WriteResponseHead(resp, req, !keep, out);
     o.Set("response", out);
     o.Set("clientKeepAlive", keep);
-    o.Set("upstreamReusable", h1::UpstreamReusable(req, resp));
+    o.Set("upstreamReusable", h1::UpstreamReusable(resp));
   }
   return o;
 }

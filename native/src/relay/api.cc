@@ -39,7 +39,8 @@ uint64_t AdoptOrThrow(Napi::Env env, Engine* e, std::unique_ptr<Session> s) {
 }
 
 uint64_t SessionIdArg(const Napi::CallbackInfo& info, size_t i) {
-  if (info.Length() <= i || !info[i].IsNumber()) ThrowArg(info.Env(), "id must be a number");
+  if (info.Length() <= i || !info[i].IsNumber())
+    ThrowArg(info.Env(), "id must be a number, got " + (info.Length() <= i ? std::string("nothing") : info[i].ToString().Utf8Value()));
   return static_cast<uint64_t>(info[i].As<Napi::Number>().Int64Value());
 }
 

@@ -7,10 +7,6 @@ SessionCache::~SessionCache() {
     for (auto& e : kv.second.list) SSL_SESSION_free(e.sess);
 }
 
-std::string SessionCache::Key(const std::string& host, unsigned port, const std::string& servername) {
-  return host + "|" + std::to_string(port) + "|" + servername;
-}
-
 void SessionCache::EraseLocked(std::unordered_map<std::string, Slot>::iterator it) {
   for (auto& e : it->second.list) SSL_SESSION_free(e.sess);
   order_.erase(it->second.pos);

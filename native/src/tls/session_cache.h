@@ -28,9 +28,6 @@ class SessionCache {
   SessionCache(const SessionCache&) = delete;
   SessionCache& operator=(const SessionCache&) = delete;
 
-  /** The cache key for one upstream address and SNI (same text as TlsSessionCache.key). */
-  static std::string Key(const std::string& host, unsigned port, const std::string& servername);
-
   /** A session to offer to `key` (a reference the caller frees), removed when single-use; null when none. */
   SSL_SESSION* Take(const std::string& key);
   /** Stores a session from a verified connection; takes over the caller's reference. */

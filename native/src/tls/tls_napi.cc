@@ -37,7 +37,8 @@ std::string Bytes(const Napi::Object& o, const char* k) {
 int Version(Napi::Env env, const Napi::Object& o, const char* k) {
   Napi::Value v = o.Get(k);
   int n = v.IsNumber() ? v.As<Napi::Number>().Int32Value() : 0;
-  if (n < TLS1_VERSION || n > TLS1_3_VERSION) ThrowArg(env, std::string("tls: ") + k + " must be a TLS protocol number (0x0301..0x0304)");
+  if (n < TLS1_VERSION || n > TLS1_3_VERSION)
+    ThrowArg(env, std::string("tls: ") + k + " must be a TLS protocol number (0x0301..0x0304), got " + v.ToString().Utf8Value());
   return n;
 }
 
@@ -49,7 +50,8 @@ std::string AlpnWire(Napi::Env env, const Napi::Value& v) {
   auto a = v.As<Napi::Array>();
   for (uint32_t i = 0; i < a.Length(); i++) {
     std::string p = a.Get(i).ToString().Utf8Value();
-    if (p.empty() || p.size() > 255) ThrowArg(env, "tls: ALPN protocol names must be 1..255 bytes");
+    if (p.empty() || p.size() > 255)
+      ThrowArg(env, "tls: alpn[" + std::to_string(i) + "] must be 1..255 bytes, got " + std::to_string(p.size()));
     wire += static_cast<char>(p.size());
     wire += p;
   }
