@@ -295,6 +295,7 @@ test('http2: drain sends GOAWAY to the client and lets the in-flight stream fini
   req.on('data', (d: string) => (body += d));
   const ended = new Promise((r) => req.on('end', r));
   await requestIn;
+  t.is(nativeSessions(p), 1, 'the client connection is served by the native engine');
   const drained = p.proxy.drain(5000);
   await goaway;
   respond();

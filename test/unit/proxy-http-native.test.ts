@@ -56,6 +56,14 @@ test('native path: the proxy serves HTTP/1.1 clients in the engine, Node path st
     t.regex(text, /^HTTP\/1\.1 200 OK\r\n/);
     t.true(text.endsWith('GET /x 0'));
     t.is(p.proxy.dataPath(), dp);
+    // While a keep-alive client is connected, the engine holds its session (the Node path has no engine).
+    const c = net.connect({ host: '127.0.0.1', port: p.port });
+    let got = '';
+    c.on('data', (d: Buffer) => (got += d.toString()));
+    c.write('GET /y HTTP/1.1\r\nHost: h\r\n\r\n');
+    await until(() => got.endsWith('GET /y 0'), 'keep-alive answer');
+    t.is(p.proxy.relayStats()?.sessions ?? 0, dp === 'native' ? 1 : 0);
+    c.destroy();
     await p.proxy.close();
   }
   await closeServer(up.srv);
