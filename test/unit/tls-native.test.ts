@@ -226,8 +226,14 @@ test('native client: a server that never answers times out the handshake', async
   await closeServer(silent);
 });
 
-test('native context: Secured uses the system CA bundle path when caCert is absent; bad key material is a config error without the key', (t) => {
-  t.notThrows(() => context({}, [ipEp(1)], `${pki.dir}/ca.crt`));
+test('native context: Secured uses the system CA bundle path when caCert is absent; bad key material is a config error without the key', async (t) => {
+  // The "system" bundle is the test CA: a server it signed verifies, so the bundle was loaded and used.
+  const up = await echo(pki.good);
+  const r = await probe(context({}, [ipEp(up.port)], `${pki.dir}/ca.crt`).ctx, up.port);
+  t.true(r.ok, r.err?.message);
+  const none = await probe(context({}, [ipEp(up.port)], '/dev/null').ctx, up.port).catch((e: Error) => ({ ok: false, err: e }));
+  t.false(none.ok, 'an empty bundle verifies nothing');
+  await closeServer(up.srv);
   const s = svc({ endpoints: [ipEp(1)], tls: tlsCfg({ ca: pki.ca, cert: pki.client.cert, key: pki.good.key }) });
   // Node accepts this pair only if it matches; it does not, so tls.ts fails first with the same code.
   const e = t.throws(() => buildNativeUpstreamTls(addon, s, buildUpstreamTls(s, null))) as UpstreamError;
