@@ -8,6 +8,8 @@
 #include <string_view>
 #include <vector>
 
+#include "../http_common.h"
+
 namespace mx::h1 {
 
 /** RFC 9110 §5.6.2 tchar (method, field names, transfer codings). */
@@ -124,8 +126,7 @@ class BodyTracker {
 // Whether a header name is hop-by-hop (RFC 9110 §7.6.1 plus the legacy ones proxies drop).
 bool IsHopByHop(std::string_view lower_or_mixed_name);
 
-// Case-insensitive ASCII equality.
-bool IEquals(std::string_view a, std::string_view b);
+using http::IEquals;
 
 // Serialises the head to send upstream: the client's request line (its version), Host (host_override when
 // non-empty, else the client's), end-to-end fields, the message's own framing headers, Upgrade for

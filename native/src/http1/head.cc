@@ -10,8 +10,6 @@ namespace {
 
 constexpr bool IsOws(char c) { return c == ' ' || c == '\t'; }
 
-char Lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
-
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && IsOws(s.front())) s.remove_prefix(1);
   while (!s.empty() && IsOws(s.back())) s.remove_suffix(1);
@@ -156,13 +154,6 @@ bool ParseFields(std::string_view rest, Head& h, Error& err, int bad) {
 }
 
 }  // namespace
-
-bool IEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); i++)
-    if (Lower(a[i]) != Lower(b[i])) return false;
-  return true;
-}
 
 Status HeadScanner::Scan(const char* buf, size_t len, Error& err) {
   const int too_big = kind_ == Kind::Request ? 431 : 502;

@@ -16,11 +16,6 @@ namespace {
 
 constexpr int kMaxRounds = 16;
 
-// RFC 9110 §9.2.2: may be sent again when the first try surely did not run.
-bool Idempotent(std::string_view m) {
-  return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "PUT" || m == "DELETE" || m == "TRACE";
-}
-
 const char* ErrName(int err) {
   const char* n = err ? strerrorname_np(err) : nullptr;
   return n ? n : "ECONNRESET";
@@ -417,7 +412,6 @@ bool Http1Session::StepExchange() {
     Status st = resp_scan_.Scan(uin_.data(), uin_.size(), err);
     if (st == Status::Partial) break;
     if (st == Status::Failed || (resp_head_.assign(uin_.data(), resp_scan_.end()), !ParseResponse(resp_head_, req_.method, resp_, err))) {
-      DropUpstream();
       pool_->CountStatus(502);
       Report(502, "upstream sent an invalid response: " + err.reason);
       LocalReply(502, "upstream sent an invalid response: " + err.reason, false);
@@ -483,7 +477,7 @@ void Http1Session::UpstreamGone() {
   bool nothing = !resp_any_;
   int err = up_->err;
   DropUpstream();
-  if (nothing && reused_ && !retried_ && Idempotent(req_.method) && req_body_sent_ == 0) {
+  if (nothing && reused_ && !retried_ && http::IdempotentMethod(req_.method) && req_body_sent_ == 0) {
     // The keep-alive race: the upstream closed the pooled connection as we reused it. The request never
     // reached it, so it goes once more on a fresh connection (Envoy's reset-before-request retry).
     retried_ = true;

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "../http_common.h"
+
 namespace mx::h2 {
 
 namespace {
@@ -43,16 +45,7 @@ bool ConnectionSpecific(const std::string& name) {
          name == "upgrade" || name == "host" || name == "http2-settings";
 }
 
-bool IEquals(const std::string& a, const char* b) {
-  size_t n = std::strlen(b);
-  if (a.size() != n) return false;
-  for (size_t i = 0; i < n; i++) {
-    char c = a[i];
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    if (c != b[i]) return false;
-  }
-  return true;
-}
+using http::IEquals;
 
 /** nghttp2 name/value array over `h`; the strings must outlive the submit call (nghttp2 copies them). */
 std::vector<nghttp2_nv> ToNv(const Headers& h) {
@@ -82,11 +75,10 @@ std::string GrpcMessage(const std::string& text) {
   return out;
 }
 
-/** RFC 9110 §9.2.2 idempotent methods: safe to send again when the first try surely got no answer (as http1.ts). */
+/** Whether the request's method may be sent again (as http1.ts and the HTTP/1 session decide). */
 bool Idempotent(const Headers& req) {
-  for (const auto& [k, v] : req) {
-    if (k == ":method") return v == "GET" || v == "HEAD" || v == "OPTIONS" || v == "PUT" || v == "DELETE" || v == "TRACE";
-  }
+  for (const auto& [k, v] : req)
+    if (k == ":method") return http::IdempotentMethod(v);
   return false;
 }
 
