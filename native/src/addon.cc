@@ -38,6 +38,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("relayListen", Napi::Function::New(env, mx::RelayListen));
   exports.Set("relayTcpClient", Napi::Function::New(env, mx::RelayTcpClient));
   exports.Set("relayTcpConnect", Napi::Function::New(env, mx::RelayTcpConnect));
+  exports.Set("relayRoutes", Napi::Function::New(env, mx::RelayRoutes));
+  exports.Set("relayRouteHealth", Napi::Function::New(env, mx::RelayRouteHealth));
   exports.Set("relayStats", Napi::Function::New(env, mx::RelayStats));
   exports.Set("relayRef", Napi::Function::New(env, mx::RelayRef));
   exports.Set("h1ParseHead", Napi::Function::New(env, mx::H1ParseHead));

@@ -40,6 +40,8 @@ Napi::Value RelayClose(const Napi::CallbackInfo& info);
 Napi::Value RelayListen(const Napi::CallbackInfo& info);
 Napi::Value RelayTcpClient(const Napi::CallbackInfo& info);
 Napi::Value RelayTcpConnect(const Napi::CallbackInfo& info);
+Napi::Value RelayRoutes(const Napi::CallbackInfo& info);
+Napi::Value RelayRouteHealth(const Napi::CallbackInfo& info);
 Napi::Value RelayStats(const Napi::CallbackInfo& info);
 Napi::Value RelayRef(const Napi::CallbackInfo& info);
 // HTTP/1.1 codec, exported for its unit tests (native/src/http1/testing.cc).

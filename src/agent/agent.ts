@@ -125,6 +125,8 @@ export class Agent {
         pinRoot: cfg.pinRoot,
         log: this.log.child({ component: 'redirect' }),
       });
+      // The native engine takes original destinations from the map itself, and routes plain TCP services alone.
+      this.proxy.useOriginalDstMap(this.redirector.peerOrigMapFd());
     }
 
     await this.syncOutbounds(snapshot);

@@ -37,6 +37,8 @@ export function endpointKey(e: CompiledEndpoint): string {
 export class EndpointSet {
   readonly states: EndpointState[];
   private next = 0;
+  /** Hears each change of an endpoint's back-off (index in `states`, ms left; 0 = healthy again), e.g. to tell the engine's routes. */
+  onHealth: ((index: number, downForMs: number) => void) | undefined;
 
   constructor(
     endpoints: CompiledEndpoint[],
@@ -51,6 +53,22 @@ export class EndpointSet {
     if (n === 0) return [];
     const start = this.next;
     this.next = (this.next + 1) % n;
+    return this.orderAt(start);
+  }
+
+  /**
+   * The order of a connection whose first attempt already went to `first` (the engine picked it as order()
+   * would have): `first`, then the others as order() lists them from there.
+   */
+  orderFrom(first: EndpointState): EndpointState[] {
+    const i = this.states.indexOf(first);
+    if (i < 0) return this.order();
+    const rest = this.orderAt(i).filter((s) => s !== first);
+    return [first, ...rest];
+  }
+
+  private orderAt(start: number): EndpointState[] {
+    const n = this.states.length;
     const t = this.now();
     const healthy: EndpointState[] = [];
     const down: EndpointState[] = [];
@@ -65,9 +83,11 @@ export class EndpointSet {
 
   /** Records a successful connect. */
   success(s: EndpointState): void {
+    const wasDown = s.backoffUntil !== 0;
     s.consecutiveFailures = 0;
     s.backoffUntil = 0;
     s.lastError = undefined;
+    if (wasDown) this.onHealth?.(this.states.indexOf(s), 0);
   }
 
   /** Records a failed connect; starts or extends the back-off once the threshold is reached. */
@@ -76,7 +96,9 @@ export class EndpointSet {
     s.lastError = why;
     if (s.consecutiveFailures >= FAIL_THRESHOLD) {
       const exp = Math.min(s.consecutiveFailures - FAIL_THRESHOLD, 10);
-      s.backoffUntil = this.now() + Math.min(BACKOFF_BASE_MS * 2 ** exp, BACKOFF_MAX_MS);
+      const ms = Math.min(BACKOFF_BASE_MS * 2 ** exp, BACKOFF_MAX_MS);
+      s.backoffUntil = this.now() + ms;
+      this.onHealth?.(this.states.indexOf(s), ms);
     }
   }
 

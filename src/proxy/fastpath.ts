@@ -6,7 +6,7 @@
  */
 import { closeSync } from 'node:fs';
 import net from 'node:net';
-import { native, type NativeAddon, type RelayClosedEvent, type RelayEvent, type RelayStats, type RelayTlsEvent, type RelayUpstreamTls } from '../redirect/native.js';
+import { native, type NativeAddon, type RelayClosedEvent, type RelayEvent, type RelayListenRouting, type RelayRouteTable, type RelayStats, type RelayTlsEvent, type RelayUpstreamTls } from '../redirect/native.js';
 
 export type DataPath = 'native' | 'node';
 
@@ -73,6 +73,11 @@ export interface RelayedTcp extends RelayedConnection {
    * event, before any later event of the session is handled. Rejects with a RelayConnectError.
    */
   connect(address: string, port: number, timeoutMs: number, onConnected: () => void, tls?: RelayUpstreamTls): Promise<void>;
+  /**
+   * Waits for the connect the engine started by itself (a routed connection's first attempt; `tls`: it
+   * originates TLS): settles like connect().
+   */
+  started(onConnected: () => void, tls: boolean): Promise<void>;
 }
 
 export interface TcpSessionOptions {
@@ -81,13 +86,36 @@ export interface TcpSessionOptions {
   onTls?: RelayTlsHandler;
 }
 
-/** A connection the engine accepted; the fd is the receiver's to relay, wrap in a net.Socket or close. */
-export interface AcceptedConn {
-  fd: number;
+/** The addresses of a connection the engine accepted. */
+interface AcceptedAddresses {
   remoteAddress: string;
   remotePort: number;
   localAddress: string;
   localPort: number;
+}
+
+/** A connection the engine accepted; the fd is the receiver's to relay, wrap in a net.Socket or close. */
+export interface AcceptedConn extends AcceptedAddresses {
+  fd: number;
+  /** The original destination the engine looked up for it (null: none known); undefined when it did not look. */
+  dst?: { address: string; port: number } | null;
+}
+
+/**
+ * A connection the engine accepted and routed by itself (relayRoutes): session `session` is connecting to
+ * target `target` of route `route`. `live` is false when nobody may serve it any more (its listener closed,
+ * or the engine stopped); the engine has then been told to reset it.
+ */
+export interface RoutedConn extends AcceptedAddresses {
+  session: number;
+  route: number;
+  target: number;
+  live: boolean;
+}
+
+/** How a listener routes in the engine, and who hears of the connections it routed. */
+export interface ListenRouting extends RelayListenRouting {
+  onRouted: (c: RoutedConn) => void;
 }
 
 /** A listening socket whose connections the engine accepts. */
@@ -155,7 +183,7 @@ export class FastPath {
   /** Routes a new session's events to its handlers; open sessions keep the process alive as sockets would. */
   private register(id: number, onClose: RelayCloseHandler, onEvent?: RelayEventHandler): void {
     this.handlers.set(id, onClose);
-    if (this.handlers.size === 1) this.addon.relayRef(this.engine, true);
+    if (this.handlers.size === 1 && !this.stopped) this.addon.relayRef(this.engine, true);
     if (onEvent) this.eventHandlers.set(id, onEvent);
   }
 
@@ -189,6 +217,24 @@ export class FastPath {
     }, onClose, opts);
   }
 
+  /** Takes over a session the engine made for a routed connection (RoutedConn); its first connect is under way. */
+  adoptRouted(session: number, onClose: RelayCloseHandler, opts: TcpSessionOptions = {}): RelayedTcp {
+    return this.tcpSession((closed, onEvent) => {
+      this.register(session, closed, onEvent);
+      return session;
+    }, onClose, opts) as RelayedTcp;
+  }
+
+  /** Installs the engine's routes (see RelayRouteTable); returns the routes gone and how many connections each routed. */
+  routes(table: RelayRouteTable): Array<{ id: number; routed: number }> {
+    return this.stopped ? [] : this.addon.relayRoutes(this.engine, table);
+  }
+
+  /** Tells the engine a route target's passive health (back-off left in ms; 0: healthy). */
+  routeHealth(route: number, target: number, downForMs: number): void {
+    if (!this.stopped) this.addon.relayRouteHealth(this.engine, route, target, Math.max(0, Math.ceil(downForMs)));
+  }
+
   /** The connect machinery of a TCP session that `place` puts into the engine (returning its id, or null). */
   private tcpSession(place: (closed: RelayCloseHandler, onEvent: RelayEventHandler) => number | null, onClose: RelayCloseHandler, opts: TcpSessionOptions): RelayedTcp | null {
     let pending: { resolve: () => void; reject: (e: RelayConnectError) => void; onConnected: () => void } | undefined;
@@ -214,6 +260,11 @@ export class FastPath {
     if (id === null) return null;
     if (opts.onTls) this.tlsHandlers.set(id, opts.onTls);
     let tlsCounted = false;
+    const countTls = (): void => {
+      if (tlsCounted) return;
+      tlsCounted = true;
+      this.tlsHandedOver++;
+    };
     return {
       id,
       close: (reset) => this.close(id, reset),
@@ -224,10 +275,14 @@ export class FastPath {
           const r = tls ? this.addon.relayTcpConnect(this.engine, id, address, port, timeoutMs, tls) : this.addon.relayTcpConnect(this.engine, id, address, port, timeoutMs);
           if (r === 'ESRCH') return reject(connectError('ESESSIONGONE', false));
           if (r !== '') return reject(connectError(r, false));
-          if (tls && !tlsCounted) {
-            tlsCounted = true;
-            this.tlsHandedOver++;
-          }
+          if (tls) countTls();
+          pending = { resolve, reject, onConnected };
+        }),
+      started: (onConnected, tls) =>
+        new Promise<void>((resolve, reject) => {
+          if (pending) throw new Error(`session ${id} is already connecting`);
+          if (!this.handlers.has(id)) return reject(connectError('ESESSIONGONE', false));
+          if (tls) countTls();
           pending = { resolve, reject, onConnected };
         }),
     };
@@ -239,11 +294,13 @@ export class FastPath {
    * the bind/listen error shaped like Node's (`listen EADDRINUSE: address already in use 127.0.0.1:8080`,
    * code, errno, syscall 'listen'). After close() no connection reaches `onAccepted`.
    */
-  listen(address: string, port: number, onAccepted: (c: AcceptedConn) => void, onError: (code: string, fatal: boolean) => void): EngineListener {
+  listen(address: string, port: number, onAccepted: (c: AcceptedConn) => void, onError: (code: string, fatal: boolean) => void, routing?: ListenRouting): EngineListener {
     if (this.stopped) throw new Error('the native engine has stopped');
     let r: { id: number; address: string; family: string; port: number };
     try {
-      r = this.addon.relayListen(this.engine, address, port, LISTEN_BACKLOG);
+      r = routing
+        ? this.addon.relayListen(this.engine, address, port, LISTEN_BACKLOG, { ...(routing.routeKey !== undefined ? { routeKey: routing.routeKey } : {}), ...(routing.transparent ? { transparent: true } : {}) })
+        : this.addon.relayListen(this.engine, address, port, LISTEN_BACKLOG);
     } catch (e) {
       const x = e as Error & { errnoName?: string; errno?: number };
       const code = x.errnoName ?? 'EINVAL';
@@ -260,7 +317,12 @@ export class FastPath {
         const fd = ev['fd'] as number;
         // Accepted before the close (or the engine's stop) took effect: nothing may serve it any more.
         if (closed || this.stopped) refuse(fd);
-        else onAccepted({ fd, remoteAddress: ev['peer'] as string, remotePort: ev['peerPort'] as number, localAddress: ev['local'] as string, localPort: ev['localPort'] as number });
+        else onAccepted({ fd, ...addresses(ev), ...(typeof ev['dst'] === 'string' ? { dst: ev['dst'] ? { address: ev['dst'], port: ev['dstPort'] as number } : null } : {}) });
+      } else if (ev.kind === 'routed' && routing) {
+        const live = !closed && !this.stopped;
+        const session = ev['session'] as number;
+        if (!live && !this.stopped) this.addon.relayClose(this.engine, session, true);
+        routing.onRouted({ session, route: ev['route'] as number, target: ev['target'] as number, live, ...addresses(ev) });
       } else if (ev.kind === 'accept-error') {
         onError(String(ev['error']), false);
       }
@@ -394,6 +456,11 @@ export class FastPath {
     this.eventHandlers.delete(ev.id);
     h(ev as RelayClosedEvent);
   }
+}
+
+/** The client and local addresses of an `accepted` or `routed` event. */
+function addresses(ev: { [field: string]: string | number }): AcceptedAddresses {
+  return { remoteAddress: ev['peer'] as string, remotePort: ev['peerPort'] as number, localAddress: ev['local'] as string, localPort: ev['localPort'] as number };
 }
 
 /** Refuses an accepted connection nobody will serve: RST, as the kernel does for a closed listener's backlog. */

@@ -15,8 +15,9 @@ import { EndpointResolver, type DnsResolver } from './resolve.js';
 import { dataPathFingerprint, ServiceRuntime } from './runtime.js';
 import { detectSystemCa } from './system-ca.js';
 import { sniffHttp2 } from './sniff.js';
-import { handleTcp, relayAcceptedTcp, TCP_IDLE_TIMEOUT_MS } from './tcp.js';
-import { FastPath, type AcceptedConn, type DataPath } from './fastpath.js';
+import { handleTcp, relayAcceptedTcp, relayRoutedTcp, TCP_IDLE_TIMEOUT_MS } from './tcp.js';
+import { FastPath, type AcceptedConn, type DataPath, type RoutedConn } from './fastpath.js';
+import { EngineRoutes, outboundRouteKey, type OriginalDstSource } from './engine-routes.js';
 import type { ConnState } from './conn.js';
 import type { RelayStats } from '../redirect/native.js';
 import { Http1Handler } from './http1.js';
@@ -59,6 +60,8 @@ export interface ConnAddresses {
   remotePort?: number | undefined;
   localAddress?: string | undefined;
   localPort?: number | undefined;
+  /** The original destination the engine already looked up (null: unknown); undefined when it did not. */
+  dst?: { address: string; port: number } | null;
 }
 
 /** A listening socket, in Node or in the native engine. */
@@ -97,6 +100,10 @@ export class Proxy {
   private readonly tcpIdleTimeoutMs: number;
   /** HTTP/1.x sessions in the native engine (created with the first one). */
   private h1n: Http1Native | undefined;
+  /** The routes the engine serves alone (plain TCP services), once it runs. */
+  private engineRoutes: EngineRoutes | undefined;
+  /** mx_peer_orig, when the redirector gave it (the engine then looks original destinations up itself). */
+  private origMapFd: number | null = null;
 
   constructor(private readonly opts: ProxyOptions) {
     this.log = opts.log.child({ component: 'proxy' });
@@ -137,7 +144,9 @@ export class Proxy {
     const threads = this.opts.dataThreads ?? 1;
     try {
       this.fast = FastPath.start(threads);
+      this.engineRoutes = new EngineRoutes(this.fast, this.log);
       this.log.info({ threads }, 'native data path started');
+      this.installRoutes();
     } catch (e) {
       this.fast = null;
       this.log.warn({ err: (e as Error).message }, 'native data path unavailable; relaying TCP and HTTP/1 in Node');
@@ -166,6 +175,7 @@ export class Proxy {
     this.runtimes = next;
     this.byId = new Map(s.services.map((x) => [x.id, x]));
     this.snapshot = s;
+    this.installRoutes();
     // Removed services must not leave series behind, or /stats grows with every reload.
     const live = new Set(s.services.map((x) => x.kri));
     for (const kri of this.metrics.keys()) {
@@ -176,6 +186,32 @@ export class Proxy {
       }
     }
     this.log.info({ generation: s.generation, services: s.services.length }, 'snapshot applied');
+  }
+
+  /**
+   * Gives the engine the BPF map of original destinations (mx_peer_orig) so that the transparent listener
+   * routes redirected TCP connections itself; null takes it back (original destinations then come from the
+   * `originalDst` option again).
+   */
+  useOriginalDstMap(fd: number | null): void {
+    this.origMapFd = fd;
+    this.installRoutes();
+  }
+
+  /** Where the engine's transparent listener takes original destinations from. */
+  private origin(): OriginalDstSource {
+    if (!this.opts.originalDst) return { source: 'local' };
+    return this.origMapFd !== null ? { source: 'map', mapFd: this.origMapFd } : { source: 'none' };
+  }
+
+  /** Tells the engine which services it may route alone; on failure every connection keeps going through JS. */
+  private installRoutes(): void {
+    if (!this.fast || !this.engineRoutes) return;
+    try {
+      this.engineRoutes.install(this.snapshot, this.runtimes, this.origin(), this.tcpIdleTimeoutMs);
+    } catch (e) {
+      this.log.error({ err: (e as Error).message }, 'cannot install routes in the native engine');
+    }
   }
 
   /** Drops a removed service's series once no client connection of it is open any more. */
@@ -240,7 +276,7 @@ export class Proxy {
   /** A listener whose connections the native engine accepts, so those it relays never become Node sockets. */
   private listenInEngine(fast: FastPath, addr: { address: string; port: number }, serviceId: string | undefined): net.AddressInfo {
     let loggedAt = -Infinity;
-    const l = fast.listen(addr.address, addr.port, (c) => this.acceptFd(c, serviceId), (code, fatal) => {
+    const onError = (code: string, fatal: boolean): void => {
       if (fatal) {
         this.log.error({ listener: listenKey(addr), err: code }, 'listener failed; no longer accepting');
         return;
@@ -248,7 +284,9 @@ export class Proxy {
       if (Date.now() - loggedAt < 10_000) return;
       loggedAt = Date.now();
       this.log.error({ listener: listenKey(addr), err: code }, 'cannot accept connections; retrying every 100 ms');
-    });
+    };
+    const routing = { ...(serviceId !== undefined ? { routeKey: outboundRouteKey(serviceId) } : { transparent: true }), onRouted: (c: RoutedConn) => this.acceptRouted(c) };
+    const l = fast.listen(addr.address, addr.port, (c) => this.acceptFd(c, serviceId), onError, routing);
     this.listening(addr, l.address, l, serviceId);
     return l.address;
   }
@@ -271,7 +309,7 @@ export class Proxy {
       }
       return svc;
     }
-    const dst = this.originalDst(conn);
+    const dst = conn.dst !== undefined ? conn.dst : this.originalDst(conn);
     const svc = dst ? this.snapshot.byVipPort.get(vipPortKey(dst.address, dst.port)) : undefined;
     if (!svc) {
       this.noRoute.inc();
@@ -331,6 +369,20 @@ export class Proxy {
       return;
     }
     this.serve(sock, rt, state);
+  }
+
+  /** A connection the engine routed itself: its session is already connecting to the endpoint the engine picked. */
+  private acceptRouted(c: RoutedConn): void {
+    const rt = this.engineRoutes?.take(c.route);
+    if (!c.live || !this.fast) return;
+    if (!rt) {
+      // Cannot happen while EngineRoutes counts right; never leave the session unserved if it does.
+      this.noRoute.inc();
+      this.log.error({ client: `${c.remoteAddress}:${c.remotePort}`, route: c.route }, 'the engine routed a connection by an unknown route; closing');
+      this.fast.adoptRouted(c.session, () => {}).close(true);
+      return;
+    }
+    relayRoutedTcp(c, rt, this.begin(rt.service, rt), this.fast, this.tcpIdleTimeoutMs);
   }
 
   /** Hands a Node socket to its service's protocol handler (or denies it). */
@@ -417,6 +469,7 @@ export class Proxy {
     const engine = this.fast?.engineHandle ?? null;
     this.fast?.stop();
     if (this.fast) this.fast = undefined;
+    this.engineRoutes = undefined;
     if (engine !== null) this.h1n?.engineStopped(engine);
     for (const rt of this.runtimes.values()) rt.close();
     this.runtimes.clear();

@@ -3,7 +3,7 @@ import net from 'node:net';
 import { connectFailure, dialEach, dialUpstream, pendingTlsFor, tlsEstablished, tlsFailed, trackEngine } from './dial.js';
 import type { ConnState } from './conn.js';
 import type { EndpointState } from './endpoints.js';
-import type { AcceptedConn, FastPath, RelayCloseHandler, RelayConnectError, RelayedTcp, TcpSessionOptions } from './fastpath.js';
+import type { AcceptedConn, FastPath, RelayCloseHandler, RelayConnectError, RelayedTcp, RoutedConn, TcpSessionOptions } from './fastpath.js';
 import type { ServiceRuntime } from './runtime.js';
 import { isTlsError, tlsErrorFrom } from './tls.js';
 import { nativeTlsError, nativeTlsFor } from './tls-native.js';
@@ -80,11 +80,22 @@ export function relayAcceptedTcp(conn: AcceptedConn, rt: ServiceRuntime, state: 
 }
 
 /**
+ * Serves a connection the engine routed by itself (engine routes): its session exists and is connecting to
+ * the endpoint the engine picked; accounting, logs and failover from there on are relayInEngine's.
+ */
+export function relayRoutedTcp(conn: RoutedConn, rt: ServiceRuntime, state: ConnState, fast: FastPath, idleTimeoutMs: number = TCP_IDLE_TIMEOUT_MS): void {
+  const first = rt.endpoints.states[conn.target];
+  const who = `${conn.remoteAddress}:${conn.remotePort}`;
+  const tls = rt.tls ? nativeTlsFor(rt) : undefined;
+  relayInEngine(who, rt, state, idleTimeoutMs, tls, (onClose, o) => fast.adoptRouted(conn.session, onClose, o), first);
+}
+
+/**
  * Puts the client connection into the native engine (`place`), which then connects to the endpoints dialEach
  * picks (failover stays here) and relays, originating TLS when `tls` is given; false when the engine refused
  * the connection. Metrics and logs match the Node path's (dial.ts, pipeInNode).
  */
-function relayInEngine(who: string, rt: ServiceRuntime, state: ConnState, idleMs: number, tls: NativeTlsContext | undefined, place: (onClose: RelayCloseHandler, opts: TcpSessionOptions) => RelayedTcp | null): boolean {
+function relayInEngine(who: string, rt: ServiceRuntime, state: ConnState, idleMs: number, tls: NativeTlsContext | undefined, place: (onClose: RelayCloseHandler, opts: TcpSessionOptions) => RelayedTcp | null, startedAt?: EndpointState): boolean {
   let endpoint: EndpointState | undefined;
   let finishUpstream: ((rx: number, tx: number) => void) | undefined;
   const onClosed = (ev: RelayClosedEvent): void => {
@@ -108,13 +119,22 @@ function relayInEngine(who: string, rt: ServiceRuntime, state: ConnState, idleMs
   if (!relayed) return false;
   state.relayed = relayed;
   const timeoutMs = rt.deps.connectTimeoutMs;
-  dialEach(rt, rt.endpoints.order(), (target, st) => {
-    const upTls: RelayUpstreamTls | undefined = tls ? { context: tls, ...pendingTlsFor(rt, target), handshakeTimeoutMs: timeoutMs } : undefined;
+  // A routed connection's first attempt (to `startedAt`) is already under way in the engine.
+  let started = startedAt;
+  dialEach(rt, startedAt ? rt.endpoints.orderFrom(startedAt) : rt.endpoints.order(), (target, st) => {
     const onConnected = (): void => {
       endpoint = st;
       finishUpstream = trackEngine(rt, st);
     };
-    return relayed.connect(target.path ?? (target.host as string), target.port ?? 0, timeoutMs, onConnected, upTls).catch((e: unknown) => {
+    let attempt: Promise<void>;
+    if (started === st) {
+      started = undefined;
+      attempt = relayed.started(onConnected, tls !== undefined);
+    } else {
+      const upTls: RelayUpstreamTls | undefined = tls ? { context: tls, ...pendingTlsFor(rt, target), handshakeTimeoutMs: timeoutMs } : undefined;
+      attempt = relayed.connect(target.path ?? (target.host as string), target.port ?? 0, timeoutMs, onConnected, upTls);
+    }
+    return attempt.catch((e: unknown) => {
       // Only an attempt that failed to connect moves on to the next target; anything else ends the loop.
       const c = e as Partial<RelayConnectError>;
       if (typeof c.timedOut !== 'boolean' || c.code === 'ESESSIONGONE') throw e;

@@ -348,6 +348,11 @@ export class Redirector {
     return { ...placed, id };
   }
 
+  /** mx_peer_orig's fd, for a proxy engine that takes original destinations itself (as takeOriginalDst does). */
+  peerOrigMapFd(): number {
+    return this.fd('mx_peer_orig');
+  }
+
   /** Takes (lookup-and-delete) the original destination of an accepted connection. */
   takeOriginalDst(peer: { address: string; port: number }, localPort: number): { address: string; port: number } | null {
     const key = encodePeerKey(peer.address, peer.port, localPort);

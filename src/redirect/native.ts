@@ -119,6 +119,38 @@ export interface RelayUpstreamTls {
   handshakeTimeoutMs: number;
 }
 
+/**
+ * How a listener finds engine routes for its connections: every connection by `routeKey` (an outbound
+ * listener), or by original destination `<vip>:<port>` (`transparent`). A connection with a route becomes
+ * an engine session at once, connecting to the route's next target, and JS gets a `routed` event {session,
+ * route, target, peer, peerPort, local, localPort}; the others come as `accepted` events, with {dst, dstPort}
+ * when the engine looked the original destination up ("" when unknown).
+ */
+export interface RelayListenRouting {
+  routeKey?: string;
+  transparent?: boolean;
+}
+
+/** The routes the engine may serve without asking JS: plain TCP services with IP or unix endpoints. */
+export interface RelayRouteTable {
+  /** Where the transparent listener takes original destinations from: nowhere (JS does), the local address, or mx_peer_orig (`mapFd`, dup'd). */
+  source: 'none' | 'local' | 'map';
+  mapFd?: number;
+  routes: RelayRoute[];
+}
+
+export interface RelayRoute {
+  /** Stable while the route's content is: a route id already installed keeps its state and ignores the new content. */
+  id: number;
+  /** `@<serviceId>` (outbound listener) and `<vip>:<port>` (transparent listener). */
+  keys: string[];
+  /** In endpoint order; the engine picks the first connect target as EndpointSet.order() would. */
+  targets: Array<{ address: string; port: number; sessionKey?: string; dialledIp?: string }>;
+  tls?: { context: NativeTlsContext; handshakeTimeoutMs: number };
+  connectTimeoutMs: number;
+  idleTimeoutMs: number;
+}
+
 /** Any event of the relay engine; session kinds other than tcp add their own kinds. */
 export type RelayEvent = RelayClosedEvent | RelayTlsEvent | { kind: string; id: number; [field: string]: string | number };
 
@@ -216,7 +248,14 @@ export interface NativeAddon {
    * comes as an `accepted` event {fd, peer, peerPort, local, localPort} whose fd JS then owns; `accept-error`
    * {error} when accepting pauses (out of fds). Close it with relayClose. Throws (errnoName, syscall) on failure.
    */
-  relayListen(engine: number, address: string, port: number, backlog: number): { id: number; address: string; family: string; port: number };
+  relayListen(engine: number, address: string, port: number, backlog: number, routing?: RelayListenRouting): { id: number; address: string; family: string; port: number };
+  /**
+   * Installs the routes the engine serves alone (see RelayRouteTable); returns the routes no longer installed
+   * with how many connections each routed in all (no later `routed` event can name them).
+   */
+  relayRoutes(engine: number, table: RelayRouteTable): Array<{ id: number; routed: number }>;
+  /** Marks a route's target backed off for `downForMs` (0: healthy again); false when it is not installed. */
+  relayRouteHealth(engine: number, route: number, target: number, downForMs: number): boolean;
   /**
    * Starts a non-blocking connect from the engine to `address`:`port` (an IPv4/IPv6 literal; port 0: `address`
    * is a unix socket path) for session `id`, optionally originating TLS on it. Returns "" when the attempt is

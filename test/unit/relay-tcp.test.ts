@@ -156,7 +156,8 @@ test.serial('relay: drain force-closes relayed connections at its deadline and s
   const env = await setup(() => {});
   const conns = await Promise.all([connect(env.port), connect(env.port)]);
   const closed = conns.map(collect);
-  await until(() => env.proxy.relayStats()?.sessions === 2, 'hand-over');
+  // The engine routes and connects before JS hears of a connection: wait for both sides.
+  await until(() => env.proxy.relayStats()?.sessions === 2 && env.proxy.activeConnections() === 2, 'hand-over');
   t.is(env.proxy.activeConnections(), 2);
   t.is(env.stats.get('meshext_relay_sessions'), 2);
   const { remaining } = await env.proxy.drain(20);

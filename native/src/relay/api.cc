@@ -16,8 +16,10 @@
 #include "engine.h"
 #include "handover.h"
 #include "listener.h"
+#include "routes.h"
 #include "sockaddr.h"
 #include "tcp_session.h"
+#include "../tls/tls_napi.h"
 #include "../tls/tls_transport.h"
 
 namespace mx {
@@ -99,39 +101,6 @@ Napi::Value RelayTcpClient(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(relay::AdoptOrThrow(env, e, std::move(session))));
 }
 
-namespace {
-
-/** A non-blocking stream socket with connect(2) started towards ip:port (port > 0) or a unix path (port 0). */
-relay::UniqueFd StartConnect(const std::string& address, uint32_t port, int* err) {
-  sockaddr_storage ss{};
-  socklen_t len = 0;
-  int family;
-  if (port == 0) {
-    auto* un = reinterpret_cast<sockaddr_un*>(&ss);
-    if (address.empty() || address.size() >= sizeof un->sun_path) return (*err = ENAMETOOLONG), relay::UniqueFd();
-    un->sun_family = family = AF_UNIX;
-    memcpy(un->sun_path, address.data(), address.size());
-    // An abstract name (leading NUL) is as long as given; a path carries its terminating NUL.
-    len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + address.size() + (address[0] == '\0' ? 0 : 1));
-  } else {
-    if (!relay::IpSockaddr(address, static_cast<uint16_t>(port), &ss, &len)) return (*err = EINVAL), relay::UniqueFd();
-    family = ss.ss_family;
-  }
-  relay::UniqueFd fd(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) return (*err = errno), relay::UniqueFd();
-  if (family != AF_UNIX) {
-    int one = 1;
-    ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  }
-  int r;
-  do r = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len);
-  while (r != 0 && errno == EINTR);
-  if (r != 0 && errno != EINPROGRESS) return (*err = errno), relay::UniqueFd();
-  *err = 0;
-  return fd;
-}
-
-}  // namespace
 
 Napi::Value RelayTcpConnect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -142,7 +111,7 @@ Napi::Value RelayTcpConnect(const Napi::CallbackInfo& info) {
   if (port > 65535) ThrowArg(env, "port must be 0..65535, got " + std::to_string(port));
   uint32_t timeoutMs = ArgU32(info, 4, "timeoutMs");
   int err = 0;
-  relay::UniqueFd fd = StartConnect(address, port, &err);
+  relay::UniqueFd fd = relay::StartConnect(address, port, &err);
   if (!fd.valid()) return Napi::String::New(env, strerrorname_np(err) ? strerrorname_np(err) : "EIO");
   // Built here, on the JS thread, so a bad TLS option throws to the caller.
   std::unique_ptr<relay::Transport> up = info.Length() > 5 && info[5].IsObject()
@@ -176,13 +145,128 @@ Napi::Value RelayListen(const Napi::CallbackInfo& info) {
   if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &blen) != 0) ThrowErrno(env, "MESHEXT_E_LISTEN", "getsockname", errno);
   uint16_t boundPort = 0;
   std::string boundIp = relay::IpText(bound, &boundPort);
-  uint64_t id = relay::AdoptOrThrow(env, e, std::make_unique<relay::ListenerSession>(std::move(fd)));
+  // Optional {routeKey?, transparent?}: how the listener finds routes (routes.h) for its connections.
+  std::string routeKey;
+  bool transparent = false;
+  if (info.Length() > 4 && info[4].IsObject()) {
+    Napi::Object o = info[4].As<Napi::Object>();
+    if (o.Get("routeKey").IsString()) routeKey = o.Get("routeKey").As<Napi::String>().Utf8Value();
+    transparent = o.Get("transparent").ToBoolean().Value();
+  }
+  uint64_t id = relay::AdoptOrThrow(env, e, std::make_unique<relay::ListenerSession>(std::move(fd), std::move(routeKey), transparent));
   Napi::Object o = Napi::Object::New(env);
   o.Set("id", Napi::Number::New(env, static_cast<double>(id)));
   o.Set("address", Napi::String::New(env, boundIp));
   o.Set("family", Napi::String::New(env, ss.ss_family == AF_INET6 ? "IPv6" : "IPv4"));
   o.Set("port", Napi::Number::New(env, boundPort));
   return o;
+}
+
+namespace {
+
+std::string What(const Napi::Value& v) { return v.IsUndefined() ? std::string("nothing") : v.ToString().Utf8Value(); }
+
+uint32_t U32Field(Napi::Env env, const Napi::Object& o, const char* k, const std::string& where, uint32_t max) {
+  Napi::Value v = o.Get(k);
+  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+  if (!(d >= 0 && d <= max) || d != static_cast<double>(static_cast<uint32_t>(d)))
+    ThrowArg(env, where + "." + k + " must be an integer 0.." + std::to_string(max) + ", got " + What(v));
+  return static_cast<uint32_t>(d);
+}
+
+std::string StrField(Napi::Env env, const Napi::Object& o, const char* k, const std::string& where, bool optional) {
+  Napi::Value v = o.Get(k);
+  if (v.IsString()) return v.As<Napi::String>().Utf8Value();
+  if (optional && v.IsUndefined()) return {};
+  ThrowArg(env, where + "." + k + " must be a string, got " + What(v));
+}
+
+Napi::Object ObjField(Napi::Env env, const Napi::Value& v, const std::string& where) {
+  if (!v.IsObject() || v.IsArray()) ThrowArg(env, where + " must be an object, got " + What(v));
+  return v.As<Napi::Object>();
+}
+
+Napi::Array ArrField(Napi::Env env, const Napi::Object& o, const char* k, const std::string& where) {
+  Napi::Value v = o.Get(k);
+  if (!v.IsArray()) ThrowArg(env, where + "." + k + " must be an array, got " + What(v));
+  return v.As<Napi::Array>();
+}
+
+std::shared_ptr<relay::Route> RouteFrom(Napi::Env env, const Napi::Value& v, const std::string& where, std::vector<std::pair<std::string, uint32_t>>* keys) {
+  Napi::Object o = ObjField(env, v, where);
+  auto r = std::make_shared<relay::Route>();
+  r->id = U32Field(env, o, "id", where, 0xffffffffu);
+  r->connectTimeoutMs = U32Field(env, o, "connectTimeoutMs", where, 0x7fffffffu);
+  r->idleTimeoutMs = U32Field(env, o, "idleTimeoutMs", where, 0x7fffffffu);
+  Napi::Array ks = ArrField(env, o, "keys", where);
+  for (uint32_t i = 0; i < ks.Length(); i++) {
+    Napi::Value k = ks.Get(i);
+    if (!k.IsString()) ThrowArg(env, where + ".keys[" + std::to_string(i) + "] must be a string, got " + What(k));
+    keys->emplace_back(k.As<Napi::String>().Utf8Value(), r->id);
+  }
+  Napi::Value tlsv = o.Get("tls");
+  if (!tlsv.IsUndefined()) {
+    Napi::Object t = ObjField(env, tlsv, where + ".tls");
+    r->tls = tls::ContextFromValue(t.Get("context"));
+    r->handshakeTimeoutMs = U32Field(env, t, "handshakeTimeoutMs", where + ".tls", 0x7fffffffu);
+  }
+  Napi::Array ts = ArrField(env, o, "targets", where);
+  if (ts.Length() == 0) ThrowArg(env, where + ".targets must not be empty");
+  for (uint32_t i = 0; i < ts.Length(); i++) {
+    std::string tw = where + ".targets[" + std::to_string(i) + "]";
+    Napi::Object t = ObjField(env, ts.Get(i), tw);
+    auto target = std::make_unique<relay::RouteTarget>();
+    target->address = StrField(env, t, "address", tw, false);
+    target->port = static_cast<uint16_t>(U32Field(env, t, "port", tw, 65535));
+    target->tls.session_key = StrField(env, t, "sessionKey", tw, true);
+    target->tls.dialled_ip = StrField(env, t, "dialledIp", tw, true);
+    r->targets.push_back(std::move(target));
+  }
+  return r;
+}
+
+}  // namespace
+
+// relayRoutes(engine, {source: "none" | "local" | "map", mapFd?, routes: [{id, keys, targets, tls?, connectTimeoutMs,
+// idleTimeoutMs}]}) → [{id, routed}] for the routes that are gone (see RouteTable::Replace).
+Napi::Value RelayRoutes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Engine* e = EngineArg(info, 0);
+  Napi::Object o = ObjField(env, info.Length() > 1 ? info[1] : env.Undefined(), "table");
+  std::string source = StrField(env, o, "source", "table", false);
+  relay::OrigDstSource src;
+  if (source == "none") src = relay::OrigDstSource::kNone;
+  else if (source == "local") src = relay::OrigDstSource::kLocal;
+  else if (source == "map") src = relay::OrigDstSource::kMap;
+  else ThrowArg(env, "table.source must be none, local or map, got " + source);
+  relay::UniqueFd map;
+  if (src == relay::OrigDstSource::kMap) {
+    int fd = static_cast<int>(U32Field(env, o, "mapFd", "table", 0x7fffffffu));
+    map = relay::UniqueFd(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+    if (!map.valid()) ThrowErrno(env, "MESHEXT_E_RELAY", "fcntl(F_DUPFD_CLOEXEC)", errno, "mapFd");
+  }
+  Napi::Array rs = ArrField(env, o, "routes", "table");
+  std::vector<std::shared_ptr<relay::Route>> routes;
+  std::vector<std::pair<std::string, uint32_t>> keys;
+  for (uint32_t i = 0; i < rs.Length(); i++) routes.push_back(RouteFrom(env, rs.Get(i), "table.routes[" + std::to_string(i) + "]", &keys));
+  auto gone = e->routes().Replace(std::move(routes), std::move(keys), src, std::move(map));
+  Napi::Array out = Napi::Array::New(env, gone.size());
+  for (size_t i = 0; i < gone.size(); i++) {
+    Napi::Object g = Napi::Object::New(env);
+    g.Set("id", Napi::Number::New(env, gone[i].first));
+    g.Set("routed", Napi::Number::New(env, static_cast<double>(gone[i].second)));
+    out.Set(static_cast<uint32_t>(i), g);
+  }
+  return out;
+}
+
+// relayRouteHealth(engine, route, target, downForMs) → false when the route or target is not installed.
+Napi::Value RelayRouteHealth(const Napi::CallbackInfo& info) {
+  Engine* e = EngineArg(info, 0);
+  uint32_t route = ArgU32(info, 1, "route");
+  uint32_t target = ArgU32(info, 2, "target");
+  uint32_t downFor = ArgU32(info, 3, "downForMs");
+  return Napi::Boolean::New(info.Env(), e->routes().SetHealth(route, target, downFor));
 }
 
 Napi::Value RelayClose(const Napi::CallbackInfo& info) {

@@ -45,6 +45,16 @@ uint64_t Engine::Adopt(std::unique_ptr<Session> s) {
   return id;
 }
 
+uint64_t Engine::AdoptHere(Loop* loop, std::unique_ptr<Session> s) {
+  // PostTo finds a session's loop from its id (id % loops), so take the next id that maps to this loop.
+  uint64_t id;
+  do id = nextId_.fetch_add(1, std::memory_order_relaxed);
+  while (id % loops_.size() != loop->index());
+  s->id_ = id;
+  loop->Place(std::move(s));
+  return id;
+}
+
 bool Engine::PostTo(uint64_t id, std::function<void(Session&)> fn) {
   if (stopped_ || id == 0) return false;
   Loop* loop = loops_[id % loops_.size()].get();

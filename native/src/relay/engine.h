@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "fd.h"
+#include "routes.h"
 
 namespace mx::relay {
 
@@ -227,6 +228,10 @@ class Engine {
 
   /** Places a session on a loop (round-robin); returns its id, or 0 when the engine is stopping. */
   uint64_t Adopt(std::unique_ptr<Session> s);
+  /** Loop thread: places a session on `loop` itself (it starts now) and returns its id. */
+  uint64_t AdoptHere(Loop* loop, std::unique_ptr<Session> s);
+  /** The routes TS pushed (relayRoutes); listeners consult them for each new connection. */
+  RouteTable& routes() { return routes_; }
   /** Runs fn on the session's loop if the session is still open; false when the engine is stopping. */
   bool PostTo(uint64_t id, std::function<void(Session&)> fn);
   /**
@@ -268,6 +273,7 @@ class Engine {
   std::vector<std::thread> threads_;
   std::atomic<uint64_t> nextId_{1};
   bool stopped_ = false;
+  RouteTable routes_;
 
   std::mutex evMu_;
   std::vector<Event> events_;

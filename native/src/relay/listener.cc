@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "sockaddr.h"
+#include "tcp_session.h"
 
 namespace mx::relay {
 
@@ -71,14 +72,45 @@ void ListenerSession::Accept() {
     uint16_t peerPort = 0, localPort = 0;
     std::string peerIp = IpText(peer, &peerPort);
     std::string localIp = IpText(local, &localPort);
-    loop()->Emit(Event("accepted", id())
-                     .Num("fd", fd)
-                     .Str("peer", std::move(peerIp))
-                     .Num("peerPort", peerPort)
-                     .Str("local", std::move(localIp))
-                     .Num("localPort", localPort));
+    Event ev("accepted", id());
+    ev.Str("peer", std::move(peerIp)).Num("peerPort", peerPort).Str("local", std::move(localIp)).Num("localPort", localPort);
+    RouteTable& routes = loop()->engine()->routes();
+    std::shared_ptr<Route> route;
+    if (!routeKey_.empty()) {
+      route = routes.Take(routeKey_);
+    } else if (transparent_) {
+      std::string dst;
+      uint16_t dstPort = 0;
+      if (routes.OriginalDst(peer, local, &dst, &dstPort)) {
+        if (!dst.empty()) route = routes.Take(dst + ":" + std::to_string(dstPort));
+        ev.Str("dst", std::move(dst)).Num("dstPort", dstPort);
+      }
+    }
+    if (route) {
+      ev.kind = "routed";
+      ServeRouted(fd, route, std::move(ev));
+      continue;
+    }
+    loop()->Emit(std::move(ev.Num("fd", fd)));
   }
   loop()->Soon(this);  // more may be waiting: come back after the loop's other work
+}
+
+void ListenerSession::ServeRouted(int fd, const std::shared_ptr<Route>& route, Event routed) {
+  auto owned = std::make_unique<TcpSession>(std::make_unique<PlainTransport>(UniqueFd(fd)), std::string(), route->idleTimeoutMs, true);
+  TcpSession* session = owned.get();
+  size_t target = route->Pick(loop()->NowMs());
+  const RouteTarget& t = *route->targets[target];
+  uint64_t sid = loop()->engine()->AdoptHere(loop(), std::move(owned));
+  // JS must know the session before any of its events: `routed` is emitted first, on this loop's outbox.
+  loop()->Emit(std::move(routed.Num("session", static_cast<double>(sid)).Num("route", route->id).Num("target", static_cast<double>(target))));
+  int err = 0;
+  UniqueFd up = StartConnect(t.address, t.port, &err);
+  if (!up.valid()) {
+    session->ConnectFailedNow(err);
+    return;
+  }
+  session->Connect(route->Upstream(target, std::move(up)), route->connectTimeoutMs);
 }
 
 void ListenerSession::Close(const char* reason, bool /*reset*/) {

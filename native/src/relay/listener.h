@@ -1,6 +1,8 @@
-// A listening socket served by an engine loop: accepts connections and hands each new fd to JS in an
-// `accepted` event {fd, peer, peerPort, local, localPort}, so Node builds no socket for connections the
-// engine will relay. JS owns every fd it is given (it passes it back to the engine with relayTcpClient's
+// A listening socket served by an engine loop. A connection with a route (routes.h: by the listener's fixed
+// route key, or by its original destination on the transparent listener) becomes a TcpSession here, with the
+// connect to its upstream started, and JS hears of it in a `routed` event. Any other connection's fd goes to
+// JS in an `accepted` event {fd, peer, peerPort, local, localPort, dst?, dstPort?}, so Node builds no socket
+// for connections the engine will relay. JS owns every fd it is given (it passes it back to the engine with relayTcpClient's
 // `owned` flag, wraps it in a net.Socket, or closes it); events not yet delivered when the engine stops come
 // back from relayStop() for the same treatment.
 // Accepting stops for 100 ms after EMFILE/ENFILE/ENOBUFS/ENOMEM (reported once per pause as
@@ -13,7 +15,9 @@ namespace mx::relay {
 
 class ListenerSession final : public Session, private Watcher {
  public:
-  explicit ListenerSession(UniqueFd fd) : fd_(std::move(fd)) {}
+  /** `routeKey`: the route of every connection (outbound listener); else `transparent` routes by original destination. */
+  ListenerSession(UniqueFd fd, std::string routeKey, bool transparent)
+      : fd_(std::move(fd)), routeKey_(std::move(routeKey)), transparent_(transparent) {}
 
   void Start() override;
   void Close(const char* reason, bool reset) override;
@@ -25,8 +29,12 @@ class ListenerSession final : public Session, private Watcher {
  private:
   void OnEvents(uint32_t events) override;
   void Accept();
+  /** Starts a session for a connection whose route was found; the fd is the session's from here on. */
+  void ServeRouted(int fd, const std::shared_ptr<Route>& route, Event routed);
 
   UniqueFd fd_;
+  std::string routeKey_;
+  bool transparent_;
   bool paused_ = false;
   bool ended_ = false;
 };

@@ -31,6 +31,8 @@ class TcpSession final : public Session {
    * next Connect() (failover) or Close(). Loop thread only.
    */
   void Connect(std::unique_ptr<Transport> upstream, int64_t timeoutMs);
+  /** A connect that could not even start (socket/connect failed at once): `connect-failed` as for any other. */
+  void ConnectFailedNow(int err) { ConnectFailed(err, false); }
 
   void Start() override;
   void Close(const char* reason, bool reset) override;
