@@ -42,6 +42,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("relayRouteHealth", Napi::Function::New(env, mx::RelayRouteHealth));
   exports.Set("relayStats", Napi::Function::New(env, mx::RelayStats));
   exports.Set("relayRef", Napi::Function::New(env, mx::RelayRef));
+  exports.Set("relayFlush", Napi::Function::New(env, mx::RelayFlush));
   exports.Set("h1ParseHead", Napi::Function::New(env, mx::H1ParseHead));
   exports.Set("h1BodyScan", Napi::Function::New(env, mx::H1BodyScan));
   exports.Set("h1Rewrite", Napi::Function::New(env, mx::H1Rewrite));

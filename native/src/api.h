@@ -44,6 +44,7 @@ Napi::Value RelayRoutes(const Napi::CallbackInfo& info);
 Napi::Value RelayRouteHealth(const Napi::CallbackInfo& info);
 Napi::Value RelayStats(const Napi::CallbackInfo& info);
 Napi::Value RelayRef(const Napi::CallbackInfo& info);
+Napi::Value RelayFlush(const Napi::CallbackInfo& info);
 // HTTP/1.1 codec, exported for its unit tests (native/src/http1/testing.cc).
 Napi::Value H1ParseHead(const Napi::CallbackInfo& info);
 Napi::Value H1BodyScan(const Napi::CallbackInfo& info);

@@ -11,7 +11,7 @@
  * round-robin position survive reloads that keep the runtime.
  */
 import type { Logger } from '../log.js';
-import type { Snapshot } from '../snapshot/types.js';
+import type { CompiledService, Snapshot } from '../snapshot/types.js';
 import type { RelayRoute, RelayRouteTable } from '../redirect/native.js';
 import { pendingTlsFor } from './dial.js';
 import type { FastPath } from './fastpath.js';
@@ -21,8 +21,14 @@ import { nativeTlsFor } from './tls-native.js';
 /** Where the transparent listener takes original destinations from. */
 export type OriginalDstSource = { source: 'none' } | { source: 'local' } | { source: 'map'; mapFd: number };
 
-interface Entry {
+/** What a `routed` event's route stands for. */
+export interface RoutedService {
+  /** The service as of the snapshot that installed the route (a runtime outlives flag-only changes). */
+  svc: CompiledService;
   rt: ServiceRuntime;
+}
+
+interface Entry extends RoutedService {
   /** `routed` events seen for this route. */
   seen: number;
   /** Set once the route is uninstalled: how many connections it routed in all. */
@@ -46,17 +52,15 @@ export class EngineRoutes {
 
   /** Installs the routes of `snapshot`'s services (their runtimes in `runtimes`). */
   install(snapshot: Snapshot, runtimes: ReadonlyMap<string, ServiceRuntime>, origin: OriginalDstSource, idleTimeoutMs: number): void {
-    const keys = new Map<ServiceRuntime, string[]>();
-    for (const svc of snapshot.services) {
-      const rt = runtimes.get(svc.id);
-      if (rt) keys.set(rt, [outboundRouteKey(svc.id)]);
-    }
-    for (const [key, svc] of snapshot.byVipPort) keys.get(runtimes.get(svc.id) as ServiceRuntime)?.push(key);
+    const keys = new Map<string, string[]>(snapshot.services.map((svc) => [svc.id, [outboundRouteKey(svc.id)]]));
+    for (const [key, svc] of snapshot.byVipPort) keys.get(svc.id)?.push(key);
     const routes: RelayRoute[] = [];
     const fresh: Array<[number, ServiceRuntime]> = [];
-    for (const [rt, k] of keys) {
+    for (const svc of snapshot.services) {
+      const rt = runtimes.get(svc.id);
+      if (!rt) continue;
       const known = this.ids.has(rt);
-      const route = this.routeFor(rt, k, idleTimeoutMs);
+      const route = this.routeFor(svc, rt, keys.get(svc.id) ?? [], idleTimeoutMs);
       if (!route) continue;
       routes.push(route);
       if (!known) fresh.push([route.id, rt]);
@@ -83,17 +87,16 @@ export class EngineRoutes {
     }
   }
 
-  /** The runtime of a route named by a `routed` event (counted: an uninstalled route is forgotten after its last one). */
-  take(id: number): ServiceRuntime | undefined {
+  /** The service of a route named by a `routed` event (counted: an uninstalled route is forgotten after its last one). */
+  take(id: number): RoutedService | undefined {
     const e = this.entries.get(id);
     if (!e) return undefined;
     e.seen++;
     if (e.total !== undefined && e.seen >= e.total) this.entries.delete(id);
-    return e.rt;
+    return e;
   }
 
-  private routeFor(rt: ServiceRuntime, keys: string[], idleTimeoutMs: number): RelayRoute | undefined {
-    const svc = rt.service;
+  private routeFor(svc: CompiledService, rt: ServiceRuntime, keys: string[], idleTimeoutMs: number): RelayRoute | undefined {
     if (svc.protocol !== 'tcp' || svc.forbidden || rt.configError || rt.closed || rt.endpoints.states.length === 0) return undefined;
     const targets: RelayRoute['targets'] = [];
     for (const st of rt.endpoints.states) {
@@ -108,9 +111,11 @@ export class EngineRoutes {
     if (id === undefined) {
       id = this.nextId++;
       this.ids.set(rt, id);
-      this.entries.set(id, { rt, seen: 0 });
+      this.entries.set(id, { svc, rt, seen: 0 });
       this.log.debug({ service: svc.kri, route: id, keys }, 'service routed in the native engine');
     }
+    const entry = this.entries.get(id);
+    if (entry) entry.svc = svc;
     return {
       id,
       keys,

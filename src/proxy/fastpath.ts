@@ -103,8 +103,8 @@ export interface AcceptedConn extends AcceptedAddresses {
 
 /**
  * A connection the engine accepted and routed by itself (relayRoutes): session `session` is connecting to
- * target `target` of route `route`. `live` is false when nobody may serve it any more (its listener closed,
- * or the engine stopped); the engine has then been told to reset it.
+ * target `target` of route `route`. `live` is false once the engine has stopped (and closed it); a routed
+ * connection outlives its listener.
  */
 export interface RoutedConn extends AcceptedAddresses {
   session: number;
@@ -140,6 +140,9 @@ export class FastPath {
   /** Sessions handed over whose upstream TLS the engine originates (for stats and tests). */
   private tlsHandedOver = 0;
   private stopped = false;
+  /** settled() calls waiting for their `flushed` events: token → loops still to answer. */
+  private readonly flushes = new Map<number, { left: number; done: () => void }>();
+  private flushToken = 0;
 
   private constructor(
     private readonly addon: NativeAddon,
@@ -183,7 +186,7 @@ export class FastPath {
   /** Routes a new session's events to its handlers; open sessions keep the process alive as sockets would. */
   private register(id: number, onClose: RelayCloseHandler, onEvent?: RelayEventHandler): void {
     this.handlers.set(id, onClose);
-    if (this.handlers.size === 1 && !this.stopped) this.addon.relayRef(this.engine, true);
+    if (this.handlers.size === 1 && this.flushes.size === 0 && !this.stopped) this.addon.relayRef(this.engine, true);
     if (onEvent) this.eventHandlers.set(id, onEvent);
   }
 
@@ -292,7 +295,8 @@ export class FastPath {
    * Listens with the engine accepting (see relayListen): `onAccepted` gets each connection and owns its fd;
    * `onError` hears why accepting paused (`fatal` false), or that the listener died (`fatal` true). Throws
    * the bind/listen error shaped like Node's (`listen EADDRINUSE: address already in use 127.0.0.1:8080`,
-   * code, errno, syscall 'listen'). After close() no connection reaches `onAccepted`.
+   * code, errno, syscall 'listen'). After close() no connection reaches `onAccepted`;
+   * connections the engine had routed before still reach `routing.onRouted` (they are running sessions).
    */
   listen(address: string, port: number, onAccepted: (c: AcceptedConn) => void, onError: (code: string, fatal: boolean) => void, routing?: ListenRouting): EngineListener {
     if (this.stopped) throw new Error('the native engine has stopped');
@@ -319,9 +323,11 @@ export class FastPath {
         if (closed || this.stopped) refuse(fd);
         else onAccepted({ fd, ...addresses(ev), ...(typeof ev['dst'] === 'string' ? { dst: ev['dst'] ? { address: ev['dst'], port: ev['dstPort'] as number } : null } : {}) });
       } else if (ev.kind === 'routed' && routing) {
-        const live = !closed && !this.stopped;
+        // Unlike an accepted fd, a routed connection is a running session (its client may have been sending
+        // for a while, the engine holds such events back): it lives on after its listener closed, and is
+        // drained like any other. Only a stopped engine has closed it already.
+        const live = !this.stopped;
         const session = ev['session'] as number;
-        if (!live && !this.stopped) this.addon.relayClose(this.engine, session, true);
         routing.onRouted({ session, route: ev['route'] as number, target: ev['target'] as number, live, ...addresses(ev) });
       } else if (ev.kind === 'accept-error') {
         onError(String(ev['error']), false);
@@ -407,6 +413,21 @@ export class FastPath {
     if (!this.stopped && this.handlers.has(id)) this.addon.relayClose(this.engine, id, reset);
   }
 
+  /**
+   * Resolves once every event the engine emitted before the call has been handled here. The engine holds
+   * bookkeeping events (a connection routed, connected, closed) back for a few ms to wake JS less often;
+   * a caller that needs exact books (drain, tests) waits for this.
+   */
+  settled(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    const token = ++this.flushToken;
+    const left = this.addon.relayFlush(this.engine, token);
+    if (left === 0) return Promise.resolve();
+    // A pending flush holds the process open like a pending socket operation would.
+    if (this.flushes.size === 0 && this.handlers.size === 0) this.addon.relayRef(this.engine, true);
+    return new Promise((resolve) => this.flushes.set(token, { left, done: resolve }));
+  }
+
   /** Sessions handed over and not yet reported closed. */
   get size(): number {
     return this.handlers.size;
@@ -421,6 +442,9 @@ export class FastPath {
     if (this.stopped) return;
     this.stopped = true;
     this.dispatch(this.addon.relayStop(this.engine));
+    // Events not delivered came back from relayStop and were handled above: nothing more will come.
+    for (const f of this.flushes.values()) f.done();
+    this.flushes.clear();
   }
 
   private dispatch(evs: RelayEvent[]): void {
@@ -438,6 +462,15 @@ export class FastPath {
   }
 
   private handle(ev: RelayEvent): void {
+    if (ev.kind === 'flushed') {
+      const f = this.flushes.get(ev.id);
+      if (f && --f.left === 0) {
+        this.flushes.delete(ev.id);
+        if (this.flushes.size === 0 && this.handlers.size === 0 && !this.stopped) this.addon.relayRef(this.engine, false);
+        f.done();
+      }
+      return;
+    }
     if (ev.kind === 'tls') {
       this.tlsHandlers.get(ev.id)?.(ev as RelayTlsEvent);
       return;
@@ -452,7 +485,7 @@ export class FastPath {
     const h = this.handlers.get(ev.id);
     if (!h) return;
     this.handlers.delete(ev.id);
-    if (this.handlers.size === 0 && !this.stopped) this.addon.relayRef(this.engine, false);
+    if (this.handlers.size === 0 && this.flushes.size === 0 && !this.stopped) this.addon.relayRef(this.engine, false);
     this.eventHandlers.delete(ev.id);
     h(ev as RelayClosedEvent);
   }

@@ -102,6 +102,8 @@ export class Proxy {
   private h1n: Http1Native | undefined;
   /** The routes the engine serves alone (plain TCP services), once it runs. */
   private engineRoutes: EngineRoutes | undefined;
+  /** Connections routed by engines stopped before the current one (keeps meshext_relay_routed_total monotonic). */
+  private routedBefore = 0;
   /** mx_peer_orig, when the redirector gave it (the engine then looks original destinations up itself). */
   private origMapFd: number | null = null;
 
@@ -116,8 +118,10 @@ export class Proxy {
     const sessions = opts.stats.gauge('meshext_relay_sessions', 'Connections open in the native relay engine');
     const pipesInUse = opts.stats.gauge('meshext_relay_pipes_in_use', 'splice pipes of the native relay engine holding bytes in flight');
     const pipesPooled = opts.stats.gauge('meshext_relay_pipes_pooled', 'Empty splice pipes the native relay engine keeps for reuse');
+    const routed = opts.stats.counter('meshext_relay_routed_total', 'Connections the native relay engine routed and connected without waiting for JS');
     opts.stats.onCollect(() => {
       const r = this.fast ? this.fast.stats() : null;
+      routed.set(this.routedBefore + (r?.routed ?? 0));
       sessions.set(r?.sessions ?? 0);
       pipesInUse.set(r?.pipesInUse ?? 0);
       pipesPooled.set(r?.pipesPooled ?? 0);
@@ -373,16 +377,16 @@ export class Proxy {
 
   /** A connection the engine routed itself: its session is already connecting to the endpoint the engine picked. */
   private acceptRouted(c: RoutedConn): void {
-    const rt = this.engineRoutes?.take(c.route);
+    const routed = this.engineRoutes?.take(c.route);
     if (!c.live || !this.fast) return;
-    if (!rt) {
+    if (!routed) {
       // Cannot happen while EngineRoutes counts right; never leave the session unserved if it does.
       this.noRoute.inc();
       this.log.error({ client: `${c.remoteAddress}:${c.remotePort}`, route: c.route }, 'the engine routed a connection by an unknown route; closing');
       this.fast.adoptRouted(c.session, () => {}).close(true);
       return;
     }
-    relayRoutedTcp(c, rt, this.begin(rt.service, rt), this.fast, this.tcpIdleTimeoutMs);
+    relayRoutedTcp(c, routed.rt, this.begin(routed.svc, routed.rt), this.fast, this.tcpIdleTimeoutMs);
   }
 
   /** Hands a Node socket to its service's protocol handler (or denies it). */
@@ -449,8 +453,18 @@ export class Proxy {
     await new Promise((r) => setImmediate(r));
   }
 
+  /**
+   * Resolves once the books (connections, counters) include everything the native engine did before the
+   * call: it holds bookkeeping events back for a few ms to wake the JS thread less often.
+   */
+  async settled(): Promise<void> {
+    await this.fast?.settled();
+  }
+
   /** Waits for connections to finish (HTTP: in-flight requests complete, idle keep-alives close); force-closes the rest at the timeout. */
   async drain(timeoutMs: number): Promise<{ remaining: number }> {
+    // Connections the engine routed just before have to be drained too.
+    await this.settled();
     for (const c of this.conns) c.drain?.();
     const deadline = Date.now() + timeoutMs;
     while (this.conns.size > 0 && Date.now() < deadline) {
@@ -467,6 +481,7 @@ export class Proxy {
     for (const c of [...this.conns]) closeConn(c);
     // Queued closes run before the threads exit; their events are accounted before stop() returns.
     const engine = this.fast?.engineHandle ?? null;
+    this.routedBefore += this.fast?.stats().routed ?? 0;
     this.fast?.stop();
     if (this.fast) this.fast = undefined;
     this.engineRoutes = undefined;

@@ -165,6 +165,8 @@ export interface RelayStats {
   wakeups: number;
   /** Entries in the timer heaps (live sessions' idle timers plus not yet compacted stale ones). */
   timers: number;
+  /** Connections listeners routed by themselves (relayRoutes) since start. */
+  routed: number;
   /** Filled in by FastPath: sessions handed over with native TLS origination since start. */
   tlsSessions?: number;
 }
@@ -268,6 +270,11 @@ export interface NativeAddon {
   relayStats(engine: number): RelayStats;
   /** Whether the engine keeps Node's event loop alive (it starts unref'd; FastPath refs it while sessions are open). */
   relayRef(engine: number, ref: boolean): void;
+  /**
+   * Has each engine loop emit a `flushed` {id: token} event after every event it emitted before (the engine
+   * holds bookkeeping events back for a few ms); returns how many such events will come.
+   */
+  relayFlush(engine: number, token: number): number;
   /** HTTP/1.1 codec (tests): scans `chunks` as they would arrive and parses the head; `method` is the request's, for responses. */
   h1ParseHead(kind: 'request' | 'response', chunks: Buffer[], method?: string): H1HeadResult;
   /** HTTP/1.1 codec (tests): how many bytes of each chunk belong to a body of the given framing. */

@@ -164,6 +164,9 @@ privilegedTest('e2e: seed scenarios by hostname, admin API, reload during a stre
   const prom = (await admin(env, '/stats/prometheus')).body;
   t.regex(prom, /meshext_upstream_cx_total\{[^}]*service="kri_extsvc_default_default__mes-tcp_"[^}]*\} [1-9]/);
   t.regex(prom, /meshext_dns_queries_total\{/);
+  // The three tcp seeds (reached through their VIPs, original destinations from the BPF map) and the outbound
+  // listener's connection were routed and connected by the native engine itself.
+  t.true(Number(/^meshext_relay_routed_total (\d+)/m.exec(prom)?.[1] ?? 0) >= 4, prom.split('\n').filter((l) => l.startsWith('meshext_relay')).join('\n'));
   const dumpText = (await admin(env, '/config_dump')).body;
   const clientKeyB64 = fs.readFileSync(path.join(env.dir, 'pki', 'client.key')).toString('base64').slice(0, 40);
   t.false(dumpText.includes(clientKeyB64), 'config_dump must not contain secret material');

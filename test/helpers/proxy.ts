@@ -65,6 +65,17 @@ export function ipEp(port: number, address = '127.0.0.1'): CompiledEndpoint {
   return { kind: 'ip', address, port, family: address.includes(':') ? 6 : 4 };
 }
 
+/**
+ * Waits until the proxy's native engine has no connection open and the proxy's books include everything the
+ * engine did (it holds bookkeeping events back for a few ms; see Proxy.settled), then until the proxy counts
+ * no open connection either.
+ */
+export async function settle(proxy: Proxy, what = 'connections closed'): Promise<void> {
+  await until(() => (proxy.relayStats()?.sessions ?? 0) === 0, `${what} (engine)`);
+  await proxy.settled();
+  await until(() => proxy.activeConnections() === 0, what);
+}
+
 /** Starts a server on 127.0.0.1:0 and returns it with its port. */
 export async function listen<T extends net.Server>(srv: T, host = '127.0.0.1'): Promise<{ srv: T; port: number }> {
   srv.listen(0, host);

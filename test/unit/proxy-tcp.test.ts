@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { blackhole, closeServer, ipEp, listen, newProxy, roundTrip, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
+import { blackhole, closeServer, ipEp, listen, newProxy, roundTrip, settle, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
 
 test('tcp: bytes flow both ways and half-close propagates', async (t) => {
   const echo = await tcpEcho();
@@ -14,7 +14,7 @@ test('tcp: bytes flow both ways and half-close propagates', async (t) => {
   proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   t.is(await roundTrip(l.port, 'hello through the proxy'), 'hello through the proxy');
-  await until(() => proxy.activeConnections() === 0, 'connection close');
+  await settle(proxy);
   await until(() => stats.get('meshext_upstream_cx_active', { service: s.kri }) === 0, 'upstream close');
   t.is(stats.get('meshext_upstream_cx_total', { service: s.kri }), 1);
   t.is(stats.get('meshext_downstream_cx_total', { service: s.kri }), 1);
@@ -180,6 +180,7 @@ test.serial(`tcp: 1,000 concurrent connections on ${dataThreads} engine thread(s
     });
   const results = await Promise.all(Array.from({ length: N }, (_, i) => one(i)));
   t.is(results.filter(Boolean).length, N);
+  await settle(proxy);
   await until(() => proxy.activeConnections() === 0 && stats.get('meshext_upstream_cx_active', { service: s.kri }) === 0, 'all closed');
   t.is(stats.get('meshext_upstream_cx_total', { service: s.kri }), N);
   t.is(stats.get('meshext_downstream_cx_total', { service: s.kri }), N);

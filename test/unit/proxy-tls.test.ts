@@ -2,7 +2,7 @@ import test from 'ava';
 import net from 'node:net';
 import tls from 'node:tls';
 import { makePki, type KeyPair, type TestPki } from '../helpers/certs.js';
-import { closeServer, ipEp, listen, newProxy, roundTrip, snap, svc, tlsCfg, tlsEcho, until } from '../helpers/proxy.js';
+import { closeServer, ipEp, listen, newProxy, roundTrip, settle, snap, svc, tlsCfg, tlsEcho, until } from '../helpers/proxy.js';
 import type { CompiledEndpoint, CompiledTls, VerificationMode } from '../../src/snapshot/types.js';
 import { matchesUserSans, parseSubjectAltNames } from '../../src/proxy/tls.js';
 import { detectSystemCa } from '../../src/proxy/system-ca.js';
@@ -25,6 +25,7 @@ async function through(server: tls.TlsOptions, cfg: Partial<CompiledTls>, ep?: (
   proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   const got = await roundTrip(l.port, 'secret-ping');
+  await settle(proxy);
   const natively = proxy.relayStats()?.tlsSessions ?? 0;
   if (natively !== (dataPath === 'native' ? 1 : 0)) throw new Error(`expected the ${dataPath} data path to originate TLS, engine originated ${natively}`);
   await proxy.close();
@@ -173,6 +174,7 @@ for (const dataPath of ['native', 'node'] as const) {
     const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
     t.is(await roundTrip(l.port, 'x'), '');
     // The engine closes the client before its event reaches the JS thread that counts the failure.
+    await settle(proxy);
     await until(() => proxy.activeConnections() === 0, 'client connection accounted');
     t.is(stats.get('meshext_upstream_tls_verify_fail_total', { service: s.kri, reason: 'handshake' }), 1);
     t.is(stats.get('meshext_upstream_tls_handshake_total', { service: s.kri }) ?? 0, 0);
@@ -211,6 +213,7 @@ for (const dataPath of ['native', 'node'] as const) {
     });
     t.is(got.length, 11 + big.length);
     t.true(got.subarray(11).equals(big));
+    await settle(proxy);
     await until(() => (stats.get('meshext_upstream_cx_active', { service: s.kri }) ?? 0) === 0, 'upstream closed');
     // Upstream byte counters count TLS records on the wire on both paths (more than the plaintext).
     t.true((stats.get('meshext_upstream_cx_rx_bytes_total', { service: s.kri }) ?? 0) > big.length);

@@ -7,7 +7,7 @@ import { cpSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { blackhole, closeServer, ipEp, listen, newProxy, roundTrip, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
+import { blackhole, closeServer, ipEp, listen, newProxy, roundTrip, settle, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
 import { FastPath, type RelayConnectError } from '../../src/proxy/fastpath.js';
 import { native, type RelayClosedEvent } from '../../src/redirect/native.js';
 import { ConfigError, resolveConfig } from '../../src/agent/config.js';
@@ -67,6 +67,7 @@ test.serial('relay: several MiB each way arrive byte-exact and are counted from 
   t.is(r.error, undefined);
   t.is(sha(r.data), sha(toClient));
   t.is(sha((await upGot!).data), sha(toUp));
+  await settle(env.proxy);
   await until(() => env.proxy.activeConnections() === 0 && env.metric('meshext_upstream_cx_active') === 0, 'close');
   t.is(env.metric('meshext_upstream_cx_tx_bytes_total'), toUp.length);
   t.is(env.metric('meshext_upstream_cx_rx_bytes_total'), toClient.length);
@@ -107,6 +108,7 @@ test.serial('relay: upstream half-close reaches the client, which keeps sending'
   c.write('still ');
   c.end('talking');
   t.is((await upGot!).data.toString(), 'still talking');
+  await settle(env.proxy);
   await until(() => env.proxy.activeConnections() === 0, 'close');
   await env.done();
 });
@@ -119,6 +121,7 @@ test.serial('relay: an upstream reset resets the client', async (t) => {
   const got = collect(c);
   c.write('provoke');
   t.is((await got).error, 'ECONNRESET');
+  await settle(env.proxy);
   await until(() => env.proxy.activeConnections() === 0 && env.metric('meshext_upstream_cx_active') === 0, 'close');
   await env.done();
 });
@@ -136,6 +139,7 @@ test.serial('relay: a client reset resets the upstream', async (t) => {
   await arrived;
   c.resetAndDestroy();
   t.is((await upGot!).error, 'ECONNRESET');
+  await settle(env.proxy);
   await until(() => env.proxy.activeConnections() === 0, 'close');
   await env.done();
 });
@@ -147,6 +151,7 @@ test.serial('relay: an idle connection is closed after the configured idle timeo
   c.write('one');
   const r = await got;
   t.is(r.error, undefined);
+  await settle(env.proxy);
   await until(() => env.proxy.activeConnections() === 0 && env.metric('meshext_upstream_cx_active') === 0, 'close');
   t.is(env.metric('meshext_upstream_cx_tx_bytes_total'), 3);
   await env.done();
@@ -163,6 +168,7 @@ test.serial('relay: drain force-closes relayed connections at its deadline and s
   const { remaining } = await env.proxy.drain(20);
   t.is(remaining, 2);
   for (const r of await Promise.all(closed)) t.is(r.error, undefined);
+  await settle(env.proxy);
   await until(() => env.proxy.activeConnections() === 0, 'close');
   t.is(env.metric('meshext_downstream_cx_active'), 0);
   t.is(env.metric('meshext_upstream_cx_active'), 0);
@@ -178,6 +184,7 @@ test.serial('relay: closing the proxy stops the engine and accounts live connect
   const got = collect(c);
   // The greeting has crossed the engine: the session is connected and relaying.
   await until(() => env.proxy.relayStats()?.sessions === 1 && seen === 'hi', 'relaying');
+  await env.proxy.settled();
   t.is(env.metric('meshext_upstream_cx_active'), 1);
   await env.proxy.close();
   t.is(env.proxy.activeConnections(), 0);
@@ -204,6 +211,7 @@ test.serial('relay: timers of closed sessions do not pile up under connection ch
       c.on('close', () => resolve());
     })));
   }
+  await settle(proxy);
   await until(() => proxy.activeConnections() === 0, 'all closed');
   const st = proxy.relayStats();
   t.is(st?.sessions, 0);
@@ -349,6 +357,7 @@ test.serial('relay: the engine dials IPv6 endpoints, zone included', async (t) =
   c.end('over v6');
   t.is((await got).data.toString(), 'over v6');
   t.is(proxy.dataPath(), 'native');
+  await settle(proxy);
   await until(() => stats.get('meshext_upstream_cx_active', { service: s.kri }) === 0, 'closed');
   t.is(stats.get('meshext_upstream_cx_rx_bytes_total', { service: s.kri }), 7);
   t.is(stats.get('meshext_upstream_cx_connect_fail_total', { service: s.kri }), 1);
@@ -392,6 +401,7 @@ test.serial('relay: the engine accepts on IPv4 and IPv6; a port in use is refuse
   c.end('via an engine listener');
   t.is((await got).data.toString(), 'via an engine listener');
   t.is(proxy.dataPath(), 'native');
+  await settle(proxy);
   await until(() => proxy.activeConnections() === 0, 'closed');
   t.is(stats.get('meshext_downstream_cx_total', { service: s.kri }), 1);
   // The listener is not a connection: the engine's session count is back to zero.
@@ -409,6 +419,7 @@ test.serial('relay: --data-path node relays in Node streams', async (t) => {
   t.is((await got).data.toString(), 'via node');
   t.is(env.proxy.dataPath(), 'node');
   t.is(env.proxy.relayStats(), null);
+  await settle(env.proxy);
   await until(() => env.metric('meshext_upstream_cx_active') === 0, 'close');
   t.is(env.metric('meshext_upstream_cx_tx_bytes_total'), 8);
   await env.done();

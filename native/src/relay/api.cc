@@ -278,6 +278,14 @@ Napi::Value RelayClose(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, ok);
 }
 
+// relayFlush(engine, token) → how many `flushed` {id: token} events will follow: one per loop, each after every
+// event that loop emitted before it (lazy ones included), so JS knows when it has seen all of them.
+Napi::Value RelayFlush(const Napi::CallbackInfo& info) {
+  Engine* e = EngineArg(info, 0);
+  uint64_t token = relay::SessionIdArg(info, 1);
+  return Napi::Number::New(info.Env(), e->Flush(token));
+}
+
 Napi::Value RelayRef(const Napi::CallbackInfo& info) {
   Engine* e = EngineArg(info, 0);
   e->SetRef(info.Env(), info.Length() > 1 && info[1].ToBoolean().Value());
@@ -288,13 +296,14 @@ Napi::Value RelayStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Engine* e = EngineArg(info, 0);
   Napi::Object o = Napi::Object::New(env);
-  uint64_t sessions = 0, pooled = 0, inUse = 0, wakeups = 0, timers = 0;
+  uint64_t sessions = 0, pooled = 0, inUse = 0, wakeups = 0, timers = 0, routed = 0;
   for (const auto& s : e->Stats()) {
     sessions += s.sessions;
     pooled += s.pipesPooled;
     inUse += s.pipesInUse;
     wakeups += s.wakeups;
     timers += s.timers;
+    routed += s.routed;
   }
   o.Set("threads", Napi::Number::New(env, e->threads()));
   o.Set("sessions", Napi::Number::New(env, static_cast<double>(sessions)));
@@ -302,6 +311,7 @@ Napi::Value RelayStats(const Napi::CallbackInfo& info) {
   o.Set("pipesInUse", Napi::Number::New(env, static_cast<double>(inUse)));
   o.Set("wakeups", Napi::Number::New(env, static_cast<double>(wakeups)));
   o.Set("timers", Napi::Number::New(env, static_cast<double>(timers)));
+  o.Set("routed", Napi::Number::New(env, static_cast<double>(routed)));
   return o;
 }
 

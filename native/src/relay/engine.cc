@@ -55,6 +55,14 @@ uint64_t Engine::AdoptHere(Loop* loop, std::unique_ptr<Session> s) {
   return id;
 }
 
+unsigned Engine::Flush(uint64_t token) {
+  if (stopped_) return 0;
+  unsigned n = 0;
+  for (auto& l : loops_)
+    if (l->Post([token](Loop& loop) { loop.Emit(Event("flushed", token)); })) n++;
+  return n;
+}
+
 bool Engine::PostTo(uint64_t id, std::function<void(Session&)> fn) {
   if (stopped_ || id == 0) return false;
   Loop* loop = loops_[id % loops_.size()].get();

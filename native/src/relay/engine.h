@@ -53,10 +53,16 @@ namespace mx::relay {
 class Loop;
 class Engine;
 
-/** One message for JS: `{kind, id, ...nums, ...strs}`. Keys must be string literals (static storage). */
+/**
+ * One message for JS: `{kind, id, ...nums, ...strs}`. Keys must be string literals (static storage).
+ * A `lazy` event only keeps JS's books (a session began, connected, ended): a loop holds such events back
+ * for up to Loop::kLazyMs and hands them over with the next urgent one, so that a busy engine wakes the JS
+ * thread about a hundred times a second rather than once per connection.
+ */
 struct Event {
   const char* kind = "";
   uint64_t id = 0;
+  bool lazy = false;
   std::vector<std::pair<const char*, double>> nums;
   std::vector<std::pair<const char*, std::string>> strs;
 
@@ -68,6 +74,10 @@ struct Event {
   }
   Event& Str(const char* key, std::string v) {
     strs.emplace_back(key, std::move(v));
+    return *this;
+  }
+  Event& Lazy() {
+    lazy = true;
     return *this;
   }
 };
@@ -135,12 +145,15 @@ struct LoopStats {
   uint64_t pipesInUse = 0;
   uint64_t wakeups = 0;
   uint64_t timers = 0;
+  uint64_t routed = 0;
 };
 
 /** One I/O thread: epoll, command queue (eventfd), coarse timers, its sessions. */
 class Loop {
  public:
   static constexpr size_t kScratchSize = 64 * 1024;
+  /** How long lazy events may wait for an urgent one before they go to JS anyway. */
+  static constexpr int64_t kLazyMs = 10;
 
   Loop(Engine* engine, unsigned index);
   ~Loop();
@@ -159,7 +172,10 @@ class Loop {
   void ArmTimer(Session* s, int64_t deadlineMs);
   void Soon(Session* s);
   void Retire(Session* s, Event closed);
-  /** Queues an event for JS; the loop hands its events over once per iteration (one wake-up of JS for all). */
+  /**
+   * Queues an event for JS; the loop hands its events over at the end of an iteration (one wake-up of JS for
+   * all) that queued an urgent one, or once the oldest lazy one has waited kLazyMs.
+   */
   void Emit(Event e);
   /** The loop running on this thread, or null. */
   static Loop* Current();
@@ -176,9 +192,13 @@ class Loop {
   void Place(std::unique_ptr<Session> s);
   /** Snapshot of counters; thread-safe (atomics). */
   LoopStats Stats() const;
+  /** Counts a connection a listener of this loop routed by itself. */
+  void CountRouted() { statRouted_.fetch_add(1, std::memory_order_relaxed); }
 
  private:
   void Drain();
+  /** Hands the outbox to the engine when it is due (see Emit), or whatever it holds when `force`. */
+  void Flush(bool force);
   void FireTimers();
   void RunSoon();
   void Bury();
@@ -199,7 +219,9 @@ class Loop {
   size_t listeners_ = 0;  // sessions_ that are listeners
   std::vector<std::unique_ptr<Session>> graveyard_;
   std::vector<Session*> soon_;
-  std::vector<Event> outbox_;  // events of this iteration, handed to the engine at its end
+  std::vector<Event> outbox_;  // events not handed to the engine yet
+  bool outboxUrgent_ = false;  // outbox_ holds an event that is not lazy
+  int64_t outboxSince_ = 0;    // NowMs() when outbox_ got its first event
   using TimerEntry = std::pair<int64_t, uint64_t>;  // deadline, session id
   std::priority_queue<TimerEntry, std::vector<TimerEntry>, std::greater<TimerEntry>> timers_;
   PipePool pipes_;
@@ -210,6 +232,7 @@ class Loop {
   std::atomic<uint64_t> statPipesInUse_{0};
   std::atomic<uint64_t> statWakeups_{0};
   std::atomic<uint64_t> statTimers_{0};
+  std::atomic<uint64_t> statRouted_{0};
 
   friend class Engine;
 };
@@ -232,6 +255,8 @@ class Engine {
   uint64_t AdoptHere(Loop* loop, std::unique_ptr<Session> s);
   /** The routes TS pushed (relayRoutes); listeners consult them for each new connection. */
   RouteTable& routes() { return routes_; }
+  /** Has every loop emit an urgent `flushed` {id: token} behind the events it emitted so far; returns how many will come. */
+  unsigned Flush(uint64_t token);
   /** Runs fn on the session's loop if the session is still open; false when the engine is stopping. */
   bool PostTo(uint64_t id, std::function<void(Session&)> fn);
   /**

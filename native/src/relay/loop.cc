@@ -126,7 +126,17 @@ thread_local Loop* t_current = nullptr;
 
 Loop* Loop::Current() { return t_current; }
 
-void Loop::Emit(Event e) { outbox_.push_back(std::move(e)); }
+void Loop::Emit(Event e) {
+  if (outbox_.empty()) outboxSince_ = now_;
+  if (!e.lazy) outboxUrgent_ = true;
+  outbox_.push_back(std::move(e));
+}
+
+void Loop::Flush(bool force) {
+  if (outbox_.empty() || !(force || outboxUrgent_ || now_ - outboxSince_ >= kLazyMs)) return;
+  outboxUrgent_ = false;
+  engine_->EmitBatch(outbox_);
+}
 
 void Loop::Drain() {
   uint64_t n;
@@ -188,8 +198,11 @@ void Loop::Run() {
     int timeout = -1;
     if (!soon_.empty()) {
       timeout = 0;
-    } else if (!timers_.empty()) {
-      int64_t d = timers_.top().first - Clock();
+    } else if (!timers_.empty() || !outbox_.empty()) {
+      // Wake for the next timer, or for lazy events that have waited long enough.
+      int64_t at = timers_.empty() ? outboxSince_ + kLazyMs : timers_.top().first;
+      if (!outbox_.empty() && outboxSince_ + kLazyMs < at) at = outboxSince_ + kLazyMs;
+      int64_t d = at - Clock();
       timeout = d <= 0 ? 0 : static_cast<int>(d > 60000 ? 60000 : d);
     }
     int n = ::epoll_wait(epoll_.get(), evs, kMaxEvents, timeout);
@@ -207,7 +220,7 @@ void Loop::Run() {
     RunSoon();
     FireTimers();
     Bury();
-    if (!outbox_.empty()) engine_->EmitBatch(outbox_);
+    Flush(false);
     statPipesPooled_.store(pipes_.pooled(), std::memory_order_relaxed);
     statPipesInUse_.store(pipes_.inUse(), std::memory_order_relaxed);
     statTimers_.store(timers_.size(), std::memory_order_relaxed);
@@ -219,7 +232,7 @@ void Loop::Run() {
   }
   Drain();
   CloseAll("engine-stop");
-  if (!outbox_.empty()) engine_->EmitBatch(outbox_);
+  Flush(true);
   statSessions_.store(0, std::memory_order_relaxed);
   t_current = nullptr;
 }
@@ -231,6 +244,7 @@ LoopStats Loop::Stats() const {
   s.pipesInUse = statPipesInUse_.load(std::memory_order_relaxed);
   s.wakeups = statWakeups_.load(std::memory_order_relaxed);
   s.timers = statTimers_.load(std::memory_order_relaxed);
+  s.routed = statRouted_.load(std::memory_order_relaxed);
   return s;
 }
 

@@ -97,7 +97,7 @@ void TcpSession::OnSideEvents(int side, uint32_t events) {
     }
     if (!(events & EPOLLOUT)) return;
     connecting_ = false;
-    loop()->Emit(Event("connected", id()));
+    loop()->Emit(Event("connected", id()).Lazy());
     StartRelay();
     return;
   }
@@ -329,7 +329,7 @@ void TcpSession::Finish(const char* reason, int err) {
   }
   // Close the sockets before JS hears "closed", so a caller that reacts to the event sees them gone.
   Event ev("closed", id());
-  ev.Num("rx", static_cast<double>(sides_[kUpstream].rx))
+  ev.Lazy().Num("rx", static_cast<double>(sides_[kUpstream].rx))
       .Num("tx", static_cast<double>(sides_[kUpstream].tx))
       .Num("downstreamRx", static_cast<double>(sides_[kClient].rx))
       .Num("downstreamTx", static_cast<double>(sides_[kClient].tx))

@@ -39,6 +39,7 @@ int TlsTransport::Progress() {
   if (io == Io::kError) return static_cast<int>(Failed());
   if (loop_) {
     relay::Event ev("tls", id_);
+    ev.Lazy();
     ev.Num("resumed", conn_->resumed() ? 1 : 0);
     std::string alpn = conn_->alpn();
     if (!alpn.empty()) ev.Str("alpn", std::move(alpn));

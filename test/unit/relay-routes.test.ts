@@ -1,0 +1,151 @@
+// Engine routes: plain TCP services whose connections the native engine routes and connects by itself
+// (src/proxy/engine-routes.ts), with JS keeping the books, failover and health.
+import test from 'ava';
+import net from 'node:net';
+import { blackhole, closeServer, ipEp, newProxy, roundTrip, settle, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
+import { native } from '../../src/redirect/native.js';
+
+/** A loopback port nothing listens on (connects are refused). */
+async function refusedPort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as net.AddressInfo).port;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+test.serial('routes: the engine routes and connects plain TCP connections itself; the books match the JS path', async (t) => {
+  const echo = await tcpEcho();
+  const s = svc({ endpoints: [ipEp(echo.port)] });
+  const { proxy, stats } = newProxy();
+  proxy.setSnapshot(snap([s]));
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  for (let i = 0; i < 3; i++) t.is(await roundTrip(l.port, `ping-${i}`), `ping-${i}`);
+  await settle(proxy);
+  t.is(proxy.relayStats()?.routed, 3);
+  t.is(stats.get('meshext_relay_routed_total'), 3);
+  const m = (name: string): number | undefined => stats.get(name, { service: s.kri });
+  t.is(m('meshext_downstream_cx_total'), 3);
+  t.is(m('meshext_downstream_cx_active'), 0);
+  t.is(m('meshext_upstream_cx_total'), 3);
+  t.is(m('meshext_upstream_cx_active'), 0);
+  t.is(m('meshext_upstream_cx_tx_bytes_total'), 18);
+  t.is(m('meshext_upstream_cx_rx_bytes_total'), 18);
+  t.is(proxy.clusters()[0]?.endpoints[0]?.total, 3);
+  await proxy.close();
+  // A new engine keeps the counter going from where the stopped one left it.
+  t.is(stats.get('meshext_relay_routed_total'), 3);
+  await closeServer(echo.srv);
+});
+
+test.serial("routes: a failed first pick fails over in JS, and a backed-off endpoint is no longer the engine's pick", async (t) => {
+  const echo = await tcpEcho();
+  const dead = await refusedPort();
+  const s = svc({ endpoints: [ipEp(dead), ipEp(echo.port)] });
+  const { proxy, stats } = newProxy();
+  proxy.setSnapshot(snap([s]));
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  // Round-robin: connections 1, 3 and 5 are first sent to the dead endpoint and fail over; the third failure
+  // backs it off (FAIL_THRESHOLD), so the engine must not pick it for connection 7.
+  for (let i = 0; i < 8; i++) t.is(await roundTrip(l.port, `c${i}`), `c${i}`);
+  await settle(proxy);
+  t.is(proxy.relayStats()?.routed, 8);
+  t.is(stats.get('meshext_upstream_cx_connect_fail_total', { service: s.kri }), 3);
+  t.is(stats.get('meshext_upstream_cx_total', { service: s.kri }), 11);
+  const [down, up] = proxy.clusters()[0]?.endpoints ?? [];
+  t.like(down, { healthy: false, consecutiveFailures: 3, total: 3 });
+  t.like(up, { healthy: true, total: 8, active: 0 });
+  t.is(echo.accepted(), 8);
+  await proxy.close();
+  await closeServer(echo.srv);
+});
+
+test.serial('routes: the transparent listener routes by the local address when no original-destination source is given', async (t) => {
+  const echo = await tcpEcho();
+  const { proxy } = newProxy();
+  const l = await proxy.listenTransparent({ address: '127.0.0.1', port: 0 });
+  // The connection's local address is the VIP:port the service owns.
+  proxy.setSnapshot(snap([svc({ endpoints: [ipEp(echo.port)], vip: '127.0.0.1', port: l.port })]));
+  t.is(await roundTrip(l.port, 'by local address'), 'by local address');
+  await settle(proxy);
+  t.is(proxy.relayStats()?.routed, 1);
+  await proxy.close();
+
+  // With an originalDst callback (the engine cannot run it) and no map, JS routes: served, not engine-routed.
+  const cb = newProxy({ originalDst: () => ({ address: '242.0.0.10', port: 5432 }) });
+  cb.proxy.setSnapshot(snap([svc({ endpoints: [ipEp(echo.port)], vip: '242.0.0.10', port: 5432 })]));
+  const l2 = await cb.proxy.listenTransparent({ address: '127.0.0.1', port: 0 });
+  t.is(await roundTrip(l2.port, 'by callback'), 'by callback');
+  await settle(cb.proxy);
+  t.is(cb.proxy.relayStats()?.routed, 0);
+  t.is(cb.stats.get('meshext_downstream_cx_total', { service: cb.proxy.clusters()[0]?.kri ?? '' }), 1);
+  await cb.proxy.close();
+  await closeServer(echo.srv);
+});
+
+test.serial('routes: DNS-name endpoints, denied and HTTP services are left to JS', async (t) => {
+  const echo = await tcpEcho();
+  const named = svc({ endpoints: [{ kind: 'dns', address: 'localhost', port: echo.port }] });
+  const denied = svc({ endpoints: [ipEp(echo.port)], forbidden: true });
+  const { proxy, stats } = newProxy();
+  proxy.setSnapshot(snap([named, denied]));
+  const a = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, named.id);
+  const b = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, denied.id);
+  t.is(await roundTrip(a.port, 'resolved in JS'), 'resolved in JS');
+  t.is(await roundTrip(b.port, 'denied'), '');
+  await settle(proxy);
+  t.is(proxy.relayStats()?.routed, 0);
+  t.is(stats.get('meshext_access_denied_total', { service: denied.kri }), 1);
+  // The same service allowed again: the engine routes it from the next connection on.
+  proxy.setSnapshot(snap([named, { ...denied, forbidden: false }], 2));
+  t.is(await roundTrip(b.port, 'allowed'), 'allowed');
+  await settle(proxy);
+  t.is(proxy.relayStats()?.routed, 1);
+  await proxy.close();
+  await closeServer(echo.srv);
+});
+
+test.serial('routes: a connection routed just before its service is removed is still served and accounted; later ones find no route', async (t) => {
+  const hole = await blackhole();
+  t.teardown(hole.close);
+  const s = svc({ endpoints: [ipEp(hole.port)] });
+  const { proxy, stats } = newProxy({ connectTimeoutMs: 60_000 });
+  proxy.setSnapshot(snap([s]));
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  const c = net.connect({ host: '127.0.0.1', port: l.port });
+  c.on('error', () => {});
+  await until(() => proxy.relayStats()?.routed === 1, 'routed');
+  // The route goes while JS may not have heard of the connection yet (the engine holds such events back).
+  proxy.setSnapshot(snap([], 2));
+  await proxy.settled();
+  t.is(proxy.activeConnections(), 1);
+  t.is(await roundTrip(l.port, 'gone'), '');
+  t.is(stats.get('meshext_downstream_cx_no_route_total'), 1);
+  await proxy.close();
+  t.is(proxy.activeConnections(), 0);
+  c.destroy();
+});
+
+test.serial('routes: relayRoutes names what is wrong with a table', (t) => {
+  const addon = native();
+  const engine = addon.relayStart(1, () => {});
+  t.teardown(() => addon.relayStop(engine));
+  const route = { id: 1, keys: ['@x'], targets: [{ address: '127.0.0.1', port: 1 }], connectTimeoutMs: 1000, idleTimeoutMs: 0 };
+  const bad = (table: unknown): string => {
+    try {
+      addon.relayRoutes(engine, table as Parameters<typeof addon.relayRoutes>[1]);
+      return 'accepted';
+    } catch (e) {
+      return (e as Error).message;
+    }
+  };
+  t.is(bad({ source: 'nowhere', routes: [] }), 'table.source must be none, local or map, got nowhere');
+  t.is(bad({ source: 'none', routes: [{ ...route, targets: [] }] }), 'table.routes[0].targets must not be empty');
+  t.is(bad({ source: 'none', routes: [{ ...route, targets: [{ address: '127.0.0.1', port: 70000 }] }] }), 'table.routes[0].targets[0].port must be an integer 0..65535, got 70000');
+  t.is(bad({ source: 'none', routes: [{ ...route, keys: [7] }] }), 'table.routes[0].keys[0] must be a string, got 7');
+  t.is(bad({ source: 'map', routes: [] }), 'table.mapFd must be an integer 0..2147483647, got nothing');
+  t.deepEqual(addon.relayRoutes(engine, { source: 'none', routes: [route] }), []);
+  // Removing a route reports how many connections it routed in all.
+  t.deepEqual(addon.relayRoutes(engine, { source: 'none', routes: [] }), [{ id: 1, routed: 0 }]);
+  t.false(addon.relayRouteHealth(engine, 1, 0, 1000), 'an uninstalled route has no health to set');
+});
