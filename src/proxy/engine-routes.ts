@@ -50,40 +50,60 @@ export class EngineRoutes {
     private readonly log: Logger,
   ) {}
 
-  /** Installs the routes of `snapshot`'s services (their runtimes in `runtimes`). */
+  /**
+   * Installs the routes of `snapshot`'s services (their runtimes in `runtimes`). When the engine refuses the
+   * table, it is left with no routes at all (every connection then goes through JS) and the error is thrown.
+   */
   install(snapshot: Snapshot, runtimes: ReadonlyMap<string, ServiceRuntime>, origin: OriginalDstSource, idleTimeoutMs: number): void {
     const keys = new Map<string, string[]>(snapshot.services.map((svc) => [svc.id, [outboundRouteKey(svc.id)]]));
     for (const [key, svc] of snapshot.byVipPort) keys.get(svc.id)?.push(key);
     const routes: RelayRoute[] = [];
-    const fresh: Array<[number, ServiceRuntime]> = [];
+    const installing: Array<{ id: number; svc: CompiledService; rt: ServiceRuntime }> = [];
     for (const svc of snapshot.services) {
       const rt = runtimes.get(svc.id);
-      if (!rt) continue;
-      const known = this.ids.has(rt);
-      const route = this.routeFor(svc, rt, keys.get(svc.id) ?? [], idleTimeoutMs);
-      if (!route) continue;
+      const route = rt ? this.routeFor(svc, rt, keys.get(svc.id) ?? [], idleTimeoutMs) : undefined;
+      if (!rt || !route) continue;
       routes.push(route);
-      if (!known) fresh.push([route.id, rt]);
+      installing.push({ id: route.id, svc, rt });
     }
     const table: RelayRouteTable = origin.source === 'map' ? { source: 'map', mapFd: origin.mapFd, routes } : { source: origin.source, routes };
-    for (const gone of this.fast.routes(table)) {
-      const e = this.entries.get(gone.id);
-      if (!e) continue;
-      e.total = gone.routed;
-      // Installed again later, the runtime gets a new id: the engine starts that route's count from 0.
-      if (this.ids.get(e.rt) === gone.id) {
-        this.ids.delete(e.rt);
-        e.rt.endpoints.onHealth = undefined;
-      }
-      if (e.seen >= gone.routed) this.entries.delete(gone.id);
+    try {
+      this.uninstalled(this.fast.routes(table));
+    } catch (e) {
+      this.uninstalled(this.fast.routes({ source: 'none', routes: [] }));
+      throw e;
     }
-    // The engine picks first attempts as EndpointSet.order() does, so it must see the same back-offs.
+    // Only now are the routes the engine's: remember them, and give the engine their endpoints' back-offs
+    // (it picks first attempts as EndpointSet.order() does, so it must see the same ones).
     const now = Date.now();
-    for (const [id, rt] of fresh) {
+    for (const { id, svc, rt } of installing) {
+      const entry = this.entries.get(id);
+      if (entry) {
+        entry.svc = svc;
+        continue;
+      }
+      this.ids.set(rt, id);
+      this.entries.set(id, { svc, rt, seen: 0 });
       rt.endpoints.onHealth = (index, downForMs) => this.fast.routeHealth(id, index, downForMs);
       rt.endpoints.states.forEach((st, i) => {
         if (st.backoffUntil > now) this.fast.routeHealth(id, i, st.backoffUntil - now);
       });
+      this.log.debug({ service: svc.kri, route: id, keys: keys.get(svc.id) }, 'service routed in the native engine');
+    }
+  }
+
+  /** Forgets routes the engine no longer has once their last `routed` event has been taken. */
+  private uninstalled(gone: Array<{ id: number; routed: number }>): void {
+    for (const g of gone) {
+      const e = this.entries.get(g.id);
+      if (!e) continue;
+      e.total = g.routed;
+      // Installed again later, the runtime gets a new id: the engine starts that route's count from 0.
+      if (this.ids.get(e.rt) === g.id) {
+        this.ids.delete(e.rt);
+        e.rt.endpoints.onHealth = undefined;
+      }
+      if (e.seen >= g.routed) this.entries.delete(g.id);
     }
   }
 
@@ -107,15 +127,8 @@ export class EngineRoutes {
     }
     const context = rt.tls ? nativeTlsFor(rt) : undefined;
     if (rt.tls && !context) return undefined;
-    let id = this.ids.get(rt);
-    if (id === undefined) {
-      id = this.nextId++;
-      this.ids.set(rt, id);
-      this.entries.set(id, { svc, rt, seen: 0 });
-      this.log.debug({ service: svc.kri, route: id, keys }, 'service routed in the native engine');
-    }
-    const entry = this.entries.get(id);
-    if (entry) entry.svc = svc;
+    // A runtime keeps its id while installed; a new one (ids are never reused) is remembered once installed.
+    const id = this.ids.get(rt) ?? this.nextId++;
     return {
       id,
       keys,

@@ -139,6 +139,8 @@ export class FastPath {
   private readonly tlsHandlers = new Map<number, RelayTlsHandler>();
   /** Sessions handed over whose upstream TLS the engine originates (for stats and tests). */
   private tlsHandedOver = 0;
+  /** `routed` events handled: connections the engine routed by itself (also after stop(), for the books). */
+  routedTotal = 0;
   private stopped = false;
   /** settled() calls waiting for their `flushed` events: token → loops still to answer. */
   private readonly flushes = new Map<number, { left: number; done: () => void }>();
@@ -328,6 +330,7 @@ export class FastPath {
         // drained like any other. Only a stopped engine has closed it already.
         const live = !this.stopped;
         const session = ev['session'] as number;
+        this.routedTotal++;
         routing.onRouted({ session, route: ev['route'] as number, target: ev['target'] as number, live, ...addresses(ev) });
       } else if (ev.kind === 'accept-error') {
         onError(String(ev['error']), false);
@@ -408,6 +411,11 @@ export class FastPath {
     this.addon.h2CountersFree(counters);
   }
 
+  /** Resets a session JS has not taken over (a routed connection nobody can serve). */
+  reset(session: number): void {
+    if (!this.stopped) this.addon.relayClose(this.engine, session, true);
+  }
+
   /** Ends one session; its `closed` event follows. */
   close(id: number, reset: boolean): void {
     if (!this.stopped && this.handlers.has(id)) this.addon.relayClose(this.engine, id, reset);
@@ -434,7 +442,7 @@ export class FastPath {
   }
 
   stats(): RelayStats {
-    return { ...this.addon.relayStats(this.engine), tlsSessions: this.tlsHandedOver };
+    return { ...this.addon.relayStats(this.engine), tlsSessions: this.tlsHandedOver, routed: this.routedTotal };
   }
 
   /** Closes every session (reported with reason engine-stop before this returns) and stops the threads. */

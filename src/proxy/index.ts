@@ -121,7 +121,7 @@ export class Proxy {
     const routed = opts.stats.counter('meshext_relay_routed_total', 'Connections the native relay engine routed and connected without waiting for JS');
     opts.stats.onCollect(() => {
       const r = this.fast ? this.fast.stats() : null;
-      routed.set(this.routedBefore + (r?.routed ?? 0));
+      routed.set(this.routedBefore + (this.fast?.routedTotal ?? 0));
       sessions.set(r?.sessions ?? 0);
       pipesInUse.set(r?.pipesInUse ?? 0);
       pipesPooled.set(r?.pipesPooled ?? 0);
@@ -182,13 +182,18 @@ export class Proxy {
     this.installRoutes();
     // Removed services must not leave series behind, or /stats grows with every reload.
     const live = new Set(s.services.map((x) => x.kri));
+    const retiring: string[] = [];
     for (const kri of this.metrics.keys()) {
       if (live.has(kri)) this.retiring.delete(kri);
       else {
         this.retiring.add(kri);
-        this.maybeRetire(kri);
+        retiring.push(kri);
       }
     }
+    // Connections the engine routed before the swap may not be on the books yet: decide once they are.
+    const retire = (): void => retiring.forEach((kri) => this.maybeRetire(kri));
+    if (this.fast && retiring.length > 0) void this.fast.settled().then(retire);
+    else retire();
     this.log.info({ generation: s.generation, services: s.services.length }, 'snapshot applied');
   }
 
@@ -379,14 +384,24 @@ export class Proxy {
   private acceptRouted(c: RoutedConn): void {
     const routed = this.engineRoutes?.take(c.route);
     if (!c.live || !this.fast) return;
+    const client = `${c.remoteAddress}:${c.remotePort}`;
     if (!routed) {
       // Cannot happen while EngineRoutes counts right; never leave the session unserved if it does.
       this.noRoute.inc();
-      this.log.error({ client: `${c.remoteAddress}:${c.remotePort}`, route: c.route }, 'the engine routed a connection by an unknown route; closing');
-      this.fast.adoptRouted(c.session, () => {}).close(true);
+      this.log.error({ client, route: c.route }, 'the engine routed a connection by an unknown route; closing');
+      this.fast.reset(c.session);
       return;
     }
-    relayRoutedTcp(c, routed.rt, this.begin(routed.svc, routed.rt), this.fast, this.tcpIdleTimeoutMs);
+    let state: ConnState | undefined;
+    try {
+      state = this.begin(routed.svc, routed.rt);
+      relayRoutedTcp(c, routed.rt, state, this.fast, this.tcpIdleTimeoutMs);
+    } catch (e) {
+      // The session would otherwise sit in the engine until its idle timeout.
+      this.log.error({ client, err: (e as Error).message }, 'cannot serve a routed connection; closing');
+      this.fast.reset(c.session);
+      state?.ended?.();
+    }
   }
 
   /** Hands a Node socket to its service's protocol handler (or denies it). */
@@ -481,8 +496,9 @@ export class Proxy {
     for (const c of [...this.conns]) closeConn(c);
     // Queued closes run before the threads exit; their events are accounted before stop() returns.
     const engine = this.fast?.engineHandle ?? null;
-    this.routedBefore += this.fast?.stats().routed ?? 0;
     this.fast?.stop();
+    // After stop() every routed connection has been handed to JS: the count is final.
+    this.routedBefore += this.fast?.routedTotal ?? 0;
     if (this.fast) this.fast = undefined;
     this.engineRoutes = undefined;
     if (engine !== null) this.h1n?.engineStopped(engine);

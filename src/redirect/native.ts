@@ -165,8 +165,8 @@ export interface RelayStats {
   wakeups: number;
   /** Entries in the timer heaps (live sessions' idle timers plus not yet compacted stale ones). */
   timers: number;
-  /** Connections listeners routed by themselves (relayRoutes) since start. */
-  routed: number;
+  /** Filled in by FastPath: connections listeners routed by themselves (relayRoutes) and JS has heard of, since start. */
+  routed?: number;
   /** Filled in by FastPath: sessions handed over with native TLS origination since start. */
   tlsSessions?: number;
 }

@@ -249,6 +249,7 @@ test('tcp: a service dropped by a reload loses its series once its last connecti
   held.write('x');
   await once(held, 'data');
   proxy.setSnapshot(snap([kept], 2));
+  await proxy.settled();
   // Still in use: its counters stay visible until the connection ends.
   t.is(stats.get('meshext_downstream_cx_active', { service: gone.kri }), 1);
   held.end();
@@ -257,6 +258,7 @@ test('tcp: a service dropped by a reload loses its series once its last connecti
   t.is(stats.get('meshext_downstream_cx_total', { service: kept.kri }), 1);
   // A service removed while idle goes at once.
   proxy.setSnapshot(snap([], 3));
+  await proxy.settled();
   t.false(stats.prometheus().includes(kept.kri));
   await proxy.close();
   await closeServer(echo.srv);

@@ -296,14 +296,13 @@ Napi::Value RelayStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Engine* e = EngineArg(info, 0);
   Napi::Object o = Napi::Object::New(env);
-  uint64_t sessions = 0, pooled = 0, inUse = 0, wakeups = 0, timers = 0, routed = 0;
+  uint64_t sessions = 0, pooled = 0, inUse = 0, wakeups = 0, timers = 0;
   for (const auto& s : e->Stats()) {
     sessions += s.sessions;
     pooled += s.pipesPooled;
     inUse += s.pipesInUse;
     wakeups += s.wakeups;
     timers += s.timers;
-    routed += s.routed;
   }
   o.Set("threads", Napi::Number::New(env, e->threads()));
   o.Set("sessions", Napi::Number::New(env, static_cast<double>(sessions)));
@@ -311,7 +310,6 @@ Napi::Value RelayStats(const Napi::CallbackInfo& info) {
   o.Set("pipesInUse", Napi::Number::New(env, static_cast<double>(inUse)));
   o.Set("wakeups", Napi::Number::New(env, static_cast<double>(wakeups)));
   o.Set("timers", Napi::Number::New(env, static_cast<double>(timers)));
-  o.Set("routed", Napi::Number::New(env, static_cast<double>(routed)));
   return o;
 }
 

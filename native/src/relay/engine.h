@@ -145,7 +145,6 @@ struct LoopStats {
   uint64_t pipesInUse = 0;
   uint64_t wakeups = 0;
   uint64_t timers = 0;
-  uint64_t routed = 0;
 };
 
 /** One I/O thread: epoll, command queue (eventfd), coarse timers, its sessions. */
@@ -192,8 +191,7 @@ class Loop {
   void Place(std::unique_ptr<Session> s);
   /** Snapshot of counters; thread-safe (atomics). */
   LoopStats Stats() const;
-  /** Counts a connection a listener of this loop routed by itself. */
-  void CountRouted() { statRouted_.fetch_add(1, std::memory_order_relaxed); }
+
 
  private:
   void Drain();
@@ -232,7 +230,6 @@ class Loop {
   std::atomic<uint64_t> statPipesInUse_{0};
   std::atomic<uint64_t> statWakeups_{0};
   std::atomic<uint64_t> statTimers_{0};
-  std::atomic<uint64_t> statRouted_{0};
 
   friend class Engine;
 };

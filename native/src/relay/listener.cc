@@ -103,7 +103,6 @@ void ListenerSession::ServeRouted(int fd, const std::shared_ptr<Route>& route, E
   size_t target = route->Pick(loop()->NowMs());
   const RouteTarget& t = *route->targets[target];
   uint64_t sid = loop()->engine()->AdoptHere(loop(), std::move(owned));
-  loop()->CountRouted();
   // JS must know the session before any of its events: `routed` is emitted first, on this loop's outbox.
   loop()->Emit(std::move(routed.Num("session", static_cast<double>(sid)).Num("route", route->id).Num("target", static_cast<double>(target))));
   int err = 0;

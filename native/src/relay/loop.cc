@@ -244,7 +244,6 @@ LoopStats Loop::Stats() const {
   s.pipesInUse = statPipesInUse_.load(std::memory_order_relaxed);
   s.wakeups = statWakeups_.load(std::memory_order_relaxed);
   s.timers = statTimers_.load(std::memory_order_relaxed);
-  s.routed = statRouted_.load(std::memory_order_relaxed);
   return s;
 }
 
