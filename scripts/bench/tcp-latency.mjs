@@ -30,15 +30,19 @@ await runScenario({
   async measure(target) {
     const rr = last(await runClient('tcp-rr', process.execPath,
       [join(CLIENTS, 'tcp-rr.mjs'), '--port', String(target.port('bench-echo')), '--count', String(count)], { maxSeconds: 120 }));
+    const cpu0 = target.cpuMs();
     const cr = last(await runClient('tcp-connrate', process.execPath,
       [join(CLIENTS, 'tcp-connrate.mjs'), '--port', String(target.port('bench-once')), '--seconds', String(seconds), '--concurrency', opts.concurrency],
       { maxSeconds: seconds + 60 }));
-    return { p50: rr.p50us, p99: rr.p99us, cps: cr.connsPerSec };
+    // The proxy's own CPU per connection (the machine is shared by client, upstream and proxy).
+    const cpuUs = ((target.cpuMs() - cpu0) * 1000) / cr.conns;
+    return { p50: rr.p50us, p99: rr.p99us, cps: cr.connsPerSec, cpuUs };
   },
   metrics: [
     { key: 'p50', label: 'rtt p50 us', higherIsBetter: false },
     { key: 'p99', label: 'rtt p99 us', higherIsBetter: false },
     { key: 'cps', label: 'conns/s', higherIsBetter: true },
+    { key: 'cpuUs', label: 'proxy CPU us/conn', higherIsBetter: false },
   ],
   targets: [],
 });

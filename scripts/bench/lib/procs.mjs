@@ -213,3 +213,34 @@ export function treeRssKiB(handle) {
   const pids = descendants(handle.pid).filter((p) => comm(p) !== 'timeout' && comm(p) !== 'prlimit');
   return pids.reduce((s, p) => s + (rssKiB(p) || 0), 0);
 }
+
+/** Clock ticks per second of /proc/PID/stat's utime and stime (USER_HZ). */
+let clkTck;
+function ticksPerSecond() {
+  if (clkTck === undefined) {
+    try {
+      clkTck = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      clkTck = 100;
+    }
+  }
+  return clkTck;
+}
+
+/** CPU time (user + system, all threads) in ms of one process, from /proc/PID/stat; NaN when it is gone. */
+export function cpuMs(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields 14 and 15 (utime, stime); the text after the command name starts at field 3.
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(rest[11]) + Number(rest[12])) * 1000) / ticksPerSecond();
+  } catch {
+    return NaN;
+  }
+}
+
+/** Summed CPU time in ms of the real program(s) under a startProcess handle (the wrapper left out, as treeRssKiB does). */
+export function treeCpuMs(handle) {
+  const pids = descendants(handle.pid).filter((p) => comm(p) !== 'timeout' && comm(p) !== 'prlimit');
+  return pids.reduce((s, p) => s + (cpuMs(p) || 0), 0);
+}

@@ -7,7 +7,7 @@
 import { mkdirSync, writeFileSync, existsSync, chmodSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startProcess, treeRssKiB, lastLines, NOFILE } from './procs.mjs';
+import { startProcess, treeCpuMs, treeRssKiB, lastLines, NOFILE } from './procs.mjs';
 import { freePort, waitForPort, waitForHttp200 } from './net.mjs';
 
 export const REPO = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
@@ -45,6 +45,8 @@ function handle(name, { ports, proc, peer, clientTls = () => undefined }) {
     clientTls,
     /** Resident memory of the proxy's processes in KiB (NaN for direct). */
     rss: () => (proc ? treeRssKiB(proc) : NaN),
+    /** CPU time (user + system) the proxy's processes have used, in ms (NaN for direct). */
+    cpuMs: () => (proc ? treeCpuMs(proc) : NaN),
     proc,
     stop: () => (proc ? proc.stop() : Promise.resolve(0)),
   };
