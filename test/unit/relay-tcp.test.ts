@@ -77,6 +77,24 @@ test.serial('relay: several MiB each way arrive byte-exact and are counted from 
   await env.done();
 });
 
+test.serial('relay: a short exchange is copied; bulk traffic moves to splice(2) pipes', async (t) => {
+  const env = await setup((s) => s.pipe(s));
+  t.is(await roundTrip(env.port, 'short'), 'short');
+  await settle(env.proxy);
+  t.like(env.proxy.relayStats(), { pipesPooled: 0, pipesInUse: 0 }, 'a short exchange takes no pipe');
+  const big = randomBytes(4 * 1024 * 1024);
+  const c = await connect(env.port);
+  const got = collect(c);
+  c.end(big);
+  t.is(sha((await got).data), sha(big));
+  await settle(env.proxy);
+  // Both directions spliced once their first read filled the buffer; the pipes went back to the pool.
+  t.is(env.proxy.relayStats()?.pipesPooled, 2);
+  t.is(env.proxy.relayStats()?.pipesInUse, 0);
+  t.is(env.metric('meshext_upstream_cx_tx_bytes_total'), big.length + 5);
+  await env.done();
+});
+
 test.serial('relay: client half-close reaches the upstream, which keeps answering', async (t) => {
   const env = await setup((s) => {
     const chunks: Buffer[] = [];

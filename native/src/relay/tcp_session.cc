@@ -68,7 +68,7 @@ void TcpSession::StartRelay() {
   relaying_ = true;
   for (int i = 0; i < 2; i++) {
     Flow& f = flows_[i];
-    f.splice = allowSplice_ && sides_[f.src].t->spliceFd() >= 0 && sides_[f.dst].t->spliceFd() >= 0;
+    f.spliceable = allowSplice_ && sides_[f.src].t->spliceFd() >= 0 && sides_[f.dst].t->spliceFd() >= 0;
   }
   // The upstream is watched since Connect(); the client only from now on.
   for (int i = 0; i < 2; i++) sides_[i].t->Bind(loop(), id());
@@ -201,7 +201,7 @@ bool TcpSession::Pump(Flow& f, size_t& budget) {
       if (!f.pipe.r.valid()) {
         f.pipe = loop()->pipes().Take();
         if (!f.pipe.r.valid()) {
-          f.splice = false;  // out of fds for pipes: copy instead
+          f.splice = false;  // out of fds for pipes: copy instead (and try again at the next full read)
           continue;
         }
       }
@@ -214,7 +214,7 @@ bool TcpSession::Pump(Flow& f, size_t& budget) {
           break;
         }
         if (errno == EINVAL) {
-          f.splice = false;  // this pair of files cannot splice: copy instead
+          f.splice = f.spliceable = false;  // this pair of files cannot splice: copy from now on
           continue;
         }
         Fail(f.src, errno);
@@ -247,6 +247,8 @@ bool TcpSession::Pump(Flow& f, size_t& budget) {
     in.rx += static_cast<uint64_t>(n);
     budget = budget > static_cast<size_t>(n) ? budget - static_cast<size_t>(n) : 0;
     lastActive_ = loop()->NowMs();
+    // A full buffer means bulk traffic: splice from the next read on (after this chunk is written).
+    if (f.spliceable && static_cast<size_t>(n) == Loop::kScratchSize) f.splice = true;
     size_t done = 0;
     if (out.writable) {
       ssize_t w = out.t->Write(scratch, static_cast<size_t>(n));

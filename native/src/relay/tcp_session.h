@@ -1,7 +1,9 @@
 // A plain byte relay between a client socket and an upstream transport (the engine's TCP session kind).
 //
 // Bytes move with splice(2) through a pipe taken from the loop's pool only while bytes are in flight,
-// so an idle connection holds two fds, this object and nothing else. Where splice cannot be used (a
+// so an idle connection holds two fds, this object and nothing else. A direction starts out copying
+// and splices from its first read that fills the scratch buffer: for the short exchanges of most
+// connections recv+send is cheaper than two splices and a pipe. Where splice cannot be used (a
 // layered upstream transport, or a kernel that refuses it) bytes go through the loop's scratch buffer,
 // and only the part a non-blocking write did not take is copied into a per-direction buffer.
 // Back-pressure: a direction reads again only once everything it read before has been written, so at
@@ -59,7 +61,8 @@ class TcpSession final : public Session {
   struct Flow {
     int src = 0;
     int dst = 0;
-    bool splice = false;
+    bool spliceable = false;  // both ends are plain sockets and splicing is allowed
+    bool splice = false;      // moving bytes with splice(2): from the first full read on (bulk traffic)
     Pipe pipe;
     size_t inPipe = 0;
     std::unique_ptr<char[]> buf;  // bytes read but not yet written (copy mode and initial data)
