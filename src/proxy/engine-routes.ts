@@ -5,15 +5,19 @@
  * `routed` event, then accounts for it and owns failover as for any other connection.
  *
  * A service gets a route when the engine can do everything its first attempt needs: protocol tcp, not denied,
- * usable TLS settings that the native context accepted (or none), and only IP or unix-socket endpoints outside
- * the VIP CIDR (DNS names are resolved in JS). Its keys are `@<serviceId>` (outbound listeners) and each
- * `<vip>:<port>` it owns (the transparent listener). Route ids stay with a runtime, so endpoint health and
- * round-robin position survive reloads that keep the runtime.
+ * usable TLS settings that the native context accepted (or none), and endpoints that are IP addresses, unix
+ * sockets or DNS names with an answer, none inside the VIP CIDR. A DNS name's target is the first address of
+ * its last answer (where dialEach starts too); names are resolved in JS, before the first install and again
+ * when their TTL runs out (as Envoy's STRICT_DNS clusters do), and the route is reinstalled with the new
+ * answer. Its keys are `@<serviceId>` (outbound listeners) and each `<vip>:<port>` it owns (the transparent
+ * listener). Route ids stay with a runtime, so endpoint health and round-robin position survive reloads and
+ * new DNS answers.
  */
 import type { Logger } from '../log.js';
 import type { CompiledService, Snapshot } from '../snapshot/types.js';
 import type { RelayRoute, RelayRouteTable } from '../redirect/native.js';
 import { pendingTlsFor } from './dial.js';
+import { FALLBACK_TTL_S } from './resolve.js';
 import type { FastPath } from './fastpath.js';
 import type { ServiceRuntime } from './runtime.js';
 import { nativeTlsFor } from './tls-native.js';
@@ -44,11 +48,25 @@ export class EngineRoutes {
   private readonly ids = new WeakMap<ServiceRuntime, number>();
   private readonly entries = new Map<number, Entry>();
   private nextId = 1;
+  /** DNS names the installed routes use, with their runtime (for its resolver). */
+  private names = new Map<string, ServiceRuntime>();
+  /** Names being resolved for a reinstall. */
+  private readonly resolving = new Set<string>();
+  private refresh: NodeJS.Timeout | undefined;
+  private disposed = false;
 
+  /** `reinstall` installs the current snapshot's routes again (after new DNS answers). */
   constructor(
     private readonly fast: FastPath,
     private readonly log: Logger,
+    private readonly reinstall: () => void,
   ) {}
+
+  /** Stops refreshing DNS answers (the engine is gone). */
+  dispose(): void {
+    this.disposed = true;
+    clearTimeout(this.refresh);
+  }
 
   /**
    * Installs the routes of `snapshot`'s services (their runtimes in `runtimes`). When the engine refuses the
@@ -59,6 +77,7 @@ export class EngineRoutes {
     for (const [key, svc] of snapshot.byVipPort) keys.get(svc.id)?.push(key);
     const routes: RelayRoute[] = [];
     const installing: Array<{ id: number; svc: CompiledService; rt: ServiceRuntime }> = [];
+    this.names = new Map();
     for (const svc of snapshot.services) {
       const rt = runtimes.get(svc.id);
       const route = rt ? this.routeFor(svc, rt, keys.get(svc.id) ?? [], idleTimeoutMs) : undefined;
@@ -90,6 +109,43 @@ export class EngineRoutes {
       });
       this.log.debug({ service: svc.kri, route: id, keys: keys.get(svc.id) }, 'service routed in the native engine');
     }
+    this.scheduleRefresh();
+  }
+
+  /** Re-resolves the routes' DNS names when the first of their answers expires, then reinstalls. */
+  private scheduleRefresh(): void {
+    clearTimeout(this.refresh);
+    this.refresh = undefined;
+    let at = Infinity;
+    for (const [name, rt] of this.names) at = Math.min(at, rt.deps.resolver.expiry(name) ?? 0);
+    if (at === Infinity || this.disposed) return;
+    this.refresh = setTimeout(() => {
+      const now = Date.now();
+      const due = [...this.names].filter(([name, rt]) => (rt.deps.resolver.expiry(name) ?? 0) <= now);
+      Promise.allSettled(due.map(([name, rt]) => rt.deps.resolver.resolve(name))).then(() => {
+        if (!this.disposed) this.reinstall();
+      });
+    }, Math.max(0, at - Date.now()));
+    this.refresh.unref();
+  }
+
+  /** Resolves a name no answer is known for yet, and reinstalls once it has one (or retries later). */
+  private resolveThenReinstall(name: string, rt: ServiceRuntime): void {
+    if (this.resolving.has(name)) return;
+    this.resolving.add(name);
+    rt.deps.resolver.resolve(name).then(
+      () => {
+        this.resolving.delete(name);
+        if (!this.disposed) this.reinstall();
+      },
+      () => {
+        // No answer yet: its connections resolve in JS meanwhile; try again as a refresh would.
+        setTimeout(() => {
+          this.resolving.delete(name);
+          if (!this.disposed) this.reinstall();
+        }, FALLBACK_TTL_S * 1000).unref();
+      },
+    );
   }
 
   /** Forgets routes the engine no longer has once their last `routed` event has been taken. */
@@ -121,9 +177,23 @@ export class EngineRoutes {
     const targets: RelayRoute['targets'] = [];
     for (const st of rt.endpoints.states) {
       const ep = st.endpoint;
-      if (ep.kind === 'unix') targets.push({ address: ep.path, port: 0 });
-      else if (ep.kind === 'ip' && !rt.inVipCidr(ep.address)) targets.push({ address: ep.address, port: ep.port });
-      else return undefined;
+      let address: string;
+      if (ep.kind === 'unix') {
+        targets.push({ address: ep.path, port: 0 });
+        continue;
+      } else if (ep.kind === 'ip') {
+        address = ep.address;
+      } else {
+        const answer = rt.deps.resolver.known(ep.address);
+        if (!answer) {
+          this.resolveThenReinstall(ep.address, rt);
+          return undefined;
+        }
+        this.names.set(ep.address, rt);
+        address = (answer[0] as { address: string }).address;
+      }
+      if (rt.inVipCidr(address)) return undefined;
+      targets.push({ address, port: ep.port });
     }
     const context = rt.tls ? nativeTlsFor(rt) : undefined;
     if (rt.tls && !context) return undefined;

@@ -148,7 +148,7 @@ export class Proxy {
     const threads = this.opts.dataThreads ?? 1;
     try {
       this.fast = FastPath.start(threads);
-      this.engineRoutes = new EngineRoutes(this.fast, this.log);
+      this.engineRoutes = new EngineRoutes(this.fast, this.log, () => this.installRoutes());
       this.log.info({ threads }, 'native data path started');
       this.installRoutes();
     } catch (e) {
@@ -500,6 +500,7 @@ export class Proxy {
     // After stop() every routed connection has been handed to JS: the count is final.
     this.routedBefore += this.fast?.routedTotal ?? 0;
     if (this.fast) this.fast = undefined;
+    this.engineRoutes?.dispose();
     this.engineRoutes = undefined;
     if (engine !== null) this.h1n?.engineStopped(engine);
     for (const rt of this.runtimes.values()) rt.close();

@@ -57,6 +57,12 @@ export class EndpointResolver {
     return p;
   }
 
+  /** The last answer for `name`, also once its TTL has passed (resolve() refreshes it); undefined when there is none yet. */
+  known(name: string): ResolvedAddress[] | undefined {
+    const a = this.cache.get(name)?.addresses;
+    return a && a.length > 0 ? a : undefined;
+  }
+
   /** Expiry time (ms epoch) of the cached answer, for inspection. */
   expiry(name: string): number | undefined {
     return this.cache.get(name)?.expires;

@@ -119,17 +119,20 @@ function relayInEngine(who: string, rt: ServiceRuntime, state: ConnState, idleMs
   if (!relayed) return false;
   state.relayed = relayed;
   const timeoutMs = rt.deps.connectTimeoutMs;
-  // A routed connection's first attempt (to `startedAt`) is already under way in the engine.
-  let started = startedAt;
+  const connectedTo = (st: EndpointState) => (): void => {
+    endpoint = st;
+    finishUpstream = trackEngine(rt, st);
+  };
+  // A routed connection's first attempt (to `startedAt`) is already under way in the engine. Its outcome is
+  // taken now, while its events cannot have been handled yet: dialEach may first await a DNS answer.
+  let started = startedAt ? relayed.started(connectedTo(startedAt), tls !== undefined) : undefined;
+  started?.catch(() => {}); // handled when dialEach reaches it; until then a failure is not "unhandled"
   dialEach(rt, startedAt ? rt.endpoints.orderFrom(startedAt) : rt.endpoints.order(), (target, st) => {
-    const onConnected = (): void => {
-      endpoint = st;
-      finishUpstream = trackEngine(rt, st);
-    };
+    const onConnected = connectedTo(st);
     let attempt: Promise<void>;
-    if (started === st) {
+    if (started && st === startedAt) {
+      attempt = started;
       started = undefined;
-      attempt = relayed.started(onConnected, tls !== undefined);
     } else {
       const upTls: RelayUpstreamTls | undefined = tls ? { context: tls, ...pendingTlsFor(rt, target), handshakeTimeoutMs: timeoutMs } : undefined;
       attempt = relayed.connect(target.path ?? (target.host as string), target.port ?? 0, timeoutMs, onConnected, upTls);

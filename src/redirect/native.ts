@@ -140,7 +140,7 @@ export interface RelayRouteTable {
 }
 
 export interface RelayRoute {
-  /** Stable while the route's content is: a route id already installed keeps its state and ignores the new content. */
+  /** Stays with a service runtime: an id already installed takes the new content (e.g. new DNS answers) and keeps its round-robin position, count and target health. */
   id: number;
   /** `@<serviceId>` (outbound listener) and `<vip>:<port>` (transparent listener). */
   keys: string[];

@@ -91,9 +91,18 @@ std::vector<std::pair<uint32_t, uint64_t>> RouteTable::Replace(std::vector<std::
   auto newMap = map.valid() ? std::make_shared<UniqueFd>(std::move(map)) : nullptr;
   std::lock_guard<std::mutex> g(mu_);
   for (auto& r : routes) {
+    // Same id, maybe new content (a DNS name's addresses changed): the new object carries on the old one's
+    // round-robin position, count and, target by target, health. Accepts still holding the old object
+    // finish with it; no later Take() returns it.
+    if (auto old = byId_.find(r->id); old != byId_.end()) {
+      const Route& o = *old->second;
+      r->next.store(o.next.load(std::memory_order_relaxed), std::memory_order_relaxed);
+      r->routed = o.routed;
+      for (size_t i = 0; i < r->targets.size() && i < o.targets.size(); i++)
+        r->targets[i]->downUntilMs.store(o.targets[i]->downUntilMs.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    }
     uint32_t id = r->id;
-    auto old = byId_.find(id);
-    byId.emplace(id, old != byId_.end() ? old->second : std::move(r));
+    byId.emplace(id, std::move(r));
   }
   for (auto& [id, r] : byId_)
     if (byId.find(id) == byId.end()) gone.emplace_back(id, r->routed);

@@ -65,9 +65,9 @@ enum class OrigDstSource {
 class RouteTable {
  public:
   /**
-   * JS thread: installs a new set of routes. Routes whose id was already installed keep their object (and
-   * so their round-robin position, health and count); the ids of routes that are gone come back with how
-   * many connections they routed in all, which no later accept can change.
+   * JS thread: installs a new set of routes. A route whose id was already installed takes the new content
+   * and keeps its round-robin position, count and per-target health; the ids of routes that are gone come
+   * back with how many connections they routed in all, which no later accept can change.
    */
   std::vector<std::pair<uint32_t, uint64_t>> Replace(std::vector<std::shared_ptr<Route>> routes,
                                                      std::vector<std::pair<std::string, uint32_t>> keys,
