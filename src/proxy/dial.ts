@@ -45,33 +45,45 @@ export function targetName(t: DialTarget): string {
   return t.path ?? `${t.host}:${t.port}`;
 }
 
+/** A first attempt already chosen (by the engine's route): endpoint `st`, to `target`. */
+export interface PinnedTarget {
+  st: EndpointState;
+  target: DialTarget;
+}
+
 /**
  * Tries the service's endpoints in `order` with `connect` until one connects: DNS names are resolved, targets
  * in the VIP CIDR refused, attempts and failures counted and logged, endpoint health updated. `connect`
  * rejects with an UpstreamError for a failed attempt (the next target is tried); any other error ends the
- * loop and is rethrown (the caller gave up, e.g. its client left).
+ * loop and is rethrown (the caller gave up, e.g. its client left). With `pinned`, the first attempt is
+ * `pinned.target` of `pinned.st` (the first of `order`) as given, neither resolved nor checked again: the
+ * engine chose it from the same answer when the route was installed; the endpoint's other addresses follow.
  */
-export async function dialEach<T>(rt: ServiceRuntime, order: EndpointState[], connect: (target: DialTarget, st: EndpointState) => Promise<T>): Promise<{ conn: T; endpoint: EndpointState; target: DialTarget }> {
+export async function dialEach<T>(rt: ServiceRuntime, order: EndpointState[], connect: (target: DialTarget, st: EndpointState) => Promise<T>, pinned?: PinnedTarget): Promise<{ conn: T; endpoint: EndpointState; target: DialTarget }> {
   if (rt.configError) throw rt.configError;
   if (order.length === 0) throw new UpstreamError('MESHEXT_E_NO_ENDPOINTS', 'service has no endpoints');
   let last: UpstreamError | undefined;
   for (const st of order) {
     const ep = st.endpoint;
-    let targets: DialTarget[];
-    if (ep.kind === 'unix') targets = [{ path: ep.path }];
-    else if (ep.kind === 'ip') targets = [{ host: ep.address, port: ep.port }];
-    else {
-      try {
-        const addrs = await rt.deps.resolver.resolve(ep.address);
-        targets = addrs.map((a) => ({ host: a.address, port: ep.port }));
-      } catch (e) {
-        last = new UpstreamError('MESHEXT_E_DNS_RESOLVE', `cannot resolve endpoint ${ep.address}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-        rt.endpoints.failure(st, last.reason);
-        continue;
+    const pin = pinned && st === pinned.st ? pinned.target : undefined;
+    // A pinned attempt goes first, as it is; a DNS name is resolved only when it is needed (not pinned, or
+    // the pinned attempt failed), for the endpoint's other addresses.
+    const targets: DialTarget[] = pin ? [pin] : [];
+    let resolved = ep.kind !== 'dns';
+    if (ep.kind === 'unix' && !pin) targets.push({ path: ep.path });
+    else if (ep.kind === 'ip' && !pin) targets.push({ host: ep.address, port: ep.port });
+    for (let i = 0; ; i++) {
+      if (i === targets.length && !resolved && ep.kind === 'dns') {
+        resolved = true;
+        try {
+          for (const a of await rt.deps.resolver.resolve(ep.address)) if (a.address !== pin?.host) targets.push({ host: a.address, port: ep.port });
+        } catch (e) {
+          last = new UpstreamError('MESHEXT_E_DNS_RESOLVE', `cannot resolve endpoint ${ep.address}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+        }
       }
-    }
-    for (const target of targets) {
-      if (target.host && rt.inVipCidr(target.host)) {
+      const target = targets[i];
+      if (!target) break;
+      if (target !== pin && target.host && rt.inVipCidr(target.host)) {
         last = new UpstreamError('MESHEXT_E_ENDPOINT_IN_VIP_CIDR', `endpoint ${st.key} resolves to ${target.host}, inside the VIP CIDR ${rt.deps.vipCidr}; refusing to dial`);
         rt.log.error({ endpoint: st.key, address: target.host }, last.reason);
         continue;

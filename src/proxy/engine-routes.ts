@@ -39,6 +39,9 @@ interface Entry extends RoutedService {
   total?: number;
 }
 
+/** setTimeout's largest delay (a larger one fires at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** The route key of an outbound listener bound to `serviceId`. */
 export function outboundRouteKey(serviceId: string): string {
   return `@${serviceId}`;
@@ -48,8 +51,8 @@ export class EngineRoutes {
   private readonly ids = new WeakMap<ServiceRuntime, number>();
   private readonly entries = new Map<number, Entry>();
   private nextId = 1;
-  /** DNS names the installed routes use, with their runtime (for its resolver). */
-  private names = new Map<string, ServiceRuntime>();
+  /** DNS names the installed routes use: their runtime (for its resolver) and the address the route dials. */
+  private names = new Map<string, { rt: ServiceRuntime; address: string }>();
   /** Names being resolved for a reinstall. */
   private readonly resolving = new Set<string>();
   private refresh: NodeJS.Timeout | undefined;
@@ -77,10 +80,10 @@ export class EngineRoutes {
     for (const [key, svc] of snapshot.byVipPort) keys.get(svc.id)?.push(key);
     const routes: RelayRoute[] = [];
     const installing: Array<{ id: number; svc: CompiledService; rt: ServiceRuntime }> = [];
-    this.names = new Map();
+    const names = new Map<string, { rt: ServiceRuntime; address: string }>();
     for (const svc of snapshot.services) {
       const rt = runtimes.get(svc.id);
-      const route = rt ? this.routeFor(svc, rt, keys.get(svc.id) ?? [], idleTimeoutMs) : undefined;
+      const route = rt ? this.routeFor(svc, rt, keys.get(svc.id) ?? [], idleTimeoutMs, names) : undefined;
       if (!rt || !route) continue;
       routes.push(route);
       installing.push({ id: route.id, svc, rt });
@@ -89,9 +92,12 @@ export class EngineRoutes {
     try {
       this.uninstalled(this.fast.routes(table));
     } catch (e) {
+      this.names = new Map();
+      this.scheduleRefresh();
       this.uninstalled(this.fast.routes({ source: 'none', routes: [] }));
       throw e;
     }
+    this.names = names;
     // Only now are the routes the engine's: remember them, and give the engine their endpoints' back-offs
     // (it picks first attempts as EndpointSet.order() does, so it must see the same ones).
     const now = Date.now();
@@ -112,20 +118,27 @@ export class EngineRoutes {
     this.scheduleRefresh();
   }
 
-  /** Re-resolves the routes' DNS names when the first of their answers expires, then reinstalls. */
+  /**
+   * Re-resolves the routes' DNS names when the first of their answers expires; reinstalls when an answer now
+   * starts with another address, else just waits for the next expiry.
+   */
   private scheduleRefresh(): void {
     clearTimeout(this.refresh);
     this.refresh = undefined;
     let at = Infinity;
-    for (const [name, rt] of this.names) at = Math.min(at, rt.deps.resolver.expiry(name) ?? 0);
+    for (const [name, { rt }] of this.names) at = Math.min(at, rt.deps.resolver.expiry(name) ?? 0);
     if (at === Infinity || this.disposed) return;
+    // A refresh at most once a second (TTL 0 answers) and never beyond setTimeout's range (huge TTLs).
+    const delay = Math.min(MAX_TIMER_MS, Math.max(1000, at - Date.now()));
     this.refresh = setTimeout(() => {
       const now = Date.now();
-      const due = [...this.names].filter(([name, rt]) => (rt.deps.resolver.expiry(name) ?? 0) <= now);
-      Promise.allSettled(due.map(([name, rt]) => rt.deps.resolver.resolve(name))).then(() => {
-        if (!this.disposed) this.reinstall();
+      const due = [...this.names].filter(([name, { rt }]) => (rt.deps.resolver.expiry(name) ?? 0) <= now);
+      void Promise.allSettled(due.map(([name, { rt }]) => rt.deps.resolver.resolve(name))).then(() => {
+        if (this.disposed) return;
+        if (due.some(([name, { rt, address }]) => rt.deps.resolver.known(name)?.[0]?.address !== address)) this.reinstall();
+        else this.scheduleRefresh();
       });
-    }, Math.max(0, at - Date.now()));
+    }, delay);
     this.refresh.unref();
   }
 
@@ -172,9 +185,11 @@ export class EngineRoutes {
     return e;
   }
 
-  private routeFor(svc: CompiledService, rt: ServiceRuntime, keys: string[], idleTimeoutMs: number): RelayRoute | undefined {
+  /** The route of a service the engine can serve alone, or undefined; the DNS names it dials go into `names`. */
+  private routeFor(svc: CompiledService, rt: ServiceRuntime, keys: string[], idleTimeoutMs: number, names: Map<string, { rt: ServiceRuntime; address: string }>): RelayRoute | undefined {
     if (svc.protocol !== 'tcp' || svc.forbidden || rt.configError || rt.closed || rt.endpoints.states.length === 0) return undefined;
     const targets: RelayRoute['targets'] = [];
+    const dialled: Array<[string, string]> = [];
     for (const st of rt.endpoints.states) {
       const ep = st.endpoint;
       let address: string;
@@ -189,14 +204,15 @@ export class EngineRoutes {
           this.resolveThenReinstall(ep.address, rt);
           return undefined;
         }
-        this.names.set(ep.address, rt);
         address = (answer[0] as { address: string }).address;
+        dialled.push([ep.address, address]);
       }
       if (rt.inVipCidr(address)) return undefined;
       targets.push({ address, port: ep.port });
     }
     const context = rt.tls ? nativeTlsFor(rt) : undefined;
     if (rt.tls && !context) return undefined;
+    for (const [name, address] of dialled) names.set(name, { rt, address });
     // A runtime keeps its id while installed; a new one (ids are never reused) is remembered once installed.
     const id = this.ids.get(rt) ?? this.nextId++;
     return {

@@ -110,6 +110,9 @@ export interface RoutedConn extends AcceptedAddresses {
   session: number;
   route: number;
   target: number;
+  /** Where the engine's first attempt goes: ip and port, or a unix socket path (port 0). */
+  address: string;
+  port: number;
   live: boolean;
 }
 
@@ -331,7 +334,7 @@ export class FastPath {
         const live = !this.stopped;
         const session = ev['session'] as number;
         this.routedTotal++;
-        routing.onRouted({ session, route: ev['route'] as number, target: ev['target'] as number, live, ...addresses(ev) });
+        routing.onRouted({ session, route: ev['route'] as number, target: ev['target'] as number, address: ev['address'] as string, port: ev['port'] as number, live, ...addresses(ev) });
       } else if (ev.kind === 'accept-error') {
         onError(String(ev['error']), false);
       }

@@ -1,6 +1,6 @@
 /** Raw TCP proxying: bytes both ways with back-pressure and half-close; any error tears down both sides. */
 import net from 'node:net';
-import { connectFailure, dialEach, dialUpstream, pendingTlsFor, tlsEstablished, tlsFailed, trackEngine } from './dial.js';
+import { connectFailure, dialEach, dialUpstream, pendingTlsFor, tlsEstablished, tlsFailed, trackEngine, type PinnedTarget } from './dial.js';
 import type { ConnState } from './conn.js';
 import type { EndpointState } from './endpoints.js';
 import type { AcceptedConn, FastPath, RelayCloseHandler, RelayConnectError, RelayedTcp, RoutedConn, TcpSessionOptions } from './fastpath.js';
@@ -84,10 +84,12 @@ export function relayAcceptedTcp(conn: AcceptedConn, rt: ServiceRuntime, state: 
  * the endpoint the engine picked; accounting, logs and failover from there on are relayInEngine's.
  */
 export function relayRoutedTcp(conn: RoutedConn, rt: ServiceRuntime, state: ConnState, fast: FastPath, idleTimeoutMs: number = TCP_IDLE_TIMEOUT_MS): void {
-  const first = rt.endpoints.states[conn.target];
+  const st = rt.endpoints.states[conn.target] as EndpointState;
+  // Where the engine's attempt went (for a DNS name: an address of the answer the route was installed with).
+  const pinned: PinnedTarget = { st, target: conn.port ? { host: conn.address, port: conn.port } : { path: conn.address } };
   const who = `${conn.remoteAddress}:${conn.remotePort}`;
   const tls = rt.tls ? nativeTlsFor(rt) : undefined;
-  relayInEngine(who, rt, state, idleTimeoutMs, tls, (onClose, o) => fast.adoptRouted(conn.session, onClose, o), first);
+  relayInEngine(who, rt, state, idleTimeoutMs, tls, (onClose, o) => fast.adoptRouted(conn.session, onClose, o), pinned);
 }
 
 /**
@@ -95,7 +97,7 @@ export function relayRoutedTcp(conn: RoutedConn, rt: ServiceRuntime, state: Conn
  * picks (failover stays here) and relays, originating TLS when `tls` is given; false when the engine refused
  * the connection. Metrics and logs match the Node path's (dial.ts, pipeInNode).
  */
-function relayInEngine(who: string, rt: ServiceRuntime, state: ConnState, idleMs: number, tls: NativeTlsContext | undefined, place: (onClose: RelayCloseHandler, opts: TcpSessionOptions) => RelayedTcp | null, startedAt?: EndpointState): boolean {
+function relayInEngine(who: string, rt: ServiceRuntime, state: ConnState, idleMs: number, tls: NativeTlsContext | undefined, place: (onClose: RelayCloseHandler, opts: TcpSessionOptions) => RelayedTcp | null, pinned?: PinnedTarget): boolean {
   let endpoint: EndpointState | undefined;
   let finishUpstream: ((rx: number, tx: number) => void) | undefined;
   const onClosed = (ev: RelayClosedEvent): void => {
@@ -123,16 +125,15 @@ function relayInEngine(who: string, rt: ServiceRuntime, state: ConnState, idleMs
     endpoint = st;
     finishUpstream = trackEngine(rt, st);
   };
-  // A routed connection's first attempt (to `startedAt`) is already under way in the engine. Its outcome is
-  // taken now, while its events cannot have been handled yet: dialEach may first await a DNS answer.
-  let started = startedAt ? relayed.started(connectedTo(startedAt), tls !== undefined) : undefined;
+  // A routed connection's first attempt (`pinned`) is already under way in the engine. Its outcome is taken
+  // now, before any event of the session can be handled; dialEach makes it its first attempt.
+  const started = pinned ? relayed.started(connectedTo(pinned.st), tls !== undefined) : undefined;
   started?.catch(() => {}); // handled when dialEach reaches it; until then a failure is not "unhandled"
-  dialEach(rt, startedAt ? rt.endpoints.orderFrom(startedAt) : rt.endpoints.order(), (target, st) => {
+  dialEach(rt, pinned ? rt.endpoints.orderFrom(pinned.st) : rt.endpoints.order(), (target, st) => {
     const onConnected = connectedTo(st);
     let attempt: Promise<void>;
-    if (started && st === startedAt) {
+    if (started && target === pinned?.target) {
       attempt = started;
-      started = undefined;
     } else {
       const upTls: RelayUpstreamTls | undefined = tls ? { context: tls, ...pendingTlsFor(rt, target), handshakeTimeoutMs: timeoutMs } : undefined;
       attempt = relayed.connect(target.path ?? (target.host as string), target.port ?? 0, timeoutMs, onConnected, upTls);
@@ -143,7 +144,7 @@ function relayInEngine(who: string, rt: ServiceRuntime, state: ConnState, idleMs
       if (typeof c.timedOut !== 'boolean' || c.code === 'ESESSIONGONE') throw e;
       throw connectFailure(target, c.code ?? 'EIO', c.timedOut, timeoutMs);
     });
-  }).catch((e: Error) => {
+  }, pinned).catch((e: Error) => {
     // The client left (or the proxy closed it) while an attempt was under way: nothing more to do.
     if ((e as Partial<RelayConnectError>).code === 'ESESSIONGONE') return;
     rt.log.warn({ client: who, err: e.message }, 'upstream unavailable; closing client connection');

@@ -123,7 +123,7 @@ export interface RelayUpstreamTls {
  * How a listener finds engine routes for its connections: every connection by `routeKey` (an outbound
  * listener), or by original destination `<vip>:<port>` (`transparent`). A connection with a route becomes
  * an engine session at once, connecting to the route's next target, and JS gets a `routed` event {session,
- * route, target, peer, peerPort, local, localPort}; the others come as `accepted` events, with {dst, dstPort}
+ * route, target, address, port, peer, peerPort, local, localPort}; the others come as `accepted` events, with {dst, dstPort}
  * when the engine looked the original destination up ("" when unknown).
  */
 export interface RelayListenRouting {

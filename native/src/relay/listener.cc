@@ -104,7 +104,8 @@ void ListenerSession::ServeRouted(int fd, const std::shared_ptr<Route>& route, E
   const RouteTarget& t = *route->targets[target];
   uint64_t sid = loop()->engine()->AdoptHere(loop(), std::move(owned));
   // JS must know the session before any of its events: `routed` is emitted first, on this loop's outbox.
-  loop()->Emit(std::move(routed.Num("session", static_cast<double>(sid)).Num("route", route->id).Num("target", static_cast<double>(target))));
+  routed.Num("session", static_cast<double>(sid)).Num("route", route->id).Num("target", static_cast<double>(target));
+  loop()->Emit(std::move(routed.Str("address", t.address).Num("port", t.port)));
   int err = 0;
   UniqueFd up = StartConnect(t.address, t.port, &err);
   if (!up.valid()) {

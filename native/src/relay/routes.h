@@ -3,7 +3,7 @@
 // the native TLS context and the timeouts, under the keys that reach it (`@<serviceId>` for an outbound
 // listener, `<vip>:<port>` for the transparent listener). A listener that finds a route for a new connection
 // starts the session and the connect to the route's next target itself, then tells JS in one `routed` event
-// {session, route, target, peer, peerPort, local, localPort}; JS accounts for it and owns failover from
+// {session, route, target, address, port, peer, peerPort, local, localPort}; JS accounts for it and owns failover from
 // there (a `connect-failed` event comes back to it as for any session). Connections without a route go to JS
 // in an `accepted` event as before.
 //
