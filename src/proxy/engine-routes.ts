@@ -88,7 +88,7 @@ export class EngineRoutes {
       routes.push(route);
       installing.push({ id: route.id, svc, rt });
     }
-    const table: RelayRouteTable = origin.source === 'map' ? { source: 'map', mapFd: origin.mapFd, routes } : { source: origin.source, routes };
+    const table: RelayRouteTable = { ...origin, routes };
     try {
       this.uninstalled(this.fast.routes(table));
     } catch (e) {

@@ -148,6 +148,8 @@ export class FastPath {
   /** settled() calls waiting for their `flushed` events: token → loops still to answer. */
   private readonly flushes = new Map<number, { left: number; done: () => void }>();
   private flushToken = 0;
+  /** Whether the engine's event channel currently holds the process open (see updateRef). */
+  private refd = false;
 
   private constructor(
     private readonly addon: NativeAddon,
@@ -188,10 +190,21 @@ export class FastPath {
     return { id, close: (reset) => this.close(id, reset) };
   }
 
-  /** Routes a new session's events to its handlers; open sessions keep the process alive as sockets would. */
+  /**
+   * Open sessions and pending settled() calls keep the process alive, as open sockets and pending socket
+   * operations would; the engine's event channel is ref'd exactly while there is one.
+   */
+  private updateRef(): void {
+    const want = this.handlers.size + this.flushes.size > 0;
+    if (want === this.refd || this.stopped) return;
+    this.refd = want;
+    this.addon.relayRef(this.engine, want);
+  }
+
+  /** Routes a new session's events to its handlers. */
   private register(id: number, onClose: RelayCloseHandler, onEvent?: RelayEventHandler): void {
     this.handlers.set(id, onClose);
-    if (this.handlers.size === 1 && this.flushes.size === 0 && !this.stopped) this.addon.relayRef(this.engine, true);
+    this.updateRef();
     if (onEvent) this.eventHandlers.set(id, onEvent);
   }
 
@@ -434,9 +447,10 @@ export class FastPath {
     const token = ++this.flushToken;
     const left = this.addon.relayFlush(this.engine, token);
     if (left === 0) return Promise.resolve();
-    // A pending flush holds the process open like a pending socket operation would.
-    if (this.flushes.size === 0 && this.handlers.size === 0) this.addon.relayRef(this.engine, true);
-    return new Promise((resolve) => this.flushes.set(token, { left, done: resolve }));
+    return new Promise((resolve) => {
+      this.flushes.set(token, { left, done: resolve });
+      this.updateRef();
+    });
   }
 
   /** Sessions handed over and not yet reported closed. */
@@ -477,7 +491,7 @@ export class FastPath {
       const f = this.flushes.get(ev.id);
       if (f && --f.left === 0) {
         this.flushes.delete(ev.id);
-        if (this.flushes.size === 0 && this.handlers.size === 0 && !this.stopped) this.addon.relayRef(this.engine, false);
+        this.updateRef();
         f.done();
       }
       return;
@@ -496,7 +510,7 @@ export class FastPath {
     const h = this.handlers.get(ev.id);
     if (!h) return;
     this.handlers.delete(ev.id);
-    if (this.handlers.size === 0 && this.flushes.size === 0 && !this.stopped) this.addon.relayRef(this.engine, false);
+    this.updateRef();
     this.eventHandlers.delete(ev.id);
     h(ev as RelayClosedEvent);
   }

@@ -182,3 +182,16 @@ export async function blackhole(): Promise<{ port: number; close: () => Promise<
   }
   return { port: Number(text), close };
 }
+
+/**
+ * A proxy (60 s connect timeout) with an outbound listener for one service whose endpoint never answers a
+ * connect (blackhole): its connections stay connecting. `close` stops the blackhole.
+ */
+export async function proxyToBlackhole(): Promise<{ proxy: Proxy; stats: Registry; s: CompiledService; port: number; close: () => Promise<void> }> {
+  const hole = await blackhole();
+  const s = svc({ endpoints: [ipEp(hole.port)] });
+  const { proxy, stats } = newProxy({ connectTimeoutMs: 60_000 });
+  proxy.setSnapshot(snap([s]));
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  return { proxy, stats, s, port: l.port, close: hole.close };
+}

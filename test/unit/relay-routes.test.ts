@@ -3,7 +3,7 @@
 import test from 'ava';
 import net from 'node:net';
 import { once } from 'node:events';
-import { blackhole, closeServer, ipEp, newProxy, roundTrip, settle, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
+import { closeServer, ipEp, newProxy, proxyToBlackhole, roundTrip, settle, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
 import { native } from '../../src/redirect/native.js';
 
 /** A loopback port nothing listens on (connects are refused). */
@@ -157,13 +157,9 @@ test.serial("routes: when a DNS name's TTL runs out the engine moves to its new 
 });
 
 test.serial('routes: a connection routed just before its service is removed is still served and accounted; later ones find no route', async (t) => {
-  const hole = await blackhole();
-  t.teardown(hole.close);
-  const s = svc({ endpoints: [ipEp(hole.port)] });
-  const { proxy, stats } = newProxy({ connectTimeoutMs: 60_000 });
-  proxy.setSnapshot(snap([s]));
-  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
-  const c = net.connect({ host: '127.0.0.1', port: l.port });
+  const { proxy, stats, s, port, close } = await proxyToBlackhole();
+  t.teardown(close);
+  const c = net.connect({ host: '127.0.0.1', port });
   c.on('error', () => {});
   await once(c, 'connect');
   // Wait for the engine to route it without yielding to the event loop, so that JS cannot hear of it before
@@ -177,14 +173,14 @@ test.serial('routes: a connection routed just before its service is removed is s
   t.is(proxy.activeConnections(), 1);
   // The removed service's series stay until that connection ends.
   t.is(stats.get('meshext_downstream_cx_active', { service: s.kri }), 1);
-  t.is(await roundTrip(l.port, 'gone'), '');
+  t.is(await roundTrip(port, 'gone'), '');
   t.is(stats.get('meshext_downstream_cx_no_route_total'), 1);
   await proxy.close();
   t.is(proxy.activeConnections(), 0);
   c.destroy();
 });
 
-test.serial('routes: relayRoutes names what is wrong with a table', (t) => {
+test.serial('routes: relayRoutes and relayListen name what is wrong with their routing arguments', (t) => {
   const addon = native();
   const engine = addon.relayStart(1, () => {});
   t.teardown(() => addon.relayStop(engine));
@@ -206,4 +202,5 @@ test.serial('routes: relayRoutes names what is wrong with a table', (t) => {
   // Removing a route reports how many connections it routed in all.
   t.deepEqual(addon.relayRoutes(engine, { source: 'none', routes: [] }), [{ id: 1, routed: 0 }]);
   t.false(addon.relayRouteHealth(engine, 1, 0, 1000), 'an uninstalled route has no health to set');
+  t.throws(() => addon.relayListen(engine, '127.0.0.1', 0, 16, { routeKey: 7 } as unknown as { routeKey: string }), { message: 'routing.routeKey must be a string, got 7' });
 });

@@ -7,7 +7,7 @@ import { cpSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { blackhole, closeServer, ipEp, listen, newProxy, roundTrip, settle, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
+import { blackhole, closeServer, ipEp, listen, newProxy, proxyToBlackhole, roundTrip, settle, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
 import { FastPath, type RelayConnectError } from '../../src/proxy/fastpath.js';
 import { native, type RelayClosedEvent } from '../../src/redirect/native.js';
 import { ConfigError, resolveConfig } from '../../src/agent/config.js';
@@ -386,13 +386,9 @@ test.serial('relay: the engine dials IPv6 endpoints, zone included', async (t) =
 });
 
 test.serial('relay: closing the proxy while the engine is still connecting accounts the connection without a failure', async (t) => {
-  const hole = await blackhole();
-  t.teardown(hole.close);
-  const s = svc({ endpoints: [ipEp(hole.port)] });
-  const { proxy, stats } = newProxy({ connectTimeoutMs: 60_000 });
-  proxy.setSnapshot(snap([s]));
-  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
-  const c = await connect(l.port);
+  const { proxy, stats, s, port, close } = await proxyToBlackhole();
+  t.teardown(close);
+  const c = await connect(port);
   const got = collect(c);
   await until(() => proxy.relayStats()?.sessions === 1 && stats.get('meshext_upstream_cx_total', { service: s.kri }) === 1, 'connecting');
   await proxy.close();

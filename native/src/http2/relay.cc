@@ -173,34 +173,32 @@ Relay::SessionSetup::~SessionSetup() {
 
 // nghttp2 copies callbacks and options into each session, so one immutable set per side serves every
 // connection on every thread (built once, on first use).
+Relay::SessionSetup::SessionSetup(void (*fill)(nghttp2_session_callbacks*)) {
+  if (nghttp2_session_callbacks_new(&cb) != 0 || nghttp2_option_new(&opt) != 0) return;
+  fill(cb);
+  nghttp2_option_set_no_auto_window_update(opt, 1);
+}
+
 const Relay::SessionSetup& Relay::ClientSide() {
-  static const SessionSetup setup = [] {
-    SessionSetup x;
-    if (nghttp2_session_callbacks_new(&x.cb) != 0 || nghttp2_option_new(&x.opt) != 0) return x;
-    nghttp2_session_callbacks_set_on_begin_headers_callback(x.cb, OnBeginHeaders);
-    nghttp2_session_callbacks_set_on_header_callback(x.cb, OnHeader);
-    nghttp2_session_callbacks_set_on_frame_recv_callback(x.cb, OnFrameRecv);
-    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(x.cb, OnDataChunk);
-    nghttp2_session_callbacks_set_on_stream_close_callback(x.cb, OnStreamClose);
-    nghttp2_option_set_no_auto_window_update(x.opt, 1);
-    return x;
-  }();
+  static const SessionSetup setup([](nghttp2_session_callbacks* cb) {
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, OnBeginHeaders);
+    nghttp2_session_callbacks_set_on_header_callback(cb, OnHeader);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, OnFrameRecv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, OnDataChunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, OnStreamClose);
+  });
   return setup;
 }
 
 const Relay::SessionSetup& Relay::UpstreamSide() {
-  static const SessionSetup setup = [] {
-    SessionSetup x;
-    if (nghttp2_session_callbacks_new(&x.cb) != 0 || nghttp2_option_new(&x.opt) != 0) return x;
-    nghttp2_session_callbacks_set_on_header_callback(x.cb, UpOnHeader);
-    nghttp2_session_callbacks_set_on_frame_recv_callback(x.cb, UpOnFrameRecv);
-    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(x.cb, UpOnDataChunk);
-    nghttp2_session_callbacks_set_on_stream_close_callback(x.cb, UpOnStreamClose);
-    nghttp2_session_callbacks_set_before_frame_send_callback(x.cb, UpBeforeFrameSend);
-    nghttp2_session_callbacks_set_on_frame_not_send_callback(x.cb, UpOnFrameNotSend);
-    nghttp2_option_set_no_auto_window_update(x.opt, 1);
-    return x;
-  }();
+  static const SessionSetup setup([](nghttp2_session_callbacks* cb) {
+    nghttp2_session_callbacks_set_on_header_callback(cb, UpOnHeader);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, UpOnFrameRecv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, UpOnDataChunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, UpOnStreamClose);
+    nghttp2_session_callbacks_set_before_frame_send_callback(cb, UpBeforeFrameSend);
+    nghttp2_session_callbacks_set_on_frame_not_send_callback(cb, UpOnFrameNotSend);
+  });
   return setup;
 }
 

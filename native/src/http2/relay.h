@@ -106,8 +106,8 @@ class Relay {
   struct SessionSetup {
     nghttp2_session_callbacks* cb = nullptr;
     nghttp2_option* opt = nullptr;
-    SessionSetup() = default;
-    SessionSetup(SessionSetup&& o) noexcept : cb(std::exchange(o.cb, nullptr)), opt(std::exchange(o.opt, nullptr)) {}
+    /** Both sides' options (flow control is ours: no automatic WINDOW_UPDATE) and the callbacks `fill` sets. */
+    explicit SessionSetup(void (*fill)(nghttp2_session_callbacks*));
     SessionSetup(const SessionSetup&) = delete;
     SessionSetup& operator=(const SessionSetup&) = delete;
     ~SessionSetup();

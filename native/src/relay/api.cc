@@ -124,44 +124,6 @@ Napi::Value RelayTcpConnect(const Napi::CallbackInfo& info) {
   return Napi::String::New(env, posted ? "" : "ESRCH");
 }
 
-Napi::Value RelayListen(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Engine* e = EngineArg(info, 0);
-  std::string address = ArgString(info, 1, "address");
-  uint32_t port = ArgU32(info, 2, "port");
-  uint32_t backlog = ArgU32(info, 3, "backlog");
-  if (port > 65535) ThrowArg(env, "port must be 0..65535, got " + std::to_string(port));
-  sockaddr_storage ss{};
-  socklen_t len = 0;
-  if (!relay::IpSockaddr(address, static_cast<uint16_t>(port), &ss, &len)) ThrowArg(env, "listen address must be an IP literal, got " + address);
-  relay::UniqueFd fd(::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) ThrowErrno(env, "MESHEXT_E_LISTEN", "socket", errno);
-  int one = 1;
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) ThrowErrno(env, "MESHEXT_E_LISTEN", "bind", errno);
-  if (::listen(fd.get(), static_cast<int>(backlog)) != 0) ThrowErrno(env, "MESHEXT_E_LISTEN", "listen", errno);
-  sockaddr_storage bound{};
-  socklen_t blen = sizeof bound;
-  if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &blen) != 0) ThrowErrno(env, "MESHEXT_E_LISTEN", "getsockname", errno);
-  uint16_t boundPort = 0;
-  std::string boundIp = relay::IpText(bound, &boundPort);
-  // Optional {routeKey?, transparent?}: how the listener finds routes (routes.h) for its connections.
-  std::string routeKey;
-  bool transparent = false;
-  if (info.Length() > 4 && info[4].IsObject()) {
-    Napi::Object o = info[4].As<Napi::Object>();
-    if (o.Get("routeKey").IsString()) routeKey = o.Get("routeKey").As<Napi::String>().Utf8Value();
-    transparent = o.Get("transparent").ToBoolean().Value();
-  }
-  uint64_t id = relay::AdoptOrThrow(env, e, std::make_unique<relay::ListenerSession>(std::move(fd), std::move(routeKey), transparent));
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("id", Napi::Number::New(env, static_cast<double>(id)));
-  o.Set("address", Napi::String::New(env, boundIp));
-  o.Set("family", Napi::String::New(env, ss.ss_family == AF_INET6 ? "IPv6" : "IPv4"));
-  o.Set("port", Napi::Number::New(env, boundPort));
-  return o;
-}
-
 namespace {
 
 std::string What(const Napi::Value& v) { return v.IsUndefined() ? std::string("nothing") : v.ToString().Utf8Value(); }
@@ -226,6 +188,45 @@ std::shared_ptr<relay::Route> RouteFrom(Napi::Env env, const Napi::Value& v, con
 }
 
 }  // namespace
+
+Napi::Value RelayListen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Engine* e = EngineArg(info, 0);
+  std::string address = ArgString(info, 1, "address");
+  uint32_t port = ArgU32(info, 2, "port");
+  uint32_t backlog = ArgU32(info, 3, "backlog");
+  if (port > 65535) ThrowArg(env, "port must be 0..65535, got " + std::to_string(port));
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  if (!relay::IpSockaddr(address, static_cast<uint16_t>(port), &ss, &len)) ThrowArg(env, "listen address must be an IP literal, got " + address);
+  relay::UniqueFd fd(::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) ThrowErrno(env, "MESHEXT_E_LISTEN", "socket", errno);
+  int one = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) ThrowErrno(env, "MESHEXT_E_LISTEN", "bind", errno);
+  if (::listen(fd.get(), static_cast<int>(backlog)) != 0) ThrowErrno(env, "MESHEXT_E_LISTEN", "listen", errno);
+  sockaddr_storage bound{};
+  socklen_t blen = sizeof bound;
+  if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &blen) != 0) ThrowErrno(env, "MESHEXT_E_LISTEN", "getsockname", errno);
+  uint16_t boundPort = 0;
+  std::string boundIp = relay::IpText(bound, &boundPort);
+  // Optional {routeKey?, transparent?}: how the listener finds routes (routes.h) for its connections.
+  std::string routeKey;
+  bool transparent = false;
+  if (info.Length() > 4 && !info[4].IsUndefined()) {
+    Napi::Object o = ObjField(env, info[4], "routing");
+    routeKey = StrField(env, o, "routeKey", "routing", true);
+    transparent = o.Get("transparent").ToBoolean().Value();
+  }
+  uint64_t id = relay::AdoptOrThrow(env, e, std::make_unique<relay::ListenerSession>(std::move(fd), std::move(routeKey), transparent));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("id", Napi::Number::New(env, static_cast<double>(id)));
+  o.Set("address", Napi::String::New(env, boundIp));
+  o.Set("family", Napi::String::New(env, ss.ss_family == AF_INET6 ? "IPv6" : "IPv4"));
+  o.Set("port", Napi::Number::New(env, boundPort));
+  return o;
+}
+
 
 // relayRoutes(engine, {source: "none" | "local" | "map", mapFd?, routes: [{id, keys, targets, tls?, connectTimeoutMs,
 // idleTimeoutMs}]}) → [{id, routed}] for the routes that are gone (see RouteTable::Replace).

@@ -192,7 +192,6 @@ class Loop {
   /** Snapshot of counters; thread-safe (atomics). */
   LoopStats Stats() const;
 
-
  private:
   void Drain();
   /** Hands the outbox to the engine when it is due (see Emit), or whatever it holds when `force`. */

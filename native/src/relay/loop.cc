@@ -6,6 +6,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdint>
+
 #include "engine.h"
 
 namespace mx::relay {
@@ -198,12 +201,15 @@ void Loop::Run() {
     int timeout = -1;
     if (!soon_.empty()) {
       timeout = 0;
-    } else if (!timers_.empty() || !outbox_.empty()) {
+    } else {
       // Wake for the next timer, or for lazy events that have waited long enough.
-      int64_t at = timers_.empty() ? outboxSince_ + kLazyMs : timers_.top().first;
-      if (!outbox_.empty() && outboxSince_ + kLazyMs < at) at = outboxSince_ + kLazyMs;
-      int64_t d = at - Clock();
-      timeout = d <= 0 ? 0 : static_cast<int>(d > 60000 ? 60000 : d);
+      int64_t at = INT64_MAX;
+      if (!timers_.empty()) at = timers_.top().first;
+      if (!outbox_.empty()) at = std::min(at, outboxSince_ + kLazyMs);
+      if (at != INT64_MAX) {
+        int64_t d = at - Clock();
+        timeout = d <= 0 ? 0 : static_cast<int>(d > 60000 ? 60000 : d);
+      }
     }
     int n = ::epoll_wait(epoll_.get(), evs, kMaxEvents, timeout);
     now_ = Clock();
