@@ -33,18 +33,18 @@ Napi::Value Layout(const Napi::CallbackInfo& info);
 Napi::Value TlsContextCreate(const Napi::CallbackInfo& info);
 Napi::Value TlsSessionCount(const Napi::CallbackInfo& info);
 Napi::Value TlsProbe(const Napi::CallbackInfo& info);
-// Relay engine (relay/api.cc).
-Napi::Value RelayStart(const Napi::CallbackInfo& info);
-Napi::Value RelayStop(const Napi::CallbackInfo& info);
-Napi::Value RelayClose(const Napi::CallbackInfo& info);
-Napi::Value RelayListen(const Napi::CallbackInfo& info);
-Napi::Value RelayTcpClient(const Napi::CallbackInfo& info);
-Napi::Value RelayTcpConnect(const Napi::CallbackInfo& info);
-Napi::Value RelayRoutes(const Napi::CallbackInfo& info);
-Napi::Value RelayRouteHealth(const Napi::CallbackInfo& info);
-Napi::Value RelayStats(const Napi::CallbackInfo& info);
-Napi::Value RelayRef(const Napi::CallbackInfo& info);
-Napi::Value RelayFlush(const Napi::CallbackInfo& info);
+// Engine (engine/api.cc).
+Napi::Value EngineStart(const Napi::CallbackInfo& info);
+Napi::Value EngineStop(const Napi::CallbackInfo& info);
+Napi::Value EngineClose(const Napi::CallbackInfo& info);
+Napi::Value EngineListen(const Napi::CallbackInfo& info);
+Napi::Value EngineTcpClient(const Napi::CallbackInfo& info);
+Napi::Value EngineTcpConnect(const Napi::CallbackInfo& info);
+Napi::Value EngineRoutes(const Napi::CallbackInfo& info);
+Napi::Value EngineRouteHealth(const Napi::CallbackInfo& info);
+Napi::Value EngineStats(const Napi::CallbackInfo& info);
+Napi::Value EngineRef(const Napi::CallbackInfo& info);
+Napi::Value EngineFlush(const Napi::CallbackInfo& info);
 // HTTP/1.1 codec, exported for its unit tests (native/src/http1/testing.cc).
 Napi::Value H1ParseHead(const Napi::CallbackInfo& info);
 Napi::Value H1BodyScan(const Napi::CallbackInfo& info);
@@ -62,7 +62,7 @@ Napi::Value H1Upstream(const Napi::CallbackInfo& info);
 Napi::Value H1UpstreamFailed(const Napi::CallbackInfo& info);
 Napi::Value H1Drain(const Napi::CallbackInfo& info);
 
-// HTTP/2 sessions on the relay engine (http2/api.cc).
+// HTTP/2 sessions on the engine (http2/api.cc).
 Napi::Value RelayH2(const Napi::CallbackInfo& info);
 Napi::Value RelayH2Attach(const Napi::CallbackInfo& info);
 Napi::Value RelayH2Unavailable(const Napi::CallbackInfo& info);

@@ -1,4 +1,4 @@
-// Objects JS addresses by small integer handles (relay engines, HTTP/1 pools, HTTP/2 counter sets), so a
+// Objects JS addresses by small integer handles (engines, HTTP/1 pools, HTTP/2 counter sets), so a
 // stale or made-up handle is a TypeError naming it, never a dangling pointer. JS thread only.
 #pragma once
 #include <napi.h>

@@ -102,7 +102,7 @@ export interface AcceptedConn extends AcceptedAddresses {
 }
 
 /**
- * A connection the engine accepted and routed by itself (relayRoutes): session `session` is connecting to
+ * A connection the engine accepted and routed by itself (engineRoutes): session `session` is connecting to
  * target `target` of route `route`. `live` is false once the engine has stopped (and closed it); a routed
  * connection outlives its listener.
  */
@@ -159,11 +159,11 @@ export class FastPath {
 
   /** Loads the addon and starts the engine; throws (addon not loadable, threads refused) so the caller can fall back. */
   static start(threads: number, addon: NativeAddon = native()): FastPath {
-    if (typeof addon.relayStart !== 'function') {
+    if (typeof addon.engineStart !== 'function') {
       throw Object.assign(new Error('the loaded native addon has no relay engine (rebuild with `npm run build:native`)'), { code: 'MESHEXT_E_RELAY' });
     }
     let self: FastPath | undefined;
-    const engine = addon.relayStart(threads, (evs) => self?.dispatch(evs));
+    const engine = addon.engineStart(threads, (evs) => self?.dispatch(evs));
     self = new FastPath(addon, engine, threads);
     return self;
   }
@@ -198,7 +198,7 @@ export class FastPath {
     const want = this.handlers.size + this.flushes.size > 0;
     if (want === this.refd || this.stopped) return;
     this.refd = want;
-    this.addon.relayRef(this.engine, want);
+    this.addon.engineRef(this.engine, want);
   }
 
   /** Routes a new session's events to its handlers. */
@@ -214,7 +214,7 @@ export class FastPath {
    */
   adoptTcpClient(client: net.Socket, idleTimeoutMs: number, onClose: RelayCloseHandler, opts: TcpSessionOptions = {}): RelayedTcp | null {
     const splice = opts.splice ?? true;
-    return this.tcpSession((closed, onEvent) => this.handOver(client, (engine, fd, initial) => this.addon.relayTcpClient(engine, fd, initial, idleTimeoutMs, splice), closed, onEvent)?.id ?? null, onClose, opts);
+    return this.tcpSession((closed, onEvent) => this.handOver(client, (engine, fd, initial) => this.addon.engineTcpClient(engine, fd, initial, idleTimeoutMs, splice), closed, onEvent)?.id ?? null, onClose, opts);
   }
 
   /**
@@ -229,7 +229,7 @@ export class FastPath {
       }
       let id: number;
       try {
-        id = this.addon.relayTcpClient(this.engine, fd, null, idleTimeoutMs, opts.splice ?? true, true);
+        id = this.addon.engineTcpClient(this.engine, fd, null, idleTimeoutMs, opts.splice ?? true, true);
       } catch {
         return null;
       }
@@ -248,12 +248,12 @@ export class FastPath {
 
   /** Installs the engine's routes (see RelayRouteTable); returns the routes gone and how many connections each routed. */
   routes(table: RelayRouteTable): Array<{ id: number; routed: number }> {
-    return this.stopped ? [] : this.addon.relayRoutes(this.engine, table);
+    return this.stopped ? [] : this.addon.engineRoutes(this.engine, table);
   }
 
   /** Tells the engine a route target's passive health (back-off left in ms; 0: healthy). */
   routeHealth(route: number, target: number, downForMs: number): void {
-    if (!this.stopped) this.addon.relayRouteHealth(this.engine, route, target, Math.max(0, Math.ceil(downForMs)));
+    if (!this.stopped) this.addon.engineRouteHealth(this.engine, route, target, Math.max(0, Math.ceil(downForMs)));
   }
 
   /** The connect machinery of a TCP session that `place` puts into the engine (returning its id, or null). */
@@ -293,7 +293,7 @@ export class FastPath {
         new Promise<void>((resolve, reject) => {
           if (pending) throw new Error(`session ${id} is already connecting`);
           if (this.stopped || !this.handlers.has(id)) return reject(connectError('ESESSIONGONE', false));
-          const r = tls ? this.addon.relayTcpConnect(this.engine, id, address, port, timeoutMs, tls) : this.addon.relayTcpConnect(this.engine, id, address, port, timeoutMs);
+          const r = tls ? this.addon.engineTcpConnect(this.engine, id, address, port, timeoutMs, tls) : this.addon.engineTcpConnect(this.engine, id, address, port, timeoutMs);
           if (r === 'ESRCH') return reject(connectError('ESESSIONGONE', false));
           if (r !== '') return reject(connectError(r, false));
           if (tls) countTls();
@@ -310,7 +310,7 @@ export class FastPath {
   }
 
   /**
-   * Listens with the engine accepting (see relayListen): `onAccepted` gets each connection and owns its fd;
+   * Listens with the engine accepting (see engineListen): `onAccepted` gets each connection and owns its fd;
    * `onError` hears why accepting paused (`fatal` false), or that the listener died (`fatal` true). Throws
    * the bind/listen error shaped like Node's (`listen EADDRINUSE: address already in use 127.0.0.1:8080`,
    * code, errno, syscall 'listen'). After close() no connection reaches `onAccepted`;
@@ -321,8 +321,8 @@ export class FastPath {
     let r: { id: number; address: string; family: string; port: number };
     try {
       r = routing
-        ? this.addon.relayListen(this.engine, address, port, LISTEN_BACKLOG, { ...(routing.routeKey !== undefined ? { routeKey: routing.routeKey } : {}), ...(routing.transparent ? { transparent: true } : {}) })
-        : this.addon.relayListen(this.engine, address, port, LISTEN_BACKLOG);
+        ? this.addon.engineListen(this.engine, address, port, LISTEN_BACKLOG, { ...(routing.routeKey !== undefined ? { routeKey: routing.routeKey } : {}), ...(routing.transparent ? { transparent: true } : {}) })
+        : this.addon.engineListen(this.engine, address, port, LISTEN_BACKLOG);
     } catch (e) {
       const x = e as Error & { errnoName?: string; errno?: number };
       const code = x.errnoName ?? 'EINVAL';
@@ -429,12 +429,12 @@ export class FastPath {
 
   /** Resets a session JS has not taken over (a routed connection nobody can serve). */
   reset(session: number): void {
-    if (!this.stopped) this.addon.relayClose(this.engine, session, true);
+    if (!this.stopped) this.addon.engineClose(this.engine, session, true);
   }
 
   /** Ends one session; its `closed` event follows. */
   close(id: number, reset: boolean): void {
-    if (!this.stopped && this.handlers.has(id)) this.addon.relayClose(this.engine, id, reset);
+    if (!this.stopped && this.handlers.has(id)) this.addon.engineClose(this.engine, id, reset);
   }
 
   /**
@@ -445,7 +445,7 @@ export class FastPath {
   settled(): Promise<void> {
     if (this.stopped) return Promise.resolve();
     const token = ++this.flushToken;
-    const left = this.addon.relayFlush(this.engine, token);
+    const left = this.addon.engineFlush(this.engine, token);
     if (left === 0) return Promise.resolve();
     return new Promise((resolve) => {
       this.flushes.set(token, { left, done: resolve });
@@ -459,15 +459,15 @@ export class FastPath {
   }
 
   stats(): RelayStats {
-    return { ...this.addon.relayStats(this.engine), tlsSessions: this.tlsHandedOver, routed: this.routedTotal };
+    return { ...this.addon.engineStats(this.engine), tlsSessions: this.tlsHandedOver, routed: this.routedTotal };
   }
 
   /** Closes every session (reported with reason engine-stop before this returns) and stops the threads. */
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
-    this.dispatch(this.addon.relayStop(this.engine));
-    // Events not delivered came back from relayStop and were handled above: nothing more will come.
+    this.dispatch(this.addon.engineStop(this.engine));
+    // Events not delivered came back from engineStop and were handled above: nothing more will come.
     for (const f of this.flushes.values()) f.done();
     this.flushes.clear();
   }

@@ -515,7 +515,7 @@ export class Proxy {
   }
 
   /** Counters of the native engine, or null on the Node data path. */
-  relayStats(): RelayStats | null {
+  engineStats(): RelayStats | null {
     return this.fast ? this.fast.stats() : null;
   }
 

@@ -71,8 +71,8 @@ export type RelayCloseReason =
   | 'upstream-reset'
   | 'upstream-error'
   | 'idle-timeout'
-  | 'closed' // relayClose(..., false)
-  | 'reset' // relayClose(..., true)
+  | 'closed' // engineClose(..., false)
+  | 'reset' // engineClose(..., true)
   | 'engine-stop'
   | 'error'; // the engine could not watch the sockets
 
@@ -108,7 +108,7 @@ export interface RelayTlsEvent {
   alpn?: string;
 }
 
-/** relayTcpConnect's optional TLS origination on the upstream side. */
+/** engineTcpConnect's optional TLS origination on the upstream side. */
 export interface RelayUpstreamTls {
   context: NativeTlsContext;
   /** TlsSessionCache.key(address, port, SNI); omitted: no resumption. */
@@ -165,7 +165,7 @@ export interface RelayStats {
   wakeups: number;
   /** Entries in the timer heaps (live sessions' idle timers plus not yet compacted stale ones). */
   timers: number;
-  /** Filled in by FastPath: connections listeners routed by themselves (relayRoutes) and JS has heard of, since start. */
+  /** Filled in by FastPath: connections listeners routed by themselves (engineRoutes) and JS has heard of, since start. */
   routed?: number;
   /** Filled in by FastPath: sessions handed over with native TLS origination since start. */
   tlsSessions?: number;
@@ -236,45 +236,45 @@ export interface NativeAddon {
    */
   tlsProbe(ctx: NativeTlsContext, fd: number, opts: { sessionKey?: string; dialledIp?: string; alpn?: string[]; timeoutMs: number; send?: Buffer }): Promise<NativeTlsProbeResult>;
   /** Starts the relay engine's I/O threads; `onEvents` gets batches of events on the JS thread. Returns a handle. */
-  relayStart(threads: number, onEvents: (events: RelayEvent[]) => void): number;
+  engineStart(threads: number, onEvents: (events: RelayEvent[]) => void): number;
   /** Closes every session (reason engine-stop), joins the threads; returns the events not delivered yet. */
-  relayStop(engine: number): RelayEvent[];
+  engineStop(engine: number): RelayEvent[];
   /**
    * A TCP session holding only the client connection (fd dup'd; taken as is when `owned`, and then closed by the
-   * engine even if this throws; `toUpstream` = bytes Node already read) until relayTcpConnect gives it an
+   * engine even if this throws; `toUpstream` = bytes Node already read) until engineTcpConnect gives it an
    * upstream. Returns the session id.
    */
-  relayTcpClient(engine: number, clientFd: number, toUpstream: Buffer | null, idleTimeoutMs: number, splice?: boolean, owned?: boolean): number;
+  engineTcpClient(engine: number, clientFd: number, toUpstream: Buffer | null, idleTimeoutMs: number, splice?: boolean, owned?: boolean): number;
   /**
    * Listens on `address` (an IP literal) and `port` (0: ephemeral) with the engine accepting: each connection
    * comes as an `accepted` event {fd, peer, peerPort, local, localPort} whose fd JS then owns; `accept-error`
-   * {error} when accepting pauses (out of fds). Close it with relayClose. Throws (errnoName, syscall) on failure.
+   * {error} when accepting pauses (out of fds). Close it with engineClose. Throws (errnoName, syscall) on failure.
    */
-  relayListen(engine: number, address: string, port: number, backlog: number, routing?: RelayListenRouting): { id: number; address: string; family: string; port: number };
+  engineListen(engine: number, address: string, port: number, backlog: number, routing?: RelayListenRouting): { id: number; address: string; family: string; port: number };
   /**
    * Installs the routes the engine serves alone (see RelayRouteTable); returns the routes no longer installed
    * with how many connections each routed in all (no later `routed` event can name them).
    */
-  relayRoutes(engine: number, table: RelayRouteTable): Array<{ id: number; routed: number }>;
+  engineRoutes(engine: number, table: RelayRouteTable): Array<{ id: number; routed: number }>;
   /** Marks a route's target backed off for `downForMs` (0: healthy again); false when it is not installed. */
-  relayRouteHealth(engine: number, route: number, target: number, downForMs: number): boolean;
+  engineRouteHealth(engine: number, route: number, target: number, downForMs: number): boolean;
   /**
    * Starts a non-blocking connect from the engine to `address`:`port` (an IPv4/IPv6 literal; port 0: `address`
    * is a unix socket path) for session `id`, optionally originating TLS on it. Returns "" when the attempt is
    * under way (a `connected` or `connect-failed` {error, timeout} event follows), "ESRCH" when the engine is
    * stopping, or the errno name of an immediate failure (e.g. "ECONNREFUSED").
    */
-  relayTcpConnect(engine: number, id: number, address: string, port: number, timeoutMs: number, upstreamTls?: RelayUpstreamTls): string;
+  engineTcpConnect(engine: number, id: number, address: string, port: number, timeoutMs: number, upstreamTls?: RelayUpstreamTls): string;
   /** Asks the session's thread to close it (FIN, or RST when `reset`); false when the engine is stopping. */
-  relayClose(engine: number, id: number, reset: boolean): boolean;
-  relayStats(engine: number): RelayStats;
+  engineClose(engine: number, id: number, reset: boolean): boolean;
+  engineStats(engine: number): RelayStats;
   /** Whether the engine keeps Node's event loop alive (it starts unref'd; FastPath refs it while sessions are open). */
-  relayRef(engine: number, ref: boolean): void;
+  engineRef(engine: number, ref: boolean): void;
   /**
    * Has each engine loop emit a `flushed` {id: token} event after every event it emitted before (the engine
    * holds bookkeeping events back for a few ms); returns how many such events will come.
    */
-  relayFlush(engine: number, token: number): number;
+  engineFlush(engine: number, token: number): number;
   /** HTTP/1.1 codec (tests): scans `chunks` as they would arrive and parses the head; `method` is the request's, for responses. */
   h1ParseHead(kind: 'request' | 'response', chunks: Buffer[], method?: string): H1HeadResult;
   /** HTTP/1.1 codec (tests): how many bytes of each chunk belong to a body of the given framing. */
@@ -287,7 +287,7 @@ export interface NativeAddon {
   h1PoolCreate(engine: number, endpoints: number, idleTimeoutMs: number): number;
   /** Shuts down idle upstream connections past their pool's idle timeout (their loops then free them). */
   h1PoolsSweep(): void;
-  /** After relayStop(engine): frees the idle upstream connections of that engine's pools (their closes are counted). */
+  /** After engineStop(engine): frees the idle upstream connections of that engine's pools (their closes are counted). */
   h1PoolsReap(engine: number): void;
   /** Ends reuse: idle upstream connections are shut down; stats stay readable. */
   h1PoolClose(pool: number): void;

@@ -71,7 +71,7 @@ export function ipEp(port: number, address = '127.0.0.1'): CompiledEndpoint {
  * no open connection either.
  */
 export async function settle(proxy: Proxy, what = 'connections closed'): Promise<void> {
-  await until(() => (proxy.relayStats()?.sessions ?? 0) === 0, `${what} (engine)`);
+  await until(() => (proxy.engineStats()?.sessions ?? 0) === 0, `${what} (engine)`);
   await proxy.settled();
   await until(() => proxy.activeConnections() === 0, what);
 }

@@ -49,7 +49,7 @@ async function proxyFor(s: CompiledService, dataPath: DataPath = 'native', dataT
 
 /** Open sessions in the native engine (0 on the Node path). */
 function nativeSessions(p: { proxy: Proxy }): number {
-  return p.proxy.relayStats()?.sessions ?? 0;
+  return p.proxy.engineStats()?.sessions ?? 0;
 }
 
 test('grpc: unary and bidi-streaming calls through the proxy', async (t) => {
@@ -341,7 +341,7 @@ test('grpc: client connections spread over two engine threads; response counts s
     replies.map((r) => r.text),
     clients.flatMap((_, i) => [0, 1, 2, 3, 4].map((j) => `echo:${i}.${j}`)),
   );
-  t.is(p.proxy.relayStats()?.threads, 2);
+  t.is(p.proxy.engineStats()?.threads, 2);
   t.is(nativeSessions(p), 4);
   t.is(p.stats.get('meshext_upstream_rq_total', { service: s.kri, code_class: '2xx' }), 20);
   for (const c of clients) c.close();

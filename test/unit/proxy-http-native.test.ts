@@ -62,7 +62,7 @@ test('native path: the proxy serves HTTP/1.1 clients in the engine, Node path st
     c.on('data', (d: Buffer) => (got += d.toString()));
     c.write('GET /y HTTP/1.1\r\nHost: h\r\n\r\n');
     await until(() => got.endsWith('GET /y 0'), 'keep-alive answer');
-    t.is(p.proxy.relayStats()?.sessions ?? 0, dp === 'native' ? 1 : 0);
+    t.is(p.proxy.engineStats()?.sessions ?? 0, dp === 'native' ? 1 : 0);
     c.destroy();
     await p.proxy.close();
   }
@@ -498,7 +498,7 @@ test('native path: with two I/O threads, concurrent keep-alive clients share per
     const paths = Array.from({ length: 16 }, (_, i) => `/w${wave}/${i}`);
     t.deepEqual(await Promise.all(paths.map(get)), paths.map((x) => `GET ${x} 0`));
   }
-  t.is(p.proxy.relayStats()?.threads, 2);
+  t.is(p.proxy.engineStats()?.threads, 2);
   t.is(p.stats.get('meshext_upstream_rq_total', { service: s.kri, code_class: '2xx' }), 80);
   agent.destroy();
   await p.proxy.close();

@@ -187,9 +187,9 @@ test.serial(`tcp: 1,000 concurrent connections on ${dataThreads} engine thread(s
   t.is(stats.get('meshext_upstream_cx_tx_bytes_total', { service: s.kri }), sent);
   t.is(stats.get('meshext_upstream_cx_rx_bytes_total', { service: s.kri }), sent);
   t.is(stats.get('meshext_downstream_cx_active', { service: s.kri }), 0);
-  t.is(proxy.relayStats()?.threads, dataThreads);
-  t.is(proxy.relayStats()?.sessions, 0);
-  t.is(proxy.relayStats()?.pipesInUse, 0);
+  t.is(proxy.engineStats()?.threads, dataThreads);
+  t.is(proxy.engineStats()?.sessions, 0);
+  t.is(proxy.engineStats()?.pipesInUse, 0);
   t.is(proxy.clusters()[0]?.endpoints[0]?.active, 0);
   await proxy.close();
   await closeServer(echo.srv);

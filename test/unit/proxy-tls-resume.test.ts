@@ -50,7 +50,7 @@ for (const [version, dataPath] of [['TLSv1.2', 'native'], ['TLSv1.3', 'native'],
     if (version === 'TLSv1.3') t.deepEqual(up.ciphers, Array(3).fill('TLS_AES_128_GCM_SHA256'));
     t.is(metric(stats, 'meshext_upstream_tls_handshake_total', s.kri), 3);
     t.is(metric(stats, 'meshext_upstream_tls_session_reused_total', s.kri), 2);
-    t.is(proxy.relayStats()?.tlsSessions ?? 0, dataPath === 'native' ? 3 : 0, 'TLS originated on the chosen data path');
+    t.is(proxy.engineStats()?.tlsSessions ?? 0, dataPath === 'native' ? 3 : 0, 'TLS originated on the chosen data path');
     await proxy.close();
     await closeServer(up.srv);
   });
@@ -79,7 +79,7 @@ test('tcp+tls: a snapshot that changes the service TLS settings drops cached ses
   // The client sees its reset before the engine's close event (which carries the failure) reaches JS.
   await until(() => stats.get('meshext_upstream_tls_verify_fail_total', { service: base.kri, reason: 'name_mismatch' }) === 1, 'failure counted');
   t.is(metric(stats, 'meshext_upstream_tls_session_reused_total', base.kri), 1);
-  t.is(proxy.relayStats()?.tlsSessions, 4, 'every connection originated TLS in the engine');
+  t.is(proxy.engineStats()?.tlsSessions, 4, 'every connection originated TLS in the engine');
   await proxy.close();
   await closeServer(up.srv);
 });

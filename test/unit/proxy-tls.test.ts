@@ -26,7 +26,7 @@ async function through(server: tls.TlsOptions, cfg: Partial<CompiledTls>, ep?: (
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   const got = await roundTrip(l.port, 'secret-ping');
   await settle(proxy);
-  const natively = proxy.relayStats()?.tlsSessions ?? 0;
+  const natively = proxy.engineStats()?.tlsSessions ?? 0;
   if (natively !== (dataPath === 'native' ? 1 : 0)) throw new Error(`expected the ${dataPath} data path to originate TLS, engine originated ${natively}`);
   await proxy.close();
   await closeServer(up.srv);
@@ -178,7 +178,7 @@ for (const dataPath of ['native', 'node'] as const) {
     await until(() => proxy.activeConnections() === 0, 'client connection accounted');
     t.is(stats.get('meshext_upstream_tls_verify_fail_total', { service: s.kri, reason: 'handshake' }), 1);
     t.is(stats.get('meshext_upstream_tls_handshake_total', { service: s.kri }) ?? 0, 0);
-    t.is(proxy.relayStats()?.tlsSessions ?? 0, dataPath === 'native' ? 1 : 0);
+    t.is(proxy.engineStats()?.tlsSessions ?? 0, dataPath === 'native' ? 1 : 0);
     await proxy.close();
     for (const c of held) c.destroy();
     await closeServer(silent);

@@ -23,7 +23,7 @@ test.serial('routes: the engine routes and connects plain TCP connections itself
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   for (let i = 0; i < 3; i++) t.is(await roundTrip(l.port, `ping-${i}`), `ping-${i}`);
   await settle(proxy);
-  t.is(proxy.relayStats()?.routed, 3);
+  t.is(proxy.engineStats()?.routed, 3);
   t.is(stats.get('meshext_relay_routed_total'), 3);
   const m = (name: string): number | undefined => stats.get(name, { service: s.kri });
   t.is(m('meshext_downstream_cx_total'), 3);
@@ -40,7 +40,7 @@ test.serial('routes: the engine routes and connects plain TCP connections itself
   const again = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   t.is(await roundTrip(again.port, 'again'), 'again');
   await settle(proxy);
-  t.is(proxy.relayStats()?.routed, 1);
+  t.is(proxy.engineStats()?.routed, 1);
   t.is(stats.get('meshext_relay_routed_total'), 4);
   await proxy.close();
   await closeServer(echo.srv);
@@ -58,7 +58,7 @@ test.serial("routes: a failed first pick fails over in JS, and a backed-off endp
   // backs it off (FAIL_THRESHOLD).
   for (let i = 0; i < 6; i++) t.is(await roundTrip(l.port, `c${i}`), `c${i}`);
   await settle(proxy);
-  t.is(proxy.relayStats()?.routed, 6);
+  t.is(proxy.engineStats()?.routed, 6);
   t.is(fails(), 3);
   t.is(stats.get('meshext_upstream_cx_total', { service: s.kri }), 9);
   const [down, up] = proxy.clusters()[0]?.endpoints ?? [];
@@ -84,7 +84,7 @@ test.serial('routes: the transparent listener routes by the local address when n
   proxy.setSnapshot(snap([svc({ endpoints: [ipEp(echo.port)], vip: '127.0.0.1', port: l.port })]));
   t.is(await roundTrip(l.port, 'by local address'), 'by local address');
   await settle(proxy);
-  t.is(proxy.relayStats()?.routed, 1);
+  t.is(proxy.engineStats()?.routed, 1);
   await proxy.close();
 
   // With an originalDst callback (the engine cannot run it) and no map, JS routes: served, not engine-routed.
@@ -93,7 +93,7 @@ test.serial('routes: the transparent listener routes by the local address when n
   const l2 = await cb.proxy.listenTransparent({ address: '127.0.0.1', port: 0 });
   t.is(await roundTrip(l2.port, 'by callback'), 'by callback');
   await settle(cb.proxy);
-  t.is(cb.proxy.relayStats()?.routed, 0);
+  t.is(cb.proxy.engineStats()?.routed, 0);
   t.is(cb.stats.get('meshext_downstream_cx_total', { service: cb.proxy.clusters()[0]?.kri ?? '' }), 1);
   await cb.proxy.close();
   await closeServer(echo.srv);
@@ -110,17 +110,17 @@ test.serial('routes: a DNS-name endpoint is routed by the engine once it has an 
   // The first connection may come before the answer (then JS resolves and dials); the later ones may not.
   for (let i = 0; i < 3; i++) t.is(await roundTrip(a.port, `named-${i}`), `named-${i}`);
   await settle(proxy);
-  const routed = proxy.relayStats()?.routed ?? 0;
+  const routed = proxy.engineStats()?.routed ?? 0;
   t.true(routed >= 2, `routed ${routed} of 3`);
   t.is(await roundTrip(b.port, 'denied'), '');
   await settle(proxy);
-  t.is(proxy.relayStats()?.routed, routed);
+  t.is(proxy.engineStats()?.routed, routed);
   t.is(stats.get('meshext_access_denied_total', { service: denied.kri }), 1);
   // The same service allowed again: the engine routes it from the next connection on.
   proxy.setSnapshot(snap([named, { ...denied, forbidden: false }], 2));
   t.is(await roundTrip(b.port, 'allowed'), 'allowed');
   await settle(proxy);
-  t.is(proxy.relayStats()?.routed, routed + 1);
+  t.is(proxy.engineStats()?.routed, routed + 1);
   await proxy.close();
   await closeServer(echo.srv);
 });
@@ -149,7 +149,7 @@ test.serial("routes: when a DNS name's TTL runs out the engine moves to its new 
   for (let i = 0; i < 3; i++) t.is(await roundTrip(l.port, `new-${i}`), `new-${i}`);
   await settle(proxy);
   t.is(secondAccepted, 3);
-  t.true((proxy.relayStats()?.routed ?? 0) >= 5, 'connections after the first answer were routed by the engine');
+  t.true((proxy.engineStats()?.routed ?? 0) >= 5, 'connections after the first answer were routed by the engine');
   t.is(stats.get('meshext_upstream_cx_connect_fail_total', { service: s.kri }), 0);
   await proxy.close();
   await closeServer(first.srv);
@@ -165,8 +165,8 @@ test.serial('routes: a connection routed just before its service is removed is s
   // Wait for the engine to route it without yielding to the event loop, so that JS cannot hear of it before
   // the route goes: the engine then reports the route's final count ahead of the connection's `routed` event.
   const deadline = Date.now() + 5000;
-  while (proxy.relayStats()?.sessions !== 1 && Date.now() < deadline);
-  t.is(proxy.relayStats()?.sessions, 1);
+  while (proxy.engineStats()?.sessions !== 1 && Date.now() < deadline);
+  t.is(proxy.engineStats()?.sessions, 1);
   t.is(proxy.activeConnections(), 0, 'JS has not heard of the connection yet');
   proxy.setSnapshot(snap([], 2));
   await proxy.settled();
@@ -182,12 +182,12 @@ test.serial('routes: a connection routed just before its service is removed is s
 
 test.serial('routes: relayRoutes and relayListen name what is wrong with their routing arguments', (t) => {
   const addon = native();
-  const engine = addon.relayStart(1, () => {});
-  t.teardown(() => addon.relayStop(engine));
+  const engine = addon.engineStart(1, () => {});
+  t.teardown(() => addon.engineStop(engine));
   const route = { id: 1, keys: ['@x'], targets: [{ address: '127.0.0.1', port: 1 }], connectTimeoutMs: 1000, idleTimeoutMs: 0 };
   const bad = (table: unknown): string => {
     try {
-      addon.relayRoutes(engine, table as Parameters<typeof addon.relayRoutes>[1]);
+      addon.engineRoutes(engine, table as Parameters<typeof addon.engineRoutes>[1]);
       return 'accepted';
     } catch (e) {
       return (e as Error).message;
@@ -198,9 +198,9 @@ test.serial('routes: relayRoutes and relayListen name what is wrong with their r
   t.is(bad({ source: 'none', routes: [{ ...route, targets: [{ address: '127.0.0.1', port: 70000 }] }] }), 'table.routes[0].targets[0].port must be an integer 0..65535, got 70000');
   t.is(bad({ source: 'none', routes: [{ ...route, keys: [7] }] }), 'table.routes[0].keys[0] must be a string, got 7');
   t.is(bad({ source: 'map', routes: [] }), 'table.mapFd must be an integer 0..2147483647, got nothing');
-  t.deepEqual(addon.relayRoutes(engine, { source: 'none', routes: [route] }), []);
+  t.deepEqual(addon.engineRoutes(engine, { source: 'none', routes: [route] }), []);
   // Removing a route reports how many connections it routed in all.
-  t.deepEqual(addon.relayRoutes(engine, { source: 'none', routes: [] }), [{ id: 1, routed: 0 }]);
-  t.false(addon.relayRouteHealth(engine, 1, 0, 1000), 'an uninstalled route has no health to set');
-  t.throws(() => addon.relayListen(engine, '127.0.0.1', 0, 16, { routeKey: 7 } as unknown as { routeKey: string }), { message: 'routing.routeKey must be a string, got 7' });
+  t.deepEqual(addon.engineRoutes(engine, { source: 'none', routes: [] }), [{ id: 1, routed: 0 }]);
+  t.false(addon.engineRouteHealth(engine, 1, 0, 1000), 'an uninstalled route has no health to set');
+  t.throws(() => addon.engineListen(engine, '127.0.0.1', 0, 16, { routeKey: 7 } as unknown as { routeKey: string }), { message: 'routing.routeKey must be a string, got 7' });
 });

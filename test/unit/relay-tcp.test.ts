@@ -73,7 +73,7 @@ test.serial('relay: several MiB each way arrive byte-exact and are counted from 
   t.is(env.metric('meshext_upstream_cx_rx_bytes_total'), toClient.length);
   t.is(env.metric('meshext_downstream_cx_active'), 0);
   t.is(env.proxy.clusters()[0]?.endpoints[0]?.active, 0);
-  t.is(env.proxy.relayStats()?.sessions, 0);
+  t.is(env.proxy.engineStats()?.sessions, 0);
   await env.done();
 });
 
@@ -81,7 +81,7 @@ test.serial('relay: a short exchange is copied; bulk traffic moves to splice(2) 
   const env = await setup((s) => s.pipe(s));
   t.is(await roundTrip(env.port, 'short'), 'short');
   await settle(env.proxy);
-  t.like(env.proxy.relayStats(), { pipesPooled: 0, pipesInUse: 0 }, 'a short exchange takes no pipe');
+  t.like(env.proxy.engineStats(), { pipesPooled: 0, pipesInUse: 0 }, 'a short exchange takes no pipe');
   const big = randomBytes(4 * 1024 * 1024);
   const c = await connect(env.port);
   const got = collect(c);
@@ -90,8 +90,8 @@ test.serial('relay: a short exchange is copied; bulk traffic moves to splice(2) 
   await settle(env.proxy);
   // A direction splices once a read fills the buffer (the 4 MiB upload does at once; the echo coming back
   // may arrive in smaller pieces and stay copied); pipes go back to the pool when the session ends.
-  t.true((env.proxy.relayStats()?.pipesPooled ?? 0) >= 1, 'bulk traffic took a pipe');
-  t.is(env.proxy.relayStats()?.pipesInUse, 0);
+  t.true((env.proxy.engineStats()?.pipesPooled ?? 0) >= 1, 'bulk traffic took a pipe');
+  t.is(env.proxy.engineStats()?.pipesInUse, 0);
   t.is(env.metric('meshext_upstream_cx_tx_bytes_total'), big.length + 5);
   await env.done();
 });
@@ -181,7 +181,7 @@ test.serial('relay: drain force-closes relayed connections at its deadline and s
   const conns = await Promise.all([connect(env.port), connect(env.port)]);
   const closed = conns.map(collect);
   // The engine routes and connects before JS hears of a connection: wait for both sides.
-  await until(() => env.proxy.relayStats()?.sessions === 2 && env.proxy.activeConnections() === 2, 'hand-over');
+  await until(() => env.proxy.engineStats()?.sessions === 2 && env.proxy.activeConnections() === 2, 'hand-over');
   t.is(env.proxy.activeConnections(), 2);
   t.is(env.stats.get('meshext_relay_sessions'), 2);
   const { remaining } = await env.proxy.drain(20);
@@ -202,7 +202,7 @@ test.serial('relay: closing the proxy stops the engine and accounts live connect
   c.on('data', (d: Buffer) => (seen += d.toString()));
   const got = collect(c);
   // The greeting has crossed the engine: the session is connected and relaying.
-  await until(() => env.proxy.relayStats()?.sessions === 1 && seen === 'hi', 'relaying');
+  await until(() => env.proxy.engineStats()?.sessions === 1 && seen === 'hi', 'relaying');
   await env.proxy.settled();
   t.is(env.metric('meshext_upstream_cx_active'), 1);
   await env.proxy.close();
@@ -232,7 +232,7 @@ test.serial('relay: timers of closed sessions do not pile up under connection ch
   }
   await settle(proxy);
   await until(() => proxy.activeConnections() === 0, 'all closed');
-  const st = proxy.relayStats();
+  const st = proxy.engineStats();
   t.is(st?.sessions, 0);
   // Each session armed its one-hour idle timer; without compaction all 1,300 entries would remain.
   t.true((st?.timers ?? Infinity) <= 1024, `timers: ${st?.timers}`);
@@ -247,10 +247,10 @@ test.serial('relay: a live session keeps one idle timer entry once its connect d
   proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   const clients = await Promise.all(Array.from({ length: 50 }, () => connect(l.port)));
-  await until(() => proxy.relayStats()?.sessions === 50 && echo.accepted() === 50, 'all connected');
+  await until(() => proxy.engineStats()?.sessions === 50 && echo.accepted() === 50, 'all connected');
   // Let every connect deadline fire: each must retire its own heap entry, not start a second idle chain.
   await new Promise((r) => setTimeout(r, 400));
-  const st = proxy.relayStats();
+  const st = proxy.engineStats();
   t.true((st?.timers ?? Infinity) <= 50, `timers: ${st?.timers} for 50 sessions`);
   for (const c of clients) c.destroy();
   await proxy.close();
@@ -390,7 +390,7 @@ test.serial('relay: closing the proxy while the engine is still connecting accou
   t.teardown(close);
   const c = await connect(port);
   const got = collect(c);
-  await until(() => proxy.relayStats()?.sessions === 1 && stats.get('meshext_upstream_cx_total', { service: s.kri }) === 1, 'connecting');
+  await until(() => proxy.engineStats()?.sessions === 1 && stats.get('meshext_upstream_cx_total', { service: s.kri }) === 1, 'connecting');
   await proxy.close();
   t.is(proxy.activeConnections(), 0);
   t.is(stats.get('meshext_downstream_cx_active', { service: s.kri }), 0);
@@ -420,7 +420,7 @@ test.serial('relay: the engine accepts on IPv4 and IPv6; a port in use is refuse
   await until(() => proxy.activeConnections() === 0, 'closed');
   t.is(stats.get('meshext_downstream_cx_total', { service: s.kri }), 1);
   // The listener is not a connection: the engine's session count is back to zero.
-  t.is(proxy.relayStats()?.sessions, 0);
+  t.is(proxy.engineStats()?.sessions, 0);
   await proxy.close();
   await closeServer(echo.srv);
   await closeServer(busy.srv);
@@ -433,7 +433,7 @@ test.serial('relay: --data-path node relays in Node streams', async (t) => {
   c.end('via node');
   t.is((await got).data.toString(), 'via node');
   t.is(env.proxy.dataPath(), 'node');
-  t.is(env.proxy.relayStats(), null);
+  t.is(env.proxy.engineStats(), null);
   await settle(env.proxy);
   await until(() => env.metric('meshext_upstream_cx_active') === 0, 'close');
   t.is(env.metric('meshext_upstream_cx_tx_bytes_total'), 8);
@@ -533,16 +533,16 @@ console.log(JSON.stringify({ port: l.port, dataPath: proxy.dataPath() }));
 
 test('relay: a stale handle (engine, HTTP/1 pool, HTTP/2 counters) is a TypeError naming it', (t) => {
   const addon = native();
-  const engine = addon.relayStart(1, () => {});
+  const engine = addon.engineStart(1, () => {});
   const pool = addon.h1PoolCreate(engine, 1, 1000);
   const counters = addon.h2CountersNew();
   // Live handles answer; a session id that is not a number is named as such.
   t.true(Array.isArray(addon.h1PoolStats(pool)) && Array.isArray(addon.h2CountersRead(counters)));
-  t.throws(() => addon.relayClose(engine, 'one' as unknown as number, false), { instanceOf: TypeError, message: 'id must be a number, got one' });
+  t.throws(() => addon.engineClose(engine, 'one' as unknown as number, false), { instanceOf: TypeError, message: 'id must be a number, got one' });
   addon.h1PoolFree(pool);
   addon.h2CountersFree(counters);
-  addon.relayStop(engine);
-  t.throws(() => addon.relayClose(engine, 1, false), { instanceOf: TypeError, message: `engine ${engine} is not running` });
+  addon.engineStop(engine);
+  t.throws(() => addon.engineClose(engine, 1, false), { instanceOf: TypeError, message: `engine ${engine} is not running` });
   t.throws(() => addon.h1PoolStats(pool), { instanceOf: TypeError, message: `pool ${pool} does not exist (an HTTP/1 pool handle)` });
   t.throws(() => addon.h2CountersRead(counters), { instanceOf: TypeError, message: `counters ${counters} does not exist (an HTTP/2 counter set handle)` });
 });

@@ -7,8 +7,8 @@
 #include "../api.h"
 #include "../errors.h"
 #include "../handles.h"
-#include "../relay/engine.h"
-#include "../relay/handover.h"
+#include "../engine/engine.h"
+#include "../engine/handover.h"
 #include "session.h"
 
 namespace mx {
@@ -20,7 +20,7 @@ HandleTable<std::shared_ptr<h1::Pool>> g_pools("pool", "does not exist (an HTTP/
 std::shared_ptr<h1::Pool> PoolArg(const Napi::CallbackInfo& info, size_t i) { return g_pools.Arg(info, i); }
 
 // Session ids are shared by every session kind; a command meant for an HTTP/1 session ignores others.
-h1::Http1Session* AsHttp1(relay::Session& s) {
+h1::Http1Session* AsHttp1(engine::Session& s) {
   return std::strcmp(s.kind(), "http1") == 0 ? static_cast<h1::Http1Session*>(&s) : nullptr;
 }
 
@@ -29,7 +29,7 @@ h1::Http1Session* AsHttp1(relay::Session& s) {
 // h1PoolCreate(engine, endpoints, idleTimeoutMs) → pool handle; the pool's connections live on that
 // engine's loops.
 Napi::Value H1PoolCreate(const Napi::CallbackInfo& info) {
-  relay::EngineArg(info, 0);
+  engine::EngineArg(info, 0);
   uint32_t engine = ArgU32(info, 0, "engine");
   uint32_t endpoints = ArgU32(info, 1, "endpoints");
   uint32_t idleMs = ArgU32(info, 2, "idleTimeoutMs");
@@ -39,12 +39,12 @@ Napi::Value H1PoolCreate(const Napi::CallbackInfo& info) {
 // h1PoolsSweep(): idle upstream connections past their pool's idle timeout are shut down (their loops
 // then free them). Called periodically by JS; loops also sweep from their sessions' timers.
 Napi::Value H1PoolsSweep(const Napi::CallbackInfo& info) {
-  int64_t now = relay::Loop::Clock();  // the loops' clock (Loop::NowMs)
+  int64_t now = engine::Loop::Clock();  // the loops' clock (Loop::NowMs)
   for (auto& [h, p] : g_pools) p->ShutdownExpired(now);
   return info.Env().Undefined();
 }
 
-// h1PoolsReap(engine): after relayStop(engine), frees the idle connections of that engine's pools.
+// h1PoolsReap(engine): after engineStop(engine), frees the idle connections of that engine's pools.
 Napi::Value H1PoolsReap(const Napi::CallbackInfo& info) {
   uint32_t engine = ArgU32(info, 0, "engine");
   for (auto& [h, p] : g_pools)
@@ -78,13 +78,13 @@ Napi::Value H1PoolStats(const Napi::CallbackInfo& info) {
 // h1Serve(engine, clientFd, initial|null, pool, idleTimeoutMs) → session id
 Napi::Value H1Serve(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  relay::Engine* e = relay::EngineArg(info, 0);
+  engine::Engine* e = engine::EngineArg(info, 0);
   int fd = ArgFd(info, 1, "clientFd");
-  std::string initial = relay::OptionalBytes(info, 2, "initial");
+  std::string initial = engine::OptionalBytes(info, 2, "initial");
   std::shared_ptr<h1::Pool> pool = PoolArg(info, 3);
   uint32_t idleMs = ArgU32(info, 4, "idleTimeoutMs");
-  relay::UniqueFd c = relay::DupSocket(env, fd, "client");
-  uint64_t id = relay::AdoptOrThrow(env, e, std::make_unique<h1::Http1Session>(std::move(c), std::move(initial), std::move(pool), idleMs));
+  engine::UniqueFd c = engine::DupSocket(env, fd, "client");
+  uint64_t id = engine::AdoptOrThrow(env, e, std::make_unique<h1::Http1Session>(std::move(c), std::move(initial), std::move(pool), idleMs));
   return Napi::Number::New(env, static_cast<double>(id));
 }
 
@@ -92,15 +92,15 @@ Napi::Value H1Serve(const Napi::CallbackInfo& info) {
 // When it will not (session gone), the connection is closed and counted closed all the same.
 Napi::Value H1Upstream(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  relay::Engine* e = relay::EngineArg(info, 0);
-  uint64_t id = relay::SessionIdArg(info, 1);
+  engine::Engine* e = engine::EngineArg(info, 0);
+  uint64_t id = engine::SessionIdArg(info, 1);
   int fd = ArgFd(info, 2, "upstreamFd");
   std::string host = ArgString(info, 3, "hostOverride");
   uint32_t endpoint = ArgU32(info, 4, "endpointIndex");
   std::shared_ptr<h1::Pool> pool = PoolArg(info, 5);
   auto conn = std::make_shared<std::unique_ptr<h1::UpstreamConn>>(
-      std::make_unique<h1::UpstreamConn>(relay::DupSocket(env, fd, "upstream"), std::move(host), endpoint, std::move(pool)));
-  bool ok = e->PostTo(id, [conn](relay::Session& s) {
+      std::make_unique<h1::UpstreamConn>(engine::DupSocket(env, fd, "upstream"), std::move(host), endpoint, std::move(pool)));
+  bool ok = e->PostTo(id, [conn](engine::Session& s) {
     if (auto* h = AsHttp1(s)) h->OnUpstream(std::move(*conn));
   });
   return Napi::Boolean::New(env, ok);
@@ -108,10 +108,10 @@ Napi::Value H1Upstream(const Napi::CallbackInfo& info) {
 
 // h1UpstreamFailed(engine, id, reason): the pending request gets `503 upstream unavailable: <reason>`.
 Napi::Value H1UpstreamFailed(const Napi::CallbackInfo& info) {
-  relay::Engine* e = relay::EngineArg(info, 0);
-  uint64_t id = relay::SessionIdArg(info, 1);
+  engine::Engine* e = engine::EngineArg(info, 0);
+  uint64_t id = engine::SessionIdArg(info, 1);
   std::string reason = ArgString(info, 2, "reason");
-  bool ok = e->PostTo(id, [reason](relay::Session& s) {
+  bool ok = e->PostTo(id, [reason](engine::Session& s) {
     if (auto* h = AsHttp1(s)) h->OnUpstreamFailed(reason);
   });
   return Napi::Boolean::New(info.Env(), ok);
@@ -119,9 +119,9 @@ Napi::Value H1UpstreamFailed(const Napi::CallbackInfo& info) {
 
 // h1Drain(engine, id): finish the exchange in flight with Connection: close; close now when idle.
 Napi::Value H1Drain(const Napi::CallbackInfo& info) {
-  relay::Engine* e = relay::EngineArg(info, 0);
-  uint64_t id = relay::SessionIdArg(info, 1);
-  bool ok = e->PostTo(id, [](relay::Session& s) {
+  engine::Engine* e = engine::EngineArg(info, 0);
+  uint64_t id = engine::SessionIdArg(info, 1);
+  bool ok = e->PostTo(id, [](engine::Session& s) {
     if (auto* h = AsHttp1(s)) h->Drain();
   });
   return Napi::Boolean::New(info.Env(), ok);

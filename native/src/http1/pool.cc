@@ -9,7 +9,7 @@
 
 namespace mx::h1 {
 
-UpstreamConn::UpstreamConn(relay::UniqueFd fd, std::string h, uint32_t endpoint, std::shared_ptr<Pool> pool)
+UpstreamConn::UpstreamConn(engine::UniqueFd fd, std::string h, uint32_t endpoint, std::shared_ptr<Pool> pool)
     : host(std::move(h)), fd_(std::move(fd)), endpoint_(endpoint), pool_(std::move(pool)) {}
 
 UpstreamConn::~UpstreamConn() { pool_->CountClosed(endpoint_, rx, tx); }

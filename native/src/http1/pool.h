@@ -12,7 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "../relay/engine.h"
+#include "../engine/engine.h"
 
 namespace mx::h1 {
 
@@ -20,9 +20,9 @@ class Pool;
 class Http1Session;
 
 /** One upstream connection: owned by a session while it carries an exchange, else idle in its pool. */
-class UpstreamConn : public relay::Watcher {
+class UpstreamConn : public engine::Watcher {
  public:
-  UpstreamConn(relay::UniqueFd fd, std::string host, uint32_t endpoint, std::shared_ptr<Pool> pool);
+  UpstreamConn(engine::UniqueFd fd, std::string host, uint32_t endpoint, std::shared_ptr<Pool> pool);
   ~UpstreamConn() override;
   UpstreamConn(const UpstreamConn&) = delete;
   UpstreamConn& operator=(const UpstreamConn&) = delete;
@@ -42,7 +42,7 @@ class UpstreamConn : public relay::Watcher {
 
  private:
   friend class Pool;
-  relay::UniqueFd fd_;
+  engine::UniqueFd fd_;
   uint32_t endpoint_;
   std::shared_ptr<Pool> pool_;  // keeps the counters alive until the last connection is gone
   std::list<std::unique_ptr<UpstreamConn>>::iterator pos_;

@@ -3,7 +3,7 @@
 // change, whichever side caused it, goes through the same few steps.
 #include "session.h"
 
-#include "../relay/transport.h"
+#include "../engine/transport.h"
 
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -39,7 +39,7 @@ ssize_t WriteSome(int fd, const char* p, size_t n, bool* again, int* err) {
 
 }  // namespace
 
-Http1Session::Http1Session(relay::UniqueFd client, std::string initial, std::shared_ptr<Pool> pool, int64_t idle_ms)
+Http1Session::Http1Session(engine::UniqueFd client, std::string initial, std::shared_ptr<Pool> pool, int64_t idle_ms)
     : cfd_(std::move(client)), pool_(std::move(pool)), idle_ms_(idle_ms > 0 ? idle_ms : kClientIdleMs) {
   cw_.s = this;
   if (!initial.empty()) cin_.Append(initial.data(), initial.size());
@@ -63,7 +63,7 @@ void Http1Session::Start() {
 
 void Http1Session::Close(const char* reason, bool reset) {
   if (closed_) return;
-  if (reset) relay::SetAbortiveClose(cfd_.get());
+  if (reset) engine::SetAbortiveClose(cfd_.get());
   End(reason);
 }
 
@@ -74,7 +74,7 @@ void Http1Session::End(const char* reason, const char* detail) {
   cfd_.Reset();
   // The relay's closed-event shape: rx/tx are upstream bytes, which HTTP sessions account per pooled
   // connection instead (the pool's counters), so they are 0 here.
-  relay::Event ev("closed", id());
+  engine::Event ev("closed", id());
   ev.Num("rx", 0).Num("tx", 0).Num("downstreamRx", static_cast<double>(rx_)).Num("downstreamTx", static_cast<double>(tx_)).Str("reason", reason);
   if (detail != nullptr) ev.Str("error", detail);
   loop()->Retire(this, std::move(ev));
@@ -340,7 +340,7 @@ bool Http1Session::StepHead() {
 
 void Http1Session::AskUpstream() {
   phase_ = Phase::WaitUpstream;
-  loop()->Emit(relay::Event("h1-need-upstream", id()));
+  loop()->Emit(engine::Event("h1-need-upstream", id()));
 }
 
 void Http1Session::OnUpstream(std::unique_ptr<UpstreamConn> c) {
@@ -570,7 +570,7 @@ void Http1Session::StartClosing() {
 }
 
 void Http1Session::Report(int status, const std::string& reason) {
-  loop()->Emit(relay::Event("h1-error", id()).Num("status", status).Str("reason", reason).Str("method", std::string(req_.method)));
+  loop()->Emit(engine::Event("h1-error", id()).Num("status", status).Str("reason", reason).Str("method", std::string(req_.method)));
 }
 
 void Http1Session::Drain() {

@@ -8,14 +8,14 @@
 #include <string>
 #include <vector>
 
-#include "../relay/engine.h"
+#include "../engine/engine.h"
 #include "buf.h"
 #include "codec.h"
 #include "pool.h"
 
 namespace mx::h1 {
 
-class Http1Session : public relay::Session {
+class Http1Session : public engine::Session {
  public:
   static constexpr int64_t kClientIdleMs = 60'000;
   static constexpr int64_t kLingerMs = 5'000;
@@ -25,7 +25,7 @@ class Http1Session : public relay::Session {
   static constexpr size_t kMaxPending = 256 * 1024;
 
   /** `idle_ms` closes a client connection idle between requests (or slow to send a head); 0 = default. */
-  Http1Session(relay::UniqueFd client, std::string initial, std::shared_ptr<Pool> pool, int64_t idle_ms);
+  Http1Session(engine::UniqueFd client, std::string initial, std::shared_ptr<Pool> pool, int64_t idle_ms);
   ~Http1Session() override;
 
   void Start() override;
@@ -44,7 +44,7 @@ class Http1Session : public relay::Session {
 
  private:
   enum class Phase { Head, WaitUpstream, Exchange, Tunnel, Closing, Linger };
-  struct ClientWatcher : relay::Watcher {
+  struct ClientWatcher : engine::Watcher {
     Http1Session* s = nullptr;
     void OnEvents(uint32_t events) override { s->OnClientEvents(events); }
   };
@@ -71,7 +71,7 @@ class Http1Session : public relay::Session {
   /** Tells JS about an upstream failure worth a log line (the client saw a 502 or a cut response). */
   void Report(int status, const std::string& reason);
 
-  relay::UniqueFd cfd_;
+  engine::UniqueFd cfd_;
   ClientWatcher cw_;
   std::shared_ptr<Pool> pool_;
   int64_t idle_ms_;

@@ -7,7 +7,7 @@
 #include "../api.h"
 #include "../errors.h"
 #include "../handles.h"
-#include "../relay/handover.h"
+#include "../engine/handover.h"
 #include "session.h"
 
 namespace mx {
@@ -24,10 +24,10 @@ std::shared_ptr<h2::H2Counters> CountersArg(const Napi::CallbackInfo& info, size
  * another kind), the socket is closed and reported like any upstream close, so JS's accounting still ends.
  */
 struct PendingUpstream {
-  relay::Engine* engine = nullptr;
+  engine::Engine* engine = nullptr;
   uint64_t session = 0;
   uint32_t token = 0;
-  std::unique_ptr<relay::Transport> t;
+  std::unique_ptr<engine::Transport> t;
   ~PendingUpstream() {
     if (!t) return;
     t.reset();
@@ -36,7 +36,7 @@ struct PendingUpstream {
 };
 
 /** The session as an Http2Session, or null when the id names another kind (a caller bug, not a crash). */
-h2::Http2Session* AsH2(relay::Session& s) {
+h2::Http2Session* AsH2(engine::Session& s) {
   return std::strcmp(s.kind(), "http2") == 0 ? static_cast<h2::Http2Session*>(&s) : nullptr;
 }
 
@@ -44,34 +44,34 @@ h2::Http2Session* AsH2(relay::Session& s) {
 
 Napi::Value RelayH2(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  relay::Engine* e = relay::EngineArg(info, 0);
+  engine::Engine* e = engine::EngineArg(info, 0);
   int clientFd = ArgFd(info, 1, "clientFd");
-  std::string initial = relay::OptionalBytes(info, 2, "initial");
+  std::string initial = engine::OptionalBytes(info, 2, "initial");
   h2::RelayOptions opts;
   opts.grpc = info.Length() > 3 && info[3].ToBoolean().Value();
   std::shared_ptr<h2::H2Counters> counters = CountersArg(info, 4);
   // The counter set is per service runtime, so it also names the pool of parked upstream connections.
   uint32_t poolKey = ArgU32(info, 4, "counters");
-  relay::UniqueFd c = relay::DupSocket(env, clientFd, "client");
-  auto session = std::make_unique<h2::Http2Session>(std::make_unique<relay::PlainTransport>(std::move(c)), std::move(initial), opts, std::move(counters), poolKey);
-  return Napi::Number::New(env, static_cast<double>(relay::AdoptOrThrow(env, e, std::move(session))));
+  engine::UniqueFd c = engine::DupSocket(env, clientFd, "client");
+  auto session = std::make_unique<h2::Http2Session>(std::make_unique<engine::PlainTransport>(std::move(c)), std::move(initial), opts, std::move(counters), poolKey);
+  return Napi::Number::New(env, static_cast<double>(engine::AdoptOrThrow(env, e, std::move(session))));
 }
 
 Napi::Value RelayH2Attach(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  relay::Engine* e = relay::EngineArg(info, 0);
-  uint64_t id = relay::SessionIdArg(info, 1);
+  engine::Engine* e = engine::EngineArg(info, 0);
+  uint64_t id = engine::SessionIdArg(info, 1);
   uint32_t token = ArgU32(info, 2, "token");
   int fd = ArgFd(info, 3, "upstreamFd");
   std::string authority = info.Length() > 4 && info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : std::string();
-  std::string initial = relay::OptionalBytes(info, 5, "initial");
+  std::string initial = engine::OptionalBytes(info, 5, "initial");
   // std::function needs a copyable callable: the socket rides in a shared_ptr.
   auto p = std::make_shared<PendingUpstream>();
-  p->t = std::make_unique<relay::PlainTransport>(relay::DupSocket(env, fd, "upstream"));
+  p->t = std::make_unique<engine::PlainTransport>(engine::DupSocket(env, fd, "upstream"));
   p->engine = e;
   p->session = id;
   p->token = token;
-  bool ok = e->PostTo(id, [p, authority, initial](relay::Session& s) {
+  bool ok = e->PostTo(id, [p, authority, initial](engine::Session& s) {
     if (h2::Http2Session* h = AsH2(s)) h->Attach(std::move(p->t), p->token, authority, initial);
   });
   return Napi::Boolean::New(env, ok);
@@ -79,10 +79,10 @@ Napi::Value RelayH2Attach(const Napi::CallbackInfo& info) {
 
 Napi::Value RelayH2Unavailable(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  relay::Engine* e = relay::EngineArg(info, 0);
-  uint64_t id = relay::SessionIdArg(info, 1);
+  engine::Engine* e = engine::EngineArg(info, 0);
+  uint64_t id = engine::SessionIdArg(info, 1);
   std::string reason = ArgString(info, 2, "reason");
-  bool ok = e->PostTo(id, [reason](relay::Session& s) {
+  bool ok = e->PostTo(id, [reason](engine::Session& s) {
     if (h2::Http2Session* h = AsH2(s)) h->Unavailable(reason);
   });
   return Napi::Boolean::New(env, ok);
@@ -90,9 +90,9 @@ Napi::Value RelayH2Unavailable(const Napi::CallbackInfo& info) {
 
 Napi::Value RelayH2Drain(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  relay::Engine* e = relay::EngineArg(info, 0);
-  uint64_t id = relay::SessionIdArg(info, 1);
-  bool ok = e->PostTo(id, [](relay::Session& s) {
+  engine::Engine* e = engine::EngineArg(info, 0);
+  uint64_t id = engine::SessionIdArg(info, 1);
+  bool ok = e->PostTo(id, [](engine::Session& s) {
     if (h2::Http2Session* h = AsH2(s)) h->Drain();
   });
   return Napi::Boolean::New(env, ok);

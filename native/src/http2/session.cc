@@ -37,7 +37,7 @@ void Http2Session::Idle::Report() {
   side.reset();
 }
 
-Http2Session::Http2Session(std::unique_ptr<relay::Transport> client, std::string initial, const RelayOptions& opts,
+Http2Session::Http2Session(std::unique_ptr<engine::Transport> client, std::string initial, const RelayOptions& opts,
                            std::shared_ptr<H2Counters> counters, uint32_t poolKey)
     : initial_(std::move(initial)), counters_(std::move(counters)), relay_(*this, opts), poolKey_(poolKey) {
   client_.session = this;
@@ -83,7 +83,7 @@ void Http2Session::OnSoon() {
 size_t Http2Session::ReadSide(Side& s) {
   if (!s.readable || s.eof || s.dead) return 0;
   char* buf = loop()->scratch();
-  ssize_t n = s.t->Read(buf, relay::Loop::kScratchSize);
+  ssize_t n = s.t->Read(buf, engine::Loop::kScratchSize);
   if (n == -EAGAIN || n == -EWOULDBLOCK) {
     s.readable = false;
     return 0;
@@ -178,7 +178,7 @@ void Http2Session::Pump() {
       // The relay may have been served meanwhile (a parked connection adopted by an earlier round).
       if (relay_.UpstreamRequested()) {
         if (AdoptIdle()) progress = true;
-        else if (relay_.UpstreamRequested()) loop()->Emit(relay::Event("need-upstream", id()));
+        else if (relay_.UpstreamRequested()) loop()->Emit(engine::Event("need-upstream", id()));
       }
     }
     if (!relay_.ClientAlive() && client_.pending() == 0) {
@@ -291,7 +291,7 @@ void Http2Session::KillUpstream(Side& s, const std::string& why) {
   loop()->Soon(this);
 }
 
-void Http2Session::Attach(std::unique_ptr<relay::Transport> t, uint32_t token, const std::string& authority, const std::string& initial) {
+void Http2Session::Attach(std::unique_ptr<engine::Transport> t, uint32_t token, const std::string& authority, const std::string& initial) {
   if (ended_) {
     t.reset();
     loop()->Emit(UpstreamClosed(id(), token, 0, 0));
@@ -370,7 +370,7 @@ void Http2Session::Finish(const char* reason, int err) {
     loop()->Emit(UpstreamClosed(id(), u->token, u->rx, u->tx));
     u->t.reset();
   }
-  relay::Event ev("closed", id());
+  engine::Event ev("closed", id());
   ev.Num("rx", static_cast<double>(upRx))
       .Num("tx", static_cast<double>(upTx))
       .Num("downstreamRx", static_cast<double>(client_.rx))

@@ -17,15 +17,15 @@
 #include <utility>
 #include <vector>
 
-#include "../relay/engine.h"
-#include "../relay/transport.h"
+#include "../engine/engine.h"
+#include "../engine/transport.h"
 #include "relay.h"
 
 namespace mx::h2 {
 
 /** The `upstream-closed` event {up, rx, tx} that ends JS's accounting of one upstream connection. */
-inline relay::Event UpstreamClosed(uint64_t session, uint32_t token, uint64_t rx, uint64_t tx) {
-  return relay::Event("upstream-closed", session).Num("up", token).Num("rx", static_cast<double>(rx)).Num("tx", static_cast<double>(tx));
+inline engine::Event UpstreamClosed(uint64_t session, uint32_t token, uint64_t rx, uint64_t tx) {
+  return engine::Event("upstream-closed", session).Num("up", token).Num("rx", static_cast<double>(rx)).Num("tx", static_cast<double>(tx));
 }
 
 /** Per-service counters shared by that service's sessions (any loop thread) and read by JS. */
@@ -34,10 +34,10 @@ struct H2Counters {
   std::atomic<uint64_t> retries{0};
 };
 
-class Http2Session final : public relay::Session, private RelayHost {
+class Http2Session final : public engine::Session, private RelayHost {
  public:
   /** `initial` holds client bytes Node read before the hand-over (the sniffed connection preface). */
-  Http2Session(std::unique_ptr<relay::Transport> client, std::string initial, const RelayOptions& opts,
+  Http2Session(std::unique_ptr<engine::Transport> client, std::string initial, const RelayOptions& opts,
                std::shared_ptr<H2Counters> counters, uint32_t poolKey);
   ~Http2Session() override;
 
@@ -50,19 +50,19 @@ class Http2Session final : public relay::Session, private RelayHost {
    * JS answered need-upstream with a connected socket; `token` identifies it in upstream-closed, `initial`
    * holds bytes Node already read from it (the server's SETTINGS may arrive before the hand-over).
    */
-  void Attach(std::unique_ptr<relay::Transport> t, uint32_t token, const std::string& authority, const std::string& initial);
+  void Attach(std::unique_ptr<engine::Transport> t, uint32_t token, const std::string& authority, const std::string& initial);
   /** JS could not open an upstream connection: the waiting streams get a local reply. */
   void Unavailable(const std::string& reason);
   /** GOAWAY to the client; in-flight streams finish, then the session closes. */
   void Drain();
 
  private:
-  struct Side final : relay::Watcher {
+  struct Side final : engine::Watcher {
     Http2Session* session = nullptr;
     bool client = false;
     uint32_t rid = 0;    // relay's upstream id
     uint32_t token = 0;  // JS's id for this upstream connection
-    std::unique_ptr<relay::Transport> t;
+    std::unique_ptr<engine::Transport> t;
     std::string out;
     size_t off = 0;
     bool readable = true;
@@ -97,11 +97,11 @@ class Http2Session final : public relay::Session, private RelayHost {
    * anything the upstream sends while parked (its close, GOAWAY, a PING) ends it, so a closed connection
    * never lingers.
    */
-  struct Idle final : relay::Watcher {
+  struct Idle final : engine::Watcher {
     std::unique_ptr<Side> side;
     Relay::UpstreamHandle up;
     int64_t since = 0;
-    relay::Engine* engine = nullptr;
+    engine::Engine* engine = nullptr;
     uint64_t sessionId = 0;  // the session that parked it (upstream-closed events carry an id)
     void OnEvents(uint32_t events) override;
     /** Closes the connection and reports it to JS like any other upstream close (once; leaves it empty). */

@@ -7,10 +7,10 @@
 
 namespace mx::tls {
 
-TlsTransport::TlsTransport(relay::UniqueFd fd, std::shared_ptr<ClientContext> ctx, ConnParams params, int64_t handshakeTimeoutMs)
+TlsTransport::TlsTransport(engine::UniqueFd fd, std::shared_ptr<ClientContext> ctx, ConnParams params, int64_t handshakeTimeoutMs)
     : fd_(std::move(fd)), ctx_(std::move(ctx)), params_(std::move(params)), timeoutMs_(handshakeTimeoutMs) {}
 
-void TlsTransport::Bind(relay::Loop* loop, uint64_t sessionId) {
+void TlsTransport::Bind(engine::Loop* loop, uint64_t sessionId) {
   loop_ = loop;
   id_ = sessionId;
   deadline_ = timeoutMs_ > 0 ? loop->NowMs() + timeoutMs_ : 0;
@@ -38,7 +38,7 @@ int TlsTransport::Progress() {
   if (io == Io::kWantRead || io == Io::kWantWrite) return -EAGAIN;
   if (io == Io::kError) return static_cast<int>(Failed());
   if (loop_) {
-    relay::Event ev("tls", id_);
+    engine::Event ev("tls", id_);
     ev.Lazy();
     ev.Num("resumed", conn_->resumed() ? 1 : 0);
     std::string alpn = conn_->alpn();
@@ -101,7 +101,7 @@ int TlsTransport::ShutdownWrite() {
   return ::shutdown(fd_.get(), SHUT_WR) == 0 || errno == ENOTCONN ? 0 : -errno;
 }
 
-void TlsTransport::Describe(relay::Event& closed) const {
+void TlsTransport::Describe(engine::Event& closed) const {
   if (!conn_) return;
   closed.Num("tlsWireRx", static_cast<double>(conn_->wire_rx())).Num("tlsWireTx", static_cast<double>(conn_->wire_tx()));
   const Failure& f = conn_->failure();
@@ -113,7 +113,7 @@ void TlsTransport::Describe(relay::Event& closed) const {
   closed.Num("tlsAfterHandshake", conn_->handshake_done() ? 1 : 0);
 }
 
-std::unique_ptr<relay::Transport> MakeTlsTransport(const Napi::Object& opts, relay::UniqueFd fd) {
+std::unique_ptr<engine::Transport> MakeTlsTransport(const Napi::Object& opts, engine::UniqueFd fd) {
   Napi::Env env = opts.Env();
   std::shared_ptr<ClientContext> ctx = ContextFromValue(opts.Get("context"));
   auto str = [&](const char* k) {

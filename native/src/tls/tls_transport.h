@@ -1,31 +1,31 @@
-// The relay engine's TLS upstream transport: a ClientConn over the dialled socket. The handshake runs inside
+// The engine's TLS upstream transport: a ClientConn over the dialled socket. The handshake runs inside
 // the first Read/Write/ShutdownWrite calls (so the session needs no TLS knowledge); application bytes reach
 // the upstream only after the handshake has passed verification. The outcome goes to JS as a `tls` event
 // {resumed, protocol, alpn} on success, or as tls* fields of the session's closed event on failure.
 #pragma once
 #include <memory>
 
-#include "../relay/engine.h"
-#include "../relay/transport.h"
+#include "../engine/engine.h"
+#include "../engine/transport.h"
 #include "client_conn.h"
 
 namespace mx::tls {
 
-class TlsTransport final : public relay::Transport {
+class TlsTransport final : public engine::Transport {
  public:
-  TlsTransport(relay::UniqueFd fd, std::shared_ptr<ClientContext> ctx, ConnParams params, int64_t handshakeTimeoutMs);
+  TlsTransport(engine::UniqueFd fd, std::shared_ptr<ClientContext> ctx, ConnParams params, int64_t handshakeTimeoutMs);
 
   int fd() const override { return fd_.get(); }
   ssize_t Read(char* buf, size_t len) override;
   ssize_t Write(const char* buf, size_t len) override;
   int ShutdownWrite() override;
-  void Reset() override { relay::SetAbortiveClose(fd_.get()); }
+  void Reset() override { engine::SetAbortiveClose(fd_.get()); }
   // OpenSSL may need to write to read (and read to write): retry both directions on any readiness.
   bool anyReadinessRetries() const override { return true; }
-  void Bind(relay::Loop* loop, uint64_t sessionId) override;
+  void Bind(engine::Loop* loop, uint64_t sessionId) override;
   int64_t setupDeadlineMs() const override { return failed_ || (conn_ && conn_->handshake_done()) ? 0 : deadline_; }
   void SetupTimedOut() override;
-  void Describe(relay::Event& closed) const override;
+  void Describe(engine::Event& closed) const override;
 
  private:
   /** 0 once the handshake is done, else -EAGAIN or a fatal -errno. */
@@ -33,7 +33,7 @@ class TlsTransport final : public relay::Transport {
   /** Maps a failed ClientConn call onto the transport's -errno contract. */
   ssize_t Failed();
 
-  relay::UniqueFd fd_;
+  engine::UniqueFd fd_;
   // Built in Bind() on the loop thread (SSL_new and the session lookup stay off the JS thread).
   // Declared after fd_ so that it is destroyed (SSL_free) before the fd is closed.
   std::unique_ptr<ClientConn> conn_;
@@ -41,13 +41,13 @@ class TlsTransport final : public relay::Transport {
   ConnParams params_;
   int64_t timeoutMs_;
   int64_t deadline_ = 0;
-  relay::Loop* loop_ = nullptr;
+  engine::Loop* loop_ = nullptr;
   uint64_t id_ = 0;
   bool failed_ = false;
   bool shutSent_ = false;
 };
 
-/** Builds the transport for relayTcpConnect's `upstreamTls` argument {context, sessionKey?, dialledIp?, alpn?, handshakeTimeoutMs}. */
-std::unique_ptr<relay::Transport> MakeTlsTransport(const Napi::Object& opts, relay::UniqueFd fd);
+/** Builds the transport for engineTcpConnect's `upstreamTls` argument {context, sessionKey?, dialledIp?, alpn?, handshakeTimeoutMs}. */
+std::unique_ptr<engine::Transport> MakeTlsTransport(const Napi::Object& opts, engine::UniqueFd fd);
 
 }  // namespace mx::tls

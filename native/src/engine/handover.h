@@ -1,5 +1,5 @@
 // Helpers for N-API functions that hand connections to the engine (used by every session kind's export,
-// e.g. relayTcpClient in api.cc). JS thread only.
+// e.g. engineTcpClient in api.cc). JS thread only.
 #pragma once
 #include <napi.h>
 
@@ -8,7 +8,7 @@
 #include "engine.h"
 #include "fd.h"
 
-namespace mx::relay {
+namespace mx::engine {
 
 /** The running engine whose handle is argument `i`; throws a TypeError for an unknown or stopped handle. */
 Engine* EngineArg(const Napi::CallbackInfo& info, size_t i);
@@ -25,4 +25,4 @@ UniqueFd DupSocket(Napi::Env env, int fd, const char* what);
 /** Argument `i` as bytes (Buffer), or empty when it is null/undefined/absent. */
 std::string OptionalBytes(const Napi::CallbackInfo& info, size_t i, const char* name);
 
-}  // namespace mx::relay
+}  // namespace mx::engine

@@ -1,4 +1,4 @@
-// The native relay engine: N I/O threads, each an epoll loop that owns the sessions placed on it.
+// The native engine: N I/O threads, each an epoll loop that owns the sessions placed on it.
 //
 // How a session kind plugs in (TcpSession in tcp_session.h is the reference implementation):
 //  1. Derive from `Session`. Construct it on the JS thread with the fds it will own (dup them there, so a
@@ -48,7 +48,7 @@
 #include "fd.h"
 #include "routes.h"
 
-namespace mx::relay {
+namespace mx::engine {
 
 class Loop;
 class Engine;
@@ -103,9 +103,9 @@ class Session {
   virtual void Close(const char* reason, bool reset) = 0;
   virtual void OnTimer(int64_t /*nowMs*/) {}
   virtual void OnSoon() {}
-  /** Session-kind figures for relayStats() (e.g. open sessions by kind); default contributes nothing. */
+  /** Session-kind figures for engineStats() (e.g. open sessions by kind); default contributes nothing. */
   virtual const char* kind() const = 0;
-  /** A listening socket (counted apart: relayStats().sessions are connections). */
+  /** A listening socket (counted apart: engineStats().sessions are connections). */
   virtual bool listener() const { return false; }
 
  private:
@@ -249,7 +249,7 @@ class Engine {
   uint64_t Adopt(std::unique_ptr<Session> s);
   /** Loop thread: places a session on `loop` itself (it starts now) and returns its id. */
   uint64_t AdoptHere(Loop* loop, std::unique_ptr<Session> s);
-  /** The routes TS pushed (relayRoutes); listeners consult them for each new connection. */
+  /** The routes TS pushed (engineRoutes); listeners consult them for each new connection. */
   RouteTable& routes() { return routes_; }
   /** Has every loop emit an urgent `flushed` {id: token} behind the events it emitted so far; returns how many will come. */
   unsigned Flush(uint64_t token);
@@ -307,4 +307,4 @@ class Engine {
   friend class Loop;
 };
 
-}  // namespace mx::relay
+}  // namespace mx::engine

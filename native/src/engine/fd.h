@@ -4,7 +4,7 @@
 
 #include <utility>
 
-namespace mx::relay {
+namespace mx::engine {
 
 class UniqueFd {
  public:
@@ -34,4 +34,4 @@ class UniqueFd {
   int fd_ = -1;
 };
 
-}  // namespace mx::relay
+}  // namespace mx::engine

@@ -1,4 +1,4 @@
-// One I/O thread of the relay engine: epoll dispatch, the command queue, coarse timers and session
+// One I/O thread of the engine: epoll dispatch, the command queue, coarse timers and session
 // bookkeeping. Everything except Post() and Stats() runs on the loop's own thread.
 #include <errno.h>
 #include <fcntl.h>
@@ -11,7 +11,7 @@
 
 #include "engine.h"
 
-namespace mx::relay {
+namespace mx::engine {
 
 namespace {
 // The eventfd is registered with this sentinel instead of a Watcher.
@@ -253,4 +253,4 @@ LoopStats Loop::Stats() const {
   return s;
 }
 
-}  // namespace mx::relay
+}  // namespace mx::engine

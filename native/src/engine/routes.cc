@@ -15,7 +15,7 @@
 #include "engine.h"
 #include "sockaddr.h"
 
-namespace mx::relay {
+namespace mx::engine {
 
 namespace {
 
@@ -195,4 +195,4 @@ UniqueFd StartConnect(const std::string& address, uint32_t port, int* err) {
   return fd;
 }
 
-}  // namespace mx::relay
+}  // namespace mx::engine

@@ -27,7 +27,7 @@
 #include "fd.h"
 #include "transport.h"
 
-namespace mx::relay {
+namespace mx::engine {
 
 /** One upstream address of a route: ip:port, or a unix socket path (port 0). */
 struct RouteTarget {
@@ -96,4 +96,4 @@ class RouteTable {
  */
 UniqueFd StartConnect(const std::string& address, uint32_t port, int* err);
 
-}  // namespace mx::relay
+}  // namespace mx::engine

@@ -1,4 +1,4 @@
-// The relay engine: loop threads, session placement, and the batched event channel to JS.
+// The engine: loop threads, session placement, and the batched event channel to JS.
 #include <errno.h>
 #include <string.h>
 
@@ -7,7 +7,7 @@
 #include "../errors.h"
 #include "engine.h"
 
-namespace mx::relay {
+namespace mx::engine {
 
 Engine* Engine::Create(Napi::Env env, unsigned threads, Napi::Function onEvents) {
   auto* e = new Engine();
@@ -15,11 +15,11 @@ Engine* Engine::Create(Napi::Env env, unsigned threads, Napi::Function onEvents)
     auto loop = std::make_unique<Loop>(e, i);
     if (int err = loop->Init()) {
       delete e;  // no thread started yet; loops close their fds
-      ThrowErrno(env, "MESHEXT_E_RELAY", "epoll_create1/eventfd", err);
+      ThrowErrno(env, "MESHEXT_E_ENGINE", "epoll_create1/eventfd", err);
     }
     e->loops_.push_back(std::move(loop));
   }
-  e->tsfn_ = Tsfn::New(env, onEvents, "meshext-relay-events", 0, 1, e, &Engine::Finalize);
+  e->tsfn_ = Tsfn::New(env, onEvents, "meshext-engine-events", 0, 1, e, &Engine::Finalize);
   // The engine's connections keep their own JS handles (listeners, timers) where liveness matters; the
   // event channel alone must not hold the process open.
   e->tsfn_.Unref(env);
@@ -183,4 +183,4 @@ std::vector<LoopStats> Engine::Stats() const {
   return out;
 }
 
-}  // namespace mx::relay
+}  // namespace mx::engine

@@ -2,16 +2,16 @@
 // route key, or by its original destination on the transparent listener) becomes a TcpSession here, with the
 // connect to its upstream started, and JS hears of it in a `routed` event. Any other connection's fd goes to
 // JS in an `accepted` event {fd, peer, peerPort, local, localPort, dst?, dstPort?}, so Node builds no socket
-// for connections the engine will relay. JS owns every fd it is given (it passes it back to the engine with relayTcpClient's
+// for connections the engine will relay. JS owns every fd it is given (it passes it back to the engine with engineTcpClient's
 // `owned` flag, wraps it in a net.Socket, or closes it); events not yet delivered when the engine stops come
-// back from relayStop() for the same treatment.
+// back from engineStop() for the same treatment.
 // Accepting stops for 100 ms after EMFILE/ENFILE/ENOBUFS/ENOMEM (reported once per pause as
 // `accept-error` {error}) instead of spinning on a backlog it cannot drain.
 #pragma once
 #include "engine.h"
 #include "fd.h"
 
-namespace mx::relay {
+namespace mx::engine {
 
 class ListenerSession final : public Session, private Watcher {
  public:
@@ -39,4 +39,4 @@ class ListenerSession final : public Session, private Watcher {
   bool ended_ = false;
 };
 
-}  // namespace mx::relay
+}  // namespace mx::engine

@@ -10,7 +10,7 @@
 #include "sockaddr.h"
 #include "tcp_session.h"
 
-namespace mx::relay {
+namespace mx::engine {
 
 namespace {
 // Connections accepted per wake-up before yielding to the loop's other sessions.
@@ -122,4 +122,4 @@ void ListenerSession::Close(const char* reason, bool /*reset*/) {
   loop()->Retire(this, Event("closed", id()).Str("reason", reason));
 }
 
-}  // namespace mx::relay
+}  // namespace mx::engine

@@ -23,7 +23,7 @@
 
 #include "fd.h"
 
-namespace mx::relay {
+namespace mx::engine {
 
 class Loop;
 struct Event;
@@ -80,4 +80,4 @@ class PlainTransport final : public Transport {
   UniqueFd fd_;
 };
 
-}  // namespace mx::relay
+}  // namespace mx::engine

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
-namespace mx::relay {
+namespace mx::engine {
 
 namespace {
 // Bytes one direction may move per wake-up before yielding to other sessions on the loop.
@@ -344,4 +344,4 @@ void TcpSession::Finish(const char* reason, int err) {
   loop()->Retire(this, std::move(ev));
 }
 
-}  // namespace mx::relay
+}  // namespace mx::engine

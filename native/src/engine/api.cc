@@ -1,4 +1,4 @@
-// JS surface of the relay engine (declared in ../api.h, typed in src/redirect/native.ts). Runs on the JS
+// JS surface of the engine (declared in ../api.h, typed in src/redirect/native.ts). Runs on the JS
 // thread only: engines are addressed by small integer handles so a stale handle is an error, not a crash.
 #include <errno.h>
 #include <fcntl.h>
@@ -24,13 +24,13 @@
 
 namespace mx {
 
-using relay::Engine;
+using engine::Engine;
 
 namespace {
 HandleTable<Engine*> g_engines("engine", "is not running");
 }  // namespace
 
-namespace relay {
+namespace engine {
 
 Engine* EngineArg(const Napi::CallbackInfo& info, size_t i) { return g_engines.Arg(info, i); }
 
@@ -49,12 +49,12 @@ uint64_t SessionIdArg(const Napi::CallbackInfo& info, size_t i) {
 UniqueFd DupSocket(Napi::Env env, int fd, const char* what) {
   int type = 0;
   socklen_t len = sizeof type;
-  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) ThrowErrno(env, "MESHEXT_E_RELAY", "getsockopt", errno, what);
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) ThrowErrno(env, "MESHEXT_E_ENGINE", "getsockopt", errno, what);
   if (type != SOCK_STREAM) ThrowArg(env, std::string(what) + " fd " + std::to_string(fd) + " is not a stream socket");
   UniqueFd dup(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-  if (!dup.valid()) ThrowErrno(env, "MESHEXT_E_RELAY", "fcntl(F_DUPFD_CLOEXEC)", errno, what);
+  if (!dup.valid()) ThrowErrno(env, "MESHEXT_E_ENGINE", "fcntl(F_DUPFD_CLOEXEC)", errno, what);
   int fl = ::fcntl(dup.get(), F_GETFL);
-  if (fl < 0 || ::fcntl(dup.get(), F_SETFL, fl | O_NONBLOCK) != 0) ThrowErrno(env, "MESHEXT_E_RELAY", "fcntl(O_NONBLOCK)", errno, what);
+  if (fl < 0 || ::fcntl(dup.get(), F_SETFL, fl | O_NONBLOCK) != 0) ThrowErrno(env, "MESHEXT_E_ENGINE", "fcntl(O_NONBLOCK)", errno, what);
   return dup;
 }
 
@@ -64,11 +64,11 @@ std::string OptionalBytes(const Napi::CallbackInfo& info, size_t i, const char* 
   return std::string(reinterpret_cast<const char*>(b.Data()), b.Length());
 }
 
-}  // namespace relay
+}  // namespace engine
 
-using relay::EngineArg;
+using engine::EngineArg;
 
-Napi::Value RelayStart(const Napi::CallbackInfo& info) {
+Napi::Value EngineStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t threads = ArgU32(info, 0, "threads");
   if (threads < 1 || threads > 64) ThrowArg(env, "threads must be 1..64, got " + std::to_string(threads));
@@ -77,49 +77,49 @@ Napi::Value RelayStart(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, g_engines.Add(e));
 }
 
-Napi::Value RelayStop(const Napi::CallbackInfo& info) {
+Napi::Value EngineStop(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Engine* e = EngineArg(info, 0);
   g_engines.Erase(ArgU32(info, 0, "engine"));
-  std::vector<relay::Event> rest = e->Stop();
+  std::vector<engine::Event> rest = e->Stop();
   return Engine::BatchToJs(env, rest);
 }
 
-Napi::Value RelayTcpClient(const Napi::CallbackInfo& info) {
+Napi::Value EngineTcpClient(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int clientFd = ArgFd(info, 1, "clientFd");
   // `owned`: an fd from an `accepted` event, which the engine takes as is (no dup). It is the engine's from
   // here on, also when this call throws: the UniqueFd (or the session holding it) closes it.
   bool owned = info.Length() > 5 && info[5].ToBoolean().Value();
-  relay::UniqueFd ownedFd(owned ? clientFd : -1);
+  engine::UniqueFd ownedFd(owned ? clientFd : -1);
   Engine* e = EngineArg(info, 0);
-  std::string toUpstream = relay::OptionalBytes(info, 2, "toUpstream");
+  std::string toUpstream = engine::OptionalBytes(info, 2, "toUpstream");
   uint32_t idleMs = ArgU32(info, 3, "idleTimeoutMs");
   bool splice = info.Length() <= 4 || info[4].IsUndefined() || info[4].ToBoolean().Value();
-  relay::UniqueFd c = owned ? std::move(ownedFd) : relay::DupSocket(env, clientFd, "client");
-  auto session = std::make_unique<relay::TcpSession>(std::make_unique<relay::PlainTransport>(std::move(c)), std::move(toUpstream), idleMs, splice);
-  return Napi::Number::New(env, static_cast<double>(relay::AdoptOrThrow(env, e, std::move(session))));
+  engine::UniqueFd c = owned ? std::move(ownedFd) : engine::DupSocket(env, clientFd, "client");
+  auto session = std::make_unique<engine::TcpSession>(std::make_unique<engine::PlainTransport>(std::move(c)), std::move(toUpstream), idleMs, splice);
+  return Napi::Number::New(env, static_cast<double>(engine::AdoptOrThrow(env, e, std::move(session))));
 }
 
 
-Napi::Value RelayTcpConnect(const Napi::CallbackInfo& info) {
+Napi::Value EngineTcpConnect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Engine* e = EngineArg(info, 0);
-  uint64_t id = relay::SessionIdArg(info, 1);
+  uint64_t id = engine::SessionIdArg(info, 1);
   std::string address = ArgString(info, 2, "address");
   uint32_t port = ArgU32(info, 3, "port");
   if (port > 65535) ThrowArg(env, "port must be 0..65535, got " + std::to_string(port));
   uint32_t timeoutMs = ArgU32(info, 4, "timeoutMs");
   int err = 0;
-  relay::UniqueFd fd = relay::StartConnect(address, port, &err);
+  engine::UniqueFd fd = engine::StartConnect(address, port, &err);
   if (!fd.valid()) return Napi::String::New(env, strerrorname_np(err) ? strerrorname_np(err) : "EIO");
   // Built here, on the JS thread, so a bad TLS option throws to the caller.
-  std::unique_ptr<relay::Transport> up = info.Length() > 5 && info[5].IsObject()
+  std::unique_ptr<engine::Transport> up = info.Length() > 5 && info[5].IsObject()
                                              ? tls::MakeTlsTransport(info[5].As<Napi::Object>(), std::move(fd))
-                                             : std::make_unique<relay::PlainTransport>(std::move(fd));
-  auto carried = std::make_shared<std::unique_ptr<relay::Transport>>(std::move(up));
-  bool posted = e->PostTo(id, [carried, timeoutMs](relay::Session& s) {
-    if (auto* tcp = dynamic_cast<relay::TcpSession*>(&s)) tcp->Connect(std::move(*carried), timeoutMs);
+                                             : std::make_unique<engine::PlainTransport>(std::move(fd));
+  auto carried = std::make_shared<std::unique_ptr<engine::Transport>>(std::move(up));
+  bool posted = e->PostTo(id, [carried, timeoutMs](engine::Session& s) {
+    if (auto* tcp = dynamic_cast<engine::TcpSession*>(&s)) tcp->Connect(std::move(*carried), timeoutMs);
   });
   return Napi::String::New(env, posted ? "" : "ESRCH");
 }
@@ -154,9 +154,9 @@ Napi::Array ArrField(Napi::Env env, const Napi::Object& o, const char* k, const 
   return v.As<Napi::Array>();
 }
 
-std::shared_ptr<relay::Route> RouteFrom(Napi::Env env, const Napi::Value& v, const std::string& where, std::vector<std::pair<std::string, uint32_t>>* keys) {
+std::shared_ptr<engine::Route> RouteFrom(Napi::Env env, const Napi::Value& v, const std::string& where, std::vector<std::pair<std::string, uint32_t>>* keys) {
   Napi::Object o = ObjField(env, v, where);
-  auto r = std::make_shared<relay::Route>();
+  auto r = std::make_shared<engine::Route>();
   r->id = U32Field(env, o, "id", where, 0xffffffffu);
   r->connectTimeoutMs = U32Field(env, o, "connectTimeoutMs", where, 0x7fffffffu);
   r->idleTimeoutMs = U32Field(env, o, "idleTimeoutMs", where, 0x7fffffffu);
@@ -177,7 +177,7 @@ std::shared_ptr<relay::Route> RouteFrom(Napi::Env env, const Napi::Value& v, con
   for (uint32_t i = 0; i < ts.Length(); i++) {
     std::string tw = where + ".targets[" + std::to_string(i) + "]";
     Napi::Object t = ObjField(env, ts.Get(i), tw);
-    auto target = std::make_unique<relay::RouteTarget>();
+    auto target = std::make_unique<engine::RouteTarget>();
     target->address = StrField(env, t, "address", tw, false);
     target->port = static_cast<uint16_t>(U32Field(env, t, "port", tw, 65535));
     target->tls.session_key = StrField(env, t, "sessionKey", tw, true);
@@ -189,7 +189,7 @@ std::shared_ptr<relay::Route> RouteFrom(Napi::Env env, const Napi::Value& v, con
 
 }  // namespace
 
-Napi::Value RelayListen(const Napi::CallbackInfo& info) {
+Napi::Value EngineListen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Engine* e = EngineArg(info, 0);
   std::string address = ArgString(info, 1, "address");
@@ -198,8 +198,8 @@ Napi::Value RelayListen(const Napi::CallbackInfo& info) {
   if (port > 65535) ThrowArg(env, "port must be 0..65535, got " + std::to_string(port));
   sockaddr_storage ss{};
   socklen_t len = 0;
-  if (!relay::IpSockaddr(address, static_cast<uint16_t>(port), &ss, &len)) ThrowArg(env, "listen address must be an IP literal, got " + address);
-  relay::UniqueFd fd(::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!engine::IpSockaddr(address, static_cast<uint16_t>(port), &ss, &len)) ThrowArg(env, "listen address must be an IP literal, got " + address);
+  engine::UniqueFd fd(::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd.valid()) ThrowErrno(env, "MESHEXT_E_LISTEN", "socket", errno);
   int one = 1;
   ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
@@ -209,7 +209,7 @@ Napi::Value RelayListen(const Napi::CallbackInfo& info) {
   socklen_t blen = sizeof bound;
   if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &blen) != 0) ThrowErrno(env, "MESHEXT_E_LISTEN", "getsockname", errno);
   uint16_t boundPort = 0;
-  std::string boundIp = relay::IpText(bound, &boundPort);
+  std::string boundIp = engine::IpText(bound, &boundPort);
   // Optional {routeKey?, transparent?}: how the listener finds routes (routes.h) for its connections.
   std::string routeKey;
   bool transparent = false;
@@ -218,7 +218,7 @@ Napi::Value RelayListen(const Napi::CallbackInfo& info) {
     routeKey = StrField(env, o, "routeKey", "routing", true);
     transparent = o.Get("transparent").ToBoolean().Value();
   }
-  uint64_t id = relay::AdoptOrThrow(env, e, std::make_unique<relay::ListenerSession>(std::move(fd), std::move(routeKey), transparent));
+  uint64_t id = engine::AdoptOrThrow(env, e, std::make_unique<engine::ListenerSession>(std::move(fd), std::move(routeKey), transparent));
   Napi::Object o = Napi::Object::New(env);
   o.Set("id", Napi::Number::New(env, static_cast<double>(id)));
   o.Set("address", Napi::String::New(env, boundIp));
@@ -228,26 +228,26 @@ Napi::Value RelayListen(const Napi::CallbackInfo& info) {
 }
 
 
-// relayRoutes(engine, {source: "none" | "local" | "map", mapFd?, routes: [{id, keys, targets, tls?, connectTimeoutMs,
+// engineRoutes(engine, {source: "none" | "local" | "map", mapFd?, routes: [{id, keys, targets, tls?, connectTimeoutMs,
 // idleTimeoutMs}]}) → [{id, routed}] for the routes that are gone (see RouteTable::Replace).
-Napi::Value RelayRoutes(const Napi::CallbackInfo& info) {
+Napi::Value EngineRoutes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Engine* e = EngineArg(info, 0);
   Napi::Object o = ObjField(env, info.Length() > 1 ? info[1] : env.Undefined(), "table");
   std::string source = StrField(env, o, "source", "table", false);
-  relay::OrigDstSource src;
-  if (source == "none") src = relay::OrigDstSource::kNone;
-  else if (source == "local") src = relay::OrigDstSource::kLocal;
-  else if (source == "map") src = relay::OrigDstSource::kMap;
+  engine::OrigDstSource src;
+  if (source == "none") src = engine::OrigDstSource::kNone;
+  else if (source == "local") src = engine::OrigDstSource::kLocal;
+  else if (source == "map") src = engine::OrigDstSource::kMap;
   else ThrowArg(env, "table.source must be none, local or map, got " + source);
-  relay::UniqueFd map;
-  if (src == relay::OrigDstSource::kMap) {
+  engine::UniqueFd map;
+  if (src == engine::OrigDstSource::kMap) {
     int fd = static_cast<int>(U32Field(env, o, "mapFd", "table", 0x7fffffffu));
-    map = relay::UniqueFd(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-    if (!map.valid()) ThrowErrno(env, "MESHEXT_E_RELAY", "fcntl(F_DUPFD_CLOEXEC)", errno, "mapFd");
+    map = engine::UniqueFd(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+    if (!map.valid()) ThrowErrno(env, "MESHEXT_E_ENGINE", "fcntl(F_DUPFD_CLOEXEC)", errno, "mapFd");
   }
   Napi::Array rs = ArrField(env, o, "routes", "table");
-  std::vector<std::shared_ptr<relay::Route>> routes;
+  std::vector<std::shared_ptr<engine::Route>> routes;
   std::vector<std::pair<std::string, uint32_t>> keys;
   for (uint32_t i = 0; i < rs.Length(); i++) routes.push_back(RouteFrom(env, rs.Get(i), "table.routes[" + std::to_string(i) + "]", &keys));
   auto gone = e->routes().Replace(std::move(routes), std::move(keys), src, std::move(map));
@@ -261,8 +261,8 @@ Napi::Value RelayRoutes(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// relayRouteHealth(engine, route, target, downForMs) → false when the route or target is not installed.
-Napi::Value RelayRouteHealth(const Napi::CallbackInfo& info) {
+// engineRouteHealth(engine, route, target, downForMs) → false when the route or target is not installed.
+Napi::Value EngineRouteHealth(const Napi::CallbackInfo& info) {
   Engine* e = EngineArg(info, 0);
   uint32_t route = ArgU32(info, 1, "route");
   uint32_t target = ArgU32(info, 2, "target");
@@ -270,30 +270,30 @@ Napi::Value RelayRouteHealth(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), e->routes().SetHealth(route, target, downFor));
 }
 
-Napi::Value RelayClose(const Napi::CallbackInfo& info) {
+Napi::Value EngineClose(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Engine* e = EngineArg(info, 0);
-  uint64_t id = relay::SessionIdArg(info, 1);
+  uint64_t id = engine::SessionIdArg(info, 1);
   bool reset = info.Length() > 2 && info[2].ToBoolean().Value();
-  bool ok = e->PostTo(id, [reset](relay::Session& s) { s.Close(reset ? "reset" : "closed", reset); });
+  bool ok = e->PostTo(id, [reset](engine::Session& s) { s.Close(reset ? "reset" : "closed", reset); });
   return Napi::Boolean::New(env, ok);
 }
 
-// relayFlush(engine, token) → how many `flushed` {id: token} events will follow: one per loop, each after every
+// engineFlush(engine, token) → how many `flushed` {id: token} events will follow: one per loop, each after every
 // event that loop emitted before it (lazy ones included), so JS knows when it has seen all of them.
-Napi::Value RelayFlush(const Napi::CallbackInfo& info) {
+Napi::Value EngineFlush(const Napi::CallbackInfo& info) {
   Engine* e = EngineArg(info, 0);
-  uint64_t token = relay::SessionIdArg(info, 1);
+  uint64_t token = engine::SessionIdArg(info, 1);
   return Napi::Number::New(info.Env(), e->Flush(token));
 }
 
-Napi::Value RelayRef(const Napi::CallbackInfo& info) {
+Napi::Value EngineRef(const Napi::CallbackInfo& info) {
   Engine* e = EngineArg(info, 0);
   e->SetRef(info.Env(), info.Length() > 1 && info[1].ToBoolean().Value());
   return info.Env().Undefined();
 }
 
-Napi::Value RelayStats(const Napi::CallbackInfo& info) {
+Napi::Value EngineStats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Engine* e = EngineArg(info, 0);
   Napi::Object o = Napi::Object::New(env);

@@ -16,7 +16,7 @@
 #include "engine.h"
 #include "transport.h"
 
-namespace mx::relay {
+namespace mx::engine {
 
 class TcpSession final : public Session {
  public:
@@ -97,4 +97,4 @@ class TcpSession final : public Session {
   bool ended_ = false;
 };
 
-}  // namespace mx::relay
+}  // namespace mx::engine

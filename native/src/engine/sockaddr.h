@@ -9,7 +9,7 @@
 #include <cstdlib>
 #include <string>
 
-namespace mx::relay {
+namespace mx::engine {
 
 /**
  * Fills `ss` from an IPv4 or IPv6 literal and a port; false when `ip` is neither. An IPv6 zone
@@ -60,4 +60,4 @@ inline std::string IpText(const sockaddr_storage& ss, uint16_t* port) {
   return "";
 }
 
-}  // namespace mx::relay
+}  // namespace mx::engine
