@@ -1,5 +1,6 @@
-// The upstream side of a relayed connection: a plain socket or a layered transport (TLS, added by the
-// tlsnative helper). Sessions talk to upstreams only through this interface.
+// The upstream side of a proxied connection: a plain socket or a layered transport (TLS; protocol bridges
+// such as HTTP/1.1 over HTTP/2, which wrap another transport). Sessions talk to upstreams only through this
+// interface.
 //
 // Semantics (shared by every implementation):
 //  - Read/Write return bytes moved (> 0), 0 from Read at end of stream, or -errno; -EAGAIN means "not now,
@@ -14,6 +15,13 @@
 //  - Layered transports with a setup phase (TLS handshake) get Bind() once on the loop thread before any
 //    I/O (to emit their own events for the session), report a setup deadline the session enforces (it then
 //    calls SetupTimedOut() and fails that side with ETIMEDOUT), and add their figures to the closed event.
+//    Handshake() drives that phase to its end on its own (the connector calls it until it returns 0, so a
+//    failed handshake fails over to the next endpoint before any session sees the transport).
+//  - A layered transport may hold bytes for the session that no readiness event will announce (TLS records
+//    already decrypted, a bridge's reply produced by a Write): with anyReadinessRetries() true, sessions
+//    read such a transport again after every successful Write and never treat a short read as "drained".
+//  - WireCounts() gives the bytes the transport moved on its socket (TLS records included) when they differ
+//    from what the session read and wrote through it.
 #pragma once
 #include <errno.h>
 #include <sys/socket.h>
@@ -43,6 +51,10 @@ class Transport {
   virtual int64_t setupDeadlineMs() const { return 0; }
   virtual void SetupTimedOut() {}
   virtual void Describe(Event& /*closed*/) const {}
+  /** Completes the setup phase: 0 when done (or there is none), -EAGAIN to wait for readiness on fd(), else -errno. */
+  virtual int Handshake() { return 0; }
+  /** Bytes moved on the socket when they differ from the session's own counts (TLS records); false otherwise. */
+  virtual bool WireCounts(uint64_t* /*rx*/, uint64_t* /*tx*/) const { return false; }
 };
 
 /** Sets SO_LINGER {1, 0} so close() sends RST instead of FIN. */

@@ -101,6 +101,13 @@ int TlsTransport::ShutdownWrite() {
   return ::shutdown(fd_.get(), SHUT_WR) == 0 || errno == ENOTCONN ? 0 : -errno;
 }
 
+bool TlsTransport::WireCounts(uint64_t* rx, uint64_t* tx) const {
+  if (!conn_) return false;
+  *rx = conn_->wire_rx();
+  *tx = conn_->wire_tx();
+  return true;
+}
+
 void TlsTransport::Describe(engine::Event& closed) const {
   if (!conn_) return;
   closed.Num("tlsWireRx", static_cast<double>(conn_->wire_rx())).Num("tlsWireTx", static_cast<double>(conn_->wire_tx()));

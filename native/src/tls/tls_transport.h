@@ -26,6 +26,15 @@ class TlsTransport final : public engine::Transport {
   int64_t setupDeadlineMs() const override { return failed_ || (conn_ && conn_->handshake_done()) ? 0 : deadline_; }
   void SetupTimedOut() override;
   void Describe(engine::Event& closed) const override;
+  int Handshake() override { return Progress(); }
+  bool WireCounts(uint64_t* rx, uint64_t* tx) const override;
+  /** The handshake completed and passed verification. */
+  bool established() const { return conn_ && conn_->handshake_done(); }
+  bool resumed() const { return conn_ && conn_->resumed(); }
+  /** The protocol the server selected by ALPN ("" when none). */
+  std::string alpn() const { return conn_ ? conn_->alpn() : std::string(); }
+  /** Why the connection failed (stage empty when it did not). */
+  const Failure* failure() const { return conn_ ? &conn_->failure() : nullptr; }
 
  private:
   /** 0 once the handshake is done, else -EAGAIN or a fatal -errno. */
