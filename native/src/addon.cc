@@ -1,8 +1,12 @@
-// meshext native addon: registers the plain functions declared in api.h. Policy lives in TypeScript
-// (src/redirect/native.ts is the only loader); this layer only moves bytes and calls libbpf.
+// meshext native addon: registers the plain functions declared in api.h: libbpf calls for the redirect, and
+// the data-plane engine. Policy lives in TypeScript (src/native/addon.ts is the only loader). The test build
+// (meshext_native_test.node, MESHEXT_TEST_EXPORTS) adds the exports only tests use (testing/testing.h).
 #include <napi.h>
 
 #include "api.h"
+#ifdef MESHEXT_TEST_EXPORTS
+#include "testing/testing.h"
+#endif
 
 namespace {
 
@@ -29,41 +33,20 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cgroupId", Napi::Function::New(env, mx::CgroupId));
   exports.Set("netnsCookie", Napi::Function::New(env, mx::NetnsCookie));
   exports.Set("layout", Napi::Function::New(env, mx::Layout));
-  exports.Set("tlsContextCreate", Napi::Function::New(env, mx::TlsContextCreate));
-  exports.Set("tlsSessionCount", Napi::Function::New(env, mx::TlsSessionCount));
-  exports.Set("tlsProbe", Napi::Function::New(env, mx::TlsProbe));
   exports.Set("engineStart", Napi::Function::New(env, mx::EngineStart));
   exports.Set("engineStop", Napi::Function::New(env, mx::EngineStop));
-  exports.Set("engineClose", Napi::Function::New(env, mx::EngineClose));
   exports.Set("engineListen", Napi::Function::New(env, mx::EngineListen));
-  exports.Set("engineTcpClient", Napi::Function::New(env, mx::EngineTcpClient));
-  exports.Set("engineTcpConnect", Napi::Function::New(env, mx::EngineTcpConnect));
-  exports.Set("engineRoutes", Napi::Function::New(env, mx::EngineRoutes));
-  exports.Set("engineRouteHealth", Napi::Function::New(env, mx::EngineRouteHealth));
+  exports.Set("engineClose", Napi::Function::New(env, mx::EngineClose));
+  exports.Set("engineInstall", Napi::Function::New(env, mx::EngineInstall));
+  exports.Set("engineHealth", Napi::Function::New(env, mx::EngineHealth));
+  exports.Set("engineCounters", Napi::Function::New(env, mx::EngineCounters));
+  exports.Set("engineDrain", Napi::Function::New(env, mx::EngineDrain));
   exports.Set("engineStats", Napi::Function::New(env, mx::EngineStats));
   exports.Set("engineRef", Napi::Function::New(env, mx::EngineRef));
   exports.Set("engineFlush", Napi::Function::New(env, mx::EngineFlush));
-  exports.Set("h1ParseHead", Napi::Function::New(env, mx::H1ParseHead));
-  exports.Set("h1BodyScan", Napi::Function::New(env, mx::H1BodyScan));
-  exports.Set("h1Rewrite", Napi::Function::New(env, mx::H1Rewrite));
-  exports.Set("h1LocalResponse", Napi::Function::New(env, mx::H1LocalResponse));
-  exports.Set("h1PoolCreate", Napi::Function::New(env, mx::H1PoolCreate));
-  exports.Set("h1PoolsReap", Napi::Function::New(env, mx::H1PoolsReap));
-  exports.Set("h1PoolsSweep", Napi::Function::New(env, mx::H1PoolsSweep));
-  exports.Set("h1PoolClose", Napi::Function::New(env, mx::H1PoolClose));
-  exports.Set("h1PoolFree", Napi::Function::New(env, mx::H1PoolFree));
-  exports.Set("h1PoolStats", Napi::Function::New(env, mx::H1PoolStats));
-  exports.Set("h1Serve", Napi::Function::New(env, mx::H1Serve));
-  exports.Set("h1Upstream", Napi::Function::New(env, mx::H1Upstream));
-  exports.Set("h1UpstreamFailed", Napi::Function::New(env, mx::H1UpstreamFailed));
-  exports.Set("h1Drain", Napi::Function::New(env, mx::H1Drain));
-  exports.Set("relayH2", Napi::Function::New(env, mx::RelayH2));
-  exports.Set("relayH2Attach", Napi::Function::New(env, mx::RelayH2Attach));
-  exports.Set("relayH2Unavailable", Napi::Function::New(env, mx::RelayH2Unavailable));
-  exports.Set("relayH2Drain", Napi::Function::New(env, mx::RelayH2Drain));
-  exports.Set("h2CountersNew", Napi::Function::New(env, mx::H2CountersNew));
-  exports.Set("h2CountersRead", Napi::Function::New(env, mx::H2CountersRead));
-  exports.Set("h2CountersFree", Napi::Function::New(env, mx::H2CountersFree));
+#ifdef MESHEXT_TEST_EXPORTS
+  mx::testing::Register(env, exports);
+#endif
   return exports;
 }
 

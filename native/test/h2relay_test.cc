@@ -233,6 +233,7 @@ struct Harness : mx::h2::RelayHost {
   bool need = false;
   std::string fail;          // non-empty: answer need-upstream with this failure
   std::string authority;     // authority override handed with each upstream
+  std::string deny;          // non-empty: every request is answered locally with 403 / PERMISSION_DENIED
   uint32_t server_streams = 100;
   std::function<void(Peer&)> setup_server;
   int responses[6] = {0, 0, 0, 0, 0, 0};
@@ -243,6 +244,13 @@ struct Harness : mx::h2::RelayHost {
     Pair(client.end, down);
   }
   void NeedUpstream() override { need = true; }
+  bool Admit(mx::h2::LocalAnswer* answer) override {
+    if (deny.empty()) return true;
+    answer->status = 403;
+    answer->grpcStatus = 7;
+    answer->message = deny;
+    return false;
+  }
   void CountResponse(int status) override { responses[status / 100 % 6]++; }
   void CountRetry() override { retries++; }
 
@@ -261,7 +269,7 @@ struct Harness : mx::h2::RelayHost {
         u->server = std::make_unique<Peer>(true, server_streams);
         Pair(u->end, u->server->end);
         if (setup_server) setup_server(*u->server);
-        u->id = relay.AttachUpstream(authority);
+        u->id = relay.AttachUpstream(authority, "http");
         ups.push_back(std::move(u));
       }
     }
@@ -463,6 +471,30 @@ void TestUnavailable(bool grpc) {
   CHECK(Get(h.client.msgs[id2].head, ":status") == "200", "second status");
 }
 
+void TestDenied(bool grpc) {
+  mx::h2::RelayOptions o;
+  o.grpc = grpc;
+  Harness h(o);
+  h.deny = "access denied by Mesh \"default\"";
+  std::string big(200 * 1024, 'x');
+  int32_t id = h.client.Request(Req("POST", "/meshext.test.Echo/Unary"), &big);
+  CHECK(h.Run([&] { return h.client.msgs[id].closed; }), "no reply");
+  Msg& m = h.client.msgs[id];
+  if (grpc) {
+    CHECK(Get(m.head, ":status") == "200", "status %s", Get(m.head, ":status").c_str());
+    CHECK(Get(m.head, "grpc-status") == "7", "grpc-status '%s'", Get(m.head, "grpc-status").c_str());
+    CHECK(Get(m.head, "grpc-message") == "access denied by Mesh \"default\"", "grpc-message '%s'", Get(m.head, "grpc-message").c_str());
+  } else {
+    CHECK(Get(m.head, ":status") == "403", "status %s", Get(m.head, ":status").c_str());
+    CHECK(m.body == "access denied by Mesh \"default\"\n", "body '%s'", m.body.c_str());
+  }
+  CHECK(h.ups.empty(), "a denied request must not open an upstream connection (%zu opened)", h.ups.size());
+  CHECK(h.responses[4] == 1, "4xx count %d", h.responses[4]);
+  // The body the client sent anyway was acknowledged: the connection can carry the next stream.
+  int32_t id2 = h.client.Request(Req("GET", "/"), nullptr);
+  CHECK(h.Run([&] { return h.client.msgs[id2].closed; }), "second denied request did not finish");
+}
+
 void TestResetsBothWays() {
   Harness h;
   Peer* srv_ptr = nullptr;
@@ -628,6 +660,8 @@ int main() {
       {"refused streams are replayed", TestRefusedStreamsAreReplayed},
       {"unavailable upstream: HTTP 503", [] { TestUnavailable(false); }},
       {"unavailable upstream: grpc-status 14", [] { TestUnavailable(true); }},
+      {"denied: HTTP 403 without an upstream", [] { TestDenied(false); }},
+      {"denied: grpc-status 7 without an upstream", [] { TestDenied(true); }},
       {"RST_STREAM both ways", TestResetsBothWays},
       {"flow control bounds buffering", TestFlowControlBoundsBuffering},
       {"early upstream response while the client still sends", TestEarlyResponseWhileClientStillSends},

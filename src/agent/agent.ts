@@ -10,7 +10,7 @@ import { Ipam } from '../ipam/index.js';
 import { compileSnapshot } from '../snapshot/compile.js';
 import type { Snapshot, CompiledService } from '../snapshot/types.js';
 import { DnsServer, recordsFromSnapshot, readResolvConf } from '../dns/index.js';
-import { Proxy, type ConnAddresses } from '../proxy/index.js';
+import { Proxy } from '../proxy/index.js';
 import { Redirector, ensureBpffs } from '../redirect/index.js';
 import { AdminServer, type Readiness } from '../admin/server.js';
 import { ConfigWatcher } from './watch.js';
@@ -88,16 +88,15 @@ export class Agent {
     if (!probe.ok && cfg.redirect === 'auto') this.log.warn({ reason: probe.reason }, 'eBPF redirect unavailable; serving outbound listeners and DNS only (--redirect auto)');
     const redirectOk = probe.ok;
 
-    const snapshot = await this.buildSnapshot();
+    // The engine serves every connection: without it there is nothing to start (one line says why).
     this.proxy = new Proxy({
       stats: this.stats,
       log: this.log.child({ component: 'proxy' }),
       connectTimeoutMs: cfg.connectTimeoutMs,
-      dataPath: cfg.dataPath,
       dataThreads: cfg.dataThreads,
-      originalDst: (socket) => this.originalDst(socket),
     });
-    this.proxy.setSnapshot(snapshot);
+    const snapshot = await this.buildSnapshot();
+    await this.proxy.setSnapshot(snapshot);
 
     if (redirectOk) this.proxyAddr = await this.proxy.listenTransparent(cfg.proxy);
 
@@ -125,7 +124,7 @@ export class Agent {
         pinRoot: cfg.pinRoot,
         log: this.log.child({ component: 'redirect' }),
       });
-      // The native engine takes original destinations from the map itself, and routes plain TCP services alone.
+      // The engine looks each redirected connection's original destination up in the map itself.
       this.proxy.useOriginalDstMap(this.redirector.peerOrigMapFd());
     }
 
@@ -165,11 +164,6 @@ export class Agent {
   private captureNameservers(): string[] {
     const servers = this.config.dnsUpstreams.length ? this.config.dnsUpstreams : readResolvConf(this.config.resolvConf);
     return servers.filter((s) => s.port === 53 && s.address !== this.config.dnsListen.address).map((s) => s.address);
-  }
-
-  private originalDst(conn: ConnAddresses): { address: string; port: number } | null {
-    if (!this.redirector || !conn.remoteAddress || !conn.remotePort || !conn.localPort) return null;
-    return this.redirector.takeOriginalDst({ address: conn.remoteAddress, port: conn.remotePort }, conn.localPort);
   }
 
   /** Loads, validates and compiles the resources; invalid ones keep their last good version. */
@@ -214,7 +208,7 @@ export class Agent {
       try {
         const before = this.snapshot;
         const s = await this.buildSnapshot();
-        this.proxy.setSnapshot(s);
+        await this.proxy.setSnapshot(s);
         this.dns?.setRecords(recordsFromSnapshot(s));
         await this.syncOutbounds(s);
         this.watcher?.markLoaded();

@@ -40,9 +40,7 @@ export interface AgentConfig {
   /** Full rescan interval as a safety net for missed watch events; 0 disables. */
   rescanIntervalMs: number;
   skipDefaultGenerators: boolean;
-  /** Where proxied bytes move: the native relay engine, or Node streams (also the fallback). */
-  dataPath: 'native' | 'node';
-  /** I/O threads of the native relay engine. */
+  /** I/O threads of the engine (the data plane). */
   dataThreads: number;
 }
 
@@ -69,7 +67,6 @@ export const DEFAULTS: Readonly<AgentConfig> = Object.freeze({
   reloadDebounceMs: 200,
   rescanIntervalMs: 30_000,
   skipDefaultGenerators: false,
-  dataPath: 'native',
   dataThreads: 1,
 } satisfies AgentConfig);
 
@@ -147,7 +144,6 @@ export const OPTION_NAMES = [
   'drainTime',
   'connectTimeout',
   'skipDefaultGenerators',
-  'dataPath',
   'dataThreads',
 ] as const;
 export type OptionName = (typeof OPTION_NAMES)[number];
@@ -206,7 +202,6 @@ export function resolveConfig(layers: Array<{ name: string; options: RawOptions 
     if (s('drainTime') !== undefined) cfg.drainTimeMs = parseDuration(s('drainTime')!, src('drainTime'));
     if (s('connectTimeout') !== undefined) cfg.connectTimeoutMs = parseDuration(s('connectTimeout')!, src('connectTimeout'));
     if (s('skipDefaultGenerators') !== undefined) cfg.skipDefaultGenerators = parseToggle(s('skipDefaultGenerators')!, src('skipDefaultGenerators')) === 'on';
-    if (s('dataPath') !== undefined) cfg.dataPath = oneOf(s('dataPath')!, ['native', 'node'] as const, src('dataPath'));
     if (s('dataThreads') !== undefined) cfg.dataThreads = parseThreads(s('dataThreads')!, src('dataThreads'));
   }
   if (cfg.configPaths.length === 0) throw new ConfigError('--config', '', 'at least one resource directory is required (--config DIR or MESHEXT_CONFIG)');
@@ -217,7 +212,7 @@ export function resolveConfig(layers: Array<{ name: string; options: RawOptions 
   return cfg;
 }
 
-/** The relay engine takes 1..64 I/O threads (more than the node's cores only adds context switches). */
+/** The engine takes 1..64 I/O threads (more than the node's cores only adds context switches). */
 function parseThreads(text: string, source: string): number {
   const n = Number(text);
   if (!/^\d+$/.test(text.trim()) || n < 1 || n > 64) throw new ConfigError(source, text, 'expected a whole number of threads from 1 to 64');

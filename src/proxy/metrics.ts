@@ -1,58 +1,65 @@
-/** Per-service counters and gauges, created once per service and kept on the hot path. */
+/**
+ * Per-service metrics. The engine counts (connections, bytes, requests, denials) in its threads; each read of
+ * the registry copies those counts into the series here (exact, no lag). What only the control plane knows
+ * (why TLS failed, classified from the engine's reports) is counted here directly.
+ */
 import type { Registry, Series } from '../stats/registry.js';
-import type { TlsFailReason } from './errors.js';
+import { SERVICE_COUNTERS, type ServiceCounter } from '../engine/engine.js';
+import type { TlsFailReason } from './tls.js';
+
+/** Metric name, help and labels of each engine counter (code_class for requests). */
+const SERIES: Record<ServiceCounter, { name: string; help: string; gauge?: true; labels?: Record<string, string> }> = {
+  downstreamCxTotal: { name: 'meshext_downstream_cx_total', help: 'Client connections accepted' },
+  downstreamCxActive: { name: 'meshext_downstream_cx_active', help: 'Open client connections', gauge: true },
+  upstreamCxTotal: { name: 'meshext_upstream_cx_total', help: 'Upstream connections attempted' },
+  upstreamCxActive: { name: 'meshext_upstream_cx_active', help: 'Open upstream connections', gauge: true },
+  connectFail: { name: 'meshext_upstream_cx_connect_fail_total', help: 'Upstream connect failures' },
+  connectTimeout: { name: 'meshext_upstream_cx_connect_timeout_total', help: 'Upstream connect timeouts' },
+  upstreamRxBytes: { name: 'meshext_upstream_cx_rx_bytes_total', help: 'Bytes received from upstreams' },
+  upstreamTxBytes: { name: 'meshext_upstream_cx_tx_bytes_total', help: 'Bytes sent to upstreams' },
+  tlsHandshake: { name: 'meshext_upstream_tls_handshake_total', help: 'Completed upstream TLS handshakes' },
+  tlsResumed: { name: 'meshext_upstream_tls_session_reused_total', help: 'Upstream TLS handshakes that resumed a cached session' },
+  rq1xx: { name: 'meshext_upstream_rq_total', help: 'Upstream requests by response class', labels: { code_class: '1xx' } },
+  rq2xx: { name: 'meshext_upstream_rq_total', help: 'Upstream requests by response class', labels: { code_class: '2xx' } },
+  rq3xx: { name: 'meshext_upstream_rq_total', help: 'Upstream requests by response class', labels: { code_class: '3xx' } },
+  rq4xx: { name: 'meshext_upstream_rq_total', help: 'Upstream requests by response class', labels: { code_class: '4xx' } },
+  rq5xx: { name: 'meshext_upstream_rq_total', help: 'Upstream requests by response class', labels: { code_class: '5xx' } },
+  rqRetry: { name: 'meshext_upstream_rq_retry_total', help: 'Requests replayed on another connection after a reused one was found closed' },
+  accessDenied: { name: 'meshext_access_denied_total', help: 'Requests or connections denied by mesh routing settings' },
+};
 
 export class ServiceMetrics {
-  readonly upstreamCxTotal: Series;
-  readonly upstreamCxActive: Series;
-  readonly upstreamRxBytes: Series;
-  readonly upstreamTxBytes: Series;
-  readonly upstreamConnectFail: Series;
-  readonly upstreamConnectTimeout: Series;
-  readonly tlsHandshake: Series;
-  readonly tlsSessionReused: Series;
-  readonly downstreamCxTotal: Series;
-  readonly downstreamCxActive: Series;
-  readonly accessDenied: Series;
-  readonly upstreamRqRetry: Series;
-  private readonly rq = new Map<string, Series>();
+  private readonly series = new Map<ServiceCounter, Series>();
   private readonly tlsFail = new Map<TlsFailReason, Series>();
 
   constructor(
     private readonly reg: Registry,
     readonly kri: string,
   ) {
-    const l = { service: kri };
-    this.upstreamCxTotal = reg.counter('meshext_upstream_cx_total', 'Upstream connections attempted', l);
-    this.upstreamCxActive = reg.gauge('meshext_upstream_cx_active', 'Open upstream connections', l);
-    this.upstreamRxBytes = reg.counter('meshext_upstream_cx_rx_bytes_total', 'Bytes received from upstreams', l);
-    this.upstreamTxBytes = reg.counter('meshext_upstream_cx_tx_bytes_total', 'Bytes sent to upstreams', l);
-    this.upstreamConnectFail = reg.counter('meshext_upstream_cx_connect_fail_total', 'Upstream connect failures', l);
-    this.upstreamConnectTimeout = reg.counter('meshext_upstream_cx_connect_timeout_total', 'Upstream connect timeouts', l);
-    this.tlsHandshake = reg.counter('meshext_upstream_tls_handshake_total', 'Completed upstream TLS handshakes', l);
-    this.tlsSessionReused = reg.counter('meshext_upstream_tls_session_reused_total', 'Upstream TLS handshakes that resumed a cached session', l);
-    this.downstreamCxTotal = reg.counter('meshext_downstream_cx_total', 'Client connections accepted', l);
-    this.downstreamCxActive = reg.gauge('meshext_downstream_cx_active', 'Open client connections', l);
-    this.upstreamRqRetry = reg.counter('meshext_upstream_rq_retry_total', 'Requests replayed on a new connection after a reused one was found closed', l);
-    this.accessDenied = reg.counter('meshext_access_denied_total', 'Requests or connections denied by mesh routing settings', l);
+    // Request classes appear once they have a count; everything else is there from the start.
+    for (const c of SERVICE_COUNTERS) if (!c.startsWith('rq') || c === 'rqRetry') this.seriesOf(c);
   }
 
-  /** Counts `n` (default 1) upstream responses by status class (`2xx`...), or `reset` when none arrived. */
-  request(status: number | 'reset', n = 1): void {
-    this.requests(status === 'reset' ? 'reset' : `${Math.floor(status / 100)}xx`, n);
-  }
-
-  /** Counts `n` upstream responses of one class (`2xx`..., `reset`), e.g. counted by the native engine. */
-  requests(cls: string, n: number): void {
-    let s = this.rq.get(cls);
+  private seriesOf(c: ServiceCounter): Series {
+    let s = this.series.get(c);
     if (!s) {
-      s = this.reg.counter('meshext_upstream_rq_total', 'Upstream requests by response class', { service: this.kri, code_class: cls });
-      this.rq.set(cls, s);
+      const d = SERIES[c];
+      const labels = { service: this.kri, ...d.labels };
+      s = d.gauge ? this.reg.gauge(d.name, d.help, labels) : this.reg.counter(d.name, d.help, labels);
+      this.series.set(c, s);
     }
-    s.inc(n);
+    return s;
   }
 
-  /** Counts one TLS verification/handshake failure. */
+  /** Copies the engine's counts (SERVICE_COUNTERS order). */
+  apply(counts: readonly number[]): void {
+    SERVICE_COUNTERS.forEach((c, i) => {
+      const v = counts[i] ?? 0;
+      if (v !== 0 || this.series.has(c)) this.seriesOf(c).set(v);
+    });
+  }
+
+  /** Counts one TLS verification or handshake failure. */
   tlsVerifyFail(reason: TlsFailReason): void {
     let s = this.tlsFail.get(reason);
     if (!s) {
@@ -60,5 +67,10 @@ export class ServiceMetrics {
       this.tlsFail.set(reason, s);
     }
     s.inc();
+  }
+
+  /** A count as last copied (for /clusters and tests). */
+  value(c: ServiceCounter): number {
+    return this.series.get(c)?.value ?? 0;
   }
 }

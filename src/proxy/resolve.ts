@@ -1,14 +1,16 @@
 /**
- * DNS-name endpoints are resolved with their record TTL (IPv4 first, then IPv6) and cached until it
- * expires, like Envoy's STRICT_DNS cluster. c-ares does not read /etc/hosts, so a name the resolver does
- * not know (e.g. `localhost`) falls back to getaddrinfo with a short fixed refresh interval.
+ * DNS-name endpoints are resolved with their record TTL (IPv4 and IPv6) and re-resolved when it runs out, like
+ * Envoy's STRICT_DNS cluster; the addresses go into the service's plan. c-ares does not read /etc/hosts, so a
+ * name the resolver does not know (e.g. `localhost`) falls back to getaddrinfo with a short fixed refresh.
+ *
+ * What an answer means for the endpoint:
+ * - addresses: the endpoint has those addresses until the next answer;
+ * - NXDOMAIN or NODATA (the name exists nowhere, or has no A/AAAA record): the endpoint has no address now;
+ * - a failure to get an answer (server failure, timeout, refused): the last answer stays in use for at most
+ *   STALE_ANSWER_MAX_MS after it was obtained, retried every FALLBACK_TTL_S; after that the endpoint has no address.
  */
 import dns from 'node:dns';
-
-export interface ResolvedAddress {
-  address: string;
-  family: 4 | 6;
-}
+import type { NameAnswer } from '../snapshot/plan.js';
 
 /** The subset of dns.promises.Resolver we use; injectable for tests. */
 export interface DnsResolver {
@@ -16,13 +18,21 @@ export interface DnsResolver {
   resolve6(name: string, opts: { ttl: true }): Promise<dns.RecordWithTtl[]>;
 }
 
-/** Envoy's default dns_refresh_rate; used when the record TTL is unknown (hosts file) or zero. */
+/** Envoy's default dns_refresh_rate; used when the record TTL is unknown (hosts file) or zero, and for retries. */
 export const FALLBACK_TTL_S = 5;
+/** How long an answer stays in use while the resolver cannot be asked (server failure, timeout). */
+export const STALE_ANSWER_MAX_MS = 5 * 60_000;
+
+/** Errors that are an answer: the name does not exist, or has no address records. */
+const AUTHORITATIVE = new Set(['ENOTFOUND', 'ENODATA']);
 
 interface Entry {
-  addresses: ResolvedAddress[];
+  answer: NameAnswer;
+  /** When to ask again (Date.now() ms). */
   expires: number;
-  pending?: Promise<ResolvedAddress[]>;
+  /** When the addresses in `answer` were obtained (for the stale bound). */
+  obtained: number;
+  pending?: Promise<NameAnswer>;
 }
 
 export class EndpointResolver {
@@ -31,61 +41,73 @@ export class EndpointResolver {
   constructor(
     private readonly resolver: DnsResolver = new dns.promises.Resolver({ timeout: 2000, tries: 2 }),
     private readonly now: () => number = Date.now,
+    private readonly lookup: (name: string) => Promise<Array<{ address: string; family: number }>> = (name) => dns.promises.lookup(name, { all: true, order: 'ipv4first' } as dns.LookupAllOptions),
   ) {}
 
-  /** Addresses for `name`, from cache while the TTL lasts; a refresh failure keeps serving the stale answer. */
-  async resolve(name: string): Promise<ResolvedAddress[]> {
-    const e = this.cache.get(name);
-    if (e && e.expires > this.now()) return e.addresses;
-    if (e?.pending) return e.pending;
-    const p = this.lookup(name).then(
-      ({ addresses, ttl }) => {
-        this.cache.set(name, { addresses, expires: this.now() + Math.max(ttl, 1) * 1000 });
-        return addresses;
-      },
-      (err: unknown) => {
-        if (e && e.addresses.length) {
-          // Serve stale rather than fail a reachable service on a resolver blip; retry soon.
-          this.cache.set(name, { addresses: e.addresses, expires: this.now() + FALLBACK_TTL_S * 1000 });
-          return e.addresses;
-        }
-        this.cache.delete(name);
-        throw err;
-      },
-    );
-    this.cache.set(name, { addresses: e?.addresses ?? [], expires: 0, pending: p });
-    return p;
+  /** The current answer for `name` (also once due for a refresh); undefined when it was never asked. */
+  answer(name: string): NameAnswer | undefined {
+    return this.cache.get(name)?.answer;
   }
 
-  /** The last answer for `name`, also once its TTL has passed (resolve() refreshes it); undefined when there is none yet. */
-  known(name: string): ResolvedAddress[] | undefined {
-    const a = this.cache.get(name)?.addresses;
-    return a && a.length > 0 ? a : undefined;
-  }
-
-  /** Expiry time (ms epoch) of the cached answer, for inspection. */
+  /** When `name` should be asked again (Date.now() ms); undefined when it was never asked. */
   expiry(name: string): number | undefined {
     return this.cache.get(name)?.expires;
   }
 
-  private async lookup(name: string): Promise<{ addresses: ResolvedAddress[]; ttl: number }> {
+  /** Asks for `name` when its answer is due (one query at a time per name); resolves with the answer in use. */
+  resolve(name: string): Promise<NameAnswer> {
+    const e = this.cache.get(name);
+    if (e?.pending) return e.pending;
+    if (e && e.expires > this.now()) return Promise.resolve(e.answer);
+    const p = this.ask(name).then(
+      ({ addresses, ttl }) => {
+        const now = this.now();
+        const answer: NameAnswer = { addresses };
+        this.cache.set(name, { answer, expires: now + Math.max(ttl, 1) * 1000, obtained: now });
+        return answer;
+      },
+      (err: NodeJS.ErrnoException) => {
+        const now = this.now();
+        const code = err.code ?? 'EAI_FAIL';
+        const stale = e && 'addresses' in e.answer && !AUTHORITATIVE.has(code) && now - e.obtained < STALE_ANSWER_MAX_MS;
+        const answer: NameAnswer = stale ? e.answer : { error: AUTHORITATIVE.has(code) ? `${code === 'ENODATA' ? 'no address records' : 'no such name'} (${code})` : code };
+        this.cache.set(name, { answer, expires: now + FALLBACK_TTL_S * 1000, obtained: stale ? e.obtained : now });
+        return answer;
+      },
+    );
+    this.cache.set(name, { answer: e?.answer ?? { error: 'not resolved yet' }, expires: 0, obtained: e?.obtained ?? 0, pending: p });
+    return p;
+  }
+
+  /** Forgets names no endpoint uses any more. */
+  retain(names: ReadonlySet<string>): void {
+    for (const n of this.cache.keys()) if (!names.has(n)) this.cache.delete(n);
+  }
+
+  private async ask(name: string): Promise<{ addresses: string[]; ttl: number }> {
     const [v4, v6] = await Promise.allSettled([this.resolver.resolve4(name, { ttl: true }), this.resolver.resolve6(name, { ttl: true })]);
-    const addresses: ResolvedAddress[] = [];
+    const addresses: string[] = [];
     let ttl = Infinity;
-    if (v4.status === 'fulfilled') for (const r of v4.value) {
-      addresses.push({ address: r.address, family: 4 });
-      ttl = Math.min(ttl, r.ttl);
-    }
-    if (v6.status === 'fulfilled') for (const r of v6.value) {
-      addresses.push({ address: r.address, family: 6 });
-      ttl = Math.min(ttl, r.ttl);
+    for (const r of [v4, v6]) {
+      if (r.status !== 'fulfilled') continue;
+      for (const rec of r.value) {
+        addresses.push(rec.address);
+        ttl = Math.min(ttl, rec.ttl);
+      }
     }
     if (addresses.length) return { addresses, ttl: ttl === Infinity || ttl <= 0 ? FALLBACK_TTL_S : ttl };
-    const all = await dns.promises.lookup(name, { all: true, order: 'ipv4first' } as dns.LookupAllOptions).catch((err: NodeJS.ErrnoException) => {
-      const first = v4.status === 'rejected' ? (v4.reason as NodeJS.ErrnoException) : err;
-      throw Object.assign(new Error(`cannot resolve ${name}: ${first.code ?? first.message}`), { code: first.code ?? err.code });
-    });
+    // Nothing from DNS: the hosts file may know it (getaddrinfo).
+    let all: Array<{ address: string; family: number }>;
+    try {
+      all = await this.lookup(name);
+    } catch (err) {
+      // The DNS verdict says more than getaddrinfo's: a failure to ask wins (the name may well exist), then
+      // NXDOMAIN / NODATA as DNS said it.
+      const dnsCodes = [v4, v6].flatMap((r) => (r.status === 'rejected' ? [(r.reason as NodeJS.ErrnoException).code] : [])).filter((c): c is string => !!c);
+      const code = dnsCodes.find((c) => !AUTHORITATIVE.has(c)) ?? dnsCodes[0] ?? (err as NodeJS.ErrnoException).code ?? 'EAI_FAIL';
+      throw Object.assign(new Error(`cannot resolve ${name}: ${code}`), { code });
+    }
     if (all.length === 0) throw Object.assign(new Error(`cannot resolve ${name}: no addresses`), { code: 'ENODATA' });
-    return { addresses: all.map((a) => ({ address: a.address, family: a.family === 6 ? 6 : 4 })), ttl: FALLBACK_TTL_S };
+    return { addresses: all.map((a) => a.address), ttl: FALLBACK_TTL_S };
   }
 }

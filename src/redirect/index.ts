@@ -9,7 +9,7 @@ import { execFileSync } from 'node:child_process';
 import ipaddr from 'ipaddr.js';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
-import { native, bpfObjectPath, type NativeAddon, type LoadedProgram } from './native.js';
+import { native, bpfObjectPath, type NativeAddon, type LoadedProgram } from '../native/addon.js';
 import { COUNTER_NAMES, FLAGS, LAYOUT, LAYOUT_VERSION, decodeConfig, decodeOrig, encodeAddr, encodeCgroupId, encodeConfig, encodePeerKey, isStrictIp, u32, type ConfigFields } from './codec.js';
 import { assertCgroup2Dir, findCgroup2Mount, placeSelf } from './cgroup.js';
 

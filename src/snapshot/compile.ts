@@ -119,12 +119,13 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
 
 function compileEndpoints(mes: MeshExternalServiceResource): CompiledEndpoint[] {
   return (mes.spec.endpoints ?? []).map((ep): CompiledEndpoint => {
+    const prio = ep.priority !== undefined ? { priority: ep.priority } : {};
     const path = unixPath(ep.address);
-    if (path !== undefined) return { kind: 'unix', path };
+    if (path !== undefined) return { kind: 'unix', path, ...prio };
     const fam = isIP(ep.address);
-    if (fam === 4 || fam === 6) return { kind: 'ip', address: ep.address, port: ep.port as number, family: fam };
+    if (fam === 4 || fam === 6) return { kind: 'ip', address: ep.address, port: ep.port as number, family: fam, ...prio };
     // Names are matched case-insensitively and a trailing dot means the same host.
-    return { kind: 'dns', address: ep.address.replace(/\.$/, ''), port: ep.port as number };
+    return { kind: 'dns', address: ep.address.replace(/\.$/, ''), port: ep.port as number, ...prio };
   });
 }
 

@@ -16,11 +16,15 @@ export interface Condition {
   message: string;
 }
 
-/** Where a service's traffic goes. `unix` endpoints carry the absolute socket path (scheme removed). */
-export type CompiledEndpoint =
+/**
+ * Where a service's traffic goes. `unix` endpoints carry the absolute socket path (scheme removed). `priority`
+ * (lower first, default 0): an endpoint takes traffic only when every endpoint of a better priority is down.
+ */
+export type CompiledEndpoint = (
   | { kind: 'ip'; address: string; port: number; family: 4 | 6 }
   | { kind: 'dns'; address: string; port: number }
-  | { kind: 'unix'; path: string };
+  | { kind: 'unix'; path: string }
+) & { priority?: number };
 
 export interface SubjectAltNameMatcher {
   type: 'Exact' | 'Prefix';

@@ -52,12 +52,19 @@ export function snap(services: CompiledService[], generation = 1): Snapshot {
   };
 }
 
-/** A proxy with a fresh registry and a silent logger; MESHEXT_DATA_PATH=node runs the proxy tests on the Node data path. */
+/** A proxy (its own engine) with a fresh registry and a silent logger. */
 export function newProxy(o: Partial<ProxyOptions> = {}): { proxy: Proxy; stats: Registry } {
   const stats = new Registry();
-  const dataPath = process.env.MESHEXT_DATA_PATH === 'node' ? ({ dataPath: 'node' } as const) : {};
-  const proxy = new Proxy({ stats, log: silentLogger(), connectTimeoutMs: 2000, systemCaPath: null, ...dataPath, ...o });
+  const proxy = new Proxy({ stats, log: silentLogger(), connectTimeoutMs: 2000, systemCaPath: null, ...o });
   return { proxy, stats };
+}
+
+/** A proxy serving `services` with an outbound listener for the first one; returns its port too. */
+export async function proxyFor(services: CompiledService[], o: Partial<ProxyOptions> = {}): Promise<{ proxy: Proxy; stats: Registry; port: number }> {
+  const { proxy, stats } = newProxy(o);
+  await proxy.setSnapshot(snap(services));
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, (services[0] as CompiledService).id);
+  return { proxy, stats, port: l.port };
 }
 
 /** IP endpoint helper. */
@@ -66,14 +73,12 @@ export function ipEp(port: number, address = '127.0.0.1'): CompiledEndpoint {
 }
 
 /**
- * Waits until the proxy's native engine has no connection open and the proxy's books include everything the
- * engine did (it holds bookkeeping events back for a few ms; see Proxy.settled), then until the proxy counts
- * no open connection either.
+ * Waits until the engine has no connection open, then until the proxy has handled every report the engine made
+ * (it holds some back for a few ms; see Proxy.settled).
  */
 export async function settle(proxy: Proxy, what = 'connections closed'): Promise<void> {
-  await until(() => (proxy.engineStats()?.sessions ?? 0) === 0, `${what} (engine)`);
-  await proxy.settled();
   await until(() => proxy.activeConnections() === 0, what);
+  await proxy.settled();
 }
 
 /** Starts a server on 127.0.0.1:0 and returns it with its port. */
@@ -191,7 +196,7 @@ export async function proxyToBlackhole(): Promise<{ proxy: Proxy; stats: Registr
   const hole = await blackhole();
   const s = svc({ endpoints: [ipEp(hole.port)] });
   const { proxy, stats } = newProxy({ connectTimeoutMs: 60_000 });
-  proxy.setSnapshot(snap([s]));
+  await proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   return { proxy, stats, s, port: l.port, close: hole.close };
 }

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { Redirector } from '../../src/redirect/index.js';
 import { JsonChild, fixture, privilegedTest, runJson, spawnInCgroup, tempBpffs, tempCgroup, tempNetns, tempVeth } from '../helpers/privileged.js';
-import { native } from '../../src/redirect/native.js';
+import { native } from '../../src/native/addon.js';
 import { LAYOUT, decodeConfig, encodeConfig, u32 } from '../../src/redirect/codec.js';
 
 async function dig(cg: string | null, ns: string, extra: string[] = []): Promise<string> {

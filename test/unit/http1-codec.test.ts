@@ -1,8 +1,8 @@
 import test from 'ava';
 import fc from 'fast-check';
-import { native, type H1HeadResult } from '../../src/redirect/native.js';
+import { nativeForTests, type H1HeadResult } from '../../src/native/addon.js';
 
-const n = native();
+const n = nativeForTests();
 const B = (s: string): Buffer => Buffer.from(s, 'latin1');
 
 function req(s: string): H1HeadResult {

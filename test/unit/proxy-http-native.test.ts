@@ -6,11 +6,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { closeServer, ipEp, listen, newProxy, snap, svc, until } from '../helpers/proxy.js';
 import type { CompiledService } from '../../src/snapshot/types.js';
-import type { DataPath, ProxyOptions } from '../../src/proxy/index.js';
+import type { ProxyOptions } from '../../src/proxy/index.js';
 
-async function proxyFor(s: CompiledService, dataPath: DataPath = 'native', opts: Partial<ProxyOptions> = {}): Promise<{ port: number; proxy: ReturnType<typeof newProxy>['proxy']; stats: ReturnType<typeof newProxy>['stats'] }> {
-  const { proxy, stats } = newProxy({ dataPath, ...opts });
-  proxy.setSnapshot(snap([s]));
+async function proxyFor(s: CompiledService, opts: Partial<ProxyOptions> = {}): Promise<{ port: number; proxy: ReturnType<typeof newProxy>['proxy']; stats: ReturnType<typeof newProxy>['stats'] }> {
+  const { proxy, stats } = newProxy(opts);
+  await proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   return { port: l.port, proxy, stats };
 }
@@ -47,29 +47,28 @@ async function echoUpstream(handler?: http.RequestListener): Promise<{ srv: http
   return { ...r, requests };
 }
 
-test('native path: the proxy serves HTTP/1.1 clients in the engine, Node path stays selectable', async (t) => {
+test('http/1.1: the engine serves HTTP/1.1 clients; a keep-alive client is one engine connection', async (t) => {
   const up = await echoUpstream();
   const s = svc({ protocol: 'http', endpoints: [ipEp(up.port)] });
-  for (const dp of ['native', 'node'] as const) {
-    const p = await proxyFor(s, dp);
-    const text = await raw(p.port, 'GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n');
-    t.regex(text, /^HTTP\/1\.1 200 OK\r\n/);
-    t.true(text.endsWith('GET /x 0'));
-    t.is(p.proxy.dataPath(), dp);
-    // While a keep-alive client is connected, the engine holds its session (the Node path has no engine).
-    const c = net.connect({ host: '127.0.0.1', port: p.port });
-    let got = '';
-    c.on('data', (d: Buffer) => (got += d.toString()));
-    c.write('GET /y HTTP/1.1\r\nHost: h\r\n\r\n');
-    await until(() => got.endsWith('GET /y 0'), 'keep-alive answer');
-    t.is(p.proxy.engineStats()?.sessions ?? 0, dp === 'native' ? 1 : 0);
-    c.destroy();
-    await p.proxy.close();
-  }
+  const p = await proxyFor(s);
+  const text = await raw(p.port, 'GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n');
+  t.regex(text, /^HTTP\/1\.1 200 OK\r\n/);
+  t.true(text.endsWith('GET /x 0'));
+  const c = net.connect({ host: '127.0.0.1', port: p.port });
+  let got = '';
+  c.on('data', (d: Buffer) => (got += d.toString()));
+  c.write('GET /y HTTP/1.1\r\nHost: h\r\n\r\n');
+  await until(() => got.endsWith('GET /y 0'), 'keep-alive answer');
+  t.is(p.proxy.engineStats()?.sessions, 1);
+  t.is(p.stats.get('meshext_downstream_cx_active', { service: s.kri }), 1);
+  c.destroy();
+  await until(() => p.proxy.activeConnections() === 0, 'client closed');
+  t.is(p.stats.get('meshext_upstream_rq_total', { service: s.kri, code_class: '2xx' }), 2);
+  await p.proxy.close();
   await closeServer(up.srv);
 });
 
-test('native path: pipelined requests are answered in order on one connection', async (t) => {
+test('http/1.1: pipelined requests are answered in order on one connection', async (t) => {
   const up = await echoUpstream((req, res) => {
     // Later requests answer sooner: order must still follow the requests.
     const delay = req.url === '/1' ? 30 : 0;
@@ -88,7 +87,7 @@ test('native path: pipelined requests are answered in order on one connection', 
   await closeServer(up.srv);
 });
 
-test('native path: chunked bodies both ways, trailers included, bytes unchanged', async (t) => {
+test('http/1.1: chunked bodies both ways, trailers included, bytes unchanged', async (t) => {
   let seenTe: string | undefined;
   let seenBody = '';
   const up = await echoUpstream((req, res) => {
@@ -127,7 +126,7 @@ test('native path: chunked bodies both ways, trailers included, bytes unchanged'
   await closeServer(up.srv);
 });
 
-test('native path: large bodies stream both ways intact', async (t) => {
+test('http/1.1: large bodies stream both ways intact', async (t) => {
   const download = randomBytes(6 * 1024 * 1024);
   let uploadHash = '';
   const up = await echoUpstream((req, res) => {
@@ -158,7 +157,7 @@ test('native path: large bodies stream both ways intact', async (t) => {
   await closeServer(up.srv);
 });
 
-test('native path: Expect 100-continue gets the interim response before the body is sent', async (t) => {
+test('http/1.1: Expect 100-continue gets the interim response before the body is sent', async (t) => {
   const srv = http.createServer((req, res) => {
     let n = 0;
     req.on('data', (d: Buffer) => (n += d.length));
@@ -189,7 +188,7 @@ test('native path: Expect 100-continue gets the interim response before the body
   await closeServer(srv);
 });
 
-test('native path: Upgrade (WebSocket handshake) turns the connection into a byte tunnel', async (t) => {
+test('http/1.1: Upgrade (WebSocket handshake) turns the connection into a byte tunnel', async (t) => {
   const srv = http.createServer((_req, res) => res.end('no'));
   let upgradeHeaders: http.IncomingHttpHeaders = {};
   srv.on('upgrade', (req: http.IncomingMessage, sock: net.Socket, head: Buffer) => {
@@ -225,7 +224,7 @@ test('native path: Upgrade (WebSocket handshake) turns the connection into a byt
   await closeServer(srv);
 });
 
-test('native path: smuggling attempts get 400 and never reach the upstream', async (t) => {
+test('http/1.1: smuggling attempts get 400 and never reach the upstream', async (t) => {
   const up = await echoUpstream();
   const s = svc({ protocol: 'http', endpoints: [ipEp(up.port)] });
   const p = await proxyFor(s);
@@ -252,7 +251,7 @@ test('native path: smuggling attempts get 400 and never reach the upstream', asy
   await closeServer(up.srv);
 });
 
-test('native path: a malformed upstream response is a 502, an HTTP/1.0 client is answered and closed', async (t) => {
+test('http/1.1: a malformed upstream response is a 502, an HTTP/1.0 client is answered and closed', async (t) => {
   const bad = net.createServer((sock) => {
     sock.on('data', () => sock.end('HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd'));
     sock.on('error', () => {});
@@ -278,7 +277,7 @@ test('native path: a malformed upstream response is a 502, an HTTP/1.0 client is
   await closeServer(up.srv);
 });
 
-test('native path: drain closes idle keep-alive clients at once; gauges return to zero', async (t) => {
+test('http/1.1: drain closes idle keep-alive clients at once; gauges return to zero', async (t) => {
   const up = await echoUpstream();
   const s = svc({ protocol: 'http', endpoints: [ipEp(up.port)] });
   const p = await proxyFor(s);
@@ -301,10 +300,10 @@ test('native path: drain closes idle keep-alive clients at once; gauges return t
   await closeServer(up.srv);
 });
 
-test('native path: an idle keep-alive client is closed after the idle timeout', async (t) => {
+test('http/1.1: an idle keep-alive client is closed after the idle timeout', async (t) => {
   const up = await echoUpstream();
   const s = svc({ protocol: 'http', endpoints: [ipEp(up.port)] });
-  const p = await proxyFor(s, 'native', { httpIdleTimeoutMs: 200 });
+  const p = await proxyFor(s, { httpIdleTimeoutMs: 200 });
   const c = net.connect({ host: '127.0.0.1', port: p.port });
   await once(c, 'connect');
   let got = '';
@@ -318,7 +317,7 @@ test('native path: an idle keep-alive client is closed after the idle timeout', 
   await closeServer(up.srv);
 });
 
-test('native path: a pooled connection the upstream closed while idle is dropped, not retried', async (t) => {
+test('http/1.1: a pooled connection the upstream closed while idle is dropped, not retried', async (t) => {
   const up = await echoUpstream();
   up.srv.keepAliveTimeout = 50;
   const s = svc({ protocol: 'http', endpoints: [ipEp(up.port)] });
@@ -382,7 +381,7 @@ function splitResponses(buf: Buffer, methods: string[]): Array<{ status: number;
   return out;
 }
 
-test('native path: any pipelined mix of requests, bodies and framings, split anywhere, is forwarded exactly (property)', async (t) => {
+test('http/1.1: any pipelined mix of requests, bodies and framings, split anywhere, is forwarded exactly (property)', async (t) => {
   const seen: string[] = [];
   const up = await echoUpstream((req, res) => {
     const h = createHash('sha256');
@@ -466,12 +465,12 @@ test('native path: any pipelined mix of requests, bodies and framings, split any
   await closeServer(up.srv);
 });
 
-test('native path: pooled upstream connections idle past the timeout are closed, even with no client left', async (t) => {
+test('http/1.1: pooled upstream connections idle past the timeout are closed, even with no client left', async (t) => {
   const up = await echoUpstream();
   let upstreamClosed = 0;
   up.srv.on('connection', (sock: net.Socket) => sock.on('close', () => upstreamClosed++));
   const s = svc({ protocol: 'http', endpoints: [ipEp(up.port)] });
-  const p = await proxyFor(s, 'native', { httpUpstreamIdleTimeoutMs: 200 });
+  const p = await proxyFor(s, { httpUpstreamIdleTimeoutMs: 200 });
   const text = await raw(p.port, 'GET /a HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n');
   t.true(text.endsWith('GET /a 0'));
   await until(() => p.proxy.activeConnections() === 0, 'client gone');
@@ -481,10 +480,10 @@ test('native path: pooled upstream connections idle past the timeout are closed,
   await closeServer(up.srv);
 });
 
-test('native path: with two I/O threads, concurrent keep-alive clients share per-thread pools and counts stay exact', async (t) => {
+test('http/1.1: with two I/O threads, concurrent keep-alive clients share per-thread pools and counts stay exact', async (t) => {
   const up = await echoUpstream();
   const s = svc({ protocol: 'http', endpoints: [ipEp(up.port)] });
-  const p = await proxyFor(s, 'native', { dataThreads: 2 });
+  const p = await proxyFor(s, { dataThreads: 2 });
   const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
   const get = (path: string): Promise<string> =>
     new Promise((resolve, reject) => {

@@ -51,7 +51,7 @@ function get(port: number, o: { path?: string; method?: string; headers?: http.O
 
 async function proxyFor(s: CompiledService): Promise<{ port: number; close: () => Promise<void>; stats: ReturnType<typeof newProxy>['stats']; proxy: ReturnType<typeof newProxy>['proxy'] }> {
   const { proxy, stats } = newProxy();
-  proxy.setSnapshot(snap([s]));
+  await proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   return { port: l.port, close: () => proxy.close(), stats, proxy };
 }
@@ -129,6 +129,8 @@ test('https: TLS origination to an HTTP/1.1 upstream; verification failure is a 
   const r = await get(q.port);
   t.is(r.status, 503);
   t.regex(r.body, /certificate name mismatch/);
+  // The reason is counted from the engine's report, which reaches JS after the client's 503.
+  await q.proxy.settled();
   t.is(q.stats.get('meshext_upstream_tls_verify_fail_total', { service: s2.kri, reason: 'name_mismatch' }), 1);
   await q.close();
   await closeServer(bad.srv);
@@ -180,7 +182,7 @@ test('http: a reused keep-alive connection the upstream closed is retried once o
   const sa = svc({ protocol: 'http', endpoints: [ipEp(a.port)] });
   const sb = svc({ protocol: 'http', endpoints: [ipEp(b.port)] });
   const { proxy, stats } = newProxy();
-  proxy.setSnapshot(snap([sa, sb]));
+  await proxy.setSnapshot(snap([sa, sb]));
   const pa = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, sa.id);
   const pb = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, sb.id);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });

@@ -11,7 +11,7 @@ test('tcp: bytes flow both ways and half-close propagates', async (t) => {
   const echo = await tcpEcho();
   const s = svc({ endpoints: [ipEp(echo.port)] });
   const { proxy, stats } = newProxy();
-  proxy.setSnapshot(snap([s]));
+  await proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   t.is(await roundTrip(l.port, 'hello through the proxy'), 'hello through the proxy');
   await settle(proxy);
@@ -24,17 +24,19 @@ test('tcp: bytes flow both ways and half-close propagates', async (t) => {
   await closeServer(echo.srv);
 });
 
-test('tcp: transparent listener routes by original destination; unknown VIP is closed and counted', async (t) => {
+test('tcp: transparent listener routes by original destination; unknown VIP is reset and counted', async (t) => {
   const echo = await tcpEcho();
-  const s = svc({ endpoints: [ipEp(echo.port)], vip: '242.0.0.10', port: 5432 });
-  let dst = { address: '242.0.0.10', port: 5432 };
-  const { proxy, stats } = newProxy({ originalDst: () => dst });
-  proxy.setSnapshot(snap([s]));
-  const l = await proxy.listenTransparent({ address: '127.0.0.1', port: 0 });
+  const { proxy, stats } = newProxy();
+  // Without the BPF map the original destination is the address the client connected to: a listener on every
+  // loopback address, reached at 127.0.0.1 (a service's "VIP") or at 127.0.0.2 (no service).
+  const l = await proxy.listenTransparent({ address: '0.0.0.0', port: 0 });
+  const s = svc({ endpoints: [ipEp(echo.port)], vip: '127.0.0.1', port: l.port });
+  await proxy.setSnapshot(snap([s]));
   t.is(await roundTrip(l.port, 'routed'), 'routed');
-  dst = { address: '242.0.0.99', port: 5432 };
-  t.is(await roundTrip(l.port, 'nowhere'), '');
+  t.is(await roundTrip(l.port, 'nowhere', '127.0.0.2'), '');
+  await proxy.settled();
   t.is(stats.get('meshext_downstream_cx_no_route_total'), 1);
+  t.is(stats.get('meshext_engine_cx_accepted_total'), 2);
   t.is(echo.accepted(), 1);
   await proxy.close();
   await closeServer(echo.srv);
@@ -44,13 +46,13 @@ test('tcp: forbidden service closes at once and counts the denial', async (t) =>
   const echo = await tcpEcho();
   const s = svc({ endpoints: [ipEp(echo.port)], forbidden: true });
   const { proxy, stats } = newProxy();
-  proxy.setSnapshot(snap([s]));
+  await proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   t.is(await roundTrip(l.port, 'denied?'), '');
   t.is(stats.get('meshext_access_denied_total', { service: s.kri }), 1);
   t.is(echo.accepted(), 0);
   // Toggling the flag takes effect on the next connection.
-  proxy.setSnapshot(snap([{ ...s, forbidden: false }], 2));
+  await proxy.setSnapshot(snap([{ ...s, forbidden: false }], 2));
   t.is(await roundTrip(l.port, 'allowed'), 'allowed');
   await proxy.close();
   await closeServer(echo.srv);
@@ -64,7 +66,7 @@ test('tcp: unix-socket endpoint', async (t) => {
   await new Promise((r) => srv.once('listening', r));
   const s = svc({ endpoints: [{ kind: 'unix', path }] });
   const { proxy } = newProxy();
-  proxy.setSnapshot(snap([s]));
+  await proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   t.is(await roundTrip(l.port, 'over unix'), 'over unix');
   await proxy.close();
@@ -76,7 +78,7 @@ test('tcp: DNS-name endpoint (localhost) is resolved and dialled', async (t) => 
   const echo = await tcpEcho();
   const s = svc({ endpoints: [{ kind: 'dns', address: 'localhost', port: echo.port }] });
   const { proxy } = newProxy();
-  proxy.setSnapshot(snap([s]));
+  await proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   t.is(await roundTrip(l.port, 'by name'), 'by name');
   await proxy.close();
@@ -98,7 +100,7 @@ test('tcp: DNS answers are cached for their TTL and re-resolved after it', async
   };
   const s = svc({ endpoints: [{ kind: 'dns', address: 'db.example.test', port: echo.port }] });
   const { proxy } = newProxy({ resolver });
-  proxy.setSnapshot(snap([s]));
+  await proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   t.is(await roundTrip(l.port, 'a'), 'a');
   t.is(await roundTrip(l.port, 'b'), 'b');
@@ -107,7 +109,7 @@ test('tcp: DNS answers are cached for their TTL and re-resolved after it', async
   // A 1 s TTL expires; the next connection resolves again.
   ttl = 1;
   const p2 = newProxy({ resolver });
-  p2.proxy.setSnapshot(snap([s]));
+  await p2.proxy.setSnapshot(snap([s]));
   const l2 = await p2.proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   t.is(await roundTrip(l2.port, 'c'), 'c');
   const before = calls.length;
@@ -125,7 +127,7 @@ test('tcp: failover to the next endpoint, back-off skips a failing one, health i
   await closeServer(dead.srv);
   const s = svc({ endpoints: [ipEp(deadPort), ipEp(echo.port)] });
   const { proxy, stats } = newProxy();
-  proxy.setSnapshot(snap([s]));
+  await proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   for (let i = 0; i < 6; i++) t.is(await roundTrip(l.port, `m${i}`), `m${i}`);
   const c = proxy.clusters().find((x) => x.service === s.id);
@@ -146,7 +148,7 @@ test('tcp: all endpoints down closes the client; endpoints in the VIP CIDR are n
   const a = svc({ endpoints: [ipEp(dead.port)] });
   const b = svc({ endpoints: [ipEp(80, '242.0.0.7')] });
   const { proxy, stats } = newProxy();
-  proxy.setSnapshot(snap([a, b]));
+  await proxy.setSnapshot(snap([a, b]));
   const la = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, a.id);
   const lb = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, b.id);
   t.is(await roundTrip(la.port, 'x'), '');
@@ -162,7 +164,7 @@ test.serial(`tcp: 1,000 concurrent connections on ${dataThreads} engine thread(s
   const echo = await tcpEcho();
   const s = svc({ endpoints: [ipEp(echo.port)] });
   const { proxy, stats } = newProxy({ dataThreads });
-  proxy.setSnapshot(snap([s]));
+  await proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   const N = 1000;
   let sent = 0;
@@ -202,15 +204,15 @@ test('tcp: a reload keeps endpoint health of unchanged services and picks up cha
   await closeServer(dead.srv);
   const a = svc({ endpoints: [ipEp(dead.port), ipEp(echo.port)] });
   const { proxy } = newProxy();
-  proxy.setSnapshot(snap([a]));
+  await proxy.setSnapshot(snap([a]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, a.id);
   t.is(await roundTrip(l.port, 'x'), 'x');
   const failures = (): number | undefined => proxy.clusters().find((c) => c.service === a.id)?.endpoints[0]?.consecutiveFailures;
   t.is(failures(), 1);
   const other = svc({ endpoints: [ipEp(echo.port)] });
-  proxy.setSnapshot(snap([a, other], 2));
+  await proxy.setSnapshot(snap([a, other], 2));
   t.is(failures(), 1, 'unchanged service keeps its runtime');
-  proxy.setSnapshot(snap([{ ...a, endpoints: [ipEp(echo.port)] }, other], 3));
+  await proxy.setSnapshot(snap([{ ...a, endpoints: [ipEp(echo.port)] }, other], 3));
   t.deepEqual(proxy.clusters().find((c) => c.service === a.id)?.endpoints.map((e) => e.address), [`127.0.0.1:${echo.port}`]);
   t.is(await roundTrip(l.port, 'y'), 'y');
   await proxy.close();
@@ -223,7 +225,7 @@ test('tcp: a connect timeout (SYN never answered) fails over to the next endpoin
   const echo = await tcpEcho();
   const s = svc({ endpoints: [ipEp(hole.port), ipEp(echo.port)] });
   const { proxy, stats } = newProxy({ connectTimeoutMs: 300 });
-  proxy.setSnapshot(snap([s]));
+  await proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   t.is(await roundTrip(l.port, 'after-timeout'), 'after-timeout');
   t.is(stats.get('meshext_upstream_cx_connect_timeout_total', { service: s.kri }), 1);
@@ -240,7 +242,7 @@ test('tcp: a service dropped by a reload loses its series once its last connecti
   const gone = svc({ endpoints: [ipEp(echo.port)] });
   const kept = svc({ endpoints: [ipEp(echo.port)] });
   const { proxy, stats } = newProxy();
-  proxy.setSnapshot(snap([gone, kept]));
+  await proxy.setSnapshot(snap([gone, kept]));
   const lg = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, gone.id);
   const lk = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, kept.id);
   t.is(await roundTrip(lk.port, 'k'), 'k');
@@ -248,7 +250,7 @@ test('tcp: a service dropped by a reload loses its series once its last connecti
   held.on('error', () => {});
   held.write('x');
   await once(held, 'data');
-  proxy.setSnapshot(snap([kept], 2));
+  await proxy.setSnapshot(snap([kept], 2));
   await proxy.settled();
   // Still in use: its counters stay visible until the connection ends.
   t.is(stats.get('meshext_downstream_cx_active', { service: gone.kri }), 1);
@@ -257,7 +259,7 @@ test('tcp: a service dropped by a reload loses its series once its last connecti
   t.false(stats.prometheus().includes(gone.kri));
   t.is(stats.get('meshext_downstream_cx_total', { service: kept.kri }), 1);
   // A service removed while idle goes at once.
-  proxy.setSnapshot(snap([], 3));
+  await proxy.setSnapshot(snap([], 3));
   await proxy.settled();
   t.false(stats.prometheus().includes(kept.kri));
   await proxy.close();

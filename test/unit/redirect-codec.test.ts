@@ -1,6 +1,6 @@
 import test from 'ava';
 import { LAYOUT, LAYOUT_VERSION, COUNTER_NAMES, FLAGS, decodeAddr, decodeConfig, encodeAddr, encodeConfig, encodePeerKey } from '../../src/redirect/codec.js';
-import { native } from '../../src/redirect/native.js';
+import { native } from '../../src/native/addon.js';
 
 test('codec layout matches the C header as compiled into the addon', (t) => {
   const n = native().layout();

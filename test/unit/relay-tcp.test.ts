@@ -8,8 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { blackhole, closeServer, ipEp, listen, newProxy, proxyToBlackhole, roundTrip, settle, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
-import { FastPath, type RelayConnectError } from '../../src/proxy/fastpath.js';
-import { native, type RelayClosedEvent } from '../../src/redirect/native.js';
+import { native } from '../../src/native/addon.js';
 import { ConfigError, resolveConfig } from '../../src/agent/config.js';
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
@@ -30,7 +29,7 @@ function connect(port: number): Promise<net.Socket> {
   return once(c, 'connect').then(() => c);
 }
 
-/** A proxy on the native path in front of one upstream server; `handler` serves each upstream connection. */
+/** A proxy in front of one upstream server; `handler` serves each upstream connection. */
 async function setup(handler: (s: net.Socket) => void, o: Parameters<typeof newProxy>[0] = {}) {
   const upSockets = new Set<net.Socket>();
   const up = await listen(net.createServer({ allowHalfOpen: true }, (s) => {
@@ -40,7 +39,7 @@ async function setup(handler: (s: net.Socket) => void, o: Parameters<typeof newP
   }));
   const s = svc({ endpoints: [ipEp(up.port)] });
   const { proxy, stats } = newProxy(o);
-  proxy.setSnapshot(snap([s]));
+  await proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   const metric = (name: string): number | undefined => stats.get(name, { service: s.kri });
   const done = async (): Promise<void> => {
@@ -63,7 +62,6 @@ test.serial('relay: several MiB each way arrive byte-exact and are counted from 
   const got = collect(c);
   c.end(toUp);
   const r = await got;
-  t.is(env.proxy.dataPath(), 'native');
   t.is(r.error, undefined);
   t.is(sha(r.data), sha(toClient));
   t.is(sha((await upGot!).data), sha(toUp));
@@ -183,7 +181,7 @@ test.serial('relay: drain force-closes relayed connections at its deadline and s
   // The engine routes and connects before JS hears of a connection: wait for both sides.
   await until(() => env.proxy.engineStats()?.sessions === 2 && env.proxy.activeConnections() === 2, 'hand-over');
   t.is(env.proxy.activeConnections(), 2);
-  t.is(env.stats.get('meshext_relay_sessions'), 2);
+  t.is(env.stats.get('meshext_engine_connections'), 2);
   const { remaining } = await env.proxy.drain(20);
   t.is(remaining, 2);
   for (const r of await Promise.all(closed)) t.is(r.error, undefined);
@@ -191,7 +189,7 @@ test.serial('relay: drain force-closes relayed connections at its deadline and s
   await until(() => env.proxy.activeConnections() === 0, 'close');
   t.is(env.metric('meshext_downstream_cx_active'), 0);
   t.is(env.metric('meshext_upstream_cx_active'), 0);
-  await until(() => env.stats.get('meshext_relay_sessions') === 0, 'engine sessions gauge');
+  await until(() => env.stats.get('meshext_engine_connections') === 0, 'engine sessions gauge');
   await env.done();
 });
 
@@ -218,7 +216,7 @@ test.serial('relay: timers of closed sessions do not pile up under connection ch
   const echo = await tcpEcho();
   const s = svc({ endpoints: [ipEp(echo.port)] });
   const { proxy } = newProxy();
-  proxy.setSnapshot(snap([s]));
+  await proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   // More closed sessions than the compaction threshold (1,024 stale entries on a loop with none open).
   const total = 1300;
@@ -244,7 +242,7 @@ test.serial('relay: a live session keeps one idle timer entry once its connect d
   const echo = await tcpEcho();
   const s = svc({ endpoints: [ipEp(echo.port)] });
   const { proxy } = newProxy({ connectTimeoutMs: 200 });
-  proxy.setSnapshot(snap([s]));
+  await proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   const clients = await Promise.all(Array.from({ length: 50 }, () => connect(l.port)));
   await until(() => proxy.engineStats()?.sessions === 50 && echo.accepted() === 50, 'all connected');
@@ -257,111 +255,77 @@ test.serial('relay: a live session keeps one idle timer entry once its connect d
   await closeServer(echo.srv);
 });
 
-/** An accepted client connection whose early bytes Node has already read into its buffer, and an upstream server that speaks first. */
-async function clientWithBufferedBytes(upstreamSays: Buffer, clientSays: Buffer) {
-  let upSock: net.Socket | undefined;
-  const up = await listen(net.createServer({ allowHalfOpen: true }, (s) => {
-    upSock = s;
-    s.on('error', () => {});
-    s.write(upstreamSays);
-  }));
-  let accepted!: (s: net.Socket) => void;
-  const acc = new Promise<net.Socket>((r) => (accepted = r));
-  const front = await listen(net.createServer({ allowHalfOpen: true }, (s) => accepted(s)));
-  const client = await connect(front.port);
-  client.write(clientSays);
-  const inner = await acc;
-  inner.pause();
-  // Wait until Node has read the early payload into its buffer: it must survive the hand-over.
-  await until(() => inner.readableLength === clientSays.length, 'buffered bytes');
-  const upSocket = async (): Promise<net.Socket> => {
-    await until(() => upSock !== undefined, 'upstream accepted');
-    return upSock as net.Socket;
-  };
-  return { client, inner, upPort: up.port, upSocket, servers: [up.srv, front.srv] };
-}
-
-for (const splice of [true, false]) {
-  test.serial(`relay: bytes Node buffered before the hand-over go first; the engine dials the upstream (${splice ? 'splice' : 'copy'} mode)`, async (t) => {
-    const greeting = Buffer.from('220 server speaks first\r\n');
-    const early = Buffer.from('EHLO early\r\n');
-    const p = await clientWithBufferedBytes(greeting, early);
-    const fast = FastPath.start(1);
-    let closed!: (e: RelayClosedEvent) => void;
-    const ended = new Promise<RelayClosedEvent>((r) => (closed = r));
-    const relayed = fast.adoptTcpClient(p.inner, 0, closed, { splice });
-    if (!relayed) return t.fail('the engine refused the client');
-    t.true(p.inner.destroyed);
-    let connected = 0;
-    await relayed.connect('127.0.0.1', p.upPort, 5000, () => connected++);
-    t.is(connected, 1);
-    const upSock = await p.upSocket();
-    const upGot = collect(upSock);
-    const clientGot = collect(p.client);
-    const bulk = randomBytes(3 * 1024 * 1024);
-    p.client.end(bulk);
-    upSock.end(bulk);
-    t.is(sha((await upGot).data), sha(Buffer.concat([early, bulk])));
-    t.is(sha((await clientGot).data), sha(Buffer.concat([greeting, bulk])));
-    const ev = await ended;
-    t.is(ev.reason, 'done');
-    t.is(ev.rx, greeting.length + bulk.length);
-    t.is(ev.tx, early.length + bulk.length);
-    // The early bytes were read by Node (counted on its socket), so the engine counts only what it moved.
-    t.is(ev.downstreamRx, bulk.length);
-    t.is(ev.downstreamTx, greeting.length + bulk.length);
-    fast.stop();
-    for (const s of p.servers) await closeServer(s);
+test.serial('relay: client bytes sent before the upstream connected go first; a server-first greeting and bulk pass both ways', async (t) => {
+  const greeting = Buffer.from('220 server speaks first\r\n');
+  const early = Buffer.from('EHLO early\r\n');
+  const bulk = randomBytes(3 * 1024 * 1024);
+  let upGot: Promise<{ data: Buffer }> | undefined;
+  // The client speaks before the engine has connected upstream: its bytes wait in its socket meanwhile.
+  const env = await setup((s) => {
+    upGot = collect(s);
+    s.write(greeting);
+    s.once('data', () => s.write(bulk));
   });
-}
-
-test.serial('relay: an engine-side connect reports refusals at once and the session takes the next target', async (t) => {
-  const p = await clientWithBufferedBytes(Buffer.from('up'), Buffer.from('hi'));
-  const dead = await listen(net.createServer());
-  await closeServer(dead.srv);
-  const fast = FastPath.start(1);
-  const relayed = fast.adoptTcpClient(p.inner, 0, () => {});
-  if (!relayed) return t.fail('the engine refused the client');
-  const err = await relayed.connect('127.0.0.1', dead.port, 5000, () => t.fail('not connected')).catch((e: RelayConnectError) => e);
-  t.is((err as RelayConnectError).code, 'ECONNREFUSED');
-  t.false((err as RelayConnectError).timedOut);
-  const bad = await relayed.connect('not-an-ip', 1, 5000, () => t.fail('not connected')).catch((e: RelayConnectError) => e);
-  t.is((bad as RelayConnectError).code, 'EINVAL');
-  await relayed.connect('127.0.0.1', p.upPort, 5000, () => {});
-  const got = collect(p.client);
-  const upGot = collect(await p.upSocket());
-  p.client.end();
-  (await p.upSocket()).end();
-  t.is((await got).data.toString(), 'up');
-  t.is((await upGot).data.toString(), 'hi');
-  fast.stop();
-  for (const s of p.servers) await closeServer(s);
+  const c = await connect(env.port);
+  c.write(early);
+  let received = 0;
+  c.on('data', (d: Buffer) => (received += d.length));
+  const clientGot = collect(c);
+  await until(() => received === greeting.length + bulk.length, 'greeting and bulk from the upstream');
+  c.end(bulk);
+  t.is(sha((await upGot!).data), sha(Buffer.concat([early, bulk])));
+  t.is(sha((await clientGot).data), sha(Buffer.concat([greeting, bulk])));
+  await settle(env.proxy);
+  await until(() => env.metric('meshext_upstream_cx_active') === 0, 'closed');
+  t.is(env.metric('meshext_upstream_cx_rx_bytes_total'), greeting.length + bulk.length);
+  t.is(env.metric('meshext_upstream_cx_tx_bytes_total'), early.length + bulk.length);
+  await env.done();
 });
 
-test.serial('relay: stopping the engine closes live and still-connecting sessions and reports them synchronously', async (t) => {
-  const p = await clientWithBufferedBytes(Buffer.from('a'), Buffer.from('b'));
-  const q = await clientWithBufferedBytes(Buffer.from('c'), Buffer.from('d'));
+test.serial('relay: an endpoint refused at once (no such unix socket) fails over to the next without waiting', async (t) => {
+  const echo = await tcpEcho();
+  const s = svc({ endpoints: [{ kind: 'unix', path: join(tmpdir(), `meshext-missing-${process.pid}.sock`) }, ipEp(echo.port)] });
+  const { proxy, stats } = newProxy({ connectTimeoutMs: 60_000 });
+  await proxy.setSnapshot(snap([s]));
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  const started = Date.now();
+  t.is(await roundTrip(l.port, 'next'), 'next');
+  t.true(Date.now() - started < 5000);
+  await settle(proxy);
+  t.is(stats.get('meshext_upstream_cx_connect_fail_total', { service: s.kri }), 1);
+  t.regex(proxy.clusters()[0]?.endpoints[0]?.lastError ?? '', /failed: ENOENT/);
+  await proxy.close();
+  await closeServer(echo.srv);
+});
+
+test.serial('relay: stopping the engine closes live and still-connecting connections; the books are final when close() returns', async (t) => {
   const hole = await blackhole();
   t.teardown(hole.close);
-  const fast = FastPath.start(1);
-  const events: RelayClosedEvent[] = [];
-  const live = fast.adoptTcpClient(p.inner, 0, (e) => events.push(e));
-  const waiting = fast.adoptTcpClient(q.inner, 0, (e) => events.push(e));
-  if (!live || !waiting) return t.fail('the engine refused a client');
-  await live.connect('127.0.0.1', p.upPort, 5000, () => {});
-  const pending = waiting.connect('127.0.0.1', hole.port, 60_000, () => t.fail('a blackhole never answers')).catch((e: RelayConnectError) => e.code);
-  const clientGot = collect(p.client);
-  const upGot = collect(await p.upSocket());
-  await until(() => fast.stats().sessions === 2, 'placed');
-  fast.stop();
-  t.is(events.length, 2);
-  t.deepEqual(events.map((e) => e.reason), ['engine-stop', 'engine-stop']);
-  t.is(await pending, 'ESESSIONGONE');
-  t.is(fast.size, 0);
-  t.is((await clientGot).data.toString(), 'a');
-  t.is((await upGot).data.toString(), 'b');
-  t.is(fast.adoptTcpClient(new net.Socket(), 0, () => {}), null);
-  for (const s of [...p.servers, ...q.servers]) await closeServer(s);
+  const echo = await tcpEcho();
+  const live = svc({ endpoints: [ipEp(echo.port)] });
+  const waiting = svc({ endpoints: [ipEp(hole.port)] });
+  const { proxy, stats } = newProxy({ connectTimeoutMs: 60_000 });
+  await proxy.setSnapshot(snap([live, waiting]));
+  const ll = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, live.id);
+  const lw = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, waiting.id);
+  const a = await connect(ll.port);
+  const aGot = collect(a);
+  a.write('a');
+  await once(a, 'data');
+  const b = await connect(lw.port);
+  const bGot = collect(b);
+  await until(() => proxy.activeConnections() === 2, 'both placed');
+  await proxy.close();
+  t.is(proxy.activeConnections(), 0);
+  for (const x of [live, waiting]) {
+    t.is(stats.get('meshext_downstream_cx_active', { service: x.kri }), 0);
+    t.is(stats.get('meshext_upstream_cx_active', { service: x.kri }), 0);
+  }
+  t.is(stats.get('meshext_upstream_cx_rx_bytes_total', { service: live.kri }), 1);
+  t.is(stats.get('meshext_upstream_cx_connect_timeout_total', { service: waiting.kri }), 0);
+  t.is((await aGot).data.toString(), 'a');
+  t.is((await bGot).data.length, 0);
+  await closeServer(echo.srv);
 });
 
 test.serial('relay: the engine dials IPv6 endpoints, zone included', async (t) => {
@@ -369,18 +333,17 @@ test.serial('relay: the engine dials IPv6 endpoints, zone included', async (t) =
   // A zone (`%lo`, as net.isIP accepts it) is the scope id; an unknown one fails that attempt, not the proxy.
   const s = svc({ endpoints: [ipEp(up.port, '::1%nosuchif0'), ipEp(up.port, '::1%lo')] });
   const { proxy, stats } = newProxy();
-  proxy.setSnapshot(snap([s]));
+  await proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   const c = await connect(l.port);
   const got = collect(c);
   c.end('over v6');
   t.is((await got).data.toString(), 'over v6');
-  t.is(proxy.dataPath(), 'native');
   await settle(proxy);
   await until(() => stats.get('meshext_upstream_cx_active', { service: s.kri }) === 0, 'closed');
   t.is(stats.get('meshext_upstream_cx_rx_bytes_total', { service: s.kri }), 7);
   t.is(stats.get('meshext_upstream_cx_connect_fail_total', { service: s.kri }), 1);
-  t.regex(proxy.clusters()[0]?.endpoints[0]?.lastError ?? '', /::1%nosuchif0:\d+ failed: EINVAL/);
+  t.regex(proxy.clusters()[0]?.endpoints[0]?.lastError ?? '', /\[::1%nosuchif0\]:\d+ failed: EINVAL/);
   await proxy.close();
   await closeServer(up.srv);
 });
@@ -405,7 +368,7 @@ test.serial('relay: the engine accepts on IPv4 and IPv6; a port in use is refuse
   const echo = await tcpEcho();
   const s = svc({ endpoints: [ipEp(echo.port)] });
   const { proxy, stats } = newProxy();
-  proxy.setSnapshot(snap([s]));
+  await proxy.setSnapshot(snap([s]));
   const err = (await proxy.listenOutbound({ address: '127.0.0.1', port: busy.port }, s.id).catch((e: unknown) => e)) as NodeJS.ErrnoException;
   t.like(err, { code: 'EADDRINUSE', errno: -98, syscall: 'listen', message: `listen EADDRINUSE: address already in use 127.0.0.1:${busy.port}` });
   const l6 = await proxy.listenOutbound({ address: '::1', port: 0 }, s.id);
@@ -415,7 +378,6 @@ test.serial('relay: the engine accepts on IPv4 and IPv6; a port in use is refuse
   const got = collect(c);
   c.end('via an engine listener');
   t.is((await got).data.toString(), 'via an engine listener');
-  t.is(proxy.dataPath(), 'native');
   await settle(proxy);
   await until(() => proxy.activeConnections() === 0, 'closed');
   t.is(stats.get('meshext_downstream_cx_total', { service: s.kri }), 1);
@@ -426,63 +388,28 @@ test.serial('relay: the engine accepts on IPv4 and IPv6; a port in use is refuse
   await closeServer(busy.srv);
 });
 
-test.serial('relay: --data-path node relays in Node streams', async (t) => {
-  const env = await setup((s) => s.pipe(s), { dataPath: 'node' });
-  const c = await connect(env.port);
-  const got = collect(c);
-  c.end('via node');
-  t.is((await got).data.toString(), 'via node');
-  t.is(env.proxy.dataPath(), 'node');
-  t.is(env.proxy.engineStats(), null);
-  await settle(env.proxy);
-  await until(() => env.metric('meshext_upstream_cx_active') === 0, 'close');
-  t.is(env.metric('meshext_upstream_cx_tx_bytes_total'), 8);
-  await env.done();
-});
-
-test.serial('relay: without a loadable addon the proxy logs once and relays in Node', async (t) => {
-  // A copy of the compiled package without native/build: the real loader fails, as on a host without the addon.
+test.serial('relay: without a loadable addon, `meshext run` stops at once with one line saying why', async (t) => {
+  // A copy of the compiled package without native/build: the loader fails, as on a host without the addon.
   const dir = mkdtempSync(join(tmpdir(), 'meshext-noaddon-'));
   try {
     cpSync(join(process.cwd(), 'package.json'), join(dir, 'package.json'));
     cpSync(join(process.cwd(), 'dist/src'), join(dir, 'dist/src'), { recursive: true });
+    cpSync(join(process.cwd(), 'bin'), join(dir, 'bin'), { recursive: true });
     symlinkSync(join(process.cwd(), 'node_modules'), join(dir, 'node_modules'));
-    writeFileSync(
-      join(dir, 'run.mjs'),
-      `import net from 'node:net';
-import { Writable } from 'node:stream';
-import pino from 'pino';
-import { Proxy } from './dist/src/proxy/index.js';
-import { Registry } from './dist/src/stats/registry.js';
-const lines = [];
-const log = pino({ level: 'info' }, new Writable({ write(c, _e, cb) { lines.push(JSON.parse(c.toString())); cb(); } }));
-const up = net.createServer({ allowHalfOpen: true }, (s) => s.pipe(s)).listen(0, '127.0.0.1');
-await new Promise((r) => up.once('listening', r));
-const svc = { id: 'default/x', name: 'x', mesh: 'default', kri: 'k', displayName: 'x', namespace: '', labels: {}, vip: '242.0.0.1', port: 80,
-  protocol: 'tcp', hostnames: [], forbidden: false, generatorStatus: [], source: { file: 't', index: 0 },
-  endpoints: [{ kind: 'ip', address: '127.0.0.1', port: up.address().port, family: 4 }] };
-const proxy = new Proxy({ stats: new Registry(), log, systemCaPath: null });
-proxy.setSnapshot({ generation: 1, services: [svc], byVipPort: new Map(), byHostname: new Map(), outbounds: [], rejected: [], vipCidr: '242.0.0.0/8' });
-const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, svc.id);
-const echo = async (msg) => new Promise((resolve) => {
-  const c = net.connect({ port: l.port, host: '127.0.0.1', allowHalfOpen: true });
-  let got = ''; c.on('data', (d) => (got += d)); c.on('connect', () => c.end(msg)); c.on('close', () => resolve(got));
-});
-const a = await echo('first'); const b = await echo('second');
-await proxy.close(); up.close();
-console.log(JSON.stringify({ a, b, dataPath: proxy.dataPath(), warnings: lines.filter((x) => x.msg.includes('native data path unavailable')).length }));
-`,
-    );
-    const r = spawnSync(process.execPath, [join(dir, 'run.mjs')], { encoding: 'utf8', timeout: 60_000 });
-    t.is(r.status, 0, r.stderr);
-    const out = JSON.parse(r.stdout.trim().split('\n').pop() as string) as { a: string; b: string; dataPath: string; warnings: number };
-    t.deepEqual(out, { a: 'first', b: 'second', dataPath: 'node', warnings: 1 });
+    const r = spawnSync(process.execPath, [join(dir, 'bin/meshext.js'), 'run', '--config', join(process.cwd(), 'examples/universal'), '--redirect', 'off', '--dns', 'off', '--state-dir', join(dir, 'state'), '--admin', '127.0.0.1:0', '--log-format', 'json'], { encoding: 'utf8', timeout: 60_000 });
+    t.is(r.status, 1, r.stderr);
+    const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { level: number; msg: string; err?: string; code?: string });
+    const fatal = lines.filter((l) => l.level >= 60);
+    t.is(fatal.length, 1);
+    t.is(fatal[0]?.msg, 'cannot start');
+    t.is(fatal[0]?.code, 'MESHEXT_E_ENGINE');
+    t.regex(fatal[0]?.err ?? '', /^the data-plane engine cannot start: meshext native addon not loadable \(run `npm run build:native`\): .*meshext_native\.node: not found/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
 
-test.serial('relay: out of descriptors, the engine pauses accepting, says so, and serves again once fds are free', async (t) => {
+test.serial('relay: out of descriptors, new connections are closed at once (never left hanging), the engine says so, and serves again once fds are free', async (t) => {
   const echo = await tcpEcho();
   const dir = mkdtempSync(join(tmpdir(), 'meshext-emfile-'));
   const dist = (p: string): string => pathToFileURL(join(process.cwd(), 'dist/src', p)).href;
@@ -495,9 +422,9 @@ const svc = { id: 'default/x', name: 'x', mesh: 'default', kri: 'k', displayName
   protocol: 'tcp', hostnames: [], forbidden: false, generatorStatus: [], source: { file: 't', index: 0 },
   endpoints: [{ kind: 'ip', address: '127.0.0.1', port: Number(process.argv[2]), family: 4 }] };
 const proxy = new Proxy({ stats: new Registry(), log: createLogger({ level: 'info' }), systemCaPath: null });
-proxy.setSnapshot({ generation: 1, services: [svc], byVipPort: new Map(), byHostname: new Map(), outbounds: [], rejected: [], vipCidr: '242.0.0.0/8' });
+await proxy.setSnapshot({ generation: 1, services: [svc], byVipPort: new Map(), byHostname: new Map(), outbounds: [], rejected: [], vipCidr: '242.0.0.0/8' });
 const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, svc.id);
-console.log(JSON.stringify({ port: l.port, dataPath: proxy.dataPath() }));
+console.log(JSON.stringify({ port: l.port }));
 `,
   );
   // 64 descriptors: Node and the engine use about half; a few dozen clients exhaust the rest.
@@ -509,7 +436,6 @@ console.log(JSON.stringify({ port: l.port, dataPath: proxy.dataPath() }));
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   await until(() => /"port":\d+/.test(out), 'the proxy listening');
-  t.regex(out, /"dataPath":"native"/);
   const port = Number(/"port":(\d+)/.exec(out)?.[1]);
   const clients: net.Socket[] = [];
   for (let i = 0; i < 60; i++) {
@@ -517,7 +443,13 @@ console.log(JSON.stringify({ port: l.port, dataPath: proxy.dataPath() }));
     c.on('error', () => {});
     clients.push(c);
   }
-  await until(() => /cannot accept connections; retrying every 100 ms.*EMFILE|EMFILE.*cannot accept connections/.test(out), 'the pause logged');
+  // Either accept(2) fails (the listener pauses 100 ms at a time) or the upstream socket cannot be made (the
+  // client is reset at once): both are said, with the errno.
+  await until(() => /cannot accept connections; retrying every 100 ms.*EMFILE|EMFILE.*cannot accept connections|upstream connect failed.*EMFILE|EMFILE.*upstream connect failed/.test(out), 'running out of fds said');
+  // Beyond the limit a client is closed quickly, not left waiting.
+  const started = Date.now();
+  const refused = await roundTrip(port, 'x');
+  t.true(refused === '' && Date.now() - started < 5000, `a client at the limit got ${JSON.stringify(refused)} after ${Date.now() - started} ms`);
   for (const c of clients) c.destroy();
   // Once the held connections are gone the listener accepts again by itself.
   let answer = '';
@@ -527,35 +459,32 @@ console.log(JSON.stringify({ port: l.port, dataPath: proxy.dataPath() }));
     if (answer !== 'back') await new Promise((r) => setTimeout(r, 50));
   }
   t.is(answer, 'back');
-  t.is(out.match(/cannot accept connections/g)?.length, 1, 'logged once, not once per retry');
+  t.true((out.match(/cannot accept connections/g)?.length ?? 0) <= 1, 'the pause is logged once, not once per retry');
   await closeServer(echo.srv);
 });
 
-test('relay: a stale handle (engine, HTTP/1 pool, HTTP/2 counters) is a TypeError naming it', (t) => {
+test('relay: a stale engine handle is a TypeError naming it; so are malformed listen and install arguments', (t) => {
   const addon = native();
   const engine = addon.engineStart(1, () => {});
-  const pool = addon.h1PoolCreate(engine, 1, 1000);
-  const counters = addon.h2CountersNew();
-  // Live handles answer; a session id that is not a number is named as such.
-  t.true(Array.isArray(addon.h1PoolStats(pool)) && Array.isArray(addon.h2CountersRead(counters)));
-  t.throws(() => addon.engineClose(engine, 'one' as unknown as number, false), { instanceOf: TypeError, message: 'id must be a number, got one' });
-  addon.h1PoolFree(pool);
-  addon.h2CountersFree(counters);
+  t.throws(() => addon.engineClose(engine, 'one' as unknown as number), { instanceOf: TypeError, message: 'id must be a number, got one' });
+  t.throws(() => addon.engineInstall(engine, { source: 'nowhere' } as never), { instanceOf: TypeError, message: 'install.source must be local or map, got nowhere' });
+  const plan = { service: 'm/a', keys: ['@m/a'], protocol: 'tcp', endpoints: [{ label: 'x', priority: 0, targets: [{ address: '127.0.0.1', port: 70000 }] }], timeouts: { connectMs: 1, tcpIdleMs: 1, httpIdleMs: 1, upstreamIdleMs: 1 } };
+  t.throws(() => addon.engineInstall(engine, { source: 'local', plans: [plan] } as never), { instanceOf: TypeError, message: 'install.plans[0].endpoints[0].targets[0].port must be an integer 0..65535, got 70000' });
+  t.throws(() => addon.engineInstall(engine, { source: 'local', plans: [{ ...plan, protocol: 'udp' }] } as never), { instanceOf: TypeError, message: 'install.plans[0].protocol must be tcp, http, http2 or grpc, got udp' });
+  const ok = { ...plan, endpoints: [{ ...plan.endpoints[0], targets: [{ address: '127.0.0.1', port: 1 }] }] };
+  t.throws(() => addon.engineInstall(engine, { source: 'local', plans: [ok, ok] } as never), { instanceOf: TypeError, message: 'install.plans[1].service m/a has a plan already' });
+  t.deepEqual(addon.engineInstall(engine, { source: 'local', plans: [ok] } as never), { errors: [] });
+  t.throws(() => addon.engineListen(engine, 'localhost', 0, 8), { instanceOf: TypeError, message: 'listen address must be an IP literal, got localhost' });
   addon.engineStop(engine);
-  t.throws(() => addon.engineClose(engine, 1, false), { instanceOf: TypeError, message: `engine ${engine} is not running` });
-  t.throws(() => addon.h1PoolStats(pool), { instanceOf: TypeError, message: `pool ${pool} does not exist (an HTTP/1 pool handle)` });
-  t.throws(() => addon.h2CountersRead(counters), { instanceOf: TypeError, message: `counters ${counters} does not exist (an HTTP/2 counter set handle)` });
+  t.throws(() => addon.engineClose(engine, 1), { instanceOf: TypeError, message: `engine ${engine} is not running` });
+  t.throws(() => addon.engineCounters(engine), { instanceOf: TypeError, message: `engine ${engine} is not running` });
 });
 
-test('relay: --data-path and --data-threads are validated with the option named', (t) => {
+test('relay: --data-threads is validated with the option named; --data-path is gone', (t) => {
   const base = { name: 'flags', options: { config: ['/x'] } };
-  t.is(resolveConfig([base]).dataPath, 'native');
   t.is(resolveConfig([base]).dataThreads, 1);
-  const c = resolveConfig([base, { name: 'env', options: { dataPath: 'node', dataThreads: '2' } }]);
-  t.is(c.dataPath, 'node');
-  t.is(c.dataThreads, 2);
-  const e1 = t.throws(() => resolveConfig([base, { name: 'env', options: { dataPath: 'fast' } }]), { instanceOf: ConfigError });
-  t.regex(e1?.message ?? '', /MESHEXT_DATA_PATH: invalid value "fast"/);
+  t.is(resolveConfig([base, { name: 'env', options: { dataThreads: '2' } }]).dataThreads, 2);
   const e2 = t.throws(() => resolveConfig([base, { name: 'flags', options: { dataThreads: '0' } }]), { instanceOf: ConfigError });
   t.regex(e2?.message ?? '', /--data-threads: invalid value "0"/);
+  t.false('dataPath' in resolveConfig([base]));
 });

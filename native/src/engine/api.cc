@@ -1,4 +1,4 @@
-// JS surface of the engine (declared in ../api.h, typed in src/redirect/native.ts). Runs on the JS
+// JS surface of the engine (declared in ../api.h, typed in src/native/addon.ts). Runs on the JS
 // thread only: engines are addressed by small integer handles so a stale handle is an error, not a crash.
 #include <errno.h>
 #include <fcntl.h>
@@ -9,36 +9,28 @@
 #include <sys/un.h>
 
 #include <string>
+#include <unordered_set>
+#include <vector>
 
 #include "../api.h"
 #include "../errors.h"
 #include "../handles.h"
+#include "../http1/pool.h"
+#include "../http2/session.h"
 #include "engine.h"
-#include "handover.h"
 #include "listener.h"
-#include "routes.h"
+#include "plan_napi.h"
 #include "sockaddr.h"
-#include "tcp_session.h"
-#include "../tls/tls_napi.h"
-#include "../tls/tls_transport.h"
 
 namespace mx {
 
 using engine::Engine;
 
 namespace {
-HandleTable<Engine*> g_engines("engine", "is not running");
-}  // namespace
 
-namespace engine {
+HandleTable<Engine*> g_engines("engine", "is not running");
 
 Engine* EngineArg(const Napi::CallbackInfo& info, size_t i) { return g_engines.Arg(info, i); }
-
-uint64_t AdoptOrThrow(Napi::Env env, Engine* e, std::unique_ptr<Session> s) {
-  uint64_t id = e->Adopt(std::move(s));
-  if (id == 0) ThrowArg(env, "engine is stopping");
-  return id;
-}
 
 uint64_t SessionIdArg(const Napi::CallbackInfo& info, size_t i) {
   if (info.Length() <= i || !info[i].IsNumber())
@@ -46,27 +38,40 @@ uint64_t SessionIdArg(const Napi::CallbackInfo& info, size_t i) {
   return static_cast<uint64_t>(info[i].As<Napi::Number>().Int64Value());
 }
 
-UniqueFd DupSocket(Napi::Env env, int fd, const char* what) {
-  int type = 0;
-  socklen_t len = sizeof type;
-  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0) ThrowErrno(env, "MESHEXT_E_ENGINE", "getsockopt", errno, what);
-  if (type != SOCK_STREAM) ThrowArg(env, std::string(what) + " fd " + std::to_string(fd) + " is not a stream socket");
-  UniqueFd dup(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-  if (!dup.valid()) ThrowErrno(env, "MESHEXT_E_ENGINE", "fcntl(F_DUPFD_CLOEXEC)", errno, what);
-  int fl = ::fcntl(dup.get(), F_GETFL);
-  if (fl < 0 || ::fcntl(dup.get(), F_SETFL, fl | O_NONBLOCK) != 0) ThrowErrno(env, "MESHEXT_E_ENGINE", "fcntl(O_NONBLOCK)", errno, what);
-  return dup;
+/** The engine's counters as JS (engineCounters, and engineStop's final reading). */
+Napi::Object CountersToJs(Napi::Env env, Engine& e) {
+  std::vector<std::shared_ptr<engine::ServiceState>> states = e.plans().LiveStates();
+  Napi::Array services = Napi::Array::New(env, states.size());
+  for (size_t i = 0; i < states.size(); i++) {
+    const engine::ServiceState& st = *states[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("service", st.id);
+    Napi::Array c = Napi::Array::New(env, engine::ServiceStats::kCount);
+    for (uint32_t k = 0; k < engine::ServiceStats::kCount; k++) c.Set(k, Napi::Number::New(env, static_cast<double>(st.stats.v[k].load(std::memory_order_relaxed))));
+    o.Set("counters", c);
+    Napi::Array eps = Napi::Array::New(env, st.endpoints.size());
+    uint32_t j = 0;
+    for (const auto& [label, ep] : st.endpoints) {
+      Napi::Object x = Napi::Object::New(env);
+      x.Set("label", label);
+      x.Set("active", Napi::Number::New(env, static_cast<double>(ep->active.load(std::memory_order_relaxed))));
+      x.Set("total", Napi::Number::New(env, static_cast<double>(ep->total.load(std::memory_order_relaxed))));
+      eps.Set(j++, x);
+    }
+    o.Set("endpoints", eps);
+    services.Set(static_cast<uint32_t>(i), o);
+  }
+  engine::GlobalStats& g = e.plans().global();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("services", services);
+  out.Set("accepted", Napi::Number::New(env, static_cast<double>(g.accepted.load(std::memory_order_relaxed))));
+  out.Set("noRoute", Napi::Number::New(env, static_cast<double>(g.noRoute.load(std::memory_order_relaxed))));
+  out.Set("origDstFound", Napi::Number::New(env, static_cast<double>(g.origDstFound.load(std::memory_order_relaxed))));
+  out.Set("origDstMissing", Napi::Number::New(env, static_cast<double>(g.origDstMissing.load(std::memory_order_relaxed))));
+  return out;
 }
 
-std::string OptionalBytes(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (info.Length() <= i || info[i].IsNull() || info[i].IsUndefined()) return {};
-  Napi::Buffer<uint8_t> b = ArgBuffer(info, i, name);
-  return std::string(reinterpret_cast<const char*>(b.Data()), b.Length());
-}
-
-}  // namespace engine
-
-using engine::EngineArg;
+}  // namespace
 
 Napi::Value EngineStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -77,117 +82,18 @@ Napi::Value EngineStart(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, g_engines.Add(e));
 }
 
+// engineStop(engine) → {events, counters}: closes everything and joins the threads, then hands over the events
+// not delivered yet and the final counts (idle pooled connections were closed, and counted, on the way out).
 Napi::Value EngineStop(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Engine* e = EngineArg(info, 0);
   g_engines.Erase(ArgU32(info, 0, "engine"));
   std::vector<engine::Event> rest = e->Stop();
-  return Engine::BatchToJs(env, rest);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("events", Engine::BatchToJs(env, rest));
+  out.Set("counters", CountersToJs(env, *e));
+  return out;
 }
-
-Napi::Value EngineTcpClient(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int clientFd = ArgFd(info, 1, "clientFd");
-  // `owned`: an fd from an `accepted` event, which the engine takes as is (no dup). It is the engine's from
-  // here on, also when this call throws: the UniqueFd (or the session holding it) closes it.
-  bool owned = info.Length() > 5 && info[5].ToBoolean().Value();
-  engine::UniqueFd ownedFd(owned ? clientFd : -1);
-  Engine* e = EngineArg(info, 0);
-  std::string toUpstream = engine::OptionalBytes(info, 2, "toUpstream");
-  uint32_t idleMs = ArgU32(info, 3, "idleTimeoutMs");
-  bool splice = info.Length() <= 4 || info[4].IsUndefined() || info[4].ToBoolean().Value();
-  engine::UniqueFd c = owned ? std::move(ownedFd) : engine::DupSocket(env, clientFd, "client");
-  auto session = std::make_unique<engine::TcpSession>(std::make_unique<engine::PlainTransport>(std::move(c)), std::move(toUpstream), idleMs, splice);
-  return Napi::Number::New(env, static_cast<double>(engine::AdoptOrThrow(env, e, std::move(session))));
-}
-
-
-Napi::Value EngineTcpConnect(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Engine* e = EngineArg(info, 0);
-  uint64_t id = engine::SessionIdArg(info, 1);
-  std::string address = ArgString(info, 2, "address");
-  uint32_t port = ArgU32(info, 3, "port");
-  if (port > 65535) ThrowArg(env, "port must be 0..65535, got " + std::to_string(port));
-  uint32_t timeoutMs = ArgU32(info, 4, "timeoutMs");
-  int err = 0;
-  engine::UniqueFd fd = engine::StartConnect(address, port, &err);
-  if (!fd.valid()) return Napi::String::New(env, strerrorname_np(err) ? strerrorname_np(err) : "EIO");
-  // Built here, on the JS thread, so a bad TLS option throws to the caller.
-  std::unique_ptr<engine::Transport> up = info.Length() > 5 && info[5].IsObject()
-                                             ? tls::MakeTlsTransport(info[5].As<Napi::Object>(), std::move(fd))
-                                             : std::make_unique<engine::PlainTransport>(std::move(fd));
-  auto carried = std::make_shared<std::unique_ptr<engine::Transport>>(std::move(up));
-  bool posted = e->PostTo(id, [carried, timeoutMs](engine::Session& s) {
-    if (auto* tcp = dynamic_cast<engine::TcpSession*>(&s)) tcp->Connect(std::move(*carried), timeoutMs);
-  });
-  return Napi::String::New(env, posted ? "" : "ESRCH");
-}
-
-namespace {
-
-std::string What(const Napi::Value& v) { return v.IsUndefined() ? std::string("nothing") : v.ToString().Utf8Value(); }
-
-uint32_t U32Field(Napi::Env env, const Napi::Object& o, const char* k, const std::string& where, uint32_t max) {
-  Napi::Value v = o.Get(k);
-  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
-  if (!(d >= 0 && d <= max) || d != static_cast<double>(static_cast<uint32_t>(d)))
-    ThrowArg(env, where + "." + k + " must be an integer 0.." + std::to_string(max) + ", got " + What(v));
-  return static_cast<uint32_t>(d);
-}
-
-std::string StrField(Napi::Env env, const Napi::Object& o, const char* k, const std::string& where, bool optional) {
-  Napi::Value v = o.Get(k);
-  if (v.IsString()) return v.As<Napi::String>().Utf8Value();
-  if (optional && v.IsUndefined()) return {};
-  ThrowArg(env, where + "." + k + " must be a string, got " + What(v));
-}
-
-Napi::Object ObjField(Napi::Env env, const Napi::Value& v, const std::string& where) {
-  if (!v.IsObject() || v.IsArray()) ThrowArg(env, where + " must be an object, got " + What(v));
-  return v.As<Napi::Object>();
-}
-
-Napi::Array ArrField(Napi::Env env, const Napi::Object& o, const char* k, const std::string& where) {
-  Napi::Value v = o.Get(k);
-  if (!v.IsArray()) ThrowArg(env, where + "." + k + " must be an array, got " + What(v));
-  return v.As<Napi::Array>();
-}
-
-std::shared_ptr<engine::Route> RouteFrom(Napi::Env env, const Napi::Value& v, const std::string& where, std::vector<std::pair<std::string, uint32_t>>* keys) {
-  Napi::Object o = ObjField(env, v, where);
-  auto r = std::make_shared<engine::Route>();
-  r->id = U32Field(env, o, "id", where, 0xffffffffu);
-  r->connectTimeoutMs = U32Field(env, o, "connectTimeoutMs", where, 0x7fffffffu);
-  r->idleTimeoutMs = U32Field(env, o, "idleTimeoutMs", where, 0x7fffffffu);
-  Napi::Array ks = ArrField(env, o, "keys", where);
-  for (uint32_t i = 0; i < ks.Length(); i++) {
-    Napi::Value k = ks.Get(i);
-    if (!k.IsString()) ThrowArg(env, where + ".keys[" + std::to_string(i) + "] must be a string, got " + What(k));
-    keys->emplace_back(k.As<Napi::String>().Utf8Value(), r->id);
-  }
-  Napi::Value tlsv = o.Get("tls");
-  if (!tlsv.IsUndefined()) {
-    Napi::Object t = ObjField(env, tlsv, where + ".tls");
-    r->tls = tls::ContextFromValue(t.Get("context"));
-    r->handshakeTimeoutMs = U32Field(env, t, "handshakeTimeoutMs", where + ".tls", 0x7fffffffu);
-  }
-  Napi::Array ts = ArrField(env, o, "targets", where);
-  if (ts.Length() == 0) ThrowArg(env, where + ".targets must not be empty");
-  for (uint32_t i = 0; i < ts.Length(); i++) {
-    std::string tw = where + ".targets[" + std::to_string(i) + "]";
-    Napi::Object t = ObjField(env, ts.Get(i), tw);
-    auto target = std::make_unique<engine::RouteTarget>();
-    target->address = StrField(env, t, "address", tw, false);
-    target->port = static_cast<uint16_t>(U32Field(env, t, "port", tw, 65535));
-    target->tls.session_key = StrField(env, t, "sessionKey", tw, true);
-    target->tls.dialled_ip = StrField(env, t, "dialledIp", tw, true);
-    r->targets.push_back(std::move(target));
-  }
-  return r;
-}
-
-}  // namespace
 
 Napi::Value EngineListen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -210,15 +116,11 @@ Napi::Value EngineListen(const Napi::CallbackInfo& info) {
   if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &blen) != 0) ThrowErrno(env, "MESHEXT_E_LISTEN", "getsockname", errno);
   uint16_t boundPort = 0;
   std::string boundIp = engine::IpText(bound, &boundPort);
-  // Optional {routeKey?, transparent?}: how the listener finds routes (routes.h) for its connections.
+  // The plan key of every connection (an outbound listener), or "" to route by original destination.
   std::string routeKey;
-  bool transparent = false;
-  if (info.Length() > 4 && !info[4].IsUndefined()) {
-    Napi::Object o = ObjField(env, info[4], "routing");
-    routeKey = StrField(env, o, "routeKey", "routing", true);
-    transparent = o.Get("transparent").ToBoolean().Value();
-  }
-  uint64_t id = engine::AdoptOrThrow(env, e, std::make_unique<engine::ListenerSession>(std::move(fd), std::move(routeKey), transparent));
+  if (info.Length() > 4 && !info[4].IsUndefined()) routeKey = ArgString(info, 4, "routeKey");
+  uint64_t id = e->Adopt(std::make_unique<engine::ListenerSession>(std::move(fd), std::move(routeKey)));
+  if (id == 0) ThrowArg(env, "engine is stopping");
   Napi::Object o = Napi::Object::New(env);
   o.Set("id", Napi::Number::New(env, static_cast<double>(id)));
   o.Set("address", Napi::String::New(env, boundIp));
@@ -228,54 +130,67 @@ Napi::Value EngineListen(const Napi::CallbackInfo& info) {
 }
 
 
-// engineRoutes(engine, {source: "none" | "local" | "map", mapFd?, routes: [{id, keys, targets, tls?, connectTimeoutMs,
-// idleTimeoutMs}]}) → [{id, routed}] for the routes that are gone (see RouteTable::Replace).
-Napi::Value EngineRoutes(const Napi::CallbackInfo& info) {
+// engineInstall(engine, {source: "local" | "map", mapFd?, plans: EnginePlan[]}) → {errors: [{service, error}]}:
+// replaces every plan at once (plan_napi.cc), then has each loop let go of pooled upstream connections whose
+// plans are gone.
+Napi::Value EngineInstall(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Engine* e = EngineArg(info, 0);
-  Napi::Object o = ObjField(env, info.Length() > 1 ? info[1] : env.Undefined(), "table");
-  std::string source = StrField(env, o, "source", "table", false);
-  engine::OrigDstSource src;
-  if (source == "none") src = engine::OrigDstSource::kNone;
-  else if (source == "local") src = engine::OrigDstSource::kLocal;
-  else if (source == "map") src = engine::OrigDstSource::kMap;
-  else ThrowArg(env, "table.source must be none, local or map, got " + source);
-  engine::UniqueFd map;
-  if (src == engine::OrigDstSource::kMap) {
-    int fd = static_cast<int>(U32Field(env, o, "mapFd", "table", 0x7fffffffu));
-    map = engine::UniqueFd(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
-    if (!map.valid()) ThrowErrno(env, "MESHEXT_E_ENGINE", "fcntl(F_DUPFD_CLOEXEC)", errno, "mapFd");
+  std::vector<engine::InstallError> errors;
+  std::shared_ptr<engine::PlanSet> set = engine::PlanSetFromJs(env, info.Length() > 1 ? info[1] : env.Undefined(), e->plans(), &errors);
+  auto h1Keys = std::make_shared<std::unordered_set<std::string>>();
+  auto h2Keys = std::make_shared<std::unordered_set<std::string>>();
+  for (const auto& p : set->plans) {
+    h2Keys->insert(p->poolKey);
+    for (const auto& ep : p->endpoints)
+      for (const auto& t : ep.targets) h1Keys->insert(p->H1PoolKey(t));
   }
-  Napi::Array rs = ArrField(env, o, "routes", "table");
-  std::vector<std::shared_ptr<engine::Route>> routes;
-  std::vector<std::pair<std::string, uint32_t>> keys;
-  for (uint32_t i = 0; i < rs.Length(); i++) routes.push_back(RouteFrom(env, rs.Get(i), "table.routes[" + std::to_string(i) + "]", &keys));
-  auto gone = e->routes().Replace(std::move(routes), std::move(keys), src, std::move(map));
-  Napi::Array out = Napi::Array::New(env, gone.size());
-  for (size_t i = 0; i < gone.size(); i++) {
-    Napi::Object g = Napi::Object::New(env);
-    g.Set("id", Napi::Number::New(env, gone[i].first));
-    g.Set("routed", Napi::Number::New(env, static_cast<double>(gone[i].second)));
-    out.Set(static_cast<uint32_t>(i), g);
+  e->plans().Replace(std::move(set));
+  e->PostAll([h1Keys, h2Keys](engine::Loop& loop) {
+    h1::Pool::Of(&loop).Retain(*h1Keys);
+    h2::Http2Session::RetainIdle(*h2Keys);
+  });
+  Napi::Object out = Napi::Object::New(env);
+  Napi::Array errs = Napi::Array::New(env, errors.size());
+  for (size_t i = 0; i < errors.size(); i++) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("service", errors[i].service);
+    o.Set("error", errors[i].error);
+    errs.Set(static_cast<uint32_t>(i), o);
   }
+  out.Set("errors", errs);
   return out;
 }
 
-// engineRouteHealth(engine, route, target, downForMs) → false when the route or target is not installed.
-Napi::Value EngineRouteHealth(const Napi::CallbackInfo& info) {
+// engineHealth(engine, service, endpointLabel, downForMs) → false when no such service or endpoint is known.
+Napi::Value EngineHealth(const Napi::CallbackInfo& info) {
   Engine* e = EngineArg(info, 0);
-  uint32_t route = ArgU32(info, 1, "route");
-  uint32_t target = ArgU32(info, 2, "target");
+  std::string service = ArgString(info, 1, "service");
+  std::string label = ArgString(info, 2, "endpoint");
   uint32_t downFor = ArgU32(info, 3, "downForMs");
-  return Napi::Boolean::New(info.Env(), e->routes().SetHealth(route, target, downFor));
+  return Napi::Boolean::New(info.Env(), e->plans().SetHealth(service, label, downFor));
 }
 
+// engineCounters(engine) → {services: [{service, counters, endpoints: [{label, active, total}]}], accepted, noRoute,
+// origDstFound, origDstMissing}: every service still referenced (installed, or held by a connection).
+Napi::Value EngineCounters(const Napi::CallbackInfo& info) { return CountersToJs(info.Env(), *EngineArg(info, 0)); }
+
+// engineDrain(engine, force): every connection finishes what is in flight and closes (HTTP: Connection: close /
+// GOAWAY; TCP carries on until either side closes); with `force`, every connection closes now. Listeners are
+// closed by JS (engineClose).
+Napi::Value EngineDrain(const Napi::CallbackInfo& info) {
+  bool force = info.Length() > 1 && info[1].ToBoolean().Value();
+  return Napi::Boolean::New(info.Env(), EngineArg(info, 0)->DrainAll(force));
+}
+
+// engineClose(engine, listenerId): stops listening; the connections it accepted are not affected.
 Napi::Value EngineClose(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Engine* e = EngineArg(info, 0);
-  uint64_t id = engine::SessionIdArg(info, 1);
-  bool reset = info.Length() > 2 && info[2].ToBoolean().Value();
-  bool ok = e->PostTo(id, [reset](engine::Session& s) { s.Close(reset ? "reset" : "closed", reset); });
+  uint64_t id = SessionIdArg(info, 1);
+  bool ok = e->PostTo(id, [](engine::Session& s) {
+    if (s.listener()) s.Close("closed", false);
+  });
   return Napi::Boolean::New(env, ok);
 }
 
@@ -283,7 +198,7 @@ Napi::Value EngineClose(const Napi::CallbackInfo& info) {
 // event that loop emitted before it (lazy ones included), so JS knows when it has seen all of them.
 Napi::Value EngineFlush(const Napi::CallbackInfo& info) {
   Engine* e = EngineArg(info, 0);
-  uint64_t token = engine::SessionIdArg(info, 1);
+  uint64_t token = SessionIdArg(info, 1);
   return Napi::Number::New(info.Env(), e->Flush(token));
 }
 

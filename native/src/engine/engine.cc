@@ -63,6 +63,27 @@ unsigned Engine::Flush(uint64_t token) {
   return n;
 }
 
+bool Engine::DrainAll(bool force) {
+  if (stopped_) return false;
+  for (auto& l : loops_)
+    l->Post([force](Loop& loop) {
+      std::vector<uint64_t> ids;
+      for (auto& kv : loop.sessions_) ids.push_back(kv.first);
+      for (uint64_t id : ids) {
+        Session* s = loop.Find(id);
+        if (s == nullptr || s->listener()) continue;
+        if (force) s->Close("drain-timeout", false);
+        else s->Drain();
+      }
+    });
+  return true;
+}
+
+void Engine::PostAll(std::function<void(Loop&)> fn) {
+  if (stopped_) return;
+  for (auto& l : loops_) l->Post(fn);
+}
+
 bool Engine::PostTo(uint64_t id, std::function<void(Session&)> fn) {
   if (stopped_ || id == 0) return false;
   Loop* loop = loops_[id % loops_.size()].get();

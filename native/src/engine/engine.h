@@ -46,7 +46,7 @@
 #include <vector>
 
 #include "fd.h"
-#include "routes.h"
+#include "plan.h"
 
 namespace mx::engine {
 
@@ -103,6 +103,8 @@ class Session {
   virtual void Close(const char* reason, bool reset) = 0;
   virtual void OnTimer(int64_t /*nowMs*/) {}
   virtual void OnSoon() {}
+  /** Graceful shutdown (engineDrain): finish the exchanges in flight, then close; default: nothing to do. */
+  virtual void Drain() {}
   /** Session-kind figures for engineStats() (e.g. open sessions by kind); default contributes nothing. */
   virtual const char* kind() const = 0;
   /** A listening socket (counted apart: engineStats().sessions are connections). */
@@ -115,6 +117,14 @@ class Session {
   Loop* loop_ = nullptr;
   bool retired_ = false;
   bool soon_ = false;
+};
+
+/** A loop-wide housekeeping task (see Loop::ScheduleUpkeep); lives as long as the loop thread. */
+class Upkeep {
+ public:
+  virtual ~Upkeep() = default;
+  /** Runs on the loop thread; returns when to run again (0: only when scheduled anew). */
+  virtual int64_t Run(int64_t nowMs) = 0;
 };
 
 /** A non-blocking pipe used by splice(2); pooled per loop so idle sessions hold none. */
@@ -171,6 +181,15 @@ class Loop {
   void ArmTimer(Session* s, int64_t deadlineMs);
   void Soon(Session* s);
   void Retire(Session* s, Event closed);
+  /** Retire without telling JS (connections: their books are the service counters). */
+  void Retire(Session* s);
+  /** Frees `w` once the current epoll batch is over (its events may still name it). */
+  void Defer(std::unique_ptr<Watcher> w) { deferred_.push_back(std::move(w)); }
+  /**
+   * Loop-wide housekeeping (idle connection pools): `u->Upkeep(now)` runs once NowMs() reaches `at`, then
+   * again whenever it asks (by returning the next time, 0 for never).
+   */
+  void ScheduleUpkeep(class Upkeep* u, int64_t at);
   /**
    * Queues an event for JS; the loop hands its events over at the end of an iteration (one wake-up of JS for
    * all) that queued an urgent one, or once the oldest lazy one has waited kLazyMs.
@@ -198,6 +217,7 @@ class Loop {
   void Flush(bool force);
   void FireTimers();
   void RunSoon();
+  void RunUpkeep();
   void Bury();
   void CloseAll(const char* reason);
 
@@ -215,6 +235,8 @@ class Loop {
   std::unordered_map<uint64_t, std::unique_ptr<Session>> sessions_;
   size_t listeners_ = 0;  // sessions_ that are listeners
   std::vector<std::unique_ptr<Session>> graveyard_;
+  std::vector<std::unique_ptr<Watcher>> deferred_;
+  std::vector<std::pair<int64_t, class Upkeep*>> upkeep_;  // when, who (few entries)
   std::vector<Session*> soon_;
   std::vector<Event> outbox_;  // events not handed to the engine yet
   bool outboxUrgent_ = false;  // outbox_ holds an event that is not lazy
@@ -249,8 +271,12 @@ class Engine {
   uint64_t Adopt(std::unique_ptr<Session> s);
   /** Loop thread: places a session on `loop` itself (it starts now) and returns its id. */
   uint64_t AdoptHere(Loop* loop, std::unique_ptr<Session> s);
-  /** The routes TS pushed (engineRoutes); listeners consult them for each new connection. */
-  RouteTable& routes() { return routes_; }
+  /** The plans TS installed (engineInstall); listeners and HTTP sessions consult them. */
+  PlanTable& plans() { return plans_; }
+  /** Has every connection of every loop Drain() (or Close() when `force`); false when the engine is stopping. */
+  bool DrainAll(bool force);
+  /** Runs `fn` on every loop (e.g. to drop pooled connections of plans that are gone). */
+  void PostAll(std::function<void(Loop&)> fn);
   /** Has every loop emit an urgent `flushed` {id: token} behind the events it emitted so far; returns how many will come. */
   unsigned Flush(uint64_t token);
   /** Runs fn on the session's loop if the session is still open; false when the engine is stopping. */
@@ -294,7 +320,7 @@ class Engine {
   std::vector<std::thread> threads_;
   std::atomic<uint64_t> nextId_{1};
   bool stopped_ = false;
-  RouteTable routes_;
+  PlanTable plans_;
 
   std::mutex evMu_;
   std::vector<Event> events_;

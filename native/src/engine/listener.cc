@@ -1,4 +1,4 @@
-// ListenerSession: see listener.h.
+// ListenerSession and Serve: see listener.h.
 #include "listener.h"
 
 #include <errno.h>
@@ -7,6 +7,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "../http1/session.h"
+#include "../http2/session.h"
+#include "sniff.h"
 #include "sockaddr.h"
 #include "tcp_session.h"
 
@@ -16,6 +19,10 @@ namespace {
 // Connections accepted per wake-up before yielding to the loop's other sessions.
 constexpr int kAcceptBatch = 64;
 constexpr int64_t kPauseMs = 100;
+
+std::string HostPort(const std::string& ip, uint16_t port) {
+  return ip.find(':') != std::string::npos ? "[" + ip + "]:" + std::to_string(port) : ip + ":" + std::to_string(port);
+}
 }  // namespace
 
 void ListenerSession::Start() {
@@ -67,52 +74,76 @@ void ListenerSession::Accept() {
     sockaddr_storage local{};
     socklen_t llen = sizeof local;
     ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen);
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    uint16_t peerPort = 0, localPort = 0;
-    std::string peerIp = IpText(peer, &peerPort);
-    std::string localIp = IpText(local, &localPort);
-    Event ev("accepted", id());
-    ev.Str("peer", std::move(peerIp)).Num("peerPort", peerPort).Str("local", std::move(localIp)).Num("localPort", localPort);
-    RouteTable& routes = loop()->engine()->routes();
-    std::shared_ptr<Route> route;
-    if (!routeKey_.empty()) {
-      route = routes.Take(routeKey_);
-    } else if (transparent_) {
-      std::string dst;
-      uint16_t dstPort = 0;
-      if (routes.OriginalDst(peer, local, &dst, &dstPort)) {
-        if (!dst.empty()) route = routes.Take(dst + ":" + std::to_string(dstPort));
-        ev.Str("dst", std::move(dst)).Num("dstPort", dstPort);
-      }
-    }
-    if (route) {
-      ev.kind = "routed";
-      ev.Lazy();
-      ServeRouted(fd, route, std::move(ev));
-      continue;
-    }
-    loop()->Emit(std::move(ev.Num("fd", fd)));
+    Serve(fd, peer, local);
   }
   loop()->Soon(this);  // more may be waiting: come back after the loop's other work
 }
 
-void ListenerSession::ServeRouted(int fd, const std::shared_ptr<Route>& route, Event routed) {
-  auto owned = std::make_unique<TcpSession>(std::make_unique<PlainTransport>(UniqueFd(fd)), std::string(), route->idleTimeoutMs, true);
-  TcpSession* session = owned.get();
-  size_t target = route->Pick(loop()->NowMs());
-  const RouteTarget& t = *route->targets[target];
-  uint64_t sid = loop()->engine()->AdoptHere(loop(), std::move(owned));
-  // JS must know the session before any of its events: `routed` is emitted first, on this loop's outbox.
-  routed.Num("session", static_cast<double>(sid)).Num("route", route->id).Num("target", static_cast<double>(target));
-  loop()->Emit(std::move(routed.Str("address", t.address).Num("port", t.port)));
-  int err = 0;
-  UniqueFd up = StartConnect(t.address, t.port, &err);
-  if (!up.valid()) {
-    session->ConnectFailedNow(err);
+void ListenerSession::Serve(int rawFd, const sockaddr_storage& peer, const sockaddr_storage& local) {
+  UniqueFd fd(rawFd);
+  PlanTable& table = loop()->engine()->plans();
+  table.global().accepted.fetch_add(1, std::memory_order_relaxed);
+  std::shared_ptr<const PlanSet> set = table.Current();
+  std::string key = routeKey_;
+  std::string dst;
+  uint16_t dstPort = 0;
+  if (key.empty()) {
+    table.OriginalDst(*set, peer, local, &dst, &dstPort);
+    if (!dst.empty()) key = dst + ":" + std::to_string(dstPort);
+  }
+  uint16_t peerPort = 0;
+  std::string client = IpText(peer, &peerPort);
+  client = HostPort(client, peerPort);
+  auto it = key.empty() ? set->byKey.end() : set->byKey.find(key);
+  if (it == set->byKey.end()) {
+    table.global().noRoute.fetch_add(1, std::memory_order_relaxed);
+    Event ev("no-route", id());
+    ev.Lazy().Str("client", client).Str("key", key);
+    loop()->Emit(std::move(ev));
+    SetAbortiveClose(fd.get());
     return;
   }
-  session->Connect(route->Upstream(target, std::move(up)), route->connectTimeoutMs);
+  int one = 1;
+  ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  std::shared_ptr<const Plan> plan = it->second;
+  set.reset();
+  Downstream d;
+  d.fd = std::move(fd);
+  d.lease = DownstreamLease(plan->state);
+  d.plan = std::move(plan);
+  d.key = std::move(key);
+  d.client = std::move(client);
+  engine::Serve(loop(), std::move(d));
+}
+
+void Serve(Loop* loop, Downstream d) {
+  const Plan& plan = *d.plan;
+  Engine* engine = loop->engine();
+  switch (plan.protocol) {
+    case Protocol::kTcp:
+      if (plan.denied) {
+        // TCP has no way to say why: the connection closes at once; TypeScript logs the denial.
+        plan.state->stats.Add(ServiceStats::kAccessDenied);
+        loop->Emit(Event("denied", 0).Lazy().Str("service", plan.service).Str("client", d.client));
+        return;
+      }
+      engine->AdoptHere(loop, std::make_unique<TcpSession>(std::move(d)));
+      return;
+    case Protocol::kHttp:
+    case Protocol::kHttp2:
+      // Like Kuma's listener (codec AUTO), http and http2 services take either HTTP version from the client.
+      if (d.initial.empty()) {
+        engine->AdoptHere(loop, std::make_unique<SniffSession>(std::move(d)));
+        return;
+      }
+      if (SniffSession::IsHttp2(d.initial)) engine->AdoptHere(loop, std::make_unique<h2::Http2Session>(std::move(d)));
+      else engine->AdoptHere(loop, std::make_unique<h1::Http1Session>(std::move(d)));
+      return;
+    case Protocol::kGrpc:
+      // gRPC clients always speak HTTP/2.
+      engine->AdoptHere(loop, std::make_unique<h2::Http2Session>(std::move(d)));
+      return;
+  }
 }
 
 void ListenerSession::Close(const char* reason, bool /*reset*/) {

@@ -1,23 +1,24 @@
-// A listening socket served by an engine loop. A connection with a route (routes.h: by the listener's fixed
-// route key, or by its original destination on the transparent listener) becomes a TcpSession here, with the
-// connect to its upstream started, and JS hears of it in a `routed` event. Any other connection's fd goes to
-// JS in an `accepted` event {fd, peer, peerPort, local, localPort, dst?, dstPort?}, so Node builds no socket
-// for connections the engine will relay. JS owns every fd it is given (it passes it back to the engine with engineTcpClient's
-// `owned` flag, wraps it in a net.Socket, or closes it); events not yet delivered when the engine stops come
-// back from engineStop() for the same treatment.
+// A listening socket served by an engine loop. Each connection is routed by its plan (plan.h): by the
+// listener's fixed key (`@<serviceId>`, an outbound listener), or by its original destination `<vip>:<port>`
+// (the transparent listener; from mx_peer_orig or the local address, as installed). A connection without a
+// plan is reset and counted (`no-route` event); one of a denied TCP service is closed at once (`denied`);
+// the rest become sessions of their plan's protocol: TCP relays, and HTTP sessions (HTTP/1.x or HTTP/2 by
+// the client's first bytes for http and http2 services; HTTP/2 for grpc).
 // Accepting stops for 100 ms after EMFILE/ENFILE/ENOBUFS/ENOMEM (reported once per pause as
 // `accept-error` {error}) instead of spinning on a backlog it cannot drain.
 #pragma once
+#include <string>
+
 #include "engine.h"
+#include "downstream.h"
 #include "fd.h"
 
 namespace mx::engine {
 
 class ListenerSession final : public Session, private Watcher {
  public:
-  /** `routeKey`: the route of every connection (outbound listener); else `transparent` routes by original destination. */
-  ListenerSession(UniqueFd fd, std::string routeKey, bool transparent)
-      : fd_(std::move(fd)), routeKey_(std::move(routeKey)), transparent_(transparent) {}
+  /** `routeKey`: the plan of every connection (outbound listener); empty: route by original destination. */
+  ListenerSession(UniqueFd fd, std::string routeKey) : fd_(std::move(fd)), routeKey_(std::move(routeKey)) {}
 
   void Start() override;
   void Close(const char* reason, bool reset) override;
@@ -29,14 +30,16 @@ class ListenerSession final : public Session, private Watcher {
  private:
   void OnEvents(uint32_t events) override;
   void Accept();
-  /** Starts a session for a connection whose route was found; the fd is the session's from here on. */
-  void ServeRouted(int fd, const std::shared_ptr<Route>& route, Event routed);
+  /** Starts serving one accepted connection (the fd is the callee's from here on). */
+  void Serve(int fd, const sockaddr_storage& peer, const sockaddr_storage& local);
 
   UniqueFd fd_;
   std::string routeKey_;
-  bool transparent_;
   bool paused_ = false;
   bool ended_ = false;
 };
+
+/** Starts the session that serves `d` on `loop` by its plan's protocol (the sniffer too, once it knows). */
+void Serve(Loop* loop, Downstream d);
 
 }  // namespace mx::engine

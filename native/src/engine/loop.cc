@@ -112,6 +112,12 @@ void Loop::Place(std::unique_ptr<Session> s) {
 
 void Loop::Retire(Session* s, Event closed) {
   if (s->retired_) return;
+  Retire(s);
+  Emit(std::move(closed));
+}
+
+void Loop::Retire(Session* s) {
+  if (s->retired_) return;
   s->retired_ = true;
   auto it = sessions_.find(s->id_);
   if (it != sessions_.end()) {
@@ -120,7 +126,6 @@ void Loop::Retire(Session* s, Event closed) {
     if (s->listener()) listeners_--;
   }
   statSessions_.store(sessions_.size() - listeners_, std::memory_order_relaxed);
-  Emit(std::move(closed));
 }
 
 namespace {
@@ -170,8 +175,25 @@ void Loop::RunSoon() {
   }
 }
 
+void Loop::ScheduleUpkeep(Upkeep* u, int64_t at) {
+  for (auto& e : upkeep_) {
+    if (e.second != u) continue;
+    if (e.first == 0 || at < e.first) e.first = at;
+    return;
+  }
+  upkeep_.emplace_back(at, u);
+}
+
+void Loop::RunUpkeep() {
+  for (auto& e : upkeep_) {
+    if (e.first == 0 || e.first > now_) continue;
+    e.first = e.second->Run(now_);
+  }
+}
+
 void Loop::Bury() {
   graveyard_.clear();
+  deferred_.clear();
   // Timer entries of closed sessions would otherwise stay until their deadline (an hour for idle
   // timeouts), growing with the connection rate: rebuild the heap once they outnumber the live ones.
   if (timers_.size() > 2 * sessions_.size() + 1024) {
@@ -206,6 +228,8 @@ void Loop::Run() {
       int64_t at = INT64_MAX;
       if (!timers_.empty()) at = timers_.top().first;
       if (!outbox_.empty()) at = std::min(at, outboxSince_ + kLazyMs);
+      for (const auto& e : upkeep_)
+        if (e.first != 0) at = std::min(at, e.first);
       if (at != INT64_MAX) {
         int64_t d = at - Clock();
         timeout = d <= 0 ? 0 : static_cast<int>(d > 60000 ? 60000 : d);
@@ -225,6 +249,7 @@ void Loop::Run() {
     }
     RunSoon();
     FireTimers();
+    RunUpkeep();
     Bury();
     Flush(false);
     statPipesPooled_.store(pipes_.pooled(), std::memory_order_relaxed);

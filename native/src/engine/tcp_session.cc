@@ -15,9 +15,10 @@ constexpr size_t kBudget = 1024 * 1024;
 constexpr size_t kSpliceChunk = 1024 * 1024;
 }  // namespace
 
-TcpSession::TcpSession(std::unique_ptr<Transport> client, std::string toUpstream, int64_t idleTimeoutMs, bool allowSplice)
-    : idleMs_(idleTimeoutMs), allowSplice_(allowSplice) {
-  sides_[kClient].t = std::move(client);
+TcpSession::TcpSession(Downstream d, bool allowSplice)
+    : d_(std::move(d)), connector_(*this, *this), idleMs_(d_.plan->tcpIdleMs), allowSplice_(allowSplice) {
+  sides_[kClient].t = std::make_unique<PlainTransport>(std::move(d_.fd));
+  std::string toUpstream = std::move(d_.initial);
   for (int i = 0; i < 2; i++) {
     sides_[i].session = this;
     sides_[i].index = i;
@@ -35,6 +36,15 @@ TcpSession::TcpSession(std::unique_ptr<Transport> client, std::string toUpstream
 void TcpSession::Start() {
   lastActive_ = loop()->NowMs();
   ArmIdle();
+  // Watched from the start, so that a client that resets while the upstream is still being connected ends
+  // the attempt at once (a FIN is only a half-close: the bytes before it still go upstream).
+  if (int err = loop()->Watch(sides_[kClient].t->fd(), &sides_[kClient])) {
+    Finish("error", err);
+    return;
+  }
+  std::vector<uint32_t> order;
+  d_.plan->Order(loop()->NowMs(), &order);
+  connector_.Start(d_.plan, std::move(order), Connector::Alpn::kNone, d_.client);
 }
 
 void TcpSession::ArmIdle() {
@@ -43,25 +53,17 @@ void TcpSession::ArmIdle() {
   loop()->ArmTimer(this, idleArmed_);
 }
 
-void TcpSession::Connect(std::unique_ptr<Transport> upstream, int64_t timeoutMs) {
-  if (ended_ || connecting_ || relaying_) return;  // the new transport's destructor closes its fd
-  sides_[kUpstream].t = std::move(upstream);
-  sides_[kUpstream].readable = sides_[kUpstream].writable = true;
-  if (int err = loop()->Watch(sides_[kUpstream].t->fd(), &sides_[kUpstream])) {
-    ConnectFailed(err, false);
-    return;
-  }
-  connecting_ = true;
-  connectDeadline_ = loop()->NowMs() + timeoutMs;
-  loop()->ArmTimer(this, connectDeadline_);
+void TcpSession::OnUpstream(std::unique_ptr<Transport> t, UpstreamLease lease, uint32_t /*endpoint*/) {
+  sides_[kUpstream].t = std::move(t);
+  lease_ = std::move(lease);
+  StartRelay();
 }
 
-void TcpSession::ConnectFailed(int err, bool timedOut) {
-  connecting_ = false;
-  sides_[kUpstream].t.reset();  // closing the fd also removes it from epoll
-  loop()->Emit(Event("connect-failed", id())
-                   .Str("error", strerrorname_np(err) ? strerrorname_np(err) : "unknown")
-                   .Num("timeout", timedOut ? 1 : 0));
+void TcpSession::OnUpstreamFailed(const std::string& reason) {
+  loop()->Emit(Event("upstream-failed", id()).Str("service", d_.plan->service).Str("client", d_.client).Str("reason", reason));
+  // The client learns it the way a direct connection would: by a reset.
+  sides_[kClient].t->Reset();
+  Finish("upstream-error", 0);
 }
 
 void TcpSession::StartRelay() {
@@ -70,13 +72,10 @@ void TcpSession::StartRelay() {
     Flow& f = flows_[i];
     f.spliceable = allowSplice_ && sides_[f.src].t->spliceFd() >= 0 && sides_[f.dst].t->spliceFd() >= 0;
   }
-  // The upstream is watched since Connect(); the client only from now on.
-  for (int i = 0; i < 2; i++) sides_[i].t->Bind(loop(), id());
-  if (int err = loop()->Watch(sides_[kClient].t->fd(), &sides_[kClient])) {
+  if (int err = loop()->Watch(sides_[kUpstream].t->fd(), &sides_[kUpstream])) {
     Finish("error", err);
     return;
   }
-  if (int64_t d = sides_[kUpstream].t->setupDeadlineMs()) loop()->ArmTimer(this, d);
   PumpAll();
 }
 
@@ -85,23 +84,14 @@ void TcpSession::Side::OnEvents(uint32_t events) { session->OnSideEvents(index, 
 void TcpSession::OnSideEvents(int side, uint32_t events) {
   if (ended_) return;
   Side& s = sides_[side];
-  if (connecting_) {
-    if (side != kUpstream) return;
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (::getsockopt(s.t->fd(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
-    if (err == 0 && (events & (EPOLLERR | EPOLLHUP))) err = ECONNREFUSED;
-    if (err != 0) {
-      ConnectFailed(err, false);
-      return;
+  if (!relaying_) {
+    // Still connecting: only a client that is gone for good matters now (its readiness stays set for later).
+    if (side == kClient && (events & EPOLLERR)) {
+      connector_.Cancel();
+      Finish("client-reset", ECONNRESET);
     }
-    if (!(events & EPOLLOUT)) return;
-    connecting_ = false;
-    loop()->Emit(Event("connected", id()).Lazy());
-    StartRelay();
     return;
   }
-  if (!relaying_) return;
   if (s.t->anyReadinessRetries()) {
     s.readable = s.writable = true;
   } else {
@@ -294,20 +284,10 @@ void TcpSession::Close(const char* reason, bool reset) {
 
 void TcpSession::OnTimer(int64_t nowMs) {
   if (ended_) return;
-  if (connecting_ && nowMs >= connectDeadline_) {
-    ConnectFailed(ETIMEDOUT, true);
-    return;
-  }
-  for (int i = 0; i < 2 && relaying_; i++) {
-    int64_t d = sides_[i].t->setupDeadlineMs();
-    if (d > 0 && nowMs >= d) {
-      sides_[i].t->SetupTimedOut();
-      Fail(i, ETIMEDOUT);
-      return;
-    }
-  }
-  // Connect and setup deadlines share the heap with the idle timer; only the idle chain's own entry re-arms
-  // it, so a session keeps one idle entry however many other deadlines it had.
+  connector_.OnTimer(nowMs);
+  if (ended_) return;
+  // Connect deadlines share the heap with the idle timer; only the idle chain's own entry re-arms it, so a
+  // session keeps one idle entry however many other deadlines it had.
   if (idleMs_ <= 0 || nowMs < idleArmed_) return;
   if (nowMs >= lastActive_ + idleMs_) {
     Close("idle-timeout", false);
@@ -319,6 +299,7 @@ void TcpSession::OnTimer(int64_t nowMs) {
 void TcpSession::Finish(const char* reason, int err) {
   if (ended_) return;
   ended_ = true;
+  connector_.Cancel();
   for (Flow& f : flows_) {
     if (!f.pipe.r.valid()) continue;
     if (f.inPipe == 0) {
@@ -329,19 +310,19 @@ void TcpSession::Finish(const char* reason, int err) {
     }
     f.buf.reset();
   }
-  // Close the sockets before JS hears "closed", so a caller that reacts to the event sees them gone.
-  Event ev("closed", id());
-  ev.Lazy().Num("rx", static_cast<double>(sides_[kUpstream].rx))
-      .Num("tx", static_cast<double>(sides_[kUpstream].tx))
-      .Num("downstreamRx", static_cast<double>(sides_[kClient].rx))
-      .Num("downstreamTx", static_cast<double>(sides_[kClient].tx))
-      .Str("reason", reason);
-  if (err != 0) ev.Str("error", strerrorname_np(err) ? strerrorname_np(err) : "unknown");
-  for (Side& s : sides_)
-    if (s.t) s.t->Describe(ev);
+  uint64_t rx = sides_[kUpstream].rx, tx = sides_[kUpstream].tx;
+  if (sides_[kUpstream].t) {
+    sides_[kUpstream].t->WireCounts(&rx, &tx);
+    // A TLS failure after the handshake is worth a line in the log (the peer rejected us late, or sent junk).
+    Event ev("upstream-closed", id());
+    sides_[kUpstream].t->Describe(ev);
+    if (ev.strs.size() > 0) loop()->Emit(std::move(ev.Str("service", d_.plan->service).Str("reason", reason)));
+  }
+  (void)err;
+  lease_.Close(rx, tx);
   sides_[0].t.reset();
   sides_[1].t.reset();
-  loop()->Retire(this, std::move(ev));
+  loop()->Retire(this);
 }
 
 }  // namespace mx::engine

@@ -13,28 +13,21 @@
 #include <memory>
 #include <string>
 
+#include "connector.h"
+#include "downstream.h"
 #include "engine.h"
 #include "transport.h"
 
 namespace mx::engine {
 
-class TcpSession final : public Session {
+class TcpSession final : public Session, private ConnectorHost {
  public:
   /**
-   * A session holding the client connection (unwatched) until Connect() gives it an upstream: JS chooses the
-   * endpoint, the engine connects. `toUpstream` is what Node had already read from the client, if anything.
+   * A session for a client connection of a TCP service: the client is left unread while the Connector finds
+   * an upstream by the plan (`d.initial`, if any, goes upstream first); then the relay starts. When no
+   * endpoint can be reached the client is reset and JS hears why (`upstream-failed`).
    */
-  TcpSession(std::unique_ptr<Transport> client, std::string toUpstream, int64_t idleTimeoutMs, bool allowSplice);
-
-  /**
-   * Takes an upstream whose non-blocking connect(2) is in progress (or done). On success JS gets a
-   * `connected` event and the relay starts (TLS, when `upstream` is a TLS transport, handshakes first); on
-   * failure or after `timeoutMs` JS gets `connect-failed` {error, timeout} and the session waits for the
-   * next Connect() (failover) or Close(). Loop thread only.
-   */
-  void Connect(std::unique_ptr<Transport> upstream, int64_t timeoutMs);
-  /** A connect that could not even start (socket/connect failed at once): `connect-failed` as for any other. */
-  void ConnectFailedNow(int err) { ConnectFailed(err, false); }
+  explicit TcpSession(Downstream d, bool allowSplice = true);
 
   void Start() override;
   void Close(const char* reason, bool reset) override;
@@ -72,12 +65,13 @@ class TcpSession final : public Session {
     bool done = false;  // dst shut down after everything was written
   };
 
+  void OnUpstream(std::unique_ptr<Transport> t, UpstreamLease lease, uint32_t endpoint) override;
+  void OnUpstreamFailed(const std::string& reason) override;
   void OnSideEvents(int side, uint32_t events);
-  /** Once connected: binds the transports, watches the client too, and pumps. */
+  /** Once connected: watches both sides and pumps. */
   void StartRelay();
   /** Arms the idle timer for lastActive_ + idle (the one idle entry in the heap). */
   void ArmIdle();
-  void ConnectFailed(int err, bool timedOut);
   void PumpAll();
   /** Moves bytes until a side blocks or the budget is spent; false once the session has ended. */
   bool Pump(Flow& f, size_t& budget);
@@ -85,14 +79,15 @@ class TcpSession final : public Session {
   void Fail(int side, int err);
   void Finish(const char* reason, int err);
 
+  Downstream d_;
+  Connector connector_;
+  UpstreamLease lease_;
   Side sides_[2];
   Flow flows_[2];
   int64_t idleMs_;
   int64_t lastActive_ = 0;
-  int64_t connectDeadline_ = 0;
   int64_t idleArmed_ = 0;  // deadline of the idle timer's pending heap entry
   bool allowSplice_;
-  bool connecting_ = false;  // an upstream connect(2) is in flight
   bool relaying_ = false;    // StartRelay has run: both sides are watched
   bool ended_ = false;
 };

@@ -4,6 +4,7 @@
 #include "session.h"
 
 #include "../engine/transport.h"
+#include "../http_common.h"
 
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -37,12 +38,20 @@ ssize_t WriteSome(int fd, const char* p, size_t n, bool* again, int* err) {
   }
 }
 
+/** The upstream connection as the session uses it: HTTP/1.1 as is; an HTTP/2 upstream behind the bridge. */
+std::unique_ptr<engine::Transport> WrapUpstream(const engine::Plan& plan, std::unique_ptr<engine::Transport> t) {
+  if (plan.protocol == engine::Protocol::kHttp) return t;
+  return nullptr;  // WIP: the HTTP/1.1-over-HTTP/2 bridge lands next
+}
+
 }  // namespace
 
-Http1Session::Http1Session(engine::UniqueFd client, std::string initial, std::shared_ptr<Pool> pool, int64_t idle_ms)
-    : cfd_(std::move(client)), pool_(std::move(pool)), idle_ms_(idle_ms > 0 ? idle_ms : kClientIdleMs) {
+Http1Session::Http1Session(engine::Downstream d)
+    : d_(std::move(d)), cfd_(std::move(d_.fd)), connector_(*this, *this), idle_ms_(d_.plan->httpIdleMs > 0 ? d_.plan->httpIdleMs : kClientIdleMs) {
   cw_.s = this;
-  if (!initial.empty()) cin_.Append(initial.data(), initial.size());
+  if (!d_.initial.empty()) cin_.Append(d_.initial.data(), d_.initial.size());
+  std::string().swap(d_.initial);
+  plan_ = d_.plan;
 }
 
 Http1Session::~Http1Session() = default;
@@ -67,21 +76,18 @@ void Http1Session::Close(const char* reason, bool reset) {
   End(reason);
 }
 
-void Http1Session::End(const char* reason, const char* detail) {
+void Http1Session::End(const char* /*reason*/, const char* /*detail*/) {
   if (closed_) return;
   closed_ = true;
+  connector_.Cancel();
   DropUpstream();
   cfd_.Reset();
-  // The relay's closed-event shape: rx/tx are upstream bytes, which HTTP sessions account per pooled
-  // connection instead (the pool's counters), so they are 0 here.
-  engine::Event ev("closed", id());
-  ev.Num("rx", 0).Num("tx", 0).Num("downstreamRx", static_cast<double>(rx_)).Num("downstreamTx", static_cast<double>(tx_)).Str("reason", reason);
-  if (detail != nullptr) ev.Str("error", detail);
-  loop()->Retire(this, std::move(ev));
+  loop()->Retire(this);
 }
 
 void Http1Session::OnTimer(int64_t now) {
-  pool_->Sweep(loop()->index(), now);
+  if (closed_) return;
+  connector_.OnTimer(now);
   if (closed_) return;
   int64_t deadline;
   if (phase_ == Phase::Linger) {
@@ -102,10 +108,7 @@ void Http1Session::OnTimer(int64_t now) {
   loop()->ArmTimer(this, deadline);
 }
 
-void Http1Session::OnSoon() {
-  dead_.clear();
-  Pump();
-}
+void Http1Session::OnSoon() { Pump(); }
 
 void Http1Session::OnClientEvents(uint32_t ev) {
   if (closed_) return;
@@ -208,10 +211,12 @@ bool Http1Session::ReadUpstream() {
   if (cout_.size() >= kMaxPending) return false;
   bool bulk = resp_started_;
   char* p = bulk ? uin_.Reserve(kReadChunk) : loop()->scratch();
-  ssize_t n = ::read(up_->fd(), p, kReadChunk);
+  ssize_t n = up_->t().Read(p, kReadChunk);
   if (bulk && n <= 0) uin_.Commit(0);
   if (n > 0) {
-    if (static_cast<size_t>(n) < kReadChunk && !up_->rdhup) up_->readable = false;
+    // A short read drained a plain socket (edge-triggered epoll reports the next arrival); a layered
+    // transport may still hold bytes, so it is read until it says EAGAIN.
+    if (static_cast<size_t>(n) < kReadChunk && !up_->rdhup && !up_->t().anyReadinessRetries()) up_->readable = false;
     if (bulk) uin_.Commit(static_cast<size_t>(n));
     else uin_.Append(p, static_cast<size_t>(n));
     up_->rx += static_cast<uint64_t>(n);
@@ -223,12 +228,11 @@ bool Http1Session::ReadUpstream() {
     up_->eof = true;
     return true;
   }
-  if (errno == EINTR) return true;
-  if (errno == EAGAIN || errno == EWOULDBLOCK) {
+  if (n == -EAGAIN) {
     up_->readable = false;
     return false;
   }
-  up_->err = errno;
+  up_->err = static_cast<int>(-n);
   up_->eof = true;
   return true;
 }
@@ -258,23 +262,23 @@ bool Http1Session::FlushUpstream() {
   if (!up_ || up_->eof) return false;
   bool progress = false;
   while (!uout_.empty() && up_->writable) {
-    bool again = false;
-    int err = 0;
-    ssize_t w = WriteSome(up_->fd(), uout_.data(), uout_.size(), &again, &err);
+    ssize_t w = up_->t().Write(uout_.data(), uout_.size());
+    if (w == -EAGAIN) {
+      up_->writable = false;
+      break;
+    }
     if (w < 0) {
       // The request cannot be delivered; Process decides between retry, 503 and cutting the client.
-      up_->err = err;
+      up_->err = static_cast<int>(-w);
       up_->eof = true;
       uout_.Clear();
       return true;
     }
-    if (again) {
-      up_->writable = false;
-      break;
-    }
     up_->tx += static_cast<uint64_t>(w);
     uout_.Consume(static_cast<size_t>(w));
     progress = true;
+    // What a layered transport produces in answer (a bridge's local reply) comes without a readiness event.
+    if (up_->t().anyReadinessRetries()) up_->readable = true;
   }
   return progress;
 }
@@ -331,31 +335,72 @@ bool Http1Session::StepHead() {
   resp_started_ = resp_done_ = resp_any_ = false;
   retried_ = false;
   req_body_sent_ = 0;
-  std::unique_ptr<UpstreamConn> c = pool_->Take(loop()->index(), loop()->NowMs(), dead_);
-  if (!dead_.empty()) loop()->Soon(this);
+  const engine::Plan* plan = CurrentPlan();
+  if (plan == nullptr) {
+    LocalReply(503, "upstream unavailable: the service of this connection is no longer configured", false);
+    return true;
+  }
+  engine::ServiceStats& stats = plan->state->stats;
+  if (plan->denied) {
+    stats.Add(engine::ServiceStats::kAccessDenied);
+    loop()->Emit(engine::Event("denied", id()).Lazy().Str("service", plan->service).Str("client", d_.client).Str("method", std::string(req_.method)).Str("path", std::string(req_.target)));
+    LocalReply(plan->deny.status, plan->deny.message, req_done_);
+    return true;
+  }
+  if (!plan->error.empty()) {
+    stats.CountResponse(503);
+    loop()->Emit(engine::Event("upstream-failed", id()).Str("service", plan->service).Str("client", d_.client).Str("reason", plan->error));
+    LocalReply(503, "upstream unavailable: " + plan->error, req_done_);
+    return true;
+  }
+  // The balancer picks an endpoint for every request; an idle connection to it is used when there is one.
+  plan->Order(loop()->NowMs(), &order_);
+  std::unique_ptr<UpstreamConn> c;
+  if (!order_.empty()) {
+    const engine::PlanEndpoint& first = plan->endpoints[order_[0]];
+    if (!first.targets.empty()) c = Pool::Of(loop()).Take(plan->H1PoolKey(first.targets[0]));
+  }
   if (c) Begin(std::move(c), true);
   else AskUpstream();
   return true;
 }
 
-void Http1Session::AskUpstream() {
-  phase_ = Phase::WaitUpstream;
-  loop()->Emit(engine::Event("h1-need-upstream", id()));
+const engine::Plan* Http1Session::CurrentPlan() {
+  engine::PlanTable& table = loop()->engine()->plans();
+  uint64_t gen = table.generation();
+  if (gen != planGen_) {
+    planGen_ = gen;
+    plan_ = table.Find(d_.key);
+  }
+  return plan_.get();
 }
 
-void Http1Session::OnUpstream(std::unique_ptr<UpstreamConn> c) {
-  c->loop = loop()->index();
+void Http1Session::AskUpstream() {
+  phase_ = Phase::WaitUpstream;
+  if (order_.empty()) plan_->Order(loop()->NowMs(), &order_);  // a retry: the balancer picks again
+  connector_.Start(plan_, std::move(order_), plan_->protocol == engine::Protocol::kHttp ? engine::Connector::Alpn::kHttp1 : engine::Connector::Alpn::kH2, d_.client);
+  order_.clear();
+}
+
+void Http1Session::OnUpstream(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, uint32_t endpoint) {
+  const engine::PlanEndpoint& ep = plan_->endpoints[endpoint];
+  std::string key = plan_->H1PoolKey(ep.targets.empty() ? engine::PlanTarget{} : ep.targets[0]);
+  std::unique_ptr<engine::Transport> up = WrapUpstream(*plan_, std::move(t));
+  if (!up) {
+    lease.Close(0, 0);
+    OnUpstreamFailed("HTTP/1.1 clients of HTTP/2 services are not served yet");
+    return;
+  }
+  auto c = std::make_unique<UpstreamConn>(std::move(up), std::move(lease), std::move(key), ep.host, plan_->upstreamIdleMs);
   if (loop()->Watch(c->fd(), c.get()) != 0) {
     c->Kill();
-    dead_.push_back(std::move(c));
-    loop()->Soon(this);
+    loop()->Defer(std::move(c));
     if (!closed_ && phase_ == Phase::WaitUpstream) OnUpstreamFailed("cannot watch the upstream connection");
     return;
   }
   if (closed_ || phase_ != Phase::WaitUpstream) {
-    // The client went away while the connection was being dialled: keep it for the next request.
-    pool_->Release(std::move(c), loop()->NowMs(), dead_);
-    if (!dead_.empty() && !closed_) loop()->Soon(this);
+    // The client went away while the connection was being made: keep it for the next request.
+    Pool::Of(loop()).Release(std::move(c));
     return;
   }
   Begin(std::move(c), false);
@@ -364,7 +409,8 @@ void Http1Session::OnUpstream(std::unique_ptr<UpstreamConn> c) {
 
 void Http1Session::OnUpstreamFailed(const std::string& reason) {
   if (closed_ || phase_ != Phase::WaitUpstream) return;
-  pool_->CountStatus(503);
+  plan_->state->stats.CountResponse(503);
+  loop()->Emit(engine::Event("upstream-failed", id()).Str("service", plan_->service).Str("client", d_.client).Str("reason", reason).Str("method", std::string(req_.method)).Str("path", std::string(req_.target)));
   LocalReply(503, "upstream unavailable: " + reason, req_done_ && req_body_sent_ == 0);
   Pump();
 }
@@ -412,7 +458,7 @@ bool Http1Session::StepExchange() {
     Status st = resp_scan_.Scan(uin_.data(), uin_.size(), err);
     if (st == Status::Partial) break;
     if (st == Status::Failed || (resp_head_.assign(uin_.data(), resp_scan_.end()), !ParseResponse(resp_head_, req_.method, resp_, err))) {
-      pool_->CountStatus(502);
+      plan_->state->stats.CountResponse(502);
       Report(502, "upstream sent an invalid response: " + err.reason);
       LocalReply(502, "upstream sent an invalid response: " + err.reason, false);
       return true;
@@ -426,7 +472,7 @@ bool Http1Session::StepExchange() {
       cout_.Append(hbuf_.data(), hbuf_.size());
       continue;
     }
-    pool_->CountStatus(resp_.status);
+    plan_->state->stats.CountResponse(resp_.status);
     close_after_ = draining_ || !ClientKeepAlive(req_, resp_);
     WriteResponseHead(resp_, req_, close_after_, hbuf_);
     cout_.Append(hbuf_.data(), hbuf_.size());
@@ -481,7 +527,7 @@ void Http1Session::UpstreamGone() {
     // The keep-alive race: the upstream closed the pooled connection as we reused it. The request never
     // reached it, so it goes once more on a fresh connection (Envoy's reset-before-request retry).
     retried_ = true;
-    pool_->CountRetry();
+    plan_->state->stats.Add(engine::ServiceStats::kRqRetry);
     AskUpstream();
     return;
   }
@@ -489,16 +535,14 @@ void Http1Session::UpstreamGone() {
   if (nothing && reused_ && !retried_) reason = "upstream closed the reused connection before responding";
   else if (nothing && retried_) reason = "upstream closed the connection before responding";
   else reason = std::string("upstream connection error: ") + ErrName(err);
-  pool_->CountStatus(503);
+  plan_->state->stats.CountResponse(503);
   LocalReply(503, "upstream unavailable: " + reason, req_done_ && req_body_sent_ == 0);
 }
 
 void Http1Session::Finish() {
   bool reusable = UpstreamReusable(resp_) && req_done_ && !up_->eof && uin_.empty() && uout_.empty();
   if (reusable) {
-    up_->owner = nullptr;
-    pool_->Release(std::move(up_), loop()->NowMs(), dead_);
-    if (!dead_.empty()) loop()->Soon(this);
+    Pool::Of(loop()).Release(std::move(up_));
   } else {
     DropUpstream();
   }
@@ -528,7 +572,7 @@ bool Http1Session::StepTunnel() {
   }
   // Half-closes cross the tunnel once everything before them was delivered.
   if (c_eof_ && !u_shut_ && uout_.empty()) {
-    ::shutdown(up_->fd(), SHUT_WR);
+    if (up_->t().ShutdownWrite() == -EAGAIN) return progress;
     u_shut_ = true;
     progress = true;
   }
@@ -570,7 +614,7 @@ void Http1Session::StartClosing() {
 }
 
 void Http1Session::Report(int status, const std::string& reason) {
-  loop()->Emit(engine::Event("h1-error", id()).Num("status", status).Str("reason", reason).Str("method", std::string(req_.method)));
+  loop()->Emit(engine::Event("h1-error", id()).Str("service", plan_->service).Num("status", status).Str("reason", reason).Str("method", std::string(req_.method)));
 }
 
 void Http1Session::Drain() {
@@ -583,8 +627,8 @@ void Http1Session::DropUpstream() {
   if (!up_) return;
   up_->owner = nullptr;
   up_->Kill();
-  dead_.push_back(std::move(up_));
-  if (!closed_) loop()->Soon(this);
+  // Events of this epoll batch may still name it.
+  loop()->Defer(std::move(up_));
 }
 
 }  // namespace mx::h1

@@ -1,13 +1,19 @@
-// Http1Session: one HTTP/1.x client connection proxied on a relay loop. Requests are handled one at a
-// time in arrival order (pipelined requests wait in the input buffer), each on an upstream connection
-// taken from the service's pool or, when the pool has none, dialled by TypeScript on request
-// (event "h1-need-upstream"). Heads are parsed and rewritten; bodies pass through unchanged.
+// Http1Session: one HTTP/1.x client connection proxied on an engine loop. Requests are handled one at a
+// time in arrival order (pipelined requests wait in the input buffer). Each request is routed by the plan
+// current when its head arrives (a reload applies to the next request on a kept-alive connection): denied
+// services answer 403 locally; otherwise the plan's endpoint order is taken for that request (round-robin per
+// request, as Envoy balances), and the request goes on an idle pooled connection to the first endpoint or on a
+// new connection the Connector makes (failing over through the others). Heads are parsed and rewritten;
+// bodies pass through unchanged. An http2/grpc service's upstream speaks HTTP/2: its connections are wrapped
+// in the HTTP/1.1-over-HTTP/2 bridge, which the session uses like any other upstream connection.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "../engine/connector.h"
+#include "../engine/downstream.h"
 #include "../engine/engine.h"
 #include "buf.h"
 #include "codec.h"
@@ -15,7 +21,7 @@
 
 namespace mx::h1 {
 
-class Http1Session : public engine::Session {
+class Http1Session : public engine::Session, private engine::ConnectorHost {
  public:
   static constexpr int64_t kClientIdleMs = 60'000;
   static constexpr int64_t kLingerMs = 5'000;
@@ -24,8 +30,8 @@ class Http1Session : public engine::Session {
   // Back-pressure: a side is not read while the other side's pending output is above this.
   static constexpr size_t kMaxPending = 256 * 1024;
 
-  /** `idle_ms` closes a client connection idle between requests (or slow to send a head); 0 = default. */
-  Http1Session(engine::UniqueFd client, std::string initial, std::shared_ptr<Pool> pool, int64_t idle_ms);
+  /** The plan's HTTP idle timeout closes a client connection idle between requests (or slow to send a head). */
+  explicit Http1Session(engine::Downstream d);
   ~Http1Session() override;
 
   void Start() override;
@@ -34,12 +40,8 @@ class Http1Session : public engine::Session {
   void OnSoon() override;
   const char* kind() const override { return "http1"; }
 
-  /** JS answered "h1-need-upstream" with a connected fd. */
-  void OnUpstream(std::unique_ptr<UpstreamConn> c);
-  /** JS could not open an upstream connection: the request gets a local 503. */
-  void OnUpstreamFailed(const std::string& reason);
   /** Finish the exchange in flight with `Connection: close`, close at once when idle. */
-  void Drain();
+  void Drain() override;
   void OnUpstreamEvents(UpstreamConn* c, uint32_t events);
 
  private:
@@ -60,6 +62,10 @@ class Http1Session : public engine::Session {
   bool StepExchange();
   bool StepTunnel();
   void AskUpstream();
+  /** The plan for the request whose head just arrived (looked up again only when plans changed). */
+  const engine::Plan* CurrentPlan();
+  void OnUpstream(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, uint32_t endpoint) override;
+  void OnUpstreamFailed(const std::string& reason) override;
   void Begin(std::unique_ptr<UpstreamConn> c, bool reused);
   void UpstreamGone();
   void Finish();
@@ -71,9 +77,13 @@ class Http1Session : public engine::Session {
   /** Tells JS about an upstream failure worth a log line (the client saw a 502 or a cut response). */
   void Report(int status, const std::string& reason);
 
+  engine::Downstream d_;
   engine::UniqueFd cfd_;
   ClientWatcher cw_;
-  std::shared_ptr<Pool> pool_;
+  engine::Connector connector_;
+  std::shared_ptr<const engine::Plan> plan_;  // the plan of the exchange in progress (or the last one)
+  uint64_t planGen_ = 0;
+  std::vector<uint32_t> order_;
   int64_t idle_ms_;
   Buf cin_, cout_, uin_, uout_;
   bool c_readable_ = false, c_rdhup_ = false, c_writable_ = true, c_eof_ = false, c_shut_ = false, u_shut_ = false;
@@ -83,7 +93,6 @@ class Http1Session : public engine::Session {
   uint64_t rx_ = 0, tx_ = 0;
 
   std::unique_ptr<UpstreamConn> up_;
-  std::vector<std::unique_ptr<UpstreamConn>> dead_;
 
   // The exchange in progress.
   HeadScanner req_scan_{Kind::Request}, resp_scan_{Kind::Response};

@@ -148,6 +148,7 @@ struct Relay::Upstream {
   uint32_t id = 0;
   nghttp2_session* sess = nullptr;
   std::string authority;
+  std::string scheme = "http";
   Relay* relay = nullptr;
   size_t active = 0;
   bool settings_seen = false;
@@ -255,6 +256,11 @@ int Relay::OnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud) 
   if (f->hd.type == NGHTTP2_HEADERS && !s->req_done) {
     s->req_done = true;
     s->req_end = end;
+    LocalAnswer answer;
+    if (!r->host_.Admit(&answer)) {
+      r->Answer(s, answer);
+      return 0;
+    }
     s->waiting = true;
     r->waiting_.push_back(s);
     r->Dispatch();
@@ -358,11 +364,12 @@ void Relay::Drain() {
 // ---------------------------------------------------------------------------------------------------
 // Upstream side (client sessions)
 
-uint32_t Relay::AttachUpstream(const std::string& authority) {
+uint32_t Relay::AttachUpstream(const std::string& authority, const std::string& scheme) {
   upstream_requested_ = false;
   auto u = std::make_unique<Upstream>();
   u->id = next_up_id_++;
   u->authority = authority;
+  u->scheme = scheme;
   u->relay = this;
   const SessionSetup& setup = UpstreamSide();
   int rv = setup.cb && setup.opt ? nghttp2_session_client_new2(&u->sess, setup.cb, u.get(), setup.opt) : NGHTTP2_ERR_NOMEM;
@@ -682,7 +689,7 @@ bool Relay::Submit(Stream* s, Upstream* u) {
   bool have_authority = false;
   for (const auto& [k, v] : s->req) {
     if (k == ":scheme") {
-      h.emplace_back(k, "http");  // the upstream hop is cleartext (TLS upstreams stay on the Node path)
+      h.emplace_back(k, u->scheme);  // the upstream hop's own scheme, whatever the client's was
     } else if (k == ":authority") {
       h.emplace_back(k, authority);
       have_authority = true;
@@ -740,21 +747,25 @@ void Relay::UpstreamFailedStream(Stream* s, uint32_t code, const std::string& wh
 }
 
 void Relay::LocalReply(Stream* s, const std::string& reason) {
+  LocalAnswer a;
+  a.message = reason;
+  Answer(s, a);
+}
+
+void Relay::Answer(Stream* s, const LocalAnswer& a) {
   if (s->down_closed || s->resp_submitted) return;
   ReleaseRequestBody(s);
   s->resp.clear();
   s->resp_trailers.clear();
   s->resp_body.Clear();
+  host_.CountResponse(a.status);
+  s->resp_end = true;
   if (opts_.grpc) {
-    s->resp = {{":status", "200"}, {"content-type", "application/grpc"}, {"grpc-status", "14"}, {"grpc-message", GrpcMessage(reason)}};
-    s->resp_end = true;
-    host_.CountResponse(503);
+    s->resp = {{":status", "200"}, {"content-type", "application/grpc"}, {"grpc-status", std::to_string(a.grpcStatus)}, {"grpc-message", GrpcMessage(a.message)}};
     SubmitResponse(s, true);
   } else {
-    s->resp = {{":status", "503"}, {"content-type", "text/plain; charset=utf-8"}};
-    s->resp_body.Append(reason + "\n");
-    s->resp_end = true;
-    host_.CountResponse(503);
+    s->resp = {{":status", std::to_string(a.status)}, {"content-type", "text/plain; charset=utf-8"}};
+    s->resp_body.Append(a.message + "\n");
     SubmitResponse(s, false);
   }
 }

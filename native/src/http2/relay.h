@@ -23,10 +23,22 @@ namespace mx::h2 {
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
 
+/** A response the relay makes up itself: HTTP `status` with `message` as a text body, or for gRPC status 200 with `grpcStatus`. */
+struct LocalAnswer {
+  int status = 503;
+  int grpcStatus = 14;  // UNAVAILABLE
+  std::string message;
+};
+
 /** What the relay needs from whoever drives it. Called synchronously from the Recv, Send and Attach calls. */
 class RelayHost {
  public:
   virtual ~RelayHost() = default;
+  /**
+   * A request's header block is complete: true forwards it upstream; false answers it with `*answer` (a denied
+   * service, a service that cannot be served) and forwards nothing.
+   */
+  virtual bool Admit(LocalAnswer* answer) = 0;
   /** The relay has streams waiting and no upstream connection with room: open one (attachUpstream/upstreamUnavailable). */
   virtual void NeedUpstream() = 0;
   /** One response went to the client: the upstream's status, or the status of a local reply. */
@@ -64,8 +76,11 @@ class Relay {
   /** Graceful shutdown: GOAWAY to the client; streams in flight finish. */
   void Drain();
 
-  /** A new upstream connection is ready; `authority` (may be empty) replaces the client's :authority. Returns its id. */
-  uint32_t AttachUpstream(const std::string& authority);
+  /**
+   * A new upstream connection is ready; `authority` (may be empty) replaces the client's :authority, `scheme` is
+   * the upstream hop's :scheme ("http" or "https"). Returns its id.
+   */
+  uint32_t AttachUpstream(const std::string& authority, const std::string& scheme);
   /** No upstream connection could be opened: every waiting stream gets a local 503 / UNAVAILABLE. */
   void UpstreamUnavailable(const std::string& reason);
   bool RecvUpstream(uint32_t id, const uint8_t* data, size_t len);
@@ -135,7 +150,9 @@ class Relay {
   /** Unlinks the stream from its upstream connection, cancelling the upstream stream if it is open. */
   void Detach(Stream* s);
   void UpstreamFailedStream(Stream* s, uint32_t code, const std::string& why);
+  /** An upstream failure's local reply: 503, or grpc-status 14 (UNAVAILABLE). */
   void LocalReply(Stream* s, const std::string& reason);
+  void Answer(Stream* s, const LocalAnswer& a);
   void SubmitResponse(Stream* s, bool end);
   void ResumeClientData(Stream* s);
   void ResumeUpstreamData(Stream* s);

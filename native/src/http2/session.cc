@@ -12,6 +12,10 @@
 namespace mx::h2 {
 
 namespace {
+/** An http service's upstream speaks HTTP/1.1: the relay reaches it through the HTTP/2-over-HTTP/1.1 bridge. */
+std::unique_ptr<engine::Transport> WrapHttp1Upstream(std::unique_ptr<engine::Transport> /*t*/) {
+  return nullptr;  // WIP: the bridge lands next
+}
 // Bytes read per wake-up (all sides together) before yielding to other sessions on the loop.
 constexpr size_t kBudget = 1024 * 1024;
 // Output pulled from nghttp2 per flush (a few frames' worth). More is pulled only once the socket took all
@@ -30,19 +34,31 @@ void Http2Session::Idle::OnEvents(uint32_t events) {
 void Http2Session::Idle::Report() {
   if (!side || !side->t) return;
   up.reset();
-  side->t.reset();  // closing the fd also removes it from epoll
-  if (engine) {
-    engine->Emit(UpstreamClosed(sessionId, side->token, side->rx, side->tx));
-  }
+  side->CloseUpstream();
   side.reset();
 }
 
-Http2Session::Http2Session(std::unique_ptr<engine::Transport> client, std::string initial, const RelayOptions& opts,
-                           std::shared_ptr<H2Counters> counters, uint32_t poolKey)
-    : initial_(std::move(initial)), counters_(std::move(counters)), relay_(*this, opts), poolKey_(poolKey) {
+void Http2Session::Side::CloseUpstream() {
+  if (!t) return;
+  uint64_t wrx = rx, wtx = tx;
+  t->WireCounts(&wrx, &wtx);
+  lease.Close(wrx, wtx);
+  t.reset();  // closing the fd also removes it from epoll
+}
+
+namespace {
+RelayOptions OptionsFor(const engine::Plan& plan) {
+  RelayOptions o;
+  o.grpc = plan.grpc();
+  return o;
+}
+}  // namespace
+
+Http2Session::Http2Session(engine::Downstream d)
+    : d_(std::move(d)), plan_(d_.plan), connector_(*this, *this), relay_(*this, OptionsFor(*d_.plan)) {
   client_.session = this;
   client_.client = true;
-  client_.t = std::move(client);
+  client_.t = std::make_unique<engine::PlainTransport>(std::move(d_.fd));
 }
 
 Http2Session::~Http2Session() = default;
@@ -56,10 +72,10 @@ void Http2Session::Start() {
     Finish("error", err);
     return;
   }
-  if (!initial_.empty()) {
-    client_.rx += initial_.size();
-    if (!relay_.RecvClient(reinterpret_cast<const uint8_t*>(initial_.data()), initial_.size())) clientFatal_ = true;
-    std::string().swap(initial_);
+  if (!d_.initial.empty()) {
+    client_.rx += d_.initial.size();
+    if (!relay_.RecvClient(reinterpret_cast<const uint8_t*>(d_.initial.data()), d_.initial.size())) clientFatal_ = true;
+    std::string().swap(d_.initial);
   }
   Pump();
 }
@@ -161,6 +177,9 @@ void Http2Session::Pump() {
     size_t n = ReadSide(client_);
     for (size_t i = 0; i < ups_.size() && !ended_; i++) n += ReadSide(*ups_[i]);
     if (ended_) return;
+    // A layered upstream transport may have produced bytes as a result of what was just written to it.
+    for (auto& u : ups_)
+      if (u->t && u->t->anyReadinessRetries() && u->tx > 0) u->readable = true;
     budget = n >= budget ? 0 : budget - n;
     progress |= n > 0;
     // Upstream connections nghttp2 has finished with (GOAWAY and no streams left) close once flushed.
@@ -176,9 +195,16 @@ void Http2Session::Pump() {
     if (wantUpstream_) {
       wantUpstream_ = false;
       // The relay may have been served meanwhile (a parked connection adopted by an earlier round).
-      if (relay_.UpstreamRequested()) {
-        if (AdoptIdle()) progress = true;
-        else if (relay_.UpstreamRequested()) loop()->Emit(engine::Event("need-upstream", id()));
+      if (relay_.UpstreamRequested() && !connector_.busy()) {
+        if (AdoptIdle()) {
+          progress = true;
+        } else if (relay_.UpstreamRequested()) {
+          std::vector<uint32_t> order;
+          plan_->Order(loop()->NowMs(), &order);
+          connector_.Start(plan_, std::move(order), plan_->protocol == engine::Protocol::kHttp ? engine::Connector::Alpn::kHttp1 : engine::Connector::Alpn::kH2, d_.client);
+          if (ended_) return;
+          progress = true;
+        }
       }
     }
     if (!relay_.ClientAlive() && client_.pending() == 0) {
@@ -194,16 +220,29 @@ Http2Session::IdleCache& Http2Session::Cache() {
   return cache;
 }
 
+void Http2Session::RetainIdle(const std::unordered_set<std::string>& live) {
+  IdleCache& cache = Cache();
+  for (auto it = cache.byKey.begin(); it != cache.byKey.end();) {
+    if (live.count(it->first) != 0) {
+      ++it;
+      continue;
+    }
+    // Runs as a posted command, outside any epoll batch: nothing can still name these.
+    for (auto& idle : it->second) idle->Report();
+    it = cache.byKey.erase(it);
+  }
+}
+
 void Http2Session::GraveyardAdd(std::unique_ptr<Idle> idle) {
   Cache().graveyard.emplace_back(loop()->Stats().wakeups, std::move(idle));
 }
 
-std::vector<std::unique_ptr<Http2Session::Idle>>& Http2Session::IdleList() {
+std::vector<std::unique_ptr<Http2Session::Idle>>& Http2Session::IdleList(const std::string& key) {
   IdleCache& cache = Cache();
   uint64_t batch = loop()->Stats().wakeups;
   auto& g = cache.graveyard;
   g.erase(std::remove_if(g.begin(), g.end(), [batch](const auto& e) { return e.first < batch; }), g.end());
-  auto& list = cache.byKey[poolKey_];
+  auto& list = cache.byKey[key];
   int64_t now = loop()->NowMs();
   for (size_t i = 0; i < list.size();) {
     if (list[i]->side && now - list[i]->since < kIdleKeepMs) {
@@ -218,7 +257,7 @@ std::vector<std::unique_ptr<Http2Session::Idle>>& Http2Session::IdleList() {
 }
 
 bool Http2Session::AdoptIdle() {
-  auto& list = IdleList();
+  auto& list = IdleList(plan_->poolKey);
   while (!list.empty()) {
     std::unique_ptr<Idle> idle = std::move(list.back());
     list.pop_back();
@@ -250,7 +289,7 @@ bool Http2Session::AdoptIdle() {
 }
 
 void Http2Session::Park(std::unique_ptr<Side> side, Relay::UpstreamHandle up) {
-  auto& list = IdleList();
+  auto& list = IdleList(side->poolKey);
   if (list.size() >= kIdlePerService) {
     list.front()->Report();  // the oldest goes
     GraveyardAdd(std::move(list.front()));
@@ -263,8 +302,6 @@ void Http2Session::Park(std::unique_ptr<Side> side, Relay::UpstreamHandle up) {
   idle->side = std::move(side);
   idle->up = std::move(up);
   idle->since = loop()->NowMs();
-  idle->engine = loop()->engine();
-  idle->sessionId = id();
   if (loop()->Watch(fd, idle.get()) != 0) {
     idle->Report();
     GraveyardAdd(std::move(idle));
@@ -277,10 +314,7 @@ void Http2Session::KillUpstream(Side& s, const std::string& why) {
   if (s.dead) return;
   s.dead = true;
   relay_.UpstreamLost(s.rid, why);
-  closedUpRx_ += s.rx;
-  closedUpTx_ += s.tx;
-  loop()->Emit(UpstreamClosed(id(), s.token, s.rx, s.tx));
-  s.t.reset();  // closing the fd also removes it from epoll
+  s.CloseUpstream();
   for (size_t i = 0; i < ups_.size(); i++) {
     if (ups_[i].get() == &s) {
       dead_.push_back(std::move(ups_[i]));
@@ -291,35 +325,74 @@ void Http2Session::KillUpstream(Side& s, const std::string& why) {
   loop()->Soon(this);
 }
 
-void Http2Session::Attach(std::unique_ptr<engine::Transport> t, uint32_t token, const std::string& authority, const std::string& initial) {
-  if (ended_) {
-    t.reset();
-    loop()->Emit(UpstreamClosed(id(), token, 0, 0));
-    return;
+const engine::Plan* Http2Session::CurrentPlan() {
+  engine::PlanTable& table = loop()->engine()->plans();
+  uint64_t gen = table.generation();
+  if (gen != planGen_) {
+    planGen_ = gen;
+    if (auto p = table.Find(d_.key)) plan_ = std::move(p);
+    else return nullptr;
   }
+  return plan_.get();
+}
+
+bool Http2Session::Admit(LocalAnswer* answer) {
+  const engine::Plan* plan = CurrentPlan();
+  if (plan == nullptr) {
+    answer->message = "upstream unavailable: the service of this connection is no longer configured";
+    return false;
+  }
+  if (plan->denied) {
+    plan->state->stats.Add(engine::ServiceStats::kAccessDenied);
+    loop()->Emit(engine::Event("denied", id()).Lazy().Str("service", plan->service).Str("client", d_.client));
+    answer->status = plan->deny.status;
+    answer->grpcStatus = plan->deny.grpcStatus;
+    answer->message = plan->deny.message;
+    return false;
+  }
+  if (!plan->error.empty()) {
+    loop()->Emit(engine::Event("upstream-failed", id()).Str("service", plan->service).Str("client", d_.client).Str("reason", plan->error));
+    answer->message = "upstream unavailable: " + plan->error;
+    return false;
+  }
+  return true;
+}
+
+void Http2Session::OnUpstream(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, uint32_t endpoint) {
+  const engine::PlanEndpoint& ep = plan_->endpoints[endpoint];
+  if (plan_->protocol == engine::Protocol::kHttp) {
+    t = WrapHttp1Upstream(std::move(t));
+    if (!t) {
+      lease.Close(0, 0);
+      OnUpstreamFailed("HTTP/2 clients of HTTP/1.1 services are not served yet");
+      return;
+    }
+  }
+  Attach(std::move(t), std::move(lease), ep.host, plan_->tls ? "https" : "http");
+}
+
+void Http2Session::OnUpstreamFailed(const std::string& reason) {
+  if (ended_) return;
+  loop()->Emit(engine::Event("upstream-failed", id()).Str("service", plan_->service).Str("client", d_.client).Str("reason", reason));
+  relay_.UpstreamUnavailable(reason);
+  Pump();
+}
+
+void Http2Session::Attach(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, const std::string& authority, const std::string& scheme) {
   auto side = std::make_unique<Side>();
   side->session = this;
-  side->token = token;
+  side->poolKey = plan_->poolKey;
   side->t = std::move(t);
+  side->lease = std::move(lease);
   Side& s = *side;
   ups_.push_back(std::move(side));
   if (int err = loop()->Watch(s.t->fd(), &s)) {
-    s.rid = relay_.AttachUpstream(authority);  // registered so KillUpstream can fail its streams cleanly
+    s.rid = relay_.AttachUpstream(authority, scheme);  // registered so KillUpstream can fail its streams cleanly
     KillUpstream(s, std::string("cannot watch the upstream socket: ") + strerror(err));
     Pump();
     return;
   }
-  s.rid = relay_.AttachUpstream(authority);
-  if (!initial.empty()) {
-    s.rx += initial.size();
-    if (!relay_.RecvUpstream(s.rid, reinterpret_cast<const uint8_t*>(initial.data()), initial.size())) KillUpstream(s, "upstream HTTP/2 protocol error");
-  }
-  Pump();
-}
-
-void Http2Session::Unavailable(const std::string& reason) {
-  if (ended_) return;
-  relay_.UpstreamUnavailable(reason);
+  s.rid = relay_.AttachUpstream(authority, scheme);
   Pump();
 }
 
@@ -362,24 +435,15 @@ void Http2Session::Finish(const char* reason, int err) {
     }
   }
   ended_ = true;
-  uint64_t upRx = closedUpRx_, upTx = closedUpTx_;
+  connector_.Cancel();
   for (auto& u : ups_) {
-    upRx += u->rx;
-    upTx += u->tx;
     u->dead = true;
-    loop()->Emit(UpstreamClosed(id(), u->token, u->rx, u->tx));
-    u->t.reset();
+    u->CloseUpstream();
   }
-  engine::Event ev("closed", id());
-  ev.Num("rx", static_cast<double>(upRx))
-      .Num("tx", static_cast<double>(upTx))
-      .Num("downstreamRx", static_cast<double>(client_.rx))
-      .Num("downstreamTx", static_cast<double>(client_.tx))
-      .Str("reason", reason);
-  if (err != 0) ev.Str("error", strerrorname_np(err) ? strerrorname_np(err) : "unknown");
+  (void)err;
   client_.dead = true;
   client_.t.reset();
-  loop()->Retire(this, std::move(ev));
+  loop()->Retire(this);
 }
 
 void Http2Session::NeedUpstream() {
@@ -389,12 +453,12 @@ void Http2Session::NeedUpstream() {
   loop()->Soon(this);
 }
 
-void Http2Session::CountResponse(int status) {
-  int cls = status / 100;
-  if (cls < 1 || cls > 5) cls = 0;
-  counters_->byClass[cls].fetch_add(1, std::memory_order_relaxed);
-}
+void Http2Session::CountResponse(int status) { plan_->state->stats.CountResponse(status); }
 
-void Http2Session::CountRetry() { counters_->retries.fetch_add(1, std::memory_order_relaxed); }
+void Http2Session::CountRetry() { plan_->state->stats.Add(engine::ServiceStats::kRqRetry); }
+
+void Http2Session::OnTimer(int64_t nowMs) {
+  if (!ended_) connector_.OnTimer(nowMs);
+}
 
 }  // namespace mx::h2

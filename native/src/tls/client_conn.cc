@@ -155,7 +155,7 @@ Io ClientConn::Verify() {
     return PolicyFail("handshake", std::string(kHandshakeText) + ": no peer certificate to verify" + (resumed_ ? " on a resumed session" : ""));
   if (k.verify_chain) {
     long vr = SSL_get_verify_result(ssl_);
-    if (vr != X509_V_OK) return Fail({"chain", VerifyCodeName(vr), "", ""});
+    if (vr != X509_V_OK) return Fail({"chain", VerifyCodeName(vr), X509_verify_cert_error_string(vr), ""});
   }
   if (resumed_ && k.verify_chain && cert) {
     // Time has moved on since the session was verified.

@@ -27,6 +27,9 @@ struct ClientConfig {
   bool has_servername = false;
   std::string servername;
   std::vector<SanMatcher> sans;
+  /** Session cache bounds: TLS 1.3 tickets kept per endpoint key, endpoint keys per context (the plan's). */
+  size_t tickets_per_key = 1;
+  size_t keys_per_cache = 1;
 };
 
 class ClientContext {
@@ -42,7 +45,7 @@ class ClientContext {
   SessionCache& sessions() { return sessions_; }
 
  private:
-  explicit ClientContext(ClientConfig cfg) : cfg_(std::move(cfg)) {}
+  explicit ClientContext(ClientConfig cfg) : cfg_(std::move(cfg)), sessions_(cfg_.tickets_per_key, cfg_.keys_per_cache) {}
   ClientConfig cfg_;
   SSL_CTX* ctx_ = nullptr;
   SessionCache sessions_;

@@ -1,7 +1,7 @@
-// Client-side TLS session cache with the policy of src/proxy/tls-sessions.ts: one cache per client context
-// (a TLS settings change builds a new context and so starts empty), entries keyed by endpoint address:port
-// and SNI, TLS 1.3 tickets handed out once (RFC 8446 C.4), TLS 1.2 sessions reusable until replaced, the
-// oldest endpoint evicted first. Sessions are kept as live SSL_SESSION objects, so offering one costs no
+// Client-side TLS session cache: one cache per client context (a TLS settings change builds a new context and
+// so starts empty), entries keyed by endpoint address:port and SNI (the plan's per-target session key), TLS 1.3
+// tickets handed out once (RFC 8446 C.4), TLS 1.2 sessions reusable until replaced, the oldest endpoint evicted
+// first; its bounds come with the plan's TLS settings. Sessions are kept as live SSL_SESSION objects, so offering one costs no
 // deserialisation, and each carries the peer certificate it was verified with.
 #pragma once
 #include <openssl/ssl.h>
@@ -15,14 +15,9 @@
 
 namespace mx::tls {
 
-/** Tickets kept per endpoint (TICKETS_PER_KEY in tls-sessions.ts). */
-constexpr size_t kTicketsPerKey = 32;
-/** Endpoints remembered per context (KEYS_PER_CACHE in tls-sessions.ts). */
-constexpr size_t kKeysPerCache = 64;
-
 class SessionCache {
  public:
-  explicit SessionCache(size_t per_key = kTicketsPerKey, size_t max_keys = kKeysPerCache)
+  SessionCache(size_t per_key, size_t max_keys)
       : per_key_(per_key), max_keys_(max_keys) {}
   ~SessionCache();
   SessionCache(const SessionCache&) = delete;

@@ -2,17 +2,13 @@
 
 #include <sys/socket.h>
 
-#include "../errors.h"
-#include "tls_napi.h"
 
 namespace mx::tls {
 
 TlsTransport::TlsTransport(engine::UniqueFd fd, std::shared_ptr<ClientContext> ctx, ConnParams params, int64_t handshakeTimeoutMs)
     : fd_(std::move(fd)), ctx_(std::move(ctx)), params_(std::move(params)), timeoutMs_(handshakeTimeoutMs) {}
 
-void TlsTransport::Bind(engine::Loop* loop, uint64_t sessionId) {
-  loop_ = loop;
-  id_ = sessionId;
+void TlsTransport::Bind(engine::Loop* loop, uint64_t /*sessionId*/) {
   deadline_ = timeoutMs_ > 0 ? loop->NowMs() + timeoutMs_ : 0;
   conn_ = std::make_unique<ClientConn>(std::move(ctx_), fd_.get(), std::move(params_));
 }
@@ -37,14 +33,6 @@ int TlsTransport::Progress() {
   Io io = conn_->Handshake();
   if (io == Io::kWantRead || io == Io::kWantWrite) return -EAGAIN;
   if (io == Io::kError) return static_cast<int>(Failed());
-  if (loop_) {
-    engine::Event ev("tls", id_);
-    ev.Lazy();
-    ev.Num("resumed", conn_->resumed() ? 1 : 0);
-    std::string alpn = conn_->alpn();
-    if (!alpn.empty()) ev.Str("alpn", std::move(alpn));
-    loop_->Emit(std::move(ev));
-  }
   return 0;
 }
 
@@ -118,19 +106,6 @@ void TlsTransport::Describe(engine::Event& closed) const {
   closed.Str("tlsStage", f.stage).Str("tlsCode", f.code).Str("tlsMessage", f.message);
   if (!f.reason.empty()) closed.Str("tlsReason", f.reason);
   closed.Num("tlsAfterHandshake", conn_->handshake_done() ? 1 : 0);
-}
-
-std::unique_ptr<engine::Transport> MakeTlsTransport(const Napi::Object& opts, engine::UniqueFd fd) {
-  Napi::Env env = opts.Env();
-  std::shared_ptr<ClientContext> ctx = ContextFromValue(opts.Get("context"));
-  auto str = [&](const char* k) {
-    Napi::Value v = opts.Get(k);
-    return v.IsString() ? v.As<Napi::String>().Utf8Value() : std::string();
-  };
-  ConnParams p{str("sessionKey"), str("dialledIp"), AlpnWire(env, opts.Get("alpn"))};
-  Napi::Value t = opts.Get("handshakeTimeoutMs");
-  int64_t timeout = t.IsNumber() ? t.As<Napi::Number>().Int64Value() : 5000;
-  return std::make_unique<TlsTransport>(std::move(fd), std::move(ctx), std::move(p), timeout);
 }
 
 }  // namespace mx::tls

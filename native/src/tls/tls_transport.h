@@ -1,7 +1,7 @@
-// The engine's TLS upstream transport: a ClientConn over the dialled socket. The handshake runs inside
-// the first Read/Write/ShutdownWrite calls (so the session needs no TLS knowledge); application bytes reach
-// the upstream only after the handshake has passed verification. The outcome goes to JS as a `tls` event
-// {resumed, protocol, alpn} on success, or as tls* fields of the session's closed event on failure.
+// The engine's TLS upstream transport: a ClientConn over the dialled socket. The Connector drives the
+// handshake to its end (Handshake()) before a session gets the transport, so application bytes reach the
+// upstream only after the handshake has passed verification; Read/Write/ShutdownWrite would complete it too.
+// A failure after the handshake is described in the tls* fields of Describe().
 #pragma once
 #include <memory>
 
@@ -50,13 +50,9 @@ class TlsTransport final : public engine::Transport {
   ConnParams params_;
   int64_t timeoutMs_;
   int64_t deadline_ = 0;
-  engine::Loop* loop_ = nullptr;
-  uint64_t id_ = 0;
   bool failed_ = false;
   bool shutSent_ = false;
 };
 
-/** Builds the transport for engineTcpConnect's `upstreamTls` argument {context, sessionKey?, dialledIp?, alpn?, handshakeTimeoutMs}. */
-std::unique_ptr<engine::Transport> MakeTlsTransport(const Napi::Object& opts, engine::UniqueFd fd);
 
 }  // namespace mx::tls

@@ -35,8 +35,7 @@ export function register(program: Command): void {
     .option('--drain-time <duration>', `how long SIGTERM waits for connections to finish (default 30s) ${env('drainTime')}`)
     .option('--connect-timeout <duration>', `upstream connect timeout (default 5s) ${env('connectTimeout')}`)
     .option('--skip-default-generators <bool>', `do not create Kuma's default hostname generators ${env('skipDefaultGenerators')}`)
-    .option('--data-path <path>', `native|node: move TCP (plain or TLS), HTTP/1.x and HTTP/2 traffic in the native relay engine or in Node (default ${d.dataPath}; node when the addon cannot load) ${env('dataPath')}`)
-    .option('--data-threads <n>', `I/O threads of the native relay engine (default ${d.dataThreads}) ${env('dataThreads')}`)
+    .option('--data-threads <n>', `I/O threads of the engine (the data plane) (default ${d.dataThreads}) ${env('dataThreads')}`)
     .action(async (flags: Record<string, string | string[] | undefined>) => {
       const flagOptions: RawOptions = {};
       for (const [k, v] of Object.entries(flags)) if (v !== undefined) (flagOptions as Record<string, unknown>)[k] = v;

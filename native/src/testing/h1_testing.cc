@@ -1,12 +1,12 @@
-// The codec as plain functions for the unit tests (test/unit/http1-codec.test.ts): the same code the
+// Test-only exports (test addon only): the HTTP/1.1 codec as plain functions for the unit tests (test/unit/http1-codec.test.ts): the same code the
 // session runs, driven with byte sequences split however a test likes.
 #include <string>
 
-#include "../api.h"
 #include "../errors.h"
-#include "codec.h"
+#include "../http1/codec.h"
+#include "testing.h"
 
-namespace mx {
+namespace mx::testing {
 namespace {
 
 const char* FramingName(h1::Framing f) {
@@ -157,4 +157,4 @@ Napi::Value H1LocalResponse(const Napi::CallbackInfo& info) {
                                                          ArgString(info, 1, "body"), info[2].ToBoolean().Value()));
 }
 
-}  // namespace mx
+}  // namespace mx::testing

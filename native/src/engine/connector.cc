@@ -1,0 +1,254 @@
+// Connector: see connector.h.
+#include "connector.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include "../tls/tls_transport.h"
+
+namespace mx::engine {
+
+namespace {
+
+const char* ErrName(int err) {
+  const char* n = strerrorname_np(err);
+  return n ? n : "EIO";
+}
+
+std::string Where(const PlanTarget& t) { return t.port ? (t.address.find(':') != std::string::npos ? "[" + t.address + "]:" : t.address + ":") + std::to_string(t.port) : t.address; }
+
+const std::string kAlpnHttp1("\x08http/1.1", 9);
+const std::string kAlpnH2("\x02h2", 3);
+
+}  // namespace
+
+UpstreamLease::UpstreamLease(std::shared_ptr<ServiceState> s, std::shared_ptr<EndpointState> e) : service_(std::move(s)), endpoint_(std::move(e)) {
+  service_->stats.Add(ServiceStats::kUpstreamCxActive);
+  endpoint_->active.fetch_add(1, std::memory_order_relaxed);
+}
+
+UpstreamLease& UpstreamLease::operator=(UpstreamLease&& o) noexcept {
+  if (this != &o) {
+    Close(0, 0);
+    service_ = std::move(o.service_);
+    endpoint_ = std::move(o.endpoint_);
+  }
+  return *this;
+}
+
+void UpstreamLease::Close(uint64_t rx, uint64_t tx) {
+  if (!service_) return;
+  ServiceStats& st = service_->stats;
+  st.Add(ServiceStats::kUpstreamCxActive, -1);
+  st.Add(ServiceStats::kUpstreamRxBytes, static_cast<int64_t>(rx));
+  st.Add(ServiceStats::kUpstreamTxBytes, static_cast<int64_t>(tx));
+  endpoint_->active.fetch_sub(1, std::memory_order_relaxed);
+  service_.reset();
+  endpoint_.reset();
+}
+
+/** One connect (and handshake) to one address; a watcher of its socket for as long as it runs. */
+struct Connector::Attempt final : Watcher {
+  Connector* c = nullptr;
+  uint32_t endpoint = 0;
+  const PlanTarget* target = nullptr;
+  std::unique_ptr<Transport> t;
+  tls::TlsTransport* tls = nullptr;  // t, when it is TLS
+  bool handshaking = false;
+  bool dead = false;
+  int64_t deadline = 0;
+  void OnEvents(uint32_t events) override {
+    if (!dead) c->OnAttemptEvents(*this, events);
+  }
+};
+
+Connector::Connector(Session& owner, ConnectorHost& host) : owner_(owner), host_(host) {}
+
+Connector::~Connector() { Cancel(); }
+
+void Connector::Cancel() {
+  if (attempt_) Drop();
+  plan_.reset();
+}
+
+void Connector::Drop() {
+  Attempt& a = *attempt_;
+  a.dead = true;
+  a.t.reset();  // closing the socket also removes it from epoll
+  // Events of this epoll batch may still name it: it is freed once the batch is over.
+  owner_.loop()->Defer(std::move(attempt_));
+}
+
+void Connector::Start(std::shared_ptr<const Plan> plan, std::vector<uint32_t> order, Alpn alpn, std::string client) {
+  if (attempt_) Drop();
+  plan_ = std::move(plan);
+  order_ = std::move(order);
+  alpn_ = alpn;
+  client_ = std::move(client);
+  pos_ = 0;
+  target_ = 0;
+  lastError_.clear();
+  if (!plan_->error.empty()) {
+    std::shared_ptr<const Plan> p = std::move(plan_);
+    host_.OnUpstreamFailed(p->error);
+    return;
+  }
+  if (order_.empty()) lastError_ = "service has no endpoints";
+  Next();
+}
+
+void Connector::Next() {
+  while (pos_ < order_.size()) {
+    const PlanEndpoint& ep = plan_->endpoints[order_[pos_]];
+    if (target_ >= ep.targets.size()) {
+      if (ep.targets.empty() && !ep.unavailable.empty()) lastError_ = ep.unavailable;
+      pos_++;
+      target_ = 0;
+      continue;
+    }
+    const PlanTarget& t = ep.targets[target_++];
+    ServiceStats& st = plan_->state->stats;
+    st.Add(ServiceStats::kUpstreamCxTotal);
+    ep.state->total.fetch_add(1, std::memory_order_relaxed);
+    auto a = std::make_unique<Attempt>();
+    a->c = this;
+    a->endpoint = order_[pos_];
+    a->target = &t;
+    int err = 0;
+    UniqueFd fd = StartConnect(t.address, t.port, &err);
+    attempt_ = std::move(a);
+    if (!fd.valid()) {
+      ConnectFailed(err, false);
+      continue;
+    }
+    Attempt& cur = *attempt_;
+    if (plan_->tls) {
+      tls::ConnParams p = t.tls;
+      p.alpn_wire = alpn_ == Alpn::kH2 ? kAlpnH2 : alpn_ == Alpn::kHttp1 ? kAlpnHttp1 : std::string();
+      auto tt = std::make_unique<tls::TlsTransport>(std::move(fd), plan_->tls, std::move(p), plan_->connectTimeoutMs);
+      cur.tls = tt.get();
+      cur.t = std::move(tt);
+    } else {
+      cur.t = std::make_unique<PlainTransport>(std::move(fd));
+    }
+    if (int werr = owner_.loop()->Watch(cur.t->fd(), &cur)) {
+      ConnectFailed(werr, false);
+      continue;
+    }
+    cur.deadline = owner_.loop()->NowMs() + plan_->connectTimeoutMs;
+    owner_.loop()->ArmTimer(&owner_, cur.deadline);
+    return;
+  }
+  std::shared_ptr<const Plan> p = std::move(plan_);
+  host_.OnUpstreamFailed(lastError_.empty() ? "no endpoint reachable" : lastError_);
+}
+
+void Connector::OnAttemptEvents(Attempt& a, uint32_t events) {
+  if (&a != attempt_.get()) return;
+  if (!a.handshaking) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (::getsockopt(a.t->fd(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+    if (err == 0 && (events & (EPOLLERR | EPOLLHUP))) err = ECONNREFUSED;
+    if (err != 0) {
+      ConnectFailed(err, false);
+      Next();
+      return;
+    }
+    if (!(events & EPOLLOUT)) return;
+    if (!a.tls) {
+      Succeeded();
+      return;
+    }
+    a.handshaking = true;
+    a.t->Bind(owner_.loop(), owner_.id());
+    a.deadline = owner_.loop()->NowMs() + plan_->connectTimeoutMs;
+    owner_.loop()->ArmTimer(&owner_, a.deadline);
+  }
+  Advance(a);
+}
+
+void Connector::Advance(Attempt& a) {
+  int r = a.t->Handshake();
+  if (r == -EAGAIN) return;
+  if (r != 0) {
+    const tls::Failure* f = a.tls->failure();
+    if (f && !f->stage.empty()) TlsFailed(f->stage, f->code, f->message, f->reason);
+    else TlsFailed("closed", ErrName(-r), "upstream closed the connection during the TLS handshake", "");
+    Next();
+    return;
+  }
+  if (alpn_ == Alpn::kH2 && a.tls->alpn() != "h2") {
+    std::string got = a.tls->alpn();
+    TlsFailed("policy", "MESHEXT_E_ALPN", "upstream did not negotiate HTTP/2 (ALPN " + (got.empty() ? std::string("none") : got) + ")", "handshake");
+    Next();
+    return;
+  }
+  ServiceStats& st = plan_->state->stats;
+  st.Add(ServiceStats::kTlsHandshake);
+  if (a.tls->resumed()) st.Add(ServiceStats::kTlsResumed);
+  Succeeded();
+}
+
+void Connector::OnTimer(int64_t nowMs) {
+  if (!attempt_ || nowMs < attempt_->deadline) return;
+  Attempt& a = *attempt_;
+  if (a.handshaking) {
+    a.t->SetupTimedOut();
+    TlsFailed("timeout", "MESHEXT_E_CONNECT_TIMEOUT", "TLS handshake timed out after " + std::to_string(plan_->connectTimeoutMs) + " ms", "handshake");
+  } else {
+    ConnectFailed(ETIMEDOUT, true);
+  }
+  Next();
+}
+
+void Connector::ConnectFailed(int err, bool timedOut) {
+  Attempt& a = *attempt_;
+  const PlanEndpoint& ep = plan_->endpoints[a.endpoint];
+  ServiceStats& st = plan_->state->stats;
+  st.Add(timedOut ? ServiceStats::kConnectTimeout : ServiceStats::kConnectFail);
+  ep.state->failStreak.fetch_add(1, std::memory_order_relaxed);
+  lastError_ = timedOut ? "connect to " + Where(*a.target) + " timed out after " + std::to_string(plan_->connectTimeoutMs) + " ms"
+                        : "connect to " + Where(*a.target) + " failed: " + ErrName(err);
+  owner_.loop()->Emit(Event("connect-failed", owner_.id())
+                          .Str("service", plan_->service)
+                          .Str("endpoint", ep.label)
+                          .Str("reason", lastError_)
+                          .Str("error", ErrName(err))
+                          .Num("timeout", timedOut ? 1 : 0));
+  Drop();
+}
+
+void Connector::TlsFailed(const std::string& stage, const std::string& code, const std::string& message, const std::string& reason) {
+  Attempt& a = *attempt_;
+  const PlanEndpoint& ep = plan_->endpoints[a.endpoint];
+  ep.state->failStreak.fetch_add(1, std::memory_order_relaxed);
+  Event ev("tls-failed", owner_.id());
+  ev.Str("service", plan_->service).Str("endpoint", ep.label).Str("address", Where(*a.target)).Str("stage", stage).Str("code", code).Str("message", message);
+  if (!reason.empty()) ev.Str("reason", reason);
+  if (!client_.empty()) ev.Str("client", client_);
+  owner_.loop()->Emit(std::move(ev));
+  // What the client reads: OpenSSL's words and code (TypeScript names the reason for metrics and logs).
+  std::string why = message.empty() ? code : stage == "policy" || stage == "timeout" || code.empty() ? message : message + " (" + code + ")";
+  lastError_ = "TLS handshake with " + Where(*a.target) + " failed: " + why;
+  Drop();
+}
+
+void Connector::Succeeded() {
+  Attempt& a = *attempt_;
+  const PlanEndpoint& ep = plan_->endpoints[a.endpoint];
+  if (ep.state->failStreak.exchange(0, std::memory_order_relaxed) != 0)
+    owner_.loop()->Emit(Event("endpoint-ok", owner_.id()).Str("service", plan_->service).Str("endpoint", ep.label));
+  owner_.loop()->Unwatch(a.t->fd());
+  std::unique_ptr<Transport> t = std::move(a.t);
+  uint32_t endpoint = a.endpoint;
+  UpstreamLease lease(plan_->state, ep.state);
+  a.dead = true;
+  owner_.loop()->Defer(std::move(attempt_));
+  plan_.reset();
+  host_.OnUpstream(std::move(t), std::move(lease), endpoint);
+}
+
+}  // namespace mx::engine

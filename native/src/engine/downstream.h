@@ -1,0 +1,51 @@
+// A client connection on its way into a session: the socket, what was already read from it, the plan it was
+// routed to (and by which key), and its place in the service's books.
+#pragma once
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "fd.h"
+#include "plan.h"
+
+namespace mx::engine {
+
+/** Counts one client connection of a service: total and active from construction, no longer active when destroyed. */
+class DownstreamLease {
+ public:
+  DownstreamLease() = default;
+  explicit DownstreamLease(std::shared_ptr<ServiceState> s) : s_(std::move(s)) {
+    s_->stats.Add(ServiceStats::kDownstreamCxTotal);
+    s_->stats.Add(ServiceStats::kDownstreamCxActive);
+  }
+  DownstreamLease(DownstreamLease&&) noexcept = default;
+  DownstreamLease& operator=(DownstreamLease&& o) noexcept {
+    if (this != &o) {
+      Release();
+      s_ = std::move(o.s_);
+    }
+    return *this;
+  }
+  ~DownstreamLease() { Release(); }
+
+ private:
+  void Release() {
+    if (s_) s_->stats.Add(ServiceStats::kDownstreamCxActive, -1);
+    s_.reset();
+  }
+  std::shared_ptr<ServiceState> s_;
+};
+
+struct Downstream {
+  UniqueFd fd;
+  /** Bytes already read from the client (by the protocol sniffer). */
+  std::string initial;
+  std::shared_ptr<const Plan> plan;
+  /** The key the connection was routed by: HTTP sessions look the plan up again by it for each request. */
+  std::string key;
+  DownstreamLease lease;
+  /** "ip:port" of the client, for logs. */
+  std::string client;
+};
+
+}  // namespace mx::engine

@@ -1,0 +1,215 @@
+// PlanTable, Plan::Order and StartConnect: see plan.h.
+#include "plan.h"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include <algorithm>
+#include <cstddef>
+
+#include "meshext_maps.h"
+#include "engine.h"
+#include "sockaddr.h"
+
+namespace mx::engine {
+
+namespace {
+
+static_assert(sizeof(mx_peer_key) == 20, "mx_peer_key layout");
+static_assert(sizeof(mx_orig) == 32 && offsetof(mx_orig, port) == 16 && offsetof(mx_orig, cgroup_id) == 24, "mx_orig layout");
+
+/** A socket address as mx_addr (IPv4 mapped into IPv6) and its port. */
+bool ToMapped(const sockaddr_storage& ss, uint8_t out[16], uint16_t* port) {
+  if (ss.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&ss);
+    memset(out, 0, 10);
+    out[10] = out[11] = 0xff;
+    memcpy(out + 12, &in->sin_addr, 4);
+    *port = ntohs(in->sin_port);
+    return true;
+  }
+  if (ss.ss_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ss);
+    memcpy(out, &in6->sin6_addr, 16);
+    *port = ntohs(in6->sin6_port);
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string MappedText(const uint8_t a[16]) {
+  static const uint8_t kPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  char buf[INET6_ADDRSTRLEN] = {0};
+  if (memcmp(a, kPrefix, 12) == 0) return inet_ntop(AF_INET, a + 12, buf, sizeof buf) ? buf : "";
+  return inet_ntop(AF_INET6, a, buf, sizeof buf) ? buf : "";
+}
+
+void Plan::Order(int64_t nowMs, std::vector<uint32_t>* out) const {
+  out->clear();
+  size_t n = endpoints.size();
+  if (n == 0) return;
+  size_t start = state->next.fetch_add(1, std::memory_order_relaxed) % n;
+  size_t healthy = 0;
+  for (uint32_t prio : priorities) {
+    for (size_t i = 0; i < n; i++) {
+      size_t k = (start + i) % n;
+      const PlanEndpoint& e = endpoints[k];
+      if (e.priority == prio && e.state->downUntilMs.load(std::memory_order_relaxed) <= nowMs) out->push_back(static_cast<uint32_t>(k));
+    }
+  }
+  healthy = out->size();
+  // Backed-off endpoints stay last-resort candidates, so "all down" still tries something.
+  for (size_t i = 0; i < n; i++) {
+    size_t k = (start + i) % n;
+    if (endpoints[k].state->downUntilMs.load(std::memory_order_relaxed) > nowMs) out->push_back(static_cast<uint32_t>(k));
+  }
+  std::stable_sort(out->begin() + static_cast<long>(healthy), out->end(), [this](uint32_t a, uint32_t b) {
+    return endpoints[a].state->downUntilMs.load(std::memory_order_relaxed) < endpoints[b].state->downUntilMs.load(std::memory_order_relaxed);
+  });
+}
+
+std::string Plan::H1PoolKey(const PlanTarget& target) const {
+  // Connections are interchangeable only for the same service, TLS identity, address and upstream protocol.
+  std::string k = service;
+  k += '|';
+  k += tlsId;
+  k += protocol == Protocol::kHttp ? "|h1|" : "|h2|";
+  k += target.address;
+  k += ':';
+  k += std::to_string(target.port);
+  return k;
+}
+
+std::shared_ptr<ServiceState> PlanTable::StateFor(const std::string& id) {
+  std::lock_guard<std::mutex> g(mu_);
+  auto& w = states_[id];
+  std::shared_ptr<ServiceState> s = w.lock();
+  if (!s) {
+    s = std::make_shared<ServiceState>(id);
+    w = s;
+  }
+  return s;
+}
+
+std::shared_ptr<tls::ClientContext> PlanTable::ContextFor(const std::string& id) {
+  std::lock_guard<std::mutex> g(mu_);
+  auto it = contexts_.find(id);
+  return it == contexts_.end() ? nullptr : it->second.lock();
+}
+
+void PlanTable::RememberContext(const std::string& id, const std::shared_ptr<tls::ClientContext>& ctx) {
+  std::lock_guard<std::mutex> g(mu_);
+  contexts_[id] = ctx;
+}
+
+void PlanTable::Replace(std::shared_ptr<PlanSet> set) {
+  std::shared_ptr<const PlanSet> old;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    set->generation = generation_.load(std::memory_order_relaxed) + 1;
+    old = std::move(set_);
+    set_ = std::move(set);
+    generation_.store(set_->generation, std::memory_order_release);
+    for (auto it = states_.begin(); it != states_.end();) it = it->second.expired() ? states_.erase(it) : std::next(it);
+    for (auto it = contexts_.begin(); it != contexts_.end();) it = it->second.expired() ? contexts_.erase(it) : std::next(it);
+  }
+  // `old` (and the plans only it held) go here, outside the lock.
+}
+
+std::shared_ptr<const Plan> PlanTable::Find(const std::string& key) const {
+  std::lock_guard<std::mutex> g(mu_);
+  auto it = set_->byKey.find(key);
+  return it == set_->byKey.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<const PlanSet> PlanTable::Current() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return set_;
+}
+
+bool PlanTable::SetHealth(const std::string& service, const std::string& label, int64_t downForMs) {
+  std::shared_ptr<ServiceState> s;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = states_.find(service);
+    if (it != states_.end()) s = it->second.lock();
+  }
+  if (!s) return false;
+  auto e = s->endpoints.find(label);
+  if (e == s->endpoints.end()) return false;
+  e->second->downUntilMs.store(downForMs > 0 ? Loop::Clock() + downForMs : 0, std::memory_order_relaxed);
+  return true;
+}
+
+std::vector<std::shared_ptr<ServiceState>> PlanTable::LiveStates() {
+  std::vector<std::shared_ptr<ServiceState>> out;
+  std::lock_guard<std::mutex> g(mu_);
+  for (auto& [id, w] : states_)
+    if (auto s = w.lock()) out.push_back(std::move(s));
+  return out;
+}
+
+void PlanTable::OriginalDst(const PlanSet& set, const sockaddr_storage& peer, const sockaddr_storage& local, std::string* dst, uint16_t* dstPort) {
+  dst->clear();
+  *dstPort = 0;
+  uint8_t localAddr[16];
+  uint16_t localPort = 0;
+  if (!ToMapped(local, localAddr, &localPort)) return;
+  if (set.source == OrigDstSource::kLocal) {
+    *dst = MappedText(localAddr);
+    *dstPort = localPort;
+    return;
+  }
+  if (!set.map || !set.map->valid()) return;
+  mx_peer_key k{};
+  uint16_t peerPort = 0;
+  if (!ToMapped(peer, reinterpret_cast<uint8_t*>(k.addr.w), &peerPort)) return;
+  k.port = htons(peerPort);
+  k.proxy_port = htons(localPort);
+  mx_orig o{};
+  if (bpf_map_lookup_and_delete_elem(set.map->get(), &k, &o) != 0) {
+    global_.origDstMissing.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  global_.origDstFound.fetch_add(1, std::memory_order_relaxed);
+  *dst = MappedText(reinterpret_cast<const uint8_t*>(o.addr.w));
+  *dstPort = ntohs(o.port);
+}
+
+UniqueFd StartConnect(const std::string& address, uint32_t port, int* err) {
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  int family;
+  if (port == 0) {
+    auto* un = reinterpret_cast<sockaddr_un*>(&ss);
+    if (address.empty() || address.size() >= sizeof un->sun_path) return (*err = ENAMETOOLONG), UniqueFd();
+    un->sun_family = family = AF_UNIX;
+    memcpy(un->sun_path, address.data(), address.size());
+    // An abstract name (leading NUL) is as long as given; a path carries its terminating NUL.
+    len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + address.size() + (address[0] == '\0' ? 0 : 1));
+  } else {
+    if (!IpSockaddr(address, static_cast<uint16_t>(port), &ss, &len)) return (*err = EINVAL), UniqueFd();
+    family = ss.ss_family;
+  }
+  UniqueFd fd(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return (*err = errno), UniqueFd();
+  if (family != AF_UNIX) {
+    int one = 1;
+    ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  int r;
+  do r = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len);
+  while (r != 0 && errno == EINTR);
+  if (r != 0 && errno != EINPROGRESS) return (*err = errno), UniqueFd();
+  *err = 0;
+  return fd;
+}
+
+}  // namespace mx::engine

@@ -1,0 +1,202 @@
+// Plans: what the engine does with each service's connections. TypeScript compiles one plan per service from
+// each snapshot (src/snapshot/plan.ts) and installs all of them in one call (engineInstall); the engine carries
+// them out and decides nothing a plan does not say. A plan is immutable once installed: a session keeps the plan
+// it started with (HTTP sessions look the current one up again for each new request), so a reload never
+// changes a connection or exchange in flight.
+//
+// State that must outlive plan versions lives in a ServiceState per service id: the counters TypeScript reads
+// for metrics, the round-robin position, and each endpoint's health and connection counts (by endpoint label).
+// TypeScript decides health (back-off) from the engine's connect events and pushes it back (engineHealth).
+#pragma once
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "../tls/client_conn.h"
+#include "../tls/client_context.h"
+#include "fd.h"
+
+namespace mx::engine {
+
+enum class Protocol { kTcp, kHttp, kHttp2, kGrpc };
+
+/** Per-service counters; TypeScript names them (src/engine/engine.ts SERVICE_COUNTERS, same order). */
+struct ServiceStats {
+  enum Index : size_t {
+    kDownstreamCxTotal,
+    kDownstreamCxActive,
+    kUpstreamCxTotal,
+    kUpstreamCxActive,
+    kConnectFail,
+    kConnectTimeout,
+    kUpstreamRxBytes,
+    kUpstreamTxBytes,
+    kTlsHandshake,
+    kTlsResumed,
+    kRq1xx,
+    kRq2xx,
+    kRq3xx,
+    kRq4xx,
+    kRq5xx,
+    kRqRetry,
+    kAccessDenied,
+    kCount,
+  };
+  std::atomic<int64_t> v[kCount] = {};
+  void Add(Index i, int64_t n = 1) { v[i].fetch_add(n, std::memory_order_relaxed); }
+  void CountResponse(int status) {
+    int cls = status / 100;
+    if (cls >= 1 && cls <= 5) Add(static_cast<Index>(kRq1xx + cls - 1));
+  }
+};
+
+/** One endpoint's health and connection counts, kept across plan versions while its label stays. */
+struct EndpointState {
+  /** Loop::Clock() ms until which TypeScript has backed it off (0: healthy). */
+  std::atomic<int64_t> downUntilMs{0};
+  /** Connect failures since its last success: the engine reports a success only when this was not 0. */
+  std::atomic<uint32_t> failStreak{0};
+  std::atomic<int64_t> active{0};
+  std::atomic<int64_t> total{0};
+};
+
+/** What outlives plan versions of one service. */
+struct ServiceState {
+  explicit ServiceState(std::string i) : id(std::move(i)) {}
+  const std::string id;
+  ServiceStats stats;
+  std::atomic<uint32_t> next{0};
+  /** Endpoint states of the current plan by label (JS thread only: installs and health pushes). */
+  std::unordered_map<std::string, std::shared_ptr<EndpointState>> endpoints;
+};
+
+/** One address to connect to: ip:port, or a unix socket path (port 0). */
+struct PlanTarget {
+  std::string address;
+  uint16_t port = 0;
+  /** TLS session key and expected name for this address (unused without TLS). */
+  tls::ConnParams tls;
+};
+
+struct PlanEndpoint {
+  std::string label;
+  uint32_t priority = 0;
+  /** Host / :authority sent upstream; empty keeps the client's. */
+  std::string host;
+  /** Empty when the endpoint has no address now (a DNS name without an answer): `unavailable` says why. */
+  std::vector<PlanTarget> targets;
+  std::string unavailable;
+  std::shared_ptr<EndpointState> state;
+};
+
+struct PlanDeny {
+  int status = 403;
+  int grpcStatus = 7;
+  std::string message;
+};
+
+struct Plan {
+  std::string service;
+  Protocol protocol = Protocol::kTcp;
+  std::vector<PlanEndpoint> endpoints;
+  /** Distinct endpoint priorities, best (lowest) first. */
+  std::vector<uint32_t> priorities;
+  std::shared_ptr<tls::ClientContext> tls;  // null: plain upstreams
+  std::string tlsId;
+  bool denied = false;
+  PlanDeny deny;
+  /** Non-empty: the service cannot be served (e.g. unusable TLS settings); every connection fails with it. */
+  std::string error;
+  int64_t connectTimeoutMs = 5000;
+  int64_t tcpIdleMs = 3600000;
+  int64_t httpIdleMs = 60000;
+  int64_t upstreamIdleMs = 60000;
+  /** Upstream connections of equal plans are interchangeable: HTTP/2 sessions park idle ones under this key. */
+  std::string poolKey;
+  std::shared_ptr<ServiceState> state;
+
+  bool grpc() const { return protocol == Protocol::kGrpc; }
+  /**
+   * The endpoint indexes one new connection (or request) tries, in order: by priority, best first; within a
+   * priority the healthy ones round-robin; then the backed-off ones, the back-off that ends first first.
+   */
+  void Order(int64_t nowMs, std::vector<uint32_t>* out) const;
+  /** The key of the HTTP/1 pool for connections to `target` of endpoint `ep` (bridged ones apart). */
+  std::string H1PoolKey(const PlanTarget& target) const;
+};
+
+/** Where the transparent listener takes a connection's original destination from. */
+enum class OrigDstSource {
+  kLocal,  // the connection's local address (the client connected to the VIP itself)
+  kMap,    // mx_peer_orig, keyed by the client's address and port and the listener's port
+};
+
+/** Figures that belong to no service. */
+struct GlobalStats {
+  std::atomic<int64_t> accepted{0};
+  std::atomic<int64_t> noRoute{0};
+  std::atomic<int64_t> origDstFound{0};
+  std::atomic<int64_t> origDstMissing{0};
+};
+
+/** An installed set of plans, immutable; replaced as a whole. */
+struct PlanSet {
+  std::unordered_map<std::string, std::shared_ptr<const Plan>> byKey;
+  std::vector<std::shared_ptr<const Plan>> plans;
+  OrigDstSource source = OrigDstSource::kLocal;
+  std::shared_ptr<UniqueFd> map;
+  uint64_t generation = 0;
+};
+
+class PlanTable {
+ public:
+  /** JS thread: the state of service `id`, the one plans of it share (created when new or gone). */
+  std::shared_ptr<ServiceState> StateFor(const std::string& id);
+  /** JS thread: the TLS context for `id`, shared while any plan holds it; null when there is none yet. */
+  std::shared_ptr<tls::ClientContext> ContextFor(const std::string& id);
+  void RememberContext(const std::string& id, const std::shared_ptr<tls::ClientContext>& ctx);
+  /** JS thread: installs a new set atomically. Sessions keep the plans they hold. */
+  void Replace(std::shared_ptr<PlanSet> set);
+  /** Any thread: the current plan for `key` (null when none). */
+  std::shared_ptr<const Plan> Find(const std::string& key) const;
+  /** Any thread: the current set. */
+  std::shared_ptr<const PlanSet> Current() const;
+  /** Any thread: bumped by every Replace; sessions compare it to skip lookups while nothing changed. */
+  uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
+  /** JS thread: marks an endpoint backed off for `downForMs` (0: healthy); false when unknown. */
+  bool SetHealth(const std::string& service, const std::string& label, int64_t downForMs);
+  /**
+   * Loop thread: the original destination of a connection accepted on `local` from `peer` ("" when the map has
+   * no entry for it).
+   */
+  void OriginalDst(const PlanSet& set, const sockaddr_storage& peer, const sockaddr_storage& local, std::string* dst, uint16_t* dstPort);
+  /** JS thread: every service state still referenced (by the current plans or by a session). */
+  std::vector<std::shared_ptr<ServiceState>> LiveStates();
+  GlobalStats& global() { return global_; }
+
+ private:
+  mutable std::mutex mu_;
+  std::shared_ptr<const PlanSet> set_ = std::make_shared<PlanSet>();
+  std::atomic<uint64_t> generation_{0};
+  std::unordered_map<std::string, std::weak_ptr<ServiceState>> states_;
+  std::unordered_map<std::string, std::weak_ptr<tls::ClientContext>> contexts_;
+  GlobalStats global_;
+};
+
+/** Text of an IP address as the TS codec writes it (IPv4-mapped IPv6 in dotted form). */
+std::string MappedText(const uint8_t a[16]);
+
+/**
+ * A non-blocking stream socket with connect(2) started towards ip:port (port > 0) or a unix path (port 0);
+ * invalid with `*err` set when it could not be started.
+ */
+UniqueFd StartConnect(const std::string& address, uint32_t port, int* err);
+
+}  // namespace mx::engine

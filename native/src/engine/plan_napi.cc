@@ -1,0 +1,161 @@
+// engineInstall's argument read into a PlanSet (JS thread). The shape is TypeScript's (src/engine/engine.ts,
+// EnginePlan), checked strictly so a caller bug names the field; a plan the engine cannot carry out (TLS
+// settings OpenSSL refuses) is not a caller bug: it is installed failing closed with that error, and the error
+// comes back to TypeScript with the service it belongs to.
+#include "plan_napi.h"
+
+#include <fcntl.h>
+
+#include <algorithm>
+#include <set>
+
+#include "../errors.h"
+#include "../jsargs.h"
+#include "../tls/tls_napi.h"
+
+namespace mx::engine {
+
+namespace {
+
+Protocol ProtocolFrom(Napi::Env env, const std::string& s, const std::string& where) {
+  if (s == "tcp") return Protocol::kTcp;
+  if (s == "http") return Protocol::kHttp;
+  if (s == "http2") return Protocol::kHttp2;
+  if (s == "grpc") return Protocol::kGrpc;
+  ThrowArg(env, where + ".protocol must be tcp, http, http2 or grpc, got " + s);
+}
+
+int64_t Ms(Napi::Env env, const Napi::Object& o, const char* k, const std::string& where) {
+  return static_cast<int64_t>(js::U32(env, o, k, where, 0x7fffffffu));
+}
+
+/** Reads one plan; its TLS context comes from `table` (reused by id) or is built here. */
+std::shared_ptr<Plan> PlanFrom(Napi::Env env, const Napi::Value& v, const std::string& where, PlanTable& table,
+                               std::vector<std::string>* keys, std::vector<InstallError>* errors) {
+  Napi::Object o = js::Obj(env, v, where);
+  auto p = std::make_shared<Plan>();
+  p->service = js::Str(env, o, "service", where, false);
+  if (p->service.empty()) ThrowArg(env, where + ".service must not be empty");
+  p->protocol = ProtocolFrom(env, js::Str(env, o, "protocol", where, false), where);
+  Napi::Array ks = js::Arr(env, o, "keys", where);
+  for (uint32_t i = 0; i < ks.Length(); i++) {
+    Napi::Value k = ks.Get(i);
+    if (!k.IsString()) ThrowArg(env, where + ".keys[" + std::to_string(i) + "] must be a string, got " + js::What(k));
+    keys->push_back(k.As<Napi::String>().Utf8Value());
+  }
+  Napi::Object t = js::Obj(env, o.Get("timeouts"), where + ".timeouts");
+  std::string tw = where + ".timeouts";
+  p->connectTimeoutMs = Ms(env, t, "connectMs", tw);
+  p->tcpIdleMs = Ms(env, t, "tcpIdleMs", tw);
+  p->httpIdleMs = Ms(env, t, "httpIdleMs", tw);
+  p->upstreamIdleMs = Ms(env, t, "upstreamIdleMs", tw);
+  p->error = js::Str(env, o, "error", where, true);
+  if (!o.Get("deny").IsUndefined()) {
+    std::string dw = where + ".deny";
+    Napi::Object d = js::Obj(env, o.Get("deny"), dw);
+    p->denied = true;
+    p->deny.status = static_cast<int>(js::U32(env, d, "status", dw, 599));
+    p->deny.grpcStatus = static_cast<int>(js::U32(env, d, "grpcStatus", dw, 16));
+    p->deny.message = js::Str(env, d, "message", dw, false);
+  }
+  p->state = table.StateFor(p->service);
+  std::string endpointsKey;
+  Napi::Array eps = js::Arr(env, o, "endpoints", where);
+  std::set<uint32_t> prios;
+  for (uint32_t i = 0; i < eps.Length(); i++) {
+    std::string ew = where + ".endpoints[" + std::to_string(i) + "]";
+    Napi::Object e = js::Obj(env, eps.Get(i), ew);
+    PlanEndpoint ep;
+    ep.label = js::Str(env, e, "label", ew, false);
+    ep.priority = js::U32(env, e, "priority", ew, 0xffffffffu);
+    ep.host = js::Str(env, e, "host", ew, true);
+    ep.unavailable = js::Str(env, e, "unavailable", ew, true);
+    Napi::Array ts = js::Arr(env, e, "targets", ew);
+    endpointsKey += ep.label + "=";
+    for (uint32_t j = 0; j < ts.Length(); j++) {
+      std::string xw = ew + ".targets[" + std::to_string(j) + "]";
+      Napi::Object x = js::Obj(env, ts.Get(j), xw);
+      PlanTarget target;
+      target.address = js::Str(env, x, "address", xw, false);
+      target.port = static_cast<uint16_t>(js::U32(env, x, "port", xw, 65535));
+      target.tls.session_key = js::Str(env, x, "sessionKey", xw, true);
+      target.tls.dialled_ip = js::Str(env, x, "dialledIp", xw, true);
+      endpointsKey += target.address + ":" + std::to_string(target.port) + ",";
+      ep.targets.push_back(std::move(target));
+    }
+    endpointsKey += ";";
+    prios.insert(ep.priority);
+    p->endpoints.push_back(std::move(ep));
+  }
+  p->priorities.assign(prios.begin(), prios.end());
+  if (!o.Get("tls").IsUndefined()) {
+    std::string lw = where + ".tls";
+    Napi::Object l = js::Obj(env, o.Get("tls"), lw);
+    p->tlsId = js::Str(env, l, "id", lw, false);
+    p->tls = table.ContextFor(p->tlsId);
+    if (!p->tls) {
+      std::string err;
+      p->tls = tls::ClientContext::Create(tls::ConfigFromJs(env, l, lw), &err);
+      if (p->tls) {
+        table.RememberContext(p->tlsId, p->tls);
+      } else if (p->error.empty()) {
+        // OpenSSL's words name the step that failed, never the key material.
+        p->error = "TLS settings rejected: " + err;
+        errors->push_back({p->service, p->error});
+      }
+    }
+  }
+  p->poolKey = p->service + "|" + p->tlsId + "|" + endpointsKey;
+  return p;
+}
+
+}  // namespace
+
+std::shared_ptr<PlanSet> PlanSetFromJs(Napi::Env env, const Napi::Value& v, PlanTable& table, std::vector<InstallError>* errors) {
+  Napi::Object o = js::Obj(env, v, "install");
+  auto set = std::make_shared<PlanSet>();
+  std::string source = js::Str(env, o, "source", "install", false);
+  if (source == "local") {
+    set->source = OrigDstSource::kLocal;
+  } else if (source == "map") {
+    set->source = OrigDstSource::kMap;
+    int fd = static_cast<int>(js::U32(env, o, "mapFd", "install", 0x7fffffffu));
+    auto map = std::make_shared<UniqueFd>(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+    if (!map->valid()) ThrowErrno(env, "MESHEXT_E_ENGINE", "fcntl(F_DUPFD_CLOEXEC)", errno, "mapFd");
+    set->map = std::move(map);
+  } else {
+    ThrowArg(env, "install.source must be local or map, got " + source);
+  }
+  Napi::Array plans = js::Arr(env, o, "plans", "install");
+  // Parse everything before touching any service state, so a caller bug leaves the engine as it was.
+  std::vector<std::pair<std::shared_ptr<Plan>, std::vector<std::string>>> parsed;
+  std::set<std::string> services;
+  for (uint32_t i = 0; i < plans.Length(); i++) {
+    std::string w = "install.plans[" + std::to_string(i) + "]";
+    std::vector<std::string> keys;
+    std::shared_ptr<Plan> p = PlanFrom(env, plans.Get(i), w, table, &keys, errors);
+    if (!services.insert(p->service).second) ThrowArg(env, w + ".service " + p->service + " has a plan already");
+    parsed.emplace_back(std::move(p), std::move(keys));
+  }
+  for (auto& [p, keys] : parsed) {
+    // Endpoint health and counts follow the endpoint's label from one plan version to the next.
+    std::unordered_map<std::string, std::shared_ptr<EndpointState>> next;
+    for (PlanEndpoint& ep : p->endpoints) {
+      auto& slot = next[ep.label];
+      if (!slot) {
+        auto old = p->state->endpoints.find(ep.label);
+        slot = old != p->state->endpoints.end() ? old->second : std::make_shared<EndpointState>();
+      }
+      ep.state = slot;
+    }
+    p->state->endpoints.swap(next);
+    std::shared_ptr<const Plan> cp = p;
+    set->plans.push_back(cp);
+    for (const std::string& k : keys) {
+      if (!set->byKey.emplace(k, cp).second) errors->push_back({p->service, "key " + k + " is routed to another service already; ignored"});
+    }
+  }
+  return set;
+}
+
+}  // namespace mx::engine

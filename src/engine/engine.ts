@@ -1,0 +1,225 @@
+/**
+ * The seam between the control plane and the data plane: the only TypeScript that talks to the engine (the
+ * native addon's epoll threads that accept, route by plan, connect, originate TLS and relay TCP, HTTP/1.1 and
+ * HTTP/2). Plans go down in one call per snapshot (install); events come up in batches and go to the handler
+ * registered for their kind; counters are read when metrics are. Nothing here decides policy.
+ */
+import type net from 'node:net';
+import { native, type EngineCounters, type EngineEvent, type EngineInstall, type EngineStats, type NativeAddon } from '../native/addon.js';
+
+/** The engine's per-service counters, in native/src/engine/plan.h ServiceStats order. */
+export const SERVICE_COUNTERS = [
+  'downstreamCxTotal',
+  'downstreamCxActive',
+  'upstreamCxTotal',
+  'upstreamCxActive',
+  'connectFail',
+  'connectTimeout',
+  'upstreamRxBytes',
+  'upstreamTxBytes',
+  'tlsHandshake',
+  'tlsResumed',
+  'rq1xx',
+  'rq2xx',
+  'rq3xx',
+  'rq4xx',
+  'rq5xx',
+  'rqRetry',
+  'accessDenied',
+] as const;
+export type ServiceCounter = (typeof SERVICE_COUNTERS)[number];
+
+/** A listening socket the engine accepts on. */
+export interface EngineListener {
+  readonly id: number;
+  readonly address: net.AddressInfo;
+  /** Stops listening now; accepted connections are unaffected. */
+  close(): void;
+}
+
+export type EngineEventHandler = (ev: EngineEvent) => void;
+
+/** Node's default listen backlog. */
+const LISTEN_BACKLOG = 511;
+
+export class Engine {
+  private readonly kinds = new Map<string, EngineEventHandler>();
+  /** settled() calls waiting for their `flushed` events: token → loops still to answer. */
+  private readonly flushes = new Map<number, { left: number; done: () => void }>();
+  private readonly listeners = new Map<number, { onError: (code: string, fatal: boolean) => void }>();
+  private flushToken = 0;
+  private stopped = false;
+  /** The counts at stop (what connections closed on the way out added included). */
+  private finalCounters: EngineCounters | null = null;
+  /** Whether the event channel currently holds the process open (see updateRef). */
+  private refd = false;
+
+  private constructor(
+    private readonly addon: NativeAddon,
+    private readonly handle: number,
+    readonly threads: number,
+  ) {}
+
+  /**
+   * Loads the addon and starts `threads` I/O threads. Throws MESHEXT_E_ENGINE with one line saying why when the
+   * engine cannot run here (addon not built or not loadable, threads refused): without it nothing is served.
+   */
+  static start(threads: number, addon?: NativeAddon): Engine {
+    let self: Engine | undefined;
+    try {
+      const a = addon ?? native();
+      const handle = a.engineStart(threads, (evs) => self?.dispatch(evs));
+      self = new Engine(a, handle, threads);
+      return self;
+    } catch (e) {
+      throw Object.assign(new Error(`the data-plane engine cannot start: ${(e as Error).message}`), { code: 'MESHEXT_E_ENGINE', cause: e });
+    }
+  }
+
+  /** Receives every event of `kind` (connect-failed, tls-failed, denied, ...). */
+  on(kind: string, handler: EngineEventHandler): void {
+    this.kinds.set(kind, handler);
+  }
+
+  /**
+   * Listens on an IP literal; each connection is routed by `routeKey` (an outbound listener) or by its original
+   * destination. `onError` hears why accepting paused (`fatal` false) or that the listener died (`fatal` true).
+   * Throws the bind/listen error shaped like Node's (`listen EADDRINUSE: address already in use 127.0.0.1:8080`,
+   * code, errno, syscall 'listen').
+   */
+  listen(address: string, port: number, onError: (code: string, fatal: boolean) => void, routeKey?: string): EngineListener {
+    if (this.stopped) throw new Error('the engine has stopped');
+    let r: { id: number; address: string; family: string; port: number };
+    try {
+      r = routeKey !== undefined ? this.addon.engineListen(this.handle, address, port, LISTEN_BACKLOG, routeKey) : this.addon.engineListen(this.handle, address, port, LISTEN_BACKLOG);
+    } catch (e) {
+      const x = e as Error & { errnoName?: string; errno?: number };
+      const code = x.errnoName ?? 'EINVAL';
+      const text = x.message.includes(': ') ? x.message.slice(x.message.indexOf(': ') + 2).toLowerCase() : x.message;
+      throw Object.assign(new Error(`listen ${code}: ${text} ${address}:${port}`), { code, ...(x.errno ? { errno: -x.errno } : {}), syscall: 'listen', address, port });
+    }
+    const id = r.id;
+    this.listeners.set(id, { onError });
+    this.updateRef();
+    return {
+      id,
+      address: { address: r.address, family: r.family, port: r.port },
+      close: () => {
+        if (!this.listeners.delete(id)) return;
+        if (!this.stopped) this.addon.engineClose(this.handle, id);
+        this.updateRef();
+      },
+    };
+  }
+
+  /** Installs every plan of a snapshot at once; returns the plans installed failing closed, and why. */
+  install(install: EngineInstall): Array<{ service: string; error: string }> {
+    if (this.stopped) return [];
+    return this.addon.engineInstall(this.handle, install).errors;
+  }
+
+  /** Tells the engine an endpoint's back-off (ms left; 0: healthy again). */
+  health(service: string, endpoint: string, downForMs: number): void {
+    if (!this.stopped) this.addon.engineHealth(this.handle, service, endpoint, Math.max(0, Math.ceil(downForMs)));
+  }
+
+  /** The engine's counters now (exact: read from the threads' atomics); the final ones once stopped. */
+  counters(): EngineCounters | null {
+    return this.stopped ? this.finalCounters : this.addon.engineCounters(this.handle);
+  }
+
+  stats(): EngineStats | null {
+    return this.stopped ? null : this.addon.engineStats(this.handle);
+  }
+
+  /** Every connection finishes what it has in flight and closes (HTTP: Connection: close, GOAWAY); `force`: closes now. */
+  drain(force = false): void {
+    if (!this.stopped) this.addon.engineDrain(this.handle, force);
+  }
+
+  /**
+   * Resolves once every event the engine emitted before the call has been handled here. The engine holds
+   * bookkeeping events (a denial, a connection without a route) back for a few ms to wake JS less often; a
+   * caller that needs exact logs or health (tests) waits for this.
+   */
+  settled(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    const token = ++this.flushToken;
+    const left = this.addon.engineFlush(this.handle, token);
+    if (left === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.flushes.set(token, { left, done: resolve });
+      this.updateRef();
+    });
+  }
+
+  /** Closes every connection and listener and stops the threads; events not delivered yet are handled first. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    const { events, counters } = this.addon.engineStop(this.handle);
+    this.finalCounters = counters;
+    this.listeners.clear();
+    this.dispatch(events);
+    for (const f of this.flushes.values()) f.done();
+    this.flushes.clear();
+  }
+
+  get running(): boolean {
+    return !this.stopped;
+  }
+
+  /**
+   * Listeners and pending settled() calls keep the process alive, as Node's listening sockets and pending
+   * operations would; the engine's event channel is ref'd exactly while there is one.
+   */
+  private updateRef(): void {
+    const want = this.listeners.size + this.flushes.size > 0;
+    if (want === this.refd || this.stopped) return;
+    this.refd = want;
+    this.addon.engineRef(this.handle, want);
+  }
+
+  private dispatch(evs: EngineEvent[]): void {
+    // One handler's exception must not lose the rest of the batch: every event is handled, then the first
+    // error is rethrown.
+    let failed: { error: unknown } | undefined;
+    for (const ev of evs) {
+      try {
+        this.handle1(ev);
+      } catch (error) {
+        failed ??= { error };
+      }
+    }
+    if (failed) throw failed.error;
+  }
+
+  private handle1(ev: EngineEvent): void {
+    switch (ev.kind) {
+      case 'flushed': {
+        const f = this.flushes.get(ev.id);
+        if (f && --f.left === 0) {
+          this.flushes.delete(ev.id);
+          this.updateRef();
+          f.done();
+        }
+        return;
+      }
+      case 'accept-error':
+        this.listeners.get(ev.id)?.onError(String(ev['error']), false);
+        return;
+      case 'closed': {
+        // Only listeners report their end: a listener that died (its socket failed) says why.
+        const l = this.listeners.get(ev.id);
+        if (l && ev['reason'] === 'error') {
+          this.listeners.delete(ev.id);
+          this.updateRef();
+          l.onError(String(ev['error'] ?? 'unknown'), true);
+        }
+        return;
+      }
+      default:
+        this.kinds.get(ev.kind)?.(ev);
+    }
+  }
+}

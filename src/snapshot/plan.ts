@@ -1,0 +1,247 @@
+/**
+ * Service plans: everything the data plane needs to serve one service, compiled here and nowhere else from the
+ * snapshot's CompiledService and what the control plane knows at run time (the DNS answers of endpoint names,
+ * the system CA bundle). The engine carries plans out and decides nothing they do not say:
+ *
+ * - listener keys: `<vip>:<port>` (the transparent listener) and `@<serviceId>` (outbound listeners);
+ * - the protocol, and the endpoints in declaration order with their priority, each with its current addresses
+ *   (an IP, a DNS name's last answer with VIP-CIDR addresses removed, a unix socket path) or why it has none;
+ *   the engine balances round-robin within the best priority that has a healthy endpoint;
+ * - the Host rule (a DNS endpoint's name is the upstream Host / :authority; otherwise the client's);
+ * - TLS origination (DESIGN decision 6): protocol bounds, ciphers, which of chain and names are verified, the
+ *   CA bundle (caCert or the system bundle; `Secured` without one fails closed), the client identity, SNI
+ *   (serverName, else the first DNS-name endpoint, else none), SAN matchers, renegotiation, session-cache bounds;
+ * - the denial (Mesh `routing.defaultForbidMeshExternalServiceAccess`) and its replies, and the timeouts;
+ * - an error when the service cannot be served at all: every connection then fails with it.
+ *
+ * Plans are plain data, so tests compare them with golden files (test/golden/plans).
+ */
+import { createHash } from 'node:crypto';
+import ipaddr from 'ipaddr.js';
+import type { EngineEndpoint, EnginePlan, EngineTarget, NativeTlsOptions } from '../native/addon.js';
+import type { CompiledEndpoint, CompiledService, CompiledTls, TlsVersion } from './types.js';
+import { vipPortKey } from './types.js';
+
+/** A plan as the engine takes it, with the stable code of `error` for logs (MESHEXT_E_...). */
+export type ServicePlan = EnginePlan & { errorCode?: string };
+
+/** Idle timeout of a TCP connection (Envoy's tcp_proxy default, 1 h). */
+export const TCP_IDLE_TIMEOUT_MS = 3_600_000;
+/** Idle keep-alive timeout of HTTP client connections, and how long a client may take to send a head. */
+export const HTTP_IDLE_TIMEOUT_MS = 60_000;
+/** Idle timeout of pooled upstream HTTP connections. */
+export const UPSTREAM_IDLE_TIMEOUT_MS = 60_000;
+/** Upstream connect (and TLS handshake) timeout, as Kuma's default. */
+export const CONNECT_TIMEOUT_MS = 5_000;
+
+/**
+ * TLS sessions kept for resumption. Servers send two tickets per full handshake and (OpenSSL's default, nginx
+ * included) one per resumed one, so each connection returns at least the ticket it used; but every connection
+ * being set up holds none, so with more concurrent new connections than cached tickets the rest fall back to
+ * full handshakes (4 gave 40 % full handshakes at 16 concurrent connections, 32 gave none after the first
+ * burst). TLS 1.3 tickets are single-use (RFC 8446 appendix C.4), TLS 1.2 sessions reusable until replaced.
+ */
+export const TLS_SESSION_CACHE = { ticketsPerKey: 32, keys: 64 } as const;
+
+/** TLS 1.3 suites, most preferred first (BoringSSL's order, as Envoy offers them): AES-128-GCM's SHA-256 key schedule costs less than AES-256-GCM's SHA-384. */
+export const TLS13_SUITES = 'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256';
+/** TLS <= 1.2 ciphers: Node's (OpenSSL's secure subset, ECDHE with AEAD first). */
+export const TLS12_CIPHERS =
+  'ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES256-GCM-SHA384:DHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-SHA256:DHE-RSA-AES128-SHA256:ECDHE-RSA-AES256-SHA384:DHE-RSA-AES256-SHA384:ECDHE-RSA-AES256-SHA256:DHE-RSA-AES256-SHA256:HIGH:!aNULL:!eNULL:!EXPORT:!DES:!RC4:!MD5:!PSK:!SRP:!CAMELLIA';
+/** TLS 1.0/1.1 are refused by OpenSSL 3 at its default security level; a user asking for them means it. */
+const LEGACY_CIPHERS = 'DEFAULT:@SECLEVEL=0';
+
+const PROTO: Record<Exclude<TlsVersion, 'TLSAuto'>, number> = { TLS10: 0x0301, TLS11: 0x0302, TLS12: 0x0303, TLS13: 0x0304 };
+/** TLSAuto: TLS 1.2 at least (as Envoy's client default), up to TLS 1.3. */
+const AUTO_MIN = 0x0303;
+const AUTO_MAX = 0x0304;
+
+export interface PlanTimeouts {
+  connectMs: number;
+  tcpIdleMs: number;
+  httpIdleMs: number;
+  upstreamIdleMs: number;
+}
+
+export const DEFAULT_TIMEOUTS: PlanTimeouts = { connectMs: CONNECT_TIMEOUT_MS, tcpIdleMs: TCP_IDLE_TIMEOUT_MS, httpIdleMs: HTTP_IDLE_TIMEOUT_MS, upstreamIdleMs: UPSTREAM_IDLE_TIMEOUT_MS };
+
+/** What a DNS-name endpoint resolves to now: its last answer, or why there is none. */
+export type NameAnswer = { addresses: string[] } | { error: string };
+
+/** What plans depend on besides the service. */
+export interface PlanContext {
+  vipCidr: string;
+  /** The system CA bundle path (auto-detected or KUMA_DATAPLANE_RUNTIME_DYNAMIC_SYSTEM_CA_PATH), or null. */
+  systemCaPath: string | null;
+  /** Reads a CA bundle file (cached by the caller); throws a Node error with `code` when it cannot. */
+  readCa: (path: string) => Buffer;
+  /** The current answer for a DNS name; undefined when it has not been resolved yet. */
+  answer: (name: string) => NameAnswer | undefined;
+  timeouts: PlanTimeouts;
+}
+
+/** The text of a denial, naming the mesh setting responsible. */
+export function deniedMessage(mesh: string): string {
+  return `MeshExternalService access denied by Mesh "${mesh}" setting routing.defaultForbidMeshExternalServiceAccess`;
+}
+
+/** Stable text of an endpoint: `1.2.3.4:443`, `[::1]:80`, `example.com:443`, `unix:/run/x.sock`. */
+export function endpointLabel(e: CompiledEndpoint): string {
+  if (e.kind === 'unix') return `unix:${e.path}`;
+  if (e.kind === 'ip' && e.family === 6) return `[${e.address}]:${e.port}`;
+  return `${e.address}:${e.port}`;
+}
+
+/** SNI: `serverName`, else the first endpoint that is a DNS name, else none. */
+export function sniFor(svc: CompiledService): string | undefined {
+  if (svc.tls?.serverName) return svc.tls.serverName;
+  for (const e of svc.endpoints) if (e.kind === 'dns') return e.address;
+  return undefined;
+}
+
+/** Which of chain and names the verification mode checks: SkipSAN skips names, SkipCA the chain, SkipAll both. */
+export function verificationOf(t: CompiledTls): { verifyChain: boolean; verifyNames: boolean } {
+  return { verifyChain: t.mode === 'Secured' || t.mode === 'SkipSAN', verifyNames: t.mode === 'Secured' || t.mode === 'SkipCA' };
+}
+
+/** The session cache key of one upstream address and SNI: sessions are only offered back to where they came from. */
+export function sessionKey(address: string, port: number, servername: string | undefined): string {
+  return `${address}|${port}|${servername ?? ''}`;
+}
+
+/** An IP address as ipaddr.js normalises it (the form SAN matchers compare IP SANs in); anything else unchanged. */
+export function normIp(v: string): string {
+  return ipaddr.isValid(v) ? ipaddr.parse(v).toNormalizedString() : v;
+}
+
+/** Every service's plan (the engine installs them in one call). */
+export function compilePlans(services: readonly CompiledService[], ctx: PlanContext): ServicePlan[] {
+  const inVip = vipMatcher(ctx.vipCidr);
+  return services.map((s) => compilePlan(s, ctx, inVip));
+}
+
+/** One service's plan. */
+export function compilePlan(svc: CompiledService, ctx: PlanContext, inVip: (address: string) => boolean = vipMatcher(ctx.vipCidr)): ServicePlan {
+  const errors: Array<{ code: string; message: string }> = [];
+  let tls: ServicePlan['tls'];
+  if (svc.tls) {
+    try {
+      tls = tlsOptions(svc, ctx);
+    } catch (e) {
+      errors.push({ code: 'MESHEXT_E_TLS_NO_CA', message: (e as Error).message });
+    }
+  }
+  const sni = tls?.servername;
+  const endpoints = svc.endpoints.map((e) => planEndpoint(e, ctx, inVip, tls ? sni : null));
+  if (endpoints.length === 0) errors.push({ code: 'MESHEXT_E_NO_ENDPOINTS', message: 'service has no endpoints' });
+  return {
+    service: svc.id,
+    keys: [vipPortKey(svc.vip, svc.port), `@${svc.id}`],
+    protocol: svc.protocol,
+    endpoints,
+    ...(tls ? { tls } : {}),
+    ...(svc.forbidden ? { deny: { status: 403, grpcStatus: 7, message: deniedMessage(svc.mesh) } } : {}),
+    ...(errors[0] ? { error: errors.map((e) => e.message).join('; '), errorCode: errors[0].code } : {}),
+    timeouts: { ...ctx.timeouts },
+  };
+}
+
+/** `sni`: the SNI of a TLS service (its targets then carry session keys), null without TLS. */
+function planEndpoint(e: CompiledEndpoint, ctx: PlanContext, inVip: (address: string) => boolean, sni: string | undefined | null): EngineEndpoint {
+  const label = endpointLabel(e);
+  const priority = e.priority ?? 0;
+  const target = (address: string, port: number, dialled: string | undefined): EngineTarget =>
+    sni === null ? { address, port } : { address, port, sessionKey: sessionKey(address, port, sni), ...(dialled !== undefined ? { dialledIp: dialled } : {}) };
+  if (e.kind === 'unix') return { label, priority, targets: [target(e.path, 0, undefined)] };
+  if (e.kind === 'ip') {
+    if (inVip(e.address)) return { label, priority, targets: [], unavailable: `endpoint ${label} is inside the VIP CIDR ${ctx.vipCidr}; refusing to dial` };
+    return { label, priority, targets: [target(e.address, e.port, e.address)] };
+  }
+  // A DNS name: the upstream Host is the name (Envoy's auto_host_rewrite), its addresses the last answer.
+  const base = { label, priority, host: e.address };
+  const a = ctx.answer(e.address);
+  if (!a) return { ...base, targets: [], unavailable: `endpoint ${label} is not resolved yet` };
+  if ('error' in a) return { ...base, targets: [], unavailable: `cannot resolve endpoint ${e.address}: ${a.error}` };
+  const usable = a.addresses.filter((x) => !inVip(x));
+  if (usable.length === 0 && a.addresses.length > 0) {
+    return { ...base, targets: [], unavailable: `endpoint ${label} resolves to ${a.addresses.join(', ')}, inside the VIP CIDR ${ctx.vipCidr}; refusing to dial` };
+  }
+  if (usable.length === 0) return { ...base, targets: [], unavailable: `endpoint ${e.address} has no addresses` };
+  return { ...base, targets: usable.map((x) => target(x, e.port, x)) };
+}
+
+/** The service's TLS settings for the engine, or an error naming the service when they cannot be used. */
+function tlsOptions(svc: CompiledService, ctx: PlanContext): NativeTlsOptions & { id: string } {
+  const t = svc.tls as CompiledTls;
+  const { verifyChain, verifyNames } = verificationOf(t);
+  const min = t.minVersion === 'TLSAuto' ? AUTO_MIN : PROTO[t.minVersion];
+  const max = t.maxVersion === 'TLSAuto' ? Math.max(AUTO_MAX, min) : PROTO[t.maxVersion];
+  const servername = sniFor(svc);
+  const opts: NativeTlsOptions = {
+    minVersion: min,
+    maxVersion: max,
+    cipherList: min < 0x0303 ? LEGACY_CIPHERS : TLS12_CIPHERS,
+    cipherSuites: TLS13_SUITES,
+    verifyChain,
+    verifyNames,
+    // Envoy (BoringSSL) never renegotiates unless allowed; OpenSSL clients would by default.
+    allowRenegotiation: t.allowRenegotiation,
+    ...(verifyChain ? { ca: caBundle(svc, ctx) } : {}),
+    // The client identity is ours, not a verification setting, so it is presented in every mode.
+    ...(t.cert && t.key ? { cert: t.cert, key: t.key } : {}),
+    ...(servername !== undefined ? { servername } : {}),
+    subjectAltNames: t.subjectAltNames.map((m) => ({ exact: m.type === 'Exact', value: m.value, ipValue: normIp(m.value) })),
+    sessionCache: { ...TLS_SESSION_CACHE },
+  };
+  return { id: tlsId(opts), ...opts };
+}
+
+/** The CA bundle to trust: tls.caCert, else the system bundle; `Secured` without one fails closed. */
+function caBundle(svc: CompiledService, ctx: PlanContext): Buffer {
+  const t = svc.tls as CompiledTls;
+  if (t.ca) return t.ca;
+  if (ctx.systemCaPath) {
+    try {
+      return ctx.readCa(ctx.systemCaPath);
+    } catch (e) {
+      throw new Error(`tls.verification.mode ${t.mode} needs a CA but the system CA bundle ${ctx.systemCaPath} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+  }
+  throw new Error(`tls.verification.mode ${t.mode} needs a CA: set tls.verification.caCert or install a system CA bundle (or set KUMA_DATAPLANE_RUNTIME_DYNAMIC_SYSTEM_CA_PATH)`);
+}
+
+/** A digest of the TLS settings (secrets only as digest input): equal settings share a context and its session cache. */
+function tlsId(o: NativeTlsOptions): string {
+  const h = createHash('sha256');
+  const { ca, cert, key, ...rest } = o;
+  h.update(JSON.stringify(rest));
+  for (const b of [ca, cert, key]) {
+    h.update(b ? '1' : '0');
+    if (b) h.update(b);
+  }
+  return h.digest('hex').slice(0, 32);
+}
+
+/** Whether an address lies inside the VIP CIDR (dialling it would loop back into the proxy). */
+export function vipMatcher(cidr: string): (address: string) => boolean {
+  let range: [ipaddr.IPv4 | ipaddr.IPv6, number];
+  try {
+    range = ipaddr.parseCIDR(cidr);
+  } catch {
+    return () => false;
+  }
+  return (address) => {
+    if (!ipaddr.isValid(address)) return false;
+    let a = ipaddr.parse(address);
+    if (a.kind() === 'ipv6' && (a as ipaddr.IPv6).isIPv4MappedAddress()) a = (a as ipaddr.IPv6).toIPv4Address();
+    return a.kind() === range[0].kind() && a.match(range);
+  };
+}
+
+/** A plan as a golden file shows it: key material as digests, never bytes. */
+export function planForDump(p: ServicePlan): unknown {
+  if (!p.tls) return p;
+  const digest = (b: Buffer | undefined): string | undefined => (b ? `sha256:${createHash('sha256').update(b).digest('hex').slice(0, 16)} (${b.length} bytes)` : undefined);
+  const { ca, cert, key, ...rest } = p.tls;
+  return { ...p, tls: { ...rest, ...(ca ? { ca: digest(ca) } : {}), ...(cert ? { cert: digest(cert) } : {}), ...(key ? { key: 'configured' } : {}) } };
+}
