@@ -13,11 +13,6 @@ int HexValue(char c) {
   return -1;
 }
 
-// A chunk-size line with a 4 KiB extension is already absurd; this bounds what we scan per line.
-constexpr size_t kMaxExtBytes = 4096;
-// 15 hex digits keep the size below 2^60, far from overflow.
-constexpr int kMaxSizeDigits = 15;
-
 }  // namespace
 
 void BodyTracker::Start(Framing f, uint64_t length) {
@@ -65,7 +60,7 @@ size_t BodyTracker::Chunked(const char* p, size_t n) {
       case C::Size: {
         int v = HexValue(static_cast<char>(ch));
         if (v >= 0) {
-          if (++digits_ > kMaxSizeDigits) return Fail("chunk size too large"), i;
+          if (++digits_ > kMaxChunkSizeDigits) return Fail("chunk size too large"), i;
           remaining_ = remaining_ * 16 + static_cast<uint64_t>(v);
         } else if (digits_ == 0) {
           return Fail("invalid chunk size"), i;
@@ -93,7 +88,7 @@ size_t BodyTracker::Chunked(const char* p, size_t n) {
       case C::Ext:
         if (ch == '\r') c_ = C::ExtLf;
         else if (!IsFieldChar(ch)) return Fail("invalid character in chunk extension"), i;
-        else if (++trailer_bytes_ > kMaxExtBytes) return Fail("chunk extension too long"), i;
+        else if (++trailer_bytes_ > kMaxChunkExtBytes) return Fail("chunk extension too long"), i;
         break;
       case C::ExtLf:
         if (ch != '\n') return Fail("bare CR in chunk size line"), i;

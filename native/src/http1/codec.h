@@ -26,6 +26,10 @@ constexpr bool IsFieldChar(unsigned char c) { return c == '\t' || (c >= 0x20 && 
 constexpr size_t kMaxHeadBytes = 64 * 1024;
 constexpr size_t kMaxFields = 100;
 constexpr size_t kMaxTrailerBytes = 64 * 1024;
+// Chunked coding: a chunk-size line with a 4 KiB extension is already absurd; 15 hex digits keep the size
+// below 2^60, far from overflow.
+constexpr size_t kMaxChunkExtBytes = 4096;
+constexpr int kMaxChunkSizeDigits = 15;
 
 enum class Kind { Request, Response };
 

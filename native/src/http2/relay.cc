@@ -149,6 +149,7 @@ struct Relay::Upstream {
   nghttp2_session* sess = nullptr;
   std::string authority;
   std::string scheme = "http";
+  uint32_t assumed = 0;  // concurrency assumed until SETTINGS arrive (0: the relay's)
   Relay* relay = nullptr;
   size_t active = 0;
   bool settings_seen = false;
@@ -164,6 +165,8 @@ struct Relay::Upstream {
     // Before the peer's SETTINGS, nghttp2 would report "unlimited"; assume what the previous connection said.
     uint32_t limit = settings_seen ? nghttp2_session_get_remote_settings(sess, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS) : assumed;
     return active < limit;
+  }
+  uint32_t Assumed(uint32_t relayWide) const { return this->assumed != 0 ? this->assumed : relayWide;
   }
 };
 
@@ -364,12 +367,13 @@ void Relay::Drain() {
 // ---------------------------------------------------------------------------------------------------
 // Upstream side (client sessions)
 
-uint32_t Relay::AttachUpstream(const std::string& authority, const std::string& scheme) {
+uint32_t Relay::AttachUpstream(const std::string& authority, const std::string& scheme, uint32_t assumedStreams) {
   upstream_requested_ = false;
   auto u = std::make_unique<Upstream>();
   u->id = next_up_id_++;
   u->authority = authority;
   u->scheme = scheme;
+  u->assumed = assumedStreams;
   u->relay = this;
   const SessionSetup& setup = UpstreamSide();
   int rv = setup.cb && setup.opt ? nghttp2_session_client_new2(&u->sess, setup.cb, u.get(), setup.opt) : NGHTTP2_ERR_NOMEM;
@@ -526,7 +530,8 @@ int Relay::UpOnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud
   if (f->hd.type == NGHTTP2_SETTINGS) {
     if ((f->hd.flags & NGHTTP2_FLAG_ACK) == 0) {
       u->settings_seen = true;
-      r->assumed_limit_ = std::max<uint32_t>(1, std::min<uint32_t>(nghttp2_session_get_remote_settings(sess, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS), 1024));
+      // A connection that said what it can take beforehand (a bridge) does not speak for the others.
+      if (u->assumed == 0) r->assumed_limit_ = std::max<uint32_t>(1, std::min<uint32_t>(nghttp2_session_get_remote_settings(sess, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS), 1024));
     }
     r->Dispatch();  // the peer may have raised its concurrency limit
     return 0;
@@ -659,7 +664,7 @@ void Relay::Dispatch() {
   while (!waiting_.empty()) {
     Upstream* best = nullptr;
     for (auto& [id, u] : ups_) {
-      if (u->HasRoom(assumed_limit_) && (!best || u->active < best->active)) best = u.get();
+      if (u->HasRoom(u->Assumed(assumed_limit_)) && (!best || u->active < best->active)) best = u.get();
     }
     if (!best) {
       if (!upstream_requested_) {

@@ -78,9 +78,11 @@ class Relay {
 
   /**
    * A new upstream connection is ready; `authority` (may be empty) replaces the client's :authority, `scheme` is
-   * the upstream hop's :scheme ("http" or "https"). Returns its id.
+   * the upstream hop's :scheme ("http" or "https"). `assumedStreams` is the concurrency to assume until its
+   * SETTINGS arrive (0: what the last upstream announced; 1 for a connection known to carry one exchange at a
+   * time, such as the HTTP/2-over-HTTP/1.1 bridge, so that no stream is sent only to be refused). Returns its id.
    */
-  uint32_t AttachUpstream(const std::string& authority, const std::string& scheme);
+  uint32_t AttachUpstream(const std::string& authority, const std::string& scheme, uint32_t assumedStreams = 0);
   /** No upstream connection could be opened: every waiting stream gets a local 503 / UNAVAILABLE. */
   void UpstreamUnavailable(const std::string& reason);
   bool RecvUpstream(uint32_t id, const uint8_t* data, size_t len);
