@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import { loadResources, type LoadResult, type Resource } from '../resources/index.js';
 import { Ipam } from '../ipam/index.js';
 import { compileSnapshot } from '../snapshot/compile.js';
+import { planForDump } from '../snapshot/plan.js';
 import type { Snapshot, CompiledService } from '../snapshot/types.js';
 import { DnsServer, recordsFromSnapshot, readResolvConf } from '../dns/index.js';
 import { Proxy } from '../proxy/index.js';
@@ -291,6 +292,8 @@ export class Agent {
       vipCidr: s?.vipCidr,
       config: redactedConfig(this.config),
       services: s?.services.map(dumpService) ?? [],
+      // What the engine was told to do with each service (key material as digests).
+      plans: this.proxy?.currentPlans().map(planForDump) ?? [],
       outbounds: s?.outbounds ?? [],
       rejected: s?.rejected ?? [],
       lastReloadError: this.lastReloadError ?? null,

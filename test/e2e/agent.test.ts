@@ -164,9 +164,16 @@ privilegedTest('e2e: seed scenarios by hostname, admin API, reload during a stre
   const prom = (await admin(env, '/stats/prometheus')).body;
   t.regex(prom, /meshext_upstream_cx_total\{[^}]*service="kri_extsvc_default_default__mes-tcp_"[^}]*\} [1-9]/);
   t.regex(prom, /meshext_dns_queries_total\{/);
-  // The three tcp seeds (reached through their VIPs, original destinations from the BPF map) and the outbound
-  // listener's connection were routed and connected by the native engine itself.
-  t.true(Number(/^meshext_relay_routed_total (\d+)/m.exec(prom)?.[1] ?? 0) >= 4, prom.split('\n').filter((l) => l.startsWith('meshext_relay')).join('\n'));
+  // Every seed scenario went through the engine, by its VIP: the engine looked each connection's original
+  // destination up in the BPF map, and counted each service's client connections itself.
+  const metric = (re: RegExp): number => Number(re.exec(prom)?.[1] ?? 0);
+  const engineLines = prom.split('\n').filter((l) => l.startsWith('meshext_engine') || l.startsWith('meshext_downstream_cx_total')).join('\n');
+  t.true(metric(/^meshext_engine_orig_dst_total\{result="found"\} (\d+)/m) >= SEED_SCENARIOS.length, engineLines);
+  t.is(metric(/^meshext_engine_orig_dst_total\{result="missing"\} (\d+)/m), 0, engineLines);
+  t.true(metric(/^meshext_engine_cx_accepted_total (\d+)/m) >= SEED_SCENARIOS.length + 1, engineLines);
+  for (const name of ['mes-tcp', 'mes-tcp-tls', 'mes-tcp-mtls', 'mes-http', 'mes-https', 'mes-grpc', 'mes-grpcs']) {
+    t.true(metric(new RegExp(`^meshext_downstream_cx_total\\{service="kri_extsvc_default_default__${name}_"\\} (\\d+)`, 'm')) >= 1, `${name}: ${engineLines}`);
+  }
   const dumpText = (await admin(env, '/config_dump')).body;
   const clientKeyB64 = fs.readFileSync(path.join(env.dir, 'pki', 'client.key')).toString('base64').slice(0, 40);
   t.false(dumpText.includes(clientKeyB64), 'config_dump must not contain secret material');

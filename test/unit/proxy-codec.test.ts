@@ -3,11 +3,42 @@ import { execFile } from 'node:child_process';
 import http from 'node:http';
 import http2 from 'node:http2';
 import { promisify } from 'node:util';
-import { closeServer, ipEp, listen, newProxy, snap, svc } from '../helpers/proxy.js';
+import https from 'node:https';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { makePki, type TestPki } from '../helpers/certs.js';
+import { closeServer, ipEp, listen, newProxy, settle, snap, svc, tlsCfg } from '../helpers/proxy.js';
 import type { CompiledService } from '../../src/snapshot/types.js';
 import type { Proxy } from '../../src/proxy/index.js';
 
 const run = promisify(execFile);
+
+let pki: TestPki;
+test.before(() => {
+  pki = makePki();
+});
+test.after.always(() => pki?.cleanup());
+
+/** `n` concurrent POSTs (distinct bodies) over one HTTP/2 client connection; resolves with each reply body. */
+async function concurrentPosts(port: number, n: number, size: number): Promise<Array<{ status: number; body: string }>> {
+  const c = http2.connect(`http://127.0.0.1:${port}`);
+  c.on('error', () => {});
+  const one = (i: number): Promise<{ status: number; body: string }> =>
+    new Promise((resolve, reject) => {
+      const r = c.request({ ':method': 'POST', ':path': `/p${i}` });
+      let status = 0;
+      let body = '';
+      r.on('response', (h) => (status = Number(h[':status'])));
+      r.setEncoding('utf8');
+      r.on('data', (d: string) => (body += d));
+      r.on('end', () => resolve({ status, body }));
+      r.on('error', reject);
+      r.end(Buffer.alloc(size, 97 + (i % 26)));
+    });
+  const out = await Promise.all(Array.from({ length: n }, (_, i) => one(i)));
+  c.close();
+  return out;
+}
 
 /** curl through the proxy; returns status, the HTTP version curl used, and the body. */
 async function curl(args: string[]): Promise<{ status: number; version: string; body: string }> {
@@ -84,4 +115,66 @@ test('codec auto: an HTTP/1.1 client of an http2 service is proxied to the HTTP/
   t.is(p.stats.get('meshext_upstream_cx_total', { service: s.kri }), 2);
   await p.close();
   await new Promise<void>((r) => srv.close(() => r()));
+});
+
+test('codec auto: concurrent HTTP/2 POSTs to an http service with a TLS upstream each get an HTTP/1.1 connection of their own', async (t) => {
+  let conns = 0;
+  const up = https.createServer({ key: pki.good.key, cert: pki.good.cert }, (req, res) => {
+    let n = 0;
+    let first = '';
+    req.on('data', (d: Buffer) => {
+      if (!first) first = d.toString('latin1', 0, 1);
+      n += d.length;
+    });
+    req.on('end', () => res.end(`${req.method} ${req.url} ${n} ${first} HTTP/${req.httpVersion}`));
+  });
+  up.on('secureConnection', () => conns++);
+  const { port: upPort } = await listen(up);
+  const s = svc({ protocol: 'http', endpoints: [{ kind: 'dns', address: 'localhost', port: upPort }], tls: tlsCfg({ ca: pki.ca }) });
+  const p = await proxyFor(s);
+  const replies = await concurrentPosts(p.port, 6, 200_000);
+  t.deepEqual(
+    replies,
+    replies.map((_, i) => ({ status: 200, body: `POST /p${i} 200000 ${String.fromCharCode(97 + (i % 26))} HTTP/1.1` })),
+  );
+  t.true(conns >= 1 && conns <= 6, `${conns} upstream connections`);
+  await settle(p.proxy);
+  t.is(p.stats.get('meshext_upstream_rq_total', { service: s.kri, code_class: '2xx' }), 6);
+  t.is(p.stats.get('meshext_upstream_tls_handshake_total', { service: s.kri }), conns);
+  await p.close();
+  await closeServer(up);
+});
+
+test('codec auto: an HTTP/1.1 client of an http2 service over TLS (ALPN h2), chunked both ways; 403 for a denied one', async (t) => {
+  const srv = http2.createSecureServer({ key: pki.good.key, cert: pki.good.cert });
+  srv.on('stream', (stream, headers) => {
+    const chunks: Buffer[] = [];
+    stream.on('data', (d: Buffer) => chunks.push(d));
+    stream.on('end', () => {
+      stream.respond({ ':status': 200 }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'x-sum': String(Buffer.concat(chunks).length) }));
+      stream.end(`${String(headers[':scheme'])} ${String(headers[':path'])} ${Buffer.concat(chunks).length}`);
+    });
+  });
+  const { port: upPort } = await listen(srv);
+  const s = svc({ protocol: 'http2', endpoints: [{ kind: 'dns', address: 'localhost', port: upPort }], tls: tlsCfg({ ca: pki.ca }) });
+  const denied = svc({ protocol: 'http2', mesh: 'm9', endpoints: [ipEp(upPort)], forbidden: true });
+  const { proxy, stats } = newProxy();
+  await proxy.setSnapshot(snap([s, denied]));
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  const d = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, denied.id);
+  const file = join(pki.dir, 'upload.bin');
+  writeFileSync(file, 'z'.repeat(300_000));
+  const r = await curl(['--http1.1', '-H', 'transfer-encoding: chunked', '--data-binary', `@${file}`, `http://127.0.0.1:${l.port}/upload`]);
+  t.is(r.status, 200);
+  t.is(r.version, '1.1');
+  t.is(r.body, 'https /upload 300000');
+  const no = await curl(['--http1.1', `http://127.0.0.1:${d.port}/`]);
+  t.is(no.status, 403);
+  t.regex(no.body, /Mesh "m9" setting routing.defaultForbidMeshExternalServiceAccess/);
+  await settle(proxy);
+  t.is(stats.get('meshext_access_denied_total', { service: denied.kri }), 1);
+  t.is(stats.get('meshext_upstream_cx_total', { service: denied.kri }), 0);
+  await proxy.close();
+  await new Promise<void>((res) => srv.close(() => res()));
 });

@@ -20,6 +20,9 @@
 //  - A layered transport may hold bytes for the session that no readiness event will announce (TLS records
 //    already decrypted, a bridge's reply produced by a Write): with anyReadinessRetries() true, sessions
 //    read such a transport again after every successful Write and never treat a short read as "drained".
+//    Such a transport may also hold bytes it accepted for its socket (a bridge's request body waiting for the
+//    peer's flow-control window): sessions call Flush() on every readiness event of its fd, so those move
+//    on even while the session itself has nothing to read or write.
 //  - WireCounts() gives the bytes the transport moved on its socket (TLS records included) when they differ
 //    from what the session read and wrote through it.
 #pragma once
@@ -51,6 +54,8 @@ class Transport {
   virtual int64_t setupDeadlineMs() const { return 0; }
   virtual void SetupTimedOut() {}
   virtual void Describe(Event& /*closed*/) const {}
+  /** Moves bytes the transport holds towards its socket (see the header comment); nothing for a plain socket. */
+  virtual void Flush() {}
   /** Completes the setup phase: 0 when done (or there is none), -EAGAIN to wait for readiness on fd(), else -errno. */
   virtual int Handshake() { return 0; }
   /** Bytes moved on the socket when they differ from the session's own counts (TLS records); false otherwise. */

@@ -1,6 +1,8 @@
 // Pool and UpstreamConn: see pool.h.
 #include "pool.h"
 
+#include <cerrno>
+
 #include "session.h"
 
 namespace mx::h1 {
@@ -25,8 +27,17 @@ void UpstreamConn::OnEvents(uint32_t events) {
     owner->OnUpstreamEvents(this, events);
     return;
   }
+  engine::Loop* l = engine::Loop::Current();
+  if (l == nullptr) return;
+  if (t_->anyReadinessRetries()) {
+    // A bridged (HTTP/2) connection talks while idle (PING, SETTINGS, WINDOW_UPDATE): the bridge answers,
+    // and only bytes for the session, its end, or an error mean it is done.
+    t_->Flush();
+    char probe[1];
+    if (t_->Read(probe, sizeof probe) == -EAGAIN) return;
+  }
   // Idle: a keep-alive connection has nothing to say; any event means it closed or misbehaves.
-  if (engine::Loop* l = engine::Loop::Current()) Pool::Of(l).Drop(this);
+  Pool::Of(l).Drop(this);
 }
 
 Pool& Pool::Of(engine::Loop* loop) {

@@ -3,6 +3,7 @@
 // change, whichever side caused it, goes through the same few steps.
 #include "session.h"
 
+#include "../bridge/h1_over_h2_transport.h"
 #include "../engine/transport.h"
 #include "../http_common.h"
 
@@ -39,9 +40,15 @@ ssize_t WriteSome(int fd, const char* p, size_t n, bool* again, int* err) {
 }
 
 /** The upstream connection as the session uses it: HTTP/1.1 as is; an HTTP/2 upstream behind the bridge. */
-std::unique_ptr<engine::Transport> WrapUpstream(const engine::Plan& plan, std::unique_ptr<engine::Transport> t) {
+std::unique_ptr<engine::Transport> WrapUpstream(const engine::Plan& plan, const engine::PlanEndpoint& ep, std::unique_ptr<engine::Transport> t) {
   if (plan.protocol == engine::Protocol::kHttp) return t;
-  return nullptr;  // WIP: the HTTP/1.1-over-HTTP/2 bridge lands next
+  bridge::H1OverH2Options o;
+  o.scheme = plan.tls ? "https" : "http";
+  o.authority = ep.host;
+  auto b = std::make_unique<bridge::H1OverH2Transport>(std::move(t), std::move(o));
+  // The inner transport is connected and verified: the HTTP/2 preface and SETTINGS go out now.
+  b->Handshake();
+  return b;
 }
 
 }  // namespace
@@ -120,6 +127,7 @@ void Http1Session::OnClientEvents(uint32_t ev) {
 
 void Http1Session::OnUpstreamEvents(UpstreamConn* c, uint32_t ev) {
   if (closed_ || c != up_.get()) return;
+  if (c->t().anyReadinessRetries()) c->t().Flush();
   if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->readable = true;
   if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->rdhup = true;
   if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) c->writable = true;
@@ -385,12 +393,7 @@ void Http1Session::AskUpstream() {
 void Http1Session::OnUpstream(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, uint32_t endpoint) {
   const engine::PlanEndpoint& ep = plan_->endpoints[endpoint];
   std::string key = plan_->H1PoolKey(ep.targets.empty() ? engine::PlanTarget{} : ep.targets[0]);
-  std::unique_ptr<engine::Transport> up = WrapUpstream(*plan_, std::move(t));
-  if (!up) {
-    lease.Close(0, 0);
-    OnUpstreamFailed("HTTP/1.1 clients of HTTP/2 services are not served yet");
-    return;
-  }
+  std::unique_ptr<engine::Transport> up = WrapUpstream(*plan_, ep, std::move(t));
   auto c = std::make_unique<UpstreamConn>(std::move(up), std::move(lease), std::move(key), ep.host, plan_->upstreamIdleMs);
   if (loop()->Watch(c->fd(), c.get()) != 0) {
     c->Kill();

@@ -1,6 +1,8 @@
 // Http2Session: see session.h.
 #include "session.h"
 
+#include "../bridge/h2_over_h1_transport.h"
+
 #include <errno.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -13,8 +15,10 @@ namespace mx::h2 {
 
 namespace {
 /** An http service's upstream speaks HTTP/1.1: the relay reaches it through the HTTP/2-over-HTTP/1.1 bridge. */
-std::unique_ptr<engine::Transport> WrapHttp1Upstream(std::unique_ptr<engine::Transport> /*t*/) {
-  return nullptr;  // WIP: the bridge lands next
+std::unique_ptr<engine::Transport> WrapHttp1Upstream(std::unique_ptr<engine::Transport> t) {
+  auto b = std::make_unique<bridge::H2OverH1Transport>(std::move(t), bridge::H2OverH1Options{});
+  b->Handshake();
+  return b;
 }
 // Bytes read per wake-up (all sides together) before yielding to other sessions on the loop.
 constexpr size_t kBudget = 1024 * 1024;
@@ -83,6 +87,7 @@ void Http2Session::Start() {
 void Http2Session::OnSideEvents(Side& s, uint32_t events) {
   if (ended_) return;
   if (s.t->anyReadinessRetries()) {
+    s.t->Flush();
     s.readable = s.writable = true;
   } else {
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s.readable = true;
@@ -360,15 +365,10 @@ bool Http2Session::Admit(LocalAnswer* answer) {
 
 void Http2Session::OnUpstream(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, uint32_t endpoint) {
   const engine::PlanEndpoint& ep = plan_->endpoints[endpoint];
-  if (plan_->protocol == engine::Protocol::kHttp) {
-    t = WrapHttp1Upstream(std::move(t));
-    if (!t) {
-      lease.Close(0, 0);
-      OnUpstreamFailed("HTTP/2 clients of HTTP/1.1 services are not served yet");
-      return;
-    }
-  }
-  Attach(std::move(t), std::move(lease), ep.host, plan_->tls ? "https" : "http");
+  // An HTTP/1.1 upstream carries one exchange at a time: the relay must not assume more before its SETTINGS.
+  bool bridged = plan_->protocol == engine::Protocol::kHttp;
+  if (bridged) t = WrapHttp1Upstream(std::move(t));
+  Attach(std::move(t), std::move(lease), ep.host, plan_->tls ? "https" : "http", bridged ? 1 : 0);
 }
 
 void Http2Session::OnUpstreamFailed(const std::string& reason) {
@@ -378,7 +378,7 @@ void Http2Session::OnUpstreamFailed(const std::string& reason) {
   Pump();
 }
 
-void Http2Session::Attach(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, const std::string& authority, const std::string& scheme) {
+void Http2Session::Attach(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, const std::string& authority, const std::string& scheme, uint32_t assumedStreams) {
   auto side = std::make_unique<Side>();
   side->session = this;
   side->poolKey = plan_->poolKey;
@@ -387,12 +387,12 @@ void Http2Session::Attach(std::unique_ptr<engine::Transport> t, engine::Upstream
   Side& s = *side;
   ups_.push_back(std::move(side));
   if (int err = loop()->Watch(s.t->fd(), &s)) {
-    s.rid = relay_.AttachUpstream(authority, scheme);  // registered so KillUpstream can fail its streams cleanly
+    s.rid = relay_.AttachUpstream(authority, scheme, assumedStreams);  // registered so KillUpstream can fail its streams cleanly
     KillUpstream(s, std::string("cannot watch the upstream socket: ") + strerror(err));
     Pump();
     return;
   }
-  s.rid = relay_.AttachUpstream(authority, scheme);
+  s.rid = relay_.AttachUpstream(authority, scheme, assumedStreams);
   Pump();
 }
 

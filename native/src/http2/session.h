@@ -71,8 +71,8 @@ class Http2Session final : public engine::Session, private RelayHost, private en
   void OnUpstreamFailed(const std::string& reason) override;
   /** The current plan of this connection's key (looked up again only when plans changed; null once gone). */
   const engine::Plan* CurrentPlan();
-  /** Adds an upstream connection (connected, verified) for the relay's waiting streams. */
-  void Attach(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, const std::string& authority, const std::string& scheme);
+  /** Adds an upstream connection (connected, verified) for the relay's waiting streams (see Relay::AttachUpstream). */
+  void Attach(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, const std::string& authority, const std::string& scheme, uint32_t assumedStreams);
 
   void OnSideEvents(Side& s, uint32_t events);
   void Pump();
