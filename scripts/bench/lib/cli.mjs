@@ -8,6 +8,9 @@ const USAGE = `options:
   --quick             smaller sizes and shorter runs (a smoke run of the whole harness)
   --targets LIST      comma-separated subset of ${ALL_TARGETS.join(',')} (default: all)
   --peer-workers N    HAProxy threads / nginx worker processes (default 1: meshext runs one event loop)
+  --cores N           N cores for every proxy: meshext --data-threads N, HAProxy nbthread N, nginx
+                      worker_processes N (default 1); above 1 the targets become >= 0.9x the best peer
+                      on every throughput figure
   --format text|md    table layout (md for RESULTS.md)
   --json FILE         also write the raw per-run figures and medians as JSON
   -h, --help`;
@@ -22,7 +25,8 @@ export function parseBenchArgs(argv, extra = {}, extraUsage = '') {
         runs: { type: 'string' },
         quick: { type: 'boolean', default: false },
         targets: { type: 'string' },
-        'peer-workers': { type: 'string', default: '1' },
+        'peer-workers': { type: 'string' },
+        cores: { type: 'string', default: '1' },
         format: { type: 'string', default: 'text' },
         json: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
@@ -42,10 +46,14 @@ export function parseBenchArgs(argv, extra = {}, extraUsage = '') {
   if (!Number.isInteger(runs) || runs < 1 || runs > 50) die(`--runs must be an integer 1..50, got ${values.runs}`);
   const targets = values.targets ? values.targets.split(',').map((s) => s.trim()).filter(Boolean) : ALL_TARGETS;
   for (const t of targets) if (!ALL_TARGETS.includes(t)) die(`--targets: unknown target "${t}" (known: ${ALL_TARGETS.join(', ')})`);
-  const peerWorkers = Number(values['peer-workers']);
+  const cores = Number(values.cores);
+  if (!Number.isInteger(cores) || cores < 1 || cores > 64) die(`--cores must be an integer 1..64, got ${values.cores}`);
+  const peerWorkers = Number(values['peer-workers'] ?? cores);
   if (!Number.isInteger(peerWorkers) || peerWorkers < 1 || peerWorkers > 64) die(`--peer-workers must be an integer 1..64, got ${values['peer-workers']}`);
+  if (cores > 1 && peerWorkers !== cores) die(`--cores ${cores} gives the peers ${cores} workers; --peer-workers ${peerWorkers} contradicts it`);
   if (!['text', 'md'].includes(values.format)) die(`--format must be text or md, got ${values.format}`);
-  return { ...values, runs, targets, peerWorkers };
+  // meshext's engine threads: its default (1) unless --cores asks for more.
+  return { ...values, runs, targets, peerWorkers, cores, dataThreads: cores };
 }
 
 function die(msg) {

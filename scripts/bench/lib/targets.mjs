@@ -3,7 +3,9 @@
 //   haproxy - Debian's HAProxy in the foreground, logs off;
 //   nginx   - Debian's nginx (stream module for TCP/TLS, http module for HTTP/1.1 and HTTP/2), logs off;
 //   meshext - this project's agent (`meshext run` with redirect and DNS off, a Dataplane outbound per service).
-// A service is {name, protocol: 'tcp'|'http'|'http2', upstreamPort, tls?: pki from tls.mjs}.
+// A service is {name, protocol: 'tcp'|'http'|'http2'|'grpc', upstreamPort, tls?: pki from tls.mjs}. With tls
+// every proxy opens TLS 1.3 to the upstream and verifies its certificate against the CA and the server name
+// (HTTP/2 and gRPC upstreams are offered ALPN h2), and keeps upstream connections alive between requests.
 import { mkdirSync, writeFileSync, existsSync, chmodSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,7 +16,7 @@ export const REPO = resolve(fileURLToPath(new URL('../../..', import.meta.url)))
 const STARTUP_MS = 15000;
 
 /** Start one target for the given services. Returns a handle; throws with the target's own output on failure. */
-export async function startTarget(name, services, { dir, peerWorkers = 1, maxSeconds }) {
+export async function startTarget(name, services, { dir, peerWorkers = 1, dataThreads = 1, maxSeconds }) {
   const tdir = join(dir, name);
   mkdirSync(tdir, { recursive: true });
   // nginx workers drop to `nobody` and must still reach their temp paths.
@@ -28,7 +30,7 @@ export async function startTarget(name, services, { dir, peerWorkers = 1, maxSec
     case 'nginx':
       return nginx(services, tdir, peerWorkers, maxSeconds);
     case 'meshext':
-      return meshext(services, tdir, maxSeconds);
+      return meshext(services, tdir, dataThreads, maxSeconds);
     default:
       throw new Error(`unknown target ${name}`);
   }
@@ -89,14 +91,24 @@ async function haproxy(services, dir, threads, maxSeconds) {
   ];
   for (const s of services) {
     const mode = s.protocol === 'tcp' ? 'tcp' : 'http';
-    const h2 = s.protocol === 'http2' ? ' proto h2' : '';
-    let server = `  server s1 127.0.0.1:${s.upstreamPort}${h2}`;
+    const h2 = s.protocol === 'http2' || s.protocol === 'grpc';
+    let server = `  server s1 127.0.0.1:${s.upstreamPort}`;
     if (s.tls) {
       server += ` ssl verify required ca-file ${s.tls.caFile} verifyhost ${s.tls.serverName} sni str(${s.tls.serverName})`;
       server += ' ssl-min-ver TLSv1.3 ssl-max-ver TLSv1.3';
+      // Over TLS the HTTP version is chosen by ALPN (nginx answers h2 only to a client that offers it).
+      if (h2) server += ' alpn h2';
+      else if (mode === 'http') server += ' alpn http/1.1';
+    } else if (h2) {
+      server += ' proto h2';
     }
-    lines.push(`frontend f_${s.name}`, `  mode ${mode}`, `  bind 127.0.0.1:${ports[s.name]}${h2}`, `  default_backend b_${s.name}`);
-    lines.push(`backend b_${s.name}`, `  mode ${mode}`, server);
+    lines.push(`frontend f_${s.name}`, `  mode ${mode}`, `  bind 127.0.0.1:${ports[s.name]}${h2 ? ' proto h2' : ''}`, `  default_backend b_${s.name}`);
+    lines.push(`backend b_${s.name}`, `  mode ${mode}`);
+    // Idle server connections are shared by all clients, as nginx's keepalive pool is (HAProxy's default
+    // `safe` sends each client connection's first request over a connection of its own: a TLS handshake per
+    // new client connection).
+    if (mode === 'http') lines.push('  http-reuse always');
+    lines.push(server);
   }
   const cfg = join(dir, 'haproxy.cfg');
   writeFileSync(cfg, lines.join('\n') + '\n');
@@ -160,16 +172,23 @@ async function nginx(services, dir, workers, maxSeconds) {
   if (http.length) {
     lines.push('http {', ...nginxHttpHead(dir));
     for (const s of http) {
-      if (s.tls) throw new Error('nginx target: TLS origination is only set up for tcp services');
       lines.push(`  upstream u_${s.name} { server 127.0.0.1:${s.upstreamPort}; keepalive 128; keepalive_requests 10000000; }`);
-      if (s.protocol === 'http2') {
-        // nginx speaks HTTP/2 to an upstream only through the gRPC module; grpc_pass forwards any h2 request.
-        lines.push('  server {', `    listen 127.0.0.1:${ports[s.name]} http2 backlog=4096;`, `    location / { grpc_pass grpc://u_${s.name}; }`, '  }');
+      if (s.protocol === 'http2' || s.protocol === 'grpc') {
+        // nginx speaks HTTP/2 to an upstream only through the gRPC module; grpc_pass forwards any h2 request
+        // (over TLS it offers ALPN h2).
+        const tls = s.tls ? nginxUpstreamTls('grpc', s.tls) : [];
+        lines.push(
+          '  server {',
+          `    listen 127.0.0.1:${ports[s.name]} http2 backlog=4096;`,
+          `    location / { grpc_pass ${s.tls ? 'grpcs' : 'grpc'}://u_${s.name};${tls.map((l) => ` ${l}`).join('')} }`,
+          '  }',
+        );
       } else {
+        const tls = s.tls ? nginxUpstreamTls('proxy', s.tls) : [];
         lines.push(
           '  server {',
           `    listen 127.0.0.1:${ports[s.name]} backlog=4096;`,
-          `    location / { proxy_pass http://u_${s.name}; proxy_http_version 1.1; proxy_set_header Connection ""; }`,
+          `    location / { proxy_pass ${s.tls ? 'https' : 'http'}://u_${s.name}; proxy_http_version 1.1; proxy_set_header Connection "";${tls.map((l) => ` ${l}`).join('')} }`,
           '  }',
         );
       }
@@ -181,6 +200,18 @@ async function nginx(services, dir, workers, maxSeconds) {
   const proc = startProcess('nginx', 'nginx', ['-p', dir, '-e', 'stderr', '-c', cfg], { maxSeconds });
   await ready('nginx', proc, ports);
   return handle('nginx', { ports, proc, peer: true });
+}
+
+/** nginx directives (module prefix `proxy` or `grpc`) for verified TLS 1.3 to an upstream, sessions reused. */
+function nginxUpstreamTls(prefix, tls) {
+  return [
+    `${prefix}_ssl_protocols TLSv1.3;`,
+    `${prefix}_ssl_verify on;`,
+    `${prefix}_ssl_trusted_certificate ${tls.caFile};`,
+    `${prefix}_ssl_name ${tls.serverName};`,
+    `${prefix}_ssl_server_name on;`,
+    `${prefix}_ssl_session_reuse on;`,
+  ];
 }
 
 /** Universal YAML for meshext: one MeshExternalService per service plus a Dataplane with an outbound each. */
@@ -208,6 +239,7 @@ export function meshextConfig(services, ports) {
         '      min: TLS13',
         '      max: TLS13',
         '    verification:',
+        '      mode: Secured',
         `      serverName: ${s.tls.serverName}`,
         '      caCert:',
         '        inlineString: |',
@@ -229,7 +261,7 @@ export function meshextMissing() {
   return undefined;
 }
 
-async function meshext(services, dir, maxSeconds) {
+async function meshext(services, dir, dataThreads, maxSeconds) {
   const missing = meshextMissing();
   if (missing) throw new Error(missing);
   const ports = await listenPorts(services);
@@ -247,6 +279,7 @@ async function meshext(services, dir, maxSeconds) {
     ...nodeArgs, join(REPO, 'bin/meshext.js'), 'run', '--config', cfgDir, '--redirect', 'off', '--dns', 'off',
     '--admin', `127.0.0.1:${admin}`, '--state-dir', stateDir, '--log-format', 'json',
     '--proxy-port', String(transparent), '--log-level', 'warn', '--drain-time', '0s',
+    '--data-threads', String(dataThreads),
   ];
   const proc = startProcess('meshext', process.execPath, args, { maxSeconds, cwd: REPO });
   await ready('meshext', proc, ports, (alive) => waitForHttp200(admin, '/ready', STARTUP_MS, 'meshext', alive));
