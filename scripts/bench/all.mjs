@@ -58,7 +58,9 @@ try {
       : [...passOn, ...(TIMED.includes(s) && opts.seconds ? ['--seconds', opts.seconds] : []), '--json', json];
     // --foreground keeps the scenario in our process group so Ctrl-C reaches it; its own handlers clean up.
     const code = await new Promise((resolve) => {
-      child = spawn('timeout', ['--foreground', '--kill-after=15', '1200s', process.execPath, script, ...args], { stdio: 'inherit' });
+      // A scenario's own budget grows with --seconds and --runs; this outer bound follows it.
+      const limit = TIMED.includes(s) ? Math.max(1200, opts.runs * 4 * (Number(opts.seconds ?? 10) + 60) + 300) : 1200;
+      child = spawn('timeout', ['--foreground', '--kill-after=15', `${limit}s`, process.execPath, script, ...args], { stdio: 'inherit' });
       child.on('exit', (c) => resolve(c));
     });
     if (code !== 0) process.stdout.write(`\n== ${s}: exited with code ${code}\n`);
