@@ -95,9 +95,10 @@ Transfer/sec:      8.12MB
 
 test('parseH2load takes rps from the summary and percentiles from the log', (t) => {
   const summary = 'finished in 2.00s, 40293.50 req/s, 1MB/s\nrequests: 10 total, 10 started, 10 done, 9 succeeded, 1 failed, 0 errored, 0 timeout\n' +
+    'status codes: 9 2xx, 0 3xx, 0 4xx, 1 5xx\n' +
     'traffic: 4.59MB (4817830) total, 1.13MB (1188630) headers (space savings 93.34%), 2.65MB (2776238) data\n';
   const log = Array.from({ length: 10 }, (_, i) => `1700000000${i}\t${i === 9 ? 502 : 200}\t${(i + 1) * 100}`).join('\n') + '\n';
-  t.deepEqual(parse.parseH2load(summary, log), { rps: 40293.5, p50us: 500, p99us: 1000, failed: 2, total: 10, succeeded: 9, dataBytes: 2776238 });
+  t.deepEqual(parse.parseH2load(summary, log), { rps: 40293.5, p50us: 500, p99us: 1000, failed: 2, total: 10, succeeded: 9, non2xx: 1, dataBytes: 2776238 });
 });
 
 test('scenarioTable leaves ratio columns out for a noRatio metric', (t) => {

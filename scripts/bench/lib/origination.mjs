@@ -132,8 +132,10 @@ async function load(spec, { port, caFile, seconds, dir, tag }) {
   rmSync(log, { force: true });
   const summary = () => out.trim().split('\n').filter((l) => /requests:|status codes:|traffic:/.test(l)).join(' | ');
   if (!(r.rps > 0) || r.succeeded === 0) throw new Error(`h2load: no request succeeded: ${summary()}`);
+  if (r.non2xx !== 0) throw new Error(`h2load: ${r.non2xx} answers with a status other than 2xx: ${summary()}`);
   // With -D, requests still in flight when the clock stops are reported as failed; more than that is an error.
-  if (r.failed > clients * streams) throw new Error(`h2load: ${r.failed} of ${r.total} requests failed or answered non-2xx: ${summary()}`);
+  const unanswered = r.total - r.succeeded;
+  if (unanswered > clients * streams) throw new Error(`h2load: ${unanswered} of ${r.total} requests not answered: ${summary()}`);
   // Every success must have carried the whole body (gRPC: the framed message). An error a proxy answers
   // with status 200 (gRPC's trailers-only UNAVAILABLE) carries none and shows here.
   const perAnswer = grpc ? grpcResponseFrame().length : Buffer.byteLength(HTTP_BODY);

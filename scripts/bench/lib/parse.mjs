@@ -29,8 +29,9 @@ export function parseWrk(text) {
 
 /**
  * From h2load's summary and its --log-file (tab-separated: start µs, status, time-to-response µs):
- * {rps, p50us, p99us, failed, total, succeeded, dataBytes}. Requests with a status other than 2xx count as
- * failed; succeeded is h2load's own count (2xx and 3xx); dataBytes the DATA payload received (NaN if absent).
+ * {rps, p50us, p99us, failed, total, succeeded, non2xx, dataBytes}. Requests with a status other than 2xx count
+ * as failed; succeeded is h2load's own count (2xx and 3xx); non2xx the answers with a 3xx, 4xx or 5xx status
+ * (from its "status codes" line, NaN if absent); dataBytes the DATA payload received (NaN if absent).
  */
 export function parseH2load(summary, log) {
   const rps = /finished in [\d.]+m?s, ([\d.]+) req\/s/.exec(summary);
@@ -38,6 +39,7 @@ export function parseH2load(summary, log) {
   if (!rps || !req) throw new Error(`h2load: unexpected output: ${summary.trim().split('\n').slice(-4).join(' | ')}`);
   // "traffic: 4.59MB (4817830) total, 1.13MB (1188630) headers (space savings 93.34%), 2.65MB (2776238) data"
   const data = /^traffic:.*\((\d+)\) data/m.exec(summary);
+  const codes = /^status codes: \d+ 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/m.exec(summary);
   const times = [];
   let bad = 0;
   for (const line of log.split('\n')) {
@@ -54,6 +56,7 @@ export function parseH2load(summary, log) {
     failed: Number(req[5]) + Number(req[6]) + bad,
     total: Number(req[1]),
     succeeded: Number(req[4]),
+    non2xx: codes ? Number(codes[1]) + Number(codes[2]) + Number(codes[3]) : NaN,
     dataBytes: data ? Number(data[1]) : NaN,
   };
 }

@@ -117,8 +117,8 @@ async function haproxy(services, dir, threads, maxSeconds) {
   return handle('haproxy', { ports, proc, peer: true });
 }
 
-/** nginx main-context lines shared by the proxy and the HTTP upstream. */
-export function nginxHead(dir, workers) {
+/** nginx main-context lines shared by the proxy and the HTTP upstream; `modules`: more .so files to load. */
+export function nginxHead(dir, workers, modules = []) {
   for (const d of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(dir, d), { recursive: true, mode: 0o777 });
   return [
     'daemon off;',
@@ -128,6 +128,7 @@ export function nginxHead(dir, workers) {
     `pid ${join(dir, 'nginx.pid')};`,
     'error_log stderr crit;',
     'load_module /usr/lib/nginx/modules/ngx_stream_module.so;',
+    ...modules.map((m) => `load_module /usr/lib/nginx/modules/${m};`),
     `events { worker_connections ${NOFILE - 100}; }`,
   ];
 }

@@ -103,7 +103,7 @@ export async function startNginxTlsFront(dir, pki, backends, { maxSeconds, worke
 /**
  * nginx upstream over TLS 1.3 (the test certificate) for the origination scenarios, one port each:
  * `https` HTTP/1.1 (ALPN http/1.1 only) and `h2` HTTP/2 (ALPN h2), both answering the small static body of
- * startNginxUpstream; `grpc` HTTP/2 answering unary calls to GRPC_PATH with a framed message and a
+ * startNginxUpstream; `grpc` HTTP/2 reading each unary call to GRPC_PATH, then answering with a framed message and a
  * `grpc-status: 0` trailer (any other path or a non-gRPC content type gets 404/415). nginx answers from C,
  * far faster than any proxy in front of it; the direct rows show that ceiling. `counters()` reads nginx's
  * own counters (stub_status on a plaintext port; each read adds a connection and a request): requests, so a
@@ -113,8 +113,8 @@ export async function startNginxTlsFront(dir, pki, backends, { maxSeconds, worke
 export async function startNginxTlsUpstream(dir, pki, { maxSeconds, workers = 1 }) {
   const d = join(dir, 'upstream-nginx-tls');
   mkdirSync(d, { recursive: true, mode: 0o755 });
-  // `return` sends the framed answer from memory; nginx reads the quoted string as bytes (the frame holds
-  // none of the characters a quoted string treats specially, which is checked here).
+  // The framed answer is sent from memory; nginx reads the quoted string as bytes (the frame holds none of
+  // the characters a quoted string treats specially, which is checked here).
   const grpcAnswer = grpcResponseFrame().toString('latin1');
   if (/["\\$;{}]/.test(grpcAnswer)) throw new Error('the gRPC answer frame holds a byte nginx would read as syntax');
   const ports = { https: await freePort(), h2: await freePort(), grpc: await freePort(), status: await freePort() };
@@ -126,7 +126,8 @@ export async function startNginxTlsUpstream(dir, pki, { maxSeconds, workers = 1 
   ];
   const body = `default_type text/plain; return 200 "${HTTP_BODY.replace('\n', '\\n')}";`;
   const lines = [
-    ...nginxHead(d, workers),
+    // Debian's nginx-light depends on the echo module (libnginx-mod-http-echo).
+    ...nginxHead(d, workers, ['ngx_http_echo_module.so']),
     'http {',
     ...nginxHttpHead(d),
     '  server {', `    listen 127.0.0.1:${ports.https} ssl backlog=4096;`, ...tls, `    location / { ${body} }`, '  }',
@@ -139,7 +140,11 @@ export async function startNginxTlsUpstream(dir, pki, { maxSeconds, workers = 1 
     '      if ($content_type !~ "^application/grpc") { return 415; }',
     '      default_type application/grpc;',
     '      add_trailer grpc-status 0 always;',
-    `      return 200 "${grpcAnswer}";`,
+    // Read the whole request before answering, as a gRPC server does: answering first makes nginx reset
+    // the request stream (RST_STREAM NO_ERROR) after the response, which nginx's grpc_pass, reusing that
+    // upstream connection, takes for a frame on an unknown stream and answers 502.
+    '      echo_read_request_body;',
+    `      echo -n "${grpcAnswer}";`,
     '    }',
     '  }',
     `  server { listen 127.0.0.1:${ports.status}; location / { stub_status; } }`,
