@@ -17,21 +17,23 @@ const SCENARIOS = ['tcp-throughput', 'tcp-latency', 'tls-origination', 'http1', 
 const argv = process.argv.slice(2);
 // Scenarios that take --seconds (load per target and run) for longer runs.
 const TIMED = ['https-origination', 'http2-tls', 'grpc-tls'];
-const opts = parseBenchArgs(argv, { only: { type: 'string' }, seconds: { type: 'string' } },
+const opts = parseBenchArgs(argv, { only: { type: 'string' }, seconds: { type: 'string' }, vip: { type: 'string' } },
   '\n  --only LIST         comma-separated scenarios (default: all of ' + SCENARIOS.join(',') + ')' +
-  `\n  --seconds N         load per target and run of ${TIMED.join(', ')} (default 10, --quick 3)`);
+  `\n  --seconds N         load per target and run of ${TIMED.join(', ')} (default 10, --quick 3)` +
+  `\n  --vip auto|on|off   whether ${TIMED.join(', ')} also measure meshext through the VIP path (default auto)`);
 const only = opts.only ? opts.only.split(',') : SCENARIOS;
 for (const s of only) if (!SCENARIOS.includes(s)) {
   process.stderr.write(`bench: --only: unknown scenario "${s}"\n`);
   process.exit(2);
 }
-// Scenario scripts take the shared options; --only and --json belong to this runner, --seconds to TIMED.
+// Scenario scripts take the shared options; --only and --json belong to this runner, --seconds and --vip to TIMED.
 const passOn = [];
 for (let i = 0; i < argv.length; i++) {
   const a = argv[i];
-  if (a === '--only' || a === '--json' || a === '--seconds') i++;
-  else if (!/^--(only|json|seconds)=/.test(a)) passOn.push(a);
+  if (['--only', '--json', '--seconds', '--vip'].includes(a)) i++;
+  else if (!/^--(only|json|seconds|vip)=/.test(a)) passOn.push(a);
 }
+const timedArgs = [...(opts.seconds ? ['--seconds', opts.seconds] : []), ...(opts.vip ? ['--vip', opts.vip] : [])];
 const dir = mkdtempSync(join(tmpdir(), 'meshext-bench-all-'));
 const results = [];
 let child;
@@ -55,11 +57,11 @@ try {
     // dns.mjs (written separately) takes only its own options: runs, and a shorter measurement when quick.
     const args = s === 'dns'
       ? ['--runs', String(opts.runs), ...(opts.quick ? ['--seconds', '1'] : [])]
-      : [...passOn, ...(TIMED.includes(s) && opts.seconds ? ['--seconds', opts.seconds] : []), '--json', json];
+      : [...passOn, ...(TIMED.includes(s) ? timedArgs : []), '--json', json];
     // --foreground keeps the scenario in our process group so Ctrl-C reaches it; its own handlers clean up.
     const code = await new Promise((resolve) => {
       // A scenario's own budget grows with --seconds and --runs; this outer bound follows it.
-      const limit = TIMED.includes(s) ? Math.max(1200, opts.runs * 4 * (Number(opts.seconds ?? 10) + 60) + 300) : 1200;
+      const limit = TIMED.includes(s) ? Math.max(1200, opts.runs * 5 * (Number(opts.seconds ?? 10) + 60) + 300) : 1200;
       child = spawn('timeout', ['--foreground', '--kill-after=15', `${limit}s`, process.execPath, script, ...args], { stdio: 'inherit' });
       child.on('exit', (c) => resolve(c));
     });

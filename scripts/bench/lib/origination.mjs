@@ -11,10 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runScenario, REQUEST_METRICS, machineInfo } from './runner.mjs';
 import { runClient, stopAll, removeOnExit, treeCpuMs } from './procs.mjs';
-import { startNginxTlsUpstream, HTTP_BODY } from './upstreams.mjs';
+import { startNginxTlsUpstream, HTTP_BODY, CLIENTS } from './upstreams.mjs';
 import { startTarget } from './targets.mjs';
 import { makeTestPki } from './tls.mjs';
-import { probe } from './probe.mjs';
+import { vipProbe, inBenchNetns, runInNetns } from './vip.mjs';
 import { parseWrk, parseH2load } from './parse.mjs';
 import { formatTable } from './stats.mjs';
 import { GRPC_PATH, grpcRequestFrame, grpcResponseFrame } from './grpc.mjs';
@@ -23,10 +23,14 @@ import { GRPC_PATH, grpcRequestFrame, grpcResponseFrame } from './grpc.mjs';
 export const ORIGINATION_OPTIONS = {
   seconds: { type: 'string' },
   'check-verify': { type: 'boolean', default: false },
+  vip: { type: 'string', default: 'auto' },
 };
 export const ORIGINATION_USAGE = `
   --seconds N         load per target and run (default 10, --quick 3); raise it for longer runs
-  --check-verify      no load: show that every proxy refuses a wrong CA and a wrong server name`;
+  --check-verify      no load: show that every proxy refuses a wrong CA and a wrong server name
+  --vip auto|on|off   also measure meshext through the VIP path (target meshext-vip: clients in a
+                      redirected cgroup resolve the service's name); the whole scenario then runs in a
+                      network namespace of its own. auto (default): when root, cgroup v2 and bpffs allow`;
 
 export const ORIGINATION_METRICS = [
   ...REQUEST_METRICS,
@@ -55,6 +59,9 @@ export async function runOrigination(spec) {
     process.stderr.write(`bench: --seconds must be 1..3600, got ${opts.seconds}\n`);
     process.exit(2);
   }
+  const vip = await vipSetting(opts);
+  if (vip.on && !inBenchNetns()) process.exit(await runInNetns());
+  if (vip.on && !opts.targetsGiven) opts.targets = [...opts.targets, 'meshext-vip'];
   if (opts['check-verify']) return checkVerify(spec);
   const name = SERVICE[protocol];
   let upstream;
@@ -75,19 +82,22 @@ export async function runOrigination(spec) {
           'upstream: nginx over TLS 1.3 (one worker, test CA made with openssl for this run); the direct row is the client speaking TLS to it itself, i.e. the ceiling of client and upstream',
           'every answer counted was checked: a probe with a real client before each run (status, body' + (protocol === 'grpc' ? ', message and grpc-status' : '') + '), no non-2xx during the load, and the upstream counted at least as many requests as the client counted successes',
           ...(spec.notes ?? []),
+          vip.on
+            ? 'meshext-vip: the same agent with its eBPF redirect and DNS on for a cgroup of its own; the clients run in that cgroup and resolve the service name to its VIP; every target of this run shares one network namespace with only loopback'
+            : `meshext through the VIP path not measured: ${vip.reason}`,
         ],
       };
     },
     async measure(target, { dir, run }) {
       const port = target.port(name);
       const caFile = target.clientTls(name);
-      await probe(protocol, port, { caFile });
-      await load(spec, { port, caFile, seconds: 1, dir, tag: `${target.name}-${run}-warm` });
+      await probeTarget(target, name, protocol);
+      await load(spec, { target, port, caFile, seconds: 1, dir, tag: `${target.name}-${run}-warm` });
       const before = await upstream.counters();
       const cpu0 = target.cpuMs();
       const upCpu0 = treeCpuMs(upstream.proc);
       const t0 = Date.now();
-      const r = await load(spec, { port, caFile, seconds, dir, tag: `${target.name}-${run}` });
+      const r = await load(spec, { target, port, caFile, seconds, dir, tag: `${target.name}-${run}` });
       const upCpu = ((treeCpuMs(upstream.proc) - upCpu0) * 100) / (Date.now() - t0);
       const cpu1 = target.cpuMs();
       const after = await upstream.counters();
@@ -111,11 +121,37 @@ function makePki(dir, sub) {
   return makeTestPki(d);
 }
 
-/** One load run against 127.0.0.1:port; returns {rps, p50, p99, succeeded} or throws on any error answer. */
-async function load(spec, { port, caFile, seconds, dir, tag }) {
+/** --vip: {on, reason}; exits with a message when `on` was asked for and cannot be had. */
+async function vipSetting(opts) {
+  if (!['auto', 'on', 'off'].includes(opts.vip)) {
+    process.stderr.write(`bench: --vip must be auto, on or off, got ${opts.vip}\n`);
+    process.exit(2);
+  }
+  const asked = opts.targets.includes('meshext-vip') ? 'on' : opts.targetsGiven && opts.vip === 'auto' ? 'off' : opts.vip;
+  if (asked === 'off') return { on: false, reason: opts.vip === 'off' ? '--vip off' : 'not in --targets' };
+  const probed = await vipProbe();
+  if (probed.ok) return { on: true };
+  if (asked === 'on') {
+    process.stderr.write(`bench: meshext-vip cannot run here: ${probed.reason}\n`);
+    process.exit(2);
+  }
+  return { on: false, reason: probed.reason };
+}
+
+/** One checked request through a target, run where the target expects its clients; throws on a wrong answer. */
+async function probeTarget(target, name, protocol) {
+  const args = [join(CLIENTS, 'probe.mjs'), '--protocol', protocol, '--host', target.host(name), '--port', String(target.port(name))];
+  if (target.clientTls(name)) args.push('--ca', target.clientTls(name));
+  const out = JSON.parse((await runClient('probe', ...target.wrap(process.execPath, args), { maxSeconds: 30 })).trim().split('\n').pop());
+  if (!out.ok) throw Object.assign(new Error(out.error), { answer: out.answer });
+}
+
+/** One load run against the target; returns {rps, p50, p99, succeeded} or throws on any error answer. */
+async function load(spec, { target, port, caFile, seconds, dir, tag }) {
   const scheme = caFile ? 'https' : 'http';
+  const origin = `${scheme}://${target.host(SERVICE[spec.protocol])}:${port}`;
   if (spec.protocol === 'http') {
-    const out = await runClient('wrk', 'wrk', ['-t1', `-c${spec.load.connections}`, `-d${seconds}s`, '--latency', `${scheme}://127.0.0.1:${port}/`], { maxSeconds: seconds + 30 });
+    const out = await runClient('wrk', ...target.wrap('wrk', ['-t1', `-c${spec.load.connections}`, `-d${seconds}s`, '--latency', `${origin}/`]), { maxSeconds: seconds + 30 });
     const r = parseWrk(out);
     if (r.errors > 0) throw new Error(`wrk reported ${r.errors} socket errors or non-2xx answers`);
     if (!(r.requests > 0)) throw new Error(`wrk: no request completed: ${out.trim().split('\n').slice(-3).join(' | ')}`);
@@ -126,8 +162,8 @@ async function load(spec, { port, caFile, seconds, dir, tag }) {
   const grpc = spec.protocol === 'grpc';
   const args = ['-t1', `-c${clients}`, `-m${streams}`, `-D${seconds}`, `--log-file=${log}`];
   if (grpc) args.push('-d', join(dir, 'grpc-request.bin'), '-H', 'content-type: application/grpc', '-H', 'te: trailers');
-  args.push(`${scheme}://127.0.0.1:${port}${grpc ? GRPC_PATH : '/'}`);
-  const out = await runClient('h2load', 'h2load', args, { maxSeconds: seconds + 30 });
+  args.push(`${origin}${grpc ? GRPC_PATH : '/'}`);
+  const out = await runClient('h2load', ...target.wrap('h2load', args), { maxSeconds: seconds + 30 });
   const r = parseH2load(out, readFileSync(log, 'utf8'));
   rmSync(log, { force: true });
   const summary = () => out.trim().split('\n').filter((l) => /requests:|status codes:|traffic:/.test(l)).join(' | ');
@@ -175,7 +211,7 @@ async function checkVerify(spec) {
         let target;
         try {
           target = await startTarget(t, services, { dir: join(dir, v.label), peerWorkers: opts.peerWorkers, dataThreads: opts.dataThreads, maxSeconds: 300 });
-          await probe(protocol, target.port(name));
+          await probeTarget(target, name, protocol);
           cell = v.shouldServe ? 'serves' : 'SERVES (not verifying!)';
           if (!v.shouldServe) bad++;
         } catch (e) {

@@ -90,7 +90,12 @@ export async function runScenario(spec) {
     await stopAll();
     rmSync(dir, { recursive: true, force: true });
   }
-  const { table, summary, medians } = scenarioTable(rows, spec.metrics, opts.cores > 1 ? coresTargets(spec) : spec.targets);
+  const targets = opts.cores > 1 ? coresTargets(spec) : spec.targets;
+  const { table, summary, medians } = scenarioTable(rows, spec.metrics, targets);
+  // The VIP path is meshext too: judged by the same targets.
+  if (rows.some((r) => r.name === 'meshext-vip')) {
+    summary.push(...scenarioTable(rows, spec.metrics, targets, 'meshext-vip').summary.map((v) => ({ ...v, label: `${v.label} (VIP path)` })));
+  }
   const result = {
     id: spec.id,
     title: spec.title,

@@ -2,11 +2,16 @@
 //   direct  - no proxy: clients talk to the upstream (and originate TLS themselves in the TLS scenario);
 //   haproxy - Debian's HAProxy in the foreground, logs off;
 //   nginx   - Debian's nginx (stream module for TCP/TLS, http module for HTTP/1.1 and HTTP/2), logs off;
-//   meshext - this project's agent (`meshext run` with redirect and DNS off, a Dataplane outbound per service).
+//   meshext - this project's agent (`meshext run` with redirect and DNS off, a Dataplane outbound per service);
+//   meshext-vip - the same agent with its eBPF redirect and DNS on for a cgroup of its own: clients run in
+//             that cgroup and reach each service by name (its VIP), as workloads on a node do (vip.mjs).
 // A service is {name, protocol: 'tcp'|'http'|'http2'|'grpc', upstreamPort, tls?: pki from tls.mjs}. With tls
 // every proxy opens TLS 1.3 to the upstream and verifies its certificate against the CA and the server name
 // (HTTP/2 and gRPC upstreams are offered ALPN h2), and keeps upstream connections alive between requests.
-import { mkdirSync, writeFileSync, existsSync, chmodSync } from 'node:fs';
+import { mkdirSync, writeFileSync, existsSync, chmodSync, rmdirSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startProcess, treeCpuMs, treeRssKiB, lastLines, NOFILE } from './procs.mjs';
@@ -31,18 +36,24 @@ export async function startTarget(name, services, { dir, peerWorkers = 1, dataTh
       return nginx(services, tdir, peerWorkers, maxSeconds);
     case 'meshext':
       return meshext(services, tdir, dataThreads, maxSeconds);
+    case 'meshext-vip':
+      return meshext(services, tdir, dataThreads, maxSeconds, { vip: true });
     default:
       throw new Error(`unknown target ${name}`);
   }
 }
 
-function handle(name, { ports, proc, peer, clientTls = () => undefined }) {
+function handle(name, { ports, proc, peer, clientTls = () => undefined, hosts = {}, wrap = (cmd, args) => [cmd, args], stop }) {
   return {
     name,
     peer,
     direct: name === 'direct',
     /** Port a client connects to for a service. */
     port: (svc) => ports[svc],
+    /** Host a client connects to for a service: 127.0.0.1, or the service's name on the VIP path. */
+    host: (svc) => hosts[svc] ?? '127.0.0.1',
+    /** [cmd, args] that run a client where this target expects its clients (meshext-vip: in its cgroup). */
+    wrap,
     /** CA file when the client itself must speak TLS for a service (direct baseline), else undefined. */
     clientTls,
     /** Resident memory of the proxy's processes in KiB (NaN for direct). */
@@ -50,7 +61,7 @@ function handle(name, { ports, proc, peer, clientTls = () => undefined }) {
     /** CPU time (user + system) the proxy's processes have used, in ms (NaN for direct). */
     cpuMs: () => (proc ? treeCpuMs(proc) : NaN),
     proc,
-    stop: () => (proc ? proc.stop() : Promise.resolve(0)),
+    stop: stop ?? (() => (proc ? proc.stop() : Promise.resolve(0))),
   };
 }
 
@@ -215,8 +226,11 @@ function nginxUpstreamTls(prefix, tls) {
   ];
 }
 
-/** Universal YAML for meshext: one MeshExternalService per service plus a Dataplane with an outbound each. */
-export function meshextConfig(services, ports) {
+/**
+ * Universal YAML for meshext: one MeshExternalService per service (matched on its port in `ports`) plus,
+ * unless `outbound` is false, a Dataplane with an outbound listener on that port for each.
+ */
+export function meshextConfig(services, ports, { outbound = true } = {}) {
   const docs = [];
   for (const s of services) {
     const d = [
@@ -249,6 +263,7 @@ export function meshextConfig(services, ports) {
     }
     docs.push(d.join('\n'));
   }
+  if (!outbound) return docs.join('\n---\n') + '\n';
   const dp = ['type: Dataplane', 'name: bench', 'mesh: default', 'networking:', '  address: 127.0.0.1', '  outbound:'];
   for (const s of services) dp.push(`  - port: ${ports[s.name]}`, `    backendRef: {kind: MeshExternalService, name: ${s.name}}`);
   docs.push(dp.join('\n'));
@@ -262,27 +277,106 @@ export function meshextMissing() {
   return undefined;
 }
 
-async function meshext(services, dir, dataThreads, maxSeconds) {
+async function meshext(services, dir, dataThreads, maxSeconds, { vip = false } = {}) {
   const missing = meshextMissing();
   if (missing) throw new Error(missing);
+  const name = vip ? 'meshext-vip' : 'meshext';
   const ports = await listenPorts(services);
   const admin = await freePort();
-  const transparent = await freePort(); // the eBPF-fed listener is unused here but must not clash
+  const transparent = await freePort(); // the eBPF-fed listener: unused unless vip, but must not clash
   const cfgDir = join(dir, 'config');
   const stateDir = join(dir, 'state');
   mkdirSync(cfgDir, { recursive: true });
   mkdirSync(stateDir, { recursive: true });
-  writeFileSync(join(cfgDir, 'bench.yaml'), meshextConfig(services, ports));
+  writeFileSync(join(cfgDir, 'bench.yaml'), meshextConfig(services, ports, { outbound: !vip }));
+  const redirect = vip ? await vipRedirect() : undefined;
   // MESHEXT_BENCH_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") reaches only the agent: Node
   // refuses --cpu-prof in NODE_OPTIONS, and that would profile the clients too.
   const nodeArgs = (process.env.MESHEXT_BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
   const args = [
-    ...nodeArgs, join(REPO, 'bin/meshext.js'), 'run', '--config', cfgDir, '--redirect', 'off', '--dns', 'off',
+    ...nodeArgs, join(REPO, 'bin/meshext.js'), 'run', '--config', cfgDir,
+    ...(redirect ? redirect.args : ['--redirect', 'off', '--dns', 'off']),
     '--admin', `127.0.0.1:${admin}`, '--state-dir', stateDir, '--log-format', 'json',
     '--proxy-port', String(transparent), '--log-level', 'warn', '--drain-time', '0s',
     '--data-threads', String(dataThreads),
   ];
-  const proc = startProcess('meshext', process.execPath, args, { maxSeconds, cwd: REPO });
-  await ready('meshext', proc, ports, (alive) => waitForHttp200(admin, '/ready', STARTUP_MS, 'meshext', alive));
-  return handle('meshext', { ports, proc, peer: false });
+  const proc = startProcess(name, process.execPath, args, { maxSeconds, cwd: REPO });
+  if (!redirect) {
+    await ready(name, proc, ports, (alive) => waitForHttp200(admin, '/ready', STARTUP_MS, name, alive));
+    return handle(name, { ports, proc, peer: false });
+  }
+  const stop = async () => {
+    const code = await proc.stop();
+    redirect.remove();
+    return code;
+  };
+  try {
+    // Nothing listens on the service ports: clients reach the transparent listener through the redirect.
+    await ready(name, proc, {}, (alive) => waitForHttp200(admin, '/ready', STARTUP_MS, name, alive));
+    const dump = JSON.parse(await httpGet(admin, '/config_dump'));
+    const hosts = {};
+    for (const s of services) {
+      const svc = dump.services?.find((d) => d.name === s.name);
+      if (!svc?.hostnames?.length || !svc.vip) throw new Error(`${name}: service ${s.name} has no VIP or hostname in /config_dump`);
+      hosts[s.name] = svc.hostnames[0];
+    }
+    return handle(name, { ports, proc, peer: false, hosts, wrap: redirect.wrap, stop });
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+/**
+ * A cgroup and a bpffs pin root of this run's own for meshext-vip: the agent's arguments, `wrap` to run a
+ * client inside the cgroup, and `remove()`, which detaches the agent's links and removes both. Only run
+ * inside the network namespace of vip.mjs, where the VIP range is unroutable: a connect the redirect missed
+ * fails there instead of leaving the machine.
+ */
+async function vipRedirect() {
+  if (!process.env.MESHEXT_BENCH_NETNS) throw new Error('meshext-vip runs only inside the network namespace vip.mjs makes (--vip)');
+  const { findCgroup2Mount } = await import(join(REPO, 'dist/src/redirect/index.js'));
+  const cg2 = findCgroup2Mount();
+  const id = randomBytes(4).toString('hex');
+  const cgroup = join(cg2, `meshext-bench-${id}`);
+  const pinRoot = `/sys/fs/bpf/meshext-bench-${id}`;
+  // The agent moves itself into <cgroup2>/meshext.agent; remove that afterwards only if this run made it.
+  const agentCgroup = join(cg2, 'meshext.agent');
+  const agentCgroupExisted = existsSync(agentCgroup);
+  mkdirSync(cgroup);
+  let removed = false;
+  const remove = () => {
+    if (removed) return;
+    removed = true;
+    try {
+      execFileSync(process.execPath, [join(REPO, 'bin/meshext.js'), 'cleanup', '--pin-root', pinRoot], { stdio: 'ignore', timeout: 30000 });
+    } catch {
+      /* nothing pinned (the agent did not get that far) */
+    }
+    rmSync(pinRoot, { recursive: true, force: true });
+    for (const dir of agentCgroupExisted ? [cgroup] : [cgroup, agentCgroup]) {
+      try {
+        rmdirSync(dir);
+      } catch {
+        /* still in use (another agent's) or already gone */
+      }
+    }
+  };
+  // Also when the runner exits on an error or a signal (procs.mjs has killed the agent by then).
+  process.once('exit', remove);
+  return {
+    args: ['--redirect', 'on', '--cgroup', cgroup, '--pin-root', pinRoot, '--dns', 'on', '--dns-port', String(await freePort()), '--ip-family-mode', 'ipv4'],
+    wrap: (cmd, args) => ['sh', ['-c', `echo $$ > '${cgroup}/cgroup.procs' && exec "$@"`, 'sh', cmd, ...args]],
+    remove,
+  };
+}
+
+function httpGet(port, path) {
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      let text = '';
+      res.on('data', (d) => (text += d));
+      res.on('end', () => (res.statusCode === 200 ? resolve(text) : reject(new Error(`GET ${path}: HTTP ${res.statusCode}`))));
+    }).on('error', reject);
+  });
 }
