@@ -4,6 +4,8 @@
 // warm-up, then the timed load; afterwards the upstream's own request counter must have moved at least as
 // far as the client's count of successes (so no error answered by a proxy is counted as throughput), and the
 // proxy's CPU time over the load is divided by the requests served.
+// With --vip (auto when privileged) the scenario re-runs itself in a network namespace of its own and adds
+// meshext-vip: the agent reached through its eBPF redirect by clients resolving the service's name.
 // --check-verify runs no load: it starts each proxy with the right CA, a wrong CA and a wrong server name
 // and shows that only the first one serves.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
