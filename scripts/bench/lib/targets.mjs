@@ -115,10 +115,10 @@ async function haproxy(services, dir, threads, maxSeconds) {
     }
     lines.push(`frontend f_${s.name}`, `  mode ${mode}`, `  bind 127.0.0.1:${ports[s.name]}${h2 ? ' proto h2' : ''}`, `  default_backend b_${s.name}`);
     lines.push(`backend b_${s.name}`, `  mode ${mode}`);
-    // Idle server connections are shared by all clients, as nginx's keepalive pool is (HAProxy's default
-    // `safe` sends each client connection's first request over a connection of its own: a TLS handshake per
-    // new client connection).
-    if (mode === 'http') lines.push('  http-reuse always');
+    // Over TLS, idle server connections are shared by all clients, as nginx's keepalive pool is (HAProxy's
+    // default `safe` sends each client connection's first request over a connection of its own: a TLS
+    // handshake per new client connection). Plaintext backends keep the default the older scenarios used.
+    if (mode === 'http' && s.tls) lines.push('  http-reuse always');
     lines.push(server);
   }
   const cfg = join(dir, 'haproxy.cfg');
