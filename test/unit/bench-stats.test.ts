@@ -6,9 +6,11 @@ import { pathToFileURL } from 'node:url';
 // the repo root at run time, and take their types from the .d.mts files next to them.
 type Stats = typeof import('../../scripts/bench/lib/stats.mjs');
 type Parse = typeof import('../../scripts/bench/lib/parse.mjs');
+type Grpc = typeof import('../../scripts/bench/lib/grpc.mjs');
 const load = async <T>(p: string): Promise<T> => (await import(pathToFileURL(resolve(p)).href)) as T;
 const stats = await load<Stats>('scripts/bench/lib/stats.mjs');
 const parse = await load<Parse>('scripts/bench/lib/parse.mjs');
+const grpc = await load<Grpc>('scripts/bench/lib/grpc.mjs');
 
 test('median takes the middle value, or the mean of the middle two, ignoring non-finite values', (t) => {
   t.is(stats.median([3, 1, 2]), 2);
@@ -87,12 +89,34 @@ test('parseWrk reads requests/s, percentiles in any unit, and errors', (t) => {
 Requests/sec:  55939.12
 Transfer/sec:      8.12MB
 `;
-  t.deepEqual(parse.parseWrk(out), { rps: 55939.12, p50us: 812, p99us: 2.01e6, errors: 7 });
+  t.deepEqual(parse.parseWrk(out), { rps: 55939.12, p50us: 812, p99us: 2.01e6, errors: 7, requests: 1000 });
   t.throws(() => parse.parseWrk('unable to connect'), { message: /wrk: unexpected output/ });
 });
 
 test('parseH2load takes rps from the summary and percentiles from the log', (t) => {
-  const summary = 'finished in 2.00s, 40293.50 req/s, 1MB/s\nrequests: 10 total, 10 started, 10 done, 9 succeeded, 1 failed, 0 errored, 0 timeout\n';
+  const summary = 'finished in 2.00s, 40293.50 req/s, 1MB/s\nrequests: 10 total, 10 started, 10 done, 9 succeeded, 1 failed, 0 errored, 0 timeout\n' +
+    'status codes: 9 2xx, 0 3xx, 0 4xx, 1 5xx\n' +
+    'traffic: 4.59MB (4817830) total, 1.13MB (1188630) headers (space savings 93.34%), 2.65MB (2776238) data\n';
   const log = Array.from({ length: 10 }, (_, i) => `1700000000${i}\t${i === 9 ? 502 : 200}\t${(i + 1) * 100}`).join('\n') + '\n';
-  t.deepEqual(parse.parseH2load(summary, log), { rps: 40293.5, p50us: 500, p99us: 1000, failed: 2, total: 10 });
+  t.deepEqual(parse.parseH2load(summary, log), { rps: 40293.5, p50us: 500, p99us: 1000, failed: 2, total: 10, succeeded: 9, non2xx: 1, dataBytes: 2776238 });
+});
+
+test('scenarioTable leaves ratio columns out for a noRatio metric', (t) => {
+  const { table } = stats.scenarioTable(
+    [{ name: 'direct', direct: true, values: { rps: [10], up: [50] } }, { name: 'nginx', peer: true, values: { rps: [5], up: [40] } }],
+    [{ key: 'rps', label: 'req/s', higherIsBetter: true }, { key: 'up', label: 'upstream CPU %', higherIsBetter: false, noRatio: true }],
+  );
+  t.deepEqual(table[0], ['target', 'req/s', 'vs direct', 'vs best peer', 'upstream CPU %']);
+  t.deepEqual(table[2], ['nginx', '5.00', '0.50x', '1.00x', '40.0']);
+});
+
+test('the gRPC frames carry Msg{payload} behind a 5-byte prefix, and decodeMsg reads it back', (t) => {
+  const req = grpc.grpcRequestFrame();
+  t.is(req[0], 0);
+  t.is(req.readUInt32BE(1), req.length - 5);
+  t.is(grpc.decodeMsg(req.subarray(5)).toString(), grpc.GRPC_REQUEST_PAYLOAD);
+  t.is(grpc.grpcResponseFrame().length, 5 + 2 + Buffer.byteLength(grpc.GRPC_RESPONSE_PAYLOAD));
+  t.is(grpc.decodeMsg(Buffer.alloc(0)).length, 0);
+  t.throws(() => grpc.decodeMsg(Buffer.from([0x12, 0x01, 0x41])), { message: /not a Msg/ });
+  t.throws(() => grpc.encodeMsg('x'.repeat(128)), { instanceOf: RangeError });
 });

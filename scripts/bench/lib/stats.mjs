@@ -100,7 +100,7 @@ export function formatTable(rows, format = 'text') {
 /**
  * Build the printable table of one scenario.
  * rows: [{name, peer: boolean, direct: boolean, values: {metric: number[] (one per run)}}]
- * metrics: [{key, label, higherIsBetter}]; targets: [{metric, op, factor, against: 'peer'|'direct'|'absolute', label}]
+ * metrics: [{key, label, higherIsBetter, noRatio?}]; targets: [{metric, op, factor, against: 'peer'|'direct'|'absolute', label}]
  * Returns {table: string[][], summary: [{target, metric, value, reference, verdict, label}]}.
  */
 export function scenarioTable(rows, metrics, targets = [], subject = 'meshext') {
@@ -113,7 +113,8 @@ export function scenarioTable(rows, metrics, targets = [], subject = 'meshext') 
   }));
   const direct = med.find((r) => r.direct);
   const header = ['target'];
-  for (const m of metrics) header.push(m.label, ...(direct ? ['vs direct'] : []), 'vs best peer');
+  // A metric with `noRatio` (a context figure, such as the upstream's load) gets its value column only.
+  for (const m of metrics) header.push(m.label, ...(m.noRatio ? [] : [...(direct ? ['vs direct'] : []), 'vs best peer']));
   const table = [header];
   for (const r of med) {
     const line = [r.name];
@@ -121,6 +122,7 @@ export function scenarioTable(rows, metrics, targets = [], subject = 'meshext') 
       const v = r.values[m.key];
       const best = bestPeer(med, m.key, m.higherIsBetter);
       line.push(fmtNum(v));
+      if (m.noRatio) continue;
       if (direct) line.push(r.direct ? '' : fmtRatio(ratio(v, direct.values[m.key])));
       line.push(fmtRatio(ratio(v, best?.value)));
     }

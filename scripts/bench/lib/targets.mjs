@@ -2,9 +2,16 @@
 //   direct  - no proxy: clients talk to the upstream (and originate TLS themselves in the TLS scenario);
 //   haproxy - Debian's HAProxy in the foreground, logs off;
 //   nginx   - Debian's nginx (stream module for TCP/TLS, http module for HTTP/1.1 and HTTP/2), logs off;
-//   meshext - this project's agent (`meshext run` with redirect and DNS off, a Dataplane outbound per service).
-// A service is {name, protocol: 'tcp'|'http'|'http2', upstreamPort, tls?: pki from tls.mjs}.
-import { mkdirSync, writeFileSync, existsSync, chmodSync } from 'node:fs';
+//   meshext - this project's agent (`meshext run` with redirect and DNS off, a Dataplane outbound per service);
+//   meshext-vip - the same agent with its eBPF redirect and DNS on for a cgroup of its own: clients run in
+//             that cgroup and reach each service by name (its VIP), as workloads on a node do (vip.mjs).
+// A service is {name, protocol: 'tcp'|'http'|'http2'|'grpc', upstreamPort, tls?: pki from tls.mjs}. With tls
+// every proxy opens TLS 1.3 to the upstream and verifies its certificate against the CA and the server name
+// (HTTP/2 and gRPC upstreams are offered ALPN h2), and keeps upstream connections alive between requests.
+import { mkdirSync, writeFileSync, existsSync, chmodSync, rmdirSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startProcess, treeCpuMs, treeRssKiB, lastLines, NOFILE } from './procs.mjs';
@@ -14,7 +21,7 @@ export const REPO = resolve(fileURLToPath(new URL('../../..', import.meta.url)))
 const STARTUP_MS = 15000;
 
 /** Start one target for the given services. Returns a handle; throws with the target's own output on failure. */
-export async function startTarget(name, services, { dir, peerWorkers = 1, maxSeconds }) {
+export async function startTarget(name, services, { dir, peerWorkers = 1, dataThreads = 1, maxSeconds }) {
   const tdir = join(dir, name);
   mkdirSync(tdir, { recursive: true });
   // nginx workers drop to `nobody` and must still reach their temp paths.
@@ -28,19 +35,25 @@ export async function startTarget(name, services, { dir, peerWorkers = 1, maxSec
     case 'nginx':
       return nginx(services, tdir, peerWorkers, maxSeconds);
     case 'meshext':
-      return meshext(services, tdir, maxSeconds);
+      return meshext(services, tdir, dataThreads, maxSeconds);
+    case 'meshext-vip':
+      return meshext(services, tdir, dataThreads, maxSeconds, { vip: true });
     default:
       throw new Error(`unknown target ${name}`);
   }
 }
 
-function handle(name, { ports, proc, peer, clientTls = () => undefined }) {
+function handle(name, { ports, proc, peer, clientTls = () => undefined, hosts = {}, wrap = (cmd, args) => [cmd, args], stop }) {
   return {
     name,
     peer,
     direct: name === 'direct',
     /** Port a client connects to for a service. */
     port: (svc) => ports[svc],
+    /** Host a client connects to for a service: 127.0.0.1, or the service's name on the VIP path. */
+    host: (svc) => hosts[svc] ?? '127.0.0.1',
+    /** [cmd, args] that run a client where this target expects its clients (meshext-vip: in its cgroup). */
+    wrap,
     /** CA file when the client itself must speak TLS for a service (direct baseline), else undefined. */
     clientTls,
     /** Resident memory of the proxy's processes in KiB (NaN for direct). */
@@ -48,7 +61,7 @@ function handle(name, { ports, proc, peer, clientTls = () => undefined }) {
     /** CPU time (user + system) the proxy's processes have used, in ms (NaN for direct). */
     cpuMs: () => (proc ? treeCpuMs(proc) : NaN),
     proc,
-    stop: () => (proc ? proc.stop() : Promise.resolve(0)),
+    stop: stop ?? (() => (proc ? proc.stop() : Promise.resolve(0))),
   };
 }
 
@@ -89,14 +102,24 @@ async function haproxy(services, dir, threads, maxSeconds) {
   ];
   for (const s of services) {
     const mode = s.protocol === 'tcp' ? 'tcp' : 'http';
-    const h2 = s.protocol === 'http2' ? ' proto h2' : '';
-    let server = `  server s1 127.0.0.1:${s.upstreamPort}${h2}`;
+    const h2 = s.protocol === 'http2' || s.protocol === 'grpc';
+    let server = `  server s1 127.0.0.1:${s.upstreamPort}`;
     if (s.tls) {
       server += ` ssl verify required ca-file ${s.tls.caFile} verifyhost ${s.tls.serverName} sni str(${s.tls.serverName})`;
       server += ' ssl-min-ver TLSv1.3 ssl-max-ver TLSv1.3';
+      // Over TLS the HTTP version is chosen by ALPN (nginx answers h2 only to a client that offers it).
+      if (h2) server += ' alpn h2';
+      else if (mode === 'http') server += ' alpn http/1.1';
+    } else if (h2) {
+      server += ' proto h2';
     }
-    lines.push(`frontend f_${s.name}`, `  mode ${mode}`, `  bind 127.0.0.1:${ports[s.name]}${h2}`, `  default_backend b_${s.name}`);
-    lines.push(`backend b_${s.name}`, `  mode ${mode}`, server);
+    lines.push(`frontend f_${s.name}`, `  mode ${mode}`, `  bind 127.0.0.1:${ports[s.name]}${h2 ? ' proto h2' : ''}`, `  default_backend b_${s.name}`);
+    lines.push(`backend b_${s.name}`, `  mode ${mode}`);
+    // Over TLS, idle server connections are shared by all clients, as nginx's keepalive pool is (HAProxy's
+    // default `safe` sends each client connection's first request over a connection of its own: a TLS
+    // handshake per new client connection). Plaintext backends keep the default the older scenarios used.
+    if (mode === 'http' && s.tls) lines.push('  http-reuse always');
+    lines.push(server);
   }
   const cfg = join(dir, 'haproxy.cfg');
   writeFileSync(cfg, lines.join('\n') + '\n');
@@ -105,8 +128,8 @@ async function haproxy(services, dir, threads, maxSeconds) {
   return handle('haproxy', { ports, proc, peer: true });
 }
 
-/** nginx main-context lines shared by the proxy and the HTTP upstream. */
-export function nginxHead(dir, workers) {
+/** nginx main-context lines shared by the proxy and the HTTP upstream; `modules`: more .so files to load. */
+export function nginxHead(dir, workers, modules = []) {
   for (const d of ['body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(dir, d), { recursive: true, mode: 0o777 });
   return [
     'daemon off;',
@@ -116,6 +139,7 @@ export function nginxHead(dir, workers) {
     `pid ${join(dir, 'nginx.pid')};`,
     'error_log stderr crit;',
     'load_module /usr/lib/nginx/modules/ngx_stream_module.so;',
+    ...modules.map((m) => `load_module /usr/lib/nginx/modules/${m};`),
     `events { worker_connections ${NOFILE - 100}; }`,
   ];
 }
@@ -160,16 +184,23 @@ async function nginx(services, dir, workers, maxSeconds) {
   if (http.length) {
     lines.push('http {', ...nginxHttpHead(dir));
     for (const s of http) {
-      if (s.tls) throw new Error('nginx target: TLS origination is only set up for tcp services');
       lines.push(`  upstream u_${s.name} { server 127.0.0.1:${s.upstreamPort}; keepalive 128; keepalive_requests 10000000; }`);
-      if (s.protocol === 'http2') {
-        // nginx speaks HTTP/2 to an upstream only through the gRPC module; grpc_pass forwards any h2 request.
-        lines.push('  server {', `    listen 127.0.0.1:${ports[s.name]} http2 backlog=4096;`, `    location / { grpc_pass grpc://u_${s.name}; }`, '  }');
+      if (s.protocol === 'http2' || s.protocol === 'grpc') {
+        // nginx speaks HTTP/2 to an upstream only through the gRPC module; grpc_pass forwards any h2 request
+        // (over TLS it offers ALPN h2).
+        const tls = s.tls ? nginxUpstreamTls('grpc', s.tls) : [];
+        lines.push(
+          '  server {',
+          `    listen 127.0.0.1:${ports[s.name]} http2 backlog=4096;`,
+          `    location / { grpc_pass ${s.tls ? 'grpcs' : 'grpc'}://u_${s.name};${tls.map((l) => ` ${l}`).join('')} }`,
+          '  }',
+        );
       } else {
+        const tls = s.tls ? nginxUpstreamTls('proxy', s.tls) : [];
         lines.push(
           '  server {',
           `    listen 127.0.0.1:${ports[s.name]} backlog=4096;`,
-          `    location / { proxy_pass http://u_${s.name}; proxy_http_version 1.1; proxy_set_header Connection ""; }`,
+          `    location / { proxy_pass ${s.tls ? 'https' : 'http'}://u_${s.name}; proxy_http_version 1.1; proxy_set_header Connection "";${tls.map((l) => ` ${l}`).join('')} }`,
           '  }',
         );
       }
@@ -183,8 +214,23 @@ async function nginx(services, dir, workers, maxSeconds) {
   return handle('nginx', { ports, proc, peer: true });
 }
 
-/** Universal YAML for meshext: one MeshExternalService per service plus a Dataplane with an outbound each. */
-export function meshextConfig(services, ports) {
+/** nginx directives (module prefix `proxy` or `grpc`) for verified TLS 1.3 to an upstream, sessions reused. */
+function nginxUpstreamTls(prefix, tls) {
+  return [
+    `${prefix}_ssl_protocols TLSv1.3;`,
+    `${prefix}_ssl_verify on;`,
+    `${prefix}_ssl_trusted_certificate ${tls.caFile};`,
+    `${prefix}_ssl_name ${tls.serverName};`,
+    `${prefix}_ssl_server_name on;`,
+    `${prefix}_ssl_session_reuse on;`,
+  ];
+}
+
+/**
+ * Universal YAML for meshext: one MeshExternalService per service (matched on its port in `ports`) plus,
+ * unless `outbound` is false, a Dataplane with an outbound listener on that port for each.
+ */
+export function meshextConfig(services, ports, { outbound = true } = {}) {
   const docs = [];
   for (const s of services) {
     const d = [
@@ -208,6 +254,7 @@ export function meshextConfig(services, ports) {
         '      min: TLS13',
         '      max: TLS13',
         '    verification:',
+        '      mode: Secured',
         `      serverName: ${s.tls.serverName}`,
         '      caCert:',
         '        inlineString: |',
@@ -216,6 +263,7 @@ export function meshextConfig(services, ports) {
     }
     docs.push(d.join('\n'));
   }
+  if (!outbound) return docs.join('\n---\n') + '\n';
   const dp = ['type: Dataplane', 'name: bench', 'mesh: default', 'networking:', '  address: 127.0.0.1', '  outbound:'];
   for (const s of services) dp.push(`  - port: ${ports[s.name]}`, `    backendRef: {kind: MeshExternalService, name: ${s.name}}`);
   docs.push(dp.join('\n'));
@@ -229,26 +277,106 @@ export function meshextMissing() {
   return undefined;
 }
 
-async function meshext(services, dir, maxSeconds) {
+async function meshext(services, dir, dataThreads, maxSeconds, { vip = false } = {}) {
   const missing = meshextMissing();
   if (missing) throw new Error(missing);
+  const name = vip ? 'meshext-vip' : 'meshext';
   const ports = await listenPorts(services);
   const admin = await freePort();
-  const transparent = await freePort(); // the eBPF-fed listener is unused here but must not clash
+  const transparent = await freePort(); // the eBPF-fed listener: unused unless vip, but must not clash
   const cfgDir = join(dir, 'config');
   const stateDir = join(dir, 'state');
   mkdirSync(cfgDir, { recursive: true });
   mkdirSync(stateDir, { recursive: true });
-  writeFileSync(join(cfgDir, 'bench.yaml'), meshextConfig(services, ports));
+  writeFileSync(join(cfgDir, 'bench.yaml'), meshextConfig(services, ports, { outbound: !vip }));
+  const redirect = vip ? await vipRedirect() : undefined;
   // MESHEXT_BENCH_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") reaches only the agent: Node
   // refuses --cpu-prof in NODE_OPTIONS, and that would profile the clients too.
   const nodeArgs = (process.env.MESHEXT_BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
   const args = [
-    ...nodeArgs, join(REPO, 'bin/meshext.js'), 'run', '--config', cfgDir, '--redirect', 'off', '--dns', 'off',
+    ...nodeArgs, join(REPO, 'bin/meshext.js'), 'run', '--config', cfgDir,
+    ...(redirect ? redirect.args : ['--redirect', 'off', '--dns', 'off']),
     '--admin', `127.0.0.1:${admin}`, '--state-dir', stateDir, '--log-format', 'json',
     '--proxy-port', String(transparent), '--log-level', 'warn', '--drain-time', '0s',
+    '--data-threads', String(dataThreads),
   ];
-  const proc = startProcess('meshext', process.execPath, args, { maxSeconds, cwd: REPO });
-  await ready('meshext', proc, ports, (alive) => waitForHttp200(admin, '/ready', STARTUP_MS, 'meshext', alive));
-  return handle('meshext', { ports, proc, peer: false });
+  const proc = startProcess(name, process.execPath, args, { maxSeconds, cwd: REPO });
+  if (!redirect) {
+    await ready(name, proc, ports, (alive) => waitForHttp200(admin, '/ready', STARTUP_MS, name, alive));
+    return handle(name, { ports, proc, peer: false });
+  }
+  const stop = async () => {
+    const code = await proc.stop();
+    redirect.remove();
+    return code;
+  };
+  try {
+    // Nothing listens on the service ports: clients reach the transparent listener through the redirect.
+    await ready(name, proc, {}, (alive) => waitForHttp200(admin, '/ready', STARTUP_MS, name, alive));
+    const dump = JSON.parse(await httpGet(admin, '/config_dump'));
+    const hosts = {};
+    for (const s of services) {
+      const svc = dump.services?.find((d) => d.name === s.name);
+      if (!svc?.hostnames?.length || !svc.vip) throw new Error(`${name}: service ${s.name} has no VIP or hostname in /config_dump`);
+      hosts[s.name] = svc.hostnames[0];
+    }
+    return handle(name, { ports, proc, peer: false, hosts, wrap: redirect.wrap, stop });
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+}
+
+/**
+ * A cgroup and a bpffs pin root of this run's own for meshext-vip: the agent's arguments, `wrap` to run a
+ * client inside the cgroup, and `remove()`, which detaches the agent's links and removes both. Only run
+ * inside the network namespace of vip.mjs, where the VIP range is unroutable: a connect the redirect missed
+ * fails there instead of leaving the machine.
+ */
+async function vipRedirect() {
+  if (!process.env.MESHEXT_BENCH_NETNS) throw new Error('meshext-vip runs only inside the network namespace vip.mjs makes (--vip)');
+  const { findCgroup2Mount } = await import(join(REPO, 'dist/src/redirect/index.js'));
+  const cg2 = findCgroup2Mount();
+  const id = randomBytes(4).toString('hex');
+  const cgroup = join(cg2, `meshext-bench-${id}`);
+  const pinRoot = `/sys/fs/bpf/meshext-bench-${id}`;
+  // The agent moves itself into <cgroup2>/meshext.agent; remove that afterwards only if this run made it.
+  const agentCgroup = join(cg2, 'meshext.agent');
+  const agentCgroupExisted = existsSync(agentCgroup);
+  mkdirSync(cgroup);
+  let removed = false;
+  const remove = () => {
+    if (removed) return;
+    removed = true;
+    try {
+      execFileSync(process.execPath, [join(REPO, 'bin/meshext.js'), 'cleanup', '--pin-root', pinRoot], { stdio: 'ignore', timeout: 30000 });
+    } catch {
+      /* nothing pinned (the agent did not get that far) */
+    }
+    rmSync(pinRoot, { recursive: true, force: true });
+    for (const dir of agentCgroupExisted ? [cgroup] : [cgroup, agentCgroup]) {
+      try {
+        rmdirSync(dir);
+      } catch {
+        /* still in use (another agent's) or already gone */
+      }
+    }
+  };
+  // Also when the runner exits on an error or a signal (procs.mjs has killed the agent by then).
+  process.once('exit', remove);
+  return {
+    args: ['--redirect', 'on', '--cgroup', cgroup, '--pin-root', pinRoot, '--dns', 'on', '--dns-port', String(await freePort()), '--ip-family-mode', 'ipv4'],
+    wrap: (cmd, args) => ['sh', ['-c', `echo $$ > '${cgroup}/cgroup.procs' && exec "$@"`, 'sh', cmd, ...args]],
+    remove,
+  };
+}
+
+function httpGet(port, path) {
+  return new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      let text = '';
+      res.on('data', (d) => (text += d));
+      res.on('end', () => (res.statusCode === 200 ? resolve(text) : reject(new Error(`GET ${path}: HTTP ${res.statusCode}`))));
+    }).on('error', reject);
+  });
 }
