@@ -70,6 +70,7 @@ class H2OverH1Transport final : public engine::Transport {
   int ShutdownWrite() override;
   void Reset() override { io_.t().Reset(); }
   bool anyReadinessRetries() const override { return true; }
+  bool holdsBytes() const override { return true; }
   /** Moves what the bridge holds both ways on the inner transport (Write(buf, 0) does the same). */
   void Flush() override { Write(nullptr, 0); }
   void Bind(engine::Loop* loop, uint64_t sessionId) override { io_.t().Bind(loop, sessionId); }

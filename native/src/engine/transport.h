@@ -17,12 +17,13 @@
 //    calls SetupTimedOut() and fails that side with ETIMEDOUT), and add their figures to the closed event.
 //    Handshake() drives that phase to its end on its own (the connector calls it until it returns 0, so a
 //    failed handshake fails over to the next endpoint before any session sees the transport).
-//  - A layered transport may hold bytes for the session that no readiness event will announce (TLS records
-//    already decrypted, a bridge's reply produced by a Write): with anyReadinessRetries() true, sessions
-//    read such a transport again after every successful Write and never treat a short read as "drained".
-//    Such a transport may also hold bytes it accepted for its socket (a bridge's request body waiting for the
-//    peer's flow-control window): sessions call Flush() on every readiness event of its fd, so those move
-//    on even while the session itself has nothing to read or write.
+//  - A short Read (fewer bytes than asked) means the socket is drained, as for a plain socket: edge-triggered
+//    readiness announces what arrives next. (TLS reads until the socket is drained or the buffer is full.)
+//  - A bridge (holdsBytes() true) may hold bytes no readiness event will announce: a reply produced by a
+//    Write, or bytes it accepted for its socket (a request body waiting for the peer's flow-control window).
+//    Sessions read a bridge again after every successful Write, never take a short read from it as
+//    "drained", and call Flush() on every readiness event of its fd, so held bytes move on even while the
+//    session itself has nothing to read or write.
 //  - WireCounts() gives the bytes the transport moved on its socket (TLS records included) when they differ
 //    from what the session read and wrote through it.
 #pragma once
@@ -49,12 +50,14 @@ class Transport {
   virtual void Reset() = 0;
   virtual int spliceFd() const { return -1; }
   virtual bool anyReadinessRetries() const { return false; }
+  /** A bridge: may hold bytes both ways that no readiness of fd() announces (see the header comment). */
+  virtual bool holdsBytes() const { return false; }
   virtual void Bind(Loop* /*loop*/, uint64_t /*sessionId*/) {}
   /** Loop time (ms) by which setup must be complete; 0 when there is none (left). */
   virtual int64_t setupDeadlineMs() const { return 0; }
   virtual void SetupTimedOut() {}
   virtual void Describe(Event& /*closed*/) const {}
-  /** Moves bytes the transport holds towards its socket (see the header comment); nothing for a plain socket. */
+  /** Moves bytes a bridge holds (see the header comment); nothing for other transports. */
   virtual void Flush() {}
   /** Completes the setup phase: 0 when done (or there is none), -EAGAIN to wait for readiness on fd(), else -errno. */
   virtual int Handshake() { return 0; }

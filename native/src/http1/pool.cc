@@ -29,7 +29,7 @@ void UpstreamConn::OnEvents(uint32_t events) {
   }
   engine::Loop* l = engine::Loop::Current();
   if (l == nullptr) return;
-  if (t_->anyReadinessRetries()) {
+  if (t_->holdsBytes()) {
     // A bridged (HTTP/2) connection talks while idle (PING, SETTINGS, WINDOW_UPDATE): the bridge answers,
     // and only bytes for the session, its end, or an error mean it is done.
     t_->Flush();

@@ -127,7 +127,7 @@ void Http1Session::OnClientEvents(uint32_t ev) {
 
 void Http1Session::OnUpstreamEvents(UpstreamConn* c, uint32_t ev) {
   if (closed_ || c != up_.get()) return;
-  if (c->t().anyReadinessRetries()) c->t().Flush();
+  if (c->t().holdsBytes()) c->t().Flush();
   if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->readable = true;
   if (ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c->rdhup = true;
   if (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) c->writable = true;
@@ -222,9 +222,9 @@ bool Http1Session::ReadUpstream() {
   ssize_t n = up_->t().Read(p, kReadChunk);
   if (bulk && n <= 0) uin_.Commit(0);
   if (n > 0) {
-    // A short read drained a plain socket (edge-triggered epoll reports the next arrival); a layered
-    // transport may still hold bytes, so it is read until it says EAGAIN.
-    if (static_cast<size_t>(n) < kReadChunk && !up_->rdhup && !up_->t().anyReadinessRetries()) up_->readable = false;
+    // A short read drained the socket (edge-triggered epoll reports the next arrival); a bridge may still
+    // hold bytes, so it is read until it says EAGAIN.
+    if (static_cast<size_t>(n) < kReadChunk && !up_->rdhup && !up_->t().holdsBytes()) up_->readable = false;
     if (bulk) uin_.Commit(static_cast<size_t>(n));
     else uin_.Append(p, static_cast<size_t>(n));
     up_->rx += static_cast<uint64_t>(n);
@@ -285,8 +285,8 @@ bool Http1Session::FlushUpstream() {
     up_->tx += static_cast<uint64_t>(w);
     uout_.Consume(static_cast<size_t>(w));
     progress = true;
-    // What a layered transport produces in answer (a bridge's local reply) comes without a readiness event.
-    if (up_->t().anyReadinessRetries()) up_->readable = true;
+    // What a bridge produces in answer (its local reply) comes without a readiness event.
+    if (up_->t().holdsBytes()) up_->readable = true;
   }
   return progress;
 }

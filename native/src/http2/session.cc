@@ -86,8 +86,8 @@ void Http2Session::Start() {
 
 void Http2Session::OnSideEvents(Side& s, uint32_t events) {
   if (ended_) return;
+  if (s.t->holdsBytes()) s.t->Flush();
   if (s.t->anyReadinessRetries()) {
-    s.t->Flush();
     s.readable = s.writable = true;
   } else {
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) s.readable = true;
@@ -184,7 +184,7 @@ void Http2Session::Pump() {
     if (ended_) return;
     // A layered upstream transport may have produced bytes as a result of what was just written to it.
     for (auto& u : ups_)
-      if (u->t && u->t->anyReadinessRetries() && u->tx > 0) u->readable = true;
+      if (u->t && u->t->holdsBytes() && u->tx > 0) u->readable = true;
     budget = n >= budget ? 0 : budget - n;
     progress |= n > 0;
     // Upstream connections nghttp2 has finished with (GOAWAY and no streams left) close once flushed.

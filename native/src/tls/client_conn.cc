@@ -58,6 +58,10 @@ ClientConn::ClientConn(std::shared_ptr<ClientContext> ctx, int fd, ConnParams pa
     Fail({"alert", "ERR_SSL_SETUP", TakeOpensslError("TLS connection setup failed"), ""});
     return;
   }
+  if (BIO* rb = SSL_get_rbio(ssl_)) {
+    BIO_set_callback_arg(rb, reinterpret_cast<char*>(this));
+    BIO_set_callback_ex(rb, OnSocketBio);
+  }
   if (!params_.session_key.empty()) {
     if (SSL_SESSION* s = ctx_->sessions().Take(params_.session_key)) {
       SSL_set_session(ssl_, s);  // takes its own reference
@@ -199,6 +203,15 @@ int ClientConn::OnNewSession(SSL* ssl, SSL_SESSION* sess) {
   if (c->pending_) SSL_SESSION_free(c->pending_);
   c->pending_ = sess;
   return 1;
+}
+
+long ClientConn::OnSocketBio(BIO* b, int oper, const char*, size_t len, int, long, int ret, size_t* processed) {
+  if (oper == (BIO_CB_READ | BIO_CB_RETURN)) {
+    auto* c = reinterpret_cast<ClientConn*>(BIO_get_callback_arg(b));
+    // A short read, or one that would block, means the socket has nothing more right now.
+    if (c) c->drained_ = ret <= 0 ? BIO_should_retry(b) != 0 : (processed != nullptr && *processed < len);
+  }
+  return ret;
 }
 
 Io ClientConn::Read(char* buf, size_t cap, size_t* n) {

@@ -62,12 +62,19 @@ class ClientConn {
   /** Negotiated ALPN protocol or empty. */
   std::string alpn() const;
   int fd() const { return fd_; }
+  /** The last read of the socket since ClearDrained() returned less than asked or would block: nothing more is there now. */
+  bool socket_drained() const { return drained_; }
+  void ClearDrained() { drained_ = false; }
+  /** Decrypted bytes or unprocessed records held by OpenSSL (a read would not touch the socket). */
+  bool has_pending() const { return ssl_ && SSL_has_pending(ssl_) == 1; }
   /** Bytes read from / written to the socket, TLS records included (what Node's raw socket counts). */
   uint64_t wire_rx() const;
   uint64_t wire_tx() const;
 
   /** SSL_CTX new-session callback: caches sessions of verified connections (see client_context.cc). */
   static int OnNewSession(SSL* ssl, SSL_SESSION* sess);
+  /** The socket BIO's callback: notes whether a read drained the socket. */
+  static long OnSocketBio(BIO* b, int oper, const char* argp, size_t len, int argi, long argl, int ret, size_t* processed);
 
  private:
   Io Fail(Failure f);
@@ -86,6 +93,7 @@ class ClientConn {
   bool has_peer_ = false;
   bool resumed_ = false;
   bool failed_ = false;
+  bool drained_ = false;
   Failure failure_;
 };
 

@@ -38,14 +38,17 @@ int TlsTransport::Progress() {
 
 ssize_t TlsTransport::Read(char* buf, size_t len) {
   if (int r = Progress()) return r;
-  // SSL_read returns one record (<= 16 KiB) at a time: fill the caller's buffer from what has arrived, so
-  // the other side gets one large write instead of one per record.
+  // SSL_read returns one record (<= 16 KiB) at a time: fill the caller's buffer from what has arrived, so the
+  // other side gets one large write instead of one per record. Stop once the socket is drained and OpenSSL
+  // holds nothing: the next SSL_read would only meet EAGAIN, and a short read tells the session just that.
+  conn_->ClearDrained();
   size_t got = 0;
   while (got < len) {
     size_t n = 0;
     switch (conn_->Read(buf + got, len - got, &n)) {
       case Io::kOk:
         got += n;
+        if (conn_->socket_drained() && !conn_->has_pending()) return static_cast<ssize_t>(got);
         continue;
       case Io::kEof:
         if (got > 0) return static_cast<ssize_t>(got);  // EOF is seen again on the next call
