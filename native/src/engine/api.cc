@@ -143,7 +143,7 @@ Napi::Value EngineInstall(const Napi::CallbackInfo& info) {
   for (const auto& p : set->plans) {
     h2Keys->insert(p->poolKey);
     for (const auto& ep : p->endpoints)
-      for (const auto& t : ep.targets) h1Keys->insert(p->H1PoolKey(t));
+      for (const auto& t : ep.targets) h1Keys->insert(t.h1PoolKey);
   }
   e->plans().Replace(std::move(set));
   e->PostAll([h1Keys, h2Keys](engine::Loop& loop) {

@@ -53,6 +53,7 @@ void UpstreamLease::Close(uint64_t rx, uint64_t tx) {
 struct Connector::Attempt final : Watcher {
   Connector* c = nullptr;
   uint32_t endpoint = 0;
+  uint32_t targetIndex = 0;
   const PlanTarget* target = nullptr;
   std::unique_ptr<Transport> t;
   tls::TlsTransport* tls = nullptr;  // t, when it is TLS
@@ -115,6 +116,7 @@ void Connector::Next() {
     auto a = std::make_unique<Attempt>();
     a->c = this;
     a->endpoint = order_[pos_];
+    a->targetIndex = static_cast<uint32_t>(target_ - 1);
     a->target = &t;
     int err = 0;
     UniqueFd fd = StartConnect(t.address, t.port, &err);
@@ -244,11 +246,12 @@ void Connector::Succeeded() {
   owner_.loop()->Unwatch(a.t->fd());
   std::unique_ptr<Transport> t = std::move(a.t);
   uint32_t endpoint = a.endpoint;
+  uint32_t target = a.targetIndex;
   UpstreamLease lease(plan_->state, ep.state);
   a.dead = true;
   owner_.loop()->Defer(std::move(attempt_));
   plan_.reset();
-  host_.OnUpstream(std::move(t), std::move(lease), endpoint);
+  host_.OnUpstream(std::move(t), std::move(lease), endpoint, target);
 }
 
 }  // namespace mx::engine

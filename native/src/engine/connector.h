@@ -41,9 +41,10 @@ class ConnectorHost {
   virtual ~ConnectorHost() = default;
   /**
    * An upstream is connected (and verified): the session takes the transport (not watched by anyone yet, TLS
-   * bound to the session's loop) and its lease. `endpoint` indexes the plan the connector was started with.
+   * bound to the session's loop) and its lease. `endpoint` and `target` index the plan the connector was
+   * started with (the endpoint, and which of its addresses).
    */
-  virtual void OnUpstream(std::unique_ptr<Transport> t, UpstreamLease lease, uint32_t endpoint) = 0;
+  virtual void OnUpstream(std::unique_ptr<Transport> t, UpstreamLease lease, uint32_t endpoint, uint32_t target) = 0;
   /** No endpoint could be reached; `reason` is short text safe to show a client. */
   virtual void OnUpstreamFailed(const std::string& reason) = 0;
 };

@@ -76,7 +76,6 @@ void Plan::Order(int64_t nowMs, std::vector<uint32_t>* out) const {
 }
 
 std::string Plan::H1PoolKey(const PlanTarget& target) const {
-  // Connections are interchangeable only for the same service, TLS identity, address and upstream protocol.
   std::string k = service;
   k += '|';
   k += tlsId;

@@ -83,6 +83,8 @@ struct PlanTarget {
   uint16_t port = 0;
   /** TLS session key and expected name for this address (unused without TLS). */
   tls::ConnParams tls;
+  /** The key of the HTTP/1 pool of connections to it (Plan::H1PoolKey), made once at install. */
+  std::string h1PoolKey;
 };
 
 struct PlanEndpoint {
@@ -128,7 +130,10 @@ struct Plan {
    * priority the healthy ones round-robin; then the backed-off ones, the back-off that ends first first.
    */
   void Order(int64_t nowMs, std::vector<uint32_t>* out) const;
-  /** The key of the HTTP/1 pool for connections to `target` of endpoint `ep` (bridged ones apart). */
+  /**
+   * The key of the HTTP/1 pool of connections to `target`: connections are interchangeable only for the same
+   * service, TLS identity, address and upstream protocol (bridged ones apart). Kept in PlanTarget::h1PoolKey.
+   */
   std::string H1PoolKey(const PlanTarget& target) const;
 };
 

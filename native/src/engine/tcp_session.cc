@@ -53,7 +53,7 @@ void TcpSession::ArmIdle() {
   loop()->ArmTimer(this, idleArmed_);
 }
 
-void TcpSession::OnUpstream(std::unique_ptr<Transport> t, UpstreamLease lease, uint32_t /*endpoint*/) {
+void TcpSession::OnUpstream(std::unique_ptr<Transport> t, UpstreamLease lease, uint32_t /*endpoint*/, uint32_t /*target*/) {
   sides_[kUpstream].t = std::move(t);
   lease_ = std::move(lease);
   StartRelay();

@@ -65,7 +65,7 @@ class TcpSession final : public Session, private ConnectorHost {
     bool done = false;  // dst shut down after everything was written
   };
 
-  void OnUpstream(std::unique_ptr<Transport> t, UpstreamLease lease, uint32_t endpoint) override;
+  void OnUpstream(std::unique_ptr<Transport> t, UpstreamLease lease, uint32_t endpoint, uint32_t target) override;
   void OnUpstreamFailed(const std::string& reason) override;
   void OnSideEvents(int side, uint32_t events);
   /** Once connected: watches both sides and pumps. */

@@ -1,7 +1,7 @@
 // Upstream keep-alive connections of HTTP/1 sessions. An idle connection waits in its loop's pool under the
 // key of what it is connected to (Plan::H1PoolKey: service, TLS identity, address, upstream protocol), so a
 // request reuses only a connection to the endpoint the balancer chose for it, made with the same TLS settings;
-// least recently used first, bounded in number per key and in idle time (the plan's upstream idle timeout).
+// most recently used first, bounded in number per key and in idle time (the plan's upstream idle timeout).
 // Pools are per loop thread (a connection's fd is registered with one loop's epoll): no locks.
 #pragma once
 #include <cstdint>
@@ -58,7 +58,7 @@ class Pool final : public engine::Upkeep {
   /** This loop thread's pool. */
   static Pool& Of(engine::Loop* loop);
 
-  /** The least recently used idle connection under `key`, or null. */
+  /** The most recently used idle connection under `key` (the warmest), or null. */
   std::unique_ptr<UpstreamConn> Take(const std::string& key);
   /** Parks a reusable connection (closed instead when the key holds too many). */
   void Release(std::unique_ptr<UpstreamConn> c);

@@ -366,7 +366,7 @@ bool Http1Session::StepHead() {
   std::unique_ptr<UpstreamConn> c;
   if (!order_.empty()) {
     const engine::PlanEndpoint& first = plan->endpoints[order_[0]];
-    if (!first.targets.empty()) c = Pool::Of(loop()).Take(plan->H1PoolKey(first.targets[0]));
+    if (!first.targets.empty()) c = Pool::Of(loop()).Take(first.targets[0].h1PoolKey);
   }
   if (c) Begin(std::move(c), true);
   else AskUpstream();
@@ -390,11 +390,12 @@ void Http1Session::AskUpstream() {
   order_.clear();
 }
 
-void Http1Session::OnUpstream(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, uint32_t endpoint) {
+void Http1Session::OnUpstream(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, uint32_t endpoint, uint32_t target) {
   const engine::PlanEndpoint& ep = plan_->endpoints[endpoint];
-  std::string key = plan_->H1PoolKey(ep.targets.empty() ? engine::PlanTarget{} : ep.targets[0]);
+  // Pooled under the address it is connected to: a later request for that address may reuse it.
+  const std::string& key = ep.targets[target].h1PoolKey;
   std::unique_ptr<engine::Transport> up = WrapUpstream(*plan_, ep, std::move(t));
-  auto c = std::make_unique<UpstreamConn>(std::move(up), std::move(lease), std::move(key), ep.host, plan_->upstreamIdleMs);
+  auto c = std::make_unique<UpstreamConn>(std::move(up), std::move(lease), key, ep.host, plan_->upstreamIdleMs);
   if (loop()->Watch(c->fd(), c.get()) != 0) {
     c->Kill();
     loop()->Defer(std::move(c));

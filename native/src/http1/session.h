@@ -64,7 +64,7 @@ class Http1Session : public engine::Session, private engine::ConnectorHost {
   void AskUpstream();
   /** The plan for the request whose head just arrived (looked up again only when plans changed). */
   const engine::Plan* CurrentPlan();
-  void OnUpstream(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, uint32_t endpoint) override;
+  void OnUpstream(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, uint32_t endpoint, uint32_t target) override;
   void OnUpstreamFailed(const std::string& reason) override;
   void Begin(std::unique_ptr<UpstreamConn> c, bool reused);
   void UpstreamGone();

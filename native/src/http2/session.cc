@@ -363,7 +363,7 @@ bool Http2Session::Admit(LocalAnswer* answer) {
   return true;
 }
 
-void Http2Session::OnUpstream(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, uint32_t endpoint) {
+void Http2Session::OnUpstream(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, uint32_t endpoint, uint32_t /*target*/) {
   const engine::PlanEndpoint& ep = plan_->endpoints[endpoint];
   // An HTTP/1.1 upstream carries one exchange at a time: the relay must not assume more before its SETTINGS.
   bool bridged = plan_->protocol == engine::Protocol::kHttp;
