@@ -1,6 +1,6 @@
-// Header field rules shared by the bridges: which fields are connection-specific (never cross between
-// HTTP/1.1 and HTTP/2, RFC 9113 §8.2.2), lower-casing for HTTP/2, reason phrases for HTTP/1.1 status
-// lines, and nghttp2 name/value arrays.
+// Header field rules of the bridges: which fields are connection-specific (never cross between HTTP/1.1 and
+// HTTP/2, RFC 9113 §8.2.2, `te` included: the bridges judge it apart), transfer codings, lower-casing for
+// HTTP/2. Reason phrases and nghttp2 name/value arrays are the HTTP code's own (http_common.h, http2/nv.h).
 #pragma once
 #include <nghttp2/nghttp2.h>
 
@@ -10,6 +10,8 @@
 
 #include "../http1/chunked.h"
 #include "../http1/codec.h"
+#include "../http2/nv.h"
+#include "../http_common.h"
 
 namespace mx::bridge {
 
@@ -21,12 +23,10 @@ bool OnlyChunked(const std::vector<h1::Field>& fields);
 bool ListHasToken(std::string_view list, std::string_view token);
 /** ASCII lower case (HTTP/2 field names). */
 std::string Lower(std::string_view s);
-/** The RFC 9110 reason phrase of `status`, or "" for a code without one. */
-const char* ReasonPhrase(int status);
 /** Whether a trailer may cross the bridge: not a pseudo-header, not connection-specific, not Content-Length. */
 bool TrailerAllowed(std::string_view lower_name);
 
-/** nghttp2 name/value array over `fields`; the strings must outlive the submit call (nghttp2 copies them). */
-std::vector<nghttp2_nv> ToNv(const h1::FieldList& fields);
+using http::ReasonPhrase;
+using h2::ToNv;
 
 }  // namespace mx::bridge

@@ -1,5 +1,4 @@
-// Chunked coding for bridges (see chunked.h). The decoder's state machine follows BodyTracker::Chunked
-// step for step (a test feeds both the same streams); it adds only the payload copy and trailer capture.
+// Chunked coding (see chunked.h): the one chunked parser; BodyTracker counts with it, bridges decode with it.
 #include "chunked.h"
 
 #include <cstdio>

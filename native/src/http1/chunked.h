@@ -1,8 +1,7 @@
-// Chunked transfer coding (RFC 9112 §7.1) for protocol bridges, which must take bodies apart and build them
-// rather than pass them through: a decoder that yields payload bytes and trailer fields, and an encoder.
-// The decoder applies exactly BodyTracker's rules and limits (no bare CR/LF, no whitespace except before
-// an extension, bounded size digits, extensions and trailer section), so a bridge and the pass-through
-// path accept and reject the same streams.
+// Chunked transfer coding (RFC 9112 §7.1): the one decoder (payload bytes and trailer fields; BodyTracker
+// runs it only counting bytes for the pass-through path, bridges take bodies apart with it), strict (no bare
+// CR/LF, no whitespace except before an extension, bounded size digits, extensions and trailer section), so
+// every path accepts and rejects the same streams; and an encoder.
 #pragma once
 #include <cstddef>
 #include <cstdint>

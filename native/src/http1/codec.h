@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "../http_common.h"
+#include "chunked.h"
 
 namespace mx::h1 {
 
@@ -114,17 +115,13 @@ class BodyTracker {
   }
 
  private:
-  enum class C : uint8_t { Size, SizeWs, Ext, ExtLf, Data, DataCr, DataLf, TrailerStart, Trailer, TrailerLf, FinalLf };
-  size_t Chunked(const char* p, size_t n);
   bool Fail(const char* why);
   Framing framing_ = Framing::None;
   uint64_t remaining_ = 0;
   bool done_ = true, failed_ = false;
   const char* error_ = nullptr;
-  C c_ = C::Size;
-  int digits_ = 0;
-  size_t trailer_bytes_ = 0;
-  bool trailer_line_empty_ = true;
+  // The one chunked parser (the bridges decode with it too), here only counting: the bytes pass unchanged.
+  ChunkedDecoder chunked_;
 };
 
 // Whether a header name is hop-by-hop (RFC 9110 §7.6.1 plus the legacy ones proxies drop).

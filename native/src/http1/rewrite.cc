@@ -1,4 +1,4 @@
-// Heads for the next hop (DESIGN decision 7, as src/proxy/headers.ts does on the Node path): hop-by-hop
+// Heads for the next hop (DESIGN decision 7): hop-by-hop
 // fields and those named in Connection go, Host is rewritten for DNS endpoints, and the message keeps its
 // own framing fields because its body bytes are forwarded unchanged.
 #include <cstdio>
@@ -30,19 +30,8 @@ void Append(std::string& out, std::string_view name, std::string_view value) {
 }
 
 const char* StatusText(int status) {
-  switch (status) {
-    case 400: return "Bad Request";
-    case 403: return "Forbidden";
-    case 408: return "Request Timeout";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Error";
-  }
+  const char* r = http::ReasonPhrase(status);
+  return *r ? r : "Error";
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "../http_common.h"
+#include "nv.h"
 
 namespace mx::h2 {
 
@@ -39,27 +40,10 @@ class ByteQueue {
   size_t off_ = 0;
 };
 
-/** Headers HTTP/2 forbids on a message (RFC 9113 §8.2.2), dropped in both directions like http2.ts does. */
-bool ConnectionSpecific(const std::string& name) {
-  return name == "connection" || name == "keep-alive" || name == "proxy-connection" || name == "transfer-encoding" ||
-         name == "upgrade" || name == "host" || name == "http2-settings";
-}
-
+using http::ConnectionSpecific;
 using http::IEquals;
 
-/** nghttp2 name/value array over `h`; the strings must outlive the submit call (nghttp2 copies them). */
-std::vector<nghttp2_nv> ToNv(const Headers& h) {
-  std::vector<nghttp2_nv> nv;
-  nv.reserve(h.size());
-  for (const auto& [k, v] : h) {
-    nv.push_back(nghttp2_nv{const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(k.data())),
-                            const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(v.data())), k.size(), v.size(),
-                            NGHTTP2_NV_FLAG_NONE});
-  }
-  return nv;
-}
-
-/** gRPC's grpc-message encoding: percent-encode '%' and bytes outside printable ASCII (as http2.ts grpcMessage). */
+/** gRPC's grpc-message encoding: percent-encode '%' and bytes outside printable ASCII. */
 std::string GrpcMessage(const std::string& text) {
   static const char* hex = "0123456789ABCDEF";
   std::string out;
@@ -75,7 +59,7 @@ std::string GrpcMessage(const std::string& text) {
   return out;
 }
 
-/** Whether the request's method may be sent again (as http1.ts and the HTTP/1 session decide). */
+/** Whether the request's method may be sent again (as the HTTP/1 session decides). */
 bool Idempotent(const Headers& req) {
   for (const auto& [k, v] : req)
     if (k == ":method") return http::IdempotentMethod(v);

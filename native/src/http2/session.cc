@@ -447,7 +447,7 @@ void Http2Session::Finish(const char* reason, int err) {
 }
 
 void Http2Session::NeedUpstream() {
-  // Called from inside the relay: answered from Pump (a parked connection, or JS dials one).
+  // Called from inside the relay: answered from Pump (a parked connection, or the Connector makes one).
   if (ended_) return;
   wantUpstream_ = true;
   loop()->Soon(this);

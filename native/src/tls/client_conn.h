@@ -1,5 +1,5 @@
 // One upstream TLS client connection over a connected, non-blocking fd: the handshake as a resumable step
-// function, the verification policy of src/proxy/tls.ts secureUpstream applied once it completes, session
+// function, the verification policy (DESIGN decision 6, as the plan's TLS settings say) applied once it completes, session
 // caching of verified connections only, then SSL_read/SSL_write for the relay. Not thread-safe: one
 // connection is driven by one thread at a time (the context and its cache are shared and locked).
 #pragma once
@@ -14,7 +14,7 @@
 
 namespace mx::tls {
 
-/** Why a connection failed, shaped for TypeScript (src/proxy/tls.ts builds the UpstreamError). */
+/** Why a connection failed, shaped for TypeScript (src/proxy/tls.ts names the reason for logs and metrics). */
 struct Failure {
   /** "chain": code is Node's X509 code name; "alert": an OpenSSL/TLS error (code ERR_SSL_...);
    *  "closed": the peer went away; "policy": reason and message are final. */

@@ -1,5 +1,5 @@
 // A client TLS context for one service, built from inputs TypeScript has already resolved from the
-// service's CompiledTls (src/proxy/tls.ts stays the one place that decides them): protocol bounds, cipher
+// service's CompiledTls (src/snapshot/plan.ts is the one place that decides them): protocol bounds, cipher
 // lists, which of chain and names are verified, the CA bundle PEM, client identity, SNI and SAN matchers.
 #pragma once
 #include <openssl/ssl.h>

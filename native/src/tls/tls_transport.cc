@@ -21,7 +21,7 @@ void TlsTransport::SetupTimedOut() {
 ssize_t TlsTransport::Failed() {
   failed_ = true;
   const Failure& f = conn_->failure();
-  // After the handshake a plain reset stays a reset (not a TLS failure), as on the Node path.
+  // After the handshake a plain reset stays a reset (not a TLS failure).
   if (f.stage == "closed" && conn_->handshake_done()) return f.code == "EPIPE" ? -EPIPE : -ECONNRESET;
   return -EPROTO;
 }

@@ -1,4 +1,4 @@
-// Certificate checks of src/proxy/tls.ts done on the X509 itself: Node's tls.checkServerIdentity, the user's
+// Certificate checks done on the X509 itself: host names as Node's tls.checkServerIdentity checks them, the user's
 // SAN matchers (Exact/Prefix OR-ed over DNS, IP and URI SANs), the validity window re-checked on resumed
 // sessions, and Node's names for X509 verify codes (so TypeScript classifies them exactly as before).
 #pragma once
@@ -19,10 +19,10 @@ struct SanMatcher {
 /** Node 20's tls.checkServerIdentity(host, cert) === undefined: IP SANs for an IP, else DNS SANs, else CN. */
 bool CheckServerIdentity(const std::string& host, X509* cert);
 
-/** True when any matcher matches any DNS, IP or URI SAN (tls.ts matchesUserSans). */
+/** True when any matcher matches any DNS, IP or URI SAN. */
 bool MatchesUserSans(X509* cert, const std::vector<SanMatcher>& matchers);
 
-/** The SANs as tls.ts lists them in a name-mismatch message: "DNS:a,IP:1.2.3.4,URI:x". */
+/** The SANs as a name-mismatch message lists them: "DNS:a,IP:1.2.3.4,URI:x". */
 std::string SanListText(X509* cert);
 
 /** 0 inside the validity window, 1 expired, 2 not yet valid. */
