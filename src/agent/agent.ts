@@ -358,6 +358,8 @@ export function dumpService(s: CompiledService): Record<string, unknown> {
         }
       : { enabled: false },
     forbidden: s.forbidden,
+    ...(s.extension !== undefined ? { extension: s.extension } : {}),
+    conditions: s.conditions ?? [],
     hostnameGenerators: s.generatorStatus,
     source: s.source,
   };

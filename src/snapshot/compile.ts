@@ -103,6 +103,13 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
       endpoints: mes.spec.extension ? [] : compileEndpoints(mes),
       ...(tls ? { tls } : {}),
       forbidden: routing?.defaultForbidMeshExternalServiceAccess === true,
+      ...(mes.spec.extension
+        ? {
+            extension: mes.spec.extension.type,
+            // Kuma hands extensions to a plugin; meshext has none, so the service resolves but refuses connections.
+            conditions: [{ type: 'Ready', status: 'False' as const, reason: 'ExtensionNotSupported', message: `extension type ${mes.spec.extension.type} is not supported by meshext: connections are refused` }],
+          }
+        : {}),
       generatorStatus: gen.generatorStatus,
       source: { file: mes.source.file, index: mes.source.index },
     });

@@ -133,7 +133,8 @@ export function compilePlan(svc: CompiledService, ctx: PlanContext, inVip: (addr
   }
   const sni = tls?.servername;
   const endpoints = svc.endpoints.map((e) => planEndpoint(e, ctx, inVip, tls ? sni : null));
-  if (endpoints.length === 0) errors.push({ code: 'MESHEXT_E_NO_ENDPOINTS', message: 'service has no endpoints' });
+  if (svc.extension !== undefined) errors.push({ code: 'MESHEXT_E_EXTENSION_UNSUPPORTED', message: `MeshExternalService extension ${svc.extension} is not supported by meshext` });
+  else if (endpoints.length === 0) errors.push({ code: 'MESHEXT_E_NO_ENDPOINTS', message: 'service has no endpoints' });
   return {
     service: svc.id,
     keys: [vipPortKey(svc.vip, svc.port), `@${svc.id}`],

@@ -68,6 +68,10 @@ export interface CompiledService {
   tls?: CompiledTls;
   /** Mesh `routing.defaultForbidMeshExternalServiceAccess` denies access. */
   forbidden: boolean;
+  /** `spec.extension.type` of a service served by an extension instead of endpoints (meshext has none). */
+  extension?: string;
+  /** Conditions of the service itself (Kuma `status.conditions`), e.g. an unsupported extension. */
+  conditions?: Condition[];
   /** Status conditions per hostname generator (Kuma `status.hostnameGenerators`). */
   generatorStatus: Array<{ generator: string; conditions: Condition[] }>;
   /** Where it was declared, for messages. */

@@ -195,3 +195,25 @@ test.serial('plans: a connection in flight keeps its plan when its service is re
   await until(() => stats.get('meshext_downstream_cx_active', { service: s.kri }) === undefined, 'series of the removed service gone');
   await proxy.close();
 });
+
+test.serial('plans: a service that cannot be served refuses at once (TCP reset, HTTP 503 with the reason), never hangs', async (t) => {
+  const tcp = svc({ endpoints: [], extension: 'Lambda' });
+  const http1 = svc({ protocol: 'http', endpoints: [], extension: 'Lambda' });
+  const { proxy } = newProxy({ connectTimeoutMs: 60_000 });
+  await proxy.setSnapshot(snap([tcp, http1]));
+  const lt = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, tcp.id);
+  const lh = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, http1.id);
+  const started = Date.now();
+  t.is(await roundTrip(lt.port, 'x'), '');
+  const reply = await new Promise<string>((resolve) => {
+    http.get({ host: '127.0.0.1', port: lh.port, path: '/' }, (res) => {
+      let b = '';
+      res.on('data', (d: Buffer) => (b += d.toString()));
+      res.on('end', () => resolve(`${res.statusCode} ${b.trim()}`));
+    });
+  });
+  t.is(reply, '503 upstream unavailable: MeshExternalService extension Lambda is not supported by meshext');
+  t.true(Date.now() - started < 2000, 'refused at once');
+  t.regex(proxy.clusters().find((c) => c.service === tcp.id)?.error ?? '', /extension Lambda is not supported/);
+  await proxy.close();
+});

@@ -747,7 +747,7 @@ void Relay::Answer(Stream* s, const LocalAnswer& a) {
   s->resp.clear();
   s->resp_trailers.clear();
   s->resp_body.Clear();
-  host_.CountResponse(a.status);
+  if (a.counted) host_.CountResponse(a.status);
   s->resp_end = true;
   if (opts_.grpc) {
     s->resp = {{":status", "200"}, {"content-type", "application/grpc"}, {"grpc-status", std::to_string(a.grpcStatus)}, {"grpc-message", GrpcMessage(a.message)}};

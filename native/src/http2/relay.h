@@ -28,6 +28,8 @@ struct LocalAnswer {
   int status = 503;
   int grpcStatus = 14;  // UNAVAILABLE
   std::string message;
+  /** Counted as a response (CountResponse): an upstream failure is; a denial, which never went upstream, is not. */
+  bool counted = true;
 };
 
 /** What the relay needs from whoever drives it. Called synchronously from the Recv, Send and Attach calls. */

@@ -353,6 +353,7 @@ bool Http2Session::Admit(LocalAnswer* answer) {
     answer->status = plan->deny.status;
     answer->grpcStatus = plan->deny.grpcStatus;
     answer->message = plan->deny.message;
+    answer->counted = false;  // counted as a denial, not as an upstream response
     return false;
   }
   if (!plan->error.empty()) {

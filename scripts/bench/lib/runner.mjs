@@ -6,7 +6,7 @@ import { tmpdir, cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { startTarget } from './targets.mjs';
-import { stopAll, removeOnExit } from './procs.mjs';
+import { lastLines, stopAll, removeOnExit } from './procs.mjs';
 import { scenarioTable, formatTable, fmtNum } from './stats.mjs';
 
 /** One line describing the machine and the peer versions, for tables and RESULTS.md. */
@@ -77,7 +77,9 @@ export async function runScenario(spec) {
           process.stderr.write(`bench ${spec.id}: run ${run + 1}/${opts.runs} ${row.name}: ${Object.entries(figures).map(([k, v]) => `${k}=${fmtNum(v)}`).join(' ')}\n`);
         } catch (e) {
           row.error = e.message.split('\n')[0].slice(0, 300);
-          process.stderr.write(`bench ${spec.id}: ${row.name} failed: ${e.message}\n`);
+          // What the proxy itself said (its warnings and errors) usually tells why.
+          const said = target.proc ? lastLines(target.proc.stderr + target.proc.stdout, 8) : '';
+          process.stderr.write(`bench ${spec.id}: ${row.name} failed: ${e.message}${said ? `\n  ${row.name} said:\n${said}` : ''}\n`);
         }
         if (spec.freshPerRun) {
           await target.stop();

@@ -133,3 +133,9 @@ test('plan: a denied service carries its replies; a service without endpoints fa
   t.is(empty.error, 'service has no endpoints');
   t.is(empty.errorCode, 'MESHEXT_E_NO_ENDPOINTS');
 });
+
+test('plan: an extension service (none is supported) fails closed naming its type', (t) => {
+  const p = compilePlan(svc({ endpoints: [], extension: 'Lambda' }), context());
+  t.is(p.error, 'MeshExternalService extension Lambda is not supported by meshext');
+  t.is(p.errorCode, 'MESHEXT_E_EXTENSION_UNSUPPORTED');
+});
