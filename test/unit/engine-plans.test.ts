@@ -217,3 +217,34 @@ test.serial('plans: a service that cannot be served refuses at once (TCP reset, 
   t.regex(proxy.clusters().find((c) => c.service === tcp.id)?.error ?? '', /extension Lambda is not supported/);
   await proxy.close();
 });
+
+test.serial('plans: a DNS-name endpoint whose record is removed (NXDOMAIN) gets no more traffic', async (t) => {
+  const named = await tcpEcho();
+  const other = await tcpEcho();
+  let exists = true;
+  const nx = (): Error => Object.assign(new Error('ENOTFOUND'), { code: 'ENOTFOUND' });
+  const resolver = {
+    resolve4: async () => {
+      if (!exists) throw nx();
+      return [{ address: '127.0.0.1', ttl: 1 }];
+    },
+    resolve6: async () => {
+      throw nx();
+    },
+  };
+  const s = svc({ endpoints: [{ kind: 'dns', address: 'api.example', port: named.port }, ipEp(other.port)] });
+  const { proxy } = newProxy({ resolver });
+  await proxy.setSnapshot(snap([s]));
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  for (let i = 0; i < 4; i++) t.is(await roundTrip(l.port, `a${i}`), `a${i}`);
+  t.is(named.accepted(), 2, 'round-robin over both while the name resolves');
+  exists = false;
+  await until(() => proxy.clusters()[0]?.endpoints[0]?.addresses.length === 0, 'the NXDOMAIN answer in the plan', 5000);
+  t.regex(proxy.clusters()[0]?.endpoints[0]?.lastError ?? '', /cannot resolve endpoint api\.example: no such name \(ENOTFOUND\)/);
+  for (let i = 0; i < 4; i++) t.is(await roundTrip(l.port, `b${i}`), `b${i}`);
+  t.is(named.accepted(), 2, 'no connection went to the removed name');
+  t.is(other.accepted(), 6);
+  await proxy.close();
+  await closeServer(named.srv);
+  await closeServer(other.srv);
+});
