@@ -239,3 +239,26 @@ test('http: every dialled upstream connection carries a request; the pool settle
   t.is(open, 0);
   await closeServer(up.srv);
 });
+
+test('http: sequential requests on one kept-alive client connection are balanced over the endpoints, each with its own pool', async (t) => {
+  const a = await upstream();
+  const b = await upstream();
+  const s = svc({ protocol: 'http', endpoints: [ipEp(a.port), ipEp(b.port)] });
+  const p = await proxyFor(s);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  for (let i = 0; i < 6; i++) t.is((await get(p.port, { agent, path: `/r${i}` })).status, 200);
+  t.is(a.seen.length, 3);
+  t.is(b.seen.length, 3);
+  // One upstream connection per endpoint, each reused.
+  t.is(a.conns(), 1);
+  t.is(b.conns(), 1);
+  // A reload that drops an endpoint: its pooled connection is not used again.
+  await p.proxy.setSnapshot(snap([{ ...s, endpoints: [ipEp(b.port)] }], 2));
+  for (let i = 0; i < 3; i++) t.is((await get(p.port, { agent, path: `/s${i}` })).status, 200);
+  t.is(a.seen.length, 3);
+  t.is(b.seen.length, 6);
+  agent.destroy();
+  await p.close();
+  await closeServer(a.srv);
+  await closeServer(b.srv);
+});
