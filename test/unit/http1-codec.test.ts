@@ -218,6 +218,19 @@ test('request head rewrite: hop-by-hop and Connection-named fields go, framing f
   t.is(n.h1Rewrite(B('GET / HTTP/1.0\r\nContent-Length: 2\r\n\r\n'), '').request, 'GET / HTTP/1.0\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n');
 });
 
+test('request head rewrite: an absolute-form target goes upstream in origin form under the Host rule', (t) => {
+  const abs = B('GET http://other.example:8080/a/b?x=1 HTTP/1.1\r\nHost: api.mesh.local\r\nX-App: kept\r\n\r\n');
+  // A DNS endpoint's name is the Host whatever the client named.
+  t.is(n.h1Rewrite(abs, 'backend.example.com').request, 'GET /a/b?x=1 HTTP/1.1\r\nHost: backend.example.com\r\nX-App: kept\r\n\r\n');
+  // Otherwise the target's authority replaces the Host field (RFC 9112 §3.2.2), userinfo dropped.
+  t.is(n.h1Rewrite(abs, '').request, 'GET /a/b?x=1 HTTP/1.1\r\nHost: other.example:8080\r\nX-App: kept\r\n\r\n');
+  t.is(n.h1Rewrite(B('GET HTTPS://u:p@h.example?q HTTP/1.1\r\nHost: x\r\n\r\n'), '').request, 'GET /?q HTTP/1.1\r\nHost: h.example\r\n\r\n');
+  t.is(n.h1Rewrite(B('GET http://h.example HTTP/1.1\r\nHost: x\r\n\r\n'), '').request, 'GET / HTTP/1.1\r\nHost: h.example\r\n\r\n');
+  // Other forms are left as they are.
+  t.is(n.h1Rewrite(B('OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n'), '').request, 'OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n');
+  t.is(n.h1Rewrite(B('GET /ftp://x HTTP/1.1\r\nHost: h\r\n\r\n'), '').request, 'GET /ftp://x HTTP/1.1\r\nHost: h\r\n\r\n');
+});
+
 test('response head rewrite and keep-alive decisions', (t) => {
   const get = B('GET / HTTP/1.1\r\nHost: h\r\n\r\n');
   const ok = B('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: timeout=5\r\nX-Up: yes\r\n\r\n');

@@ -84,6 +84,9 @@ test('http: Host is the endpoint hostname for DNS endpoints, the client Host for
   const dnsSvc = svc({ protocol: 'http', endpoints: [{ kind: 'dns', address: 'localhost', port: up.port }] });
   const p = await proxyFor(dnsSvc);
   t.is(JSON.parse((await get(p.port, { headers: { host: 'mes.extsvc.mesh.local' } })).body).host, 'localhost');
+  // An absolute-form target cannot steer the upstream to another virtual host: origin form, the Host rule.
+  const abs = JSON.parse((await get(p.port, { path: 'http://other.example/elsewhere?q=1', headers: { host: 'mes.extsvc.mesh.local' } })).body) as { url: string; host: string };
+  t.deepEqual([abs.url, abs.host], ['/elsewhere?q=1', 'localhost']);
   await p.close();
   const ipSvc = svc({ protocol: 'http', endpoints: [ipEp(up.port)] });
   const q = await proxyFor(ipSvc);

@@ -21,10 +21,6 @@ constexpr size_t kReadChunk = 16 * 1024;
 
 std::string_view View(const uint8_t* p, size_t n) { return std::string_view(reinterpret_cast<const char*>(p), n); }
 
-bool StartsWithI(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && IEquals(s.substr(0, prefix.size()), prefix);
-}
-
 }  // namespace
 
 const H2Setup& H1OverH2Transport::Setup() {
@@ -265,16 +261,11 @@ void H1OverH2Transport::StartRequest() {
 
   std::string_view path = req_.target;
   std::string_view authority = req_.has_host ? req_.host : std::string_view(opts_.authority);
-  // Absolute form (RFC 9112 §3.2.2): the target's authority wins over Host.
-  for (std::string_view scheme : {std::string_view("http://"), std::string_view("https://")}) {
-    if (!StartsWithI(path, scheme)) continue;
-    std::string_view rest = path.substr(scheme.size());
-    size_t cut = rest.find_first_of("/?");
-    authority = rest.substr(0, cut);
-    size_t at = authority.rfind('@');  // :authority never carries userinfo (RFC 9113 §8.3.1)
-    if (at != std::string_view::npos) authority.remove_prefix(at + 1);
-    path = cut == std::string_view::npos ? std::string_view("/") : rest.substr(cut);
-    break;
+  // Absolute form (RFC 9112 §3.2.2): the target's authority wins over Host (without userinfo, RFC 9113 §8.3.1).
+  std::string_view absAuthority, absPath;
+  if (h1::SplitAbsoluteForm(path, &absAuthority, &absPath)) {
+    authority = absAuthority;
+    path = absPath.empty() ? std::string_view("/") : absPath;
   }
   h1::FieldList h;
   h.reserve(req_.fields.size() + 4);

@@ -129,10 +129,14 @@ bool IsHopByHop(std::string_view lower_or_mixed_name);
 
 using http::IEquals;
 
-// Serialises the head to send upstream: the client's request line (its version), Host (host_override when
-// non-empty, else the client's), end-to-end fields, the message's own framing headers, Upgrade for
-// upgrade requests, and a Connection field asking the upstream to keep the connection.
+// Serialises the head to send upstream: the client's request line (its version; an absolute-form target in
+// origin form), Host (host_override when non-empty, else an absolute-form target's authority, else the
+// client's), end-to-end fields, the message's own framing headers, Upgrade for upgrade requests, and a
+// Connection field asking the upstream to keep the connection.
 void WriteRequestHead(const Head& req, std::string_view host_override, std::string& out);
+// Splits an absolute-form request target (`http://host:port/path?q`) into its authority and the rest (path
+// and query, possibly empty); false for any other form.
+bool SplitAbsoluteForm(std::string_view target, std::string_view* authority, std::string_view* path);
 
 // Serialises the response head for the client: end-to-end fields plus the response's own framing headers,
 // Upgrade on a 101, and `Connection: close` when close is set (or keep-alive for an HTTP/1.0 client).

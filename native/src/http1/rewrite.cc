@@ -45,12 +45,35 @@ bool IsHopByHop(std::string_view n) {
   return false;
 }
 
+bool SplitAbsoluteForm(std::string_view target, std::string_view* authority, std::string_view* path) {
+  size_t colon = target.find("://");
+  if (colon == std::string_view::npos || colon == 0) return false;
+  std::string_view scheme = target.substr(0, colon);
+  if (!IEquals(scheme, "http") && !IEquals(scheme, "https")) return false;
+  std::string_view rest = target.substr(colon + 3);
+  size_t end = rest.find_first_of("/?#");
+  *authority = rest.substr(0, end);
+  *path = end == std::string_view::npos ? std::string_view() : rest.substr(end);
+  // userinfo@ is not part of the authority a server sees (RFC 9110 §4.2.4 forbids it in http URIs).
+  if (size_t at = authority->rfind('@'); at != std::string_view::npos) authority->remove_prefix(at + 1);
+  return !authority->empty();
+}
+
 void WriteRequestHead(const Head& req, std::string_view host_override, std::string& out) {
   out.append(req.method);
   out.push_back(' ');
-  out.append(req.target);
+  // An absolute-form target (a client that thinks it talks to a forward proxy) goes upstream in origin form:
+  // the upstream is an origin server, and the Host rule below must decide the authority, not the client.
+  std::string_view authority, path;
+  bool absolute = SplitAbsoluteForm(req.target, &authority, &path);
+  if (!absolute) out.append(req.target);
+  else if (path.empty() || path[0] != '/') out.append("/").append(path);
+  else out.append(path);
   out.append(req.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+  // The Host rule: a DNS endpoint's name; else the client's, where an absolute-form target's authority
+  // replaces its Host field (RFC 9112 §3.2.2).
   if (!host_override.empty()) Append(out, "Host", host_override);
+  else if (absolute) Append(out, "Host", authority);
   else if (req.has_host) Append(out, "Host", req.host);
   for (const Field& f : req.fields) {
     if (IEquals(f.name, "host") || !Forwarded(req, f.name)) continue;
