@@ -8,7 +8,7 @@ import type { Logger } from '../log.js';
 import { loadResources, type LoadResult, type Resource } from '../resources/index.js';
 import { Ipam } from '../ipam/index.js';
 import { compileSnapshot } from '../snapshot/compile.js';
-import { planForDump } from '../snapshot/plan.js';
+import { planForDump, type ServicePlan } from '../snapshot/plan.js';
 import type { Snapshot, CompiledService } from '../snapshot/types.js';
 import { DnsServer, recordsFromSnapshot, readResolvConf } from '../dns/index.js';
 import { Proxy } from '../proxy/index.js';
@@ -291,7 +291,7 @@ export class Agent {
       generation: s?.generation,
       vipCidr: s?.vipCidr,
       config: redactedConfig(this.config),
-      services: s?.services.map(dumpService) ?? [],
+      services: s?.services.map((svc) => dumpService(svc, this.proxy?.currentPlans().find((p) => p.service === svc.id), this.proxy?.serviceError(svc.id))) ?? [],
       // What the engine was told to do with each service (key material as digests).
       plans: this.proxy?.currentPlans().map(planForDump) ?? [],
       outbounds: s?.outbounds ?? [],
@@ -334,9 +334,13 @@ function splitKey(key: string): [string, number] {
   return [key.slice(0, i), Number(key.slice(i + 1))];
 }
 
-/** The service as shown in /config_dump: everything but secret material. */
-export function dumpService(s: CompiledService): Record<string, unknown> {
+/**
+ * The service as shown in /config_dump (no secret material), with what its plan says about it: where its CA
+ * comes from, and `error`, why it cannot be served, when it cannot.
+ */
+export function dumpService(s: CompiledService, plan?: ServicePlan, error?: string): Record<string, unknown> {
   return {
+    ...(error ? { error } : {}),
     name: s.name,
     mesh: s.mesh,
     kri: s.kri,
@@ -352,7 +356,7 @@ export function dumpService(s: CompiledService): Record<string, unknown> {
           mode: s.tls.mode,
           serverName: s.tls.serverName ?? null,
           subjectAltNames: s.tls.subjectAltNames,
-          caCert: s.tls.ca ? 'configured' : 'system bundle',
+          caCert: s.tls.ca ? 'configured' : !plan?.tls ? 'none' : plan.tls.ca ? 'system bundle' : 'not used',
           clientCert: s.tls.cert ? 'configured' : null,
           allowRenegotiation: s.tls.allowRenegotiation,
         }

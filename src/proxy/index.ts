@@ -406,6 +406,11 @@ export class Proxy {
     return this.engine.counters();
   }
 
+  /** Why a service cannot be served (its connections fail closed), or undefined when it can. */
+  serviceError(id: string): string | undefined {
+    return this.errors.get(id);
+  }
+
   /** The plans installed now (for /config_dump and tests). */
   currentPlans(): readonly ServicePlan[] {
     return this.plans;
