@@ -10,7 +10,7 @@ import net from 'node:net';
 import type { Logger } from '../log.js';
 import type { Registry, Series } from '../stats/registry.js';
 import type { Snapshot } from '../snapshot/types.js';
-import { compilePlans, DEFAULT_TIMEOUTS, endpointLabel, type PlanTimeouts, type ServicePlan } from '../snapshot/plan.js';
+import { compilePlans, DEFAULT_TIMEOUTS, endpointLabel, type NameAnswer, type PlanTimeouts, type ServicePlan } from '../snapshot/plan.js';
 import { Engine, type EngineListener } from '../engine/engine.js';
 import type { EngineCounters, EngineEvent, EngineStats, NativeAddon, NativeTlsFailure } from '../native/addon.js';
 import { HealthSet } from './endpoints.js';
@@ -111,6 +111,7 @@ export class Proxy {
    * with). Resolves once the plans also carry the first answers of DNS names they had none for.
    */
   async setSnapshot(s: Snapshot): Promise<void> {
+    const previous = this.snapshot;
     this.snapshot = s;
     for (const svc of s.services) {
       this.kriOf.set(svc.id, svc.kri);
@@ -126,7 +127,13 @@ export class Proxy {
       this.health.set(svc.id, next);
     }
     for (const id of this.health.keys()) if (!s.services.some((x) => x.id === id)) this.health.delete(id);
-    this.install();
+    try {
+      this.install();
+    } catch (e) {
+      // The engine kept its plans: so does the control plane (a reload error says the old config serves).
+      this.snapshot = previous;
+      throw e;
+    }
     this.log.info({ generation: s.generation, services: s.services.length }, 'snapshot applied');
     const names = new Set(s.services.flatMap((svc) => svc.endpoints.flatMap((e) => (e.kind === 'dns' ? [e.address] : []))));
     this.resolver.retain(names);
@@ -203,11 +210,14 @@ export class Proxy {
     this.refresh = setTimeout(() => {
       const now = Date.now();
       const due = [...names].filter((n) => (this.resolver.expiry(n) ?? 0) <= now);
-      const before = due.map((n) => JSON.stringify(this.resolver.answer(n)));
-      void Promise.allSettled(due.map((n) => this.resolve(n))).then(() => {
-        if (due.some((n, i) => JSON.stringify(this.resolver.answer(n)) !== before[i])) this.install();
-        this.scheduleRefresh();
-      });
+      const before = due.map((n) => answerKey(this.resolver.answer(n)));
+      void Promise.allSettled(due.map((n) => this.resolve(n)))
+        .then(() => {
+          // Only a changed set of addresses changes the plans (a server rotating its records does not).
+          if (due.some((n, i) => answerKey(this.resolver.answer(n)) !== before[i])) this.install();
+        })
+        .catch((e: unknown) => this.log.error({ err: (e as Error).message }, 'cannot install the plans with new DNS answers'))
+        .finally(() => this.scheduleRefresh());
     }, delay);
     this.refresh.unref();
   }
@@ -265,7 +275,8 @@ export class Proxy {
     });
     e.on('tls-failed', (ev) => {
       const f = describeTlsFailure(failureOf(ev));
-      this.metricsFor(kri(ev)).tlsVerifyFail(f.reason);
+      // A report of a service already retired (its series gone) is logged, not counted.
+      if (this.kriOf.has(String(ev['service']))) this.metricsFor(kri(ev)).tlsVerifyFail(f.reason);
       this.failure(String(ev['service']), String(ev['endpoint']), f.text);
       this.warn(`tls-failed:${ev['service']}`, { service: kri(ev), endpoint: ev['endpoint'], address: ev['address'], reason: f.reason, err: f.text }, 'upstream TLS verification failed');
     });
@@ -273,7 +284,7 @@ export class Proxy {
       // A TLS failure after the handshake (the server rejected our certificate late, or sent junk).
       if (typeof ev['tlsStage'] !== 'string') return;
       const f = describeTlsFailure({ stage: ev['tlsStage'] as NativeTlsFailure['stage'], code: String(ev['tlsCode'] ?? ''), message: String(ev['tlsMessage'] ?? ''), ...(typeof ev['tlsReason'] === 'string' ? { reason: ev['tlsReason'] } : {}) });
-      this.metricsFor(kri(ev)).tlsVerifyFail(f.reason);
+      if (this.kriOf.has(String(ev['service']))) this.metricsFor(kri(ev)).tlsVerifyFail(f.reason);
       this.warn(`tls-late:${ev['service']}`, { service: kri(ev), reason: f.reason, err: f.text }, 'upstream TLS error after handshake');
     });
     e.on('upstream-failed', (ev) => {
@@ -444,6 +455,12 @@ export class Proxy {
       };
     });
   }
+}
+
+/** An answer as a comparable key: its addresses as a set, or its error. */
+function answerKey(a: NameAnswer | undefined): string {
+  if (!a) return '';
+  return 'error' in a ? `!${a.error}` : [...a.addresses].sort().join(',');
 }
 
 function failureOf(ev: EngineEvent): NativeTlsFailure {

@@ -49,6 +49,21 @@ void UpstreamLease::Close(uint64_t rx, uint64_t tx) {
   endpoint_.reset();
 }
 
+const std::string& UpstreamLease::service() const {
+  static const std::string kNone;
+  return service_ ? service_->id : kNone;
+}
+
+void CloseUpstream(Loop* loop, uint64_t session, const Transport& t, UpstreamLease& lease, uint64_t rx, uint64_t tx) {
+  if (loop != nullptr && lease.open()) {
+    Event ev("upstream-closed", session);
+    t.Describe(ev);
+    if (!ev.strs.empty()) loop->Emit(std::move(ev.Str("service", lease.service())));
+  }
+  t.WireCounts(&rx, &tx);
+  lease.Close(rx, tx);
+}
+
 /** One connect (and handshake) to one address; a watcher of its socket for as long as it runs. */
 struct Connector::Attempt final : Watcher {
   Connector* c = nullptr;

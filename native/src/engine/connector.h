@@ -29,11 +29,20 @@ class UpstreamLease {
   ~UpstreamLease() { Close(0, 0); }
   void Close(uint64_t rx, uint64_t tx);
   bool open() const { return service_ != nullptr; }
+  /** The service the connection belongs to ("" once closed). */
+  const std::string& service() const;
 
  private:
   std::shared_ptr<ServiceState> service_;
   std::shared_ptr<EndpointState> endpoint_;
 };
+
+/**
+ * Closes an upstream connection's books and, when its transport failed after the handshake (TLS: the peer
+ * rejected us late, or sent junk), tells TypeScript in an `upstream-closed` event for the log and the metric.
+ * `rx`/`tx` are the session's own counts (the transport's wire counts win when it has them).
+ */
+void CloseUpstream(Loop* loop, uint64_t session, const Transport& t, UpstreamLease& lease, uint64_t rx, uint64_t tx);
 
 /** What a session hears from its Connector (on its loop thread). */
 class ConnectorHost {

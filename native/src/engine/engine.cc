@@ -1,5 +1,7 @@
 // The engine: loop threads, session placement, and the batched event channel to JS.
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <string>
@@ -23,9 +25,15 @@ Engine* Engine::Create(Napi::Env env, unsigned threads, Napi::Function onEvents)
   // The engine's connections keep their own JS handles (listeners, timers) where liveness matters; the
   // event channel alone must not hold the process open.
   e->tsfn_.Unref(env);
-  for (auto& l : e->loops_) {
-    Loop* lp = l.get();
-    e->threads_.emplace_back([lp] { lp->Run(); });
+  for (size_t i = 0; i < e->loops_.size(); i++) {
+    Loop* lp = e->loops_[i].get();
+    e->threads_.emplace_back([lp, i] {
+      // Named so that top -H, perf and /proc/<pid>/task/*/comm tell the engine's threads apart (15 chars max).
+      char name[16];
+      snprintf(name, sizeof name, "mx-engine-%zu", i);
+      pthread_setname_np(pthread_self(), name);
+      lp->Run();
+    });
   }
   return e;
 }

@@ -119,6 +119,11 @@ void Loop::Retire(Session* s, Event closed) {
 void Loop::Retire(Session* s) {
   if (s->retired_) return;
   s->retired_ = true;
+  // A session waiting to run soon goes out of that list too: it is freed before the list is run again.
+  if (s->soon_) {
+    soon_.erase(std::remove(soon_.begin(), soon_.end(), s), soon_.end());
+    s->soon_ = false;
+  }
   auto it = sessions_.find(s->id_);
   if (it != sessions_.end()) {
     graveyard_.push_back(std::move(it->second));

@@ -56,26 +56,26 @@ void Plan::Order(int64_t nowMs, std::vector<uint32_t>* out) const {
   size_t n = endpoints.size();
   if (n == 0) return;
   size_t start = state->next.fetch_add(1, std::memory_order_relaxed) % n;
-  size_t healthy = 0;
+  // One reading of the back-offs (TypeScript may push new ones meanwhile), so each endpoint is listed once.
+  thread_local std::vector<int64_t> down;
+  down.resize(n);
+  for (size_t k = 0; k < n; k++) down[k] = endpoints[k].state->downUntilMs.load(std::memory_order_relaxed);
   for (uint32_t prio : priorities) {
     for (size_t i = 0; i < n; i++) {
       size_t k = (start + i) % n;
-      const PlanEndpoint& e = endpoints[k];
-      if (e.priority == prio && e.state->downUntilMs.load(std::memory_order_relaxed) <= nowMs) out->push_back(static_cast<uint32_t>(k));
+      if (endpoints[k].priority == prio && down[k] <= nowMs) out->push_back(static_cast<uint32_t>(k));
     }
   }
-  healthy = out->size();
+  size_t healthy = out->size();
   // Backed-off endpoints stay last-resort candidates, so "all down" still tries something.
   for (size_t i = 0; i < n; i++) {
     size_t k = (start + i) % n;
-    if (endpoints[k].state->downUntilMs.load(std::memory_order_relaxed) > nowMs) out->push_back(static_cast<uint32_t>(k));
+    if (down[k] > nowMs) out->push_back(static_cast<uint32_t>(k));
   }
-  std::stable_sort(out->begin() + static_cast<long>(healthy), out->end(), [this](uint32_t a, uint32_t b) {
-    return endpoints[a].state->downUntilMs.load(std::memory_order_relaxed) < endpoints[b].state->downUntilMs.load(std::memory_order_relaxed);
-  });
+  std::stable_sort(out->begin() + static_cast<long>(healthy), out->end(), [](uint32_t a, uint32_t b) { return down[a] < down[b]; });
 }
 
-std::string Plan::H1PoolKey(const PlanTarget& target) const {
+std::string Plan::H1PoolKey(const PlanTarget& target, const std::string& host) const {
   std::string k = service;
   k += '|';
   k += tlsId;
@@ -83,6 +83,8 @@ std::string Plan::H1PoolKey(const PlanTarget& target) const {
   k += target.address;
   k += ':';
   k += std::to_string(target.port);
+  k += '|';
+  k += host;
   return k;
 }
 

@@ -131,10 +131,11 @@ struct Plan {
    */
   void Order(int64_t nowMs, std::vector<uint32_t>* out) const;
   /**
-   * The key of the HTTP/1 pool of connections to `target`: connections are interchangeable only for the same
-   * service, TLS identity, address and upstream protocol (bridged ones apart). Kept in PlanTarget::h1PoolKey.
+   * The key of the HTTP/1 pool of connections to `target` of an endpoint whose Host is `host`: connections
+   * are interchangeable only for the same service, TLS identity, upstream protocol, address and Host (a
+   * bridged connection carries its :authority; two names may share an address). Kept in PlanTarget::h1PoolKey.
    */
-  std::string H1PoolKey(const PlanTarget& target) const;
+  std::string H1PoolKey(const PlanTarget& target, const std::string& host) const;
 };
 
 /** Where the transparent listener takes a connection's original destination from. */

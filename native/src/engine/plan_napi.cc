@@ -107,7 +107,7 @@ std::shared_ptr<Plan> PlanFrom(Napi::Env env, const Napi::Value& v, const std::s
   }
   p->poolKey = p->service + "|" + p->tlsId + "|" + endpointsKey;
   for (PlanEndpoint& ep : p->endpoints)
-    for (PlanTarget& t : ep.targets) t.h1PoolKey = p->H1PoolKey(t);
+    for (PlanTarget& t : ep.targets) t.h1PoolKey = p->H1PoolKey(t, ep.host);
   return p;
 }
 

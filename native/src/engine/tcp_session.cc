@@ -310,16 +310,9 @@ void TcpSession::Finish(const char* reason, int err) {
     }
     f.buf.reset();
   }
-  uint64_t rx = sides_[kUpstream].rx, tx = sides_[kUpstream].tx;
-  if (sides_[kUpstream].t) {
-    sides_[kUpstream].t->WireCounts(&rx, &tx);
-    // A TLS failure after the handshake is worth a line in the log (the peer rejected us late, or sent junk).
-    Event ev("upstream-closed", id());
-    sides_[kUpstream].t->Describe(ev);
-    if (ev.strs.size() > 0) loop()->Emit(std::move(ev.Str("service", d_.plan->service).Str("reason", reason)));
-  }
+  (void)reason;
   (void)err;
-  lease_.Close(rx, tx);
+  if (sides_[kUpstream].t) CloseUpstream(loop(), id(), *sides_[kUpstream].t, lease_, sides_[kUpstream].rx, sides_[kUpstream].tx);
   sides_[0].t.reset();
   sides_[1].t.reset();
   loop()->Retire(this);

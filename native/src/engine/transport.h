@@ -18,7 +18,8 @@
 //    Handshake() drives that phase to its end on its own (the connector calls it until it returns 0, so a
 //    failed handshake fails over to the next endpoint before any session sees the transport).
 //  - A short Read (fewer bytes than asked) means the socket is drained, as for a plain socket: edge-triggered
-//    readiness announces what arrives next. (TLS reads until the socket is drained or the buffer is full.)
+//    readiness announces what arrives next (TLS reads until the socket is drained or the buffer is full) —
+//    unless readPending() says the next Read has an end of stream or error to report already.
 //  - A bridge (holdsBytes() true) may hold bytes no readiness event will announce: a reply produced by a
 //    Write, or bytes it accepted for its socket (a request body waiting for the peer's flow-control window).
 //    Sessions read a bridge again after every successful Write, never take a short read from it as
@@ -50,6 +51,8 @@ class Transport {
   virtual void Reset() = 0;
   virtual int spliceFd() const { return -1; }
   virtual bool anyReadinessRetries() const { return false; }
+  /** The next Read reports something without waiting (an end of stream or error seen after a short read's bytes). */
+  virtual bool readPending() const { return false; }
   /** A bridge: may hold bytes both ways that no readiness of fd() announces (see the header comment). */
   virtual bool holdsBytes() const { return false; }
   virtual void Bind(Loop* /*loop*/, uint64_t /*sessionId*/) {}

@@ -15,9 +15,7 @@ UpstreamConn::~UpstreamConn() { Kill(); }
 void UpstreamConn::Kill() {
   dead = true;
   if (!t_) return;
-  uint64_t wrx = rx, wtx = tx;
-  t_->WireCounts(&wrx, &wtx);
-  lease_.Close(wrx, wtx);
+  engine::CloseUpstream(engine::Loop::Current(), 0, *t_, lease_, rx, tx);
   t_.reset();  // closing the fd also removes it from epoll
 }
 

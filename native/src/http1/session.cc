@@ -70,7 +70,7 @@ void Http1Session::Start() {
     return;
   }
   last_active_ = loop()->NowMs();
-  loop()->ArmTimer(this, last_active_ + idle_ms_);
+  ArmOwn(last_active_ + idle_ms_);
   // Bytes handed over with the fd (read by Node before the hand-over) are processed without waiting for
   // a readiness edge that may never come.
   c_readable_ = true;
@@ -92,10 +92,19 @@ void Http1Session::End(const char* /*reason*/, const char* /*detail*/) {
   loop()->Retire(this);
 }
 
+void Http1Session::ArmOwn(int64_t deadline) {
+  // One chain of the session's own: a later deadline waits for the entry already armed to fire.
+  if (armed_ != 0 && armed_ <= deadline) return;
+  armed_ = deadline;
+  loop()->ArmTimer(this, deadline);
+}
+
 void Http1Session::OnTimer(int64_t now) {
   if (closed_) return;
   connector_.OnTimer(now);
-  if (closed_) return;
+  // Entries the Connector armed (connect deadlines) share the heap: only the session's own goes on.
+  if (closed_ || now < armed_) return;
+  armed_ = 0;
   int64_t deadline;
   if (phase_ == Phase::Linger) {
     deadline = linger_until_;
@@ -112,7 +121,7 @@ void Http1Session::OnTimer(int64_t now) {
     End(phase_ == Phase::Linger ? "done" : "idle-timeout");
     return;
   }
-  loop()->ArmTimer(this, deadline);
+  ArmOwn(deadline);
 }
 
 void Http1Session::OnSoon() { Pump(); }
@@ -224,7 +233,7 @@ bool Http1Session::ReadUpstream() {
   if (n > 0) {
     // A short read drained the socket (edge-triggered epoll reports the next arrival); a bridge may still
     // hold bytes, so it is read until it says EAGAIN.
-    if (static_cast<size_t>(n) < kReadChunk && !up_->rdhup && !up_->t().holdsBytes()) up_->readable = false;
+    if (static_cast<size_t>(n) < kReadChunk && !up_->rdhup && !up_->t().holdsBytes() && !up_->t().readPending()) up_->readable = false;
     if (bulk) uin_.Commit(static_cast<size_t>(n));
     else uin_.Append(p, static_cast<size_t>(n));
     up_->rx += static_cast<uint64_t>(n);
@@ -544,7 +553,8 @@ void Http1Session::UpstreamGone() {
 }
 
 void Http1Session::Finish() {
-  bool reusable = UpstreamReusable(resp_) && req_done_ && !up_->eof && uin_.empty() && uout_.empty();
+  // A connection whose FIN arrived with the response (rdhup) is done, even before the read that says so.
+  bool reusable = UpstreamReusable(resp_) && req_done_ && !up_->eof && !up_->rdhup && uin_.empty() && uout_.empty();
   if (reusable) {
     Pool::Of(loop()).Release(std::move(up_));
   } else {
@@ -614,7 +624,7 @@ void Http1Session::StartClosing() {
   phase_ = Phase::Linger;
   cin_.Clear();
   linger_until_ = loop()->NowMs() + kLingerMs;
-  loop()->ArmTimer(this, linger_until_);
+  ArmOwn(linger_until_);
 }
 
 void Http1Session::Report(int status, const std::string& reason) {

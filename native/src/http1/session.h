@@ -62,6 +62,8 @@ class Http1Session : public engine::Session, private engine::ConnectorHost {
   bool StepExchange();
   bool StepTunnel();
   void AskUpstream();
+  /** Arms the session's own timer chain for `deadline` (earlier deadlines first; see OnTimer). */
+  void ArmOwn(int64_t deadline);
   /** The plan for the request whose head just arrived (looked up again only when plans changed). */
   const engine::Plan* CurrentPlan();
   void OnUpstream(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, uint32_t endpoint, uint32_t target) override;
@@ -90,6 +92,7 @@ class Http1Session : public engine::Session, private engine::ConnectorHost {
   bool closed_ = false, in_pump_ = false, draining_ = false;
   Phase phase_ = Phase::Head;
   int64_t last_active_ = 0, linger_until_ = 0;
+  int64_t armed_ = 0;  // deadline of the session's own pending timer entry (0: none)
   uint64_t rx_ = 0, tx_ = 0;
 
   std::unique_ptr<UpstreamConn> up_;

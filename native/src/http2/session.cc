@@ -44,9 +44,7 @@ void Http2Session::Idle::Report() {
 
 void Http2Session::Side::CloseUpstream() {
   if (!t) return;
-  uint64_t wrx = rx, wtx = tx;
-  t->WireCounts(&wrx, &wtx);
-  lease.Close(wrx, wtx);
+  engine::CloseUpstream(engine::Loop::Current(), 0, *t, lease, rx, tx);
   t.reset();  // closing the fd also removes it from epoll
 }
 
@@ -68,7 +66,9 @@ Http2Session::Http2Session(engine::Downstream d)
 Http2Session::~Http2Session() = default;
 
 void Http2Session::Side::OnEvents(uint32_t events) {
-  if (!dead) session->OnSideEvents(*this, events);
+  // A parked side has no session: events of the batch that parked it may still name it (its Idle entry
+  // watches the fd from then on).
+  if (!dead && session != nullptr) session->OnSideEvents(*this, events);
 }
 
 void Http2Session::Start() {
@@ -76,6 +76,8 @@ void Http2Session::Start() {
     Finish("error", err);
     return;
   }
+  lastActive_ = loop()->NowMs();
+  ArmOwn(lastActive_ + d_.plan->httpIdleMs);
   if (!d_.initial.empty()) {
     client_.rx += d_.initial.size();
     if (!relay_.RecvClient(reinterpret_cast<const uint8_t*>(d_.initial.data()), d_.initial.size())) clientFatal_ = true;
@@ -121,6 +123,7 @@ size_t Http2Session::ReadSide(Side& s) {
   s.rx += static_cast<uint64_t>(n);
   const auto* p = reinterpret_cast<const uint8_t*>(buf);
   if (s.client) {
+    lastActive_ = loop()->NowMs();
     if (!relay_.RecvClient(p, static_cast<size_t>(n))) clientFatal_ = true;
   } else if (!relay_.RecvUpstream(s.rid, p, static_cast<size_t>(n))) {
     KillUpstream(s, "upstream HTTP/2 protocol error");
@@ -206,6 +209,8 @@ void Http2Session::Pump() {
         } else if (relay_.UpstreamRequested()) {
           std::vector<uint32_t> order;
           plan_->Order(loop()->NowMs(), &order);
+          // The connection's endpoint indexes refer to this plan, whatever plan_ becomes meanwhile.
+          connectPlan_ = plan_;
           connector_.Start(plan_, std::move(order), plan_->protocol == engine::Protocol::kHttp ? engine::Connector::Alpn::kHttp1 : engine::Connector::Alpn::kH2, d_.client);
           if (ended_) return;
           progress = true;
@@ -232,8 +237,12 @@ void Http2Session::RetainIdle(const std::unordered_set<std::string>& live) {
       ++it;
       continue;
     }
-    // Runs as a posted command, outside any epoll batch: nothing can still name these.
-    for (auto& idle : it->second) idle->Report();
+    // Posted commands run inside a loop iteration: events of its batch may still name these entries, so they
+    // are closed now and freed once the batch is over.
+    for (auto& idle : it->second) {
+      idle->Report();
+      if (engine::Loop* l = engine::Loop::Current()) l->Defer(std::move(idle));
+    }
     it = cache.byKey.erase(it);
   }
 }
@@ -335,10 +344,13 @@ const engine::Plan* Http2Session::CurrentPlan() {
   uint64_t gen = table.generation();
   if (gen != planGen_) {
     planGen_ = gen;
-    if (auto p = table.Find(d_.key)) plan_ = std::move(p);
-    else return nullptr;
+    std::shared_ptr<const engine::Plan> p = table.Find(d_.key);
+    // Gone: new streams are refused until a later install has the service again (plan_ stays, for the
+    // upstream connections and streams in flight).
+    gone_ = !p;
+    if (p) plan_ = std::move(p);
   }
-  return plan_.get();
+  return gone_ ? nullptr : plan_.get();
 }
 
 bool Http2Session::Admit(LocalAnswer* answer) {
@@ -365,24 +377,26 @@ bool Http2Session::Admit(LocalAnswer* answer) {
 }
 
 void Http2Session::OnUpstream(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, uint32_t endpoint, uint32_t /*target*/) {
-  const engine::PlanEndpoint& ep = plan_->endpoints[endpoint];
+  std::shared_ptr<const engine::Plan> plan = std::move(connectPlan_);
+  const engine::PlanEndpoint& ep = plan->endpoints[endpoint];
   // An HTTP/1.1 upstream carries one exchange at a time: the relay must not assume more before its SETTINGS.
-  bool bridged = plan_->protocol == engine::Protocol::kHttp;
+  bool bridged = plan->protocol == engine::Protocol::kHttp;
   if (bridged) t = WrapHttp1Upstream(std::move(t));
-  Attach(std::move(t), std::move(lease), ep.host, plan_->tls ? "https" : "http", bridged ? 1 : 0);
+  Attach(std::move(t), std::move(lease), *plan, ep.host, plan->tls ? "https" : "http", bridged ? 1 : 0);
 }
 
 void Http2Session::OnUpstreamFailed(const std::string& reason) {
+  connectPlan_.reset();
   if (ended_) return;
   loop()->Emit(engine::Event("upstream-failed", id()).Str("service", plan_->service).Str("client", d_.client).Str("reason", reason));
   relay_.UpstreamUnavailable(reason);
   Pump();
 }
 
-void Http2Session::Attach(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, const std::string& authority, const std::string& scheme, uint32_t assumedStreams) {
+void Http2Session::Attach(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, const engine::Plan& plan, const std::string& authority, const std::string& scheme, uint32_t assumedStreams) {
   auto side = std::make_unique<Side>();
   side->session = this;
-  side->poolKey = plan_->poolKey;
+  side->poolKey = plan.poolKey;
   side->t = std::move(t);
   side->lease = std::move(lease);
   Side& s = *side;
@@ -458,8 +472,27 @@ void Http2Session::CountResponse(int status) { plan_->state->stats.CountResponse
 
 void Http2Session::CountRetry() { plan_->state->stats.Add(engine::ServiceStats::kRqRetry); }
 
+void Http2Session::ArmOwn(int64_t deadline) {
+  if (armed_ != 0 && armed_ <= deadline) return;
+  armed_ = deadline;
+  loop()->ArmTimer(this, deadline);
+}
+
 void Http2Session::OnTimer(int64_t nowMs) {
-  if (!ended_) connector_.OnTimer(nowMs);
+  if (ended_) return;
+  connector_.OnTimer(nowMs);
+  // Connect deadlines share the heap: only the session's own entry decides about idleness.
+  if (ended_ || nowMs < armed_) return;
+  armed_ = 0;
+  int64_t idle = d_.plan->httpIdleMs;
+  if (relay_.OpenStreams() == 0 && nowMs - lastActive_ >= idle) {
+    // A client connection with no stream for the HTTP idle timeout is closed, as an HTTP/1 one is.
+    relay_.Drain();
+    FlushSide(client_);
+    Finish("idle-timeout", 0);
+    return;
+  }
+  ArmOwn(relay_.OpenStreams() == 0 ? lastActive_ + idle : nowMs + idle);
 }
 
 }  // namespace mx::h2

@@ -71,8 +71,10 @@ class Http2Session final : public engine::Session, private RelayHost, private en
   void OnUpstreamFailed(const std::string& reason) override;
   /** The current plan of this connection's key (looked up again only when plans changed; null once gone). */
   const engine::Plan* CurrentPlan();
+  /** Arms the session's own timer entry (the idle timeout) for `deadline`, earlier deadlines first. */
+  void ArmOwn(int64_t deadline);
   /** Adds an upstream connection (connected, verified) for the relay's waiting streams (see Relay::AttachUpstream). */
-  void Attach(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, const std::string& authority, const std::string& scheme, uint32_t assumedStreams);
+  void Attach(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, const engine::Plan& plan, const std::string& authority, const std::string& scheme, uint32_t assumedStreams);
 
   void OnSideEvents(Side& s, uint32_t events);
   void Pump();
@@ -114,7 +116,11 @@ class Http2Session final : public engine::Session, private RelayHost, private en
 
   engine::Downstream d_;
   std::shared_ptr<const engine::Plan> plan_;  // the plan streams are admitted and upstreams made by
+  std::shared_ptr<const engine::Plan> connectPlan_;  // the plan of the connect under way
   uint64_t planGen_ = 0;
+  bool gone_ = false;  // the service is no longer installed: new streams are refused
+  int64_t lastActive_ = 0;  // last byte from the client
+  int64_t armed_ = 0;       // deadline of the session's own pending timer entry (0: none)
   engine::Connector connector_;
   Side client_;
   std::vector<std::unique_ptr<Side>> ups_;

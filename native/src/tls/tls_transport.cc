@@ -42,6 +42,7 @@ ssize_t TlsTransport::Read(char* buf, size_t len) {
   // other side gets one large write instead of one per record. Stop once the socket is drained and OpenSSL
   // holds nothing: the next SSL_read would only meet EAGAIN, and a short read tells the session just that.
   conn_->ClearDrained();
+  endPending_ = false;
   size_t got = 0;
   while (got < len) {
     size_t n = 0;
@@ -51,13 +52,19 @@ ssize_t TlsTransport::Read(char* buf, size_t len) {
         if (conn_->socket_drained() && !conn_->has_pending()) return static_cast<ssize_t>(got);
         continue;
       case Io::kEof:
-        if (got > 0) return static_cast<ssize_t>(got);  // EOF is seen again on the next call
+        if (got > 0) {
+          endPending_ = true;  // EOF is seen again on the next call
+          return static_cast<ssize_t>(got);
+        }
         return 0;
       case Io::kWantRead:
       case Io::kWantWrite:
         return got > 0 ? static_cast<ssize_t>(got) : -EAGAIN;
       case Io::kError:
-        if (got > 0) return static_cast<ssize_t>(got);  // the error is reported by the next call
+        if (got > 0) {
+          endPending_ = true;  // the error is reported by the next call
+          return static_cast<ssize_t>(got);
+        }
         return Failed();
     }
   }

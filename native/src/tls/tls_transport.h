@@ -27,6 +27,7 @@ class TlsTransport final : public engine::Transport {
   void SetupTimedOut() override;
   void Describe(engine::Event& closed) const override;
   int Handshake() override { return Progress(); }
+  bool readPending() const override { return endPending_; }
   bool WireCounts(uint64_t* rx, uint64_t* tx) const override;
   /** The handshake completed and passed verification. */
   bool established() const { return conn_ && conn_->handshake_done(); }
@@ -52,6 +53,7 @@ class TlsTransport final : public engine::Transport {
   int64_t deadline_ = 0;
   bool failed_ = false;
   bool shutSent_ = false;
+  bool endPending_ = false;  // a Read returned bytes and has the end or error they came with still to report
 };
 
 
