@@ -138,9 +138,16 @@ export class Forwarder {
       sock.on('message', (msg) => {
         if (replyMatches(msg, sent, questionEnd)) finish({ reply: msg });
       });
-      sock.connect(up.port, up.address, () => {
-        sock.send(sent, (err) => {
-          if (err) finish({ fail: (err as NodeJS.ErrnoException).code ?? err.message });
+      // A failed connect (no route: ENETUNREACH; broadcast: EACCES) is handed to this callback, not to
+      // 'error'; sending on the unconnected socket would then throw outside any handler and end the agent.
+      sock.connect(up.port, up.address, (err?: Error) => {
+        if (done) return;
+        if (err) {
+          finish({ fail: (err as NodeJS.ErrnoException).code ?? err.message });
+          return;
+        }
+        sock.send(sent, (e) => {
+          if (e) finish({ fail: (e as NodeJS.ErrnoException).code ?? e.message });
         });
       });
     });

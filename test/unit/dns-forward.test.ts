@@ -55,6 +55,22 @@ test('failover: a black-holed and a refused upstream are skipped, in order', asy
   t.deepEqual(d.answers, ['192.0.2.8']);
 });
 
+test('an upstream the resolver cannot connect to fails over (no route, as in a netns with only loopback), and alone gives SERVFAIL', async (t) => {
+  // Connecting to the limited broadcast address fails on every host: EACCES (no SO_BROADCAST) when there is
+  // a route, ENETUNREACH when there is none; dgram hands that error to the connect callback, not to 'error'.
+  const unreachable = { address: '255.255.255.255', port: 53 };
+  const good = await upstream(t, '127.0.0.7', (q) => [answerA(q, ['192.0.2.8'])]);
+  const { port, stats } = await resolver(t, [unreachable, { address: '127.0.0.7', port: good.port }]);
+  for (const transport of ['udp', 'tcp'] as const) {
+    t.deepEqual((await ask(port, 'noroute.example', 'A', { transport })).answers.map((a) => a.data), ['192.0.2.8'], transport);
+  }
+  t.is(stats.get('meshext_dns_upstream_failures_total', { upstream: '255.255.255.255:53' }), 2);
+  const alone = await resolver(t, [unreachable]);
+  for (const transport of ['udp', 'tcp'] as const) t.is(rcodeOf(await ask(alone.port, 'noroute.example', 'A', { transport })), 'SERVFAIL', transport);
+  // The resolver is still there: owned names are answered after the failed connects.
+  t.deepEqual((await ask(alone.port, 'owned.mesh.local', 'A')).answers.map((a) => a.data), ['242.0.0.1']);
+});
+
 test('SERVFAIL when every upstream fails; an upstream SERVFAIL moves on to the next', async (t) => {
   const hole = await blackHole('127.0.0.5');
   t.teardown(() => hole.close());

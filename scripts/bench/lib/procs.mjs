@@ -66,8 +66,8 @@ function tailAppender() {
 
 /**
  * Start a long-running process (proxy, upstream, client). Returns a handle with `pid` (of the `timeout`
- * wrapper, which is also the process group), `stdout`/`stderr` tails, `exited` (a promise of the exit code)
- * and `stop()`.
+ * wrapper, which is also the process group), `stdout`/`stderr` tails, `exited` (a promise of the exit code),
+ * `ended` (how it ended, once it has) and `stop()`.
  */
 export function startProcess(name, cmd, args, { maxSeconds, nofile = NOFILE, cwd, env, onStdoutLine } = {}) {
   if (!maxSeconds) throw new Error(`startProcess(${name}): maxSeconds is required`);
@@ -90,12 +90,16 @@ export function startProcess(name, cmd, args, { maxSeconds, nofile = NOFILE, cwd
   });
   child.stderr.on('data', (d) => err.push(d));
   child.stdin.on('error', () => {});
+  let ended;
   const exited = new Promise((resolve) => {
     child.on('error', (e) => {
       err.push(`spawn failed: ${e.message}\n`);
+      ended ??= `spawn failed: ${e.message}`;
       resolve(-1);
     });
     child.on('exit', (code, signal) => {
+      // `timeout` re-raises a signal that killed its command, so a crash (SIGSEGV) shows here as the signal.
+      ended = signal ? `killed by ${signal}` : `exit code ${code}`;
       live.delete(child.pid);
       resolve(code ?? (signal ? 128 : -1));
     });
@@ -111,6 +115,10 @@ export function startProcess(name, cmd, args, { maxSeconds, nofile = NOFILE, cwd
     },
     get stderr() {
       return err.text;
+    },
+    /** How the process ended ('exit code 1', 'killed by SIGSEGV'), or undefined while it runs. */
+    get ended() {
+      return ended;
     },
     /** SIGTERM the group, then SIGKILL it if still alive after `graceMs`. */
     async stop(graceMs = 3000) {

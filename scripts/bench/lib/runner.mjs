@@ -76,10 +76,15 @@ export async function runScenario(spec) {
           for (const [k, v] of Object.entries(figures)) (row.values[k] ??= []).push(v);
           process.stderr.write(`bench ${spec.id}: run ${run + 1}/${opts.runs} ${row.name}: ${Object.entries(figures).map(([k, v]) => `${k}=${fmtNum(v)}`).join(' ')}\n`);
         } catch (e) {
-          row.error = e.message.split('\n')[0].slice(0, 300);
+          // A target that died mid-run (a crash says nothing) fails its clients in their own words, e.g. on
+          // the VIP path a name-resolution error (the DNS redirect fails open to the unreachable nameserver):
+          // say first that it is gone.
+          const ended = target.proc?.ended;
+          const message = ended ? `${row.name} is not running any more (${ended}), and then: ${e.message}` : e.message;
+          row.error = message.split('\n')[0].slice(0, 300);
           // What the proxy itself said (its warnings and errors) usually tells why.
           const said = target.proc ? lastLines(target.proc.stderr + target.proc.stdout, 8) : '';
-          process.stderr.write(`bench ${spec.id}: ${row.name} failed: ${e.message}${said ? `\n  ${row.name} said:\n${said}` : ''}\n`);
+          process.stderr.write(`bench ${spec.id}: ${row.name} failed: ${message}${said ? `\n  ${row.name} said:\n${said}` : ''}\n`);
         }
         if (spec.freshPerRun) {
           await target.stop();
