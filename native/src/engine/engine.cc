@@ -7,6 +7,7 @@
 #include <string>
 
 #include "../errors.h"
+#include "crash.h"
 #include "engine.h"
 
 namespace mx::engine {
@@ -25,6 +26,7 @@ Engine* Engine::Create(Napi::Env env, unsigned threads, Napi::Function onEvents)
   // The engine's connections keep their own JS handles (listeners, timers) where liveness matters; the
   // event channel alone must not hold the process open.
   e->tsfn_.Unref(env);
+  InstallCrashReport();
   for (size_t i = 0; i < e->loops_.size(); i++) {
     Loop* lp = e->loops_[i].get();
     e->threads_.emplace_back([lp, i] {
@@ -32,6 +34,7 @@ Engine* Engine::Create(Napi::Env env, unsigned threads, Napi::Function onEvents)
       char name[16];
       snprintf(name, sizeof name, "mx-engine-%zu", i);
       pthread_setname_np(pthread_self(), name);
+      MarkCrashReportThread();
       lp->Run();
     });
   }

@@ -1,7 +1,34 @@
 // Registers the test-only exports (see testing.h).
 #include "testing.h"
 
+#include <pthread.h>
+#include <signal.h>
+
+#include <string>
+#include <thread>
+
+#include "../engine/crash.h"
+
 namespace mx::testing {
+
+namespace {
+
+// Ends the process the way a data-plane bug would: `fault` (a null write) or `abort`, on a thread marked and
+// named like an engine thread, with the crash report installed as engineStart installs it.
+Napi::Value CrashOnEngineThread(const Napi::CallbackInfo& info) {
+  std::string how = info[0].As<Napi::String>().Utf8Value();
+  engine::InstallCrashReport();
+  std::thread([how] {
+    pthread_setname_np(pthread_self(), "mx-engine-test");
+    engine::MarkCrashReportThread();
+    if (how == "abort") abort();
+    volatile int* p = nullptr;
+    *p = 1;
+  }).detach();
+  return info.Env().Undefined();
+}
+
+}  // namespace
 
 void Register(Napi::Env env, Napi::Object exports) {
   exports.Set("h1ParseHead", Napi::Function::New(env, H1ParseHead));
@@ -11,6 +38,7 @@ void Register(Napi::Env env, Napi::Object exports) {
   exports.Set("tlsContextCreate", Napi::Function::New(env, TlsContextCreate));
   exports.Set("tlsSessionCount", Napi::Function::New(env, TlsSessionCount));
   exports.Set("tlsProbe", Napi::Function::New(env, TlsProbe));
+  exports.Set("crashOnEngineThread", Napi::Function::New(env, CrashOnEngineThread));
 }
 
 }  // namespace mx::testing
