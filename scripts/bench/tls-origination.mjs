@@ -57,5 +57,8 @@ await runScenario({
     { key: 'cps', label: 'new conns/s', higherIsBetter: true },
     { key: 'cpuUs', label: 'proxy CPU us/conn', higherIsBetter: false },
   ],
-  targets: [{ label: 'new conns/s >= best peer', metric: 'cps', op: '>=', factor: 1, against: 'peer' }],
+  targets: [
+    { label: 'new conns/s >= best peer', metric: 'cps', op: '>=', factor: 1, against: 'peer' },
+    { label: 'proxy CPU per new TLS conn <= nginx', metric: 'cpuUs', op: '<=', factor: 1, against: 'nginx' },
+  ],
 });

@@ -55,10 +55,11 @@ test('scenarioTable compares medians with direct and the best peer and judges me
     { label: 'rps', metric: 'rps', op: '>=', factor: 0.9, against: 'peer' },
     { label: 'p99', metric: 'p99', op: '<=', factor: 1.5, against: 'peer' },
     { label: 'abs', metric: 'p99', op: '<=', factor: 2, against: 'absolute' },
+    { label: 'vs nginx', metric: 'p99', op: '<=', factor: 1, against: 'nginx' },
   ]);
   t.deepEqual(table[0], ['target', 'req/s', 'vs direct', 'vs best peer', 'p99', 'vs direct', 'vs best peer']);
   t.deepEqual(table[4], ['meshext', '72.0', '0.36x', '0.90x', '2.40', '2.40x', '1.60x']);
-  t.deepEqual(summary.map((s) => [s.reference, s.verdict]), [[80, 'PASS'], [1.5, 'FAIL'], [1, 'FAIL']]);
+  t.deepEqual(summary.map((s) => [s.reference, s.verdict]), [[80, 'PASS'], [1.5, 'FAIL'], [1, 'FAIL'], [1.5, 'FAIL']]);
 });
 
 test('a meshext row that failed fails its targets; without a direct row the vs-direct columns go', (t) => {

@@ -2,7 +2,7 @@
 export interface Row { name: string; peer?: boolean; direct?: boolean; error?: string; values: Record<string, number[]> }
 export interface MedianRow { name: string; peer: boolean; direct: boolean; error?: string; values: Record<string, number> }
 export interface Metric { key: string; label: string; higherIsBetter: boolean; noRatio?: boolean }
-export interface TargetRule { label: string; metric: string; op: '>=' | '<='; factor: number; against: 'peer' | 'direct' | 'absolute' }
+export interface TargetRule { label: string; metric: string; op: '>=' | '<='; factor: number; against: 'peer' | 'direct' | 'absolute' | (string & {}) }
 export interface Verdict { label: string; metric: string; value: number | undefined; reference: number | undefined; bound: number; verdict: string }
 export function median(values: number[]): number;
 export function percentile(values: number[], p: number): number;

@@ -100,7 +100,7 @@ export function formatTable(rows, format = 'text') {
 /**
  * Build the printable table of one scenario.
  * rows: [{name, peer: boolean, direct: boolean, values: {metric: number[] (one per run)}}]
- * metrics: [{key, label, higherIsBetter, noRatio?}]; targets: [{metric, op, factor, against: 'peer'|'direct'|'absolute', label}]
+ * metrics: [{key, label, higherIsBetter, noRatio?}]; targets: [{metric, op, factor, against: 'peer'|'direct'|'absolute'|<a row's name>, label}]
  * Returns {table: string[][], summary: [{target, metric, value, reference, verdict, label}]}.
  */
 export function scenarioTable(rows, metrics, targets = [], subject = 'meshext') {
@@ -135,6 +135,7 @@ export function scenarioTable(rows, metrics, targets = [], subject = 'meshext') 
     let reference;
     if (t.against === 'absolute') reference = 1;
     else if (t.against === 'direct') reference = direct?.values[t.metric];
+    else if (t.against !== 'peer') reference = med.find((r) => r.name === t.against)?.values[t.metric];
     else reference = bestPeer(med, t.metric, m ? m.higherIsBetter : true)?.value;
     const bound = Number.isFinite(reference) ? t.factor * reference : NaN;
     // A subject that failed to start or to finish a run fails its targets rather than dodging them.
