@@ -105,7 +105,8 @@ function h2get(c: http2.ClientHttp2Session, path: string): Promise<string> {
   });
 }
 
-test.serial('regression: an HTTP/2 client leaving while its upstream sends a frame, in one batch, does not crash the engine (parked side)', async (t) => {
+/** An h2c upstream answering `200 ok`; `sessions` collects its connections (to make them send a frame). */
+async function h2Upstream(): Promise<{ srv: http2.Http2Server; sessions: http2.ServerHttp2Session[]; port: number }> {
   const sessions: http2.ServerHttp2Session[] = [];
   const srv = http2.createServer();
   srv.on('session', (s) => sessions.push(s));
@@ -113,7 +114,11 @@ test.serial('regression: an HTTP/2 client leaving while its upstream sends a fra
     st.respond({ ':status': 200 });
     st.end('ok');
   });
-  const up = await listen(srv);
+  return { srv, sessions, port: await listen(srv) };
+}
+
+test.serial('regression: an HTTP/2 client leaving while its upstream sends a frame, in one batch, does not crash the engine (parked side)', async (t) => {
+  const { srv, sessions, port: up } = await h2Upstream();
   const e = await EngineChild.start('http2');
   try {
     await e.install([ep('up', up)]);
@@ -345,14 +350,7 @@ function engineThread(pid: number): number {
 }
 
 test.serial('regression: a reload that retires parked HTTP/2 upstreams, in the batch where one of them reads, does not crash the engine', async (t) => {
-  const sessions: http2.ServerHttp2Session[] = [];
-  const srv = http2.createServer();
-  srv.on('session', (s) => sessions.push(s));
-  srv.on('stream', (st) => {
-    st.respond({ ':status': 200 });
-    st.end('ok');
-  });
-  const up = await listen(srv);
+  const { srv, sessions, port: up } = await h2Upstream();
   const e = await EngineChild.start('http2');
   const tid = engineThread(e.pid);
   try {
