@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { makePki, type TestPki } from '../helpers/certs.js';
-import { ipEp, newProxy, snap, svc, tlsCfg } from '../helpers/proxy.js';
+import { ipEp, newProxy, snap, svc, tlsCfg, until } from '../helpers/proxy.js';
 import type { CompiledService } from '../../src/snapshot/types.js';
 import type { Proxy } from '../../src/proxy/index.js';
 
@@ -40,8 +40,8 @@ function unary(c: Any, text: string): Promise<{ text?: string; err?: grpc.Servic
   return new Promise((resolve) => c.Unary({ text }, (err: grpc.ServiceError | null, res: Any) => resolve(err ? { err } : { text: res.text })));
 }
 
-async function proxyFor(s: CompiledService, dataThreads = 1): Promise<{ port: number; proxy: Proxy; stats: ReturnType<typeof newProxy>['stats']; close: () => Promise<void> }> {
-  const { proxy, stats } = newProxy({ dataThreads });
+async function proxyFor(s: CompiledService, dataThreads = 1, httpUpstreamIdleTimeoutMs?: number): Promise<{ port: number; proxy: Proxy; stats: ReturnType<typeof newProxy>['stats']; close: () => Promise<void> }> {
+  const { proxy, stats } = newProxy({ dataThreads, ...(httpUpstreamIdleTimeoutMs !== undefined ? { httpUpstreamIdleTimeoutMs } : {}) });
   await proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   return { port: l.port, proxy, stats, close: () => proxy.close() };
@@ -389,6 +389,33 @@ test('http2: a parked upstream connection the upstream closes is let go and acco
   t.is(active(), 0, 'the closed parked connection is released and accounted');
   t.is(await get(), 'ok');
   t.is(p.stats.get('meshext_upstream_cx_total', { service: s.kri }), 2);
+  await p.close();
+  await new Promise((r) => srv.close(r));
+});
+
+test('http2: a parked upstream connection is closed after the upstream idle timeout, with no client coming', async (t) => {
+  let upstreamClosed = 0;
+  const srv = http2.createServer();
+  srv.on('session', (sess) => sess.on('close', () => upstreamClosed++));
+  srv.on('stream', (stream) => {
+    stream.respond({ ':status': 200 });
+    stream.end('ok');
+  });
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const s = svc({ protocol: 'http2', endpoints: [ipEp((srv.address() as { port: number }).port)] });
+  const p = await proxyFor(s, 1, 300);
+  const c = http2.connect(`http://127.0.0.1:${p.port}`);
+  const req = c.request({ ':path': '/' });
+  req.end();
+  req.resume();
+  await new Promise((r) => req.on('end', r));
+  c.close();
+  await new Promise((r) => c.on('close', r));
+  await until(() => p.proxy.activeConnections() === 0, 'client gone');
+  t.is(p.stats.get('meshext_upstream_cx_active', { service: s.kri }), 1, 'parked after the client left');
+  t.is(upstreamClosed, 0);
+  await until(() => upstreamClosed === 1, 'parked upstream connection closed by the proxy after 300 ms');
+  await until(() => p.stats.get('meshext_upstream_cx_active', { service: s.kri }) === 0, 'upstream gauge settled');
   await p.close();
   await new Promise((r) => srv.close(r));
 });

@@ -116,10 +116,11 @@ struct Plan {
   PlanDeny deny;
   /** Non-empty: the service cannot be served (e.g. unusable TLS settings); every connection fails with it. */
   std::string error;
-  int64_t connectTimeoutMs = 5000;
-  int64_t tcpIdleMs = 3600000;
-  int64_t httpIdleMs = 60000;
-  int64_t upstreamIdleMs = 60000;
+  /** Always from the plan's `timeouts` (their defaults are src/snapshot/plan.ts's DEFAULT_TIMEOUTS). */
+  int64_t connectTimeoutMs = 0;
+  int64_t tcpIdleMs = 0;
+  int64_t httpIdleMs = 0;
+  int64_t upstreamIdleMs = 0;
   /** Upstream connections of equal plans are interchangeable: HTTP/2 sessions park idle ones under this key. */
   std::string poolKey;
   std::shared_ptr<ServiceState> state;

@@ -54,7 +54,7 @@ std::unique_ptr<engine::Transport> WrapUpstream(const engine::Plan& plan, const 
 }  // namespace
 
 Http1Session::Http1Session(engine::Downstream d)
-    : d_(std::move(d)), cfd_(std::move(d_.fd)), connector_(*this, *this), idle_ms_(d_.plan->httpIdleMs > 0 ? d_.plan->httpIdleMs : kClientIdleMs) {
+    : d_(std::move(d)), cfd_(std::move(d_.fd)), connector_(*this, *this), idle_ms_(d_.plan->httpIdleMs) {
   cw_.s = this;
   if (!d_.initial.empty()) cin_.Append(d_.initial.data(), d_.initial.size());
   std::string().swap(d_.initial);
@@ -113,7 +113,7 @@ void Http1Session::OnTimer(int64_t now) {
     deadline = last_active_ + idle_ms_;
   } else if (phase_ == Phase::Tunnel) {
     // An upgraded connection is a TCP relay: it gets the TCP session's idle timeout.
-    deadline = last_active_ + kTunnelIdleMs;
+    deadline = last_active_ + d_.plan->tcpIdleMs;
   } else {
     deadline = now + idle_ms_;  // a request in progress has no client timeout (Kuma's route timeout 0s)
   }

@@ -23,9 +23,7 @@ namespace mx::h1 {
 
 class Http1Session : public engine::Session, private engine::ConnectorHost {
  public:
-  static constexpr int64_t kClientIdleMs = 60'000;
   static constexpr int64_t kLingerMs = 5'000;
-  static constexpr int64_t kTunnelIdleMs = 3'600'000;
   static constexpr size_t kReadChunk = 64 * 1024;
   // Back-pressure: a side is not read while the other side's pending output is above this.
   static constexpr size_t kMaxPending = 256 * 1024;

@@ -25,9 +25,9 @@ constexpr size_t kBudget = 1024 * 1024;
 // Output pulled from nghttp2 per flush (a few frames' worth). More is pulled only once the socket took all
 // of it, so a slow peer backs up into nghttp2's flow-controlled queues, never into an unbounded buffer here.
 constexpr size_t kPullChunk = 64 * 1024;
-// Idle upstream connections kept per service and loop thread, and for how long (checked on every use).
+// Idle upstream connections kept per service and loop thread (each for its plan's upstreamIdleMs: checked on
+// every use, and closed by the cache's upkeep when no client comes).
 constexpr size_t kIdlePerService = 16;
-constexpr int64_t kIdleKeepMs = 60 * 1000;
 }  // namespace
 
 void Http2Session::Idle::OnEvents(uint32_t events) {
@@ -230,6 +230,19 @@ Http2Session::IdleCache& Http2Session::Cache() {
   return cache;
 }
 
+int64_t Http2Session::IdleCache::Run(int64_t nowMs) {
+  // The batch is over: nothing names the entries taken out, so they are freed here.
+  graveyard.clear();
+  int64_t next = 0;
+  for (auto it = byKey.begin(); it != byKey.end();) {
+    auto& list = it->second;
+    list.erase(std::remove_if(list.begin(), list.end(), [nowMs](const std::unique_ptr<Idle>& idle) { return !idle->side || idle->until <= nowMs; }), list.end());
+    for (const auto& idle : list) next = next == 0 ? idle->until : std::min(next, idle->until);
+    it = list.empty() ? byKey.erase(it) : std::next(it);
+  }
+  return next;
+}
+
 void Http2Session::RetainIdle(const std::unordered_set<std::string>& live) {
   IdleCache& cache = Cache();
   for (auto it = cache.byKey.begin(); it != cache.byKey.end();) {
@@ -259,7 +272,7 @@ std::vector<std::unique_ptr<Http2Session::Idle>>& Http2Session::IdleList(const s
   auto& list = cache.byKey[key];
   int64_t now = loop()->NowMs();
   for (size_t i = 0; i < list.size();) {
-    if (list[i]->side && now - list[i]->since < kIdleKeepMs) {
+    if (list[i]->side && now < list[i]->until) {
       i++;
       continue;
     }
@@ -315,12 +328,13 @@ void Http2Session::Park(std::unique_ptr<Side> side, Relay::UpstreamHandle up) {
   side->session = nullptr;
   idle->side = std::move(side);
   idle->up = std::move(up);
-  idle->since = loop()->NowMs();
+  idle->until = loop()->NowMs() + idle->side->idleMs;
   if (loop()->Watch(fd, idle.get()) != 0) {
     idle->Report();
     GraveyardAdd(std::move(idle));
     return;
   }
+  loop()->ScheduleUpkeep(&Cache(), idle->until);
   list.push_back(std::move(idle));
 }
 
@@ -397,6 +411,7 @@ void Http2Session::Attach(std::unique_ptr<engine::Transport> t, engine::Upstream
   auto side = std::make_unique<Side>();
   side->session = this;
   side->poolKey = plan.poolKey;
+  side->idleMs = plan.upstreamIdleMs;
   side->t = std::move(t);
   side->lease = std::move(lease);
   Side& s = *side;

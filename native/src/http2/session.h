@@ -47,6 +47,7 @@ class Http2Session final : public engine::Session, private RelayHost, private en
     bool client = false;
     uint32_t rid = 0;  // relay's upstream id
     std::string poolKey;  // the plan's, when it was made (where it parks)
+    int64_t idleMs = 0;   // the plan's upstreamIdleMs: how long it may stay parked
     std::unique_ptr<engine::Transport> t;
     engine::UpstreamLease lease;
     std::string out;
@@ -97,16 +98,18 @@ class Http2Session final : public engine::Session, private RelayHost, private en
   struct Idle final : engine::Watcher {
     std::unique_ptr<Side> side;
     Relay::UpstreamHandle up;
-    int64_t since = 0;
+    int64_t until = 0;  // loop clock ms at which it is no longer reused
     void OnEvents(uint32_t events) override;
     /** Closes the connection and its books (once; leaves it empty). */
     void Report();
     ~Idle() override { Report(); }
   };
-  struct IdleCache {
+  struct IdleCache final : engine::Upkeep {
     std::unordered_map<std::string, std::vector<std::unique_ptr<Idle>>> byKey;
     // Entries taken out during an epoll batch may still be named by that batch's events: freed a batch later.
     std::vector<std::pair<uint64_t, std::unique_ptr<Idle>>> graveyard;
+    /** Between batches: closes the connections parked past their idle timeout; returns the next expiry. */
+    int64_t Run(int64_t nowMs) override;
   };
   static IdleCache& Cache();
   /** This loop thread's parked connections under `key`, after dropping expired and ended ones. */
