@@ -3,6 +3,7 @@
  * The effective config is logged once at start through `redactedConfig`.
  */
 import net from 'node:net';
+import { CONNECT_TIMEOUT_MS } from '../snapshot/plan.js';
 
 export type Toggle = 'auto' | 'on' | 'off';
 
@@ -63,7 +64,7 @@ export const DEFAULTS: Readonly<AgentConfig> = Object.freeze({
   logFormat: 'json',
   logLevel: 'info',
   drainTimeMs: 30_000,
-  connectTimeoutMs: 5_000,
+  connectTimeoutMs: CONNECT_TIMEOUT_MS,
   reloadDebounceMs: 200,
   rescanIntervalMs: 30_000,
   skipDefaultGenerators: false,
@@ -104,6 +105,13 @@ export function parseDuration(text: string, source: string): number {
   const unit = m[2] ?? 's';
   const factor = unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'm' ? 60_000 : 3_600_000;
   return Math.round(n * factor);
+}
+
+/** A connect timeout the engine can arm: 0 would fail every connect at once. */
+function parseConnectTimeout(text: string, source: string): number {
+  const ms = parseDuration(text, source);
+  if (ms < 1 || ms > 86_400_000) throw new ConfigError(source, text, 'expected a connect timeout from 1ms to 24h');
+  return ms;
 }
 
 function parseToggle(text: string, source: string): Toggle {
@@ -200,7 +208,7 @@ export function resolveConfig(layers: Array<{ name: string; options: RawOptions 
     if (s('logFormat') !== undefined) cfg.logFormat = oneOf(s('logFormat')!, ['json', 'text'] as const, src('logFormat'));
     if (s('logLevel') !== undefined) cfg.logLevel = oneOf(s('logLevel')!, ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const, src('logLevel'));
     if (s('drainTime') !== undefined) cfg.drainTimeMs = parseDuration(s('drainTime')!, src('drainTime'));
-    if (s('connectTimeout') !== undefined) cfg.connectTimeoutMs = parseDuration(s('connectTimeout')!, src('connectTimeout'));
+    if (s('connectTimeout') !== undefined) cfg.connectTimeoutMs = parseConnectTimeout(s('connectTimeout')!, src('connectTimeout'));
     if (s('skipDefaultGenerators') !== undefined) cfg.skipDefaultGenerators = parseToggle(s('skipDefaultGenerators')!, src('skipDefaultGenerators')) === 'on';
     if (s('dataThreads') !== undefined) cfg.dataThreads = parseThreads(s('dataThreads')!, src('dataThreads'));
   }

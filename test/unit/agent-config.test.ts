@@ -39,6 +39,9 @@ test('bad values name the option and the value', (t) => {
   const e3 = t.throws(() => resolveConfig([{ name: 'flags', options: { config: ['/x'], admin: '0.0.0.0:9901' } }]));
   t.regex(e3.message, /--admin: invalid value "0.0.0.0:9901": the admin API listens on loopback only/);
   t.throws(() => resolveConfig([{ name: 'flags', options: {} }]), { message: /at least one resource directory/ });
+  const e4 = t.throws(() => resolveConfig([{ name: 'flags', options: { config: ['/x'], connectTimeout: '0s' } }]), { instanceOf: ConfigError });
+  t.is(e4.message, '--connect-timeout: invalid value "0s": expected a connect timeout from 1ms to 24h');
+  t.is(resolveConfig([{ name: 'flags', options: { config: ['/x'], connectTimeout: '250ms' } }]).connectTimeoutMs, 250);
   t.throws(() => parseDuration('soon', '--drain-time'), { message: '--drain-time: invalid value "soon": expected a duration such as 500ms, 30s or 2m' });
 });
 
