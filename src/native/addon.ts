@@ -48,11 +48,11 @@ export interface NativeTlsOptions {
 /** Why a native TLS connection failed (a `tls-failed` event carries these fields); src/proxy/tls.ts names it. */
 export interface NativeTlsFailure {
   /** chain: `code` is Node's X509 code name; alert: an OpenSSL error (ERR_SSL_...); closed: the peer went away;
-   *  policy: `reason` and `message` are final; timeout: the handshake timer fired. */
+   *  policy: a check of the engine's own failed, `code` names it (HOSTNAME_MISMATCH, CERT_HAS_EXPIRED,
+   *  MESHEXT_E_ALPN, ...) and `message` says it in full; timeout: the handshake timer fired. */
   stage: 'chain' | 'alert' | 'closed' | 'policy' | 'timeout';
   code: string;
   message: string;
-  reason?: string;
 }
 
 /** One address of a plan endpoint: ip:port, or a unix socket path (port 0). */

@@ -274,7 +274,7 @@ export class Proxy {
       if (this.health.get(service)?.success(label)) this.engine.health(service, label, 0);
     });
     e.on('tls-failed', (ev) => {
-      const f = describeTlsFailure(failureOf(ev));
+      const f = describeTlsFailure(failureOf(ev, ''));
       // A report of a service already retired (its series gone) is logged, not counted.
       if (this.kriOf.has(String(ev['service']))) this.metricsFor(kri(ev)).tlsVerifyFail(f.reason);
       this.failure(String(ev['service']), String(ev['endpoint']), f.text);
@@ -283,7 +283,7 @@ export class Proxy {
     e.on('upstream-closed', (ev) => {
       // A TLS failure after the handshake (the server rejected our certificate late, or sent junk).
       if (typeof ev['tlsStage'] !== 'string') return;
-      const f = describeTlsFailure({ stage: ev['tlsStage'] as NativeTlsFailure['stage'], code: String(ev['tlsCode'] ?? ''), message: String(ev['tlsMessage'] ?? ''), ...(typeof ev['tlsReason'] === 'string' ? { reason: ev['tlsReason'] } : {}) });
+      const f = describeTlsFailure(failureOf(ev, 'tls'));
       if (this.kriOf.has(String(ev['service']))) this.metricsFor(kri(ev)).tlsVerifyFail(f.reason);
       this.warn(`tls-late:${ev['service']}`, { service: kri(ev), reason: f.reason, err: f.text }, 'upstream TLS error after handshake');
     });
@@ -463,8 +463,10 @@ function answerKey(a: NameAnswer | undefined): string {
   return 'error' in a ? `!${a.error}` : [...a.addresses].sort().join(',');
 }
 
-function failureOf(ev: EngineEvent): NativeTlsFailure {
-  return { stage: ev['stage'] as NativeTlsFailure['stage'], code: String(ev['code'] ?? ''), message: String(ev['message'] ?? ''), ...(typeof ev['reason'] === 'string' ? { reason: ev['reason'] } : {}) };
+/** The TLS failure an event carries: as `stage`, `code`, `message` (tls-failed) or `tlsStage`, ... (upstream-closed). */
+function failureOf(ev: EngineEvent, prefix: '' | 'tls'): NativeTlsFailure {
+  const f = (name: string): string => String(ev[prefix ? prefix + name[0]!.toUpperCase() + name.slice(1) : name] ?? '');
+  return { stage: f('stage') as NativeTlsFailure['stage'], code: f('code'), message: f('message') };
 }
 
 function listenKey(a: { address: string; port: number }): string {

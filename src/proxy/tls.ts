@@ -1,7 +1,7 @@
 /**
  * Names for TLS failures the engine reports: a bounded reason for the metric label and the log, and the
- * words a person reads. The engine reports the facts (OpenSSL's error, Node's X509 code names, or a final
- * policy verdict); what they mean is decided here.
+ * words a person reads. The engine reports the facts (OpenSSL's error, Node's X509 code names, or the code
+ * and words of one of its own checks); what they mean is decided here, and only here.
  */
 import type { NativeTlsFailure } from '../native/addon.js';
 
@@ -25,7 +25,7 @@ export function classifyTlsError(code: string, message = ''): TlsFailReason {
       return 'expired';
     case 'CERT_NOT_YET_VALID':
       return 'not_yet_valid';
-    case 'ERR_TLS_CERT_ALTNAME_INVALID':
+    case 'HOSTNAME_MISMATCH':
       return 'name_mismatch';
     case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
     case 'UNABLE_TO_GET_ISSUER_CERT':
@@ -51,7 +51,8 @@ export function describeTlsFailure(f: NativeTlsFailure): { reason: TlsFailReason
       return { reason, text: `${REASON_TEXT[reason]} (${f.code})` };
     }
     case 'policy':
-      return { reason: (f.reason as TlsFailReason | undefined) ?? 'handshake', text: f.message };
+      // The engine's own checks (name, validity on resumption, ALPN): its words are complete.
+      return { reason: classifyTlsError(f.code), text: f.message };
     case 'timeout':
       return { reason: 'handshake', text: f.message };
     case 'closed':

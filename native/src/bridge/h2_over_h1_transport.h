@@ -73,8 +73,7 @@ class H2OverH1Transport final : public engine::Transport {
   bool holdsBytes() const override { return true; }
   /** Moves what the bridge holds both ways on the inner transport (Write(buf, 0) does the same). */
   void Flush() override { Write(nullptr, 0); }
-  void Bind(engine::Loop* loop, uint64_t sessionId) override { io_.t().Bind(loop, sessionId); }
-  int64_t setupDeadlineMs() const override { return io_.t().setupDeadlineMs(); }
+  void Bind(engine::Loop* loop) override { io_.t().Bind(loop); }
   void SetupTimedOut() override { io_.t().SetupTimedOut(); }
   void Describe(engine::Event& closed) const override { io_.t().Describe(closed); }
   int Handshake() override { return io_.t().Handshake(); }

@@ -144,7 +144,7 @@ void Connector::Next() {
     if (plan_->tls) {
       tls::ConnParams p = t.tls;
       p.alpn_wire = alpn_ == Alpn::kH2 ? kAlpnH2 : alpn_ == Alpn::kHttp1 ? kAlpnHttp1 : std::string();
-      auto tt = std::make_unique<tls::TlsTransport>(std::move(fd), plan_->tls, std::move(p), plan_->connectTimeoutMs);
+      auto tt = std::make_unique<tls::TlsTransport>(std::move(fd), plan_->tls, std::move(p));
       cur.tls = tt.get();
       cur.t = std::move(tt);
     } else {
@@ -180,7 +180,7 @@ void Connector::OnAttemptEvents(Attempt& a, uint32_t events) {
       return;
     }
     a.handshaking = true;
-    a.t->Bind(owner_.loop(), owner_.id());
+    a.t->Bind(owner_.loop());
     a.deadline = owner_.loop()->NowMs() + plan_->connectTimeoutMs;
     owner_.loop()->ArmTimer(&owner_, a.deadline);
   }
@@ -192,14 +192,14 @@ void Connector::Advance(Attempt& a) {
   if (r == -EAGAIN) return;
   if (r != 0) {
     const tls::Failure* f = a.tls->failure();
-    if (f && !f->stage.empty()) TlsFailed(f->stage, f->code, f->message, f->reason);
-    else TlsFailed("closed", ErrName(-r), "upstream closed the connection during the TLS handshake", "");
+    if (f && !f->stage.empty()) TlsFailed(f->stage, f->code, f->message);
+    else TlsFailed("closed", ErrName(-r), "upstream closed the connection during the TLS handshake");
     Next();
     return;
   }
   if (alpn_ == Alpn::kH2 && a.tls->alpn() != "h2") {
     std::string got = a.tls->alpn();
-    TlsFailed("policy", "MESHEXT_E_ALPN", "upstream did not negotiate HTTP/2 (ALPN " + (got.empty() ? std::string("none") : got) + ")", "handshake");
+    TlsFailed("policy", "MESHEXT_E_ALPN", "upstream did not negotiate HTTP/2 (ALPN " + (got.empty() ? std::string("none") : got) + ")");
     Next();
     return;
   }
@@ -214,7 +214,7 @@ void Connector::OnTimer(int64_t nowMs) {
   Attempt& a = *attempt_;
   if (a.handshaking) {
     a.t->SetupTimedOut();
-    TlsFailed("timeout", "MESHEXT_E_CONNECT_TIMEOUT", "TLS handshake timed out after " + std::to_string(plan_->connectTimeoutMs) + " ms", "handshake");
+    TlsFailed("timeout", "MESHEXT_E_CONNECT_TIMEOUT", "TLS handshake timed out after " + std::to_string(plan_->connectTimeoutMs) + " ms");
   } else {
     ConnectFailed(ETIMEDOUT, true);
   }
@@ -238,16 +238,16 @@ void Connector::ConnectFailed(int err, bool timedOut) {
   Drop();
 }
 
-void Connector::TlsFailed(const std::string& stage, const std::string& code, const std::string& message, const std::string& reason) {
+void Connector::TlsFailed(const std::string& stage, const std::string& code, const std::string& message) {
   Attempt& a = *attempt_;
   const PlanEndpoint& ep = plan_->endpoints[a.endpoint];
   ep.state->failStreak.fetch_add(1, std::memory_order_relaxed);
   Event ev("tls-failed", owner_.id());
   ev.Str("service", plan_->service).Str("endpoint", ep.label).Str("address", Where(*a.target)).Str("stage", stage).Str("code", code).Str("message", message);
-  if (!reason.empty()) ev.Str("reason", reason);
   if (!client_.empty()) ev.Str("client", client_);
   owner_.loop()->Emit(std::move(ev));
-  // What the client reads: OpenSSL's words and code (TypeScript names the reason for metrics and logs).
+  // What the client reads: the words and code of the check that failed (TypeScript names the reason for
+  // metrics and logs).
   std::string why = message.empty() ? code : stage == "policy" || stage == "timeout" || code.empty() ? message : message + " (" + code + ")";
   lastError_ = "TLS handshake with " + Where(*a.target) + " failed: " + why;
   Drop();

@@ -85,7 +85,7 @@ class Connector {
   void OnAttemptEvents(Attempt& a, uint32_t events);
   void Advance(Attempt& a);
   void ConnectFailed(int err, bool timedOut);
-  void TlsFailed(const std::string& stage, const std::string& code, const std::string& message, const std::string& reason);
+  void TlsFailed(const std::string& stage, const std::string& code, const std::string& message);
   void Succeeded();
   /** Ends the attempt under way (its socket closes once this epoll batch is over). */
   void Drop();

@@ -13,10 +13,9 @@
 //  - Reset() makes the eventual close abortive (RST); the destructor closes the fd.
 //  - spliceFd() >= 0 only for plain sockets: the session may then move bytes with splice(2) directly.
 //  - Layered transports with a setup phase (TLS handshake) get Bind() once on the loop thread before any
-//    I/O (to emit their own events for the session), report a setup deadline the session enforces (it then
-//    calls SetupTimedOut() and fails that side with ETIMEDOUT), and add their figures to the closed event.
-//    Handshake() drives that phase to its end on its own (the connector calls it until it returns 0, so a
-//    failed handshake fails over to the next endpoint before any session sees the transport).
+//    I/O, and add their figures to the closed event. The connector drives that phase with Handshake() until
+//    it returns 0 (so a failed handshake fails over to the next endpoint before any session sees the
+//    transport) under its connect deadline; when that passes it calls SetupTimedOut().
 //  - A short Read (fewer bytes than asked) means the socket is drained, as for a plain socket: edge-triggered
 //    readiness announces what arrives next (TLS reads until the socket is drained or the buffer is full) —
 //    unless readPending() says the next Read has an end of stream or error to report already.
@@ -55,9 +54,7 @@ class Transport {
   virtual bool readPending() const { return false; }
   /** A bridge: may hold bytes both ways that no readiness of fd() announces (see the header comment). */
   virtual bool holdsBytes() const { return false; }
-  virtual void Bind(Loop* /*loop*/, uint64_t /*sessionId*/) {}
-  /** Loop time (ms) by which setup must be complete; 0 when there is none (left). */
-  virtual int64_t setupDeadlineMs() const { return 0; }
+  virtual void Bind(Loop* /*loop*/) {}
   virtual void SetupTimedOut() {}
   virtual void Describe(Event& /*closed*/) const {}
   /** Moves bytes a bridge holds (see the header comment); nothing for other transports. */

@@ -43,7 +43,6 @@ Napi::Object FailureToJs(Napi::Env env, const Failure& f) {
   o.Set("stage", f.stage);
   o.Set("code", f.code);
   o.Set("message", f.message);
-  if (!f.reason.empty()) o.Set("reason", f.reason);
   return o;
 }
 
@@ -120,7 +119,7 @@ class ProbeWorker : public Napi::AsyncWorker {
   void TimedOut(bool in_handshake) {
     timed_out_ = true;
     if (in_handshake)
-      conn_.Abort({"timeout", "MESHEXT_E_CONNECT_TIMEOUT", "TLS handshake timed out after " + std::to_string(timeout_ms_) + " ms", "handshake"});
+      conn_.Abort({"timeout", "MESHEXT_E_CONNECT_TIMEOUT", "TLS handshake timed out after " + std::to_string(timeout_ms_) + " ms"});
   }
 
   Napi::Promise::Deferred deferred_;

@@ -30,12 +30,6 @@ std::string NodeCode(unsigned long e) {
   return code;
 }
 
-const char* const kHandshakeText = "TLS handshake failed";
-const char* const kReasonText[][2] = {
-    {"expired", "certificate expired"},
-    {"not_yet_valid", "certificate not yet valid"},
-    {"name_mismatch", "certificate name mismatch"},
-};
 
 }  // namespace
 
@@ -44,7 +38,7 @@ ClientConn::ClientConn(std::shared_ptr<ClientContext> ctx, int fd, ConnParams pa
   ERR_clear_error();
   ssl_ = SSL_new(ctx_->ctx());
   if (!ssl_) {
-    Fail({"alert", "ERR_SSL_NEW", TakeOpensslError("SSL_new failed"), ""});
+    Fail({"alert", "ERR_SSL_NEW", TakeOpensslError("SSL_new failed")});
     return;
   }
   SSL_set_ex_data(ssl_, ConnIndex(), this);
@@ -55,7 +49,7 @@ ClientConn::ClientConn(std::shared_ptr<ClientContext> ctx, int fd, ConnParams pa
       (!params_.alpn_wire.empty() &&
        SSL_set_alpn_protos(ssl_, reinterpret_cast<const unsigned char*>(params_.alpn_wire.data()),
                            static_cast<unsigned>(params_.alpn_wire.size())) != 0)) {
-    Fail({"alert", "ERR_SSL_SETUP", TakeOpensslError("TLS connection setup failed"), ""});
+    Fail({"alert", "ERR_SSL_SETUP", TakeOpensslError("TLS connection setup failed")});
     return;
   }
   if (BIO* rb = SSL_get_rbio(ssl_)) {
@@ -105,8 +99,8 @@ Io ClientConn::Fail(Failure f) {
   return Io::kError;
 }
 
-Io ClientConn::PolicyFail(const char* reason, std::string message) {
-  return Fail({"policy", "MESHEXT_E_TLS_VERIFY", std::move(message), reason});
+Io ClientConn::PolicyFail(std::string code, std::string message) {
+  return Fail({"policy", std::move(code), std::move(message)});
 }
 
 Io ClientConn::FromSslError(int ret, bool in_handshake) {
@@ -122,7 +116,7 @@ Io ClientConn::FromSslError(int ret, bool in_handshake) {
     case SSL_ERROR_SSL: {
       unsigned long e = ERR_peek_last_error();
       std::string code = e ? NodeCode(e) : "ERR_SSL_UNKNOWN";
-      return Fail({"alert", code, TakeOpensslError("TLS error"), ""});
+      return Fail({"alert", code, TakeOpensslError("TLS error")});
     }
     case SSL_ERROR_SYSCALL: {
       int saved = errno;
@@ -130,14 +124,14 @@ Io ClientConn::FromSslError(int ret, bool in_handshake) {
       if (saved == EAGAIN || saved == EINTR) return Io::kWantRead;
       if (!in_handshake && (ret == 0 || saved == 0)) return Io::kEof;
       if (!in_handshake)
-        return Fail({"closed", saved ? strerrorname_np(saved) : "ECONNRESET", std::strerror(saved ? saved : ECONNRESET), ""});
+        return Fail({"closed", saved ? strerrorname_np(saved) : "ECONNRESET", std::strerror(saved ? saved : ECONNRESET)});
       break;
     }
     default:
       ERR_clear_error();
       break;
   }
-  return Fail({"closed", "ECONNRESET", "upstream closed the connection during the TLS handshake", ""});
+  return Fail({"closed", "ECONNRESET", "upstream closed the connection during the TLS handshake"});
 }
 
 Io ClientConn::Handshake() {
@@ -156,22 +150,21 @@ Io ClientConn::Verify() {
   // session was made (against this same context, since the cache belongs to it).
   X509* cert = SSL_get0_peer_certificate(ssl_);
   if ((k.verify_chain || k.verify_names) && !cert)
-    return PolicyFail("handshake", std::string(kHandshakeText) + ": no peer certificate to verify" + (resumed_ ? " on a resumed session" : ""));
+    return PolicyFail("MESHEXT_E_TLS_VERIFY", std::string("TLS handshake failed: no peer certificate to verify") + (resumed_ ? " on a resumed session" : ""));
   if (k.verify_chain) {
     long vr = SSL_get_verify_result(ssl_);
-    if (vr != X509_V_OK) return Fail({"chain", VerifyCodeName(vr), X509_verify_cert_error_string(vr), ""});
+    if (vr != X509_V_OK) return Fail({"chain", VerifyCodeName(vr), X509_verify_cert_error_string(vr)});
   }
   if (resumed_ && k.verify_chain && cert) {
     // Time has moved on since the session was verified.
-    int bad = OutsideValidity(cert);
-    if (bad) return PolicyFail(kReasonText[bad - 1][0], std::string(kReasonText[bad - 1][1]) + " (resumed session)");
+    if (long bad = OutsideValidity(cert)) return PolicyFail(VerifyCodeName(bad), std::string(X509_verify_cert_error_string(bad)) + " (resumed session)");
   }
   if (k.verify_names && cert) {
     const std::string& expected = k.has_servername ? k.servername : params_.dialled_ip;
     bool std_ok = (k.has_servername || !params_.dialled_ip.empty()) && CheckServerIdentity(expected, cert);
     if (!std_ok && !MatchesUserSans(cert, k.sans)) {
       std::string sans = SanListText(cert);
-      return PolicyFail("name_mismatch", std::string(kReasonText[2][1]) + ": expected " +
+      return PolicyFail(VerifyCodeName(X509_V_ERR_HOSTNAME_MISMATCH), "certificate name mismatch: expected " +
                                              (k.has_servername || !params_.dialled_ip.empty() ? expected : "(no server name)") +
                                              (k.sans.empty() ? "" : " or a configured subjectAltName") + ", certificate has " +
                                              (sans.empty() ? "no SANs" : sans) + (resumed_ ? " (resumed session)" : ""));
@@ -230,7 +223,7 @@ Io ClientConn::Write(const char* buf, size_t len, size_t* n) {
   int ret = SSL_write_ex(ssl_, buf, len, n) == 1 ? 1 : 0;
   if (ret == 1) return Io::kOk;
   Io io = FromSslError(ret, false);
-  if (io == Io::kEof) io = Fail({"closed", "EPIPE", "upstream closed the connection", ""});
+  if (io == Io::kEof) io = Fail({"closed", "EPIPE", "upstream closed the connection"});
   return ExplainWriteFailure(io);
 }
 
@@ -244,7 +237,7 @@ Io ClientConn::ExplainWriteFailure(Io io) {
     if (SSL_read_ex(ssl_, buf, sizeof buf, &n) == 1) continue;
     if (SSL_get_error(ssl_, 0) == SSL_ERROR_SSL) {
       unsigned long e = ERR_peek_last_error();
-      failure_ = {"alert", e ? NodeCode(e) : "ERR_SSL_UNKNOWN", TakeOpensslError("TLS error"), ""};
+      failure_ = {"alert", e ? NodeCode(e) : "ERR_SSL_UNKNOWN", TakeOpensslError("TLS error")};
     }
     break;
   }

@@ -17,11 +17,11 @@ namespace mx::tls {
 /** Why a connection failed, shaped for TypeScript (src/proxy/tls.ts names the reason for logs and metrics). */
 struct Failure {
   /** "chain": code is Node's X509 code name; "alert": an OpenSSL/TLS error (code ERR_SSL_...);
-   *  "closed": the peer went away; "policy": reason and message are final. */
+   *  "closed": the peer went away; "policy": a check of ours failed, code names it (an X509 code name such
+   *  as HOSTNAME_MISMATCH, or MESHEXT_E_...) and message says it in full. */
   std::string stage;
   std::string code;
   std::string message;
-  std::string reason;  // set for "policy": a TlsFailReason
 };
 
 enum class Io { kOk, kWantRead, kWantWrite, kEof, kError };
@@ -78,7 +78,7 @@ class ClientConn {
 
  private:
   Io Fail(Failure f);
-  Io PolicyFail(const char* reason, std::string message);
+  Io PolicyFail(std::string code, std::string message);
   Io FromSslError(int ret, bool in_handshake);
   Io Verify();
   /** After a failed write: a TLS peer usually said why (an alert) before closing; prefer that reason. */

@@ -5,16 +5,16 @@
 
 namespace mx::tls {
 
-TlsTransport::TlsTransport(engine::UniqueFd fd, std::shared_ptr<ClientContext> ctx, ConnParams params, int64_t handshakeTimeoutMs)
-    : fd_(std::move(fd)), ctx_(std::move(ctx)), params_(std::move(params)), timeoutMs_(handshakeTimeoutMs) {}
+TlsTransport::TlsTransport(engine::UniqueFd fd, std::shared_ptr<ClientContext> ctx, ConnParams params)
+    : fd_(std::move(fd)), ctx_(std::move(ctx)), params_(std::move(params)) {}
 
-void TlsTransport::Bind(engine::Loop* loop, uint64_t /*sessionId*/) {
-  deadline_ = timeoutMs_ > 0 ? loop->NowMs() + timeoutMs_ : 0;
+void TlsTransport::Bind(engine::Loop* /*loop*/) {
   conn_ = std::make_unique<ClientConn>(std::move(ctx_), fd_.get(), std::move(params_));
 }
 
 void TlsTransport::SetupTimedOut() {
-  if (conn_) conn_->Abort({"timeout", "MESHEXT_E_CONNECT_TIMEOUT", "TLS handshake timed out after " + std::to_string(timeoutMs_) + " ms", "handshake"});
+  // The connector reports the timeout (with its deadline); this only ends the connection and its session.
+  if (conn_) conn_->Abort({"timeout", "MESHEXT_E_CONNECT_TIMEOUT", "TLS handshake timed out"});
   failed_ = true;
 }
 
@@ -114,7 +114,6 @@ void TlsTransport::Describe(engine::Event& closed) const {
   // A plain reset after the handshake is reported by the session's own reason/error fields.
   if (f.stage == "closed" && conn_->handshake_done()) return;
   closed.Str("tlsStage", f.stage).Str("tlsCode", f.code).Str("tlsMessage", f.message);
-  if (!f.reason.empty()) closed.Str("tlsReason", f.reason);
   closed.Num("tlsAfterHandshake", conn_->handshake_done() ? 1 : 0);
 }
 

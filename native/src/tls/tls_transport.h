@@ -13,7 +13,7 @@ namespace mx::tls {
 
 class TlsTransport final : public engine::Transport {
  public:
-  TlsTransport(engine::UniqueFd fd, std::shared_ptr<ClientContext> ctx, ConnParams params, int64_t handshakeTimeoutMs);
+  TlsTransport(engine::UniqueFd fd, std::shared_ptr<ClientContext> ctx, ConnParams params);
 
   int fd() const override { return fd_.get(); }
   ssize_t Read(char* buf, size_t len) override;
@@ -22,15 +22,12 @@ class TlsTransport final : public engine::Transport {
   void Reset() override { engine::SetAbortiveClose(fd_.get()); }
   // OpenSSL may need to write to read (and read to write): retry both directions on any readiness.
   bool anyReadinessRetries() const override { return true; }
-  void Bind(engine::Loop* loop, uint64_t sessionId) override;
-  int64_t setupDeadlineMs() const override { return failed_ || (conn_ && conn_->handshake_done()) ? 0 : deadline_; }
+  void Bind(engine::Loop* loop) override;
   void SetupTimedOut() override;
   void Describe(engine::Event& closed) const override;
   int Handshake() override { return Progress(); }
   bool readPending() const override { return endPending_; }
   bool WireCounts(uint64_t* rx, uint64_t* tx) const override;
-  /** The handshake completed and passed verification. */
-  bool established() const { return conn_ && conn_->handshake_done(); }
   bool resumed() const { return conn_ && conn_->resumed(); }
   /** The protocol the server selected by ALPN ("" when none). */
   std::string alpn() const { return conn_ ? conn_->alpn() : std::string(); }
@@ -49,8 +46,6 @@ class TlsTransport final : public engine::Transport {
   std::unique_ptr<ClientConn> conn_;
   std::shared_ptr<ClientContext> ctx_;
   ConnParams params_;
-  int64_t timeoutMs_;
-  int64_t deadline_ = 0;
   bool failed_ = false;
   bool shutSent_ = false;
   bool endPending_ = false;  // a Read returned bytes and has the end or error they came with still to report

@@ -178,9 +178,9 @@ std::string SanListText(X509* cert) {
   return out;
 }
 
-int OutsideValidity(X509* cert) {
-  if (X509_cmp_current_time(X509_get0_notAfter(cert)) < 0) return 1;
-  if (X509_cmp_current_time(X509_get0_notBefore(cert)) > 0) return 2;
+long OutsideValidity(X509* cert) {
+  if (X509_cmp_current_time(X509_get0_notAfter(cert)) < 0) return X509_V_ERR_CERT_HAS_EXPIRED;
+  if (X509_cmp_current_time(X509_get0_notBefore(cert)) > 0) return X509_V_ERR_CERT_NOT_YET_VALID;
   return 0;
 }
 

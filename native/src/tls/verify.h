@@ -25,8 +25,8 @@ bool MatchesUserSans(X509* cert, const std::vector<SanMatcher>& matchers);
 /** The SANs as a name-mismatch message lists them: "DNS:a,IP:1.2.3.4,URI:x". */
 std::string SanListText(X509* cert);
 
-/** 0 inside the validity window, 1 expired, 2 not yet valid. */
-int OutsideValidity(X509* cert);
+/** 0 inside the validity window, else X509_V_ERR_CERT_HAS_EXPIRED or X509_V_ERR_CERT_NOT_YET_VALID. */
+long OutsideValidity(X509* cert);
 
 /** Node's code for an X509_V_ERR_* value (e.g. "CERT_HAS_EXPIRED"); OpenSSL's text for codes Node does not name. */
 std::string VerifyCodeName(long err);
