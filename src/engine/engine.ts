@@ -113,7 +113,7 @@ export class Engine {
   }
 
   /** Installs every plan of a snapshot at once; returns the plans installed failing closed, and why. */
-  install(install: EngineInstall): Array<{ service: string; error: string }> {
+  install(install: EngineInstall): Array<{ service: string; code: string; error: string }> {
     if (this.stopped) return [];
     return this.addon.engineInstall(this.handle, install).errors;
   }

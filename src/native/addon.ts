@@ -207,7 +207,8 @@ export interface NativeAddon {
   /** Stops a listener (accepted connections carry on); false when the engine is stopping. */
   engineClose(engine: number, listener: number): boolean;
   /** Installs a snapshot's plans at once; returns the plans installed failing closed and why. */
-  engineInstall(engine: number, install: EngineInstall): { errors: Array<{ service: string; error: string }> };
+  /** `errors`: what was refused of a plan, with a code (MESHEXT_E_TLS_CONFIG, MESHEXT_E_KEY_CONFLICT). */
+  engineInstall(engine: number, install: EngineInstall): { errors: Array<{ service: string; code: string; error: string }> };
   /** Marks an endpoint backed off for `downForMs` (0: healthy again); false when it is not installed. */
   engineHealth(engine: number, service: string, endpoint: string, downForMs: number): boolean;
   engineCounters(engine: number): EngineCounters;

@@ -51,6 +51,8 @@ export interface ClusterInfo {
   endpoints: Array<{ address: string; priority: number; healthy: boolean; consecutiveFailures: number; lastError?: string; active: number; total: number; addresses: string[] }>;
 }
 
+/** How long applying a snapshot waits for the first answers of DNS names it brings (they apply whenever they come). */
+const FIRST_ANSWER_WAIT_MS = 1000;
 /** Longest delay setTimeout takes. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Log lines of one kind per service per second before the rest are only counted (and said with the next). */
@@ -64,6 +66,8 @@ export class Proxy {
   private readonly metrics = new Map<string, ServiceMetrics>();
   /** kri of every service the engine may still report (current or retired with connections open). */
   private readonly kriOf = new Map<string, string>();
+  /** The mesh of every service kriOf holds (denial logs name it). */
+  private readonly meshOf = new Map<string, string>();
   /** Services that cannot be served and why (from the plan or the engine's install). */
   private readonly errors = new Map<string, string>();
   private readonly listeners = new Map<string, EngineListener>();
@@ -74,7 +78,6 @@ export class Proxy {
   private readonly timeouts: PlanTimeouts;
   private origMapFd: number | null = null;
   private refresh: NodeJS.Timeout | undefined;
-  private resolving = new Map<string, Promise<unknown>>();
   private closed = false;
   private readonly logged = new Map<string, { at: number; n: number; suppressed: number }>();
   private readonly global: { noRoute: Series; accepted: Series; origFound: Series; origMissing: Series; sessions: Series; pipesInUse: Series; pipesPooled: Series };
@@ -85,10 +88,10 @@ export class Proxy {
     this.resolver = new EndpointResolver(opts.resolver);
     this.systemCaPath = opts.systemCaPath === undefined ? detectSystemCa() : opts.systemCaPath;
     this.timeouts = {
-      connectMs: opts.connectTimeoutMs ?? DEFAULT_TIMEOUTS.connectMs,
-      tcpIdleMs: opts.tcpIdleTimeoutMs ?? DEFAULT_TIMEOUTS.tcpIdleMs,
-      httpIdleMs: opts.httpIdleTimeoutMs ?? DEFAULT_TIMEOUTS.httpIdleMs,
-      upstreamIdleMs: opts.httpUpstreamIdleTimeoutMs ?? DEFAULT_TIMEOUTS.upstreamIdleMs,
+      connectMs: timeout('connectTimeoutMs', opts.connectTimeoutMs, DEFAULT_TIMEOUTS.connectMs, 1),
+      tcpIdleMs: timeout('tcpIdleTimeoutMs', opts.tcpIdleTimeoutMs, DEFAULT_TIMEOUTS.tcpIdleMs, 0),
+      httpIdleMs: timeout('httpIdleTimeoutMs', opts.httpIdleTimeoutMs, DEFAULT_TIMEOUTS.httpIdleMs, 1),
+      upstreamIdleMs: timeout('httpUpstreamIdleTimeoutMs', opts.httpUpstreamIdleTimeoutMs, DEFAULT_TIMEOUTS.upstreamIdleMs, 1),
     };
     this.engine = Engine.start(opts.dataThreads ?? 1, opts.addon);
     this.log.info({ threads: this.engine.threads }, 'engine started');
@@ -115,6 +118,7 @@ export class Proxy {
     this.snapshot = s;
     for (const svc of s.services) {
       this.kriOf.set(svc.id, svc.kri);
+      this.meshOf.set(svc.id, svc.mesh);
       this.metricsFor(svc.kri);
       const labels = svc.endpoints.map(endpointLabel);
       const old = this.health.get(svc.id);
@@ -135,12 +139,24 @@ export class Proxy {
       throw e;
     }
     this.log.info({ generation: s.generation, services: s.services.length }, 'snapshot applied');
-    const names = new Set(s.services.flatMap((svc) => svc.endpoints.flatMap((e) => (e.kind === 'dns' ? [e.address] : []))));
+    const names = dnsNames(s);
     this.resolver.retain(names);
     const unknown = [...names].filter((n) => this.resolver.answer(n) === undefined);
     if (unknown.length) {
-      await Promise.allSettled(unknown.map((n) => this.resolve(n)));
-      if (this.snapshot === s) this.install();
+      // New names are asked now; their plans are installed again as soon as all have an answer. The caller
+      // waits for that at most FIRST_ANSWER_WAIT_MS (as Envoy warms a cluster): one slow name must not hold
+      // back the DNS records and listeners of every other service.
+      const answered = Promise.allSettled(unknown.map((n) => this.resolver.resolve(n))).then(() => {
+        if (this.snapshot !== s || this.closed) return;
+        try {
+          this.install();
+        } catch (e) {
+          this.log.error({ err: (e as Error).message }, 'cannot install the plans with new DNS answers');
+        }
+      });
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([answered, new Promise<void>((r) => (timer = setTimeout(r, FIRST_ANSWER_WAIT_MS)))]);
+      clearTimeout(timer);
     }
     this.scheduleRefresh();
   }
@@ -157,7 +173,7 @@ export class Proxy {
   /** Compiles and installs every plan; a plan installed failing closed is logged once per cause. */
   private install(): void {
     if (!this.snapshot || this.closed) return;
-    this.plans = compilePlans(this.snapshot.services, {
+    const plans = compilePlans(this.snapshot.services, {
       vipCidr: this.snapshot.vipCidr,
       systemCaPath: this.systemCaPath,
       readCa: (path) => this.readCa(path),
@@ -165,10 +181,15 @@ export class Proxy {
       timeouts: this.timeouts,
     });
     const errs = new Map<string, { code: string; err: string }>();
-    for (const p of this.plans) if (p.error) errs.set(p.service, { code: p.errorCode ?? 'MESHEXT_E_SERVICE', err: p.error });
-    const engineErrs = this.engine.install({ source: this.origMapFd !== null ? 'map' : 'local', ...(this.origMapFd !== null ? { mapFd: this.origMapFd } : {}), plans: this.plans });
-    // The engine refuses only TLS settings OpenSSL cannot use (its words name the step, never key material).
-    for (const e of engineErrs) errs.set(e.service, { code: 'MESHEXT_E_TLS_CONFIG', err: e.error });
+    for (const p of plans) if (p.error) errs.set(p.service, { code: p.errorCode ?? 'MESHEXT_E_SERVICE', err: p.error });
+    const engineErrs = this.engine.install({ source: this.origMapFd !== null ? 'map' : 'local', ...(this.origMapFd !== null ? { mapFd: this.origMapFd } : {}), plans });
+    this.plans = plans;
+    // What the engine refused of a plan: TLS settings OpenSSL cannot use (its words name the step, never key
+    // material) fail the service closed; a key another service holds (VIPs are unique: a bug) only loses that key.
+    for (const e of engineErrs) {
+      if (e.code === 'MESHEXT_E_KEY_CONFLICT') this.log.error({ service: this.kriOf.get(e.service) ?? e.service, code: e.code, err: e.error }, 'route key conflict');
+      else errs.set(e.service, { code: e.code, err: e.error });
+    }
     for (const [service, { code, err }] of errs) {
       if (this.errors.get(service) === err) continue;
       this.log.error({ service: this.kriOf.get(service) ?? service, code, err }, 'service cannot be served; its connections fail closed');
@@ -186,22 +207,12 @@ export class Proxy {
     return b;
   }
 
-  /** Resolves a name once at a time. */
-  private resolve(name: string): Promise<unknown> {
-    let p = this.resolving.get(name);
-    if (!p) {
-      p = this.resolver.resolve(name).finally(() => this.resolving.delete(name));
-      this.resolving.set(name, p);
-    }
-    return p;
-  }
-
   /** Re-resolves the names whose answers are due, and reinstalls when one changed. */
   private scheduleRefresh(): void {
     clearTimeout(this.refresh);
     this.refresh = undefined;
     if (this.closed || !this.snapshot) return;
-    const names = new Set(this.snapshot.services.flatMap((svc) => svc.endpoints.flatMap((e) => (e.kind === 'dns' ? [e.address] : []))));
+    const names = dnsNames(this.snapshot);
     let at = Infinity;
     for (const n of names) at = Math.min(at, this.resolver.expiry(n) ?? 0);
     if (at === Infinity) return;
@@ -211,7 +222,7 @@ export class Proxy {
       const now = Date.now();
       const due = [...names].filter((n) => (this.resolver.expiry(n) ?? 0) <= now);
       const before = due.map((n) => answerKey(this.resolver.answer(n)));
-      void Promise.allSettled(due.map((n) => this.resolve(n)))
+      void Promise.allSettled(due.map((n) => this.resolver.resolve(n)))
         .then(() => {
           // Only a changed set of addresses changes the plans (a server rotating its records does not).
           if (due.some((n, i) => answerKey(this.resolver.answer(n)) !== before[i])) this.install();
@@ -257,6 +268,7 @@ export class Proxy {
       this.opts.stats.remove({ service: kri });
       this.metrics.delete(kri);
       this.kriOf.delete(id);
+      this.meshOf.delete(id);
     }
   }
 
@@ -291,8 +303,7 @@ export class Proxy {
       this.warn(`upstream-failed:${ev['service']}`, { service: kri(ev), client: ev['client'], ...(ev['method'] !== undefined ? { method: ev['method'], path: ev['path'] } : {}), err: ev['reason'] }, 'upstream unavailable');
     });
     e.on('denied', (ev) => {
-      const svc = this.snapshot?.services.find((s) => s.id === ev['service']);
-      this.warn(`denied:${ev['service']}`, { service: kri(ev), client: ev['client'], mesh: svc?.mesh, ...(ev['method'] !== undefined ? { method: ev['method'], path: ev['path'] } : {}) }, 'access denied by Mesh routing.defaultForbidMeshExternalServiceAccess');
+      this.warn(`denied:${ev['service']}`, { service: kri(ev), client: ev['client'], mesh: this.meshOf.get(String(ev['service'])), ...(ev['method'] !== undefined ? { method: ev['method'], path: ev['path'] } : {}) }, 'access denied by Mesh routing.defaultForbidMeshExternalServiceAccess');
     });
     e.on('no-route', (ev) => {
       this.warn('no-route', { client: ev['client'], destination: ev['key'] || null }, 'no service for this destination; connection reset');
@@ -455,6 +466,18 @@ export class Proxy {
       };
     });
   }
+}
+
+/** The DNS names of a snapshot's endpoints. */
+function dnsNames(s: Snapshot): Set<string> {
+  return new Set(s.services.flatMap((svc) => svc.endpoints.flatMap((e) => (e.kind === 'dns' ? [e.address] : []))));
+}
+
+/** A timeout option: its default when unset; `min` 0 lets 0 mean "none". Whole ms the engine can arm (< 2^31). */
+function timeout(name: string, v: number | undefined, dflt: number, min: 0 | 1): number {
+  if (v === undefined) return dflt;
+  if (!Number.isInteger(v) || v < min || v > MAX_TIMER_MS) throw new RangeError(`${name} must be a whole number of ms from ${min} to ${MAX_TIMER_MS}, got ${v}`);
+  return v;
 }
 
 /** An answer as a comparable key: its addresses as a set, or its error. */

@@ -59,11 +59,15 @@ export class EndpointResolver {
     const e = this.cache.get(name);
     if (e?.pending) return e.pending;
     if (e && e.expires > this.now()) return Promise.resolve(e.answer);
-    const p = this.ask(name).then(
+    // An answer is kept only while the name is still asked for (retain() may have dropped it meanwhile).
+    const keep = (entry: Entry): void => {
+      if (this.cache.get(name)?.pending === p) this.cache.set(name, entry);
+    };
+    const p: Promise<NameAnswer> = this.ask(name).then(
       ({ addresses, ttl }) => {
         const now = this.now();
         const answer: NameAnswer = { addresses };
-        this.cache.set(name, { answer, expires: now + Math.max(ttl, 1) * 1000, obtained: now });
+        keep({ answer, expires: now + Math.max(ttl, 1) * 1000, obtained: now });
         return answer;
       },
       (err: NodeJS.ErrnoException) => {
@@ -71,7 +75,7 @@ export class EndpointResolver {
         const code = err.code ?? 'EAI_FAIL';
         const stale = e && 'addresses' in e.answer && !AUTHORITATIVE.has(code) && now - e.obtained < STALE_ANSWER_MAX_MS;
         const answer: NameAnswer = stale ? e.answer : { error: AUTHORITATIVE.has(code) ? `${code === 'ENODATA' ? 'no address records' : 'no such name'} (${code})` : code };
-        this.cache.set(name, { answer, expires: now + FALLBACK_TTL_S * 1000, obtained: stale ? e.obtained : now });
+        keep({ answer, expires: now + FALLBACK_TTL_S * 1000, obtained: stale ? e.obtained : now });
         return answer;
       },
     );

@@ -18,6 +18,7 @@
  */
 import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
+import { cidrContains, parseCidr } from '../ipam/cidr.js';
 import type { EngineEndpoint, EnginePlan, EngineTarget, NativeTlsOptions } from '../native/addon.js';
 import type { CompiledEndpoint, CompiledService, CompiledTls, TlsVersion } from './types.js';
 import { vipPortKey } from './types.js';
@@ -211,32 +212,29 @@ function caBundle(svc: CompiledService, ctx: PlanContext): Buffer {
   throw new Error(`tls.verification.mode ${t.mode} needs a CA: set tls.verification.caCert or install a system CA bundle (or set KUMA_DATAPLANE_RUNTIME_DYNAMIC_SYSTEM_CA_PATH)`);
 }
 
+/** Digests of key material by buffer: plans are recompiled on every DNS change, a CA bundle is hashed once. */
+const digests = new WeakMap<Buffer, string>();
+
+function digestOf(b: Buffer): string {
+  let d = digests.get(b);
+  if (d === undefined) {
+    d = createHash('sha256').update(b).digest('hex');
+    digests.set(b, d);
+  }
+  return d;
+}
+
 /** A digest of the TLS settings (secrets only as digest input): equal settings share a context and its session cache. */
 function tlsId(o: NativeTlsOptions): string {
-  const h = createHash('sha256');
   const { ca, cert, key, ...rest } = o;
-  h.update(JSON.stringify(rest));
-  for (const b of [ca, cert, key]) {
-    h.update(b ? '1' : '0');
-    if (b) h.update(b);
-  }
-  return h.digest('hex').slice(0, 32);
+  const parts = [ca, cert, key].map((b) => (b ? digestOf(b) : '-'));
+  return createHash('sha256').update(JSON.stringify(rest)).update(parts.join(',')).digest('hex').slice(0, 32);
 }
 
 /** Whether an address lies inside the VIP CIDR (dialling it would loop back into the proxy). */
-export function vipMatcher(cidr: string): (address: string) => boolean {
-  let range: [ipaddr.IPv4 | ipaddr.IPv6, number];
-  try {
-    range = ipaddr.parseCIDR(cidr);
-  } catch {
-    return () => false;
-  }
-  return (address) => {
-    if (!ipaddr.isValid(address)) return false;
-    let a = ipaddr.parse(address);
-    if (a.kind() === 'ipv6' && (a as ipaddr.IPv6).isIPv4MappedAddress()) a = (a as ipaddr.IPv6).toIPv4Address();
-    return a.kind() === range[0].kind() && a.match(range);
-  };
+function vipMatcher(cidr: string): (address: string) => boolean {
+  const range = parseCidr(cidr);
+  return (address) => cidrContains(range, address);
 }
 
 /** A plan as a golden file shows it: key material as digests, never bytes. */

@@ -155,6 +155,7 @@ Napi::Value EngineInstall(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < errors.size(); i++) {
     Napi::Object o = Napi::Object::New(env);
     o.Set("service", errors[i].service);
+    o.Set("code", errors[i].code);
     o.Set("error", errors[i].error);
     errs.Set(static_cast<uint32_t>(i), o);
   }

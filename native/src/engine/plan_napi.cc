@@ -101,7 +101,7 @@ std::shared_ptr<Plan> PlanFrom(Napi::Env env, const Napi::Value& v, const std::s
       } else if (p->error.empty()) {
         // OpenSSL's words name the step that failed, never the key material.
         p->error = "TLS settings rejected: " + err;
-        errors->push_back({p->service, p->error});
+        errors->push_back({p->service, "MESHEXT_E_TLS_CONFIG", p->error});
       }
     }
   }
@@ -154,7 +154,8 @@ std::shared_ptr<PlanSet> PlanSetFromJs(Napi::Env env, const Napi::Value& v, Plan
     std::shared_ptr<const Plan> cp = p;
     set->plans.push_back(cp);
     for (const std::string& k : keys) {
-      if (!set->byKey.emplace(k, cp).second) errors->push_back({p->service, "key " + k + " is routed to another service already; ignored"});
+      auto [at, added] = set->byKey.emplace(k, cp);
+      if (!added) errors->push_back({p->service, "MESHEXT_E_KEY_CONFLICT", "key " + k + " is routed to service " + at->second->service + " already; ignored for this one"});
     }
   }
   return set;

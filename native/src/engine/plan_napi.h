@@ -13,6 +13,7 @@ namespace mx::engine {
 /** A plan installed failing closed, and why (e.g. TLS settings OpenSSL refused). */
 struct InstallError {
   std::string service;
+  std::string code;  // MESHEXT_E_TLS_CONFIG, MESHEXT_E_KEY_CONFLICT
   std::string error;
 };
 

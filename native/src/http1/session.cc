@@ -112,7 +112,8 @@ void Http1Session::OnTimer(int64_t now) {
     // Idle keep-alive, or a head that is not arriving (slow-loris): both end after the idle timeout.
     deadline = last_active_ + idle_ms_;
   } else if (phase_ == Phase::Tunnel) {
-    // An upgraded connection is a TCP relay: it gets the TCP session's idle timeout.
+    // An upgraded connection is a TCP relay: it gets the TCP session's idle timeout (0: none, as there).
+    if (d_.plan->tcpIdleMs <= 0) return;
     deadline = last_active_ + d_.plan->tcpIdleMs;
   } else {
     deadline = now + idle_ms_;  // a request in progress has no client timeout (Kuma's route timeout 0s)
