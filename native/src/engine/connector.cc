@@ -134,7 +134,7 @@ void Connector::Next() {
     a->targetIndex = static_cast<uint32_t>(target_ - 1);
     a->target = &t;
     int err = 0;
-    UniqueFd fd = StartConnect(t.address, t.port, &err);
+    UniqueFd fd = StartConnect(t, &err);
     attempt_ = std::move(a);
     if (!fd.valid()) {
       ConnectFailed(err, false);

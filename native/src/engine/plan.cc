@@ -55,17 +55,21 @@ void Plan::Order(int64_t nowMs, std::vector<uint32_t>* out) const {
   out->clear();
   size_t n = endpoints.size();
   if (n == 0) return;
-  size_t start = state->next.fetch_add(1, std::memory_order_relaxed) % n;
+  size_t start = state->next.fetch_add(1, std::memory_order_relaxed);
   // One reading of the back-offs (TypeScript may push new ones meanwhile), so each endpoint is listed once.
   thread_local std::vector<int64_t> down;
   down.resize(n);
   for (size_t k = 0; k < n; k++) down[k] = endpoints[k].state->downUntilMs.load(std::memory_order_relaxed);
-  for (uint32_t prio : priorities) {
-    for (size_t i = 0; i < n; i++) {
-      size_t k = (start + i) % n;
-      if (endpoints[k].priority == prio && down[k] <= nowMs) out->push_back(static_cast<uint32_t>(k));
+  // Round-robin within each priority over its own members, so endpoints of other priorities declared in
+  // between do not skew it.
+  for (const std::vector<uint32_t>& g : groups) {
+    size_t m = g.size();
+    for (size_t i = 0; i < m; i++) {
+      uint32_t k = g[(start + i) % m];
+      if (down[k] <= nowMs) out->push_back(k);
     }
   }
+  start %= n;
   size_t healthy = out->size();
   // Backed-off endpoints stay last-resort candidates, so "all down" still tries something.
   for (size_t i = 0; i < n; i++) {
@@ -184,21 +188,27 @@ void PlanTable::OriginalDst(const PlanSet& set, const sockaddr_storage& peer, co
   *dstPort = ntohs(o.port);
 }
 
-UniqueFd StartConnect(const std::string& address, uint32_t port, int* err) {
-  sockaddr_storage ss{};
-  socklen_t len = 0;
-  int family;
-  if (port == 0) {
-    auto* un = reinterpret_cast<sockaddr_un*>(&ss);
-    if (address.empty() || address.size() >= sizeof un->sun_path) return (*err = ENAMETOOLONG), UniqueFd();
-    un->sun_family = family = AF_UNIX;
-    memcpy(un->sun_path, address.data(), address.size());
-    // An abstract name (leading NUL) is as long as given; a path carries its terminating NUL.
-    len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + address.size() + (address[0] == '\0' ? 0 : 1));
-  } else {
-    if (!IpSockaddr(address, static_cast<uint16_t>(port), &ss, &len)) return (*err = EINVAL), UniqueFd();
-    family = ss.ss_family;
+bool TargetSockaddr(const std::string& address, uint16_t port, sockaddr_storage* ss, socklen_t* len) {
+  if (port != 0) return IpSockaddr(address, port, ss, len);
+  *ss = sockaddr_storage{};
+  auto* un = reinterpret_cast<sockaddr_un*>(ss);
+  if (address.empty() || address.size() >= sizeof un->sun_path) return false;
+  un->sun_family = AF_UNIX;
+  memcpy(un->sun_path, address.data(), address.size());
+  // An abstract name (leading NUL) is as long as given; a path carries its terminating NUL.
+  *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + address.size() + (address[0] == '\0' ? 0 : 1));
+  return true;
+}
+
+UniqueFd StartConnect(const PlanTarget& target, int* err) {
+  sockaddr_storage again;
+  socklen_t len = target.saLen;
+  const sockaddr_storage* ss = &target.sa;
+  if (len == 0) {
+    if (!TargetSockaddr(target.address, target.port, &again, &len)) return (*err = EINVAL), UniqueFd();
+    ss = &again;
   }
+  int family = ss->ss_family;
   UniqueFd fd(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd.valid()) return (*err = errno), UniqueFd();
   if (family != AF_UNIX) {
@@ -206,7 +216,7 @@ UniqueFd StartConnect(const std::string& address, uint32_t port, int* err) {
     ::setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   }
   int r;
-  do r = ::connect(fd.get(), reinterpret_cast<sockaddr*>(&ss), len);
+  do r = ::connect(fd.get(), reinterpret_cast<const sockaddr*>(ss), len);
   while (r != 0 && errno == EINTR);
   if (r != 0 && errno != EINPROGRESS) return (*err = errno), UniqueFd();
   *err = 0;

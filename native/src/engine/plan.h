@@ -81,6 +81,9 @@ struct ServiceState {
 struct PlanTarget {
   std::string address;
   uint16_t port = 0;
+  /** The socket address connect(2) takes, parsed once at install (TargetSockaddr); saLen 0: parse per attempt. */
+  sockaddr_storage sa{};
+  socklen_t saLen = 0;
   /** TLS session key and expected name for this address (unused without TLS). */
   tls::ConnParams tls;
   /** The key of the HTTP/1 pool of connections to it (Plan::H1PoolKey), made once at install. */
@@ -108,8 +111,8 @@ struct Plan {
   std::string service;
   Protocol protocol = Protocol::kTcp;
   std::vector<PlanEndpoint> endpoints;
-  /** Distinct endpoint priorities, best (lowest) first. */
-  std::vector<uint32_t> priorities;
+  /** Endpoint indexes grouped by priority, best (lowest) first; each group in declaration order. */
+  std::vector<std::vector<uint32_t>> groups;
   std::shared_ptr<tls::ClientContext> tls;  // null: plain upstreams
   std::string tlsId;
   bool denied = false;
@@ -200,10 +203,10 @@ class PlanTable {
 /** Text of an IP address as the TS codec writes it (IPv4-mapped IPv6 in dotted form). */
 std::string MappedText(const uint8_t a[16]);
 
-/**
- * A non-blocking stream socket with connect(2) started towards ip:port (port > 0) or a unix path (port 0);
- * invalid with `*err` set when it could not be started.
- */
-UniqueFd StartConnect(const std::string& address, uint32_t port, int* err);
+/** The socket address of ip:port (port > 0) or a unix path (port 0); false when `address` is neither. */
+bool TargetSockaddr(const std::string& address, uint16_t port, sockaddr_storage* ss, socklen_t* len);
+
+/** A non-blocking stream socket with connect(2) started towards the target; invalid with `*err` set when it could not be started. */
+UniqueFd StartConnect(const PlanTarget& target, int* err);
 
 }  // namespace mx::engine

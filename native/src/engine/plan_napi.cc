@@ -7,6 +7,7 @@
 #include <fcntl.h>
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "../errors.h"
@@ -61,7 +62,7 @@ std::shared_ptr<Plan> PlanFrom(Napi::Env env, const Napi::Value& v, const std::s
   p->state = table.StateFor(p->service);
   std::string endpointsKey;
   Napi::Array eps = js::Arr(env, o, "endpoints", where);
-  std::set<uint32_t> prios;
+  std::map<uint32_t, std::vector<uint32_t>> byPriority;
   for (uint32_t i = 0; i < eps.Length(); i++) {
     std::string ew = where + ".endpoints[" + std::to_string(i) + "]";
     Napi::Object e = js::Obj(env, eps.Get(i), ew);
@@ -78,16 +79,19 @@ std::shared_ptr<Plan> PlanFrom(Napi::Env env, const Napi::Value& v, const std::s
       PlanTarget target;
       target.address = js::Str(env, x, "address", xw, false);
       target.port = static_cast<uint16_t>(js::U32(env, x, "port", xw, 65535));
+      // One that does not parse now (an IPv6 zone naming an interface not there yet) is parsed again per
+      // attempt; each attempt then fails alone (EINVAL) while it does not, never the install.
+      if (!TargetSockaddr(target.address, target.port, &target.sa, &target.saLen)) target.saLen = 0;
       target.tls.session_key = js::Str(env, x, "sessionKey", xw, true);
       target.tls.dialled_ip = js::Str(env, x, "dialledIp", xw, true);
       endpointsKey += target.address + ":" + std::to_string(target.port) + ",";
       ep.targets.push_back(std::move(target));
     }
     endpointsKey += ";";
-    prios.insert(ep.priority);
+    byPriority[ep.priority].push_back(i);
     p->endpoints.push_back(std::move(ep));
   }
-  p->priorities.assign(prios.begin(), prios.end());
+  for (auto& [prio, members] : byPriority) p->groups.push_back(std::move(members));
   if (!o.Get("tls").IsUndefined()) {
     std::string lw = where + ".tls";
     Napi::Object l = js::Obj(env, o.Get("tls"), lw);
