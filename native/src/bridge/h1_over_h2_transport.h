@@ -87,7 +87,7 @@ class H1OverH2Transport final : public engine::Transport {
   /** Bytes held inside the bridge: request body and frames for the peer, response bytes for the session. */
   size_t buffered() const { return req_body_.size() + io_.out.size() + out_.size(); }
   /** Whether the bridge would take a new request now (idle, no GOAWAY, no failure). */
-  bool reusable() const { return CanStart() && in_ == In::Head && head_.empty() && sid_ == 0 && out_.empty(); }
+  bool reusable() const override { return CanStart() && in_ == In::Head && head_.empty() && sid_ == 0 && out_.empty(); }
 
  private:
   // Where the session's request bytes are: a head, its body, done (waiting for the stream to end), or

@@ -83,7 +83,7 @@ class H2OverH1Transport final : public engine::Transport {
   /** Bytes held inside the bridge: request bytes for the upstream, response bytes waiting for DATA frames. */
   size_t buffered() const { return io_.out.size() + in_.size() + body_.size() + staged_.size() - staged_off_; }
   /** Whether the bridge would take a new stream now (idle, no GOAWAY, connection healthy). */
-  bool reusable() const { return sid_ == 0 && !goaway_ && keep_ && !fatal_ && !io_.broken(); }
+  bool reusable() const override { return sid_ == 0 && !goaway_ && keep_ && !fatal_ && !io_.broken(); }
 
  private:
   // Where the response of the exchange in flight is.

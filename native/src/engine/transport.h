@@ -54,6 +54,8 @@ class Transport {
   virtual bool readPending() const { return false; }
   /** A bridge: may hold bytes both ways that no readiness of fd() announces (see the header comment). */
   virtual bool holdsBytes() const { return false; }
+  /** Whether a finished exchange leaves it fit for the next one (a bridge: not after GOAWAY or a failure). */
+  virtual bool reusable() const { return true; }
   virtual void Bind(Loop* /*loop*/) {}
   virtual void SetupTimedOut() {}
   virtual void Describe(Event& /*closed*/) const {}

@@ -375,8 +375,10 @@ bool Http1Session::StepHead() {
   plan->Order(loop()->NowMs(), &order_);
   std::unique_ptr<UpstreamConn> c;
   if (!order_.empty()) {
-    const engine::PlanEndpoint& first = plan->endpoints[order_[0]];
-    if (!first.targets.empty()) c = Pool::Of(loop()).Take(first.targets[0].h1PoolKey);
+    // A connection made to any address of the endpoint (the connector falls over between them) is pooled
+    // under that address.
+    for (const engine::PlanTarget& t : plan->endpoints[order_[0]].targets)
+      if ((c = Pool::Of(loop()).Take(t.h1PoolKey))) break;
   }
   if (c) Begin(std::move(c), true);
   else AskUpstream();
@@ -555,7 +557,8 @@ void Http1Session::UpstreamGone() {
 
 void Http1Session::Finish() {
   // A connection whose FIN arrived with the response (rdhup) is done, even before the read that says so.
-  bool reusable = UpstreamReusable(resp_) && req_done_ && !up_->eof && !up_->rdhup && uin_.empty() && uout_.empty();
+  // A bridged HTTP/2 upstream that received GOAWAY says so itself.
+  bool reusable = UpstreamReusable(resp_) && req_done_ && !up_->eof && !up_->rdhup && uin_.empty() && uout_.empty() && up_->t().reusable();
   if (reusable) {
     Pool::Of(loop()).Release(std::move(up_));
   } else {
