@@ -101,11 +101,22 @@ ssize_t ReadResult(nghttp2_session* sess, int32_t stream_id, size_t n, bool ende
 
 }  // namespace
 
+namespace {
+// Header and trailer fields a peer may send on one stream (HPACK-decoded size as RFC 7541 counts it, each
+// block up to what HTTP/1 accepts for a head): nghttp2 does not enforce the limit it advertises, and a small
+// frame of indexed fields can decode to megabytes.
+constexpr size_t kMaxFieldBytes = 2 * 64 * 1024;
+constexpr uint32_t kMaxHeaderList = 64 * 1024;
+constexpr size_t FieldSize(size_t namelen, size_t valuelen) { return namelen + valuelen + 32; }
+}  // namespace
+
 struct Relay::Stream {
   int32_t id = 0;
   Headers req;
   bool req_done = false;  // request header block complete
   bool req_end = false;   // client sent END_STREAM
+  size_t req_field_bytes = 0;   // request headers and trailers so far
+  size_t resp_field_bytes = 0;  // response headers and trailers so far
   Headers req_trailers;
   ByteQueue req_body;
   bool req_sent_any = false;  // some request body went upstream: no longer safe to replay
@@ -201,8 +212,9 @@ Relay::Relay(RelayHost& host, const RelayOptions& opts) : host_(host), opts_(opt
   nghttp2_settings_entry iv[] = {
       {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, opts_.max_client_streams},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, opts_.stream_window},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, kMaxHeaderList},
   };
-  nghttp2_submit_settings(down_, NGHTTP2_FLAG_NONE, iv, 2);
+  nghttp2_submit_settings(down_, NGHTTP2_FLAG_NONE, iv, 3);
   if (opts_.connection_window > 65535) nghttp2_session_set_local_window_size(down_, NGHTTP2_FLAG_NONE, 0, static_cast<int32_t>(opts_.connection_window));
 }
 
@@ -229,6 +241,7 @@ int Relay::OnHeader(nghttp2_session* sess, const nghttp2_frame* f, const uint8_t
                     const uint8_t* value, size_t valuelen, uint8_t, void*) {
   auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(sess, f->hd.stream_id));
   if (!s) return 0;
+  if ((s->req_field_bytes += FieldSize(namelen, valuelen)) > kMaxFieldBytes) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   auto& dst = s->req_done ? s->req_trailers : s->req;
   dst.emplace_back(std::string(reinterpret_cast<const char*>(name), namelen), std::string(reinterpret_cast<const char*>(value), valuelen));
   return 0;
@@ -370,8 +383,9 @@ uint32_t Relay::AttachUpstream(const std::string& authority, const std::string& 
   nghttp2_settings_entry iv[] = {
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
       {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, opts_.stream_window},
+      {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, kMaxHeaderList},
   };
-  nghttp2_submit_settings(u->sess, NGHTTP2_FLAG_NONE, iv, 2);
+  nghttp2_submit_settings(u->sess, NGHTTP2_FLAG_NONE, iv, 3);
   if (opts_.connection_window > 65535) nghttp2_session_set_local_window_size(u->sess, NGHTTP2_FLAG_NONE, 0, static_cast<int32_t>(opts_.connection_window));
   ups_[id] = std::move(u);
   Dispatch();
@@ -497,6 +511,7 @@ int Relay::UpOnHeader(nghttp2_session* sess, const nghttp2_frame* f, const uint8
                       const uint8_t* value, size_t valuelen, uint8_t, void*) {
   auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(sess, f->hd.stream_id));
   if (!s) return 0;
+  if ((s->resp_field_bytes += FieldSize(namelen, valuelen)) > kMaxFieldBytes) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   auto& dst = s->resp_done ? s->resp_trailers : s->resp;
   dst.emplace_back(std::string(reinterpret_cast<const char*>(name), namelen), std::string(reinterpret_cast<const char*>(value), valuelen));
   return 0;
