@@ -235,8 +235,8 @@ export interface TestAddon extends NativeAddon {
    * verification, send `send`, close_notify, read until the peer closes.
    */
   tlsProbe(ctx: NativeTlsContext, fd: number, opts: { sessionKey?: string; dialledIp?: string; alpn?: string[]; timeoutMs: number; send?: Buffer }): Promise<NativeTlsProbeResult>;
-  /** Crashes the process from a thread marked and named like an engine thread (null write, or abort()). */
-  crashOnEngineThread(how: 'fault' | 'abort'): void;
+  /** Crashes the process from a thread marked and named like an engine thread (null write, abort(), stack overflow). */
+  crashOnEngineThread(how: 'fault' | 'abort' | 'overflow'): void;
   /** HTTP/1.1 codec: scans `chunks` as they would arrive and parses the head; `method` is the request's, for responses. */
   h1ParseHead(kind: 'request' | 'response', chunks: Buffer[], method?: string): H1HeadResult;
   /** HTTP/1.1 codec: how many bytes of each chunk belong to a body of the given framing. */

@@ -24,6 +24,12 @@ test('a fault on an engine thread names the signal, the thread and the address, 
   t.regex(r.stderr, /meshext_native_test\.node\(/, 'the backtrace names the addon frames');
 });
 
+test('a stack overflow on an engine thread is reported too (the handler runs on a stack of its own)', async (t) => {
+  const r = await run(`addon.crashOnEngineThread('overflow')`);
+  t.is(r.signal, 'SIGSEGV');
+  t.regex(r.stderr, /^meshext: fatal SIGSEGV on thread mx-engine-test \(address 0x[0-9a-f]+\); backtrace/m);
+});
+
 test('an abort on an engine thread is reported and still aborts', async (t) => {
   const r = await run(`addon.crashOnEngineThread('abort')`);
   t.is(r.signal, 'SIGABRT');

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <memory>
 #include <mutex>
 
 namespace mx::engine {
@@ -102,6 +103,29 @@ void InstallCrashReport() {
   });
 }
 
-void MarkCrashReportThread() { reportHere = true; }
+namespace {
+// A stack of its own for the handler, so that a stack overflow on an engine thread is reported too.
+struct AltStack {
+  std::unique_ptr<char[]> mem;
+  AltStack() : mem(new char[kSize]) {
+    stack_t ss{};
+    ss.ss_sp = mem.get();
+    ss.ss_size = kSize;
+    if (sigaltstack(&ss, nullptr) != 0) mem.reset();
+  }
+  ~AltStack() {
+    if (!mem) return;
+    stack_t ss{};
+    ss.ss_flags = SS_DISABLE;
+    sigaltstack(&ss, nullptr);
+  }
+  static constexpr size_t kSize = 64 * 1024;
+};
+}  // namespace
+
+void MarkCrashReportThread() {
+  thread_local AltStack stack;
+  reportHere = true;
+}
 
 }  // namespace mx::engine

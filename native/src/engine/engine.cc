@@ -103,17 +103,6 @@ bool Engine::PostTo(uint64_t id, std::function<void(Session&)> fn) {
   });
 }
 
-void Engine::Emit(Event e) {
-  // On a loop thread the event joins that loop's outbox, in order with the loop's own events.
-  if (Loop* l = Loop::Current(); l != nullptr && l->engine() == this) {
-    l->Emit(std::move(e));
-    return;
-  }
-  std::vector<Event> one;
-  one.push_back(std::move(e));
-  EmitBatch(one);
-}
-
 void Engine::EmitBatch(std::vector<Event>& batch) {
   bool schedule = false;
   {

@@ -1,9 +1,9 @@
 // The native engine: N I/O threads, each an epoll loop that owns the sessions placed on it.
 //
 // How a session kind plugs in (TcpSession in tcp_session.h is the reference implementation):
-//  1. Derive from `Session`. Construct it on the JS thread with the fds it will own (dup them there, so a
-//     failure can throw to JS), then hand it to `Engine::Adopt(std::move(session))`, which assigns the id,
-//     picks a loop round-robin and returns the id at once. Everything after that runs on the loop thread.
+//  1. Derive from `Session`. Listeners are adopted from the JS thread (`Engine::Adopt`: assigns the id and a
+//     loop round-robin); a client connection's session is made on its listener's loop thread, from the plan
+//     its route key finds, and placed with `Engine::AdoptHere`. Everything after that runs on the loop thread.
 //  2. `Start()` runs on the loop thread: register fds with `loop()->Watch(fd, watcher)`. A `Watcher` gets
 //     edge-triggered EPOLLIN|EPOLLOUT|EPOLLRDHUP events for its fd for as long as it is watched; keep
 //     per-fd "readable/writable" flags and clear them only on EAGAIN (that is what edge-triggering needs).
@@ -14,17 +14,15 @@
 //     every byte. Re-arming earlier than a pending arm adds a second heap entry; stale ones just fire early.
 //  4. Fairness: do at most a bounded amount of work per callback and call `loop()->Soon(this)`; `OnSoon()`
 //     then runs after the current batch of epoll events.
-//  5. Finish with `loop()->Retire(this, event)`: the session is destroyed after the current dispatch (so
-//     pending epoll events that still point at its watchers stay valid; guard with your own closed flag),
-//     and `event` (kind "closed" by convention, with whatever numbers/strings JS needs) goes to JS.
+//  5. Finish with `loop()->Retire(this)` (or `Retire(this, event)` to tell JS): the session is destroyed
+//     after the current dispatch (so pending epoll events that still point at its watchers stay valid; guard
+//     with your own closed flag).
 //  6. `Close(reason, reset)` is called on the loop thread when JS closes the session (drain/force close) or
 //     the engine stops; it must end the session synchronously (through Retire).
-//  7. JS-side commands for one session: `Engine::PostTo(id, fn)` runs `fn(session)` on its loop thread if the
-//     session still exists (std::function must be copyable: carry move-only things such as a UniqueFd in a
-//     std::shared_ptr; `dynamic_cast` to your kind). Other events for JS (need-upstream, counts, log lines) go
-//     through `Loop::Emit` (thread-safe: `Engine::Emit`).
-//  8. Your N-API export (register it in addon.cc/api.h): `EngineArg(info, 0)` and `DupSocket` from handover.h,
-//     then `Adopt`. Upstreams are `Transport`s (transport.h): PlainTransport today, TLS from tlsnative.
+//  7. Upstreams come from a `Connector` (connector.h), which walks the plan's endpoints and hands over a
+//     connected `Transport` (transport.h: plain, TLS, or a bridge around either). Events for JS (failures,
+//     denials, counts) go through `loop()->Emit`; `Engine::PostTo(id, fn)` runs a JS-side command for one
+//     session on its loop thread.
 //  Shared per-thread resources: `loop()->pipes()` (splice pipes, take when needed, give back when empty)
 //  and `loop()->scratch()` (one read buffer, valid only until you return to the loop).
 // Events reach JS in batches through one unref'd ThreadSafeFunction: one JS call carries every event
@@ -281,11 +279,6 @@ class Engine {
   unsigned Flush(uint64_t token);
   /** Runs fn on the session's loop if the session is still open; false when the engine is stopping. */
   bool PostTo(uint64_t id, std::function<void(Session&)> fn);
-  /**
-   * Thread-safe: queues an event for JS and schedules one batched delivery. On one of this engine's loop
-   * threads it goes through that loop's outbox (delivered when the loop iteration ends, in order).
-   */
-  void Emit(Event e);
   /** Thread-safe: queues `batch` (emptied) for JS and schedules one delivery. */
   void EmitBatch(std::vector<Event>& batch);
   /**

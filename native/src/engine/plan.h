@@ -101,9 +101,10 @@ struct PlanEndpoint {
   std::shared_ptr<EndpointState> state;
 };
 
+/** Always from the plan's `deny` (src/snapshot/plan.ts decides the replies). */
 struct PlanDeny {
-  int status = 403;
-  int grpcStatus = 7;
+  int status = 0;
+  int grpcStatus = 0;
   std::string message;
 };
 

@@ -15,21 +15,13 @@ constexpr size_t kBudget = 1024 * 1024;
 constexpr size_t kSpliceChunk = 1024 * 1024;
 }  // namespace
 
-TcpSession::TcpSession(Downstream d, bool allowSplice)
-    : d_(std::move(d)), connector_(*this, *this), idleMs_(d_.plan->tcpIdleMs), allowSplice_(allowSplice) {
+TcpSession::TcpSession(Downstream d) : d_(std::move(d)), connector_(*this, *this), idleMs_(d_.plan->tcpIdleMs) {
   sides_[kClient].t = std::make_unique<PlainTransport>(std::move(d_.fd));
-  std::string toUpstream = std::move(d_.initial);
   for (int i = 0; i < 2; i++) {
     sides_[i].session = this;
     sides_[i].index = i;
     flows_[i].src = i;
     flows_[i].dst = 1 - i;
-  }
-  Flow& up = flows_[kClient];
-  if (!toUpstream.empty()) {
-    up.len = toUpstream.size();
-    up.buf.reset(new char[up.len]);
-    memcpy(up.buf.get(), toUpstream.data(), up.len);
   }
 }
 
@@ -38,8 +30,8 @@ void TcpSession::Start() {
   ArmIdle();
   // Watched from the start, so that a client that resets while the upstream is still being connected ends
   // the attempt at once (a FIN is only a half-close: the bytes before it still go upstream).
-  if (int err = loop()->Watch(sides_[kClient].t->fd(), &sides_[kClient])) {
-    Finish("error", err);
+  if (loop()->Watch(sides_[kClient].t->fd(), &sides_[kClient]) != 0) {
+    Finish();
     return;
   }
   std::vector<uint32_t> order;
@@ -63,17 +55,17 @@ void TcpSession::OnUpstreamFailed(const std::string& reason) {
   loop()->Emit(Event("upstream-failed", id()).Str("service", d_.plan->service).Str("client", d_.client).Str("reason", reason));
   // The client learns it the way a direct connection would: by a reset.
   sides_[kClient].t->Reset();
-  Finish("upstream-error", 0);
+  Finish();
 }
 
 void TcpSession::StartRelay() {
   relaying_ = true;
   for (int i = 0; i < 2; i++) {
     Flow& f = flows_[i];
-    f.spliceable = allowSplice_ && sides_[f.src].t->spliceFd() >= 0 && sides_[f.dst].t->spliceFd() >= 0;
+    f.spliceable = sides_[f.src].t->spliceFd() >= 0 && sides_[f.dst].t->spliceFd() >= 0;
   }
-  if (int err = loop()->Watch(sides_[kUpstream].t->fd(), &sides_[kUpstream])) {
-    Finish("error", err);
+  if (loop()->Watch(sides_[kUpstream].t->fd(), &sides_[kUpstream]) != 0) {
+    Finish();
     return;
   }
   PumpAll();
@@ -88,7 +80,7 @@ void TcpSession::OnSideEvents(int side, uint32_t events) {
     // Still connecting: only a client that is gone for good matters now (its readiness stays set for later).
     if (side == kClient && (events & EPOLLERR)) {
       connector_.Cancel();
-      Finish("client-reset", ECONNRESET);
+      Finish();
     }
     return;
   }
@@ -104,7 +96,7 @@ void TcpSession::OnSideEvents(int side, uint32_t events) {
     int err = 0;
     socklen_t len = sizeof err;
     if (::getsockopt(s.t->fd(), SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err != 0) {
-      Fail(side, err);
+      Fail(side);
       return;
     }
   }
@@ -119,7 +111,7 @@ void TcpSession::PumpAll() {
   size_t budget0 = kBudget, budget1 = kBudget;
   if (!Pump(flows_[0], budget0)) return;
   if (!Pump(flows_[1], budget1)) return;
-  if (flows_[0].done && flows_[1].done) Finish("done", 0);
+  if (flows_[0].done && flows_[1].done) Finish();
 }
 
 void TcpSession::PutBack(Flow& f) {
@@ -138,7 +130,7 @@ bool TcpSession::Pump(Flow& f, size_t& budget) {
         break;
       }
       if (n < 0) {
-        Fail(f.dst, static_cast<int>(-n));
+        Fail(f.dst);
         return false;
       }
       f.off += static_cast<size_t>(n);
@@ -161,7 +153,7 @@ bool TcpSession::Pump(Flow& f, size_t& budget) {
           out.writable = false;
           break;
         }
-        Fail(f.dst, errno);
+        Fail(f.dst);
         return false;
       }
       f.inPipe -= static_cast<size_t>(n);
@@ -176,7 +168,7 @@ bool TcpSession::Pump(Flow& f, size_t& budget) {
         break;
       }
       if (r < 0) {
-        Fail(f.dst, -r);
+        Fail(f.dst);
         return false;
       }
       f.done = true;
@@ -207,7 +199,7 @@ bool TcpSession::Pump(Flow& f, size_t& budget) {
           f.splice = f.spliceable = false;  // this pair of files cannot splice: copy from now on
           continue;
         }
-        Fail(f.src, errno);
+        Fail(f.src);
         return false;
       }
       if (n == 0) {
@@ -227,7 +219,7 @@ bool TcpSession::Pump(Flow& f, size_t& budget) {
       break;
     }
     if (n < 0) {
-      Fail(f.src, static_cast<int>(-n));
+      Fail(f.src);
       return false;
     }
     if (n == 0) {
@@ -245,7 +237,7 @@ bool TcpSession::Pump(Flow& f, size_t& budget) {
       if (w == -EAGAIN) {
         out.writable = false;
       } else if (w < 0) {
-        Fail(f.dst, static_cast<int>(-w));
+        Fail(f.dst);
         return false;
       } else {
         done = static_cast<size_t>(w);
@@ -264,22 +256,19 @@ bool TcpSession::Pump(Flow& f, size_t& budget) {
   return true;
 }
 
-void TcpSession::Fail(int side, int err) {
+void TcpSession::Fail(int side) {
   // The failed side is gone; the other side learns it the way a direct connection would: by a reset.
   if (sides_[1 - side].t) sides_[1 - side].t->Reset();
-  bool reset = err == ECONNRESET || err == EPIPE;
-  const char* reason = side == kClient ? (reset ? "client-reset" : "client-error")
-                                       : (reset ? "upstream-reset" : "upstream-error");
-  Finish(reason, err);
+  Finish();
 }
 
-void TcpSession::Close(const char* reason, bool reset) {
+void TcpSession::Close(const char* /*reason*/, bool reset) {
   if (ended_) return;
   if (reset) {
     for (Side& s : sides_)
       if (s.t) s.t->Reset();
   }
-  Finish(reason, 0);
+  Finish();
 }
 
 void TcpSession::OnTimer(int64_t nowMs) {
@@ -296,7 +285,7 @@ void TcpSession::OnTimer(int64_t nowMs) {
   ArmIdle();
 }
 
-void TcpSession::Finish(const char* reason, int err) {
+void TcpSession::Finish() {
   if (ended_) return;
   ended_ = true;
   connector_.Cancel();
@@ -310,8 +299,6 @@ void TcpSession::Finish(const char* reason, int err) {
     }
     f.buf.reset();
   }
-  (void)reason;
-  (void)err;
   if (sides_[kUpstream].t) CloseUpstream(loop(), id(), *sides_[kUpstream].t, lease_, sides_[kUpstream].rx, sides_[kUpstream].tx);
   sides_[0].t.reset();
   sides_[1].t.reset();

@@ -24,10 +24,10 @@ class TcpSession final : public Session, private ConnectorHost {
  public:
   /**
    * A session for a client connection of a TCP service: the client is left unread while the Connector finds
-   * an upstream by the plan (`d.initial`, if any, goes upstream first); then the relay starts. When no
+   * an upstream by the plan; then the relay starts. When no
    * endpoint can be reached the client is reset and JS hears why (`upstream-failed`).
    */
-  explicit TcpSession(Downstream d, bool allowSplice = true);
+  explicit TcpSession(Downstream d);
 
   void Start() override;
   void Close(const char* reason, bool reset) override;
@@ -58,7 +58,7 @@ class TcpSession final : public Session, private ConnectorHost {
     bool splice = false;      // moving bytes with splice(2): from the first full read on (bulk traffic)
     Pipe pipe;
     size_t inPipe = 0;
-    std::unique_ptr<char[]> buf;  // bytes read but not yet written (copy mode and initial data)
+    std::unique_ptr<char[]> buf;  // bytes read but not yet written (copy mode)
     size_t off = 0;
     size_t len = 0;
     bool eof = false;   // src reached end of stream
@@ -76,8 +76,8 @@ class TcpSession final : public Session, private ConnectorHost {
   /** Moves bytes until a side blocks or the budget is spent; false once the session has ended. */
   bool Pump(Flow& f, size_t& budget);
   void PutBack(Flow& f);
-  void Fail(int side, int err);
-  void Finish(const char* reason, int err);
+  void Fail(int side);
+  void Finish();
 
   Downstream d_;
   Connector connector_;
@@ -87,7 +87,6 @@ class TcpSession final : public Session, private ConnectorHost {
   int64_t idleMs_;
   int64_t lastActive_ = 0;
   int64_t idleArmed_ = 0;  // deadline of the idle timer's pending heap entry
-  bool allowSplice_;
   bool relaying_ = false;    // StartRelay has run: both sides are watched
   bool ended_ = false;
 };

@@ -13,7 +13,16 @@ namespace mx::testing {
 
 namespace {
 
-// Ends the process the way a data-plane bug would: `fault` (a null write) or `abort`, on a thread marked and
+// Recurses until the thread's stack is gone (the frame is kept alive so the compiler cannot fold the calls).
+volatile bool deep_enough = false;  // never set: the recursion only ends with the stack
+__attribute__((noinline)) int Deeper(int n) {
+  if (deep_enough) return n;
+  volatile char frame[1024];
+  frame[0] = static_cast<char>(n);
+  return Deeper(n + 1) + frame[0];
+}
+
+// Ends the process the way a data-plane bug would: `fault` (a null write), `abort` or `overflow`, on a thread marked and
 // named like an engine thread, with the crash report installed as engineStart installs it.
 Napi::Value CrashOnEngineThread(const Napi::CallbackInfo& info) {
   std::string how = info[0].As<Napi::String>().Utf8Value();
@@ -22,6 +31,7 @@ Napi::Value CrashOnEngineThread(const Napi::CallbackInfo& info) {
     pthread_setname_np(pthread_self(), "mx-engine-test");
     engine::MarkCrashReportThread();
     if (how == "abort") abort();
+    if (how == "overflow") Deeper(0);
     volatile int* p = nullptr;
     *p = 1;
   }).detach();
