@@ -58,18 +58,19 @@ export class Engine {
     private readonly addon: NativeAddon,
     private readonly handle: number,
     readonly threads: number,
+    private readonly onHandlerError: (err: Error, ev: EngineEvent) => void,
   ) {}
 
   /**
    * Loads the addon and starts `threads` I/O threads. Throws MESHEXT_E_ENGINE with one line saying why when the
    * engine cannot run here (addon not built or not loadable, threads refused): without it nothing is served.
    */
-  static start(threads: number, addon?: NativeAddon): Engine {
+  static start(threads: number, addon?: NativeAddon, onHandlerError: (err: Error, ev: EngineEvent) => void = (err) => process.emitWarning(err)): Engine {
     let self: Engine | undefined;
     try {
       const a = addon ?? native();
       const handle = a.engineStart(threads, (evs) => self?.dispatch(evs));
-      self = new Engine(a, handle, threads);
+      self = new Engine(a, handle, threads, onHandlerError);
       return self;
     } catch (e) {
       throw Object.assign(new Error(`the data-plane engine cannot start: ${(e as Error).message}`), { code: 'MESHEXT_E_ENGINE', cause: e });
@@ -125,7 +126,11 @@ export class Engine {
 
   /** The engine's counters now (exact: read from the threads' atomics); the final ones once stopped. */
   counters(): EngineCounters | null {
-    return this.stopped ? this.finalCounters : this.addon.engineCounters(this.handle);
+    const c = this.stopped ? this.finalCounters : this.addon.engineCounters(this.handle);
+    // SERVICE_COUNTERS must name the engine's counters in its order (native/src/engine/plan.h ServiceStats).
+    const n = c?.services[0]?.counters.length;
+    if (n !== undefined && n !== SERVICE_COUNTERS.length) throw new Error(`the engine reports ${n} counters per service, src/engine/engine.ts names ${SERVICE_COUNTERS.length}: addon and TypeScript do not match`);
+    return c;
   }
 
   stats(): EngineStats | null {
@@ -181,17 +186,15 @@ export class Engine {
   }
 
   private dispatch(evs: EngineEvent[]): void {
-    // One handler's exception must not lose the rest of the batch: every event is handled, then the first
-    // error is rethrown.
-    let failed: { error: unknown } | undefined;
+    // One handler's exception must not lose the rest of the batch, nor (thrown from the engine's callback,
+    // where nothing catches it) end the process and every connection: it goes to onHandlerError.
     for (const ev of evs) {
       try {
         this.handle1(ev);
       } catch (error) {
-        failed ??= { error };
+        this.onHandlerError(error as Error, ev);
       }
     }
-    if (failed) throw failed.error;
   }
 
   private handle1(ev: EngineEvent): void {

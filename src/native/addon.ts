@@ -260,7 +260,7 @@ export function packageRoot(): string {
       }
     }
     const up = dirname(dir);
-    if (up === dir) throw Object.assign(new Error('meshext package root not found above ' + fileURLToPath(import.meta.url)), { code: 'MESHEXT_E_BPF_ADDON' });
+    if (up === dir) throw Object.assign(new Error('meshext package root not found above ' + fileURLToPath(import.meta.url)), { code: 'MESHEXT_E_ADDON' });
     dir = up;
   }
 }

@@ -20,7 +20,6 @@ import { detectSystemCa } from './system-ca.js';
 import { describeTlsFailure } from './tls.js';
 
 export { SYSTEM_CA_CANDIDATES, SYSTEM_CA_ENV, detectSystemCa } from './system-ca.js';
-export type { TlsFailReason } from './tls.js';
 
 export interface ProxyOptions {
   stats: Registry;
@@ -93,7 +92,7 @@ export class Proxy {
       httpIdleMs: timeout('httpIdleTimeoutMs', opts.httpIdleTimeoutMs, DEFAULT_TIMEOUTS.httpIdleMs, 1),
       upstreamIdleMs: timeout('httpUpstreamIdleTimeoutMs', opts.httpUpstreamIdleTimeoutMs, DEFAULT_TIMEOUTS.upstreamIdleMs, 1),
     };
-    this.engine = Engine.start(opts.dataThreads ?? 1, opts.addon);
+    this.engine = Engine.start(opts.dataThreads ?? 1, opts.addon, (err, ev) => this.log.error({ event: ev.kind, err: err.message }, 'handling an engine event failed'));
     this.log.info({ threads: this.engine.threads }, 'engine started');
     const s = opts.stats;
     this.global = {

@@ -68,9 +68,4 @@ export class ServiceMetrics {
     }
     s.inc();
   }
-
-  /** A count as last copied (for /clusters and tests). */
-  value(c: ServiceCounter): number {
-    return this.series.get(c)?.value ?? 0;
-  }
 }

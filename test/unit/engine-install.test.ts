@@ -1,8 +1,10 @@
 // What the engine makes of a plan at install: endpoint groups by priority, and target addresses parsed once
 // (one that does not parse fails only its own attempts: relay-tcp.test.ts shows the EINVAL).
 import test from 'ava';
+import net from 'node:net';
 import { closeServer, ipEp, newProxy, roundTrip, snap, svc, tcpEcho } from '../helpers/proxy.js';
 import { nativeForTests } from '../../src/native/addon.js';
+import { Engine } from '../../src/engine/engine.js';
 
 test('round-robin runs within a priority over its own endpoints, whatever endpoints of other priorities stand between them', async (t) => {
   const a = await tcpEcho();
@@ -35,4 +37,23 @@ test('a target address that does not parse fails its own connections, not the in
   const r = addon.engineInstall(e, { source: 'local', plans: [plan('a', 'not-an-ip', 80), plan('b', '::1%nosuchif0', 80), plan('c', '127.0.0.1', 80), plan('d', '/run/x.sock', 0)] });
   t.deepEqual(r.errors, []);
   t.deepEqual(addon.engineCounters(e).services.map((s) => s.service).sort(), ['a', 'b', 'c', 'd']);
+});
+
+test('an event handler that throws is reported to onHandlerError; the batch and the process go on', async (t) => {
+  const failures: string[] = [];
+  const engine = Engine.start(1, nativeForTests(), (err, ev) => failures.push(`${ev.kind}: ${err.message}`));
+  t.teardown(() => engine.stop());
+  engine.on('no-route', () => {
+    throw new Error('handler bug');
+  });
+  engine.install({ source: 'local', plans: [] });
+  const l = engine.listen('127.0.0.1', 0, () => {}, '@nothing');
+  await new Promise<void>((resolve) => {
+    const c = net.connect(l.address.port, '127.0.0.1');
+    c.on('error', () => {});
+    c.on('close', () => resolve());
+  });
+  await engine.settled(); // its own 'flushed' event comes after the failed one: still handled
+  t.deepEqual(failures, ['no-route: handler bug']);
+  l.close();
 });
