@@ -932,6 +932,7 @@ struct B2 {
   Msg& Fetch(const Fields& h, const std::string* body = nullptr, Fields trailers = {}) {
     int32_t id = client.Request(h, body, std::move(trailers));
     CHECK(Run([&] { return client.msgs[id].closed; }), "stream %d did not finish", id);
+    CHECK(up.bad.empty(), "the upstream could not parse what the bridge sent: %s", up.bad.c_str());
     return client.msgs[id];
   }
 };
