@@ -71,9 +71,12 @@ void ListenerSession::Accept() {
       loop()->ArmTimer(this, loop()->NowMs() + kPauseMs);
       return;
     }
+    // Only a transparent listener routes by where the client connected (an outbound one by its own key).
     sockaddr_storage local{};
-    socklen_t llen = sizeof local;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen);
+    if (routeKey_.empty()) {
+      socklen_t llen = sizeof local;
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen);
+    }
     Serve(fd, peer, local);
   }
   loop()->Soon(this);  // more may be waiting: come back after the loop's other work
