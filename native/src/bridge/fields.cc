@@ -10,35 +10,21 @@ using http::IEquals;
 bool ConnectionSpecific(std::string_view name) { return http::ConnectionSpecific(name) || IEquals(name, "te"); }
 
 bool OnlyChunked(const std::vector<h1::Field>& fields) {
+  bool only = true;
   for (const h1::Field& f : fields) {
     if (!IEquals(f.name, "transfer-encoding")) continue;
-    std::string_view list = f.value;
-    while (!list.empty()) {
-      size_t comma = list.find(',');
-      std::string_view el = list.substr(0, comma);
-      while (!el.empty() && (el.front() == ' ' || el.front() == '\t')) el.remove_prefix(1);
-      while (!el.empty() && (el.back() == ' ' || el.back() == '\t')) el.remove_suffix(1);
-      if (!el.empty() && !IEquals(el, "chunked")) return false;
-      if (comma == std::string_view::npos) break;
-      list.remove_prefix(comma + 1);
-    }
+    h1::ForEachListElement(f.value, [&](std::string_view el) { only &= IEquals(el, "chunked"); });
   }
-  return true;
+  return only;
 }
 
 bool ListHasToken(std::string_view list, std::string_view token) {
-  while (!list.empty()) {
-    size_t comma = list.find(',');
-    std::string_view el = list.substr(0, comma);
-    while (!el.empty() && (el.front() == ' ' || el.front() == '\t')) el.remove_prefix(1);
-    size_t semi = el.find(';');  // parameters (te: trailers;q=1 is unusual but legal)
-    if (semi != std::string_view::npos) el = el.substr(0, semi);
-    while (!el.empty() && (el.back() == ' ' || el.back() == '\t')) el.remove_suffix(1);
-    if (IEquals(el, token)) return true;
-    if (comma == std::string_view::npos) break;
-    list.remove_prefix(comma + 1);
-  }
-  return false;
+  bool has = false;
+  h1::ForEachListElement(list, [&](std::string_view el) {
+    // Parameters (te: trailers;q=1 is unusual but legal) do not change the token.
+    has |= IEquals(h1::TrimOws(el.substr(0, el.find(';'))), token);
+  });
+  return has;
 }
 
 std::string Lower(std::string_view s) {

@@ -281,9 +281,7 @@ void H1OverH2Transport::StartRequest() {
       continue;
     }
     if (ConnectionSpecific(name)) continue;
-    bool named = false;
-    for (std::string_view t : req_.connection_tokens) named |= IEquals(t, name);
-    if (named) continue;
+    if (h1::NamedInConnection(req_.connection_tokens, name)) continue;
     h.emplace_back(std::move(name), std::string(f.value));
   }
 

@@ -34,13 +34,6 @@ bool ValidTarget(std::string_view t) {
   return true;
 }
 
-void AppendField(std::string& out, std::string_view name, std::string_view value) {
-  out.append(name);
-  out.append(": ");
-  out.append(value);
-  out.append("\r\n");
-}
-
 }  // namespace
 
 const H2Setup& H2OverH1Transport::Setup() {
@@ -300,7 +293,7 @@ void H2OverH1Transport::StartRequest(bool end) {
   h.push_back(' ');
   h.append(path);
   h.append(" HTTP/1.1\r\n");
-  AppendField(h, "Host", authority);
+  h1::AppendField(h, "Host", authority);
   for (const auto& [k, v] : fields_) {
     if (k.empty() || k[0] == ':' || ConnectionSpecific(k)) continue;
     if (k == "cookie") {
@@ -308,9 +301,9 @@ void H2OverH1Transport::StartRequest(bool end) {
       cookie.append(v);
       continue;
     }
-    AppendField(h, k, v);
+    h1::AppendField(h, k, v);
   }
-  if (!cookie.empty()) AppendField(h, "cookie", cookie);
+  if (!cookie.empty()) h1::AppendField(h, "cookie", cookie);
   if (req_chunked_) h.append("Transfer-Encoding: chunked\r\n");
   h.append("Connection: keep-alive\r\n\r\n");
   io_.out.Append(h.data(), h.size());
@@ -502,9 +495,7 @@ void H2OverH1Transport::SubmitResponse() {
   for (const h1::Field& f : r.fields) {
     std::string name = Lower(f.name);
     if (ConnectionSpecific(name)) continue;
-    bool named = false;
-    for (std::string_view t : r.connection_tokens) named |= IEquals(t, name);
-    if (named) continue;
+    if (h1::NamedInConnection(r.connection_tokens, name)) continue;
     // HTTP/2 forbids Content-Length on a 204 (nghttp2 rejects the response); a chunked body has none.
     if (name == "content-length" && (r.status == 204 || r.framing == h1::Framing::Chunked)) continue;
     h.emplace_back(std::move(name), std::string(f.value));

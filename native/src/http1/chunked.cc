@@ -15,12 +15,6 @@ int HexValue(unsigned char c) {
   return -1;
 }
 
-std::string_view TrimOws(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 }  // namespace
 
 void ChunkedDecoder::Reset() { *this = ChunkedDecoder(); }

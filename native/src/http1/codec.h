@@ -129,6 +129,40 @@ bool IsHopByHop(std::string_view lower_or_mixed_name);
 
 using http::IEquals;
 
+/** Optional whitespace (RFC 9110 §5.6.3) trimmed from both ends. */
+inline std::string_view TrimOws(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+/** Calls fn(element) for each non-empty, trimmed element of a comma-separated list (RFC 9110 §5.6.1). */
+template <typename Fn>
+void ForEachListElement(std::string_view v, Fn fn) {
+  while (true) {
+    size_t comma = v.find(',');
+    std::string_view el = TrimOws(v.substr(0, comma));
+    if (!el.empty()) fn(el);
+    if (comma == std::string_view::npos) return;
+    v.remove_prefix(comma + 1);
+  }
+}
+
+/** Whether the head's Connection field names `name` (such a field is hop-by-hop). */
+inline bool NamedInConnection(const std::vector<std::string_view>& connection_tokens, std::string_view name) {
+  for (std::string_view t : connection_tokens)
+    if (IEquals(t, name)) return true;
+  return false;
+}
+
+/** Appends `name: value\r\n`. */
+inline void AppendField(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out.append(": ");
+  out.append(value);
+  out.append("\r\n");
+}
+
 // Serialises the head to send upstream: the client's request line (its version; an absolute-form target in
 // origin form), Host (host_override when non-empty, else an absolute-form target's authority, else the
 // client's), end-to-end fields, the message's own framing headers, Upgrade for upgrade requests, and a

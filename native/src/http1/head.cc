@@ -7,26 +7,8 @@
 namespace mx::h1 {
 namespace {
 
-
 constexpr bool IsOws(char c) { return c == ' ' || c == '\t'; }
 
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && IsOws(s.front())) s.remove_prefix(1);
-  while (!s.empty() && IsOws(s.back())) s.remove_suffix(1);
-  return s;
-}
-
-// Calls fn(element) for each non-empty element of a comma-separated list (RFC 9110 §5.6.1).
-template <typename Fn>
-void ForEachListElement(std::string_view v, Fn fn) {
-  while (true) {
-    size_t comma = v.find(',');
-    std::string_view el = Trim(v.substr(0, comma));
-    if (!el.empty()) fn(el);
-    if (comma == std::string_view::npos) return;
-    v.remove_prefix(comma + 1);
-  }
-}
 
 bool Fail(Error& err, int status, const char* why) {
   err.status = status;
@@ -68,7 +50,7 @@ bool ParseFields(std::string_view rest, Head& h, Error& err, int bad) {
     std::string_view value = line.substr(colon + 1);
     for (char c : value)
       if (!IsFieldChar(static_cast<unsigned char>(c))) return Fail(err, bad, "invalid character in header field value");
-    value = Trim(value);
+    value = TrimOws(value);
     if (h.fields.size() >= kMaxFields) return Fail(err, h.kind == Kind::Request ? 431 : 502, "too many header fields");
     h.fields.push_back({name, value});
 
@@ -93,7 +75,7 @@ bool ParseFields(std::string_view rest, Head& h, Error& err, int bad) {
       has_te = true;
       ForEachListElement(value, [&](std::string_view el) {
         size_t semi = el.find(';');
-        std::string_view coding = Trim(el.substr(0, semi));
+        std::string_view coding = TrimOws(el.substr(0, semi));
         for (char c : coding)
           if (!IsTchar(static_cast<unsigned char>(c))) te_error = true;
         te_chunked_last = IEquals(coding, "chunked");

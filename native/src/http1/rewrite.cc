@@ -8,25 +8,12 @@
 namespace mx::h1 {
 namespace {
 
-bool NamedInConnection(const Head& h, std::string_view name) {
-  for (std::string_view t : h.connection_tokens)
-    if (IEquals(t, name)) return true;
-  return false;
-}
-
 // Whether a field of `h` goes to the next hop.
 bool Forwarded(const Head& h, std::string_view name) {
   // Framing fields describe the bytes we pass through; they must travel with them.
   if (IEquals(name, "transfer-encoding") || IEquals(name, "content-length")) return true;
   if (IEquals(name, "upgrade")) return h.upgrade;
-  return !IsHopByHop(name) && !NamedInConnection(h, name);
-}
-
-void Append(std::string& out, std::string_view name, std::string_view value) {
-  out.append(name);
-  out.append(": ");
-  out.append(value);
-  out.append("\r\n");
+  return !IsHopByHop(name) && !NamedInConnection(h.connection_tokens, name);
 }
 
 const char* StatusText(int status) {
@@ -72,12 +59,12 @@ void WriteRequestHead(const Head& req, std::string_view host_override, std::stri
   out.append(req.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
   // The Host rule: a DNS endpoint's name; else the client's, where an absolute-form target's authority
   // replaces its Host field (RFC 9112 §3.2.2).
-  if (!host_override.empty()) Append(out, "Host", host_override);
-  else if (absolute) Append(out, "Host", authority);
-  else if (req.has_host) Append(out, "Host", req.host);
+  if (!host_override.empty()) AppendField(out, "Host", host_override);
+  else if (absolute) AppendField(out, "Host", authority);
+  else if (req.has_host) AppendField(out, "Host", req.host);
   for (const Field& f : req.fields) {
     if (IEquals(f.name, "host") || !Forwarded(req, f.name)) continue;
-    Append(out, f.name, f.value);
+    AppendField(out, f.name, f.value);
   }
   // The upstream connection is pooled whatever the client's own preference; an HTTP/1.0 request keeps
   // its version (so the upstream never answers it with chunked coding) and asks for keep-alive.
@@ -93,7 +80,7 @@ void WriteResponseHead(const Head& resp, const Head& req, bool close, std::strin
   out.append(resp.reason);
   out.append("\r\n");
   for (const Field& f : resp.fields)
-    if (Forwarded(resp, f.name)) Append(out, f.name, f.value);
+    if (Forwarded(resp, f.name)) AppendField(out, f.name, f.value);
   if (resp.status == 101) out.append("Connection: upgrade\r\n");
   else if (resp.status >= 200 && close) out.append("Connection: close\r\n");
   else if (resp.status >= 200 && req.minor == 0) out.append("Connection: keep-alive\r\n");
