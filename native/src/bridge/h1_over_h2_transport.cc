@@ -367,20 +367,7 @@ ssize_t H1OverH2Transport::ReadBody(nghttp2_session* sess, int32_t stream_id, ui
     std::memcpy(buf, self->req_body_.data(), n);
     self->req_body_.Consume(n);
   }
-  if (self->req_end_ && self->req_body_.empty()) {
-    *flags |= NGHTTP2_DATA_FLAG_EOF;
-    if (!self->req_trailers_.empty()) {
-      *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-      auto nv = ToNv(self->req_trailers_);
-      if (nghttp2_submit_trailer(sess, stream_id, nv.data(), nv.size()) != 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    }
-    return static_cast<ssize_t>(n);
-  }
-  if (n == 0) {
-    self->req_deferred_ = true;
-    return NGHTTP2_ERR_DEFERRED;
-  }
-  return static_cast<ssize_t>(n);
+  return h2::DataReadResult(sess, stream_id, n, self->req_end_ && self->req_body_.empty(), self->req_trailers_, flags, &self->req_deferred_);
 }
 
 void H1OverH2Transport::LocalReply(int status, const std::string& why) {

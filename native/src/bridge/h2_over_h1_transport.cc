@@ -543,20 +543,7 @@ ssize_t H2OverH1Transport::ReadBody(nghttp2_session* sess, int32_t stream_id, ui
     std::memcpy(buf, self->body_.data(), n);
     self->body_.Consume(n);
   }
-  if (self->body_end_ && self->body_.empty()) {
-    *flags |= NGHTTP2_DATA_FLAG_EOF;
-    if (!self->trailers_.empty()) {
-      *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-      auto nv = ToNv(self->trailers_);
-      if (nghttp2_submit_trailer(sess, stream_id, nv.data(), nv.size()) != 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    }
-    return static_cast<ssize_t>(n);
-  }
-  if (n == 0) {
-    self->deferred_ = true;
-    return NGHTTP2_ERR_DEFERRED;
-  }
-  return static_cast<ssize_t>(n);
+  return h2::DataReadResult(sess, stream_id, n, self->body_end_ && self->body_.empty(), self->trailers_, flags, &self->deferred_);
 }
 
 void H2OverH1Transport::BadResponse(const std::string& why) {

@@ -76,28 +76,6 @@ Headers FilterTrailers(const Headers& in) {
   return out;
 }
 
-/**
- * What a DATA read callback that copied `n` body bytes returns: at the end of the body (`ended`) the EOF flag,
- * with the trailers that may cross (if any) submitted instead of END_STREAM; otherwise the bytes, or
- * NGHTTP2_ERR_DEFERRED (noted in `*deferred`, so the stream is resumed when bytes arrive) when there were none.
- */
-ssize_t ReadResult(nghttp2_session* sess, int32_t stream_id, size_t n, bool ended, const Headers& trailers, uint32_t* flags, bool* deferred) {
-  if (ended) {
-    *flags |= NGHTTP2_DATA_FLAG_EOF;
-    Headers t = FilterTrailers(trailers);
-    if (!t.empty()) {
-      *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-      auto nv = ToNv(t);
-      if (nghttp2_submit_trailer(sess, stream_id, nv.data(), nv.size()) != 0) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    }
-    return static_cast<ssize_t>(n);
-  }
-  if (n == 0) {
-    *deferred = true;
-    return NGHTTP2_ERR_DEFERRED;
-  }
-  return static_cast<ssize_t>(n);
-}
 
 }  // namespace
 
@@ -313,7 +291,8 @@ ssize_t Relay::ReadResponse(nghttp2_session* sess, int32_t stream_id, uint8_t* b
     // The client took these bytes: now the upstream may send more.
     nghttp2_session_consume(s->conn->sess, s->up_id, n);
   }
-  return ReadResult(sess, stream_id, n, s->resp_body.Size() == 0 && s->resp_end, s->resp_trailers, flags, &s->down_deferred);
+  bool ended = s->resp_body.Size() == 0 && s->resp_end;
+  return DataReadResult(sess, stream_id, n, ended, ended ? FilterTrailers(s->resp_trailers) : Headers(), flags, &s->down_deferred);
 }
 
 bool Relay::RecvClient(const uint8_t* data, size_t len) {
@@ -653,7 +632,8 @@ ssize_t Relay::ReadRequest(nghttp2_session* sess, int32_t stream_id, uint8_t* bu
     s->req_sent_any = true;
     nghttp2_session_consume(r->down_, s->id, n);
   }
-  return ReadResult(sess, stream_id, n, s->req_body.Size() == 0 && s->req_end, s->req_trailers, flags, &s->up_deferred);
+  bool ended = s->req_body.Size() == 0 && s->req_end;
+  return DataReadResult(sess, stream_id, n, ended, ended ? FilterTrailers(s->req_trailers) : Headers(), flags, &s->up_deferred);
 }
 
 // ---------------------------------------------------------------------------------------------------
