@@ -15,18 +15,26 @@ test.after.always(() => pki?.cleanup());
 /** Runs one echo through a TLS-originating tcp service; returns whether it passed and the verify-fail reasons counted. */
 async function through(server: tls.TlsOptions, cfg: Partial<CompiledTls>, ep?: (port: number) => CompiledEndpoint): Promise<{ ok: boolean; reasons: string[]; handshakes: number }> {
   const up = await tlsEcho(server);
-  const s = svc({ endpoints: [ep ? ep(up.port) : ipEp(up.port)], tls: tlsCfg({ ca: pki.ca, ...cfg }) });
-  const { proxy, stats } = newProxy();
-  await proxy.setSnapshot(snap([s]));
-  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
-  const got = await roundTrip(l.port, 'secret-ping');
-  await settle(proxy);
-  // Every attempt is one engine connect, whatever its outcome.
-  if (stats.get('meshext_upstream_cx_total', { service: s.kri }) !== 1) throw new Error('expected the engine to make exactly one upstream connection');
-  await proxy.close();
-  await closeServer(up.srv);
-  const reasons = stats.json().filter((x) => x.name === 'meshext_upstream_tls_verify_fail_total' && x.value > 0).map((x) => x.labels.reason as string);
-  return { ok: got === 'secret-ping', reasons, handshakes: stats.get('meshext_upstream_tls_handshake_total', { service: s.kri }) ?? 0 };
+  // A failure (the throw below, a settle that times out) still stops the engine and the upstream.
+  try {
+    const s = svc({ endpoints: [ep ? ep(up.port) : ipEp(up.port)], tls: tlsCfg({ ca: pki.ca, ...cfg }) });
+    const { proxy, stats } = newProxy();
+    let got: string;
+    try {
+      await proxy.setSnapshot(snap([s]));
+      const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+      got = await roundTrip(l.port, 'secret-ping');
+      await settle(proxy);
+      // Every attempt is one engine connect, whatever its outcome.
+      if (stats.get('meshext_upstream_cx_total', { service: s.kri }) !== 1) throw new Error('expected the engine to make exactly one upstream connection');
+    } finally {
+      await proxy.close();
+    }
+    const reasons = stats.json().filter((x) => x.name === 'meshext_upstream_tls_verify_fail_total' && x.value > 0).map((x) => x.labels.reason as string);
+    return { ok: got === 'secret-ping', reasons, handshakes: stats.get('meshext_upstream_tls_handshake_total', { service: s.kri }) ?? 0 };
+  } finally {
+    await closeServer(up.srv);
+  }
 }
 
 const server = (kp: KeyPair, extra: tls.TlsOptions = {}): tls.TlsOptions => ({ key: kp.key, cert: kp.cert, ...extra });
