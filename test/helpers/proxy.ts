@@ -88,6 +88,13 @@ export async function listen<T extends net.Server>(srv: T, host = '127.0.0.1'): 
   return { srv, port: (srv.address() as net.AddressInfo).port };
 }
 
+/** A loopback port nothing listens on (connects are refused): a listener's port, closed again. */
+export async function refusedPort(): Promise<number> {
+  const { srv, port } = await listen(net.createServer());
+  await closeServer(srv);
+  return port;
+}
+
 /** An echo server counting accepted connections. */
 export async function tcpEcho(): Promise<{ srv: net.Server; port: number; accepted: () => number }> {
   let n = 0;

@@ -5,16 +5,7 @@ import test from 'ava';
 import http from 'node:http';
 import net from 'node:net';
 import { once } from 'node:events';
-import { closeServer, ipEp, newProxy, proxyToBlackhole, roundTrip, settle, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
-
-/** A loopback port nothing listens on (connects are refused). */
-async function refusedPort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
+import { closeServer, ipEp, newProxy, proxyToBlackhole, refusedPort, roundTrip, settle, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
 
 test.serial('plans: the engine routes and connects every connection; its counters are the books', async (t) => {
   const echo = await tcpEcho();
