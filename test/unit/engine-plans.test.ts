@@ -213,7 +213,9 @@ test.serial('plans: a service that cannot be served refuses at once (TCP reset, 
     });
   });
   t.is(reply, '503 upstream unavailable: MeshExternalService extension Lambda is not supported by meshext');
-  t.true(Date.now() - started < 2000, 'refused at once');
+  // A hang detector, not a latency bound: waiting on a connect would take the 60 s connect timeout, and a
+  // shared 2-core machine can stall a healthy run for a second or two.
+  t.true(Date.now() - started < 10_000, 'refused at once');
   t.regex(proxy.clusters().find((c) => c.service === tcp.id)?.error ?? '', /extension Lambda is not supported/);
 });
 
