@@ -175,6 +175,29 @@ test.serial("plans: when a DNS name's TTL runs out the engine moves to its new a
   t.is(stats.get('meshext_upstream_cx_connect_fail_total', { service: s.kri }), 0);
 });
 
+test.serial("plans: each address of a DNS name's last answer is tried in turn: a refused first address fails over to the next", async (t) => {
+  // tcpEcho listens on 127.0.0.1 only, so a connect to 127.0.0.2 at its port is refused.
+  const echo = await tcpEcho();
+  t.teardown(() => closeServer(echo.srv));
+  const port = echo.port;
+  const resolver = { resolve4: async () => [{ address: '127.0.0.2', ttl: 3600 }, { address: '127.0.0.1', ttl: 3600 }], resolve6: async () => [] };
+  const s = svc({ endpoints: [{ kind: 'dns', address: 'two.example', port }] });
+  const { proxy, stats } = newProxy({ resolver });
+  t.teardown(() => proxy.close());
+  await proxy.setSnapshot(snap([s]));
+  // Both addresses are in the plan, in answer order.
+  t.deepEqual(proxy.clusters()[0]?.endpoints[0]?.addresses, [`127.0.0.2:${port}`, `127.0.0.1:${port}`]);
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  t.is(await roundTrip(l.port, 'via the second address'), 'via the second address');
+  await settle(proxy);
+  // One connection, two attempts: 127.0.0.2 refused, then 127.0.0.1.
+  t.is(stats.get('meshext_upstream_cx_connect_fail_total', { service: s.kri }), 1);
+  t.is(stats.get('meshext_upstream_cx_total', { service: s.kri }), 2);
+  t.is(echo.accepted(), 1);
+  // The endpoint (the name, not an address) connected in the end: it is healthy, its failure cleared.
+  t.like(proxy.clusters()[0]?.endpoints[0], { address: `two.example:${port}`, healthy: true, consecutiveFailures: 0, total: 2 });
+});
+
 test.serial('plans: a connection in flight keeps its plan when its service is removed; later ones find no route', async (t) => {
   const { proxy, stats, s, port, close } = await proxyToBlackhole();
   t.teardown(close);
