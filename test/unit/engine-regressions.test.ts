@@ -10,7 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { closeServer } from '../helpers/proxy.js';
+import { closeServer, listen } from '../helpers/proxy.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const CHILD = join(process.cwd(), 'test/fixtures/engine/child.mjs');
@@ -87,11 +87,6 @@ class EngineChild {
 
 const ep = (label: string, port: number, host?: string): Endpoint => ({ label, priority: 0, ...(host ? { host } : {}), targets: [{ address: '127.0.0.1', port }] });
 
-async function listen<S extends net.Server>(srv: S, host = '127.0.0.1'): Promise<number> {
-  await new Promise<void>((r) => srv.listen(0, host, r));
-  return (srv.address() as net.AddressInfo).port;
-}
-
 function h2get(c: http2.ClientHttp2Session, path: string): Promise<string> {
   return new Promise((resolve) => {
     const r = c.request({ ':path': path });
@@ -114,7 +109,7 @@ async function h2Upstream(): Promise<{ srv: http2.Http2Server; sessions: http2.S
     st.respond({ ':status': 200 });
     st.end('ok');
   });
-  return { srv, sessions, port: await listen(srv) };
+  return { srv, sessions, port: (await listen(srv)).port };
 }
 
 test.serial('regression: an HTTP/2 client leaving while its upstream sends a frame, in one batch, does not crash the engine (parked side)', async (t) => {
@@ -153,7 +148,7 @@ test.serial('regression: a pooled HTTP/1 upstream that closed while the engine w
     conns++;
     s.once('data', () => setTimeout(() => s.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'), 100));
   });
-  const up = await listen(srv);
+  const { port: up } = await listen(srv);
   const e = await EngineChild.start('http');
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   const req = (method: string): Promise<string> =>
@@ -191,7 +186,7 @@ test.serial('regression: once its service is removed, every new stream of an HTT
     st.respond({ ':status': 200 });
     st.end('from upstream');
   });
-  const up = await listen(srv);
+  const { port: up } = await listen(srv);
   const e = await EngineChild.start('http2');
   await e.install([ep('up', up)]);
   const c = http2.connect(`http://127.0.0.1:${e.port}`);
@@ -208,7 +203,7 @@ test.serial('regression: once its service is removed, every new stream of an HTT
 
 test.serial('regression: two DNS-name endpoints on one address keep their own pooled HTTP/1 connections (Host per endpoint)', async (t) => {
   const srv = http.createServer((q, s) => s.end(q.headers.host));
-  const up = await listen(srv);
+  const { port: up } = await listen(srv);
   const e = await EngineChild.start('http');
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   try {
@@ -270,7 +265,7 @@ test.serial('regression: an HTTP/2 connection whose plan changes while it is con
     st.respond({ ':status': 200 });
     st.end(`authority=${String(h[':authority'])}`);
   });
-  const up = await listen(srv);
+  const { port: up } = await listen(srv);
   const slow = spawn('python3', ['-c', SLOW_ACCEPT_PY, String(up), '0.6'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const [line] = (await once(slow.stdout as NodeJS.ReadableStream, 'data')) as [Buffer];
   const slowPort = Number(line.toString().trim());
@@ -302,7 +297,7 @@ test.serial('regression: a keep-alive HTTP/1 client whose every request dials up
     s.setHeader('connection', 'close');
     s.end('x');
   });
-  const up = await listen(srv);
+  const { port: up } = await listen(srv);
   const e = await EngineChild.start('http', 300);
   await e.install([ep('up', up)]);
   const sock = net.connect(e.port, '127.0.0.1');
