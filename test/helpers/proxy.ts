@@ -59,12 +59,12 @@ export function newProxy(o: Partial<ProxyOptions> = {}): { proxy: Proxy; stats: 
   return { proxy, stats };
 }
 
-/** A proxy serving `services` with an outbound listener for the first one; returns its port too. */
-export async function proxyFor(services: CompiledService[], o: Partial<ProxyOptions> = {}): Promise<{ proxy: Proxy; stats: Registry; port: number }> {
+/** A proxy (newProxy with `o`) serving `s` alone, with an outbound listener for it on 127.0.0.1 at `port`. */
+export async function proxyFor(s: CompiledService, o: Partial<ProxyOptions> = {}): Promise<{ proxy: Proxy; stats: Registry; port: number; close: () => Promise<void> }> {
   const { proxy, stats } = newProxy(o);
-  await proxy.setSnapshot(snap(services));
-  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, (services[0] as CompiledService).id);
-  return { proxy, stats, port: l.port };
+  await proxy.setSnapshot(snap([s]));
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  return { proxy, stats, port: l.port, close: () => proxy.close() };
 }
 
 /** IP endpoint helper. */

@@ -7,9 +7,7 @@ import https from 'node:https';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makePki, type TestPki } from '../helpers/certs.js';
-import { closeServer, ipEp, listen, newProxy, settle, snap, svc, tlsCfg } from '../helpers/proxy.js';
-import type { CompiledService } from '../../src/snapshot/types.js';
-import type { Proxy } from '../../src/proxy/index.js';
+import { closeServer, ipEp, listen, newProxy, proxyFor, settle, snap, svc, tlsCfg } from '../helpers/proxy.js';
 
 const run = promisify(execFile);
 
@@ -46,13 +44,6 @@ async function curl(args: string[]): Promise<{ status: number; version: string; 
   const nl = stdout.lastIndexOf('\n');
   const [status, version] = stdout.slice(nl + 1).split(' ');
   return { status: Number(status), version: version ?? '', body: stdout.slice(0, nl) };
-}
-
-async function proxyFor(s: CompiledService): Promise<{ port: number; proxy: Proxy; stats: ReturnType<typeof newProxy>['stats']; close: () => Promise<void> }> {
-  const { proxy, stats } = newProxy();
-  await proxy.setSnapshot(snap([s]));
-  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
-  return { port: l.port, proxy, stats, close: () => proxy.close() };
 }
 
 test('codec auto: an HTTP/2 prior-knowledge client of an http service reaches the HTTP/1.1 upstream', async (t) => {
