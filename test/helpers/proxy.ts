@@ -59,12 +59,12 @@ export function newProxy(o: Partial<ProxyOptions> = {}): { proxy: Proxy; stats: 
   return { proxy, stats };
 }
 
-/** A proxy serving `services` with an outbound listener for the first one; returns its port too. */
-export async function proxyFor(services: CompiledService[], o: Partial<ProxyOptions> = {}): Promise<{ proxy: Proxy; stats: Registry; port: number }> {
+/** A proxy (newProxy with `o`) serving `s` alone, with an outbound listener for it on 127.0.0.1 at `port`. */
+export async function proxyFor(s: CompiledService, o: Partial<ProxyOptions> = {}): Promise<{ proxy: Proxy; stats: Registry; port: number; close: () => Promise<void> }> {
   const { proxy, stats } = newProxy(o);
-  await proxy.setSnapshot(snap(services));
-  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, (services[0] as CompiledService).id);
-  return { proxy, stats, port: l.port };
+  await proxy.setSnapshot(snap([s]));
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  return { proxy, stats, port: l.port, close: () => proxy.close() };
 }
 
 /** IP endpoint helper. */
@@ -86,6 +86,13 @@ export async function listen<T extends net.Server>(srv: T, host = '127.0.0.1'): 
   srv.listen(0, host);
   await once(srv, 'listening');
   return { srv, port: (srv.address() as net.AddressInfo).port };
+}
+
+/** A loopback port nothing listens on (connects are refused): a listener's port, closed again. */
+export async function refusedPort(): Promise<number> {
+  const { srv, port } = await listen(net.createServer());
+  await closeServer(srv);
+  return port;
 }
 
 /** An echo server counting accepted connections. */

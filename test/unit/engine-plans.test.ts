@@ -5,21 +5,14 @@ import test from 'ava';
 import http from 'node:http';
 import net from 'node:net';
 import { once } from 'node:events';
-import { closeServer, ipEp, newProxy, proxyToBlackhole, roundTrip, settle, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
-
-/** A loopback port nothing listens on (connects are refused). */
-async function refusedPort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
+import { closeServer, ipEp, newProxy, proxyToBlackhole, refusedPort, roundTrip, settle, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
 
 test.serial('plans: the engine routes and connects every connection; its counters are the books', async (t) => {
   const echo = await tcpEcho();
+  t.teardown(() => closeServer(echo.srv));
   const s = svc({ endpoints: [ipEp(echo.port)] });
   const { proxy, stats } = newProxy();
+  t.teardown(() => proxy.close());
   await proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   for (let i = 0; i < 3; i++) t.is(await roundTrip(l.port, `ping-${i}`), `ping-${i}`);
@@ -38,14 +31,15 @@ test.serial('plans: the engine routes and connects every connection; its counter
   await proxy.close();
   // After the engine stopped, its final counts stay readable.
   t.is(m('meshext_downstream_cx_total'), 3);
-  await closeServer(echo.srv);
 });
 
 test.serial("plans: a failed first pick fails over in the engine, and a backed-off endpoint is no longer picked", async (t) => {
   const echo = await tcpEcho();
+  t.teardown(() => closeServer(echo.srv));
   const dead = await refusedPort();
   const s = svc({ endpoints: [ipEp(dead), ipEp(echo.port)] });
   const { proxy, stats } = newProxy();
+  t.teardown(() => proxy.close());
   await proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   const fails = (): number => stats.get('meshext_upstream_cx_connect_fail_total', { service: s.kri }) ?? 0;
@@ -60,23 +54,30 @@ test.serial("plans: a failed first pick fails over in the engine, and a backed-o
   const [down, up] = proxy.clusters()[0]?.endpoints ?? [];
   t.like(down, { healthy: false, consecutiveFailures: 3, total: 3 });
   t.like(up, { healthy: true, total: 6, active: 0 });
-  // While it is backed off (1 s), the engine must not pick it, also where round-robin would.
+  // While it is backed off (1 s), the engine must not pick it, also where round-robin would. Only connections
+  // made wholly inside the back-off are checked; at least one must have been.
+  let checked = 0;
   for (let i = 6; i < 10; i++) {
     const backedOff = proxy.clusters()[0]?.endpoints[0]?.healthy === false;
     t.is(await roundTrip(l.port, `c${i}`), `c${i}`);
     await settle(proxy);
-    if (backedOff && proxy.clusters()[0]?.endpoints[0]?.healthy === false) t.is(fails(), 3, `connection ${i + 1} was sent to the backed-off endpoint`);
+    if (backedOff && proxy.clusters()[0]?.endpoints[0]?.healthy === false) {
+      checked++;
+      t.is(fails(), 3, `connection ${i + 1} was sent to the backed-off endpoint`);
+    }
   }
+  t.true(checked > 0, 'no connection was made while the endpoint was backed off: nothing was checked');
   t.is(echo.accepted(), 10);
-  await proxy.close();
-  await closeServer(echo.srv);
 });
 
 test.serial('plans: a lower priority takes traffic only while every better endpoint is down, and gives it back', async (t) => {
   const primary = await tcpEcho();
+  t.teardown(() => closeServer(primary.srv));
   const backup = await tcpEcho();
+  t.teardown(() => closeServer(backup.srv));
   const s = svc({ endpoints: [{ ...ipEp(backup.port), priority: 1 }, { ...ipEp(primary.port), priority: 0 }] });
   const { proxy } = newProxy();
+  t.teardown(() => proxy.close());
   await proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   for (let i = 0; i < 4; i++) t.is(await roundTrip(l.port, `p${i}`), `p${i}`);
@@ -90,21 +91,21 @@ test.serial('plans: a lower priority takes traffic only while every better endpo
   t.is(proxy.clusters()[0]?.endpoints.find((e) => e.priority === 0)?.healthy, false);
   // It comes back: once its back-off ends, traffic returns to it.
   const again = net.createServer({ allowHalfOpen: true }, (c) => c.pipe(c));
+  t.teardown(() => closeServer(again));
   await new Promise<void>((r) => again.listen(primary.port, '127.0.0.1', r));
   let backTo = 0;
   again.on('connection', () => backTo++);
   await until(() => proxy.clusters()[0]?.endpoints.find((e) => e.priority === 0)?.healthy === true, 'back-off over', 5000);
   for (let i = 0; i < 3; i++) t.is(await roundTrip(l.port, `r${i}`), `r${i}`);
   t.is(backTo, 3);
-  await proxy.close();
-  await closeServer(backup.srv);
-  await closeServer(again);
 });
 
 test.serial('plans: a ban applied by reload stops new TCP connections at once; lifting it lets them through again', async (t) => {
   const echo = await tcpEcho();
+  t.teardown(() => closeServer(echo.srv));
   const named = svc({ endpoints: [{ kind: 'dns', address: 'localhost', port: echo.port }] });
   const { proxy, stats } = newProxy();
+  t.teardown(() => proxy.close());
   await proxy.setSnapshot(snap([named]));
   const a = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, named.id);
   for (let round = 0; round < 3; round++) {
@@ -116,18 +117,19 @@ test.serial('plans: a ban applied by reload stops new TCP connections at once; l
   await settle(proxy);
   t.is(stats.get('meshext_access_denied_total', { service: named.kri }), 3);
   t.is(echo.accepted(), 3);
-  await proxy.close();
-  await closeServer(echo.srv);
 });
 
 test.serial('plans: a ban applied by reload answers the next request on a kept-alive HTTP connection with 403', async (t) => {
   const up = http.createServer((_req, res) => res.end('ok'));
+  t.teardown(() => closeServer(up));
   await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
   const s = svc({ protocol: 'http', endpoints: [ipEp((up.address() as net.AddressInfo).port)] });
   const { proxy } = newProxy();
+  t.teardown(() => proxy.close());
   await proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  t.teardown(() => agent.destroy());
   const get = (): Promise<number> =>
     new Promise((resolve, reject) => {
       http.get({ host: '127.0.0.1', port: l.port, path: '/', agent }, (res) => {
@@ -141,13 +143,11 @@ test.serial('plans: a ban applied by reload answers the next request on a kept-a
   await proxy.setSnapshot(snap([s], 3));
   t.is(await get(), 200);
   t.is(proxy.engineStats()?.sessions, 1, 'all three on one client connection');
-  agent.destroy();
-  await proxy.close();
-  await closeServer(up);
 });
 
 test.serial("plans: when a DNS name's TTL runs out the engine moves to its new answer", async (t) => {
   const first = await tcpEcho();
+  t.teardown(() => closeServer(first.srv));
   const port = first.port;
   let secondAccepted = 0;
   const second = net.createServer((s) => {
@@ -155,11 +155,13 @@ test.serial("plans: when a DNS name's TTL runs out the engine moves to its new a
     s.on('error', () => {});
     s.pipe(s);
   });
+  t.teardown(() => closeServer(second));
   await new Promise<void>((r) => second.listen(port, '127.0.0.2', r));
   let answer = '127.0.0.1';
   const resolver = { resolve4: async () => [{ address: answer, ttl: 1 }], resolve6: async () => [] };
   const s = svc({ endpoints: [{ kind: 'dns', address: 'upstream.example', port }] });
   const { proxy, stats } = newProxy({ resolver });
+  t.teardown(() => proxy.close());
   await proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   for (let i = 0; i < 3; i++) t.is(await roundTrip(l.port, `old-${i}`), `old-${i}`);
@@ -171,14 +173,35 @@ test.serial("plans: when a DNS name's TTL runs out the engine moves to its new a
   await settle(proxy);
   t.is(secondAccepted, 3);
   t.is(stats.get('meshext_upstream_cx_connect_fail_total', { service: s.kri }), 0);
-  await proxy.close();
-  await closeServer(first.srv);
-  await new Promise((r) => second.close(r));
+});
+
+test.serial("plans: each address of a DNS name's last answer is tried in turn: a refused first address fails over to the next", async (t) => {
+  // tcpEcho listens on 127.0.0.1 only, so a connect to 127.0.0.2 at its port is refused.
+  const echo = await tcpEcho();
+  t.teardown(() => closeServer(echo.srv));
+  const port = echo.port;
+  const resolver = { resolve4: async () => [{ address: '127.0.0.2', ttl: 3600 }, { address: '127.0.0.1', ttl: 3600 }], resolve6: async () => [] };
+  const s = svc({ endpoints: [{ kind: 'dns', address: 'two.example', port }] });
+  const { proxy, stats } = newProxy({ resolver });
+  t.teardown(() => proxy.close());
+  await proxy.setSnapshot(snap([s]));
+  // Both addresses are in the plan, in answer order.
+  t.deepEqual(proxy.clusters()[0]?.endpoints[0]?.addresses, [`127.0.0.2:${port}`, `127.0.0.1:${port}`]);
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  t.is(await roundTrip(l.port, 'via the second address'), 'via the second address');
+  await settle(proxy);
+  // One connection, two attempts: 127.0.0.2 refused, then 127.0.0.1.
+  t.is(stats.get('meshext_upstream_cx_connect_fail_total', { service: s.kri }), 1);
+  t.is(stats.get('meshext_upstream_cx_total', { service: s.kri }), 2);
+  t.is(echo.accepted(), 1);
+  // The endpoint (the name, not an address) connected in the end: it is healthy, its failure cleared.
+  t.like(proxy.clusters()[0]?.endpoints[0], { address: `two.example:${port}`, healthy: true, consecutiveFailures: 0, total: 2 });
 });
 
 test.serial('plans: a connection in flight keeps its plan when its service is removed; later ones find no route', async (t) => {
   const { proxy, stats, s, port, close } = await proxyToBlackhole();
   t.teardown(close);
+  t.teardown(() => proxy.close());
   const c = net.connect({ host: '127.0.0.1', port });
   c.on('error', () => {});
   await once(c, 'connect');
@@ -193,13 +216,13 @@ test.serial('plans: a connection in flight keeps its plan when its service is re
   // The client gives up (RST) while the upstream is still being connected: that ends the connection at once.
   c.resetAndDestroy();
   await until(() => stats.get('meshext_downstream_cx_active', { service: s.kri }) === undefined, 'series of the removed service gone');
-  await proxy.close();
 });
 
 test.serial('plans: a service that cannot be served refuses at once (TCP reset, HTTP 503 with the reason), never hangs', async (t) => {
   const tcp = svc({ endpoints: [], extension: 'Lambda' });
   const http1 = svc({ protocol: 'http', endpoints: [], extension: 'Lambda' });
   const { proxy } = newProxy({ connectTimeoutMs: 60_000 });
+  t.teardown(() => proxy.close());
   await proxy.setSnapshot(snap([tcp, http1]));
   const lt = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, tcp.id);
   const lh = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, http1.id);
@@ -213,14 +236,17 @@ test.serial('plans: a service that cannot be served refuses at once (TCP reset, 
     });
   });
   t.is(reply, '503 upstream unavailable: MeshExternalService extension Lambda is not supported by meshext');
-  t.true(Date.now() - started < 2000, 'refused at once');
+  // A hang detector, not a latency bound: waiting on a connect would take the 60 s connect timeout, and a
+  // shared 2-core machine can stall a healthy run for a second or two.
+  t.true(Date.now() - started < 10_000, 'refused at once');
   t.regex(proxy.clusters().find((c) => c.service === tcp.id)?.error ?? '', /extension Lambda is not supported/);
-  await proxy.close();
 });
 
 test.serial('plans: a DNS-name endpoint whose record is removed (NXDOMAIN) gets no more traffic', async (t) => {
   const named = await tcpEcho();
+  t.teardown(() => closeServer(named.srv));
   const other = await tcpEcho();
+  t.teardown(() => closeServer(other.srv));
   let exists = true;
   const nx = (): Error => Object.assign(new Error('ENOTFOUND'), { code: 'ENOTFOUND' });
   const resolver = {
@@ -234,6 +260,7 @@ test.serial('plans: a DNS-name endpoint whose record is removed (NXDOMAIN) gets 
   };
   const s = svc({ endpoints: [{ kind: 'dns', address: 'api.example', port: named.port }, ipEp(other.port)] });
   const { proxy } = newProxy({ resolver });
+  t.teardown(() => proxy.close());
   await proxy.setSnapshot(snap([s]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   for (let i = 0; i < 4; i++) t.is(await roundTrip(l.port, `a${i}`), `a${i}`);
@@ -244,7 +271,4 @@ test.serial('plans: a DNS-name endpoint whose record is removed (NXDOMAIN) gets 
   for (let i = 0; i < 4; i++) t.is(await roundTrip(l.port, `b${i}`), `b${i}`);
   t.is(named.accepted(), 2, 'no connection went to the removed name');
   t.is(other.accepted(), 6);
-  await proxy.close();
-  await closeServer(named.srv);
-  await closeServer(other.srv);
 });

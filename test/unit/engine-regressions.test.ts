@@ -2,7 +2,7 @@
 // (test/fixtures/engine/child.mjs) that the test stops (SIGSTOP, or its engine thread by ptrace) while the peers
 // act, so that on resume the loop sees them together. Each test failed (crash, wrong upstream, lost request,
 // leaked timers) before the fix it names.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
@@ -10,7 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { closeServer } from '../helpers/proxy.js';
+import { closeServer, listen } from '../helpers/proxy.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const CHILD = join(process.cwd(), 'test/fixtures/engine/child.mjs');
@@ -44,8 +44,12 @@ class EngineChild {
     this.proc.on('exit', (code, signal) => (this.exit = { code, signal }));
   }
 
-  static async start(protocol: string, connectMs = 20_000): Promise<EngineChild> {
+  /** Starts the child; it is killed when the test ends, also when it fails before its own kill (or here). */
+  static async start(t: ExecutionContext, protocol: string, connectMs = 20_000): Promise<EngineChild> {
     const c = new EngineChild(protocol, connectMs);
+    t.teardown(async () => {
+      await c.kill();
+    });
     const first = JSON.parse(await c.line()) as { port: number; pid: number };
     c.port = first.port;
     c.pid = first.pid;
@@ -87,11 +91,6 @@ class EngineChild {
 
 const ep = (label: string, port: number, host?: string): Endpoint => ({ label, priority: 0, ...(host ? { host } : {}), targets: [{ address: '127.0.0.1', port }] });
 
-async function listen<S extends net.Server>(srv: S, host = '127.0.0.1'): Promise<number> {
-  await new Promise<void>((r) => srv.listen(0, host, r));
-  return (srv.address() as net.AddressInfo).port;
-}
-
 function h2get(c: http2.ClientHttp2Session, path: string): Promise<string> {
   return new Promise((resolve) => {
     const r = c.request({ ':path': path });
@@ -114,12 +113,13 @@ async function h2Upstream(): Promise<{ srv: http2.Http2Server; sessions: http2.S
     st.respond({ ':status': 200 });
     st.end('ok');
   });
-  return { srv, sessions, port: await listen(srv) };
+  return { srv, sessions, port: (await listen(srv)).port };
 }
 
 test.serial('regression: an HTTP/2 client leaving while its upstream sends a frame, in one batch, does not crash the engine (parked side)', async (t) => {
   const { srv, sessions, port: up } = await h2Upstream();
-  const e = await EngineChild.start('http2');
+  t.teardown(() => closeServer(srv));
+  const e = await EngineChild.start(t, 'http2');
   try {
     await e.install([ep('up', up)]);
     for (let round = 0; round < 8 && e.exit === null; round++) {
@@ -140,8 +140,7 @@ test.serial('regression: an HTTP/2 client leaving while its upstream sends a fra
     t.is(await h2get(c, '/after'), '200 ok');
     c.destroy();
   } finally {
-    t.log(await e.kill());
-    await closeServer(srv);
+    t.log(await e.kill()); // what a crash wrote
   }
 });
 
@@ -153,9 +152,11 @@ test.serial('regression: a pooled HTTP/1 upstream that closed while the engine w
     conns++;
     s.once('data', () => setTimeout(() => s.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'), 100));
   });
-  const up = await listen(srv);
-  const e = await EngineChild.start('http');
+  t.teardown(() => closeServer(srv));
+  const { port: up } = await listen(srv);
+  const e = await EngineChild.start(t, 'http');
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  t.teardown(() => agent.destroy());
   const req = (method: string): Promise<string> =>
     new Promise((resolve) => {
       const r = http.request({ host: '127.0.0.1', port: e.port, method, path: '/', agent, headers: { 'content-length': 0 } }, (x) => {
@@ -166,23 +167,17 @@ test.serial('regression: a pooled HTTP/1 upstream that closed while the engine w
       r.on('error', (err) => resolve(`error ${err.message}`));
       r.end();
     });
-  try {
-    await e.install([ep('up', up)]);
-    for (let i = 0; i < 3; i++) {
-      const get = req('GET');
-      await sleep(50);
-      process.kill(e.pid, 'SIGSTOP');
-      await sleep(150);
-      process.kill(e.pid, 'SIGCONT');
-      t.is(await get, '200 ok');
-      t.is(await req('POST'), '200 ok');
-    }
-    t.is(conns, 6, 'one upstream connection per request: none was reused after its FIN');
-  } finally {
-    agent.destroy();
-    await e.kill();
-    await closeServer(srv);
+  await e.install([ep('up', up)]);
+  for (let i = 0; i < 3; i++) {
+    const get = req('GET');
+    await sleep(50);
+    process.kill(e.pid, 'SIGSTOP');
+    await sleep(150);
+    process.kill(e.pid, 'SIGCONT');
+    t.is(await get, '200 ok');
+    t.is(await req('POST'), '200 ok');
   }
+  t.is(conns, 6, 'one upstream connection per request: none was reused after its FIN');
 });
 
 test.serial('regression: once its service is removed, every new stream of an HTTP/2 connection is refused (not served by the old plan)', async (t) => {
@@ -191,47 +186,41 @@ test.serial('regression: once its service is removed, every new stream of an HTT
     st.respond({ ':status': 200 });
     st.end('from upstream');
   });
-  const up = await listen(srv);
-  const e = await EngineChild.start('http2');
+  t.teardown(() => closeServer(srv));
+  const { port: up } = await listen(srv);
+  const e = await EngineChild.start(t, 'http2');
   await e.install([ep('up', up)]);
   const c = http2.connect(`http://127.0.0.1:${e.port}`);
-  try {
-    t.is(await h2get(c, '/1'), '200 from upstream');
-    await e.install(null);
-    for (let i = 2; i < 5; i++) t.regex(await h2get(c, `/${i}`), /^503 upstream unavailable: the service of this connection is no longer/);
-  } finally {
+  t.teardown(() => {
     c.destroy();
-    await e.kill();
-    await closeServer(srv);
-  }
+  });
+  t.is(await h2get(c, '/1'), '200 from upstream');
+  await e.install(null);
+  for (let i = 2; i < 5; i++) t.regex(await h2get(c, `/${i}`), /^503 upstream unavailable: the service of this connection is no longer/);
 });
 
 test.serial('regression: two DNS-name endpoints on one address keep their own pooled HTTP/1 connections (Host per endpoint)', async (t) => {
   const srv = http.createServer((q, s) => s.end(q.headers.host));
-  const up = await listen(srv);
-  const e = await EngineChild.start('http');
+  t.teardown(() => closeServer(srv));
+  const { port: up } = await listen(srv);
+  const e = await EngineChild.start(t, 'http');
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  try {
-    // Both names reach the same listener: a pool keyed by address alone would hand b's requests a's connection.
-    await e.install([ep('a.example:80', up, 'a.example'), ep('b.example:80', up, 'b.example')]);
-    const hosts: string[] = [];
-    for (let i = 0; i < 6; i++) {
-      hosts.push(
-        await new Promise<string>((resolve) =>
-          http.get({ host: '127.0.0.1', port: e.port, path: '/', agent }, (r) => {
-            let b = '';
-            r.on('data', (d: Buffer) => (b += d.toString()));
-            r.on('end', () => resolve(b));
-          }),
-        ),
-      );
-    }
-    t.deepEqual(hosts, ['a.example', 'b.example', 'a.example', 'b.example', 'a.example', 'b.example']);
-  } finally {
-    agent.destroy();
-    await e.kill();
-    await closeServer(srv);
+  t.teardown(() => agent.destroy());
+  // Both names reach the same listener: a pool keyed by address alone would hand b's requests a's connection.
+  await e.install([ep('a.example:80', up, 'a.example'), ep('b.example:80', up, 'b.example')]);
+  const hosts: string[] = [];
+  for (let i = 0; i < 6; i++) {
+    hosts.push(
+      await new Promise<string>((resolve) =>
+        http.get({ host: '127.0.0.1', port: e.port, path: '/', agent }, (r) => {
+          let b = '';
+          r.on('data', (d: Buffer) => (b += d.toString()));
+          r.on('end', () => resolve(b));
+        }),
+      ),
+    );
   }
+  t.deepEqual(hosts, ['a.example', 'b.example', 'a.example', 'b.example', 'a.example', 'b.example']);
 });
 
 // A listener whose accept queue is full for `delay` s (connects stay pending), then a relay to the upstream.
@@ -270,31 +259,31 @@ test.serial('regression: an HTTP/2 connection whose plan changes while it is con
     st.respond({ ':status': 200 });
     st.end(`authority=${String(h[':authority'])}`);
   });
-  const up = await listen(srv);
+  t.teardown(() => closeServer(srv));
+  const { port: up } = await listen(srv);
   const slow = spawn('python3', ['-c', SLOW_ACCEPT_PY, String(up), '0.6'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => {
+    slow.kill('SIGKILL');
+  });
   const [line] = (await once(slow.stdout as NodeJS.ReadableStream, 'data')) as [Buffer];
   const slowPort = Number(line.toString().trim());
-  const e = await EngineChild.start('http2');
+  const e = await EngineChild.start(t, 'http2');
   const none = (label: string, host: string): Endpoint => ({ label, priority: 0, host, targets: [], unavailable: 'none' });
   // The session's first pick is endpoint 3 of the old plan (the others have no address): its connect is pending
   // when a plan with one endpoint is installed. The old code indexed the new plan with the old pick.
   await e.install([none('a', 'old-a'), none('b', 'old-b'), ep('c', slowPort, 'old-c')]);
   const c = http2.connect(`http://127.0.0.1:${e.port}`);
   c.on('error', () => {});
-  try {
-    const first = h2get(c, '/1');
-    await sleep(200);
-    await e.install([ep('z', up, 'new-z')]);
-    const second = h2get(c, '/2');
-    const both = await Promise.race([Promise.all([first, second]), sleep(5000).then(() => null)]);
-    t.deepEqual(both, ['200 authority=old-c', '200 authority=old-c'], "both streams ride the connection's one upstream, dialled for old-c");
-    t.is(e.exit, null);
-  } finally {
+  t.teardown(() => {
     c.destroy();
-    slow.kill('SIGKILL');
-    await e.kill();
-    await closeServer(srv);
-  }
+  });
+  const first = h2get(c, '/1');
+  await sleep(200);
+  await e.install([ep('z', up, 'new-z')]);
+  const second = h2get(c, '/2');
+  const both = await Promise.race([Promise.all([first, second]), sleep(5000).then(() => null)]);
+  t.deepEqual(both, ['200 authority=old-c', '200 authority=old-c'], "both streams ride the connection's one upstream, dialled for old-c");
+  t.is(e.exit, null);
 });
 
 test.serial('regression: a keep-alive HTTP/1 client whose every request dials upstream does not grow the timer heap', async (t) => {
@@ -302,30 +291,28 @@ test.serial('regression: a keep-alive HTTP/1 client whose every request dials up
     s.setHeader('connection', 'close');
     s.end('x');
   });
-  const up = await listen(srv);
-  const e = await EngineChild.start('http', 300);
+  t.teardown(() => closeServer(srv));
+  const { port: up } = await listen(srv);
+  const e = await EngineChild.start(t, 'http', 300);
   await e.install([ep('up', up)]);
   const sock = net.connect(e.port, '127.0.0.1');
+  t.teardown(() => {
+    sock.destroy();
+  });
   let got = '';
   sock.on('data', (d: Buffer) => (got += d.toString()));
   const answers = (): number => (got.match(/HTTP\/1\.1 200/g) ?? []).length;
-  try {
-    const N = 300;
-    for (let i = 0; i < N; i++) {
-      sock.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
-      while (answers() === i) await sleep(1);
-    }
-    const busy = await e.stats();
-    t.true(busy.timers < N, `timers after ${N} requests: ${busy.timers}`);
-    await sleep(1000); // every connect deadline (300 ms) has passed
-    const idle = await e.stats();
-    t.is(idle.sessions, 1);
-    t.true(idle.timers <= 4, `timers of one idle session: ${idle.timers}`);
-  } finally {
-    sock.destroy();
-    await e.kill();
-    await closeServer(srv);
+  const N = 300;
+  for (let i = 0; i < N; i++) {
+    sock.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    while (answers() === i) await sleep(1);
   }
+  const busy = await e.stats();
+  t.true(busy.timers < N, `timers after ${N} requests: ${busy.timers}`);
+  await sleep(1000); // every connect deadline (300 ms) has passed
+  const idle = await e.stats();
+  t.is(idle.sessions, 1);
+  t.true(idle.timers <= 4, `timers of one idle session: ${idle.timers}`);
 });
 
 // Stops one thread with PTRACE_SEIZE + PTRACE_INTERRUPT; a line on stdin resumes it.
@@ -351,31 +338,34 @@ function engineThread(pid: number): number {
 
 test.serial('regression: a reload that retires parked HTTP/2 upstreams, in the batch where one of them reads, does not crash the engine', async (t) => {
   const { srv, sessions, port: up } = await h2Upstream();
-  const e = await EngineChild.start('http2');
+  t.teardown(() => closeServer(srv));
+  const e = await EngineChild.start(t, 'http2');
   const tid = engineThread(e.pid);
-  try {
-    for (let round = 0; round < 4 && e.exit === null; round++) {
-      await e.install([ep(`u${round}`, up)]);
-      const c = http2.connect(`http://127.0.0.1:${e.port}`);
-      t.is(await h2get(c, '/'), '200 ok');
-      c.close(); // the session ends normally: its upstream connection is parked for reuse
-      await sleep(100);
-      const stopper = spawn('python3', ['-c', THREAD_STOP_PY, String(tid)], { stdio: ['pipe', 'pipe', 'inherit'] });
-      const [said] = (await once(stopper.stdout as NodeJS.ReadableStream, 'data')) as [Buffer];
-      t.is(said.toString().trim(), 'stopped');
-      // The engine's JS side still runs: the install is posted (its wake-up is ready first), then the parked
-      // connection's fd becomes readable.
-      await e.install([ep(`v${round}`, up)]);
-      await sleep(100);
-      for (const s of sessions.splice(0)) if (!s.destroyed) s.ping(() => {});
-      await sleep(100);
-      stopper.stdin?.write('\n');
-      await once(stopper, 'exit');
-      await sleep(150);
-    }
-    t.is(e.exit, null, 'the engine process is alive');
-  } finally {
-    await e.kill();
-    await closeServer(srv);
+  for (let round = 0; round < 4 && e.exit === null; round++) {
+    await e.install([ep(`u${round}`, up)]);
+    const c = http2.connect(`http://127.0.0.1:${e.port}`);
+    t.teardown(() => {
+      c.destroy();
+    });
+    t.is(await h2get(c, '/'), '200 ok');
+    c.close(); // the session ends normally: its upstream connection is parked for reuse
+    await sleep(100);
+    const stopper = spawn('python3', ['-c', THREAD_STOP_PY, String(tid)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    // A test that fails while the thread is stopped leaves this tracer waiting on stdin.
+    t.teardown(() => {
+      stopper.kill('SIGKILL');
+    });
+    const [said] = (await once(stopper.stdout as NodeJS.ReadableStream, 'data')) as [Buffer];
+    t.is(said.toString().trim(), 'stopped');
+    // The engine's JS side still runs: the install is posted (its wake-up is ready first), then the parked
+    // connection's fd becomes readable.
+    await e.install([ep(`v${round}`, up)]);
+    await sleep(100);
+    for (const s of sessions.splice(0)) if (!s.destroyed) s.ping(() => {});
+    await sleep(100);
+    stopper.stdin?.write('\n');
+    await once(stopper, 'exit');
+    await sleep(150);
   }
+  t.is(e.exit, null, 'the engine process is alive');
 });

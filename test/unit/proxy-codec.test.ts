@@ -7,9 +7,7 @@ import https from 'node:https';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makePki, type TestPki } from '../helpers/certs.js';
-import { closeServer, ipEp, listen, newProxy, settle, snap, svc, tlsCfg } from '../helpers/proxy.js';
-import type { CompiledService } from '../../src/snapshot/types.js';
-import type { Proxy } from '../../src/proxy/index.js';
+import { closeServer, ipEp, listen, newProxy, proxyFor, settle, snap, svc, tlsCfg } from '../helpers/proxy.js';
 
 const run = promisify(execFile);
 
@@ -46,13 +44,6 @@ async function curl(args: string[]): Promise<{ status: number; version: string; 
   const nl = stdout.lastIndexOf('\n');
   const [status, version] = stdout.slice(nl + 1).split(' ');
   return { status: Number(status), version: version ?? '', body: stdout.slice(0, nl) };
-}
-
-async function proxyFor(s: CompiledService): Promise<{ port: number; proxy: Proxy; stats: ReturnType<typeof newProxy>['stats']; close: () => Promise<void> }> {
-  const { proxy, stats } = newProxy();
-  await proxy.setSnapshot(snap([s]));
-  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
-  return { port: l.port, proxy, stats, close: () => proxy.close() };
 }
 
 test('codec auto: an HTTP/2 prior-knowledge client of an http service reaches the HTTP/1.1 upstream', async (t) => {
@@ -118,7 +109,16 @@ test('codec auto: an HTTP/1.1 client of an http2 service is proxied to the HTTP/
 });
 
 test('codec auto: concurrent HTTP/2 POSTs to an http service with a TLS upstream each get an HTTP/1.1 connection of their own', async (t) => {
+  const N = 6;
   let conns = 0;
+  // The upstream answers once all N requests are in (at the latest after 5 s): no HTTP/1.1 connection comes
+  // free for reuse before then, so each of the N concurrent streams needs a connection of its own. (Answering
+  // at once lets the engine reuse a connection an earlier stream has finished with, and the count varies.)
+  let arrived = 0;
+  let allIn = (): void => {};
+  const gate = new Promise<void>((r) => (allIn = r));
+  const fallback = setTimeout(() => allIn(), 5000);
+  t.teardown(() => clearTimeout(fallback));
   const up = https.createServer({ key: pki.good.key, cert: pki.good.cert }, (req, res) => {
     let n = 0;
     let first = '';
@@ -126,20 +126,24 @@ test('codec auto: concurrent HTTP/2 POSTs to an http service with a TLS upstream
       if (!first) first = d.toString('latin1', 0, 1);
       n += d.length;
     });
-    req.on('end', () => res.end(`${req.method} ${req.url} ${n} ${first} HTTP/${req.httpVersion}`));
+    req.on('end', () => {
+      if (++arrived === N) allIn();
+      void gate.then(() => res.end(`${req.method} ${req.url} ${n} ${first} HTTP/${req.httpVersion}`));
+    });
   });
   up.on('secureConnection', () => conns++);
   const { port: upPort } = await listen(up);
   const s = svc({ protocol: 'http', endpoints: [{ kind: 'dns', address: 'localhost', port: upPort }], tls: tlsCfg({ ca: pki.ca }) });
   const p = await proxyFor(s);
-  const replies = await concurrentPosts(p.port, 6, 200_000);
+  const replies = await concurrentPosts(p.port, N, 200_000);
   t.deepEqual(
     replies,
     replies.map((_, i) => ({ status: 200, body: `POST /p${i} 200000 ${String.fromCharCode(97 + (i % 26))} HTTP/1.1` })),
   );
-  t.true(conns >= 1 && conns <= 6, `${conns} upstream connections`);
+  t.true(conns >= 1 && conns <= N, `${conns} upstream connections`);
+  t.is(conns, N, 'one HTTP/1.1 connection per concurrent stream');
   await settle(p.proxy);
-  t.is(p.stats.get('meshext_upstream_rq_total', { service: s.kri, code_class: '2xx' }), 6);
+  t.is(p.stats.get('meshext_upstream_rq_total', { service: s.kri, code_class: '2xx' }), N);
   t.is(p.stats.get('meshext_upstream_tls_handshake_total', { service: s.kri }), conns);
   await p.close();
   await closeServer(up);

@@ -4,8 +4,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { makePki, type TestPki } from '../helpers/certs.js';
-import { ipEp, newProxy, snap, svc, tlsCfg, until } from '../helpers/proxy.js';
-import type { CompiledService } from '../../src/snapshot/types.js';
+import { ipEp, proxyFor, svc, tlsCfg, until } from '../helpers/proxy.js';
 import type { Proxy } from '../../src/proxy/index.js';
 
 let pki: TestPki;
@@ -38,13 +37,6 @@ function client(port: number): Any {
 
 function unary(c: Any, text: string): Promise<{ text?: string; err?: grpc.ServiceError }> {
   return new Promise((resolve) => c.Unary({ text }, (err: grpc.ServiceError | null, res: Any) => resolve(err ? { err } : { text: res.text })));
-}
-
-async function proxyFor(s: CompiledService, dataThreads = 1, httpUpstreamIdleTimeoutMs?: number): Promise<{ port: number; proxy: Proxy; stats: ReturnType<typeof newProxy>['stats']; close: () => Promise<void> }> {
-  const { proxy, stats } = newProxy({ dataThreads, ...(httpUpstreamIdleTimeoutMs !== undefined ? { httpUpstreamIdleTimeoutMs } : {}) });
-  await proxy.setSnapshot(snap([s]));
-  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
-  return { port: l.port, proxy, stats, close: () => proxy.close() };
 }
 
 /** Client connections open in the engine. */
@@ -332,7 +324,7 @@ test('http2: a DNS endpoint sets :authority to its hostname (Envoy auto_host_rew
 test('grpc: client connections spread over two engine threads; response counts stay exact', async (t) => {
   const up = await grpcServer();
   const s = svc({ protocol: 'grpc', endpoints: [ipEp(up.port)] });
-  const p = await proxyFor(s, 2);
+  const p = await proxyFor(s, { dataThreads: 2 });
   // Separate channels (grpc-js shares a subchannel per target unless the options differ).
   const clients = [0, 1, 2, 3].map((i) => new EchoService(`127.0.0.1:${p.port}`, grpc.credentials.createInsecure(), { 'grpc.meshext.test.channel': i }));
   const replies = await Promise.all(clients.flatMap((c, i) => [0, 1, 2, 3, 4].map((j) => unary(c, `${i}.${j}`))));
@@ -403,7 +395,7 @@ test('http2: a parked upstream connection is closed after the upstream idle time
   });
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
   const s = svc({ protocol: 'http2', endpoints: [ipEp((srv.address() as { port: number }).port)] });
-  const p = await proxyFor(s, 1, 300);
+  const p = await proxyFor(s, { httpUpstreamIdleTimeoutMs: 300 });
   const c = http2.connect(`http://127.0.0.1:${p.port}`);
   const req = c.request({ ':path': '/' });
   req.end();

@@ -4,16 +4,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { closeServer, ipEp, listen, newProxy, snap, svc, until } from '../helpers/proxy.js';
-import type { CompiledService } from '../../src/snapshot/types.js';
-import type { ProxyOptions } from '../../src/proxy/index.js';
-
-async function proxyFor(s: CompiledService, opts: Partial<ProxyOptions> = {}): Promise<{ port: number; proxy: ReturnType<typeof newProxy>['proxy']; stats: ReturnType<typeof newProxy>['stats'] }> {
-  const { proxy, stats } = newProxy(opts);
-  await proxy.setSnapshot(snap([s]));
-  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
-  return { port: l.port, proxy, stats };
-}
+import { closeServer, ipEp, listen, proxyFor, svc, until } from '../helpers/proxy.js';
 
 /** Writes raw bytes to the proxy and collects everything until the proxy closes (or `until` matches). */
 function raw(port: number, bytes: string | Buffer, stop?: (text: string) => boolean): Promise<string> {

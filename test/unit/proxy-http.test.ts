@@ -2,8 +2,7 @@ import test from 'ava';
 import http from 'node:http';
 import https from 'node:https';
 import { makePki, type TestPki } from '../helpers/certs.js';
-import { closeServer, ipEp, listen, newProxy, snap, svc, tlsCfg } from '../helpers/proxy.js';
-import type { CompiledService } from '../../src/snapshot/types.js';
+import { closeServer, ipEp, listen, newProxy, proxyFor, snap, svc, tlsCfg } from '../helpers/proxy.js';
 
 let pki: TestPki;
 test.before(() => {
@@ -47,13 +46,6 @@ function get(port: number, o: { path?: string; method?: string; headers?: http.O
     req.on('error', reject);
     req.end(o.body);
   });
-}
-
-async function proxyFor(s: CompiledService): Promise<{ port: number; close: () => Promise<void>; stats: ReturnType<typeof newProxy>['stats']; proxy: ReturnType<typeof newProxy>['proxy'] }> {
-  const { proxy, stats } = newProxy();
-  await proxy.setSnapshot(snap([s]));
-  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
-  return { port: l.port, close: () => proxy.close(), stats, proxy };
 }
 
 test('http: keep-alive upstream reuse, bodies both ways, hop-by-hop stripped, no x-forwarded-*', async (t) => {

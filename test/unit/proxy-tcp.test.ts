@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { blackhole, closeServer, ipEp, listen, newProxy, roundTrip, settle, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
+import { blackhole, closeServer, ipEp, newProxy, refusedPort, roundTrip, settle, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
 
 test('tcp: bytes flow both ways and half-close propagates', async (t) => {
   const echo = await tcpEcho();
@@ -122,9 +122,7 @@ test('tcp: DNS answers are cached for their TTL and re-resolved after it', async
 
 test('tcp: failover to the next endpoint, back-off skips a failing one, health is reported', async (t) => {
   const echo = await tcpEcho();
-  const dead = await listen(net.createServer());
-  const deadPort = dead.port;
-  await closeServer(dead.srv);
+  const deadPort = await refusedPort();
   const s = svc({ endpoints: [ipEp(deadPort), ipEp(echo.port)] });
   const { proxy, stats } = newProxy();
   await proxy.setSnapshot(snap([s]));
@@ -143,9 +141,8 @@ test('tcp: failover to the next endpoint, back-off skips a failing one, health i
 });
 
 test('tcp: all endpoints down closes the client; endpoints in the VIP CIDR are never dialled', async (t) => {
-  const dead = await listen(net.createServer());
-  await closeServer(dead.srv);
-  const a = svc({ endpoints: [ipEp(dead.port)] });
+  const dead = await refusedPort();
+  const a = svc({ endpoints: [ipEp(dead)] });
   const b = svc({ endpoints: [ipEp(80, '242.0.0.7')] });
   const { proxy, stats } = newProxy();
   await proxy.setSnapshot(snap([a, b]));
@@ -200,9 +197,8 @@ test.serial(`tcp: 1,000 concurrent connections on ${dataThreads} engine thread(s
 
 test('tcp: a reload keeps endpoint health of unchanged services and picks up changed endpoints', async (t) => {
   const echo = await tcpEcho();
-  const dead = await listen(net.createServer());
-  await closeServer(dead.srv);
-  const a = svc({ endpoints: [ipEp(dead.port), ipEp(echo.port)] });
+  const dead = await refusedPort();
+  const a = svc({ endpoints: [ipEp(dead), ipEp(echo.port)] });
   const { proxy } = newProxy();
   await proxy.setSnapshot(snap([a]));
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, a.id);

@@ -15,18 +15,26 @@ test.after.always(() => pki?.cleanup());
 /** Runs one echo through a TLS-originating tcp service; returns whether it passed and the verify-fail reasons counted. */
 async function through(server: tls.TlsOptions, cfg: Partial<CompiledTls>, ep?: (port: number) => CompiledEndpoint): Promise<{ ok: boolean; reasons: string[]; handshakes: number }> {
   const up = await tlsEcho(server);
-  const s = svc({ endpoints: [ep ? ep(up.port) : ipEp(up.port)], tls: tlsCfg({ ca: pki.ca, ...cfg }) });
-  const { proxy, stats } = newProxy();
-  await proxy.setSnapshot(snap([s]));
-  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
-  const got = await roundTrip(l.port, 'secret-ping');
-  await settle(proxy);
-  // Every attempt is one engine connect, whatever its outcome.
-  if (stats.get('meshext_upstream_cx_total', { service: s.kri }) !== 1) throw new Error('expected the engine to make exactly one upstream connection');
-  await proxy.close();
-  await closeServer(up.srv);
-  const reasons = stats.json().filter((x) => x.name === 'meshext_upstream_tls_verify_fail_total' && x.value > 0).map((x) => x.labels.reason as string);
-  return { ok: got === 'secret-ping', reasons, handshakes: stats.get('meshext_upstream_tls_handshake_total', { service: s.kri }) ?? 0 };
+  // A failure (the throw below, a settle that times out) still stops the engine and the upstream.
+  try {
+    const s = svc({ endpoints: [ep ? ep(up.port) : ipEp(up.port)], tls: tlsCfg({ ca: pki.ca, ...cfg }) });
+    const { proxy, stats } = newProxy();
+    let got: string;
+    try {
+      await proxy.setSnapshot(snap([s]));
+      const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+      got = await roundTrip(l.port, 'secret-ping');
+      await settle(proxy);
+      // Every attempt is one engine connect, whatever its outcome.
+      if (stats.get('meshext_upstream_cx_total', { service: s.kri }) !== 1) throw new Error('expected the engine to make exactly one upstream connection');
+    } finally {
+      await proxy.close();
+    }
+    const reasons = stats.json().filter((x) => x.name === 'meshext_upstream_tls_verify_fail_total' && x.value > 0).map((x) => x.labels.reason as string);
+    return { ok: got === 'secret-ping', reasons, handshakes: stats.get('meshext_upstream_tls_handshake_total', { service: s.kri }) ?? 0 };
+  } finally {
+    await closeServer(up.srv);
+  }
 }
 
 const server = (kp: KeyPair, extra: tls.TlsOptions = {}): tls.TlsOptions => ({ key: kp.key, cert: kp.cert, ...extra });
@@ -143,62 +151,60 @@ test('system CA detection honours the env override, then the first existing cand
   t.is(detectSystemCa({}, () => false), null);
 });
 
-{
-  test('tcp+tls: a server that accepts but never answers the ClientHello fails the handshake after the connect timeout', async (t) => {
-    const held: net.Socket[] = [];
-    const silent = net.createServer((c) => held.push(c));
-    const l0 = await listen(silent);
-    const s = svc({ endpoints: [ipEp(l0.port)], tls: tlsCfg({ ca: pki.ca }) });
-    const { proxy, stats } = newProxy({ connectTimeoutMs: 300 });
-    await proxy.setSnapshot(snap([s]));
-    const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
-    t.is(await roundTrip(l.port, 'x'), '');
-    // The engine closes the client before its report reaches the JS thread that counts the failure.
-    await settle(proxy);
-    t.is(stats.get('meshext_upstream_tls_verify_fail_total', { service: s.kri, reason: 'handshake' }), 1);
-    t.is(stats.get('meshext_upstream_tls_handshake_total', { service: s.kri }) ?? 0, 0);
-    await proxy.close();
-    for (const c of held) c.destroy();
-    await closeServer(silent);
-  });
+test('tcp+tls: a server that accepts but never answers the ClientHello fails the handshake after the connect timeout', async (t) => {
+  const held: net.Socket[] = [];
+  const silent = net.createServer((c) => held.push(c));
+  const l0 = await listen(silent);
+  const s = svc({ endpoints: [ipEp(l0.port)], tls: tlsCfg({ ca: pki.ca }) });
+  const { proxy, stats } = newProxy({ connectTimeoutMs: 300 });
+  await proxy.setSnapshot(snap([s]));
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  t.is(await roundTrip(l.port, 'x'), '');
+  // The engine closes the client before its report reaches the JS thread that counts the failure.
+  await settle(proxy);
+  t.is(stats.get('meshext_upstream_tls_verify_fail_total', { service: s.kri, reason: 'handshake' }), 1);
+  t.is(stats.get('meshext_upstream_tls_handshake_total', { service: s.kri }) ?? 0, 0);
+  await proxy.close();
+  for (const c of held) c.destroy();
+  await closeServer(silent);
+});
 
-  test('tcp+tls: a server-first protocol (greeting before any client byte) and a large reply pass through', async (t) => {
-    const big = Buffer.alloc(3 * 1024 * 1024 + 17, 'a');
-    const srv = tls.createServer({ key: pki.good.key, cert: pki.good.cert }, (c) => {
-      c.on('error', () => {});
-      c.write('220 ready\r\n');
-      c.once('data', () => c.end(big));
-    });
-    srv.on('tlsClientError', () => {});
-    const up = await listen(srv);
-    const s = svc({ endpoints: [ipEp(up.port)], tls: tlsCfg({ ca: pki.ca }) });
-    const { proxy, stats } = newProxy();
-    await proxy.setSnapshot(snap([s]));
-    const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
-    const got = await new Promise<Buffer>((resolve) => {
-      const c = net.connect({ host: '127.0.0.1', port: l.port });
-      const chunks: Buffer[] = [];
-      let asked = false;
-      c.on('data', (d: Buffer) => {
-        chunks.push(d);
-        if (!asked && Buffer.concat(chunks).toString().startsWith('220 ready\r\n')) {
-          asked = true;
-          c.write('GO\r\n');
-        }
-      });
-      c.on('error', () => {});
-      c.on('close', () => resolve(Buffer.concat(chunks)));
-    });
-    t.is(got.length, 11 + big.length);
-    t.true(got.subarray(11).equals(big));
-    await settle(proxy);
-    await until(() => (stats.get('meshext_upstream_cx_active', { service: s.kri }) ?? 0) === 0, 'upstream closed');
-    // Upstream byte counters count TLS records on the wire (more than the plaintext).
-    t.true((stats.get('meshext_upstream_cx_rx_bytes_total', { service: s.kri }) ?? 0) > big.length);
-    await proxy.close();
-    await closeServer(srv);
+test('tcp+tls: a server-first protocol (greeting before any client byte) and a large reply pass through', async (t) => {
+  const big = Buffer.alloc(3 * 1024 * 1024 + 17, 'a');
+  const srv = tls.createServer({ key: pki.good.key, cert: pki.good.cert }, (c) => {
+    c.on('error', () => {});
+    c.write('220 ready\r\n');
+    c.once('data', () => c.end(big));
   });
-}
+  srv.on('tlsClientError', () => {});
+  const up = await listen(srv);
+  const s = svc({ endpoints: [ipEp(up.port)], tls: tlsCfg({ ca: pki.ca }) });
+  const { proxy, stats } = newProxy();
+  await proxy.setSnapshot(snap([s]));
+  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  const got = await new Promise<Buffer>((resolve) => {
+    const c = net.connect({ host: '127.0.0.1', port: l.port });
+    const chunks: Buffer[] = [];
+    let asked = false;
+    c.on('data', (d: Buffer) => {
+      chunks.push(d);
+      if (!asked && Buffer.concat(chunks).toString().startsWith('220 ready\r\n')) {
+        asked = true;
+        c.write('GO\r\n');
+      }
+    });
+    c.on('error', () => {});
+    c.on('close', () => resolve(Buffer.concat(chunks)));
+  });
+  t.is(got.length, 11 + big.length);
+  t.true(got.subarray(11).equals(big));
+  await settle(proxy);
+  await until(() => (stats.get('meshext_upstream_cx_active', { service: s.kri }) ?? 0) === 0, 'upstream closed');
+  // Upstream byte counters count TLS records on the wire (more than the plaintext).
+  t.true((stats.get('meshext_upstream_cx_rx_bytes_total', { service: s.kri }) ?? 0) > big.length);
+  await proxy.close();
+  await closeServer(srv);
+});
 
 test('tcp+tls: a failed verification fails over to the next endpoint, as a refused connect does', async (t) => {
   const bad = await tlsEcho(server(pki.unknownCa));

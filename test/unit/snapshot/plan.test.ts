@@ -3,7 +3,7 @@
 // the rules a plan follows, case by case.
 import test from 'ava';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -36,7 +36,9 @@ const SEED_ANSWERS: Record<string, NameAnswer> = {
 for (const set of ['kong-mesh/universal', 'kong-mesh/kubernetes', 'kuma-website']) {
   test(`golden plans: ${set} seed`, async (t) => {
     const load = await loadResources([`${SEEDS}/${set}`, `${SEEDS}/secrets`]);
-    const ipam = await Ipam.open({ stateDir: await mkdtemp(join(tmpdir(), 'meshext-plan-')), cidr: '242.0.0.0/8' });
+    const stateDir = await mkdtemp(join(tmpdir(), 'meshext-plan-'));
+    t.teardown(() => rm(stateDir, { recursive: true, force: true }));
+    const ipam = await Ipam.open({ stateDir, cidr: '242.0.0.0/8' });
     const snap = await compileSnapshot({ load, ipam, generation: 1 });
     const plans = compilePlans([...snap.services].sort((a, b) => a.id.localeCompare(b.id)), context(SEED_ANSWERS));
     const actual = stringify(plans.map(planForDump));
