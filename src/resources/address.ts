@@ -29,6 +29,17 @@ export function unixPath(address: string): string | undefined {
   return path;
 }
 
+/** Kuma 2.8's message for an endpoint address that is neither an IP, a DNS name nor a unix path. */
+export const INVALID_ENDPOINT_ADDRESS = 'address has to be a valid IP or hostname or a unix path';
+
+/** What an endpoint address is, in the order Kuma 2.8's validator checks; undefined when it is none. */
+export function endpointAddressKind(address: string): 'unix' | 'ip' | 'hostname' | undefined {
+  if (unixPath(address) !== undefined) return 'unix';
+  if (isIpAddress(address)) return 'ip';
+  if (isDnsName(address)) return 'hostname';
+  return undefined;
+}
+
 const RFC1123_LABEL = '[a-z0-9]([-a-z0-9]*[a-z0-9])?';
 const RFC1123_SUBDOMAIN = new RegExp(`^${RFC1123_LABEL}(\\.${RFC1123_LABEL})*$`);
 
