@@ -5,12 +5,7 @@
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { Violation } from './types.js';
-import {
-  dataplaneSpecSchema,
-  hostnameGeneratorSpecSchema,
-  meshExternalServiceSpecSchema,
-  meshSpecSchema,
-} from './schemas.js';
+import { specSchemas } from './schemas.js';
 import { INVALID_ENDPOINT_ADDRESS, endpointAddressKind } from './address.js';
 
 /** Go's base64.StdEncoding as used by kube-openapi's `byte` format (CR/LF are ignored by the decoder). */
@@ -22,12 +17,9 @@ export function isStdBase64(s: string): boolean {
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, strictTypes: false, allowUnionTypes: true });
 ajv.addFormat('byte', { type: 'string', validate: isStdBase64 });
 
-const validators: Record<string, ValidateFunction> = {
-  MeshExternalService: ajv.compile(meshExternalServiceSpecSchema),
-  HostnameGenerator: ajv.compile(hostnameGeneratorSpecSchema),
-  Mesh: ajv.compile(meshSpecSchema),
-  Dataplane: ajv.compile(dataplaneSpecSchema),
-};
+const validators: Record<string, ValidateFunction> = Object.fromEntries(
+  Object.entries(specSchemas).map(([kind, schema]) => [kind, ajv.compile(schema as object)]),
+);
 
 /** JSON type name as kube-openapi reports it (Go decodes every JSON number as float64 → "number"). */
 function jsonTypeName(v: unknown): string {
