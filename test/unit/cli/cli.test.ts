@@ -106,7 +106,7 @@ test('get mes -o json: VIPs, hostnames, endpoints (unix without port), condition
   t.deepEqual(again.map((s) => [s.name, s.vip]), [['sock', '242.0.0.2']]);
 });
 
-test('get mes table; invalid resources go to stderr while valid ones print', async (t) => {
+test('get mes table; invalid resources and warnings go to stderr while valid ones print', async (t) => {
   const r = run(['get', 'mes', '--config', 'test/fixtures/cli/mixed', '--state-dir', await stateDir(), '--vip-cidr', '10.20.0.0/16']);
   t.is(r.code, 0);
   const [header, row] = r.stdout.trim().split('\n');
@@ -114,6 +114,10 @@ test('get mes table; invalid resources go to stderr while valid ones print', asy
   t.regex(row ?? '', /^good\s+default\s+10\.20\.0\.1\s+80\s+tcp\s+good\.extsvc\.mesh\.local\s+example\.com:80\s+-$/);
   t.regex(r.stderr, /MeshExternalService\/bad: spec\.match\.protocol/);
   t.regex(r.stderr, /MeshExternalService\/needs-secret/);
+  const w = run(['get', 'mes', '--config', 'test/fixtures/cli/warnings', '--state-dir', await stateDir()]);
+  t.is(w.code, 0, w.stderr);
+  t.regex(w.stdout, /^typo\s/m);
+  t.regex(w.stderr, /services\.yaml:2: warning: MeshExternalService\/typo: spec\.match\.protcol: unknown field/);
 });
 
 test('get hostnamegenerators and meshes', (t) => {
