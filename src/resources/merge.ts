@@ -11,7 +11,7 @@ export function mergeResults(results: LoadResult[], extraErrors: LoadError[] = [
   const seen = new Map<string, Resource>();
   for (const r of results) {
     errors.push(...r.errors);
-    warnings.push(...(r.warnings ?? []));
+    warnings.push(...r.warnings);
     for (const res of r.resources) {
       const key = `${res.kind}\0${GLOBAL_KINDS.has(res.kind) ? '' : res.mesh}\0${res.name}`;
       const first = seen.get(key);

@@ -23,12 +23,21 @@ export interface LoadError {
   violations: Violation[];
 }
 
-/** Something accepted but worth telling the user (e.g. an ignored field). */
+/**
+ * Something accepted as written but worth telling the user (an ignored field, a deprecated name, a
+ * hostname that looks like a mistyped IP). Never rejects anything; the resource may still be rejected
+ * for its errors, and then the warning often says why.
+ */
 export interface LoadWarning {
   file: string;
   line?: number;
-  kind?: string;
-  name?: string;
+  /** 0-based document index in the file. */
+  index: number;
+  kind: string;
+  name: string;
+  mesh?: string;
+  /** Kuma-style field path, as in Violation. */
+  field: string;
   message: string;
 }
 
@@ -124,11 +133,11 @@ export type Resource =
 
 export type ResourceKind = Resource['kind'];
 
+/** The outcome of loading: accepted resources, rejected documents (errors) and warnings, apart. */
 export interface LoadResult {
   resources: Resource[];
   errors: LoadError[];
-  /** Non-fatal notices (ignored fields); absent in older callers' eyes, always present here. */
-  warnings?: LoadWarning[];
+  warnings: LoadWarning[];
 }
 
 export interface LoadOptions {
