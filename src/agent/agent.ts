@@ -94,6 +94,8 @@ export class Agent {
       stats: this.stats,
       log: this.log.child({ component: 'proxy' }),
       connectTimeoutMs: cfg.connectTimeoutMs,
+      httpHeaderTimeoutMs: cfg.httpHeaderTimeoutMs,
+      maxConnections: cfg.maxConnections,
       dataThreads: cfg.dataThreads,
     });
     const snapshot = await this.buildSnapshot();

@@ -3,7 +3,7 @@
  * The effective config is logged once at start through `redactedConfig`.
  */
 import net from 'node:net';
-import { CONNECT_TIMEOUT_MS } from '../snapshot/plan.js';
+import { CONNECT_TIMEOUT_MS, HTTP_HEADER_TIMEOUT_MS } from '../snapshot/plan.js';
 
 export type Toggle = 'auto' | 'on' | 'off';
 
@@ -43,6 +43,10 @@ export interface AgentConfig {
   skipDefaultGenerators: boolean;
   /** I/O threads of the engine (the data plane). */
   dataThreads: number;
+  /** Client connections the engine serves at once ('auto': from the descriptor limit; 0: no cap). */
+  maxConnections: number | 'auto';
+  /** How long an HTTP/1.x client may take to send a request head from its first byte. */
+  httpHeaderTimeoutMs: number;
 }
 
 export const DEFAULTS: Readonly<AgentConfig> = Object.freeze({
@@ -69,6 +73,8 @@ export const DEFAULTS: Readonly<AgentConfig> = Object.freeze({
   rescanIntervalMs: 30_000,
   skipDefaultGenerators: false,
   dataThreads: 1,
+  maxConnections: 'auto',
+  httpHeaderTimeoutMs: HTTP_HEADER_TIMEOUT_MS,
 } satisfies AgentConfig);
 
 /** A configuration value that cannot be used, naming where it came from. */
@@ -109,9 +115,22 @@ export function parseDuration(text: string, source: string): number {
 
 /** A connect timeout the engine can arm: 0 would fail every connect at once. */
 function parseConnectTimeout(text: string, source: string): number {
+  return parseTimeout(text, source, 'a connect timeout');
+}
+
+function parseTimeout(text: string, source: string, what: string): number {
   const ms = parseDuration(text, source);
-  if (ms < 1 || ms > 86_400_000) throw new ConfigError(source, text, 'expected a connect timeout from 1ms to 24h');
+  if (ms < 1 || ms > 86_400_000) throw new ConfigError(source, text, `expected ${what} from 1ms to 24h`);
   return ms;
+}
+
+/** `auto` (from the descriptor limit), or a whole number (0: no cap). */
+function parseMaxConnections(text: string, source: string): number | 'auto' {
+  const v = text.trim().toLowerCase();
+  if (v === 'auto') return 'auto';
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n > 0xffffffff) throw new ConfigError(source, text, 'expected auto or a whole number of connections (0: no cap)');
+  return n;
 }
 
 function parseToggle(text: string, source: string): Toggle {
@@ -153,6 +172,8 @@ export const OPTION_NAMES = [
   'connectTimeout',
   'skipDefaultGenerators',
   'dataThreads',
+  'maxConnections',
+  'httpHeaderTimeout',
 ] as const;
 export type OptionName = (typeof OPTION_NAMES)[number];
 
@@ -211,6 +232,8 @@ export function resolveConfig(layers: Array<{ name: string; options: RawOptions 
     if (s('connectTimeout') !== undefined) cfg.connectTimeoutMs = parseConnectTimeout(s('connectTimeout')!, src('connectTimeout'));
     if (s('skipDefaultGenerators') !== undefined) cfg.skipDefaultGenerators = parseToggle(s('skipDefaultGenerators')!, src('skipDefaultGenerators')) === 'on';
     if (s('dataThreads') !== undefined) cfg.dataThreads = parseThreads(s('dataThreads')!, src('dataThreads'));
+    if (s('maxConnections') !== undefined) cfg.maxConnections = parseMaxConnections(s('maxConnections')!, src('maxConnections'));
+    if (s('httpHeaderTimeout') !== undefined) cfg.httpHeaderTimeoutMs = parseTimeout(s('httpHeaderTimeout')!, src('httpHeaderTimeout'), 'an HTTP header timeout');
   }
   if (cfg.configPaths.length === 0) throw new ConfigError('--config', '', 'at least one resource directory is required (--config DIR or MESHEXT_CONFIG)');
   if (!isLoopback(cfg.admin.address)) {

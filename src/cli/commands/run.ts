@@ -35,6 +35,8 @@ export function register(program: Command): void {
     .option('--drain-time <duration>', `how long SIGTERM waits for connections to finish (default 30s) ${env('drainTime')}`)
     .option('--connect-timeout <duration>', `upstream connect timeout (default 5s) ${env('connectTimeout')}`)
     .option('--skip-default-generators <bool>', `do not create Kuma's default hostname generators ${env('skipDefaultGenerators')}`)
+    .option('--max-connections <n|auto>', `client connections served at once, over it new ones are reset (default auto: from the descriptor limit; 0: no cap) ${env('maxConnections')}`)
+    .option('--http-header-timeout <duration>', `time an HTTP/1.x client has to send a request head from its first byte, 408 after (default 10s) ${env('httpHeaderTimeout')}`)
     .option('--data-threads <n>', `I/O threads of the engine (the data plane) (default ${d.dataThreads}) ${env('dataThreads')}`)
     .action(async (flags: Record<string, string | string[] | undefined>) => {
       const flagOptions: RawOptions = {};
