@@ -4,6 +4,7 @@
  */
 import net from 'node:net';
 import { CONNECT_TIMEOUT_MS } from '../snapshot/plan.js';
+import { DNS_TTL_SECONDS } from '../dns/ttl.js';
 
 export type Toggle = 'auto' | 'on' | 'off';
 
@@ -43,6 +44,8 @@ export interface AgentConfig {
   skipDefaultGenerators: boolean;
   /** I/O threads of the engine (the data plane). */
   dataThreads: number;
+  /** TTL of the resolver's answers; a released VIP is quarantined for twice this before reuse. */
+  dnsTtlSeconds: number;
 }
 
 export const DEFAULTS: Readonly<AgentConfig> = Object.freeze({
@@ -69,6 +72,7 @@ export const DEFAULTS: Readonly<AgentConfig> = Object.freeze({
   rescanIntervalMs: 30_000,
   skipDefaultGenerators: false,
   dataThreads: 1,
+  dnsTtlSeconds: DNS_TTL_SECONDS,
 } satisfies AgentConfig);
 
 /** A configuration value that cannot be used, naming where it came from. */
