@@ -56,6 +56,17 @@ export interface IpamOptions {
   now?: () => number;
 }
 
+/** What the range holds: addresses in use, released ones (not in use), and never-used ones left. */
+interface Census {
+  used: Set<bigint>;
+  released: Set<bigint>;
+  free: bigint;
+  /** Each service's tombstone (when its VIP is in range and not in use). */
+  own: Map<string, Tombstone>;
+  /** Tombstones whose VIP was handed out again by this assign. */
+  taken: Set<Tombstone>;
+}
+
 type Picked = { vip: string; how: 'new' | 'own' | 'reused'; previous?: Tombstone } | { error: string };
 
 export class Ipam {
@@ -133,6 +144,7 @@ export class Ipam {
       const st = await this.read();
       const out = new Map<string, { vip: string } | { error: string }>();
       const waiting = new Set<string>();
+      const census = this.census(st);
       let changed = false;
       for (const id of ids) {
         const have = st.allocations[id];
@@ -140,7 +152,7 @@ export class Ipam {
           out.set(id, { vip: have.vip });
           continue;
         }
-        const got = this.pick(st, id);
+        const got = this.pick(st, id, census);
         if ('error' in got) {
           out.set(id, { error: got.error });
           waiting.add(id);
@@ -156,6 +168,7 @@ export class Ipam {
         out.set(id, { vip: got.vip });
       }
       this.waiting = waiting;
+      if (census.taken.size) st.tombstones = st.tombstones.filter((t) => !census.taken.has(t));
       if (changed) await this.write(st);
       this.state = st;
       return out;
@@ -166,19 +179,22 @@ export class Ipam {
   async release(ids: string[]): Promise<void> {
     await this.locked(async () => {
       const st = await this.read();
-      let changed = false;
       const now = this.now();
-      for (const id of ids) {
+      const until = new Date(now + this.quarantineMs).toISOString();
+      const fresh: Tombstone[] = [];
+      for (const id of new Set(ids)) {
         const a = st.allocations[id];
         if (!a) continue;
         delete st.allocations[id];
-        const until = new Date(now + this.quarantineMs).toISOString();
-        st.tombstones = st.tombstones.filter((t) => t.id !== id);
-        st.tombstones.push({ id, vip: a.vip, releasedAt: new Date(now).toISOString(), until });
-        changed = true;
+        fresh.push({ id, vip: a.vip, releasedAt: new Date(now).toISOString(), until });
         this.log.info({ service: id, vip: a.vip, quarantinedUntil: until }, 'VIP released; no other service gets it before its quarantine ends');
       }
-      if (changed) await this.write(st);
+      if (fresh.length) {
+        // A service keeps one tombstone: its latest release.
+        const gone = new Set(fresh.map((t) => t.id));
+        st.tombstones = [...st.tombstones.filter((t) => !gone.has(t.id)), ...fresh];
+        await this.write(st);
+      }
       this.state = st;
     });
   }
@@ -198,7 +214,7 @@ export class Ipam {
   }
 
   /** Addresses held, addresses released, and how many in the range were never handed out. */
-  private census(st: State): { used: Set<bigint>; released: Set<bigint>; free: bigint } {
+  private census(st: State): Census {
     const used = new Set<bigint>();
     for (const a of Object.values(st.allocations)) {
       const v = addrToBig(a.vip, this.range.family);
@@ -213,25 +229,35 @@ export class Ipam {
     const last = this.last();
     let occupied = 0n;
     for (const v of [...used, ...released]) if (v >= first && v <= last) occupied++;
-    return { used, released, free: last - first + 1n - occupied };
+    const own = new Map<string, Tombstone>();
+    for (const t of st.tombstones) {
+      const v = addrToBig(t.vip, this.range.family);
+      if (v !== undefined && !used.has(v) && v >= first && v <= last && !own.has(t.id)) own.set(t.id, t);
+    }
+    return { used, released, free: last - first + 1n - occupied, own, taken: new Set() };
   }
 
-  private pick(st: State, id: string): Picked {
-    const { used, released, free } = this.census(st);
+  /** Picks a VIP for id and records it in `c` (computed once per assign, so assigning n services is O(n)). */
+  private pick(st: State, id: string, c: Census): Picked {
+    const big = (vip: string): bigint => addrToBig(vip, this.range.family) as bigint;
     // The same service coming back gets its old address, quarantined or not: its clients' answers are right.
-    const own = st.tombstones.find((t) => t.id === id && this.inRange(t.vip) && !used.has(addrToBig(t.vip, this.range.family) as bigint));
-    if (own) {
-      st.tombstones = st.tombstones.filter((t) => t !== own);
+    const own = c.own.get(id);
+    if (own && !c.used.has(big(own.vip))) {
+      c.taken.add(own);
+      c.used.add(big(own.vip));
+      c.released.delete(big(own.vip));
       return { vip: own.vip, how: 'own' };
     }
     const first = this.first();
     const last = this.last();
-    if (free > 0n) {
+    if (c.free > 0n) {
       let cur = st.next !== undefined ? (addrToBig(st.next, this.range.family) ?? first) : first;
       if (cur < first || cur > last) cur = first;
       for (let n = 0n; n <= last - first; n++) {
-        if (!used.has(cur) && !released.has(cur)) {
+        if (!c.used.has(cur) && !c.released.has(cur)) {
           st.next = fromBig(cur === last ? first : cur + 1n, this.range.family);
+          c.used.add(cur);
+          c.free--;
           return { vip: fromBig(cur, this.range.family), how: 'new' };
         }
         cur = cur === last ? first : cur + 1n;
@@ -240,17 +266,19 @@ export class Ipam {
     // Only released addresses are left: the oldest whose quarantine is over.
     const now = this.now();
     const candidates = st.tombstones
-      .filter((t) => this.inRange(t.vip) && !used.has(addrToBig(t.vip, this.range.family) as bigint))
+      .filter((t) => this.inRange(t.vip) && !c.used.has(big(t.vip)))
       .sort((a, b) => Date.parse(a.releasedAt) - Date.parse(b.releasedAt));
     const ready = candidates.find((t) => Date.parse(t.until) <= now);
     if (ready) {
-      st.tombstones = st.tombstones.filter((t) => t !== ready);
+      c.taken.add(ready);
+      c.used.add(big(ready.vip));
+      c.released.delete(big(ready.vip));
       return { vip: ready.vip, how: 'reused', previous: ready };
     }
     if (!candidates.length) return { error: `No addresses left in ${this.range.text}` };
-    const soonest = new Date(Math.min(...candidates.map((t) => Date.parse(t.until)))).toISOString();
+    const soonest = new Date(candidates.reduce((m, t) => Math.min(m, Date.parse(t.until)), Infinity)).toISOString();
     return {
-      error: `No addresses left in ${this.range.text}: the ${candidates.length} free ones were released recently and stay quarantined (first until ${soonest}) so clients holding their old DNS answers cannot reach this service`,
+      error: `No addresses left in ${this.range.text}: ${candidates.length} released VIP(s) are quarantined (first until ${soonest}) so that clients holding their old DNS answers cannot reach this service`,
     };
   }
 
