@@ -93,7 +93,7 @@ export function checkState(raw: unknown, range: Cidr, opts: { now: number; quara
     const text = fromBig(big, range.family);
     const kind = FORBIDDEN_RANGES[ipaddr.parse(text).range()];
     if (kind) return { bad: `is ${kind}` };
-    if (!allowed.some((c) => cidrContains(c, text))) return { bad: `is outside the VIP CIDR ${[...new Set(allowed.map((c) => c.text))].join(', ')}` };
+    if (!allowed.some((c) => big >= c.network && big < c.network + c.size)) return { bad: `is outside the VIP CIDR ${[...new Set(allowed.map((c) => c.text))].join(', ')}` };
     return { vip: text };
   };
 
@@ -103,13 +103,11 @@ export function checkState(raw: unknown, range: Cidr, opts: { now: number; quara
     problems.push({ entry: 'allocations', value: raw.allocations, message: 'must be an object of "mesh/name": {vip, allocatedAt}; no allocation kept, services get new VIPs' });
   } else {
     // When two services claim one VIP, the one that got it first keeps it.
-    const entries = Object.entries(raw.allocations).sort(([ka, a], [kb, b]) => {
-      const ta = isRecord(a) ? (timeOf(a.allocatedAt) ?? Infinity) : Infinity;
-      const tb = isRecord(b) ? (timeOf(b.allocatedAt) ?? Infinity) : Infinity;
-      return ta !== tb ? (ta < tb ? -1 : 1) : ka < kb ? -1 : ka > kb ? 1 : 0;
-    });
+    const entries = Object.entries(raw.allocations)
+      .map(([id, a]) => ({ id, a, at: isRecord(a) ? (timeOf(a.allocatedAt) ?? Infinity) : Infinity }))
+      .sort((x, y) => (x.at !== y.at ? (x.at < y.at ? -1 : 1) : x.id < y.id ? -1 : x.id > y.id ? 1 : 0));
     const holder = new Map<bigint, string>();
-    for (const [id, a] of entries) {
+    for (const { id, a } of entries) {
       const entry = `allocations[${JSON.stringify(id)}]`;
       if (!isRecord(a)) {
         problems.push({ entry, value: a, message: `must be {vip, allocatedAt}; entry dropped, ${id} gets a new VIP` });
