@@ -6,7 +6,7 @@ import type net from 'node:net';
 import { Registry } from '../stats/registry.js';
 import type { Logger } from '../log.js';
 import { loadResources, type LoadResult, type Resource } from '../resources/index.js';
-import { Ipam } from '../ipam/index.js';
+import { Ipam, vipQuarantineMs } from '../ipam/index.js';
 import { compileSnapshot } from '../snapshot/compile.js';
 import { planForDump, type ServicePlan } from '../snapshot/plan.js';
 import type { Snapshot, CompiledService } from '../snapshot/types.js';
@@ -18,6 +18,8 @@ import { ConfigWatcher } from './watch.js';
 import { redactedConfig, type AgentConfig, type HostPort } from './config.js';
 
 const VERSION = '0.1.0';
+/** Reload reason when the agent recompiles because a VIP became available. */
+const VIP_RETRY_REASON = 'VIP available';
 
 function resourceKey(r: { kind?: string; mesh?: string; name?: string }): string {
   return `${r.kind ?? ''}/${r.mesh ?? ''}/${r.name ?? ''}`;
@@ -65,6 +67,8 @@ export class Agent {
   private lastReloadError: string | undefined;
   private proxyAddr: net.AddressInfo | undefined;
   private shuttingDown = false;
+  /** Recompiles when an address frees up for services that got no VIP. */
+  private vipRetry: NodeJS.Timeout | undefined;
 
   private readonly reloadsOk = this.stats.counter('meshext_config_reloads_total', 'Configuration reloads by result', { result: 'success' });
   private readonly reloadsFailed = this.stats.counter('meshext_config_reloads_total', 'Configuration reloads by result', { result: 'failure' });
@@ -78,7 +82,8 @@ export class Agent {
   async start(): Promise<void> {
     const cfg = this.config;
     this.log.info({ version: VERSION, config: redactedConfig(cfg) }, 'starting meshext');
-    this.ipam = await Ipam.open({ stateDir: cfg.stateDir, cidr: cfg.vipCidr });
+    // Released VIPs wait out twice the TTL our resolver hands out, so no cached answer reaches another service.
+    this.ipam = await Ipam.open({ stateDir: cfg.stateDir, cidr: cfg.vipCidr, quarantineMs: vipQuarantineMs(cfg.dnsTtlSeconds), log: this.log });
 
     // Probe before anything listens, so --redirect on fails fast. The move out of the cgroup2 root happens
     // in Redirector.start, before READY and so before the first upstream socket is opened.
@@ -109,6 +114,7 @@ export class Agent {
         ...(cfg.dnsUpstreams.length ? { upstreams: cfg.dnsUpstreams } : {}),
         resolvConfPath: cfg.resolvConf,
         ipFamilyMode: cfg.ipFamilyMode,
+        ttl: cfg.dnsTtlSeconds,
         stats: this.stats,
         log: this.log.child({ component: 'dns' }),
       });
@@ -146,6 +152,7 @@ export class Agent {
     this.watcher.start();
 
     this.state = 'READY';
+    this.scheduleVipRetry(false);
     this.log.info(
       {
         services: snapshot.services.length,
@@ -221,6 +228,7 @@ export class Agent {
         this.reloadsOk.inc();
         this.lastReloadError = undefined;
         this.log.info({ reason, generation: s.generation, services: s.services.length, rejected: s.rejected.length, changes: diffServices(before, s) }, 'configuration reloaded');
+        this.scheduleVipRetry(reason === VIP_RETRY_REASON);
         return { ok: true, generation: s.generation, rejected: s.rejected.length };
       } catch (err) {
         this.reloadsFailed.inc();
@@ -232,6 +240,24 @@ export class Agent {
     const p = this.reloading.then(run, run);
     this.reloading = p;
     return p;
+  }
+
+  /**
+   * Services the allocator refused wait for an address: when one is free, or when the first quarantine
+   * ends, the agent recompiles by itself. A retry that found nothing new does not re-arm at once.
+   */
+  private scheduleVipRetry(afterRetry: boolean): void {
+    clearTimeout(this.vipRetry);
+    this.vipRetry = undefined;
+    const waiting = this.ipam.waitingServices();
+    const ms = this.ipam.msUntilAvailable();
+    if (this.shuttingDown || !waiting.length || ms === undefined || (afterRetry && ms === 0)) return;
+    this.vipRetry = setTimeout(() => {
+      this.vipRetry = undefined;
+      this.log.info({ component: 'ipam', waiting }, 'a VIP is free again; recompiling for the services that have none');
+      void this.reload(VIP_RETRY_REASON);
+    }, Math.min(ms + 1, 2 ** 31 - 1));
+    this.vipRetry.unref();
   }
 
   /** Opens, keeps or closes the non-transparent outbound listeners to match the snapshot. */
@@ -261,6 +287,7 @@ export class Agent {
   async shutdown(opts: { drainMs: number }): Promise<void> {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
+    clearTimeout(this.vipRetry);
     this.state = 'TERMINATING';
     this.watcher?.stop();
     this.log.info({ drainMs: opts.drainMs, active: this.proxy?.activeConnections() ?? 0 }, 'draining');

@@ -4,6 +4,7 @@
  */
 import net from 'node:net';
 import { CONNECT_TIMEOUT_MS, HTTP_HEADER_TIMEOUT_MS } from '../snapshot/plan.js';
+import { DNS_TTL_SECONDS } from '../dns/ttl.js';
 
 export type Toggle = 'auto' | 'on' | 'off';
 
@@ -47,6 +48,8 @@ export interface AgentConfig {
   maxConnections: number | 'auto';
   /** How long an HTTP/1.x client may take to send a request head from its first byte. */
   httpHeaderTimeoutMs: number;
+  /** TTL of the resolver's answers; a released VIP is quarantined for twice this before reuse. */
+  dnsTtlSeconds: number;
 }
 
 export const DEFAULTS: Readonly<AgentConfig> = Object.freeze({
@@ -75,6 +78,7 @@ export const DEFAULTS: Readonly<AgentConfig> = Object.freeze({
   dataThreads: 1,
   maxConnections: 'auto',
   httpHeaderTimeoutMs: HTTP_HEADER_TIMEOUT_MS,
+  dnsTtlSeconds: DNS_TTL_SECONDS,
 } satisfies AgentConfig);
 
 /** A configuration value that cannot be used, naming where it came from. */

@@ -18,6 +18,7 @@ import type { Logger } from 'pino';
 import { silentLogger } from '../log.js';
 import { Registry } from '../stats/registry.js';
 import { DnsError } from './errors.js';
+import { DNS_TTL_SECONDS } from './ttl.js';
 import { FrameReader, frame } from './framing.js';
 import { Forwarder } from './forwarder.js';
 import { DnsMetrics } from './metrics.js';
@@ -50,7 +51,7 @@ export interface DnsServerOptions {
   resolvConfPath?: string;
   /** `dualstack` (default) answers AAAA for IPv4 VIPs with the `::ffff:` mapped address; `ipv4` answers NODATA. */
   ipFamilyMode?: 'dualstack' | 'ipv4';
-  /** TTL of owned-name answers in seconds; default 30 (Kuma's value). */
+  /** TTL of owned-name answers in seconds; default DNS_TTL_SECONDS (30, Kuma's value). */
   ttl?: number;
   /** Per-try upstream timeout; default 2000 ms. */
   upstreamTimeoutMs?: number;
@@ -130,7 +131,7 @@ export class DnsServer {
       throw new DnsError('MESHEXT_E_DNS_OPTION', `DNS option ipFamilyMode=${JSON.stringify(mode)} must be "dualstack" or "ipv4"`);
     }
     this.opts = {
-      ttl: options.ttl ?? 30,
+      ttl: options.ttl ?? DNS_TTL_SECONDS,
       upstreamTimeoutMs: options.upstreamTimeoutMs ?? 2000,
       maxInFlight: options.maxInFlight ?? 1024,
       tcpIdleTimeoutMs: options.tcpIdleTimeoutMs ?? 10_000,
