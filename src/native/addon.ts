@@ -196,6 +196,8 @@ export interface NativeAddon {
   origDstSweep(mapFd: number): number;
   /** RLIMIT_NOFILE (-1: unlimited), the soft limit first raised to the hard one when `raise`. */
   fdLimit(raise?: boolean): { soft: number; hard: number };
+  /** A TCP listening (with `backlog`) or UDP bound socket with SO_REUSEPORT, as an fd for Node's servers. */
+  sharedSocket(kind: 'tcp' | 'udp', address: string, port: number, backlog: number): number;
   mapKeys(mapFd: number, keySize: number): Buffer[];
   mapCount(mapFd: number, keySize: number): number;
   /** Sums each per-CPU u64 slot of a per-CPU array over all CPUs. */

@@ -116,6 +116,11 @@ Napi::Value EngineListen(const Napi::CallbackInfo& info) {
   if (!fd.valid()) ThrowErrno(env, "MESHEXT_E_LISTEN", "socket", errno);
   int one = 1;
   ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  // A new agent binds the same port while the old one still serves (a restart without an outage): the kernel
+  // spreads new connections over both, and when the old listener closes, the connections waiting in its queue
+  // move to the new one (net.ipv4.tcp_migrate_req, set by the agent). Only sockets of the same user that all
+  // ask for it share a port; a port held otherwise still fails with EADDRINUSE.
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) ThrowErrno(env, "MESHEXT_E_LISTEN", "bind", errno);
   if (::listen(fd.get(), static_cast<int>(backlog)) != 0) ThrowErrno(env, "MESHEXT_E_LISTEN", "listen", errno);
   sockaddr_storage bound{};
