@@ -29,11 +29,13 @@ export class DnsMetrics {
   private readonly upstreamFails = new Map<string, Series>();
   readonly records: Series;
   readonly inFlight: Series;
+  readonly queryTimeout: Series;
   readonly tcpRejected: Series;
 
   constructor(private readonly registry: Registry) {
     this.records = registry.gauge('meshext_dns_records', 'Owned hostnames the resolver answers');
     this.inFlight = registry.gauge('meshext_dns_queries_in_flight', 'Queries waiting for an upstream nameserver');
+    this.queryTimeout = registry.counter('meshext_dns_query_timeout_total', 'Forwarded queries answered SERVFAIL because the query timeout ran out before an upstream answered');
     this.tcpRejected = registry.counter('meshext_dns_tcp_cx_overflow_total', 'TCP connections refused because max connections was reached');
   }
 

@@ -54,7 +54,12 @@ export interface DnsServerOptions {
   ttl?: number;
   /** Per-try upstream timeout; default 2000 ms. */
   upstreamTimeoutMs?: number;
-  /** Forwarded queries allowed in flight; beyond that queries get SERVFAIL and are counted. Default 1024. */
+  /**
+   * Longest a forwarded query waits for upstreams, over every try (failover, TC→TCP retry); then SERVFAIL.
+   * Default 4000 ms: two tries of 2 s, and the answer reaches a stub before its own 5 s timeout (glibc, musl).
+   */
+  queryTimeoutMs?: number;
+  /** Forwarded queries allowed in flight; beyond that queries get SERVFAIL at once and are counted. Default 1024. */
   maxInFlight?: number;
   /** Idle TCP connections (no query outstanding) are closed after this; default 10000 ms (RFC 7766 §6.2.3). */
   tcpIdleTimeoutMs?: number;
@@ -104,7 +109,7 @@ interface Bound {
 }
 
 export class DnsServer {
-  private readonly opts: Required<Pick<DnsServerOptions, 'ttl' | 'upstreamTimeoutMs' | 'maxInFlight' | 'tcpIdleTimeoutMs' | 'tcpMaxConnections'>> & { mode: IpFamilyMode };
+  private readonly opts: Required<Pick<DnsServerOptions, 'ttl' | 'upstreamTimeoutMs' | 'queryTimeoutMs' | 'maxInFlight' | 'tcpIdleTimeoutMs' | 'tcpMaxConnections'>> & { mode: IpFamilyMode };
   private readonly log: Logger;
   private readonly metrics: DnsMetrics;
   private readonly overflow;
@@ -119,6 +124,7 @@ export class DnsServer {
   constructor(private readonly options: DnsServerOptions = {}) {
     checkInt('ttl', options.ttl, 0, 2 ** 31 - 1);
     checkInt('upstreamTimeoutMs', options.upstreamTimeoutMs, 1, 600_000);
+    checkInt('queryTimeoutMs', options.queryTimeoutMs, 1, 600_000);
     checkInt('maxInFlight', options.maxInFlight, 1, 1_000_000);
     checkInt('tcpIdleTimeoutMs', options.tcpIdleTimeoutMs, 1, 3_600_000);
     checkInt('tcpMaxConnections', options.tcpMaxConnections, 1, 1_000_000);
@@ -132,6 +138,7 @@ export class DnsServer {
     this.opts = {
       ttl: options.ttl ?? 30,
       upstreamTimeoutMs: options.upstreamTimeoutMs ?? 2000,
+      queryTimeoutMs: options.queryTimeoutMs ?? 4000,
       maxInFlight: options.maxInFlight ?? 1024,
       tcpIdleTimeoutMs: options.tcpIdleTimeoutMs ?? 10_000,
       tcpMaxConnections: options.tcpMaxConnections ?? 256,
@@ -158,7 +165,7 @@ export class DnsServer {
       }
       this.forwarder = new Forwarder(upstreams, this.opts.upstreamTimeoutMs, this.metrics, this.log);
       this.state = 'running';
-      this.log.info({ listen: this.addresses(), upstreams: upstreams.map((u) => `${u.address}:${u.port}`), ttl: this.opts.ttl, ipFamilyMode: this.opts.mode }, 'DNS resolver listening');
+      this.log.info({ listen: this.addresses(), upstreams: upstreams.map((u) => `${u.address}:${u.port}`), ttl: this.opts.ttl, ipFamilyMode: this.opts.mode, queryTimeoutMs: this.opts.queryTimeoutMs, maxInFlight: this.opts.maxInFlight }, 'DNS resolver listening');
     } catch (err) {
       await this.closeSockets();
       this.state = 'stopped';
@@ -361,7 +368,7 @@ export class DnsServer {
     this.inFlight++;
     this.metrics.inFlight.set(this.inFlight);
     return fwd
-      .forward(msg, q.questionEnd, transport)
+      .forward(msg, q.questionEnd, transport, this.opts.queryTimeoutMs)
       .then((reply) => {
         if (!reply) {
           this.metrics.query(q.qtype, 'servfail');

@@ -193,11 +193,32 @@ export function answerA(q: DecodedPacket, addrs: string[], extra: Partial<Packet
   };
 }
 
-/** A UDP socket that receives queries and never answers (a black-holed upstream). */
-export async function blackHole(address: string): Promise<{ port: number; close(): Promise<void> }> {
+/**
+ * A UDP socket that receives queries and never answers (a black-holed upstream). With `tcp`, a TCP listener
+ * on the same port accepts connections, reads the queries and never answers either.
+ */
+export async function blackHole(address: string, opts: { tcp?: boolean } = {}): Promise<{ port: number; close(): Promise<void> }> {
   const s = dgram.createSocket('udp4');
   await new Promise<void>((r) => s.bind(0, address, () => r()));
-  return { port: s.address().port, close: () => new Promise<void>((r) => s.close(() => r())) };
+  const port = s.address().port;
+  const held = new Set<net.Socket>();
+  const tcp = opts.tcp
+    ? net.createServer((c) => {
+        held.add(c);
+        c.on('error', () => c.destroy());
+        c.on('close', () => held.delete(c));
+        c.resume();
+      })
+    : undefined;
+  if (tcp) await new Promise<void>((r) => tcp.listen(port, address, () => r()));
+  return {
+    port,
+    close: async () => {
+      for (const c of held) c.destroy();
+      await new Promise<void>((r) => s.close(() => r()));
+      if (tcp) await new Promise<void>((r) => tcp.close(() => r()));
+    },
+  };
 }
 
 /** Polls `fn` until it returns true (no timing assertion: the test's own timeout bounds it). */
