@@ -225,3 +225,42 @@ export async function blackHole(address: string, opts: { tcp?: boolean } = {}): 
 export async function until(fn: () => boolean, stepMs = 10): Promise<void> {
   while (!fn()) await new Promise((r) => setTimeout(r, stepMs));
 }
+
+/** Opens a TCP connection to the resolver (from `localAddress`, e.g. 127.0.0.2, when given). */
+export async function openTcp(port: number, opts: { address?: string; localAddress?: string } = {}): Promise<net.Socket> {
+  const s = net.connect({ host: opts.address ?? '127.0.0.1', port, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
+  s.on('error', () => {});
+  await new Promise<void>((resolve, reject) => {
+    s.once('connect', () => resolve());
+    s.once('close', () => reject(new Error(`connection to port ${port} closed before it was established`)));
+  });
+  return s;
+}
+
+/** Resolves when the socket has closed (at once if it already has). */
+export function closed(s: net.Socket): Promise<void> {
+  return new Promise((r) => (s.closed ? r() : s.once('close', () => r())));
+}
+
+/** Sends one framed query on an open connection and resolves with the next reply frame, or undefined if the connection closes first. */
+export function tcpQuery(s: net.Socket, msg: Buffer): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    let buf = Buffer.alloc(0);
+    const onData = (c: Buffer): void => {
+      buf = Buffer.concat([buf, c]);
+      if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) done(buf.subarray(2, 2 + buf.readUInt16BE(0)));
+    };
+    const onClose = (): void => done(undefined);
+    const done = (b: Buffer | undefined): void => {
+      s.off('data', onData);
+      s.off('close', onClose);
+      resolve(b);
+    };
+    s.on('data', onData);
+    s.on('close', onClose);
+    if (s.closed) return done(undefined);
+    const len = Buffer.alloc(2);
+    len.writeUInt16BE(msg.length);
+    s.write(Buffer.concat([len, msg]));
+  });
+}
