@@ -42,9 +42,7 @@ export function tcpExchange(port: number, msg: Buffer, timeoutMs = 2000, address
     });
     s.on('error', () => done(undefined));
     s.on('close', () => done(undefined));
-    const len = Buffer.alloc(2);
-    len.writeUInt16BE(msg.length);
-    s.write(Buffer.concat([len, msg]));
+    s.write(framed(msg));
   });
 }
 
@@ -162,10 +160,7 @@ export class TestUpstream {
           if (!q) continue;
           this.seen.push({ transport: 'tcp', id: q.id ?? 0, name: q.questions?.[0]?.name ?? '', type: q.questions?.[0]?.type ?? '' });
           for (const r of this.handler(q, 'tcp')) {
-            const b = Buffer.isBuffer(r) ? r : dnsPacket.encode(r);
-            const len = Buffer.alloc(2);
-            len.writeUInt16BE(b.length);
-            s.write(Buffer.concat([len, b]));
+            s.write(framed(Buffer.isBuffer(r) ? r : dnsPacket.encode(r)));
           }
         }
       });
@@ -242,8 +237,8 @@ export function closed(s: net.Socket): Promise<void> {
   return new Promise((r) => (s.closed ? r() : s.once('close', () => r())));
 }
 
-/** Sends one framed query on an open connection and resolves with the next reply frame, or undefined if the connection closes first. */
-export function tcpQuery(s: net.Socket, msg: Buffer): Promise<Buffer | undefined> {
+/** Resolves with the next reply frame on an open connection, or undefined if the connection closes first. */
+export function nextReply(s: net.Socket): Promise<Buffer | undefined> {
   return new Promise((resolve) => {
     let buf = Buffer.alloc(0);
     const onData = (c: Buffer): void => {
@@ -258,9 +253,20 @@ export function tcpQuery(s: net.Socket, msg: Buffer): Promise<Buffer | undefined
     };
     s.on('data', onData);
     s.on('close', onClose);
-    if (s.closed) return done(undefined);
-    const len = Buffer.alloc(2);
-    len.writeUInt16BE(msg.length);
-    s.write(Buffer.concat([len, msg]));
+    if (s.closed) done(undefined);
   });
+}
+
+/** Frames a message with its 2-byte length (RFC 1035 §4.2.2). */
+export function framed(msg: Buffer): Buffer {
+  const len = Buffer.alloc(2);
+  len.writeUInt16BE(msg.length);
+  return Buffer.concat([len, msg]);
+}
+
+/** Sends one framed query on an open connection and resolves with the next reply frame, or undefined if the connection closes first. */
+export function tcpQuery(s: net.Socket, msg: Buffer): Promise<Buffer | undefined> {
+  const reply = nextReply(s);
+  if (!s.closed) s.write(framed(msg));
+  return reply;
 }

@@ -2,7 +2,7 @@ import test, { type ExecutionContext } from 'ava';
 import net from 'node:net';
 import { DnsServer, type DnsServerOptions } from '../../src/dns/index.js';
 import { Registry } from '../../src/stats/registry.js';
-import { ask, blackHole, closed, decodeReply, makeQuery, openTcp, tcpQuery, until } from '../helpers/dns.js';
+import { ask, blackHole, closed, decodeReply, framed, makeQuery, nextReply, openTcp, tcpQuery, until } from '../helpers/dns.js';
 
 const OWNED = 'web.extsvc.mesh.local';
 /** An owned name whose answer is about 1.7 KB. */
@@ -52,8 +52,7 @@ async function open(t: ExecutionContext, port: number, localAddress: string): Pr
 
 /** A client that sends a framed query one byte every `everyMs`; resolves how many bytes it sent before the server closed it. */
 function trickle(port: number, localAddress: string, everyMs: number, onSocket: (s: net.Socket) => void): Promise<{ sent: number; total: number }> {
-  const q = makeQuery(OWNED, 'A');
-  const bytes = Buffer.concat([Buffer.from([q.length >> 8, q.length & 0xff]), q]);
+  const bytes = framed(makeQuery(OWNED, 'A'));
   return new Promise((resolve) => {
     const s = net.connect({ host: '127.0.0.1', port, localAddress });
     onSocket(s);
@@ -103,6 +102,25 @@ test('a query trickled in a byte at a time is cut at the read timeout, though ev
   t.is(stats.get('meshext_dns_tcp_cx_idle_timeout_total'), 0);
   await until(() => stats.get('meshext_dns_tcp_cx_active') === 0);
   t.pass();
+});
+
+test('the read timeout is per query: a connection asking now and then, its queries split in two writes, lives on', async (t) => {
+  const { port, stats } = await resolver(t, { tcpReadTimeoutMs: 1000 });
+  const s = await open(t, port, '127.0.0.1');
+  const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+  // Four queries over about 2 s, twice the read timeout: each gets its own deadline from its first byte.
+  for (let i = 0; i < 4; i++) {
+    const bytes = framed(makeQuery(OWNED, 'A'));
+    const reply = nextReply(s);
+    s.write(bytes.subarray(0, 5));
+    await sleep(100);
+    s.write(bytes.subarray(5));
+    const r = await reply;
+    t.is(r && decodeReply(r).answers[0]?.data, '242.0.0.1');
+    await sleep(400);
+  }
+  t.false(s.closed);
+  t.is(stats.get('meshext_dns_tcp_cx_read_timeout_total'), 0);
 });
 
 test('300 trickling clients from one address do not keep another address, or the same one, from TCP answers', async (t) => {
@@ -190,8 +208,8 @@ test('global limit: the connection idle the longest is evicted for a newcomer; w
 
 test('a client that never reads its answers is not read from either, and is closed as idle while it keeps sending', async (t) => {
   const { port, stats } = await resolver(t, { tcpIdleTimeoutMs: 300 });
-  const q = makeQuery(BIG, 'A');
-  const burst = Buffer.concat(Array.from({ length: 200 }, () => Buffer.concat([Buffer.from([q.length >> 8, q.length & 0xff]), q])));
+  const one = framed(makeQuery(BIG, 'A'));
+  const burst = Buffer.concat(Array.from({ length: 200 }, () => one));
   const s = net.connect({ host: '127.0.0.1', port });
   t.teardown(() => s.destroy());
   s.on('error', () => {});
