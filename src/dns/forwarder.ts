@@ -58,14 +58,10 @@ export class Forwarder {
     // Each try gets the per-try timeout, cut to what is left of the query's budget.
     const budget = (): number => Math.min(this.timeoutMs, Math.floor(deadline - performance.now()));
     let fallback: Buffer | undefined;
-    let outOfTime = false;
     for (const up of this.upstreams) {
       if (this.closed) break;
       let ms = budget();
-      if (ms < 1) {
-        outOfTime = true;
-        break;
-      }
+      if (ms < 1) break;
       let res = transport === 'udp' ? await this.tryUdp(up, query, questionEnd, ms) : await this.tryTcp(up, query, questionEnd, ms);
       if ('reply' in res && transport === 'udp' && replyTruncated(res.reply) && (ms = budget()) >= 1) {
         // The answer does not fit upstream's UDP limit: ask the same server over TCP; if that fails,
@@ -87,7 +83,7 @@ export class Forwarder {
       }
       return res.reply;
     }
-    if (!fallback && (outOfTime || (!this.closed && budget() < 1))) this.metrics.queryTimeout.inc();
+    if (!fallback && !this.closed && budget() < 1) this.metrics.queryTimeout.inc();
     return fallback;
   }
 
