@@ -5,6 +5,9 @@
  *   bookmarks and the re-list after `410 Gone`. It stops on any other error; restarting it with a capped
  *   back-off is the one thing done here. Its cache survives errors, so the last listed objects keep
  *   serving while the API server is away: a failed list never empties the configuration.
+ * - Each watch request asks the server to end it after 5-10 minutes and for bookmarks (as client-go
+ *   does), and one still open well past that is aborted: a connection that died silently cannot hide
+ *   changes for longer than that.
  * - Each object is turned into the document a file would hold and goes through the same loader, so it is
  *   validated and rejected alone; its errors name it as `kubernetes:<namespace>/<plural>/<name>`.
  * - MeshExternalServices, HostnameGenerators and Secrets (type `system.kuma.io/secret` only) are read in
@@ -50,6 +53,53 @@ export interface KubernetesSourceOptions {
   log: Logger;
   /** Back-off between restarts of a failed informer (default 500 ms doubling to 30 s). */
   retry?: { initialMs: number; maxMs: number };
+  /**
+   * Watch length asked of the server (default random 300-600 s, as client-go), and how long past it a
+   * watch that was not closed is taken as a dead connection and aborted (default 30 s).
+   */
+  watch?: { timeoutSeconds?: number; graceMs?: number };
+}
+
+/**
+ * A Watch whose requests end by themselves. The informer keeps one watch open for ever; a connection
+ * that died without a FIN or RST (a partitioned API server) would then hide every later change. Each
+ * request asks the server to close it after `timeoutSeconds` (the informer then watches again from its
+ * resourceVersion, no re-list) and asks for bookmarks, so that resourceVersion stays recent; one still
+ * open `graceMs` after that is aborted, which the source handles as any failed watch.
+ */
+class BoundedWatch extends Watch {
+  constructor(
+    kc: KubeConfig,
+    private readonly timeoutSeconds: () => number,
+    private readonly graceMs: number,
+    private readonly onStale: (path: string, seconds: number) => void,
+  ) {
+    super(kc);
+  }
+
+  override async watch(
+    path: string,
+    queryParams: Record<string, string | number | boolean | undefined>,
+    callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void,
+    done: (err: unknown) => void,
+  ): Promise<AbortController> {
+    const seconds = this.timeoutSeconds();
+    let timer: NodeJS.Timeout | undefined;
+    let ended = false;
+    const controller = await super.watch(path, { ...queryParams, allowWatchBookmarks: true, timeoutSeconds: seconds }, callback, (err: unknown) => {
+      ended = true;
+      clearTimeout(timer);
+      done(err);
+    });
+    if (!ended) {
+      timer = setTimeout(() => {
+        this.onStale(path, seconds);
+        controller.abort();
+      }, seconds * 1000 + this.graceMs);
+      timer.unref();
+    }
+    return controller;
+  }
 }
 
 type KindState = 'listing' | 'watching' | 'retrying';
@@ -152,7 +202,14 @@ export class KubernetesSource implements ResourceSource {
       setImmediate(w.settle);
       return out;
     };
-    w.informer = new ListWatch(path, new Watch(this.kc), list, false, undefined, spec.fieldSelector);
+    const timeout = this.opts.watch?.timeoutSeconds;
+    const watch = new BoundedWatch(
+      this.kc,
+      () => timeout ?? 300 + Math.floor(Math.random() * 300),
+      this.opts.watch?.graceMs ?? 30_000,
+      (p, seconds) => this.opts.log.warn({ kind: spec.kind, path: p, timeoutSeconds: seconds }, 'watch still open past its timeout: taking the connection as dead and watching again'),
+    );
+    w.informer = new ListWatch(path, watch, list, false, undefined, spec.fieldSelector);
     const changed = (verb: string) => (obj: KubernetesObject) => {
       w.objects.set(w.informer.list().length);
       this.changed(`${spec.kind} ${obj.metadata?.namespace ? `${obj.metadata.namespace}/` : ''}${obj.metadata?.name ?? '?'} ${verb}`);

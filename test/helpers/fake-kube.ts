@@ -3,7 +3,8 @@
  * source's tests (no real API server can run here): HTTPS with a bearer token, lists carrying a
  * resourceVersion, chunked watch streams of ADDED/MODIFIED/DELETED/BOOKMARK events replayed from a
  * history, `410 Gone` (in-stream ERROR Status, as a real server sends it) once the history is compacted,
- * a connection dropped mid-event, 403 Forbidden, and going away and coming back on the same port.
+ * a connection dropped mid-event, watches closed after their `timeoutSeconds` or gone silent (a dead
+ * connection), 403 Forbidden, and going away and coming back on the same port.
  */
 import https from 'node:https';
 import type http from 'node:http';
@@ -30,6 +31,8 @@ interface Watcher {
   col: Collection;
   res: http.ServerResponse;
   selector: [string, string] | undefined;
+  /** A dead connection: nothing is written to it and it is never closed. */
+  silent: boolean;
 }
 
 export const KUMA = 'kuma.io/v1alpha1';
@@ -59,6 +62,8 @@ export class FakeKubeApi {
   readonly forbidden = new Set<string>();
   /** Every request: `LIST path` or `WATCH path rv`. */
   readonly requests: string[] = [];
+  /** The query of every watch request. */
+  readonly watchQueries: URLSearchParams[] = [];
   port = 0;
 
   constructor(
@@ -154,7 +159,7 @@ export class FakeKubeApi {
     this.compactedBelow.set(col.path, this.rv + 1);
     this.history.set(col.path, []);
     for (const w of [...this.watchers]) {
-      if (w.col !== col) continue;
+      if (w.col !== col || w.silent) continue;
       this.watchers.delete(w);
       w.res.end(line(gone(this.rv)));
     }
@@ -163,7 +168,7 @@ export class FakeKubeApi {
   /** Sends a BOOKMARK carrying the current resourceVersion to the collection's watchers. */
   bookmark(col: Collection): void {
     for (const w of this.watchers) {
-      if (w.col === col) w.res.write(line({ type: 'BOOKMARK', object: { apiVersion: col.apiVersion, kind: col.kind, metadata: { resourceVersion: String(this.rv) } } }));
+      if (w.col === col && !w.silent) w.res.write(line({ type: 'BOOKMARK', object: { apiVersion: col.apiVersion, kind: col.kind, metadata: { resourceVersion: String(this.rv) } } }));
     }
   }
 
@@ -171,7 +176,7 @@ export class FakeKubeApi {
   dropWatches(col: Collection): number {
     let n = 0;
     for (const w of [...this.watchers]) {
-      if (w.col !== col) continue;
+      if (w.col !== col || w.silent) continue;
       this.watchers.delete(w);
       w.res.write('{"type":"ADDED","object":{"metadata":{"na');
       w.res.socket?.destroy();
@@ -180,8 +185,26 @@ export class FakeKubeApi {
     return n;
   }
 
+  /**
+   * The open watches of a collection go dead, as over a partitioned network: no more events, no close,
+   * not even at their timeoutSeconds. Watches opened later work.
+   */
+  silence(col: Collection): number {
+    let n = 0;
+    for (const w of this.watchers) {
+      if (w.col !== col) continue;
+      w.silent = true;
+      n++;
+    }
+    return n;
+  }
+
   watching(col: Collection): number {
-    return [...this.watchers].filter((w) => w.col === col).length;
+    return [...this.watchers].filter((w) => w.col === col && !w.silent).length;
+  }
+
+  watches(col: Collection): number {
+    return this.requests.filter((r) => r.startsWith(`WATCH ${col.path} `)).length;
   }
 
   lists(col: Collection): number {
@@ -190,7 +213,7 @@ export class FakeKubeApi {
 
   private emit(col: Collection, ev: Event): void {
     this.history.get(col.path)!.push(ev);
-    for (const w of this.watchers) if (w.col === col && matches(w.selector, ev.object)) w.res.write(line(eventBody(col, ev)));
+    for (const w of this.watchers) if (w.col === col && !w.silent && matches(w.selector, ev.object)) w.res.write(line(eventBody(col, ev)));
   }
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -198,6 +221,7 @@ export class FakeKubeApi {
     const col = this.collections.find((c) => c.path === url.pathname);
     const watch = url.searchParams.get('watch') === 'true';
     const rv = url.searchParams.get('resourceVersion') ?? '';
+    if (watch) this.watchQueries.push(url.searchParams);
     this.requests.push(watch ? `WATCH ${url.pathname} ${rv}` : `${req.method} ${url.pathname}`.replace(/^GET /, 'LIST '));
     if (req.headers.authorization !== `Bearer ${this.token}`) return status(res, 401, 'Unauthorized', 'Unauthorized');
     if (!col || req.method !== 'GET') return status(res, 404, 'NotFound', `the server could not find the requested resource (${req.method} ${url.pathname})`);
@@ -220,9 +244,22 @@ export class FakeKubeApi {
       return;
     }
     for (const ev of this.history.get(col.path)!) if (ev.rv > from && matches(selector, ev.object)) res.write(line(eventBody(col, ev)));
-    const w: Watcher = { col, res, selector };
+    const w: Watcher = { col, res, selector, silent: false };
     this.watchers.add(w);
-    res.on('close', () => this.watchers.delete(w));
+    // As the API server does: a watch asked to last timeoutSeconds is closed cleanly then.
+    const seconds = Number(url.searchParams.get('timeoutSeconds') ?? '0');
+    const timer =
+      seconds > 0
+        ? setTimeout(() => {
+            if (w.silent) return;
+            this.watchers.delete(w);
+            res.end();
+          }, seconds * 1000)
+        : undefined;
+    res.on('close', () => {
+      clearTimeout(timer);
+      this.watchers.delete(w);
+    });
   }
 }
 

@@ -329,3 +329,60 @@ test('meshext run --source kubernetes as a user runs it: ready, sources in /conf
   t.true(dump.sources[0]?.kinds.every((k) => k.state === 'watching'));
   t.regex(await get('/metrics'), /meshext_source_objects\{[^}]*kind="MeshExternalService"[^}]*\} 1/);
 });
+
+/** The Kubernetes source alone against the fake API server, with short watch timeouts. */
+async function sourceOnly(t: ExecutionContext, watch: { timeoutSeconds: number; graceMs: number }) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshext-k8s-src-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const api = new FakeKubeApi(pki(), Object.values(cols));
+  await api.start();
+  t.teardown(() => api.stop());
+  api.apply(cols.mes, mes('web', 80));
+  const logs: Logged[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _e, cb) {
+      for (const l of chunk.toString().split('\n')) if (l) logs.push(JSON.parse(l) as Logged);
+      cb();
+    },
+  });
+  const stats = new Registry();
+  const src = new KubernetesSource({
+    kubeconfig: api.kubeconfig(dir),
+    systemNamespace: 'kuma-system',
+    debounceMs: 20,
+    stats,
+    log: createLogger({ format: 'json', level: 'debug', stream: sink }),
+    retry: { initialMs: 100, maxMs: 1000 },
+    watch,
+  });
+  t.teardown(() => src.stop());
+  const changes: string[] = [];
+  await src.start((r) => changes.push(r));
+  const names = async () => (await src.load({})).resources.map((r) => r.name).sort();
+  return { api, src, stats, logs, changes, names };
+}
+
+test('watches end after their timeoutSeconds and resume from their resourceVersion without a re-list; they ask for bookmarks', async (t) => {
+  const s = await sourceOnly(t, { timeoutSeconds: 1, graceMs: 2000 });
+  await until(() => s.api.watches(cols.mes) >= 3, 'two renewed watches', 5000);
+  t.is(s.api.lists(cols.mes), 1, 'no re-list');
+  t.true(s.api.watchQueries.every((q) => q.get('allowWatchBookmarks') === 'true' && q.get('timeoutSeconds') === '1'));
+  t.notRegex(s.stats.prometheus(), /meshext_source_errors_total/);
+  t.false(s.logs.some((l) => l.level >= 40), 'a watch ending on time is not a problem');
+  s.api.apply(cols.mes, mes('later', 80));
+  await until(() => s.changes.some((c) => c.includes('later added')), 'change after renewals');
+  t.deepEqual(await s.names(), ['later', 'web']);
+});
+
+test('a watch that goes silent (dead connection) is aborted after its timeout and grace; the change made meanwhile arrives', async (t) => {
+  const s = await sourceOnly(t, { timeoutSeconds: 1, graceMs: 300 });
+  await until(() => s.api.watching(cols.mes) === 1, 'watching');
+  t.is(s.api.silence(cols.mes), 1);
+  s.api.apply(cols.mes, mes('during', 80));
+  await new Promise((r) => setTimeout(r, 300));
+  t.deepEqual(await s.names(), ['web'], 'nothing arrives over the dead connection');
+  await until(() => s.changes.some((c) => c.includes('during added')), 'change after the dead watch was replaced', 8000);
+  t.deepEqual(await s.names(), ['during', 'web']);
+  t.true(s.logs.some((l) => l.msg === 'watch still open past its timeout: taking the connection as dead and watching again' && l.kind === 'MeshExternalService'));
+  t.is(s.api.lists(cols.mes), 1, 'resumed from its resourceVersion');
+});
