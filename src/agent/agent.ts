@@ -16,7 +16,6 @@ import { Redirector, ensureBpffs } from '../redirect/index.js';
 import { AdminServer, type Readiness } from '../admin/server.js';
 import type { ResourceSource } from '../sources/source.js';
 import { FileSource } from '../sources/files.js';
-import { KubernetesSource } from '../sources/kubernetes.js';
 import { redactedConfig, type AgentConfig, type HostPort } from './config.js';
 
 const VERSION = '0.1.0';
@@ -81,18 +80,7 @@ export class Agent {
     readonly config: AgentConfig,
     private readonly log: Logger,
   ) {
-    // Order is precedence: on a name clash the API object wins over a file (README, "Kubernetes").
-    if (config.source === 'kubernetes') {
-      this.sources.push(
-        new KubernetesSource({
-          ...(config.kubeconfig !== undefined ? { kubeconfig: config.kubeconfig } : {}),
-          systemNamespace: config.systemNamespace,
-          debounceMs: config.reloadDebounceMs,
-          stats: this.stats,
-          log: log.child({ component: 'kubernetes' }),
-        }),
-      );
-    }
+    // The Kubernetes source is added first by start(): the order is precedence (README, "Kubernetes").
     if (config.configPaths.length) {
       this.sources.push(
         new FileSource({
@@ -130,6 +118,19 @@ export class Agent {
       maxConnections: cfg.maxConnections,
       dataThreads: cfg.dataThreads,
     });
+    if (cfg.source === 'kubernetes') {
+      // Loaded only when used: the client library costs about half a second and tens of MB to import.
+      const { KubernetesSource } = await import('../sources/kubernetes.js');
+      this.sources.unshift(
+        new KubernetesSource({
+          ...(cfg.kubeconfig !== undefined ? { kubeconfig: cfg.kubeconfig } : {}),
+          systemNamespace: cfg.systemNamespace,
+          debounceMs: cfg.reloadDebounceMs,
+          stats: this.stats,
+          log: this.log.child({ component: 'kubernetes' }),
+        }),
+      );
+    }
     // The admin API answers (/ready 503, /healthz 200) while the sources wait for their first full list.
     this.admin = new AdminServer(this, this.log.child({ component: 'admin' }));
     const adminAddr = await this.admin.listen(cfg.admin.address, cfg.admin.port);
