@@ -386,3 +386,19 @@ test('a watch that goes silent (dead connection) is aborted after its timeout an
   t.true(s.logs.some((l) => l.msg === 'watch still open past its timeout: taking the connection as dead and watching again' && l.kind === 'MeshExternalService'));
   t.is(s.api.lists(cols.mes), 1, 'resumed from its resourceVersion');
 });
+
+test('an object is parsed again only when its resourceVersion changes', async (t) => {
+  const s = await sourceOnly(t, { timeoutSeconds: 60, graceMs: 1000 });
+  s.api.apply(cols.mes, mes('other', 80));
+  await until(() => s.changes.length > 0, 'other added');
+  const first = await s.src.load({});
+  const again = await s.src.load({});
+  const web = (r: typeof first) => r.resources.find((x) => x.name === 'web');
+  t.is(web(again), web(first), 'unchanged: the parsed document is reused');
+  s.api.apply(cols.mes, mes('web', 81));
+  await until(() => s.changes.some((c) => c.includes('web updated')), 'web updated');
+  const after = await s.src.load({});
+  t.not(web(after), web(first));
+  t.is((web(after)?.spec as { match: { port: number } }).match.port, 81);
+  t.is(after.resources.find((x) => x.name === 'other'), first.resources.find((x) => x.name === 'other'));
+});
