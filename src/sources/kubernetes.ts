@@ -133,6 +133,8 @@ export class KubernetesSource implements ResourceSource {
   private debounce: NodeJS.Timeout | undefined;
   private pending: string[] = [];
   private stopped = false;
+  /** Set once start() returns: events before that are in the first load anyway. */
+  private started = false;
   /** Parsed documents by object, reused while its resourceVersion is unchanged. */
   private readonly parsed = new Map<string, { version: string; result: LoadResult }>();
   private readonly retry: { initialMs: number; maxMs: number };
@@ -161,9 +163,7 @@ export class KubernetesSource implements ResourceSource {
     for (const w of this.watches) void this.run(w);
     await Promise.all(this.watches.map((w) => w.whenSettled));
     // What the first lists brought is in the first load; only later events ask for a reload.
-    if (this.debounce) clearTimeout(this.debounce);
-    this.debounce = undefined;
-    this.pending = [];
+    this.started = true;
   }
 
   private makeWatch(spec: WatchedKind, custom: CustomObjectsApi, core: CoreV1Api, ns: string): KindWatch {
@@ -260,7 +260,7 @@ export class KubernetesSource implements ResourceSource {
   }
 
   private changed(reason: string): void {
-    if (this.stopped) return;
+    if (this.stopped || !this.started) return;
     this.pending.push(reason);
     if (this.debounce) clearTimeout(this.debounce);
     this.debounce = setTimeout(() => {
