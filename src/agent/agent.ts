@@ -5,7 +5,7 @@
 import type net from 'node:net';
 import { Registry } from '../stats/registry.js';
 import type { Logger } from '../log.js';
-import { loadResources, type LoadResult, type Resource } from '../resources/index.js';
+import { mergeResults, type LoadResult, type Resource } from '../resources/index.js';
 import { Ipam, vipQuarantineMs } from '../ipam/index.js';
 import { compileSnapshot } from '../snapshot/compile.js';
 import { planForDump, type ServicePlan } from '../snapshot/plan.js';
@@ -14,7 +14,8 @@ import { DnsServer, recordsFromSnapshot, readResolvConf } from '../dns/index.js'
 import { Proxy } from '../proxy/index.js';
 import { Redirector, ensureBpffs } from '../redirect/index.js';
 import { AdminServer, type Readiness } from '../admin/server.js';
-import { ConfigWatcher } from './watch.js';
+import type { ResourceSource } from '../sources/source.js';
+import { FileSource } from '../sources/files.js';
 import { redactedConfig, type AgentConfig, type HostPort } from './config.js';
 
 const VERSION = '0.1.0';
@@ -59,7 +60,9 @@ export class Agent {
   private proxy!: Proxy;
   private redirector: Redirector | undefined;
   private admin: AdminServer | undefined;
-  private watcher: ConfigWatcher | undefined;
+  private readonly sources: ResourceSource[] = [];
+  /** A source change seen while starting, applied once the agent is READY. */
+  private changedWhileStarting: string | undefined;
   private readonly outbounds = new Map<string, string>();
   private state: Readiness = 'NOT_READY';
   private reloading: Promise<unknown> = Promise.resolve();
@@ -76,7 +79,19 @@ export class Agent {
   constructor(
     readonly config: AgentConfig,
     private readonly log: Logger,
-  ) {}
+  ) {
+    // The Kubernetes source is added first by start(): the order is precedence (README, "Kubernetes").
+    if (config.configPaths.length) {
+      this.sources.push(
+        new FileSource({
+          paths: config.configPaths,
+          debounceMs: config.reloadDebounceMs,
+          rescanIntervalMs: config.rescanIntervalMs,
+          onError: (err) => this.log.warn({ err: err.message }, 'config watcher problem'),
+        }),
+      );
+    }
+  }
 
   /** Starts every component; resolves once the agent is READY. */
   async start(): Promise<void> {
@@ -103,6 +118,31 @@ export class Agent {
       maxConnections: cfg.maxConnections,
       dataThreads: cfg.dataThreads,
     });
+    if (cfg.source === 'kubernetes') {
+      // Loaded only when used: the client library costs about half a second and tens of MB to import.
+      const { KubernetesSource } = await import('../sources/kubernetes.js');
+      this.sources.unshift(
+        new KubernetesSource({
+          ...(cfg.kubeconfig !== undefined ? { kubeconfig: cfg.kubeconfig } : {}),
+          systemNamespace: cfg.systemNamespace,
+          debounceMs: cfg.reloadDebounceMs,
+          stats: this.stats,
+          log: this.log.child({ component: 'kubernetes' }),
+        }),
+      );
+    }
+    // The admin API answers (/ready 503, /healthz 200) while the sources wait for their first full list.
+    this.admin = new AdminServer(this, this.log.child({ component: 'admin' }));
+    const adminAddr = await this.admin.listen(cfg.admin.address, cfg.admin.port);
+    await Promise.all(
+      this.sources.map((src) =>
+        src.start((reason) => {
+          if (this.state === 'NOT_READY') this.changedWhileStarting = reason;
+          else void this.reload(reason);
+        }),
+      ),
+    );
+    if (this.shuttingDown) return; // SIGTERM while waiting for a first list: nothing to serve
     const snapshot = await this.buildSnapshot();
     await this.proxy.setSnapshot(snapshot);
 
@@ -138,18 +178,7 @@ export class Agent {
     }
 
     await this.syncOutbounds(snapshot);
-
-    this.admin = new AdminServer(this, this.log.child({ component: 'admin' }));
-    const adminAddr = await this.admin.listen(cfg.admin.address, cfg.admin.port);
-
-    this.watcher = new ConfigWatcher({
-      paths: cfg.configPaths,
-      debounceMs: cfg.reloadDebounceMs,
-      rescanIntervalMs: cfg.rescanIntervalMs,
-      onChange: (reason) => void this.reload(reason),
-      onError: (err) => this.log.warn({ err: err.message }, 'config watcher problem'),
-    });
-    this.watcher.start();
+    for (const src of this.sources) src.markLoaded();
 
     this.state = 'READY';
     this.scheduleVipRetry(false);
@@ -164,6 +193,7 @@ export class Agent {
       },
       'meshext ready',
     );
+    if (this.changedWhileStarting !== undefined) void this.reload(this.changedWhileStarting);
   }
 
   private dnsPort(): number {
@@ -178,7 +208,8 @@ export class Agent {
 
   /** Loads, validates and compiles the resources; invalid ones keep their last good version. */
   private async buildSnapshot(): Promise<Snapshot> {
-    const fresh = await loadResources(this.config.configPaths, { zone: this.config.zone, vipCidr: this.ipam.cidr });
+    const opts = { zone: this.config.zone, vipCidr: this.ipam.cidr };
+    const fresh = mergeResults(await Promise.all(this.sources.map((src) => src.load(opts))));
     const { load, kept } = keepLastGood(fresh, this.lastGood);
     for (const e of fresh.errors) {
       this.log.warn({ file: e.file, line: e.line, kind: e.kind, name: e.name, mesh: e.mesh, violations: e.violations }, 'resource rejected');
@@ -224,7 +255,7 @@ export class Agent {
         await this.proxy.setSnapshot(s);
         this.dns?.setRecords(recordsFromSnapshot(s));
         await this.syncOutbounds(s);
-        this.watcher?.markLoaded();
+        for (const src of this.sources) src.markLoaded();
         this.reloadsOk.inc();
         this.lastReloadError = undefined;
         this.log.info({ reason, generation: s.generation, services: s.services.length, rejected: s.rejected.length, changes: diffServices(before, s) }, 'configuration reloaded');
@@ -289,7 +320,7 @@ export class Agent {
     this.shuttingDown = true;
     clearTimeout(this.vipRetry);
     this.state = 'TERMINATING';
-    this.watcher?.stop();
+    for (const src of this.sources) src.stop();
     this.log.info({ drainMs: opts.drainMs, active: this.proxy?.activeConnections() ?? 0 }, 'draining');
     await this.proxy?.stopAccepting();
     const { remaining } = await (this.proxy?.drain(opts.drainMs) ?? Promise.resolve({ remaining: 0 }));
@@ -323,6 +354,7 @@ export class Agent {
       generation: s?.generation,
       vipCidr: s?.vipCidr,
       config: redactedConfig(this.config),
+      sources: this.sources.map((src) => src.describe()),
       services: s?.services.map((svc) => dumpService(svc, this.proxy?.currentPlans().find((p) => p.service === svc.id), this.proxy?.serviceError(svc.id))) ?? [],
       // What the engine was told to do with each service (key material as digests).
       plans: this.proxy?.currentPlans().map(planForDump) ?? [],

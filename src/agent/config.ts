@@ -13,9 +13,17 @@ export interface HostPort {
   port: number;
 }
 
+export type SourceKind = 'files' | 'kubernetes';
+
 export interface AgentConfig {
   /** Directories (or files) holding resources; watched for changes. */
   configPaths: string[];
+  /** Where resources come from besides `configPaths`: only files, or also the Kubernetes API. */
+  source: SourceKind;
+  /** kubeconfig for `source: kubernetes`; undefined = the in-cluster service account. */
+  kubeconfig: string | undefined;
+  /** Namespace holding Kuma's MeshExternalServices, HostnameGenerators and Secrets. */
+  systemNamespace: string;
   /** cgroup2 directory the BPF programs attach to; undefined = the cgroup2 mount root. */
   cgroup: string | undefined;
   /** Transparent redirect with eBPF: auto = on when the kernel allows it, else a warning. */
@@ -54,6 +62,10 @@ export interface AgentConfig {
 
 export const DEFAULTS: Readonly<AgentConfig> = Object.freeze({
   configPaths: [],
+  source: 'files',
+  kubeconfig: undefined,
+  // Kuma's default system namespace.
+  systemNamespace: 'kuma-system',
   cgroup: undefined,
   redirect: 'auto',
   dns: 'on',
@@ -155,6 +167,9 @@ export type RawOptions = Partial<Record<OptionName, string | string[]>>;
 
 export const OPTION_NAMES = [
   'config',
+  'source',
+  'kubeconfig',
+  'systemNamespace',
   'cgroup',
   'redirect',
   'dns',
@@ -195,6 +210,7 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv): RawOptions {
   }
   // Kuma's variable for the same setting, honoured so Kuma users' environments carry over.
   if (out.vipCidr === undefined && env.KUMA_IPAM_MESH_EXTERNAL_SERVICE_CIDR) out.vipCidr = env.KUMA_IPAM_MESH_EXTERNAL_SERVICE_CIDR;
+  if (out.systemNamespace === undefined && env.KUMA_STORE_KUBERNETES_SYSTEM_NAMESPACE) out.systemNamespace = env.KUMA_STORE_KUBERNETES_SYSTEM_NAMESPACE;
   return out;
 }
 
@@ -214,6 +230,9 @@ export function resolveConfig(layers: Array<{ name: string; options: RawOptions 
     const s = (o: OptionName): string | undefined => single(options[o]);
     const paths = list(options.config);
     if (paths) cfg.configPaths = paths;
+    if (s('source') !== undefined) cfg.source = oneOf(s('source')!, ['files', 'kubernetes'] as const, src('source'));
+    if (s('kubeconfig') !== undefined) cfg.kubeconfig = s('kubeconfig')!;
+    if (s('systemNamespace') !== undefined) cfg.systemNamespace = namespaceName(s('systemNamespace')!, src('systemNamespace'));
     if (s('cgroup') !== undefined) cfg.cgroup = s('cgroup');
     if (s('redirect') !== undefined) cfg.redirect = parseToggle(s('redirect')!, src('redirect'));
     if (s('dns') !== undefined) cfg.dns = parseToggle(s('dns')!, src('dns'));
@@ -239,12 +258,23 @@ export function resolveConfig(layers: Array<{ name: string; options: RawOptions 
     if (s('maxConnections') !== undefined) cfg.maxConnections = parseMaxConnections(s('maxConnections')!, src('maxConnections'));
     if (s('httpHeaderTimeout') !== undefined) cfg.httpHeaderTimeoutMs = parseTimeout(s('httpHeaderTimeout')!, src('httpHeaderTimeout'), 'an HTTP header timeout');
   }
-  if (cfg.configPaths.length === 0) throw new ConfigError('--config', '', 'at least one resource directory is required (--config DIR or MESHEXT_CONFIG)');
+  if (cfg.configPaths.length === 0 && cfg.source === 'files') {
+    throw new ConfigError('--config', '', 'at least one resource directory is required (--config DIR or MESHEXT_CONFIG), or --source kubernetes');
+  }
+  if (cfg.kubeconfig !== undefined && cfg.source !== 'kubernetes') throw new ConfigError('--kubeconfig', cfg.kubeconfig, 'only used with --source kubernetes');
   if (!isLoopback(cfg.admin.address)) {
     // The admin API exposes config dumps and mutating calls: never off the node's loopback.
     throw new ConfigError('--admin', `${cfg.admin.address}:${cfg.admin.port}`, 'the admin API listens on loopback only (127.0.0.0/8 or ::1)');
   }
   return cfg;
+}
+
+/** A Kubernetes namespace name: an RFC 1123 label. */
+function namespaceName(text: string, source: string): string {
+  if (text.length > 63 || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(text)) {
+    throw new ConfigError(source, text, 'expected a Kubernetes namespace name (lowercase letters, digits and -, at most 63)');
+  }
+  return text;
 }
 
 /** The engine takes 1..64 I/O threads (more than the node's cores only adds context switches). */

@@ -12,6 +12,8 @@
  * - A VIP outside a changed CIDR is kept (as Kuma does) and the change is logged.
  * - A hand-edited or corrupt state file never stops the agent: bad entries are dropped with an error
  *   naming them, the original is kept next to it, and the rest of the state is used.
+ * - A VIP Kuma's control plane assigned (`adopt`, from `status.vip.ip`) is taken as is, so nodes and
+ *   sidecars agree; a service this node had given that address moves to a fresh one.
  * - State is re-read under a lock file before every change and written atomically (temp file + fsync +
  *   rename), so `meshext get` and the agent can share a state directory.
  */
@@ -196,6 +198,61 @@ export class Ipam {
         await this.write(st);
       }
       this.state = st;
+    });
+  }
+
+  /**
+   * Records VIPs another allocator (Kuma's control plane, `status.vip.ip`) assigned, id → vip, before
+   * `assign` runs. The claimed address wins over one this node picked for a different service (that
+   * service gets a fresh VIP from `assign`); a service's own previous VIP is released (quarantined as by `release`). When two
+   * ids claim one address, the one already holding it (else the first) keeps it and the other is
+   * reported in `conflicts` and left to `assign`.
+   */
+  async adopt(claims: Map<string, string>): Promise<{ moved: string[]; conflicts: Array<{ id: string; vip: string; holder: string }> }> {
+    if (claims.size === 0) return { moved: [], conflicts: [] };
+    return this.locked(async () => {
+      const st = await this.read();
+      const moved: string[] = [];
+      const conflicts: Array<{ id: string; vip: string; holder: string }> = [];
+      const holderOf = (vip: bigint): string | undefined =>
+        Object.entries(st.allocations).find(([, a]) => addrToBig(a.vip, this.range.family) === vip)?.[0];
+      let changed = false;
+      const now = this.now();
+      // Ids already holding their claim go first, so a second claimant never takes the address from them.
+      const ordered = [...claims].sort(([a, va], [b, vb]) => Number(st.allocations[b]?.vip === vb) - Number(st.allocations[a]?.vip === va));
+      const granted = new Set<bigint>();
+      for (const [id, vip] of ordered) {
+        const big = addrToBig(vip, this.range.family);
+        if (big === undefined) continue;
+        if (st.allocations[id]?.vip === vip) {
+          granted.add(big);
+          continue;
+        }
+        const holder = holderOf(big);
+        if (granted.has(big) && holder !== undefined) {
+          conflicts.push({ id, vip, holder });
+          this.log.warn({ service: id, vip, holder }, 'two services claim the same Kuma VIP; the node assigns one of its own to the second');
+          continue;
+        }
+        if (holder !== undefined) {
+          delete st.allocations[holder];
+          moved.push(holder);
+          this.log.warn({ service: holder, vip, claimedBy: id }, 'VIP taken over by a service Kuma assigned it to; this service gets another one');
+        }
+        const own = st.allocations[id];
+        if (own) {
+          const released: Tombstone = { id, vip: own.vip, releasedAt: new Date(now).toISOString(), until: new Date(now + this.quarantineMs).toISOString() };
+          st.tombstones = [...st.tombstones.filter((t) => t.id !== id), released];
+        }
+        st.tombstones = st.tombstones.filter((t) => addrToBig(t.vip, this.range.family) !== big);
+        st.allocations[id] = { vip, allocatedAt: new Date(now).toISOString() };
+        granted.add(big);
+        changed = true;
+        this.log.info({ service: id, vip, previous: own?.vip }, "VIP adopted from Kuma's status");
+      }
+      if (changed) await this.write(st);
+      this.state = st;
+      return { moved, conflicts };
     });
   }
 

@@ -13,8 +13,11 @@ export function register(program: Command): void {
   const env = (o: OptionName): string => `(env ${envName(o)})`;
   program
     .command('run')
-    .description('run the agent: DNS resolver, proxy and eBPF redirect for the resources in --config')
+    .description('run the agent: DNS resolver, proxy and eBPF redirect for the resources in --config (and the Kubernetes API with --source kubernetes)')
     .option('--config <dir>', `resource directory or file; repeatable ${env('config')}`, collect)
+    .option('--source <kind>', `files|kubernetes: also list and watch Kuma resources in the Kubernetes API (default ${d.source}) ${env('source')}`)
+    .option('--kubeconfig <path>', `kubeconfig for --source kubernetes (default: in-cluster service account) ${env('kubeconfig')}`)
+    .option('--system-namespace <ns>', `namespace of Kuma's MeshExternalServices, HostnameGenerators and Secrets (default ${d.systemNamespace}) ${env('systemNamespace')}`)
     .option('--cgroup <path>', `cgroup2 directory to attach the BPF programs to (default: the cgroup2 mount root) ${env('cgroup')}`)
     .option('--redirect <mode>', `eBPF redirect: auto|on|off (default ${d.redirect}) ${env('redirect')}`)
     .option('--dns <mode>', `embedded DNS resolver: on|off (default ${d.dns}) ${env('dns')}`)
