@@ -2,8 +2,11 @@
  * Envoy/kuma-dp style admin API on loopback: readiness, stats, config dump, clusters, BPF state.
  * Reads are GET; anything that changes the agent is POST only (a GET gets 405), as Envoy does.
  */
+import { chmodSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { dirname } from 'node:path';
+import { listenShared } from '../net/shared.js';
 import type { Registry } from '../stats/registry.js';
 import type { Logger } from '../log.js';
 
@@ -35,7 +38,8 @@ function sendJson(res: http.ServerResponse, status: number, value: unknown): voi
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'];
 
 export class AdminServer {
-  private server: http.Server | undefined;
+  private readonly servers: http.Server[] = [];
+  private readonly unlinkOnClose: Array<() => void> = [];
   private readonly get: Record<string, Handler>;
   private readonly post: Record<string, Handler>;
 
@@ -90,18 +94,59 @@ export class AdminServer {
     };
   }
 
-  /** Starts listening; rejects with a clear error when the address is taken. */
+  /**
+   * Starts listening; rejects with a clear error when the address is taken. A fixed port is shared with a
+   * successor agent during a restart (src/net/shared.ts), so each agent also answers on its own unix socket
+   * (listenUnix): that is where a probe asks *this* agent whether it is ready.
+   */
   async listen(address: string, port: number): Promise<AddressInfo> {
-    const server = http.createServer((req, res) => void this.handle(req, res));
-    server.keepAliveTimeout = 5_000;
+    const server = this.newServer();
+    const fail = (err: NodeJS.ErrnoException): Error =>
+      Object.assign(new Error(`admin API cannot listen on ${address}:${port}: ${err.code ?? err.message}`), { code: 'MESHEXT_E_ADMIN_LISTEN', cause: err });
+    if (port === 0) {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', (err: NodeJS.ErrnoException) => reject(fail(err)));
+        server.listen(port, address, () => resolve());
+      });
+    } else {
+      await listenShared(server, address, port).catch((err: NodeJS.ErrnoException) => {
+        throw fail(err);
+      });
+    }
+    this.servers.push(server);
+    return server.address() as AddressInfo;
+  }
+
+  /**
+   * Also answers on a unix socket at `path` (replacing a stale one; its directory is made). Removed on close
+   * unless a successor has replaced it by then.
+   */
+  async listenUnix(path: string): Promise<void> {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+    rmSync(path, { force: true });
+    const server = this.newServer();
     await new Promise<void>((resolve, reject) => {
       server.once('error', (err: NodeJS.ErrnoException) =>
-        reject(Object.assign(new Error(`admin API cannot listen on ${address}:${port}: ${err.code ?? err.message}`), { code: 'MESHEXT_E_ADMIN_LISTEN', cause: err })),
+        reject(Object.assign(new Error(`admin API cannot listen on unix socket ${path}: ${err.code ?? err.message}`), { code: 'MESHEXT_E_ADMIN_LISTEN', cause: err })),
       );
-      server.listen(port, address, () => resolve());
+      server.listen(path, () => resolve());
     });
-    this.server = server;
-    return server.address() as AddressInfo;
+    chmodSync(path, 0o600);
+    const ino = statSync(path).ino;
+    this.servers.push(server);
+    this.unlinkOnClose.push(() => {
+      try {
+        if (statSync(path).ino === ino) rmSync(path, { force: true });
+      } catch {
+        /* already gone */
+      }
+    });
+  }
+
+  private newServer(): http.Server {
+    const server = http.createServer((req, res) => void this.handle(req, res));
+    server.keepAliveTimeout = 5_000;
+    return server;
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -128,11 +173,14 @@ export class AdminServer {
   }
 
   async close(): Promise<void> {
-    const s = this.server;
-    if (!s) return;
-    this.server = undefined;
-    s.closeAllConnections();
-    await new Promise<void>((resolve) => s.close(() => resolve()));
+    const servers = this.servers.splice(0);
+    await Promise.all(
+      servers.map((s) => {
+        s.closeAllConnections();
+        return new Promise<void>((resolve) => s.close(() => resolve()));
+      }),
+    );
+    for (const f of this.unlinkOnClose.splice(0)) f();
   }
 }
 
