@@ -36,6 +36,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("layout", Napi::Function::New(env, mx::Layout));
   exports.Set("fdLimit", Napi::Function::New(env, mx::FdLimit));
   exports.Set("sharedSocket", Napi::Function::New(env, mx::SharedSocket));
+  exports.Set("engineDnsListen", Napi::Function::New(env, mx::EngineDnsListen));
+  exports.Set("engineDnsTable", Napi::Function::New(env, mx::EngineDnsTable));
+  exports.Set("engineDnsResolve", Napi::Function::New(env, mx::EngineDnsResolve));
+  exports.Set("engineDnsSend", Napi::Function::New(env, mx::EngineDnsSend));
+  exports.Set("engineDnsCounts", Napi::Function::New(env, mx::EngineDnsCounts));
+  exports.Set("dnsServfail", Napi::Function::New(env, mx::DnsServfail));
+  exports.Set("dnsFitReply", Napi::Function::New(env, mx::DnsFitReply));
   exports.Set("engineStart", Napi::Function::New(env, mx::EngineStart));
   exports.Set("engineStop", Napi::Function::New(env, mx::EngineStop));
   exports.Set("engineListen", Napi::Function::New(env, mx::EngineListen));

@@ -33,6 +33,15 @@ Napi::Value Layout(const Napi::CallbackInfo& info);
 Napi::Value FdLimit(const Napi::CallbackInfo& info);
 Napi::Value SharedSocket(const Napi::CallbackInfo& info);
 
+// Engine DNS (dns/dns_napi.cc).
+Napi::Value EngineDnsListen(const Napi::CallbackInfo& info);
+Napi::Value EngineDnsTable(const Napi::CallbackInfo& info);
+Napi::Value EngineDnsResolve(const Napi::CallbackInfo& info);
+Napi::Value EngineDnsSend(const Napi::CallbackInfo& info);
+Napi::Value EngineDnsCounts(const Napi::CallbackInfo& info);
+Napi::Value DnsServfail(const Napi::CallbackInfo& info);
+Napi::Value DnsFitReply(const Napi::CallbackInfo& info);
+
 // Engine (engine/api.cc).
 Napi::Value EngineStart(const Napi::CallbackInfo& info);
 Napi::Value EngineStop(const Napi::CallbackInfo& info);

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "api.h"
+#include "shared_socket.h"
 #include "errors.h"
 #include "engine/sockaddr.h"
 #include "meshext_maps.h"
@@ -123,6 +124,31 @@ Napi::Value FdLimit(const Napi::CallbackInfo& info) {
   return o;
 }
 
+int OpenSharedSocket(int type, const sockaddr_storage& ss, socklen_t len, int backlog, int extraFlags, const char** failedStep) {
+  *failedStep = "socket";
+  int fd = ::socket(ss.ss_family, type | SOCK_CLOEXEC | extraFlags, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  if (type == SOCK_STREAM) ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  // Only a fixed port is shared: an ephemeral one is nobody else's to take over, and with SO_REUSEPORT the
+  // kernel's choice of a free port may land in another group's port.
+  uint16_t port = ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_port)
+                                           : ntohs(reinterpret_cast<const sockaddr_in*>(&ss)->sin_port);
+  if (port != 0) ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  *failedStep = "bind";
+  int rc = ::bind(fd, reinterpret_cast<const sockaddr*>(&ss), len);
+  if (rc == 0 && type == SOCK_STREAM) {
+    *failedStep = "listen";
+    rc = ::listen(fd, backlog);
+  }
+  if (rc != 0) {
+    int err = errno;
+    ::close(fd);
+    return -err;
+  }
+  return fd;
+}
+
 // sharedSocket(kind, address, port, backlog) → fd: a TCP listening or UDP bound socket with SO_REUSEPORT, for
 // the Node servers an agent shares with its successor during a restart (Node 20 cannot set SO_REUSEPORT).
 // Errors carry the errno name, as Node's listen errors do.
@@ -137,24 +163,9 @@ Napi::Value SharedSocket(const Napi::CallbackInfo& info) {
   sockaddr_storage ss{};
   socklen_t len = 0;
   if (!engine::IpSockaddr(address, static_cast<uint16_t>(port), &ss, &len)) ThrowArg(env, "address must be an IP literal, got " + address);
-  int type = kind == "tcp" ? SOCK_STREAM : SOCK_DGRAM;
-  int fd = ::socket(ss.ss_family, type | SOCK_CLOEXEC, 0);
-  if (fd < 0) ThrowErrno(env, "MESHEXT_E_LISTEN", "socket", errno);
-  int one = 1;
-  if (type == SOCK_STREAM) ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (ss.ss_family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
-  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-  const char* step = "bind";
-  int rc = ::bind(fd, reinterpret_cast<sockaddr*>(&ss), len);
-  if (rc == 0 && type == SOCK_STREAM) {
-    step = "listen";
-    rc = ::listen(fd, static_cast<int>(backlog));
-  }
-  if (rc != 0) {
-    int err = errno;
-    ::close(fd);
-    ThrowErrno(env, "MESHEXT_E_LISTEN", step, err);
-  }
+  const char* step = nullptr;
+  int fd = OpenSharedSocket(kind == "tcp" ? SOCK_STREAM : SOCK_DGRAM, ss, len, static_cast<int>(backlog), 0, &step);
+  if (fd < 0) ThrowErrno(env, "MESHEXT_E_LISTEN", step, -fd);
   return Napi::Number::New(env, fd);
 }
 

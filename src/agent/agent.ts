@@ -162,6 +162,8 @@ export class Agent {
         resolvConfPath: cfg.resolvConf,
         ipFamilyMode: cfg.ipFamilyMode,
         ttl: cfg.dnsTtlSeconds,
+        // Owned names are answered by the data-plane engine's threads: a stalled JS thread never stops them.
+        engine: this.proxy.dataPlane,
         stats: this.stats,
         log: this.log.child({ component: 'dns' }),
       });

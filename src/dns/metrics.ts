@@ -2,7 +2,8 @@
 import { createRequire } from 'node:module';
 import type { Registry, Series } from '../stats/registry.js';
 
-export type QueryOutcome = 'answered' | 'forwarded' | 'nxdomain' | 'servfail' | 'formerr' | 'dropped';
+/** `stalled`: a forwarded query the JS side did not answer in time, answered SERVFAIL by the engine. */
+export type QueryOutcome = 'answered' | 'forwarded' | 'nxdomain' | 'servfail' | 'formerr' | 'dropped' | 'stalled';
 
 // dns-packet keeps its type-name table in a submodule that its typings do not declare.
 const packetTypes = createRequire(import.meta.url)('dns-packet/types.js') as { toString(n: number): string };
@@ -49,15 +50,35 @@ export class DnsMetrics {
     this.tcpIdleTimeout = registry.counter('meshext_dns_tcp_cx_idle_timeout_total', 'TCP connections closed after the idle timeout with no query outstanding');
   }
 
-  /** Counts one query by type and outcome. */
-  query(qtype: number | undefined, outcome: QueryOutcome): void {
-    const label = qtypeLabel(qtype);
+  /**
+   * Copies the counts of the queries the engine settled itself (answered, formerr, dropped; qtype -1 when
+   * unreadable). The forwarding path's outcomes (forwarded, nxdomain, servfail) are counted by query().
+   */
+  settled(rows: ReadonlyArray<readonly [number, QueryOutcome, number]>): void {
+    const sums = new Map<string, { label: string; outcome: QueryOutcome; n: number }>();
+    for (const [qtype, outcome, n] of rows) {
+      const label = qtypeLabel(qtype < 0 ? undefined : qtype);
+      const key = `${label}|${outcome}`;
+      const cur = sums.get(key);
+      if (cur) cur.n += n;
+      else sums.set(key, { label, outcome, n });
+    }
+    for (const { label, outcome, n } of sums.values()) this.series(label, outcome).set(n);
+  }
+
+  private series(label: string, outcome: QueryOutcome): Series {
     const key = `${label}|${outcome}`;
     let s = this.queries.get(key);
     if (!s) {
       s = this.registry.counter(QUERIES, 'DNS queries by query type and outcome', { qtype: label, outcome });
       this.queries.set(key, s);
     }
+    return s;
+  }
+
+  /** Counts one query by type and outcome. */
+  query(qtype: number | undefined, outcome: QueryOutcome): void {
+    const s = this.series(qtypeLabel(qtype), outcome);
     s.inc();
   }
 

@@ -16,38 +16,22 @@
  * a per-client (source IP) limit, a read timeout for each query however slowly its bytes trickle in, an
  * idle timeout, and at either limit the connection idle the longest is evicted before a newcomer is refused.
  */
-import dgram from 'node:dgram';
 import net, { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import { silentLogger } from '../log.js';
 import { Registry } from '../stats/registry.js';
 import { DnsError } from './errors.js';
-import { bindShared, listenShared } from '../net/shared.js';
+import { listenShared } from '../net/shared.js';
 import { DNS_TTL_SECONDS } from './ttl.js';
 import { FrameReader, frame } from './framing.js';
 import { Forwarder } from './forwarder.js';
 import { TcpConnTable } from './tcp-conns.js';
 import { DnsMetrics } from './metrics.js';
-import { compileRecords, type DnsRecordSet, type IpFamilyMode, type RecordTable } from './records.js';
+import { compileRecords, type DnsRecordSet, type IpFamilyMode } from './records.js';
 import { readResolvConf, type UpstreamAddress } from './resolv-conf.js';
-import {
-  buildError,
-  buildLocalAnswer,
-  buildServfail,
-  parseQuery,
-  replyRcode,
-  truncateReply,
-  udpLimit,
-  CLASS_ANY,
-  CLASS_IN,
-  EXT_RCODE_BADVERS_HIGH,
-  RCODE_NOERROR,
-  RCODE_NXDOMAIN,
-  RCODE_SERVFAIL,
-  TYPE_A,
-  TYPE_AAAA,
-  type Query,
-} from './wire.js';
+import { replyRcode, RCODE_NXDOMAIN, RCODE_SERVFAIL } from './wire.js';
+import { Engine, dnsFitReply, dnsServfail, type EngineListener } from '../engine/engine.js';
+import type { EngineEvent } from '../native/addon.js';
 
 export interface DnsServerOptions {
   /** Where to serve (UDP and TCP on each). Default 127.0.0.1:15053. Port 0 picks one port for both. */
@@ -82,6 +66,11 @@ export interface DnsServerOptions {
   tcpMaxConnectionsPerClient?: number;
   stats?: Registry;
   log?: Logger;
+  /**
+   * The engine that serves UDP and answers owned names (off the JS thread, so a stalled JS thread never stops
+   * them); the agent passes its data-plane engine. Default: one of its own, stopped with the server.
+   */
+  engine?: Engine;
 }
 
 export type Transport = 'udp' | 'tcp';
@@ -92,6 +81,16 @@ const MAX_TCP_QUERY = 4096;
 /** Per-connection pipelining depth before we stop reading from that client (back-pressure). */
 const MAX_PENDING_PER_CONN = 64;
 const BIND_RETRIES = 20;
+/**
+ * The engine answers SERVFAIL itself to a forwarded UDP query this side has not answered within the query
+ * timeout plus this: our own SERVFAIL comes at the timeout, so the engine's only comes when this thread stalls.
+ */
+const STALL_GRACE_MS = 1000;
+
+/** CLOCK_MONOTONIC in ms, the engine's clock (its events' `at`). */
+function monotonicMs(): number {
+  return Number(process.hrtime.bigint() / 1_000_000n);
+}
 
 function checkInt(name: string, v: number | undefined, min: number, max: number): void {
   if (v !== undefined && (!Number.isInteger(v) || v < min || v > max)) {
@@ -117,7 +116,7 @@ function errnoText(err: unknown): string {
 }
 
 interface Bound {
-  udp: dgram.Socket;
+  udp: EngineListener;
   tcp: net.Server;
   address: string;
   port: number;
@@ -128,8 +127,11 @@ export class DnsServer {
   private readonly log: Logger;
   private readonly metrics: DnsMetrics;
   private readonly overflow;
-  /** The owned-name table; replaced as a whole by setRecords, read once per query. */
-  private table: RecordTable = new Map();
+  /** The engine serving UDP and holding the owned-name table; set by start(). */
+  private engine: Engine | undefined;
+  private ownEngine = false;
+  /** The records last set (kept for an engine that starts later). */
+  private pendingRecords: ReadonlyMap<string, DnsRecordSet> = new Map();
   private bound: Bound[] = [];
   private readonly conns = new Set<net.Socket>();
   private forwarder: Forwarder | undefined;
@@ -167,6 +169,10 @@ export class DnsServer {
     const stats = options.stats ?? new Registry();
     this.metrics = new DnsMetrics(stats);
     this.overflow = stats.counter('meshext_dns_overflow_total', 'Forwarded queries refused with SERVFAIL because maxInFlight was reached');
+    // Queries the engine settled itself are counted there; each read of the registry copies them.
+    stats.onCollect(() => {
+      if (this.engine?.running) this.metrics.settled(this.engine.dnsCounts());
+    });
   }
 
   /** Binds UDP and TCP on every listen address; rejects with MESHEXT_E_DNS_LISTEN naming the address. */
@@ -174,6 +180,10 @@ export class DnsServer {
     if (this.state !== 'new') throw new DnsError('MESHEXT_E_DNS_STATE', `DNS server cannot start: it is ${this.state}`);
     this.state = 'starting';
     try {
+      this.engine = this.options.engine ?? Engine.start(1);
+      this.ownEngine = this.options.engine === undefined;
+      this.engine.on('dns-query', (ev) => this.onEngineQuery(ev));
+      this.setRecords(this.pendingRecords);
       const upstreams: UpstreamAddress[] = this.options.upstreams ? this.options.upstreams.map((u) => ({ ...u })) : readResolvConf(this.options.resolvConfPath);
       for (const l of this.options.listen ?? DEFAULT_LISTEN) this.bound.push(await this.bind(l.address, l.port));
       for (const u of upstreams) {
@@ -198,13 +208,16 @@ export class DnsServer {
     this.state = 'stopped';
     this.forwarder?.close();
     await this.closeSockets();
+    if (this.engine?.running) this.metrics.settled(this.engine.dnsCounts()); // the last counts stay readable
+    if (this.ownEngine) this.engine?.stop();
     this.log.info('DNS resolver stopped');
   }
 
   /** Swaps the owned-name table atomically; an invalid table throws and leaves the current one serving. */
   setRecords(records: ReadonlyMap<string, DnsRecordSet>): void {
     const next = compileRecords(records, { ttl: this.opts.ttl, mode: this.opts.mode });
-    this.table = next;
+    this.pendingRecords = records;
+    this.engine?.dnsTable([...next].map(([name, c]) => ({ name, ...c })));
     this.metrics.records.set(next.size);
     this.log.debug({ names: next.size }, 'DNS records replaced');
   }
@@ -221,8 +234,8 @@ export class DnsServer {
     // With port 0, UDP and TCP should share one port (clients retry truncated answers over TCP on the
     // same port), so take UDP's ephemeral port for TCP and try again if TCP finds it taken.
     for (let attempt = 0; ; attempt++) {
-      const udp = await this.bindUdp(address, port);
-      const udpPort = udp.address().port;
+      const udp = this.bindUdp(address, port);
+      const udpPort = udp.address.port;
       try {
         const tcp = await this.bindTcp(address, udpPort, port !== 0);
         return { udp, tcp, address, port: udpPort };
@@ -233,25 +246,13 @@ export class DnsServer {
     }
   }
 
-  private bindUdp(address: string, port: number): Promise<dgram.Socket> {
-    return new Promise((resolve, reject) => {
-      const sock = dgram.createSocket({ type: isIP(address.replace(/%.*$/, '')) === 6 ? 'udp6' : 'udp4' });
-      const onError = (err: Error): void => {
-        sock.close();
-        reject(new DnsError('MESHEXT_E_DNS_LISTEN', `DNS resolver cannot listen on udp ${address}:${port}: ${errnoText(err)}`, err));
-      };
-      sock.once('error', onError);
-      const ready = (): void => {
-        sock.off('error', onError);
-        sock.on('error', (err) => this.log.warn({ err }, 'DNS UDP socket error'));
-        sock.on('message', (msg, rinfo) => this.onUdp(sock, msg, rinfo));
-        resolve(sock);
-      };
-      // A fixed port is shared with a successor agent during a restart (src/net/shared.ts); an ephemeral one is
-      // nobody else's to take over.
-      if (port === 0) sock.bind(port, address, ready);
-      else bindShared(sock, address, port).then(ready, onError);
-    });
+  private bindUdp(address: string, port: number): EngineListener {
+    try {
+      return this.engine!.dnsListen(address, port, this.opts.queryTimeoutMs + STALL_GRACE_MS, (code, fatal) => this.log.error({ address, port, err: code, fatal }, fatal ? 'DNS UDP socket failed' : 'DNS UDP socket error'));
+    } catch (e) {
+      const err = Object.assign(new Error((e as Error).message), { code: (e as { errnoName?: string }).errnoName });
+      throw new DnsError('MESHEXT_E_DNS_LISTEN', `DNS resolver cannot listen on udp ${address}:${port}: ${errnoText(err)}`, err);
+    }
   }
 
   /** `shared`: a fixed port, shared with a successor agent; else UDP's ephemeral port, taken exclusively. */
@@ -282,29 +283,23 @@ export class DnsServer {
     for (const c of this.conns) c.destroy();
     this.conns.clear();
     await Promise.all(
-      bound.flatMap((b) => [
-        new Promise<void>((r) => {
-          try {
-            b.udp.close(() => r());
-          } catch {
-            r();
-          }
-        }),
-        new Promise<void>((r) => b.tcp.close(() => r())),
-      ]),
+      bound.map((b) => {
+        b.udp.close();
+        return new Promise<void>((r) => b.tcp.close(() => r()));
+      }),
     );
   }
 
-  private onUdp(sock: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
-    const send = (out: Buffer | undefined): void => {
-      if (!out || this.state !== 'running') return;
-      sock.send(out, rinfo.port, rinfo.address, (err) => {
-        if (err) this.log.debug({ err }, 'DNS UDP send failed');
-      });
-    };
-    const r = this.handle(msg, 'udp');
-    if (r instanceof Promise) void r.then(send);
-    else send(r);
+  /** A UDP query the engine did not answer itself: forwarded here, the reply sent back through the engine. */
+  private onEngineQuery(ev: EngineEvent): void {
+    if (this.state !== 'running') return;
+    const query = ev['query'] as Buffer;
+    const token = Number(ev['token']);
+    // Received while this thread was stalled for longer than the engine waits: it has had its SERVFAIL.
+    if (monotonicMs() - Number(ev['at']) > this.opts.queryTimeoutMs + STALL_GRACE_MS) return;
+    void this.forward(query, Number(ev['qtype']), Number(ev['questionEnd']), 'udp').then((reply) => {
+      if (reply && this.state === 'running') this.engine?.dnsSend(ev.id, token, reply);
+    });
   }
 
   private onTcpConnection(table: TcpConnTable<net.Socket>, sock: net.Socket): void {
@@ -391,7 +386,7 @@ export class DnsServer {
       }
       for (const f of frames) {
         if (pending++ === 0) table.markBusy(sock);
-        const r = this.handle(f, 'tcp');
+        const r = this.handle(f);
         if (r instanceof Promise) void r.then(reply);
         else reply(r);
       }
@@ -400,67 +395,42 @@ export class DnsServer {
   }
 
   /** Answers one message; never throws. Returns the response, or undefined to send nothing. */
-  private handle(msg: Buffer, transport: Transport): Buffer | undefined | Promise<Buffer | undefined> {
-    let q: Query | undefined;
-    try {
-      const p = parseQuery(msg);
-      if (p.kind === 'drop') {
-        this.metrics.query(undefined, 'dropped');
-        return undefined;
-      }
-      if (p.kind === 'error') {
-        this.metrics.query(p.qtype, 'formerr');
-        // An EDNS version we do not speak: BADVERS (extended rcode 16) with our OPT saying version 0.
-        const badvers = p.rcode === RCODE_NOERROR && p.edns !== undefined;
-        return buildError(p.id, p.flags, p.rcode, p.edns, badvers ? EXT_RCODE_BADVERS_HIGH : 0);
-      }
-      q = p.query;
-      const table = this.table; // one read: the whole query sees one table
-      const owned = q.hostnameSafe && (q.qclass === CLASS_IN || q.qclass === CLASS_ANY) ? table.get(q.name.toLowerCase()) : undefined;
-      const limit = transport === 'udp' ? udpLimit(q.edns) : 65535;
-      if (owned) {
-        this.metrics.query(q.qtype, 'answered');
-        if (q.qtype === TYPE_A) return buildLocalAnswer(msg, q, owned.a, owned.aCount, limit);
-        if (q.qtype === TYPE_AAAA) return buildLocalAnswer(msg, q, owned.aaaa, owned.aaaaCount, limit);
-        return buildLocalAnswer(msg, q, Buffer.alloc(0), 0, limit);
-      }
-      return this.forward(msg, q, transport, limit);
-    } catch (err) {
-      // A bug must cost one query, not the resolver.
-      this.log.error({ err }, 'DNS query handling failed');
-      this.metrics.query(q?.qtype, q ? 'servfail' : 'dropped');
-      return q ? buildServfail(msg, q) : undefined;
-    }
+  /** A TCP query: answered by the engine's rules (owned names, malformed queries), else forwarded. */
+  private handle(msg: Buffer): Buffer | undefined | Promise<Buffer | undefined> {
+    const r = this.engine?.dnsResolve(msg, 'tcp');
+    if (!r) return undefined;
+    if ('reply' in r) return r.reply;
+    return this.forward(msg, r.qtype, r.questionEnd, 'tcp');
   }
 
-  private forward(msg: Buffer, q: Query, transport: Transport, limit: number): Buffer | Promise<Buffer | undefined> {
+  private forward(msg: Buffer, qtype: number, questionEnd: number, transport: Transport): Promise<Buffer | undefined> {
     const fwd = this.forwarder;
+    const servfail = (): Buffer | undefined => {
+      this.metrics.query(qtype, 'servfail');
+      return dnsServfail(msg) ?? undefined;
+    };
     if (!fwd || this.inFlight >= this.opts.maxInFlight) {
       if (fwd) this.overflow.inc();
-      this.metrics.query(q.qtype, 'servfail');
-      return buildServfail(msg, q);
+      return Promise.resolve(servfail());
     }
     this.inFlight++;
     this.metrics.inFlight.set(this.inFlight);
     return fwd
-      .forward(msg, q.questionEnd, transport, this.opts.queryTimeoutMs)
+      .forward(msg, questionEnd, transport, this.opts.queryTimeoutMs)
       .then((reply) => {
-        if (!reply) {
-          this.metrics.query(q.qtype, 'servfail');
-          return buildServfail(msg, q);
-        }
+        if (!reply) return servfail();
         const rcode = replyRcode(reply);
-        this.metrics.query(q.qtype, rcode === RCODE_NXDOMAIN ? 'nxdomain' : rcode === RCODE_SERVFAIL ? 'servfail' : 'forwarded');
-        return reply.length > limit ? truncateReply(reply, q.questionEnd, q.edns) : reply;
+        this.metrics.query(qtype, rcode === RCODE_NXDOMAIN ? 'nxdomain' : rcode === RCODE_SERVFAIL ? 'servfail' : 'forwarded');
+        return dnsFitReply(reply, msg, transport);
       })
       .catch((err: unknown) => {
         this.log.error({ err }, 'DNS forwarding failed');
-        this.metrics.query(q.qtype, 'servfail');
-        return buildServfail(msg, q);
+        return servfail();
       })
       .finally(() => {
         this.inFlight--;
         this.metrics.inFlight.set(this.inFlight);
       });
   }
+
 }

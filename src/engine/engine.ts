@@ -40,6 +40,25 @@ export interface EngineListener {
 
 export type EngineEventHandler = (ev: EngineEvent) => void;
 
+/** One owned DNS name for the engine's table: answer sections pre-encoded by src/dns/records.ts. */
+export interface EngineDnsName {
+  name: string;
+  a: Buffer;
+  aCount: number;
+  aaaa: Buffer;
+  aaaaCount: number;
+}
+
+/** SERVFAIL for a query, keeping its question (null when the query does not parse). */
+export function dnsServfail(query: Buffer): Buffer | null {
+  return native().dnsServfail(query);
+}
+
+/** An upstream reply fitted to the client's size limit (UDP: TC and no records when too big). */
+export function dnsFitReply(reply: Buffer, query: Buffer, transport: 'udp' | 'tcp'): Buffer {
+  return native().dnsFitReply(reply, query, transport);
+}
+
 /** Descriptors kept out of the engine's reach for the control plane: admin, DNS, config files, BPF maps. */
 export const FD_RESERVE = 256;
 /** Descriptors one client connection may take: its socket, its upstream's and a splice pipe's two ends. */
@@ -137,6 +156,54 @@ export class Engine {
         this.updateRef();
       },
     };
+  }
+
+  /**
+   * Serves DNS over UDP on an IP literal (the port shared with a successor agent when fixed): queries for owned
+   * names (dnsTable) and malformed ones are answered in the engine, off the JS thread; every other query comes
+   * as a `dns-query` event {id, token, qtype, questionEnd, query} for the caller to forward and answer with
+   * dnsSend. One not answered within `deadlineMs` gets SERVFAIL from the engine (a stalled JS thread never leaves
+   * a client waiting). Throws the bind error (code MESHEXT_E_DNS_LISTEN, errnoName).
+   */
+  dnsListen(address: string, port: number, deadlineMs: number, onError: (code: string, fatal: boolean) => void): EngineListener {
+    if (this.stopped) throw new Error('the engine has stopped');
+    const r = this.addon.engineDnsListen(this.handle, address, port, deadlineMs);
+    const id = r.id;
+    this.listeners.set(id, { onError });
+    this.updateRef();
+    return {
+      id,
+      address: { address: r.address, family: r.family, port: r.port },
+      close: () => {
+        if (!this.listeners.delete(id)) return;
+        if (!this.stopped) this.addon.engineClose(this.handle, id);
+        this.updateRef();
+      },
+    };
+  }
+
+  /** Replaces the owned-name table the engine answers from (names lowercased; answer sections pre-encoded). */
+  dnsTable(names: EngineDnsName[]): void {
+    if (!this.stopped) this.addon.engineDnsTable(this.handle, names);
+  }
+
+  /**
+   * What the engine's UDP sessions do with a query, for queries that arrive otherwise (TCP): the reply, a request
+   * to forward it, or null to drop it. Owned answers exist in one place, the engine.
+   */
+  dnsResolve(query: Buffer, transport: 'udp' | 'tcp'): { reply: Buffer } | { forward: true; qtype: number; questionEnd: number } | null {
+    if (this.stopped) return null;
+    return this.addon.engineDnsResolve(this.handle, query, transport);
+  }
+
+  /** Answers forwarded query `token` of UDP session `id` (a `dns-query` event); false when that session is gone. */
+  dnsSend(id: number, token: number, reply: Buffer): boolean {
+    return !this.stopped && this.addon.engineDnsSend(this.handle, id, token, reply);
+  }
+
+  /** Queries the engine settled itself, by qtype (-1: unreadable) and outcome. */
+  dnsCounts(): Array<[number, 'answered' | 'formerr' | 'dropped' | 'stalled', number]> {
+    return this.stopped ? [] : this.addon.engineDnsCounts(this.handle);
   }
 
   /** Installs every plan of a snapshot at once; returns the plans installed failing closed, and why. */

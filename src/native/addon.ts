@@ -102,7 +102,7 @@ export interface EngineInstall {
 }
 
 /** Any event of the engine (see src/engine/engine.ts for the kinds and their fields). */
-export type EngineEvent = { kind: string; id: number; [field: string]: string | number };
+export type EngineEvent = { kind: string; id: number; [field: string]: string | number | Buffer };
 
 export interface EngineStats {
   threads: number;
@@ -194,6 +194,13 @@ export interface NativeAddon {
   origDstTake(mapFd: number, key: Buffer): { orig: Buffer } | { stale: true } | null;
   /** Removes mx_peer_orig entries older than MX_ORIG_MAX_AGE_MS; returns how many. */
   origDstSweep(mapFd: number): number;
+  engineDnsListen(engine: number, address: string, port: number, deadlineMs: number): { id: number; address: string; family: string; port: number };
+  engineDnsTable(engine: number, names: Array<{ name: string; a: Buffer; aCount: number; aaaa: Buffer; aaaaCount: number }>): void;
+  engineDnsResolve(engine: number, query: Buffer, transport: 'udp' | 'tcp'): { reply: Buffer } | { forward: true; qtype: number; questionEnd: number } | null;
+  engineDnsSend(engine: number, id: number, token: number, reply: Buffer): boolean;
+  engineDnsCounts(engine: number): Array<[number, 'answered' | 'formerr' | 'dropped' | 'stalled', number]>;
+  dnsServfail(query: Buffer): Buffer | null;
+  dnsFitReply(reply: Buffer, query: Buffer, transport: 'udp' | 'tcp'): Buffer;
   /** RLIMIT_NOFILE (-1: unlimited), the soft limit first raised to the hard one when `raise`. */
   fdLimit(raise?: boolean): { soft: number; hard: number };
   /** A TCP listening (with `backlog`) or UDP bound socket with SO_REUSEPORT, as an fd for Node's servers. */

@@ -88,6 +88,11 @@ export class Proxy {
   private readonly logged = new Map<string, { at: number; n: number; suppressed: number }>();
   private readonly global: { noRoute: Series; accepted: Series; origFound: Series; origMissing: Series; origStale: Series; overflowCap: Series; overflowFd: Series; sessions: Series; pipesInUse: Series; pipesPooled: Series };
 
+  /** The data-plane engine (the DNS resolver serves its UDP side on it too). */
+  get dataPlane(): Engine {
+    return this.engine;
+  }
+
   /** Starts the engine; throws MESHEXT_E_ENGINE (one line saying why) when it cannot run here. */
   constructor(private readonly opts: ProxyOptions) {
     this.log = opts.log;

@@ -15,6 +15,7 @@
 #include "../api.h"
 #include "../errors.h"
 #include "../handles.h"
+#include "../shared_socket.h"
 #include "../http1/pool.h"
 #include "../http2/session.h"
 #include "engine.h"
@@ -77,6 +78,8 @@ Napi::Object CountersToJs(Napi::Env env, Engine& e) {
 
 }  // namespace
 
+Engine* EngineOf(const Napi::CallbackInfo& info, size_t i) { return EngineArg(info, i); }
+
 Napi::Value EngineStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint32_t threads = ArgU32(info, 0, "threads");
@@ -112,17 +115,14 @@ Napi::Value EngineListen(const Napi::CallbackInfo& info) {
   sockaddr_storage ss{};
   socklen_t len = 0;
   if (!engine::IpSockaddr(address, static_cast<uint16_t>(port), &ss, &len)) ThrowArg(env, "listen address must be an IP literal, got " + address);
-  engine::UniqueFd fd(::socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) ThrowErrno(env, "MESHEXT_E_LISTEN", "socket", errno);
-  int one = 1;
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   // A new agent binds the same port while the old one still serves (a restart without an outage): the kernel
   // spreads new connections over both, and when the old listener closes, the connections waiting in its queue
   // move to the new one (net.ipv4.tcp_migrate_req, set by the agent). Only sockets of the same user that all
   // ask for it share a port; a port held otherwise still fails with EADDRINUSE.
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) ThrowErrno(env, "MESHEXT_E_LISTEN", "bind", errno);
-  if (::listen(fd.get(), static_cast<int>(backlog)) != 0) ThrowErrno(env, "MESHEXT_E_LISTEN", "listen", errno);
+  const char* step = nullptr;
+  int rawFd = OpenSharedSocket(SOCK_STREAM, ss, len, static_cast<int>(backlog), SOCK_NONBLOCK, &step);
+  if (rawFd < 0) ThrowErrno(env, "MESHEXT_E_LISTEN", step, -rawFd);
+  engine::UniqueFd fd(rawFd);
   sockaddr_storage bound{};
   socklen_t blen = sizeof bound;
   if (::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&bound), &blen) != 0) ThrowErrno(env, "MESHEXT_E_LISTEN", "getsockname", errno);

@@ -157,6 +157,7 @@ Napi::Array Engine::BatchToJs(Napi::Env env, const std::vector<Event>& batch) {
     o.Set(name("id"), Napi::Number::New(env, static_cast<double>(e.id)));
     for (const auto& kv : e.nums) o.Set(name(kv.first), Napi::Number::New(env, kv.second));
     for (const auto& kv : e.strs) o.Set(name(kv.first), Napi::String::New(env, kv.second));
+    for (const auto& kv : e.bufs) o.Set(name(kv.first), Napi::Buffer<char>::Copy(env, kv.second.data(), kv.second.size()));
     arr.Set(static_cast<uint32_t>(i), o);
   }
   return arr;

@@ -43,6 +43,7 @@
 #include <utility>
 #include <vector>
 
+#include "../dns/state.h"
 #include "fd.h"
 #include "plan.h"
 
@@ -63,6 +64,7 @@ struct Event {
   bool lazy = false;
   std::vector<std::pair<const char*, double>> nums;
   std::vector<std::pair<const char*, std::string>> strs;
+  std::vector<std::pair<const char*, std::string>> bufs;  // bytes, as Buffers
 
   Event() = default;
   Event(const char* k, uint64_t i) : kind(k), id(i) {}
@@ -72,6 +74,10 @@ struct Event {
   }
   Event& Str(const char* key, std::string v) {
     strs.emplace_back(key, std::move(v));
+    return *this;
+  }
+  Event& Buf(const char* key, std::string v) {
+    bufs.emplace_back(key, std::move(v));
     return *this;
   }
   Event& Lazy() {
@@ -274,6 +280,8 @@ class Engine {
   uint64_t AdoptHere(Loop* loop, std::unique_ptr<Session> s);
   /** The plans TS installed (engineInstall); listeners and HTTP sessions consult them. */
   PlanTable& plans() { return plans_; }
+  /** The DNS table UDP sessions answer from, and their counts. */
+  dns::State& dns() { return dns_; }
   /** Has every connection of every loop Drain() (or Close() when `force`); false when the engine is stopping. */
   bool DrainAll(bool force);
   /** Runs `fn` on every loop (e.g. to drop pooled connections of plans that are gone). */
@@ -317,6 +325,7 @@ class Engine {
   std::atomic<uint64_t> nextId_{1};
   bool stopped_ = false;
   PlanTable plans_;
+  dns::State dns_;
 
   std::mutex evMu_;
   std::vector<Event> events_;
