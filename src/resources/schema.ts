@@ -91,7 +91,7 @@ export function schemaValidate(kind: string, spec: unknown, prefix: string): Vio
   if (!validate) return [];
   const out: Violation[] = [];
   if (!validate(spec)) for (const e of validate.errors ?? []) out.push(translate(prefix, spec, e));
-  if (kind === 'MeshExternalService') out.push(...missingEndpointPorts(spec, prefix));
+  if (kind === 'MeshExternalService') for (const v of missingEndpointPorts(spec, prefix)) out.push(v);
   return sortByDocumentOrder(dedupe(out), prefix);
 }
 
