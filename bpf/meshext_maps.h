@@ -15,12 +15,19 @@
 
 #include <linux/types.h>
 
-#define MX_LAYOUT_VERSION 1
+#define MX_LAYOUT_VERSION 2
 
 #define MX_COOKIE_MAX_ENTRIES 65536
 #define MX_PEER_MAX_ENTRIES 65536
 #define MX_NAMESERVERS_MAX_ENTRIES 64
 #define MX_EXEMPT_MAX_ENTRIES 256
+
+/*
+ * An mx_peer_orig entry older than this is stale: the proxy refuses it and the agent sweeps it. A
+ * redirected connection waits in the proxy's accept queue for microseconds; an entry this old belongs to
+ * a connection the proxy never took (the agent was down), and another socket could reuse its port.
+ */
+#define MX_ORIG_MAX_AGE_MS 30000
 
 /* mx_config.flags */
 #define MX_F_REDIRECT_TCP (1u << 0) /* TCP to the VIP CIDR goes to the proxy */
@@ -61,6 +68,8 @@ struct mx_orig {
 	__u8 flags; /* MX_ORIG_* */
 	__u32 pid;
 	__u64 cgroup_id;
+	__u64 cookie; /* the client socket's cookie: only that socket removes the entry */
+	__u64 created_ns; /* CLOCK_MONOTONIC (bpf_ktime_get_ns) when the socket was redirected */
 };
 
 /* mx_peer_orig key: the redirected connection as the proxy sees it after accept. */
@@ -81,6 +90,7 @@ enum mx_counter {
 	MX_CNT_PEER_STORE_FAILED,
 	MX_CNT_EXEMPT_SKIP,
 	MX_CNT_COOKIE_STORE_FAILED,
+	MX_CNT_PEER_DROPPED, /* the client socket died before the proxy took its entry (refused, reset) */
 	MX_CNT_MAX,
 };
 

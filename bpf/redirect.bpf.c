@@ -5,6 +5,8 @@
  * TCP connects to the VIP CIDR are rewritten to the local proxy; the original VIP:port is kept by
  * socket cookie and, once the kernel has chosen the local port (sockops TCP_CONNECT_CB, before the
  * SYN), copied to mx_peer_orig where the proxy takes it with lookup-and-delete right after accept.
+ * An entry is removed by the socket that made it if its connection dies first, and is refused and swept
+ * once older than MX_ORIG_MAX_AGE_MS, so it can only ever match that socket's connection.
  * DNS to the listed nameservers goes to the embedded resolver while it is up (fail open), and
  * replies/peer names are rewritten back so applications see the server they asked for.
  *
@@ -190,6 +192,8 @@ static __always_inline int remember(struct bpf_sock_addr *ctx, const struct mx_a
 	o.flags = flags;
 	o.pid = (__u32)(bpf_get_current_pid_tgid() >> 32);
 	o.cgroup_id = bpf_get_current_cgroup_id();
+	o.cookie = cookie;
+	o.created_ns = bpf_ktime_get_ns();
 	if (bpf_map_update_elem(&mx_cookie_orig, &cookie, &o, BPF_ANY)) {
 		count(MX_CNT_COOKIE_STORE_FAILED);
 		return 0;
@@ -439,27 +443,10 @@ int mx_getpeername6(struct bpf_sock_addr *ctx)
 	return reverse6(ctx, MX_CNT_PEERNAME_REWRITE);
 }
 
-/*
- * TCP_CONNECT_CB runs before the SYN with the local port chosen, so the peer entry exists before
- * the proxy can accept. Peer entries are never deleted from the client side: an orphaned client
- * socket reaches TCP_CLOSE before the proxy accepts (verified), which would lose the entry.
- */
-SEC("sockops")
-int mx_sockops(struct bpf_sock_ops *ctx)
+/* The redirected connection as the proxy will see it: the client's address and port, the proxy's port. */
+static __always_inline int peer_key_of(struct bpf_sock_ops *ctx, struct mx_peer_key *k)
 {
-	struct mx_peer_key k = {};
-	const struct mx_orig *o;
-	__u32 op, family, lport, rport;
-	__u64 cookie;
-
-	op = ctx->op;
-	barrier();
-	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB)
-		return 1;
-	cookie = bpf_get_socket_cookie(ctx);
-	o = bpf_map_lookup_elem(&mx_cookie_orig, &cookie);
-	if (!o || o->flags != MX_ORIG_TCP_VIP)
-		return 1;
+	__u32 family, lport, rport;
 
 	family = ctx->family;
 	barrier();
@@ -467,29 +454,102 @@ int mx_sockops(struct bpf_sock_ops *ctx)
 		__u32 ip4 = ctx->local_ip4;
 
 		barrier();
-		set_v4mapped(&k.addr, ip4);
+		set_v4mapped(&k->addr, ip4);
 	} else if (family == AF_INET6) {
-		k.addr.w[0] = ctx->local_ip6[0];
+		k->addr.w[0] = ctx->local_ip6[0];
 		barrier();
-		k.addr.w[1] = ctx->local_ip6[1];
+		k->addr.w[1] = ctx->local_ip6[1];
 		barrier();
-		k.addr.w[2] = ctx->local_ip6[2];
+		k->addr.w[2] = ctx->local_ip6[2];
 		barrier();
-		k.addr.w[3] = ctx->local_ip6[3];
+		k->addr.w[3] = ctx->local_ip6[3];
 		barrier();
 	} else {
-		return 1;
+		return 0;
 	}
 	lport = ctx->local_port; /* host byte order */
 	barrier();
 	rport = ctx->remote_port; /* network byte order, as a 32-bit value */
 	barrier();
-	k.port = bpf_htons((__u16)lport);
-	k.proxy_port = bpf_htons((__u16)bpf_ntohl(rport));
-	if (bpf_map_update_elem(&mx_peer_orig, &k, o, BPF_ANY))
+	k->port = bpf_htons((__u16)lport);
+	k->proxy_port = bpf_htons((__u16)bpf_ntohl(rport));
+	return 1;
+}
+
+/*
+ * TCP_CONNECT_CB runs before the SYN with the local port chosen, so the peer entry exists before
+ * the proxy can accept. It also asks for this socket's state changes, to remove the entry if the
+ * connection dies before the proxy takes it (below).
+ */
+static __always_inline void on_connect(struct bpf_sock_ops *ctx)
+{
+	struct mx_peer_key k = {};
+	const struct mx_orig *o;
+	__u64 cookie;
+	__u32 cb;
+
+	cookie = bpf_get_socket_cookie(ctx);
+	o = bpf_map_lookup_elem(&mx_cookie_orig, &cookie);
+	if (!o || o->flags != MX_ORIG_TCP_VIP)
+		return;
+	if (!peer_key_of(ctx, &k))
+		return;
+	if (bpf_map_update_elem(&mx_peer_orig, &k, o, BPF_ANY)) {
 		count(MX_CNT_PEER_STORE_FAILED);
-	else
-		count(MX_CNT_PEER_STORED);
+		return;
+	}
+	count(MX_CNT_PEER_STORED);
+	cb = ctx->bpf_sock_ops_cb_flags;
+	barrier();
+	bpf_sock_ops_cb_flags_set(ctx, cb | BPF_SOCK_OPS_STATE_CB_FLAG);
+}
+
+/*
+ * A client socket that reaches CLOSE from SYN_SENT (refused, timed out), ESTABLISHED or FIN_WAIT1
+ * (reset, aborted) was never taken by the proxy and never will be: its entry goes, so no later socket
+ * that reuses the port can claim it. The cookie check leaves another socket's entry alone. From FIN_WAIT2
+ * or CLOSING the socket may be an orphan whose connection still waits in the accept queue (the kernel
+ * closes it into a timewait socket before the proxy accepts; verified), so those entries stay and age
+ * out (MX_ORIG_MAX_AGE_MS).
+ */
+static __always_inline void on_state(struct bpf_sock_ops *ctx)
+{
+	struct mx_peer_key k = {};
+	const struct mx_orig *o;
+	__u32 from, to;
+	__u64 cookie;
+
+	from = ctx->args[0];
+	barrier();
+	to = ctx->args[1];
+	barrier();
+	if (to != BPF_TCP_CLOSE)
+		return;
+	if (from != BPF_TCP_SYN_SENT && from != BPF_TCP_ESTABLISHED && from != BPF_TCP_FIN_WAIT1)
+		return;
+	if (!peer_key_of(ctx, &k))
+		return;
+	o = bpf_map_lookup_elem(&mx_peer_orig, &k);
+	if (!o)
+		return;
+	cookie = bpf_get_socket_cookie(ctx);
+	if (o->cookie != cookie)
+		return;
+	if (!bpf_map_delete_elem(&mx_peer_orig, &k))
+		count(MX_CNT_PEER_DROPPED);
+}
+
+SEC("sockops")
+int mx_sockops(struct bpf_sock_ops *ctx)
+{
+	__u32 op;
+
+	op = ctx->op;
+	barrier();
+	if (op == BPF_SOCK_OPS_TCP_CONNECT_CB)
+		on_connect(ctx);
+	else if (op == BPF_SOCK_OPS_STATE_CB)
+		on_state(ctx);
 	return 1;
 }
 

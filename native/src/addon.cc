@@ -25,7 +25,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mapLookup", Napi::Function::New(env, mx::MapLookup));
   exports.Set("mapUpdate", Napi::Function::New(env, mx::MapUpdate));
   exports.Set("mapDelete", Napi::Function::New(env, mx::MapDelete));
-  exports.Set("mapLookupAndDelete", Napi::Function::New(env, mx::MapLookupAndDelete));
+  exports.Set("origDstTake", Napi::Function::New(env, mx::OrigDstTake));
+  exports.Set("origDstSweep", Napi::Function::New(env, mx::OrigDstSweep));
   exports.Set("mapKeys", Napi::Function::New(env, mx::MapKeys));
   exports.Set("mapCount", Napi::Function::New(env, mx::MapCount));
   exports.Set("percpuSumU64", Napi::Function::New(env, mx::PercpuSumU64));

@@ -8,6 +8,7 @@
 
 #include "api.h"
 #include "errors.h"
+#include "orig_dst.h"
 
 namespace mx {
 
@@ -65,18 +66,33 @@ Napi::Value MapDelete(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, true);
 }
 
-// mapLookupAndDelete(fd, key, valueSize) → Buffer | null; one syscall, so two takers never both win.
-Napi::Value MapLookupAndDelete(const Napi::CallbackInfo& info) {
+// origDstTake(mapFd, peerKey) → {orig: Buffer} | {stale: true} | null: mx_peer_orig's entry, taken by the rule the
+// engine's transparent listener uses (TakeOriginalDst).
+Napi::Value OrigDstTake(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = ArgFd(info, 0, "mapFd");
   auto key = ArgBuffer(info, 1, "key");
-  uint32_t vsize = ArgU32(info, 2, "valueSize");
-  std::vector<uint8_t> val(vsize);
-  if (bpf_map_lookup_and_delete_elem(fd, key.Data(), val.data()) < 0) {
-    if (errno == ENOENT) return env.Null();
-    ThrowErrno(env, "MESHEXT_E_BPF_MAP", "bpf_map_lookup_and_delete_elem", errno);
+  if (key.Length() != sizeof(mx_peer_key)) ThrowArg(env, "key must be " + std::to_string(sizeof(mx_peer_key)) + " bytes");
+  mx_peer_key k{};
+  std::memcpy(&k, key.Data(), sizeof k);
+  mx_orig o{};
+  Napi::Object out = Napi::Object::New(env);
+  switch (TakeOriginalDst(fd, k, &o)) {
+    case OrigTake::kMissing:
+      return env.Null();
+    case OrigTake::kStale:
+      out.Set("stale", true);
+      return out;
+    case OrigTake::kFound:
+      break;
   }
-  return Napi::Buffer<uint8_t>::Copy(env, val.data(), val.size());
+  out.Set("orig", Napi::Buffer<uint8_t>::Copy(env, reinterpret_cast<const uint8_t*>(&o), sizeof o));
+  return out;
+}
+
+// origDstSweep(mapFd) → number of stale mx_peer_orig entries removed.
+Napi::Value OrigDstSweep(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), SweepOriginalDst(ArgFd(info, 0, "mapFd")));
 }
 
 // mapCount(fd, keySize) → number of entries (walks the keys).

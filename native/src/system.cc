@@ -133,6 +133,8 @@ Napi::Value Layout(const Napi::CallbackInfo& info) {
   MX_FIELD(of, mx_orig, flags);
   MX_FIELD(of, mx_orig, pid);
   MX_FIELD(of, mx_orig, cgroup_id);
+  MX_FIELD(of, mx_orig, cookie);
+  MX_FIELD(of, mx_orig, created_ns);
   orig.Set("fields", of);
   o.Set("mx_orig", orig);
 

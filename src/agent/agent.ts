@@ -44,7 +44,7 @@ export function keepLastGood(next: LoadResult, previous: LoadResult | undefined)
       keptNames.push(`${r.kind}/${r.name} (mesh ${r.mesh})`);
     }
   }
-  return { load: { resources: [...next.resources, ...kept], errors: next.errors }, kept: keptNames };
+  return { load: { resources: [...next.resources, ...kept], errors: next.errors, warnings: next.warnings }, kept: keptNames };
 }
 
 export class Agent {
@@ -174,7 +174,11 @@ export class Agent {
     for (const e of fresh.errors) {
       this.log.warn({ file: e.file, line: e.line, kind: e.kind, name: e.name, mesh: e.mesh, violations: e.violations }, 'resource rejected');
     }
-    for (const w of fresh.warnings ?? []) this.log.warn({ file: w.file, line: w.line, kind: w.kind, name: w.name }, w.message);
+    // Every load (start and each reload) logs its warnings, as it logs its rejections: the files were read again.
+    for (const sk of fresh.skipped ?? []) this.log.warn({ file: sk.file, reason: sk.reason }, 'config entry skipped');
+    for (const w of fresh.warnings) {
+      this.log.warn({ file: w.file, line: w.line, kind: w.kind, name: w.name, mesh: w.mesh, field: w.field, warning: w.message }, 'resource warning');
+    }
     if (kept.length) this.log.warn({ kept }, 'keeping the last good version of resources that failed validation');
     const snapshot = await compileSnapshot({
       load,
@@ -296,6 +300,7 @@ export class Agent {
       plans: this.proxy?.currentPlans().map(planForDump) ?? [],
       outbounds: s?.outbounds ?? [],
       rejected: s?.rejected ?? [],
+      warnings: s?.warnings ?? [],
       lastReloadError: this.lastReloadError ?? null,
     };
   }

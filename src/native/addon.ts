@@ -124,6 +124,7 @@ export interface EngineCounters {
   noRoute: number;
   origDstFound: number;
   origDstMissing: number;
+  origDstStale: number;
 }
 
 export interface NativeTlsProbeResult {
@@ -183,7 +184,13 @@ export interface NativeAddon {
   mapLookup(mapFd: number, key: Buffer, valueSize: number): Buffer | null;
   mapUpdate(mapFd: number, key: Buffer, value: Buffer, flags: number): void;
   mapDelete(mapFd: number, key: Buffer): boolean;
-  mapLookupAndDelete(mapFd: number, key: Buffer, valueSize: number): Buffer | null;
+  /**
+   * Takes mx_peer_orig's entry for `key` (lookup-and-delete) by the engine's rule: `stale` when it is older than
+   * MX_ORIG_MAX_AGE_MS (it belongs to a connection nobody took), null when there is none.
+   */
+  origDstTake(mapFd: number, key: Buffer): { orig: Buffer } | { stale: true } | null;
+  /** Removes mx_peer_orig entries older than MX_ORIG_MAX_AGE_MS; returns how many. */
+  origDstSweep(mapFd: number): number;
   mapKeys(mapFd: number, keySize: number): Buffer[];
   mapCount(mapFd: number, keySize: number): number;
   /** Sums each per-CPU u64 slot of a per-CPU array over all CPUs. */

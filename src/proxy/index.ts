@@ -79,7 +79,7 @@ export class Proxy {
   private refresh: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly logged = new Map<string, { at: number; n: number; suppressed: number }>();
-  private readonly global: { noRoute: Series; accepted: Series; origFound: Series; origMissing: Series; sessions: Series; pipesInUse: Series; pipesPooled: Series };
+  private readonly global: { noRoute: Series; accepted: Series; origFound: Series; origMissing: Series; origStale: Series; sessions: Series; pipesInUse: Series; pipesPooled: Series };
 
   /** Starts the engine; throws MESHEXT_E_ENGINE (one line saying why) when it cannot run here. */
   constructor(private readonly opts: ProxyOptions) {
@@ -100,6 +100,7 @@ export class Proxy {
       accepted: s.counter('meshext_engine_cx_accepted_total', 'Connections the engine accepted on its listeners'),
       origFound: s.counter('meshext_engine_orig_dst_total', 'Original destinations looked up in the BPF map', { result: 'found' }),
       origMissing: s.counter('meshext_engine_orig_dst_total', 'Original destinations looked up in the BPF map', { result: 'missing' }),
+      origStale: s.counter('meshext_engine_orig_dst_total', 'Original destinations looked up in the BPF map', { result: 'stale' }),
       sessions: s.gauge('meshext_engine_connections', 'Client connections open in the engine'),
       pipesInUse: s.gauge('meshext_engine_pipes_in_use', 'splice pipes of the engine holding bytes in flight'),
       pipesPooled: s.gauge('meshext_engine_pipes_pooled', 'Empty splice pipes the engine keeps for reuse'),
@@ -253,6 +254,7 @@ export class Proxy {
     this.global.accepted.set(c.accepted);
     this.global.origFound.set(c.origDstFound);
     this.global.origMissing.set(c.origDstMissing);
+    this.global.origStale.set(c.origDstStale);
     const live = new Set<string>();
     for (const svc of c.services) {
       const kri = this.kriOf.get(svc.service);

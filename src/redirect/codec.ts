@@ -7,7 +7,7 @@ import ipaddr from 'ipaddr.js';
 
 if (endianness() !== 'LE') throw Object.assign(new Error('meshext BPF codec supports little-endian hosts only'), { code: 'MESHEXT_E_BPF_ENDIAN' });
 
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
 
 export const LAYOUT = {
   mx_addr: { size: 16, fields: {} },
@@ -15,7 +15,7 @@ export const LAYOUT = {
     size: 72,
     fields: { vip_net: 0, vip_mask: 4, proxy_addr: 8, proxy_port: 24, dns_port: 26, flags: 28, dns_addr: 32, heartbeat_max_age_ms: 48, heartbeat_ns: 56, agent_netns_cookie: 64 },
   },
-  mx_orig: { size: 32, fields: { addr: 0, port: 16, proto: 18, flags: 19, pid: 20, cgroup_id: 24 } },
+  mx_orig: { size: 48, fields: { addr: 0, port: 16, proto: 18, flags: 19, pid: 20, cgroup_id: 24, cookie: 32, created_ns: 40 } },
   mx_peer_key: { size: 20, fields: { addr: 0, port: 16, proxy_port: 18 } },
 } as const;
 
@@ -32,6 +32,7 @@ export const COUNTER_NAMES = [
   'peer_store_failed',
   'exempt_skip',
   'cookie_store_failed',
+  'peer_dropped',
 ] as const;
 export type CounterName = (typeof COUNTER_NAMES)[number];
 
@@ -116,7 +117,7 @@ export function encodePeerKey(address: string, port: number, proxyPort: number):
   return b;
 }
 
-export interface OrigDst { address: string; port: number; proto: number; flags: number; pid: number; cgroupId: bigint }
+export interface OrigDst { address: string; port: number; proto: number; flags: number; pid: number; cgroupId: bigint; cookie: bigint; createdNs: bigint }
 
 /** Decodes mx_orig. */
 export function decodeOrig(b: Buffer): OrigDst {
@@ -128,7 +129,24 @@ export function decodeOrig(b: Buffer): OrigDst {
     flags: b.readUInt8(f.flags),
     pid: b.readUInt32LE(f.pid),
     cgroupId: b.readBigUInt64LE(f.cgroup_id),
+    cookie: b.readBigUInt64LE(f.cookie),
+    createdNs: b.readBigUInt64LE(f.created_ns),
   };
+}
+
+/** Encodes mx_orig (the BPF program writes these; tests plant them). */
+export function encodeOrig(o: OrigDst): Buffer {
+  const f = LAYOUT.mx_orig.fields;
+  const b = Buffer.alloc(LAYOUT.mx_orig.size);
+  encodeAddr(o.address, b, f.addr);
+  b.writeUInt16BE(o.port, f.port);
+  b.writeUInt8(o.proto, f.proto);
+  b.writeUInt8(o.flags, f.flags);
+  b.writeUInt32LE(o.pid, f.pid);
+  b.writeBigUInt64LE(o.cgroupId, f.cgroup_id);
+  b.writeBigUInt64LE(o.cookie, f.cookie);
+  b.writeBigUInt64LE(o.createdNs, f.created_ns);
+  return b;
 }
 
 /** Key of mx_exempt_cg. */

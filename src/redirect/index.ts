@@ -41,6 +41,8 @@ export interface BpfListing {
 export const DEFAULT_PIN_ROOT = '/sys/fs/bpf/meshext';
 const BPF_FS_MAGIC = 0xcafe4a11;
 const HEARTBEAT_INTERVAL_MS = 1000;
+/** How often stale mx_peer_orig entries are swept (the age rule itself is MX_ORIG_MAX_AGE_MS, in the engine). */
+const SWEEP_INTERVAL_MS = 10_000;
 const HEARTBEAT_MAX_AGE_MS = 3000;
 const { ENOENT, ENOLINK, EPERM } = osConstants.errno;
 
@@ -137,6 +139,40 @@ function assertOnBpffs(dir: string): void {
 function pinDirs(pinRoot: string): { base: string; maps: string; links: string } {
   const base = join(pinRoot, `v${LAYOUT_VERSION}`);
   return { base, maps: join(base, 'maps'), links: join(base, 'links') };
+}
+
+/** The layout version directories (`v<N>`) under a pin root. */
+function layoutDirs(pinRoot: string): string[] {
+  return existsSync(pinRoot) ? readdirSync(pinRoot).filter((v) => /^v\d+$/.test(v)) : [];
+}
+
+/** Detaches the links and unpins the maps of one layout version directory, then removes it. */
+function removeLayout(addon: NativeAddon, pinRoot: string, v: string): { links: number; maps: number } {
+  const res = { links: 0, maps: 0 };
+  const linksDir = join(pinRoot, v, 'links');
+  const mapsDir = join(pinRoot, v, 'maps');
+  for (const name of existsSync(linksDir) ? readdirSync(linksDir) : []) {
+    detachPinnedLink(addon, join(linksDir, name));
+    res.links++;
+  }
+  for (const name of existsSync(mapsDir) ? readdirSync(mapsDir) : []) {
+    unlinkSync(join(mapsDir, name));
+    res.maps++;
+  }
+  for (const d of [linksDir, mapsDir, join(pinRoot, v)]) if (existsSync(d)) rmdirSync(d);
+  return res;
+}
+
+/**
+ * After an upgrade that changed the map layout, the previous agent's links (another `v<N>`) would still redirect
+ * into maps nobody reads: once this version's links are attached, the others are detached and unpinned.
+ */
+function retireOtherLayouts(addon: NativeAddon, pinRoot: string, log: Logger): void {
+  for (const v of layoutDirs(pinRoot)) {
+    if (v === `v${LAYOUT_VERSION}`) continue;
+    const n = removeLayout(addon, pinRoot, v);
+    log.warn({ pinRoot, layout: v, current: `v${LAYOUT_VERSION}`, ...n }, 'retired the pinned programs and maps of another layout version');
+  }
 }
 
 /** Finds the directory of a cgroup id under the cgroup2 mount (bounded walk; null when gone). */
@@ -258,6 +294,7 @@ export class Redirector {
   private heartbeatNs = 0n;
   private readonly netnsCookie: bigint;
   private timer: NodeJS.Timeout | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
   private closed = false;
 
   private constructor(
@@ -323,6 +360,7 @@ export class Redirector {
       const links = reconcileLinks(addon, obj.programs, dirs.links, cgroupPath, log);
       Object.assign(r.links, links);
       log.info({ cgroupPath, pinRoot, links }, 'redirect programs attached');
+      retireOtherLayouts(addon, pinRoot, log);
     } catch (err) {
       r?.close();
       throw err;
@@ -330,6 +368,7 @@ export class Redirector {
       addon.closeObject(obj.handle);
     }
     if (opts.dns) r.startHeartbeat();
+    r.startSweeper();
     return r;
   }
 
@@ -353,13 +392,26 @@ export class Redirector {
     return this.fd('mx_peer_orig');
   }
 
-  /** Takes (lookup-and-delete) the original destination of an accepted connection. */
+  /**
+   * Takes (lookup-and-delete) the original destination of an accepted connection, by the rule the engine's
+   * transparent listener uses: null when there is none or when the entry is stale (older than MX_ORIG_MAX_AGE_MS).
+   */
   takeOriginalDst(peer: { address: string; port: number }, localPort: number): { address: string; port: number } | null {
     const key = encodePeerKey(peer.address, peer.port, localPort);
-    const v = this.addon.mapLookupAndDelete(this.fd('mx_peer_orig'), key, LAYOUT.mx_orig.size);
-    if (!v) return null;
-    const o = decodeOrig(v);
+    const v = this.addon.origDstTake(this.fd('mx_peer_orig'), key);
+    if (!v || !('orig' in v)) return null;
+    const o = decodeOrig(v.orig);
     return { address: o.address, port: o.port };
+  }
+
+  /**
+   * Removes original destinations nobody took in time (MX_ORIG_MAX_AGE_MS): those of connections that waited in
+   * the accept queue of an agent that stopped. Runs at start and every SWEEP_INTERVAL_MS.
+   */
+  sweepStaleOrigins(): number {
+    const n = this.addon.origDstSweep(this.fd('mx_peer_orig'));
+    if (n > 0) this.log.info({ removed: n }, 'stale original destinations removed');
+    return n;
   }
 
   /** Rewrites the runtime config; programs see it on their next hook run. */
@@ -395,6 +447,7 @@ export class Redirector {
     if (this.closed) return;
     this.closed = true;
     this.stopHeartbeat();
+    if (this.sweeper) clearInterval(this.sweeper);
     for (const fd of this.fds.values()) this.addon.closeFd(fd);
     this.fds.clear();
   }
@@ -464,19 +517,10 @@ export class Redirector {
     const res = { links: 0, maps: 0 };
     if (!existsSync(pinRoot)) return res;
     const addon = native();
-    for (const v of readdirSync(pinRoot)) {
-      if (!/^v\d+$/.test(v)) continue;
-      const linksDir = join(pinRoot, v, 'links');
-      const mapsDir = join(pinRoot, v, 'maps');
-      for (const name of existsSync(linksDir) ? readdirSync(linksDir) : []) {
-        detachPinnedLink(addon, join(linksDir, name));
-        res.links++;
-      }
-      for (const name of existsSync(mapsDir) ? readdirSync(mapsDir) : []) {
-        unlinkSync(join(mapsDir, name));
-        res.maps++;
-      }
-      for (const d of [linksDir, mapsDir, join(pinRoot, v)]) if (existsSync(d)) rmdirSync(d);
+    for (const v of layoutDirs(pinRoot)) {
+      const n = removeLayout(addon, pinRoot, v);
+      res.links += n.links;
+      res.maps += n.maps;
     }
     if (readdirSync(pinRoot).length === 0) rmdirSync(pinRoot);
     return res;
@@ -525,6 +569,14 @@ export class Redirector {
       if (!this.closed) this.heartbeat();
     }, HEARTBEAT_INTERVAL_MS);
     this.timer.unref();
+  }
+
+  private startSweeper(): void {
+    this.sweepStaleOrigins();
+    this.sweeper = setInterval(() => {
+      if (!this.closed) this.sweepStaleOrigins();
+    }, SWEEP_INTERVAL_MS);
+    this.sweeper.unref();
   }
 
   private stopHeartbeat(): void {

@@ -29,8 +29,26 @@ export function unixPath(address: string): string | undefined {
   return path;
 }
 
+/** Kuma 2.8's message for an endpoint address that is neither an IP, a DNS name nor a unix path. */
+export const INVALID_ENDPOINT_ADDRESS = 'address has to be a valid IP or hostname or a unix path';
+
+/** What an endpoint address is, in the order Kuma 2.8's validator checks; undefined when it is none. */
+export function endpointAddressKind(address: string): 'unix' | 'ip' | 'hostname' | undefined {
+  if (unixPath(address) !== undefined) return 'unix';
+  if (isIpAddress(address)) return 'ip';
+  if (isDnsName(address)) return 'hostname';
+  return undefined;
+}
+
 const RFC1123_LABEL = '[a-z0-9]([-a-z0-9]*[a-z0-9])?';
 const RFC1123_SUBDOMAIN = new RegExp(`^${RFC1123_LABEL}(\\.${RFC1123_LABEL})*$`);
+const RFC1035_LABEL = '[a-z]([-a-z0-9]*[a-z0-9])?';
+
+/** Kubernetes' validation.RegexError: `msg (e.g. 'a',  or 'b', regex used for validation is 're')`. */
+function regexError(msg: string, re: string, ...examples: string[]): string {
+  if (examples.length === 0) return `${msg} (regex used for validation is '${re}')`;
+  return `${msg} (e.g. ${examples.map((e) => `'${e}', `).join(' or ')}regex used for validation is '${re}')`;
+}
 
 /** Kubernetes IsDNS1123Subdomain errors (empty list when valid), with Kubernetes' wording. */
 export function dns1123SubdomainErrors(s: string): string[] {
@@ -38,7 +56,28 @@ export function dns1123SubdomainErrors(s: string): string[] {
   if (s.length > 253) errs.push('must be no more than 253 characters');
   if (!RFC1123_SUBDOMAIN.test(s)) {
     errs.push(
-      "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+      regexError(
+        "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+        `${RFC1123_LABEL}(\\.${RFC1123_LABEL})*`,
+        'example.com',
+      ),
+    );
+  }
+  return errs;
+}
+
+/** Kubernetes IsDNS1035Label errors (empty list when valid), with Kubernetes' wording. */
+export function dns1035LabelErrors(s: string): string[] {
+  const errs: string[] = [];
+  if (s.length > 63) errs.push('must be no more than 63 characters');
+  if (!new RegExp(`^${RFC1035_LABEL}$`).test(s)) {
+    errs.push(
+      regexError(
+        "a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character",
+        RFC1035_LABEL,
+        'my-name',
+        'abc-123',
+      ),
     );
   }
   return errs;

@@ -4,15 +4,15 @@ import type { LoadError, LoadResult, LoadWarning, Resource } from './types.js';
 const GLOBAL_KINDS = new Set(['HostnameGenerator', 'Mesh']);
 
 /** Concatenates per-file results in order and rejects later duplicates of (kind, mesh, name). */
-export function mergeResults(results: LoadResult[], extraErrors: LoadError[] = [], extraWarnings: LoadWarning[] = []): LoadResult {
+export function mergeResults(results: LoadResult[], extraErrors: LoadError[] = []): LoadResult {
   const resources: Resource[] = [];
   const errors: LoadError[] = extraErrors.slice();
-  const warnings: LoadWarning[] = extraWarnings.slice();
+  const warnings: LoadWarning[] = [];
   const seen = new Map<string, Resource>();
   for (const r of results) {
     // Loops, not push(...x): a file may hold thousands of errors, more than a call's argument limit.
     for (const e of r.errors) errors.push(e);
-    for (const w of r.warnings ?? []) warnings.push(w);
+    for (const w of r.warnings) warnings.push(w);
     for (const res of r.resources) {
       const key = `${res.kind}\0${GLOBAL_KINDS.has(res.kind) ? '' : res.mesh}\0${res.name}`;
       const first = seen.get(key);

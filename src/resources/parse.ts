@@ -10,7 +10,6 @@ import type {
   LoadError,
   LoadOptions,
   LoadResult,
-  LoadWarning,
   MeshExternalServiceSpec,
   Resource,
   ResourceFormat,
@@ -25,6 +24,8 @@ import { validateDataplane } from './validate-dataplane.js';
 import { validateLabels, validateMeta } from './validate-meta.js';
 import { mergeResults } from './merge.js';
 import { describeBytes, loadLimits } from './limits.js';
+import { meshExternalServiceWarnings, nameWarnings, topLevelWarnings, unknownFieldWarning, unknownFields } from './warnings.js';
+import { specSchemas } from './schemas.js';
 import { effectiveVipCidr, parseCidr, type Cidr } from '../ipam/cidr.js';
 
 const KINDS: ResourceKind[] = ['MeshExternalService', 'HostnameGenerator', 'Mesh', 'Secret', 'Dataplane'];
@@ -40,7 +41,7 @@ interface Ctx {
   file: string;
   zone: string;
   vipCidr: Cidr;
-  out: LoadResult & { warnings: LoadWarning[] };
+  out: LoadResult;
 }
 
 /** Resolved options with defaults in one place. */
@@ -259,6 +260,15 @@ function buildResource(ctx: Ctx, doc: unknown, index: number, line: number): Res
   if ('violations' in header) return fail(header.violations, header.partial);
   const h = header;
   const src = { file: ctx.file, index, line };
+  const warn = (vs: Violation[]): void => {
+    for (const v of vs) {
+      ctx.out.warnings.push({ file: ctx.file, line, index, kind: h.kind, name: h.name, ...(MESH_SCOPED.has(h.kind) ? { mesh: h.mesh } : {}), ...v });
+    }
+  };
+  warn(topLevelWarnings(h.kind, h.format, doc));
+  const specSchema = specSchemas[h.kind];
+  if (specSchema && isObj(h.spec)) warn(unknownFields(specSchema, h.spec, h.specPrefix.replace(/\.$/, '')).map(unknownFieldWarning));
+  warn(nameWarnings(h.kind, displayNameOf(h)));
 
   const labelViolations = validateLabels(h.labels, ctx.zone);
   let spec: unknown = h.spec;
@@ -278,6 +288,7 @@ function buildResource(ctx: Ctx, doc: unknown, index: number, line: number): Res
   let semantic: Violation[] = [];
   if (h.kind === 'MeshExternalService') {
     semantic = validateMeshExternalService(spec as MeshExternalServiceSpec, displayNameOf(h), ctx.vipCidr);
+    warn(meshExternalServiceWarnings(spec as MeshExternalServiceSpec));
   } else if (h.kind === 'HostnameGenerator') {
     semantic = validateHostnameGenerator(spec as HostnameGeneratorSpec);
   } else if (h.kind === 'Dataplane') {
@@ -376,14 +387,6 @@ function readHeader(ctx: Ctx, doc: Obj): Header | { violations: Violation[]; par
     } else {
       spec = doc.spec;
       specPrefix = 'spec.';
-    }
-    if (kind === 'HostnameGenerator' && doc.mesh !== undefined) {
-      ctx.out.warnings.push({
-        file: ctx.file,
-        kind,
-        name: typeof name === 'string' ? name : '',
-        message: 'field "mesh" is ignored: HostnameGenerators are global; select services of one mesh with matchLabels kuma.io/mesh',
-      });
     }
   }
   if (name === undefined || name === null) name = '';

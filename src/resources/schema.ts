@@ -5,13 +5,8 @@
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { Violation } from './types.js';
-import {
-  dataplaneSpecSchema,
-  hostnameGeneratorSpecSchema,
-  meshExternalServiceSpecSchema,
-  meshSpecSchema,
-} from './schemas.js';
-import { unixPath } from './address.js';
+import { specSchemas } from './schemas.js';
+import { INVALID_ENDPOINT_ADDRESS, endpointAddressKind } from './address.js';
 
 /** Go's base64.StdEncoding as used by kube-openapi's `byte` format (CR/LF are ignored by the decoder). */
 export function isStdBase64(s: string): boolean {
@@ -22,12 +17,9 @@ export function isStdBase64(s: string): boolean {
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, strictTypes: false, allowUnionTypes: true });
 ajv.addFormat('byte', { type: 'string', validate: isStdBase64 });
 
-const validators: Record<string, ValidateFunction> = {
-  MeshExternalService: ajv.compile(meshExternalServiceSpecSchema),
-  HostnameGenerator: ajv.compile(hostnameGeneratorSpecSchema),
-  Mesh: ajv.compile(meshSpecSchema),
-  Dataplane: ajv.compile(dataplaneSpecSchema),
-};
+const validators: Record<string, ValidateFunction> = Object.fromEntries(
+  Object.entries(specSchemas).map(([kind, schema]) => [kind, ajv.compile(schema as object)]),
+);
 
 /** JSON type name as kube-openapi reports it (Go decodes every JSON number as float64 → "number"). */
 function jsonTypeName(v: unknown): string {
@@ -112,7 +104,12 @@ function sortByDocumentOrder(vs: Violation[], prefix: string): Violation[] {
     .map((x) => x.v);
 }
 
-// The port is required except for unix-socket endpoints, which must not have one (see schemas.ts).
+/**
+ * The port is required except for unix-socket endpoints, which must not have one (see schemas.ts).
+ * Whether a port is needed depends on what the address is, so a portless endpoint whose address is
+ * none of IP, hostname or unix path (`var/run/x.sock`, `unix:x`, `unix://relative`) gets the address
+ * rule: "port is required" would send the user after the wrong field.
+ */
 function missingEndpointPorts(spec: unknown, prefix: string): Violation[] {
   const eps = (spec as { endpoints?: unknown } | null)?.endpoints;
   if (!Array.isArray(eps)) return [];
@@ -121,8 +118,10 @@ function missingEndpointPorts(spec: unknown, prefix: string): Violation[] {
     if (ep === null || typeof ep !== 'object' || Array.isArray(ep)) return;
     const e = ep as Record<string, unknown>;
     if (e.port !== undefined) return;
-    if (typeof e.address === 'string' && unixPath(e.address) !== undefined) return;
-    out.push({ field: `${prefix}.endpoints[${i}].port`, message: 'in body is required' });
+    const kind = typeof e.address === 'string' && e.address !== '' ? endpointAddressKind(e.address) : 'missing';
+    if (kind === 'unix') return;
+    if (kind === undefined) out.push({ field: `${prefix}.endpoints[${i}].address`, message: INVALID_ENDPOINT_ADDRESS });
+    else out.push({ field: `${prefix}.endpoints[${i}].port`, message: 'in body is required' });
   });
   return out;
 }

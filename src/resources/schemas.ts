@@ -3,6 +3,8 @@
  * including their defaults. Enum order follows Kuma's schema so messages list values as Kuma does.
  * One deliberate change: `endpoints[].port` is not `required` here, because meshext accepts unix-socket
  * endpoints without a port; `schema.ts` reports a missing port for non-unix addresses in schema wording.
+ * An object with `properties` lists every field Kuma knows there: others get an "unknown field" warning
+ * (`warnings.ts`). Objects meshext reads only in part say `additionalProperties: true`.
  */
 
 const dataSource = {
@@ -112,6 +114,7 @@ export const hostnameGeneratorSpecSchema = {
 /** Only the part of Mesh meshext reads; the rest of a Mesh is accepted untouched. */
 export const meshSpecSchema = {
   type: 'object',
+  additionalProperties: true,
   properties: {
     routing: {
       type: 'object',
@@ -129,12 +132,14 @@ export const dataplaneSpecSchema = {
   properties: {
     networking: {
       type: 'object',
+      additionalProperties: true,
       properties: {
         address: { type: 'string' },
         outbound: {
           type: 'array',
           items: {
             type: 'object',
+            additionalProperties: true,
             required: ['port'],
             properties: {
               port,
@@ -156,3 +161,11 @@ export const dataplaneSpecSchema = {
     },
   },
 } as const;
+
+/** The spec schema of each kind that has one (Secret data is checked in parse.ts). */
+export const specSchemas: Partial<Record<string, object>> = {
+  MeshExternalService: meshExternalServiceSpecSchema,
+  HostnameGenerator: hostnameGeneratorSpecSchema,
+  Mesh: meshSpecSchema,
+  Dataplane: dataplaneSpecSchema,
+};

@@ -23,12 +23,21 @@ export interface LoadError {
   violations: Violation[];
 }
 
-/** Something accepted but worth telling the user (e.g. an ignored field). */
+/**
+ * Something accepted as written but worth telling the user (an ignored field, a deprecated name, a
+ * hostname that looks like a mistyped IP). Never rejects anything; the resource may still be rejected
+ * for its errors, and then the warning often says why.
+ */
 export interface LoadWarning {
   file: string;
   line?: number;
-  kind?: string;
-  name?: string;
+  /** 0-based document index in the file. */
+  index: number;
+  kind: string;
+  name: string;
+  mesh?: string;
+  /** Kuma-style field path, as in Violation. */
+  field: string;
   message: string;
 }
 
@@ -124,11 +133,19 @@ export type Resource =
 
 export type ResourceKind = Resource['kind'];
 
+/** The outcome of loading: accepted resources, rejected documents (errors) and warnings, apart. */
 export interface LoadResult {
   resources: Resource[];
   errors: LoadError[];
-  /** Non-fatal notices (ignored fields); absent in older callers' eyes, always present here. */
-  warnings?: LoadWarning[];
+  warnings: LoadWarning[];
+  /** Directory entries passed over because they are not files one can read (FIFOs, devices, symlink loops). */
+  skipped?: SkippedPath[];
+}
+
+/** A path inside a config directory that was not read, and why. */
+export interface SkippedPath {
+  file: string;
+  reason: string;
 }
 
 export interface LoadOptions {

@@ -6,7 +6,7 @@
  * endpoint inside the VIP CIDR is rejected because the proxy would dial its own VIP (a loop).
  */
 import type { DataSource, MeshExternalServiceSpec, Violation } from './types.js';
-import { isDnsName, isIpAddress, unixPath } from './address.js';
+import { INVALID_ENDPOINT_ADDRESS, endpointAddressKind, isDnsName } from './address.js';
 import { type Cidr, cidrContains } from '../ipam/cidr.js';
 
 const PROTOCOLS = ['tcp', 'grpc', 'http', 'http2'];
@@ -34,19 +34,20 @@ export function validateMeshExternalService(spec: MeshExternalServiceSpec, displ
   if (spec.extension === undefined) {
     (spec.endpoints ?? []).forEach((ep, i) => {
       const path = `spec.endpoints[${i}]`;
-      if (unixPath(ep.address) !== undefined) {
+      const kind = endpointAddressKind(ep.address);
+      if (kind === 'unix') {
         if (ep.port !== undefined) add(`${path}.port`, 'must not be defined when endpoint is a unix path');
-      } else if (isIpAddress(ep.address)) {
+      } else if (kind === 'ip') {
         if (ep.port === undefined) add(`${path}.port`, 'must be defined when endpoint is an IP');
         else if (!validPort(ep.port)) add(`${path}.port`, 'port must be a valid (1-65535)');
         if (cidrContains(vipCidr, ep.address)) {
           add(`${path}.address`, `address ${ep.address} is inside the VIP CIDR ${vipCidr.text}; meshext would proxy to itself (loop)`);
         }
-      } else if (isDnsName(ep.address)) {
+      } else if (kind === 'hostname') {
         if (ep.port === undefined) add(`${path}.port`, 'must be defined when endpoint is a hostname');
         else if (!validPort(ep.port)) add(`${path}.port`, 'port must be a valid (1-65535)');
       } else {
-        add(`${path}.address`, 'address has to be a valid IP or hostname or a unix path');
+        add(`${path}.address`, INVALID_ENDPOINT_ADDRESS);
       }
     });
     if (spec.tls) validateTls(spec.tls, add);

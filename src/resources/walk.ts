@@ -4,12 +4,12 @@
  * `..data`/`..2024_*` entries are ignored and the top-level symlinks into them are followed, so each file is
  * read exactly once). A path given explicitly is always read, whatever its name. The walk keeps its own
  * stack (no recursion) and visits each real directory once, so symlinked directory loops end.
- * FIFOs, sockets, devices and symlink loops inside a directory are skipped with a warning naming them;
+ * FIFOs, sockets, devices and symlink loops inside a directory are skipped and listed in `skipped`;
  * named explicitly they are errors. Nothing here opens a file.
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { LoadError, LoadWarning } from './types.js';
+import type { LoadError, SkippedPath } from './types.js';
 import { specialKind } from './read.js';
 
 export const RESOURCE_EXTENSIONS = /\.(ya?ml|json)$/i;
@@ -20,12 +20,12 @@ export interface ConfigScan {
   /** Real paths of every directory that holds something the scan depends on (what a watcher watches). */
   dirs: string[];
   errors: LoadError[];
-  warnings: LoadWarning[];
+  skipped: SkippedPath[];
 }
 
 /** Lists the resource files under the given files/directories; never throws on bad paths. */
 export function scanConfigPaths(paths: string[]): ConfigScan {
-  const out: ConfigScan = { files: [], dirs: [], errors: [], warnings: [] };
+  const out: ConfigScan = { files: [], dirs: [], errors: [], skipped: [] };
   const dirs = new Set<string>();
   const seenDirs = new Set<string>();
   const addDirOf = (file: string): void => {
@@ -50,10 +50,10 @@ export function scanConfigPaths(paths: string[]): ConfigScan {
           // Watch where it would appear, so creating it later is seen at once.
           dirs.add(realOr(path.dirname(p)));
         } else if (err.code === 'ELOOP') {
-          out.warnings.push({ file: p, message: 'skipped: a symlink loop (too many levels of symbolic links)' });
+          out.skipped.push({ file: p, reason: 'a symlink loop (too many levels of symbolic links)' });
         } else if (err.code !== 'ENOENT') {
           // ENOENT is a dangling symlink: nothing to read (a ConfigMap key mid-swap looks like this).
-          out.warnings.push({ file: p, message: `skipped: cannot stat: ${err.message}` });
+          out.skipped.push({ file: p, reason: `cannot stat: ${err.message}` });
         }
         continue;
       }
@@ -79,7 +79,7 @@ export function scanConfigPaths(paths: string[]): ConfigScan {
       const special = specialKind(st);
       if (special) {
         if (explicit) out.errors.push({ file: p, violations: [{ field: '', message: `not read: ${special} is not a config file (use - to read stdin)` }] });
-        else out.warnings.push({ file: p, message: `skipped: ${special} is not a config file` });
+        else out.skipped.push({ file: p, reason: `${special} is not a config file` });
         continue;
       }
       if (explicit || RESOURCE_EXTENSIONS.test(p)) {

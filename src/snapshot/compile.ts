@@ -121,7 +121,7 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
   for (const s of services) for (const h of s.hostnames) byHostname.set(h, s);
 
   lastGeneration = input.generation ?? lastGeneration + 1;
-  return { generation: lastGeneration, services, byVipPort, byHostname, outbounds, rejected, vipCidr: ipam.cidr };
+  return { generation: lastGeneration, services, byVipPort, byHostname, outbounds, rejected, warnings: load.warnings, vipCidr: ipam.cidr };
 }
 
 function compileEndpoints(mes: MeshExternalServiceResource): CompiledEndpoint[] {

@@ -4,6 +4,8 @@
  * the object they started with. Built by `src/snapshot/compile.ts` from validated resources.
  */
 
+import type { LoadWarning } from '../resources/types.js';
+
 export type Protocol = 'tcp' | 'http' | 'http2' | 'grpc';
 export type TlsVersion = 'TLSAuto' | 'TLS10' | 'TLS11' | 'TLS12' | 'TLS13';
 export type VerificationMode = 'Secured' | 'SkipSAN' | 'SkipCA' | 'SkipAll';
@@ -108,6 +110,8 @@ export interface Snapshot {
   byHostname: ReadonlyMap<string, CompiledService>;
   outbounds: CompiledOutbound[];
   rejected: RejectedResource[];
+  /** Validation warnings of the load this snapshot was built from (none of them rejected anything). */
+  warnings: LoadWarning[];
   /** The VIP CIDR this snapshot was allocated from, e.g. 242.0.0.0/8. */
   vipCidr: string;
 }

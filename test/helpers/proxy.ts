@@ -48,6 +48,7 @@ export function snap(services: CompiledService[], generation = 1): Snapshot {
     byHostname: new Map(services.flatMap((s) => s.hostnames.map((h) => [h, s] as [string, CompiledService]))),
     outbounds: [],
     rejected: [],
+    warnings: [],
     vipCidr: '242.0.0.0/8',
   };
 }

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { Redirector } from '../../src/redirect/index.js';
 import { JsonChild, fixture, privilegedTest, runJson, spawnInCgroup, tempBpffs, tempCgroup, tempNetns, tempVeth } from '../helpers/privileged.js';
 import { native } from '../../src/native/addon.js';
-import { LAYOUT, decodeConfig, encodeConfig, u32 } from '../../src/redirect/codec.js';
+import { LAYOUT, LAYOUT_VERSION, decodeConfig, encodeConfig, u32 } from '../../src/redirect/codec.js';
 
 async function dig(cg: string | null, ns: string, extra: string[] = []): Promise<string> {
   const r = await runJson(spawnInCgroup(cg, 'dig', ['@127.0.0.53', 'web.test', 'A', '+short', '+tries=1', '+time=2', ...extra], { netns: ns }));
@@ -58,7 +58,7 @@ privilegedTest('pods in another netns: DNS goes to the node resolver while the a
 
   // Age the heartbeat as if the agent had died long ago (rather than sleeping past the max age).
   const addon = native();
-  const fd = addon.objGet(join(pinRoot, 'v1/maps/mx_config'));
+  const fd = addon.objGet(join(pinRoot, `v${LAYOUT_VERSION}/maps/mx_config`));
   t.teardown(() => addon.closeFd(fd));
   const cfg = decodeConfig(addon.mapLookup(fd, u32(0), LAYOUT.mx_config.size)!);
   addon.mapUpdate(fd, u32(0), encodeConfig({ ...cfg, heartbeatNs: 1n }), 0);

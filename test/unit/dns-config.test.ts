@@ -50,7 +50,7 @@ test('recordsFromSnapshot maps every hostname to its service VIP by family', (t)
   const a = svc('a', '242.0.0.1', ['a.extsvc.mesh.local', 'a.default.svc']);
   const b = svc('b', 'fd00:242::2', ['b.extsvc.mesh.local']);
   const byHostname = new Map<string, CompiledService>([...a.hostnames.map((h) => [h, a] as const), ...b.hostnames.map((h) => [h, b] as const)]);
-  const snap = { generation: 1, services: [a, b], byHostname, byVipPort: new Map(), outbounds: [], rejected: [], vipCidr: '242.0.0.0/8' } as Snapshot;
+  const snap = { generation: 1, services: [a, b], byHostname, byVipPort: new Map(), outbounds: [], rejected: [], warnings: [], vipCidr: '242.0.0.0/8' } as Snapshot;
   t.deepEqual(
     [...recordsFromSnapshot(snap)],
     [

@@ -422,7 +422,7 @@ const svc = { id: 'default/x', name: 'x', mesh: 'default', kri: 'k', displayName
   protocol: 'tcp', hostnames: [], forbidden: false, generatorStatus: [], source: { file: 't', index: 0 },
   endpoints: [{ kind: 'ip', address: '127.0.0.1', port: Number(process.argv[2]), family: 4 }] };
 const proxy = new Proxy({ stats: new Registry(), log: createLogger({ level: 'info' }), systemCaPath: null });
-await proxy.setSnapshot({ generation: 1, services: [svc], byVipPort: new Map(), byHostname: new Map(), outbounds: [], rejected: [], vipCidr: '242.0.0.0/8' });
+await proxy.setSnapshot({ generation: 1, services: [svc], byVipPort: new Map(), byHostname: new Map(), outbounds: [], rejected: [], warnings: [], vipCidr: '242.0.0.0/8' });
 const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, svc.id);
 console.log(JSON.stringify({ port: l.port }));
 `,

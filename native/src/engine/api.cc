@@ -68,6 +68,7 @@ Napi::Object CountersToJs(Napi::Env env, Engine& e) {
   out.Set("noRoute", Napi::Number::New(env, static_cast<double>(g.noRoute.load(std::memory_order_relaxed))));
   out.Set("origDstFound", Napi::Number::New(env, static_cast<double>(g.origDstFound.load(std::memory_order_relaxed))));
   out.Set("origDstMissing", Napi::Number::New(env, static_cast<double>(g.origDstMissing.load(std::memory_order_relaxed))));
+  out.Set("origDstStale", Napi::Number::New(env, static_cast<double>(g.origDstStale.load(std::memory_order_relaxed))));
   return out;
 }
 

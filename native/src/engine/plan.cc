@@ -2,7 +2,6 @@
 #include "plan.h"
 
 #include <arpa/inet.h>
-#include <bpf/bpf.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -13,6 +12,7 @@
 #include <cstddef>
 
 #include "meshext_maps.h"
+#include "../orig_dst.h"
 #include "engine.h"
 #include "sockaddr.h"
 
@@ -21,7 +21,7 @@ namespace mx::engine {
 namespace {
 
 static_assert(sizeof(mx_peer_key) == 20, "mx_peer_key layout");
-static_assert(sizeof(mx_orig) == 32 && offsetof(mx_orig, port) == 16 && offsetof(mx_orig, cgroup_id) == 24, "mx_orig layout");
+static_assert(sizeof(mx_orig) == 48 && offsetof(mx_orig, port) == 16 && offsetof(mx_orig, created_ns) == 40, "mx_orig layout");
 
 /** A socket address as mx_addr (IPv4 mapped into IPv6) and its port. */
 bool ToMapped(const sockaddr_storage& ss, uint8_t out[16], uint16_t* port) {
@@ -179,9 +179,15 @@ void PlanTable::OriginalDst(const PlanSet& set, const sockaddr_storage& peer, co
   k.port = htons(peerPort);
   k.proxy_port = htons(localPort);
   mx_orig o{};
-  if (bpf_map_lookup_and_delete_elem(set.map->get(), &k, &o) != 0) {
-    global_.origDstMissing.fetch_add(1, std::memory_order_relaxed);
-    return;
+  switch (TakeOriginalDst(set.map->get(), k, &o)) {
+    case OrigTake::kMissing:
+      global_.origDstMissing.fetch_add(1, std::memory_order_relaxed);
+      return;
+    case OrigTake::kStale:
+      global_.origDstStale.fetch_add(1, std::memory_order_relaxed);
+      return;
+    case OrigTake::kFound:
+      break;
   }
   global_.origDstFound.fetch_add(1, std::memory_order_relaxed);
   *dst = MappedText(reinterpret_cast<const uint8_t*>(o.addr.w));

@@ -155,6 +155,7 @@ struct GlobalStats {
   std::atomic<int64_t> noRoute{0};
   std::atomic<int64_t> origDstFound{0};
   std::atomic<int64_t> origDstMissing{0};
+  std::atomic<int64_t> origDstStale{0};  // an entry older than MX_ORIG_MAX_AGE_MS: refused
 };
 
 /** An installed set of plans, immutable; replaced as a whole. */
@@ -185,7 +186,7 @@ class PlanTable {
   bool SetHealth(const std::string& service, const std::string& label, int64_t downForMs);
   /**
    * Loop thread: the original destination of a connection accepted on `local` from `peer` ("" when the map has
-   * no entry for it).
+   * no entry for it, or a stale one: see TakeOriginalDst).
    */
   void OriginalDst(const PlanSet& set, const sockaddr_storage& peer, const sockaddr_storage& local, std::string* dst, uint16_t* dstPort);
   /** JS thread: every service state still referenced (by the current plans or by a session). */

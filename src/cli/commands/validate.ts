@@ -1,9 +1,9 @@
-/** `meshext validate PATH...`: exit 0 when every resource is valid, 1 otherwise. */
+/** `meshext validate PATH...`: exit 0 when every resource is valid (warnings allowed), 1 otherwise. */
 import type { Command } from 'commander';
 import { loadResources } from '../../resources/load.js';
 import { checkReferences, rejectedFromLoadError } from '../../snapshot/references.js';
 import type { RejectedResource } from '../../snapshot/types.js';
-import { violationLines } from '../report.js';
+import { skippedLine, violationLines, warningLine } from '../report.js';
 
 export function register(program: Command): void {
   program
@@ -21,12 +21,16 @@ export function register(program: Command): void {
         ...checkReferences(load),
       ];
       if (opts.output === 'json') {
-        process.stdout.write(JSON.stringify({ valid: problems.length === 0, resources: load.resources.length, errors: problems, warnings: load.warnings ?? [] }, null, 2) + '\n');
+        process.stdout.write(JSON.stringify({ valid: problems.length === 0, resources: load.resources.length, errors: problems, warnings: load.warnings, skipped: load.skipped ?? [] }, null, 2) + '\n');
       } else {
-        for (const w of load.warnings ?? []) process.stderr.write(`${w.file}: warning: ${w.kind ? `${w.kind}/${w.name ?? ''}: ` : ''}${w.message}\n`);
+        // Errors on stdout (one per line, for scripts); warnings on stderr with the summary, as kumactl does.
+        for (const s of load.skipped ?? []) process.stderr.write(skippedLine(s) + '\n');
+        for (const w of load.warnings) process.stderr.write(warningLine(w) + '\n');
         for (const p of problems) for (const line of violationLines(p)) process.stdout.write(line + '\n');
         const bad = new Set(problems.map((p) => `${p.file}\0${p.kind}\0${p.name}\0${p.line ?? ''}`)).size;
-        process.stderr.write(problems.length === 0 ? `${load.resources.length} resources valid\n` : `${bad} invalid, ${load.resources.length - checkedRejected(problems, load.errors.length)} valid\n`);
+        const summary = problems.length === 0 ? `${load.resources.length} resources valid` : `${bad} invalid, ${load.resources.length - checkedRejected(problems, load.errors.length)} valid`;
+        const warned = load.warnings.length ? `, ${load.warnings.length} warning${load.warnings.length === 1 ? '' : 's'}` : '';
+        process.stderr.write(`${summary}${warned}\n`);
       }
       process.exitCode = problems.length === 0 ? 0 : 1;
     });

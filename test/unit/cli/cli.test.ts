@@ -41,6 +41,36 @@ test('validate -o json', (t) => {
   t.deepEqual(out.errors.map((e) => e.name).sort(), ['', 'bad', 'needs-secret']);
 });
 
+test('validate: warnings only → exit 0, each warning on stderr naming file:line, resource and field', (t) => {
+  const r = run(['validate', 'test/fixtures/cli/warnings']);
+  t.is(r.code, 0, r.stderr);
+  t.is(r.stdout, '', 'stdout carries errors only');
+  const f = 'test/fixtures/cli/warnings/services.yaml';
+  const lines = r.stderr.trim().split('\n');
+  t.true(lines.includes(`${f}:2: warning: MeshExternalService/typo: spec.match.protcol: unknown field "spec.match.protcol"`), r.stderr);
+  t.true(lines.some((l) => l.startsWith(`${f}:2: warning: MeshExternalService/typo: spec.endpoints[0].address: "999.1.1.1" looks like an IPv4 address`)), r.stderr);
+  t.true(lines.some((l) => l.startsWith(`${f}:13: warning: MeshExternalService/9lives: name: Invalid MeshExternalService resource name: '9lives'. It does not conform to the DNS format (RFC 1035).`)), r.stderr);
+  t.is(lines.at(-1), '2 resources valid, 3 warnings');
+});
+
+test('validate: warnings and errors → exit 1; -o json keeps them apart', (t) => {
+  const r = run(['validate', 'test/fixtures/cli/warnings', 'test/fixtures/cli/mixed']);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /warning: MeshExternalService\/typo: spec\.match\.protcol/);
+  t.regex(r.stdout, /MeshExternalService\/bad: spec\.match\.protocol/);
+  t.notRegex(r.stdout, /warning/);
+  const j = run(['validate', '-o', 'json', 'test/fixtures/cli/warnings']);
+  t.is(j.code, 0);
+  const out = JSON.parse(j.stdout) as { valid: boolean; errors: unknown[]; warnings: Array<{ index: number; name: string; field: string }> };
+  t.true(out.valid);
+  t.deepEqual(out.errors, []);
+  t.deepEqual(out.warnings.map((w) => [w.index, w.name, w.field]), [
+    [0, 'typo', 'spec.match.protcol'],
+    [0, 'typo', 'spec.endpoints[0].address'],
+    [1, '9lives', 'name'],
+  ]);
+});
+
 test('validate: the seed examples pass', (t) => {
   const r = run(['validate', 'test/fixtures/seeds/kong-mesh/universal', 'test/fixtures/seeds/secrets']);
   t.is(r.code, 0, r.stdout + r.stderr);
@@ -76,7 +106,7 @@ test('get mes -o json: VIPs, hostnames, endpoints (unix without port), condition
   t.deepEqual(again.map((s) => [s.name, s.vip]), [['sock', '242.0.0.2']]);
 });
 
-test('get mes table; invalid resources go to stderr while valid ones print', async (t) => {
+test('get mes table; invalid resources and warnings go to stderr while valid ones print', async (t) => {
   const r = run(['get', 'mes', '--config', 'test/fixtures/cli/mixed', '--state-dir', await stateDir(), '--vip-cidr', '10.20.0.0/16']);
   t.is(r.code, 0);
   const [header, row] = r.stdout.trim().split('\n');
@@ -84,6 +114,10 @@ test('get mes table; invalid resources go to stderr while valid ones print', asy
   t.regex(row ?? '', /^good\s+default\s+10\.20\.0\.1\s+80\s+tcp\s+good\.extsvc\.mesh\.local\s+example\.com:80\s+-$/);
   t.regex(r.stderr, /MeshExternalService\/bad: spec\.match\.protocol/);
   t.regex(r.stderr, /MeshExternalService\/needs-secret/);
+  const w = run(['get', 'mes', '--config', 'test/fixtures/cli/warnings', '--state-dir', await stateDir()]);
+  t.is(w.code, 0, w.stderr);
+  t.regex(w.stdout, /^typo\s/m);
+  t.regex(w.stderr, /services\.yaml:2: warning: MeshExternalService\/typo: spec\.match\.protcol: unknown field/);
 });
 
 test('get hostnamegenerators and meshes', (t) => {

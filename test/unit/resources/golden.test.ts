@@ -15,7 +15,7 @@ function render(file: string): string {
   return stringify({
     errors: r.errors.map((e) => ({ line: e.line, kind: e.kind, name: e.name, violations: e.violations })),
     resources: r.resources.map((x) => `${x.kind} ${x.mesh}/${x.name}`),
-    warnings: (r.warnings ?? []).map((w) => w.message),
+    warnings: r.warnings.map((w) => ({ line: w.line, name: w.name, field: w.field, message: w.message })),
   });
 }
 

@@ -78,7 +78,7 @@ test('many endpoints in one resource: validation loops, no spread', (t) => {
   t.is(v[0]?.field, 'spec.endpoints[0].port');
 });
 
-test('FIFOs, devices, sockets and symlink loops in a directory are skipped with a warning naming them', async (t) => {
+test('FIFOs, devices, sockets and symlink loops in a directory are skipped with a line naming them', async (t) => {
   const d = await tmp();
   execFileSync('mkfifo', [join(d, 'pipe.yaml')]);
   await symlink('/dev/null', join(d, 'null.yaml'));
@@ -88,9 +88,9 @@ test('FIFOs, devices, sockets and symlink loops in a directory are skipped with 
   const r = await loadResources([d]);
   t.deepEqual(r.resources.map((x) => x.name), ['ok']);
   t.deepEqual(r.errors, []);
-  const w = (r.warnings ?? []).map((x) => `${x.file}: ${x.message}`);
-  t.true(w.includes(`${join(d, 'pipe.yaml')}: skipped: a FIFO (named pipe) is not a config file`), w.join('\n'));
-  t.true(w.includes(`${join(d, 'null.yaml')}: skipped: a character device is not a config file`), w.join('\n'));
+  const w = (r.skipped ?? []).map((x) => `${x.file}: ${x.reason}`);
+  t.true(w.includes(`${join(d, 'pipe.yaml')}: a FIFO (named pipe) is not a config file`), w.join('\n'));
+  t.true(w.includes(`${join(d, 'null.yaml')}: a character device is not a config file`), w.join('\n'));
   t.true(w.some((x) => x.startsWith(join(d, 'loop-a.yaml')) && /symlink loop/.test(x)), w.join('\n'));
   // Named explicitly, a FIFO is an error (it is what the user asked for), still without opening it.
   const explicit = await loadResources([join(d, 'pipe.yaml')]);
@@ -104,7 +104,7 @@ test('meshext validate never blocks on a FIFO', async (t) => {
   const r = spawnSync(process.execPath, ['bin/meshext.js', 'validate', d], { encoding: 'utf8', timeout: 20_000 });
   t.is(r.signal, null, 'validate hung on the FIFO');
   t.is(r.status, 0, r.stderr);
-  t.regex(r.stderr, /pipe\.yaml: warning: skipped: a FIFO/);
+  t.regex(r.stderr, /pipe\.yaml: skipped: a FIFO/);
   t.regex(r.stderr, /1 resources valid/);
 });
 
