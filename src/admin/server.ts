@@ -10,7 +10,7 @@ import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import type { Registry } from '../stats/registry.js';
 import type { Logger } from '../log.js';
-import { isLoopback } from '../exposure.js';
+import { exposureOf, isLoopback } from '../exposure.js';
 import { FilterError, MAX_FILTER_LENGTH, StatsFilter } from './filter.js';
 
 export type Readiness = 'READY' | 'NOT_READY' | 'TERMINATING';
@@ -111,6 +111,8 @@ export class AdminServer {
     });
     this.server = server;
     this.bindAddress = address;
+    const exposure = exposureOf(address);
+    if (exposure) this.log.warn({ listen: `${address}:${port}`, exposure }, `EXPOSED: the admin API on ${address} serves config dumps and reloads for ${exposure}`);
     return server.address() as AddressInfo;
   }
 

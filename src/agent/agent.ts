@@ -15,6 +15,7 @@ import { Proxy } from '../proxy/index.js';
 import { Redirector, ensureBpffs } from '../redirect/index.js';
 import { AdminServer, type Readiness } from '../admin/server.js';
 import { ConfigWatcher } from './watch.js';
+import { exposureOf } from '../exposure.js';
 import { redactedConfig, type AgentConfig, type HostPort } from './config.js';
 
 const VERSION = '0.1.0';
@@ -99,7 +100,13 @@ export class Agent {
     const snapshot = await this.buildSnapshot();
     await this.proxy.setSnapshot(snapshot);
 
-    if (redirectOk) this.proxyAddr = await this.proxy.listenTransparent(cfg.proxy);
+    if (redirectOk) {
+      this.proxyAddr = await this.proxy.listenTransparent(cfg.proxy);
+      const exposure = exposureOf(cfg.proxy.address);
+      if (exposure) {
+        this.log.warn({ listen: `${cfg.proxy.address}:${this.proxyAddr.port}`, exposure }, `EXPOSED: the transparent proxy on ${cfg.proxy.address}:${this.proxyAddr.port} relays connections to MeshExternalServices (with their TLS client certificates) for ${exposure}`);
+      }
+    }
 
     if (cfg.dns !== 'off') {
       this.dns = new DnsServer({
@@ -250,6 +257,8 @@ export class Agent {
       try {
         await this.proxy.listenOutbound(w.addr, w.serviceId);
         this.outbounds.set(key, w.serviceId);
+        const exposure = exposureOf(w.addr.address);
+        if (exposure) this.log.warn({ outbound: key, service: w.serviceId, exposure }, `EXPOSED: the outbound listener on ${key} relays connections to ${w.serviceId} for ${exposure}`);
       } catch (err) {
         this.log.error({ outbound: key, service: w.serviceId, err: (err as Error).message }, 'cannot open outbound listener');
       }
