@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { loadResources, parseResourceText } from '../../../src/resources/index.js';
 import { DEFAULT_LOAD_LIMITS } from '../../../src/resources/limits.js';
 import { schemaValidate } from '../../../src/resources/schema.js';
+import { keepLastGood } from '../../../src/agent/agent.js';
 
 const mes = (name: string, port = 80): string => `type: MeshExternalService\nname: ${name}\nspec:\n  match:\n    port: ${port}\n`;
 const tmp = (): Promise<string> => mkdtemp(join(tmpdir(), 'meshext-limits-'));
@@ -121,4 +122,17 @@ test('a document over the token budget is rejected (memory), and a big mapping i
   t.is(dup.errors[0]?.line, 25_004);
   t.regex(messages(dup), /invalid YAML: Map keys must be unique/);
   t.true(Date.now() - started < 3_000, `took ${Date.now() - started} ms`);
+});
+
+test('on a reload, a file that grew over a limit keeps serving its last good resources', async (t) => {
+  const d = await tmp();
+  await writeFile(join(d, 'a.yaml'), mes('a'));
+  await writeFile(join(d, 'b.yaml'), mes('b'));
+  const first = await loadResources([d]);
+  await writeFile(join(d, 'a.yaml'), mes('a2') + '--- 1\n'.repeat(20_000));
+  const fresh = await loadResources([d]);
+  t.regex(messages(fresh), /more than 10000 YAML documents/);
+  const { load, kept } = keepLastGood(fresh, first);
+  t.deepEqual(load.resources.map((r) => r.name).sort(), ['a', 'b']);
+  t.deepEqual(kept, ['MeshExternalService/a (mesh default)']);
 });
