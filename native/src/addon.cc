@@ -34,6 +34,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cgroupId", Napi::Function::New(env, mx::CgroupId));
   exports.Set("netnsCookie", Napi::Function::New(env, mx::NetnsCookie));
   exports.Set("layout", Napi::Function::New(env, mx::Layout));
+  exports.Set("fdLimit", Napi::Function::New(env, mx::FdLimit));
+  exports.Set("sharedSocket", Napi::Function::New(env, mx::SharedSocket));
   exports.Set("engineStart", Napi::Function::New(env, mx::EngineStart));
   exports.Set("engineStop", Napi::Function::New(env, mx::EngineStop));
   exports.Set("engineListen", Napi::Function::New(env, mx::EngineListen));

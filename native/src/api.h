@@ -30,6 +30,8 @@ Napi::Value Probe(const Napi::CallbackInfo& info);
 Napi::Value CgroupId(const Napi::CallbackInfo& info);
 Napi::Value NetnsCookie(const Napi::CallbackInfo& info);
 Napi::Value Layout(const Napi::CallbackInfo& info);
+Napi::Value FdLimit(const Napi::CallbackInfo& info);
+Napi::Value SharedSocket(const Napi::CallbackInfo& info);
 
 // Engine (engine/api.cc).
 Napi::Value EngineStart(const Napi::CallbackInfo& info);

@@ -2,6 +2,8 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -12,6 +14,7 @@
 
 #include "api.h"
 #include "errors.h"
+#include "engine/sockaddr.h"
 #include "meshext_maps.h"
 
 #ifndef SO_NETNS_COOKIE
@@ -99,6 +102,60 @@ Napi::Value NetnsCookie(const Napi::CallbackInfo& info) {
   close(s);
   if (rc < 0) ThrowErrno(env, "MESHEXT_E_BPF_NETNS", "getsockopt(SO_NETNS_COOKIE)", err);
   return Napi::BigInt::New(env, cookie);
+}
+
+// fdLimit(raise) → {soft, hard}: RLIMIT_NOFILE, with the soft limit first raised to the hard one when `raise`
+// (Node cannot: it has no setrlimit). Each proxied connection takes several descriptors; 1024 is too few.
+Napi::Value FdLimit(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  bool raise = info.Length() > 0 && info[0].ToBoolean();
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) ThrowErrno(env, "MESHEXT_E_RLIMIT", "getrlimit(RLIMIT_NOFILE)", errno);
+  if (raise && rl.rlim_cur < rl.rlim_max) {
+    rlimit up = rl;
+    up.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &up) == 0) rl = up;
+  }
+  Napi::Object o = Napi::Object::New(env);
+  auto num = [&](rlim_t v) { return Napi::Number::New(env, v == RLIM_INFINITY ? -1.0 : static_cast<double>(v)); };
+  o.Set("soft", num(rl.rlim_cur));
+  o.Set("hard", num(rl.rlim_max));
+  return o;
+}
+
+// sharedSocket(kind, address, port, backlog) → fd: a TCP listening or UDP bound socket with SO_REUSEPORT, for
+// the Node servers an agent shares with its successor during a restart (Node 20 cannot set SO_REUSEPORT).
+// Errors carry the errno name, as Node's listen errors do.
+Napi::Value SharedSocket(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string kind = ArgString(info, 0, "kind");
+  std::string address = ArgString(info, 1, "address");
+  uint32_t port = ArgU32(info, 2, "port");
+  uint32_t backlog = ArgU32(info, 3, "backlog");
+  if (kind != "tcp" && kind != "udp") ThrowArg(env, "kind must be tcp or udp, got " + kind);
+  if (port > 65535) ThrowArg(env, "port must be 0..65535, got " + std::to_string(port));
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  if (!engine::IpSockaddr(address, static_cast<uint16_t>(port), &ss, &len)) ThrowArg(env, "address must be an IP literal, got " + address);
+  int type = kind == "tcp" ? SOCK_STREAM : SOCK_DGRAM;
+  int fd = ::socket(ss.ss_family, type | SOCK_CLOEXEC, 0);
+  if (fd < 0) ThrowErrno(env, "MESHEXT_E_LISTEN", "socket", errno);
+  int one = 1;
+  if (type == SOCK_STREAM) ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (ss.ss_family == AF_INET6) ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  const char* step = "bind";
+  int rc = ::bind(fd, reinterpret_cast<sockaddr*>(&ss), len);
+  if (rc == 0 && type == SOCK_STREAM) {
+    step = "listen";
+    rc = ::listen(fd, static_cast<int>(backlog));
+  }
+  if (rc != 0) {
+    int err = errno;
+    ::close(fd);
+    ThrowErrno(env, "MESHEXT_E_LISTEN", step, err);
+  }
+  return Napi::Number::New(env, fd);
 }
 
 #define MX_FIELD(obj, T, f) obj.Set(#f, static_cast<uint32_t>(offsetof(T, f)))

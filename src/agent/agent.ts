@@ -5,8 +5,8 @@
 import type net from 'node:net';
 import { Registry } from '../stats/registry.js';
 import type { Logger } from '../log.js';
-import { loadResources, type LoadResult, type Resource } from '../resources/index.js';
-import { Ipam } from '../ipam/index.js';
+import { mergeResults, type LoadResult, type Resource } from '../resources/index.js';
+import { Ipam, vipQuarantineMs } from '../ipam/index.js';
 import { compileSnapshot } from '../snapshot/compile.js';
 import { planForDump, type ServicePlan } from '../snapshot/plan.js';
 import type { Snapshot, CompiledService } from '../snapshot/types.js';
@@ -14,11 +14,14 @@ import { DnsServer, recordsFromSnapshot, readResolvConf } from '../dns/index.js'
 import { Proxy } from '../proxy/index.js';
 import { Redirector, ensureBpffs } from '../redirect/index.js';
 import { AdminServer, type Readiness } from '../admin/server.js';
-import { ConfigWatcher } from './watch.js';
+import type { ResourceSource } from '../sources/source.js';
+import { FileSource } from '../sources/files.js';
 import { exposureOf } from '../exposure.js';
 import { redactedConfig, type AgentConfig, type HostPort } from './config.js';
 
 const VERSION = '0.1.0';
+/** Reload reason when the agent recompiles because a VIP became available. */
+const VIP_RETRY_REASON = 'VIP available';
 
 function resourceKey(r: { kind?: string; mesh?: string; name?: string }): string {
   return `${r.kind ?? ''}/${r.mesh ?? ''}/${r.name ?? ''}`;
@@ -58,7 +61,9 @@ export class Agent {
   private proxy!: Proxy;
   private redirector: Redirector | undefined;
   private admin: AdminServer | undefined;
-  private watcher: ConfigWatcher | undefined;
+  private readonly sources: ResourceSource[] = [];
+  /** A source change seen while starting, applied once the agent is READY. */
+  private changedWhileStarting: string | undefined;
   private readonly outbounds = new Map<string, string>();
   private state: Readiness = 'NOT_READY';
   private reloading: Promise<unknown> = Promise.resolve();
@@ -66,6 +71,8 @@ export class Agent {
   private lastReloadError: string | undefined;
   private proxyAddr: net.AddressInfo | undefined;
   private shuttingDown = false;
+  /** Recompiles when an address frees up for services that got no VIP. */
+  private vipRetry: NodeJS.Timeout | undefined;
 
   private readonly reloadsOk = this.stats.counter('meshext_config_reloads_total', 'Configuration reloads by result', { result: 'success' });
   private readonly reloadsFailed = this.stats.counter('meshext_config_reloads_total', 'Configuration reloads by result', { result: 'failure' });
@@ -73,13 +80,26 @@ export class Agent {
   constructor(
     readonly config: AgentConfig,
     private readonly log: Logger,
-  ) {}
+  ) {
+    // The Kubernetes source is added first by start(): the order is precedence (README, "Kubernetes").
+    if (config.configPaths.length) {
+      this.sources.push(
+        new FileSource({
+          paths: config.configPaths,
+          debounceMs: config.reloadDebounceMs,
+          rescanIntervalMs: config.rescanIntervalMs,
+          onError: (err) => this.log.warn({ err: err.message }, 'config watcher problem'),
+        }),
+      );
+    }
+  }
 
   /** Starts every component; resolves once the agent is READY. */
   async start(): Promise<void> {
     const cfg = this.config;
     this.log.info({ version: VERSION, config: redactedConfig(cfg) }, 'starting meshext');
-    this.ipam = await Ipam.open({ stateDir: cfg.stateDir, cidr: cfg.vipCidr });
+    // Released VIPs wait out twice the TTL our resolver hands out, so no cached answer reaches another service.
+    this.ipam = await Ipam.open({ stateDir: cfg.stateDir, cidr: cfg.vipCidr, quarantineMs: vipQuarantineMs(cfg.dnsTtlSeconds), log: this.log });
 
     // Probe before anything listens, so --redirect on fails fast. The move out of the cgroup2 root happens
     // in Redirector.start, before READY and so before the first upstream socket is opened.
@@ -95,8 +115,35 @@ export class Agent {
       stats: this.stats,
       log: this.log.child({ component: 'proxy' }),
       connectTimeoutMs: cfg.connectTimeoutMs,
+      httpHeaderTimeoutMs: cfg.httpHeaderTimeoutMs,
+      maxConnections: cfg.maxConnections,
       dataThreads: cfg.dataThreads,
     });
+    if (cfg.source === 'kubernetes') {
+      // Loaded only when used: the client library costs about half a second and tens of MB to import.
+      const { KubernetesSource } = await import('../sources/kubernetes.js');
+      this.sources.unshift(
+        new KubernetesSource({
+          ...(cfg.kubeconfig !== undefined ? { kubeconfig: cfg.kubeconfig } : {}),
+          systemNamespace: cfg.systemNamespace,
+          debounceMs: cfg.reloadDebounceMs,
+          stats: this.stats,
+          log: this.log.child({ component: 'kubernetes' }),
+        }),
+      );
+    }
+    // The admin API answers (/ready 503, /healthz 200) while the sources wait for their first full list.
+    this.admin = new AdminServer(this, this.log.child({ component: 'admin' }));
+    const adminAddr = await this.admin.listen(cfg.admin.address, cfg.admin.port);
+    await Promise.all(
+      this.sources.map((src) =>
+        src.start((reason) => {
+          if (this.state === 'NOT_READY') this.changedWhileStarting = reason;
+          else void this.reload(reason);
+        }),
+      ),
+    );
+    if (this.shuttingDown) return; // SIGTERM while waiting for a first list: nothing to serve
     const snapshot = await this.buildSnapshot();
     await this.proxy.setSnapshot(snapshot);
 
@@ -114,6 +161,7 @@ export class Agent {
         ...(cfg.dnsUpstreams.length ? { upstreams: cfg.dnsUpstreams } : {}),
         resolvConfPath: cfg.resolvConf,
         ipFamilyMode: cfg.ipFamilyMode,
+        ttl: cfg.dnsTtlSeconds,
         stats: this.stats,
         log: this.log.child({ component: 'dns' }),
       });
@@ -137,20 +185,10 @@ export class Agent {
     }
 
     await this.syncOutbounds(snapshot);
-
-    this.admin = new AdminServer(this, this.log.child({ component: 'admin' }));
-    const adminAddr = await this.admin.listen(cfg.admin.address, cfg.admin.port);
-
-    this.watcher = new ConfigWatcher({
-      paths: cfg.configPaths,
-      debounceMs: cfg.reloadDebounceMs,
-      rescanIntervalMs: cfg.rescanIntervalMs,
-      onChange: (reason) => void this.reload(reason),
-      onError: (err) => this.log.warn({ err: err.message }, 'config watcher problem'),
-    });
-    this.watcher.start();
+    for (const src of this.sources) src.markLoaded();
 
     this.state = 'READY';
+    this.scheduleVipRetry(false);
     this.log.info(
       {
         services: snapshot.services.length,
@@ -162,6 +200,7 @@ export class Agent {
       },
       'meshext ready',
     );
+    if (this.changedWhileStarting !== undefined) void this.reload(this.changedWhileStarting);
   }
 
   private dnsPort(): number {
@@ -176,7 +215,8 @@ export class Agent {
 
   /** Loads, validates and compiles the resources; invalid ones keep their last good version. */
   private async buildSnapshot(): Promise<Snapshot> {
-    const fresh = await loadResources(this.config.configPaths, { zone: this.config.zone, vipCidr: this.ipam.cidr });
+    const opts = { zone: this.config.zone, vipCidr: this.ipam.cidr };
+    const fresh = mergeResults(await Promise.all(this.sources.map((src) => src.load(opts))));
     const { load, kept } = keepLastGood(fresh, this.lastGood);
     for (const e of fresh.errors) {
       this.log.warn({ file: e.file, line: e.line, kind: e.kind, name: e.name, mesh: e.mesh, violations: e.violations }, 'resource rejected');
@@ -223,10 +263,11 @@ export class Agent {
         await this.proxy.setSnapshot(s);
         this.dns?.setRecords(recordsFromSnapshot(s));
         await this.syncOutbounds(s);
-        this.watcher?.markLoaded();
+        for (const src of this.sources) src.markLoaded();
         this.reloadsOk.inc();
         this.lastReloadError = undefined;
         this.log.info({ reason, generation: s.generation, services: s.services.length, rejected: s.rejected.length, changes: diffServices(before, s) }, 'configuration reloaded');
+        this.scheduleVipRetry(reason === VIP_RETRY_REASON);
         return { ok: true, generation: s.generation, rejected: s.rejected.length };
       } catch (err) {
         this.reloadsFailed.inc();
@@ -238,6 +279,24 @@ export class Agent {
     const p = this.reloading.then(run, run);
     this.reloading = p;
     return p;
+  }
+
+  /**
+   * Services the allocator refused wait for an address: when one is free, or when the first quarantine
+   * ends, the agent recompiles by itself. A retry that found nothing new does not re-arm at once.
+   */
+  private scheduleVipRetry(afterRetry: boolean): void {
+    clearTimeout(this.vipRetry);
+    this.vipRetry = undefined;
+    const waiting = this.ipam.waitingServices();
+    const ms = this.ipam.msUntilAvailable();
+    if (this.shuttingDown || !waiting.length || ms === undefined || (afterRetry && ms === 0)) return;
+    this.vipRetry = setTimeout(() => {
+      this.vipRetry = undefined;
+      this.log.info({ component: 'ipam', waiting }, 'a VIP is free again; recompiling for the services that have none');
+      void this.reload(VIP_RETRY_REASON);
+    }, Math.min(ms + 1, 2 ** 31 - 1));
+    this.vipRetry.unref();
   }
 
   /** Opens, keeps or closes the non-transparent outbound listeners to match the snapshot. */
@@ -269,8 +328,9 @@ export class Agent {
   async shutdown(opts: { drainMs: number }): Promise<void> {
     if (this.shuttingDown) return;
     this.shuttingDown = true;
+    clearTimeout(this.vipRetry);
     this.state = 'TERMINATING';
-    this.watcher?.stop();
+    for (const src of this.sources) src.stop();
     this.log.info({ drainMs: opts.drainMs, active: this.proxy?.activeConnections() ?? 0 }, 'draining');
     await this.proxy?.stopAccepting();
     const { remaining } = await (this.proxy?.drain(opts.drainMs) ?? Promise.resolve({ remaining: 0 }));
@@ -304,6 +364,7 @@ export class Agent {
       generation: s?.generation,
       vipCidr: s?.vipCidr,
       config: redactedConfig(this.config),
+      sources: this.sources.map((src) => src.describe()),
       services: s?.services.map((svc) => dumpService(svc, this.proxy?.currentPlans().find((p) => p.service === svc.id), this.proxy?.serviceError(svc.id))) ?? [],
       // What the engine was told to do with each service (key material as digests).
       plans: this.proxy?.currentPlans().map(planForDump) ?? [],

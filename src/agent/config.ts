@@ -3,7 +3,8 @@
  * The effective config is logged once at start through `redactedConfig`.
  */
 import net from 'node:net';
-import { CONNECT_TIMEOUT_MS } from '../snapshot/plan.js';
+import { CONNECT_TIMEOUT_MS, HTTP_HEADER_TIMEOUT_MS } from '../snapshot/plan.js';
+import { DNS_TTL_SECONDS } from '../dns/ttl.js';
 import { isLoopback } from '../exposure.js';
 
 export type Toggle = 'auto' | 'on' | 'off';
@@ -13,9 +14,17 @@ export interface HostPort {
   port: number;
 }
 
+export type SourceKind = 'files' | 'kubernetes';
+
 export interface AgentConfig {
   /** Directories (or files) holding resources; watched for changes. */
   configPaths: string[];
+  /** Where resources come from besides `configPaths`: only files, or also the Kubernetes API. */
+  source: SourceKind;
+  /** kubeconfig for `source: kubernetes`; undefined = the in-cluster service account. */
+  kubeconfig: string | undefined;
+  /** Namespace holding Kuma's MeshExternalServices, HostnameGenerators and Secrets. */
+  systemNamespace: string;
   /** cgroup2 directory the BPF programs attach to; undefined = the cgroup2 mount root. */
   cgroup: string | undefined;
   /** Transparent redirect with eBPF: auto = on when the kernel allows it, else a warning. */
@@ -44,10 +53,20 @@ export interface AgentConfig {
   skipDefaultGenerators: boolean;
   /** I/O threads of the engine (the data plane). */
   dataThreads: number;
+  /** Client connections the engine serves at once ('auto': from the descriptor limit; 0: no cap). */
+  maxConnections: number | 'auto';
+  /** How long an HTTP/1.x client may take to send a request head from its first byte. */
+  httpHeaderTimeoutMs: number;
+  /** TTL of the resolver's answers; a released VIP is quarantined for twice this before reuse. */
+  dnsTtlSeconds: number;
 }
 
 export const DEFAULTS: Readonly<AgentConfig> = Object.freeze({
   configPaths: [],
+  source: 'files',
+  kubeconfig: undefined,
+  // Kuma's default system namespace.
+  systemNamespace: 'kuma-system',
   cgroup: undefined,
   redirect: 'auto',
   dns: 'on',
@@ -70,6 +89,9 @@ export const DEFAULTS: Readonly<AgentConfig> = Object.freeze({
   rescanIntervalMs: 30_000,
   skipDefaultGenerators: false,
   dataThreads: 1,
+  maxConnections: 'auto',
+  httpHeaderTimeoutMs: HTTP_HEADER_TIMEOUT_MS,
+  dnsTtlSeconds: DNS_TTL_SECONDS,
 } satisfies AgentConfig);
 
 /** A configuration value that cannot be used, naming where it came from. */
@@ -110,9 +132,22 @@ export function parseDuration(text: string, source: string): number {
 
 /** A connect timeout the engine can arm: 0 would fail every connect at once. */
 function parseConnectTimeout(text: string, source: string): number {
+  return parseTimeout(text, source, 'a connect timeout');
+}
+
+function parseTimeout(text: string, source: string, what: string): number {
   const ms = parseDuration(text, source);
-  if (ms < 1 || ms > 86_400_000) throw new ConfigError(source, text, 'expected a connect timeout from 1ms to 24h');
+  if (ms < 1 || ms > 86_400_000) throw new ConfigError(source, text, `expected ${what} from 1ms to 24h`);
   return ms;
+}
+
+/** `auto` (from the descriptor limit), or a whole number (0: no cap). */
+function parseMaxConnections(text: string, source: string): number | 'auto' {
+  const v = text.trim().toLowerCase();
+  if (v === 'auto') return 'auto';
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n > 0xffffffff) throw new ConfigError(source, text, 'expected auto or a whole number of connections (0: no cap)');
+  return n;
 }
 
 function parseToggle(text: string, source: string): Toggle {
@@ -133,6 +168,9 @@ export type RawOptions = Partial<Record<OptionName, string | string[]>>;
 
 export const OPTION_NAMES = [
   'config',
+  'source',
+  'kubeconfig',
+  'systemNamespace',
   'cgroup',
   'redirect',
   'dns',
@@ -154,6 +192,8 @@ export const OPTION_NAMES = [
   'connectTimeout',
   'skipDefaultGenerators',
   'dataThreads',
+  'maxConnections',
+  'httpHeaderTimeout',
 ] as const;
 export type OptionName = (typeof OPTION_NAMES)[number];
 
@@ -171,6 +211,7 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv): RawOptions {
   }
   // Kuma's variable for the same setting, honoured so Kuma users' environments carry over.
   if (out.vipCidr === undefined && env.KUMA_IPAM_MESH_EXTERNAL_SERVICE_CIDR) out.vipCidr = env.KUMA_IPAM_MESH_EXTERNAL_SERVICE_CIDR;
+  if (out.systemNamespace === undefined && env.KUMA_STORE_KUBERNETES_SYSTEM_NAMESPACE) out.systemNamespace = env.KUMA_STORE_KUBERNETES_SYSTEM_NAMESPACE;
   return out;
 }
 
@@ -190,6 +231,9 @@ export function resolveConfig(layers: Array<{ name: string; options: RawOptions 
     const s = (o: OptionName): string | undefined => single(options[o]);
     const paths = list(options.config);
     if (paths) cfg.configPaths = paths;
+    if (s('source') !== undefined) cfg.source = oneOf(s('source')!, ['files', 'kubernetes'] as const, src('source'));
+    if (s('kubeconfig') !== undefined) cfg.kubeconfig = s('kubeconfig')!;
+    if (s('systemNamespace') !== undefined) cfg.systemNamespace = namespaceName(s('systemNamespace')!, src('systemNamespace'));
     if (s('cgroup') !== undefined) cfg.cgroup = s('cgroup');
     if (s('redirect') !== undefined) cfg.redirect = parseToggle(s('redirect')!, src('redirect'));
     if (s('dns') !== undefined) cfg.dns = parseToggle(s('dns')!, src('dns'));
@@ -212,13 +256,26 @@ export function resolveConfig(layers: Array<{ name: string; options: RawOptions 
     if (s('connectTimeout') !== undefined) cfg.connectTimeoutMs = parseConnectTimeout(s('connectTimeout')!, src('connectTimeout'));
     if (s('skipDefaultGenerators') !== undefined) cfg.skipDefaultGenerators = parseToggle(s('skipDefaultGenerators')!, src('skipDefaultGenerators')) === 'on';
     if (s('dataThreads') !== undefined) cfg.dataThreads = parseThreads(s('dataThreads')!, src('dataThreads'));
+    if (s('maxConnections') !== undefined) cfg.maxConnections = parseMaxConnections(s('maxConnections')!, src('maxConnections'));
+    if (s('httpHeaderTimeout') !== undefined) cfg.httpHeaderTimeoutMs = parseTimeout(s('httpHeaderTimeout')!, src('httpHeaderTimeout'), 'an HTTP header timeout');
   }
-  if (cfg.configPaths.length === 0) throw new ConfigError('--config', '', 'at least one resource directory is required (--config DIR or MESHEXT_CONFIG)');
+  if (cfg.configPaths.length === 0 && cfg.source === 'files') {
+    throw new ConfigError('--config', '', 'at least one resource directory is required (--config DIR or MESHEXT_CONFIG), or --source kubernetes');
+  }
+  if (cfg.kubeconfig !== undefined && cfg.source !== 'kubernetes') throw new ConfigError('--kubeconfig', cfg.kubeconfig, 'only used with --source kubernetes');
   if (!isLoopback(cfg.admin.address)) {
     // The admin API exposes config dumps and mutating calls: never off the node's loopback.
     throw new ConfigError('--admin', `${cfg.admin.address}:${cfg.admin.port}`, 'the admin API listens on loopback only (127.0.0.0/8 or ::1)');
   }
   return cfg;
+}
+
+/** A Kubernetes namespace name: an RFC 1123 label. */
+function namespaceName(text: string, source: string): string {
+  if (text.length > 63 || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(text)) {
+    throw new ConfigError(source, text, 'expected a Kubernetes namespace name (lowercase letters, digits and -, at most 63)');
+  }
+  return text;
 }
 
 /** The engine takes 1..64 I/O threads (more than the node's cores only adds context switches). */

@@ -1,10 +1,13 @@
 /**
  * Forwards queries for names we do not own to the upstream nameservers, in order, one try each, over the
- * client's transport. Replies are accepted only when they come from the socket we sent on (connected
+ * client's transport, all within one deadline per query: each try waits at most the per-try timeout and
+ * never past the deadline, so a query waits for upstreams no longer than its query timeout whatever the
+ * path (failover, TC→TCP retry, a connect that never completes). Replies are accepted only when they come from the socket we sent on (connected
  * UDP socket / our own TCP connection), carry the fresh random id we chose, and repeat our question;
  * anything else is ignored, so an off-path attacker has to guess port, id and question (RFC 5452).
  */
 import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { UpstreamAddress } from './resolv-conf.js';
 import { createUpstreamUdpSocket, connectUpstreamTcp } from './upstream-socket.js';
@@ -45,19 +48,25 @@ export class Forwarder {
   ) {}
 
   /**
-   * Resolves with the upstream reply (client id restored), or undefined when every upstream failed.
-   * A SERVFAIL/REFUSED reply moves on to the next upstream but is relayed if nothing better comes.
+   * Resolves with the upstream reply (client id restored), or undefined when every upstream failed or
+   * `queryTimeoutMs` (from now) ran out first. A SERVFAIL/REFUSED reply moves on to the next upstream but is
+   * relayed if nothing better comes.
    */
-  async forward(query: Buffer, questionEnd: number, transport: 'udp' | 'tcp'): Promise<Buffer | undefined> {
+  async forward(query: Buffer, questionEnd: number, transport: 'udp' | 'tcp', queryTimeoutMs: number): Promise<Buffer | undefined> {
     const clientId = query.readUInt16BE(0);
+    const deadline = performance.now() + queryTimeoutMs;
+    // Each try gets the per-try timeout, cut to what is left of the query's budget.
+    const budget = (): number => Math.min(this.timeoutMs, Math.floor(deadline - performance.now()));
     let fallback: Buffer | undefined;
     for (const up of this.upstreams) {
       if (this.closed) break;
-      let res = transport === 'udp' ? await this.tryUdp(up, query, questionEnd) : await this.tryTcp(up, query, questionEnd);
-      if ('reply' in res && transport === 'udp' && replyTruncated(res.reply)) {
+      let ms = budget();
+      if (ms < 1) break;
+      let res = transport === 'udp' ? await this.tryUdp(up, query, questionEnd, ms) : await this.tryTcp(up, query, questionEnd, ms);
+      if ('reply' in res && transport === 'udp' && replyTruncated(res.reply) && (ms = budget()) >= 1) {
         // The answer does not fit upstream's UDP limit: ask the same server over TCP; if that fails,
         // the truncated reply is still a valid answer (it tells the client to use TCP itself).
-        const viaTcp = await this.tryTcp(up, query, questionEnd);
+        const viaTcp = await this.tryTcp(up, query, questionEnd, ms);
         if ('reply' in viaTcp) res = viaTcp;
         else this.failed(up, `TCP retry after truncation: ${viaTcp.fail}`);
       }
@@ -74,6 +83,7 @@ export class Forwarder {
       }
       return res.reply;
     }
+    if (!fallback && !this.closed && budget() < 1) this.metrics.queryTimeout.inc();
     return fallback;
   }
 
@@ -103,7 +113,7 @@ export class Forwarder {
     }
   }
 
-  private tryUdp(up: UpstreamAddress, query: Buffer, questionEnd: number): Promise<TryResult> {
+  private tryUdp(up: UpstreamAddress, query: Buffer, questionEnd: number, timeoutMs: number): Promise<TryResult> {
     const sent = this.withFreshId(query);
     return new Promise((resolve) => {
       // A fresh connected socket per try: the kernel picks a random source port, filters replies from
@@ -124,7 +134,7 @@ export class Forwarder {
         resolve(r);
       };
       const abort = (): void => finish({ fail: 'aborted' });
-      const timer = setTimeout(() => finish({ fail: `timeout after ${this.timeoutMs} ms` }), this.timeoutMs);
+      const timer = setTimeout(() => finish({ fail: `timeout after ${timeoutMs} ms` }), timeoutMs);
       this.aborts.add(abort);
       try {
         sock = createUpstreamUdpSocket(up.address);
@@ -153,7 +163,7 @@ export class Forwarder {
     });
   }
 
-  private tryTcp(up: UpstreamAddress, query: Buffer, questionEnd: number): Promise<TryResult> {
+  private tryTcp(up: UpstreamAddress, query: Buffer, questionEnd: number, timeoutMs: number): Promise<TryResult> {
     const sent = this.withFreshId(query);
     return new Promise((resolve) => {
       const reader = new FrameReader(MAX_TCP_REPLY);
@@ -168,7 +178,7 @@ export class Forwarder {
         resolve(r);
       };
       const abort = (): void => finish({ fail: 'aborted' });
-      const timer = setTimeout(() => finish({ fail: `timeout after ${this.timeoutMs} ms (tcp)` }), this.timeoutMs);
+      const timer = setTimeout(() => finish({ fail: `timeout after ${timeoutMs} ms (tcp)` }), timeoutMs);
       this.aborts.add(abort);
       sock.on('error', (err: NodeJS.ErrnoException) => finish({ fail: `${err.code ?? err.message} (tcp)` }));
       sock.on('close', () => finish({ fail: 'connection closed before a reply (tcp)' }));

@@ -6,6 +6,11 @@ export class FrameReader {
 
   constructor(private readonly maxFrame: number) {}
 
+  /** Bytes of a message begun but not yet complete. */
+  get buffered(): number {
+    return this.buf.length;
+  }
+
   /** Adds a chunk and returns every complete frame, or 'oversize' when a frame exceeds the limit. */
   push(chunk: Buffer): Buffer[] | 'oversize' {
     this.buf = this.buf.length ? Buffer.concat([this.buf, chunk]) : chunk;

@@ -29,12 +29,24 @@ export class DnsMetrics {
   private readonly upstreamFails = new Map<string, Series>();
   readonly records: Series;
   readonly inFlight: Series;
+  readonly queryTimeout: Series;
+  readonly tcpActive: Series;
   readonly tcpRejected: Series;
+  readonly tcpClientRejected: Series;
+  readonly tcpEvicted: Series;
+  readonly tcpReadTimeout: Series;
+  readonly tcpIdleTimeout: Series;
 
   constructor(private readonly registry: Registry) {
     this.records = registry.gauge('meshext_dns_records', 'Owned hostnames the resolver answers');
     this.inFlight = registry.gauge('meshext_dns_queries_in_flight', 'Queries waiting for an upstream nameserver');
-    this.tcpRejected = registry.counter('meshext_dns_tcp_cx_overflow_total', 'TCP connections refused because max connections was reached');
+    this.queryTimeout = registry.counter('meshext_dns_query_timeout_total', 'Forwarded queries answered SERVFAIL because the query timeout ran out before an upstream answered');
+    this.tcpActive = registry.gauge('meshext_dns_tcp_cx_active', 'Open TCP client connections');
+    this.tcpRejected = registry.counter('meshext_dns_tcp_cx_overflow_total', 'TCP connections closed at accept: max connections reached and none idle to evict');
+    this.tcpClientRejected = registry.counter('meshext_dns_tcp_cx_client_overflow_total', 'TCP connections closed at accept: the per-client limit reached and none of that client idle to evict');
+    this.tcpEvicted = registry.counter('meshext_dns_tcp_cx_evicted_total', 'Idle TCP connections closed to make room for a new one (global or per-client limit)');
+    this.tcpReadTimeout = registry.counter('meshext_dns_tcp_cx_read_timeout_total', 'TCP connections closed because a query did not arrive whole within the read timeout');
+    this.tcpIdleTimeout = registry.counter('meshext_dns_tcp_cx_idle_timeout_total', 'TCP connections closed after the idle timeout with no query outstanding');
   }
 
   /** Counts one query by type and outcome. */

@@ -11,6 +11,10 @@
  * - Responses (QR=1) arriving as queries are dropped, not answered, to avoid reflection loops.
  * - UDP responses never exceed min(client EDNS size, 1232) (DNS Flag Day 2020, no IP fragmentation);
  *   bigger answers, local or forwarded, go out as header + question with TC so the client uses TCP.
+ *
+ * TCP clients are bounded as RFC 7766 §6.2 asks, so no local client can hold the resolver's TCP side:
+ * a per-client (source IP) limit, a read timeout for each query however slowly its bytes trickle in, an
+ * idle timeout, and at either limit the connection idle the longest is evicted before a newcomer is refused.
  */
 import dgram from 'node:dgram';
 import net, { isIP } from 'node:net';
@@ -19,8 +23,10 @@ import { silentLogger } from '../log.js';
 import { exposureOf } from '../exposure.js';
 import { Registry } from '../stats/registry.js';
 import { DnsError } from './errors.js';
+import { DNS_TTL_SECONDS } from './ttl.js';
 import { FrameReader, frame } from './framing.js';
 import { Forwarder } from './forwarder.js';
+import { TcpConnTable } from './tcp-conns.js';
 import { DnsMetrics } from './metrics.js';
 import { compileRecords, type DnsRecordSet, type IpFamilyMode, type RecordTable } from './records.js';
 import { readResolvConf, type UpstreamAddress } from './resolv-conf.js';
@@ -51,16 +57,29 @@ export interface DnsServerOptions {
   resolvConfPath?: string;
   /** `dualstack` (default) answers AAAA for IPv4 VIPs with the `::ffff:` mapped address; `ipv4` answers NODATA. */
   ipFamilyMode?: 'dualstack' | 'ipv4';
-  /** TTL of owned-name answers in seconds; default 30 (Kuma's value). */
+  /** TTL of owned-name answers in seconds; default DNS_TTL_SECONDS (30, Kuma's value). */
   ttl?: number;
   /** Per-try upstream timeout; default 2000 ms. */
   upstreamTimeoutMs?: number;
-  /** Forwarded queries allowed in flight; beyond that queries get SERVFAIL and are counted. Default 1024. */
+  /**
+   * Longest a forwarded query waits for upstreams, over every try (failover, TC→TCP retry); then SERVFAIL.
+   * Default 4000 ms: two tries of 2 s, and the answer reaches a stub before its own 5 s timeout (glibc, musl).
+   */
+  queryTimeoutMs?: number;
+  /** Forwarded queries allowed in flight; beyond that queries get SERVFAIL at once and are counted. Default 1024. */
   maxInFlight?: number;
-  /** Idle TCP connections (no query outstanding) are closed after this; default 10000 ms (RFC 7766 §6.2.3). */
+  /** Idle TCP connections (no query outstanding, none begun) are closed after this; default 10000 ms (RFC 7766 §6.2.3). */
   tcpIdleTimeoutMs?: number;
-  /** Concurrent TCP client connections per listen address; default 256. */
+  /**
+   * A TCP query (its 2-byte length and the whole message) must arrive within this from its first byte, and a
+   * new connection's first query within this from accept; else the connection is closed. Default 2000 ms
+   * (miekg/dns, under CoreDNS, gives the first read 2 s). Trickled bytes do not extend it.
+   */
+  tcpReadTimeoutMs?: number;
+  /** Concurrent TCP client connections per listen address; at the limit the longest-idle one is evicted. Default 256. */
   tcpMaxConnections?: number;
+  /** Concurrent TCP connections per client IP per listen address; at the limit that client's longest-idle one is evicted. Default 16. */
+  tcpMaxConnectionsPerClient?: number;
   stats?: Registry;
   log?: Logger;
 }
@@ -105,7 +124,7 @@ interface Bound {
 }
 
 export class DnsServer {
-  private readonly opts: Required<Pick<DnsServerOptions, 'ttl' | 'upstreamTimeoutMs' | 'maxInFlight' | 'tcpIdleTimeoutMs' | 'tcpMaxConnections'>> & { mode: IpFamilyMode };
+  private readonly opts: Required<Pick<DnsServerOptions, 'ttl' | 'upstreamTimeoutMs' | 'queryTimeoutMs' | 'maxInFlight' | 'tcpIdleTimeoutMs' | 'tcpReadTimeoutMs' | 'tcpMaxConnections' | 'tcpMaxConnectionsPerClient'>> & { mode: IpFamilyMode };
   private readonly log: Logger;
   private readonly metrics: DnsMetrics;
   private readonly overflow;
@@ -120,9 +139,12 @@ export class DnsServer {
   constructor(private readonly options: DnsServerOptions = {}) {
     checkInt('ttl', options.ttl, 0, 2 ** 31 - 1);
     checkInt('upstreamTimeoutMs', options.upstreamTimeoutMs, 1, 600_000);
+    checkInt('queryTimeoutMs', options.queryTimeoutMs, 1, 600_000);
     checkInt('maxInFlight', options.maxInFlight, 1, 1_000_000);
     checkInt('tcpIdleTimeoutMs', options.tcpIdleTimeoutMs, 1, 3_600_000);
+    checkInt('tcpReadTimeoutMs', options.tcpReadTimeoutMs, 1, 3_600_000);
     checkInt('tcpMaxConnections', options.tcpMaxConnections, 1, 1_000_000);
+    checkInt('tcpMaxConnectionsPerClient', options.tcpMaxConnectionsPerClient, 1, 1_000_000);
     checkAddrs('listen', options.listen, 0);
     checkAddrs('upstreams', options.upstreams, 1);
     if (options.listen && options.listen.length === 0) throw new DnsError('MESHEXT_E_DNS_OPTION', 'DNS option listen is empty; give at least one address');
@@ -131,11 +153,14 @@ export class DnsServer {
       throw new DnsError('MESHEXT_E_DNS_OPTION', `DNS option ipFamilyMode=${JSON.stringify(mode)} must be "dualstack" or "ipv4"`);
     }
     this.opts = {
-      ttl: options.ttl ?? 30,
+      ttl: options.ttl ?? DNS_TTL_SECONDS,
       upstreamTimeoutMs: options.upstreamTimeoutMs ?? 2000,
+      queryTimeoutMs: options.queryTimeoutMs ?? 4000,
       maxInFlight: options.maxInFlight ?? 1024,
       tcpIdleTimeoutMs: options.tcpIdleTimeoutMs ?? 10_000,
+      tcpReadTimeoutMs: options.tcpReadTimeoutMs ?? 2000,
       tcpMaxConnections: options.tcpMaxConnections ?? 256,
+      tcpMaxConnectionsPerClient: options.tcpMaxConnectionsPerClient ?? 16,
       mode,
     };
     this.log = (options.log ?? silentLogger()).child({ component: 'dns' });
@@ -159,7 +184,7 @@ export class DnsServer {
       }
       this.forwarder = new Forwarder(upstreams, this.opts.upstreamTimeoutMs, this.metrics, this.log);
       this.state = 'running';
-      this.log.info({ listen: this.addresses(), upstreams: upstreams.map((u) => `${u.address}:${u.port}`), ttl: this.opts.ttl, ipFamilyMode: this.opts.mode }, 'DNS resolver listening');
+      this.log.info({ listen: this.addresses(), upstreams: upstreams.map((u) => `${u.address}:${u.port}`), ttl: this.opts.ttl, ipFamilyMode: this.opts.mode, queryTimeoutMs: this.opts.queryTimeoutMs, maxInFlight: this.opts.maxInFlight, tcp: { idleTimeoutMs: this.opts.tcpIdleTimeoutMs, readTimeoutMs: this.opts.tcpReadTimeoutMs, maxConnections: this.opts.tcpMaxConnections, maxConnectionsPerClient: this.opts.tcpMaxConnectionsPerClient } }, 'DNS resolver listening');
       for (const b of this.bound) {
         const exposure = exposureOf(b.address);
         if (exposure) {
@@ -233,10 +258,10 @@ export class DnsServer {
 
   private bindTcp(address: string, port: number): Promise<net.Server> {
     return new Promise((resolve, reject) => {
+      const conns = new TcpConnTable<net.Socket>(this.opts.tcpMaxConnections, this.opts.tcpMaxConnectionsPerClient);
       // allowHalfOpen: a client may send its queries and shut down its side; we still owe the answers.
-      const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (sock) => this.onTcpConnection(sock));
-      server.maxConnections = this.opts.tcpMaxConnections;
-      server.on('drop', () => this.metrics.tcpRejected.inc());
+      // No server.maxConnections: admission (with eviction) is the connection table's.
+      const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (sock) => this.onTcpConnection(conns, sock));
       const onError = (err: Error): void => {
         server.close();
         reject(new DnsError('MESHEXT_E_DNS_LISTEN', `DNS resolver cannot listen on tcp ${address}:${port}: ${errnoText(err)}`, err));
@@ -281,33 +306,82 @@ export class DnsServer {
     else send(r);
   }
 
-  private onTcpConnection(sock: net.Socket): void {
+  private onTcpConnection(table: TcpConnTable<net.Socket>, sock: net.Socket): void {
+    sock.on('error', () => sock.destroy());
     if (this.state !== 'running') {
       sock.destroy();
       return;
     }
+    // One host is one client whichever socket family it arrives on.
+    const client = (sock.remoteAddress ?? '').replace(/^::ffff:/i, '');
+    const admission = table.admit(client);
+    if (!admission.admit) {
+      (admission.limit === 'client' ? this.metrics.tcpClientRejected : this.metrics.tcpRejected).inc();
+      sock.destroy();
+      return;
+    }
+    if (admission.evict) {
+      this.metrics.tcpEvicted.inc();
+      admission.evict.destroy();
+    }
+    table.add(sock, client);
     this.conns.add(sock);
+    this.metrics.tcpActive.inc();
+
     const reader = new FrameReader(MAX_TCP_QUERY);
     let pending = 0;
     let peerEnded = false;
-    sock.setTimeout(this.opts.tcpIdleTimeoutMs);
-    sock.on('timeout', () => {
-      // RFC 7766: close idle connections, but not while we still owe answers.
-      if (pending === 0) sock.destroy();
+    let fresh = true; // nothing received yet
+    // One timer says what the connection waits for: 'read' — a query has begun (or the connection is new)
+    // and must be whole within tcpReadTimeoutMs of that, however its bytes trickle in; 'idle' — nothing owed
+    // and nothing begun (RFC 7766 §6.2.3); none — answers are owed (each bounded by the query timeout).
+    let timer: NodeJS.Timeout | undefined;
+    let waiting: 'read' | 'idle' | 'none' = 'none';
+    const arm = (next: 'read' | 'idle' | 'none'): void => {
+      clearTimeout(timer);
+      timer = undefined;
+      waiting = next;
+      if (next === 'none') return;
+      const ms = next === 'read' ? this.opts.tcpReadTimeoutMs : this.opts.tcpIdleTimeoutMs;
+      timer = setTimeout(() => {
+        (next === 'read' ? this.metrics.tcpReadTimeout : this.metrics.tcpIdleTimeout).inc();
+        sock.destroy();
+      }, ms);
+    };
+    // Reading stops while too many answers are owed or the client does not take our writes (back-pressure);
+    // a client that stops reading while owed nothing is idle, and the idle timeout closes it.
+    const reading = (): boolean => pending < MAX_PENDING_PER_CONN && !sock.writableNeedDrain;
+    const wants = (): 'read' | 'idle' | 'none' => (reading() && (fresh || reader.buffered > 0) ? 'read' : pending > 0 ? 'none' : 'idle');
+    /** Re-evaluates flow and timer; `restart` starts a fresh period (a new message began, or an answer went out). */
+    const settle = (restart: boolean): void => {
+      if (reading()) sock.resume();
+      else sock.pause();
+      const next = wants();
+      if (restart || next !== waiting) arm(next);
+    };
+    arm('read');
+    sock.on('drain', () => settle(false));
+    sock.on('close', () => {
+      clearTimeout(timer);
+      table.remove(sock);
+      this.conns.delete(sock);
+      this.metrics.tcpActive.dec();
     });
-    sock.on('error', () => sock.destroy());
-    sock.on('close', () => this.conns.delete(sock));
     sock.on('end', () => {
       peerEnded = true;
       if (pending === 0) sock.end();
     });
     const reply = (out: Buffer | undefined): void => {
       pending--;
-      if (out && !sock.destroyed && sock.writable) sock.write(frame(out));
-      if (sock.isPaused() && pending < MAX_PENDING_PER_CONN) sock.resume();
+      if (sock.destroyed) return;
+      if (pending === 0) table.markIdle(sock);
+      if (out && sock.writable) sock.write(frame(out));
       if (peerEnded && pending === 0) sock.end();
+      // The end of a busy period starts a new idle one; a query in progress keeps its deadline.
+      settle(pending === 0 && wants() === 'idle');
     };
     sock.on('data', (chunk: Buffer) => {
+      fresh = false;
       const frames = reader.push(chunk);
       if (frames === 'oversize') {
         this.metrics.query(undefined, 'dropped');
@@ -315,12 +389,12 @@ export class DnsServer {
         return;
       }
       for (const f of frames) {
-        pending++;
+        if (pending++ === 0) table.markBusy(sock);
         const r = this.handle(f, 'tcp');
         if (r instanceof Promise) void r.then(reply);
         else reply(r);
       }
-      if (pending >= MAX_PENDING_PER_CONN) sock.pause();
+      if (!sock.destroyed) settle(frames.length > 0);
     });
   }
 
@@ -368,7 +442,7 @@ export class DnsServer {
     this.inFlight++;
     this.metrics.inFlight.set(this.inFlight);
     return fwd
-      .forward(msg, q.questionEnd, transport)
+      .forward(msg, q.questionEnd, transport, this.opts.queryTimeoutMs)
       .then((reply) => {
         if (!reply) {
           this.metrics.query(q.qtype, 'servfail');

@@ -26,6 +26,7 @@ export const SERVICE_COUNTERS = [
   'rq5xx',
   'rqRetry',
   'accessDenied',
+  'headerTimeout',
 ] as const;
 export type ServiceCounter = (typeof SERVICE_COUNTERS)[number];
 
@@ -38,6 +39,21 @@ export interface EngineListener {
 }
 
 export type EngineEventHandler = (ev: EngineEvent) => void;
+
+/** Descriptors kept out of the engine's reach for the control plane: admin, DNS, config files, BPF maps. */
+export const FD_RESERVE = 256;
+/** Descriptors one client connection may take: its socket, its upstream's and a splice pipe's two ends. */
+const FDS_PER_CONNECTION = 4;
+
+/**
+ * The connection cap for a descriptor limit (`--max-connections auto`): what fits below it after the reserve,
+ * so that at the cap new connections are reset at once and the admin API and DNS keep answering. 0 (no cap)
+ * for an unlimited limit.
+ */
+export function connectionCapFor(fdSoftLimit: number): number {
+  if (fdSoftLimit < 0) return 0;
+  return Math.max(16, Math.floor((fdSoftLimit - FD_RESERVE) / FDS_PER_CONNECTION));
+}
 
 /** Node's default listen backlog. */
 const LISTEN_BACKLOG = 511;
@@ -59,18 +75,28 @@ export class Engine {
     private readonly handle: number,
     readonly threads: number,
     private readonly onHandlerError: (err: Error, ev: EngineEvent) => void,
+    /** The connection cap the engine enforces (0: none) and the descriptor limit it was derived from (-1: unlimited). */
+    readonly limits: { maxConnections: number; fdLimit: number },
   ) {}
 
   /**
    * Loads the addon and starts `threads` I/O threads. Throws MESHEXT_E_ENGINE with one line saying why when the
    * engine cannot run here (addon not built or not loadable, threads refused): without it nothing is served.
    */
-  static start(threads: number, addon?: NativeAddon, onHandlerError: (err: Error, ev: EngineEvent) => void = (err) => process.emitWarning(err)): Engine {
+  static start(
+    threads: number,
+    addon?: NativeAddon,
+    onHandlerError: (err: Error, ev: EngineEvent) => void = (err) => process.emitWarning(err),
+    maxConnections: number | 'auto' = 0,
+  ): Engine {
     let self: Engine | undefined;
     try {
       const a = addon ?? native();
-      const handle = a.engineStart(threads, (evs) => self?.dispatch(evs));
-      self = new Engine(a, handle, threads, onHandlerError);
+      // Node keeps the soft descriptor limit it was given (often 1024); every connection takes several.
+      const fdLimit = a.fdLimit(maxConnections === 'auto').soft;
+      const cap = maxConnections === 'auto' ? connectionCapFor(fdLimit) : maxConnections;
+      const handle = a.engineStart(threads, (evs) => self?.dispatch(evs), cap);
+      self = new Engine(a, handle, threads, onHandlerError, { maxConnections: cap, fdLimit });
       return self;
     } catch (e) {
       throw Object.assign(new Error(`the data-plane engine cannot start: ${(e as Error).message}`), { code: 'MESHEXT_E_ENGINE', cause: e });

@@ -90,7 +90,7 @@ export interface EnginePlan {
   deny?: { status: number; grpcStatus: number; message: string };
   /** The service cannot be served: every connection fails with this reason. */
   error?: string;
-  timeouts: { connectMs: number; tcpIdleMs: number; httpIdleMs: number; upstreamIdleMs: number };
+  timeouts: { connectMs: number; tcpIdleMs: number; httpIdleMs: number; httpHeaderMs: number; upstreamIdleMs: number };
 }
 
 /** engineInstall's argument: every plan of a snapshot, and where original destinations come from. */
@@ -125,6 +125,9 @@ export interface EngineCounters {
   origDstFound: number;
   origDstMissing: number;
   origDstStale: number;
+  downstreamLive: number;
+  overflowCap: number;
+  overflowFd: number;
 }
 
 export interface NativeTlsProbeResult {
@@ -191,6 +194,10 @@ export interface NativeAddon {
   origDstTake(mapFd: number, key: Buffer): { orig: Buffer } | { stale: true } | null;
   /** Removes mx_peer_orig entries older than MX_ORIG_MAX_AGE_MS; returns how many. */
   origDstSweep(mapFd: number): number;
+  /** RLIMIT_NOFILE (-1: unlimited), the soft limit first raised to the hard one when `raise`. */
+  fdLimit(raise?: boolean): { soft: number; hard: number };
+  /** A TCP listening (with `backlog`) or UDP bound socket with SO_REUSEPORT, as an fd for Node's servers. */
+  sharedSocket(kind: 'tcp' | 'udp', address: string, port: number, backlog: number): number;
   mapKeys(mapFd: number, keySize: number): Buffer[];
   mapCount(mapFd: number, keySize: number): number;
   /** Sums each per-CPU u64 slot of a per-CPU array over all CPUs. */
@@ -203,7 +210,8 @@ export interface NativeAddon {
   /** sizeof/offsetof of the structs in bpf/meshext_maps.h as the C++ compiler sees them. */
   layout(): NativeLayout;
   /** Starts the engine's I/O threads; `onEvents` gets batches of events on the JS thread. Returns a handle. */
-  engineStart(threads: number, onEvents: (events: EngineEvent[]) => void): number;
+  /** `maxConnections`: client connections served at once, over it new ones are reset (0: no cap). */
+  engineStart(threads: number, onEvents: (events: EngineEvent[]) => void, maxConnections?: number): number;
   /** Closes every connection, joins the threads; returns the events not delivered yet and the final counters. */
   engineStop(engine: number): { events: EngineEvent[]; counters: EngineCounters };
   /**

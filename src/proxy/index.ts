@@ -36,6 +36,13 @@ export interface ProxyOptions {
   tcpIdleTimeoutMs?: number;
   /** Idle keep-alive timeout of HTTP client connections; default 60 s. */
   httpIdleTimeoutMs?: number;
+  /** How long an HTTP/1.x client may take to send a request head from its first byte (408 after); default 10 s. */
+  httpHeaderTimeoutMs?: number;
+  /**
+   * Client connections served at once; over it, new ones are reset at once. 0: no cap (default). 'auto': raises
+   * the soft descriptor limit to the hard one and takes connectionCapFor(it).
+   */
+  maxConnections?: number | 'auto';
   /** Idle timeout of pooled upstream HTTP connections; default 60 s. */
   httpUpstreamIdleTimeoutMs?: number;
   /** The addon to run the engine on (tests); default the production build. */
@@ -79,7 +86,7 @@ export class Proxy {
   private refresh: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly logged = new Map<string, { at: number; n: number; suppressed: number }>();
-  private readonly global: { noRoute: Series; accepted: Series; origFound: Series; origMissing: Series; origStale: Series; sessions: Series; pipesInUse: Series; pipesPooled: Series };
+  private readonly global: { noRoute: Series; accepted: Series; origFound: Series; origMissing: Series; origStale: Series; overflowCap: Series; overflowFd: Series; sessions: Series; pipesInUse: Series; pipesPooled: Series };
 
   /** Starts the engine; throws MESHEXT_E_ENGINE (one line saying why) when it cannot run here. */
   constructor(private readonly opts: ProxyOptions) {
@@ -90,10 +97,16 @@ export class Proxy {
       connectMs: timeout('connectTimeoutMs', opts.connectTimeoutMs, DEFAULT_TIMEOUTS.connectMs, 1),
       tcpIdleMs: timeout('tcpIdleTimeoutMs', opts.tcpIdleTimeoutMs, DEFAULT_TIMEOUTS.tcpIdleMs, 0),
       httpIdleMs: timeout('httpIdleTimeoutMs', opts.httpIdleTimeoutMs, DEFAULT_TIMEOUTS.httpIdleMs, 1),
+      httpHeaderMs: timeout('httpHeaderTimeoutMs', opts.httpHeaderTimeoutMs, DEFAULT_TIMEOUTS.httpHeaderMs, 1),
       upstreamIdleMs: timeout('httpUpstreamIdleTimeoutMs', opts.httpUpstreamIdleTimeoutMs, DEFAULT_TIMEOUTS.upstreamIdleMs, 1),
     };
-    this.engine = Engine.start(opts.dataThreads ?? 1, opts.addon, (err, ev) => this.log.error({ event: ev.kind, err: err.message }, 'handling an engine event failed'));
-    this.log.info({ threads: this.engine.threads }, 'engine started');
+    const maxConnections = opts.maxConnections ?? 0;
+    if (maxConnections !== 'auto' && (!Number.isInteger(maxConnections) || maxConnections < 0 || maxConnections > 0xffffffff)) {
+      throw new RangeError(`maxConnections must be 'auto' or an integer 0..4294967295 (0: no cap), got ${maxConnections}`);
+    }
+    this.engine = Engine.start(opts.dataThreads ?? 1, opts.addon, (err, ev) => this.log.error({ event: ev.kind, err: err.message }, 'handling an engine event failed'), maxConnections);
+    const l = this.engine.limits;
+    this.log.info({ threads: this.engine.threads, maxConnections: l.maxConnections || 'none', fdLimit: l.fdLimit }, 'engine started');
     const s = opts.stats;
     this.global = {
       noRoute: s.counter('meshext_downstream_cx_no_route_total', 'Connections to a VIP:port no service owns'),
@@ -101,6 +114,8 @@ export class Proxy {
       origFound: s.counter('meshext_engine_orig_dst_total', 'Original destinations looked up in the BPF map', { result: 'found' }),
       origMissing: s.counter('meshext_engine_orig_dst_total', 'Original destinations looked up in the BPF map', { result: 'missing' }),
       origStale: s.counter('meshext_engine_orig_dst_total', 'Original destinations looked up in the BPF map', { result: 'stale' }),
+      overflowCap: s.counter('meshext_engine_cx_overflow_total', 'Client connections reset at once by a limit', { reason: 'max_connections' }),
+      overflowFd: s.counter('meshext_engine_cx_overflow_total', 'Client connections reset at once by a limit', { reason: 'fd_limit' }),
       sessions: s.gauge('meshext_engine_connections', 'Client connections open in the engine'),
       pipesInUse: s.gauge('meshext_engine_pipes_in_use', 'splice pipes of the engine holding bytes in flight'),
       pipesPooled: s.gauge('meshext_engine_pipes_pooled', 'Empty splice pipes the engine keeps for reuse'),
@@ -255,6 +270,8 @@ export class Proxy {
     this.global.origFound.set(c.origDstFound);
     this.global.origMissing.set(c.origDstMissing);
     this.global.origStale.set(c.origDstStale);
+    this.global.overflowCap.set(c.overflowCap);
+    this.global.overflowFd.set(c.overflowFd);
     const live = new Set<string>();
     for (const svc of c.services) {
       const kri = this.kriOf.get(svc.service);
@@ -367,7 +384,11 @@ export class Proxy {
       }
       if (Date.now() - loggedAt < 10_000) return;
       loggedAt = Date.now();
-      this.log.error({ listener: where, err: code }, 'cannot accept connections; retrying every 100 ms');
+      if (code === 'EMFILE' || code === 'ENFILE') {
+        this.log.error({ listener: where, err: code }, 'out of file descriptors: new connections are reset until some close (raise LimitNOFILE or lower --max-connections)');
+      } else {
+        this.log.error({ listener: where, err: code }, 'cannot accept connections; retrying every 100 ms');
+      }
     };
     const l = this.engine.listen(ip, addr.port, onError, serviceId !== undefined ? `@${serviceId}` : undefined);
     // Port 0 binds an ephemeral port; index by the real one so closeOutbound finds it.

@@ -25,5 +25,5 @@ export async function loadResources(paths: string[], opts: LoadOptions = {}): Pr
     else if (read.kind === 'error') errors.push({ file, violations: [{ field: '', message: read.message }] });
     else results.push(parseResourceText(read.text, file, opts));
   }
-  return { ...mergeResults(results, errors), skipped: scan.skipped };
+  return mergeResults([...results, { resources: [], errors: [], warnings: [], skipped: scan.skipped }], errors);
 }

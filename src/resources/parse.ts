@@ -26,7 +26,10 @@ import { mergeResults } from './merge.js';
 import { describeBytes, loadLimits } from './limits.js';
 import { meshExternalServiceWarnings, nameWarnings, topLevelWarnings, unknownFieldWarning, unknownFields } from './warnings.js';
 import { specSchemas } from './schemas.js';
-import { effectiveVipCidr, parseCidr, type Cidr } from '../ipam/cidr.js';
+import { cidrContains, effectiveVipCidr, parseCidr, type Cidr } from '../ipam/cidr.js';
+
+/** A Kubernetes Secret whose data has no `value` key: Kuma reads nothing from other keys. */
+const MISSING_VALUE_KEY = 'missing: Kuma reads a secret\'s bytes from the key "value" of data';
 
 const KINDS: ResourceKind[] = ['MeshExternalService', 'HostnameGenerator', 'Mesh', 'Secret', 'Dataplane'];
 const MESH_SCOPED = new Set<ResourceKind>(['MeshExternalService', 'Secret', 'Dataplane']);
@@ -276,6 +279,7 @@ function buildResource(ctx: Ctx, doc: unknown, index: number, line: number): Res
   let spec: unknown = h.spec;
   if (h.kind === 'Secret') {
     const data = spec;
+    if (h.format === 'kubernetes' && data === undefined) return fail([{ field: 'data.value', message: MISSING_VALUE_KEY }], h);
     if (typeof data !== 'string' || data === '') return fail([{ field: h.format === 'universal' ? 'data' : 'data.value', message: 'cannot be empty' }], h);
     if (!isStdBase64(data)) return fail([{ field: h.format === 'universal' ? 'data' : 'data.value', message: SECRET_NOT_BASE64 }], h);
     const v = [...validateMeta(h.name, h.mesh, true), ...labelViolations];
@@ -300,8 +304,10 @@ function buildResource(ctx: Ctx, doc: unknown, index: number, line: number): Res
   if (all.length) return fail(all, h);
 
   switch (h.kind) {
-    case 'MeshExternalService':
-      return { ...common(h, src), kind: 'MeshExternalService', spec: spec as MeshExternalServiceSpec };
+    case 'MeshExternalService': {
+      const statusVip = kumaVip(ctx, doc, warn);
+      return { ...common(h, src), kind: 'MeshExternalService', spec: spec as MeshExternalServiceSpec, ...(statusVip ? { statusVip } : {}) };
+    }
     case 'HostnameGenerator':
       return { ...common(h, src), kind: 'HostnameGenerator', spec: spec as HostnameGeneratorSpec };
     case 'Mesh':
@@ -429,4 +435,17 @@ function printable(v: unknown): string {
   if (v === null || v === undefined) return '';
   if (typeof v === 'object') return JSON.stringify(v) ?? '';
   return String(v);
+}
+
+/**
+ * The VIP Kuma's control plane wrote to `status.vip.ip`, when it lies in the VIP CIDR: the node then
+ * answers with the address sidecars get from Kuma. Anything else is ignored with a warning.
+ */
+function kumaVip(ctx: Ctx, doc: Obj, warn: (vs: Violation[]) => void): string | undefined {
+  const status = doc.status;
+  if (!isObj(status) || !isObj(status.vip) || status.vip.ip === undefined || status.vip.ip === '') return undefined;
+  const ip = status.vip.ip;
+  if (typeof ip === 'string' && cidrContains(ctx.vipCidr, ip)) return ip;
+  warn([{ field: 'status.vip.ip', message: `"${printable(ip)}" is not an address in the VIP CIDR ${ctx.vipCidr.text}: the node assigns its own VIP` }]);
+  return undefined;
 }

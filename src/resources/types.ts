@@ -118,7 +118,10 @@ interface ResourceBase<K extends string, S> {
   format: ResourceFormat;
 }
 
-export type MeshExternalServiceResource = ResourceBase<'MeshExternalService', MeshExternalServiceSpec>;
+export type MeshExternalServiceResource = ResourceBase<'MeshExternalService', MeshExternalServiceSpec> & {
+  /** The VIP Kuma assigned (`status.vip.ip`), inside the VIP CIDR; preferred over the node's own IPAM. */
+  statusVip?: string;
+};
 export type HostnameGeneratorResource = ResourceBase<'HostnameGenerator', HostnameGeneratorSpec>;
 export type MeshResource = ResourceBase<'Mesh', MeshSpec>;
 export type SecretResource = ResourceBase<'Secret', SecretSpec>;

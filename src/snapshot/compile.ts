@@ -44,6 +44,8 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
     else candidates.push(mes);
   }
 
+  // Kuma's own assignment first, so the node answers with the address sidecars get from Kuma.
+  await ipam.adopt(new Map(candidates.filter((m) => m.statusVip !== undefined).map((m) => [serviceId(m), m.statusVip as string])));
   const vips = await ipam.assign(candidates.map(serviceId));
   candidates = candidates.filter((mes) => {
     const r = vips.get(serviceId(mes));

@@ -28,8 +28,14 @@ export type ServicePlan = EnginePlan & { errorCode?: string };
 
 /** Idle timeout of a TCP connection (Envoy's tcp_proxy default, 1 h). */
 export const TCP_IDLE_TIMEOUT_MS = 3_600_000;
-/** Idle keep-alive timeout of HTTP client connections, and how long a client may take to send a head. */
+/** Idle keep-alive timeout of HTTP client connections (no request under way). */
 export const HTTP_IDLE_TIMEOUT_MS = 60_000;
+/**
+ * How long an HTTP/1.x client may take to send a whole request head once its first byte arrived (408 after):
+ * the slow-loris bound. Real clients send a head in one write; nginx allows 60 s between reads, which trickling
+ * defeats, so this one counts from the first byte.
+ */
+export const HTTP_HEADER_TIMEOUT_MS = 10_000;
 /** Idle timeout of pooled upstream HTTP connections. */
 export const UPSTREAM_IDLE_TIMEOUT_MS = 60_000;
 /** Upstream connect (and TLS handshake) timeout, as Kuma's default. */
@@ -61,10 +67,17 @@ export interface PlanTimeouts {
   connectMs: number;
   tcpIdleMs: number;
   httpIdleMs: number;
+  httpHeaderMs: number;
   upstreamIdleMs: number;
 }
 
-export const DEFAULT_TIMEOUTS: PlanTimeouts = { connectMs: CONNECT_TIMEOUT_MS, tcpIdleMs: TCP_IDLE_TIMEOUT_MS, httpIdleMs: HTTP_IDLE_TIMEOUT_MS, upstreamIdleMs: UPSTREAM_IDLE_TIMEOUT_MS };
+export const DEFAULT_TIMEOUTS: PlanTimeouts = {
+  connectMs: CONNECT_TIMEOUT_MS,
+  tcpIdleMs: TCP_IDLE_TIMEOUT_MS,
+  httpIdleMs: HTTP_IDLE_TIMEOUT_MS,
+  httpHeaderMs: HTTP_HEADER_TIMEOUT_MS,
+  upstreamIdleMs: UPSTREAM_IDLE_TIMEOUT_MS,
+};
 
 /** What a DNS-name endpoint resolves to now: its last answer, or why there is none. */
 export type NameAnswer = { addresses: string[] } | { error: string };

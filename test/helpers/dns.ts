@@ -42,9 +42,7 @@ export function tcpExchange(port: number, msg: Buffer, timeoutMs = 2000, address
     });
     s.on('error', () => done(undefined));
     s.on('close', () => done(undefined));
-    const len = Buffer.alloc(2);
-    len.writeUInt16BE(msg.length);
-    s.write(Buffer.concat([len, msg]));
+    s.write(framed(msg));
   });
 }
 
@@ -162,10 +160,7 @@ export class TestUpstream {
           if (!q) continue;
           this.seen.push({ transport: 'tcp', id: q.id ?? 0, name: q.questions?.[0]?.name ?? '', type: q.questions?.[0]?.type ?? '' });
           for (const r of this.handler(q, 'tcp')) {
-            const b = Buffer.isBuffer(r) ? r : dnsPacket.encode(r);
-            const len = Buffer.alloc(2);
-            len.writeUInt16BE(b.length);
-            s.write(Buffer.concat([len, b]));
+            s.write(framed(Buffer.isBuffer(r) ? r : dnsPacket.encode(r)));
           }
         }
       });
@@ -193,14 +188,85 @@ export function answerA(q: DecodedPacket, addrs: string[], extra: Partial<Packet
   };
 }
 
-/** A UDP socket that receives queries and never answers (a black-holed upstream). */
-export async function blackHole(address: string): Promise<{ port: number; close(): Promise<void> }> {
+/**
+ * A UDP socket that receives queries and never answers (a black-holed upstream). With `tcp`, a TCP listener
+ * on the same port accepts connections, reads the queries and never answers either.
+ */
+export async function blackHole(address: string, opts: { tcp?: boolean } = {}): Promise<{ port: number; close(): Promise<void> }> {
   const s = dgram.createSocket('udp4');
   await new Promise<void>((r) => s.bind(0, address, () => r()));
-  return { port: s.address().port, close: () => new Promise<void>((r) => s.close(() => r())) };
+  const port = s.address().port;
+  const held = new Set<net.Socket>();
+  const tcp = opts.tcp
+    ? net.createServer((c) => {
+        held.add(c);
+        c.on('error', () => c.destroy());
+        c.on('close', () => held.delete(c));
+        c.resume();
+      })
+    : undefined;
+  if (tcp) await new Promise<void>((r) => tcp.listen(port, address, () => r()));
+  return {
+    port,
+    close: async () => {
+      for (const c of held) c.destroy();
+      await new Promise<void>((r) => s.close(() => r()));
+      if (tcp) await new Promise<void>((r) => tcp.close(() => r()));
+    },
+  };
 }
 
 /** Polls `fn` until it returns true (no timing assertion: the test's own timeout bounds it). */
 export async function until(fn: () => boolean, stepMs = 10): Promise<void> {
   while (!fn()) await new Promise((r) => setTimeout(r, stepMs));
+}
+
+/** Opens a TCP connection to the resolver (from `localAddress`, e.g. 127.0.0.2, when given). */
+export async function openTcp(port: number, opts: { address?: string; localAddress?: string } = {}): Promise<net.Socket> {
+  const s = net.connect({ host: opts.address ?? '127.0.0.1', port, ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
+  s.on('error', () => {});
+  await new Promise<void>((resolve, reject) => {
+    s.once('connect', () => resolve());
+    s.once('close', () => reject(new Error(`connection to port ${port} closed before it was established`)));
+  });
+  return s;
+}
+
+/** Resolves when the socket has closed (at once if it already has). */
+export function closed(s: net.Socket): Promise<void> {
+  return new Promise((r) => (s.closed ? r() : s.once('close', () => r())));
+}
+
+/** Resolves with the next reply frame on an open connection, or undefined if the connection closes first. */
+export function nextReply(s: net.Socket): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    let buf = Buffer.alloc(0);
+    const onData = (c: Buffer): void => {
+      buf = Buffer.concat([buf, c]);
+      if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) done(buf.subarray(2, 2 + buf.readUInt16BE(0)));
+    };
+    const onClose = (): void => done(undefined);
+    const done = (b: Buffer | undefined): void => {
+      s.off('data', onData);
+      s.off('close', onClose);
+      resolve(b);
+    };
+    s.on('data', onData);
+    s.on('close', onClose);
+    if (s.closed) done(undefined);
+  });
+}
+
+/** Frames a message with its 2-byte length (RFC 1035 §4.2.2). */
+export function framed(msg: Buffer): Buffer {
+  const len = Buffer.alloc(2);
+  len.writeUInt16BE(msg.length);
+  return Buffer.concat([len, msg]);
+}
+
+/** Sends one framed query on an open connection and resolves with the next reply frame, or undefined if the connection closes first. */
+export function tcpQuery(s: net.Socket, msg: Buffer): Promise<Buffer | undefined> {
+  const reply = nextReply(s);
+  if (!s.closed) s.write(framed(msg));
+  return reply;
 }

@@ -89,6 +89,31 @@ test('SERVFAIL when every upstream fails; an upstream SERVFAIL moves on to the n
   t.is(failing.seen.length, 1);
 });
 
+test('a query to black-holed upstreams gets SERVFAIL within its query timeout, over UDP and TCP', async (t) => {
+  // Three upstreams that never answer (TCP accepted, never answered), each try allowed 5 s: without a
+  // deadline over the whole query the client would wait 15 s; the client here gives up after 2 s.
+  const holes = await Promise.all(['127.0.0.5', '127.0.0.6', '127.0.0.7'].map((a) => blackHole(a, { tcp: true })));
+  for (const h of holes) t.teardown(() => h.close());
+  const ups = holes.map((h, i) => ({ address: `127.0.0.${5 + i}`, port: h.port }));
+  const { port, stats } = await resolver(t, ups, { upstreamTimeoutMs: 5000, queryTimeoutMs: 300 });
+  for (const transport of ['udp', 'tcp'] as const) {
+    const r = await ask(port, 'hole.example', 'A', { transport, id: 77 });
+    t.is(rcodeOf(r), 'SERVFAIL', transport);
+    t.is(r.id, 77);
+  }
+  t.is(stats.get('meshext_dns_query_timeout_total'), 2);
+  t.is(stats.get('meshext_dns_queries_in_flight'), 0);
+});
+
+test('the TC→TCP retry is bounded by the query timeout: a TCP side that never answers still yields the truncated reply', async (t) => {
+  const up = await upstream(t, '127.0.0.2', (q, transport) => (transport === 'udp' ? [{ ...answerA(q, []), flags: dnsPacket.TRUNCATED_RESPONSE }] : []));
+  const { port, stats } = await resolver(t, [{ address: '127.0.0.2', port: up.port }], { upstreamTimeoutMs: 5000, queryTimeoutMs: 300 });
+  const r = await ask(port, 'tc.example', 'A');
+  t.true(r.flag_tc, 'the client is told to retry over TCP itself');
+  t.deepEqual(up.seen.map((s) => s.transport), ['udp', 'tcp']);
+  t.is(stats.get('meshext_dns_query_timeout_total'), 0, 'a reply was relayed, so this is no timeout');
+});
+
 test('replies with a wrong id or a wrong question are ignored (no poisoning)', async (t) => {
   let honest = true;
   let shout = false;
@@ -144,7 +169,8 @@ test('in-flight bound: beyond maxInFlight queries get SERVFAIL at once and are c
   await until(() => stats.get('meshext_dns_queries_in_flight') === 2);
   const over = await ask(port, 'c.example', 'A');
   t.is(rcodeOf(over), 'SERVFAIL');
-  t.is(stats.get('meshext_dns_overflow_total'), 1);
+  t.is(rcodeOf(await ask(port, 'd.example', 'A', { transport: 'tcp' })), 'SERVFAIL');
+  t.is(stats.get('meshext_dns_overflow_total'), 2);
   // owned names never wait for upstreams, so they are still answered
   t.deepEqual((await ask(port, 'owned.mesh.local', 'A')).answers.map((a) => a.data), ['242.0.0.1']);
   for (const p of await Promise.all(pending)) t.is(rcodeOf(p), 'SERVFAIL');

@@ -69,6 +69,9 @@ Napi::Object CountersToJs(Napi::Env env, Engine& e) {
   out.Set("origDstFound", Napi::Number::New(env, static_cast<double>(g.origDstFound.load(std::memory_order_relaxed))));
   out.Set("origDstMissing", Napi::Number::New(env, static_cast<double>(g.origDstMissing.load(std::memory_order_relaxed))));
   out.Set("origDstStale", Napi::Number::New(env, static_cast<double>(g.origDstStale.load(std::memory_order_relaxed))));
+  out.Set("downstreamLive", Napi::Number::New(env, static_cast<double>(g.downstreamLive.load(std::memory_order_relaxed))));
+  out.Set("overflowCap", Napi::Number::New(env, static_cast<double>(g.overflowCap.load(std::memory_order_relaxed))));
+  out.Set("overflowFd", Napi::Number::New(env, static_cast<double>(g.overflowFd.load(std::memory_order_relaxed))));
   return out;
 }
 
@@ -79,7 +82,10 @@ Napi::Value EngineStart(const Napi::CallbackInfo& info) {
   uint32_t threads = ArgU32(info, 0, "threads");
   if (threads < 1 || threads > 64) ThrowArg(env, "threads must be 1..64, got " + std::to_string(threads));
   if (info.Length() < 2 || !info[1].IsFunction()) ThrowArg(env, "onEvents must be a function");
+  // maxConnections: client connections served at once (0: no cap); over it, new ones are reset.
+  uint32_t maxConnections = info.Length() > 2 && !info[2].IsUndefined() ? ArgU32(info, 2, "maxConnections") : 0;
   Engine* e = Engine::Create(env, threads, info[1].As<Napi::Function>());
+  e->plans().global().maxDownstream.store(maxConnections, std::memory_order_relaxed);
   return Napi::Number::New(env, g_engines.Add(e));
 }
 
@@ -110,6 +116,11 @@ Napi::Value EngineListen(const Napi::CallbackInfo& info) {
   if (!fd.valid()) ThrowErrno(env, "MESHEXT_E_LISTEN", "socket", errno);
   int one = 1;
   ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  // A new agent binds the same port while the old one still serves (a restart without an outage): the kernel
+  // spreads new connections over both, and when the old listener closes, the connections waiting in its queue
+  // move to the new one (net.ipv4.tcp_migrate_req, set by the agent). Only sockets of the same user that all
+  // ask for it share a port; a port held otherwise still fails with EADDRINUSE.
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
   if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) ThrowErrno(env, "MESHEXT_E_LISTEN", "bind", errno);
   if (::listen(fd.get(), static_cast<int>(backlog)) != 0) ThrowErrno(env, "MESHEXT_E_LISTEN", "listen", errno);
   sockaddr_storage bound{};

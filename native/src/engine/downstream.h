@@ -10,19 +10,25 @@
 
 namespace mx::engine {
 
-/** Counts one client connection of a service: total and active from construction, no longer active when destroyed. */
+/**
+ * Counts one client connection of a service, and of the engine (`live`, the count the connection cap reads):
+ * total and active from construction, no longer active when destroyed.
+ */
 class DownstreamLease {
  public:
   DownstreamLease() = default;
-  explicit DownstreamLease(std::shared_ptr<ServiceState> s) : s_(std::move(s)) {
+  DownstreamLease(std::shared_ptr<ServiceState> s, std::atomic<int64_t>* live) : s_(std::move(s)), live_(live) {
     s_->stats.Add(ServiceStats::kDownstreamCxTotal);
     s_->stats.Add(ServiceStats::kDownstreamCxActive);
+    live_->fetch_add(1, std::memory_order_relaxed);
   }
-  DownstreamLease(DownstreamLease&&) noexcept = default;
+  DownstreamLease(DownstreamLease&& o) noexcept : s_(std::move(o.s_)), live_(o.live_) { o.live_ = nullptr; }
   DownstreamLease& operator=(DownstreamLease&& o) noexcept {
     if (this != &o) {
       Release();
       s_ = std::move(o.s_);
+      live_ = o.live_;
+      o.live_ = nullptr;
     }
     return *this;
   }
@@ -31,9 +37,12 @@ class DownstreamLease {
  private:
   void Release() {
     if (s_) s_->stats.Add(ServiceStats::kDownstreamCxActive, -1);
+    if (live_) live_->fetch_add(-1, std::memory_order_relaxed);
     s_.reset();
+    live_ = nullptr;
   }
   std::shared_ptr<ServiceState> s_;
+  std::atomic<int64_t>* live_ = nullptr;
 };
 
 struct Downstream {

@@ -199,6 +199,8 @@ class Loop {
   /** CLOCK_MONOTONIC_COARSE in ms: the clock of NowMs() and of timer deadlines, usable from any thread. */
   static int64_t Clock();
   PipePool& pipes() { return pipes_; }
+  /** A descriptor held back (on /dev/null) so that at the fd limit the loop can still take and refuse connections. */
+  UniqueFd& reserve() { return reserve_; }
   char* scratch() { return scratch_.get(); }
   Engine* engine() const { return engine_; }
   unsigned index() const { return index_; }
@@ -242,6 +244,7 @@ class Loop {
   using TimerEntry = std::pair<int64_t, uint64_t>;  // deadline, session id
   std::priority_queue<TimerEntry, std::vector<TimerEntry>, std::greater<TimerEntry>> timers_;
   PipePool pipes_;
+  UniqueFd reserve_;
   std::unique_ptr<char[]> scratch_;
 
   std::atomic<uint64_t> statSessions_{0};

@@ -2,10 +2,12 @@
 #include "listener.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "../http1/session.h"
 #include "../http2/session.h"
@@ -22,6 +24,28 @@ constexpr int64_t kPauseMs = 100;
 
 std::string HostPort(const std::string& ip, uint16_t port) {
   return ip.find(':') != std::string::npos ? "[" + ip + "]:" + std::to_string(port) : ip + ":" + std::to_string(port);
+}
+
+/**
+ * Out of descriptors, the kernel still completes handshakes into the backlog and clients would wait for their
+ * timeout. Gives the loop's reserve descriptor back, takes each waiting connection and resets it at once (the
+ * client learns now), then takes the reserve again. Returns how many were refused; -1 when the reserve could
+ * not be taken back (the caller pauses).
+ */
+int RefuseBacklog(Loop* loop, int listenFd) {
+  UniqueFd& reserve = loop->reserve();
+  if (!reserve.valid()) return -1;
+  reserve.Reset();
+  int n = 0;
+  for (int i = 0; i < kAcceptBatch; i++) {
+    int fd = ::accept4(listenFd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) break;
+    SetAbortiveClose(fd);
+    ::close(fd);
+    n++;
+  }
+  reserve.Reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  return reserve.valid() ? n : -1;
 }
 }  // namespace
 
@@ -64,8 +88,19 @@ void ListenerSession::Accept() {
           errno == EOPNOTSUPP || errno == ENETUNREACH)
         continue;
       int err = errno;
-      loop()->Emit(Event("accept-error", id()).Str("error", strerrorname_np(err) ? strerrorname_np(err) : "unknown"));
-      // Out of descriptors or memory: the backlog stays, and with edge-triggered readiness nothing would
+      int refused = (err == EMFILE || err == ENFILE) ? RefuseBacklog(loop(), fd_.get()) : -1;
+      Event ev("accept-error", id());
+      ev.Str("error", strerrorname_np(err) ? strerrorname_np(err) : "unknown");
+      if (refused > 0) ev.Num("refused", refused);
+      loop()->Emit(std::move(ev));
+      if (refused >= 0) {
+        loop()->engine()->plans().global().overflowFd.fetch_add(refused, std::memory_order_relaxed);
+        if (refused > 0) {
+          loop()->Soon(this);  // more may be waiting: refuse them too, after the loop's other work
+          return;
+        }
+      }
+      // Out of memory, or no reserve: the backlog stays, and with edge-triggered readiness nothing would
       // wake us for it; try again shortly. Anything else unexpected is retried the same way.
       paused_ = true;
       loop()->ArmTimer(this, loop()->NowMs() + kPauseMs);
@@ -85,7 +120,16 @@ void ListenerSession::Accept() {
 void ListenerSession::Serve(int rawFd, const sockaddr_storage& peer, const sockaddr_storage& local) {
   UniqueFd fd(rawFd);
   PlanTable& table = loop()->engine()->plans();
-  table.global().accepted.fetch_add(1, std::memory_order_relaxed);
+  GlobalStats& g = table.global();
+  g.accepted.fetch_add(1, std::memory_order_relaxed);
+  // The cap keeps descriptors for the control plane (admin, DNS) and for upstream connections: over it, a
+  // connection is reset at once rather than left to fail later.
+  int64_t cap = g.maxDownstream.load(std::memory_order_relaxed);
+  if (cap > 0 && g.downstreamLive.load(std::memory_order_relaxed) >= cap) {
+    g.overflowCap.fetch_add(1, std::memory_order_relaxed);
+    SetAbortiveClose(fd.get());
+    return;
+  }
   std::shared_ptr<const PlanSet> set = table.Current();
   std::string key = routeKey_;
   std::string dst;
@@ -99,7 +143,7 @@ void ListenerSession::Serve(int rawFd, const sockaddr_storage& peer, const socka
   client = HostPort(client, peerPort);
   auto it = key.empty() ? set->byKey.end() : set->byKey.find(key);
   if (it == set->byKey.end()) {
-    table.global().noRoute.fetch_add(1, std::memory_order_relaxed);
+    g.noRoute.fetch_add(1, std::memory_order_relaxed);
     Event ev("no-route", id());
     ev.Lazy().Str("client", client).Str("key", key);
     loop()->Emit(std::move(ev));
@@ -112,7 +156,7 @@ void ListenerSession::Serve(int rawFd, const sockaddr_storage& peer, const socka
   set.reset();
   Downstream d;
   d.fd = std::move(fd);
-  d.lease = DownstreamLease(plan->state);
+  d.lease = DownstreamLease(plan->state, &g.downstreamLive);
   d.plan = std::move(plan);
   d.key = std::move(key);
   d.client = std::move(client);

@@ -4,8 +4,10 @@
 // plan is reset and counted (`no-route` event); one of a denied TCP service is closed at once (`denied`);
 // the rest become sessions of their plan's protocol: TCP relays, and HTTP sessions (HTTP/1.x or HTTP/2 by
 // the client's first bytes for http and http2 services; HTTP/2 for grpc).
-// Accepting stops for 100 ms after EMFILE/ENFILE/ENOBUFS/ENOMEM (reported once per pause as
-// `accept-error` {error}) instead of spinning on a backlog it cannot drain.
+// Limits: over the engine's connection cap (GlobalStats::maxDownstream) a connection is reset at once. Out of
+// descriptors (EMFILE/ENFILE) the loop's reserve descriptor lets it take and reset the waiting connections,
+// so clients never hang in a backlog nobody drains (`accept-error` {error, refused}). Without a reserve, or
+// on ENOBUFS/ENOMEM, accepting stops for 100 ms instead of spinning.
 #pragma once
 #include <string>
 

@@ -60,6 +60,8 @@ int Loop::Init() {
   ev.events = EPOLLIN;
   ev.data.ptr = kWakeTag;
   if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev) != 0) return errno;
+  reserve_.Reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+  if (!reserve_.valid()) return errno;
   now_ = Clock();
   return 0;
 }

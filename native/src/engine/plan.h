@@ -47,6 +47,7 @@ struct ServiceStats {
     kRq5xx,
     kRqRetry,
     kAccessDenied,
+    kHeaderTimeout,
     kCount,
   };
   std::atomic<int64_t> v[kCount] = {};
@@ -124,6 +125,8 @@ struct Plan {
   int64_t connectTimeoutMs = 0;
   int64_t tcpIdleMs = 0;
   int64_t httpIdleMs = 0;
+  /** How long a client may take to send a whole HTTP/1.x request head, from its first byte (slow-loris bound). */
+  int64_t httpHeaderMs = 0;
   int64_t upstreamIdleMs = 0;
   /** Upstream connections of equal plans are interchangeable: HTTP/2 sessions park idle ones under this key. */
   std::string poolKey;
@@ -156,6 +159,10 @@ struct GlobalStats {
   std::atomic<int64_t> origDstFound{0};
   std::atomic<int64_t> origDstMissing{0};
   std::atomic<int64_t> origDstStale{0};  // an entry older than MX_ORIG_MAX_AGE_MS: refused
+  std::atomic<int64_t> downstreamLive{0};  // client connections being served (DownstreamLease)
+  std::atomic<int64_t> maxDownstream{0};   // the connection cap (0: none); set at engine start
+  std::atomic<int64_t> overflowCap{0};     // connections refused at once: the cap was reached
+  std::atomic<int64_t> overflowFd{0};      // connections refused at once: out of descriptors (EMFILE/ENFILE)
 };
 
 /** An installed set of plans, immutable; replaced as a whole. */

@@ -49,6 +49,7 @@ std::shared_ptr<Plan> PlanFrom(Napi::Env env, const Napi::Value& v, const std::s
   p->connectTimeoutMs = Ms(env, t, "connectMs", tw);
   p->tcpIdleMs = Ms(env, t, "tcpIdleMs", tw);
   p->httpIdleMs = Ms(env, t, "httpIdleMs", tw);
+  p->httpHeaderMs = Ms(env, t, "httpHeaderMs", tw);
   p->upstreamIdleMs = Ms(env, t, "upstreamIdleMs", tw);
   p->error = js::Str(env, o, "error", where, true);
   if (!o.Get("deny").IsUndefined()) {

@@ -109,8 +109,23 @@ void Http1Session::OnTimer(int64_t now) {
   if (phase_ == Phase::Linger) {
     deadline = linger_until_;
   } else if (phase_ == Phase::Head) {
-    // Idle keep-alive, or a head that is not arriving (slow-loris): both end after the idle timeout.
+    // Idle keep-alive ends after the idle timeout. A head that has begun must be complete within the header
+    // timeout however its bytes trickle (slow-loris): 408, as Envoy's request_headers_timeout answers.
     deadline = last_active_ + idle_ms_;
+    int64_t headMs = d_.plan->httpHeaderMs;
+    if (head_since_ != 0 && headMs > 0) {
+      if (now >= head_since_ + headMs) {
+        d_.plan->state->stats.Add(engine::ServiceStats::kHeaderTimeout);
+        head_since_ = 0;
+        req_scan_.Reset();
+        cin_.Clear();
+        req_done_ = true;
+        LocalReply(408, "request header timeout", false);
+        Pump();
+        return;
+      }
+      deadline = std::min(deadline, head_since_ + headMs);
+    }
   } else if (phase_ == Phase::Tunnel) {
     // An upgraded connection is a TCP relay: it gets the TCP session's idle timeout (0: none, as there).
     if (d_.plan->tcpIdleMs <= 0) return;
@@ -336,8 +351,13 @@ bool Http1Session::StepHead() {
   Status st = req_scan_.Scan(cin_.data(), cin_.size(), err);
   if (st == Status::Partial) {
     if (c_eof_) phase_ = Phase::Closing;
+    if (head_since_ == 0) {
+      head_since_ = loop()->NowMs();
+      if (d_.plan->httpHeaderMs > 0) ArmOwn(head_since_ + d_.plan->httpHeaderMs);
+    }
     return false;
   }
+  head_since_ = 0;
   if (st == Status::Failed || (req_head_.assign(cin_.data(), req_scan_.end()), !ParseRequest(req_head_, req_, err))) {
     req_scan_.Reset();
     cin_.Clear();

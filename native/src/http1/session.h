@@ -90,6 +90,7 @@ class Http1Session : public engine::Session, private engine::ConnectorHost {
   bool closed_ = false, in_pump_ = false, draining_ = false;
   Phase phase_ = Phase::Head;
   int64_t last_active_ = 0, linger_until_ = 0;
+  int64_t head_since_ = 0;  // when the first byte of the request head being read arrived (0: none yet)
   int64_t armed_ = 0;  // deadline of the session's own pending timer entry (0: none)
   uint64_t rx_ = 0, tx_ = 0;
 

@@ -4,6 +4,7 @@ import { stringify } from 'yaml';
 import { loadResources } from '../../resources/load.js';
 import type { LoadResult } from '../../resources/types.js';
 import { Ipam, defaultStateDir } from '../../ipam/ipam.js';
+import { createLogger } from '../../log.js';
 import { compileSnapshot } from '../../snapshot/compile.js';
 import { checkReferences, byKind } from '../../snapshot/references.js';
 import type { CompiledService, RejectedResource } from '../../snapshot/types.js';
@@ -55,7 +56,9 @@ export function register(program: Command): void {
       let items: Array<Record<string, unknown>>;
       let table: string;
       if (kind === 'mes') {
-        const ipam = await Ipam.open({ stateDir: opts.stateDir, ...(opts.vipCidr ? { cidr: opts.vipCidr } : {}) });
+        // State-file repairs and a CIDR change are told on stderr, as the agent would log them.
+        const log = createLogger({ format: 'text', level: 'warn', stream: process.stderr });
+        const ipam = await Ipam.open({ stateDir: opts.stateDir, ...(opts.vipCidr ? { cidr: opts.vipCidr } : {}), log });
         const snap = await compileSnapshot({ load, ipam, zone: opts.zone, skipDefaultGenerators: opts.skipDefaultGenerators === true });
         reportProblems(snap.rejected);
         const svcs = snap.services.filter((s) => opts.mesh === undefined || s.mesh === opts.mesh);

@@ -13,8 +13,11 @@ export function register(program: Command): void {
   const env = (o: OptionName): string => `(env ${envName(o)})`;
   program
     .command('run')
-    .description('run the agent: DNS resolver, proxy and eBPF redirect for the resources in --config')
+    .description('run the agent: DNS resolver, proxy and eBPF redirect for the resources in --config (and the Kubernetes API with --source kubernetes)')
     .option('--config <dir>', `resource directory or file; repeatable ${env('config')}`, collect)
+    .option('--source <kind>', `files|kubernetes: also list and watch Kuma resources in the Kubernetes API (default ${d.source}) ${env('source')}`)
+    .option('--kubeconfig <path>', `kubeconfig for --source kubernetes (default: in-cluster service account) ${env('kubeconfig')}`)
+    .option('--system-namespace <ns>', `namespace of Kuma's MeshExternalServices, HostnameGenerators and Secrets (default ${d.systemNamespace}) ${env('systemNamespace')}`)
     .option('--cgroup <path>', `cgroup2 directory to attach the BPF programs to (default: the cgroup2 mount root) ${env('cgroup')}`)
     .option('--redirect <mode>', `eBPF redirect: auto|on|off (default ${d.redirect}) ${env('redirect')}`)
     .option('--dns <mode>', `embedded DNS resolver: on|off (default ${d.dns}) ${env('dns')}`)
@@ -35,6 +38,8 @@ export function register(program: Command): void {
     .option('--drain-time <duration>', `how long SIGTERM waits for connections to finish (default 30s) ${env('drainTime')}`)
     .option('--connect-timeout <duration>', `upstream connect timeout (default 5s) ${env('connectTimeout')}`)
     .option('--skip-default-generators <bool>', `do not create Kuma's default hostname generators ${env('skipDefaultGenerators')}`)
+    .option('--max-connections <n|auto>', `client connections served at once, over it new ones are reset (default auto: from the descriptor limit; 0: no cap) ${env('maxConnections')}`)
+    .option('--http-header-timeout <duration>', `time an HTTP/1.x client has to send a request head from its first byte, 408 after (default 10s) ${env('httpHeaderTimeout')}`)
     .option('--data-threads <n>', `I/O threads of the engine (the data plane) (default ${d.dataThreads}) ${env('dataThreads')}`)
     .action(async (flags: Record<string, string | string[] | undefined>) => {
       const flagOptions: RawOptions = {};

@@ -1,7 +1,7 @@
 // The CLI as a user runs it: node bin/meshext.js validate|get on fixture directories.
 import test from 'ava';
 import { spawnSync } from 'node:child_process';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -136,4 +136,14 @@ test('bad arguments fail with a clear message', async (t) => {
   const c = run(['get', 'mes', '-c', 'test/fixtures/cli/valid', '--state-dir', await stateDir(), '--vip-cidr', 'nope']);
   t.is(c.code, 1);
   t.regex(c.stderr, /invalid VIP CIDR "nope".*MESHEXT_E_BAD_CIDR/);
+});
+
+test('get: a hand-edited IPAM state entry is named on stderr and the listing still works', async (t) => {
+  const dir = await stateDir();
+  await writeFile(join(dir, 'ipam.json'), JSON.stringify({ version: 1, cidr: '242.0.0.0/8', allocations: { 'default/tcp-echo': { vip: '127.0.0.1', allocatedAt: '2026-01-01T00:00:00Z' } }, tombstones: [] }));
+  const r = run(['get', 'mes', '-c', 'test/fixtures/cli/valid', '--state-dir', dir, '-o', 'json']);
+  t.is(r.code, 0, r.stderr);
+  t.regex(r.stderr, /ERROR .*ipam\.json: allocations\["default\/tcp-echo"\]\.vip "127\.0\.0\.1" is a loopback address/);
+  const items = JSON.parse(r.stdout) as Array<{ name: string; vip: string }>;
+  t.is(items.find((i) => i.name === 'tcp-echo')?.vip, '242.0.0.1');
 });

@@ -1,0 +1,42 @@
+/**
+ * Listening sockets an agent shares with its successor during a restart (SO_REUSEPORT): both serve while the new
+ * one starts, and the old one closes its own when it hands over. Node 20 cannot set SO_REUSEPORT, so the addon
+ * makes the socket and Node serves it by fd. The engine's listeners set it themselves.
+ */
+import type dgram from 'node:dgram';
+import { once } from 'node:events';
+import type net from 'node:net';
+import { native } from '../native/addon.js';
+
+/** The addon's error reshaped as Node's listen errors are (`code` EADDRINUSE etc.), so callers' messages hold. */
+function nodeShaped(e: unknown, syscall: string, address: string, port: number): Error {
+  const x = e as Error & { errnoName?: string; errno?: number };
+  const code = x.errnoName ?? 'EINVAL';
+  return Object.assign(new Error(`${syscall} ${code} ${address}:${port}`), { code, ...(x.errno ? { errno: -x.errno } : {}), syscall, address, port });
+}
+
+/** Listens `server` on address:port (TCP) in a port group shared with other meshext agents. */
+export async function listenShared(server: net.Server, address: string, port: number, backlog = 511): Promise<void> {
+  let fd: number;
+  try {
+    fd = native().sharedSocket('tcp', address, port, backlog);
+  } catch (e) {
+    throw nodeShaped(e, 'listen', address, port);
+  }
+  const ready = once(server, 'listening');
+  server.listen({ fd });
+  await ready;
+}
+
+/** Binds a UDP socket to address:port in a port group shared with other meshext agents. */
+export async function bindShared(sock: dgram.Socket, address: string, port: number): Promise<void> {
+  let fd: number;
+  try {
+    fd = native().sharedSocket('udp', address, port, 0);
+  } catch (e) {
+    throw nodeShaped(e, 'bind', address, port);
+  }
+  const ready = once(sock, 'listening');
+  sock.bind({ fd });
+  await ready;
+}
