@@ -16,13 +16,17 @@ export interface TestAgent {
   configDir: string;
 }
 
-/** Starts an agent on `files` (name → content) with `--redirect off`; stops it and removes its directories at teardown. */
-export async function startTestAgent(t: ExecutionContext, files: Record<string, string>, options: RawOptions = {}): Promise<TestAgent> {
+/**
+ * Starts an agent on `files` (name → content) with `--redirect off`, after `setup` has added whatever
+ * else the config directory should hold; stops it and removes its directories at teardown.
+ */
+export async function startTestAgent(t: ExecutionContext, files: Record<string, string>, options: RawOptions = {}, setup?: (configDir: string) => void): Promise<TestAgent> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshext-agent-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   const configDir = path.join(dir, 'config');
   fs.mkdirSync(configDir);
   for (const [name, content] of Object.entries(files)) fs.writeFileSync(path.join(configDir, name), content);
+  setup?.(configDir);
   const cfg = resolveConfig([
     {
       name: 'flags',
