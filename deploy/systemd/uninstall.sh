@@ -4,6 +4,6 @@ set -euo pipefail
 [ "$(id -u)" -eq 0 ] || { echo "uninstall.sh: run as root" >&2; exit 1; }
 systemctl disable --now meshext.service 2>/dev/null || true
 /usr/local/bin/meshext cleanup || true
-rm -f /etc/systemd/system/meshext.service /usr/local/bin/meshext
+rm -f /etc/systemd/system/meshext.service /usr/local/bin/meshext /usr/local/sbin/meshext-restart
 systemctl daemon-reload
 echo "meshext removed; /etc/meshext and /var/lib/meshext are kept"

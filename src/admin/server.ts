@@ -6,8 +6,11 @@
  * `Host`, must not come from another origin (`Origin`, `Sec-Fetch-Site`), and a POST must not carry a
  * body type an HTML form or a CORS "simple request" can send.
  */
+import { chmodSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
+import { dirname } from 'node:path';
+import { listenShared } from '../net/shared.js';
 import type { Registry } from '../stats/registry.js';
 import type { Logger } from '../log.js';
 import { exposureOf, isLoopback } from '../exposure.js';
@@ -41,8 +44,9 @@ function sendJson(res: http.ServerResponse, status: number, value: unknown): voi
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'];
 
 export class AdminServer {
-  private server: http.Server | undefined;
-  /** The bind address: accepted in Host besides loopback names, for an admin bound elsewhere. */
+  private readonly servers: http.Server[] = [];
+  private readonly unlinkOnClose: Array<() => void> = [];
+  /** The TCP bind address: accepted in Host besides loopback names, for an admin bound elsewhere. */
   private bindAddress = '127.0.0.1';
   private readonly get: Record<string, Handler>;
   private readonly post: Record<string, Handler>;
@@ -99,28 +103,70 @@ export class AdminServer {
     };
   }
 
-  /** Starts listening; rejects with a clear error when the address is taken. */
+  /**
+   * Starts listening; rejects with a clear error when the address is taken. A fixed port is shared with a
+   * successor agent during a restart (src/net/shared.ts), so each agent also answers on its own unix socket
+   * (listenUnix): that is where a probe asks *this* agent whether it is ready.
+   */
   async listen(address: string, port: number): Promise<AddressInfo> {
-    const server = http.createServer((req, res) => void this.handle(req, res));
-    server.keepAliveTimeout = 5_000;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', (err: NodeJS.ErrnoException) =>
-        reject(Object.assign(new Error(`admin API cannot listen on ${address}:${port}: ${err.code ?? err.message}`), { code: 'MESHEXT_E_ADMIN_LISTEN', cause: err })),
-      );
-      server.listen(port, address, () => resolve());
-    });
-    this.server = server;
+    const server = this.newServer();
+    const fail = (err: NodeJS.ErrnoException): Error =>
+      Object.assign(new Error(`admin API cannot listen on ${address}:${port}: ${err.code ?? err.message}`), { code: 'MESHEXT_E_ADMIN_LISTEN', cause: err });
+    if (port === 0) {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', (err: NodeJS.ErrnoException) => reject(fail(err)));
+        server.listen(port, address, () => resolve());
+      });
+    } else {
+      await listenShared(server, address, port).catch((err: NodeJS.ErrnoException) => {
+        throw fail(err);
+      });
+    }
+    this.servers.push(server);
     this.bindAddress = address;
     const exposure = exposureOf(address);
     if (exposure) this.log.warn({ listen: `${address}:${port}`, exposure }, `EXPOSED: the admin API on ${address} serves config dumps and reloads for ${exposure}`);
     return server.address() as AddressInfo;
   }
 
+  /**
+   * Also answers on a unix socket at `path` (replacing a stale one; its directory is made). Removed on close
+   * unless a successor has replaced it by then.
+   */
+  async listenUnix(path: string): Promise<void> {
+    mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+    rmSync(path, { force: true });
+    const server = this.newServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) =>
+        reject(Object.assign(new Error(`admin API cannot listen on unix socket ${path}: ${err.code ?? err.message}`), { code: 'MESHEXT_E_ADMIN_LISTEN', cause: err })),
+      );
+      server.listen(path, () => resolve());
+    });
+    chmodSync(path, 0o600);
+    const ino = statSync(path).ino;
+    this.servers.push(server);
+    this.unlinkOnClose.push(() => {
+      try {
+        if (statSync(path).ino === ino) rmSync(path, { force: true });
+      } catch {
+        /* already gone */
+      }
+    });
+  }
+
+  private newServer(): http.Server {
+    const server = http.createServer((req, res) => void this.handle(req, res));
+    server.keepAliveTimeout = 5_000;
+    return server;
+  }
+
   /** Why a request must be refused (status and body), or undefined when it may be served. */
   private refusal(req: http.IncomingMessage): { status: number; body: string } | undefined {
     const host = req.headers.host;
-    // A request without Host (HTTP/1.0 tools) cannot be a rebinding attack: browsers always send one.
-    if (host !== undefined && !this.hostAllowed(host)) {
+    // A request without Host (HTTP/1.0 tools) cannot be a rebinding attack: browsers always send one;
+    // nor can one over the admin unix socket (no remote address), which no browser can reach.
+    if (host !== undefined && req.socket.remoteAddress !== undefined && !this.hostAllowed(host)) {
       return { status: 403, body: `Host "${printableHeader(host)}" is not a loopback name: the admin API answers only requests to 127.0.0.1, [::1] or localhost (DNS rebinding protection)\n` };
     }
     const origin = req.headers.origin;
@@ -176,11 +222,14 @@ export class AdminServer {
   }
 
   async close(): Promise<void> {
-    const s = this.server;
-    if (!s) return;
-    this.server = undefined;
-    s.closeAllConnections();
-    await new Promise<void>((resolve) => s.close(() => resolve()));
+    const servers = this.servers.splice(0);
+    await Promise.all(
+      servers.map((s) => {
+        s.closeAllConnections();
+        return new Promise<void>((resolve) => s.close(() => resolve()));
+      }),
+    );
+    for (const f of this.unlinkOnClose.splice(0)) f();
   }
 }
 

@@ -14,6 +14,7 @@ import { DnsServer, recordsFromSnapshot, readResolvConf } from '../dns/index.js'
 import { Proxy } from '../proxy/index.js';
 import { Redirector, ensureBpffs } from '../redirect/index.js';
 import { AdminServer, type Readiness } from '../admin/server.js';
+import { enableListenerMigration } from '../net/shared.js';
 import type { ResourceSource } from '../sources/source.js';
 import { FileSource } from '../sources/files.js';
 import { exposureOf } from '../exposure.js';
@@ -101,6 +102,11 @@ export class Agent {
     // Released VIPs wait out twice the TTL our resolver hands out, so no cached answer reaches another service.
     this.ipam = await Ipam.open({ stateDir: cfg.stateDir, cidr: cfg.vipCidr, quarantineMs: vipQuarantineMs(cfg.dnsTtlSeconds), log: this.log });
 
+    // A successor agent shares our ports during a restart; queued connections follow it when we close.
+    const migration = enableListenerMigration();
+    if (migration.state === 'unavailable') this.log.warn({ reason: migration.reason }, 'net.ipv4.tcp_migrate_req cannot be set: a restart resets the connections waiting in the old agent\'s accept queue');
+    else this.log.info({ tcpMigrateReq: migration.state }, 'listener migration on for restarts without an outage');
+
     // Probe before anything listens, so --redirect on fails fast. The move out of the cgroup2 root happens
     // in Redirector.start, before READY and so before the first upstream socket is opened.
     const probe = cfg.redirect === 'off' ? { ok: false } : Redirector.probe();
@@ -135,6 +141,7 @@ export class Agent {
     // The admin API answers (/ready 503, /healthz 200) while the sources wait for their first full list.
     this.admin = new AdminServer(this, this.log.child({ component: 'admin' }));
     const adminAddr = await this.admin.listen(cfg.admin.address, cfg.admin.port);
+    if (cfg.adminSocket) await this.admin.listenUnix(cfg.adminSocket);
     await Promise.all(
       this.sources.map((src) =>
         src.start((reason) => {
@@ -333,6 +340,9 @@ export class Agent {
     for (const src of this.sources) src.stop();
     this.log.info({ drainMs: opts.drainMs, active: this.proxy?.activeConnections() ?? 0 }, 'draining');
     await this.proxy?.stopAccepting();
+    // DNS goes with the listeners: a successor sharing the port answers from here on (with the config it just
+    // read), and without one, names of services nobody accepts for should not resolve.
+    await this.dns?.stop();
     const { remaining } = await (this.proxy?.drain(opts.drainMs) ?? Promise.resolve({ remaining: 0 }));
     if (remaining) this.log.warn({ remaining }, 'drain time over; closing remaining connections');
     await this.stopComponents();

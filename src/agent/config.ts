@@ -9,6 +9,9 @@ import { isLoopback } from '../exposure.js';
 
 export type Toggle = 'auto' | 'on' | 'off';
 
+/** Where an agent answers admin requests for itself alone (its TCP admin port is shared during a restart). */
+export const DEFAULT_ADMIN_SOCKET = '/run/meshext/admin.sock';
+
 export interface HostPort {
   address: string;
   port: number;
@@ -53,6 +56,8 @@ export interface AgentConfig {
   skipDefaultGenerators: boolean;
   /** I/O threads of the engine (the data plane). */
   dataThreads: number;
+  /** This agent's own admin socket (a probe's way to ask it, not its successor, whether it is ready); '' for none. */
+  adminSocket: string;
   /** Client connections the engine serves at once ('auto': from the descriptor limit; 0: no cap). */
   maxConnections: number | 'auto';
   /** How long an HTTP/1.x client may take to send a request head from its first byte. */
@@ -89,6 +94,7 @@ export const DEFAULTS: Readonly<AgentConfig> = Object.freeze({
   rescanIntervalMs: 30_000,
   skipDefaultGenerators: false,
   dataThreads: 1,
+  adminSocket: DEFAULT_ADMIN_SOCKET,
   maxConnections: 'auto',
   httpHeaderTimeoutMs: HTTP_HEADER_TIMEOUT_MS,
   dnsTtlSeconds: DNS_TTL_SECONDS,
@@ -192,6 +198,7 @@ export const OPTION_NAMES = [
   'connectTimeout',
   'skipDefaultGenerators',
   'dataThreads',
+  'adminSocket',
   'maxConnections',
   'httpHeaderTimeout',
 ] as const;
@@ -256,6 +263,7 @@ export function resolveConfig(layers: Array<{ name: string; options: RawOptions 
     if (s('connectTimeout') !== undefined) cfg.connectTimeoutMs = parseConnectTimeout(s('connectTimeout')!, src('connectTimeout'));
     if (s('skipDefaultGenerators') !== undefined) cfg.skipDefaultGenerators = parseToggle(s('skipDefaultGenerators')!, src('skipDefaultGenerators')) === 'on';
     if (s('dataThreads') !== undefined) cfg.dataThreads = parseThreads(s('dataThreads')!, src('dataThreads'));
+    if (s('adminSocket') !== undefined) cfg.adminSocket = ['', 'off', 'none'].includes(s('adminSocket')!.trim()) ? '' : s('adminSocket')!;
     if (s('maxConnections') !== undefined) cfg.maxConnections = parseMaxConnections(s('maxConnections')!, src('maxConnections'));
     if (s('httpHeaderTimeout') !== undefined) cfg.httpHeaderTimeoutMs = parseTimeout(s('httpHeaderTimeout')!, src('httpHeaderTimeout'), 'an HTTP header timeout');
   }

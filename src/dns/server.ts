@@ -23,6 +23,7 @@ import { silentLogger } from '../log.js';
 import { exposureOf } from '../exposure.js';
 import { Registry } from '../stats/registry.js';
 import { DnsError } from './errors.js';
+import { bindShared, listenShared } from '../net/shared.js';
 import { DNS_TTL_SECONDS } from './ttl.js';
 import { FrameReader, frame } from './framing.js';
 import { Forwarder } from './forwarder.js';
@@ -230,7 +231,7 @@ export class DnsServer {
       const udp = await this.bindUdp(address, port);
       const udpPort = udp.address().port;
       try {
-        const tcp = await this.bindTcp(address, udpPort);
+        const tcp = await this.bindTcp(address, udpPort, port !== 0);
         return { udp, tcp, address, port: udpPort };
       } catch (err) {
         udp.close();
@@ -247,16 +248,21 @@ export class DnsServer {
         reject(new DnsError('MESHEXT_E_DNS_LISTEN', `DNS resolver cannot listen on udp ${address}:${port}: ${errnoText(err)}`, err));
       };
       sock.once('error', onError);
-      sock.bind(port, address, () => {
+      const ready = (): void => {
         sock.off('error', onError);
         sock.on('error', (err) => this.log.warn({ err }, 'DNS UDP socket error'));
         sock.on('message', (msg, rinfo) => this.onUdp(sock, msg, rinfo));
         resolve(sock);
-      });
+      };
+      // A fixed port is shared with a successor agent during a restart (src/net/shared.ts); an ephemeral one is
+      // nobody else's to take over.
+      if (port === 0) sock.bind(port, address, ready);
+      else bindShared(sock, address, port).then(ready, onError);
     });
   }
 
-  private bindTcp(address: string, port: number): Promise<net.Server> {
+  /** `shared`: a fixed port, shared with a successor agent; else UDP's ephemeral port, taken exclusively. */
+  private bindTcp(address: string, port: number, shared: boolean): Promise<net.Server> {
     return new Promise((resolve, reject) => {
       const conns = new TcpConnTable<net.Socket>(this.opts.tcpMaxConnections, this.opts.tcpMaxConnectionsPerClient);
       // allowHalfOpen: a client may send its queries and shut down its side; we still owe the answers.
@@ -267,11 +273,13 @@ export class DnsServer {
         reject(new DnsError('MESHEXT_E_DNS_LISTEN', `DNS resolver cannot listen on tcp ${address}:${port}: ${errnoText(err)}`, err));
       };
       server.once('error', onError);
-      server.listen({ host: address, port, exclusive: true }, () => {
+      const ready = (): void => {
         server.off('error', onError);
         server.on('error', (err) => this.log.warn({ err }, 'DNS TCP server error'));
         resolve(server);
-      });
+      };
+      if (shared) listenShared(server, address, port).then(ready, onError);
+      else server.listen({ host: address, port, exclusive: true }, ready);
     });
   }
 

@@ -4,6 +4,7 @@
  * makes the socket and Node serves it by fd. The engine's listeners set it themselves.
  */
 import type dgram from 'node:dgram';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import type net from 'node:net';
 import { native } from '../native/addon.js';
@@ -39,4 +40,22 @@ export async function bindShared(sock: dgram.Socket, address: string, port: numb
   const ready = once(sock, 'listening');
   sock.bind({ fd });
   await ready;
+}
+
+const MIGRATE_REQ = '/proc/sys/net/ipv4/tcp_migrate_req';
+
+/**
+ * When a listener in a shared port group closes, the kernel resets the connections still waiting in its accept
+ * queue unless net.ipv4.tcp_migrate_req is 1 (Linux 5.14+): then they move to another listener of the group, so
+ * an agent handing over to its successor loses none. The setting is per network namespace and only affects
+ * SO_REUSEPORT groups. Returns what it found and did; never throws.
+ */
+export function enableListenerMigration(): { state: 'on' | 'enabled' | 'unavailable'; reason?: string } {
+  try {
+    if (readFileSync(MIGRATE_REQ, 'utf8').trim() === '1') return { state: 'on' };
+    writeFileSync(MIGRATE_REQ, '1\n');
+    return { state: 'enabled' };
+  } catch (e) {
+    return { state: 'unavailable', reason: (e as Error).message };
+  }
 }

@@ -7,7 +7,7 @@ import { Registry } from '../../src/stats/registry.js';
 import { silentLogger } from '../../src/log.js';
 
 /** The admin server over a real stats registry; records the state-changing calls it receives. */
-async function admin(t: { teardown(fn: () => Promise<void>): void }, address = '127.0.0.1'): Promise<{ port: number; calls: string[]; stats: Registry }> {
+async function admin(t: { teardown(fn: () => Promise<void>): void }, address = '127.0.0.1'): Promise<{ port: number; calls: string[]; stats: Registry; server: AdminServer }> {
   const calls: string[] = [];
   const stats = new Registry();
   stats.counter('meshext_config_reloads_total', 'reloads', { result: 'success' }).inc();
@@ -28,7 +28,7 @@ async function admin(t: { teardown(fn: () => Promise<void>): void }, address = '
   const server = new AdminServer(source, silentLogger());
   const addr = await server.listen(address, 0);
   t.teardown(() => server.close());
-  return { port: addr.port, calls, stats };
+  return { port: addr.port, calls, stats, server };
 }
 
 function request(port: number, opts: { method?: string; path: string; headers?: Record<string, string>; body?: string; address?: string }): Promise<{ status: number; body: string }> {
@@ -111,4 +111,27 @@ test('/stats?filter: a catastrophic pattern answers at once', async (t) => {
   const long = await request(a.port, { path: `/stats?filter=${'x'.repeat(300)}` });
   t.is(long.status, 400);
   t.regex(long.body, /longer than 256 characters/);
+});
+
+test('the admin unix socket takes any Host (no browser reaches it) but still refuses form POSTs', async (t) => {
+  const a = await admin(t);
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshext-admin-sock-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const sock = path.join(dir, 'admin.sock');
+  await a.server.listenUnix(sock);
+  const over = (opts: http.RequestOptions, body?: string): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const req = http.request({ socketPath: sock, ...opts }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  t.is(await over({ path: '/ready', headers: { host: 'meshext' } }), 200);
+  t.is(await over({ method: 'POST', path: '/reload', headers: { 'content-type': 'text/plain' } }, 'x'), 415);
+  t.deepEqual(a.calls, []);
 });

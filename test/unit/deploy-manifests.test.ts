@@ -123,3 +123,25 @@ test("the DaemonSet's arguments are accepted by the agent and match the RBAC", (
   t.is(cfg.systemNamespace, find('Role')[0]?.metadata.namespace ?? 'the Role has no namespace');
   t.is(cfg.kubeconfig, undefined, 'in-cluster service account');
 });
+
+test('the DaemonSet rolls without an outage: the new pod starts beside the old one, and probes ask each pod its own agent', (t) => {
+  type Probe = { exec?: { command: string[] }; httpGet?: unknown };
+  const ds = find('DaemonSet')[0] as Doc & {
+    spec: {
+      updateStrategy: { type: string; rollingUpdate: { maxSurge?: number | string; maxUnavailable?: number | string } };
+      template: { spec: { containers: Array<{ name: string; ports?: unknown[]; startupProbe?: Probe; readinessProbe?: Probe; livenessProbe?: Probe }> } };
+    };
+  };
+  const u = ds.spec.updateStrategy;
+  t.is(u.type, 'RollingUpdate');
+  t.is(u.rollingUpdate.maxUnavailable, 0, 'the old pod stays until the new one is ready');
+  t.true(Number(u.rollingUpdate.maxSurge) >= 1, 'the new pod starts while the old one serves');
+  const agent = ds.spec.template.spec.containers.find((c) => c.name === 'agent')!;
+  // Declared host ports would keep the surge pod from being scheduled next to the old one.
+  t.is(agent.ports, undefined);
+  for (const [kind, want] of [['startupProbe', 'ready'], ['readinessProbe', 'ready'], ['livenessProbe', 'live']] as const) {
+    const p = agent[kind];
+    t.is(p?.httpGet, undefined, `${kind} over the shared TCP admin port could be answered by the other agent`);
+    t.deepEqual(p?.exec?.command.slice(-2), ['probe', want], kind);
+  }
+});
