@@ -2,16 +2,15 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import type { ExecutionContext } from 'ava';
 import { Agent } from '../../src/agent/agent.js';
 import { resolveConfig, type RawOptions } from '../../src/agent/config.js';
-import { createLogger } from '../../src/log.js';
+import { captureLog, type CapturedLog } from './log.js';
 
 export interface TestAgent {
   agent: Agent;
-  /** Every log line so far, as written (JSON). */
-  log: string[];
+  /** The agent's log lines. */
+  log: CapturedLog;
   adminPort: number;
   configDir: string;
 }
@@ -30,20 +29,14 @@ export async function startTestAgent(t: ExecutionContext, files: Record<string, 
   const cfg = resolveConfig([
     {
       name: 'flags',
-      options: { config: [configDir], redirect: 'off', dns: 'off', stateDir: path.join(dir, 'state'), admin: '127.0.0.1:0', logFormat: 'json', ...options },
+      options: { config: [configDir], redirect: 'off', dns: 'off', stateDir: path.join(dir, 'state'), admin: '127.0.0.1:0', adminSocket: path.join(dir, 'admin.sock'), logFormat: 'json', ...options },
     },
   ]);
-  const log: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString('utf8').split('\n')) if (line) log.push(line);
-      cb();
-    },
-  });
-  const agent = new Agent(cfg, createLogger({ format: 'json', level: 'debug', stream }));
+  const log = captureLog('debug');
+  const agent = new Agent(cfg, log.log);
   t.teardown(() => agent.shutdown({ drainMs: 0 }));
   await agent.start();
-  const ready = log.map((l) => JSON.parse(l) as { msg?: string; admin?: string }).find((l) => l.msg === 'meshext ready');
-  const adminPort = Number(ready?.admin?.split(':').pop());
+  const ready = log.find(/^meshext ready$/)[0];
+  const adminPort = Number(String(ready?.admin ?? '').split(':').pop());
   return { agent, log, adminPort, configDir };
 }

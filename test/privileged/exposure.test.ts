@@ -20,7 +20,7 @@ privilegedTest('a resolver and an outbound listener on 0.0.0.0 log an EXPOSED wa
       'type: Dataplane\nname: local\nmesh: default\nnetworking:\n  address: 127.0.0.1\n  outbound:\n  - {address: 0.0.0.0, port: 18081, backendRef: {kind: MeshExternalService, name: open}}\n  - {address: 127.0.0.1, port: 18082, backendRef: {kind: MeshExternalService, name: open}}\n',
     ].join('---\n'),
   );
-  const args = ['bin/meshext.js', 'run', '--config', config, '--redirect', 'off', '--dns-address', '0.0.0.0', '--dns-port', '0', '--dns-upstream', '127.0.0.1:1', '--state-dir', path.join(dir, 'state'), '--admin', '127.0.0.1:0', '--log-format', 'json', '--drain-time', '0s'];
+  const args = ['bin/meshext.js', 'run', '--config', config, '--redirect', 'off', '--dns-address', '0.0.0.0', '--dns-port', '0', '--dns-upstream', '127.0.0.1:1', '--state-dir', path.join(dir, 'state'), '--admin', '127.0.0.1:0', '--admin-socket', path.join(dir, 'admin.sock'), '--log-format', 'json', '--drain-time', '0s'];
   const agent = new JsonChild(t, spawnInCgroup(null, process.execPath, args, { netns }));
   const ready = await agent.next((l) => l.msg === 'meshext ready' || l.level === 60);
   t.is(ready.msg, 'meshext ready', agent.stderr);

@@ -15,7 +15,7 @@ test('the agent starts and serves next to a 130,000-document file and a FIFO, na
     (dir) => execFileSync('mkfifo', [path.join(dir, 'c-pipe.yaml')]),
   );
   t.is(a.agent.readiness(), 'READY');
-  const lines = a.log.map((l) => JSON.parse(l) as { msg: string; file?: string; reason?: string; violations?: Array<{ message: string }> });
+  const lines = a.log.lines() as Array<{ msg?: string; file?: string; reason?: string; violations?: Array<{ message: string }> }>;
   const rejected = lines.find((l) => l.msg === 'resource rejected' && l.file === path.join(a.configDir, 'a-flood.yaml'));
   t.regex(rejected?.violations?.[0]?.message ?? '', /more than 10000 YAML documents .* limit per file/);
   const skipped = lines.find((l) => l.msg === 'config entry skipped');

@@ -37,7 +37,7 @@ test('a canary secret value appears in no log line, dump or error of the agent',
   const stats = await (await fetch(`http://127.0.0.1:${a.adminPort}/stats`)).text();
   const clusters = await (await fetch(`http://127.0.0.1:${a.adminPort}/clusters?format=json`)).text();
   await a.agent.reload('test');
-  const log = a.log.join('\n');
+  const log = a.log.lines().map((l) => JSON.stringify(l)).join('\n');
   // The bad resources were really rejected, with messages that say why.
   t.regex(log, /must be valid base64 \(the value is secret and not shown\)/);
   t.regex(log, /in body must be of type byte \(base64; the value is not shown/);
