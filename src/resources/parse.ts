@@ -92,7 +92,7 @@ export function parseResourceText(text: string, file: string, opts: LoadOptions 
       return undefined;
     }
     const dup = duplicateKey(doc);
-    if (dup) {
+    if (dup !== undefined) {
       ctx.out.errors.push({ file, line: lc.linePos(dup).line, violations: [{ field: '', message: 'invalid YAML: Map keys must be unique' }] });
       return undefined;
     }
@@ -160,7 +160,7 @@ export function parseResourceText(text: string, file: string, opts: LoadOptions 
 
 const TRIVIA = new Set([' ', '\t', '\n', '\r', '#']);
 
-/** Offset of the first key that repeats an earlier key of its mapping (as yaml's uniqueKeys compares), or undefined. */
+/** Offset of a key that repeats an earlier key of its mapping (compared as yaml's uniqueKeys does), or undefined. */
 function duplicateKey(doc: Document.Parsed): number | undefined {
   const stack: unknown[] = [doc.contents];
   while (stack.length > 0) {
