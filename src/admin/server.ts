@@ -1,14 +1,20 @@
 /**
  * Envoy/kuma-dp style admin API on loopback: readiness, stats, config dump, clusters, BPF state.
  * Reads are GET; anything that changes the agent is POST only (a GET gets 405), as Envoy does.
+ * Loopback alone does not keep browsers out: a web page can send requests to 127.0.0.1, and with DNS
+ * rebinding read the answers. So every request must name a loopback host (or the bind address) in
+ * `Host`, must not come from another origin (`Origin`, `Sec-Fetch-Site`), and a POST must not carry a
+ * body type an HTML form or a CORS "simple request" can send.
  */
 import { chmodSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { dirname } from 'node:path';
 import { listenShared } from '../net/shared.js';
 import type { Registry } from '../stats/registry.js';
 import type { Logger } from '../log.js';
+import { exposureOf, isLoopback } from '../exposure.js';
+import { FilterError, MAX_FILTER_LENGTH, StatsFilter } from './filter.js';
 
 export type Readiness = 'READY' | 'NOT_READY' | 'TERMINATING';
 
@@ -40,6 +46,8 @@ const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'silent'];
 export class AdminServer {
   private readonly servers: http.Server[] = [];
   private readonly unlinkOnClose: Array<() => void> = [];
+  /** The TCP bind address: accepted in Host besides loopback names, for an admin bound elsewhere. */
+  private bindAddress = '127.0.0.1';
   private readonly get: Record<string, Handler>;
   private readonly post: Record<string, Handler>;
 
@@ -62,13 +70,14 @@ export class AdminServer {
         const filter = url.searchParams.get('filter');
         let text = this.source.stats.text();
         if (filter) {
-          let re: RegExp;
           try {
-            re = new RegExp(filter);
+            const f = StatsFilter.compile(filter);
+            text = text.split('\n').filter((l) => l && f.test(l)).join('\n') + '\n';
           } catch (err) {
-            return send(res, 400, `invalid filter regex "${filter}": ${(err as Error).message}\n`);
+            if (!(err instanceof FilterError)) throw err;
+            const shown = filter.length > MAX_FILTER_LENGTH ? `${filter.slice(0, 40)}...` : filter;
+            return send(res, 400, `invalid filter "${shown}": ${err.message}\n(a regular expression matched in linear time: no backreferences or lookaround, at most ${MAX_FILTER_LENGTH} characters)\n`);
           }
-          text = text.split('\n').filter((l) => l && re.test(l)).join('\n') + '\n';
         }
         send(res, 200, text);
       },
@@ -114,6 +123,9 @@ export class AdminServer {
       });
     }
     this.servers.push(server);
+    this.bindAddress = address;
+    const exposure = exposureOf(address);
+    if (exposure) this.log.warn({ listen: `${address}:${port}`, exposure }, `EXPOSED: the admin API on ${address} serves config dumps and reloads for ${exposure}`);
     return server.address() as AddressInfo;
   }
 
@@ -149,9 +161,42 @@ export class AdminServer {
     return server;
   }
 
+  /** Why a request must be refused (status and body), or undefined when it may be served. */
+  private refusal(req: http.IncomingMessage): { status: number; body: string } | undefined {
+    const host = req.headers.host;
+    // A request without Host (HTTP/1.0 tools) cannot be a rebinding attack: browsers always send one;
+    // nor can one over the admin unix socket (no remote address), which no browser can reach.
+    if (host !== undefined && req.socket.remoteAddress !== undefined && !this.hostAllowed(host)) {
+      return { status: 403, body: `Host "${printableHeader(host)}" is not a loopback name: the admin API answers only requests to 127.0.0.1, [::1] or localhost (DNS rebinding protection)\n` };
+    }
+    const origin = req.headers.origin;
+    if (origin !== undefined && origin !== `http://${host ?? ''}`) {
+      return { status: 403, body: `cross-origin request from "${printableHeader(origin)}" refused: the admin API is not for web pages\n` };
+    }
+    const site = req.headers['sec-fetch-site'];
+    if (site === 'cross-site' || site === 'same-site') {
+      return { status: 403, body: `cross-site request (Sec-Fetch-Site: ${site}) refused: the admin API is not for web pages\n` };
+    }
+    return undefined;
+  }
+
+  private hostAllowed(hostHeader: string): boolean {
+    const m = /^(?:\[([^\]]+)\]|([^:]*))(?::(\d{1,5}))?$/.exec(hostHeader.trim());
+    if (!m) return false;
+    const host = (m[1] ?? m[2] ?? '').toLowerCase().replace(/\.$/, '');
+    if (host === 'localhost') return true;
+    if (net.isIP(host) === 0) return false;
+    return isLoopback(host) || host === this.bindAddress.toLowerCase();
+  }
+
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://admin');
     const path = url.pathname.length > 1 ? url.pathname.replace(/\/$/, '') : url.pathname;
+    const refused = this.refusal(req);
+    if (refused) {
+      this.log.warn({ path, host: req.headers.host, origin: req.headers.origin, status: refused.status }, 'admin request refused');
+      return send(res, refused.status, refused.body);
+    }
     try {
       if (req.method === 'GET' || req.method === 'HEAD') {
         const h = this.get[path];
@@ -159,6 +204,10 @@ export class AdminServer {
         if (this.post[path]) return send(res, 405, `${path} changes the agent: use POST\n`);
       } else if (req.method === 'POST') {
         const h = this.post[path];
+        const type = formContentType(req.headers['content-type']);
+        if (h && type) {
+          return send(res, 415, `a POST with Content-Type ${type} is refused (an HTML form or a cross-site script can send it); send no body, e.g. curl -X POST\n`);
+        }
         if (h) return await h(req, url, res);
         if (this.get[path]) return send(res, 405, `${path} is read-only: use GET\n`);
       } else {
@@ -182,6 +231,22 @@ export class AdminServer {
     );
     for (const f of this.unlinkOnClose.splice(0)) f();
   }
+}
+
+// What an HTML form, or a fetch() that needs no CORS preflight, can send.
+const SIMPLE_BODY_TYPES = ['application/x-www-form-urlencoded', 'multipart/form-data', 'text/plain'];
+
+/** The media type when it is one a form or a simple cross-site request can send. */
+function formContentType(header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const type = (header.split(';')[0] ?? '').trim().toLowerCase();
+  return SIMPLE_BODY_TYPES.includes(type) ? type : undefined;
+}
+
+/** A header value safe to echo in a short message. */
+function printableHeader(v: string): string {
+  const clean = v.replace(/[^\x20-\x7e]/g, '?');
+  return clean.length > 100 ? `${clean.slice(0, 100)}...` : clean;
 }
 
 /** Envoy-like `/clusters` text: `<service>::<endpoint>::<field>::<value>`. */

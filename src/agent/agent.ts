@@ -17,6 +17,7 @@ import { AdminServer, type Readiness } from '../admin/server.js';
 import { enableListenerMigration } from '../net/shared.js';
 import type { ResourceSource } from '../sources/source.js';
 import { FileSource } from '../sources/files.js';
+import { exposureOf } from '../exposure.js';
 import { redactedConfig, type AgentConfig, type HostPort } from './config.js';
 
 const VERSION = '0.1.0';
@@ -153,7 +154,13 @@ export class Agent {
     const snapshot = await this.buildSnapshot();
     await this.proxy.setSnapshot(snapshot);
 
-    if (redirectOk) this.proxyAddr = await this.proxy.listenTransparent(cfg.proxy);
+    if (redirectOk) {
+      this.proxyAddr = await this.proxy.listenTransparent(cfg.proxy);
+      const exposure = exposureOf(cfg.proxy.address);
+      if (exposure) {
+        this.log.warn({ listen: `${cfg.proxy.address}:${this.proxyAddr.port}`, exposure }, `EXPOSED: the transparent proxy on ${cfg.proxy.address}:${this.proxyAddr.port} relays connections to MeshExternalServices (with their TLS client certificates) for ${exposure}`);
+      }
+    }
 
     if (cfg.dns !== 'off') {
       this.dns = new DnsServer({
@@ -224,6 +231,7 @@ export class Agent {
       this.log.warn({ file: e.file, line: e.line, kind: e.kind, name: e.name, mesh: e.mesh, violations: e.violations }, 'resource rejected');
     }
     // Every load (start and each reload) logs its warnings, as it logs its rejections: the files were read again.
+    for (const sk of fresh.skipped ?? []) this.log.warn({ file: sk.file, reason: sk.reason }, 'config entry skipped');
     for (const w of fresh.warnings) {
       this.log.warn({ file: w.file, line: w.line, kind: w.kind, name: w.name, mesh: w.mesh, field: w.field, warning: w.message }, 'resource warning');
     }
@@ -317,6 +325,8 @@ export class Agent {
       try {
         await this.proxy.listenOutbound(w.addr, w.serviceId);
         this.outbounds.set(key, w.serviceId);
+        const exposure = exposureOf(w.addr.address);
+        if (exposure) this.log.warn({ outbound: key, service: w.serviceId, exposure }, `EXPOSED: the outbound listener on ${key} relays connections to ${w.serviceId} for ${exposure}`);
       } catch (err) {
         this.log.error({ outbound: key, service: w.serviceId, err: (err as Error).message }, 'cannot open outbound listener');
       }

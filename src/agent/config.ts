@@ -5,6 +5,7 @@
 import net from 'node:net';
 import { CONNECT_TIMEOUT_MS, HTTP_HEADER_TIMEOUT_MS } from '../snapshot/plan.js';
 import { DNS_TTL_SECONDS } from '../dns/ttl.js';
+import { isLoopback } from '../exposure.js';
 
 export type Toggle = 'auto' | 'on' | 'off';
 
@@ -297,9 +298,6 @@ function ipAddress(text: string, source: string): string {
   return text;
 }
 
-export function isLoopback(address: string): boolean {
-  return address === '::1' || address === 'localhost' || /^127\.\d+\.\d+\.\d+$/.test(address) || /^::ffff:127\./i.test(address);
-}
 
 /** The config as logged and dumped: nothing secret lives here today, but keep the one place to strip it. */
 export function redactedConfig(cfg: AgentConfig): Record<string, unknown> {

@@ -1,54 +1,39 @@
 /**
- * Watches resource directories for changes. Kubernetes ConfigMap volumes update by swapping a `..data`
- * symlink, so we watch directories (never single files), debounce bursts, compare a content hash so
- * no-op events do nothing, and rescan periodically in case an event was missed.
+ * Watches resource directories for changes. Each directory the config depends on gets its own
+ * (non-recursive) watch: the ones walked, the ones holding a file's real target, and the parent of a
+ * path that does not exist yet. Directory watches see a file replaced by rename (editors, `kubectl cp`,
+ * write-to-temp-and-rename) as well as edits in place, where a watch on the file itself would stay on the
+ * old inode and go deaf. The set is recomputed after every check, so new and removed directories are
+ * followed. Kubernetes ConfigMap volumes update by swapping a `..data` symlink in the watched directory.
+ * Bursts are debounced, a content hash makes no-op events do nothing, and a periodic rescan catches
+ * anything missed.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
+import { scanConfigPaths } from '../resources/walk.js';
+import { readConfigFile } from '../resources/read.js';
+import { DEFAULT_LOAD_LIMITS } from '../resources/limits.js';
 
-const RESOURCE_EXT = /\.(ya?ml|json)$/i;
+/** The content hash of what the paths stand for, and the directories to watch for it to change. */
+export function scanForChanges(paths: string[], maxFileBytes = DEFAULT_LOAD_LIMITS.maxFileBytes): { hash: string; dirs: string[] } {
+  const h = crypto.createHash('sha256');
+  const scan = scanConfigPaths(paths.map((p) => path.resolve(p)));
+  for (const e of scan.errors) h.update(`error:${e.file}:${e.violations[0]?.message ?? ''}\n`);
+  for (const f of scan.files) {
+    h.update(`file:${f}:${safeRealpath(f)}\n`);
+    // Read as the loader reads (bounded, never blocking); a file over the limit hashes by inode, size and mtime.
+    const r = readConfigFile(f, maxFileBytes);
+    if (r.kind === 'text') h.update(r.text);
+    else h.update(r.kind === 'error' ? `error:${r.signature}` : `special:${r.what}`);
+    h.update('\n');
+  }
+  return { hash: h.digest('hex'), dirs: scan.dirs };
+}
 
 /** Hash of every resource file's path and bytes under the given paths (symlinks followed). */
 export function contentHash(paths: string[]): string {
-  const h = crypto.createHash('sha256');
-  const seen = new Set<string>();
-  const visit = (p: string, depth: number): void => {
-    if (depth > 16) return;
-    let st: fs.Stats;
-    try {
-      st = fs.statSync(p);
-    } catch {
-      h.update(`missing:${p}\n`);
-      return;
-    }
-    if (st.isDirectory()) {
-      let names: string[];
-      try {
-        names = fs.readdirSync(p).sort();
-      } catch {
-        h.update(`unreadable:${p}\n`);
-        return;
-      }
-      for (const n of names) {
-        // `..data` and `..2024_…` are the ConfigMap's internals; the top-level links point into them.
-        if (n.startsWith('.')) continue;
-        visit(path.join(p, n), depth + 1);
-      }
-    } else if (st.isFile() && RESOURCE_EXT.test(p)) {
-      const real = safeRealpath(p);
-      if (seen.has(p)) return;
-      seen.add(p);
-      h.update(`file:${p}:${real}\n`);
-      try {
-        h.update(fs.readFileSync(p));
-      } catch {
-        h.update('unreadable');
-      }
-    }
-  };
-  for (const p of paths) visit(path.resolve(p), 0);
-  return h.digest('hex');
+  return scanForChanges(paths).hash;
 }
 
 function safeRealpath(p: string): string {
@@ -69,38 +54,72 @@ export interface WatcherOptions {
 
 /** Calls `onChange` once per settled change of the watched resource files. */
 export class ConfigWatcher {
-  private watchers: fs.FSWatcher[] = [];
+  private readonly watchers = new Map<string, fs.FSWatcher>();
   private timer: NodeJS.Timeout | undefined;
   private rescan: NodeJS.Timeout | undefined;
   private lastHash: string;
+  private dirs: string[];
+  private stopped = false;
 
   constructor(private readonly opts: WatcherOptions) {
-    this.lastHash = contentHash(opts.paths);
+    const s = scanForChanges(opts.paths);
+    this.lastHash = s.hash;
+    this.dirs = s.dirs;
   }
 
   start(): void {
-    for (const p of this.opts.paths) {
-      const dir = safeIsDir(p) ? p : path.dirname(p);
-      try {
-        const w = fs.watch(dir, { recursive: true, persistent: false }, () => this.schedule('file event'));
-        w.on('error', (err) => this.opts.onError(err));
-        this.watchers.push(w);
-      } catch (err) {
-        this.opts.onError(new Error(`cannot watch ${dir}: ${(err as Error).message}; relying on periodic rescan and SIGHUP`));
-      }
-    }
+    this.arm(this.dirs);
     if (this.opts.rescanIntervalMs > 0) {
       this.rescan = setInterval(() => this.check('periodic rescan'), this.opts.rescanIntervalMs);
       this.rescan.unref();
     }
   }
 
+  /** Directories watched now (for tests and diagnostics). */
+  watchedDirs(): string[] {
+    return [...this.watchers.keys()].sort();
+  }
+
   /** Records the hash of what was just loaded, so the next event compares against it. */
   markLoaded(): void {
-    this.lastHash = contentHash(this.opts.paths);
+    const s = scanForChanges(this.opts.paths);
+    this.lastHash = s.hash;
+    this.arm(s.dirs);
+  }
+
+  /** Watches exactly `dirs`: new ones are added, ones no longer needed are closed. */
+  private arm(dirs: string[]): void {
+    if (this.stopped) return;
+    const want = new Set(dirs);
+    for (const [dir, w] of this.watchers) {
+      if (!want.has(dir)) {
+        w.close();
+        this.watchers.delete(dir);
+      }
+    }
+    for (const dir of want) {
+      if (this.watchers.has(dir)) continue;
+      try {
+        const w = fs.watch(dir, { persistent: false }, () => this.schedule('file event'));
+        w.on('error', () => {
+          // The directory went away (a ConfigMap's old timestamped directory, say): forget it; the check re-arms.
+          w.close();
+          if (this.watchers.get(dir) === w) this.watchers.delete(dir);
+          this.schedule('file event');
+        });
+        this.watchers.set(dir, w);
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        // A directory that vanished between the scan and here is simply not watched; the next check re-arms.
+        if (code !== 'ENOENT' && code !== 'ENOTDIR') {
+          this.opts.onError(new Error(`cannot watch ${dir}: ${(err as Error).message}; relying on periodic rescan and SIGHUP`));
+        }
+      }
+    }
   }
 
   private schedule(reason: string): void {
+    if (this.stopped) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => this.check(reason), this.opts.debounceMs);
     this.timer.unref();
@@ -108,24 +127,19 @@ export class ConfigWatcher {
 
   private check(reason: string): void {
     this.timer = undefined;
-    const h = contentHash(this.opts.paths);
-    if (h === this.lastHash) return;
-    this.lastHash = h;
+    if (this.stopped) return;
+    const { hash, dirs } = scanForChanges(this.opts.paths);
+    this.arm(dirs);
+    if (hash === this.lastHash) return;
+    this.lastHash = hash;
     this.opts.onChange(reason);
   }
 
   stop(): void {
-    for (const w of this.watchers) w.close();
-    this.watchers = [];
+    this.stopped = true;
+    for (const w of this.watchers.values()) w.close();
+    this.watchers.clear();
     if (this.timer) clearTimeout(this.timer);
     if (this.rescan) clearInterval(this.rescan);
-  }
-}
-
-function safeIsDir(p: string): boolean {
-  try {
-    return fs.statSync(p).isDirectory();
-  } catch {
-    return false;
   }
 }

@@ -1,5 +1,5 @@
 /** One line per violation, the format `meshext validate` and `meshext get` print. */
-import type { LoadWarning } from '../resources/types.js';
+import type { LoadWarning, SkippedPath } from '../resources/types.js';
 import type { RejectedResource } from '../snapshot/types.js';
 
 /** `FILE: KIND/NAME: FIELD: message` for a resource, `FILE:LINE: message` for a file-level problem. */
@@ -18,4 +18,9 @@ export function warningLine(w: LoadWarning): string {
   const where = w.line !== undefined ? `${w.file}:${w.line}` : `${w.file} (document ${w.index + 1})`;
   const what = w.name ? `${w.kind}/${w.name}` : `${w.kind} (unnamed)`;
   return `${where}: warning: ${what}: ${w.field ? `${w.field}: ` : ''}${w.message}`;
+}
+
+/** `FILE: skipped: reason` for a directory entry that was not read (a FIFO, a device, a symlink loop). */
+export function skippedLine(s: SkippedPath): string {
+  return `${s.file}: skipped: ${s.reason}`;
 }

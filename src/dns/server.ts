@@ -19,6 +19,7 @@
 import net, { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import { silentLogger } from '../log.js';
+import { exposureOf } from '../exposure.js';
 import { Registry } from '../stats/registry.js';
 import { DnsError } from './errors.js';
 import { listenShared } from '../net/shared.js';
@@ -195,6 +196,12 @@ export class DnsServer {
       this.forwarder = new Forwarder(upstreams, this.opts.upstreamTimeoutMs, this.metrics, this.log);
       this.state = 'running';
       this.log.info({ listen: this.addresses(), upstreams: upstreams.map((u) => `${u.address}:${u.port}`), ttl: this.opts.ttl, ipFamilyMode: this.opts.mode, queryTimeoutMs: this.opts.queryTimeoutMs, maxInFlight: this.opts.maxInFlight, tcp: { idleTimeoutMs: this.opts.tcpIdleTimeoutMs, readTimeoutMs: this.opts.tcpReadTimeoutMs, maxConnections: this.opts.tcpMaxConnections, maxConnectionsPerClient: this.opts.tcpMaxConnectionsPerClient } }, 'DNS resolver listening');
+      for (const b of this.bound) {
+        const exposure = exposureOf(b.address);
+        if (exposure) {
+          this.log.warn({ listen: `${b.address}:${b.port}`, exposure }, `EXPOSED: the DNS resolver on ${b.address}:${b.port} answers, and forwards queries recursively for, ${exposure}; an open resolver unless a firewall limits who reaches it`);
+        }
+      }
     } catch (err) {
       await this.closeSockets();
       this.state = 'stopped';

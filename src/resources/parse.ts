@@ -3,7 +3,7 @@
  * computation, then validation (schema stage; if clean, semantic rules and meta checks). One bad
  * document is rejected alone; parsing never throws on user input.
  */
-import { LineCounter, parseAllDocuments } from 'yaml';
+import { Composer, Lexer, LineCounter, Parser, isMap, isScalar, isSeq, type CST, type Document, type YAMLError } from 'yaml';
 import type {
   DataplaneSpec,
   HostnameGeneratorSpec,
@@ -23,6 +23,7 @@ import { validateHostnameGenerator } from './validate-hg.js';
 import { validateDataplane } from './validate-dataplane.js';
 import { validateLabels, validateMeta } from './validate-meta.js';
 import { mergeResults } from './merge.js';
+import { describeBytes, loadLimits } from './limits.js';
 import { meshExternalServiceWarnings, nameWarnings, topLevelWarnings, unknownFieldWarning, unknownFields } from './warnings.js';
 import { specSchemas } from './schemas.js';
 import { cidrContains, effectiveVipCidr, parseCidr, type Cidr } from '../ipam/cidr.js';
@@ -56,39 +57,176 @@ export function resolveOptions(opts: LoadOptions = {}): { zone: string; vipCidr:
 /** Parses one file's text (YAML or JSON, `---` separated) into resources and per-document errors. */
 export function parseResourceText(text: string, file: string, opts: LoadOptions = {}): LoadResult {
   const { zone, vipCidr } = resolveOptions(opts);
+  const limits = loadLimits(opts);
   const ctx: Ctx = { file, zone, vipCidr, out: { resources: [], errors: [], warnings: [] } };
-  const lc = new LineCounter();
-  let docs;
-  try {
-    docs = parseAllDocuments(text, { lineCounter: lc, uniqueKeys: true, prettyErrors: true, logLevel: 'error' });
-  } catch (e) {
-    ctx.out.errors.push({ file, violations: [{ field: '', message: `cannot parse: ${(e as Error).message}` }] });
-    return ctx.out;
+  // Over a limit the whole file is rejected (what it held before keeps serving: see keepLastGood).
+  const rejectFile = (message: string, line?: number): LoadResult => ({
+    resources: [],
+    errors: [{ file, ...(line !== undefined ? { line } : {}), violations: [{ field: '', message }] }],
+    warnings: [],
+  });
+  if (text.length > limits.maxFileBytes || Buffer.byteLength(text, 'utf8') > limits.maxFileBytes) {
+    return rejectFile(`file is ${Buffer.byteLength(text, 'utf8')} bytes, over the limit of ${describeBytes(limits.maxFileBytes)} per file; split it into several files`);
   }
-  const list = Array.isArray(docs) ? docs : [docs];
-  list.forEach((doc, index) => {
+  // The yaml package's parser recurses once per open collection when it closes them and its composer once
+  // per nesting level, so the depth is checked on the parser's stack after every lexeme, before either can
+  // go deep; documents are composed and converted one at a time, so memory holds one document's tree.
+  const lc = new LineCounter();
+  const lexer = new Lexer();
+  const parser = new Parser(lc.addNewLine);
+  // yaml's own uniqueKeys check compares each key with every earlier one (minutes for a 1 MiB mapping);
+  // duplicateKey below does the same job with a Set.
+  const composer = new Composer({ uniqueKeys: false, logLevel: 'error' });
+  lc.addNewLine(0);
+  let documents = 0;
+  let tokens = 0;
+  const tooMany = (): string => `more than ${limits.maxDocuments} YAML documents (resources) in one file, over the limit per file; split it into several files`;
+  const tooDeep = (line: number): string => `nesting deeper than ${limits.maxDepth} levels (mappings and sequences inside each other) at line ${line}, over the limit`;
+  const onDocument = (doc: Document.Parsed, index: number): LoadResult | undefined => {
     // The first content line, not the `---` marker, is where users look for a document.
     const line = lc.linePos(doc.contents?.range[0] ?? doc.range[0]).line;
     const yamlErr = doc.errors[0];
     if (yamlErr) {
-      const at = yamlErr.linePos?.[0]?.line ?? line;
-      ctx.out.errors.push({ file, line: at, violations: [{ field: '', message: `invalid YAML: ${firstLine(yamlErr.message).replace(/ at line \d+, column \d+:?$/, '')}` }] });
-      return;
+      const at = lc.linePos(yamlErr.pos[0]).line;
+      ctx.out.errors.push({ file, line: at, violations: [{ field: '', message: `invalid YAML: ${yamlMessage(yamlErr)}` }] });
+      return undefined;
+    }
+    const dup = duplicateKey(doc);
+    if (dup !== undefined) {
+      ctx.out.errors.push({ file, line: lc.linePos(dup).line, violations: [{ field: '', message: 'invalid YAML: Map keys must be unique' }] });
+      return undefined;
     }
     let value: unknown;
     try {
-      value = doc.toJS({ maxAliasCount: 100 });
+      value = doc.toJS({ maxAliasCount: limits.maxAliasCount });
     } catch (e) {
-      ctx.out.errors.push({ file, line, violations: [{ field: '', message: `invalid YAML: ${firstLine((e as Error).message)}` }] });
-      return;
+      if (/Excessive alias count/.test((e as Error).message)) {
+        return rejectFile(`YAML aliases in the document at line ${line} expand to more than maxAliasCount ${limits.maxAliasCount} (the limit per document)`, line);
+      }
+      ctx.out.errors.push({ file, line, violations: [{ field: '', message: `invalid YAML: ${e instanceof ReferenceError ? 'an alias refers to an anchor that is not defined before it' : 'cannot convert the document'}` }] });
+      return undefined;
     }
-    if (value === null || value === undefined) return; // empty document (e.g. trailing `---`)
+    if (value === null || value === undefined) return undefined; // empty document (e.g. trailing `---`)
+    // Aliases can nest a tree inside itself, past what the parser saw.
+    if (depthExceeds(value, limits.maxDepth)) return rejectFile(tooDeep(line), line);
     // `kubectl get -o yaml` lists and top-level JSON arrays hold several resources in one document.
     if (isObj(value) && value.kind === 'List' && Array.isArray(value.items)) value = value.items;
-    if (Array.isArray(value)) value.forEach((item) => handleDocument(ctx, item, index, line));
-    else handleDocument(ctx, value, index, line);
-  });
+    if (Array.isArray(value)) {
+      documents += value.length - 1;
+      if (documents > limits.maxDocuments) return rejectFile(tooMany());
+      for (const item of value) handleDocument(ctx, item, index, line);
+    } else {
+      handleDocument(ctx, value, index, line);
+    }
+    return undefined;
+  };
+  let index = 0;
+  const compose = (cst: Iterable<CST.Token>): LoadResult | undefined => {
+    for (const token of cst) {
+      if (token.type === 'document') {
+        tokens = 0;
+        if (++documents > limits.maxDocuments) return rejectFile(tooMany());
+      }
+      for (const doc of composer.next(token)) {
+        const rejected = onDocument(doc, index++);
+        if (rejected) return rejected;
+      }
+    }
+    return undefined;
+  };
+  try {
+    for (const lexeme of lexer.lex(text, false)) {
+      if (!TRIVIA.has(lexeme[0] ?? ' ') && ++tokens > limits.maxDocumentTokens) {
+        const at = lc.linePos(parser.offset).line;
+        return rejectFile(`more than ${limits.maxDocumentTokens} YAML tokens (scalars, indicators, brackets) in the document reaching line ${at}, over the limit per document; split it into several documents`, at);
+      }
+      const rejected = compose(parser.next(lexeme));
+      if (rejected) return rejected;
+      // The stack holds the document, each open collection, and the node being read.
+      if (parser.stack.length - 2 > limits.maxDepth) return rejectFile(tooDeep(lc.linePos(parser.offset).line), lc.linePos(parser.offset).line);
+    }
+    const rejected = compose(parser.end());
+    if (rejected) return rejected;
+    for (const doc of composer.end(false, text.length)) {
+      const r = onDocument(doc, index++);
+      if (r) return r;
+    }
+  } catch (e) {
+    // The limits above keep the yaml package within bounds; this is the last line of defence, and names no content.
+    return rejectFile(`cannot parse: ${(e as Error).name}`);
+  }
   return mergeResults([ctx.out]);
+}
+
+const TRIVIA = new Set([' ', '\t', '\n', '\r', '#']);
+
+/** Offset of a key that repeats an earlier key of its mapping (compared as yaml's uniqueKeys does), or undefined. */
+function duplicateKey(doc: Document.Parsed): number | undefined {
+  const stack: unknown[] = [doc.contents];
+  while (stack.length > 0) {
+    const node = stack.pop();
+    if (isMap(node)) {
+      const keys = new Set<unknown>();
+      for (const pair of node.items) {
+        if (isScalar(pair.key)) {
+          if (keys.has(pair.key.value)) return pair.key.range?.[0] ?? 0;
+          keys.add(pair.key.value);
+        } else if (pair.key !== null) {
+          stack.push(pair.key);
+        }
+        stack.push(pair.value);
+      }
+    } else if (isSeq(node)) {
+      for (const item of node.items) stack.push(item);
+    }
+  }
+  return undefined;
+}
+
+/** True when `value` nests deeper than `max` containers; iterative, and stops at the first path too deep. */
+function depthExceeds(value: unknown, max: number): boolean {
+  const stack: Array<{ v: unknown; d: number }> = [{ v: value, d: 0 }];
+  while (stack.length > 0) {
+    const { v, d } = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (d + 1 > max) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v as Obj)) if (child !== null && typeof child === 'object') stack.push({ v: child, d: d + 1 });
+  }
+  return false;
+}
+
+// yaml error codes whose messages are fixed text; the others can quote the source (an escape sequence, a
+// tag, a stray token), and a document may be a Secret, so they get a fixed description instead.
+const SAFE_YAML_CODES = new Set([
+  'ALIAS_PROPS',
+  'BAD_ALIAS',
+  'BAD_INDENT',
+  'BLOCK_AS_IMPLICIT_KEY',
+  'BLOCK_IN_FLOW',
+  'DUPLICATE_KEY',
+  'KEY_OVER_1024_CHARS',
+  'MISSING_CHAR',
+  'MULTILINE_IMPLICIT_KEY',
+  'MULTIPLE_ANCHORS',
+  'MULTIPLE_DOCS',
+  'MULTIPLE_TAGS',
+  'TAB_AS_INDENT',
+]);
+const YAML_CODE_TEXT: Record<string, string> = {
+  BAD_DQ_ESCAPE: 'invalid escape sequence in a double-quoted string',
+  BAD_SCALAR_START: 'a plain value cannot start with this character; quote the value',
+  BAD_PROP_ORDER: 'anchors and tags must come after the indicator',
+  TAG_RESOLVE_FAILED: 'unresolved or invalid tag',
+  BAD_COLLECTION_TYPE: 'the tag does not fit the collection',
+  BAD_DIRECTIVE: 'invalid directive',
+  UNEXPECTED_TOKEN: 'unexpected text (check indentation, quoting and brackets)',
+  RESOURCE_EXHAUSTION: 'the document is too large to compose',
+};
+
+/** A YAML error's message without any text from the source (values may be secret). */
+export function yamlMessage(err: YAMLError): string {
+  if (SAFE_YAML_CODES.has(err.code)) return firstLine(err.message).replace(/ at line \d+, column \d+:?$/, '');
+  return `${YAML_CODE_TEXT[err.code] ?? 'syntax error'} (${err.code})`;
 }
 
 function firstLine(s: string): string {

@@ -68,6 +68,8 @@ function translate(prefix: string, root: unknown, e: ErrorObject): Violation {
       return { field, message: `in body must be of type ${expected}: "${jsonTypeName(valueAt(root, e.instancePath))}"` };
     }
     case 'format':
+      // Kuma quotes the value here; `byte` fields are inline certificates and keys, so meshext does not.
+      if (p.format === 'byte') return { field, message: 'in body must be of type byte (base64; the value is not shown: it may be a private key)' };
       return { field, message: `in body must be of type ${String(p.format)}: "${String(valueAt(root, e.instancePath))}"` };
     default:
       return { field, message: `in body ${e.message ?? 'is invalid'}` };
@@ -83,7 +85,7 @@ export function schemaValidate(kind: string, spec: unknown, prefix: string): Vio
   if (!validate) return [];
   const out: Violation[] = [];
   if (!validate(spec)) for (const e of validate.errors ?? []) out.push(translate(prefix, spec, e));
-  if (kind === 'MeshExternalService') out.push(...missingEndpointPorts(spec, prefix));
+  if (kind === 'MeshExternalService') for (const v of missingEndpointPorts(spec, prefix)) out.push(v);
   return sortByDocumentOrder(dedupe(out), prefix);
 }
 

@@ -141,6 +141,14 @@ export interface LoadResult {
   resources: Resource[];
   errors: LoadError[];
   warnings: LoadWarning[];
+  /** Directory entries passed over because they are not files one can read (FIFOs, devices, symlink loops). */
+  skipped?: SkippedPath[];
+}
+
+/** A path inside a config directory that was not read, and why. */
+export interface SkippedPath {
+  file: string;
+  reason: string;
 }
 
 export interface LoadOptions {
@@ -148,6 +156,25 @@ export interface LoadOptions {
   zone?: string;
   /** VIP CIDR; endpoints inside it are rejected (loop guard). Default from env or 242.0.0.0/8. */
   vipCidr?: string;
+  /** Per-file input limits; each missing one takes its default (`DEFAULT_LOAD_LIMITS`). */
+  limits?: Partial<LoadLimits>;
+}
+
+/** Bounds on one config file: over any of them the whole file is rejected, naming the limit. */
+export interface LoadLimits {
+  /** Bytes per file (and on stdin). */
+  maxFileBytes: number;
+  /** YAML documents per file; items of a `kind: List` or a top-level array count as documents. */
+  maxDocuments: number;
+  /**
+   * Scalars, indicators and brackets in one document: what the yaml package holds in memory while it
+   * composes a document (a few hundred bytes each), so this bounds the memory a document takes.
+   */
+  maxDocumentTokens: number;
+  /** Mappings and sequences inside each other, YAML aliases included. */
+  maxDepth: number;
+  /** The `yaml` package's `maxAliasCount`: alias expansions per document, weighted by the anchor's size. */
+  maxAliasCount: number;
 }
 
 /** Display name as Kuma v2 computes it: the user label if present, else the name. */

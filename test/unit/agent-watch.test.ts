@@ -63,3 +63,56 @@ test('periodic rescan catches a change without events; identical content is not 
   for (let i = 0; i < 100 && changes.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
   t.deepEqual(changes, ['periodic rescan']);
 });
+
+/** Waits up to `ms` for `changes` to reach `n` entries; returns how long it took. */
+async function changeWithin(changes: string[], n: number, ms: number): Promise<number> {
+  const started = Date.now();
+  while (changes.length < n && Date.now() - started < ms) await new Promise((r) => setTimeout(r, 10));
+  return Date.now() - started;
+}
+
+function replaceByRename(file: string, content: string): void {
+  fs.writeFileSync(`${file}.tmp`, content);
+  fs.renameSync(`${file}.tmp`, file);
+}
+
+for (const given of ['directory', 'file'] as const) {
+  test(`a file replaced by write-to-temp-and-rename keeps being seen within a second (--config ${given})`, async (t) => {
+    const d = tmpdir(t);
+    const f = path.join(d, 'mes.yaml');
+    fs.writeFileSync(f, 'a: 1\n');
+    const changes: string[] = [];
+    // No periodic rescan: only the watches can see these changes.
+    const w = new ConfigWatcher({ paths: [given === 'directory' ? d : f], debounceMs: 50, rescanIntervalMs: 0, onChange: (r) => changes.push(r), onError: (e) => t.fail(e.message) });
+    w.start();
+    t.teardown(() => w.stop());
+    const steps: Array<() => void> = [
+      () => replaceByRename(f, 'a: 2\n'),
+      () => fs.writeFileSync(f, 'a: 3\n'), // in place, after the rename: the case that went deaf
+      () => replaceByRename(f, 'a: 4\n'),
+      () => fs.appendFileSync(f, 'b: 5\n'),
+    ];
+    for (const [i, step] of steps.entries()) {
+      step();
+      const took = await changeWithin(changes, i + 1, 1_000);
+      t.is(changes.length, i + 1, `step ${i + 1} not seen within 1 s`);
+      t.true(took < 1_000);
+    }
+  });
+}
+
+test('a subdirectory created later is watched too', async (t) => {
+  const d = tmpdir(t);
+  const changes: string[] = [];
+  const w = new ConfigWatcher({ paths: [d], debounceMs: 30, rescanIntervalMs: 0, onChange: (r) => changes.push(r), onError: (e) => t.fail(e.message) });
+  w.start();
+  t.teardown(() => w.stop());
+  fs.mkdirSync(path.join(d, 'sub'));
+  fs.writeFileSync(path.join(d, 'sub/x.yaml'), 'a: 1\n');
+  await changeWithin(changes, 1, 1_000);
+  t.is(changes.length, 1);
+  t.true(w.watchedDirs().includes(path.join(fs.realpathSync(d), 'sub')));
+  fs.writeFileSync(path.join(d, 'sub/x.yaml'), 'a: 2\n');
+  await changeWithin(changes, 2, 1_000);
+  t.is(changes.length, 2);
+});

@@ -9,7 +9,7 @@ import { compileSnapshot } from '../../snapshot/compile.js';
 import { checkReferences, byKind } from '../../snapshot/references.js';
 import type { CompiledService, RejectedResource } from '../../snapshot/types.js';
 import { defaultGenerators } from '../../hostnames/defaults.js';
-import { violationLines, warningLine } from '../report.js';
+import { skippedLine, violationLines, warningLine } from '../report.js';
 import { renderTable } from '../table.js';
 
 const TYPES: Record<string, 'mes' | 'hg' | 'mesh'> = {
@@ -51,6 +51,7 @@ export function register(program: Command): void {
       if (!kind) throw new Error(`unknown resource type "${type}" (meshexternalservices|mes|extsvc, hostnamegenerators|hg, meshes)`);
       if (!['table', 'json', 'yaml'].includes(opts.output)) throw new Error(`unknown output format "${opts.output}" (table, json, yaml)`);
       const load = await loadResources(opts.config ?? [], { zone: opts.zone, ...(opts.vipCidr ? { vipCidr: opts.vipCidr } : {}) });
+      for (const s of load.skipped ?? []) process.stderr.write(skippedLine(s) + '\n');
       for (const w of load.warnings) process.stderr.write(warningLine(w) + '\n');
       let items: Array<Record<string, unknown>>;
       let table: string;

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { loadResources } from '../../resources/load.js';
 import { checkReferences, rejectedFromLoadError } from '../../snapshot/references.js';
 import type { RejectedResource } from '../../snapshot/types.js';
-import { violationLines, warningLine } from '../report.js';
+import { skippedLine, violationLines, warningLine } from '../report.js';
 
 export function register(program: Command): void {
   program
@@ -21,9 +21,10 @@ export function register(program: Command): void {
         ...checkReferences(load),
       ];
       if (opts.output === 'json') {
-        process.stdout.write(JSON.stringify({ valid: problems.length === 0, resources: load.resources.length, errors: problems, warnings: load.warnings }, null, 2) + '\n');
+        process.stdout.write(JSON.stringify({ valid: problems.length === 0, resources: load.resources.length, errors: problems, warnings: load.warnings, skipped: load.skipped ?? [] }, null, 2) + '\n');
       } else {
         // Errors on stdout (one per line, for scripts); warnings on stderr with the summary, as kumactl does.
+        for (const s of load.skipped ?? []) process.stderr.write(skippedLine(s) + '\n');
         for (const w of load.warnings) process.stderr.write(warningLine(w) + '\n');
         for (const p of problems) for (const line of violationLines(p)) process.stdout.write(line + '\n');
         const bad = new Set(problems.map((p) => `${p.file}\0${p.kind}\0${p.name}\0${p.line ?? ''}`)).size;
