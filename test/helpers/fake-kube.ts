@@ -67,7 +67,8 @@ export class FakeKubeApi {
   port = 0;
 
   constructor(
-    private readonly pki: TestPki,
+    /** Serves `good` and names `ca` in the kubeconfig. */
+    private readonly pki: Pick<TestPki, 'ca' | 'good'>,
     readonly collections: Collection[],
   ) {
     for (const c of collections) {
