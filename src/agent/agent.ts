@@ -212,7 +212,8 @@ export class Agent {
     if (this.changedWhileStarting !== undefined) void this.reload(this.changedWhileStarting);
   }
 
-  private dnsPort(): number {
+  /** The resolver's UDP port (the one bound, when port 0 was asked). */
+  dnsPort(): number {
     return this.dns?.addresses().find((a) => a.transport === 'udp')?.port ?? this.config.dnsListen.port;
   }
 

@@ -144,18 +144,7 @@ export class Engine {
       const text = x.message.includes(': ') ? x.message.slice(x.message.indexOf(': ') + 2).toLowerCase() : x.message;
       throw Object.assign(new Error(`listen ${code}: ${text} ${address}:${port}`), { code, ...(x.errno ? { errno: -x.errno } : {}), syscall: 'listen', address, port });
     }
-    const id = r.id;
-    this.listeners.set(id, { onError });
-    this.updateRef();
-    return {
-      id,
-      address: { address: r.address, family: r.family, port: r.port },
-      close: () => {
-        if (!this.listeners.delete(id)) return;
-        if (!this.stopped) this.addon.engineClose(this.handle, id);
-        this.updateRef();
-      },
-    };
+    return this.track(r, onError);
   }
 
   /**
@@ -168,6 +157,11 @@ export class Engine {
   dnsListen(address: string, port: number, deadlineMs: number, onError: (code: string, fatal: boolean) => void): EngineListener {
     if (this.stopped) throw new Error('the engine has stopped');
     const r = this.addon.engineDnsListen(this.handle, address, port, deadlineMs);
+    return this.track(r, onError);
+  }
+
+  /** Keeps a listening session's error handler, and the process alive while it listens. */
+  private track(r: { id: number; address: string; family: string; port: number }, onError: (code: string, fatal: boolean) => void): EngineListener {
     const id = r.id;
     this.listeners.set(id, { onError });
     this.updateRef();

@@ -68,6 +68,22 @@ export async function proxyFor(s: CompiledService, o: Partial<ProxyOptions> = {}
   return { proxy, stats, port: l.port, close: () => proxy.close() };
 }
 
+/** A resolver for DNS-name endpoints: every name is 127.0.0.1 (TTL 1 s) until `remove()`, then NXDOMAIN. */
+export function removableName(): { resolver: NonNullable<ProxyOptions['resolver']>; remove: () => void } {
+  let exists = true;
+  const nx = (): Error => Object.assign(new Error('ENOTFOUND'), { code: 'ENOTFOUND' });
+  const resolver = {
+    resolve4: async () => {
+      if (!exists) throw nx();
+      return [{ address: '127.0.0.1', ttl: 1 }];
+    },
+    resolve6: async () => {
+      throw nx();
+    },
+  };
+  return { resolver, remove: () => (exists = false) };
+}
+
 /** IP endpoint helper. */
 export function ipEp(port: number, address = '127.0.0.1'): CompiledEndpoint {
   return { kind: 'ip', address, port, family: address.includes(':') ? 6 : 4 };

@@ -8,7 +8,7 @@ import net from 'node:net';
 import { Redirector } from '../../src/redirect/index.js';
 import type { ProxyOptions } from '../../src/proxy/index.js';
 import type { CompiledService } from '../../src/snapshot/types.js';
-import { closeServer, ipEp, newProxy, snap, svc } from '../helpers/proxy.js';
+import { closeServer, ipEp, newProxy, removableName, snap, svc } from '../helpers/proxy.js';
 import { fixture, privilegedTest, runJson, spawnInCgroup, tempCgroup, tempPinRoot } from '../helpers/privileged.js';
 
 const VIPS = '242.0.0.0/8';
@@ -94,22 +94,12 @@ privilegedTest('vip path: sequential keep-alive requests of one client are balan
 privilegedTest('vip path: a DNS-name endpoint whose record is removed gets no more traffic', async (t) => {
   const named = await namedUpstream(t, 'named');
   const other = await namedUpstream(t, 'other');
-  let exists = true;
-  const nx = (): Error => Object.assign(new Error('ENOTFOUND'), { code: 'ENOTFOUND' });
-  const resolver = {
-    resolve4: async () => {
-      if (!exists) throw nx();
-      return [{ address: '127.0.0.1', ttl: 1 }];
-    },
-    resolve6: async () => {
-      throw nx();
-    },
-  };
+  const { resolver, remove } = removableName();
   const s = svc({ vip: '242.0.16.4', port: 80, protocol: 'http', endpoints: [{ kind: 'dns', address: 'api.example', port: named }, ipEp(other)] });
   const p = await vipPath(t, [s], resolver);
   const first = await p.curl(...[1, 2].map((i) => `http://242.0.16.4/a${i}`));
   t.regex(first, /"name":"named"/, 'the name resolves: it takes its share');
-  exists = false;
+  remove();
   const deadline = Date.now() + 5000;
   while ((p.proxy.clusters()[0]?.endpoints[0]?.addresses.length ?? 0) > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   const after = await p.curl(...[1, 2, 3, 4].map((i) => `http://242.0.16.4/b${i}`));

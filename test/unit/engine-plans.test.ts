@@ -5,7 +5,7 @@ import test from 'ava';
 import http from 'node:http';
 import net from 'node:net';
 import { once } from 'node:events';
-import { closeServer, ipEp, newProxy, proxyToBlackhole, refusedPort, roundTrip, settle, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
+import { closeServer, ipEp, newProxy, proxyToBlackhole, refusedPort, removableName, roundTrip, settle, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
 
 test.serial('plans: the engine routes and connects every connection; its counters are the books', async (t) => {
   const echo = await tcpEcho();
@@ -247,17 +247,7 @@ test.serial('plans: a DNS-name endpoint whose record is removed (NXDOMAIN) gets 
   t.teardown(() => closeServer(named.srv));
   const other = await tcpEcho();
   t.teardown(() => closeServer(other.srv));
-  let exists = true;
-  const nx = (): Error => Object.assign(new Error('ENOTFOUND'), { code: 'ENOTFOUND' });
-  const resolver = {
-    resolve4: async () => {
-      if (!exists) throw nx();
-      return [{ address: '127.0.0.1', ttl: 1 }];
-    },
-    resolve6: async () => {
-      throw nx();
-    },
-  };
+  const { resolver, remove } = removableName();
   const s = svc({ endpoints: [{ kind: 'dns', address: 'api.example', port: named.port }, ipEp(other.port)] });
   const { proxy } = newProxy({ resolver });
   t.teardown(() => proxy.close());
@@ -265,7 +255,7 @@ test.serial('plans: a DNS-name endpoint whose record is removed (NXDOMAIN) gets 
   const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
   for (let i = 0; i < 4; i++) t.is(await roundTrip(l.port, `a${i}`), `a${i}`);
   t.is(named.accepted(), 2, 'round-robin over both while the name resolves');
-  exists = false;
+  remove();
   await until(() => proxy.clusters()[0]?.endpoints[0]?.addresses.length === 0, 'the NXDOMAIN answer in the plan', 5000);
   t.regex(proxy.clusters()[0]?.endpoints[0]?.lastError ?? '', /cannot resolve endpoint api\.example: no such name \(ENOTFOUND\)/);
   for (let i = 0; i < 4; i++) t.is(await roundTrip(l.port, `b${i}`), `b${i}`);

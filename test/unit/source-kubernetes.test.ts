@@ -70,7 +70,6 @@ async function setup(
       cb();
     },
   });
-  const dnsPort = await refusedPort();
   const options: RawOptions = {
     source: 'kubernetes',
     kubeconfig: api.kubeconfig(dir),
@@ -78,7 +77,8 @@ async function setup(
     admin: '127.0.0.1:0',
     redirect: 'off',
     dnsAddress: '127.0.0.1',
-    dnsPort: String(dnsPort),
+    // Port 0: a port picked here and bound later can be taken meanwhile by another test process.
+    dnsPort: '0',
     dnsUpstream: [`127.0.0.1:${await refusedPort()}`],
   };
   if (o.files) {
@@ -92,7 +92,16 @@ async function setup(
   const agent = new Agent(cfg, createLogger({ format: 'json', level: 'debug', stream: sink }));
   t.teardown(() => agent.shutdown({ drainMs: 0 }));
   if (o.startAgent !== false) await agent.start();
-  return { api, agent, dir, dnsPort, logs, pki: pki() };
+  return {
+    api,
+    agent,
+    dir,
+    get dnsPort() {
+      return agent.dnsPort();
+    },
+    logs,
+    pki: pki(),
+  };
 }
 
 const services = (e: Env) => e.agent.currentSnapshot()?.services ?? [];
