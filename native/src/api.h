@@ -32,6 +32,7 @@ Napi::Value NetnsCookie(const Napi::CallbackInfo& info);
 Napi::Value Layout(const Napi::CallbackInfo& info);
 Napi::Value FdLimit(const Napi::CallbackInfo& info);
 Napi::Value SharedSocket(const Napi::CallbackInfo& info);
+Napi::Value AdoptListenFds(const Napi::CallbackInfo& info);
 
 // Engine DNS (dns/dns_napi.cc).
 Napi::Value EngineDnsListen(const Napi::CallbackInfo& info);

@@ -6,7 +6,8 @@
 namespace mx {
 
 /**
- * A bound (and for SOCK_STREAM listening) socket with SO_REUSEPORT (for a fixed port; port 0 binds alone); `extraFlags` go to socket(2) (e.g.
+ * A bound (and for SOCK_STREAM listening) socket with SO_REUSEPORT (for a fixed port; port 0 binds alone), or
+ * a dup of the socket systemd passed for that address (inherited.h); `extraFlags` go to socket(2) (e.g.
  * SOCK_NONBLOCK). Returns the fd, or -errno with `failedStep` naming the call that failed.
  */
 int OpenSharedSocket(int type, const sockaddr_storage& ss, socklen_t len, int backlog, int extraFlags, const char** failedStep);

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "api.h"
+#include "inherited.h"
 #include "shared_socket.h"
 #include "errors.h"
 #include "engine/sockaddr.h"
@@ -125,6 +126,13 @@ Napi::Value FdLimit(const Napi::CallbackInfo& info) {
 }
 
 int OpenSharedSocket(int type, const sockaddr_storage& ss, socklen_t len, int backlog, int extraFlags, const char** failedStep) {
+  // A socket systemd holds for us (socket activation) comes first: it outlives this process.
+  int inherited = TakeInheritedSocket(type, ss);
+  if (inherited >= 0) {
+    if (extraFlags & SOCK_NONBLOCK) fcntl(inherited, F_SETFL, fcntl(inherited, F_GETFL) | O_NONBLOCK);
+    if (type == SOCK_STREAM) ::listen(inherited, backlog);
+    return inherited;
+  }
   *failedStep = "socket";
   int fd = ::socket(ss.ss_family, type | SOCK_CLOEXEC | extraFlags, 0);
   if (fd < 0) return -errno;
@@ -167,6 +175,23 @@ Napi::Value SharedSocket(const Napi::CallbackInfo& info) {
   int fd = OpenSharedSocket(kind == "tcp" ? SOCK_STREAM : SOCK_DGRAM, ss, len, static_cast<int>(backlog), 0, &step);
   if (fd < 0) ThrowErrno(env, "MESHEXT_E_LISTEN", step, -fd);
   return Napi::Number::New(env, fd);
+}
+
+// adoptListenFds() → [{fd, type: 'tcp'|'udp', address, port}]: the sockets systemd passed (LISTEN_FDS), which the
+// listeners of the same address then take instead of binding their own.
+Napi::Value AdoptListenFds(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto& list = AdoptInheritedSockets();
+  Napi::Array out = Napi::Array::New(env, list.size());
+  for (size_t i = 0; i < list.size(); i++) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("fd", list[i].fd);
+    o.Set("type", list[i].type == SOCK_STREAM ? "tcp" : list[i].type == SOCK_DGRAM ? "udp" : "other");
+    o.Set("address", list[i].address);
+    o.Set("port", list[i].port);
+    out.Set(static_cast<uint32_t>(i), o);
+  }
+  return out;
 }
 
 #define MX_FIELD(obj, T, f) obj.Set(#f, static_cast<uint32_t>(offsetof(T, f)))

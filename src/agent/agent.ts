@@ -14,7 +14,7 @@ import { DnsServer, recordsFromSnapshot, readResolvConf } from '../dns/index.js'
 import { Proxy } from '../proxy/index.js';
 import { Redirector, ensureBpffs } from '../redirect/index.js';
 import { AdminServer, type Readiness } from '../admin/server.js';
-import { enableListenerMigration } from '../net/shared.js';
+import { adoptInheritedSockets, enableListenerMigration } from '../net/shared.js';
 import type { ResourceSource } from '../sources/source.js';
 import { FileSource } from '../sources/files.js';
 import { exposureOf } from '../exposure.js';
@@ -72,6 +72,8 @@ export class Agent {
   private lastReloadError: string | undefined;
   private proxyAddr: net.AddressInfo | undefined;
   private shuttingDown = false;
+  /** systemd holds our listening sockets (meshext.socket): they stay open for the next agent. */
+  private socketActivated = false;
   /** Recompiles when an address frees up for services that got no VIP. */
   private vipRetry: NodeJS.Timeout | undefined;
 
@@ -102,6 +104,10 @@ export class Agent {
     // Released VIPs wait out twice the TTL our resolver hands out, so no cached answer reaches another service.
     this.ipam = await Ipam.open({ stateDir: cfg.stateDir, cidr: cfg.vipCidr, quarantineMs: vipQuarantineMs(cfg.dnsTtlSeconds), log: this.log });
 
+    // Sockets systemd holds for us (meshext.socket) are taken by the listeners of the same address.
+    const inherited = adoptInheritedSockets();
+    this.socketActivated = inherited.length > 0;
+    if (inherited.length) this.log.info({ sockets: inherited.map((s) => `${s.type}://${s.address}:${s.port}`) }, 'listening sockets passed by systemd');
     // A successor agent shares our ports during a restart; queued connections follow it when we close.
     const migration = enableListenerMigration();
     if (migration.state === 'unavailable') this.log.warn({ reason: migration.reason }, 'net.ipv4.tcp_migrate_req cannot be set: a restart resets the connections waiting in the old agent\'s accept queue');
@@ -342,10 +348,16 @@ export class Agent {
     this.state = 'TERMINATING';
     for (const src of this.sources) src.stop();
     this.log.info({ drainMs: opts.drainMs, active: this.proxy?.activeConnections() ?? 0 }, 'draining');
-    await this.proxy?.stopAccepting();
-    // DNS goes with the listeners: a successor sharing the port answers from here on (with the config it just
-    // read), and without one, names of services nobody accepts for should not resolve.
-    await this.dns?.stop();
+    if (this.socketActivated) {
+      // systemd starts the next agent only once this one has exited, on the same sockets: closing ours now
+      // would leave new connections waiting in them for the whole drain. Keep serving until the end.
+      this.log.info('socket-activated: still accepting while draining; systemd keeps the sockets for the next agent');
+    } else {
+      await this.proxy?.stopAccepting();
+      // DNS goes with the listeners: a successor sharing the port answers from here on (with the config it just
+      // read), and without one, names of services nobody accepts for should not resolve.
+      await this.dns?.stop();
+    }
     const { remaining } = await (this.proxy?.drain(opts.drainMs) ?? Promise.resolve({ remaining: 0 }));
     if (remaining) this.log.warn({ remaining }, 'drain time over; closing remaining connections');
     await this.stopComponents();

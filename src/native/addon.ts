@@ -205,6 +205,8 @@ export interface NativeAddon {
   fdLimit(raise?: boolean): { soft: number; hard: number };
   /** A TCP listening (with `backlog`) or UDP bound socket with SO_REUSEPORT, as an fd for Node's servers. */
   sharedSocket(kind: 'tcp' | 'udp', address: string, port: number, backlog: number): number;
+  /** Adopts the sockets systemd passed (LISTEN_FDS for this pid); listeners of the same address then take them. */
+  adoptListenFds(): Array<{ fd: number; type: 'tcp' | 'udp' | 'other'; address: string; port: number }>;
   mapKeys(mapFd: number, keySize: number): Buffer[];
   mapCount(mapFd: number, keySize: number): number;
   /** Sums each per-CPU u64 slot of a per-CPU array over all CPUs. */

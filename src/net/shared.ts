@@ -42,6 +42,17 @@ export async function bindShared(sock: dgram.Socket, address: string, port: numb
   await ready;
 }
 
+/**
+ * Takes the listening sockets a service manager passed (systemd socket activation, LISTEN_FDS): they stay open in
+ * systemd while the agent restarts or crashes, so connections and queries queue instead of being refused. Every
+ * listener whose address matches one uses it instead of binding (the engine's, DNS and admin alike). Returns them.
+ */
+export function adoptInheritedSockets(): Array<{ type: string; address: string; port: number }> {
+  return native()
+    .adoptListenFds()
+    .map(({ type, address, port }) => ({ type, address, port }));
+}
+
 const MIGRATE_REQ = '/proc/sys/net/ipv4/tcp_migrate_req';
 
 /**
