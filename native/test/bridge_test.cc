@@ -1227,7 +1227,7 @@ struct RelayOverBridges : mx::h2::RelayHost {
   int retries = 0;
 
   RelayOverBridges() : relay(*this, mx::h2::RelayOptions{}) {}
-  void NeedUpstream() override { need = true; }
+  void NeedUpstream(uint32_t) override { need = true; }
   bool Admit(mx::h2::LocalAnswer*) override { return true; }
   void CountResponse(int) override {}
   void CountRetry() override { retries++; }

@@ -243,7 +243,7 @@ struct Harness : mx::h2::RelayHost {
   explicit Harness(mx::h2::RelayOptions o = {}, bool manual_client_window = false) : relay(*this, o), client(false, 100, manual_client_window) {
     Pair(client.end, down);
   }
-  void NeedUpstream() override { need = true; }
+  void NeedUpstream(uint32_t) override { need = true; }
   bool Admit(mx::h2::LocalAnswer* answer) override {
     if (deny.empty()) return true;
     answer->status = 403;

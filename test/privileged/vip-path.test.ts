@@ -4,6 +4,7 @@
 import type { ExecutionContext } from 'ava';
 import { once } from 'node:events';
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import { Redirector } from '../../src/redirect/index.js';
 import type { ProxyOptions } from '../../src/proxy/index.js';
@@ -34,6 +35,8 @@ async function vipPath(t: ExecutionContext, services: CompiledService[], resolve
       const lines = (await runJson(spawnInCgroup(cg, process.execPath, [fixture('client'), vip, String(port)]))).lines;
       return (Object.assign({}, ...lines) as { data?: string }).data ?? '';
     },
+    /** A test fixture client (test/fixtures/bpf) run in the cgroup. */
+    spawnClient: (name: string, args: string[]) => spawnInCgroup(cg, process.execPath, [fixture(name), ...args]),
     /** curl in the cgroup: its stdout, each response's body followed by ` <status>` and a newline. */
     curl: async (...args: string[]): Promise<string> => {
       const child = spawnInCgroup(cg, 'curl', ['-s', '--max-time', '10', '-w', ' %{http_code}\\n', ...args]);
@@ -125,4 +128,21 @@ privilegedTest('vip path: an absolute-form request goes upstream in origin form 
   const out = await p.curl('--request-target', 'http://other.example/elsewhere?q=1', 'http://242.0.16.7/');
   const body = JSON.parse(out.replace(/ 200$/, '')) as { url: string; host: string };
   t.deepEqual([body.url, body.host], ['/elsewhere?q=1', 'localhost']);
+});
+
+privilegedTest('vip path: sequential HTTP/2 requests of one client connection are balanced over the endpoints', async (t) => {
+  const named = async (name: string): Promise<number> => {
+    const srv = http2.createServer((_req, res) => res.end(JSON.stringify({ name })));
+    srv.listen(0, '127.0.0.1');
+    await new Promise((r) => srv.once('listening', r));
+    t.teardown(() => new Promise<void>((r) => srv.close(() => r())));
+    return (srv.address() as net.AddressInfo).port;
+  };
+  const s = svc({ vip: '242.0.16.8', port: 80, protocol: 'http2', endpoints: [ipEp(await named('a')), ipEp(await named('b'))] });
+  const p = await vipPath(t, [s]);
+  // One HTTP/2 connection (h2c prior knowledge), four requests in a row. (curl 7.88 sends nothing for the
+  // requests after the first on a reused prior-knowledge connection, whatever the server: a Node client here.)
+  const lines = (await runJson(p.spawnClient('h2client', ['242.0.16.8', '80', '4']))).lines;
+  const names = lines.map((l) => String(l.name ?? JSON.stringify(l)));
+  t.deepEqual(names.sort(), ['a', 'a', 'b', 'b'], JSON.stringify(lines));
 });

@@ -411,3 +411,33 @@ test('http2: a parked upstream connection is closed after the upstream idle time
   await p.close();
   await new Promise((r) => srv.close(r));
 });
+
+test('grpc and http2: every call picks its endpoint, as Envoy does: sequential calls on one client connection spread over the endpoints', async (t) => {
+  // Two gRPC servers that say who answered.
+  const named = async (name: string): Promise<{ server: grpc.Server; port: number }> => {
+    const server = new grpc.Server();
+    server.addService(EchoService.service, { Unary: (_call: Any, cb: Any) => cb(null, { text: name }), Bidi: (call: Any) => call.end() });
+    const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+    return { server, port };
+  };
+  const a = await named('a');
+  const b = await named('b');
+  t.teardown(() => {
+    a.server.forceShutdown();
+    b.server.forceShutdown();
+  });
+  const p = await proxyFor(svc({ protocol: 'grpc', endpoints: [ipEp(a.port), ipEp(b.port)] }));
+  t.teardown(() => p.close());
+  const c = client(p.port);
+  t.teardown(() => c.close());
+  const who: string[] = [];
+  for (let i = 0; i < 6; i++) who.push((await unary(c, 'x')).text ?? 'error');
+  t.deepEqual([...who].sort(), ['a', 'a', 'a', 'b', 'b', 'b'], who.join(','));
+  t.is(nativeSessions(p), 1, 'one client connection');
+
+  // With one endpoint gone, its calls fail over to the other: nothing fails.
+  a.server.forceShutdown();
+  const after: string[] = [];
+  for (let i = 0; i < 4; i++) after.push((await unary(c, 'y')).text ?? 'error');
+  t.deepEqual(after, ['b', 'b', 'b', 'b']);
+});

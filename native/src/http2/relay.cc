@@ -106,6 +106,7 @@ struct Relay::Stream {
   bool up_opened = false;  // HEADERS left (nghttp2 allows frames on the stream from then on)
   bool up_deferred = false;
   bool waiting = false;
+  uint32_t group = 0;  // RelayHost::Route: only upstream connections of this group carry it
 
   Headers resp;
   bool resp_done = false;
@@ -123,6 +124,7 @@ struct Relay::Upstream {
   std::string authority;
   std::string scheme = "http";
   uint32_t assumed = 0;  // concurrency assumed until SETTINGS arrive (0: the relay's)
+  uint32_t group = 0;
   Relay* relay = nullptr;
   size_t active = 0;
   bool settings_seen = false;
@@ -239,6 +241,7 @@ int Relay::OnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud) 
       r->Answer(s, answer);
       return 0;
     }
+    s->group = r->host_.Route();
     s->waiting = true;
     r->waiting_.push_back(s);
     r->Dispatch();
@@ -343,10 +346,11 @@ void Relay::Drain() {
 // ---------------------------------------------------------------------------------------------------
 // Upstream side (client sessions)
 
-uint32_t Relay::AttachUpstream(const std::string& authority, const std::string& scheme, uint32_t assumedStreams) {
-  upstream_requested_ = false;
+uint32_t Relay::AttachUpstream(const std::string& authority, const std::string& scheme, uint32_t assumedStreams, uint32_t group) {
+  Answered(group);
   auto u = std::make_unique<Upstream>();
   u->id = next_up_id_++;
+  u->group = group;
   u->authority = authority;
   u->scheme = scheme;
   u->assumed = assumedStreams;
@@ -356,7 +360,7 @@ uint32_t Relay::AttachUpstream(const std::string& authority, const std::string& 
   uint32_t id = u->id;
   if (rv != 0) {
     u->sess = nullptr;
-    UpstreamUnavailable("cannot create an HTTP/2 session");
+    UpstreamUnavailable("cannot create an HTTP/2 session", group);
     return 0;
   }
   nghttp2_settings_entry iv[] = {
@@ -387,24 +391,29 @@ Relay::UpstreamHandle Relay::ReleaseIdleUpstream(uint32_t id) {
   return h;
 }
 
-uint32_t Relay::AdoptUpstream(UpstreamHandle h) {
-  upstream_requested_ = false;
+uint32_t Relay::AdoptUpstream(UpstreamHandle h, uint32_t group) {
+  Answered(group);
   Upstream* u = h.release();
   u->id = next_up_id_++;
+  u->group = group;
   u->relay = this;
   ups_[u->id] = std::unique_ptr<Upstream>(u);
   return u->id;
 }
 
-void Relay::UpstreamUnavailable(const std::string& reason) {
-  upstream_requested_ = false;
-  std::deque<Stream*> w;
-  w.swap(waiting_);
-  for (Stream* s : w) {
+void Relay::UpstreamUnavailable(const std::string& reason, uint32_t group) {
+  Answered(group);
+  std::deque<Stream*> failed;
+  std::deque<Stream*> keep;
+  for (Stream* s : waiting_) (s->group == group ? failed : keep).push_back(s);
+  waiting_.swap(keep);
+  for (Stream* s : failed) {
     s->waiting = false;
     LocalReply(s, "upstream unavailable: " + reason);
   }
 }
+
+void Relay::Answered(uint32_t group) { requested_.erase(std::remove(requested_.begin(), requested_.end(), group), requested_.end()); }
 
 size_t Relay::BufferedBytes() const {
   size_t n = 0;
@@ -640,22 +649,31 @@ ssize_t Relay::ReadRequest(nghttp2_session* sess, int32_t stream_id, uint8_t* bu
 // Glue
 
 void Relay::Dispatch() {
-  while (!waiting_.empty()) {
-    Upstream* best = nullptr;
-    for (auto& [id, u] : ups_) {
-      if (u->HasRoom(u->Assumed(assumed_limit_)) && (!best || u->active < best->active)) best = u.get();
-    }
-    if (!best) {
-      if (!upstream_requested_) {
-        upstream_requested_ = true;
-        host_.NeedUpstream();  // may answer synchronously (AttachUpstream/UpstreamUnavailable re-enter here)
+  // In arrival order, each stream to the least busy connection of its group with room; a group with none is
+  // asked for once. Submit and NeedUpstream may re-enter (local replies, a synchronous attach) and change the
+  // queue, so the walk starts over after either.
+  for (bool again = true; again;) {
+    again = false;
+    for (auto it = waiting_.begin(); it != waiting_.end(); ++it) {
+      Stream* s = *it;
+      Upstream* best = nullptr;
+      for (auto& [id, u] : ups_) {
+        if (u->group == s->group && u->HasRoom(u->Assumed(assumed_limit_)) && (!best || u->active < best->active)) best = u.get();
       }
-      return;
+      if (best) {
+        waiting_.erase(it);
+        s->waiting = false;
+        Submit(s, best);
+        again = true;
+        break;
+      }
+      if (std::find(requested_.begin(), requested_.end(), s->group) == requested_.end()) {
+        requested_.push_back(s->group);
+        host_.NeedUpstream(s->group);
+        again = true;
+        break;
+      }
     }
-    Stream* s = waiting_.front();
-    waiting_.pop_front();
-    s->waiting = false;
-    Submit(s, best);
   }
 }
 

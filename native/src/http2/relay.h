@@ -41,8 +41,16 @@ class RelayHost {
    * service, a service that cannot be served) and forwards nothing.
    */
   virtual bool Admit(LocalAnswer* answer) = 0;
-  /** The relay has streams waiting and no upstream connection with room: open one (attachUpstream/upstreamUnavailable). */
-  virtual void NeedUpstream() = 0;
+  /**
+   * The group of the request just admitted: its streams go only to upstream connections of that group (the
+   * engine's session makes one group per endpoint, so it picks an endpoint per request). Default: one group.
+   */
+  virtual uint32_t Route() { return 0; }
+  /**
+   * Streams of `group` are waiting and no upstream connection of that group has room: open one (AttachUpstream
+   * or AdoptUpstream with that group, or UpstreamUnavailable for it).
+   */
+  virtual void NeedUpstream(uint32_t group) = 0;
   /** One response went to the client: the upstream's status, or the status of a local reply. */
   virtual void CountResponse(int status) = 0;
   /** A stream the upstream refused unprocessed (GOAWAY, REFUSED_STREAM) is being replayed on another connection. */
@@ -84,9 +92,9 @@ class Relay {
    * SETTINGS arrive (0: what the last upstream announced; 1 for a connection known to carry one exchange at a
    * time, such as the HTTP/2-over-HTTP/1.1 bridge, so that no stream is sent only to be refused). Returns its id.
    */
-  uint32_t AttachUpstream(const std::string& authority, const std::string& scheme, uint32_t assumedStreams = 0);
-  /** No upstream connection could be opened: every waiting stream gets a local 503 / UNAVAILABLE. */
-  void UpstreamUnavailable(const std::string& reason);
+  uint32_t AttachUpstream(const std::string& authority, const std::string& scheme, uint32_t assumedStreams = 0, uint32_t group = 0);
+  /** No upstream connection of `group` could be opened: its waiting streams get a local 503 / UNAVAILABLE. */
+  void UpstreamUnavailable(const std::string& reason, uint32_t group = 0);
   bool RecvUpstream(uint32_t id, const uint8_t* data, size_t len);
   bool SendUpstream(uint32_t id, std::string& out, size_t limit);
   /** False once the upstream connection should be closed (after GOAWAY with no streams left, or fatal). */
@@ -113,12 +121,12 @@ class Relay {
    * reuse it; null when it has streams, received GOAWAY or failed.
    */
   UpstreamHandle ReleaseIdleUpstream(uint32_t id);
-  /** Adopts a connection from ReleaseIdleUpstream (no stream is sent yet: feed its pending bytes, then Kick). */
-  uint32_t AdoptUpstream(UpstreamHandle u);
+  /** Adopts a connection from ReleaseIdleUpstream for `group` (no stream is sent yet: feed its pending bytes, then Kick). */
+  uint32_t AdoptUpstream(UpstreamHandle u, uint32_t group = 0);
   /** Sends waiting streams to connections with room. */
   void Kick() { Dispatch(); }
-  /** True between NeedUpstream and the answer (AttachUpstream, AdoptUpstream or UpstreamUnavailable). */
-  bool UpstreamRequested() const { return upstream_requested_; }
+  /** The groups between NeedUpstream and its answer (AttachUpstream, AdoptUpstream or UpstreamUnavailable), oldest first. */
+  const std::vector<uint32_t>& RequestedGroups() const { return requested_; }
 
  private:
   /** The callback table and options of one side's nghttp2 sessions (null members: out of memory). */
@@ -150,6 +158,8 @@ class Relay {
   static ssize_t ReadRequest(nghttp2_session*, int32_t, uint8_t*, size_t, uint32_t*, nghttp2_data_source*, void*);
 
   void Dispatch();
+  /** `group`'s request for a connection is answered. */
+  void Answered(uint32_t group);
   bool Submit(Stream* s, Upstream* u);
   /** Unlinks the stream from its upstream connection, cancelling the upstream stream if it is open. */
   void Detach(Stream* s);
@@ -172,7 +182,7 @@ class Relay {
   uint32_t next_up_id_ = 1;
   /** Concurrency assumed for a new upstream connection until its SETTINGS arrive: the last one announced. */
   uint32_t assumed_limit_ = 100;
-  bool upstream_requested_ = false;
+  std::vector<uint32_t> requested_;  // groups asked for (NeedUpstream) and not answered yet
   bool fatal_ = false;
 };
 

@@ -200,21 +200,38 @@ void Http2Session::Pump() {
       }
       i++;
     }
-    if (wantUpstream_) {
+    if (wantUpstream_ && !connector_.busy()) {
       wantUpstream_ = false;
-      // The relay may have been served meanwhile (a parked connection adopted by an earlier round).
-      if (relay_.UpstreamRequested() && !connector_.busy()) {
-        if (AdoptIdle()) {
-          progress = true;
-        } else if (relay_.UpstreamRequested()) {
-          std::vector<uint32_t> order;
+      // Groups waiting for a connection: a parked one to their endpoint, else the Connector makes one (one
+      // connect at a time; its answer sets wantUpstream_ again for the groups still waiting).
+      std::vector<uint32_t> asked = relay_.RequestedGroups();
+      for (uint32_t g : asked) {
+        if (AdoptIdle(g)) progress = true;
+        if (ended_) return;
+      }
+      if (!relay_.RequestedGroups().empty()) {
+        uint32_t g = relay_.RequestedGroups().front();
+        std::vector<uint32_t> order;
+        auto it = groupOrder_.find(g);
+        if (it != groupOrder_.end()) order = it->second;  // the order the group's request was routed by
+        // A group without a current order (its request was replayed after a plan change): its endpoint first,
+        // then the plan's order for failover.
+        const std::string& label = groups_[g];
+        if (order.empty() || order.front() >= plan_->endpoints.size() || plan_->endpoints[order.front()].label != label) {
           plan_->Order(loop()->NowMs(), &order);
-          // The connection's endpoint indexes refer to this plan, whatever plan_ becomes meanwhile.
-          connectPlan_ = plan_;
-          connector_.Start(plan_, std::move(order), plan_->protocol == engine::Protocol::kHttp ? engine::Connector::Alpn::kHttp1 : engine::Connector::Alpn::kH2, d_.client);
-          if (ended_) return;
-          progress = true;
+          for (size_t i = 0; i < order.size(); i++) {
+            if (plan_->endpoints[order[i]].label == label) {
+              std::rotate(order.begin(), order.begin() + static_cast<long>(i), order.begin() + static_cast<long>(i) + 1);
+              break;
+            }
+          }
         }
+        // The connection's endpoint indexes refer to this plan, whatever plan_ becomes meanwhile.
+        connectPlan_ = plan_;
+        connectGroup_ = g;
+        connector_.Start(plan_, std::move(order), plan_->protocol == engine::Protocol::kHttp ? engine::Connector::Alpn::kHttp1 : engine::Connector::Alpn::kH2, d_.client);
+        if (ended_) return;
+        progress = true;
       }
     }
     if (!relay_.ClientAlive() && client_.pending() == 0) {
@@ -243,10 +260,12 @@ int64_t Http2Session::IdleCache::Run(int64_t nowMs) {
   return next;
 }
 
+std::string Http2Session::IdleKey(const engine::Plan& plan, const std::string& label) { return plan.poolKey + '\n' + label; }
+
 void Http2Session::RetainIdle(const std::unordered_set<std::string>& live) {
   IdleCache& cache = Cache();
   for (auto it = cache.byKey.begin(); it != cache.byKey.end();) {
-    if (live.count(it->first) != 0) {
+    if (live.count(it->first.substr(0, it->first.rfind('\n'))) != 0) {
       ++it;
       continue;
     }
@@ -283,8 +302,8 @@ std::vector<std::unique_ptr<Http2Session::Idle>>& Http2Session::IdleList(const s
   return list;
 }
 
-bool Http2Session::AdoptIdle() {
-  auto& list = IdleList(plan_->poolKey);
+bool Http2Session::AdoptIdle(uint32_t group) {
+  auto& list = IdleList(IdleKey(*plan_, groups_[group]));
   while (!list.empty()) {
     std::unique_ptr<Idle> idle = std::move(list.back());
     list.pop_back();
@@ -296,7 +315,8 @@ bool Http2Session::AdoptIdle() {
     s.session = this;
     s.readable = s.writable = true;
     s.eof = s.dead = false;
-    s.rid = relay_.AdoptUpstream(std::move(up));
+    s.group = group;
+    s.rid = relay_.AdoptUpstream(std::move(up), group);
     ups_.push_back(std::move(side));
     if (int err = loop()->Watch(s.t->fd(), &s)) {
       KillUpstream(s, std::string("cannot watch the upstream socket: ") + strerror(err));
@@ -367,6 +387,23 @@ const engine::Plan* Http2Session::CurrentPlan() {
   return gone_ ? nullptr : plan_.get();
 }
 
+uint32_t Http2Session::GroupOf(const std::string& label) {
+  for (size_t i = 0; i < groups_.size(); i++)
+    if (groups_[i] == label) return static_cast<uint32_t>(i);
+  groups_.push_back(label);
+  return static_cast<uint32_t>(groups_.size() - 1);
+}
+
+uint32_t Http2Session::Route() {
+  // Called right after Admit let the request through, so plan_ is current. The endpoint is picked per request;
+  // the rest of the order is the failover should it not answer.
+  std::vector<uint32_t> order;
+  plan_->Order(loop()->NowMs(), &order);
+  uint32_t g = GroupOf(order.empty() ? std::string() : plan_->endpoints[order.front()].label);
+  groupOrder_[g] = std::move(order);
+  return g;
+}
+
 bool Http2Session::Admit(LocalAnswer* answer) {
   const engine::Plan* plan = CurrentPlan();
   if (plan == nullptr) {
@@ -396,33 +433,38 @@ void Http2Session::OnUpstream(std::unique_ptr<engine::Transport> t, engine::Upst
   // An HTTP/1.1 upstream carries one exchange at a time: the relay must not assume more before its SETTINGS.
   bool bridged = plan->protocol == engine::Protocol::kHttp;
   if (bridged) t = WrapHttp1Upstream(std::move(t));
-  Attach(std::move(t), std::move(lease), *plan, ep.host, plan->tls ? "https" : "http", bridged ? 1 : 0);
+  wantUpstream_ = true;  // other groups may be waiting for the connector
+  // Parked later under the endpoint it reached (the group's own, or the one the Connector failed over to).
+  Attach(std::move(t), std::move(lease), *plan, ep.host, plan->tls ? "https" : "http", bridged ? 1 : 0, connectGroup_, ep.label);
 }
 
 void Http2Session::OnUpstreamFailed(const std::string& reason) {
   connectPlan_.reset();
   if (ended_) return;
   loop()->Emit(engine::Event("upstream-failed", id()).Str("service", plan_->service).Str("client", d_.client).Str("reason", reason));
-  relay_.UpstreamUnavailable(reason);
+  // Every endpoint was tried (the group's first): that group's requests get the local reply.
+  relay_.UpstreamUnavailable(reason, connectGroup_);
+  wantUpstream_ = true;
   Pump();
 }
 
-void Http2Session::Attach(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, const engine::Plan& plan, const std::string& authority, const std::string& scheme, uint32_t assumedStreams) {
+void Http2Session::Attach(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, const engine::Plan& plan, const std::string& authority, const std::string& scheme, uint32_t assumedStreams, uint32_t group, const std::string& endpoint) {
   auto side = std::make_unique<Side>();
   side->session = this;
-  side->poolKey = plan.poolKey;
+  side->group = group;
+  side->poolKey = IdleKey(plan, endpoint);
   side->idleMs = plan.upstreamIdleMs;
   side->t = std::move(t);
   side->lease = std::move(lease);
   Side& s = *side;
   ups_.push_back(std::move(side));
   if (int err = loop()->Watch(s.t->fd(), &s)) {
-    s.rid = relay_.AttachUpstream(authority, scheme, assumedStreams);  // registered so KillUpstream can fail its streams cleanly
+    s.rid = relay_.AttachUpstream(authority, scheme, assumedStreams, group);  // registered so KillUpstream can fail its streams cleanly
     KillUpstream(s, std::string("cannot watch the upstream socket: ") + strerror(err));
     Pump();
     return;
   }
-  s.rid = relay_.AttachUpstream(authority, scheme, assumedStreams);
+  s.rid = relay_.AttachUpstream(authority, scheme, assumedStreams, group);
   Pump();
 }
 
@@ -476,7 +518,7 @@ void Http2Session::Finish(const char* reason, int err) {
   loop()->Retire(this);
 }
 
-void Http2Session::NeedUpstream() {
+void Http2Session::NeedUpstream(uint32_t /*group*/) {
   // Called from inside the relay: answered from Pump (a parked connection, or the Connector makes one).
   if (ended_) return;
   wantUpstream_ = true;

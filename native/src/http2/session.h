@@ -5,8 +5,11 @@
 // the session takes a parked one of the same plan or has its Connector make one (ALPN h2 under TLS); an http
 // service's upstream speaks HTTP/1.1, so its connections are wrapped in the HTTP/2-over-HTTP/1.1 bridge.
 // When a client connection ends, its idle upstream connections are kept on the loop thread for the next
-// client connection of the same plan (Plan::poolKey) instead of being closed: sequential clients (gRPC CLIs,
-// health checks) then reuse one upstream connection.
+// client connection of the same plan (Plan::poolKey) and endpoint instead of being closed: sequential clients
+// (gRPC CLIs, health checks) then reuse upstream connections.
+// Each request picks its endpoint (Plan::Order: priority, round-robin, back-offs), as Envoy picks a host per
+// request: the relay keeps one group of upstream connections per endpoint, and a request goes to its group
+// (a connection to its endpoint, or one the Connector fails over to when that endpoint cannot be reached).
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -46,7 +49,8 @@ class Http2Session final : public engine::Session, private RelayHost, private en
     Http2Session* session = nullptr;
     bool client = false;
     uint32_t rid = 0;  // relay's upstream id
-    std::string poolKey;  // the plan's, when it was made (where it parks)
+    std::string poolKey;  // where it parks: the plan's pool key and the endpoint's label (IdleKey)
+    uint32_t group = 0;   // the relay group it serves (groups_)
     int64_t idleMs = 0;   // the plan's upstreamIdleMs: how long it may stay parked
     std::unique_ptr<engine::Transport> t;
     engine::UpstreamLease lease;
@@ -65,7 +69,12 @@ class Http2Session final : public engine::Session, private RelayHost, private en
   };
 
   bool Admit(LocalAnswer* answer) override;
-  void NeedUpstream() override;
+  uint32_t Route() override;
+  void NeedUpstream(uint32_t group) override;
+  /** The relay group of the endpoint labelled `label` (made on first use). */
+  uint32_t GroupOf(const std::string& label);
+  /** Where upstream connections of `plan` to endpoint `label` park. */
+  static std::string IdleKey(const engine::Plan& plan, const std::string& label);
   void CountResponse(int status) override;
   void CountRetry() override;
   void OnUpstream(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, uint32_t endpoint, uint32_t target) override;
@@ -75,7 +84,7 @@ class Http2Session final : public engine::Session, private RelayHost, private en
   /** Arms the session's own timer entry (the idle timeout) for `deadline`, earlier deadlines first. */
   void ArmOwn(int64_t deadline);
   /** Adds an upstream connection (connected, verified) for the relay's waiting streams (see Relay::AttachUpstream). */
-  void Attach(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, const engine::Plan& plan, const std::string& authority, const std::string& scheme, uint32_t assumedStreams);
+  void Attach(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, const engine::Plan& plan, const std::string& authority, const std::string& scheme, uint32_t assumedStreams, uint32_t group, const std::string& endpoint);
 
   void OnSideEvents(Side& s, uint32_t events);
   void Pump();
@@ -85,8 +94,8 @@ class Http2Session final : public engine::Session, private RelayHost, private en
   bool FlushSide(Side& s);
   void KillUpstream(Side& s, const std::string& why);
   void Finish(const char* reason, int err);
-  /** Takes an idle upstream connection of this service from the loop's cache; false when none is usable. */
-  bool AdoptIdle();
+  /** Takes an idle upstream connection of this service to `group`'s endpoint from the loop's cache; false when none is usable. */
+  bool AdoptIdle(uint32_t group);
   /** Keeps an idle upstream connection for the next client connection of this service. */
   void Park(std::unique_ptr<Side> side, Relay::UpstreamHandle up);
 
@@ -120,6 +129,9 @@ class Http2Session final : public engine::Session, private RelayHost, private en
   engine::Downstream d_;
   std::shared_ptr<const engine::Plan> plan_;  // the plan streams are admitted and upstreams made by
   std::shared_ptr<const engine::Plan> connectPlan_;  // the plan of the connect under way
+  uint32_t connectGroup_ = 0;  // the group the connect under way is for
+  std::vector<std::string> groups_;  // relay group → endpoint label
+  std::unordered_map<uint32_t, std::vector<uint32_t>> groupOrder_;  // the endpoint order of a group's last request
   uint64_t planGen_ = 0;
   bool gone_ = false;  // the service is no longer installed: new streams are refused
   int64_t lastActive_ = 0;  // last byte from the client
