@@ -1228,7 +1228,7 @@ struct RelayOverBridges : mx::h2::RelayHost {
 
   RelayOverBridges() : relay(*this, mx::h2::RelayOptions{}) {}
   void NeedUpstream(uint32_t) override { need = true; }
-  bool Admit(mx::h2::LocalAnswer*) override { return true; }
+  bool Admit(mx::h2::LocalAnswer*, std::string_view, std::string_view) override { return true; }
   void CountResponse(int) override {}
   void CountRetry() override { retries++; }
 

@@ -244,7 +244,7 @@ struct Harness : mx::h2::RelayHost {
     Pair(client.end, down);
   }
   void NeedUpstream(uint32_t) override { need = true; }
-  bool Admit(mx::h2::LocalAnswer* answer) override {
+  bool Admit(mx::h2::LocalAnswer* answer, std::string_view, std::string_view) override {
     if (deny.empty()) return true;
     answer->status = 403;
     answer->grpcStatus = 7;

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { makePki, type TestPki } from '../helpers/certs.js';
+import { captureLog } from '../helpers/log.js';
 import { ipEp, proxyFor, svc, tlsCfg, until } from '../helpers/proxy.js';
 import type { Proxy } from '../../src/proxy/index.js';
 
@@ -80,12 +81,17 @@ test('grpc: UNAVAILABLE when the upstream is down, PERMISSION_DENIED when the me
   c.close();
   await p.close();
   const d = svc({ protocol: 'grpc', mesh: 'm1', endpoints: [ipEp(port)], forbidden: true });
-  const q = await proxyFor(d);
+  const logged = captureLog();
+  const q = await proxyFor(d, { log: logged.log });
   const c2 = client(q.port);
   const r2 = await unary(c2, 'x');
   t.is(r2.err?.code, grpc.status.PERMISSION_DENIED);
   t.regex(r2.err?.details ?? '', /Mesh "m1" setting routing.defaultForbidMeshExternalServiceAccess/);
   t.is(q.stats.get('meshext_access_denied_total', { service: d.kri }), 1);
+  t.is(q.stats.get('meshext_upstream_rq_total', { service: d.kri, code_class: '4xx' }), undefined, 'a denial is not an upstream response');
+  await q.proxy.settled();
+  // The denial names the call, as HTTP/1 denials name method and path (one admission rule for both).
+  t.like(logged.find(/access denied/)[0], { method: 'POST', path: '/meshext.test.Echo/Unary', mesh: 'm1' });
   c2.close();
   await q.close();
 });

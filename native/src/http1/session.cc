@@ -4,6 +4,7 @@
 #include "session.h"
 
 #include "../bridge/h1_over_h2_transport.h"
+#include "../engine/admission.h"
 #include "../engine/transport.h"
 #include "../http_common.h"
 
@@ -374,21 +375,10 @@ bool Http1Session::StepHead() {
   retried_ = false;
   req_body_sent_ = 0;
   const engine::Plan* plan = CurrentPlan();
-  if (plan == nullptr) {
-    LocalReply(503, "upstream unavailable: the service of this connection is no longer configured", false);
-    return true;
-  }
-  engine::ServiceStats& stats = plan->state->stats;
-  if (plan->denied) {
-    stats.Add(engine::ServiceStats::kAccessDenied);
-    loop()->Emit(engine::Event("denied", id()).Lazy().Str("service", plan->service).Str("client", d_.client).Str("method", std::string(req_.method)).Str("path", std::string(req_.target)));
-    LocalReply(plan->deny.status, plan->deny.message, req_done_);
-    return true;
-  }
-  if (!plan->error.empty()) {
-    stats.CountResponse(503);
-    loop()->Emit(engine::Event("upstream-failed", id()).Str("service", plan->service).Str("client", d_.client).Str("reason", plan->error));
-    LocalReply(503, "upstream unavailable: " + plan->error, req_done_);
+  engine::Admission a = engine::AdmitRequest(plan, loop(), id(), d_.client, req_.method, req_.target);
+  if (a.verdict != engine::Admission::Verdict::kPass) {
+    // A connection whose service is gone closes; otherwise it stays usable once this request's body is read.
+    LocalReply(a.status, a.message, a.verdict != engine::Admission::Verdict::kGone && req_done_);
     return true;
   }
   // The balancer picks an endpoint for every request; an idle connection to it is used when there is one.

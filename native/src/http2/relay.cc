@@ -237,7 +237,12 @@ int Relay::OnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud) 
     s->req_done = true;
     s->req_end = end;
     LocalAnswer answer;
-    if (!r->host_.Admit(&answer)) {
+    std::string_view method, path;
+    for (const auto& [k, v] : s->req) {
+      if (k == ":method") method = v;
+      else if (k == ":path") path = v;
+    }
+    if (!r->host_.Admit(&answer, method, path)) {
       r->Answer(s, answer);
       return 0;
     }

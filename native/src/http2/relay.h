@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -40,7 +41,7 @@ class RelayHost {
    * A request's header block is complete: true forwards it upstream; false answers it with `*answer` (a denied
    * service, a service that cannot be served) and forwards nothing.
    */
-  virtual bool Admit(LocalAnswer* answer) = 0;
+  virtual bool Admit(LocalAnswer* answer, std::string_view method, std::string_view path) = 0;
   /**
    * The group of the request just admitted: its streams go only to upstream connections of that group (the
    * engine's session makes one group per endpoint, so it picks an endpoint per request). Default: one group.

@@ -2,6 +2,7 @@
 #include "session.h"
 
 #include "../bridge/h2_over_h1_transport.h"
+#include "../engine/admission.h"
 
 #include <errno.h>
 #include <string.h>
@@ -404,27 +405,14 @@ uint32_t Http2Session::Route() {
   return g;
 }
 
-bool Http2Session::Admit(LocalAnswer* answer) {
-  const engine::Plan* plan = CurrentPlan();
-  if (plan == nullptr) {
-    answer->message = "upstream unavailable: the service of this connection is no longer configured";
-    return false;
-  }
-  if (plan->denied) {
-    plan->state->stats.Add(engine::ServiceStats::kAccessDenied);
-    loop()->Emit(engine::Event("denied", id()).Lazy().Str("service", plan->service).Str("client", d_.client));
-    answer->status = plan->deny.status;
-    answer->grpcStatus = plan->deny.grpcStatus;
-    answer->message = plan->deny.message;
-    answer->counted = false;  // counted as a denial, not as an upstream response
-    return false;
-  }
-  if (!plan->error.empty()) {
-    loop()->Emit(engine::Event("upstream-failed", id()).Str("service", plan->service).Str("client", d_.client).Str("reason", plan->error));
-    answer->message = "upstream unavailable: " + plan->error;
-    return false;
-  }
-  return true;
+bool Http2Session::Admit(LocalAnswer* answer, std::string_view method, std::string_view path) {
+  engine::Admission a = engine::AdmitRequest(CurrentPlan(), loop(), id(), d_.client, method, path);
+  if (a.verdict == engine::Admission::Verdict::kPass) return true;
+  answer->status = a.status;
+  answer->grpcStatus = a.grpcStatus;
+  answer->message = a.message;
+  answer->counted = false;  // AdmitRequest kept the books
+  return false;
 }
 
 void Http2Session::OnUpstream(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, uint32_t endpoint, uint32_t /*target*/) {

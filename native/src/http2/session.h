@@ -68,7 +68,7 @@ class Http2Session final : public engine::Session, private RelayHost, private en
     void CloseUpstream();
   };
 
-  bool Admit(LocalAnswer* answer) override;
+  bool Admit(LocalAnswer* answer, std::string_view method, std::string_view path) override;
   uint32_t Route() override;
   void NeedUpstream(uint32_t group) override;
   /** The relay group of the endpoint labelled `label` (made on first use). */
