@@ -16,6 +16,7 @@ uint64_t MonotonicNs() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
+constexpr size_t kMaxVisit = 2 * MX_PEER_MAX_ENTRIES;
 constexpr uint64_t kMaxAgeNs = static_cast<uint64_t>(MX_ORIG_MAX_AGE_MS) * 1000000ull;
 
 // An entry made after `now` was read (during a sweep's walk) is fresh.
@@ -34,7 +35,9 @@ uint32_t SweepOriginalDst(int mapFd) {
   uint64_t now = MonotonicNs();
   mx_peer_key cur{}, next{};
   const void* prev = nullptr;
-  while (bpf_map_get_next_key(mapFd, prev, &next) == 0) {
+  // Bounded work per sweep (it runs on the JS thread): a walk restarted by concurrent deletes cannot run on.
+  size_t visited = 0;
+  while (visited++ < kMaxVisit && bpf_map_get_next_key(mapFd, prev, &next) == 0) {
     mx_orig o{};
     if (bpf_map_lookup_elem(mapFd, &next, &o) == 0 && Stale(o, now)) stale.push_back(next);
     cur = next;

@@ -355,8 +355,9 @@ export class Agent {
     } else {
       await this.proxy?.stopAccepting();
       // DNS goes with the listeners: a successor sharing the port answers from here on (with the config it just
-      // read), and without one, names of services nobody accepts for should not resolve.
-      await this.dns?.stop();
+      // read), and without one, names of services nobody accepts for should not resolve. Queries already
+      // forwarded are answered first.
+      await this.dns?.stop({ finishForwarded: true });
     }
     const { remaining } = await (this.proxy?.drain(opts.drainMs) ?? Promise.resolve({ remaining: 0 }));
     if (remaining) this.log.warn({ remaining }, 'drain time over; closing remaining connections');

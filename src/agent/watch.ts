@@ -58,6 +58,7 @@ export class ConfigWatcher {
   private timer: NodeJS.Timeout | undefined;
   private rescan: NodeJS.Timeout | undefined;
   private lastHash: string;
+  private loadingHash: string | undefined;
   private dirs: string[];
   private stopped = false;
 
@@ -80,11 +81,22 @@ export class ConfigWatcher {
     return [...this.watchers.keys()].sort();
   }
 
-  /** Records the hash of what was just loaded, so the next event compares against it. */
+  /**
+   * A load is about to read the files: the state it will read is at least this new. Recorded as loaded by
+   * markLoaded, so an edit made while the load runs (read by it or not) still differs and reloads once more.
+   */
+  beginLoad(): void {
+    this.loadingHash = scanForChanges(this.opts.paths).hash;
+  }
+
+  /** Records the files' state as of beginLoad (or now) as loaded, so the next event compares against it. */
   markLoaded(): void {
     const s = scanForChanges(this.opts.paths);
-    this.lastHash = s.hash;
+    this.lastHash = this.loadingHash ?? s.hash;
+    this.loadingHash = undefined;
     this.arm(s.dirs);
+    // A change that landed while loading has no event left to come: look now.
+    if (this.lastHash !== s.hash) this.schedule('changed while loading');
   }
 
   /** Watches exactly `dirs`: new ones are added, ones no longer needed are closed. */

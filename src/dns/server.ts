@@ -209,9 +209,19 @@ export class DnsServer {
     }
   }
 
-  /** Closes every socket and aborts forwarded queries in flight. */
-  async stop(): Promise<void> {
+  /**
+   * Closes every socket and aborts forwarded queries in flight. `finishForwarded`: first waits (at most the
+   * query timeout) for the forwarded queries in flight to be answered, so a handover to a successor costs no
+   * client a stub timeout.
+   */
+  async stop(opts: { finishForwarded?: boolean } = {}): Promise<void> {
     if (this.state === 'stopped') return;
+    if (opts.finishForwarded && this.state === 'running') {
+      const end = Date.now() + this.opts.queryTimeoutMs;
+      while (this.inFlight > 0 && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+      // A concurrent stop() may have finished meanwhile.
+      if ((this.state as string) === 'stopped') return;
+    }
     this.state = 'stopped';
     this.forwarder?.close();
     await this.closeSockets();

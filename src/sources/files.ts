@@ -23,6 +23,7 @@ export class FileSource implements ResourceSource {
   }
 
   load(opts: LoadOptions): Promise<LoadResult> {
+    this.watcher?.beginLoad();
     return loadResources(this.opts.paths, opts);
   }
 

@@ -116,3 +116,19 @@ test('a subdirectory created later is watched too', async (t) => {
   await changeWithin(changes, 2, 1_000);
   t.is(changes.length, 2);
 });
+
+test('an edit made while a load runs is not taken as loaded: it reloads once more', async (t) => {
+  const d = tmpdir(t);
+  const f = path.join(d, 'mes.yaml');
+  fs.writeFileSync(f, 'a: 1\n');
+  const changes: string[] = [];
+  // No rescan, and the edit below happens before the watch is armed, so no file event can rescue it.
+  const w = new ConfigWatcher({ paths: [d], debounceMs: 20, rescanIntervalMs: 0, onChange: (r) => changes.push(r), onError: () => undefined });
+  t.teardown(() => w.stop());
+  w.beginLoad(); // the load reads the files from here on...
+  fs.writeFileSync(f, 'a: 2\n'); // ...while they change
+  w.markLoaded(); // the load is applied
+  w.start();
+  for (let i = 0; i < 50 && changes.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  t.deepEqual(changes, ['changed while loading']);
+});

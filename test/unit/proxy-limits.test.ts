@@ -224,3 +224,29 @@ test.serial('at the descriptor limit new connections are reset at once, never le
   t.is(c.overflowCap, 10);
   t.is(c.overflowFd, 0);
 });
+
+test('http2: a header block that never ends (HEADERS without END_HEADERS) closes the connection at the header timeout', async (t) => {
+  const up = http.createServer((_req, res) => res.end('ok'));
+  up.listen(0, '127.0.0.1');
+  await once(up, 'listening');
+  t.teardown(() => closeServer(up));
+  const s = svc({ protocol: 'http2', endpoints: [ipEp((up.address() as net.AddressInfo).port)] });
+  const p = await proxyFor(s, { httpHeaderTimeoutMs: 300 });
+  t.teardown(() => p.close());
+  const c = net.connect({ host: '127.0.0.1', port: p.port });
+  t.teardown(() => c.destroy());
+  await once(c, 'connect');
+  c.on('error', () => {});
+  c.resume(); // read, so the server's GOAWAY and FIN are seen
+  const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+  const settings = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
+  // HEADERS on stream 1 carrying ":method: GET" (HPACK index 2), END_STREAM but no END_HEADERS: a CONTINUATION
+  // is owed and never comes.
+  const headers = Buffer.from([0, 0, 1, 1, 0x01, 0, 0, 0, 1, 0x82]);
+  c.write(Buffer.concat([preface, settings, headers]));
+  const started = Date.now();
+  await Promise.race([once(c, 'close'), new Promise((r) => setTimeout(r, 8000))]);
+  t.true(c.destroyed || c.readyState === 'closed', 'closed');
+  t.true(Date.now() - started < 8000, 'closed by the header timeout, not left open');
+  await until(() => p.stats.get('meshext_downstream_rq_header_timeout_total', { service: s.kri }) === 1, 'counted');
+});

@@ -132,7 +132,7 @@ Napi::Value EngineDnsSend(const Napi::CallbackInfo& info) {
   uint64_t token = static_cast<uint64_t>(info[2].As<Napi::Number>().Int64Value());
   std::string bytes = BytesArg(info, 3, "reply");
   bool posted = e->PostTo(id, [token, bytes = std::move(bytes)](engine::Session& s) {
-    static_cast<dns::UdpSession&>(s).Reply(token, bytes);
+    if (auto* u = dynamic_cast<dns::UdpSession*>(&s)) u->Reply(token, bytes);  // any other session: nothing
   });
   return Napi::Boolean::New(env, posted);
 }
@@ -145,10 +145,10 @@ Napi::Value EngineDnsCounts(const Napi::CallbackInfo& info) {
   auto counts = e->dns().Counts();
   Napi::Array out = Napi::Array::New(env, counts.size());
   uint32_t i = 0;
-  for (const auto& [key, n] : counts) {
+  for (const auto& [qtype, outcome, n] : counts) {
     Napi::Array row = Napi::Array::New(env, 3);
-    row.Set(0u, Napi::Number::New(env, static_cast<double>(key >> 2) - 1));
-    row.Set(1u, kNames[key & 3]);
+    row.Set(0u, Napi::Number::New(env, qtype));
+    row.Set(1u, kNames[outcome]);
     row.Set(2u, Napi::Number::New(env, static_cast<double>(n)));
     out.Set(i++, row);
   }

@@ -6,6 +6,8 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+
 #include "../tls/tls_transport.h"
 
 namespace mx::engine {
@@ -112,6 +114,8 @@ void Connector::Start(std::shared_ptr<const Plan> plan, std::vector<uint32_t> or
     return;
   }
   if (order_.empty()) lastError_ = "service has no endpoints";
+  // An order made for another plan would index past this one's endpoints: such entries are dropped.
+  order_.erase(std::remove_if(order_.begin(), order_.end(), [n = plan_->endpoints.size()](uint32_t i) { return i >= n; }), order_.end());
   Next();
 }
 

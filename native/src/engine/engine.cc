@@ -76,6 +76,7 @@ unsigned Engine::Flush(uint64_t token) {
 
 bool Engine::DrainAll(bool force) {
   if (stopped_) return false;
+  if (!force) draining_.store(true, std::memory_order_relaxed);
   for (auto& l : loops_)
     l->Post([force](Loop& loop) {
       std::vector<uint64_t> ids;

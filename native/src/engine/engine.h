@@ -109,6 +109,12 @@ class Session {
   virtual void OnSoon() {}
   /** Graceful shutdown (engineDrain): finish the exchanges in flight, then close; default: nothing to do. */
   virtual void Drain() {}
+  /**
+   * The session started while the engine drains (an agent that keeps accepting until it exits): HTTP/1.x
+   * serves one request and closes. Default: nothing (an HTTP/2 GOAWAY before the first stream would only send
+   * the client to another connection of ours).
+   */
+  virtual void DrainNew() {}
   /** Session-kind figures for engineStats() (e.g. open sessions by kind); default contributes nothing. */
   virtual const char* kind() const = 0;
   /** A listening socket (counted apart: engineStats().sessions are connections). */
@@ -309,6 +315,8 @@ class Engine {
   unsigned threads() const { return static_cast<unsigned>(loops_.size()); }
   std::vector<LoopStats> Stats() const;
   bool stopped() const { return stopped_; }
+  /** Any thread: engineDrain was asked for (not forced); sessions that start from now on are told (DrainNew). */
+  bool draining() const { return draining_.load(std::memory_order_relaxed); }
 
   /** Converts a batch of events to JS objects (used by the TSFN callback and Stop's return value). */
   static Napi::Array BatchToJs(Napi::Env env, const std::vector<Event>& batch);
@@ -324,6 +332,7 @@ class Engine {
   std::vector<std::thread> threads_;
   std::atomic<uint64_t> nextId_{1};
   bool stopped_ = false;
+  std::atomic<bool> draining_{false};
   PlanTable plans_;
   dns::State dns_;
 

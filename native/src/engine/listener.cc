@@ -76,6 +76,9 @@ void ListenerSession::OnTimer(int64_t /*nowMs*/) {
 }
 
 void ListenerSession::Accept() {
+  // Another thread may have taken the descriptor the reserve gave back: take one again while there are some.
+  UniqueFd& reserve = loop()->reserve();
+  if (!reserve.valid()) reserve.Reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   for (int i = 0; i < kAcceptBatch; i++) {
     sockaddr_storage peer{};
     socklen_t plen = sizeof peer;

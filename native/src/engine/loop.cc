@@ -110,6 +110,7 @@ void Loop::Place(std::unique_ptr<Session> s) {
   if (raw->listener()) listeners_++;
   statSessions_.store(sessions_.size() - listeners_, std::memory_order_relaxed);
   raw->Start();
+  if (!raw->retired_ && !raw->listener() && engine_->draining()) raw->DrainNew();
 }
 
 void Loop::Retire(Session* s, Event closed) {

@@ -37,6 +37,7 @@ class Http1Session : public engine::Session, private engine::ConnectorHost {
   void OnTimer(int64_t now) override;
   void OnSoon() override;
   const char* kind() const override { return "http1"; }
+  void DrainNew() override { Drain(); }
 
   /** Finish the exchange in flight with `Connection: close`, close at once when idle. */
   void Drain() override;

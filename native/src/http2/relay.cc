@@ -107,6 +107,7 @@ struct Relay::Stream {
   bool up_deferred = false;
   bool waiting = false;
   uint32_t group = 0;  // RelayHost::Route: only upstream connections of this group carry it
+  int64_t begun = 0;   // host NowMs when its HEADERS began (the header deadline runs until req_done)
 
   Headers resp;
   bool resp_done = false;
@@ -212,6 +213,7 @@ int Relay::OnBeginHeaders(nghttp2_session* sess, const nghttp2_frame* f, void* u
   if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   auto s = std::make_unique<Stream>();
   s->id = f->hd.stream_id;
+  s->begun = r->host_.NowMs();
   nghttp2_session_set_stream_user_data(sess, s->id, s.get());
   r->streams_[s->id] = std::move(s);
   return 0;
@@ -419,6 +421,13 @@ void Relay::UpstreamUnavailable(const std::string& reason, uint32_t group) {
 }
 
 void Relay::Answered(uint32_t group) { requested_.erase(std::remove(requested_.begin(), requested_.end(), group), requested_.end()); }
+
+int64_t Relay::OldestOpenHeaders() const {
+  int64_t oldest = 0;
+  for (const auto& [id, s] : streams_)
+    if (!s->req_done && s->begun > 0 && (oldest == 0 || s->begun < oldest)) oldest = s->begun;
+  return oldest;
+}
 
 size_t Relay::BufferedBytes() const {
   size_t n = 0;

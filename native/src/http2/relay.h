@@ -47,6 +47,8 @@ class RelayHost {
    * engine's session makes one group per endpoint, so it picks an endpoint per request). Default: one group.
    */
   virtual uint32_t Route() { return 0; }
+  /** A clock in ms for the header deadline (OldestOpenHeaders); default 0: not tracked. */
+  virtual int64_t NowMs() { return 0; }
   /**
    * Streams of `group` are waiting and no upstream connection of that group has room: open one (AttachUpstream
    * or AdoptUpstream with that group, or UpstreamUnavailable for it).
@@ -106,6 +108,8 @@ class Relay {
   std::vector<uint32_t> UpstreamIds() const;
   /** Streams open on the client side (for tests and drain). */
   size_t OpenStreams() const { return streams_.size(); }
+  /** When the oldest request header block still incomplete began (host NowMs), 0 when none is. */
+  int64_t OldestOpenHeaders() const;
   /** Body bytes held between the two sides right now (bounded by the windows we advertise). */
   size_t BufferedBytes() const;
 

@@ -83,6 +83,7 @@ void Http2Session::Start() {
     client_.rx += d_.initial.size();
     if (!relay_.RecvClient(reinterpret_cast<const uint8_t*>(d_.initial.data()), d_.initial.size())) clientFatal_ = true;
     std::string().swap(d_.initial);
+    ArmHeaderDeadline();
   }
   Pump();
 }
@@ -126,6 +127,7 @@ size_t Http2Session::ReadSide(Side& s) {
   if (s.client) {
     lastActive_ = loop()->NowMs();
     if (!relay_.RecvClient(p, static_cast<size_t>(n))) clientFatal_ = true;
+    ArmHeaderDeadline();
   } else if (!relay_.RecvUpstream(s.rid, p, static_cast<size_t>(n))) {
     KillUpstream(s, "upstream HTTP/2 protocol error");
   }
@@ -212,25 +214,29 @@ void Http2Session::Pump() {
       }
       if (!relay_.RequestedGroups().empty()) {
         uint32_t g = relay_.RequestedGroups().front();
+        // The order the group's request was routed by, with its plan (its indexes are that plan's). A group
+        // without one (a request replayed after the plan changed) gets its endpoint first in the current plan's
+        // order, the rest for failover.
+        std::shared_ptr<const engine::Plan> plan;
         std::vector<uint32_t> order;
         auto it = groupOrder_.find(g);
-        if (it != groupOrder_.end()) order = it->second;  // the order the group's request was routed by
-        // A group without a current order (its request was replayed after a plan change): its endpoint first,
-        // then the plan's order for failover.
-        const std::string& label = groups_[g];
-        if (order.empty() || order.front() >= plan_->endpoints.size() || plan_->endpoints[order.front()].label != label) {
-          plan_->Order(loop()->NowMs(), &order);
+        if (it != groupOrder_.end() && it->second.plan) {
+          plan = it->second.plan;
+          order = it->second.order;
+        } else {
+          plan = plan_;
+          plan->Order(loop()->NowMs(), &order);
           for (size_t i = 0; i < order.size(); i++) {
-            if (plan_->endpoints[order[i]].label == label) {
+            if (plan->endpoints[order[i]].label == groups_[g]) {
               std::rotate(order.begin(), order.begin() + static_cast<long>(i), order.begin() + static_cast<long>(i) + 1);
               break;
             }
           }
         }
         // The connection's endpoint indexes refer to this plan, whatever plan_ becomes meanwhile.
-        connectPlan_ = plan_;
+        connectPlan_ = plan;
         connectGroup_ = g;
-        connector_.Start(plan_, std::move(order), plan_->protocol == engine::Protocol::kHttp ? engine::Connector::Alpn::kHttp1 : engine::Connector::Alpn::kH2, d_.client);
+        connector_.Start(plan, std::move(order), plan->protocol == engine::Protocol::kHttp ? engine::Connector::Alpn::kHttp1 : engine::Connector::Alpn::kH2, d_.client);
         if (ended_) return;
         progress = true;
       }
@@ -388,6 +394,14 @@ const engine::Plan* Http2Session::CurrentPlan() {
   return gone_ ? nullptr : plan_.get();
 }
 
+int64_t Http2Session::NowMs() { return loop()->NowMs(); }
+
+void Http2Session::ArmHeaderDeadline() {
+  // A header block that has begun must end within the header timeout, however its frames trickle in.
+  int64_t oldest = relay_.OldestOpenHeaders();
+  if (oldest != 0 && d_.plan->httpHeaderMs > 0) ArmOwn(oldest + d_.plan->httpHeaderMs);
+}
+
 uint32_t Http2Session::GroupOf(const std::string& label) {
   for (size_t i = 0; i < groups_.size(); i++)
     if (groups_[i] == label) return static_cast<uint32_t>(i);
@@ -401,7 +415,7 @@ uint32_t Http2Session::Route() {
   std::vector<uint32_t> order;
   plan_->Order(loop()->NowMs(), &order);
   uint32_t g = GroupOf(order.empty() ? std::string() : plan_->endpoints[order.front()].label);
-  groupOrder_[g] = std::move(order);
+  groupOrder_[g] = GroupOrder{plan_, std::move(order)};
   return g;
 }
 
@@ -530,6 +544,16 @@ void Http2Session::OnTimer(int64_t nowMs) {
   if (ended_ || nowMs < armed_) return;
   armed_ = 0;
   int64_t idle = d_.plan->httpIdleMs;
+  int64_t headerMs = d_.plan->httpHeaderMs;
+  int64_t oldest = relay_.OldestOpenHeaders();
+  if (oldest != 0 && headerMs > 0 && nowMs - oldest >= headerMs) {
+    // HEADERS without END_HEADERS, CONTINUATION trickled or never sent: the slow-loris of HTTP/2.
+    d_.plan->state->stats.Add(engine::ServiceStats::kHeaderTimeout);
+    relay_.Drain();
+    FlushSide(client_);
+    Finish("header-timeout", 0);
+    return;
+  }
   if (relay_.OpenStreams() == 0 && nowMs - lastActive_ >= idle) {
     // A client connection with no stream for the HTTP idle timeout is closed, as an HTTP/1 one is.
     relay_.Drain();
@@ -538,6 +562,7 @@ void Http2Session::OnTimer(int64_t nowMs) {
     return;
   }
   ArmOwn(relay_.OpenStreams() == 0 ? lastActive_ + idle : nowMs + idle);
+  if (oldest != 0 && headerMs > 0) ArmOwn(oldest + headerMs);
 }
 
 }  // namespace mx::h2

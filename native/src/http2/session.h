@@ -70,6 +70,9 @@ class Http2Session final : public engine::Session, private RelayHost, private en
 
   bool Admit(LocalAnswer* answer, std::string_view method, std::string_view path) override;
   uint32_t Route() override;
+  int64_t NowMs() override;
+  /** Arms the session's timer for the oldest incomplete request header block's deadline (httpHeaderMs). */
+  void ArmHeaderDeadline();
   void NeedUpstream(uint32_t group) override;
   /** The relay group of the endpoint labelled `label` (made on first use). */
   uint32_t GroupOf(const std::string& label);
@@ -131,7 +134,12 @@ class Http2Session final : public engine::Session, private RelayHost, private en
   std::shared_ptr<const engine::Plan> connectPlan_;  // the plan of the connect under way
   uint32_t connectGroup_ = 0;  // the group the connect under way is for
   std::vector<std::string> groups_;  // relay group → endpoint label
-  std::unordered_map<uint32_t, std::vector<uint32_t>> groupOrder_;  // the endpoint order of a group's last request
+  /** The endpoint order of a group's last request, with the plan its indexes refer to. */
+  struct GroupOrder {
+    std::shared_ptr<const engine::Plan> plan;
+    std::vector<uint32_t> order;
+  };
+  std::unordered_map<uint32_t, GroupOrder> groupOrder_;
   uint64_t planGen_ = 0;
   bool gone_ = false;  // the service is no longer installed: new streams are refused
   int64_t lastActive_ = 0;  // last byte from the client
