@@ -250,3 +250,19 @@ test('http2: a header block that never ends (HEADERS without END_HEADERS) closes
   t.true(Date.now() - started < 8000, 'closed by the header timeout, not left open');
   await until(() => p.stats.get('meshext_downstream_rq_header_timeout_total', { service: s.kri }) === 1, 'counted');
 });
+
+test('http: while the engine drains, a connection accepted afterwards serves one request and closes', async (t) => {
+  const up = http.createServer((_req, res) => res.end('ok'));
+  up.listen(0, '127.0.0.1');
+  await once(up, 'listening');
+  t.teardown(() => closeServer(up));
+  const p = await proxyFor(svc({ protocol: 'http', endpoints: [ipEp((up.address() as net.AddressInfo).port)] }));
+  t.teardown(() => p.close());
+  t.deepEqual(await p.proxy.drain(50), { remaining: 0 }); // nothing open; the listener still accepts
+  const res = await new Promise<http.IncomingMessage>((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port: p.port, path: '/', agent: new http.Agent({ keepAlive: true }) }, resolve).on('error', reject);
+  });
+  res.resume();
+  t.is(res.statusCode, 200);
+  t.is(res.headers.connection, 'close', 'told to go, so the drain can end');
+});
