@@ -104,10 +104,6 @@ export class Agent {
     // Released VIPs wait out twice the TTL our resolver hands out, so no cached answer reaches another service.
     this.ipam = await Ipam.open({ stateDir: cfg.stateDir, cidr: cfg.vipCidr, quarantineMs: vipQuarantineMs(cfg.dnsTtlSeconds), log: this.log });
 
-    // Sockets systemd holds for us (meshext.socket) are taken by the listeners of the same address.
-    const inherited = adoptInheritedSockets();
-    this.socketActivated = inherited.length > 0;
-    if (inherited.length) this.log.info({ sockets: inherited.map((s) => `${s.type}://${s.address}:${s.port}`) }, 'listening sockets passed by systemd');
     // A successor agent shares our ports during a restart; queued connections follow it when we close.
     const migration = enableListenerMigration();
     if (migration.state === 'unavailable') this.log.warn({ reason: migration.reason }, 'net.ipv4.tcp_migrate_req cannot be set: a restart resets the connections waiting in the old agent\'s accept queue');
@@ -131,6 +127,11 @@ export class Agent {
       maxConnections: cfg.maxConnections,
       dataThreads: cfg.dataThreads,
     });
+    // After the engine started (a missing addon is said as the engine's error), before anything listens:
+    // sockets systemd holds for us (meshext.socket) are taken by the listeners of the same address.
+    const inherited = adoptInheritedSockets();
+    this.socketActivated = inherited.length > 0;
+    if (inherited.length) this.log.info({ sockets: inherited.map((s) => `${s.type}://${s.address}:${s.port}`) }, 'listening sockets passed by systemd');
     if (cfg.source === 'kubernetes') {
       // Loaded only when used: the client library costs about half a second and tens of MB to import.
       const { KubernetesSource } = await import('../sources/kubernetes.js');

@@ -107,7 +107,8 @@ privilegedTest('e2e: seed scenarios by hostname, admin API, reload during a stre
   t.is(again.out, 'after restart');
 
   // SIGTERM during traffic: not ready, the stream drains to the end, new connections are refused, exit 0.
-  const long = startStream(t, env, 30, 100);
+  // 6 s, so the checks below run while it is still open even on a loaded machine.
+  const long = startStream(t, env, 60, 100);
   t.is((await long.next((l) => l.event === 'connected' || l.exited === true)).event, 'connected');
   agent.child.kill('SIGTERM');
   await agent.next((l) => l.msg === 'draining');
