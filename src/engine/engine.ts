@@ -27,6 +27,7 @@ export const SERVICE_COUNTERS = [
   'rqRetry',
   'accessDenied',
   'headerTimeout',
+  'upstreamRqTimeout',
 ] as const;
 export type ServiceCounter = (typeof SERVICE_COUNTERS)[number];
 

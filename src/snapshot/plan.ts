@@ -69,7 +69,15 @@ export interface PlanTimeouts {
   httpIdleMs: number;
   httpHeaderMs: number;
   upstreamIdleMs: number;
+  /** Envoy's route timeout: from the end of the request to the end of the response (504 after); 0: none. */
+  requestMs: number;
 }
+
+/**
+ * The longest timer the engine takes (2^31-1 ms, 24.8 days): a MeshTimeout `idleTimeout: 0` ("disabled") on
+ * HTTP connections, whose engine sessions always run an idle timer. TCP sessions take 0 as "none".
+ */
+export const IDLE_DISABLED_MS = 0x7fffffff;
 
 export const DEFAULT_TIMEOUTS: PlanTimeouts = {
   connectMs: CONNECT_TIMEOUT_MS,
@@ -77,7 +85,28 @@ export const DEFAULT_TIMEOUTS: PlanTimeouts = {
   httpIdleMs: HTTP_IDLE_TIMEOUT_MS,
   httpHeaderMs: HTTP_HEADER_TIMEOUT_MS,
   upstreamIdleMs: UPSTREAM_IDLE_TIMEOUT_MS,
+  requestMs: 0,
 };
+
+/**
+ * The service's MeshTimeout values over the agent's defaults, mapped as Kuma's MeshTimeout plugin maps them
+ * onto Envoy: connectionTimeout → the cluster connect_timeout; idleTimeout → the tcp_proxy idle_timeout, the
+ * HTTP connection manager's idle_timeout (client connections with no request) and the cluster's HTTP
+ * idle_timeout (pooled upstream connections); http.requestTimeout → the route timeout.
+ */
+export function timeoutsFor(svc: CompiledService, base: PlanTimeouts): PlanTimeouts {
+  const t = svc.timeouts;
+  if (!t) return { ...base };
+  const out = { ...base };
+  if (t.connectMs !== undefined) out.connectMs = t.connectMs;
+  if (t.idleMs !== undefined) {
+    out.tcpIdleMs = t.idleMs;
+    out.httpIdleMs = t.idleMs === 0 ? IDLE_DISABLED_MS : t.idleMs;
+    out.upstreamIdleMs = out.httpIdleMs;
+  }
+  if (t.requestMs !== undefined) out.requestMs = t.requestMs;
+  return out;
+}
 
 /** What a DNS-name endpoint resolves to now: its last answer, or why there is none. */
 export type NameAnswer = { addresses: string[] } | { error: string };
@@ -157,7 +186,8 @@ export function compilePlan(svc: CompiledService, ctx: PlanContext, inVip: (addr
     ...(tls ? { tls } : {}),
     ...(svc.forbidden ? { deny: { status: 403, grpcStatus: 7, message: deniedMessage(svc.mesh) } } : {}),
     ...(errors[0] ? { error: errors.map((e) => e.message).join('; '), errorCode: errors[0].code } : {}),
-    timeouts: { ...ctx.timeouts },
+    timeouts: timeoutsFor(svc, ctx.timeouts),
+    ...(svc.timeouts ? { policies: { meshTimeouts: svc.timeouts.policies } } : {}),
   };
 }
 

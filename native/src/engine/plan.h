@@ -48,6 +48,7 @@ struct ServiceStats {
     kRqRetry,
     kAccessDenied,
     kHeaderTimeout,
+    kUpstreamRqTimeout,  // requests answered 504 / DEADLINE_EXCEEDED (or cut) by the plan's request timeout
     kCount,
   };
   std::atomic<int64_t> v[kCount] = {};
@@ -128,6 +129,12 @@ struct Plan {
   /** How long a client may take to send a whole HTTP/1.x request head, from its first byte (slow-loris bound). */
   int64_t httpHeaderMs = 0;
   int64_t upstreamIdleMs = 0;
+  /**
+   * Envoy's route timeout (MeshTimeout http.requestTimeout): from the end of the client's request to the end of
+   * the upstream response; past it the upstream request is reset and the client gets 504 (grpc-status 4
+   * DEADLINE_EXCEEDED), or its stream is cut when the response had begun. 0: none.
+   */
+  int64_t requestTimeoutMs = 0;
   /** Upstream connections of equal plans are interchangeable: HTTP/2 sessions park idle ones under this key. */
   std::string poolKey;
   std::shared_ptr<ServiceState> state;

@@ -105,6 +105,12 @@ void Http1Session::OnTimer(int64_t now) {
   // Entries the Connector armed (connect deadlines) share the heap: only the session's own goes on.
   if (closed_ || now < armed_) return;
   armed_ = 0;
+  if (rq_deadline_ != 0 && now >= rq_deadline_ && (phase_ == Phase::WaitUpstream || phase_ == Phase::Exchange)) {
+    RequestTimedOut();
+    if (!closed_) ArmOwn(now + idle_ms_);  // the keep-alive (or linger) timer goes on
+    Pump();
+    return;
+  }
   int64_t deadline;
   if (phase_ == Phase::Linger) {
     deadline = linger_until_;
@@ -131,7 +137,9 @@ void Http1Session::OnTimer(int64_t now) {
     if (d_.plan->tcpIdleMs <= 0) return;
     deadline = last_active_ + d_.plan->tcpIdleMs;
   } else {
-    deadline = now + idle_ms_;  // a request in progress has no client timeout (Kuma's route timeout 0s)
+    // A request in progress has no client idle timeout; its route timeout, when the plan has one, runs.
+    deadline = now + idle_ms_;
+    if (rq_deadline_ != 0) deadline = std::min(deadline, rq_deadline_);
   }
   if (now >= deadline) {
     End(phase_ == Phase::Linger ? "done" : "idle-timeout");
@@ -370,6 +378,7 @@ bool Http1Session::StepHead() {
   resp_scan_.Reset();
   req_body_.Start(req_.framing, req_.content_length);
   req_done_ = req_body_.done();
+  rq_deadline_ = 0;
   resp_started_ = resp_done_ = resp_any_ = false;
   retried_ = false;
   req_body_sent_ = 0;
@@ -402,7 +411,31 @@ bool Http1Session::StepHead() {
   }
   if (c) Begin(std::move(c), true);
   else AskUpstream();
+  if (req_done_) StartRequestTimer();
   return true;
+}
+
+void Http1Session::StartRequestTimer() {
+  if (rq_deadline_ != 0 || plan_->requestTimeoutMs <= 0) return;
+  rq_deadline_ = loop()->NowMs() + plan_->requestTimeoutMs;
+  ArmOwn(rq_deadline_);
+}
+
+void Http1Session::RequestTimedOut() {
+  rq_deadline_ = 0;
+  engine::ServiceStats& stats = plan_->state->stats;
+  stats.Add(engine::ServiceStats::kUpstreamRqTimeout);
+  connector_.Cancel();
+  Report(504, "upstream request timeout");
+  if (resp_started_) {
+    // Part of the response went out: the client must not take it for a whole one (Envoy resets the stream).
+    End("upstream-error", "response did not complete within the request timeout");
+    return;
+  }
+  // The upstream request is reset with its connection (an HTTP/1.1 exchange cannot be cancelled otherwise);
+  // the client connection stays usable: the request was read whole.
+  stats.CountResponse(504);
+  LocalReply(504, "upstream request timeout", true);
 }
 
 const engine::Plan* Http1Session::CurrentPlan() {
@@ -483,7 +516,10 @@ bool Http1Session::StepExchange() {
       End("client-error", "malformed request body");
       return false;
     }
-    if (req_body_.done()) req_done_ = true;
+    if (req_body_.done()) {
+      req_done_ = true;
+      StartRequestTimer();
+    }
   }
   if (!req_done_ && c_eof_ && cin_.empty()) {
     End("client-reset", "client closed mid-request");
@@ -515,6 +551,7 @@ bool Http1Session::StepExchange() {
     resp_started_ = true;
     resp_body_.Start(resp_.framing, resp_.content_length);
     if (resp_.framing == Framing::Tunnel) {
+      rq_deadline_ = 0;  // an upgraded connection is a tunnel, not an exchange
       phase_ = Phase::Tunnel;
       return true;
     }
@@ -576,6 +613,7 @@ void Http1Session::UpstreamGone() {
 }
 
 void Http1Session::Finish() {
+  rq_deadline_ = 0;
   // A connection whose FIN arrived with the response (rdhup) is done, even before the read that says so.
   // A bridged HTTP/2 upstream that received GOAWAY says so itself.
   bool reusable = UpstreamReusable(resp_) && req_done_ && !up_->eof && !up_->rdhup && uin_.empty() && uout_.empty() && up_->t().reusable();
@@ -624,6 +662,7 @@ bool Http1Session::StepTunnel() {
 }
 
 void Http1Session::LocalReply(int status, const std::string& body, bool keep) {
+  rq_deadline_ = 0;
   keep = keep && !draining_ && req_.keep_alive;
   std::string r = LocalResponse(status, body, !keep);
   cout_.Append(r.data(), r.size());

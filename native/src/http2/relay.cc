@@ -115,6 +115,9 @@ struct Relay::Stream {
   ByteQueue resp_body;
   bool down_deferred = false;
   bool down_closed = false;
+
+  int64_t timeout_ms = 0;  // its plan's route timeout (0: none)
+  int64_t deadline = 0;    // when it times out, once the request is complete (0: not running)
 };
 
 struct Relay::Upstream {
@@ -239,6 +242,8 @@ int Relay::OnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud) 
       r->Answer(s, answer);
       return 0;
     }
+    s->timeout_ms = r->host_.RequestTimeoutMs();
+    if (end) r->StartRequestTimer(s);
     s->waiting = true;
     r->waiting_.push_back(s);
     r->Dispatch();
@@ -246,6 +251,7 @@ int Relay::OnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud) 
   }
   if (end) {
     s->req_end = true;
+    r->StartRequestTimer(s);
     r->ResumeUpstreamData(s);
   }
   return 0;
@@ -728,6 +734,48 @@ void Relay::UpstreamFailedStream(Stream* s, uint32_t code, const std::string& wh
     return;
   }
   nghttp2_submit_rst_stream(down_, NGHTTP2_FLAG_NONE, s->id, code);
+}
+
+void Relay::StartRequestTimer(Stream* s) {
+  if (s->timeout_ms <= 0 || s->deadline != 0 || s->resp_end) return;
+  s->deadline = host_.ArmRequestTimer(s->timeout_ms);
+}
+
+int64_t Relay::ExpireRequests(int64_t nowMs) {
+  int64_t next = 0;
+  std::vector<Stream*> due;
+  for (auto& [id, s] : streams_) {
+    if (s->deadline == 0) continue;
+    if (s->resp_end || s->down_closed) {
+      s->deadline = 0;  // the response is complete (Envoy's route timeout ends with the upstream's END_STREAM)
+      continue;
+    }
+    if (s->deadline <= nowMs) due.push_back(s.get());
+    else if (next == 0 || s->deadline < next) next = s->deadline;
+  }
+  for (Stream* s : due) TimeOut(s);
+  if (!due.empty()) Dispatch();
+  return next;
+}
+
+void Relay::TimeOut(Stream* s) {
+  s->deadline = 0;
+  host_.CountTimeout();
+  if (s->waiting) {
+    waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), s), waiting_.end());
+    s->waiting = false;
+  }
+  if (s->conn) Detach(s);
+  if (s->resp_submitted) {
+    // Part of the response went out: the client must not take it for a whole one.
+    nghttp2_submit_rst_stream(down_, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+    return;
+  }
+  LocalAnswer a;
+  a.status = 504;
+  a.grpcStatus = 4;  // DEADLINE_EXCEEDED
+  a.message = "upstream request timeout";
+  Answer(s, a);
 }
 
 void Relay::LocalReply(Stream* s, const std::string& reason) {

@@ -47,6 +47,18 @@ class RelayHost {
   virtual void CountResponse(int status) = 0;
   /** A stream the upstream refused unprocessed (GOAWAY, REFUSED_STREAM) is being replayed on another connection. */
   virtual void CountRetry() = 0;
+  /** Right after Admit said yes: the admitted request's route timeout in ms (0: none). */
+  virtual int64_t RequestTimeoutMs() { return 0; }
+  /**
+   * An admitted request with a route timeout is complete (the client's END_STREAM): returns its deadline on the
+   * host's clock, having arranged for ExpireRequests to be called then.
+   */
+  virtual int64_t ArmRequestTimer(int64_t timeoutMs) {
+    (void)timeoutMs;
+    return 0;
+  }
+  /** A request timed out (ExpireRequests): it is answered 504 / DEADLINE_EXCEEDED, or reset if its response began. */
+  virtual void CountTimeout() {}
 };
 
 struct RelayOptions {
@@ -115,6 +127,12 @@ class Relay {
   UpstreamHandle ReleaseIdleUpstream(uint32_t id);
   /** Adopts a connection from ReleaseIdleUpstream (no stream is sent yet: feed its pending bytes, then Kick). */
   uint32_t AdoptUpstream(UpstreamHandle u);
+  /**
+   * Streams whose route timeout passed at `nowMs` before their response completed: the upstream stream is reset
+   * (RST_STREAM CANCEL), the client gets 504 (grpc-status 4 DEADLINE_EXCEEDED) or, when the response had begun,
+   * RST_STREAM. The connections stay. Returns the next pending deadline (0: none).
+   */
+  int64_t ExpireRequests(int64_t nowMs);
   /** Sends waiting streams to connections with room. */
   void Kick() { Dispatch(); }
   /** True between NeedUpstream and the answer (AttachUpstream, AdoptUpstream or UpstreamUnavailable). */
@@ -156,6 +174,9 @@ class Relay {
   void UpstreamFailedStream(Stream* s, uint32_t code, const std::string& why);
   /** An upstream failure's local reply: 503, or grpc-status 14 (UNAVAILABLE). */
   void LocalReply(Stream* s, const std::string& reason);
+  /** The request is complete: its route timeout starts (see RelayHost::ArmRequestTimer). */
+  void StartRequestTimer(Stream* s);
+  void TimeOut(Stream* s);
   void Answer(Stream* s, const LocalAnswer& a);
   void SubmitResponse(Stream* s, bool end);
   void ResumeClientData(Stream* s);

@@ -487,6 +487,17 @@ void Http2Session::CountResponse(int status) { plan_->state->stats.CountResponse
 
 void Http2Session::CountRetry() { plan_->state->stats.Add(engine::ServiceStats::kRqRetry); }
 
+// Admit has just looked the plan up: plan_ is the admitted stream's.
+int64_t Http2Session::RequestTimeoutMs() { return plan_->requestTimeoutMs; }
+
+int64_t Http2Session::ArmRequestTimer(int64_t timeoutMs) {
+  int64_t deadline = loop()->NowMs() + timeoutMs;
+  ArmOwn(deadline);
+  return deadline;
+}
+
+void Http2Session::CountTimeout() { plan_->state->stats.Add(engine::ServiceStats::kUpstreamRqTimeout); }
+
 void Http2Session::ArmOwn(int64_t deadline) {
   if (armed_ != 0 && armed_ <= deadline) return;
   armed_ = deadline;
@@ -499,6 +510,9 @@ void Http2Session::OnTimer(int64_t nowMs) {
   // Connect deadlines share the heap: only the session's own entry decides about idleness.
   if (ended_ || nowMs < armed_) return;
   armed_ = 0;
+  int64_t nextRequestDeadline = relay_.ExpireRequests(nowMs);
+  Pump();
+  if (ended_) return;
   int64_t idle = d_.plan->httpIdleMs;
   if (relay_.OpenStreams() == 0 && nowMs - lastActive_ >= idle) {
     // A client connection with no stream for the HTTP idle timeout is closed, as an HTTP/1 one is.
@@ -508,6 +522,7 @@ void Http2Session::OnTimer(int64_t nowMs) {
     return;
   }
   ArmOwn(relay_.OpenStreams() == 0 ? lastActive_ + idle : nowMs + idle);
+  if (nextRequestDeadline != 0) ArmOwn(nextRequestDeadline);
 }
 
 }  // namespace mx::h2
