@@ -75,7 +75,7 @@ export interface PlanTimeouts {
 
 /**
  * The longest timer the engine takes (2^31-1 ms, 24.8 days): a MeshTimeout `idleTimeout: 0` ("disabled") on
- * HTTP connections, whose engine sessions always run an idle timer. TCP sessions take 0 as "none".
+ * pooled HTTP upstream connections, which always carry an idle deadline. TCP sessions take 0 as "none".
  */
 export const IDLE_DISABLED_MS = 0x7fffffff;
 
@@ -89,22 +89,30 @@ export const DEFAULT_TIMEOUTS: PlanTimeouts = {
 };
 
 /**
- * The service's MeshTimeout values over the agent's defaults, mapped as Kuma's MeshTimeout plugin maps them
- * onto Envoy: connectionTimeout → the cluster connect_timeout; idleTimeout → the tcp_proxy idle_timeout, the
- * HTTP connection manager's idle_timeout (client connections with no request) and the cluster's HTTP
- * idle_timeout (pooled upstream connections); http.requestTimeout → the route timeout.
+ * Kuma's MeshTimeout defaults for what a policy leaves unset (meshtimeout plugin, xds/configurer.go): once any
+ * MeshTimeout selects a service, its unset fields take these, not the agent's own defaults.
+ */
+export const MESH_TIMEOUT_DEFAULTS = { idleMs: 3_600_000, requestMs: 15_000 } as const;
+
+/**
+ * The plan's timeouts: the agent's defaults when no MeshTimeout selects the service; otherwise the merged policy
+ * over Kuma's MeshTimeout defaults, mapped as Kuma's plugin configures Envoy:
+ * - connectionTimeout → the cluster connect_timeout (unset: the agent's connect timeout, 5 s as Kuma's);
+ * - idleTimeout → a tcp service's tcp_proxy idle_timeout, and an http/http2 cluster's HTTP idle_timeout (pooled
+ *   upstream connections; Kuma leaves grpc clusters alone); 0 disables it;
+ * - http.requestTimeout → the route timeout of http, http2 and grpc services; 0 disables it.
+ * Kuma also turns the client-side (HTTP connection manager) idle timeout off; meshext keeps its own, as it serves
+ * every client on the node rather than one application.
  */
 export function timeoutsFor(svc: CompiledService, base: PlanTimeouts): PlanTimeouts {
   const t = svc.timeouts;
   if (!t) return { ...base };
   const out = { ...base };
-  if (t.connectMs !== undefined) out.connectMs = t.connectMs;
-  if (t.idleMs !== undefined) {
-    out.tcpIdleMs = t.idleMs;
-    out.httpIdleMs = t.idleMs === 0 ? IDLE_DISABLED_MS : t.idleMs;
-    out.upstreamIdleMs = out.httpIdleMs;
-  }
-  if (t.requestMs !== undefined) out.requestMs = t.requestMs;
+  out.connectMs = t.connectMs ?? base.connectMs;
+  const idle = t.idleMs ?? MESH_TIMEOUT_DEFAULTS.idleMs;
+  if (svc.protocol === 'tcp') out.tcpIdleMs = idle;
+  if (svc.protocol === 'http' || svc.protocol === 'http2') out.upstreamIdleMs = idle === 0 ? IDLE_DISABLED_MS : idle;
+  out.requestMs = svc.protocol === 'tcp' ? 0 : (t.requestMs ?? MESH_TIMEOUT_DEFAULTS.requestMs);
   return out;
 }
 

@@ -99,10 +99,11 @@ test('http/1.1: a request slower than requestTimeout gets 504 at the timeout, th
   await closeServer(up.srv);
 });
 
-test('http/1.1: without a requestTimeout a slow response is waited for', async (t) => {
+test('http/1.1: a policy without requestTimeout gets Kuma\'s 15 s default: a 3 s response is waited for', async (t) => {
   const up = await delayingUpstream();
   const s = svc({ protocol: 'http', endpoints: [ipEp(up.port)], timeouts: policy({ connectMs: 1000 }) });
   const p = await proxyFor(s);
+  t.is(p.proxy.currentPlans()[0]?.timeouts.requestMs, 15_000);
   const c = h1Client(p.port);
   const slow = await c.ask('/slow');
   t.deepEqual([slow.status, slow.body], [200, 'slow']);
@@ -254,13 +255,37 @@ test('connectionTimeout: a connect to a black hole fails at the policy\'s time, 
   await p.close();
 });
 
-test('idleTimeout: an idle keep-alive client connection is closed after the policy\'s idle timeout', async (t) => {
+test('idleTimeout: a pooled upstream connection of an http service is closed after the policy\'s idle timeout', async (t) => {
   const up = await delayingUpstream();
+  let upstreamClosed = 0;
+  up.srv.on('connection', (sock: net.Socket) => sock.on('close', () => upstreamClosed++));
   const s = svc({ protocol: 'http', endpoints: [ipEp(up.port)], timeouts: policy({ idleMs: 300 }) });
   const p = await proxyFor(s);
   const c = h1Client(p.port);
   t.is((await c.ask('/a')).status, 200);
-  await until(() => c.closed(), 'idle client closed', 5000);
+  // The client connection stays (its keep-alive idle timeout is the agent's); the upstream one goes.
+  await until(() => upstreamClosed === 1, 'pooled upstream connection closed', 5000);
+  t.false(c.closed());
+  c.destroy();
   await p.close();
   await closeServer(up.srv);
+});
+
+test('idleTimeout: a tcp connection idle for the policy\'s idle timeout is closed', async (t) => {
+  const echo = net.createServer((sock) => sock.pipe(sock));
+  const { port } = await listen(echo);
+  const s = svc({ protocol: 'tcp', endpoints: [ipEp(port)], timeouts: policy({ idleMs: 300 }) });
+  const p = await proxyFor(s);
+  const c = net.connect({ host: '127.0.0.1', port: p.port });
+  c.on('error', () => undefined);
+  let closed = false;
+  c.on('close', () => (closed = true));
+  let got = '';
+  c.on('data', (d: Buffer) => (got += d.toString()));
+  c.write('ping');
+  await until(() => got === 'ping', 'echo');
+  await until(() => closed, 'idle tcp connection closed', 5000);
+  t.pass();
+  await p.close();
+  await closeServer(echo);
 });
