@@ -28,6 +28,7 @@ export const SERVICE_COUNTERS = [
   'accessDenied',
   'headerTimeout',
   'upstreamRqTimeout',
+  'upstreamRqMaxDuration',
 ] as const;
 export type ServiceCounter = (typeof SERVICE_COUNTERS)[number];
 

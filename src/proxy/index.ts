@@ -105,6 +105,7 @@ export class Proxy {
       httpHeaderMs: timeout('httpHeaderTimeoutMs', opts.httpHeaderTimeoutMs, DEFAULT_TIMEOUTS.httpHeaderMs, 1),
       upstreamIdleMs: timeout('httpUpstreamIdleTimeoutMs', opts.httpUpstreamIdleTimeoutMs, DEFAULT_TIMEOUTS.upstreamIdleMs, 1),
       requestMs: DEFAULT_TIMEOUTS.requestMs,
+      maxStreamMs: DEFAULT_TIMEOUTS.maxStreamMs,
     };
     const maxConnections = opts.maxConnections ?? 0;
     if (maxConnections !== 'auto' && (!Number.isInteger(maxConnections) || maxConnections < 0 || maxConnections > 0xffffffff)) {

@@ -16,6 +16,7 @@ export interface EffectiveTimeouts {
   connectMs?: number;
   idleMs?: number;
   requestMs?: number;
+  maxStreamMs?: number;
   policies: string[];
 }
 
@@ -65,6 +66,7 @@ export function effectiveTimeouts(mes: MeshExternalServiceResource, policies: re
     if (conf.connectionTimeout !== undefined) out.connectMs = ms(conf.connectionTimeout);
     if (conf.idleTimeout !== undefined) out.idleMs = ms(conf.idleTimeout);
     if (conf.http?.requestTimeout !== undefined) out.requestMs = ms(conf.http.requestTimeout);
+    if (conf.http?.maxStreamDuration !== undefined) out.maxStreamMs = ms(conf.http.maxStreamDuration);
   }
   return out;
 }

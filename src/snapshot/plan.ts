@@ -71,6 +71,8 @@ export interface PlanTimeouts {
   upstreamIdleMs: number;
   /** Envoy's route timeout: from the end of the request to the end of the response (504 after); 0: none. */
   requestMs: number;
+  /** Envoy's cluster max_stream_duration: from the request leaving for the upstream to the end of the response; 0: none. */
+  maxStreamMs: number;
 }
 
 /**
@@ -86,6 +88,7 @@ export const DEFAULT_TIMEOUTS: PlanTimeouts = {
   httpHeaderMs: HTTP_HEADER_TIMEOUT_MS,
   upstreamIdleMs: UPSTREAM_IDLE_TIMEOUT_MS,
   requestMs: 0,
+  maxStreamMs: 0,
 };
 
 /**
@@ -100,7 +103,11 @@ export const MESH_TIMEOUT_DEFAULTS = { idleMs: 3_600_000, requestMs: 15_000 } as
  * - connectionTimeout → the cluster connect_timeout (unset: the agent's connect timeout, 5 s as Kuma's);
  * - idleTimeout → a tcp service's tcp_proxy idle_timeout, and an http/http2 cluster's HTTP idle_timeout (pooled
  *   upstream connections; Kuma leaves grpc clusters alone); 0 disables it;
- * - http.requestTimeout → the route timeout of http, http2 and grpc services; 0 disables it.
+ * - http.requestTimeout → the route timeout of http, http2 and grpc services; 0 disables it;
+ * - http.maxStreamDuration → the cluster max_stream_duration (unset or 0: none).
+ * Kuma's plugin configures the cluster fields (HTTP idle timeout, max stream duration) on http and http2
+ * clusters only, so on grpc services they would have no effect; meshext applies them to grpc too rather than
+ * accept a field and ignore it.
  * Kuma also turns the client-side (HTTP connection manager) idle timeout off; meshext keeps its own, as it serves
  * every client on the node rather than one application.
  */
@@ -111,8 +118,11 @@ export function timeoutsFor(svc: CompiledService, base: PlanTimeouts): PlanTimeo
   out.connectMs = t.connectMs ?? base.connectMs;
   const idle = t.idleMs ?? MESH_TIMEOUT_DEFAULTS.idleMs;
   if (svc.protocol === 'tcp') out.tcpIdleMs = idle;
-  if (svc.protocol === 'http' || svc.protocol === 'http2') out.upstreamIdleMs = idle === 0 ? IDLE_DISABLED_MS : idle;
-  out.requestMs = svc.protocol === 'tcp' ? 0 : (t.requestMs ?? MESH_TIMEOUT_DEFAULTS.requestMs);
+  if (svc.protocol !== 'tcp') {
+    out.upstreamIdleMs = idle === 0 ? IDLE_DISABLED_MS : idle;
+    out.requestMs = t.requestMs ?? MESH_TIMEOUT_DEFAULTS.requestMs;
+    out.maxStreamMs = t.maxStreamMs ?? 0;
+  }
   return out;
 }
 

@@ -289,3 +289,54 @@ test('idleTimeout: a tcp connection idle for the policy\'s idle timeout is close
   await p.close();
   await closeServer(echo);
 });
+
+test('maxStreamDuration: an upstream request older than the limit is reset and answered 504; the connection serves the next request', async (t) => {
+  const up = await delayingUpstream();
+  const s = svc({ protocol: 'http', endpoints: [ipEp(up.port)], timeouts: policy({ requestMs: 0, maxStreamMs: TIMEOUT_MS }) });
+  const p = await proxyFor(s);
+  const c = h1Client(p.port);
+  const slow = await c.ask('/slow');
+  t.deepEqual([slow.status, slow.body], [504, 'upstream max stream duration reached\n']);
+  t.true(slow.ms >= TIMEOUT_MS - 50 && slow.ms < SLOW_MS - 500, `answered after ${slow.ms} ms`);
+  await until(() => up.aborted() === 1, 'upstream request reset');
+  t.is((await c.ask('/fast')).status, 200);
+  t.is(p.stats.get('meshext_upstream_rq_max_duration_reached_total', { service: s.kri }), 1);
+  t.is(p.stats.get('meshext_upstream_rq_timeout_total', { service: s.kri }), 0);
+  c.destroy();
+  await p.close();
+  await closeServer(up.srv);
+});
+
+test('maxStreamDuration: reached while the request body is still arriving, the client gets 408 and the connection closes', async (t) => {
+  const up = await delayingUpstream();
+  const s = svc({ protocol: 'http', endpoints: [ipEp(up.port)], timeouts: policy({ maxStreamMs: 300 }) });
+  const p = await proxyFor(s);
+  const c = net.connect({ host: '127.0.0.1', port: p.port });
+  let got = '';
+  c.on('data', (d: Buffer) => (got += d.toString('latin1')));
+  const closed = new Promise<void>((r) => c.on('close', () => r()));
+  c.write('POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc');
+  await closed;
+  t.regex(got, /^HTTP\/1\.1 408 /);
+  t.true(got.endsWith('upstream max stream duration reached\n'));
+  t.is(p.stats.get('meshext_upstream_rq_max_duration_reached_total', { service: s.kri }), 1);
+  await p.close();
+  await closeServer(up.srv);
+});
+
+test('maxStreamDuration: an HTTP/2 stream past the limit gets 504, its upstream stream is reset, the session goes on', async (t) => {
+  const up = await h2Upstream();
+  const s = svc({ protocol: 'http2', endpoints: [ipEp(up.port)], timeouts: policy({ requestMs: 0, maxStreamMs: TIMEOUT_MS }) });
+  const p = await proxyFor(s);
+  const session = http2.connect(`http://127.0.0.1:${p.port}`);
+  session.on('error', () => undefined);
+  const slow = await h2Get(session, '/slow');
+  t.deepEqual([slow.status, slow.body], [504, 'upstream max stream duration reached\n']);
+  t.true(slow.ms >= TIMEOUT_MS - 50 && slow.ms < SLOW_MS - 500, `answered after ${slow.ms} ms`);
+  await until(() => up.resets() === 1, 'upstream stream reset');
+  t.is((await h2Get(session, '/fast')).status, 200);
+  t.is(p.stats.get('meshext_upstream_rq_max_duration_reached_total', { service: s.kri }), 1);
+  session.close();
+  await p.close();
+  await closeServer(up.srv as unknown as net.Server);
+});

@@ -48,7 +48,8 @@ struct ServiceStats {
     kRqRetry,
     kAccessDenied,
     kHeaderTimeout,
-    kUpstreamRqTimeout,  // requests answered 504 / DEADLINE_EXCEEDED (or cut) by the plan's request timeout
+    kUpstreamRqTimeout,      // requests answered 504 / DEADLINE_EXCEEDED (or cut) by the plan's request timeout
+    kUpstreamRqMaxDuration,  // upstream requests ended by the plan's max stream duration
     kCount,
   };
   std::atomic<int64_t> v[kCount] = {};
@@ -135,6 +136,12 @@ struct Plan {
    * DEADLINE_EXCEEDED), or its stream is cut when the response had begun. 0: none.
    */
   int64_t requestTimeoutMs = 0;
+  /**
+   * Envoy's cluster max_stream_duration (MeshTimeout http.maxStreamDuration): from the request leaving for the
+   * upstream to the end of the response; past it the upstream request is reset and the client gets 504 (408
+   * while its request was still arriving), or is cut when the response had begun. 0: none.
+   */
+  int64_t maxStreamMs = 0;
   /** Upstream connections of equal plans are interchangeable: HTTP/2 sessions park idle ones under this key. */
   std::string poolKey;
   std::shared_ptr<ServiceState> state;

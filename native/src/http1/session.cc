@@ -105,8 +105,10 @@ void Http1Session::OnTimer(int64_t now) {
   // Entries the Connector armed (connect deadlines) share the heap: only the session's own goes on.
   if (closed_ || now < armed_) return;
   armed_ = 0;
-  if (rq_deadline_ != 0 && now >= rq_deadline_ && (phase_ == Phase::WaitUpstream || phase_ == Phase::Exchange)) {
-    RequestTimedOut();
+  bool rqDue = rq_deadline_ != 0 && now >= rq_deadline_;
+  bool streamDue = stream_deadline_ != 0 && now >= stream_deadline_;
+  if ((rqDue || streamDue) && (phase_ == Phase::WaitUpstream || phase_ == Phase::Exchange)) {
+    TimedOut(!rqDue);
     if (!closed_) ArmOwn(now + idle_ms_);  // the keep-alive (or linger) timer goes on
     Pump();
     return;
@@ -140,6 +142,7 @@ void Http1Session::OnTimer(int64_t now) {
     // A request in progress has no client idle timeout; its route timeout, when the plan has one, runs.
     deadline = now + idle_ms_;
     if (rq_deadline_ != 0) deadline = std::min(deadline, rq_deadline_);
+    if (stream_deadline_ != 0) deadline = std::min(deadline, stream_deadline_);
   }
   if (now >= deadline) {
     End(phase_ == Phase::Linger ? "done" : "idle-timeout");
@@ -378,7 +381,7 @@ bool Http1Session::StepHead() {
   resp_scan_.Reset();
   req_body_.Start(req_.framing, req_.content_length);
   req_done_ = req_body_.done();
-  rq_deadline_ = 0;
+  rq_deadline_ = stream_deadline_ = 0;
   resp_started_ = resp_done_ = resp_any_ = false;
   retried_ = false;
   req_body_sent_ = 0;
@@ -421,21 +424,24 @@ void Http1Session::StartRequestTimer() {
   ArmOwn(rq_deadline_);
 }
 
-void Http1Session::RequestTimedOut() {
-  rq_deadline_ = 0;
+void Http1Session::TimedOut(bool maxStream) {
+  rq_deadline_ = stream_deadline_ = 0;
   engine::ServiceStats& stats = plan_->state->stats;
-  stats.Add(engine::ServiceStats::kUpstreamRqTimeout);
+  stats.Add(maxStream ? engine::ServiceStats::kUpstreamRqMaxDuration : engine::ServiceStats::kUpstreamRqTimeout);
   connector_.Cancel();
-  Report(504, "upstream request timeout");
+  const char* what = maxStream ? "upstream max stream duration reached" : "upstream request timeout";
+  // As Envoy: a max stream duration that ends while the request is still arriving is the client's 408.
+  int status = maxStream && !req_done_ ? 408 : 504;
+  Report(status, what);
   if (resp_started_) {
     // Part of the response went out: the client must not take it for a whole one (Envoy resets the stream).
-    End("upstream-error", "response did not complete within the request timeout");
+    End("upstream-error", what);
     return;
   }
   // The upstream request is reset with its connection (an HTTP/1.1 exchange cannot be cancelled otherwise);
-  // the client connection stays usable: the request was read whole.
-  stats.CountResponse(504);
-  LocalReply(504, "upstream request timeout", true);
+  // the client connection stays usable when the request was read whole.
+  stats.CountResponse(status);
+  LocalReply(status, what, req_done_);
 }
 
 const engine::Plan* Http1Session::CurrentPlan() {
@@ -494,6 +500,12 @@ void Http1Session::Begin(std::unique_ptr<UpstreamConn> c, bool reused) {
   WriteRequestHead(req_, up_->host, hbuf_);
   uout_.Append(hbuf_.data(), hbuf_.size());
   phase_ = Phase::Exchange;
+  // Each upstream request (a retry is a new one) gets the whole max stream duration, as Envoy's.
+  stream_deadline_ = 0;
+  if (plan_->maxStreamMs > 0) {
+    stream_deadline_ = loop()->NowMs() + plan_->maxStreamMs;
+    ArmOwn(stream_deadline_);
+  }
 }
 
 bool Http1Session::StepExchange() {
@@ -551,7 +563,7 @@ bool Http1Session::StepExchange() {
     resp_started_ = true;
     resp_body_.Start(resp_.framing, resp_.content_length);
     if (resp_.framing == Framing::Tunnel) {
-      rq_deadline_ = 0;  // an upgraded connection is a tunnel, not an exchange
+      rq_deadline_ = stream_deadline_ = 0;  // an upgraded connection is a tunnel, not an exchange
       phase_ = Phase::Tunnel;
       return true;
     }
@@ -613,7 +625,7 @@ void Http1Session::UpstreamGone() {
 }
 
 void Http1Session::Finish() {
-  rq_deadline_ = 0;
+  rq_deadline_ = stream_deadline_ = 0;
   // A connection whose FIN arrived with the response (rdhup) is done, even before the read that says so.
   // A bridged HTTP/2 upstream that received GOAWAY says so itself.
   bool reusable = UpstreamReusable(resp_) && req_done_ && !up_->eof && !up_->rdhup && uin_.empty() && uout_.empty() && up_->t().reusable();
@@ -662,7 +674,7 @@ bool Http1Session::StepTunnel() {
 }
 
 void Http1Session::LocalReply(int status, const std::string& body, bool keep) {
-  rq_deadline_ = 0;
+  rq_deadline_ = stream_deadline_ = 0;
   keep = keep && !draining_ && req_.keep_alive;
   std::string r = LocalResponse(status, body, !keep);
   cout_.Append(r.data(), r.size());

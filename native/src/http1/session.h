@@ -62,8 +62,12 @@ class Http1Session : public engine::Session, private engine::ConnectorHost {
   void AskUpstream();
   /** The request is complete: its route timeout (Plan::requestTimeoutMs) starts now. */
   void StartRequestTimer();
-  /** The route timeout passed before the response completed: reset upstream, 504 (or cut a begun response). */
-  void RequestTimedOut();
+  /**
+   * The route timeout (or, `maxStream`, the max stream duration) passed before the response completed: reset
+   * upstream, answer 504 (408 for a max stream duration while the request was still arriving), or cut a begun
+   * response.
+   */
+  void TimedOut(bool maxStream);
   /** Arms the session's own timer chain for `deadline` (earlier deadlines first; see OnTimer). */
   void ArmOwn(int64_t deadline);
   /** The plan for the request whose head just arrived (looked up again only when plans changed). */
@@ -97,6 +101,7 @@ class Http1Session : public engine::Session, private engine::ConnectorHost {
   int64_t head_since_ = 0;  // when the first byte of the request head being read arrived (0: none yet)
   int64_t armed_ = 0;  // deadline of the session's own pending timer entry (0: none)
   int64_t rq_deadline_ = 0;  // when the exchange in progress times out (0: no request timeout running)
+  int64_t stream_deadline_ = 0;  // when its upstream request reaches the max stream duration (0: none running)
   uint64_t rx_ = 0, tx_ = 0;
 
   std::unique_ptr<UpstreamConn> up_;

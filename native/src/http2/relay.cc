@@ -116,8 +116,9 @@ struct Relay::Stream {
   bool down_deferred = false;
   bool down_closed = false;
 
-  int64_t timeout_ms = 0;  // its plan's route timeout (0: none)
-  int64_t deadline = 0;    // when it times out, once the request is complete (0: not running)
+  StreamLimits limits;          // from its plan, at admission
+  int64_t deadline = 0;         // route timeout, once the request is complete (0: not running)
+  int64_t stream_deadline = 0;  // max stream duration, once the request went upstream (0: not running)
 };
 
 struct Relay::Upstream {
@@ -242,7 +243,7 @@ int Relay::OnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud) 
       r->Answer(s, answer);
       return 0;
     }
-    s->timeout_ms = r->host_.RequestTimeoutMs();
+    s->limits = r->host_.Limits();
     if (end) r->StartRequestTimer(s);
     s->waiting = true;
     r->waiting_.push_back(s);
@@ -705,6 +706,8 @@ bool Relay::Submit(Stream* s, Upstream* u) {
   }
   s->conn = u;
   s->up_id = id;
+  // Each upstream stream (a replay is a new one) gets the whole max stream duration, as Envoy's per upstream request.
+  s->stream_deadline = s->limits.maxStreamMs > 0 ? host_.ArmTimer(s->limits.maxStreamMs) : 0;
   s->up_active = true;
   s->up_opened = false;
   s->up_deferred = false;
@@ -737,30 +740,37 @@ void Relay::UpstreamFailedStream(Stream* s, uint32_t code, const std::string& wh
 }
 
 void Relay::StartRequestTimer(Stream* s) {
-  if (s->timeout_ms <= 0 || s->deadline != 0 || s->resp_end) return;
-  s->deadline = host_.ArmRequestTimer(s->timeout_ms);
+  if (s->limits.requestMs <= 0 || s->deadline != 0 || s->resp_end) return;
+  s->deadline = host_.ArmTimer(s->limits.requestMs);
 }
 
 int64_t Relay::ExpireRequests(int64_t nowMs) {
   int64_t next = 0;
-  std::vector<Stream*> due;
+  std::vector<std::pair<Stream*, Expiry>> due;
   for (auto& [id, s] : streams_) {
-    if (s->deadline == 0) continue;
+    if (s->deadline == 0 && s->stream_deadline == 0) continue;
     if (s->resp_end || s->down_closed) {
-      s->deadline = 0;  // the response is complete (Envoy's route timeout ends with the upstream's END_STREAM)
+      // The response is complete (both limits end with the upstream's END_STREAM).
+      s->deadline = s->stream_deadline = 0;
       continue;
     }
-    if (s->deadline <= nowMs) due.push_back(s.get());
-    else if (next == 0 || s->deadline < next) next = s->deadline;
+    if (s->deadline != 0 && s->deadline <= nowMs) {
+      due.emplace_back(s.get(), Expiry::kRequestTimeout);
+    } else if (s->stream_deadline != 0 && s->stream_deadline <= nowMs) {
+      due.emplace_back(s.get(), Expiry::kMaxStreamDuration);
+    } else {
+      for (int64_t d : {s->deadline, s->stream_deadline})
+        if (d != 0 && (next == 0 || d < next)) next = d;
+    }
   }
-  for (Stream* s : due) TimeOut(s);
+  for (auto [s, why] : due) TimeOut(s, why);
   if (!due.empty()) Dispatch();
   return next;
 }
 
-void Relay::TimeOut(Stream* s) {
-  s->deadline = 0;
-  host_.CountTimeout();
+void Relay::TimeOut(Stream* s, Expiry why) {
+  s->deadline = s->stream_deadline = 0;
+  host_.CountExpiry(why);
   if (s->waiting) {
     waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), s), waiting_.end());
     s->waiting = false;
@@ -772,9 +782,15 @@ void Relay::TimeOut(Stream* s) {
     return;
   }
   LocalAnswer a;
-  a.status = 504;
   a.grpcStatus = 4;  // DEADLINE_EXCEEDED
-  a.message = "upstream request timeout";
+  if (why == Expiry::kRequestTimeout) {
+    a.status = 504;
+    a.message = "upstream request timeout";
+  } else {
+    // As Envoy: 504 once the whole request was received, 408 while it was still arriving.
+    a.status = s->req_end ? 504 : 408;
+    a.message = "upstream max stream duration reached";
+  }
   Answer(s, a);
 }
 

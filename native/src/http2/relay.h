@@ -32,6 +32,17 @@ struct LocalAnswer {
   bool counted = true;
 };
 
+/** Time limits of one admitted stream, from its plan (0: none). */
+struct StreamLimits {
+  /** Envoy's route timeout: from the client's END_STREAM to the upstream's. */
+  int64_t requestMs = 0;
+  /** Envoy's cluster max_stream_duration: from the request leaving for the upstream to the end of the response. */
+  int64_t maxStreamMs = 0;
+};
+
+/** Why a stream's time ran out. */
+enum class Expiry { kRequestTimeout, kMaxStreamDuration };
+
 /** What the relay needs from whoever drives it. Called synchronously from the Recv, Send and Attach calls. */
 class RelayHost {
  public:
@@ -47,18 +58,15 @@ class RelayHost {
   virtual void CountResponse(int status) = 0;
   /** A stream the upstream refused unprocessed (GOAWAY, REFUSED_STREAM) is being replayed on another connection. */
   virtual void CountRetry() = 0;
-  /** Right after Admit said yes: the admitted request's route timeout in ms (0: none). */
-  virtual int64_t RequestTimeoutMs() { return 0; }
-  /**
-   * An admitted request with a route timeout is complete (the client's END_STREAM): returns its deadline on the
-   * host's clock, having arranged for ExpireRequests to be called then.
-   */
-  virtual int64_t ArmRequestTimer(int64_t timeoutMs) {
-    (void)timeoutMs;
+  /** Right after Admit said yes: the admitted stream's time limits. */
+  virtual StreamLimits Limits() { return {}; }
+  /** Returns the deadline `afterMs` from now on the host's clock, having arranged for ExpireRequests to be called then. */
+  virtual int64_t ArmTimer(int64_t afterMs) {
+    (void)afterMs;
     return 0;
   }
-  /** A request timed out (ExpireRequests): it is answered 504 / DEADLINE_EXCEEDED, or reset if its response began. */
-  virtual void CountTimeout() {}
+  /** A stream ran out of time (ExpireRequests): it is answered locally, or reset if its response began. */
+  virtual void CountExpiry(Expiry why) { (void)why; }
 };
 
 struct RelayOptions {
@@ -128,8 +136,9 @@ class Relay {
   /** Adopts a connection from ReleaseIdleUpstream (no stream is sent yet: feed its pending bytes, then Kick). */
   uint32_t AdoptUpstream(UpstreamHandle u);
   /**
-   * Streams whose route timeout passed at `nowMs` before their response completed: the upstream stream is reset
-   * (RST_STREAM CANCEL), the client gets 504 (grpc-status 4 DEADLINE_EXCEEDED) or, when the response had begun,
+   * Streams whose route timeout or max stream duration passed at `nowMs` before their response completed: the
+   * upstream stream is reset (RST_STREAM CANCEL) and the client gets 504 (408 when a max stream duration ends
+   * before the whole request arrived; gRPC: grpc-status 4 DEADLINE_EXCEEDED) or, when the response had begun,
    * RST_STREAM. The connections stay. Returns the next pending deadline (0: none).
    */
   int64_t ExpireRequests(int64_t nowMs);
@@ -174,9 +183,9 @@ class Relay {
   void UpstreamFailedStream(Stream* s, uint32_t code, const std::string& why);
   /** An upstream failure's local reply: 503, or grpc-status 14 (UNAVAILABLE). */
   void LocalReply(Stream* s, const std::string& reason);
-  /** The request is complete: its route timeout starts (see RelayHost::ArmRequestTimer). */
+  /** The request is complete: its route timeout starts (see RelayHost::ArmTimer). */
   void StartRequestTimer(Stream* s);
-  void TimeOut(Stream* s);
+  void TimeOut(Stream* s, Expiry why);
   void Answer(Stream* s, const LocalAnswer& a);
   void SubmitResponse(Stream* s, bool end);
   void ResumeClientData(Stream* s);

@@ -488,15 +488,17 @@ void Http2Session::CountResponse(int status) { plan_->state->stats.CountResponse
 void Http2Session::CountRetry() { plan_->state->stats.Add(engine::ServiceStats::kRqRetry); }
 
 // Admit has just looked the plan up: plan_ is the admitted stream's.
-int64_t Http2Session::RequestTimeoutMs() { return plan_->requestTimeoutMs; }
+StreamLimits Http2Session::Limits() { return {plan_->requestTimeoutMs, plan_->maxStreamMs}; }
 
-int64_t Http2Session::ArmRequestTimer(int64_t timeoutMs) {
-  int64_t deadline = loop()->NowMs() + timeoutMs;
+int64_t Http2Session::ArmTimer(int64_t afterMs) {
+  int64_t deadline = loop()->NowMs() + afterMs;
   ArmOwn(deadline);
   return deadline;
 }
 
-void Http2Session::CountTimeout() { plan_->state->stats.Add(engine::ServiceStats::kUpstreamRqTimeout); }
+void Http2Session::CountExpiry(Expiry why) {
+  plan_->state->stats.Add(why == Expiry::kRequestTimeout ? engine::ServiceStats::kUpstreamRqTimeout : engine::ServiceStats::kUpstreamRqMaxDuration);
+}
 
 void Http2Session::ArmOwn(int64_t deadline) {
   if (armed_ != 0 && armed_ <= deadline) return;

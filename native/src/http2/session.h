@@ -68,9 +68,9 @@ class Http2Session final : public engine::Session, private RelayHost, private en
   void NeedUpstream() override;
   void CountResponse(int status) override;
   void CountRetry() override;
-  int64_t RequestTimeoutMs() override;
-  int64_t ArmRequestTimer(int64_t timeoutMs) override;
-  void CountTimeout() override;
+  StreamLimits Limits() override;
+  int64_t ArmTimer(int64_t afterMs) override;
+  void CountExpiry(Expiry why) override;
   void OnUpstream(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, uint32_t endpoint, uint32_t target) override;
   void OnUpstreamFailed(const std::string& reason) override;
   /** The current plan of this connection's key (looked up again only when plans changed; null once gone). */
