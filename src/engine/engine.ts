@@ -29,6 +29,7 @@ export const SERVICE_COUNTERS = [
   'headerTimeout',
   'upstreamRqTimeout',
   'upstreamRqMaxDuration',
+  'downstreamRqIdleTimeout',
 ] as const;
 export type ServiceCounter = (typeof SERVICE_COUNTERS)[number];
 

@@ -106,6 +106,7 @@ export class Proxy {
       upstreamIdleMs: timeout('httpUpstreamIdleTimeoutMs', opts.httpUpstreamIdleTimeoutMs, DEFAULT_TIMEOUTS.upstreamIdleMs, 1),
       requestMs: DEFAULT_TIMEOUTS.requestMs,
       maxStreamMs: DEFAULT_TIMEOUTS.maxStreamMs,
+      streamIdleMs: DEFAULT_TIMEOUTS.streamIdleMs,
     };
     const maxConnections = opts.maxConnections ?? 0;
     if (maxConnections !== 'auto' && (!Number.isInteger(maxConnections) || maxConnections < 0 || maxConnections > 0xffffffff)) {

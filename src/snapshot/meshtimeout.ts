@@ -17,6 +17,7 @@ export interface EffectiveTimeouts {
   idleMs?: number;
   requestMs?: number;
   maxStreamMs?: number;
+  streamIdleMs?: number;
   policies: string[];
 }
 
@@ -67,6 +68,7 @@ export function effectiveTimeouts(mes: MeshExternalServiceResource, policies: re
     if (conf.idleTimeout !== undefined) out.idleMs = ms(conf.idleTimeout);
     if (conf.http?.requestTimeout !== undefined) out.requestMs = ms(conf.http.requestTimeout);
     if (conf.http?.maxStreamDuration !== undefined) out.maxStreamMs = ms(conf.http.maxStreamDuration);
+    if (conf.http?.streamIdleTimeout !== undefined) out.streamIdleMs = ms(conf.http.streamIdleTimeout);
   }
   return out;
 }

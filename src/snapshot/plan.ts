@@ -73,6 +73,8 @@ export interface PlanTimeouts {
   requestMs: number;
   /** Envoy's cluster max_stream_duration: from the request leaving for the upstream to the end of the response; 0: none. */
   maxStreamMs: number;
+  /** Envoy's stream_idle_timeout: an exchange with no bytes either way for this long ends (408); 0: none. */
+  streamIdleMs: number;
 }
 
 /**
@@ -89,13 +91,14 @@ export const DEFAULT_TIMEOUTS: PlanTimeouts = {
   upstreamIdleMs: UPSTREAM_IDLE_TIMEOUT_MS,
   requestMs: 0,
   maxStreamMs: 0,
+  streamIdleMs: 0,
 };
 
 /**
  * Kuma's MeshTimeout defaults for what a policy leaves unset (meshtimeout plugin, xds/configurer.go): once any
  * MeshTimeout selects a service, its unset fields take these, not the agent's own defaults.
  */
-export const MESH_TIMEOUT_DEFAULTS = { idleMs: 3_600_000, requestMs: 15_000 } as const;
+export const MESH_TIMEOUT_DEFAULTS = { idleMs: 3_600_000, requestMs: 15_000, streamIdleMs: 1_800_000 } as const;
 
 /**
  * The plan's timeouts: the agent's defaults when no MeshTimeout selects the service; otherwise the merged policy
@@ -104,7 +107,8 @@ export const MESH_TIMEOUT_DEFAULTS = { idleMs: 3_600_000, requestMs: 15_000 } as
  * - idleTimeout → a tcp service's tcp_proxy idle_timeout, and an http/http2 cluster's HTTP idle_timeout (pooled
  *   upstream connections; Kuma leaves grpc clusters alone); 0 disables it;
  * - http.requestTimeout → the route timeout of http, http2 and grpc services; 0 disables it;
- * - http.maxStreamDuration → the cluster max_stream_duration (unset or 0: none).
+ * - http.maxStreamDuration → the cluster max_stream_duration (unset or 0: none);
+ * - http.streamIdleTimeout → the HTTP connection manager's stream_idle_timeout; 0 disables it.
  * Kuma's plugin configures the cluster fields (HTTP idle timeout, max stream duration) on http and http2
  * clusters only, so on grpc services they would have no effect; meshext applies them to grpc too rather than
  * accept a field and ignore it.
@@ -122,6 +126,7 @@ export function timeoutsFor(svc: CompiledService, base: PlanTimeouts): PlanTimeo
     out.upstreamIdleMs = idle === 0 ? IDLE_DISABLED_MS : idle;
     out.requestMs = t.requestMs ?? MESH_TIMEOUT_DEFAULTS.requestMs;
     out.maxStreamMs = t.maxStreamMs ?? 0;
+    out.streamIdleMs = t.streamIdleMs ?? MESH_TIMEOUT_DEFAULTS.streamIdleMs;
   }
   return out;
 }

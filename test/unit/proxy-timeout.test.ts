@@ -30,6 +30,17 @@ async function delayingUpstream(): Promise<{ srv: http.Server; port: number; abo
             clearTimeout(timer);
           }
         });
+      } else if (req.url === '/trickle') {
+        // Six chunks 200 ms apart: never idle for long, slow in total.
+        let n = 0;
+        const timer = setInterval(() => {
+          res.write(`chunk${n}`);
+          if (++n === 6) {
+            clearInterval(timer);
+            res.end();
+          }
+        }, 200);
+        res.on('close', () => clearInterval(timer));
       } else if (req.url === '/head-then-stall') {
         res.writeHead(200, { 'content-length': '10' });
         res.write('part');
@@ -336,6 +347,48 @@ test('maxStreamDuration: an HTTP/2 stream past the limit gets 504, its upstream 
   await until(() => up.resets() === 1, 'upstream stream reset');
   t.is((await h2Get(session, '/fast')).status, 200);
   t.is(p.stats.get('meshext_upstream_rq_max_duration_reached_total', { service: s.kri }), 1);
+  session.close();
+  await p.close();
+  await closeServer(up.srv as unknown as net.Server);
+});
+
+test('streamIdleTimeout: an exchange with no bytes either way for the limit gets 408; one that keeps moving is not cut', async (t) => {
+  const up = await delayingUpstream();
+  const s = svc({ protocol: 'http', endpoints: [ipEp(up.port)], timeouts: policy({ requestMs: 0, streamIdleMs: 500 }) });
+  const p = await proxyFor(s);
+  const c = h1Client(p.port);
+  const slow = await c.ask('/slow');
+  t.deepEqual([slow.status, slow.body], [408, 'stream timeout\n']);
+  t.true(slow.ms >= 450 && slow.ms < SLOW_MS - 500, `answered after ${slow.ms} ms`);
+  await until(() => up.aborted() === 1, 'upstream request reset');
+  // Chunked, 1.2 s in total, never 500 ms without a byte.
+  const c2 = net.connect({ host: '127.0.0.1', port: p.port });
+  let got = '';
+  c2.on('data', (d: Buffer) => (got += d.toString('latin1')));
+  c2.write('GET /trickle HTTP/1.1\r\nHost: h\r\n\r\n');
+  await until(() => got.endsWith('0\r\n\r\n'), 'whole chunked response');
+  t.regex(got, /^HTTP\/1\.1 200 /);
+  t.true(got.includes('chunk5'));
+  t.is((await c.ask('/fast')).status, 200, 'the first connection serves the next request');
+  t.is(p.stats.get('meshext_downstream_rq_idle_timeout_total', { service: s.kri }), 1);
+  c.destroy();
+  c2.destroy();
+  await p.close();
+  await closeServer(up.srv);
+});
+
+test('streamIdleTimeout: an idle HTTP/2 stream gets 408, the session goes on', async (t) => {
+  const up = await h2Upstream();
+  const s = svc({ protocol: 'http2', endpoints: [ipEp(up.port)], timeouts: policy({ requestMs: 0, streamIdleMs: 500 }) });
+  const p = await proxyFor(s);
+  const session = http2.connect(`http://127.0.0.1:${p.port}`);
+  session.on('error', () => undefined);
+  const slow = await h2Get(session, '/slow');
+  t.deepEqual([slow.status, slow.body], [408, 'stream timeout\n']);
+  t.true(slow.ms >= 450 && slow.ms < SLOW_MS - 500, `answered after ${slow.ms} ms`);
+  await until(() => up.resets() === 1, 'upstream stream reset');
+  t.is((await h2Get(session, '/fast')).status, 200);
+  t.is(p.stats.get('meshext_downstream_rq_idle_timeout_total', { service: s.kri }), 1);
   session.close();
   await p.close();
   await closeServer(up.srv as unknown as net.Server);

@@ -50,6 +50,7 @@ struct ServiceStats {
     kHeaderTimeout,
     kUpstreamRqTimeout,      // requests answered 504 / DEADLINE_EXCEEDED (or cut) by the plan's request timeout
     kUpstreamRqMaxDuration,  // upstream requests ended by the plan's max stream duration
+    kDownstreamRqIdleTimeout,  // streams ended by the plan's stream idle timeout
     kCount,
   };
   std::atomic<int64_t> v[kCount] = {};
@@ -142,6 +143,12 @@ struct Plan {
    * while its request was still arriving), or is cut when the response had begun. 0: none.
    */
   int64_t maxStreamMs = 0;
+  /**
+   * Envoy's HTTP connection manager stream_idle_timeout (MeshTimeout http.streamIdleTimeout): a request/response
+   * exchange with no bytes either way for this long is ended: 408 when no response began (the connection closes
+   * if the request was still arriving), cut otherwise. 0: none.
+   */
+  int64_t streamIdleMs = 0;
   /** Upstream connections of equal plans are interchangeable: HTTP/2 sessions park idle ones under this key. */
   std::string poolKey;
   std::shared_ptr<ServiceState> state;

@@ -105,10 +105,14 @@ void Http1Session::OnTimer(int64_t now) {
   // Entries the Connector armed (connect deadlines) share the heap: only the session's own goes on.
   if (closed_ || now < armed_) return;
   armed_ = 0;
+  bool exchange = phase_ == Phase::WaitUpstream || phase_ == Phase::Exchange;
+  // plan_ is the exchange's during one (outside one it may be null: the service is gone).
+  int64_t idleAt = exchange && plan_->streamIdleMs > 0 ? stream_active_ + plan_->streamIdleMs : 0;
   bool rqDue = rq_deadline_ != 0 && now >= rq_deadline_;
   bool streamDue = stream_deadline_ != 0 && now >= stream_deadline_;
-  if ((rqDue || streamDue) && (phase_ == Phase::WaitUpstream || phase_ == Phase::Exchange)) {
-    TimedOut(!rqDue);
+  bool idleDue = idleAt != 0 && now >= idleAt;
+  if (exchange && (rqDue || streamDue || idleDue)) {
+    TimedOut(rqDue ? Expiry::kRequestTimeout : streamDue ? Expiry::kMaxStreamDuration : Expiry::kStreamIdle);
     if (!closed_) ArmOwn(now + idle_ms_);  // the keep-alive (or linger) timer goes on
     Pump();
     return;
@@ -143,6 +147,7 @@ void Http1Session::OnTimer(int64_t now) {
     deadline = now + idle_ms_;
     if (rq_deadline_ != 0) deadline = std::min(deadline, rq_deadline_);
     if (stream_deadline_ != 0) deadline = std::min(deadline, stream_deadline_);
+    if (exchange && idleAt != 0) deadline = std::min(deadline, idleAt);
   }
   if (now >= deadline) {
     End(phase_ == Phase::Linger ? "done" : "idle-timeout");
@@ -228,7 +233,7 @@ bool Http1Session::ReadClient() {
     // (Unless the peer's FIN was already signalled: that needs one more read to see, and raises no new edge.)
     if (static_cast<size_t>(n) < want && !c_rdhup_) c_readable_ = false;
     rx_ += static_cast<uint64_t>(n);
-    last_active_ = loop()->NowMs();
+    last_active_ = stream_active_ = loop()->NowMs();
     if (phase_ == Phase::Linger) return true;  // discarded: we are only waiting for the client's FIN
     if (bulk) cin_.Commit(static_cast<size_t>(n));
     else cin_.Append(p, static_cast<size_t>(n));
@@ -264,7 +269,8 @@ bool Http1Session::ReadUpstream() {
     if (bulk) uin_.Commit(static_cast<size_t>(n));
     else uin_.Append(p, static_cast<size_t>(n));
     up_->rx += static_cast<uint64_t>(n);
-    if (phase_ == Phase::Tunnel) last_active_ = loop()->NowMs();
+    stream_active_ = loop()->NowMs();
+    if (phase_ == Phase::Tunnel) last_active_ = stream_active_;
     resp_any_ = true;
     return true;
   }
@@ -414,6 +420,8 @@ bool Http1Session::StepHead() {
   }
   if (c) Begin(std::move(c), true);
   else AskUpstream();
+  stream_active_ = loop()->NowMs();
+  if (plan_->streamIdleMs > 0) ArmOwn(stream_active_ + plan_->streamIdleMs);
   if (req_done_) StartRequestTimer();
   return true;
 }
@@ -424,14 +432,24 @@ void Http1Session::StartRequestTimer() {
   ArmOwn(rq_deadline_);
 }
 
-void Http1Session::TimedOut(bool maxStream) {
+void Http1Session::TimedOut(Expiry why) {
   rq_deadline_ = stream_deadline_ = 0;
   engine::ServiceStats& stats = plan_->state->stats;
-  stats.Add(maxStream ? engine::ServiceStats::kUpstreamRqMaxDuration : engine::ServiceStats::kUpstreamRqTimeout);
+  const char* what = "upstream request timeout";
+  int status = 504;
+  if (why == Expiry::kRequestTimeout) {
+    stats.Add(engine::ServiceStats::kUpstreamRqTimeout);
+  } else if (why == Expiry::kMaxStreamDuration) {
+    stats.Add(engine::ServiceStats::kUpstreamRqMaxDuration);
+    what = "upstream max stream duration reached";
+    // As Envoy: a max stream duration that ends while the request is still arriving is the client's 408.
+    if (!req_done_) status = 408;
+  } else {
+    stats.Add(engine::ServiceStats::kDownstreamRqIdleTimeout);
+    what = "stream timeout";
+    status = 408;
+  }
   connector_.Cancel();
-  const char* what = maxStream ? "upstream max stream duration reached" : "upstream request timeout";
-  // As Envoy: a max stream duration that ends while the request is still arriving is the client's 408.
-  int status = maxStream && !req_done_ ? 408 : 504;
   Report(status, what);
   if (resp_started_) {
     // Part of the response went out: the client must not take it for a whole one (Envoy resets the stream).

@@ -119,6 +119,7 @@ struct Relay::Stream {
   StreamLimits limits;          // from its plan, at admission
   int64_t deadline = 0;         // route timeout, once the request is complete (0: not running)
   int64_t stream_deadline = 0;  // max stream duration, once the request went upstream (0: not running)
+  int64_t active_at = 0;        // last frame of the stream either way (with a stream idle timeout)
 };
 
 struct Relay::Upstream {
@@ -244,12 +245,17 @@ int Relay::OnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud) 
       return 0;
     }
     s->limits = r->host_.Limits();
+    if (s->limits.streamIdleMs > 0) {
+      r->Touch(s);
+      r->host_.ArmTimer(s->limits.streamIdleMs);
+    }
     if (end) r->StartRequestTimer(s);
     s->waiting = true;
     r->waiting_.push_back(s);
     r->Dispatch();
     return 0;
   }
+  r->Touch(s);
   if (end) {
     s->req_end = true;
     r->StartRequestTimer(s);
@@ -267,6 +273,7 @@ int Relay::OnDataChunk(nghttp2_session* sess, uint8_t, int32_t stream_id, const 
     return 0;
   }
   s->req_body.Append(data, len);
+  static_cast<Relay*>(ud)->Touch(s);
   static_cast<Relay*>(ud)->ResumeUpstreamData(s);
   return 0;
 }
@@ -525,6 +532,7 @@ int Relay::UpOnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud
   auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(sess, f->hd.stream_id));
   if (!s) return 0;
   bool end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+  r->Touch(s);
   if (f->hd.type == NGHTTP2_HEADERS && !s->resp_done) {
     int status = 0;
     for (const auto& [k, v] : s->resp) {
@@ -554,6 +562,7 @@ int Relay::UpOnDataChunk(nghttp2_session* sess, uint8_t, int32_t stream_id, cons
     return 0;
   }
   s->resp_body.Append(data, len);
+  static_cast<Upstream*>(ud)->relay->Touch(s);
   static_cast<Upstream*>(ud)->relay->ResumeClientData(s);
   return 0;
 }
@@ -739,6 +748,10 @@ void Relay::UpstreamFailedStream(Stream* s, uint32_t code, const std::string& wh
   nghttp2_submit_rst_stream(down_, NGHTTP2_FLAG_NONE, s->id, code);
 }
 
+void Relay::Touch(Stream* s) {
+  if (s->limits.streamIdleMs > 0) s->active_at = host_.NowMs();
+}
+
 void Relay::StartRequestTimer(Stream* s) {
   if (s->limits.requestMs <= 0 || s->deadline != 0 || s->resp_end) return;
   s->deadline = host_.ArmTimer(s->limits.requestMs);
@@ -748,18 +761,21 @@ int64_t Relay::ExpireRequests(int64_t nowMs) {
   int64_t next = 0;
   std::vector<std::pair<Stream*, Expiry>> due;
   for (auto& [id, s] : streams_) {
-    if (s->deadline == 0 && s->stream_deadline == 0) continue;
+    int64_t idleAt = s->active_at != 0 ? s->active_at + s->limits.streamIdleMs : 0;
+    if (s->deadline == 0 && s->stream_deadline == 0 && idleAt == 0) continue;
     if (s->resp_end || s->down_closed) {
-      // The response is complete (both limits end with the upstream's END_STREAM).
-      s->deadline = s->stream_deadline = 0;
+      // The response is complete (every limit ends with the upstream's END_STREAM).
+      s->deadline = s->stream_deadline = s->active_at = 0;
       continue;
     }
     if (s->deadline != 0 && s->deadline <= nowMs) {
       due.emplace_back(s.get(), Expiry::kRequestTimeout);
     } else if (s->stream_deadline != 0 && s->stream_deadline <= nowMs) {
       due.emplace_back(s.get(), Expiry::kMaxStreamDuration);
+    } else if (idleAt != 0 && idleAt <= nowMs) {
+      due.emplace_back(s.get(), Expiry::kStreamIdle);
     } else {
-      for (int64_t d : {s->deadline, s->stream_deadline})
+      for (int64_t d : {s->deadline, s->stream_deadline, idleAt})
         if (d != 0 && (next == 0 || d < next)) next = d;
     }
   }
@@ -769,7 +785,7 @@ int64_t Relay::ExpireRequests(int64_t nowMs) {
 }
 
 void Relay::TimeOut(Stream* s, Expiry why) {
-  s->deadline = s->stream_deadline = 0;
+  s->deadline = s->stream_deadline = s->active_at = 0;
   host_.CountExpiry(why);
   if (s->waiting) {
     waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), s), waiting_.end());
@@ -786,6 +802,9 @@ void Relay::TimeOut(Stream* s, Expiry why) {
   if (why == Expiry::kRequestTimeout) {
     a.status = 504;
     a.message = "upstream request timeout";
+  } else if (why == Expiry::kStreamIdle) {
+    a.status = 408;  // as Envoy's stream idle timeout
+    a.message = "stream timeout";
   } else {
     // As Envoy: 504 once the whole request was received, 408 while it was still arriving.
     a.status = s->req_end ? 504 : 408;

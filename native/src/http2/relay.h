@@ -38,10 +38,12 @@ struct StreamLimits {
   int64_t requestMs = 0;
   /** Envoy's cluster max_stream_duration: from the request leaving for the upstream to the end of the response. */
   int64_t maxStreamMs = 0;
+  /** Envoy's stream_idle_timeout: no frame of the stream either way for this long. */
+  int64_t streamIdleMs = 0;
 };
 
 /** Why a stream's time ran out. */
-enum class Expiry { kRequestTimeout, kMaxStreamDuration };
+enum class Expiry { kRequestTimeout, kMaxStreamDuration, kStreamIdle };
 
 /** What the relay needs from whoever drives it. Called synchronously from the Recv, Send and Attach calls. */
 class RelayHost {
@@ -60,6 +62,8 @@ class RelayHost {
   virtual void CountRetry() = 0;
   /** Right after Admit said yes: the admitted stream's time limits. */
   virtual StreamLimits Limits() { return {}; }
+  /** The host's clock in ms (what ArmTimer deadlines are on). */
+  virtual int64_t NowMs() { return 0; }
   /** Returns the deadline `afterMs` from now on the host's clock, having arranged for ExpireRequests to be called then. */
   virtual int64_t ArmTimer(int64_t afterMs) {
     (void)afterMs;
@@ -136,10 +140,11 @@ class Relay {
   /** Adopts a connection from ReleaseIdleUpstream (no stream is sent yet: feed its pending bytes, then Kick). */
   uint32_t AdoptUpstream(UpstreamHandle u);
   /**
-   * Streams whose route timeout or max stream duration passed at `nowMs` before their response completed: the
-   * upstream stream is reset (RST_STREAM CANCEL) and the client gets 504 (408 when a max stream duration ends
-   * before the whole request arrived; gRPC: grpc-status 4 DEADLINE_EXCEEDED) or, when the response had begun,
-   * RST_STREAM. The connections stay. Returns the next pending deadline (0: none).
+   * Streams whose route timeout, max stream duration or stream idle timeout passed at `nowMs` before their
+   * response completed: the upstream stream is reset (RST_STREAM CANCEL) and the client gets 504 (408 for an
+   * idle stream, and for a max stream duration that ends before the whole request arrived; gRPC: grpc-status 4
+   * DEADLINE_EXCEEDED) or, when the response had begun, RST_STREAM. The connections stay. Returns the next
+   * pending deadline (0: none).
    */
   int64_t ExpireRequests(int64_t nowMs);
   /** Sends waiting streams to connections with room. */
@@ -183,6 +188,8 @@ class Relay {
   void UpstreamFailedStream(Stream* s, uint32_t code, const std::string& why);
   /** An upstream failure's local reply: 503, or grpc-status 14 (UNAVAILABLE). */
   void LocalReply(Stream* s, const std::string& reason);
+  /** A frame of the stream arrived from either side: its stream idle timeout starts over. */
+  void Touch(Stream* s);
   /** The request is complete: its route timeout starts (see RelayHost::ArmTimer). */
   void StartRequestTimer(Stream* s);
   void TimeOut(Stream* s, Expiry why);

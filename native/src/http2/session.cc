@@ -488,7 +488,9 @@ void Http2Session::CountResponse(int status) { plan_->state->stats.CountResponse
 void Http2Session::CountRetry() { plan_->state->stats.Add(engine::ServiceStats::kRqRetry); }
 
 // Admit has just looked the plan up: plan_ is the admitted stream's.
-StreamLimits Http2Session::Limits() { return {plan_->requestTimeoutMs, plan_->maxStreamMs}; }
+StreamLimits Http2Session::Limits() { return {plan_->requestTimeoutMs, plan_->maxStreamMs, plan_->streamIdleMs}; }
+
+int64_t Http2Session::NowMs() { return loop()->NowMs(); }
 
 int64_t Http2Session::ArmTimer(int64_t afterMs) {
   int64_t deadline = loop()->NowMs() + afterMs;
@@ -497,7 +499,10 @@ int64_t Http2Session::ArmTimer(int64_t afterMs) {
 }
 
 void Http2Session::CountExpiry(Expiry why) {
-  plan_->state->stats.Add(why == Expiry::kRequestTimeout ? engine::ServiceStats::kUpstreamRqTimeout : engine::ServiceStats::kUpstreamRqMaxDuration);
+  engine::ServiceStats::Index i = why == Expiry::kRequestTimeout      ? engine::ServiceStats::kUpstreamRqTimeout
+                                  : why == Expiry::kMaxStreamDuration ? engine::ServiceStats::kUpstreamRqMaxDuration
+                                                                      : engine::ServiceStats::kDownstreamRqIdleTimeout;
+  plan_->state->stats.Add(i);
 }
 
 void Http2Session::ArmOwn(int64_t deadline) {

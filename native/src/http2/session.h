@@ -69,6 +69,7 @@ class Http2Session final : public engine::Session, private RelayHost, private en
   void CountResponse(int status) override;
   void CountRetry() override;
   StreamLimits Limits() override;
+  int64_t NowMs() override;
   int64_t ArmTimer(int64_t afterMs) override;
   void CountExpiry(Expiry why) override;
   void OnUpstream(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, uint32_t endpoint, uint32_t target) override;
