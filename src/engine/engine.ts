@@ -30,6 +30,7 @@ export const SERVICE_COUNTERS = [
   'upstreamRqTimeout',
   'upstreamRqMaxDuration',
   'downstreamRqIdleTimeout',
+  'upstreamCxMaxDuration',
 ] as const;
 export type ServiceCounter = (typeof SERVICE_COUNTERS)[number];
 

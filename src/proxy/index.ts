@@ -107,6 +107,7 @@ export class Proxy {
       requestMs: DEFAULT_TIMEOUTS.requestMs,
       maxStreamMs: DEFAULT_TIMEOUTS.maxStreamMs,
       streamIdleMs: DEFAULT_TIMEOUTS.streamIdleMs,
+      maxConnectionMs: DEFAULT_TIMEOUTS.maxConnectionMs,
     };
     const maxConnections = opts.maxConnections ?? 0;
     if (maxConnections !== 'auto' && (!Number.isInteger(maxConnections) || maxConnections < 0 || maxConnections > 0xffffffff)) {

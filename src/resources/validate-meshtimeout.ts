@@ -21,7 +21,7 @@ const SIDECAR_KINDS: Record<string, string> = {
 };
 
 /** Timeouts Kuma has that the engine does not carry out yet. */
-const NOT_ENFORCED = ['maxConnectionDuration', 'requestHeadersTimeout'] as const;
+const NOT_ENFORCED = ['requestHeadersTimeout'] as const;
 
 /** Validates a MeshTimeout spec; `prefix` is `spec`. */
 export function validateMeshTimeout(spec: MeshTimeoutSpec): Violation[] {
@@ -89,13 +89,14 @@ function validateDefault(conf: MeshTimeoutConf, path: string, out: Violation[]):
   const http = conf.http;
   if (http === undefined) return;
   const hp = `${path}.http`;
-  const enforced = [http.requestTimeout, http.maxStreamDuration, http.streamIdleTimeout];
+  const enforced = [http.requestTimeout, http.maxStreamDuration, http.streamIdleTimeout, http.maxConnectionDuration];
   if (enforced.every((v) => v === undefined) && NOT_ENFORCED.every((k) => http[k] === undefined)) {
     out.push({ field: hp, message: 'at least one timeout in this section should be configured' });
   }
   checkDuration(http.requestTimeout, `${hp}.requestTimeout`, false, out);
   checkDuration(http.streamIdleTimeout, `${hp}.streamIdleTimeout`, false, out);
   checkDuration(http.maxStreamDuration, `${hp}.maxStreamDuration`, false, out);
+  checkDuration(http.maxConnectionDuration, `${hp}.maxConnectionDuration`, false, out);
   for (const k of NOT_ENFORCED) {
     if (http[k] === undefined) continue;
     if (checkDuration(http[k], `${hp}.${k}`, false, out)) {

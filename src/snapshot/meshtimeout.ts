@@ -18,6 +18,7 @@ export interface EffectiveTimeouts {
   requestMs?: number;
   maxStreamMs?: number;
   streamIdleMs?: number;
+  maxConnectionMs?: number;
   policies: string[];
 }
 
@@ -69,6 +70,7 @@ export function effectiveTimeouts(mes: MeshExternalServiceResource, policies: re
     if (conf.http?.requestTimeout !== undefined) out.requestMs = ms(conf.http.requestTimeout);
     if (conf.http?.maxStreamDuration !== undefined) out.maxStreamMs = ms(conf.http.maxStreamDuration);
     if (conf.http?.streamIdleTimeout !== undefined) out.streamIdleMs = ms(conf.http.streamIdleTimeout);
+    if (conf.http?.maxConnectionDuration !== undefined) out.maxConnectionMs = ms(conf.http.maxConnectionDuration);
   }
   return out;
 }

@@ -75,6 +75,8 @@ export interface PlanTimeouts {
   maxStreamMs: number;
   /** Envoy's stream_idle_timeout: an exchange with no bytes either way for this long ends (408); 0: none. */
   streamIdleMs: number;
+  /** Envoy's cluster max_connection_duration: an upstream HTTP connection this old takes no new request; 0: none. */
+  maxConnectionMs: number;
 }
 
 /**
@@ -92,6 +94,7 @@ export const DEFAULT_TIMEOUTS: PlanTimeouts = {
   requestMs: 0,
   maxStreamMs: 0,
   streamIdleMs: 0,
+  maxConnectionMs: 0,
 };
 
 /**
@@ -108,10 +111,11 @@ export const MESH_TIMEOUT_DEFAULTS = { idleMs: 3_600_000, requestMs: 15_000, str
  *   upstream connections; Kuma leaves grpc clusters alone); 0 disables it;
  * - http.requestTimeout → the route timeout of http, http2 and grpc services; 0 disables it;
  * - http.maxStreamDuration → the cluster max_stream_duration (unset or 0: none);
- * - http.streamIdleTimeout → the HTTP connection manager's stream_idle_timeout; 0 disables it.
- * Kuma's plugin configures the cluster fields (HTTP idle timeout, max stream duration) on http and http2
- * clusters only, so on grpc services they would have no effect; meshext applies them to grpc too rather than
- * accept a field and ignore it.
+ * - http.streamIdleTimeout → the HTTP connection manager's stream_idle_timeout; 0 disables it;
+ * - http.maxConnectionDuration → the cluster max_connection_duration (unset or 0: none).
+ * Kuma's plugin configures the cluster fields (HTTP idle timeout, max stream and connection durations) on
+ * http and http2 clusters only, so on grpc services they would have no effect; meshext applies them to grpc
+ * too rather than accept a field and ignore it.
  * Kuma also turns the client-side (HTTP connection manager) idle timeout off; meshext keeps its own, as it serves
  * every client on the node rather than one application.
  */
@@ -127,6 +131,7 @@ export function timeoutsFor(svc: CompiledService, base: PlanTimeouts): PlanTimeo
     out.requestMs = t.requestMs ?? MESH_TIMEOUT_DEFAULTS.requestMs;
     out.maxStreamMs = t.maxStreamMs ?? 0;
     out.streamIdleMs = t.streamIdleMs ?? MESH_TIMEOUT_DEFAULTS.streamIdleMs;
+    out.maxConnectionMs = t.maxConnectionMs ?? 0;
   }
   return out;
 }

@@ -13,6 +13,7 @@ import type { EffectiveTimeouts } from '../../src/snapshot/meshtimeout.js';
 type Any = any;
 const SLOW_MS = 3000;
 const TIMEOUT_MS = 1000;
+const MEDIUM_MS = 600;
 
 const policy = (t: Omit<EffectiveTimeouts, 'policies'>): EffectiveTimeouts => ({ ...t, policies: ['test'] });
 
@@ -30,6 +31,8 @@ async function delayingUpstream(): Promise<{ srv: http.Server; port: number; abo
             clearTimeout(timer);
           }
         });
+      } else if (req.url === '/medium') {
+        setTimeout(() => res.end('medium'), MEDIUM_MS);
       } else if (req.url === '/trickle') {
         // Six chunks 200 ms apart: never idle for long, slow in total.
         let n = 0;
@@ -153,6 +156,13 @@ async function h2Upstream(): Promise<{ srv: http2.Http2Server; port: number; res
           clearTimeout(timer);
         }
       });
+      return;
+    }
+    if (headers[':path'] === '/medium') {
+      setTimeout(() => {
+        stream.respond({ ':status': 200 });
+        stream.end('medium');
+      }, MEDIUM_MS);
       return;
     }
     stream.respond({ ':status': 200 });
@@ -389,6 +399,51 @@ test('streamIdleTimeout: an idle HTTP/2 stream gets 408, the session goes on', a
   await until(() => up.resets() === 1, 'upstream stream reset');
   t.is((await h2Get(session, '/fast')).status, 200);
   t.is(p.stats.get('meshext_downstream_rq_idle_timeout_total', { service: s.kri }), 1);
+  session.close();
+  await p.close();
+  await closeServer(up.srv as unknown as net.Server);
+});
+
+test('maxConnectionDuration: an HTTP/1.1 upstream connection past it finishes its request, then is closed and not reused', async (t) => {
+  const up = await delayingUpstream();
+  let opened = 0;
+  let closed = 0;
+  up.srv.on('connection', (sock: net.Socket) => {
+    opened++;
+    sock.on('close', () => closed++);
+  });
+  const s = svc({ protocol: 'http', endpoints: [ipEp(up.port)], timeouts: policy({ maxConnectionMs: 300 }) });
+  const p = await proxyFor(s);
+  const c = h1Client(p.port);
+  // The duration passes while this request is in flight: it is not cut.
+  t.deepEqual(await c.ask('/medium').then((r) => [r.status, r.body]), [200, 'medium']);
+  await until(() => closed === 1, 'the old upstream connection closed after its request');
+  t.deepEqual(await c.ask('/fast').then((r) => [r.status, r.body]), [200, 'fast /fast']);
+  t.is(opened, 2, 'the next request went on a new connection');
+  t.is(p.stats.get('meshext_upstream_cx_max_duration_reached_total', { service: s.kri }), 1);
+  c.destroy();
+  await p.close();
+  await closeServer(up.srv);
+});
+
+test('maxConnectionDuration: an HTTP/2 upstream connection past it takes no new stream and closes once its streams are done', async (t) => {
+  const up = await h2Upstream();
+  let sessions = 0;
+  let sessionsClosed = 0;
+  up.srv.on('session', (sess: http2.ServerHttp2Session) => {
+    sessions++;
+    sess.on('close', () => sessionsClosed++);
+  });
+  const s = svc({ protocol: 'http2', endpoints: [ipEp(up.port)], timeouts: policy({ maxConnectionMs: 300 }) });
+  const p = await proxyFor(s);
+  const session = http2.connect(`http://127.0.0.1:${p.port}`);
+  session.on('error', () => undefined);
+  const medium = await h2Get(session, '/medium');
+  t.deepEqual([medium.status, medium.body], [200, 'medium']);
+  await until(() => sessionsClosed === 1, 'the old upstream connection closed once its stream was done');
+  t.is((await h2Get(session, '/fast')).status, 200);
+  t.is(sessions, 2, 'the next stream went on a new connection');
+  t.is(p.stats.get('meshext_upstream_cx_max_duration_reached_total', { service: s.kri }), 1);
   session.close();
   await p.close();
   await closeServer(up.srv as unknown as net.Server);

@@ -51,6 +51,7 @@ struct ServiceStats {
     kUpstreamRqTimeout,      // requests answered 504 / DEADLINE_EXCEEDED (or cut) by the plan's request timeout
     kUpstreamRqMaxDuration,  // upstream requests ended by the plan's max stream duration
     kDownstreamRqIdleTimeout,  // streams ended by the plan's stream idle timeout
+    kUpstreamCxMaxDuration,    // upstream connections retired by the plan's max connection duration
     kCount,
   };
   std::atomic<int64_t> v[kCount] = {};
@@ -149,6 +150,11 @@ struct Plan {
    * if the request was still arriving), cut otherwise. 0: none.
    */
   int64_t streamIdleMs = 0;
+  /**
+   * Envoy's cluster max_connection_duration (MeshTimeout http.maxConnectionDuration): an upstream HTTP connection
+   * this old takes no new request; it is closed once its requests in flight are done. 0: none.
+   */
+  int64_t maxConnMs = 0;
   /** Upstream connections of equal plans are interchangeable: HTTP/2 sessions park idle ones under this key. */
   std::string poolKey;
   std::shared_ptr<ServiceState> state;

@@ -54,6 +54,7 @@ std::shared_ptr<Plan> PlanFrom(Napi::Env env, const Napi::Value& v, const std::s
   p->requestTimeoutMs = Ms(env, t, "requestMs", tw);
   p->maxStreamMs = Ms(env, t, "maxStreamMs", tw);
   p->streamIdleMs = Ms(env, t, "streamIdleMs", tw);
+  p->maxConnMs = Ms(env, t, "maxConnectionMs", tw);
   p->error = js::Str(env, o, "error", where, true);
   if (!o.Get("deny").IsUndefined()) {
     std::string dw = where + ".deny";

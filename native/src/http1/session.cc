@@ -484,7 +484,8 @@ void Http1Session::OnUpstream(std::unique_ptr<engine::Transport> t, engine::Upst
   // Pooled under the address it is connected to: a later request for that address may reuse it.
   const std::string& key = ep.targets[target].h1PoolKey;
   std::unique_ptr<engine::Transport> up = WrapUpstream(*plan_, ep, std::move(t));
-  auto c = std::make_unique<UpstreamConn>(std::move(up), std::move(lease), key, ep.host, plan_->upstreamIdleMs);
+  int64_t expires = plan_->maxConnMs > 0 ? loop()->NowMs() + plan_->maxConnMs : 0;
+  auto c = std::make_unique<UpstreamConn>(std::move(up), std::move(lease), key, ep.host, plan_->upstreamIdleMs, expires);
   if (loop()->Watch(c->fd(), c.get()) != 0) {
     c->Kill();
     loop()->Defer(std::move(c));

@@ -133,13 +133,14 @@ struct Relay::Upstream {
   bool settings_seen = false;
   bool goaway = false;
   bool fatal = false;
+  bool retired = false;  // no new streams: past its max connection duration
   std::unordered_set<Stream*> refs;  // streams whose conn == this
 
   ~Upstream() {
     if (sess) nghttp2_session_del(sess);
   }
   bool HasRoom(uint32_t assumed) const {
-    if (goaway || fatal || !nghttp2_session_check_request_allowed(sess)) return false;
+    if (goaway || fatal || retired || !nghttp2_session_check_request_allowed(sess)) return false;
     // Before the peer's SETTINGS, nghttp2 would report "unlimited"; assume what the previous connection said.
     uint32_t limit = settings_seen ? nghttp2_session_get_remote_settings(sess, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS) : assumed;
     return active < limit;
@@ -391,7 +392,7 @@ Relay::UpstreamHandle Relay::ReleaseIdleUpstream(uint32_t id) {
   auto it = ups_.find(id);
   if (it == ups_.end()) return nullptr;
   Upstream* u = it->second.get();
-  if (u->active != 0 || !u->refs.empty() || u->goaway || u->fatal || !u->settings_seen || !nghttp2_session_check_request_allowed(u->sess) ||
+  if (u->active != 0 || !u->refs.empty() || u->goaway || u->fatal || u->retired || !u->settings_seen || !nghttp2_session_check_request_allowed(u->sess) ||
       !nghttp2_session_want_read(u->sess)) {
     return nullptr;
   }
@@ -458,7 +459,14 @@ bool Relay::UpstreamAlive(uint32_t id) const {
   if (it == ups_.end()) return false;
   const Upstream& u = *it->second;
   if (u.fatal) return false;
+  if (u.retired && u.active == 0 && u.refs.empty() && !nghttp2_session_want_write(u.sess)) return false;
   return nghttp2_session_want_read(u.sess) || nghttp2_session_want_write(u.sess);
+}
+
+void Relay::RetireUpstream(uint32_t id) {
+  auto it = ups_.find(id);
+  if (it != ups_.end()) it->second->retired = true;
+  Dispatch();  // waiting streams go to another connection, or ask for one
 }
 
 std::vector<uint32_t> Relay::UpstreamIds() const {

@@ -113,8 +113,10 @@ class Relay {
   void UpstreamUnavailable(const std::string& reason);
   bool RecvUpstream(uint32_t id, const uint8_t* data, size_t len);
   bool SendUpstream(uint32_t id, std::string& out, size_t limit);
-  /** False once the upstream connection should be closed (after GOAWAY with no streams left, or fatal). */
+  /** False once the upstream connection should be closed (after GOAWAY or retirement with no streams left, or fatal). */
   bool UpstreamAlive(uint32_t id) const;
+  /** The connection takes no new stream (its max connection duration passed); it ends when its streams are done. */
+  void RetireUpstream(uint32_t id);
   /** The upstream connection is gone: its unanswered streams get a local reply, answered ones are reset. */
   void UpstreamLost(uint32_t id, const std::string& reason);
   /** Ids of the live upstream connections, to flush each after any input. */

@@ -297,6 +297,7 @@ bool Http2Session::AdoptIdle() {
     s.readable = s.writable = true;
     s.eof = s.dead = false;
     s.rid = relay_.AdoptUpstream(std::move(up));
+    if (s.expires != 0) ArmOwn(s.expires);  // its max connection duration runs on in this session
     ups_.push_back(std::move(side));
     if (int err = loop()->Watch(s.t->fd(), &s)) {
       KillUpstream(s, std::string("cannot watch the upstream socket: ") + strerror(err));
@@ -329,6 +330,7 @@ void Http2Session::Park(std::unique_ptr<Side> side, Relay::UpstreamHandle up) {
   idle->side = std::move(side);
   idle->up = std::move(up);
   idle->until = loop()->NowMs() + idle->side->idleMs;
+  if (idle->side->expires != 0) idle->until = std::min(idle->until, idle->side->expires);
   if (loop()->Watch(fd, idle.get()) != 0) {
     idle->Report();
     GraveyardAdd(std::move(idle));
@@ -412,6 +414,10 @@ void Http2Session::Attach(std::unique_ptr<engine::Transport> t, engine::Upstream
   side->session = this;
   side->poolKey = plan.poolKey;
   side->idleMs = plan.upstreamIdleMs;
+  if (plan.maxConnMs > 0) {
+    side->expires = loop()->NowMs() + plan.maxConnMs;
+    ArmOwn(side->expires);
+  }
   side->t = std::move(t);
   side->lease = std::move(lease);
   Side& s = *side;
@@ -517,7 +523,18 @@ void Http2Session::OnTimer(int64_t nowMs) {
   // Connect deadlines share the heap: only the session's own entry decides about idleness.
   if (ended_ || nowMs < armed_) return;
   armed_ = 0;
-  int64_t nextRequestDeadline = relay_.ExpireRequests(nowMs);
+  int64_t next = relay_.ExpireRequests(nowMs);
+  // Upstream connections past their max connection duration take no new stream and end once idle.
+  for (auto& u : ups_) {
+    if (u->expires == 0 || u->retired || u->dead) continue;
+    if (nowMs >= u->expires) {
+      u->retired = true;
+      u->lease.Count(engine::ServiceStats::kUpstreamCxMaxDuration);
+      relay_.RetireUpstream(u->rid);
+    } else if (next == 0 || u->expires < next) {
+      next = u->expires;
+    }
+  }
   Pump();
   if (ended_) return;
   int64_t idle = d_.plan->httpIdleMs;
@@ -529,7 +546,7 @@ void Http2Session::OnTimer(int64_t nowMs) {
     return;
   }
   ArmOwn(relay_.OpenStreams() == 0 ? lastActive_ + idle : nowMs + idle);
-  if (nextRequestDeadline != 0) ArmOwn(nextRequestDeadline);
+  if (next != 0) ArmOwn(next);
 }
 
 }  // namespace mx::h2

@@ -48,6 +48,8 @@ class Http2Session final : public engine::Session, private RelayHost, private en
     uint32_t rid = 0;  // relay's upstream id
     std::string poolKey;  // the plan's, when it was made (where it parks)
     int64_t idleMs = 0;   // the plan's upstreamIdleMs: how long it may stay parked
+    int64_t expires = 0;  // loop clock ms of its max connection duration (0: none)
+    bool retired = false;  // past it: takes no new stream
     std::unique_ptr<engine::Transport> t;
     engine::UpstreamLease lease;
     std::string out;
