@@ -27,6 +27,10 @@ export const SERVICE_COUNTERS = [
   'rqRetry',
   'accessDenied',
   'headerTimeout',
+  'upstreamRqTimeout',
+  'upstreamRqMaxDuration',
+  'downstreamRqIdleTimeout',
+  'upstreamCxMaxDuration',
 ] as const;
 export type ServiceCounter = (typeof SERVICE_COUNTERS)[number];
 

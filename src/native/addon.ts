@@ -90,7 +90,9 @@ export interface EnginePlan {
   deny?: { status: number; grpcStatus: number; message: string };
   /** The service cannot be served: every connection fails with this reason. */
   error?: string;
-  timeouts: { connectMs: number; tcpIdleMs: number; httpIdleMs: number; httpHeaderMs: number; upstreamIdleMs: number };
+  timeouts: { connectMs: number; tcpIdleMs: number; httpIdleMs: number; httpHeaderMs: number; upstreamIdleMs: number; requestMs: number; maxStreamMs: number; streamIdleMs: number; maxConnectionMs: number };
+  /** Which policies shaped the plan (for /config_dump; the engine ignores it). */
+  policies?: { meshTimeouts: string[] };
 }
 
 /** engineInstall's argument: every plan of a snapshot, and where original destinations come from. */

@@ -104,6 +104,10 @@ export class Proxy {
       httpIdleMs: timeout('httpIdleTimeoutMs', opts.httpIdleTimeoutMs, DEFAULT_TIMEOUTS.httpIdleMs, 1),
       httpHeaderMs: timeout('httpHeaderTimeoutMs', opts.httpHeaderTimeoutMs, DEFAULT_TIMEOUTS.httpHeaderMs, 1),
       upstreamIdleMs: timeout('httpUpstreamIdleTimeoutMs', opts.httpUpstreamIdleTimeoutMs, DEFAULT_TIMEOUTS.upstreamIdleMs, 1),
+      requestMs: DEFAULT_TIMEOUTS.requestMs,
+      maxStreamMs: DEFAULT_TIMEOUTS.maxStreamMs,
+      streamIdleMs: DEFAULT_TIMEOUTS.streamIdleMs,
+      maxConnectionMs: DEFAULT_TIMEOUTS.maxConnectionMs,
     };
     const maxConnections = opts.maxConnections ?? 0;
     if (maxConnections !== 'auto' && (!Number.isInteger(maxConnections) || maxConnections < 0 || maxConnections > 0xffffffff)) {

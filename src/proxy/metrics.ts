@@ -27,6 +27,10 @@ const SERIES: Record<ServiceCounter, { name: string; help: string; gauge?: true;
   rqRetry: { name: 'meshext_upstream_rq_retry_total', help: 'Requests replayed on another connection after a reused one was found closed' },
   accessDenied: { name: 'meshext_access_denied_total', help: 'Requests or connections denied by mesh routing settings' },
   headerTimeout: { name: 'meshext_downstream_rq_header_timeout_total', help: 'HTTP/1.x requests whose head did not arrive in time (408)' },
+  upstreamCxMaxDuration: { name: 'meshext_upstream_cx_max_duration_reached_total', help: 'Upstream connections retired by the MeshTimeout http.maxConnectionDuration' },
+  downstreamRqIdleTimeout: { name: 'meshext_downstream_rq_idle_timeout_total', help: 'HTTP exchanges ended by the MeshTimeout http.streamIdleTimeout (408)' },
+  upstreamRqMaxDuration: { name: 'meshext_upstream_rq_max_duration_reached_total', help: 'Upstream requests ended by the MeshTimeout http.maxStreamDuration' },
+  upstreamRqTimeout: { name: 'meshext_upstream_rq_timeout_total', help: 'Requests whose response did not complete within the MeshTimeout http.requestTimeout (504)' },
 };
 
 export class ServiceMetrics {

@@ -22,9 +22,14 @@ export type {
   DataplaneSpec,
   DataplaneOutbound,
   LabelSelector,
+  MeshTimeoutResource,
+  MeshTimeoutSpec,
+  MeshTimeoutConf,
+  PolicyTargetRef,
 } from './types.js';
 export { displayNameOf } from './types.js';
 export { loadResources, mergeResults } from './load.js';
 export { parseResourceText } from './parse.js';
 export { referencedSecrets } from './validate-mes.js';
 export { isDnsName, isIpAddress, unixPath } from './address.js';
+export { parseGoDuration } from './duration.js';

@@ -11,6 +11,7 @@ import type {
   LoadOptions,
   LoadResult,
   MeshExternalServiceSpec,
+  MeshTimeoutSpec,
   Resource,
   ResourceFormat,
   ResourceKind,
@@ -21,6 +22,7 @@ import { isStdBase64, schemaValidate } from './schema.js';
 import { validateMeshExternalService } from './validate-mes.js';
 import { validateHostnameGenerator } from './validate-hg.js';
 import { validateDataplane } from './validate-dataplane.js';
+import { validateMeshTimeout } from './validate-meshtimeout.js';
 import { validateLabels, validateMeta } from './validate-meta.js';
 import { mergeResults } from './merge.js';
 import { describeBytes, loadLimits } from './limits.js';
@@ -31,8 +33,8 @@ import { cidrContains, effectiveVipCidr, parseCidr, type Cidr } from '../ipam/ci
 /** A Kubernetes Secret whose data has no `value` key: Kuma reads nothing from other keys. */
 const MISSING_VALUE_KEY = 'missing: Kuma reads a secret\'s bytes from the key "value" of data';
 
-const KINDS: ResourceKind[] = ['MeshExternalService', 'HostnameGenerator', 'Mesh', 'Secret', 'Dataplane'];
-const MESH_SCOPED = new Set<ResourceKind>(['MeshExternalService', 'Secret', 'Dataplane']);
+const KINDS: ResourceKind[] = ['MeshExternalService', 'HostnameGenerator', 'Mesh', 'Secret', 'Dataplane', 'MeshTimeout'];
+const MESH_SCOPED = new Set<ResourceKind>(['MeshExternalService', 'Secret', 'Dataplane', 'MeshTimeout']);
 const KUMA_API = 'kuma.io/v1alpha1';
 const SECRET_TYPE = 'system.kuma.io/secret';
 // No part of a secret value ever goes into a message: messages reach logs, /config_dump and CI output.
@@ -299,6 +301,8 @@ function buildResource(ctx: Ctx, doc: unknown, index: number, line: number): Res
     semantic = validateHostnameGenerator(spec as HostnameGeneratorSpec);
   } else if (h.kind === 'Dataplane') {
     semantic = validateDataplane(spec as DataplaneSpec, h.specPrefix);
+  } else if (h.kind === 'MeshTimeout') {
+    semantic = validateMeshTimeout(spec as MeshTimeoutSpec);
   }
   const all = [...semantic, ...validateMeta(h.name, h.mesh, MESH_SCOPED.has(h.kind)), ...labelViolations];
   if (all.length) return fail(all, h);
@@ -312,6 +316,8 @@ function buildResource(ctx: Ctx, doc: unknown, index: number, line: number): Res
       return { ...common(h, src), kind: 'HostnameGenerator', spec: spec as HostnameGeneratorSpec };
     case 'Mesh':
       return { ...common(h, src), kind: 'Mesh', spec: spec as Obj };
+    case 'MeshTimeout':
+      return { ...common(h, src), kind: 'MeshTimeout', spec: spec as MeshTimeoutSpec };
     case 'Dataplane': {
       const net = (spec as { networking?: { address?: string; outbound?: Array<Obj> } }).networking ?? {};
       const outbound = (net.outbound ?? []).map((o) => ({ ...o, address: (o.address as string | undefined) ?? '127.0.0.1' }));

@@ -162,10 +162,60 @@ export const dataplaneSpecSchema = {
   },
 } as const;
 
+const targetRef = {
+  type: 'object',
+  required: ['kind'],
+  properties: {
+    kind: { type: 'string' },
+    name: { type: 'string' },
+    namespace: { type: 'string' },
+    labels: { type: 'object', additionalProperties: { type: 'string' } },
+    sectionName: { type: 'string' },
+    proxyTypes: { type: 'array', items: { type: 'string' } },
+    tags: { type: 'object', additionalProperties: { type: 'string' } },
+    mesh: { type: 'string' },
+  },
+} as const;
+
+const duration = { type: 'string' } as const;
+
+const timeoutConf = {
+  type: 'object',
+  properties: {
+    connectionTimeout: duration,
+    idleTimeout: duration,
+    http: {
+      type: 'object',
+      properties: {
+        requestTimeout: duration,
+        streamIdleTimeout: duration,
+        maxStreamDuration: duration,
+        maxConnectionDuration: duration,
+        requestHeadersTimeout: duration,
+      },
+    },
+  },
+} as const;
+
+/** Kuma 2.10+ MeshTimeout; `from` and `rules` (inbound) are known so they are rejected by name, not as unknown. */
+export const meshTimeoutSpecSchema = {
+  type: 'object',
+  properties: {
+    targetRef,
+    to: {
+      type: 'array',
+      items: { type: 'object', required: ['targetRef'], properties: { targetRef, default: timeoutConf } },
+    },
+    from: { type: 'array', items: { type: 'object', additionalProperties: true, properties: {} } },
+    rules: { type: 'array', items: { type: 'object', additionalProperties: true, properties: {} } },
+  },
+} as const;
+
 /** The spec schema of each kind that has one (Secret data is checked in parse.ts). */
 export const specSchemas: Partial<Record<string, object>> = {
   MeshExternalService: meshExternalServiceSpecSchema,
   HostnameGenerator: hostnameGeneratorSpecSchema,
   Mesh: meshSpecSchema,
   Dataplane: dataplaneSpecSchema,
+  MeshTimeout: meshTimeoutSpecSchema,
 };

@@ -103,6 +103,37 @@ export interface DataplaneSpec {
   networking: { address?: string; outbound: DataplaneOutbound[] };
 }
 
+/** A policy's `targetRef` (Kuma common_api TargetRef): what a policy or one of its `to[]` entries selects. */
+export interface PolicyTargetRef {
+  kind: string;
+  name?: string;
+  namespace?: string;
+  labels?: Record<string, string>;
+  sectionName?: string;
+}
+
+/** MeshTimeout `default` (Kuma 2.10+ Conf): Go duration strings, as written. */
+export interface MeshTimeoutConf {
+  connectionTimeout?: string;
+  idleTimeout?: string;
+  http?: {
+    requestTimeout?: string;
+    streamIdleTimeout?: string;
+    maxStreamDuration?: string;
+    maxConnectionDuration?: string;
+    requestHeadersTimeout?: string;
+  };
+}
+
+export interface MeshTimeoutSpec {
+  /** Omitted: every client of the mesh on this node, as kind Mesh. */
+  targetRef?: PolicyTargetRef;
+  to?: Array<{ targetRef: PolicyTargetRef; default?: MeshTimeoutConf }>;
+  /** Inbound sections: schema-known so they get a clear rejection (meshext proxies outbound traffic only). */
+  from?: unknown[];
+  rules?: unknown[];
+}
+
 interface ResourceBase<K extends string, S> {
   kind: K;
   /** Core name: the Universal name or the Kubernetes object name (namespace kept apart). */
@@ -126,13 +157,15 @@ export type HostnameGeneratorResource = ResourceBase<'HostnameGenerator', Hostna
 export type MeshResource = ResourceBase<'Mesh', MeshSpec>;
 export type SecretResource = ResourceBase<'Secret', SecretSpec>;
 export type DataplaneResource = ResourceBase<'Dataplane', DataplaneSpec>;
+export type MeshTimeoutResource = ResourceBase<'MeshTimeout', MeshTimeoutSpec>;
 
 export type Resource =
   | MeshExternalServiceResource
   | HostnameGeneratorResource
   | MeshResource
   | SecretResource
-  | DataplaneResource;
+  | DataplaneResource
+  | MeshTimeoutResource;
 
 export type ResourceKind = Resource['kind'];
 

@@ -60,12 +60,14 @@ const TOP_LEVEL: Record<ResourceFormat, Partial<Record<ResourceKind, string[]>>>
     MeshExternalService: [...UNIVERSAL_COMMON, 'mesh', 'spec', 'status'],
     HostnameGenerator: [...UNIVERSAL_COMMON, 'spec'],
     Secret: [...UNIVERSAL_COMMON, 'mesh', 'data'],
+    MeshTimeout: [...UNIVERSAL_COMMON, 'mesh', 'spec'],
   },
   kubernetes: {
     MeshExternalService: [...KUBE_COMMON, 'spec', 'status'],
     HostnameGenerator: [...KUBE_COMMON, 'spec', 'status'],
     Mesh: [...KUBE_COMMON, 'spec'],
     Dataplane: [...KUBE_COMMON, 'spec'],
+    MeshTimeout: [...KUBE_COMMON, 'spec'],
     Secret: [...KUBE_COMMON, 'type', 'data', 'stringData', 'immutable'],
   },
 };

@@ -10,13 +10,15 @@
  */
 import { isIP } from 'node:net';
 import type { Ipam } from '../ipam/ipam.js';
-import type { LoadResult, MeshExternalServiceResource, MeshResource } from '../resources/types.js';
+import type { LoadResult, MeshExternalServiceResource, MeshResource, MeshTimeoutResource } from '../resources/types.js';
+import type { EffectiveTimeouts } from './meshtimeout.js';
 import { displayNameOf } from '../resources/types.js';
 import { unixPath } from '../resources/address.js';
 import { defaultGenerators } from '../hostnames/defaults.js';
 import { generateHostnames, serviceId } from '../hostnames/generate.js';
 import type { CompiledEndpoint, CompiledOutbound, CompiledService, CompiledTls, RejectedResource, Snapshot, TlsVersion, VerificationMode } from './types.js';
 import { vipPortKey } from './types.js';
+import { effectiveTimeouts } from './meshtimeout.js';
 import { byKind, dataplaneViolations, missingSecrets, rejectedFromLoadError, resolveBackendRef, resolveDataSource, secretIndex } from './references.js';
 
 let lastGeneration = 0;
@@ -66,6 +68,7 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
   const owned = new Map<string, MeshExternalServiceResource>();
   for (const mes of candidates) for (const h of names.get(serviceId(mes))?.hostnames ?? []) owned.set(h, mes);
 
+  const meshTimeouts = byKind(load.resources, 'MeshTimeout');
   const services: CompiledService[] = [];
   for (const mes of candidates) {
     const loop = (mes.spec.extension ? [] : (mes.spec.endpoints ?? []))
@@ -113,6 +116,7 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
           }
         : {}),
       generatorStatus: gen.generatorStatus,
+      ...timeoutsOf(mes, meshTimeouts),
       source: { file: mes.source.file, index: mes.source.index },
     });
   }
@@ -124,6 +128,11 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
 
   lastGeneration = input.generation ?? lastGeneration + 1;
   return { generation: lastGeneration, services, byVipPort, byHostname, outbounds, rejected, warnings: load.warnings, vipCidr: ipam.cidr };
+}
+
+function timeoutsOf(mes: MeshExternalServiceResource, policies: MeshTimeoutResource[]): { timeouts?: EffectiveTimeouts } {
+  const t = effectiveTimeouts(mes, policies);
+  return t.policies.length > 0 ? { timeouts: t } : {};
 }
 
 function compileEndpoints(mes: MeshExternalServiceResource): CompiledEndpoint[] {

@@ -69,7 +69,21 @@ export interface PlanTimeouts {
   httpIdleMs: number;
   httpHeaderMs: number;
   upstreamIdleMs: number;
+  /** Envoy's route timeout: from the end of the request to the end of the response (504 after); 0: none. */
+  requestMs: number;
+  /** Envoy's cluster max_stream_duration: from the request leaving for the upstream to the end of the response; 0: none. */
+  maxStreamMs: number;
+  /** Envoy's stream_idle_timeout: an exchange with no bytes either way for this long ends (408); 0: none. */
+  streamIdleMs: number;
+  /** Envoy's cluster max_connection_duration: an upstream HTTP connection this old takes no new request; 0: none. */
+  maxConnectionMs: number;
 }
+
+/**
+ * The longest timer the engine takes (2^31-1 ms, 24.8 days): a MeshTimeout `idleTimeout: 0` ("disabled") on
+ * pooled HTTP upstream connections, which always carry an idle deadline. TCP sessions take 0 as "none".
+ */
+export const IDLE_DISABLED_MS = 0x7fffffff;
 
 export const DEFAULT_TIMEOUTS: PlanTimeouts = {
   connectMs: CONNECT_TIMEOUT_MS,
@@ -77,7 +91,50 @@ export const DEFAULT_TIMEOUTS: PlanTimeouts = {
   httpIdleMs: HTTP_IDLE_TIMEOUT_MS,
   httpHeaderMs: HTTP_HEADER_TIMEOUT_MS,
   upstreamIdleMs: UPSTREAM_IDLE_TIMEOUT_MS,
+  requestMs: 0,
+  maxStreamMs: 0,
+  streamIdleMs: 0,
+  maxConnectionMs: 0,
 };
+
+/**
+ * Kuma's MeshTimeout defaults for what a policy leaves unset (meshtimeout plugin, xds/configurer.go): once any
+ * MeshTimeout selects a service, its unset fields take these, not the agent's own defaults.
+ */
+export const MESH_TIMEOUT_DEFAULTS = { idleMs: 3_600_000, requestMs: 15_000, streamIdleMs: 1_800_000 } as const;
+
+/**
+ * The plan's timeouts: the agent's defaults when no MeshTimeout selects the service; otherwise the merged policy
+ * over Kuma's MeshTimeout defaults, mapped as Kuma's plugin configures Envoy:
+ * - connectionTimeout → the cluster connect_timeout (unset: the agent's connect timeout, 5 s as Kuma's);
+ * - idleTimeout → a tcp service's tcp_proxy idle_timeout, and an http/http2 cluster's HTTP idle_timeout (pooled
+ *   upstream connections; Kuma leaves grpc clusters alone); 0 disables it;
+ * - http.requestTimeout → the route timeout of http, http2 and grpc services; 0 disables it;
+ * - http.maxStreamDuration → the cluster max_stream_duration (unset or 0: none);
+ * - http.streamIdleTimeout → the HTTP connection manager's stream_idle_timeout; 0 disables it;
+ * - http.maxConnectionDuration → the cluster max_connection_duration (unset or 0: none).
+ * Kuma's plugin configures the cluster fields (HTTP idle timeout, max stream and connection durations) on
+ * http and http2 clusters only, so on grpc services they would have no effect; meshext applies them to grpc
+ * too rather than accept a field and ignore it.
+ * Kuma also turns the client-side (HTTP connection manager) idle timeout off; meshext keeps its own, as it serves
+ * every client on the node rather than one application.
+ */
+export function timeoutsFor(svc: CompiledService, base: PlanTimeouts): PlanTimeouts {
+  const t = svc.timeouts;
+  if (!t) return { ...base };
+  const out = { ...base };
+  out.connectMs = t.connectMs ?? base.connectMs;
+  const idle = t.idleMs ?? MESH_TIMEOUT_DEFAULTS.idleMs;
+  if (svc.protocol === 'tcp') out.tcpIdleMs = idle;
+  if (svc.protocol !== 'tcp') {
+    out.upstreamIdleMs = idle === 0 ? IDLE_DISABLED_MS : idle;
+    out.requestMs = t.requestMs ?? MESH_TIMEOUT_DEFAULTS.requestMs;
+    out.maxStreamMs = t.maxStreamMs ?? 0;
+    out.streamIdleMs = t.streamIdleMs ?? MESH_TIMEOUT_DEFAULTS.streamIdleMs;
+    out.maxConnectionMs = t.maxConnectionMs ?? 0;
+  }
+  return out;
+}
 
 /** What a DNS-name endpoint resolves to now: its last answer, or why there is none. */
 export type NameAnswer = { addresses: string[] } | { error: string };
@@ -157,7 +214,8 @@ export function compilePlan(svc: CompiledService, ctx: PlanContext, inVip: (addr
     ...(tls ? { tls } : {}),
     ...(svc.forbidden ? { deny: { status: 403, grpcStatus: 7, message: deniedMessage(svc.mesh) } } : {}),
     ...(errors[0] ? { error: errors.map((e) => e.message).join('; '), errorCode: errors[0].code } : {}),
-    timeouts: { ...ctx.timeouts },
+    timeouts: timeoutsFor(svc, ctx.timeouts),
+    ...(svc.timeouts ? { policies: { meshTimeouts: svc.timeouts.policies } } : {}),
   };
 }
 

@@ -5,6 +5,7 @@
  */
 
 import type { LoadWarning } from '../resources/types.js';
+import type { EffectiveTimeouts } from './meshtimeout.js';
 
 export type Protocol = 'tcp' | 'http' | 'http2' | 'grpc';
 export type TlsVersion = 'TLSAuto' | 'TLS10' | 'TLS11' | 'TLS12' | 'TLS13';
@@ -76,6 +77,8 @@ export interface CompiledService {
   conditions?: Condition[];
   /** Status conditions per hostname generator (Kuma `status.hostnameGenerators`). */
   generatorStatus: Array<{ generator: string; conditions: Condition[] }>;
+  /** The merged MeshTimeouts that select it; absent when none does (the agent's defaults apply). */
+  timeouts?: EffectiveTimeouts;
   /** Where it was declared, for messages. */
   source: { file: string; index: number };
 }

@@ -40,6 +40,9 @@ export const WATCHED_KINDS: readonly WatchedKind[] = [
   { kind: 'Mesh', group: 'kuma.io', version: 'v1alpha1', plural: 'meshes', namespaced: false },
   { kind: 'MeshExternalService', group: 'kuma.io', version: 'v1alpha1', plural: 'meshexternalservices', namespaced: true },
   { kind: 'HostnameGenerator', group: 'kuma.io', version: 'v1alpha1', plural: 'hostnamegenerators', namespaced: true },
+  // System policies only: a MeshTimeout in an application namespace selects that namespace's sidecars in Kuma,
+  // and a node agent has none to give it to.
+  { kind: 'MeshTimeout', group: 'kuma.io', version: 'v1alpha1', plural: 'meshtimeouts', namespaced: true },
   { kind: 'Secret', group: '', version: 'v1', plural: 'secrets', namespaced: true, fieldSelector: `type=${KUMA_SECRET_TYPE}` },
 ];
 

@@ -32,7 +32,7 @@ test('a target address that does not parse fails its own connections, not the in
     keys: [`@${service}`],
     protocol: 'tcp' as const,
     endpoints: [{ label: 'ep', priority: 0, targets: [{ address, port }] }],
-    timeouts: { connectMs: 1000, tcpIdleMs: 0, httpIdleMs: 1000, httpHeaderMs: 1000, upstreamIdleMs: 1000 },
+    timeouts: { connectMs: 1000, tcpIdleMs: 0, httpIdleMs: 1000, httpHeaderMs: 1000, upstreamIdleMs: 1000, requestMs: 0, maxStreamMs: 0, streamIdleMs: 0, maxConnectionMs: 0 },
   });
   const r = addon.engineInstall(e, { source: 'local', plans: [plan('a', 'not-an-ip', 80), plan('b', '::1%nosuchif0', 80), plan('c', '127.0.0.1', 80), plan('d', '/run/x.sock', 0)] });
   t.deepEqual(r.errors, []);

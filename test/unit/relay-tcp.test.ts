@@ -468,7 +468,7 @@ test('relay: a stale engine handle is a TypeError naming it; so are malformed li
   const engine = addon.engineStart(1, () => {});
   t.throws(() => addon.engineClose(engine, 'one' as unknown as number), { instanceOf: TypeError, message: 'id must be a number, got one' });
   t.throws(() => addon.engineInstall(engine, { source: 'nowhere' } as never), { instanceOf: TypeError, message: 'install.source must be local or map, got nowhere' });
-  const plan = { service: 'm/a', keys: ['@m/a'], protocol: 'tcp', endpoints: [{ label: 'x', priority: 0, targets: [{ address: '127.0.0.1', port: 70000 }] }], timeouts: { connectMs: 1, tcpIdleMs: 1, httpIdleMs: 1, httpHeaderMs: 1, upstreamIdleMs: 1 } };
+  const plan = { service: 'm/a', keys: ['@m/a'], protocol: 'tcp', endpoints: [{ label: 'x', priority: 0, targets: [{ address: '127.0.0.1', port: 70000 }] }], timeouts: { connectMs: 1, tcpIdleMs: 1, httpIdleMs: 1, httpHeaderMs: 1, upstreamIdleMs: 1, requestMs: 0, maxStreamMs: 0, streamIdleMs: 0, maxConnectionMs: 0 } };
   t.throws(() => addon.engineInstall(engine, { source: 'local', plans: [plan] } as never), { instanceOf: TypeError, message: 'install.plans[0].endpoints[0].targets[0].port must be an integer 0..65535, got 70000' });
   t.throws(() => addon.engineInstall(engine, { source: 'local', plans: [{ ...plan, protocol: 'udp' }] } as never), { instanceOf: TypeError, message: 'install.plans[0].protocol must be tcp, http, http2 or grpc, got udp' });
   const ok = { ...plan, endpoints: [{ ...plan.endpoints[0], targets: [{ address: '127.0.0.1', port: 1 }] }] };

@@ -146,6 +146,25 @@ test('an object added, changed and deleted is served, updated and removed within
   t.is(e.agent.stats.prometheus().match(/meshext_source_connected\{[^}]*kind="MeshExternalService"[^}]*\} (\d)/)?.[1], '1');
 });
 
+test('a MeshTimeout from the API shapes the plan of the service it selects; editing and deleting it apply', async (t) => {
+  const e = await setup(t, { seed: (api) => api.apply(cols.mes, mes('web', 80)) });
+  type DumpedPlan = { service: string; timeouts: { requestMs: number }; policies?: { meshTimeouts: string[] } };
+  const plan = () => (e.agent.configDump() as { plans: DumpedPlan[] }).plans.find((p) => p.service === 'default/web');
+  t.is(plan()?.timeouts.requestMs, 0);
+  const mt = (requestTimeout: string) => ({
+    metadata: { name: 'web-timeout', namespace: 'kuma-system', labels: { 'kuma.io/mesh': 'default' } },
+    spec: { to: [{ targetRef: { kind: 'MeshExternalService', name: 'web' }, default: { http: { requestTimeout } } }] },
+  });
+  e.api.apply(cols.mt, mt('2s'));
+  await until(() => plan()?.timeouts.requestMs === 2000, 'policy applied');
+  t.deepEqual(plan()?.policies, { meshTimeouts: ['web-timeout'] });
+  e.api.apply(cols.mt, mt('3s'));
+  await until(() => plan()?.timeouts.requestMs === 3000, 'policy changed');
+  e.api.remove(cols.mt, 'web-timeout', 'kuma-system');
+  await until(() => plan()?.timeouts.requestMs === 0, 'policy removed');
+  t.is(plan()?.policies, undefined);
+});
+
 test('a Secret rotation changes the CA used on the next connection', async (t) => {
   const p = pki();
   const upstream = await tlsEcho({ key: p.good.key, cert: p.good.cert });

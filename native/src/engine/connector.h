@@ -31,6 +31,10 @@ class UpstreamLease {
   bool open() const { return service_ != nullptr; }
   /** The service the connection belongs to ("" once closed). */
   const std::string& service() const;
+  /** Counts `i` for the connection's service (nothing once closed). */
+  void Count(ServiceStats::Index i) const {
+    if (service_) service_->stats.Add(i);
+  }
 
  private:
   std::shared_ptr<ServiceState> service_;

@@ -48,6 +48,10 @@ struct ServiceStats {
     kRqRetry,
     kAccessDenied,
     kHeaderTimeout,
+    kUpstreamRqTimeout,      // requests answered 504 / DEADLINE_EXCEEDED (or cut) by the plan's request timeout
+    kUpstreamRqMaxDuration,  // upstream requests ended by the plan's max stream duration
+    kDownstreamRqIdleTimeout,  // streams ended by the plan's stream idle timeout
+    kUpstreamCxMaxDuration,    // upstream connections retired by the plan's max connection duration
     kCount,
   };
   std::atomic<int64_t> v[kCount] = {};
@@ -128,6 +132,29 @@ struct Plan {
   /** How long a client may take to send a whole HTTP/1.x request head, from its first byte (slow-loris bound). */
   int64_t httpHeaderMs = 0;
   int64_t upstreamIdleMs = 0;
+  /**
+   * Envoy's route timeout (MeshTimeout http.requestTimeout): from the end of the client's request to the end of
+   * the upstream response; past it the upstream request is reset and the client gets 504 (grpc-status 4
+   * DEADLINE_EXCEEDED), or its stream is cut when the response had begun. 0: none.
+   */
+  int64_t requestTimeoutMs = 0;
+  /**
+   * Envoy's cluster max_stream_duration (MeshTimeout http.maxStreamDuration): from the request leaving for the
+   * upstream to the end of the response; past it the upstream request is reset and the client gets 504 (408
+   * while its request was still arriving), or is cut when the response had begun. 0: none.
+   */
+  int64_t maxStreamMs = 0;
+  /**
+   * Envoy's HTTP connection manager stream_idle_timeout (MeshTimeout http.streamIdleTimeout): a request/response
+   * exchange with no bytes either way for this long is ended: 408 when no response began (the connection closes
+   * if the request was still arriving), cut otherwise. 0: none.
+   */
+  int64_t streamIdleMs = 0;
+  /**
+   * Envoy's cluster max_connection_duration (MeshTimeout http.maxConnectionDuration): an upstream HTTP connection
+   * this old takes no new request; it is closed once its requests in flight are done. 0: none.
+   */
+  int64_t maxConnMs = 0;
   /** Upstream connections of equal plans are interchangeable: HTTP/2 sessions park idle ones under this key. */
   std::string poolKey;
   std::shared_ptr<ServiceState> state;

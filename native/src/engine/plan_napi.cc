@@ -51,6 +51,10 @@ std::shared_ptr<Plan> PlanFrom(Napi::Env env, const Napi::Value& v, const std::s
   p->httpIdleMs = Ms(env, t, "httpIdleMs", tw);
   p->httpHeaderMs = Ms(env, t, "httpHeaderMs", tw);
   p->upstreamIdleMs = Ms(env, t, "upstreamIdleMs", tw);
+  p->requestTimeoutMs = Ms(env, t, "requestMs", tw);
+  p->maxStreamMs = Ms(env, t, "maxStreamMs", tw);
+  p->streamIdleMs = Ms(env, t, "streamIdleMs", tw);
+  p->maxConnMs = Ms(env, t, "maxConnectionMs", tw);
   p->error = js::Str(env, o, "error", where, true);
   if (!o.Get("deny").IsUndefined()) {
     std::string dw = where + ".deny";

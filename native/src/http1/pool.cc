@@ -7,8 +7,14 @@
 
 namespace mx::h1 {
 
-UpstreamConn::UpstreamConn(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, std::string k, std::string h, int64_t idle)
-    : key(std::move(k)), host(std::move(h)), idleMs(idle), t_(std::move(t)), lease_(std::move(lease)) {}
+UpstreamConn::UpstreamConn(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, std::string k, std::string h, int64_t idle, int64_t exp)
+    : key(std::move(k)), host(std::move(h)), idleMs(idle), expires(exp), t_(std::move(t)), lease_(std::move(lease)) {}
+
+bool UpstreamConn::Reusable(int64_t nowMs) const {
+  if (expires == 0 || nowMs < expires) return true;
+  lease_.Count(engine::ServiceStats::kUpstreamCxMaxDuration);
+  return false;
+}
 
 UpstreamConn::~UpstreamConn() { Kill(); }
 
@@ -54,7 +60,8 @@ std::unique_ptr<UpstreamConn> Pool::Take(const std::string& key) {
     // Most recently used first: the warmest connection, the least likely to have been closed by the upstream.
     std::unique_ptr<UpstreamConn> c = std::move(l.back());
     l.pop_back();
-    if (now - c->idle_since >= c->idleMs) {
+    if (now >= c->IdleDeadline()) {
+      if (now - c->idle_since < c->idleMs) c->Reusable(now);  // counted: retired by its age, not idleness
       Dispose(std::move(c));
       continue;
     }
@@ -68,12 +75,17 @@ std::unique_ptr<UpstreamConn> Pool::Take(const std::string& key) {
 void Pool::Release(std::unique_ptr<UpstreamConn> c) {
   c->owner = nullptr;
   c->idle_since = loop_->NowMs();
+  if (!c->Reusable(c->idle_since)) {
+    // Past its max connection duration: the request it carried was its last.
+    Dispose(std::move(c));
+    return;
+  }
   List& l = idle_[c->key];
   if (l.size() >= kMaxIdlePerKey) {
     Dispose(std::move(l.front()));
     l.pop_front();
   }
-  int64_t at = c->idle_since + c->idleMs;
+  int64_t at = c->IdleDeadline();
   l.push_back(std::move(c));
   l.back()->pos_ = std::prev(l.end());
   loop_->ScheduleUpkeep(this, at);
@@ -110,17 +122,23 @@ int64_t Pool::Run(int64_t nowMs) {
   int64_t next = 0;
   for (auto it = idle_.begin(); it != idle_.end();) {
     List& l = it->second;
-    // The front is the least recently used; stop at the first one still fresh.
-    while (!l.empty() && nowMs - l.front()->idle_since >= l.front()->idleMs) {
-      Dispose(std::move(l.front()));
-      l.pop_front();
+    // Idle deadlines follow use (the front is the least recently used) but max durations do not: every entry
+    // is looked at (at most kMaxIdlePerKey per key).
+    for (auto c = l.begin(); c != l.end();) {
+      int64_t at = (*c)->IdleDeadline();
+      if (nowMs < at) {
+        if (next == 0 || at < next) next = at;
+        ++c;
+        continue;
+      }
+      if (nowMs - (*c)->idle_since < (*c)->idleMs) (*c)->Reusable(nowMs);  // counted: retired by its age
+      Dispose(std::move(*c));
+      c = l.erase(c);
     }
     if (l.empty()) {
       it = idle_.erase(it);
       continue;
     }
-    int64_t at = l.front()->idle_since + l.front()->idleMs;
-    if (next == 0 || at < next) next = at;
     ++it;
   }
   return next;

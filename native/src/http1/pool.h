@@ -4,6 +4,7 @@
 // most recently used first, bounded in number per key and in idle time (the plan's upstream idle timeout).
 // Pools are per loop thread (a connection's fd is registered with one loop's epoll): no locks.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <list>
 #include <memory>
@@ -23,7 +24,8 @@ class Http1Session;
 /** One upstream connection: owned by a session while it carries an exchange, else idle in its loop's pool. */
 class UpstreamConn : public engine::Watcher {
  public:
-  UpstreamConn(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, std::string key, std::string host, int64_t idleMs);
+  /** `expires`: loop clock ms after which it takes no new request (the plan's max connection duration; 0: never). */
+  UpstreamConn(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, std::string key, std::string host, int64_t idleMs, int64_t expires);
   ~UpstreamConn() override;
   UpstreamConn(const UpstreamConn&) = delete;
   UpstreamConn& operator=(const UpstreamConn&) = delete;
@@ -37,6 +39,11 @@ class UpstreamConn : public engine::Watcher {
   const std::string key;   // its pool key
   const std::string host;  // Host sent upstream ("" = the client's)
   const int64_t idleMs;
+  const int64_t expires;
+  /** Whether it may carry another request at `nowMs` (counts a connection retired by its max duration). */
+  bool Reusable(int64_t nowMs) const;
+  /** When, idle since `idle_since`, it is no longer reused. */
+  int64_t IdleDeadline() const { return expires != 0 ? std::min(idle_since + idleMs, expires) : idle_since + idleMs; }
   uint64_t rx = 0, tx = 0;
   bool readable = true, rdhup = false, writable = true, eof = false, dead = false;
   int err = 0;                    // errno of a failed read/write

@@ -106,6 +106,18 @@ void Http1Session::OnTimer(int64_t now) {
   // Entries the Connector armed (connect deadlines) share the heap: only the session's own goes on.
   if (closed_ || now < armed_) return;
   armed_ = 0;
+  bool exchange = phase_ == Phase::WaitUpstream || phase_ == Phase::Exchange;
+  // plan_ is the exchange's during one (outside one it may be null: the service is gone).
+  int64_t idleAt = exchange && plan_->streamIdleMs > 0 ? stream_active_ + plan_->streamIdleMs : 0;
+  bool rqDue = rq_deadline_ != 0 && now >= rq_deadline_;
+  bool streamDue = stream_deadline_ != 0 && now >= stream_deadline_;
+  bool idleDue = idleAt != 0 && now >= idleAt;
+  if (exchange && (rqDue || streamDue || idleDue)) {
+    TimedOut(rqDue ? Expiry::kRequestTimeout : streamDue ? Expiry::kMaxStreamDuration : Expiry::kStreamIdle);
+    if (!closed_) ArmOwn(now + idle_ms_);  // the keep-alive (or linger) timer goes on
+    Pump();
+    return;
+  }
   int64_t deadline;
   if (phase_ == Phase::Linger) {
     deadline = linger_until_;
@@ -132,7 +144,11 @@ void Http1Session::OnTimer(int64_t now) {
     if (d_.plan->tcpIdleMs <= 0) return;
     deadline = last_active_ + d_.plan->tcpIdleMs;
   } else {
-    deadline = now + idle_ms_;  // a request in progress has no client timeout (Kuma's route timeout 0s)
+    // A request in progress has no client idle timeout; its route timeout, when the plan has one, runs.
+    deadline = now + idle_ms_;
+    if (rq_deadline_ != 0) deadline = std::min(deadline, rq_deadline_);
+    if (stream_deadline_ != 0) deadline = std::min(deadline, stream_deadline_);
+    if (exchange && idleAt != 0) deadline = std::min(deadline, idleAt);
   }
   if (now >= deadline) {
     End(phase_ == Phase::Linger ? "done" : "idle-timeout");
@@ -218,7 +234,7 @@ bool Http1Session::ReadClient() {
     // (Unless the peer's FIN was already signalled: that needs one more read to see, and raises no new edge.)
     if (static_cast<size_t>(n) < want && !c_rdhup_) c_readable_ = false;
     rx_ += static_cast<uint64_t>(n);
-    last_active_ = loop()->NowMs();
+    last_active_ = stream_active_ = loop()->NowMs();
     if (phase_ == Phase::Linger) return true;  // discarded: we are only waiting for the client's FIN
     if (bulk) cin_.Commit(static_cast<size_t>(n));
     else cin_.Append(p, static_cast<size_t>(n));
@@ -254,7 +270,8 @@ bool Http1Session::ReadUpstream() {
     if (bulk) uin_.Commit(static_cast<size_t>(n));
     else uin_.Append(p, static_cast<size_t>(n));
     up_->rx += static_cast<uint64_t>(n);
-    if (phase_ == Phase::Tunnel) last_active_ = loop()->NowMs();
+    stream_active_ = loop()->NowMs();
+    if (phase_ == Phase::Tunnel) last_active_ = stream_active_;
     resp_any_ = true;
     return true;
   }
@@ -371,6 +388,7 @@ bool Http1Session::StepHead() {
   resp_scan_.Reset();
   req_body_.Start(req_.framing, req_.content_length);
   req_done_ = req_body_.done();
+  rq_deadline_ = stream_deadline_ = 0;
   resp_started_ = resp_done_ = resp_any_ = false;
   retried_ = false;
   req_body_sent_ = 0;
@@ -392,7 +410,46 @@ bool Http1Session::StepHead() {
   }
   if (c) Begin(std::move(c), true);
   else AskUpstream();
+  stream_active_ = loop()->NowMs();
+  if (plan_->streamIdleMs > 0) ArmOwn(stream_active_ + plan_->streamIdleMs);
+  if (req_done_) StartRequestTimer();
   return true;
+}
+
+void Http1Session::StartRequestTimer() {
+  if (rq_deadline_ != 0 || plan_->requestTimeoutMs <= 0) return;
+  rq_deadline_ = loop()->NowMs() + plan_->requestTimeoutMs;
+  ArmOwn(rq_deadline_);
+}
+
+void Http1Session::TimedOut(Expiry why) {
+  rq_deadline_ = stream_deadline_ = 0;
+  engine::ServiceStats& stats = plan_->state->stats;
+  const char* what = "upstream request timeout";
+  int status = 504;
+  if (why == Expiry::kRequestTimeout) {
+    stats.Add(engine::ServiceStats::kUpstreamRqTimeout);
+  } else if (why == Expiry::kMaxStreamDuration) {
+    stats.Add(engine::ServiceStats::kUpstreamRqMaxDuration);
+    what = "upstream max stream duration reached";
+    // As Envoy: a max stream duration that ends while the request is still arriving is the client's 408.
+    if (!req_done_) status = 408;
+  } else {
+    stats.Add(engine::ServiceStats::kDownstreamRqIdleTimeout);
+    what = "stream timeout";
+    status = 408;
+  }
+  connector_.Cancel();
+  Report(status, what);
+  if (resp_started_) {
+    // Part of the response went out: the client must not take it for a whole one (Envoy resets the stream).
+    End("upstream-error", what);
+    return;
+  }
+  // The upstream request is reset with its connection (an HTTP/1.1 exchange cannot be cancelled otherwise);
+  // the client connection stays usable when the request was read whole.
+  stats.CountResponse(status);
+  LocalReply(status, what, req_done_);
 }
 
 const engine::Plan* Http1Session::CurrentPlan() {
@@ -417,7 +474,8 @@ void Http1Session::OnUpstream(std::unique_ptr<engine::Transport> t, engine::Upst
   // Pooled under the address it is connected to: a later request for that address may reuse it.
   const std::string& key = ep.targets[target].h1PoolKey;
   std::unique_ptr<engine::Transport> up = WrapUpstream(*plan_, ep, std::move(t));
-  auto c = std::make_unique<UpstreamConn>(std::move(up), std::move(lease), key, ep.host, plan_->upstreamIdleMs);
+  int64_t expires = plan_->maxConnMs > 0 ? loop()->NowMs() + plan_->maxConnMs : 0;
+  auto c = std::make_unique<UpstreamConn>(std::move(up), std::move(lease), key, ep.host, plan_->upstreamIdleMs, expires);
   if (loop()->Watch(c->fd(), c.get()) != 0) {
     c->Kill();
     loop()->Defer(std::move(c));
@@ -451,6 +509,12 @@ void Http1Session::Begin(std::unique_ptr<UpstreamConn> c, bool reused) {
   WriteRequestHead(req_, up_->host, hbuf_);
   uout_.Append(hbuf_.data(), hbuf_.size());
   phase_ = Phase::Exchange;
+  // Each upstream request (a retry is a new one) gets the whole max stream duration, as Envoy's.
+  stream_deadline_ = 0;
+  if (plan_->maxStreamMs > 0) {
+    stream_deadline_ = loop()->NowMs() + plan_->maxStreamMs;
+    ArmOwn(stream_deadline_);
+  }
 }
 
 bool Http1Session::StepExchange() {
@@ -473,7 +537,10 @@ bool Http1Session::StepExchange() {
       End("client-error", "malformed request body");
       return false;
     }
-    if (req_body_.done()) req_done_ = true;
+    if (req_body_.done()) {
+      req_done_ = true;
+      StartRequestTimer();
+    }
   }
   if (!req_done_ && c_eof_ && cin_.empty()) {
     End("client-reset", "client closed mid-request");
@@ -505,6 +572,7 @@ bool Http1Session::StepExchange() {
     resp_started_ = true;
     resp_body_.Start(resp_.framing, resp_.content_length);
     if (resp_.framing == Framing::Tunnel) {
+      rq_deadline_ = stream_deadline_ = 0;  // an upgraded connection is a tunnel, not an exchange
       phase_ = Phase::Tunnel;
       return true;
     }
@@ -566,6 +634,7 @@ void Http1Session::UpstreamGone() {
 }
 
 void Http1Session::Finish() {
+  rq_deadline_ = stream_deadline_ = 0;
   // A connection whose FIN arrived with the response (rdhup) is done, even before the read that says so.
   // A bridged HTTP/2 upstream that received GOAWAY says so itself.
   bool reusable = UpstreamReusable(resp_) && req_done_ && !up_->eof && !up_->rdhup && uin_.empty() && uout_.empty() && up_->t().reusable();
@@ -614,6 +683,7 @@ bool Http1Session::StepTunnel() {
 }
 
 void Http1Session::LocalReply(int status, const std::string& body, bool keep) {
+  rq_deadline_ = stream_deadline_ = 0;
   keep = keep && !draining_ && req_.keep_alive;
   std::string r = LocalResponse(status, body, !keep);
   cout_.Append(r.data(), r.size());

@@ -61,6 +61,14 @@ class Http1Session : public engine::Session, private engine::ConnectorHost {
   bool StepExchange();
   bool StepTunnel();
   void AskUpstream();
+  /** The request is complete: its route timeout (Plan::requestTimeoutMs) starts now. */
+  void StartRequestTimer();
+  enum class Expiry { kRequestTimeout, kMaxStreamDuration, kStreamIdle };
+  /**
+   * A time limit of the exchange passed before the response completed: reset upstream, answer 504 (408 for an
+   * idle stream, and for a max stream duration while the request was still arriving), or cut a begun response.
+   */
+  void TimedOut(Expiry why);
   /** Arms the session's own timer chain for `deadline` (earlier deadlines first; see OnTimer). */
   void ArmOwn(int64_t deadline);
   /** The plan for the request whose head just arrived (looked up again only when plans changed). */
@@ -93,6 +101,9 @@ class Http1Session : public engine::Session, private engine::ConnectorHost {
   int64_t last_active_ = 0, linger_until_ = 0;
   int64_t head_since_ = 0;  // when the first byte of the request head being read arrived (0: none yet)
   int64_t armed_ = 0;  // deadline of the session's own pending timer entry (0: none)
+  int64_t rq_deadline_ = 0;  // when the exchange in progress times out (0: no request timeout running)
+  int64_t stream_deadline_ = 0;  // when its upstream request reaches the max stream duration (0: none running)
+  int64_t stream_active_ = 0;    // last byte of the exchange either way (its stream idle timeout counts from here)
   uint64_t rx_ = 0, tx_ = 0;
 
   std::unique_ptr<UpstreamConn> up_;

@@ -117,6 +117,11 @@ struct Relay::Stream {
   ByteQueue resp_body;
   bool down_deferred = false;
   bool down_closed = false;
+
+  StreamLimits limits;          // from its plan, at admission
+  int64_t deadline = 0;         // route timeout, once the request is complete (0: not running)
+  int64_t stream_deadline = 0;  // max stream duration, once the request went upstream (0: not running)
+  int64_t active_at = 0;        // last frame of the stream either way (with a stream idle timeout)
 };
 
 struct Relay::Upstream {
@@ -131,13 +136,14 @@ struct Relay::Upstream {
   bool settings_seen = false;
   bool goaway = false;
   bool fatal = false;
+  bool retired = false;  // no new streams: past its max connection duration
   std::unordered_set<Stream*> refs;  // streams whose conn == this
 
   ~Upstream() {
     if (sess) nghttp2_session_del(sess);
   }
   bool HasRoom(uint32_t assumed) const {
-    if (goaway || fatal || !nghttp2_session_check_request_allowed(sess)) return false;
+    if (goaway || fatal || retired || !nghttp2_session_check_request_allowed(sess)) return false;
     // Before the peer's SETTINGS, nghttp2 would report "unlimited"; assume what the previous connection said.
     uint32_t limit = settings_seen ? nghttp2_session_get_remote_settings(sess, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS) : assumed;
     return active < limit;
@@ -249,13 +255,21 @@ int Relay::OnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud) 
       return 0;
     }
     s->group = r->host_.Route();
+    s->limits = r->host_.Limits();
+    if (s->limits.streamIdleMs > 0) {
+      r->Touch(s);
+      r->host_.ArmTimer(s->limits.streamIdleMs);
+    }
+    if (end) r->StartRequestTimer(s);
     s->waiting = true;
     r->waiting_.push_back(s);
     r->Dispatch();
     return 0;
   }
+  r->Touch(s);
   if (end) {
     s->req_end = true;
+    r->StartRequestTimer(s);
     r->ResumeUpstreamData(s);
   }
   return 0;
@@ -270,6 +284,7 @@ int Relay::OnDataChunk(nghttp2_session* sess, uint8_t, int32_t stream_id, const 
     return 0;
   }
   s->req_body.Append(data, len);
+  static_cast<Relay*>(ud)->Touch(s);
   static_cast<Relay*>(ud)->ResumeUpstreamData(s);
   return 0;
 }
@@ -388,7 +403,7 @@ Relay::UpstreamHandle Relay::ReleaseIdleUpstream(uint32_t id) {
   auto it = ups_.find(id);
   if (it == ups_.end()) return nullptr;
   Upstream* u = it->second.get();
-  if (u->active != 0 || !u->refs.empty() || u->goaway || u->fatal || !u->settings_seen || !nghttp2_session_check_request_allowed(u->sess) ||
+  if (u->active != 0 || !u->refs.empty() || u->goaway || u->fatal || u->retired || !u->settings_seen || !nghttp2_session_check_request_allowed(u->sess) ||
       !nghttp2_session_want_read(u->sess)) {
     return nullptr;
   }
@@ -467,7 +482,14 @@ bool Relay::UpstreamAlive(uint32_t id) const {
   if (it == ups_.end()) return false;
   const Upstream& u = *it->second;
   if (u.fatal) return false;
+  if (u.retired && u.active == 0 && u.refs.empty() && !nghttp2_session_want_write(u.sess)) return false;
   return nghttp2_session_want_read(u.sess) || nghttp2_session_want_write(u.sess);
+}
+
+void Relay::RetireUpstream(uint32_t id) {
+  auto it = ups_.find(id);
+  if (it != ups_.end()) it->second->retired = true;
+  Dispatch();  // waiting streams go to another connection, or ask for one
 }
 
 std::vector<uint32_t> Relay::UpstreamIds() const {
@@ -541,6 +563,7 @@ int Relay::UpOnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud
   auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(sess, f->hd.stream_id));
   if (!s) return 0;
   bool end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+  r->Touch(s);
   if (f->hd.type == NGHTTP2_HEADERS && !s->resp_done) {
     int status = 0;
     for (const auto& [k, v] : s->resp) {
@@ -570,6 +593,7 @@ int Relay::UpOnDataChunk(nghttp2_session* sess, uint8_t, int32_t stream_id, cons
     return 0;
   }
   s->resp_body.Append(data, len);
+  static_cast<Upstream*>(ud)->relay->Touch(s);
   static_cast<Upstream*>(ud)->relay->ResumeClientData(s);
   return 0;
 }
@@ -731,6 +755,8 @@ bool Relay::Submit(Stream* s, Upstream* u) {
   }
   s->conn = u;
   s->up_id = id;
+  // Each upstream stream (a replay is a new one) gets the whole max stream duration, as Envoy's per upstream request.
+  s->stream_deadline = s->limits.maxStreamMs > 0 ? host_.ArmTimer(s->limits.maxStreamMs) : 0;
   s->up_active = true;
   s->up_opened = false;
   s->up_deferred = false;
@@ -760,6 +786,71 @@ void Relay::UpstreamFailedStream(Stream* s, uint32_t code, const std::string& wh
     return;
   }
   nghttp2_submit_rst_stream(down_, NGHTTP2_FLAG_NONE, s->id, code);
+}
+
+void Relay::Touch(Stream* s) {
+  if (s->limits.streamIdleMs > 0) s->active_at = host_.NowMs();
+}
+
+void Relay::StartRequestTimer(Stream* s) {
+  if (s->limits.requestMs <= 0 || s->deadline != 0 || s->resp_end) return;
+  s->deadline = host_.ArmTimer(s->limits.requestMs);
+}
+
+int64_t Relay::ExpireRequests(int64_t nowMs) {
+  int64_t next = 0;
+  std::vector<std::pair<Stream*, Expiry>> due;
+  for (auto& [id, s] : streams_) {
+    int64_t idleAt = s->active_at != 0 ? s->active_at + s->limits.streamIdleMs : 0;
+    if (s->deadline == 0 && s->stream_deadline == 0 && idleAt == 0) continue;
+    if (s->resp_end || s->down_closed) {
+      // The response is complete (every limit ends with the upstream's END_STREAM).
+      s->deadline = s->stream_deadline = s->active_at = 0;
+      continue;
+    }
+    if (s->deadline != 0 && s->deadline <= nowMs) {
+      due.emplace_back(s.get(), Expiry::kRequestTimeout);
+    } else if (s->stream_deadline != 0 && s->stream_deadline <= nowMs) {
+      due.emplace_back(s.get(), Expiry::kMaxStreamDuration);
+    } else if (idleAt != 0 && idleAt <= nowMs) {
+      due.emplace_back(s.get(), Expiry::kStreamIdle);
+    } else {
+      for (int64_t d : {s->deadline, s->stream_deadline, idleAt})
+        if (d != 0 && (next == 0 || d < next)) next = d;
+    }
+  }
+  for (auto [s, why] : due) TimeOut(s, why);
+  if (!due.empty()) Dispatch();
+  return next;
+}
+
+void Relay::TimeOut(Stream* s, Expiry why) {
+  s->deadline = s->stream_deadline = s->active_at = 0;
+  host_.CountExpiry(why);
+  if (s->waiting) {
+    waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), s), waiting_.end());
+    s->waiting = false;
+  }
+  if (s->conn) Detach(s);
+  if (s->resp_submitted) {
+    // Part of the response went out: the client must not take it for a whole one.
+    nghttp2_submit_rst_stream(down_, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+    return;
+  }
+  LocalAnswer a;
+  a.grpcStatus = 4;  // DEADLINE_EXCEEDED
+  if (why == Expiry::kRequestTimeout) {
+    a.status = 504;
+    a.message = "upstream request timeout";
+  } else if (why == Expiry::kStreamIdle) {
+    a.status = 408;  // as Envoy's stream idle timeout
+    a.message = "stream timeout";
+  } else {
+    // As Envoy: 504 once the whole request was received, 408 while it was still arriving.
+    a.status = s->req_end ? 504 : 408;
+    a.message = "upstream max stream duration reached";
+  }
+  Answer(s, a);
 }
 
 void Relay::LocalReply(Stream* s, const std::string& reason) {

@@ -33,6 +33,19 @@ struct LocalAnswer {
   bool counted = true;
 };
 
+/** Time limits of one admitted stream, from its plan (0: none). */
+struct StreamLimits {
+  /** Envoy's route timeout: from the client's END_STREAM to the upstream's. */
+  int64_t requestMs = 0;
+  /** Envoy's cluster max_stream_duration: from the request leaving for the upstream to the end of the response. */
+  int64_t maxStreamMs = 0;
+  /** Envoy's stream_idle_timeout: no frame of the stream either way for this long. */
+  int64_t streamIdleMs = 0;
+};
+
+/** Why a stream's time ran out. */
+enum class Expiry { kRequestTimeout, kMaxStreamDuration, kStreamIdle };
+
 /** What the relay needs from whoever drives it. Called synchronously from the Recv, Send and Attach calls. */
 class RelayHost {
  public:
@@ -47,8 +60,6 @@ class RelayHost {
    * engine's session makes one group per endpoint, so it picks an endpoint per request). Default: one group.
    */
   virtual uint32_t Route() { return 0; }
-  /** A clock in ms for the header deadline (OldestOpenHeaders); default 0: not tracked. */
-  virtual int64_t NowMs() { return 0; }
   /**
    * Streams of `group` are waiting and no upstream connection of that group has room: open one (AttachUpstream
    * or AdoptUpstream with that group, or UpstreamUnavailable for it).
@@ -58,6 +69,17 @@ class RelayHost {
   virtual void CountResponse(int status) = 0;
   /** A stream the upstream refused unprocessed (GOAWAY, REFUSED_STREAM) is being replayed on another connection. */
   virtual void CountRetry() = 0;
+  /** Right after Admit said yes: the admitted stream's time limits. */
+  virtual StreamLimits Limits() { return {}; }
+  /** The host's clock in ms (what ArmTimer deadlines are on; the header deadline too, OldestOpenHeaders). */
+  virtual int64_t NowMs() { return 0; }
+  /** Returns the deadline `afterMs` from now on the host's clock, having arranged for ExpireRequests to be called then. */
+  virtual int64_t ArmTimer(int64_t afterMs) {
+    (void)afterMs;
+    return 0;
+  }
+  /** A stream ran out of time (ExpireRequests): it is answered locally, or reset if its response began. */
+  virtual void CountExpiry(Expiry why) { (void)why; }
 };
 
 struct RelayOptions {
@@ -100,8 +122,10 @@ class Relay {
   void UpstreamUnavailable(const std::string& reason, uint32_t group = 0);
   bool RecvUpstream(uint32_t id, const uint8_t* data, size_t len);
   bool SendUpstream(uint32_t id, std::string& out, size_t limit);
-  /** False once the upstream connection should be closed (after GOAWAY with no streams left, or fatal). */
+  /** False once the upstream connection should be closed (after GOAWAY or retirement with no streams left, or fatal). */
   bool UpstreamAlive(uint32_t id) const;
+  /** The connection takes no new stream (its max connection duration passed); it ends when its streams are done. */
+  void RetireUpstream(uint32_t id);
   /** The upstream connection is gone: its unanswered streams get a local reply, answered ones are reset. */
   void UpstreamLost(uint32_t id, const std::string& reason);
   /** Ids of the live upstream connections, to flush each after any input. */
@@ -128,6 +152,14 @@ class Relay {
   UpstreamHandle ReleaseIdleUpstream(uint32_t id);
   /** Adopts a connection from ReleaseIdleUpstream for `group` (no stream is sent yet: feed its pending bytes, then Kick). */
   uint32_t AdoptUpstream(UpstreamHandle u, uint32_t group = 0);
+  /**
+   * Streams whose route timeout, max stream duration or stream idle timeout passed at `nowMs` before their
+   * response completed: the upstream stream is reset (RST_STREAM CANCEL) and the client gets 504 (408 for an
+   * idle stream, and for a max stream duration that ends before the whole request arrived; gRPC: grpc-status 4
+   * DEADLINE_EXCEEDED) or, when the response had begun, RST_STREAM. The connections stay. Returns the next
+   * pending deadline (0: none).
+   */
+  int64_t ExpireRequests(int64_t nowMs);
   /** Sends waiting streams to connections with room. */
   void Kick() { Dispatch(); }
   /** The groups between NeedUpstream and its answer (AttachUpstream, AdoptUpstream or UpstreamUnavailable), oldest first. */
@@ -171,6 +203,11 @@ class Relay {
   void UpstreamFailedStream(Stream* s, uint32_t code, const std::string& why);
   /** An upstream failure's local reply: 503, or grpc-status 14 (UNAVAILABLE). */
   void LocalReply(Stream* s, const std::string& reason);
+  /** A frame of the stream arrived from either side: its stream idle timeout starts over. */
+  void Touch(Stream* s);
+  /** The request is complete: its route timeout starts (see RelayHost::ArmTimer). */
+  void StartRequestTimer(Stream* s);
+  void TimeOut(Stream* s, Expiry why);
   void Answer(Stream* s, const LocalAnswer& a);
   void SubmitResponse(Stream* s, bool end);
   void ResumeClientData(Stream* s);

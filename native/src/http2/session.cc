@@ -324,6 +324,7 @@ bool Http2Session::AdoptIdle(uint32_t group) {
     s.eof = s.dead = false;
     s.group = group;
     s.rid = relay_.AdoptUpstream(std::move(up), group);
+    if (s.expires != 0) ArmOwn(s.expires);  // its max connection duration runs on in this session
     ups_.push_back(std::move(side));
     if (int err = loop()->Watch(s.t->fd(), &s)) {
       KillUpstream(s, std::string("cannot watch the upstream socket: ") + strerror(err));
@@ -356,6 +357,7 @@ void Http2Session::Park(std::unique_ptr<Side> side, Relay::UpstreamHandle up) {
   idle->side = std::move(side);
   idle->up = std::move(up);
   idle->until = loop()->NowMs() + idle->side->idleMs;
+  if (idle->side->expires != 0) idle->until = std::min(idle->until, idle->side->expires);
   if (loop()->Watch(fd, idle.get()) != 0) {
     idle->Report();
     GraveyardAdd(std::move(idle));
@@ -393,8 +395,6 @@ const engine::Plan* Http2Session::CurrentPlan() {
   }
   return gone_ ? nullptr : plan_.get();
 }
-
-int64_t Http2Session::NowMs() { return loop()->NowMs(); }
 
 void Http2Session::ArmHeaderDeadline() {
   // A header block that has begun must end within the header timeout, however its frames trickle in.
@@ -456,6 +456,10 @@ void Http2Session::Attach(std::unique_ptr<engine::Transport> t, engine::Upstream
   side->group = group;
   side->poolKey = IdleKey(plan, endpoint);
   side->idleMs = plan.upstreamIdleMs;
+  if (plan.maxConnMs > 0) {
+    side->expires = loop()->NowMs() + plan.maxConnMs;
+    ArmOwn(side->expires);
+  }
   side->t = std::move(t);
   side->lease = std::move(lease);
   Side& s = *side;
@@ -531,6 +535,24 @@ void Http2Session::CountResponse(int status) { plan_->state->stats.CountResponse
 
 void Http2Session::CountRetry() { plan_->state->stats.Add(engine::ServiceStats::kRqRetry); }
 
+// Admit has just looked the plan up: plan_ is the admitted stream's.
+StreamLimits Http2Session::Limits() { return {plan_->requestTimeoutMs, plan_->maxStreamMs, plan_->streamIdleMs}; }
+
+int64_t Http2Session::NowMs() { return loop()->NowMs(); }
+
+int64_t Http2Session::ArmTimer(int64_t afterMs) {
+  int64_t deadline = loop()->NowMs() + afterMs;
+  ArmOwn(deadline);
+  return deadline;
+}
+
+void Http2Session::CountExpiry(Expiry why) {
+  engine::ServiceStats::Index i = why == Expiry::kRequestTimeout      ? engine::ServiceStats::kUpstreamRqTimeout
+                                  : why == Expiry::kMaxStreamDuration ? engine::ServiceStats::kUpstreamRqMaxDuration
+                                                                      : engine::ServiceStats::kDownstreamRqIdleTimeout;
+  plan_->state->stats.Add(i);
+}
+
 void Http2Session::ArmOwn(int64_t deadline) {
   if (armed_ != 0 && armed_ <= deadline) return;
   armed_ = deadline;
@@ -543,6 +565,20 @@ void Http2Session::OnTimer(int64_t nowMs) {
   // Connect deadlines share the heap: only the session's own entry decides about idleness.
   if (ended_ || nowMs < armed_) return;
   armed_ = 0;
+  int64_t next = relay_.ExpireRequests(nowMs);
+  // Upstream connections past their max connection duration take no new stream and end once idle.
+  for (auto& u : ups_) {
+    if (u->expires == 0 || u->retired || u->dead) continue;
+    if (nowMs >= u->expires) {
+      u->retired = true;
+      u->lease.Count(engine::ServiceStats::kUpstreamCxMaxDuration);
+      relay_.RetireUpstream(u->rid);
+    } else if (next == 0 || u->expires < next) {
+      next = u->expires;
+    }
+  }
+  Pump();
+  if (ended_) return;
   int64_t idle = d_.plan->httpIdleMs;
   int64_t headerMs = d_.plan->httpHeaderMs;
   int64_t oldest = relay_.OldestOpenHeaders();
@@ -563,6 +599,7 @@ void Http2Session::OnTimer(int64_t nowMs) {
   }
   ArmOwn(relay_.OpenStreams() == 0 ? lastActive_ + idle : nowMs + idle);
   if (oldest != 0 && headerMs > 0) ArmOwn(oldest + headerMs);
+  if (next != 0) ArmOwn(next);
 }
 
 }  // namespace mx::h2

@@ -52,6 +52,8 @@ class Http2Session final : public engine::Session, private RelayHost, private en
     std::string poolKey;  // where it parks: the plan's pool key and the endpoint's label (IdleKey)
     uint32_t group = 0;   // the relay group it serves (groups_)
     int64_t idleMs = 0;   // the plan's upstreamIdleMs: how long it may stay parked
+    int64_t expires = 0;  // loop clock ms of its max connection duration (0: none)
+    bool retired = false;  // past it: takes no new stream
     std::unique_ptr<engine::Transport> t;
     engine::UpstreamLease lease;
     std::string out;
@@ -70,7 +72,6 @@ class Http2Session final : public engine::Session, private RelayHost, private en
 
   bool Admit(LocalAnswer* answer, std::string_view method, std::string_view path) override;
   uint32_t Route() override;
-  int64_t NowMs() override;
   /** Arms the session's timer for the oldest incomplete request header block's deadline (httpHeaderMs). */
   void ArmHeaderDeadline();
   void NeedUpstream(uint32_t group) override;
@@ -80,6 +81,10 @@ class Http2Session final : public engine::Session, private RelayHost, private en
   static std::string IdleKey(const engine::Plan& plan, const std::string& label);
   void CountResponse(int status) override;
   void CountRetry() override;
+  StreamLimits Limits() override;
+  int64_t NowMs() override;
+  int64_t ArmTimer(int64_t afterMs) override;
+  void CountExpiry(Expiry why) override;
   void OnUpstream(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, uint32_t endpoint, uint32_t target) override;
   void OnUpstreamFailed(const std::string& reason) override;
   /** The current plan of this connection's key (looked up again only when plans changed; null once gone). */

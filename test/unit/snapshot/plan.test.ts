@@ -33,9 +33,15 @@ const SEED_ANSWERS: Record<string, NameAnswer> = {
   'grpcbin.test.k6.io': { error: 'no such name (ENOTFOUND)' },
 };
 
-for (const set of ['kong-mesh/universal', 'kong-mesh/kubernetes', 'kuma-website']) {
+const GOLDEN_SETS: Array<[string, string[]]> = [
+  ...['kong-mesh/universal', 'kong-mesh/kubernetes', 'kuma-website'].map((set): [string, string[]] => [set, [`${SEEDS}/${set}`, `${SEEDS}/secrets`]]),
+  // MeshTimeouts merged per service (test/fixtures/policies/meshtimeout/timeouts.yaml says what wins and why).
+  ['meshtimeout', ['test/fixtures/policies/meshtimeout']],
+];
+
+for (const [set, dirs] of GOLDEN_SETS) {
   test(`golden plans: ${set} seed`, async (t) => {
-    const load = await loadResources([`${SEEDS}/${set}`, `${SEEDS}/secrets`]);
+    const load = await loadResources(dirs);
     const stateDir = await mkdtemp(join(tmpdir(), 'meshext-plan-'));
     t.teardown(() => rm(stateDir, { recursive: true, force: true }));
     const ipam = await Ipam.open({ stateDir, cidr: '242.0.0.0/8' });
