@@ -147,7 +147,10 @@ test('an object added, changed and deleted is served, updated and removed within
 });
 
 test('a MeshTimeout from the API shapes the plan of the service it selects; editing and deleting it apply', async (t) => {
-  const e = await setup(t, { seed: (api) => api.apply(cols.mes, mes('web', 80)) });
+  // An http service: a request timeout is a route timeout, which tcp services do not have.
+  const web = mes('web', 80);
+  web.spec = { match: { port: 80, protocol: 'http' }, endpoints: [{ address: '127.0.0.1', port: 9 }] };
+  const e = await setup(t, { seed: (api) => api.apply(cols.mes, web) });
   type DumpedPlan = { service: string; timeouts: { requestMs: number }; policies?: { meshTimeouts: string[] } };
   const plan = () => (e.agent.configDump() as { plans: DumpedPlan[] }).plans.find((p) => p.service === 'default/web');
   t.is(plan()?.timeouts.requestMs, 0);
