@@ -37,6 +37,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("fdLimit", Napi::Function::New(env, mx::FdLimit));
   exports.Set("sharedSocket", Napi::Function::New(env, mx::SharedSocket));
   exports.Set("adoptListenFds", Napi::Function::New(env, mx::AdoptListenFds));
+  exports.Set("adoptHeldSockets", Napi::Function::New(env, mx::AdoptHeldSockets));
+  exports.Set("serveHeldSockets", Napi::Function::New(env, mx::ServeHeldSockets));
   exports.Set("engineDnsListen", Napi::Function::New(env, mx::EngineDnsListen));
   exports.Set("engineDnsTable", Napi::Function::New(env, mx::EngineDnsTable));
   exports.Set("engineDnsResolve", Napi::Function::New(env, mx::EngineDnsResolve));

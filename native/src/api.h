@@ -33,6 +33,8 @@ Napi::Value Layout(const Napi::CallbackInfo& info);
 Napi::Value FdLimit(const Napi::CallbackInfo& info);
 Napi::Value SharedSocket(const Napi::CallbackInfo& info);
 Napi::Value AdoptListenFds(const Napi::CallbackInfo& info);
+Napi::Value AdoptHeldSockets(const Napi::CallbackInfo& info);
+Napi::Value ServeHeldSockets(const Napi::CallbackInfo& info);
 
 // Engine DNS (dns/dns_napi.cc).
 Napi::Value EngineDnsListen(const Napi::CallbackInfo& info);

@@ -2,9 +2,17 @@
 
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstddef>
 #include <mutex>
+#include <thread>
 
 #include "engine/sockaddr.h"
 
@@ -15,6 +23,32 @@ std::mutex g_mu;
 bool g_adopted = false;
 std::vector<InheritedSocket> g_sockets;
 constexpr int kListenFdsStart = 3;  // SD_LISTEN_FDS_START
+constexpr size_t kMaxHeld = 64;
+
+/** Registers an inet socket by what it is bound to; closes anything else. Caller holds g_mu. */
+void Register(int fd) {
+  int type = 0;
+  socklen_t tl = sizeof type;
+  sockaddr_storage ss{};
+  socklen_t sl = sizeof ss;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) != 0 ||
+      (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)) {
+    close(fd);
+    return;
+  }
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+  uint16_t port = 0;
+  std::string address = engine::IpText(ss, &port);
+  g_sockets.push_back({fd, type, address, port});
+}
+
+sockaddr_un UnixAddr(const std::string& path, socklen_t* len) {
+  sockaddr_un un{};
+  un.sun_family = AF_UNIX;
+  memcpy(un.sun_path, path.data(), std::min(path.size(), sizeof un.sun_path - 1));
+  *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + std::min(path.size(), sizeof un.sun_path - 1) + 1);
+  return un;
+}
 }  // namespace
 
 const std::vector<InheritedSocket>& AdoptInheritedSockets() {
@@ -25,24 +59,92 @@ const std::vector<InheritedSocket>& AdoptInheritedSockets() {
   const char* fds = getenv("LISTEN_FDS");
   if (pid && fds && strtol(pid, nullptr, 10) == static_cast<long>(getpid())) {
     long n = strtol(fds, nullptr, 10);
-    for (long i = 0; i < n && i < 64; i++) {
-      int fd = kListenFdsStart + static_cast<int>(i);
-      int type = 0;
-      socklen_t tl = sizeof type;
-      sockaddr_storage ss{};
-      socklen_t sl = sizeof ss;
-      if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0 || getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) != 0) continue;
-      if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6) continue;
-      fcntl(fd, F_SETFD, FD_CLOEXEC);
-      uint16_t port = 0;
-      std::string address = engine::IpText(ss, &port);
-      g_sockets.push_back({fd, type, address, port});
-    }
+    for (long i = 0; i < n && i < 64; i++) Register(kListenFdsStart + static_cast<int>(i));
   }
   unsetenv("LISTEN_PID");
   unsetenv("LISTEN_FDS");
   unsetenv("LISTEN_FDNAMES");
   return g_sockets;
+}
+
+int AdoptHeldSockets(const std::string& path, std::string* error) {
+  int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (c < 0) return (*error = strerror(errno)), -1;
+  socklen_t len = 0;
+  sockaddr_un un = UnixAddr(path, &len);
+  timeval tv{2, 0};
+  setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (connect(c, reinterpret_cast<sockaddr*>(&un), len) != 0) {
+    *error = std::string("connect: ") + strerror(errno);
+    close(c);
+    return -1;
+  }
+  char byte = 0;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int) * kMaxHeld)];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = ctrl;
+  msg.msg_controllen = sizeof ctrl;
+  ssize_t n = recvmsg(c, &msg, MSG_CMSG_CLOEXEC);
+  int err = errno;
+  close(c);
+  if (n <= 0) return (*error = n == 0 ? "the holder closed without sending" : std::string("recvmsg: ") + strerror(err)), -1;
+  int count = 0;
+  std::lock_guard<std::mutex> g(g_mu);
+  for (cmsghdr* cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+    if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS) continue;
+    size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    const int* fds = reinterpret_cast<const int*>(CMSG_DATA(cm));
+    for (size_t i = 0; i < k; i++) {
+      Register(fds[i]);
+      count++;
+    }
+  }
+  return count;
+}
+
+int ServeHeldSockets(const std::string& path, const std::vector<int>& fds, std::string* error) {
+  if (fds.empty() || fds.size() > kMaxHeld) return (*error = "between 1 and 64 sockets can be held"), -1;
+  int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (l < 0) return (*error = strerror(errno)), -1;
+  unlink(path.c_str());
+  socklen_t len = 0;
+  sockaddr_un un = UnixAddr(path, &len);
+  if (bind(l, reinterpret_cast<sockaddr*>(&un), len) != 0 || listen(l, 16) != 0) {
+    *error = std::string("bind/listen ") + path + ": " + strerror(errno);
+    close(l);
+    return -1;
+  }
+  chmod(path.c_str(), 0600);
+  // Each agent that connects gets every socket (its own copies: the holder keeps them open across the agent's
+  // restarts). A detached thread: the holder process does nothing else.
+  std::thread([l, fds] {
+    for (;;) {
+      int c = accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        return;
+      }
+      char byte = 'm';
+      iovec iov{&byte, 1};
+      alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int) * kMaxHeld)] = {};
+      msghdr msg{};
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      msg.msg_control = ctrl;
+      msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+      cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+      cm->cmsg_level = SOL_SOCKET;
+      cm->cmsg_type = SCM_RIGHTS;
+      cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+      memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * fds.size());
+      sendmsg(c, &msg, MSG_NOSIGNAL);
+      close(c);
+    }
+  }).detach();
+  return l;
 }
 
 int TakeInheritedSocket(int type, const sockaddr_storage& ss) {

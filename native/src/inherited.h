@@ -22,6 +22,19 @@ struct InheritedSocket {
  */
 const std::vector<InheritedSocket>& AdoptInheritedSockets();
 
+/**
+ * Adopts the sockets a holder process (ServeHeldSockets, `meshext hold-sockets`) passes over the unix socket at
+ * `path` (SCM_RIGHTS): the same role as systemd's, for a Kubernetes pod, where a sidecar container outlives the
+ * agent container's restarts. Returns how many, or -1 with `error`.
+ */
+int AdoptHeldSockets(const std::string& path, std::string* error);
+
+/**
+ * Serves `fds` to every client of a unix socket at `path` from a detached thread; returns the listening fd, or
+ * -1 with `error`.
+ */
+int ServeHeldSockets(const std::string& path, const std::vector<int>& fds, std::string* error);
+
 /** A dup of the adopted socket of `type` bound to exactly `ss` (address and port), or -1 when there is none. */
 int TakeInheritedSocket(int type, const sockaddr_storage& ss);
 

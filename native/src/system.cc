@@ -177,8 +177,32 @@ Napi::Value SharedSocket(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, fd);
 }
 
-// adoptListenFds() → [{fd, type: 'tcp'|'udp', address, port}]: the sockets systemd passed (LISTEN_FDS), which the
-// listeners of the same address then take instead of binding their own.
+// adoptHeldSockets(path) → number: adopts the sockets a holder process passes over the unix socket `path`.
+Napi::Value AdoptHeldSockets(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = ArgString(info, 0, "path");
+  std::string error;
+  int n = mx::AdoptHeldSockets(path, &error);
+  if (n < 0) ThrowArg(env, "cannot take the held sockets from " + path + ": " + error);
+  return Napi::Number::New(env, n);
+}
+
+// serveHeldSockets(path, fds) → fd: hands `fds` to every client of the unix socket `path` (a detached thread).
+Napi::Value ServeHeldSockets(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = ArgString(info, 0, "path");
+  if (info.Length() < 2 || !info[1].IsArray()) ThrowArg(env, "fds must be an array");
+  Napi::Array a = info[1].As<Napi::Array>();
+  std::vector<int> fds;
+  for (uint32_t i = 0; i < a.Length(); i++) fds.push_back(a.Get(i).As<Napi::Number>().Int32Value());
+  std::string error;
+  int fd = mx::ServeHeldSockets(path, fds, &error);
+  if (fd < 0) ThrowArg(env, "cannot hold sockets at " + path + ": " + error);
+  return Napi::Number::New(env, fd);
+}
+
+// adoptListenFds() → [{fd, type: 'tcp'|'udp', address, port}]: the sockets systemd passed (LISTEN_FDS), and any
+// adopted from a holder, which the listeners of the same address then take instead of binding their own.
 Napi::Value AdoptListenFds(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const auto& list = AdoptInheritedSockets();

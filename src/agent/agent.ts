@@ -129,9 +129,12 @@ export class Agent {
     });
     // After the engine started (a missing addon is said as the engine's error), before anything listens:
     // sockets systemd holds for us (meshext.socket) are taken by the listeners of the same address.
-    const inherited = adoptInheritedSockets();
-    this.socketActivated = inherited.length > 0;
-    if (inherited.length) this.log.info({ sockets: inherited.map((s) => `${s.type}://${s.address}:${s.port}`) }, 'listening sockets passed by systemd');
+    const inherited = adoptInheritedSockets(cfg.socketHolder || undefined);
+    // Only systemd starts the next agent after this one exits (keep accepting while draining); a holder's
+    // sockets outlive this agent's restarts, and on SIGTERM the pod (and its holder) is going away.
+    this.socketActivated = inherited.fromSystemd > 0;
+    if (inherited.heldError) this.log.warn({ holder: cfg.socketHolder, err: inherited.heldError }, 'socket holder not reachable: binding our own sockets (a crash will refuse connections until the restart)');
+    if (inherited.sockets.length) this.log.info({ sockets: inherited.sockets.map((s) => `${s.type}://${s.address}:${s.port}`), fromSystemd: inherited.fromSystemd, held: inherited.held }, 'listening sockets kept open outside the agent');
     if (cfg.source === 'kubernetes') {
       // Loaded only when used: the client library costs about half a second and tens of MB to import.
       const { KubernetesSource } = await import('../sources/kubernetes.js');

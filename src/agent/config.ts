@@ -56,6 +56,8 @@ export interface AgentConfig {
   skipDefaultGenerators: boolean;
   /** I/O threads of the engine (the data plane). */
   dataThreads: number;
+  /** A socket holder's unix socket (`meshext hold-sockets`) to take listening sockets from; '' for none. */
+  socketHolder: string;
   /** This agent's own admin socket (a probe's way to ask it, not its successor, whether it is ready); '' for none. */
   adminSocket: string;
   /** Client connections the engine serves at once ('auto': from the descriptor limit; 0: no cap). */
@@ -95,6 +97,7 @@ export const DEFAULTS: Readonly<AgentConfig> = Object.freeze({
   skipDefaultGenerators: false,
   dataThreads: 1,
   adminSocket: DEFAULT_ADMIN_SOCKET,
+  socketHolder: '',
   maxConnections: 'auto',
   httpHeaderTimeoutMs: HTTP_HEADER_TIMEOUT_MS,
   dnsTtlSeconds: DNS_TTL_SECONDS,
@@ -199,6 +202,7 @@ export const OPTION_NAMES = [
   'skipDefaultGenerators',
   'dataThreads',
   'adminSocket',
+  'socketHolder',
   'maxConnections',
   'httpHeaderTimeout',
 ] as const;
@@ -263,6 +267,7 @@ export function resolveConfig(layers: Array<{ name: string; options: RawOptions 
     if (s('connectTimeout') !== undefined) cfg.connectTimeoutMs = parseConnectTimeout(s('connectTimeout')!, src('connectTimeout'));
     if (s('skipDefaultGenerators') !== undefined) cfg.skipDefaultGenerators = parseToggle(s('skipDefaultGenerators')!, src('skipDefaultGenerators')) === 'on';
     if (s('dataThreads') !== undefined) cfg.dataThreads = parseThreads(s('dataThreads')!, src('dataThreads'));
+    if (s('socketHolder') !== undefined) cfg.socketHolder = s('socketHolder')!.trim();
     if (s('adminSocket') !== undefined) cfg.adminSocket = ['', 'off', 'none'].includes(s('adminSocket')!.trim()) ? '' : s('adminSocket')!;
     if (s('maxConnections') !== undefined) cfg.maxConnections = parseMaxConnections(s('maxConnections')!, src('maxConnections'));
     if (s('httpHeaderTimeout') !== undefined) cfg.httpHeaderTimeoutMs = parseTimeout(s('httpHeaderTimeout')!, src('httpHeaderTimeout'), 'an HTTP header timeout');

@@ -10,6 +10,7 @@ const modules: Array<() => Promise<CommandModule>> = [
   () => import('./commands/bpf.js'),
   () => import('./commands/cleanup.js'),
   () => import('./commands/get.js'),
+  () => import('./commands/hold-sockets.js'),
   () => import('./commands/probe.js'),
   () => import('./commands/run.js'),
   () => import('./commands/validate.js'),

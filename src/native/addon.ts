@@ -209,6 +209,10 @@ export interface NativeAddon {
   sharedSocket(kind: 'tcp' | 'udp', address: string, port: number, backlog: number): number;
   /** Adopts the sockets systemd passed (LISTEN_FDS for this pid); listeners of the same address then take them. */
   adoptListenFds(): Array<{ fd: number; type: 'tcp' | 'udp' | 'other'; address: string; port: number }>;
+  /** Adopts the sockets a holder (`meshext hold-sockets`) passes over the unix socket `path`; returns how many. */
+  adoptHeldSockets(path: string): number;
+  /** Hands `fds` to every client of the unix socket `path` (a detached thread); returns its listening fd. */
+  serveHeldSockets(path: string, fds: number[]): number;
   mapKeys(mapFd: number, keySize: number): Buffer[];
   mapCount(mapFd: number, keySize: number): number;
   /** Sums each per-CPU u64 slot of a per-CPU array over all CPUs. */

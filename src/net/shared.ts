@@ -43,14 +43,36 @@ export async function bindShared(sock: dgram.Socket, address: string, port: numb
 }
 
 /**
- * Takes the listening sockets a service manager passed (systemd socket activation, LISTEN_FDS): they stay open in
- * systemd while the agent restarts or crashes, so connections and queries queue instead of being refused. Every
- * listener whose address matches one uses it instead of binding (the engine's, DNS and admin alike). Returns them.
+ * Takes the listening sockets kept open outside the agent: those systemd passed (socket activation, LISTEN_FDS)
+ * and those a holder process passes over a unix socket (`meshext hold-sockets`, a Kubernetes sidecar). They stay
+ * open while the agent restarts or crashes, so connections and queries queue instead of being refused. Every
+ * listener whose address matches one uses it instead of binding (the engine's, DNS and admin alike).
+ * `heldError` says why the holder could not be asked (the agent then binds its own).
  */
-export function adoptInheritedSockets(): Array<{ type: string; address: string; port: number }> {
-  return native()
-    .adoptListenFds()
-    .map(({ type, address, port }) => ({ type, address, port }));
+export function adoptInheritedSockets(holder?: string): { sockets: Array<{ type: string; address: string; port: number }>; fromSystemd: number; held: number; heldError?: string } {
+  const addon = native();
+  let held = 0;
+  let heldError: string | undefined;
+  if (holder) {
+    try {
+      held = addon.adoptHeldSockets(holder);
+    } catch (e) {
+      heldError = (e as Error).message;
+    }
+  }
+  const sockets = addon.adoptListenFds().map(({ type, address, port }) => ({ type, address, port }));
+  return { sockets, fromSystemd: sockets.length - held, held, ...(heldError ? { heldError } : {}) };
+}
+
+/**
+ * Holds listening sockets for agents (`meshext hold-sockets`): opens each (shared, SO_REUSEPORT) and hands copies to
+ * every agent that connects to the unix socket `path`. Returns what it holds.
+ */
+export function holdSockets(path: string, listens: Array<{ type: 'tcp' | 'udp'; address: string; port: number }>): string[] {
+  const addon = native();
+  const fds = listens.map((l) => addon.sharedSocket(l.type, l.address, l.port, 4096));
+  addon.serveHeldSockets(path, fds);
+  return listens.map((l) => `${l.type}://${l.address}:${l.port}`);
 }
 
 const MIGRATE_REQ = '/proc/sys/net/ipv4/tcp_migrate_req';

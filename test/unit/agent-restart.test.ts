@@ -3,12 +3,13 @@
 // connections none is refused, a long connection lives until the drain time, and DNS answers throughout.
 import test from 'ava';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ask, rcodeOf } from '../helpers/dns.js';
+import { writeEchoConfig } from '../helpers/restart.js';
 import { closeServer, refusedPort, roundTrip, tcpEcho, until } from '../helpers/proxy.js';
 
 /** GET /ready over an agent's own admin socket: its status code, or 0 when nothing answers. */
@@ -47,13 +48,7 @@ test.serial('restart: a successor on the same ports takes over with no connectio
   const [outbound, dnsPort, adminPort, deadDns] = [await refusedPort(), await refusedPort(), await refusedPort(), await refusedPort()];
   const dir = mkdtempSync(join(tmpdir(), 'meshext-restart-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const config = join(dir, 'config');
-  mkdirSync(config);
-  writeFileSync(
-    join(config, 'echo.yaml'),
-    ['type: MeshExternalService', 'name: echo', 'mesh: default', 'spec:', '  match: { port: 4242, protocol: tcp }', '  endpoints:', `    - { address: 127.0.0.1, port: ${echo.port} }`,
-      '---', 'type: Dataplane', 'name: local', 'mesh: default', 'networking:', '  address: 127.0.0.1', '  outbound:', `    - port: ${outbound}`, '      backendRef: { kind: MeshExternalService, name: echo }', ''].join('\n'),
-  );
+  const config = writeEchoConfig(dir, echo.port, outbound);
   const agents: ChildProcess[] = [];
   t.teardown(() => agents.forEach((a) => a.exitCode === null && a.kill('SIGKILL')));
   const start = (name: string): { child: ChildProcess; socket: string; log: () => string } => {

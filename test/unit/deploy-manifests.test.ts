@@ -145,3 +145,22 @@ test('the DaemonSet rolls without an outage: the new pod starts beside the old o
     t.deepEqual(p?.exec?.command.slice(-2), ['probe', want], kind);
   }
 });
+
+test('the socket-holder sidecar holds exactly the agent\'s proxy and DNS sockets, at the path the agent asks', (t) => {
+  type C = { name: string; args: string[]; restartPolicy?: string; env?: Array<{ name: string; value?: string }> };
+  const ds = find('DaemonSet')[0] as Doc & { spec: { template: { spec: { initContainers: C[]; containers: C[] } } } };
+  const holder = ds.spec.template.spec.initContainers.find((c) => c.name === 'sockets');
+  t.is(holder?.restartPolicy, 'Always', 'a sidecar: it keeps running beside the agent');
+  const agent = ds.spec.template.spec.containers.find((c) => c.name === 'agent')!;
+  const env = new Map((agent.env ?? []).map((e) => [e.name, e.value]));
+  const options: RawOptions = {};
+  for (const a of agent.args.slice(1)) {
+    const m = /^--([a-z-]+)=(.*)$/.exec(a.replace(/\$\(([A-Z_]+)\)/g, (w, n: string) => env.get(n) ?? w))!;
+    const name = m[1]!.replace(/-([a-z])/g, (_x, c: string) => c.toUpperCase()) as OptionName;
+    options[name] = name === 'config' || name === 'dnsUpstream' ? [...((options[name] as string[] | undefined) ?? []), m[2]!] : m[2]!;
+  }
+  const cfg = resolveConfig([{ name: 'flags', options }]);
+  const arg = (name: string): string[] => (holder?.args ?? []).filter((a) => a.startsWith(`--${name}=`)).map((a) => a.slice(name.length + 3));
+  t.deepEqual(arg('socket'), [cfg.socketHolder]);
+  t.deepEqual(arg('listen').sort(), [`tcp://${cfg.proxy.address}:${cfg.proxy.port}`, `tcp://${cfg.dnsListen.address}:${cfg.dnsListen.port}`, `udp://${cfg.dnsListen.address}:${cfg.dnsListen.port}`].sort());
+});

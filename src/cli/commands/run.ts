@@ -29,6 +29,7 @@ export function register(program: Command): void {
     .option('--resolv-conf <path>', `resolv.conf to read upstreams from (default ${d.resolvConf}) ${env('resolvConf')}`)
     .option('--ip-family-mode <mode>', `dualstack|ipv4: AAAA answers for IPv4 VIPs (default ${d.ipFamilyMode}) ${env('ipFamilyMode')}`)
     .option('--admin <host:port>', `admin API address, loopback only (default ${d.admin.address}:${d.admin.port}) ${env('admin')}`)
+    .option('--socket-holder <path>', `take listening sockets from a holder (meshext hold-sockets) at this unix socket ${env('socketHolder')}`)
     .option('--admin-socket <path>', `this agent's own admin unix socket, for probes (default ${d.adminSocket}; off: none) ${env('adminSocket')}`)
     .option('--state-dir <dir>', `persisted VIPs (default ${d.stateDir}) ${env('stateDir')}`)
     .option('--vip-cidr <cidr>', `VIP range (default ${d.vipCidr}) ${env('vipCidr')} or KUMA_IPAM_MESH_EXTERNAL_SERVICE_CIDR`)
