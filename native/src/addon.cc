@@ -39,6 +39,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("adoptListenFds", Napi::Function::New(env, mx::AdoptListenFds));
   exports.Set("adoptHeldSockets", Napi::Function::New(env, mx::AdoptHeldSockets));
   exports.Set("serveHeldSockets", Napi::Function::New(env, mx::ServeHeldSockets));
+  exports.Set("releaseHeldSockets", Napi::Function::New(env, mx::ReleaseHeldSockets));
   exports.Set("engineDnsListen", Napi::Function::New(env, mx::EngineDnsListen));
   exports.Set("engineDnsTable", Napi::Function::New(env, mx::EngineDnsTable));
   exports.Set("engineDnsResolve", Napi::Function::New(env, mx::EngineDnsResolve));

@@ -35,6 +35,7 @@ Napi::Value SharedSocket(const Napi::CallbackInfo& info);
 Napi::Value AdoptListenFds(const Napi::CallbackInfo& info);
 Napi::Value AdoptHeldSockets(const Napi::CallbackInfo& info);
 Napi::Value ServeHeldSockets(const Napi::CallbackInfo& info);
+Napi::Value ReleaseHeldSockets(const Napi::CallbackInfo& info);
 
 // Engine DNS (dns/dns_napi.cc).
 Napi::Value EngineDnsListen(const Napi::CallbackInfo& info);

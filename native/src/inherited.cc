@@ -74,7 +74,7 @@ int AdoptHeldSockets(const std::string& path, std::string* error) {
   sockaddr_un un = UnixAddr(path, &len);
   timeval tv{2, 0};
   setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  if (connect(c, reinterpret_cast<sockaddr*>(&un), len) != 0) {
+  if (connect(c, reinterpret_cast<sockaddr*>(&un), len) != 0 || send(c, "G", 1, MSG_NOSIGNAL) != 1) {
     *error = std::string("connect: ") + strerror(errno);
     close(c);
     return -1;
@@ -105,6 +105,20 @@ int AdoptHeldSockets(const std::string& path, std::string* error) {
   return count;
 }
 
+bool ReleaseHeldSockets(const std::string& path, std::string* error) {
+  int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (c < 0) return (*error = strerror(errno)), false;
+  socklen_t len = 0;
+  sockaddr_un un = UnixAddr(path, &len);
+  timeval tv{2, 0};
+  setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char done = 0;
+  bool ok = connect(c, reinterpret_cast<sockaddr*>(&un), len) == 0 && send(c, "R", 1, MSG_NOSIGNAL) == 1 && recv(c, &done, 1, 0) == 1;
+  if (!ok) *error = strerror(errno);
+  close(c);
+  return ok;
+}
+
 int ServeHeldSockets(const std::string& path, const std::vector<int>& fds, std::string* error) {
   if (fds.empty() || fds.size() > kMaxHeld) return (*error = "between 1 and 64 sockets can be held"), -1;
   int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -118,14 +132,33 @@ int ServeHeldSockets(const std::string& path, const std::vector<int>& fds, std::
     return -1;
   }
   chmod(path.c_str(), 0600);
-  // Each agent that connects gets every socket (its own copies: the holder keeps them open across the agent's
-  // restarts). A detached thread: the holder process does nothing else.
+  // Each agent that connects asks with one byte: 'G' gets every socket (its own copies: the holder keeps them
+  // open across the agent's restarts); 'R' (an agent stopping for good, its pod going away) releases them: the
+  // holder closes its copies and exits, so nothing keeps the ports' queues open and waiting connections move to
+  // a successor. A detached thread: the holder process does nothing else.
   std::thread([l, fds] {
     for (;;) {
       int c = accept4(l, nullptr, nullptr, SOCK_CLOEXEC);
       if (c < 0) {
         if (errno == EINTR || errno == ECONNABORTED) continue;
         return;
+      }
+      timeval tv{2, 0};
+      setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      char ask = 0;
+      if (recv(c, &ask, 1, 0) != 1) {
+        close(c);
+        continue;
+      }
+      if (ask == 'R') {
+        for (int fd : fds) close(fd);
+        send(c, "r", 1, MSG_NOSIGNAL);
+        close(c);
+        _exit(0);
+      }
+      if (ask != 'G') {
+        close(c);
+        continue;
       }
       char byte = 'm';
       iovec iov{&byte, 1};

@@ -29,6 +29,9 @@ const std::vector<InheritedSocket>& AdoptInheritedSockets();
  */
 int AdoptHeldSockets(const std::string& path, std::string* error);
 
+/** Asks the holder at `path` to close its sockets and exit (this agent stops for good); false with `error`. */
+bool ReleaseHeldSockets(const std::string& path, std::string* error);
+
 /**
  * Serves `fds` to every client of a unix socket at `path` from a detached thread; returns the listening fd, or
  * -1 with `error`.

@@ -187,6 +187,15 @@ Napi::Value AdoptHeldSockets(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, n);
 }
 
+// releaseHeldSockets(path): the holder closes its sockets and exits (an agent stopping for good).
+Napi::Value ReleaseHeldSockets(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = ArgString(info, 0, "path");
+  std::string error;
+  if (!mx::ReleaseHeldSockets(path, &error)) ThrowArg(env, "cannot release the held sockets at " + path + ": " + error);
+  return env.Undefined();
+}
+
 // serveHeldSockets(path, fds) → fd: hands `fds` to every client of the unix socket `path` (a detached thread).
 Napi::Value ServeHeldSockets(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();

@@ -14,7 +14,7 @@ import { DnsServer, recordsFromSnapshot, readResolvConf } from '../dns/index.js'
 import { Proxy } from '../proxy/index.js';
 import { Redirector, ensureBpffs } from '../redirect/index.js';
 import { AdminServer, type Readiness } from '../admin/server.js';
-import { adoptInheritedSockets, enableListenerMigration } from '../net/shared.js';
+import { adoptInheritedSockets, enableListenerMigration, releaseHeldSockets } from '../net/shared.js';
 import type { ResourceSource } from '../sources/source.js';
 import { FileSource } from '../sources/files.js';
 import { exposureOf } from '../exposure.js';
@@ -362,6 +362,13 @@ export class Agent {
       // read), and without one, names of services nobody accepts for should not resolve. Queries already
       // forwarded are answered first.
       await this.dns?.stop({ finishForwarded: true });
+      // The holder's copies would keep the sockets' queues open (a sidecar outlives the agent while the pod
+      // terminates): released, waiting connections move to the successor's sockets now.
+      if (this.config.socketHolder) {
+        const err = releaseHeldSockets(this.config.socketHolder);
+        if (err) this.log.warn({ holder: this.config.socketHolder, err }, 'socket holder not released');
+        else this.log.info({ holder: this.config.socketHolder }, 'socket holder released');
+      }
     }
     const { remaining } = await (this.proxy?.drain(opts.drainMs) ?? Promise.resolve({ remaining: 0 }));
     if (remaining) this.log.warn({ remaining }, 'drain time over; closing remaining connections');

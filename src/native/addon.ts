@@ -213,6 +213,8 @@ export interface NativeAddon {
   adoptHeldSockets(path: string): number;
   /** Hands `fds` to every client of the unix socket `path` (a detached thread); returns its listening fd. */
   serveHeldSockets(path: string, fds: number[]): number;
+  /** The holder at `path` closes its sockets and exits (an agent stopping for good). */
+  releaseHeldSockets(path: string): void;
   mapKeys(mapFd: number, keySize: number): Buffer[];
   mapCount(mapFd: number, keySize: number): number;
   /** Sums each per-CPU u64 slot of a per-CPU array over all CPUs. */

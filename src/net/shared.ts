@@ -65,6 +65,20 @@ export function adoptInheritedSockets(holder?: string): { sockets: Array<{ type:
 }
 
 /**
+ * Tells the holder at `path` that this agent stops for good (its pod is going away): the holder closes its copies
+ * of the sockets and exits, so the connections waiting in them move to a successor's sockets at once instead of
+ * waiting there for the whole drain. Returns why it could not, or undefined.
+ */
+export function releaseHeldSockets(path: string): string | undefined {
+  try {
+    native().releaseHeldSockets(path);
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+/**
  * Holds listening sockets for agents (`meshext hold-sockets`): opens each (shared, SO_REUSEPORT) and hands copies to
  * every agent that connects to the unix socket `path`. Returns what it holds.
  */

@@ -34,8 +34,14 @@ test.serial('socket holder: a killed agent refuses nothing; the restarted one ta
   t.is((await ask(dnsPort, 'echo.extsvc.mesh.local', 'A')).answers.length, 1);
 
   const b = await killThenServe(t, a, start, outbound, dnsPort);
+  // SIGTERM (the pod is going away): the agent releases the holder, which closes its copies and exits, so no
+  // socket stays open with nobody accepting (connections waiting in it would move to a successor's).
+  const holderExit = new Promise<number | null>((r) => holder.once('exit', r));
   b.child.kill('SIGTERM');
   await new Promise((r) => b.child.once('exit', r));
+  t.regex(b.log(), /socket holder released/);
+  t.is(await Promise.race([holderExit, new Promise<string>((r) => setTimeout(() => r('still running'), 5000))]), 0);
+  t.is(await roundTrip(outbound, 'gone'), '', 'nothing holds the port any more');
 });
 
 test('hold-sockets: a malformed --listen is refused by name', async (t) => {
