@@ -8,12 +8,11 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
-#include <cstddef>
 #include <mutex>
 #include <thread>
 
+#include "engine/plan.h"
 #include "engine/sockaddr.h"
 
 namespace mx {
@@ -42,12 +41,11 @@ void Register(int fd) {
   g_sockets.push_back({fd, type, address, port});
 }
 
-sockaddr_un UnixAddr(const std::string& path, socklen_t* len) {
-  sockaddr_un un{};
-  un.sun_family = AF_UNIX;
-  memcpy(un.sun_path, path.data(), std::min(path.size(), sizeof un.sun_path - 1));
-  *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + std::min(path.size(), sizeof un.sun_path - 1) + 1);
-  return un;
+/** The unix socket address of `path`; false (with `error`) when it does not fit in sun_path. */
+bool UnixAddr(const std::string& path, sockaddr_storage* ss, socklen_t* len, std::string* error) {
+  if (!path.empty() && engine::TargetSockaddr(path, 0, ss, len)) return true;
+  *error = "unix socket path \"" + path + "\" is empty or longer than " + std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes";
+  return false;
 }
 }  // namespace
 
@@ -71,7 +69,8 @@ int AdoptHeldSockets(const std::string& path, std::string* error) {
   int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (c < 0) return (*error = strerror(errno)), -1;
   socklen_t len = 0;
-  sockaddr_un un = UnixAddr(path, &len);
+  sockaddr_storage un{};
+  if (!UnixAddr(path, &un, &len, error)) return close(c), -1;
   timeval tv{2, 0};
   setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   if (connect(c, reinterpret_cast<sockaddr*>(&un), len) != 0 || send(c, "G", 1, MSG_NOSIGNAL) != 1) {
@@ -109,7 +108,8 @@ bool ReleaseHeldSockets(const std::string& path, std::string* error) {
   int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (c < 0) return (*error = strerror(errno)), false;
   socklen_t len = 0;
-  sockaddr_un un = UnixAddr(path, &len);
+  sockaddr_storage un{};
+  if (!UnixAddr(path, &un, &len, error)) return close(c), false;
   timeval tv{2, 0};
   setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   char done = 0;
@@ -123,9 +123,10 @@ int ServeHeldSockets(const std::string& path, const std::vector<int>& fds, std::
   if (fds.empty() || fds.size() > kMaxHeld) return (*error = "between 1 and 64 sockets can be held"), -1;
   int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (l < 0) return (*error = strerror(errno)), -1;
-  unlink(path.c_str());
   socklen_t len = 0;
-  sockaddr_un un = UnixAddr(path, &len);
+  sockaddr_storage un{};
+  if (!UnixAddr(path, &un, &len, error)) return close(l), -1;
+  unlink(path.c_str());
   if (bind(l, reinterpret_cast<sockaddr*>(&un), len) != 0 || listen(l, 16) != 0) {
     *error = std::string("bind/listen ") + path + ": " + strerror(errno);
     close(l);

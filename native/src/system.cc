@@ -106,18 +106,12 @@ Napi::Value NetnsCookie(const Napi::CallbackInfo& info) {
   return Napi::BigInt::New(env, cookie);
 }
 
-// fdLimit(raise) → {soft, hard}: RLIMIT_NOFILE, with the soft limit first raised to the hard one when `raise`
-// (Node cannot: it has no setrlimit). Each proxied connection takes several descriptors; 1024 is too few.
+// fdLimit() → {soft, hard}: RLIMIT_NOFILE (Node has no getrlimit; it raises the soft limit to the hard one at
+// start itself). -1: unlimited.
 Napi::Value FdLimit(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  bool raise = info.Length() > 0 && info[0].ToBoolean();
   rlimit rl{};
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0) ThrowErrno(env, "MESHEXT_E_RLIMIT", "getrlimit(RLIMIT_NOFILE)", errno);
-  if (raise && rl.rlim_cur < rl.rlim_max) {
-    rlimit up = rl;
-    up.rlim_cur = rl.rlim_max;
-    if (setrlimit(RLIMIT_NOFILE, &up) == 0) rl = up;
-  }
   Napi::Object o = Napi::Object::New(env);
   auto num = [&](rlim_t v) { return Napi::Number::New(env, v == RLIM_INFINITY ? -1.0 : static_cast<double>(v)); };
   o.Set("soft", num(rl.rlim_cur));

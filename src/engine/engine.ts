@@ -115,8 +115,8 @@ export class Engine {
     let self: Engine | undefined;
     try {
       const a = addon ?? native();
-      // Node keeps the soft descriptor limit it was given (often 1024); every connection takes several.
-      const fdLimit = a.fdLimit(maxConnections === 'auto').soft;
+      // Node has raised the soft limit to the hard one at start; every connection takes several descriptors.
+      const fdLimit = a.fdLimit().soft;
       const cap = maxConnections === 'auto' ? connectionCapFor(fdLimit) : maxConnections;
       const handle = a.engineStart(threads, (evs) => self?.dispatch(evs), cap);
       self = new Engine(a, handle, threads, onHandlerError, { maxConnections: cap, fdLimit });

@@ -203,8 +203,8 @@ export interface NativeAddon {
   engineDnsCounts(engine: number): Array<[number, 'answered' | 'formerr' | 'dropped' | 'stalled', number]>;
   dnsServfail(query: Buffer): Buffer | null;
   dnsFitReply(reply: Buffer, query: Buffer, transport: 'udp' | 'tcp'): Buffer;
-  /** RLIMIT_NOFILE (-1: unlimited), the soft limit first raised to the hard one when `raise`. */
-  fdLimit(raise?: boolean): { soft: number; hard: number };
+  /** RLIMIT_NOFILE (-1: unlimited). */
+  fdLimit(): { soft: number; hard: number };
   /** A TCP listening (with `backlog`) or UDP bound socket with SO_REUSEPORT, as an fd for Node's servers. */
   sharedSocket(kind: 'tcp' | 'udp', address: string, port: number, backlog: number): number;
   /** Adopts the sockets systemd passed (LISTEN_FDS for this pid); listeners of the same address then take them. */

@@ -39,8 +39,8 @@ export interface ProxyOptions {
   /** How long an HTTP/1.x client may take to send a request head from its first byte (408 after); default 10 s. */
   httpHeaderTimeoutMs?: number;
   /**
-   * Client connections served at once; over it, new ones are reset at once. 0: no cap (default). 'auto': raises
-   * the soft descriptor limit to the hard one and takes connectionCapFor(it).
+   * Client connections served at once; over it, new ones are reset at once. 0: no cap (default). 'auto':
+   * connectionCapFor(the soft descriptor limit).
    */
   maxConnections?: number | 'auto';
   /** Idle timeout of pooled upstream HTTP connections; default 60 s. */

@@ -52,3 +52,12 @@ test('hold-sockets: a malformed --listen is refused by name', async (t) => {
   t.is(code, 1);
   t.regex(err, /--listen "tcp:\/\/127\.0\.0\.1": expected tcp:\/\/ADDR:PORT/);
 });
+
+test('hold-sockets: a unix socket path too long for sun_path is refused by name, not cut short', async (t) => {
+  const long = `/tmp/${'x'.repeat(200)}.sock`;
+  const r = spawn(process.execPath, ['bin/meshext.js', 'hold-sockets', '--socket', long, '--listen', 'tcp://127.0.0.1:1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  r.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  t.is(await new Promise<number | null>((resolve) => r.once('exit', resolve)), 1);
+  t.regex(err, /unix socket path "\/tmp\/x+\.sock" is empty or longer than 107 bytes/);
+});

@@ -5,7 +5,7 @@ import test from 'ava';
 import http from 'node:http';
 import net from 'node:net';
 import { once } from 'node:events';
-import { closeServer, ipEp, newProxy, proxyToBlackhole, refusedPort, removableName, roundTrip, settle, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
+import { closeServer, ipEp, newProxy, proxyFor, proxyToBlackhole, refusedPort, removableName, roundTrip, settle, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
 
 test.serial('plans: the engine routes and connects every connection; its counters are the books', async (t) => {
   const echo = await tcpEcho();
@@ -124,10 +124,9 @@ test.serial('plans: a ban applied by reload answers the next request on a kept-a
   t.teardown(() => closeServer(up));
   await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
   const s = svc({ protocol: 'http', endpoints: [ipEp((up.address() as net.AddressInfo).port)] });
-  const { proxy } = newProxy();
+  const { proxy, port } = await proxyFor(s);
   t.teardown(() => proxy.close());
-  await proxy.setSnapshot(snap([s]));
-  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  const l = { port };
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   t.teardown(() => agent.destroy());
   const get = (): Promise<number> =>

@@ -5,7 +5,7 @@ import test from 'ava';
 import http from 'node:http';
 import http2 from 'node:http2';
 import type net from 'node:net';
-import { closeServer, ipEp, listen, newProxy, snap, svc } from '../helpers/proxy.js';
+import { closeServer, ipEp, listen, newProxy, proxyFor, snap, svc } from '../helpers/proxy.js';
 
 test('http2 service, HTTP/1.1 client: a bridged upstream that sent GOAWAY is not reused; the next POST succeeds', async (t) => {
   const all: http2.ServerHttp2Session[] = [];
@@ -28,10 +28,9 @@ test('http2 service, HTTP/1.1 client: a bridged upstream that sent GOAWAY is not
     await new Promise((r) => srv.close(r));
   });
   const s = svc({ protocol: 'http2', endpoints: [ipEp((srv.address() as { port: number }).port)] });
-  const { proxy } = newProxy();
+  const { proxy, port } = await proxyFor(s);
   t.teardown(() => proxy.close());
-  await proxy.setSnapshot(snap([s]));
-  const l = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  const l = { port };
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   t.teardown(() => agent.destroy());
   const send = (method: string, body: string): Promise<string> =>

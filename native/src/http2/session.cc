@@ -322,7 +322,6 @@ bool Http2Session::AdoptIdle(uint32_t group) {
     s.session = this;
     s.readable = s.writable = true;
     s.eof = s.dead = false;
-    s.group = group;
     s.rid = relay_.AdoptUpstream(std::move(up), group);
     if (s.expires != 0) ArmOwn(s.expires);  // its max connection duration runs on in this session
     ups_.push_back(std::move(side));
@@ -453,7 +452,6 @@ void Http2Session::OnUpstreamFailed(const std::string& reason) {
 void Http2Session::Attach(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, const engine::Plan& plan, const std::string& authority, const std::string& scheme, uint32_t assumedStreams, uint32_t group, const std::string& endpoint) {
   auto side = std::make_unique<Side>();
   side->session = this;
-  side->group = group;
   side->poolKey = IdleKey(plan, endpoint);
   side->idleMs = plan.upstreamIdleMs;
   if (plan.maxConnMs > 0) {

@@ -50,7 +50,6 @@ class Http2Session final : public engine::Session, private RelayHost, private en
     bool client = false;
     uint32_t rid = 0;  // relay's upstream id
     std::string poolKey;  // where it parks: the plan's pool key and the endpoint's label (IdleKey)
-    uint32_t group = 0;   // the relay group it serves (groups_)
     int64_t idleMs = 0;   // the plan's upstreamIdleMs: how long it may stay parked
     int64_t expires = 0;  // loop clock ms of its max connection duration (0: none)
     bool retired = false;  // past it: takes no new stream
