@@ -1,9 +1,9 @@
 /**
  * Listening sockets an agent shares with its successor during a restart (SO_REUSEPORT): both serve while the new
  * one starts, and the old one closes its own when it hands over. Node 20 cannot set SO_REUSEPORT, so the addon
- * makes the socket and Node serves it by fd. The engine's listeners set it themselves.
+ * makes the socket and Node serves it by fd (DNS over TCP, admin). The engine's listeners (proxy, outbound, DNS
+ * over UDP) set it themselves.
  */
-import type dgram from 'node:dgram';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import type net from 'node:net';
@@ -26,19 +26,6 @@ export async function listenShared(server: net.Server, address: string, port: nu
   }
   const ready = once(server, 'listening');
   server.listen({ fd });
-  await ready;
-}
-
-/** Binds a UDP socket to address:port in a port group shared with other meshext agents. */
-export async function bindShared(sock: dgram.Socket, address: string, port: number): Promise<void> {
-  let fd: number;
-  try {
-    fd = native().sharedSocket('udp', address, port, 0);
-  } catch (e) {
-    throw nodeShaped(e, 'bind', address, port);
-  }
-  const ready = once(sock, 'listening');
-  sock.bind({ fd });
   await ready;
 }
 
