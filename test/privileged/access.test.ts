@@ -1,0 +1,79 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { native } from '../../src/native/addon.js';
+import { Redirector, type AccessTable } from '../../src/redirect/index.js';
+import { JsonChild, fixture, privilegedTest, runJson, spawnInCgroup, tempCgroup, tempNetns, tempPinRoot } from '../helpers/privileged.js';
+
+const VIPS = '242.0.0.0/8';
+
+async function runClient(cg: string | null, netns: string, host: string, port: number): Promise<Record<string, unknown>> {
+  const r = await runJson(spawnInCgroup(cg, process.execPath, [fixture('client'), host, String(port)], { netns }));
+  return Object.assign({}, ...r.lines, { stderr: r.stderr });
+}
+
+privilegedTest('connect-time access: the verdict maps allow one cgroup, refuse others with EPERM, climb to a listed ancestor, count and record denials', async (t) => {
+  const root = tempCgroup(t);
+  const cg = (name: string): string => {
+    const p = join(root, name);
+    mkdirSync(p, { recursive: true });
+    return p;
+  };
+  const a = cg('kubepods/podA');
+  const aChild = cg('kubepods/podA/container1'); // a container sub-cgroup the agent never listed
+  const b = cg('system.slice/b.service');
+  const shadow = cg('system.slice/c.service');
+  const nobody = cg('unknown');
+  const pinRoot = tempPinRoot(t);
+  const ns = tempNetns(t);
+  const l = new JsonChild(t, spawnInCgroup(null, process.execPath, [fixture('listener'), '127.0.0.1', '0'], { netns: ns }));
+  const line = await l.next((x) => 'listening' in x || 'exited' in x);
+  const port = line.listening as number;
+  const r = await Redirector.start({ vipCidr: VIPS, proxy: { address: '127.0.0.1', port }, cgroupPath: root, pinRoot, exemptSelf: false });
+  t.teardown(() => r.close());
+  const id = (p: string): bigint => native().cgroupId(p);
+
+  // Before any access table: everyone reaches the VIP.
+  t.is((await runClient(b, ns, '242.1.2.3', 8080)).data, 'hello\n');
+
+  const table: AccessTable = {
+    cgroups: new Map([
+      [id(a), 1],
+      [id(b), 2],
+      [id(shadow), 3],
+    ]),
+    services: [
+      { vip: '242.1.2.3', port: 8080, svc: 7, unlisted: 'denyDefault', noIdentity: 'denyNoIdentity', verdicts: new Map([[1, 'allow'], [3, 'shadowDeny']]) },
+    ],
+  };
+  r.setAccess(table);
+
+  t.is((await runClient(a, ns, '242.1.2.3', 8080)).data, 'hello\n', 'identity 1 allowed');
+  t.is((await runClient(aChild, ns, '242.1.2.3', 8080)).data, 'hello\n', 'a sub-cgroup takes its ancestor pod identity');
+  t.is((await runClient(b, ns, '242.1.2.3', 8080)).error, 'EPERM', 'identity 2 is not listed: the mesh default denies');
+  t.is((await runClient(nobody, ns, '242.1.2.3', 8080)).error, 'EPERM', 'no identity: fail closed');
+  t.is((await runClient(shadow, ns, '242.1.2.3', 8080)).data, 'hello\n', 'shadow deny lets it through');
+  t.is((await runClient(b, ns, '242.1.2.4', 8080)).data, 'hello\n', 'a VIP without a policy is untouched');
+  t.is((await runClient(b, ns, '242.1.2.3', 8081)).data, 'hello\n', 'another port of the VIP is another key');
+
+  const c = r.accessCounters([7]).get(7);
+  t.deepEqual(c, { allowed: 2, denied_rule: 0, denied_default: 1, denied_no_identity: 1, shadow_denied: 1 });
+  const denials = r.takeDenials().sort((x, y) => Number(x.ident - y.ident));
+  t.deepEqual(
+    denials.map((d) => ({ cg: d.cgroupId, svc: d.svc, ident: d.ident, verdict: d.verdict, count: d.count })),
+    [
+      { cg: id(nobody), svc: 7, ident: 0, verdict: 4, count: 1n },
+      { cg: id(b), svc: 7, ident: 2, verdict: 3, count: 1n },
+      { cg: id(shadow), svc: 7, ident: 3, verdict: 5, count: 1n },
+    ],
+  );
+  t.deepEqual(r.takeDenials(), [], 'taken once');
+
+  // A new table flips the outcome for new connections; the removed service no longer costs a lookup.
+  r.setAccess({ cgroups: table.cgroups, services: [{ ...table.services[0]!, unlisted: 'allow', verdicts: new Map([[1, 'denyRule']]) }] });
+  t.is((await runClient(a, ns, '242.1.2.3', 8080)).error, 'EPERM');
+  t.is((await runClient(b, ns, '242.1.2.3', 8080)).data, 'hello\n');
+  r.setAccess({ cgroups: new Map(), services: [] });
+  t.is((await runClient(a, ns, '242.1.2.3', 8080)).data, 'hello\n', 'no policy: allowed');
+  const listing = r.describe();
+  for (const m of ['mx_cg_ident', 'mx_svc_access', 'mx_verdict']) t.like(listing.maps.find((x) => x.name === m), { entries: 0 }, m);
+});
