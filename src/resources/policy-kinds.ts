@@ -3,9 +3,10 @@
  * Kubernetes plural the source watches) plus its resource type in types.ts. parse.ts, schema.ts, warnings.ts
  * and the Kubernetes source take the kind list from here.
  */
-import type { MeshTimeoutSpec, Violation } from './types.js';
-import { meshTimeoutSpecSchema } from './schemas.js';
+import type { MeshTimeoutSpec, MeshTrafficPermissionSpec, Violation } from './types.js';
+import { meshTimeoutSpecSchema, meshTrafficPermissionSpecSchema } from './schemas.js';
 import { validateMeshTimeout } from './validate-meshtimeout.js';
+import { validateMeshTrafficPermission } from './validate-meshtrafficpermission.js';
 
 export interface PolicyKindDef {
   /** The spec's JSON Schema (ajv stage). */
@@ -18,6 +19,11 @@ export interface PolicyKindDef {
 
 export const POLICY_KINDS = {
   MeshTimeout: { schema: meshTimeoutSpecSchema, validate: (s: unknown) => validateMeshTimeout(s as MeshTimeoutSpec), plural: 'meshtimeouts' },
+  MeshTrafficPermission: {
+    schema: meshTrafficPermissionSpecSchema,
+    validate: (s: unknown) => validateMeshTrafficPermission(s as MeshTrafficPermissionSpec),
+    plural: 'meshtrafficpermissions',
+  },
 } as const satisfies Record<string, PolicyKindDef>;
 
 export type PolicyKind = keyof typeof POLICY_KINDS;
