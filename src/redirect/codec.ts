@@ -4,6 +4,7 @@
  */
 import { endianness } from 'node:os';
 import ipaddr from 'ipaddr.js';
+import type { AccessVerdict } from '../snapshot/meshtrafficpermission.js';
 
 if (endianness() !== 'LE') throw Object.assign(new Error('meshext BPF codec supports little-endian hosts only'), { code: 'MESHEXT_E_BPF_ENDIAN' });
 
@@ -41,8 +42,7 @@ export const FLAGS = {
   MX_ACCESS_SVC_MAX: 4096,
 } as const;
 
-/** A connect-time access verdict as the BPF maps store it (MX_V_*). */
-export type AccessVerdict = 'allow' | 'denyRule' | 'denyDefault' | 'denyNoIdentity' | 'shadowDeny';
+export type { AccessVerdict };
 export const VERDICT_CODES: Record<AccessVerdict, number> = {
   allow: FLAGS.MX_V_ALLOW,
   denyRule: FLAGS.MX_V_DENY_RULE,

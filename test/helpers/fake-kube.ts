@@ -291,5 +291,6 @@ function parseSelector(s: string | null): [string, string] | undefined {
 }
 
 function matches(sel: [string, string] | undefined, o: Obj): boolean {
-  return !sel || o[sel[0]] === sel[1];
+  // Dotted paths (spec.nodeName) as the API server reads them.
+  return !sel || sel[0].split('.').reduce<unknown>((v, k) => (v as Record<string, unknown> | undefined)?.[k], o) === sel[1];
 }
