@@ -55,6 +55,9 @@ privilegedTest('connect-time access: the verdict maps allow one cgroup, refuse o
   t.is((await runClient(b, ns, '242.1.2.4', 8080)).data, 'hello\n', 'a VIP without a policy is untouched');
   t.is((await runClient(b, ns, '242.1.2.3', 8081)).data, 'hello\n', 'another port of the VIP is another key');
 
+  // `bpf list` shows each access map's size.
+  const sizes = Object.fromEntries(r.describe().maps.map((m) => [m.name, [m.entries, m.maxEntries]]));
+  t.like(sizes, { mx_cg_ident: [3, 65536], mx_svc_access: [1, 16384], mx_verdict: [2, 262144], mx_denials: [3, 4096] });
   const c = r.accessCounters([7]).get(7);
   t.deepEqual(c, { allowed: 2, denied_rule: 0, denied_default: 1, denied_no_identity: 1, shadow_denied: 1 });
   const denials = r.takeDenials().sort((x, y) => Number(x.ident - y.ident));
