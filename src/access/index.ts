@@ -78,14 +78,18 @@ export class AccessControl {
   refresh(reason: string): void {
     if (this.closed) return;
     try {
-      const resolver = new IdentityResolver({ ...this.rules, pods: this.pods });
-      const scan = scanCgroups(this.opts.root, resolver);
-      this.cgroups = scan.identities;
-      this.paths = scan.paths;
-      this.watcher.watch(scan.plain);
-      // With no service under a policy, identities are not needed in the kernel.
-      const anyGoverned = this.services.some((s) => s.permissions);
-      this.built = this.indexer.build(this.services, anyGoverned ? this.cgroups : new Map());
+      // With no service under a policy, identities are not needed: nothing is scanned or watched.
+      if (this.services.some((s) => s.permissions)) {
+        const scan = scanCgroups(this.opts.root, new IdentityResolver({ ...this.rules, pods: this.pods }));
+        this.cgroups = scan.identities;
+        this.paths = scan.paths;
+        this.watcher.watch(scan.plain);
+      } else {
+        this.cgroups = new Map();
+        this.paths = new Map();
+        this.watcher.watch([]);
+      }
+      this.built = this.indexer.build(this.services, this.cgroups);
       for (const id of this.built.unindexed) this.opts.log.error({ service: id }, 'MeshTrafficPermission not enforced: more services under a policy than the kernel maps hold');
       const w = this.opts.redirector.setAccess(this.built.table);
       if (w.written || w.removed) this.opts.log.debug({ reason, ...w, cgroups: this.built.table.cgroups.size, services: this.built.table.services.length }, 'access maps updated');

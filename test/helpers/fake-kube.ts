@@ -38,7 +38,7 @@ interface Watcher {
 export const KUMA = 'kuma.io/v1alpha1';
 
 /** The collections meshext reads, for the system namespace `ns`. */
-export function kumaCollections(ns = 'kuma-system'): Record<'meshes' | 'mes' | 'hg' | 'mt' | 'mtp' | 'secrets', Collection> {
+export function kumaCollections(ns = 'kuma-system'): Record<'meshes' | 'mes' | 'hg' | 'mt' | 'mtp' | 'secrets' | 'pods', Collection> {
   return {
     meshes: { path: '/apis/kuma.io/v1alpha1/meshes', apiVersion: KUMA, kind: 'Mesh', core: false },
     mes: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshexternalservices`, apiVersion: KUMA, kind: 'MeshExternalService', core: false },
@@ -46,6 +46,8 @@ export function kumaCollections(ns = 'kuma-system'): Record<'meshes' | 'mes' | '
     mt: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshtimeouts`, apiVersion: KUMA, kind: 'MeshTimeout', core: false },
     mtp: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshtrafficpermissions`, apiVersion: KUMA, kind: 'MeshTrafficPermission', core: false },
     secrets: { path: `/api/v1/namespaces/${ns}/secrets`, apiVersion: 'v1', kind: 'Secret', core: true },
+    // Every namespace's pods; the agent asks for those of its node (fieldSelector spec.nodeName).
+    pods: { path: '/api/v1/pods', apiVersion: 'v1', kind: 'Pod', core: true },
   };
 }
 

@@ -331,7 +331,7 @@ async function meshext(services, dir, dataThreads, maxSeconds, { vip = false, po
       if (!svc?.hostnames?.length || !svc.vip) throw new Error(`${name}: service ${s.name} has no VIP or hostname in /config_dump`);
       hosts[s.name] = svc.hostnames[0];
     }
-    return handle(name, { ports, proc, peer: false, hosts, wrap: redirect.wrap, stop });
+    return { ...handle(name, { ports, proc, peer: false, hosts, wrap: redirect.wrap, stop }), pinRoot: redirect.pinRoot };
   } catch (e) {
     await stop();
     throw e;
@@ -382,6 +382,7 @@ async function vipRedirect({ identities = 0 } = {}) {
     args: ['--redirect', 'on', '--cgroup', cgroup, '--pin-root', pinRoot, '--dns', 'on', '--dns-port', String(await freePort()), '--ip-family-mode', 'ipv4'],
     wrap: (cmd, args) => ['sh', ['-c', `echo $$ > '${clientCgroup}/cgroup.procs' && exec "$@"`, 'sh', cmd, ...args]],
     remove,
+    pinRoot,
   };
 }
 
