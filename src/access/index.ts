@@ -44,6 +44,9 @@ export class AccessControl {
   private readonly timers: NodeJS.Timeout[] = [];
   private closed = false;
   private rules: Omit<IdentityRules, 'pods'>;
+  /** Bumped by every input change; with the scan's result it tells whether the maps can be left as they are. */
+  private inputs = 0;
+  private lastWritten = '';
 
   constructor(private readonly opts: AccessControlOptions) {
     this.rules = opts.rules;
@@ -59,18 +62,21 @@ export class AccessControl {
   /** A new snapshot: its services' permissions go to the kernel. */
   setServices(services: readonly CompiledService[]): void {
     this.services = services;
+    this.inputs++;
     this.refresh('snapshot');
   }
 
   /** The pods of this node changed (Kubernetes): their cgroups' identities follow. */
   setPods(pods: ReadonlyMap<string, PodIdentity>): void {
     this.pods = new Map(pods);
+    this.inputs++;
     this.refresh('pods');
   }
 
   /** New identity rules (identity map file reloaded). */
   setRules(rules: Omit<IdentityRules, 'pods'>): void {
     this.rules = rules;
+    this.inputs++;
     this.refresh('identity rules');
   }
 
@@ -89,9 +95,13 @@ export class AccessControl {
         this.paths = new Map();
         this.watcher.watch([]);
       }
+      // A rescan that found the same cgroups with the same identities changes nothing: no evaluation, no write.
+      const state = `${this.inputs}|${[...this.cgroups].map(([k, v]) => `${k}=${v.id}`).join(',')}`;
+      if (state === this.lastWritten) return;
       this.built = this.indexer.build(this.services, this.cgroups);
       for (const id of this.built.unindexed) this.opts.log.error({ service: id }, 'MeshTrafficPermission not enforced: more services under a policy than the kernel maps hold');
       const w = this.opts.redirector.setAccess(this.built.table);
+      this.lastWritten = state;
       if (w.written || w.removed) this.opts.log.debug({ reason, ...w, cgroups: this.built.table.cgroups.size, services: this.built.table.services.length }, 'access maps updated');
     } catch (err) {
       this.opts.log.error({ reason, err: (err as Error).message }, 'access maps not updated');

@@ -73,11 +73,37 @@ export function matches(m: PermissionMatcher, identity: string): boolean {
   return m.type === 'Exact' ? identity === m.value : identity.startsWith(m.value);
 }
 
-/** The verdict for a client with `identity` (null: its cgroup has none) connecting to a service with `perm`. */
+/** Each list's Exact matchers by value and its Prefix matchers (the verdict is the list's; an Exact match is the one reported). */
+type CompiledLists = Record<PermissionList, { exact: Map<string, PermissionMatcher>; prefix: PermissionMatcher[] }>;
+const compiled = new WeakMap<EffectivePermissions, CompiledLists>();
+
+function compile(perm: EffectivePermissions): CompiledLists {
+  let c = compiled.get(perm);
+  if (c) return c;
+  c = {} as CompiledLists;
+  for (const list of LISTS) {
+    const exact = new Map<string, PermissionMatcher>();
+    const prefix: PermissionMatcher[] = [];
+    for (const m of perm[list]) {
+      if (m.type === 'Exact') {
+        if (!exact.has(m.value)) exact.set(m.value, m);
+      } else prefix.push(m);
+    }
+    c[list] = { exact, prefix };
+  }
+  compiled.set(perm, c);
+  return c;
+}
+
+/**
+ * The verdict for a client with `identity` (null: its cgroup has none) connecting to a service with `perm`. The
+ * agent asks this for every (service, identity) pair on the node, so Exact matchers are looked up, not scanned.
+ */
 export function evaluatePermission(perm: EffectivePermissions, identity: string | null): PermissionDecision {
   if (identity !== null) {
+    const c = compile(perm);
     for (const list of LISTS) {
-      const m = perm[list].find((x) => matches(x, identity));
+      const m = c[list].exact.get(identity) ?? c[list].prefix.find((x) => matches(x, identity));
       if (m) return { verdict: LIST_VERDICT[list], list, matcher: m };
     }
   }
