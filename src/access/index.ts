@@ -39,7 +39,7 @@ export class AccessControl {
   private cgroups = new Map<bigint, CgroupIdentity>();
   private paths = new Map<bigint, string>();
   private built: BuiltAccess = { table: { cgroups: new Map(), services: [] }, identities: new Map(), services: new Map(), unindexed: [] };
-  private readonly indexer = new AccessIndexer();
+  private readonly indexer: AccessIndexer;
   private readonly watcher: CgroupWatcher;
   private readonly timers: NodeJS.Timeout[] = [];
   private closed = false;
@@ -50,6 +50,7 @@ export class AccessControl {
 
   constructor(private readonly opts: AccessControlOptions) {
     this.rules = opts.rules;
+    this.indexer = new AccessIndexer(opts.redirector.maxIdentityIndex() + 1);
     this.watcher = new CgroupWatcher(() => this.refresh('cgroup created'));
     opts.stats.onCollect(() => this.collect());
     const rescan = setInterval(() => this.refresh('rescan'), opts.rescanMs ?? 5000);

@@ -23,8 +23,13 @@ export interface BuiltAccess {
 /** Keeps indexes stable across builds (a service's counters stay its own; an identity index is never reused). */
 export class AccessIndexer {
   private readonly identIdx = new Map<string, number>();
-  private nextIdent = 1;
+  private nextIdent: number;
   private readonly svcIdx = new Map<string, number>();
+
+  /** `firstIdentity`: the first identity index to hand out (above those a previous agent left in the kernel). */
+  constructor(firstIdentity = 1) {
+    this.nextIdent = firstIdentity;
+  }
 
   /** Builds the table for these services and cgroup identities. */
   build(services: readonly CompiledService[], cgroups: ReadonlyMap<bigint, CgroupIdentity>): BuiltAccess {

@@ -359,6 +359,8 @@ export class Redirector {
   /** What setAccess last wrote, as hex keys → hex values; null until the first call reads the kernel's maps. */
   private access: { cg: Map<string, string>; svc: Map<string, string>; verdict: Map<string, string> } | null = null;
   private accessOn = false;
+  /** Service indexes setAccess last wrote (their counters are this agent's). */
+  private accessSvcs = new Set<number>();
   private heartbeatNs = 0n;
   private readonly netnsCookie: bigint;
   private timer: NodeJS.Timeout | undefined;
@@ -536,6 +538,15 @@ export class Redirector {
         if (this.addon.mapDelete(fds[m], Buffer.from(k, 'hex'))) removed++;
       }
     };
+    // Counters and denial records are keyed by service index: a service index new to this agent starts from
+    // zero, and a previous agent's records (whose indexes meant other services) are dropped.
+    if (this.access === null) for (const k of this.addon.mapKeys(this.fd('mx_denials'), LAYOUT.mx_denial_key.size)) this.addon.mapDelete(this.fd('mx_denials'), k);
+    const ncpu = possibleCpus();
+    for (const s of table.services) {
+      if (this.accessSvcs.has(s.svc)) continue;
+      for (let slot = 0; slot < FLAGS.MX_ACNT_MAX; slot++) this.addon.mapUpdate(this.fd('mx_access_cnt'), u32(s.svc * FLAGS.MX_ACNT_MAX + slot), Buffer.alloc(8 * ncpu), 0);
+    }
+    this.accessSvcs = new Set(table.services.map((s) => s.svc));
     put('cg');
     put('verdict');
     put('svc');
@@ -549,6 +560,17 @@ export class Redirector {
     drop('verdict');
     drop('cg');
     return { written, removed };
+  }
+
+  /**
+   * The highest identity index in mx_cg_ident (a previous agent's, after a restart): this agent numbers its
+   * identities above it, so no cgroup's new index can meet a previous agent's verdict for another identity.
+   */
+  maxIdentityIndex(): number {
+    const fd = this.fd('mx_cg_ident');
+    let max = 0;
+    for (const k of this.addon.mapKeys(fd, 8)) max = Math.max(max, this.addon.mapLookup(fd, k, 4)?.readUInt32LE(0) ?? 0);
+    return max;
   }
 
   /** Per-service access counters (mx_access_cnt) summed over CPUs, for the given service indexes. */

@@ -80,3 +80,34 @@ privilegedTest('connect-time access: the verdict maps allow one cgroup, refuse o
   const listing = r.describe();
   for (const m of ['mx_cg_ident', 'mx_svc_access', 'mx_verdict']) t.like(listing.maps.find((x) => x.name === m), { entries: 0 }, m);
 });
+
+privilegedTest('a restarted agent: the previous verdicts keep being enforced until it writes its own; its identity numbers start above the old ones; counters and denial records start afresh', async (t) => {
+  const root = tempCgroup(t);
+  const a = join(root, 'a');
+  const b = join(root, 'b');
+  mkdirSync(a);
+  mkdirSync(b);
+  const pinRoot = tempPinRoot(t);
+  const ns = tempNetns(t);
+  const l = new JsonChild(t, spawnInCgroup(null, process.execPath, [fixture('listener'), '127.0.0.1', '0'], { netns: ns }));
+  const port = (await l.next((x) => 'listening' in x)).listening as number;
+  const opts = { vipCidr: VIPS, proxy: { address: '127.0.0.1', port }, cgroupPath: root, pinRoot, exemptSelf: false };
+  const first = await Redirector.start(opts);
+  const id = (p: string): bigint => native().cgroupId(p);
+  const svc = { vip: '242.1.2.3', port: 8080, svc: 0, unlisted: 'denyDefault' as const, noIdentity: 'denyNoIdentity' as const };
+  first.setAccess({ cgroups: new Map([[id(a), 1], [id(b), 2]]), services: [{ ...svc, verdicts: new Map([[1, 'allow']]) }] });
+  t.is((await runClient(b, ns, '242.1.2.3', 8080)).error, 'EPERM');
+  first.close();
+
+  const second = await Redirector.start(opts);
+  t.teardown(() => second.close());
+  t.is((await runClient(b, ns, '242.1.2.3', 8080)).error, 'EPERM', 'still enforced by the maps the first agent left');
+  t.is((await runClient(a, ns, '242.1.2.3', 8080)).data, 'hello\n');
+  t.is(second.maxIdentityIndex(), 2);
+  // The new agent numbers identities from 3; the service index 0 is new to it, so its counts start at zero.
+  second.setAccess({ cgroups: new Map([[id(a), 3], [id(b), 4]]), services: [{ ...svc, verdicts: new Map([[4, 'allow']]) }] });
+  t.is((await runClient(a, ns, '242.1.2.3', 8080)).error, 'EPERM');
+  t.is((await runClient(b, ns, '242.1.2.3', 8080)).data, 'hello\n');
+  t.like(second.accessCounters([0]).get(0), { allowed: 1, denied_default: 1 }, 'only this agent\'s connects');
+  t.deepEqual(second.takeDenials().map((d) => [d.svc, d.ident]), [[0, 3]], 'the first agent\'s records were dropped');
+});
