@@ -137,7 +137,8 @@ export class FakeKubeApi {
     const key = `${stored.metadata.namespace ?? ''}/${stored.metadata.name}`;
     const map = this.objects.get(col.path)!;
     const prev = map.get(key);
-    stored.metadata.uid = prev?.metadata.uid ?? `uid-${++this.uid}`;
+    // A uid the caller gives is kept (a pod's names its cgroup), as the API server keeps an object's uid.
+    stored.metadata.uid = prev?.metadata.uid ?? obj.metadata.uid ?? `uid-${++this.uid}`;
     stored.metadata.resourceVersion = String(++this.rv);
     map.set(key, stored);
     this.emit(col, { rv: this.rv, type: prev ? 'MODIFIED' : 'ADDED', object: stored });

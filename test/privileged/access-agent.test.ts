@@ -154,3 +154,50 @@ privilegedTest('MeshTrafficPermission reload flips new connections and leaves op
   await new Promise((r) => setTimeout(r, 300));
   t.is(await connectError(env, 'system.slice/late2.service'), 'EPERM');
 });
+
+/** The fake API server (test/fixtures/e2e/fake-kube-main.ts) in the test's netns, driven over stdin. */
+async function fakeKube(t: ExecutionContext, env: E2eEnv): Promise<{ kubeconfig: string; call: (cmd: Record<string, unknown>) => Promise<void> }> {
+  const proc = new JsonChild(t, spawnInCgroup(null, node, [path.join(root, 'dist/test/fixtures/e2e/fake-kube-main.js'), env.pki.dir, env.dir, 'kuma-system'], { netns: env.netns }));
+  const ready = await proc.next((l) => l.event === 'ready' || l.exited === true);
+  if (ready.event !== 'ready') throw new Error(`fake API server did not start: ${proc.stderr}`);
+  let id = 0;
+  return {
+    kubeconfig: String(ready.kubeconfig),
+    call: async (cmd) => {
+      const n = ++id;
+      proc.child.stdin!.write(JSON.stringify({ id: n, ...cmd }) + '\n');
+      const reply = await proc.next((l) => l.id === n || l.exited === true);
+      if (reply.ok !== true) throw new Error(`fake API server: ${JSON.stringify(reply)}`);
+    },
+  };
+}
+
+privilegedTest('MeshTrafficPermission on Kubernetes: a pod of this node gets its namespace/serviceaccount identity when the API lists it, and loses it when it is deleted, without a restart', async (t) => {
+  const env = e2eSetup(t);
+  fs.copyFileSync(path.join(root, 'examples/universal/mes-tcp.yaml'), path.join(env.configDir, 'mes-tcp.yaml'));
+  fs.copyFileSync(path.join(root, 'examples/universal/hostname-generator.yaml'), path.join(env.configDir, 'hostname-generator.yaml'));
+  fs.writeFileSync(path.join(env.configDir, 'mesh.yaml'), 'type: Mesh\nname: default\nrouting:\n  defaultForbidMeshExternalServiceAccess: true\n');
+  fs.writeFileSync(path.join(env.configDir, 'mtp.yaml'), mtpYaml('none.service'));
+  const pod = (uid: string, node: string) => ({ metadata: { name: `checkout-${uid.slice(0, 4)}`, namespace: 'shop', uid }, spec: { nodeName: node, serviceAccountName: 'checkout' } });
+  for (const uid of [SHOP_POD, LEGACY_POD]) fs.mkdirSync(path.join(env.cgroup, `kubepods/burstable/pod${uid}`), { recursive: true });
+  await startUpstreams(t, env);
+  const kube = await fakeKube(t, env);
+  // SHOP_POD runs on this node; LEGACY_POD's uid belongs to a pod of another node (never listed here).
+  await kube.call({ op: 'apply', collection: 'pods', object: pod(SHOP_POD, 'node-1') });
+  await kube.call({ op: 'apply', collection: 'pods', object: pod(LEGACY_POD, 'node-2') });
+  await startAgent(t, env, ['--config', env.configDir, '--source', 'kubernetes', '--kubeconfig', kube.kubeconfig, '--node-name', 'node-1']);
+
+  const shop = `kubepods/burstable/pod${SHOP_POD}`;
+  const other = `kubepods/burstable/pod${LEGACY_POD}`;
+  const allowed = await until(() => tcp(env, shop), (r) => r.out === 'echo this', 50, 100);
+  t.is(allowed.out, 'echo this', `${TD}/ns/shop/sa/checkout is allowed by the Prefix ${TD}/ns: ${allowed.err}`);
+  t.is(await connectError(env, other), 'EPERM', 'a pod this node does not run has no identity');
+
+  // The pod is deleted: its cgroup (still there for a moment, as when kubelet tears it down) loses its identity.
+  await kube.call({ op: 'remove', collection: 'pods', name: `checkout-${SHOP_POD.slice(0, 4)}`, namespace: 'shop' });
+  t.is(await until(() => connectError(env, shop), (e) => e === 'EPERM', 50, 100), 'EPERM');
+  // A new pod on this node with that cgroup's uid is governed at once.
+  await kube.call({ op: 'apply', collection: 'pods', object: pod(LEGACY_POD, 'node-1') });
+  const moved = await until(() => tcp(env, other), (r) => r.out === 'echo this', 50, 100);
+  t.is(moved.out, 'echo this', moved.err);
+});
