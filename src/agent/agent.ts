@@ -204,25 +204,34 @@ export class Agent {
     if (redirectOk) {
       const nameservers = this.dns ? this.captureNameservers() : [];
       if (ensureBpffs(cfg.pinRoot)) this.log.info({ mountPoint: '/sys/fs/bpf' }, 'mounted the BPF filesystem');
-      this.redirector = await Redirector.start({
-        vipCidr: this.ipam.cidr,
-        proxy: { address: cfg.proxy.address, port: this.proxyAddr!.port },
-        ...(this.dns && nameservers.length ? { dns: { address: cfg.dnsListen.address, port: this.dnsPort(), nameservers } } : {}),
-        ...(cfg.cgroup ? { cgroupPath: cfg.cgroup } : {}),
-        pinRoot: cfg.pinRoot,
-        log: this.log.child({ component: 'redirect' }),
-      });
+      try {
+        this.redirector = await Redirector.start({
+          vipCidr: this.ipam.cidr,
+          proxy: { address: cfg.proxy.address, port: this.proxyAddr!.port },
+          ...(this.dns && nameservers.length ? { dns: { address: cfg.dnsListen.address, port: this.dnsPort(), nameservers } } : {}),
+          ...(cfg.cgroup ? { cgroupPath: cfg.cgroup } : {}),
+          pinRoot: cfg.pinRoot,
+          log: this.log.child({ component: 'redirect' }),
+          // The plans installed above no longer answer a governed service's 403: its verdicts must be in the
+          // kernel before the first connect can be redirected.
+          beforeAttach: (r) => {
+            this.access = new AccessControl({
+              redirector: r,
+              root: cfg.cgroup ?? findCgroup2Mount(),
+              rules: this.identityRules(),
+              stats: this.stats,
+              log: this.log.child({ component: 'access' }),
+            });
+            if (this.pods) this.access.setPods(this.pods);
+            this.access.setServices(snapshot.services);
+          },
+        });
+      } catch (err) {
+        this.access?.close();
+        throw err;
+      }
       // The engine looks each redirected connection's original destination up in the map itself.
       this.proxy.useOriginalDstMap(this.redirector.peerOrigMapFd());
-      this.access = new AccessControl({
-        redirector: this.redirector,
-        root: cfg.cgroup ?? findCgroup2Mount(),
-        rules: this.identityRules(),
-        stats: this.stats,
-        log: this.log.child({ component: 'access' }),
-      });
-      if (this.pods) this.access.setPods(this.pods);
-      this.access.setServices(snapshot.services);
     }
 
     await this.syncOutbounds(snapshot);

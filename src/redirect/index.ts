@@ -48,6 +48,8 @@ export interface RedirectOptions extends RedirectConfig {
   pinRoot?: string;
   exemptSelf?: boolean /* default true */;
   log?: Logger;
+  /** Runs with the maps open and the config written, before any program is attached (e.g. to write access rules). */
+  beforeAttach?: (r: Redirector) => void;
 }
 
 export interface BpfLinkListing { program: string; attachType: string; linkId: number; progId: number; cgroupId: string; cgroupPath: string | null; defunct: boolean }
@@ -429,6 +431,7 @@ export class Redirector {
       r.syncNameservers(opts.dns?.nameservers ?? [], true);
       if (opts.exemptSelf ?? true) r.exemptSelf();
       r.writeConfig();
+      opts.beforeAttach?.(r);
       const links = reconcileLinks(addon, obj.programs, dirs.links, cgroupPath, log);
       Object.assign(r.links, links);
       log.info({ cgroupPath, pinRoot, links }, 'redirect programs attached');

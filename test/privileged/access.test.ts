@@ -111,3 +111,27 @@ privilegedTest('a restarted agent: the previous verdicts keep being enforced unt
   t.like(second.accessCounters([0]).get(0), { allowed: 1, denied_default: 1 }, 'only this agent\'s connects');
   t.deepEqual(second.takeDenials().map((d) => [d.svc, d.ident]), [[0, 3]], 'the first agent\'s records were dropped');
 });
+
+privilegedTest('beforeAttach runs with the maps writable and no program attached yet, so access rules are in place before the first redirected connect', async (t) => {
+  const root = tempCgroup(t);
+  const pinRoot = tempPinRoot(t);
+  const ns = tempNetns(t);
+  const l = new JsonChild(t, spawnInCgroup(null, process.execPath, [fixture('listener'), '127.0.0.1', '0'], { netns: ns }));
+  const port = (await l.next((x) => 'listening' in x)).listening as number;
+  let linksThen = -1;
+  const r = await Redirector.start({
+    vipCidr: VIPS,
+    proxy: { address: '127.0.0.1', port },
+    cgroupPath: root,
+    pinRoot,
+    exemptSelf: false,
+    beforeAttach: (x) => {
+      linksThen = Redirector.list({ pinRoot }).links.length;
+      x.setAccess({ cgroups: new Map(), services: [{ vip: '242.1.2.3', port: 8080, svc: 1, unlisted: 'denyDefault', noIdentity: 'denyNoIdentity', verdicts: new Map() }] });
+    },
+  });
+  t.teardown(() => r.close());
+  t.is(linksThen, 0);
+  t.is(Redirector.list({ pinRoot }).links.length, 10);
+  t.is((await runClient(root, ns, '242.1.2.3', 8080)).error, 'EPERM', 'the first connect already meets the rules');
+});
