@@ -119,9 +119,25 @@ export interface EngineStats {
   timers: number;
 }
 
+/** A latency histogram as the engine keeps it: counts per bucket (not cumulative; +Inf last) and their sum. */
+export interface EngineHistogram {
+  counts: number[];
+  sumMs: number;
+}
+
 /** The engine's counters: per service (SERVICE_COUNTERS order), per endpoint, and global ones. */
 export interface EngineCounters {
-  services: Array<{ service: string; counters: number[]; endpoints: Array<{ label: string; active: number; total: number }> }>;
+  services: Array<{
+    service: string;
+    counters: number[];
+    /** upstream_rq_time: request head in → upstream response end (HTTP). */
+    rqTime: EngineHistogram;
+    /** upstream_cx_connect_ms: connect(2) → usable connection (TLS handshake included). */
+    connectTime: EngineHistogram;
+    endpoints: Array<{ label: string; active: number; total: number }>;
+  }>;
+  /** The finite bucket bounds of every histogram, in ms (a last +Inf bucket follows). */
+  histogramBoundsMs: number[];
   accepted: number;
   noRoute: number;
   origDstFound: number;

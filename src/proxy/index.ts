@@ -286,7 +286,9 @@ export class Proxy {
       const kri = this.kriOf.get(svc.service);
       if (!kri) continue;
       live.add(svc.service);
-      this.metricsFor(kri).apply(svc.counters);
+      const m = this.metricsFor(kri);
+      m.apply(svc.counters);
+      m.applyHistograms(c.histogramBoundsMs, svc.rqTime, svc.connectTime);
     }
     // A removed service keeps its series while a connection of it is open (the engine still has it).
     const current = new Set(this.snapshot?.services.map((s) => s.id) ?? []);

@@ -22,6 +22,7 @@
 #include "../tls/client_conn.h"
 #include "../tls/client_context.h"
 #include "fd.h"
+#include "histogram.h"
 
 namespace mx::engine {
 
@@ -77,6 +78,10 @@ struct ServiceState {
   explicit ServiceState(std::string i) : id(std::move(i)) {}
   const std::string id;
   ServiceStats stats;
+  /** Envoy's upstream_rq_time: from a request's head arriving to its upstream response's end (HTTP only). */
+  LatencyHistogram rqTime;
+  /** Envoy's upstream_cx_connect_ms: from connect(2) to a usable connection (TLS handshake included). */
+  LatencyHistogram connectTime;
   std::atomic<uint32_t> next{0};
   /** Endpoint states of the current plan by label (JS thread only: installs and health pushes). */
   std::unordered_map<std::string, std::shared_ptr<EndpointState>> endpoints;

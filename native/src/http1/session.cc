@@ -384,6 +384,7 @@ bool Http1Session::StepHead() {
     return true;
   }
   cin_.Consume(req_scan_.end());
+  rq_start_us_ = engine::MonoUs();
   req_scan_.Reset();
   resp_scan_.Reset();
   req_body_.Start(req_.framing, req_.content_length);
@@ -635,6 +636,7 @@ void Http1Session::UpstreamGone() {
 
 void Http1Session::Finish() {
   rq_deadline_ = stream_deadline_ = 0;
+  plan_->state->rqTime.Record(engine::MonoUs() - rq_start_us_);
   // A connection whose FIN arrived with the response (rdhup) is done, even before the read that says so.
   // A bridged HTTP/2 upstream that received GOAWAY says so itself.
   bool reusable = UpstreamReusable(resp_) && req_done_ && !up_->eof && !up_->rdhup && uin_.empty() && uout_.empty() && up_->t().reusable();

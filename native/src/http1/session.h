@@ -116,6 +116,7 @@ class Http1Session : public engine::Session, private engine::ConnectorHost {
   bool req_done_ = false, resp_started_ = false, resp_done_ = false, resp_any_ = false;
   bool reused_ = false, retried_ = false, close_after_ = false;
   uint64_t req_body_sent_ = 0;
+  int64_t rq_start_us_ = 0;  // engine::MonoUs() when the request's head arrived (upstream_rq_time's origin)
 };
 
 }  // namespace mx::h1

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "../engine/histogram.h"
 #include "../http_common.h"
 #include "nv.h"
 
@@ -108,6 +109,7 @@ struct Relay::Stream {
   bool waiting = false;
   uint32_t group = 0;  // RelayHost::Route: only upstream connections of this group carry it
   int64_t begun = 0;   // host NowMs when its HEADERS began (the header deadline runs until req_done)
+  int64_t start_us = 0;  // engine::MonoUs() then: the origin of its request time
 
   Headers resp;
   bool resp_done = false;
@@ -220,6 +222,7 @@ int Relay::OnBeginHeaders(nghttp2_session* sess, const nghttp2_frame* f, void* u
   auto s = std::make_unique<Stream>();
   s->id = f->hd.stream_id;
   s->begun = r->host_.NowMs();
+  s->start_us = engine::MonoUs();
   nghttp2_session_set_stream_user_data(sess, s->id, s.get());
   r->streams_[s->id] = std::move(s);
   return 0;
@@ -576,11 +579,13 @@ int Relay::UpOnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud
     s->resp_done = true;
     s->resp_end = end;
     r->host_.CountResponse(status);
+    if (end) r->host_.CountRequestTime(engine::MonoUs() - s->start_us);
     r->SubmitResponse(s, end);
     return 0;
   }
   if (end) {
     s->resp_end = true;
+    r->host_.CountRequestTime(engine::MonoUs() - s->start_us);
     r->ResumeClientData(s);
   }
   return 0;

@@ -78,6 +78,8 @@ class RelayHost {
     (void)afterMs;
     return 0;
   }
+  /** An upstream response ended (END_STREAM) `us` microseconds after its request's HEADERS began arriving. */
+  virtual void CountRequestTime(int64_t us) { (void)us; }
   /** A stream ran out of time (ExpireRequests): it is answered locally, or reset if its response began. */
   virtual void CountExpiry(Expiry why) { (void)why; }
 };

@@ -531,6 +531,8 @@ void Http2Session::NeedUpstream(uint32_t /*group*/) {
 
 void Http2Session::CountResponse(int status) { plan_->state->stats.CountResponse(status); }
 
+void Http2Session::CountRequestTime(int64_t us) { plan_->state->rqTime.Record(us); }
+
 void Http2Session::CountRetry() { plan_->state->stats.Add(engine::ServiceStats::kRqRetry); }
 
 // Admit has just looked the plan up: plan_ is the admitted stream's.

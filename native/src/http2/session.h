@@ -80,6 +80,7 @@ class Http2Session final : public engine::Session, private RelayHost, private en
   static std::string IdleKey(const engine::Plan& plan, const std::string& label);
   void CountResponse(int status) override;
   void CountRetry() override;
+  void CountRequestTime(int64_t us) override;
   StreamLimits Limits() override;
   int64_t NowMs() override;
   int64_t ArmTimer(int64_t afterMs) override;
