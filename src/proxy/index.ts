@@ -76,6 +76,8 @@ export class Proxy {
   private readonly meshOf = new Map<string, string>();
   /** Services that cannot be served and why (from the plan or the engine's install). */
   private readonly errors = new Map<string, string>();
+  /** The access log backends the last install left out ("service\nerror"), so each is logged once. */
+  private accessLogErrors = new Set<string>();
   private readonly listeners = new Map<string, EngineListener>();
   private readonly log: Logger;
   private readonly resolver: EndpointResolver;
@@ -210,16 +212,30 @@ export class Proxy {
     this.plans = plans;
     // What the engine refused of a plan: TLS settings OpenSSL cannot use (its words name the step, never key
     // material) fail the service closed; a key another service holds (VIPs are unique: a bug) only loses that key.
+    // An access log file that cannot be opened costs the service that backend only (it keeps serving).
+    const logErrs = new Set<string>();
     for (const e of engineErrs) {
       if (e.code === 'MESHEXT_E_KEY_CONFLICT') this.log.error({ service: this.kriOf.get(e.service) ?? e.service, code: e.code, err: e.error }, 'route key conflict');
+      else if (e.code === 'MESHEXT_E_ACCESS_LOG') logErrs.add(`${e.service}\n${e.error}`);
       else errs.set(e.service, { code: e.code, err: e.error });
     }
+    for (const k of logErrs) {
+      if (this.accessLogErrors.has(k)) continue;
+      const [service = '', err] = k.split('\n');
+      this.log.error({ service: this.kriOf.get(service) ?? service, code: 'MESHEXT_E_ACCESS_LOG', err }, 'access log backend left out; the service keeps serving');
+    }
+    this.accessLogErrors = logErrs;
     for (const [service, { code, err }] of errs) {
       if (this.errors.get(service) === err) continue;
       this.log.error({ service: this.kriOf.get(service) ?? service, code, err }, 'service cannot be served; its connections fail closed');
     }
     this.errors.clear();
     for (const [k, v] of errs) this.errors.set(k, v.err);
+  }
+
+  /** Reopens every access log file (logrotate's postrotate sends SIGUSR1); a path that cannot be opened keeps its old file. */
+  reopenLogs(): void {
+    for (const e of this.engine.reopenLogs()) this.log.error({ path: e.path, code: 'MESHEXT_E_ACCESS_LOG', err: e.error }, 'access log file not reopened; still writing to the old one');
   }
 
   private readCa(path: string): Buffer {

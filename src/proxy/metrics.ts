@@ -31,6 +31,8 @@ const SERIES: Record<ServiceCounter, { name: string; help: string; gauge?: true;
   upstreamCxMaxDuration: { name: 'meshext_upstream_cx_max_duration_reached_total', help: 'Upstream connections retired by the MeshTimeout http.maxConnectionDuration' },
   downstreamRqIdleTimeout: { name: 'meshext_downstream_rq_idle_timeout_total', help: 'HTTP exchanges ended by the MeshTimeout http.streamIdleTimeout (408)' },
   upstreamRqMaxDuration: { name: 'meshext_upstream_rq_max_duration_reached_total', help: 'Upstream requests ended by the MeshTimeout http.maxStreamDuration' },
+  accessLogLines: { name: 'meshext_access_log_lines_total', help: 'Access log lines queued for writing (MeshAccessLog; one per backend)' },
+  accessLogDropped: { name: 'meshext_access_log_dropped_total', help: 'Access log lines dropped because the writer lagged behind (the data path never waits for it)' },
   upstreamRqTimeout: { name: 'meshext_upstream_rq_timeout_total', help: 'Requests whose response did not complete within the MeshTimeout http.requestTimeout (504)' },
 };
 

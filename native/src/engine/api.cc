@@ -190,6 +190,21 @@ Napi::Value EngineInstall(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// engineReopenLogs(engine) → [{path, error}]: reopens every access log file (logrotate's postrotate, SIGUSR1);
+// a path that cannot be opened keeps its old file and is reported.
+Napi::Value EngineReopenLogs(const Napi::CallbackInfo& info) {
+  Engine* e = EngineArg(info, 0);
+  auto errors = e->plans().logs().Reopen();
+  Napi::Array out = Napi::Array::New(info.Env(), errors.size());
+  for (size_t i = 0; i < errors.size(); i++) {
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("path", errors[i].first);
+    o.Set("error", errors[i].second);
+    out.Set(static_cast<uint32_t>(i), o);
+  }
+  return out;
+}
+
 // engineHealth(engine, service, endpointLabel, downForMs) → false when no such service or endpoint is known.
 Napi::Value EngineHealth(const Napi::CallbackInfo& info) {
   Engine* e = EngineArg(info, 0);
