@@ -25,6 +25,11 @@ export type {
   MeshTimeoutResource,
   MeshTimeoutSpec,
   MeshTimeoutConf,
+  MeshAccessLogResource,
+  MeshAccessLogSpec,
+  MeshAccessLogConf,
+  MeshAccessLogBackend,
+  MeshAccessLogFormat,
   PolicyTargetRef,
   ToPolicySpec,
 } from './types.js';

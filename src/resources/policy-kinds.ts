@@ -3,9 +3,10 @@
  * Kubernetes plural the source watches) plus its resource type in types.ts. parse.ts, schema.ts, warnings.ts
  * and the Kubernetes source take the kind list from here.
  */
-import type { MeshTimeoutSpec, Violation } from './types.js';
-import { meshTimeoutSpecSchema } from './schemas.js';
+import type { MeshAccessLogSpec, MeshTimeoutSpec, Violation } from './types.js';
+import { meshAccessLogSpecSchema, meshTimeoutSpecSchema } from './schemas.js';
 import { validateMeshTimeout } from './validate-meshtimeout.js';
+import { validateMeshAccessLog } from './validate-meshaccesslog.js';
 
 export interface PolicyKindDef {
   /** The spec's JSON Schema (ajv stage). */
@@ -18,6 +19,7 @@ export interface PolicyKindDef {
 
 export const POLICY_KINDS = {
   MeshTimeout: { schema: meshTimeoutSpecSchema, validate: (s: unknown) => validateMeshTimeout(s as MeshTimeoutSpec), plural: 'meshtimeouts' },
+  MeshAccessLog: { schema: meshAccessLogSpecSchema, validate: (s: unknown) => validateMeshAccessLog(s as MeshAccessLogSpec), plural: 'meshaccesslogs' },
 } as const satisfies Record<string, PolicyKindDef>;
 
 export type PolicyKind = keyof typeof POLICY_KINDS;
