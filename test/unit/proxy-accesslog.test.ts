@@ -86,7 +86,7 @@ test('http/1.1: a JSON line per request parses and carries the documented fields
   const s = withLog({ protocol: 'http', endpoints: [ipEp(up.port)], name: 'billing', mesh: 'prod' }, [fileBackend(path, { type: 'Json', json: ALL_FIELDS })]);
   const p = await proxyFor(s);
   const before = Date.now();
-  t.is((await h1Get(p.port, '/pay?x=1', { 'user-agent': 'alog-test/1', host: 'billing.example' })).status, 200);
+  t.is((await h1Get(p.port, '/pay?x=1', { 'user-agent': 'alog-test/1 "q" \\b', host: 'billing.example' })).status, 200);
   const [line] = await lines(path, 1);
   const j = JSON.parse(line ?? '') as Any;
   t.is(j.response_code, 200);
@@ -105,7 +105,7 @@ test('http/1.1: a JSON line per request parses and carries the documented fields
   t.is(j.method, 'GET');
   t.is(j.path, '/pay?x=1');
   t.is(j.authority, 'billing.example');
-  t.is(j.user_agent, 'alog-test/1');
+  t.is(j.user_agent, 'alog-test/1 "q" \\b', 'quotes and backslashes escaped');
   t.is(j.resp_type, 'text/x-test');
   t.is(j.failure, null);
   t.is(j.summary, `GET 200 in ${j.duration} ms`);

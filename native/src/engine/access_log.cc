@@ -53,13 +53,23 @@ int64_t WallUs() {
 
 /** Envoy's default %START_TIME%: 2026-12-07T02:48:03.123Z (UTC, milliseconds). */
 void AppendStartTime(int64_t wallUs, std::string& out) {
-  time_t secs = static_cast<time_t>(wallUs / 1000000);
-  tm t;
-  ::gmtime_r(&secs, &t);
-  char buf[40];
-  int n = std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", t.tm_year + 1900, t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min,
-                        t.tm_sec, static_cast<int>((wallUs / 1000) % 1000));
-  out.append(buf, static_cast<size_t>(n));
+  // Lines of one second share everything up to the milliseconds: formatted once per second per thread.
+  thread_local int64_t cachedSec = -1;
+  thread_local char prefix[32];
+  thread_local size_t prefixLen = 0;
+  int64_t sec = wallUs / 1000000;
+  if (sec != cachedSec) {
+    time_t t0 = static_cast<time_t>(sec);
+    tm t;
+    ::gmtime_r(&t0, &t);
+    int n = std::snprintf(prefix, sizeof prefix, "%04d-%02d-%02dT%02d:%02d:%02d.", t.tm_year + 1900, t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec);
+    prefixLen = n > 0 ? static_cast<size_t>(n) : 0;
+    cachedSec = sec;
+  }
+  out.append(prefix, prefixLen);
+  int ms = static_cast<int>((wallUs / 1000) % 1000);
+  char tail[5] = {static_cast<char>('0' + ms / 100), static_cast<char>('0' + ms / 10 % 10), static_cast<char>('0' + ms % 10), 'Z', 0};
+  out.append(tail, 4);
 }
 
 std::string_view WithoutPort(std::string_view hp) {
@@ -145,7 +155,13 @@ bool AppendValue(const LogToken& t, const AccessRecord& r, const std::string& cl
 /** JSON string escaping of `in` (RFC 8259: quotes, backslash, control characters). */
 void AppendJsonEscaped(std::string_view in, std::string& out) {
   static const char* hex = "0123456789abcdef";
-  for (unsigned char c : in) {
+  // Runs that need no escaping (nearly everything) are appended whole.
+  size_t run = 0;
+  for (size_t i = 0; i < in.size(); i++) {
+    auto c = static_cast<unsigned char>(in[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(in.data() + run, i - run);
+    run = i + 1;
     switch (c) {
       case '"':
         out += "\\\"";
@@ -163,15 +179,12 @@ void AppendJsonEscaped(std::string_view in, std::string& out) {
         out += "\\t";
         break;
       default:
-        if (c < 0x20) {
-          out += "\\u00";
-          out.push_back(hex[c >> 4]);
-          out.push_back(hex[c & 15]);
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
+        out += "\\u00";
+        out.push_back(hex[c >> 4]);
+        out.push_back(hex[c & 15]);
     }
   }
+  out.append(in.data() + run, in.size() - run);
 }
 
 void RenderPlain(const LogBackend& b, const AccessRecord& r, const std::string& client, int64_t nowUs, std::string& out) {

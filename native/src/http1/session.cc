@@ -88,9 +88,9 @@ void Http1Session::End(const char* reason, const char* /*detail*/) {
   if (closed_) return;
   closed_ = true;
   if (log_.begun) {
-    // Cut short (a request in progress, a tunnel ending): whoever left is named by the flags.
-    bool client = std::strncmp(reason, "client", 6) == 0;
-    if (std::strcmp(reason, "done") != 0) log_.flags |= client ? engine::kFlagDownstreamConnectionTermination : engine::kFlagUpstreamConnectionTermination;
+    // Cut short (a request in progress, a tunnel ending): the side that left is named by the flags.
+    if (std::strncmp(reason, "client", 6) == 0) log_.flags |= engine::kFlagDownstreamConnectionTermination;
+    else if (std::strncmp(reason, "upstream", 8) == 0) log_.flags |= engine::kFlagUpstreamConnectionTermination;
     LogExchange();
   }
   connector_.Cancel();
