@@ -5,7 +5,7 @@ import test from 'ava';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, openSync, closeSync, readFileSync, renameSync, existsSync, constants as fsc } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -326,5 +326,50 @@ test('every operator meshext documents is one the engine fills', async (t) => {
     message: /install\.plans\[0\]\.accessLog\.backends\[0\]\.plain\[0\]\.op NOPE is not an operator the engine fills/,
   });
   await p.close();
+  await closeServer(up.srv);
+});
+
+test('/dev/stdout is the process\'s own stdout (a pipe here): whole lines, none lost at stop', async (t) => {
+  const N = 300; // 300 lines of ~330 bytes: several PIPE_BUF-sized writes, interleaving would break lines
+  const child = spawn(process.execPath, [join(process.cwd(), 'dist/test/fixtures/accesslog-stdout-main.js'), String(N)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  t.is(code, 0, err);
+  const got = out.split('\n').filter((l) => l !== '').map((l) => (JSON.parse(l) as { path: string }).path);
+  t.is(got.length, N);
+  t.deepEqual([...got].sort(), Array.from({ length: N }, (_, i) => `/r${i}`).sort());
+});
+
+test('flags: a denied request is RBAC (403), a denied TCP connection is logged too, a request timeout is UT (504)', async (t) => {
+  const dir = tmp();
+  const path = join(dir, 'flags.log');
+  const fmt = { type: 'Plain' as const, plain: '%RESPONSE_CODE% %RESPONSE_FLAGS% %REQ(:PATH)%' };
+  const h = withLog({ protocol: 'http', endpoints: [ipEp(await refusedPort())], forbidden: true }, [fileBackend(path, fmt)]);
+  const ph = await proxyFor(h);
+  t.is((await h1Get(ph.port, '/denied')).status, 403);
+  t.deepEqual(await lines(path, 1), ['403 RBAC /denied']);
+  await ph.close();
+
+  const tcpPath = join(dir, 'tcp.log');
+  const tc = withLog({ protocol: 'tcp', endpoints: [ipEp(await refusedPort())], forbidden: true }, [fileBackend(tcpPath, fmt)]);
+  const pt = await proxyFor(tc);
+  await new Promise<void>((resolve) => {
+    const c = net.connect(pt.port, '127.0.0.1');
+    c.on('error', () => undefined);
+    c.on('close', () => resolve());
+  });
+  t.deepEqual(await lines(tcpPath, 1), ['0 RBAC -']);
+  await pt.close();
+
+  const slowPath = join(dir, 'slow.log');
+  const up = await listen(http.createServer((req, res) => setTimeout(() => res.end('late'), 1500)));
+  const sl = withLog({ protocol: 'http', endpoints: [ipEp(up.port)], timeouts: { requestMs: 200, policies: ['t'] } }, [fileBackend(slowPath, fmt)]);
+  const ps = await proxyFor(sl);
+  t.is((await h1Get(ps.port, '/slow')).status, 504);
+  t.deepEqual(await lines(slowPath, 1), ['504 UT /slow']);
+  await ps.close();
   await closeServer(up.srv);
 });
