@@ -156,6 +156,8 @@ export interface EngineCounters {
   }>;
   /** The finite bucket bounds of every histogram, in ms (a last +Inf bucket follows). */
   histogramBoundsMs: number[];
+  /** Access log files in use, with the lines lost to write errors (ENOSPC, EIO…) since each was opened. */
+  accessLogFiles: Array<{ path: string; writeFailed: number }>;
   accepted: number;
   noRoute: number;
   origDstFound: number;

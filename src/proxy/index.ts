@@ -78,6 +78,8 @@ export class Proxy {
   private readonly errors = new Map<string, string>();
   /** The access log backends the last install left out ("service\nerror"), so each is logged once. */
   private accessLogErrors = new Set<string>();
+  /** Access log paths with a write-failure series. */
+  private logFiles = new Set<string>();
   private readonly listeners = new Map<string, EngineListener>();
   private readonly log: Logger;
   private readonly resolver: EndpointResolver;
@@ -233,6 +235,17 @@ export class Proxy {
     for (const [k, v] of errs) this.errors.set(k, v.err);
   }
 
+  /** Lines each access log file lost to write errors; the series of a file no longer written go. */
+  private collectLogFiles(files: ReadonlyArray<{ path: string; writeFailed: number }>): void {
+    const live = new Set<string>();
+    for (const f of files) {
+      live.add(f.path);
+      this.opts.stats.counter('meshext_access_log_write_failed_total', 'Access log lines lost because writing the file failed (ENOSPC, EIO...)', { path: f.path }).set(f.writeFailed);
+    }
+    for (const path of this.logFiles) if (!live.has(path)) this.opts.stats.remove({ path });
+    this.logFiles = live;
+  }
+
   /** Reopens every access log file (logrotate's postrotate sends SIGUSR1); a path that cannot be opened keeps its old file. */
   reopenLogs(): void {
     for (const e of this.engine.reopenLogs()) this.log.error({ path: e.path, code: 'MESHEXT_E_ACCESS_LOG', err: e.error }, 'access log file not reopened; still writing to the old one');
@@ -297,6 +310,7 @@ export class Proxy {
     this.global.origStale.set(c.origDstStale);
     this.global.overflowCap.set(c.overflowCap);
     this.global.overflowFd.set(c.overflowFd);
+    this.collectLogFiles(c.accessLogFiles);
     const live = new Set<string>();
     for (const svc of c.services) {
       const kri = this.kriOf.get(svc.service);

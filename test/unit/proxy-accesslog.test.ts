@@ -373,3 +373,14 @@ test('flags: a denied request is RBAC (403), a denied TCP connection is logged t
   await ps.close();
   await closeServer(up.srv);
 });
+
+test('lines a file refuses (ENOSPC on /dev/full) are counted per path; the requests are served', async (t) => {
+  const up = await listen(http.createServer((req, res) => res.end('ok')));
+  const s = withLog({ protocol: 'http', endpoints: [ipEp(up.port)] }, [fileBackend('/dev/full', { type: 'Plain', plain: '%REQ(:PATH)%' })]);
+  const p = await proxyFor(s);
+  for (const x of ['/a', '/b', '/c']) t.is((await h1Get(p.port, x)).status, 200);
+  await until(() => p.stats.get('meshext_access_log_write_failed_total', { path: '/dev/full' }) === 3, 'three lines lost to ENOSPC');
+  t.is(p.stats.get('meshext_access_log_lines_total', { service: s.kri }), 3);
+  await p.close();
+  await closeServer(up.srv);
+});

@@ -422,6 +422,14 @@ std::vector<std::pair<std::string, std::string>> LogSinks::Reopen() {
   return errors;
 }
 
+std::vector<std::pair<std::string, uint64_t>> LogSinks::WriteFailures() {
+  std::vector<std::pair<std::string, uint64_t>> out;
+  std::lock_guard<std::mutex> g(mu_);
+  for (auto& [path, w] : byPath_)
+    if (auto s = w.lock()) out.emplace_back(path, s->writeFailed());
+  return out;
+}
+
 void LogSinks::Kick() {
   {
     std::lock_guard<std::mutex> g(mu_);

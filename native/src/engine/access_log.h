@@ -176,6 +176,8 @@ class LogSinks {
   /** Reopens every live sink's file (logrotate's postrotate: SIGUSR1); returns the errors by path. */
   std::vector<std::pair<std::string, std::string>> Reopen();
   void Stop();
+  /** Lines lost to write errors (ENOSPC, EIO…) per path of the sinks in use, for the metrics. */
+  std::vector<std::pair<std::string, uint64_t>> WriteFailures();
   /** Any thread: wakes the writer (a sink's queue passed a quarter of its bound). */
   void Kick();
 

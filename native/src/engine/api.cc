@@ -80,6 +80,15 @@ Napi::Object CountersToJs(Napi::Env env, Engine& e) {
   Napi::Array bounds = Napi::Array::New(env, engine::kHistogramFinite);
   for (uint32_t k = 0; k < engine::kHistogramFinite; k++) bounds.Set(k, Napi::Number::New(env, static_cast<double>(engine::kHistogramBoundsUs[k]) / 1000.0));
   out.Set("histogramBoundsMs", bounds);
+  auto failures = e.plans().logs().WriteFailures();
+  Napi::Array files = Napi::Array::New(env, failures.size());
+  for (size_t i = 0; i < failures.size(); i++) {
+    Napi::Object f = Napi::Object::New(env);
+    f.Set("path", failures[i].first);
+    f.Set("writeFailed", Napi::Number::New(env, static_cast<double>(failures[i].second)));
+    files.Set(static_cast<uint32_t>(i), f);
+  }
+  out.Set("accessLogFiles", files);
   out.Set("accepted", Napi::Number::New(env, static_cast<double>(g.accepted.load(std::memory_order_relaxed))));
   out.Set("noRoute", Napi::Number::New(env, static_cast<double>(g.noRoute.load(std::memory_order_relaxed))));
   out.Set("origDstFound", Napi::Number::New(env, static_cast<double>(g.origDstFound.load(std::memory_order_relaxed))));
