@@ -13,6 +13,9 @@
 #include <chrono>
 #include <cstdio>
 
+#include <pthread.h>
+
+#include "crash.h"
 #include "histogram.h"
 #include "plan.h"
 
@@ -449,6 +452,9 @@ void LogSinks::Stop() {
 }
 
 void LogSinks::Run() {
+  // Named and reported like the loops, so a crash or a `top -H` says which thread it was.
+  pthread_setname_np(pthread_self(), "mx-accesslog");
+  MarkCrashReportThread();
   // Lines reach their files within kPeriod; a burst wakes the writer sooner (Kick).
   constexpr auto kPeriod = std::chrono::milliseconds(20);
   for (;;) {
