@@ -37,6 +37,7 @@ const ALIASES: Record<string, EngineOperator> = {
 
 export type FormatToken =
   | { text: string }
+  /** `name`: REQ/RESP's header (lower case), START_TIME's format. */
   | { op: EngineOperator; name?: string; alt?: string; max?: number }
   | { constant: ConstantOperator };
 
@@ -50,7 +51,7 @@ export const DEFAULT_HTTP_FORMAT =
 export const DEFAULT_TCP_FORMAT =
   '[%START_TIME%] %RESPONSE_FLAGS% %KUMA_MESH% %KUMA_SOURCE_ADDRESS_WITHOUT_PORT%(%KUMA_SOURCE_SERVICE%)->%UPSTREAM_HOST%(%KUMA_DESTINATION_SERVICE%) took %DURATION%ms, sent %BYTES_SENT% bytes, received: %BYTES_RECEIVED% bytes';
 
-const FILLED = [...ENGINE_OPERATORS.filter((o) => o !== 'REQ' && o !== 'RESP'), 'REQ(header)', 'RESP(header)', ...Object.keys(ALIASES), ...CONSTANT_OPERATORS];
+const FILLED = [...ENGINE_OPERATORS.filter((o) => o !== 'REQ' && o !== 'RESP'), 'START_TIME(format)', 'REQ(header)', 'RESP(header)', ...Object.keys(ALIASES), ...CONSTANT_OPERATORS];
 
 /** One operator's text between the percent signs: NAME, NAME(ARG) or NAME(ARG):MAX. */
 function parseOperator(body: string): FormatToken | { error: string } {
@@ -74,11 +75,12 @@ function parseOperator(body: string): FormatToken | { error: string } {
     if (max !== undefined) t.max = Number(max);
     return t;
   }
-  if (arg !== undefined) {
-    const why = op === 'START_TIME' ? 'a custom time format is not supported by meshext, use %START_TIME% (ISO 8601, UTC, milliseconds)' : `${op} takes no argument`;
-    return { error: `%${body}%: ${why}` };
-  }
   if (max !== undefined) return { error: `%${body}%: only REQ and RESP take a length` };
+  if (op === 'START_TIME' && arg !== undefined) {
+    // Envoy's strftime format (UTC) with %s and %f/%1f..%9f; empty means the default.
+    return arg === '' ? { op } : { op, name: arg };
+  }
+  if (arg !== undefined) return { error: `%${body}%: ${op} takes no argument` };
   return { op };
 }
 

@@ -21,6 +21,8 @@ type Any = any;
 /** Every field the JSON format documents, one per operator. */
 const ALL_FIELDS: Array<{ key: string; value: string }> = [
   { key: 'start_time', value: '%START_TIME%' },
+  { key: 'start_epoch', value: '%START_TIME(%s.%3f)%' },
+  { key: 'start_day', value: '%START_TIME(%Y-%m-%d)%' },
   { key: 'duration', value: '%DURATION%' },
   { key: 'bytes_received', value: '%BYTES_RECEIVED%' },
   { key: 'bytes_sent', value: '%BYTES_SENT%' },
@@ -112,6 +114,8 @@ test('http/1.1: a JSON line per request parses and carries the documented fields
   const start = Date.parse(j.start_time);
   t.regex(j.start_time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
   t.true(start >= before - 1000 && start <= Date.now(), j.start_time);
+  t.is(j.start_epoch, (start / 1000).toFixed(3), 'the custom format names the same instant');
+  t.is(j.start_day, j.start_time.slice(0, 10));
   t.is(p.stats.get('meshext_access_log_lines_total', { service: s.kri }), 1);
   t.is(p.stats.get('meshext_access_log_dropped_total', { service: s.kri }), 0);
   await p.close();

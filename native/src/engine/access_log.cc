@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 
@@ -75,6 +76,50 @@ void AppendStartTime(int64_t wallUs, std::string& out) {
   out.append(tail, 4);
 }
 
+/**
+ * Envoy's %START_TIME(format)%: strftime in UTC, plus `%s` (epoch seconds) and `%f` / `%1f`..`%9f` (the
+ * fraction of the second, 9 digits or the count given).
+ */
+void AppendStartTimeFormat(int64_t wallUs, const std::string& format, std::string& out) {
+  time_t secs = static_cast<time_t>(wallUs / 1000000);
+  tm t;
+  ::gmtime_r(&secs, &t);
+  std::string plain;  // a run of the format strftime handles
+  auto flush = [&] {
+    if (plain.empty()) return;
+    char buf[256];
+    size_t n = ::strftime(buf, sizeof buf, plain.c_str(), &t);
+    out.append(buf, n);
+    plain.clear();
+  };
+  for (size_t i = 0; i < format.size(); i++) {
+    if (format[i] != '%' || i + 1 >= format.size()) {
+      plain.push_back(format[i]);
+      continue;
+    }
+    char c = format[i + 1];
+    int digits = 0;
+    if (c == 'f') digits = 9;
+    else if (c >= '1' && c <= '9' && i + 2 < format.size() && format[i + 2] == 'f') digits = c - '0';
+    if (digits > 0) {
+      flush();
+      char frac[16];
+      std::snprintf(frac, sizeof frac, "%06lld000", static_cast<long long>(wallUs % 1000000));
+      out.append(frac, static_cast<size_t>(digits));
+      i += c == 'f' ? 1 : 2;
+    } else if (c == 's') {
+      flush();
+      out += std::to_string(static_cast<long long>(secs));
+      i += 1;
+    } else {
+      plain.push_back('%');
+      plain.push_back(c);
+      i += 1;
+    }
+  }
+  flush();
+}
+
 std::string_view WithoutPort(std::string_view hp) {
   if (!hp.empty() && hp.front() == '[') {
     size_t end = hp.find(']');
@@ -96,7 +141,8 @@ bool AppendValue(const LogToken& t, const AccessRecord& r, const std::string& cl
       out += t.text;
       return true;
     case LogOp::kStartTime:
-      AppendStartTime(r.startWallUs, out);
+      if (t.name.empty()) AppendStartTime(r.startWallUs, out);
+      else AppendStartTimeFormat(r.startWallUs, t.name, out);
       return true;
     case LogOp::kDuration:
       *numeric = true;
@@ -293,8 +339,9 @@ std::atomic<size_t>& LogSink::Capacity() {
 }
 
 LogSink::~LogSink() {
-  // The last plan naming the path is gone: what its sessions logged last still goes out (the fd does not block).
-  Drain(true);
+  // The last plan naming the path is gone: what its sessions logged last still goes out, as far as the file takes
+  // it now (this may run on a loop thread: no waiting).
+  Drain(true, 0);
   if (fd_ >= 0) ::close(fd_);
 }
 
@@ -349,7 +396,7 @@ bool LogSink::Offer(std::string_view line) {
   return true;
 }
 
-bool LogSink::Drain(bool stopping) {
+bool LogSink::Drain(bool stopping, int64_t deadlineUs) {
   if (off_ == writing_.size()) {
     writing_.clear();
     off_ = 0;
@@ -357,6 +404,14 @@ bool LogSink::Drain(bool stopping) {
     writing_.swap(queued_);
   }
   std::lock_guard<std::mutex> g(fdMu_);
+  // Waits (stopping only, until the deadline) for the file to take more; false when the time is up.
+  auto wait = [&]() {
+    int64_t left = deadlineUs - MonoUs();
+    if (left <= 0) return false;
+    pollfd p{fd_, POLLOUT, 0};
+    ::poll(&p, 1, static_cast<int>(std::min<int64_t>(left / 1000 + 1, 100)));
+    return true;
+  };
   while (off_ < writing_.size()) {
     size_t n = writing_.size() - off_;
     if (atomicLines_) {
@@ -368,9 +423,13 @@ bool LogSink::Drain(bool stopping) {
       }
       pollfd p{fd_, POLLOUT, 0};
       if (::poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT)) {
-        if (p.revents & (POLLERR | POLLHUP | POLLNVAL)) errno = EPIPE;
-        else if (!stopping) return false;
-        else errno = EAGAIN;
+        if (p.revents & (POLLERR | POLLHUP | POLLNVAL)) {
+          errno = EPIPE;
+          goto failed;
+        }
+        if (!stopping) return false;
+        if (wait()) continue;
+        errno = EAGAIN;
         goto failed;
       }
     }
@@ -381,10 +440,13 @@ bool LogSink::Drain(bool stopping) {
         continue;
       }
       if (w < 0 && errno == EINTR) continue;
-      if (w < 0 && errno == EAGAIN && !stopping) return false;
+      if (w < 0 && errno == EAGAIN) {
+        if (!stopping) return false;
+        if (wait()) continue;
+      }
     }
   failed:
-    // ENOSPC, EIO, a reader gone, or still blocked while stopping: these lines are lost (counted).
+    // ENOSPC, EIO, a reader gone, or still blocked when stopping: these lines are lost (counted).
     uint64_t lost = 0;
     for (size_t i = off_; i < writing_.size(); i++) lost += writing_[i] == '\n';
     writeFailed_.fetch_add(lost, std::memory_order_relaxed);
@@ -451,6 +513,9 @@ void LogSinks::Stop() {
   if (writer_.joinable()) writer_.join();
 }
 
+// How long a stopping engine waits for its log files (a full pipe) to take what is queued.
+constexpr int64_t kStopFlushUs = 1'000'000;
+
 void LogSinks::Run() {
   // Named and reported like the loops, so a crash or a `top -H` says which thread it was.
   pthread_setname_np(pthread_self(), "mx-accesslog");
@@ -474,7 +539,8 @@ void LogSinks::Run() {
         }
       }
     }
-    for (auto& s : sinks) s->Drain(stopping);
+    int64_t deadline = stopping ? MonoUs() + kStopFlushUs : 0;
+    for (auto& s : sinks) s->Drain(stopping, deadline);
     if (stopping) return;
   }
 }

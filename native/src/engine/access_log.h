@@ -51,7 +51,7 @@ bool LogOpFrom(const std::string& name, LogOp* op);
 struct LogToken {
   LogOp op = LogOp::kText;
   std::string text;  // kText: the literal
-  std::string name;  // kReq/kResp: the header, lower case (":path" for pseudo-headers)
+  std::string name;  // kReq/kResp: the header, lower case (":path" for pseudo-headers); kStartTime: its format
   std::string alt;   // kReq/kResp: the header used when `name` is absent ("" none)
   uint32_t max = 0;  // longest value in bytes (0: no limit)
 };
@@ -68,8 +68,11 @@ class LogSink {
   std::string Open(bool force);
   /** Any thread: queues `line` (with its newline); false (dropped) when the queue is full. */
   bool Offer(std::string_view line);
-  /** Writer thread: writes what is queued; false when the file would block (a full pipe): try again later. */
-  bool Drain(bool stopping);
+  /**
+   * Writer thread: writes what is queued; false when the file would block (a full pipe): try again later.
+   * `stopping`: the last call; it waits for a blocked file until `deadlineUs` (MonoUs()), then counts the rest lost.
+   */
+  bool Drain(bool stopping, int64_t deadlineUs);
   /** Lines lost because write(2) failed (ENOSPC, EIO…), for the writer's report. */
   uint64_t writeFailed() const { return writeFailed_.load(std::memory_order_relaxed); }
   /** The queue's bound in bytes (a test build may lower it). */

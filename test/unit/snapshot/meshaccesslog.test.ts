@@ -31,6 +31,8 @@ test('format: literals, operators with header, alternative and length, %% and Ku
   });
   t.regex((parseFormat('%UPSTREAM_LOCAL_ADDRESS%') as { error: string }).error, /^unknown command operator %UPSTREAM_LOCAL_ADDRESS%: meshext fills START_TIME/);
   t.regex((parseFormat('50% off') as { error: string }).error, /unterminated command operator/);
+  t.deepEqual(parseFormat('%START_TIME(%Y %s.%3f)%'), { tokens: [{ op: 'START_TIME', name: '%Y %s.%3f' }] });
+  t.regex((parseFormat('%DURATION(x)%') as { error: string }).error, /DURATION takes no argument/);
   t.regex((parseFormat('%REQ(A?B?C)%') as { error: string }).error, /HEADER or HEADER\?ALTERNATIVE/);
 });
 
