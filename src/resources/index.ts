@@ -26,6 +26,11 @@ export type {
   MeshTrafficPermissionResource,
   MeshTimeoutSpec,
   MeshTimeoutConf,
+  MeshAccessLogResource,
+  MeshAccessLogSpec,
+  MeshAccessLogConf,
+  MeshAccessLogBackend,
+  MeshAccessLogFormat,
   PolicyTargetRef,
   ToPolicySpec,
 } from './types.js';

@@ -3,8 +3,9 @@
  * Kubernetes plural the source watches) plus its resource type in types.ts. parse.ts, schema.ts, warnings.ts
  * and the Kubernetes source take the kind list from here.
  */
-import type { MeshTimeoutSpec, MeshTrafficPermissionSpec, Violation } from './types.js';
-import { meshTimeoutSpecSchema, meshTrafficPermissionSpecSchema } from './schemas.js';
+import type { MeshAccessLogSpec, MeshTimeoutSpec, MeshTrafficPermissionSpec, Violation } from './types.js';
+import { meshAccessLogSpecSchema, meshTimeoutSpecSchema, meshTrafficPermissionSpecSchema } from './schemas.js';
+import { validateMeshAccessLog } from './validate-meshaccesslog.js';
 import { validateMeshTimeout } from './validate-meshtimeout.js';
 import { validateMeshTrafficPermission } from './validate-meshtrafficpermission.js';
 
@@ -24,6 +25,7 @@ export const POLICY_KINDS = {
     validate: (s: unknown) => validateMeshTrafficPermission(s as MeshTrafficPermissionSpec),
     plural: 'meshtrafficpermissions',
   },
+  MeshAccessLog: { schema: meshAccessLogSpecSchema, validate: (s: unknown) => validateMeshAccessLog(s as MeshAccessLogSpec), plural: 'meshaccesslogs' },
 } as const satisfies Record<string, PolicyKindDef>;
 
 export type PolicyKind = keyof typeof POLICY_KINDS;

@@ -253,6 +253,43 @@ export const meshTrafficPermissionSpecSchema = {
   },
 } as const;
 
+const accessLogFormat = {
+  type: 'object',
+  required: ['type'],
+  properties: {
+    type: { type: 'string', enum: ['Plain', 'Json'] },
+    plain: { type: 'string' },
+    json: {
+      type: 'array',
+      items: { type: 'object', required: ['key', 'value'], properties: { key: { type: 'string' }, value: { type: 'string' } } },
+    },
+    omitEmptyValues: { type: 'boolean', default: false },
+  },
+} as const;
+
+const accessLogConf = {
+  type: 'object',
+  properties: {
+    backends: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['type'],
+        properties: {
+          type: { type: 'string', enum: ['Tcp', 'File', 'OpenTelemetry'] },
+          file: { type: 'object', required: ['path'], properties: { format: accessLogFormat, path: { type: 'string', minLength: 1 } } },
+          tcp: { type: 'object', required: ['address'], properties: { format: accessLogFormat, address: { type: 'string', minLength: 1 } } },
+          // Refused by name in the semantic stage; its shape is Kuma's business.
+          openTelemetry: { type: 'object', additionalProperties: true, properties: {} },
+        },
+      },
+    },
+  },
+} as const;
+
+/** Kuma 2.10+ MeshAccessLog. */
+export const meshAccessLogSpecSchema = toPolicySpecSchema(accessLogConf);
+
 /** The spec schema of each kind that has one (Secret data is checked in parse.ts). */
 export const specSchemas: Partial<Record<string, object>> = {
   MeshExternalService: meshExternalServiceSpecSchema,

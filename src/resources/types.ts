@@ -163,6 +163,29 @@ export interface MeshTrafficPermissionSpec {
   from?: unknown[];
 }
 
+/** A MeshAccessLog format (Kuma 2.10+): a plain line, or JSON fields, each a string with command operators. */
+export interface MeshAccessLogFormat {
+  type: 'Plain' | 'Json';
+  plain?: string;
+  json?: Array<{ key: string; value: string }>;
+  omitEmptyValues?: boolean;
+}
+
+/** A MeshAccessLog backend; meshext writes `File` ones (`/dev/stdout` is the agent's stdout). */
+export interface MeshAccessLogBackend {
+  type: 'File' | 'Tcp' | 'OpenTelemetry';
+  file?: { path: string; format?: MeshAccessLogFormat };
+  tcp?: { address: string; format?: MeshAccessLogFormat };
+  openTelemetry?: Record<string, unknown>;
+}
+
+/** MeshAccessLog `default` (Kuma 2.10+ Conf). */
+export interface MeshAccessLogConf {
+  backends?: MeshAccessLogBackend[];
+}
+
+export type MeshAccessLogSpec = ToPolicySpec<MeshAccessLogConf>;
+
 interface ResourceBase<K extends string, S> {
   kind: K;
   /** Core name: the Universal name or the Kubernetes object name (namespace kept apart). */
@@ -188,6 +211,7 @@ export type SecretResource = ResourceBase<'Secret', SecretSpec>;
 export type DataplaneResource = ResourceBase<'Dataplane', DataplaneSpec>;
 export type MeshTimeoutResource = ResourceBase<'MeshTimeout', MeshTimeoutSpec>;
 export type MeshTrafficPermissionResource = ResourceBase<'MeshTrafficPermission', MeshTrafficPermissionSpec>;
+export type MeshAccessLogResource = ResourceBase<'MeshAccessLog', MeshAccessLogSpec>;
 
 export type Resource =
   | MeshExternalServiceResource
@@ -196,7 +220,8 @@ export type Resource =
   | SecretResource
   | DataplaneResource
   | MeshTimeoutResource
-  | MeshTrafficPermissionResource;
+  | MeshTrafficPermissionResource
+  | MeshAccessLogResource;
 
 export type ResourceKind = Resource['kind'];
 

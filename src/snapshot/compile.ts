@@ -10,9 +10,10 @@
  */
 import { isIP } from 'node:net';
 import type { Ipam } from '../ipam/ipam.js';
-import type { LoadResult, MeshExternalServiceResource, MeshResource, MeshTimeoutResource } from '../resources/types.js';
+import type { LoadResult, MeshAccessLogResource, MeshExternalServiceResource, MeshResource, MeshTimeoutResource } from '../resources/types.js';
 import { effectivePermissions } from './meshtrafficpermission.js';
 import type { EffectiveTimeouts } from './meshtimeout.js';
+import type { EffectiveAccessLog } from './accesslog.js';
 import { displayNameOf } from '../resources/types.js';
 import { unixPath } from '../resources/address.js';
 import { defaultGenerators } from '../hostnames/defaults.js';
@@ -20,6 +21,7 @@ import { generateHostnames, serviceId } from '../hostnames/generate.js';
 import type { CompiledEndpoint, CompiledOutbound, CompiledService, CompiledTls, RejectedResource, Snapshot, TlsVersion, VerificationMode } from './types.js';
 import { vipPortKey } from './types.js';
 import { effectiveTimeouts } from './meshtimeout.js';
+import { effectiveAccessLog } from './accesslog.js';
 import { byKind, dataplaneViolations, missingSecrets, rejectedFromLoadError, resolveBackendRef, resolveDataSource, secretIndex } from './references.js';
 
 let lastGeneration = 0;
@@ -71,6 +73,7 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
 
   const meshTimeouts = byKind(load.resources, 'MeshTimeout');
   const permissionPolicies = byKind(load.resources, 'MeshTrafficPermission');
+  const meshAccessLogs = byKind(load.resources, 'MeshAccessLog');
   const services: CompiledService[] = [];
   for (const mes of candidates) {
     const loop = (mes.spec.extension ? [] : (mes.spec.endpoints ?? []))
@@ -122,6 +125,7 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
         : {}),
       generatorStatus: gen.generatorStatus,
       ...timeoutsOf(mes, meshTimeouts),
+      ...accessLogOf(mes, meshAccessLogs),
       source: { file: mes.source.file, index: mes.source.index },
     });
   }
@@ -138,6 +142,11 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
 function timeoutsOf(mes: MeshExternalServiceResource, policies: MeshTimeoutResource[]): { timeouts?: EffectiveTimeouts } {
   const t = effectiveTimeouts(mes, policies);
   return t.policies.length > 0 ? { timeouts: t } : {};
+}
+
+function accessLogOf(mes: MeshExternalServiceResource, policies: MeshAccessLogResource[]): { accessLog?: EffectiveAccessLog } {
+  const a = effectiveAccessLog(mes, policies);
+  return a ? { accessLog: a } : {};
 }
 
 function compileEndpoints(mes: MeshExternalServiceResource): CompiledEndpoint[] {

@@ -12,6 +12,7 @@
  *   CA bundle (caCert or the system bundle; `Secured` without one fails closed), the client identity, SNI
  *   (serverName, else the first DNS-name endpoint, else none), SAN matchers, renegotiation, session-cache bounds;
  * - the denial (Mesh `routing.defaultForbidMeshExternalServiceAccess`) and its replies, and the timeouts;
+ * - the access log backends (MeshAccessLog), formats parsed into tokens (snapshot/accesslog.ts);
  * - an error when the service cannot be served at all: every connection then fails with it.
  *
  * Plans are plain data, so tests compare them with golden files (test/golden/plans).
@@ -22,6 +23,7 @@ import { cidrContains, parseCidr } from '../ipam/cidr.js';
 import type { EngineEndpoint, EnginePlan, EngineTarget, NativeTlsOptions } from '../native/addon.js';
 import type { CompiledEndpoint, CompiledService, CompiledTls, TlsVersion } from './types.js';
 import { vipPortKey } from './types.js';
+import { planAccessLog } from './accesslog.js';
 
 /** A plan as the engine takes it, with the stable code of `error` for logs (MESHEXT_E_...). */
 export type ServicePlan = EnginePlan & { errorCode?: string };
@@ -206,6 +208,7 @@ export function compilePlan(svc: CompiledService, ctx: PlanContext, inVip: (addr
   const endpoints = svc.endpoints.map((e) => planEndpoint(e, ctx, inVip, tls ? sni : null));
   if (svc.extension !== undefined) errors.push({ code: 'MESHEXT_E_EXTENSION_UNSUPPORTED', message: `MeshExternalService extension ${svc.extension} is not supported by meshext` });
   else if (endpoints.length === 0) errors.push({ code: 'MESHEXT_E_NO_ENDPOINTS', message: 'service has no endpoints' });
+  const accessLog = planAccessLog(svc);
   return {
     service: svc.id,
     keys: [vipPortKey(svc.vip, svc.port), `@${svc.id}`],
@@ -216,7 +219,10 @@ export function compilePlan(svc: CompiledService, ctx: PlanContext, inVip: (addr
     ...(svc.forbidden && !svc.permissions ? { deny: { status: 403, grpcStatus: 7, message: deniedMessage(svc.mesh) } } : {}),
     ...(errors[0] ? { error: errors.map((e) => e.message).join('; '), errorCode: errors[0].code } : {}),
     timeouts: timeoutsFor(svc, ctx.timeouts),
-    ...(svc.timeouts ? { policies: { meshTimeouts: svc.timeouts.policies } } : {}),
+    ...(accessLog ? { accessLog } : {}),
+    ...(svc.timeouts || svc.accessLog
+      ? { policies: { ...(svc.timeouts ? { meshTimeouts: svc.timeouts.policies } : {}), ...(svc.accessLog ? { meshAccessLogs: svc.accessLog.policies } : {}) } }
+      : {}),
   };
 }
 

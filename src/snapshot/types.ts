@@ -6,6 +6,7 @@
 import type { LoadWarning } from '../resources/types.js';
 import type { EffectiveTimeouts } from './meshtimeout.js';
 import type { EffectivePermissions } from './meshtrafficpermission.js';
+import type { EffectiveAccessLog } from './accesslog.js';
 
 export type Protocol = 'tcp' | 'http' | 'http2' | 'grpc';
 export type TlsVersion = 'TLSAuto' | 'TLS10' | 'TLS11' | 'TLS12' | 'TLS13';
@@ -85,6 +86,8 @@ export interface CompiledService {
   generatorStatus: Array<{ generator: string; conditions: Condition[] }>;
   /** The merged MeshTimeouts that select it; absent when none does (the agent's defaults apply). */
   timeouts?: EffectiveTimeouts;
+  /** The merged MeshAccessLogs that select it; absent when none does. */
+  accessLog?: EffectiveAccessLog;
   /** Where it was declared, for messages. */
   source: { file: string; index: number };
 }

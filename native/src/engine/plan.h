@@ -21,7 +21,9 @@
 
 #include "../tls/client_conn.h"
 #include "../tls/client_context.h"
+#include "access_log.h"
 #include "fd.h"
+#include "histogram.h"
 
 namespace mx::engine {
 
@@ -52,6 +54,8 @@ struct ServiceStats {
     kUpstreamRqMaxDuration,  // upstream requests ended by the plan's max stream duration
     kDownstreamRqIdleTimeout,  // streams ended by the plan's stream idle timeout
     kUpstreamCxMaxDuration,    // upstream connections retired by the plan's max connection duration
+    kAccessLogLines,           // access log lines queued for writing (one per backend)
+    kAccessLogDropped,         // access log lines dropped: their sink's queue was full (the writer lags)
     kCount,
   };
   std::atomic<int64_t> v[kCount] = {};
@@ -77,6 +81,10 @@ struct ServiceState {
   explicit ServiceState(std::string i) : id(std::move(i)) {}
   const std::string id;
   ServiceStats stats;
+  /** Envoy's upstream_rq_time: from a request's head arriving to its upstream response's end (HTTP only). */
+  LatencyHistogram rqTime;
+  /** Envoy's upstream_cx_connect_ms: from connect(2) to a usable connection (TLS handshake included). */
+  LatencyHistogram connectTime;
   std::atomic<uint32_t> next{0};
   /** Endpoint states of the current plan by label (JS thread only: installs and health pushes). */
   std::unordered_map<std::string, std::shared_ptr<EndpointState>> endpoints;
@@ -155,6 +163,8 @@ struct Plan {
    * this old takes no new request; it is closed once its requests in flight are done. 0: none.
    */
   int64_t maxConnMs = 0;
+  /** The service's access logging (MeshAccessLog); null: none. */
+  std::shared_ptr<const PlanAccessLog> accessLog;
   /** Upstream connections of equal plans are interchangeable: HTTP/2 sessions park idle ones under this key. */
   std::string poolKey;
   std::shared_ptr<ServiceState> state;
@@ -226,6 +236,8 @@ class PlanTable {
   /** JS thread: every service state still referenced (by the current plans or by a session). */
   std::vector<std::shared_ptr<ServiceState>> LiveStates();
   GlobalStats& global() { return global_; }
+  /** The access log files plans write to, and their writer thread. */
+  LogSinks& logs() { return logs_; }
 
  private:
   mutable std::mutex mu_;
@@ -234,6 +246,7 @@ class PlanTable {
   std::unordered_map<std::string, std::weak_ptr<ServiceState>> states_;
   std::unordered_map<std::string, std::weak_ptr<tls::ClientContext>> contexts_;
   GlobalStats global_;
+  LogSinks logs_;
 };
 
 /** Text of an IP address as the TS codec writes it (IPv4-mapped IPv6 in dotted form). */
