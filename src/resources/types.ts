@@ -110,6 +110,8 @@ export interface PolicyTargetRef {
   namespace?: string;
   labels?: Record<string, string>;
   sectionName?: string;
+  /** Top-level only: the proxy types the policy applies to (`Sidecar`, `Gateway`); absent or empty: all. */
+  proxyTypes?: string[];
 }
 
 /** MeshTimeout `default` (Kuma 2.10+ Conf): Go duration strings, as written. */

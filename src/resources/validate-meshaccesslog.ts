@@ -16,7 +16,7 @@ const UNIX_PATH = /^(\/[^/\x00]*)+\/?$/;
 
 /** Validates a MeshAccessLog spec; paths start at `spec`. */
 export function validateMeshAccessLog(spec: MeshAccessLogSpec): Violation[] {
-  return validateToPolicy(spec, 'access logs', validateDefault);
+  return validateToPolicy(spec, validateDefault);
 }
 
 function validateDefault(conf: MeshAccessLogConf, path: string, out: Violation[]): void {
