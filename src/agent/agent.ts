@@ -11,7 +11,7 @@ import { mergeResults, type LoadResult, type Resource } from '../resources/index
 import { Ipam, vipQuarantineMs } from '../ipam/index.js';
 import { compileSnapshot } from '../snapshot/compile.js';
 import { planForDump, type ServicePlan } from '../snapshot/plan.js';
-import type { Snapshot, CompiledService } from '../snapshot/types.js';
+import type { Snapshot, CompiledService, DataplaneBinding } from '../snapshot/types.js';
 import { DnsServer, recordsFromSnapshot, readResolvConf } from '../dns/index.js';
 import { Proxy } from '../proxy/index.js';
 import { Redirector, ensureBpffs, findCgroup2Mount } from '../redirect/index.js';
@@ -71,6 +71,7 @@ export class Agent {
   private readonly sources: ResourceSource[] = [];
   /** A source change seen while starting, applied once the agent is READY. */
   private changedWhileStarting: string | undefined;
+  /** Open outbound listeners: `address:port` → the plan key they route by. */
   private readonly outbounds = new Map<string, string>();
   private state: Readiness = 'NOT_READY';
   private reloading: Promise<unknown> = Promise.resolve();
@@ -360,27 +361,30 @@ export class Agent {
     this.vipRetry.unref();
   }
 
-  /** Opens, keeps or closes the non-transparent outbound listeners to match the snapshot. */
+  /**
+   * Opens, keeps or closes the non-transparent outbound listeners to match the snapshot. A listener's plan key
+   * names its service and Dataplane only, so a policy change keeps it (and its socket): the new plans take the key.
+   */
   private async syncOutbounds(s: Snapshot): Promise<void> {
-    const want = new Map<string, { addr: HostPort; serviceId: string }>();
-    for (const o of s.outbounds) want.set(`${o.address}:${o.port}`, { addr: { address: o.address, port: o.port }, serviceId: o.serviceId });
-    for (const [key, serviceId] of this.outbounds) {
-      const w = want.get(key);
-      if (!w || w.serviceId !== serviceId) {
-        const [address, port] = splitKey(key);
+    const want = new Map<string, { addr: HostPort; serviceId: string; key: string }>();
+    for (const o of s.outbounds) want.set(`${o.address}:${o.port}`, { addr: { address: o.address, port: o.port }, serviceId: o.serviceId, key: o.key });
+    for (const [addr, key] of this.outbounds) {
+      const w = want.get(addr);
+      if (!w || w.key !== key) {
+        const [address, port] = splitKey(addr);
         await this.proxy.closeOutbound({ address, port });
-        this.outbounds.delete(key);
+        this.outbounds.delete(addr);
       }
     }
-    for (const [key, w] of want) {
-      if (this.outbounds.has(key)) continue;
+    for (const [addr, w] of want) {
+      if (this.outbounds.has(addr)) continue;
       try {
-        await this.proxy.listenOutbound(w.addr, w.serviceId);
-        this.outbounds.set(key, w.serviceId);
+        await this.proxy.listenOutbound(w.addr, w.serviceId, w.key);
+        this.outbounds.set(addr, w.key);
         const exposure = exposureOf(w.addr.address);
-        if (exposure) this.log.warn({ outbound: key, service: w.serviceId, exposure }, `EXPOSED: the outbound listener on ${key} relays connections to ${w.serviceId} for ${exposure}`);
+        if (exposure) this.log.warn({ outbound: addr, service: w.serviceId, exposure }, `EXPOSED: the outbound listener on ${addr} relays connections to ${w.serviceId} for ${exposure}`);
       } catch (err) {
-        this.log.error({ outbound: key, service: w.serviceId, err: (err as Error).message }, 'cannot open outbound listener');
+        this.log.error({ outbound: addr, service: w.serviceId, err: (err as Error).message }, 'cannot open outbound listener');
       }
     }
   }
@@ -446,7 +450,8 @@ export class Agent {
       sources: this.sources.map((src) => src.describe()),
       services:
         s?.services.map((svc) => {
-          const d = dumpService(svc, this.proxy?.currentPlans().find((p) => p.service === svc.id), this.proxy?.serviceError(svc.id));
+          const plans = this.proxy?.currentPlans().filter((p) => p.service === svc.id) ?? [];
+          const d = dumpService(svc, plans.find((p) => p.dataplane === undefined), this.proxy?.serviceError(svc.id), plans);
           const access = this.access?.describe(svc);
           if (access) d.permissions = access;
           else if (svc.permissions) d.permissions = { ...svc.permissions, enforced: false, why: 'the eBPF redirect is off: connections reach this service only through outbound listeners, which it refuses' };
@@ -515,7 +520,11 @@ function splitKey(key: string): [string, number] {
  * The service as shown in /config_dump (no secret material), with what its plan says about it: where its CA
  * comes from, and `error`, why it cannot be served, when it cannot.
  */
-export function dumpService(s: CompiledService, plan?: ServicePlan, error?: string): Record<string, unknown> {
+/**
+ * A service as /config_dump shows it; `plans` (its plan and those of Dataplanes with policies of their own) give
+ * each Dataplane's outbounds their effective values.
+ */
+export function dumpService(s: CompiledService, plan?: ServicePlan, error?: string, plans: readonly ServicePlan[] = []): Record<string, unknown> {
   return {
     ...(error ? { error } : {}),
     name: s.name,
@@ -542,7 +551,19 @@ export function dumpService(s: CompiledService, plan?: ServicePlan, error?: stri
     ...(s.extension !== undefined ? { extension: s.extension } : {}),
     conditions: s.conditions ?? [],
     hostnameGenerators: s.generatorStatus,
+    ...(s.dataplanes ? { dataplanes: s.dataplanes.map((b) => dumpBinding(b, plans.find((p) => p.keys.includes(b.key)))) } : {}),
     source: s.source,
+  };
+}
+
+/** One Dataplane's outbounds to a service: their key, whether a plan of their own serves them, and its effective values. */
+function dumpBinding(b: DataplaneBinding, plan: ServicePlan | undefined): Record<string, unknown> {
+  const { timeouts, accessLog, policies } = plan ?? {};
+  return {
+    dataplane: b.dataplane,
+    key: b.key,
+    plan: b.policies ? 'own (Dataplane-targeted policies)' : "the service's",
+    ...(plan ? { timeouts, ...(accessLog ? { accessLog: accessLog.backends.map((x) => x.path) } : {}), policies: policies ?? {} } : {}),
   };
 }
 

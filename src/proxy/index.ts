@@ -400,9 +400,12 @@ export class Proxy {
     return this.listen(addr, undefined);
   }
 
-  /** Listens on a non-transparent outbound bound to one service. */
-  listenOutbound(addr: { address: string; port: number }, serviceId: string): Promise<net.AddressInfo> {
-    return this.listen(addr, serviceId);
+  /**
+   * Listens on a non-transparent outbound bound to one service: its connections route by `key` (a Dataplane's
+   * outbounds: CompiledOutbound.key, so a plan of that Dataplane's own serves them), `@<serviceId>` by default.
+   */
+  listenOutbound(addr: { address: string; port: number }, serviceId: string, key = `@${serviceId}`): Promise<net.AddressInfo> {
+    return this.listen(addr, { serviceId, key });
   }
 
   /** Stops one outbound listener; its connections continue. */
@@ -413,7 +416,7 @@ export class Proxy {
     this.listeners.delete(listenKey(addr));
   }
 
-  private async listen(addr: { address: string; port: number }, serviceId: string | undefined): Promise<net.AddressInfo> {
+  private async listen(addr: { address: string; port: number }, outbound: { serviceId: string; key: string } | undefined): Promise<net.AddressInfo> {
     // The engine binds IP literals; a host name (e.g. localhost) is looked up first, as Node's listen would.
     const ip = net.isIP(addr.address) ? addr.address : (await dns.promises.lookup(addr.address)).address;
     let loggedAt = -Infinity;
@@ -431,10 +434,10 @@ export class Proxy {
         this.log.error({ listener: where, err: code }, 'cannot accept connections; retrying every 100 ms');
       }
     };
-    const l = this.engine.listen(ip, addr.port, onError, serviceId !== undefined ? `@${serviceId}` : undefined);
+    const l = this.engine.listen(ip, addr.port, onError, outbound?.key);
     // Port 0 binds an ephemeral port; index by the real one so closeOutbound finds it.
     this.listeners.set(listenKey({ address: addr.address, port: l.address.port }), l);
-    this.log.info({ address: `${l.address.address}:${l.address.port}`, service: serviceId ?? '(transparent)' }, 'listening');
+    this.log.info({ address: `${l.address.address}:${l.address.port}`, service: outbound?.serviceId ?? '(transparent)', ...(outbound ? { key: outbound.key } : {}) }, 'listening');
     return l.address;
   }
 
@@ -504,7 +507,8 @@ export class Proxy {
   /** Envoy `/clusters`-style view of every service's endpoints: priority, health, addresses and connections. */
   clusters(): ClusterInfo[] {
     const counters = new Map((this.engine.counters()?.services ?? []).map((s) => [s.service, s]));
-    return this.plans.map((p) => {
+    // A Dataplane's own plan has the service's endpoints, health and counters: the service is listed once.
+    return this.plans.filter((p) => p.dataplane === undefined).map((p) => {
       const h = this.health.get(p.service);
       const c = counters.get(p.service);
       const err = this.errors.get(p.service);

@@ -112,6 +112,9 @@ export interface PolicyTargetRef {
   sectionName?: string;
   /** Top-level only: the proxy types the policy applies to (`Sidecar`, `Gateway`); absent or empty: all. */
   proxyTypes?: string[];
+  /** Kuma's legacy MeshSubset tags and the reserved `mesh`: no kind meshext reads takes them. */
+  tags?: Record<string, string>;
+  mesh?: string;
 }
 
 /** MeshTimeout `default` (Kuma 2.10+ Conf): Go duration strings, as written. */

@@ -2,7 +2,8 @@
  * Rules every policy kind shares (Kuma's common_api targetRef rules and policy shape), with what a node agent
  * cannot do said as such: meshext proxies the outbound traffic of every client on the node to
  * MeshExternalServices, so only `to[]` entries apply, and a policy's clients are the whole node (top-level kind
- * Mesh, or omitted). Each kind's own `default` rules live in its validate-<kind>.ts.
+ * Mesh, or omitted) or the outbound listeners of Universal Dataplanes (kind Dataplane). Each kind's own
+ * `default` rules live in its validate-<kind>.ts.
  */
 import type { PolicyTargetRef, ToPolicySpec, Violation } from './types.js';
 import { parseGoDuration } from './duration.js';
@@ -27,9 +28,10 @@ const SIDECAR_KINDS: Record<string, string> = {
 export function validateToPolicy<Conf>(
   spec: ToPolicySpec<Conf>,
   validateDefault: (conf: Conf, path: string, out: Violation[]) => void,
+  opts: ToPolicyOptions = {},
 ): Violation[] {
   const out: Violation[] = [];
-  validateTopTargetRef(spec.targetRef, out);
+  validateTopTargetRef(spec.targetRef, out, opts);
   const to = spec.to ?? [];
   if (to.length === 0 && (spec.from ?? []).length === 0 && (spec.rules ?? []).length === 0) {
     out.push({ field: 'spec', message: "at least one of 'from', 'to' has to be defined" });
@@ -78,19 +80,56 @@ export function targetRefWarnings(spec: unknown): Violation[] {
   return [{ field: 'spec.targetRef.proxyTypes', message: `ignored on this node: the policy applies to ${ref?.proxyTypes?.join(', ')} proxies only, and meshext proxies workloads' outbound traffic as their sidecars would (add Sidecar to apply it)` }];
 }
 
-/** The policy's own targetRef: which clients it applies to. Only the whole node (kind Mesh, or omitted) exists here. */
-export function validateTopTargetRef(ref: PolicyTargetRef | undefined, out: Violation[]): void {
+/** Options of validateToPolicy. */
+export interface ToPolicyOptions {
+  /**
+   * Why the kind cannot apply to one Dataplane's outbound listeners (a top-level `kind: Dataplane` is then refused
+   * with this reason); undefined: it can.
+   */
+  noDataplane?: string;
+}
+
+/**
+ * The policy's own targetRef: which clients it applies to. Kind Mesh (or omitted) is every client on the node;
+ * kind Dataplane is the outbound listeners of the Universal Dataplanes it selects (snapshot/policy.ts).
+ */
+export function validateTopTargetRef(ref: PolicyTargetRef | undefined, out: Violation[], opts: ToPolicyOptions = {}): void {
   if (ref === undefined || ref.kind === 'Mesh') {
     if (ref?.name !== undefined && ref.name !== '') out.push({ field: 'spec.targetRef.name', message: 'must not be set with kind Mesh' });
     return;
   }
   const field = 'spec.targetRef.kind';
   if (ref.kind === 'Dataplane') {
-    out.push({ field, message: 'Dataplane is not supported by meshext yet (the policy would apply to that Dataplane\'s outbound listeners only); use kind Mesh or omit targetRef to apply it to every client on the node' });
+    if (opts.noDataplane !== undefined) out.push({ field, message: `Dataplane cannot apply here: ${opts.noDataplane}; use kind Mesh or omit targetRef (every client on the node)` });
+    else validateDataplaneRef(ref, out);
   } else if (SIDECAR_KINDS[ref.kind] !== undefined) {
     out.push({ field, message: `${ref.kind} cannot apply on a node agent: ${SIDECAR_KINDS[ref.kind]}, and meshext has none; use kind Mesh or omit targetRef (every client on the node)` });
   } else {
     out.push({ field, message: 'value is not supported' });
+  }
+}
+
+/**
+ * A top-level `kind: Dataplane` (Kuma's ValidateTargetRef for an outbound policy): `name` (and `namespace`) or
+ * `labels`, or neither (every Dataplane of the mesh, as Kuma's allDataplanesSelected); `sectionName` names an
+ * inbound, which only inbound policies may select.
+ */
+function validateDataplaneRef(ref: PolicyTargetRef, out: Violation[]): void {
+  const f = 'spec.targetRef';
+  for (const k of ['tags', 'mesh', 'proxyTypes'] as const) {
+    if (ref[k] !== undefined) out.push({ field: `${f}.${k}`, message: 'cannot be set with kind Dataplane' });
+  }
+  const hasName = ref.name !== undefined && ref.name !== '';
+  const hasNamespace = ref.namespace !== undefined && ref.namespace !== '';
+  if (ref.labels !== undefined && Object.keys(ref.labels).length > 0 && (hasName || hasNamespace)) {
+    out.push({ field: `${f}.labels`, message: 'either labels or name and namespace must be specified' });
+  } else if (hasNamespace && !hasName && ref.labels === undefined) {
+    // Kuma accepts it and selects no Dataplane (only a name is matched with its namespace): refused here rather
+    // than loaded to apply nowhere.
+    out.push({ field: `${f}.namespace`, message: 'must be set with name: a namespace alone selects no Dataplane (set name, or labels, or neither for every Dataplane)' });
+  }
+  if (ref.sectionName !== undefined && ref.sectionName !== '') {
+    out.push({ field: `${f}.sectionName`, message: "can only be used with inbound policies: it selects one of the Dataplane's inbounds, and meshext applies this policy to the Dataplane's outbound listeners" });
   }
 }
 

@@ -5,7 +5,7 @@
  * value is the same for every line of the service (mesh, destination) written as text. The engine renders
  * the lines (native/src/engine/access_log.cc).
  */
-import type { MeshAccessLogBackend, MeshAccessLogConf, MeshAccessLogResource, MeshExternalServiceResource } from '../resources/types.js';
+import type { DataplaneResource, MeshAccessLogBackend, MeshAccessLogConf, MeshAccessLogResource, MeshExternalServiceResource } from '../resources/types.js';
 import { DEFAULT_HTTP_FORMAT, DEFAULT_TCP_FORMAT, parseFormat, type ConstantOperator, type FormatToken } from '../resources/accesslog-format.js';
 import type { PlanAccessLog, PlanLogToken } from '../native/addon.js';
 import type { CompiledService } from './types.js';
@@ -18,8 +18,8 @@ export interface EffectiveAccessLog {
 }
 
 /** The merged MeshAccessLog of `mes` (undefined when no policy selects it). */
-export function effectiveAccessLog(mes: MeshExternalServiceResource, policies: readonly MeshAccessLogResource[]): EffectiveAccessLog | undefined {
-  const { confs, policies: names } = mergeEntries<MeshAccessLogConf>(mes, policies);
+export function effectiveAccessLog(mes: MeshExternalServiceResource, policies: readonly MeshAccessLogResource[], dataplane?: DataplaneResource): EffectiveAccessLog | undefined {
+  const { confs, policies: names } = mergeEntries<MeshAccessLogConf>(mes, policies, dataplane);
   if (names.length === 0) return undefined;
   let backends: MeshAccessLogBackend[] = [];
   for (const conf of confs) if (conf.backends !== undefined) backends = conf.backends;

@@ -10,16 +10,15 @@
  */
 import { isIP } from 'node:net';
 import type { Ipam } from '../ipam/ipam.js';
-import type { LoadResult, MeshAccessLogResource, MeshExternalServiceResource, MeshResource, MeshTimeoutResource } from '../resources/types.js';
+import type { DataplaneResource, LoadResult, MeshExternalServiceResource, MeshResource } from '../resources/types.js';
 import { effectivePermissions } from './meshtrafficpermission.js';
-import type { EffectiveTimeouts } from './meshtimeout.js';
-import type { EffectiveAccessLog } from './accesslog.js';
 import { displayNameOf } from '../resources/types.js';
 import { unixPath } from '../resources/address.js';
 import { defaultGenerators } from '../hostnames/defaults.js';
 import { generateHostnames, serviceId } from '../hostnames/generate.js';
-import type { CompiledEndpoint, CompiledOutbound, CompiledService, CompiledTls, RejectedResource, Snapshot, TlsVersion, VerificationMode } from './types.js';
-import { vipPortKey } from './types.js';
+import type { CompiledEndpoint, CompiledOutbound, CompiledService, CompiledTls, DataplaneBinding, RejectedResource, ServicePolicies, Snapshot, TlsVersion, VerificationMode } from './types.js';
+import { outboundKey, SERVICE_POLICY_FIELDS, vipPortKey } from './types.js';
+import { targetsDataplanes } from './policy.js';
 import { effectiveTimeouts } from './meshtimeout.js';
 import { effectiveAccessLog } from './accesslog.js';
 import { byKind, dataplaneViolations, missingSecrets, rejectedFromLoadError, resolveBackendRef, resolveDataSource, secretIndex } from './references.js';
@@ -71,9 +70,8 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
   const owned = new Map<string, MeshExternalServiceResource>();
   for (const mes of candidates) for (const h of names.get(serviceId(mes))?.hostnames ?? []) owned.set(h, mes);
 
-  const meshTimeouts = byKind(load.resources, 'MeshTimeout');
   const permissionPolicies = byKind(load.resources, 'MeshTrafficPermission');
-  const meshAccessLogs = byKind(load.resources, 'MeshAccessLog');
+  const policiesOf = servicePolicies(load);
   const services: CompiledService[] = [];
   for (const mes of candidates) {
     const loop = (mes.spec.extension ? [] : (mes.spec.endpoints ?? []))
@@ -124,13 +122,12 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
           }
         : {}),
       generatorStatus: gen.generatorStatus,
-      ...timeoutsOf(mes, meshTimeouts),
-      ...accessLogOf(mes, meshAccessLogs),
+      ...policiesOf(mes),
       source: { file: mes.source.file, index: mes.source.index },
     });
   }
 
-  const outbounds = compileOutbounds(load, services, candidates, rejected);
+  const outbounds = compileOutbounds(load, services, candidates, rejected, policiesOf);
   const byVipPort = new Map(services.map((s) => [vipPortKey(s.vip, s.port), s]));
   const byHostname = new Map<string, CompiledService>();
   for (const s of services) for (const h of s.hostnames) byHostname.set(h, s);
@@ -139,14 +136,34 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
   return { generation: lastGeneration, services, byVipPort, byHostname, outbounds, rejected, warnings: load.warnings, vipCidr: ipam.cidr };
 }
 
-function timeoutsOf(mes: MeshExternalServiceResource, policies: MeshTimeoutResource[]): { timeouts?: EffectiveTimeouts } {
-  const t = effectiveTimeouts(mes, policies);
-  return t.policies.length > 0 ? { timeouts: t } : {};
+/**
+ * The policy fields of a service (`dataplane` undefined: for every client of the node, the VIP path) or of one
+ * Dataplane's outbounds to it, each kind merged as Kuma merges it (snapshot/policy.ts); a field is absent when no
+ * policy of its kind selects the service.
+ */
+type PoliciesOf = (mes: MeshExternalServiceResource, dataplane?: DataplaneResource) => ServicePolicies;
+
+function servicePolicies(load: LoadResult): PoliciesOf & { dataplaneTargeted: boolean } {
+  const meshTimeouts = byKind(load.resources, 'MeshTimeout');
+  const meshAccessLogs = byKind(load.resources, 'MeshAccessLog');
+  const f = (mes: MeshExternalServiceResource, dp?: DataplaneResource): ServicePolicies => {
+    const timeouts = effectiveTimeouts(mes, meshTimeouts, dp);
+    const accessLog = effectiveAccessLog(mes, meshAccessLogs, dp);
+    return { ...(timeouts.policies.length > 0 ? { timeouts } : {}), ...(accessLog ? { accessLog } : {}) };
+  };
+  return Object.assign(f, { dataplaneTargeted: targetsDataplanes([...meshTimeouts, ...meshAccessLogs]) });
 }
 
-function accessLogOf(mes: MeshExternalServiceResource, policies: MeshAccessLogResource[]): { accessLog?: EffectiveAccessLog } {
-  const a = effectiveAccessLog(mes, policies);
-  return a ? { accessLog: a } : {};
+/** The policy fields of a compiled service. */
+function ownPolicies(svc: CompiledService): ServicePolicies {
+  const out: ServicePolicies = {};
+  for (const k of SERVICE_POLICY_FIELDS) if (svc[k] !== undefined) Object.assign(out, { [k]: svc[k] });
+  return out;
+}
+
+/** The name a Dataplane goes by in plan keys and /config_dump: Kuma's `name.namespace` on Kubernetes. */
+function dataplaneName(dp: DataplaneResource): string {
+  return dp.namespace ? `${dp.name}.${dp.namespace}` : dp.name;
 }
 
 function compileEndpoints(mes: MeshExternalServiceResource): CompiledEndpoint[] {
@@ -181,13 +198,20 @@ function compileTls(mes: MeshExternalServiceResource, secrets: ReturnType<typeof
 }
 type MeshExternalServiceSpecTls = MeshExternalServiceResource['spec']['tls'];
 
+/**
+ * Binds each Dataplane's outbounds to their services: a listener key per Dataplane and service (stable, so a policy
+ * change never reopens a listener), and the Dataplane's own policy fields when Dataplane-targeted policies make
+ * them differ from the service's (the service then gets a second plan for that key: plan.ts).
+ */
 function compileOutbounds(
   load: LoadResult,
   services: CompiledService[],
   candidates: MeshExternalServiceResource[],
   rejected: RejectedResource[],
+  policiesOf: ReturnType<typeof servicePolicies>,
 ): CompiledOutbound[] {
   const out: CompiledOutbound[] = [];
+  const bindings = new Map<CompiledService, Map<string, DataplaneBinding>>();
   const taken = new Map<string, string>();
   const served = candidates.filter((c) => services.some((s) => s.id === serviceId(c)));
   for (const dp of byKind(load.resources, 'Dataplane')) {
@@ -211,9 +235,27 @@ function compileOutbounds(
         return;
       }
       taken.set(key, `Dataplane ${dp.mesh}/${dp.name} outbound[${i}]`);
-      out.push({ address: o.address, port: o.port, serviceId: serviceId(target), source: { file: dp.source.file, index: dp.source.index } });
+      const name = dataplaneName(dp);
+      const binding = bind(svc as CompiledService, target, dp, name);
+      out.push({ address: o.address, port: o.port, serviceId: serviceId(target), dataplane: name, key: binding.key, source: { file: dp.source.file, index: dp.source.index } });
     });
     if (violations.length) rejected.push({ file: dp.source.file, kind: dp.kind, name: dp.name, mesh: dp.mesh, violations });
   }
+  for (const [svc, byDp] of bindings) svc.dataplanes = [...byDp.values()];
   return out;
+
+  function bind(svc: CompiledService, mes: MeshExternalServiceResource, dp: DataplaneResource, name: string): DataplaneBinding {
+    let byDp = bindings.get(svc);
+    if (!byDp) bindings.set(svc, (byDp = new Map()));
+    let b = byDp.get(name);
+    if (b) return b;
+    b = { dataplane: name, key: outboundKey(svc.id, name) };
+    if (policiesOf.dataplaneTargeted) {
+      const own = policiesOf(mes, dp);
+      // Equal values share the service's plan: only outbounds that differ cost a plan of their own.
+      if (JSON.stringify(own) !== JSON.stringify(ownPolicies(svc))) b.policies = own;
+    }
+    byDp.set(name, b);
+    return b;
+  }
 }

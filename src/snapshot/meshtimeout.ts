@@ -1,5 +1,5 @@
 /** The MeshTimeout values in effect for one MeshExternalService, merged as Kuma merges policies (snapshot/policy.ts). */
-import type { MeshExternalServiceResource, MeshTimeoutConf, MeshTimeoutResource } from '../resources/types.js';
+import type { DataplaneResource, MeshExternalServiceResource, MeshTimeoutConf, MeshTimeoutResource } from '../resources/types.js';
 import { durationMs as ms, mergeEntries } from './policy.js';
 
 /** Effective values in ms (absent: no policy sets it) and the policies that contributed, in merge order. */
@@ -14,8 +14,8 @@ export interface EffectiveTimeouts {
 }
 
 /** The merged MeshTimeout values for `mes` from every valid MeshTimeout (all meshes; filtered here). */
-export function effectiveTimeouts(mes: MeshExternalServiceResource, policies: readonly MeshTimeoutResource[]): EffectiveTimeouts {
-  const { confs, policies: names } = mergeEntries<MeshTimeoutConf>(mes, policies);
+export function effectiveTimeouts(mes: MeshExternalServiceResource, policies: readonly MeshTimeoutResource[], dataplane?: DataplaneResource): EffectiveTimeouts {
+  const { confs, policies: names } = mergeEntries<MeshTimeoutConf>(mes, policies, dataplane);
   const out: EffectiveTimeouts = { policies: names };
   for (const conf of confs) {
     if (conf.connectionTimeout !== undefined) out.connectMs = ms(conf.connectionTimeout);

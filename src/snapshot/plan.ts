@@ -3,7 +3,10 @@
  * snapshot's CompiledService and what the control plane knows at run time (the DNS answers of endpoint names,
  * the system CA bundle). The engine carries plans out and decides nothing they do not say:
  *
- * - listener keys: `<vip>:<port>` (the transparent listener) and `@<serviceId>` (outbound listeners);
+ * - listener keys: `<vip>:<port>` (the transparent listener), `@<serviceId>` and `@<serviceId>/<dataplane>` (the
+ *   outbound listeners of each Dataplane); a Dataplane whose policies differ from the service's (Dataplane-targeted
+ *   policies) has a plan of its own for its key, with the same service id: counters, endpoint health and
+ *   connection pools stay the service's;
  * - the protocol, and the endpoints in declaration order with their priority, each with its current addresses
  *   (an IP, a DNS name's last answer with VIP-CIDR addresses removed, a unix socket path) or why it has none;
  *   the engine balances round-robin within the best priority that has a healthy endpoint;
@@ -21,12 +24,15 @@ import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 import { cidrContains, parseCidr } from '../ipam/cidr.js';
 import type { EngineEndpoint, EnginePlan, EngineTarget, NativeTlsOptions } from '../native/addon.js';
-import type { CompiledEndpoint, CompiledService, CompiledTls, TlsVersion } from './types.js';
-import { vipPortKey } from './types.js';
+import type { CompiledEndpoint, CompiledService, CompiledTls, DataplaneBinding, TlsVersion } from './types.js';
+import { SERVICE_POLICY_FIELDS, vipPortKey } from './types.js';
 import { planAccessLog } from './accesslog.js';
 
-/** A plan as the engine takes it, with the stable code of `error` for logs (MESHEXT_E_...). */
-export type ServicePlan = EnginePlan & { errorCode?: string };
+/**
+ * A plan as the engine takes it, with the stable code of `error` for logs (MESHEXT_E_...) and, for the plan of one
+ * Dataplane's outbounds, that Dataplane (the engine reads neither).
+ */
+export type ServicePlan = EnginePlan & { errorCode?: string; dataplane?: string };
 
 /** Idle timeout of a TCP connection (Envoy's tcp_proxy default, 1 h). */
 export const TCP_IDLE_TIMEOUT_MS = 3_600_000;
@@ -187,10 +193,18 @@ export function normIp(v: string): string {
   return ipaddr.isValid(v) ? ipaddr.parse(v).toNormalizedString() : v;
 }
 
-/** Every service's plan (the engine installs them in one call). */
+/** Every service's plan, and those of Dataplanes with policies of their own (the engine installs them in one call). */
 export function compilePlans(services: readonly CompiledService[], ctx: PlanContext): ServicePlan[] {
   const inVip = vipMatcher(ctx.vipCidr);
-  return services.map((s) => compilePlan(s, ctx, inVip));
+  return services.flatMap((s) => [compilePlan(s, ctx, inVip), ...(s.dataplanes ?? []).flatMap((b) => (b.policies ? [dataplanePlan(s, b, ctx, inVip)] : []))]);
+}
+
+/** The plan of one Dataplane's outbounds to `svc`: the service with the Dataplane's policy fields, for its key only. */
+function dataplanePlan(svc: CompiledService, b: DataplaneBinding, ctx: PlanContext, inVip: (address: string) => boolean): ServicePlan {
+  const base: CompiledService = { ...svc };
+  for (const k of SERVICE_POLICY_FIELDS) delete base[k];
+  const { service, keys: _keys, ...rest } = compilePlan({ ...base, ...b.policies }, ctx, inVip);
+  return { service, dataplane: b.dataplane, keys: [b.key], ...rest };
 }
 
 /** One service's plan. */
@@ -211,7 +225,7 @@ export function compilePlan(svc: CompiledService, ctx: PlanContext, inVip: (addr
   const accessLog = planAccessLog(svc);
   return {
     service: svc.id,
-    keys: [vipPortKey(svc.vip, svc.port), `@${svc.id}`],
+    keys: [vipPortKey(svc.vip, svc.port), `@${svc.id}`, ...(svc.dataplanes ?? []).flatMap((b) => (b.policies ? [] : [b.key]))],
     protocol: svc.protocol,
     endpoints,
     ...(tls ? { tls } : {}),

@@ -1,14 +1,15 @@
 /**
  * Which `to[]` policy entries configure one MeshExternalService, in the order Kuma merges them (Kuma 2.10+ "How
- * policies are combined"): the policies of the service's mesh are ordered by top-level targetRef (all kind Mesh
- * here: other kinds are refused at validation), then origin (`global` before `zone`), then display name in
- * inverted lexicographical order (`zzz` first, `aaa` last); their `to[]` entries that select the service are
+ * policies are combined"): the policies of the service's mesh are ordered by top-level targetRef kind (`Mesh`,
+ * the least specific, before `Dataplane`; other kinds are refused at validation), then origin (`global` before
+ * `zone`), then display name in inverted lexicographical order (`zzz` first, `aaa` last); their `to[]` entries
+ * that select the service are
  * concatenated in that order and sorted again, stably, by `to[].targetRef` kind (`Mesh` before
  * `MeshExternalService`). A later entry's `default` overrides an earlier one's, field by field; each kind's
  * merge (snapshot/<kind>.ts) folds the entries this returns. Policy role is not ranked: every policy a node
  * agent reads plays the same role.
  */
-import type { MeshExternalServiceResource, PolicyTargetRef, ToPolicySpec } from '../resources/types.js';
+import type { DataplaneResource, MeshExternalServiceResource, PolicyTargetRef, ToPolicySpec } from '../resources/types.js';
 import { displayNameOf } from '../resources/types.js';
 import { parseGoDuration } from '../resources/duration.js';
 import { appliesToNode } from '../resources/validate-policy.js';
@@ -29,11 +30,16 @@ export interface MergeEntries<Conf> {
 }
 
 const TO_KIND_RANK: Record<string, number> = { Mesh: 0, MeshExternalService: 1 };
+/** Top-level kinds by specificity: a Dataplane-targeted policy overrides a mesh-wide one. */
+const TOP_KIND_RANK: Record<string, number> = { Mesh: 0, Dataplane: 1 };
 
 /** Kuma's priority order: lower priority first, so later entries override earlier ones. */
-export function orderPolicies<P extends { labels: Record<string, string>; name: string }>(policies: readonly P[]): P[] {
+export function orderPolicies<P extends { labels: Record<string, string>; name: string; spec: { targetRef?: PolicyTargetRef } }>(policies: readonly P[]): P[] {
+  const kind = (p: P): number => TOP_KIND_RANK[p.spec.targetRef?.kind ?? 'Mesh'] ?? 0;
   const origin = (p: P): number => (p.labels['kuma.io/origin'] === 'global' ? 0 : 1);
   return [...policies].sort((a, b) => {
+    const k = kind(a) - kind(b);
+    if (k !== 0) return k;
     const o = origin(a) - origin(b);
     if (o !== 0) return o;
     const na = displayNameOf(a);
@@ -51,10 +57,36 @@ export function selects(ref: PolicyTargetRef, mes: MeshExternalServiceResource):
   return ref.name === mes.name || ref.name === displayNameOf(mes);
 }
 
-/** The `default`s of every `to[]` entry (of valid policies of any mesh; filtered here) that selects `mes`, in merge order. */
-export function mergeEntries<Conf>(mes: MeshExternalServiceResource, policies: readonly ToPolicy<Conf>[]): MergeEntries<Conf> {
+/**
+ * Whether a top-level `kind: Dataplane` targetRef selects `dp` (Kuma's DppSelectedByPolicy): by name (or display
+ * name) and namespace, by labels (all of them), or every Dataplane when it names neither.
+ */
+export function selectsDataplane(ref: PolicyTargetRef, dp: DataplaneResource): boolean {
+  if (ref.kind !== 'Dataplane') return false;
+  if (ref.labels !== undefined) return Object.entries(ref.labels).every(([k, v]) => dp.labels[k] === v);
+  if (ref.name === undefined || ref.name === '') return true;
+  if ((ref.namespace ?? '') !== dp.namespace) return false;
+  return ref.name === dp.name || ref.name === displayNameOf(dp);
+}
+
+/** Whether any policy targets Dataplanes (and so may give a Dataplane's outbounds values of their own). */
+export function targetsDataplanes(policies: ReadonlyArray<{ spec: { targetRef?: PolicyTargetRef } }>): boolean {
+  return policies.some((p) => p.spec.targetRef?.kind === 'Dataplane');
+}
+
+/**
+ * The `default`s of every `to[]` entry (of valid policies of any mesh; filtered here) that selects `mes`, in merge
+ * order. Without `dataplane`: the clients of the whole node (the VIP path), so Dataplane-targeted policies are left
+ * out. With it: that Dataplane's outbound listeners, so the policies selecting it join, above the mesh-wide ones.
+ */
+export function mergeEntries<Conf>(mes: MeshExternalServiceResource, policies: readonly ToPolicy<Conf>[], dataplane?: DataplaneResource): MergeEntries<Conf> {
+  const applies = (p: ToPolicy<Conf>): boolean => {
+    if (p.mesh !== mes.mesh || !appliesToNode(p.spec.targetRef)) return false;
+    if (p.spec.targetRef?.kind !== 'Dataplane') return true;
+    return dataplane !== undefined && dataplane.mesh === mes.mesh && selectsDataplane(p.spec.targetRef, dataplane);
+  };
   const entries: Array<{ policy: string; rank: number; conf: Conf }> = [];
-  for (const p of orderPolicies(policies.filter((x) => x.mesh === mes.mesh && appliesToNode(x.spec.targetRef)))) {
+  for (const p of orderPolicies(policies.filter(applies))) {
     for (const e of p.spec.to ?? []) {
       if (e.default !== undefined && selects(e.targetRef, mes)) entries.push({ policy: p.name, rank: TO_KIND_RANK[e.targetRef.kind] ?? 0, conf: e.default });
     }

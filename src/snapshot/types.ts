@@ -88,8 +88,40 @@ export interface CompiledService {
   timeouts?: EffectiveTimeouts;
   /** The merged MeshAccessLogs that select it; absent when none does. */
   accessLog?: EffectiveAccessLog;
+  /**
+   * The Universal Dataplanes with outbounds to it, one entry per Dataplane: the listener key those outbounds route
+   * by, and the policy fields in effect there when Dataplane-targeted policies make them differ from the
+   * service's own (the fields above, which the VIP path uses). Absent: no Dataplane has an outbound to it.
+   */
+  dataplanes?: DataplaneBinding[];
   /** Where it was declared, for messages. */
   source: { file: string; index: number };
+}
+
+/**
+ * The fields of a CompiledService that `to[]` policies decide (each kind's effective<Kind> in snapshot/<kind>.ts):
+ * what a Dataplane's outbounds may have of their own. A kind that configures the service's traffic adds its field
+ * here and in compile.ts `policiesOf`.
+ */
+export const SERVICE_POLICY_FIELDS = ['timeouts', 'accessLog'] as const satisfies ReadonlyArray<keyof CompiledService>;
+export type ServicePolicies = Pick<CompiledService, (typeof SERVICE_POLICY_FIELDS)[number]>;
+
+/** One Dataplane's outbounds to one service. */
+export interface DataplaneBinding {
+  /** The Dataplane: its name, `name.namespace` on Kubernetes (its mesh is the service's). */
+  dataplane: string;
+  /** The plan key its outbound listeners route by (outboundKey): stable while the Dataplane and service are. */
+  key: string;
+  /**
+   * The policy fields in effect on its outbounds when they differ from the service's own: the service then has a
+   * second plan, for this key. Absent: the service's own plan serves the key.
+   */
+  policies?: ServicePolicies;
+}
+
+/** The plan key of a Dataplane's outbound listeners to a service: the service id and the Dataplane. */
+export function outboundKey(serviceId: string, dataplane: string): string {
+  return `@${serviceId}/${dataplane}`;
 }
 
 /** A resource that was rejected, with every violation. */
@@ -109,6 +141,10 @@ export interface CompiledOutbound {
   port: number;
   /** CompiledService.id it routes to. */
   serviceId: string;
+  /** The Dataplane it belongs to (DataplaneBinding.dataplane). */
+  dataplane: string;
+  /** The plan key its connections route by (outboundKey). */
+  key: string;
   source: { file: string; index: number };
 }
 

@@ -472,7 +472,9 @@ test('relay: a stale engine handle is a TypeError naming it; so are malformed li
   t.throws(() => addon.engineInstall(engine, { source: 'local', plans: [plan] } as never), { instanceOf: TypeError, message: 'install.plans[0].endpoints[0].targets[0].port must be an integer 0..65535, got 70000' });
   t.throws(() => addon.engineInstall(engine, { source: 'local', plans: [{ ...plan, protocol: 'udp' }] } as never), { instanceOf: TypeError, message: 'install.plans[0].protocol must be tcp, http, http2 or grpc, got udp' });
   const ok = { ...plan, endpoints: [{ ...plan.endpoints[0], targets: [{ address: '127.0.0.1', port: 1 }] }] };
-  t.throws(() => addon.engineInstall(engine, { source: 'local', plans: [ok, ok] } as never), { instanceOf: TypeError, message: 'install.plans[1].service m/a has a plan already' });
+  // A service may have several plans (a Dataplane's outbounds with policies of their own), each for its own keys.
+  t.deepEqual(addon.engineInstall(engine, { source: 'local', plans: [ok, { ...ok, keys: ['@m/a/dp'] }] } as never), { errors: [] });
+  t.deepEqual(addon.engineInstall(engine, { source: 'local', plans: [ok, ok] } as never), { errors: [{ service: 'm/a', code: 'MESHEXT_E_KEY_CONFLICT', error: 'key @m/a is routed to service m/a already; ignored for this one' }] });
   t.deepEqual(addon.engineInstall(engine, { source: 'local', plans: [ok] } as never), { errors: [] });
   t.throws(() => addon.engineListen(engine, 'localhost', 0, 8), { instanceOf: TypeError, message: 'listen address must be an IP literal, got localhost' });
   addon.engineStop(engine);

@@ -84,6 +84,11 @@ std::string Plan::H1PoolKey(const PlanTarget& target, const std::string& host) c
   k += '|';
   k += tlsId;
   k += protocol == Protocol::kHttp ? "|h1|" : "|h2|";
+  // A pooled connection keeps the idle timeout and age limit of the plan that opened it (see Plan::poolKey).
+  k += std::to_string(upstreamIdleMs);
+  k += '|';
+  k += std::to_string(maxConnMs);
+  k += '|';
   k += target.address;
   k += ':';
   k += std::to_string(target.port);

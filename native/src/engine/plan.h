@@ -1,5 +1,6 @@
 // Plans: what the engine does with each service's connections. TypeScript compiles one plan per service from
-// each snapshot (src/snapshot/plan.ts) and installs all of them in one call (engineInstall); the engine carries
+// each snapshot (src/snapshot/plan.ts), and one more for each Dataplane whose outbounds have policies of their own
+// (same service, their own keys), and installs all of them in one call (engineInstall); the engine carries
 // them out and decides nothing a plan does not say. A plan is immutable once installed: a session keeps the plan
 // it started with (HTTP sessions look the current one up again for each new request), so a reload never
 // changes a connection or exchange in flight.
@@ -177,7 +178,7 @@ struct Plan {
   void Order(int64_t nowMs, std::vector<uint32_t>* out) const;
   /**
    * The key of the HTTP/1 pool of connections to `target` of an endpoint whose Host is `host`: connections
-   * are interchangeable only for the same service, TLS identity, upstream protocol, address and Host (a
+   * are interchangeable only for the same service, TLS identity, upstream protocol, connection timeouts, address and Host (a
    * bridged connection carries its :authority; two names may share an address). Kept in PlanTarget::h1PoolKey.
    */
   std::string H1PoolKey(const PlanTarget& target, const std::string& host) const;

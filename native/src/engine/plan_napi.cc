@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <map>
-#include <set>
 
 #include "../errors.h"
 #include "../jsargs.h"
@@ -170,7 +169,10 @@ std::shared_ptr<Plan> PlanFrom(Napi::Env env, const Napi::Value& v, const std::s
       }
     }
   }
-  p->poolKey = p->service + "|" + p->tlsId + "|" + endpointsKey;
+  // Plans of one service (a Dataplane's outbounds may have a plan of their own) share idle upstream connections
+  // only when those connections would live by the same rules: an upstream connection keeps the idle timeout and
+  // age limit of the plan that opened it.
+  p->poolKey = p->service + "|" + p->tlsId + "|" + std::to_string(p->upstreamIdleMs) + "|" + std::to_string(p->maxConnMs) + "|" + endpointsKey;
   for (PlanEndpoint& ep : p->endpoints)
     for (PlanTarget& t : ep.targets) t.h1PoolKey = p->H1PoolKey(t, ep.host);
   return p;
@@ -195,27 +197,31 @@ std::shared_ptr<PlanSet> PlanSetFromJs(Napi::Env env, const Napi::Value& v, Plan
   }
   Napi::Array plans = js::Arr(env, o, "plans", "install");
   // Parse everything before touching any service state, so a caller bug leaves the engine as it was.
+  // A service may have several plans (each for its own keys: a Dataplane's outbounds with policies of their own);
+  // they share its state, counters and endpoints.
   std::vector<std::pair<std::shared_ptr<Plan>, std::vector<std::string>>> parsed;
-  std::set<std::string> services;
   for (uint32_t i = 0; i < plans.Length(); i++) {
     std::string w = "install.plans[" + std::to_string(i) + "]";
     std::vector<std::string> keys;
     std::shared_ptr<Plan> p = PlanFrom(env, plans.Get(i), w, table, &keys, errors);
-    if (!services.insert(p->service).second) ThrowArg(env, w + ".service " + p->service + " has a plan already");
     parsed.emplace_back(std::move(p), std::move(keys));
   }
+  // Endpoint health and counts follow the endpoint's label from one plan version to the next, and are one per
+  // label across the plans of a service.
+  std::unordered_map<ServiceState*, std::unordered_map<std::string, std::shared_ptr<EndpointState>>> next;
   for (auto& [p, keys] : parsed) {
-    // Endpoint health and counts follow the endpoint's label from one plan version to the next.
-    std::unordered_map<std::string, std::shared_ptr<EndpointState>> next;
+    auto& eps = next[p->state.get()];
     for (PlanEndpoint& ep : p->endpoints) {
-      auto& slot = next[ep.label];
+      auto& slot = eps[ep.label];
       if (!slot) {
         auto old = p->state->endpoints.find(ep.label);
         slot = old != p->state->endpoints.end() ? old->second : std::make_shared<EndpointState>();
       }
       ep.state = slot;
     }
-    p->state->endpoints.swap(next);
+  }
+  for (auto& [state, eps] : next) state->endpoints.swap(eps);
+  for (auto& [p, keys] : parsed) {
     std::shared_ptr<const Plan> cp = p;
     set->plans.push_back(cp);
     for (const std::string& k : keys) {

@@ -39,6 +39,8 @@ const GOLDEN_SETS: Array<[string, string[]]> = [
   ['meshtimeout', ['test/fixtures/policies/meshtimeout']],
   // MeshAccessLogs merged per service (test/fixtures/policies/meshaccesslog/logs.yaml says what wins and why).
   ['meshaccesslog', ['test/fixtures/policies/meshaccesslog']],
+  // Dataplane-targeted policies: a plan of its own for each Dataplane whose values differ (policies.yaml says which).
+  ['dataplane', ['test/fixtures/policies/dataplane']],
 ];
 
 for (const [set, dirs] of GOLDEN_SETS) {
