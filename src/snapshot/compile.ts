@@ -252,7 +252,8 @@ function compileOutbounds(
     b = { dataplane: name, key: outboundKey(svc.id, name) };
     if (policiesOf.dataplaneTargeted) {
       const own = policiesOf(mes, dp);
-      // Equal values share the service's plan: only outbounds that differ cost a plan of their own.
+      // Only outbounds whose values or deciding policies differ cost a plan of their own (the policies count, so
+      // /config_dump names what decides each outbound).
       if (JSON.stringify(own) !== JSON.stringify(ownPolicies(svc))) b.policies = own;
     }
     byDp.set(name, b);

@@ -261,3 +261,37 @@ test.serial('plans: a DNS-name endpoint whose record is removed (NXDOMAIN) gets 
   t.is(named.accepted(), 2, 'no connection went to the removed name');
   t.is(other.accepted(), 6);
 });
+
+test.serial("plans: a Dataplane's own plan serves its outbound key with its own values; the service's books stay one", async (t) => {
+  const echo = await tcpEcho();
+  t.teardown(() => closeServer(echo.srv));
+  // Dataplane a's outbounds have a 150 ms idle timeout of their own (a Dataplane-targeted MeshTimeout); the
+  // service's own plan keeps the agent's hour.
+  const s = svc({ endpoints: [ipEp(echo.port)], dataplanes: [{ dataplane: 'a', key: '@default/dp-svc/a', policies: { timeouts: { idleMs: 150, policies: ['a-only'] } } }], name: 'dp-svc' });
+  const { proxy, stats } = newProxy();
+  t.teardown(() => proxy.close());
+  await proxy.setSnapshot(snap([s]));
+  t.deepEqual(proxy.currentPlans().map((p) => [p.dataplane ?? null, p.keys.filter((k) => k.startsWith('@')), p.timeouts.tcpIdleMs]), [
+    [null, ['@default/dp-svc'], 3_600_000],
+    ['a', ['@default/dp-svc/a'], 150],
+  ]);
+  const own = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id);
+  const viaA = await proxy.listenOutbound({ address: '127.0.0.1', port: 0 }, s.id, '@default/dp-svc/a');
+  const idleClose = async (port: number): Promise<boolean> => {
+    const c = net.connect({ host: '127.0.0.1', port });
+    c.on('error', () => {});
+    await once(c, 'connect');
+    const closed = once(c, 'close').then(() => true);
+    const r = await Promise.race([closed, new Promise<boolean>((res) => setTimeout(() => res(false), 600))]);
+    c.destroy();
+    return r;
+  };
+  const [a, service] = await Promise.all([idleClose(viaA.port), idleClose(own.port)]);
+  t.true(a, "a's outbound connection is closed by a's idle timeout");
+  t.false(service, "the service's own outbound keeps the service's idle timeout");
+  await settle(proxy);
+  // One service: one set of counters, one /clusters entry, both connections counted on its endpoint.
+  t.is(stats.get('meshext_downstream_cx_total', { service: s.kri }), 2);
+  t.deepEqual(proxy.clusters().map((c) => [c.service, c.endpoints[0]?.total]), [[s.id, 2]]);
+  t.is(proxy.engineCounters()?.services.filter((x) => x.service === s.id).length, 1);
+});

@@ -1,0 +1,128 @@
+// A MeshTimeout whose top-level targetRef is Dataplane A applies to A's outbound listener only: a slow request
+// through it gets 504 at A's request timeout, while the same service through Dataplane B's outbound and through
+// the transparent listener keeps the mesh-wide value. Adding and removing the policy by reload changes A's plan
+// only, with no restart, on the same listener socket and kept-alive client connection.
+import test from 'ava';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import type { Proxy } from '../../src/proxy/index.js';
+import { startTestAgent } from '../helpers/agent.js';
+import { closeServer, listen } from '../helpers/proxy.js';
+
+const DELAY_MS = 1500;
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  const { port } = await listen(s);
+  await closeServer(s);
+  return port;
+}
+
+/** Sends GET on the kept-alive socket; resolves with the status and how long the whole response took. */
+function get(c: net.Socket, pathName: string): Promise<{ status: number; ms: number }> {
+  const start = Date.now();
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const onData = (d: Buffer): void => {
+      buf += d.toString('latin1');
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const len = Number(/content-length: (\d+)/i.exec(buf.slice(0, end))?.[1] ?? '0');
+      if (buf.length < end + 4 + len) return;
+      c.off('data', onData);
+      c.off('close', onClose);
+      resolve({ status: Number(buf.split(' ')[1]), ms: Date.now() - start });
+    };
+    const onClose = (): void => reject(new Error(`connection closed during ${pathName}`));
+    c.on('data', onData);
+    c.on('close', onClose);
+    c.write(`GET ${pathName} HTTP/1.1\r\nHost: h\r\n\r\n`);
+  });
+}
+
+interface Dump {
+  services: Array<{ name: string; vip: string; dataplanes?: Array<{ dataplane: string; key: string; plan: string; timeouts: { requestMs: number }; policies: { meshTimeouts?: string[] } }> }>;
+  plans: Array<{ service: string; dataplane?: string; keys: string[]; timeouts: { requestMs: number }; policies?: { meshTimeouts?: string[] } }>;
+  outbounds: Array<{ port: number; dataplane: string; key: string }>;
+}
+
+test('a Dataplane-targeted MeshTimeout applies to that Dataplane\'s outbound only; reload adds and removes it in place', async (t) => {
+  const up = await listen(http.createServer((req, res) => setTimeout(() => res.end('ok'), req.url === '/slow' ? DELAY_MS : 0)));
+  t.teardown(() => closeServer(up.srv));
+  const [outA, outB, vipPort] = [await freePort(), await freePort(), await freePort()];
+  const dataplane = (name: string, port: number): string =>
+    `type: Dataplane\nname: ${name}\nmesh: default\nnetworking:\n  address: 127.0.0.1\n  outbound:\n    - port: ${port}\n      backendRef: {kind: MeshExternalService, name: web}\n`;
+  const a = await startTestAgent(
+    t,
+    {
+      // The service's port is the transparent listener's, and its VIP a loopback address: without the eBPF redirect
+      // the listener routes a connection by the address it reached, so connecting to VIP:port is the VIP path.
+      'services.yaml': [
+        `type: MeshExternalService\nname: web\nmesh: default\nspec:\n  match: {port: ${vipPort}, protocol: http}\n  endpoints: [{address: 127.0.0.1, port: ${up.port}}]\n`,
+        dataplane('a', outA),
+        dataplane('b', outB),
+        `type: MeshTimeout\nname: mesh-wide\nmesh: default\nspec:\n  to:\n    - targetRef: {kind: Mesh}\n      default:\n        http: {requestTimeout: 5s}\n`,
+      ].join('---\n'),
+    },
+    { vipCidr: '127.77.0.0/16' },
+  );
+  const proxy = (a.agent as unknown as { proxy: Proxy }).proxy;
+  await proxy.listenTransparent({ address: '0.0.0.0', port: vipPort });
+  const dump = async (): Promise<Dump> => (await (await fetch(`http://127.0.0.1:${a.adminPort}/config_dump`)).json()) as Dump;
+  // Read again after each reload: this IPAM state refuses loopback VIPs when it reads them back, so the service may
+  // get a new one (a test artifact; a real VIP CIDR is not loopback).
+  const vipNow = async (): Promise<string> => (await dump()).services.find((s) => s.name === 'web')?.vip as string;
+
+  const connect = (host: string, port: number): net.Socket => {
+    const c = net.connect({ host, port });
+    c.on('error', () => undefined);
+    t.teardown(() => c.destroy());
+    return c;
+  };
+  const viaA = connect('127.0.0.1', outA);
+  const viaB = connect('127.0.0.1', outB);
+  const slowAll = async (): Promise<Array<{ status: number; ms: number }>> => Promise.all([get(viaA, '/slow'), get(viaB, '/slow'), get(connect(await vipNow(), vipPort), '/slow')]);
+
+  let r = await slowAll();
+  t.deepEqual(r.map((x) => x.status), [200, 200, 200], 'no Dataplane policy: every path waits for the slow response');
+  let vip = await vipNow();
+  t.deepEqual((await dump()).plans.map((p) => [p.dataplane ?? null, p.keys]), [[null, [`${vip}:${vipPort}`, '@default/web', '@default/web/a', '@default/web/b']]]);
+
+  const policyFile = path.join(a.configDir, 'dataplane-a.yaml');
+  fs.writeFileSync(policyFile, `type: MeshTimeout\nname: a-only\nmesh: default\nspec:\n  targetRef: {kind: Dataplane, name: a}\n  to:\n    - targetRef: {kind: MeshExternalService, name: web}\n      default:\n        http: {requestTimeout: 1s}\n`);
+  t.true((await a.agent.reload('test')).ok);
+  let d = await dump();
+  vip = await vipNow();
+  t.deepEqual(
+    d.plans.map((p) => [p.dataplane ?? null, p.keys, p.timeouts.requestMs, p.policies?.meshTimeouts]),
+    [
+      [null, [`${vip}:${vipPort}`, '@default/web', '@default/web/b'], 5000, ['mesh-wide']],
+      ['a', ['@default/web/a'], 1000, ['mesh-wide', 'a-only']],
+    ],
+  );
+  t.deepEqual(
+    d.services[0]?.dataplanes?.map((b) => [b.dataplane, b.key, b.timeouts.requestMs, b.policies.meshTimeouts]),
+    [
+      ['a', '@default/web/a', 1000, ['mesh-wide', 'a-only']],
+      ['b', '@default/web/b', 5000, ['mesh-wide']],
+    ],
+    '/config_dump shows the effective values per Dataplane outbound',
+  );
+  r = await slowAll();
+  t.is(r[0]?.status, 504, "A's outbound times out at A's 1 s");
+  t.true((r[0]?.ms ?? 0) >= 950 && (r[0]?.ms ?? 0) < DELAY_MS, `504 after ${r[0]?.ms} ms`);
+  t.deepEqual(r.slice(1).map((x) => x.status), [200, 200], "B's outbound and the VIP path keep the mesh-wide 5 s");
+  t.is((await get(viaA, '/fast')).status, 200, "A's kept-alive connection still serves");
+
+  fs.rmSync(policyFile);
+  t.true((await a.agent.reload('test')).ok);
+  d = await dump();
+  t.deepEqual(d.plans.map((p) => [p.dataplane ?? null, p.timeouts.requestMs]), [[null, 5000]]);
+  r = await slowAll();
+  t.deepEqual(r.map((x) => x.status), [200, 200, 200], 'removed: A is back on the service plan');
+  // The outbound listeners were opened once, at start: reloads moved their keys between plans, never reopened them.
+  const opened = a.log.find(/^listening$/).filter((l) => l['key'] !== undefined);
+  t.deepEqual(opened.map((l) => l['key']).sort(), ['@default/web/a', '@default/web/b']);
+});
