@@ -31,6 +31,10 @@ export const SERVICE_COUNTERS = [
   'upstreamRqMaxDuration',
   'downstreamRqIdleTimeout',
   'upstreamCxMaxDuration',
+  'rqRetrySuccess',
+  'rqRetryLimitExceeded',
+  'rqRetryBufferOverflow',
+  'rqPerTryTimeout',
 ] as const;
 export type ServiceCounter = (typeof SERVICE_COUNTERS)[number];
 

@@ -6,6 +6,7 @@
 
 import type { LoadWarning } from '../resources/types.js';
 import type { EffectiveTimeouts } from './meshtimeout.js';
+import type { EffectiveRetry } from './meshretry.js';
 
 export type Protocol = 'tcp' | 'http' | 'http2' | 'grpc';
 export type TlsVersion = 'TLSAuto' | 'TLS10' | 'TLS11' | 'TLS12' | 'TLS13';
@@ -79,6 +80,8 @@ export interface CompiledService {
   generatorStatus: Array<{ generator: string; conditions: Condition[] }>;
   /** The merged MeshTimeouts that select it; absent when none does (the agent's defaults apply). */
   timeouts?: EffectiveTimeouts;
+  /** The merged MeshRetries that select it; absent when none does (nothing is retried). */
+  retry?: EffectiveRetry;
   /** Where it was declared, for messages. */
   source: { file: string; index: number };
 }
