@@ -125,14 +125,19 @@ export interface MeshTimeoutConf {
   };
 }
 
-export interface MeshTimeoutSpec {
-  /** Omitted: every client of the mesh on this node, as kind Mesh. */
+/**
+ * The spec of a Kuma 2.10+ policy configured per destination in `to[].default` (`Conf`). `targetRef` omitted
+ * means every client of the mesh on this node, as kind Mesh. `from`/`rules` (inbound sections) are schema-known
+ * so they get a clear rejection: meshext proxies outbound traffic only.
+ */
+export interface ToPolicySpec<Conf> {
   targetRef?: PolicyTargetRef;
-  to?: Array<{ targetRef: PolicyTargetRef; default?: MeshTimeoutConf }>;
-  /** Inbound sections: schema-known so they get a clear rejection (meshext proxies outbound traffic only). */
+  to?: Array<{ targetRef: PolicyTargetRef; default?: Conf }>;
   from?: unknown[];
   rules?: unknown[];
 }
+
+export type MeshTimeoutSpec = ToPolicySpec<MeshTimeoutConf>;
 
 interface ResourceBase<K extends string, S> {
   kind: K;
