@@ -25,6 +25,9 @@ export type {
   MeshTimeoutResource,
   MeshTimeoutSpec,
   MeshTimeoutConf,
+  MeshRetryResource,
+  MeshRetrySpec,
+  MeshRetryConf,
   PolicyTargetRef,
   ToPolicySpec,
 } from './types.js';

@@ -3,8 +3,9 @@
  * Kubernetes plural the source watches) plus its resource type in types.ts. parse.ts, schema.ts, warnings.ts
  * and the Kubernetes source take the kind list from here.
  */
-import type { MeshTimeoutSpec, Violation } from './types.js';
-import { meshTimeoutSpecSchema } from './schemas.js';
+import type { MeshRetrySpec, MeshTimeoutSpec, Violation } from './types.js';
+import { meshRetrySpecSchema, meshTimeoutSpecSchema } from './schemas.js';
+import { validateMeshRetry } from './validate-meshretry.js';
 import { validateMeshTimeout } from './validate-meshtimeout.js';
 
 export interface PolicyKindDef {
@@ -18,6 +19,7 @@ export interface PolicyKindDef {
 
 export const POLICY_KINDS = {
   MeshTimeout: { schema: meshTimeoutSpecSchema, validate: (s: unknown) => validateMeshTimeout(s as MeshTimeoutSpec), plural: 'meshtimeouts' },
+  MeshRetry: { schema: meshRetrySpecSchema, validate: (s: unknown) => validateMeshRetry(s as MeshRetrySpec), plural: 'meshretries' },
 } as const satisfies Record<string, PolicyKindDef>;
 
 export type PolicyKind = keyof typeof POLICY_KINDS;

@@ -139,6 +139,44 @@ export interface ToPolicySpec<Conf> {
 
 export type MeshTimeoutSpec = ToPolicySpec<MeshTimeoutConf>;
 
+/** Kuma common_api HeaderMatch (MeshRetry retriable headers). */
+export interface HeaderMatch {
+  type?: string;
+  name: string;
+  value?: string;
+}
+
+/** MeshRetry `http` / `grpc` back-off: Go duration strings, as written. */
+export interface MeshRetryBackOff {
+  baseInterval?: string;
+  maxInterval?: string;
+}
+
+/** MeshRetry `default` (Kuma 2.10+ Conf), as written. */
+export interface MeshRetryConf {
+  tcp?: { maxConnectAttempt?: number };
+  http?: {
+    numRetries?: number;
+    perTryTimeout?: string;
+    backOff?: MeshRetryBackOff;
+    rateLimitedBackOff?: { resetHeaders?: Array<{ name: string; format: string }>; maxInterval?: string };
+    retryOn?: string[];
+    retriableResponseHeaders?: HeaderMatch[];
+    retriableRequestHeaders?: HeaderMatch[];
+    hostSelection?: Array<{ predicate: string; tags?: Record<string, string>; updateFrequency?: number }>;
+    hostSelectionMaxAttempts?: number;
+  };
+  grpc?: {
+    numRetries?: number;
+    perTryTimeout?: string;
+    backOff?: MeshRetryBackOff;
+    rateLimitedBackOff?: { resetHeaders?: Array<{ name: string; format: string }>; maxInterval?: string };
+    retryOn?: string[];
+  };
+}
+
+export type MeshRetrySpec = ToPolicySpec<MeshRetryConf>;
+
 interface ResourceBase<K extends string, S> {
   kind: K;
   /** Core name: the Universal name or the Kubernetes object name (namespace kept apart). */
@@ -163,6 +201,7 @@ export type MeshResource = ResourceBase<'Mesh', MeshSpec>;
 export type SecretResource = ResourceBase<'Secret', SecretSpec>;
 export type DataplaneResource = ResourceBase<'Dataplane', DataplaneSpec>;
 export type MeshTimeoutResource = ResourceBase<'MeshTimeout', MeshTimeoutSpec>;
+export type MeshRetryResource = ResourceBase<'MeshRetry', MeshRetrySpec>;
 
 export type Resource =
   | MeshExternalServiceResource
@@ -170,7 +209,8 @@ export type Resource =
   | MeshResource
   | SecretResource
   | DataplaneResource
-  | MeshTimeoutResource;
+  | MeshTimeoutResource
+  | MeshRetryResource;
 
 export type ResourceKind = Resource['kind'];
 

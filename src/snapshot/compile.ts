@@ -10,8 +10,9 @@
  */
 import { isIP } from 'node:net';
 import type { Ipam } from '../ipam/ipam.js';
-import type { LoadResult, MeshExternalServiceResource, MeshResource, MeshTimeoutResource } from '../resources/types.js';
+import type { LoadResult, MeshExternalServiceResource, MeshResource, MeshRetryResource, MeshTimeoutResource } from '../resources/types.js';
 import type { EffectiveTimeouts } from './meshtimeout.js';
+import type { EffectiveRetry } from './meshretry.js';
 import { displayNameOf } from '../resources/types.js';
 import { unixPath } from '../resources/address.js';
 import { defaultGenerators } from '../hostnames/defaults.js';
@@ -19,6 +20,7 @@ import { generateHostnames, serviceId } from '../hostnames/generate.js';
 import type { CompiledEndpoint, CompiledOutbound, CompiledService, CompiledTls, RejectedResource, Snapshot, TlsVersion, VerificationMode } from './types.js';
 import { vipPortKey } from './types.js';
 import { effectiveTimeouts } from './meshtimeout.js';
+import { effectiveRetry } from './meshretry.js';
 import { byKind, dataplaneViolations, missingSecrets, rejectedFromLoadError, resolveBackendRef, resolveDataSource, secretIndex } from './references.js';
 
 let lastGeneration = 0;
@@ -69,6 +71,7 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
   for (const mes of candidates) for (const h of names.get(serviceId(mes))?.hostnames ?? []) owned.set(h, mes);
 
   const meshTimeouts = byKind(load.resources, 'MeshTimeout');
+  const meshRetries = byKind(load.resources, 'MeshRetry');
   const services: CompiledService[] = [];
   for (const mes of candidates) {
     const loop = (mes.spec.extension ? [] : (mes.spec.endpoints ?? []))
@@ -117,6 +120,7 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
         : {}),
       generatorStatus: gen.generatorStatus,
       ...timeoutsOf(mes, meshTimeouts),
+      ...retryOf(mes, meshRetries),
       source: { file: mes.source.file, index: mes.source.index },
     });
   }
@@ -128,6 +132,11 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
 
   lastGeneration = input.generation ?? lastGeneration + 1;
   return { generation: lastGeneration, services, byVipPort, byHostname, outbounds, rejected, warnings: load.warnings, vipCidr: ipam.cidr };
+}
+
+function retryOf(mes: MeshExternalServiceResource, policies: MeshRetryResource[]): { retry?: EffectiveRetry } {
+  const r = effectiveRetry(mes, policies);
+  return r.policies.length > 0 ? { retry: r } : {};
 }
 
 function timeoutsOf(mes: MeshExternalServiceResource, policies: MeshTimeoutResource[]): { timeouts?: EffectiveTimeouts } {

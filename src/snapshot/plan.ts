@@ -206,16 +206,18 @@ export function retryFor(svc: CompiledService): EngineRetry | undefined {
   if (on.length === 0) on.push(...(grpc ? GRPC_RETRY_ON_DEFAULT : HTTP_RETRY_ON_DEFAULT));
   if (grpc) methods.splice(0, methods.length, 'POST');
   if (statuses.length > 0) on.push('retriable-status-codes');
-  const base = Math.max(1, conf.backOff?.baseMs ?? RETRY_DEFAULTS.backOffBaseMs);
+  // The engine's timers take up to 2^31-1 ms (24.8 days): longer durations are that long.
+  const cap = (ms: number): number => Math.min(ms, IDLE_DISABLED_MS);
+  const base = cap(Math.max(1, conf.backOff?.baseMs ?? RETRY_DEFAULTS.backOffBaseMs));
   return {
     connectAttempts: 0,
     numRetries,
     on,
     statuses,
     methods,
-    perTryMs: conf.perTryMs ?? 0,
+    perTryMs: cap(conf.perTryMs ?? 0),
     backOffBaseMs: base,
-    backOffMaxMs: conf.backOff?.maxMs ?? base * RETRY_DEFAULTS.backOffMaxFactor,
+    backOffMaxMs: cap(conf.backOff?.maxMs ?? base * RETRY_DEFAULTS.backOffMaxFactor),
   };
 }
 

@@ -53,8 +53,8 @@ const std::map<std::string, uint32_t>& RetryOnNames() {
 std::shared_ptr<const PlanRetry> RetryFrom(Napi::Env env, const Napi::Value& v, const std::string& w) {
   Napi::Object o = js::Obj(env, v, w);
   auto r = std::make_shared<PlanRetry>();
-  r->connectAttempts = js::U32(env, o, "connectAttempts", w, 0xffffu);
-  r->numRetries = js::U32(env, o, "numRetries", w, 0xffffu);
+  r->connectAttempts = js::U32(env, o, "connectAttempts", w, 0xffffffffu);
+  r->numRetries = js::U32(env, o, "numRetries", w, 0xffffffffu);
   r->perTryMs = Ms(env, o, "perTryMs", w);
   r->backOffBaseMs = Ms(env, o, "backOffBaseMs", w);
   r->backOffMaxMs = Ms(env, o, "backOffMaxMs", w);
