@@ -302,6 +302,47 @@ test('http2: a retried stream sends its body again whole (PUT within the buffer)
   await closeServer(srv as unknown as net.Server);
 });
 
+test('http2: a PUT body past the 64 KiB buffer streams upstream once and is never resent', async (t) => {
+  const bodies: number[] = [];
+  const srv = http2.createServer();
+  srv.on('stream', (stream) => {
+    let n = 0;
+    stream.on('data', (d: Buffer) => (n += d.length));
+    stream.on('end', () => {
+      bodies.push(n);
+      stream.respond({ ':status': 503 });
+      stream.end();
+    });
+  });
+  const up = await listen(srv);
+  const s = svc({ protocol: 'http2', endpoints: [ipEp(up.port)], retry: policy({ http: { numRetries: 2, retryOn: ['5xx'], backOff: { baseMs: 1 } } }) });
+  const p = await proxyFor(s);
+  const session = http2.connect(`http://127.0.0.1:${p.port}`);
+  const big = 'b'.repeat(300 * 1024);
+  t.is((await h2Req(session, 'PUT', '/big', big)).status, 503);
+  t.deepEqual(bodies, [big.length], 'one attempt, the whole body');
+  t.is(count(p, 'meshext_retry_or_shadow_abandoned_total', s.kri), 1);
+  session.close();
+  await p.close();
+  await closeServer(srv as unknown as net.Server);
+});
+
+test('http2 client to an HTTP/1.1 service (bridged): a 503 from one endpoint of two is retried on the other', async (t) => {
+  const bad = await upstream({ status: 503, name: 'bad' });
+  const good = await upstream({ name: 'good' });
+  const s = svc({ protocol: 'http', endpoints: [ipEp(bad.port), ipEp(good.port)], retry: policy({ http: { retryOn: ['5xx'], backOff: { baseMs: 1 } } }) });
+  const p = await proxyFor(s);
+  const session = http2.connect(`http://127.0.0.1:${p.port}`);
+  const got = [];
+  for (let i = 0; i < 6; i++) got.push((await h2Req(session, 'GET', `/b${i}`)).status);
+  t.deepEqual(got, Array(6).fill(200));
+  t.true(bad.seen.length >= 2);
+  session.close();
+  await p.close();
+  await closeServer(bad.srv);
+  await closeServer(good.srv);
+});
+
 const def = protoLoader.loadSync(join(process.cwd(), 'test/fixtures/echo.proto'), { keepCase: true });
 const EchoService = (grpc.loadPackageDefinition(def) as Any).meshext.test.Echo;
 
@@ -349,6 +390,49 @@ test('grpc: retryOn [Unavailable] retries a call the upstream answered UNAVAILAB
   c2.close();
   await q.close();
   internal.server.forceShutdown();
+  good.server.forceShutdown();
+});
+
+test('grpc: perTryTimeout ends a slow attempt, retried on the other endpoint under Kuma\'s default conditions (reset); not under retryOn [Unavailable]: DEADLINE_EXCEEDED', async (t) => {
+  const server = new grpc.Server();
+  server.addService(EchoService.service, {
+    Unary: (call: Any, cb: Any) => {
+      const timer = setTimeout(() => cb(null, { text: 'late' }), 3000);
+      call.on('cancelled', () => clearTimeout(timer));
+    },
+    Bidi: (call: Any) => call.end(),
+  });
+  const slowPort = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, n) => (e ? reject(e) : resolve(n))));
+  const good = await grpcUpstream(null);
+  // No retryOn: Kuma's gRPC defaults, which include reset (a per-try timeout is one, as in Envoy).
+  const conf = policy({ grpc: { numRetries: 1, perTryMs: 300, backOff: { baseMs: 1 } } });
+  const s = svc({ protocol: 'grpc', endpoints: [ipEp(slowPort), ipEp(good.port)], retry: conf });
+  const p = await proxyFor(s);
+  const c = new EchoService(`127.0.0.1:${p.port}`, grpc.credentials.createInsecure());
+  const call = (client: Any, text: string): Promise<{ text?: string; err?: grpc.ServiceError; ms: number }> => {
+    const start = Date.now();
+    return new Promise((resolve) => client.Unary({ text }, (err: grpc.ServiceError | null, res: Any) => resolve(err ? { err, ms: Date.now() - start } : { text: res.text, ms: Date.now() - start })));
+  };
+  for (let i = 0; i < 4; i++) {
+    const r = await call(c, `t${i}`);
+    t.is(r.text, `echo:t${i}`);
+    t.true(r.ms < 1500, `answered after ${r.ms} ms`);
+  }
+  t.true(count(p, 'meshext_upstream_rq_per_try_timeout_total', s.kri) >= 1);
+  c.close();
+  await p.close();
+  const alone = svc({ protocol: 'grpc', endpoints: [ipEp(slowPort), ipEp(good.port)], retry: policy({ grpc: { numRetries: 1, perTryMs: 300, retryOn: ['Unavailable'] } }) });
+  const q = await proxyFor(alone);
+  const c2 = new EchoService(`127.0.0.1:${q.port}`, grpc.credentials.createInsecure());
+  // Round-robin: one of two calls starts at the slow endpoint and is not retried.
+  const rs = [await call(c2, 'x'), await call(c2, 'y')];
+  const failed = rs.filter((r) => r.err);
+  t.is(failed.length, 1);
+  t.is(failed[0]?.err?.code, grpc.status.DEADLINE_EXCEEDED);
+  t.is(failed[0]?.err?.details, 'upstream per-try timeout');
+  c2.close();
+  await q.close();
+  server.forceShutdown();
   good.server.forceShutdown();
 });
 
