@@ -225,6 +225,44 @@ test('http/1.1: connect failures on every endpoint are retried after the back-of
   await p.close();
 });
 
+test('concurrency: HTTP/1.1 keep-alive and HTTP/2 clients over an endpoint that answers 503 or drops the connection: every request gets 200', async (t) => {
+  // The flaky endpoint fails every request, half with 503, half by closing the connection (a reset); the
+  // retry goes to the other endpoint (previous hosts omitted), so no client may see a failure.
+  let flip = 0;
+  const flaky = await listen(
+    http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => (flip++ % 2 === 0 ? res.writeHead(503).end('no') : req.socket.destroy()));
+    }),
+  );
+  const good = await upstream({ name: 'good' });
+  const s = svc({ protocol: 'http', endpoints: [ipEp(flaky.port), ipEp(good.port)], retry: policy({ http: { numRetries: 2, retryOn: ['5xx'], backOff: { baseMs: 2 } } }) });
+  const p = await proxyFor(s);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+  const h1one = (i: number): Promise<number | string> =>
+    new Promise((resolve) => {
+      const body = i % 3 === 0 ? `put-${i}` : undefined;
+      const req = http.request({ host: '127.0.0.1', port: p.port, method: body ? 'PUT' : 'GET', path: `/c${i}`, agent, headers: body ? { 'content-length': body.length } : {} }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+      req.end(body);
+    });
+  const h1 = await Promise.all(Array.from({ length: 400 }, (_, i) => h1one(i)));
+  t.deepEqual([...new Set(h1)], [200]);
+  const session = http2.connect(`http://127.0.0.1:${p.port}`);
+  const h2 = [];
+  for (let k = 0; k < 4; k++) h2.push(...(await Promise.all(Array.from({ length: 50 }, (_, i) => h2Req(session, i % 3 === 0 ? 'PUT' : 'GET', `/d${i}`, i % 3 === 0 ? `put-${i}` : undefined)))));
+  t.deepEqual([...new Set(h2.map((r) => r.status))], [200]);
+  t.true(count(p, 'meshext_upstream_rq_retry_total', s.kri) >= 200, 'about half of 600 first attempts failed and were retried');
+  session.close();
+  agent.destroy();
+  await p.close();
+  await closeServer(flaky.srv);
+  await closeServer(good.srv);
+});
+
 /** An HTTP/2 stand-in answering `status` to every stream. */
 async function h2Upstream(status: number): Promise<{ srv: http2.Http2Server; port: number; streams: () => number }> {
   let streams = 0;
