@@ -692,6 +692,11 @@ bool Http1Session::StepExchange() {
     WriteResponseHead(resp_, req_, close_after_, hbuf_);
     cout_.Append(hbuf_.data(), hbuf_.size());
     resp_started_ = true;
+    // No retry once the response goes to the client: a body still arriving is no longer copied.
+    if (held_) {
+      held_ = false;
+      std::string().swap(retry_body_);
+    }
     resp_body_.Start(resp_.framing, resp_.content_length);
     if (resp_.framing == Framing::Tunnel) {
       rq_deadline_ = stream_deadline_ = 0;  // an upgraded connection is a tunnel, not an exchange

@@ -602,6 +602,13 @@ int Relay::UpOnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud
       } else if (s->attempt > 0) {
         r->host_.CountRetryOutcome(RetryOutcome::kSuccess);
       }
+      // No retry once a response goes to the client: what was held for one is let go (unless a replay is
+      // still sending it), so a long upload or a gRPC stream does not keep 64 KiB for nothing.
+      if (s->replay_off == s->req_kept.size()) {
+        s->held = false;
+        std::string().swap(s->req_kept);
+        s->replay_off = 0;
+      }
     }
     s->resp_done = true;
     s->resp_end = end;
