@@ -442,11 +442,16 @@ void Relay::UpstreamUnavailable(const std::string& reason, uint32_t group) {
   std::deque<Stream*> keep;
   for (Stream* s : waiting_) (s->group == group ? failed : keep).push_back(s);
   waiting_.swap(keep);
+  bool again = false;
   for (Stream* s : failed) {
     s->waiting = false;
-    if (s->limits.retry && RetryStream(s, s->limits.retry->RetryReset(true, false), true)) continue;
+    if (s->limits.retry && RetryStream(s, s->limits.retry->RetryReset(true, false), true)) {
+      again = again || s->waiting;
+      continue;
+    }
     LocalReply(s, "upstream unavailable: " + reason);
   }
+  if (again) Dispatch();
 }
 
 void Relay::Answered(uint32_t group) { requested_.erase(std::remove(requested_.begin(), requested_.end(), group), requested_.end()); }
@@ -598,7 +603,10 @@ int Relay::UpOnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud
         else if (k == "x-envoy-ratelimited") limited = true;
       }
       if (rp->RetryStatus(status, grpc, limited)) {
-        if (r->RetryStream(s, true, false)) return 0;
+        if (r->RetryStream(s, true, false)) {
+          r->Dispatch();
+          return 0;
+        }
       } else if (s->attempt > 0) {
         r->host_.CountRetryOutcome(RetryOutcome::kSuccess);
       }
@@ -892,6 +900,12 @@ bool Relay::RetryStream(Stream* s, bool retriable, bool connectFailed) {
   s->up_opened = false;
   s->stream_deadline = s->try_deadline = 0;
   s->retry_at = host_.ArmTimer(rp->BackOffMs(s->attempt));
+  if (s->retry_at == 0) {
+    // A host without timers (RelayHost's default): the next attempt waits for a connection at once.
+    s->group = host_.Reroute(s->tried);
+    s->waiting = true;
+    waiting_.push_back(s);
+  }
   return true;
 }
 
