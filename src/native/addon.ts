@@ -107,8 +107,10 @@ export interface EngineRetry {
   on: string[];
   /** retriable-status-codes. */
   statuses: number[];
-  /** Methods retried; empty: the idempotent ones (GET, HEAD, OPTIONS, TRACE, PUT, DELETE). */
+  /** Requests retried: those with one of `methods` or matching one of `requestHeaders`; both empty: the idempotent methods (GET, HEAD, OPTIONS, TRACE, PUT, DELETE). */
   methods: string[];
+  /** Retriable request header matches; names lowercase. */
+  requestHeaders: Array<{ name: string; type: 'Exact' | 'Prefix' | 'Present' | 'Absent'; value?: string }>;
   /** Each attempt's limit (0: none). */
   perTryMs: number;
   backOffBaseMs: number;

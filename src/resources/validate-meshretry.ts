@@ -2,8 +2,8 @@
  * MeshRetry rules: Kuma's validator (pkg/plugins/policies/meshretry/api/v1alpha1/validator.go, 2.10+) with its
  * paths and messages (Kuma roots a `default`'s violations at `default.conf`), the shared targetRef rules
  * (validate-policy.ts), and what the engine does not carry out, refused by name rather than accepted and ignored:
- * rate-limited back-off, retriable request/response headers, and host selection other than omitting previous
- * hosts (which the engine always does).
+ * rate-limited back-off, retriable response headers, RegularExpression request header matches, and host
+ * selection other than omitting previous hosts (which the engine always does).
  */
 import type { MeshRetryBackOff, MeshRetryConf, MeshRetrySpec, Violation } from './types.js';
 import { parseGoDuration } from './duration.js';
@@ -46,7 +46,6 @@ const GRPC_RETRY_ON = new Set(['Canceled', 'DeadlineExceeded', 'Internal', 'Reso
 const NOT_IMPLEMENTED: Record<string, string> = {
   rateLimitedBackOff: 'meshext does not implement rateLimitedBackOff (back-off from reset headers) yet: remove it (accepting it would leave it without effect); backOff applies to every retry',
   retriableResponseHeaders: 'meshext does not implement retriableResponseHeaders yet: remove it (accepting it would leave it without effect); retry on status codes in retryOn instead',
-  retriableRequestHeaders: 'meshext does not implement retriableRequestHeaders yet: remove it (accepting it would leave it without effect); HttpMethod entries in retryOn choose which requests are retried',
   hostSelectionMaxAttempts: 'meshext does not implement hostSelectionMaxAttempts: its host selection never rejects the host it picks, so there is nothing to reattempt; remove it',
 };
 
@@ -78,7 +77,12 @@ function validateDefault(conf: MeshRetryConf, path: string, out: Violation[]): v
       out.push({ field: `${hp}.retryOn[${i}]`, message: `unknown item '${item}'` });
     });
     validateHostSelection(http.hostSelection, `${hp}.hostSelection`, out);
-    for (const k of ['retriableResponseHeaders', 'retriableRequestHeaders', 'hostSelectionMaxAttempts', 'rateLimitedBackOff'] as const) {
+    (http.retriableRequestHeaders ?? []).forEach((h, i) => {
+      if (h.type === 'RegularExpression') {
+        out.push({ field: `${hp}.retriableRequestHeaders[${i}].type`, message: 'meshext does not implement RegularExpression header matches yet: use Exact, Prefix, Present or Absent' });
+      }
+    });
+    for (const k of ['retriableResponseHeaders', 'hostSelectionMaxAttempts', 'rateLimitedBackOff'] as const) {
       if (http[k] !== undefined) out.push({ field: `${hp}.${k}`, message: NOT_IMPLEMENTED[k] as string });
     }
   }

@@ -4,7 +4,7 @@
  * winning, lists (retryOn) replaced whole. Durations in ms. plan.ts maps the result into the plan's `retry`
  * the way Kuma's meshretry plugin configures Envoy.
  */
-import type { MeshExternalServiceResource, MeshRetryConf, MeshRetryResource } from '../resources/types.js';
+import type { HeaderMatch, MeshExternalServiceResource, MeshRetryConf, MeshRetryResource } from '../resources/types.js';
 import { durationMs as ms, mergeEntries } from './policy.js';
 
 /** The http/grpc section of a merged MeshRetry, durations in ms (absent: no policy sets it). */
@@ -14,6 +14,8 @@ export interface EffectiveRequestRetry {
   backOff?: { baseMs?: number; maxMs?: number };
   /** Kuma's names as written (5xx, GatewayError, HttpMethodGet, 503, Canceled, …). */
   retryOn?: string[];
+  /** retriableRequestHeaders, as written (validated: no RegularExpression). */
+  requestHeaders?: HeaderMatch[];
 }
 
 /** The merged MeshRetry values for one service, and the policies that contributed, in merge order. */
@@ -30,7 +32,10 @@ export function effectiveRetry(mes: MeshExternalServiceResource, policies: reado
   const out: EffectiveRetry = { policies: names };
   for (const conf of confs) {
     if (conf.tcp?.maxConnectAttempt !== undefined) out.tcp = { maxConnectAttempt: conf.tcp.maxConnectAttempt };
-    if (conf.http) out.http = mergeRequest(out.http, conf.http);
+    if (conf.http) {
+      out.http = mergeRequest(out.http, conf.http);
+      if (conf.http.retriableRequestHeaders !== undefined) out.http.requestHeaders = conf.http.retriableRequestHeaders.map((h) => ({ ...h }));
+    }
     if (conf.grpc) out.grpc = mergeRequest(out.grpc, conf.grpc);
   }
   return out;

@@ -171,9 +171,10 @@ export const RETRY_DEFAULTS = { numRetries: 1, backOffBaseMs: 25, backOffMaxFact
  * - `retryOn`: status codes become retriable-status-codes; `HttpMethodX` entries are the methods that may be
  *   retried (Kuma's retriable_request_headers on :method); the other names map to Envoy's; when no condition is
  *   named, Kuma's defaults apply;
- * - which requests may be sent again: the methods the policy lists, or when it lists none, the idempotent ones
- *   (GET, HEAD, OPTIONS, TRACE, PUT, DELETE: RFC 9110 §9.2.2) — Envoy retries any method, meshext does not
- *   resend a POST unless the policy says so. A request no connection was made for may be retried whatever its
+ * - which requests may be sent again: those with a method the policy lists or matching one of its
+ *   retriableRequestHeaders (Envoy's retriable_request_headers, which Kuma fills with both); when it lists
+ *   neither, the idempotent methods (GET, HEAD, OPTIONS, TRACE, PUT, DELETE: RFC 9110 §9.2.2) — Envoy retries
+ *   any method, meshext does not resend a POST unless the policy says so. A request no connection was made for may be retried whatever its
  *   method (nothing reached an upstream). gRPC calls are all POSTs and gRPC's own retry policy (gRFC A6) retries
  *   them by status: a grpc service's calls may all be retried (methods ['POST']);
  * - back-off: base 25 ms unless set (at least 1 ms), maximum 10 times the base unless set; perTryTimeout unset or 0: none.
@@ -182,7 +183,7 @@ export const RETRY_DEFAULTS = { numRetries: 1, backOffBaseMs: 25, backOffMaxFact
 export function retryFor(svc: CompiledService): EngineRetry | undefined {
   const r = svc.retry;
   if (!r) return undefined;
-  const none = { connectAttempts: 0, numRetries: 0, on: [], statuses: [], methods: [], perTryMs: 0, backOffBaseMs: RETRY_DEFAULTS.backOffBaseMs, backOffMaxMs: RETRY_DEFAULTS.backOffBaseMs * RETRY_DEFAULTS.backOffMaxFactor };
+  const none = { connectAttempts: 0, numRetries: 0, on: [], statuses: [], methods: [], requestHeaders: [], perTryMs: 0, backOffBaseMs: RETRY_DEFAULTS.backOffBaseMs, backOffMaxMs: RETRY_DEFAULTS.backOffBaseMs * RETRY_DEFAULTS.backOffMaxFactor };
   if (svc.protocol === 'tcp') {
     const n = r.tcp?.maxConnectAttempt;
     return n !== undefined ? { ...none, connectAttempts: n } : undefined;
@@ -209,12 +210,16 @@ export function retryFor(svc: CompiledService): EngineRetry | undefined {
   // The engine's timers take up to 2^31-1 ms (24.8 days): longer durations are that long.
   const cap = (ms: number): number => Math.min(ms, IDLE_DISABLED_MS);
   const base = cap(Math.max(1, conf.backOff?.baseMs ?? RETRY_DEFAULTS.backOffBaseMs));
+  const requestHeaders = grpc
+    ? []
+    : (conf.requestHeaders ?? []).map((h) => ({ name: h.name.toLowerCase(), type: (h.type ?? 'Exact') as EngineRetry['requestHeaders'][number]['type'], ...(h.value !== undefined ? { value: h.value } : {}) }));
   return {
     connectAttempts: 0,
     numRetries,
     on,
     statuses,
     methods,
+    requestHeaders,
     perTryMs: cap(conf.perTryMs ?? 0),
     backOffBaseMs: base,
     backOffMaxMs: cap(conf.backOff?.maxMs ?? base * RETRY_DEFAULTS.backOffMaxFactor),

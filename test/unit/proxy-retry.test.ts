@@ -140,6 +140,32 @@ test('http/1.1: a POST is not retried by default; listed in retryOn (HttpMethodP
   await closeServer(good.srv);
 });
 
+test('http/1.1: retriableRequestHeaders choose which requests are retried: a POST with an Idempotency-Key is, one without and a plain GET are not', async (t) => {
+  const bad = await upstream({ status: 503, name: 'bad' });
+  const good = await upstream({ name: 'good' });
+  const s = svc({ protocol: 'http', endpoints: [ipEp(bad.port), ipEp(good.port)], retry: policy({ http: { numRetries: 1, retryOn: ['5xx'], requestHeaders: [{ name: 'idempotency-key', type: 'Present' }] } }) });
+  const p = await proxyFor(s);
+  const keyed = (i: number): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port: p.port, method: 'POST', path: '/pay', agent: false, headers: { 'idempotency-key': `k${i}`, 'content-length': 3 } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject);
+      req.end(`p=${i}`);
+    });
+  for (let i = 0; i < 4; i++) t.is(await keyed(i), 200);
+  t.true(bad.seen.length >= 1);
+  const plain = [];
+  for (let i = 0; i < 4; i++) plain.push((await h1(p.port, 'POST', '/pay', 'p')).status, (await h1(p.port, 'GET', '/')).status);
+  t.true(plain.includes(503), 'without the header neither a POST nor a GET is retried');
+  // Only the keyed POSTs that first went to the failing endpoint were retried.
+  t.is(count(p, 'meshext_upstream_rq_retry_total', s.kri), bad.seen.filter((x) => /^p=\d/.test(x.body)).length);
+  await p.close();
+  await closeServer(bad.srv);
+  await closeServer(good.srv);
+});
+
 test('http/1.1: a PUT body larger than the 64 KiB retry buffer is streamed and never sent again; a small one is resent whole', async (t) => {
   const bad = await upstream({ status: 503, name: 'bad' });
   const s = svc({ protocol: 'http', endpoints: [ipEp(bad.port)], retry: policy({ http: { numRetries: 2, retryOn: ['5xx'], backOff: { baseMs: 1 } } }) });
@@ -314,6 +340,36 @@ test('http2: retryOn [5xx] over one failing endpoint out of two: every stream ge
   await p.close();
   await closeServer(bad.srv as unknown as net.Server);
   await closeServer(good.srv as unknown as net.Server);
+});
+
+test('http2: a POST carrying the retriable request header is retried; one without it is not', async (t) => {
+  let n = 0;
+  const srv = http2.createServer();
+  srv.on('stream', (stream) => {
+    stream.resume();
+    stream.on('end', () => {
+      stream.respond({ ':status': n++ % 2 === 0 ? 503 : 200 });
+      stream.end();
+    });
+  });
+  const up = await listen(srv);
+  const s = svc({ protocol: 'http2', endpoints: [ipEp(up.port)], retry: policy({ http: { numRetries: 1, retryOn: ['5xx'], backOff: { baseMs: 1 }, requestHeaders: [{ name: 'idempotency-key', type: 'Prefix', value: 'k-' }] } }) });
+  const p = await proxyFor(s);
+  const session = http2.connect(`http://127.0.0.1:${p.port}`);
+  const post = (headers: Record<string, string>): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const req = session.request({ ':method': 'POST', ':path': '/pay', ...headers });
+      req.on('response', (h) => resolve(Number(h[':status'])));
+      req.on('error', reject);
+      req.resume();
+      req.end('body');
+    });
+  t.is(await post({ 'idempotency-key': 'k-1' }), 200, 'the 503 was retried');
+  t.is(await post({ 'idempotency-key': 'other' }), 503, 'the prefix does not match: not retried');
+  t.is(n, 3);
+  session.close();
+  await p.close();
+  await closeServer(srv as unknown as net.Server);
 });
 
 test('http2: a retried stream sends its body again whole (PUT within the buffer)', async (t) => {

@@ -78,6 +78,21 @@ std::shared_ptr<const PlanRetry> RetryFrom(Napi::Env env, const Napi::Value& v, 
     if (!x.IsString()) ThrowArg(env, w + ".methods[" + std::to_string(i) + "] must be a string, got " + js::What(x));
     r->methods.push_back(x.As<Napi::String>().Utf8Value());
   }
+  Napi::Array hs = js::Arr(env, o, "requestHeaders", w);
+  for (uint32_t i = 0; i < hs.Length(); i++) {
+    std::string hw = w + ".requestHeaders[" + std::to_string(i) + "]";
+    Napi::Object h = js::Obj(env, hs.Get(i), hw);
+    PlanRetry::HeaderMatch m;
+    m.name = js::Str(env, h, "name", hw, false);
+    std::string type = js::Str(env, h, "type", hw, false);
+    if (type == "Exact") m.type = PlanRetry::HeaderMatch::Type::kExact;
+    else if (type == "Prefix") m.type = PlanRetry::HeaderMatch::Type::kPrefix;
+    else if (type == "Present") m.type = PlanRetry::HeaderMatch::Type::kPresent;
+    else if (type == "Absent") m.type = PlanRetry::HeaderMatch::Type::kAbsent;
+    else ThrowArg(env, hw + ".type must be Exact, Prefix, Present or Absent, got " + type);
+    m.value = js::Str(env, h, "value", hw, true);
+    r->requestHeaders.push_back(std::move(m));
+  }
   return r;
 }
 

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -41,8 +42,30 @@ struct PlanRetry {
   uint32_t on = 0;
   /** retriable-status-codes. */
   std::vector<int> statuses;
-  /** Methods that may be retried; empty: the idempotent ones (RFC 9110: GET, HEAD, OPTIONS, TRACE, PUT, DELETE). */
+  /** One retriable request header match (Kuma's HeaderMatch; names lowercase). */
+  struct HeaderMatch {
+    enum class Type { kExact, kPrefix, kPresent, kAbsent };
+    std::string name;
+    Type type = Type::kExact;
+    std::string value;
+    /** Whether a request whose header `name` has `v` (nullopt: absent) matches. */
+    bool Matches(std::optional<std::string_view> v) const {
+      switch (type) {
+        case Type::kPresent: return v.has_value();
+        case Type::kAbsent: return !v.has_value();
+        case Type::kPrefix: return v.has_value() && v->substr(0, value.size()) == value;
+        case Type::kExact: return v.has_value() && *v == value;
+      }
+      return false;
+    }
+  };
+  /**
+   * Which requests may be sent again: those with one of `methods` or matching one of `requestHeaders` (Envoy's
+   * retriable_request_headers, which Kuma fills with both); when both are empty, the idempotent methods (RFC 9110:
+   * GET, HEAD, OPTIONS, TRACE, PUT, DELETE).
+   */
   std::vector<std::string> methods;
+  std::vector<HeaderMatch> requestHeaders;
   /** Each attempt's limit, from the request being complete and sent to the end of the response (0: none). */
   int64_t perTryMs = 0;
   /** Envoy's jittered exponential back-off between attempts. */
@@ -50,8 +73,16 @@ struct PlanRetry {
   int64_t backOffMaxMs = 250;
 
   bool enabled() const { return numRetries > 0; }
-  /** Whether a request with `method` may be sent again. */
-  bool MethodAllowed(std::string_view method) const;
+  /** Whether a request with `method` and headers looked up by `find(name)` (an optional value) may be sent again. */
+  template <class Find>
+  bool Eligible(std::string_view method, Find find) const {
+    if (methods.empty() && requestHeaders.empty()) return http::IdempotentMethod(method);
+    for (const std::string& m : methods)
+      if (m == method) return true;
+    for (const HeaderMatch& h : requestHeaders)
+      if (h.Matches(find(h.name))) return true;
+    return false;
+  }
   /** Whether a final response with `status` (and, for gRPC, `grpcStatus` from its headers, -1: none) asks for a retry. */
   bool RetryStatus(int status, int grpcStatus, bool rateLimited) const;
   /** Whether an attempt that got no response (reset, closed, timed out; `connect`: no connection at all) asks for one. */
@@ -59,13 +90,6 @@ struct PlanRetry {
   /** The wait before retry number `n` (1 for the first): random in [0, min((2^n - 1) × base, max)). */
   int64_t BackOffMs(uint32_t n) const;
 };
-
-inline bool PlanRetry::MethodAllowed(std::string_view method) const {
-  if (methods.empty()) return http::IdempotentMethod(method);
-  for (const std::string& m : methods)
-    if (m == method) return true;
-  return false;
-}
 
 inline bool PlanRetry::RetryStatus(int status, int grpcStatus, bool rateLimited) const {
   if ((on & k5xx) && status >= 500 && status <= 599) return true;

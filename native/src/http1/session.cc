@@ -413,7 +413,11 @@ bool Http1Session::StepHead() {
   // A request may be sent again only while all of it is held: the policy retries, its method is one it retries,
   // and (checked as the body passes) its body stays within the buffer bound. Nothing is copied otherwise.
   const engine::PlanRetry* rp = plan->retry.get();
-  held_ = rp != nullptr && rp->enabled() && !req_.upgrade && rp->MethodAllowed(req_.method);
+  held_ = rp != nullptr && rp->enabled() && !req_.upgrade && rp->Eligible(req_.method, [this](std::string_view name) -> std::optional<std::string_view> {
+            for (const Field& f : req_.fields)
+              if (http::IEquals(f.name, name)) return f.value;
+            return std::nullopt;
+          });
   retry_body_.clear();
   attempt_ = 0;
   tried_.clear();

@@ -268,7 +268,11 @@ int Relay::OnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud) 
     s->group = r->host_.Route();
     s->limits = r->host_.Limits();
     const engine::PlanRetry* rp = s->limits.retry.get();
-    s->held = rp != nullptr && rp->enabled() && rp->MethodAllowed(method);
+    s->held = rp != nullptr && rp->enabled() && rp->Eligible(method, [s](std::string_view name) -> std::optional<std::string_view> {
+                for (const auto& [k, v] : s->req)
+                  if (k == name) return std::string_view(v);
+                return std::nullopt;
+              });
     if (s->limits.streamIdleMs > 0) {
       r->Touch(s);
       r->host_.ArmTimer(s->limits.streamIdleMs);
