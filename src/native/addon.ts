@@ -19,6 +19,11 @@ export interface NativeLayout {
   mx_orig: StructLayout;
   mx_peer_key: StructLayout;
   mx_addr: StructLayout;
+  mx_svc_key: StructLayout;
+  mx_svc_access: StructLayout;
+  mx_verdict_key: StructLayout;
+  mx_denial_key: StructLayout;
+  mx_denial: StructLayout;
   constants: Record<string, number>;
 }
 
@@ -93,8 +98,10 @@ export interface EnginePlan {
   timeouts: { connectMs: number; tcpIdleMs: number; httpIdleMs: number; httpHeaderMs: number; upstreamIdleMs: number; requestMs: number; maxStreamMs: number; streamIdleMs: number; maxConnectionMs: number };
   /** Retries (MeshRetry); absent: each endpoint address once per connect, no request retried. */
   retry?: EngineRetry;
+  /** Access log backends (MeshAccessLog); absent: none. */
+  accessLog?: PlanAccessLog;
   /** Which policies shaped the plan (for /config_dump; the engine ignores it). */
-  policies?: { meshTimeouts?: string[]; meshRetries?: string[] };
+  policies?: { meshTimeouts?: string[]; meshRetries?: string[]; meshAccessLogs?: string[] };
 }
 
 /** A plan's retry rules (native/src/engine/retry.h PlanRetry). */
@@ -115,6 +122,22 @@ export interface EngineRetry {
   perTryMs: number;
   backOffBaseMs: number;
   backOffMaxMs: number;
+}
+
+/** One piece of an access log line: literal text, or a command operator the engine fills (native/src/engine/access_log.h). */
+export type PlanLogToken = { text: string } | { op: string; name?: string; alt?: string; max?: number };
+
+/** A service's access logging: lines rendered by the engine per TCP connection or HTTP request, one per backend. */
+export interface PlanAccessLog {
+  backends: Array<{
+    /** File opened O_APPEND (`/dev/stdout`, `/dev/stderr`: the agent's own). */
+    path: string;
+    json: boolean;
+    /** Envoy's omit_empty_values: absent values left out (JSON) or empty (plain) rather than null / "-". */
+    omitEmptyValues: boolean;
+    plain?: PlanLogToken[];
+    fields?: Array<{ key: string; tokens: PlanLogToken[] }>;
+  }>;
 }
 
 /** engineInstall's argument: every plan of a snapshot, and where original destinations come from. */
@@ -141,9 +164,27 @@ export interface EngineStats {
   timers: number;
 }
 
+/** A latency histogram as the engine keeps it: counts per bucket (not cumulative; +Inf last) and their sum. */
+export interface EngineHistogram {
+  counts: number[];
+  sumMs: number;
+}
+
 /** The engine's counters: per service (SERVICE_COUNTERS order), per endpoint, and global ones. */
 export interface EngineCounters {
-  services: Array<{ service: string; counters: number[]; endpoints: Array<{ label: string; active: number; total: number }> }>;
+  services: Array<{
+    service: string;
+    counters: number[];
+    /** upstream_rq_time: request head in → upstream response end (HTTP). */
+    rqTime: EngineHistogram;
+    /** upstream_cx_connect_ms: connect(2) → usable connection (TLS handshake included). */
+    connectTime: EngineHistogram;
+    endpoints: Array<{ label: string; active: number; total: number }>;
+  }>;
+  /** The finite bucket bounds of every histogram, in ms (a last +Inf bucket follows). */
+  histogramBoundsMs: number[];
+  /** Access log files in use, with the lines lost to write errors (ENOSPC, EIO…) since each was opened. */
+  accessLogFiles: Array<{ path: string; writeFailed: number }>;
   accepted: number;
   noRoute: number;
   origDstFound: number;
@@ -266,6 +307,8 @@ export interface NativeAddon {
   /** Marks an endpoint backed off for `downForMs` (0: healthy again); false when it is not installed. */
   engineHealth(engine: number, service: string, endpoint: string, downForMs: number): boolean;
   engineCounters(engine: number): EngineCounters;
+  /** Reopens every access log file (logrotate: SIGUSR1); the paths that could not be, with why (they keep their old file). */
+  engineReopenLogs(engine: number): Array<{ path: string; error: string }>;
   /** Every connection finishes what is in flight, then closes (HTTP: Connection: close, GOAWAY); `force`: closes now. */
   engineDrain(engine: number, force: boolean): boolean;
   engineStats(engine: number): EngineStats;
@@ -291,6 +334,8 @@ export interface TestAddon extends NativeAddon {
   tlsProbe(ctx: NativeTlsContext, fd: number, opts: { sessionKey?: string; dialledIp?: string; alpn?: string[]; timeoutMs: number; send?: Buffer }): Promise<NativeTlsProbeResult>;
   /** Crashes the process from a thread marked and named like an engine thread (null write, abort(), stack overflow). */
   crashOnEngineThread(how: 'fault' | 'abort' | 'overflow'): void;
+  /** Sets the bound of each access log sink's queue in bytes (this addon's engines); returns the previous one. */
+  accessLogCapacity(bytes: number): number;
   /** HTTP/1.1 codec: scans `chunks` as they would arrive and parses the head; `method` is the request's, for responses. */
   h1ParseHead(kind: 'request' | 'response', chunks: Buffer[], method?: string): H1HeadResult;
   /** HTTP/1.1 codec: how many bytes of each chunk belong to a body of the given framing. */

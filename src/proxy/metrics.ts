@@ -3,8 +3,9 @@
  * the registry copies those counts into the series here (exact, no lag). What only the control plane knows
  * (why TLS failed, classified from the engine's reports) is counted here directly.
  */
-import type { Registry, Series } from '../stats/registry.js';
+import type { HistogramSeries, Registry, Series } from '../stats/registry.js';
 import { SERVICE_COUNTERS, type ServiceCounter } from '../engine/engine.js';
+import type { EngineHistogram } from '../native/addon.js';
 import type { TlsFailReason } from './tls.js';
 
 /** Metric name, help and labels of each engine counter (code_class for requests). */
@@ -34,12 +35,16 @@ const SERIES: Record<ServiceCounter, { name: string; help: string; gauge?: true;
   upstreamCxMaxDuration: { name: 'meshext_upstream_cx_max_duration_reached_total', help: 'Upstream connections retired by the MeshTimeout http.maxConnectionDuration' },
   downstreamRqIdleTimeout: { name: 'meshext_downstream_rq_idle_timeout_total', help: 'HTTP exchanges ended by the MeshTimeout http.streamIdleTimeout (408)' },
   upstreamRqMaxDuration: { name: 'meshext_upstream_rq_max_duration_reached_total', help: 'Upstream requests ended by the MeshTimeout http.maxStreamDuration' },
+  accessLogLines: { name: 'meshext_access_log_lines_total', help: 'Access log lines queued for writing (MeshAccessLog; one per backend)' },
+  accessLogDropped: { name: 'meshext_access_log_dropped_total', help: 'Access log lines dropped because the writer lagged behind (the data path never waits for it)' },
   upstreamRqTimeout: { name: 'meshext_upstream_rq_timeout_total', help: 'Requests whose response did not complete within the MeshTimeout http.requestTimeout (504)' },
 };
 
 export class ServiceMetrics {
   private readonly series = new Map<ServiceCounter, Series>();
   private readonly tlsFail = new Map<TlsFailReason, Series>();
+  private readonly rqTime: HistogramSeries;
+  private readonly connectTime: HistogramSeries;
 
   constructor(
     private readonly reg: Registry,
@@ -47,6 +52,9 @@ export class ServiceMetrics {
   ) {
     // Request classes appear once they have a count; everything else is there from the start.
     for (const c of SERVICE_COUNTERS) if (!/^rq[1-5]xx$/.test(c)) this.seriesOf(c);
+    // Envoy's names (cluster.<name>.upstream_rq_time, upstream_cx_connect_ms), in milliseconds as Envoy's are.
+    this.rqTime = reg.histogram('meshext_upstream_rq_time', 'Request time in ms: request head received to upstream response complete (HTTP)', { service: kri });
+    this.connectTime = reg.histogram('meshext_upstream_cx_connect_ms', 'Upstream connect time in ms, TLS handshake included', { service: kri });
   }
 
   private seriesOf(c: ServiceCounter): Series {
@@ -66,6 +74,12 @@ export class ServiceMetrics {
       const v = counts[i] ?? 0;
       if (v !== 0 || this.series.has(c)) this.seriesOf(c).set(v);
     });
+  }
+
+  /** Copies the engine's latency histograms (`boundsMs`: the engine's finite bucket bounds). */
+  applyHistograms(boundsMs: readonly number[], rqTime: EngineHistogram, connectTime: EngineHistogram): void {
+    this.rqTime.set(boundsMs, rqTime.counts, rqTime.sumMs);
+    this.connectTime.set(boundsMs, connectTime.counts, connectTime.sumMs);
   }
 
   /** Counts one TLS verification or handshake failure. */

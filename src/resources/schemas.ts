@@ -299,6 +299,75 @@ const retryConf = {
 /** Kuma 2.10+ MeshRetry. */
 export const meshRetrySpecSchema = toPolicySpecSchema(retryConf);
 
+const permissionMatch = {
+  type: 'object',
+  properties: {
+    spiffeID: {
+      type: 'object',
+      required: ['type', 'value'],
+      properties: { type: { type: 'string', enum: ['Exact', 'Prefix'] }, value: { type: 'string' } },
+    },
+    sni: { type: 'object', additionalProperties: true, properties: {} },
+  },
+} as const;
+const permissionMatches = { type: 'array', items: permissionMatch } as const;
+
+/** Kuma 2.12+ MeshTrafficPermission (`rules`; `from` is known so it is refused by name). */
+export const meshTrafficPermissionSpecSchema = {
+  type: 'object',
+  properties: {
+    targetRef,
+    rules: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['default'],
+        properties: {
+          default: { type: 'object', properties: { deny: permissionMatches, allow: permissionMatches, allowWithShadowDeny: permissionMatches } },
+        },
+      },
+    },
+    from: { type: 'array', items: { type: 'object', additionalProperties: true, properties: {} } },
+  },
+} as const;
+
+const accessLogFormat = {
+  type: 'object',
+  required: ['type'],
+  properties: {
+    type: { type: 'string', enum: ['Plain', 'Json'] },
+    plain: { type: 'string' },
+    json: {
+      type: 'array',
+      items: { type: 'object', required: ['key', 'value'], properties: { key: { type: 'string' }, value: { type: 'string' } } },
+    },
+    omitEmptyValues: { type: 'boolean', default: false },
+  },
+} as const;
+
+const accessLogConf = {
+  type: 'object',
+  properties: {
+    backends: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['type'],
+        properties: {
+          type: { type: 'string', enum: ['Tcp', 'File', 'OpenTelemetry'] },
+          file: { type: 'object', required: ['path'], properties: { format: accessLogFormat, path: { type: 'string', minLength: 1 } } },
+          tcp: { type: 'object', required: ['address'], properties: { format: accessLogFormat, address: { type: 'string', minLength: 1 } } },
+          // Refused by name in the semantic stage; its shape is Kuma's business.
+          openTelemetry: { type: 'object', additionalProperties: true, properties: {} },
+        },
+      },
+    },
+  },
+} as const;
+
+/** Kuma 2.10+ MeshAccessLog. */
+export const meshAccessLogSpecSchema = toPolicySpecSchema(accessLogConf);
+
 /** The spec schema of each kind that has one (Secret data is checked in parse.ts). */
 export const specSchemas: Partial<Record<string, object>> = {
   MeshExternalService: meshExternalServiceSpecSchema,

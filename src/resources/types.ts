@@ -110,6 +110,8 @@ export interface PolicyTargetRef {
   namespace?: string;
   labels?: Record<string, string>;
   sectionName?: string;
+  /** Top-level only: the proxy types the policy applies to (`Sidecar`, `Gateway`); absent or empty: all. */
+  proxyTypes?: string[];
 }
 
 /** MeshTimeout `default` (Kuma 2.10+ Conf): Go duration strings, as written. */
@@ -177,6 +179,53 @@ export interface MeshRetryConf {
 
 export type MeshRetrySpec = ToPolicySpec<MeshRetryConf>;
 
+/** A MeshTrafficPermission client matcher (Kuma 2.12+ common_api Match). `sni` is schema-known to be refused by name. */
+export interface PermissionMatch {
+  spiffeID?: { type: 'Exact' | 'Prefix'; value: string };
+  sni?: unknown;
+}
+
+/** MeshTrafficPermission `rules[].default` (Kuma 2.12+ RuleConf). */
+export interface PermissionRuleConf {
+  deny?: PermissionMatch[];
+  allow?: PermissionMatch[];
+  allowWithShadowDeny?: PermissionMatch[];
+}
+
+/**
+ * Kuma 2.12+ MeshTrafficPermission, read as the permission to connect to MeshExternalServices: `targetRef` selects
+ * the services (kind Mesh: all of the mesh's), `rules[].default` lists the clients by SPIFFE ID. `from` (the
+ * pre-2.12 form, by tags) is schema-known to be refused by name.
+ */
+export interface MeshTrafficPermissionSpec {
+  targetRef?: PolicyTargetRef;
+  rules?: Array<{ default: PermissionRuleConf }>;
+  from?: unknown[];
+}
+
+/** A MeshAccessLog format (Kuma 2.10+): a plain line, or JSON fields, each a string with command operators. */
+export interface MeshAccessLogFormat {
+  type: 'Plain' | 'Json';
+  plain?: string;
+  json?: Array<{ key: string; value: string }>;
+  omitEmptyValues?: boolean;
+}
+
+/** A MeshAccessLog backend; meshext writes `File` ones (`/dev/stdout` is the agent's stdout). */
+export interface MeshAccessLogBackend {
+  type: 'File' | 'Tcp' | 'OpenTelemetry';
+  file?: { path: string; format?: MeshAccessLogFormat };
+  tcp?: { address: string; format?: MeshAccessLogFormat };
+  openTelemetry?: Record<string, unknown>;
+}
+
+/** MeshAccessLog `default` (Kuma 2.10+ Conf). */
+export interface MeshAccessLogConf {
+  backends?: MeshAccessLogBackend[];
+}
+
+export type MeshAccessLogSpec = ToPolicySpec<MeshAccessLogConf>;
+
 interface ResourceBase<K extends string, S> {
   kind: K;
   /** Core name: the Universal name or the Kubernetes object name (namespace kept apart). */
@@ -202,6 +251,8 @@ export type SecretResource = ResourceBase<'Secret', SecretSpec>;
 export type DataplaneResource = ResourceBase<'Dataplane', DataplaneSpec>;
 export type MeshTimeoutResource = ResourceBase<'MeshTimeout', MeshTimeoutSpec>;
 export type MeshRetryResource = ResourceBase<'MeshRetry', MeshRetrySpec>;
+export type MeshTrafficPermissionResource = ResourceBase<'MeshTrafficPermission', MeshTrafficPermissionSpec>;
+export type MeshAccessLogResource = ResourceBase<'MeshAccessLog', MeshAccessLogSpec>;
 
 export type Resource =
   | MeshExternalServiceResource
@@ -210,7 +261,9 @@ export type Resource =
   | SecretResource
   | DataplaneResource
   | MeshTimeoutResource
-  | MeshRetryResource;
+  | MeshRetryResource
+  | MeshTrafficPermissionResource
+  | MeshAccessLogResource;
 
 export type ResourceKind = Resource['kind'];
 

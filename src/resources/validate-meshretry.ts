@@ -51,7 +51,7 @@ const NOT_IMPLEMENTED: Record<string, string> = {
 
 /** Validates a MeshRetry spec; paths start at `spec`. */
 export function validateMeshRetry(spec: MeshRetrySpec): Violation[] {
-  return validateToPolicy(spec, 'retries', validateDefault);
+  return validateToPolicy(spec, validateDefault);
 }
 
 function validateDefault(conf: MeshRetryConf, path: string, out: Violation[]): void {

@@ -10,8 +10,10 @@
  */
 import { isIP } from 'node:net';
 import type { Ipam } from '../ipam/ipam.js';
-import type { LoadResult, MeshExternalServiceResource, MeshResource, MeshRetryResource, MeshTimeoutResource } from '../resources/types.js';
+import type { LoadResult, MeshAccessLogResource, MeshExternalServiceResource, MeshResource, MeshRetryResource, MeshTimeoutResource } from '../resources/types.js';
+import { effectivePermissions } from './meshtrafficpermission.js';
 import type { EffectiveTimeouts } from './meshtimeout.js';
+import type { EffectiveAccessLog } from './accesslog.js';
 import type { EffectiveRetry } from './meshretry.js';
 import { displayNameOf } from '../resources/types.js';
 import { unixPath } from '../resources/address.js';
@@ -21,6 +23,7 @@ import type { CompiledEndpoint, CompiledOutbound, CompiledService, CompiledTls, 
 import { vipPortKey } from './types.js';
 import { effectiveTimeouts } from './meshtimeout.js';
 import { effectiveRetry } from './meshretry.js';
+import { effectiveAccessLog } from './accesslog.js';
 import { byKind, dataplaneViolations, missingSecrets, rejectedFromLoadError, resolveBackendRef, resolveDataSource, secretIndex } from './references.js';
 
 let lastGeneration = 0;
@@ -72,6 +75,8 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
 
   const meshTimeouts = byKind(load.resources, 'MeshTimeout');
   const meshRetries = byKind(load.resources, 'MeshRetry');
+  const permissionPolicies = byKind(load.resources, 'MeshTrafficPermission');
+  const meshAccessLogs = byKind(load.resources, 'MeshAccessLog');
   const services: CompiledService[] = [];
   for (const mes of candidates) {
     const loop = (mes.spec.extension ? [] : (mes.spec.endpoints ?? []))
@@ -96,6 +101,8 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
     const mesh = meshes.get(mes.mesh);
     const routing = mesh?.spec.routing;
     const zoneLabel = mes.labels['kuma.io/zone'] ?? '';
+    const forbidden = routing?.defaultForbidMeshExternalServiceAccess === true;
+    const permissions = effectivePermissions(mes, permissionPolicies, forbidden);
     services.push({
       id: serviceId(mes),
       name: mes.name,
@@ -110,7 +117,8 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
       hostnames: gen.hostnames,
       endpoints: mes.spec.extension ? [] : compileEndpoints(mes),
       ...(tls ? { tls } : {}),
-      forbidden: routing?.defaultForbidMeshExternalServiceAccess === true,
+      forbidden,
+      ...(permissions ? { permissions } : {}),
       ...(mes.spec.extension
         ? {
             extension: mes.spec.extension.type,
@@ -121,6 +129,7 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
       generatorStatus: gen.generatorStatus,
       ...timeoutsOf(mes, meshTimeouts),
       ...retryOf(mes, meshRetries),
+      ...accessLogOf(mes, meshAccessLogs),
       source: { file: mes.source.file, index: mes.source.index },
     });
   }
@@ -142,6 +151,11 @@ function retryOf(mes: MeshExternalServiceResource, policies: MeshRetryResource[]
 function timeoutsOf(mes: MeshExternalServiceResource, policies: MeshTimeoutResource[]): { timeouts?: EffectiveTimeouts } {
   const t = effectiveTimeouts(mes, policies);
   return t.policies.length > 0 ? { timeouts: t } : {};
+}
+
+function accessLogOf(mes: MeshExternalServiceResource, policies: MeshAccessLogResource[]): { accessLog?: EffectiveAccessLog } {
+  const a = effectiveAccessLog(mes, policies);
+  return a ? { accessLog: a } : {};
 }
 
 function compileEndpoints(mes: MeshExternalServiceResource): CompiledEndpoint[] {
@@ -191,6 +205,14 @@ function compileOutbounds(
     dp.spec.networking.outbound.forEach((o, i) => {
       const target = resolveBackendRef(dp, o.backendRef, served);
       if (typeof target === 'string') return;
+      const svc = services.find((s) => s.id === serviceId(target));
+      if (svc?.permissions) {
+        violations.push({
+          field: `${prefix}networking.outbound[${i}].backendRef`,
+          message: `MeshExternalService ${svc.mesh}/${svc.name} is under MeshTrafficPermission ${svc.permissions.policies.join(', ')}: access is decided at connect() to its VIP from the client's cgroup identity, which a connection to an outbound listener does not carry; clients reach it by its hostname or VIP`,
+        });
+        return;
+      }
       const key = `${o.address}:${o.port}`;
       const prev = taken.get(key);
       if (prev) {

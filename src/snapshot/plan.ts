@@ -12,6 +12,7 @@
  *   CA bundle (caCert or the system bundle; `Secured` without one fails closed), the client identity, SNI
  *   (serverName, else the first DNS-name endpoint, else none), SAN matchers, renegotiation, session-cache bounds;
  * - the denial (Mesh `routing.defaultForbidMeshExternalServiceAccess`) and its replies, and the timeouts;
+ * - the access log backends (MeshAccessLog), formats parsed into tokens (snapshot/accesslog.ts);
  * - an error when the service cannot be served at all: every connection then fails with it.
  *
  * Plans are plain data, so tests compare them with golden files (test/golden/plans).
@@ -23,6 +24,7 @@ import type { EngineEndpoint, EnginePlan, EngineRetry, EngineTarget, NativeTlsOp
 import type { EffectiveRequestRetry } from './meshretry.js';
 import type { CompiledEndpoint, CompiledService, CompiledTls, TlsVersion } from './types.js';
 import { vipPortKey } from './types.js';
+import { planAccessLog } from './accesslog.js';
 
 /** A plan as the engine takes it, with the stable code of `error` for logs (MESHEXT_E_...). */
 export type ServicePlan = EnginePlan & { errorCode?: string };
@@ -297,17 +299,28 @@ export function compilePlan(svc: CompiledService, ctx: PlanContext, inVip: (addr
   if (svc.extension !== undefined) errors.push({ code: 'MESHEXT_E_EXTENSION_UNSUPPORTED', message: `MeshExternalService extension ${svc.extension} is not supported by meshext` });
   else if (endpoints.length === 0) errors.push({ code: 'MESHEXT_E_NO_ENDPOINTS', message: 'service has no endpoints' });
   const retry = retryFor(svc);
+  const accessLog = planAccessLog(svc);
   return {
     service: svc.id,
     keys: [vipPortKey(svc.vip, svc.port), `@${svc.id}`],
     protocol: svc.protocol,
     endpoints,
     ...(tls ? { tls } : {}),
-    ...(svc.forbidden ? { deny: { status: 403, grpcStatus: 7, message: deniedMessage(svc.mesh) } } : {}),
+    // Under a MeshTrafficPermission the kernel refused the clients it denies at connect(); those here were let in.
+    ...(svc.forbidden && !svc.permissions ? { deny: { status: 403, grpcStatus: 7, message: deniedMessage(svc.mesh) } } : {}),
     ...(errors[0] ? { error: errors.map((e) => e.message).join('; '), errorCode: errors[0].code } : {}),
     timeouts: timeoutsFor(svc, ctx.timeouts),
     ...(retry ? { retry } : {}),
-    ...(svc.timeouts || svc.retry ? { policies: { ...(svc.timeouts ? { meshTimeouts: svc.timeouts.policies } : {}), ...(svc.retry ? { meshRetries: svc.retry.policies } : {}) } } : {}),
+    ...(accessLog ? { accessLog } : {}),
+    ...(svc.timeouts || svc.retry || svc.accessLog
+      ? {
+          policies: {
+            ...(svc.timeouts ? { meshTimeouts: svc.timeouts.policies } : {}),
+            ...(svc.retry ? { meshRetries: svc.retry.policies } : {}),
+            ...(svc.accessLog ? { meshAccessLogs: svc.accessLog.policies } : {}),
+          },
+        }
+      : {}),
   };
 }
 

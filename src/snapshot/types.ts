@@ -3,10 +3,11 @@
  * maps all read. A reload builds a new Snapshot and swaps it atomically; connections in flight keep
  * the object they started with. Built by `src/snapshot/compile.ts` from validated resources.
  */
-
 import type { LoadWarning } from '../resources/types.js';
 import type { EffectiveTimeouts } from './meshtimeout.js';
 import type { EffectiveRetry } from './meshretry.js';
+import type { EffectivePermissions } from './meshtrafficpermission.js';
+import type { EffectiveAccessLog } from './accesslog.js';
 
 export type Protocol = 'tcp' | 'http' | 'http2' | 'grpc';
 export type TlsVersion = 'TLSAuto' | 'TLS10' | 'TLS11' | 'TLS12' | 'TLS13';
@@ -72,6 +73,12 @@ export interface CompiledService {
   tls?: CompiledTls;
   /** Mesh `routing.defaultForbidMeshExternalServiceAccess` denies access. */
   forbidden: boolean;
+  /**
+   * The MeshTrafficPermissions that select it; absent when none does. When present, access is decided per client at
+   * connect() (the kernel's verdict maps) and the engine no longer refuses on `forbidden`: that is the mesh default
+   * inside the permissions.
+   */
+  permissions?: EffectivePermissions;
   /** `spec.extension.type` of a service served by an extension instead of endpoints (meshext has none). */
   extension?: string;
   /** Conditions of the service itself (Kuma `status.conditions`), e.g. an unsupported extension. */
@@ -82,6 +89,8 @@ export interface CompiledService {
   timeouts?: EffectiveTimeouts;
   /** The merged MeshRetries that select it; absent when none does (nothing is retried). */
   retry?: EffectiveRetry;
+  /** The merged MeshAccessLogs that select it; absent when none does. */
+  accessLog?: EffectiveAccessLog;
   /** Where it was declared, for messages. */
   source: { file: string; index: number };
 }

@@ -77,6 +77,7 @@ struct Connector::Attempt final : Watcher {
   bool handshaking = false;
   bool dead = false;
   int64_t deadline = 0;
+  int64_t startUs = 0;  // MonoUs() at connect(2): the connect time histogram's origin
   void OnEvents(uint32_t events) override {
     if (!dead) c->OnAttemptEvents(*this, events);
   }
@@ -149,6 +150,7 @@ void Connector::Next() {
     a->targetIndex = static_cast<uint32_t>(target_ - 1);
     a->target = &t;
     int err = 0;
+    a->startUs = MonoUs();
     UniqueFd fd = StartConnect(t, &err);
     attempt_ = std::move(a);
     if (!fd.valid()) {
@@ -271,6 +273,7 @@ void Connector::TlsFailed(const std::string& stage, const std::string& code, con
 void Connector::Succeeded() {
   Attempt& a = *attempt_;
   const PlanEndpoint& ep = plan_->endpoints[a.endpoint];
+  plan_->state->connectTime.Record(MonoUs() - a.startUs);
   if (ep.state->failStreak.exchange(0, std::memory_order_relaxed) != 0)
     owner_.loop()->Emit(Event("endpoint-ok", owner_.id()).Str("service", plan_->service).Str("endpoint", ep.label));
   owner_.loop()->Unwatch(a.t->fd());

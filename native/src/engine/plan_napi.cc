@@ -96,6 +96,61 @@ std::shared_ptr<const PlanRetry> RetryFrom(Napi::Env env, const Napi::Value& v, 
   return r;
 }
 
+/** A format's tokens: {text} or {op, name?, alt?, max?} (src/snapshot/accesslog.ts PlanLogToken). */
+std::vector<LogToken> TokensFrom(Napi::Env env, const Napi::Object& o, const char* k, const std::string& where) {
+  std::vector<LogToken> out;
+  Napi::Array ts = js::Arr(env, o, k, where);
+  for (uint32_t i = 0; i < ts.Length(); i++) {
+    std::string tw = where + "." + k + "[" + std::to_string(i) + "]";
+    Napi::Object t = js::Obj(env, ts.Get(i), tw);
+    LogToken tok;
+    if (t.Get("op").IsUndefined()) {
+      tok.text = js::Str(env, t, "text", tw, false);
+    } else {
+      std::string op = js::Str(env, t, "op", tw, false);
+      if (!LogOpFrom(op, &tok.op)) ThrowArg(env, tw + ".op " + op + " is not an operator the engine fills");
+      tok.name = js::Str(env, t, "name", tw, true);
+      tok.alt = js::Str(env, t, "alt", tw, true);
+      if (!t.Get("max").IsUndefined()) tok.max = js::U32(env, t, "max", tw, 0xffffffffu);
+      if ((tok.op == LogOp::kReq || tok.op == LogOp::kResp) && tok.name.empty()) ThrowArg(env, tw + ".name must name a header for " + op);
+    }
+    out.push_back(std::move(tok));
+  }
+  return out;
+}
+
+/** The plan's `accessLog`; a backend whose file cannot be opened is left out and reported for the service. */
+std::shared_ptr<const PlanAccessLog> AccessLogFrom(Napi::Env env, const Napi::Value& v, const std::string& where, const std::string& service, PlanTable& table,
+                                                   std::vector<InstallError>* errors) {
+  Napi::Object o = js::Obj(env, v, where);
+  auto log = std::make_shared<PlanAccessLog>();
+  Napi::Array bs = js::Arr(env, o, "backends", where);
+  for (uint32_t i = 0; i < bs.Length(); i++) {
+    std::string bw = where + ".backends[" + std::to_string(i) + "]";
+    Napi::Object b = js::Obj(env, bs.Get(i), bw);
+    LogBackend backend;
+    std::string path = js::Str(env, b, "path", bw, false);
+    backend.json = js::Bool(env, b, "json", bw);
+    backend.omitEmpty = js::Bool(env, b, "omitEmptyValues", bw);
+    if (backend.json) {
+      Napi::Array fs = js::Arr(env, b, "fields", bw);
+      for (uint32_t j = 0; j < fs.Length(); j++) {
+        std::string fw = bw + ".fields[" + std::to_string(j) + "]";
+        Napi::Object f = js::Obj(env, fs.Get(j), fw);
+        backend.fields.emplace_back(JsonEscaped(js::Str(env, f, "key", fw, false)), TokensFrom(env, f, "tokens", fw));
+      }
+    } else {
+      backend.plain = TokensFrom(env, b, "plain", bw);
+    }
+    std::string err;
+    backend.sink = table.logs().SinkFor(path, &err);
+    // The service keeps serving; only this backend is missing (or, for a file open already, keeps its old file).
+    if (!err.empty()) errors->push_back({service, "MESHEXT_E_ACCESS_LOG", "access log backend " + path + ": " + err});
+    if (backend.sink) log->backends.push_back(std::move(backend));
+  }
+  return log;
+}
+
 /** Reads one plan; its TLS context comes from `table` (reused by id) or is built here. */
 std::shared_ptr<Plan> PlanFrom(Napi::Env env, const Napi::Value& v, const std::string& where, PlanTable& table,
                                std::vector<std::string>* keys, std::vector<InstallError>* errors) {
@@ -123,6 +178,7 @@ std::shared_ptr<Plan> PlanFrom(Napi::Env env, const Napi::Value& v, const std::s
   p->maxConnMs = Ms(env, t, "maxConnectionMs", tw);
   if (!o.Get("retry").IsUndefined()) p->retry = RetryFrom(env, o.Get("retry"), where + ".retry");
   p->error = js::Str(env, o, "error", where, true);
+  if (!o.Get("accessLog").IsUndefined()) p->accessLog = AccessLogFrom(env, o.Get("accessLog"), where + ".accessLog", p->service, table, errors);
   if (!o.Get("deny").IsUndefined()) {
     std::string dw = where + ".deny";
     Napi::Object d = js::Obj(env, o.Get("deny"), dw);

@@ -86,9 +86,15 @@ void Http1Session::Close(const char* reason, bool reset) {
   End(reason);
 }
 
-void Http1Session::End(const char* /*reason*/, const char* /*detail*/) {
+void Http1Session::End(const char* reason, const char* /*detail*/) {
   if (closed_) return;
   closed_ = true;
+  if (log_.begun) {
+    // Cut short (a request in progress, a tunnel ending): the side that left is named by the flags.
+    if (std::strncmp(reason, "client", 6) == 0) log_.flags |= engine::kFlagDownstreamConnectionTermination;
+    else if (std::strncmp(reason, "upstream", 8) == 0) log_.flags |= engine::kFlagUpstreamConnectionTermination;
+    LogExchange();
+  }
   connector_.Cancel();
   DropUpstream();
   cfd_.Reset();
@@ -388,6 +394,8 @@ bool Http1Session::StepHead() {
   }
   head_since_ = 0;
   if (st == Status::Failed || (req_head_.assign(cin_.data(), req_scan_.end()), !ParseRequest(req_head_, req_, err))) {
+    log_.Begin();
+    log_.flags = engine::kFlagDownstreamProtocolError;
     req_scan_.Reset();
     cin_.Clear();
     req_done_ = true;
@@ -395,6 +403,11 @@ bool Http1Session::StepHead() {
     return true;
   }
   cin_.Consume(req_scan_.end());
+  log_.Begin();
+  log_.protocol = req_.minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+  log_.headers = &log_heads_;
+  log_heads_.req = &req_;
+  log_heads_.resp = nullptr;
   req_scan_.Reset();
   resp_scan_.Reset();
   req_body_.Start(req_.framing, req_.content_length);
@@ -406,6 +419,8 @@ bool Http1Session::StepHead() {
   const engine::Plan* plan = CurrentPlan();
   engine::Admission a = engine::AdmitRequest(plan, loop(), id(), d_.client, req_.method, req_.target);
   if (a.verdict != engine::Admission::Verdict::kPass) {
+    using V = engine::Admission::Verdict;
+    log_.flags = a.verdict == V::kDenied ? engine::kFlagUnauthorized : a.verdict == V::kGone ? engine::kFlagNoRoute : engine::kFlagNoHealthyUpstream;
     // A connection whose service is gone closes; otherwise it stays usable once this request's body is read.
     LocalReply(a.status, a.message, a.verdict != engine::Admission::Verdict::kGone && req_done_);
     return true;
@@ -500,6 +515,7 @@ void Http1Session::TryTimedOut() {
   plan_->state->stats.Add(engine::ServiceStats::kRqPerTryTimeout);
   if (!resp_started_) {
     if (RetryIfAllowed(plan_->retry->RetryReset(false, false), false)) return;
+    log_.flags |= engine::kFlagUpstreamRequestTimeout;
     connector_.Cancel();
     Report(504, "upstream per-try timeout");
     plan_->state->stats.CountResponse(504);
@@ -507,6 +523,7 @@ void Http1Session::TryTimedOut() {
     return;
   }
   // Part of the response went out: the client must not take it for a whole one.
+  log_.flags |= engine::kFlagUpstreamRequestTimeout;
   Report(504, "upstream per-try timeout");
   End("upstream-error", "upstream per-try timeout");
 }
@@ -524,13 +541,16 @@ void Http1Session::TimedOut(Expiry why) {
   int status = 504;
   if (why == Expiry::kRequestTimeout) {
     stats.Add(engine::ServiceStats::kUpstreamRqTimeout);
+    log_.flags |= engine::kFlagUpstreamRequestTimeout;
   } else if (why == Expiry::kMaxStreamDuration) {
     stats.Add(engine::ServiceStats::kUpstreamRqMaxDuration);
+    log_.flags |= engine::kFlagUpstreamMaxStreamDuration;
     what = "upstream max stream duration reached";
     // As Envoy: a max stream duration that ends while the request is still arriving is the client's 408.
     if (!req_done_) status = 408;
   } else {
     stats.Add(engine::ServiceStats::kDownstreamRqIdleTimeout);
+    log_.flags |= engine::kFlagStreamIdleTimeout;
     what = "stream timeout";
     status = 408;
   }
@@ -572,6 +592,7 @@ void Http1Session::OnUpstream(std::unique_ptr<engine::Transport> t, engine::Upst
   std::unique_ptr<engine::Transport> up = WrapUpstream(*plan_, ep, std::move(t));
   int64_t expires = plan_->maxConnMs > 0 ? loop()->NowMs() + plan_->maxConnMs : 0;
   auto c = std::make_unique<UpstreamConn>(std::move(up), std::move(lease), key, ep.host, plan_->upstreamIdleMs, expires);
+  c->address = engine::TargetText(ep.targets[target].address, ep.targets[target].port);
   if (loop()->Watch(c->fd(), c.get()) != 0) {
     c->Kill();
     loop()->Defer(std::move(c));
@@ -591,6 +612,8 @@ void Http1Session::OnUpstreamFailed(const std::string& reason) {
   if (closed_ || phase_ != Phase::WaitUpstream) return;
   if (plan_->retry && RetryIfAllowed(plan_->retry->RetryReset(true, false), true)) return;
   plan_->state->stats.CountResponse(503);
+  log_.flags |= engine::kFlagUpstreamConnectFailure;
+  log_.failure = reason;
   loop()->Emit(engine::Event("upstream-failed", id()).Str("service", plan_->service).Str("client", d_.client).Str("reason", reason).Str("method", std::string(req_.method)).Str("path", std::string(req_.target)));
   LocalReply(503, "upstream unavailable: " + reason, req_done_ && req_body_sent_ == 0);
   Pump();
@@ -599,6 +622,7 @@ void Http1Session::OnUpstreamFailed(const std::string& reason) {
 void Http1Session::Begin(std::unique_ptr<UpstreamConn> c, bool reused) {
   up_ = std::move(c);
   up_->owner = this;
+  log_.upstreamHost = up_->address;
   reused_ = reused;
   uin_.Clear();
   uout_.Clear();
@@ -663,6 +687,7 @@ bool Http1Session::StepExchange() {
     if (st == Status::Partial) break;
     if (st == Status::Failed || (resp_head_.assign(uin_.data(), resp_scan_.end()), !ParseResponse(resp_head_, req_.method, resp_, err))) {
       plan_->state->stats.CountResponse(502);
+      log_.flags |= engine::kFlagUpstreamProtocolError;
       Report(502, "upstream sent an invalid response: " + err.reason);
       LocalReply(502, "upstream sent an invalid response: " + err.reason, false);
       return true;
@@ -692,6 +717,8 @@ bool Http1Session::StepExchange() {
       }
     }
     plan_->state->stats.CountResponse(resp_.status);
+    log_.status = resp_.status;
+    log_heads_.resp = &resp_;
     close_after_ = draining_ || !ClientKeepAlive(req_, resp_);
     WriteResponseHead(resp_, req_, close_after_, hbuf_);
     cout_.Append(hbuf_.data(), hbuf_.size());
@@ -711,6 +738,7 @@ bool Http1Session::StepExchange() {
   if (resp_started_ && !resp_done_) {
     if (!uin_.empty()) {
       size_t n = resp_body_.Consume(uin_.data(), uin_.size());
+      log_.bytesSent += n;
       if (n > 0) {
         cout_.Append(uin_.data(), n);
         uin_.Consume(n);
@@ -762,11 +790,13 @@ void Http1Session::UpstreamGone() {
   else if (nothing && retried_) reason = "upstream closed the connection before responding";
   else reason = std::string("upstream connection error: ") + ErrName(err);
   plan_->state->stats.CountResponse(503);
+  log_.flags |= engine::kFlagUpstreamConnectionTermination;
   LocalReply(503, "upstream unavailable: " + reason, req_done_ && req_body_sent_ == 0);
 }
 
 void Http1Session::Finish() {
   rq_deadline_ = stream_deadline_ = retry_at_ = try_deadline_ = 0;
+  plan_->state->rqTime.Record(engine::MonoUs() - log_.startMonoUs);
   // A connection whose FIN arrived with the response (rdhup) is done, even before the read that says so.
   // A bridged HTTP/2 upstream that received GOAWAY says so itself.
   bool reusable = UpstreamReusable(resp_) && req_done_ && !up_->eof && !up_->rdhup && uin_.empty() && uout_.empty() && up_->t().reusable();
@@ -775,6 +805,7 @@ void Http1Session::Finish() {
   } else {
     DropUpstream();
   }
+  LogExchange();
   if (close_after_ || !req_done_ || draining_) {
     phase_ = Phase::Closing;
   } else {
@@ -819,6 +850,10 @@ void Http1Session::LocalReply(int status, const std::string& body, bool keep) {
   keep = keep && !draining_ && req_.keep_alive;
   std::string r = LocalResponse(status, body, !keep);
   cout_.Append(r.data(), r.size());
+  log_.status = status;
+  log_.bytesSent = body.size() + 1;  // LocalResponse ends the body with a newline
+  log_heads_.resp = nullptr;
+  LogExchange();
   DropUpstream();
   if (keep) {
     phase_ = Phase::Head;
@@ -845,6 +880,13 @@ void Http1Session::StartClosing() {
 
 void Http1Session::Report(int status, const std::string& reason) {
   loop()->Emit(engine::Event("h1-error", id()).Str("service", plan_->service).Num("status", status).Str("reason", reason).Str("method", std::string(req_.method)));
+}
+
+void Http1Session::LogExchange() {
+  if (!log_.begun) return;
+  log_.bytesReceived = req_body_sent_;
+  if (plan_) engine::LogAccess(*plan_, log_, d_.client);
+  log_.begun = false;
 }
 
 void Http1Session::Drain() {

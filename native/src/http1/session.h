@@ -17,6 +17,7 @@
 #include "../engine/engine.h"
 #include "buf.h"
 #include "codec.h"
+#include "log_headers.h"
 #include "pool.h"
 
 namespace mx::h1 {
@@ -100,6 +101,8 @@ class Http1Session : public engine::Session, private engine::ConnectorHost {
   void StartClosing();
   /** Tells JS about an upstream failure worth a log line (the client saw a 502 or a cut response). */
   void Report(int status, const std::string& reason);
+  /** The exchange is over: its access log line (when the plan has a log and the exchange began one). */
+  void LogExchange();
 
   engine::Downstream d_;
   engine::UniqueFd cfd_;
@@ -131,6 +134,8 @@ class Http1Session : public engine::Session, private engine::ConnectorHost {
   bool req_done_ = false, resp_started_ = false, resp_done_ = false, resp_any_ = false;
   bool reused_ = false, retried_ = false, close_after_ = false;
   uint64_t req_body_sent_ = 0;
+  engine::AccessRecord log_;  // the exchange's access log record; its start is upstream_rq_time's origin too
+  H1LogHeaders log_heads_;
 
   // Retries of the exchange in progress (the plan's PlanRetry).
   std::string retry_body_;     // request body bytes forwarded so far, held for a retry while held_ is true

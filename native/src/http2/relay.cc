@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "../engine/access_log.h"
+#include "../engine/histogram.h"
 #include "../http_common.h"
 #include "nv.h"
 
@@ -109,6 +111,11 @@ struct Relay::Stream {
   bool waiting = false;
   uint32_t group = 0;  // RelayHost::Route: only upstream connections of this group carry it
   int64_t begun = 0;   // host NowMs when its HEADERS began (the header deadline runs until req_done)
+  int64_t start_us = 0;  // engine::MonoUs() then: the origin of its request time
+  uint64_t req_bytes = 0, resp_bytes = 0;  // body bytes from and to the client (access log)
+  uint32_t log_flags = 0;  // engine::LogFlag bits
+  uint32_t last_up = 0;    // the upstream connection that last carried it
+  std::string failure;     // why an upstream failure answered it locally
 
   Headers resp;
   bool resp_done = false;
@@ -231,6 +238,7 @@ int Relay::OnBeginHeaders(nghttp2_session* sess, const nghttp2_frame* f, void* u
   auto s = std::make_unique<Stream>();
   s->id = f->hd.stream_id;
   s->begun = r->host_.NowMs();
+  s->start_us = engine::MonoUs();
   nghttp2_session_set_stream_user_data(sess, s->id, s.get());
   r->streams_[s->id] = std::move(s);
   return 0;
@@ -301,17 +309,29 @@ int Relay::OnDataChunk(nghttp2_session* sess, uint8_t, int32_t stream_id, const 
     return 0;
   }
   s->req_body.Append(data, len);
+  s->req_bytes += len;
   static_cast<Relay*>(ud)->Touch(s);
   static_cast<Relay*>(ud)->ResumeUpstreamData(s);
   return 0;
 }
 
-int Relay::OnStreamClose(nghttp2_session* sess, int32_t stream_id, uint32_t, void* ud) {
+int Relay::OnStreamClose(nghttp2_session* sess, int32_t stream_id, uint32_t code, void* ud) {
   auto* r = static_cast<Relay*>(ud);
   auto it = r->streams_.find(stream_id);
   if (it == r->streams_.end()) return 0;
   Stream* s = it->second.get();
   s->down_closed = true;
+  if (code != NGHTTP2_NO_ERROR && !s->log_flags) s->log_flags |= engine::kFlagDownstreamConnectionTermination;
+  StreamEnd end;
+  end.req = &s->req;
+  end.resp = &s->resp;
+  end.reqBytes = s->req_bytes;
+  end.respBytes = s->resp_bytes;
+  end.startUs = s->start_us;
+  end.flags = s->log_flags;
+  end.upstream = s->last_up;
+  end.failure = &s->failure;
+  r->host_.StreamClosed(end);
   if (s->waiting) {
     r->waiting_.erase(std::remove(r->waiting_.begin(), r->waiting_.end(), s), r->waiting_.end());
     s->waiting = false;
@@ -329,6 +349,7 @@ ssize_t Relay::ReadResponse(nghttp2_session* sess, int32_t stream_id, uint8_t* b
   auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(sess, stream_id));
   if (!s) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   size_t n = s->resp_body.Take(buf, len);
+  s->resp_bytes += n;
   if (n > 0 && s->conn) {
     // The client took these bytes: now the upstream may send more.
     nghttp2_session_consume(s->conn->sess, s->up_id, n);
@@ -453,6 +474,8 @@ void Relay::UpstreamUnavailable(const std::string& reason, uint32_t group) {
       again = again || s->waiting;
       continue;
     }
+    s->log_flags |= engine::kFlagUpstreamConnectFailure;
+    s->failure = reason;
     LocalReply(s, "upstream unavailable: " + reason);
   }
   if (again) Dispatch();
@@ -625,11 +648,13 @@ int Relay::UpOnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud
     s->resp_done = true;
     s->resp_end = end;
     r->host_.CountResponse(status);
+    if (end) r->host_.CountRequestTime(engine::MonoUs() - s->start_us);
     r->SubmitResponse(s, end);
     return 0;
   }
   if (end) {
     s->resp_end = true;
+    r->host_.CountRequestTime(engine::MonoUs() - s->start_us);
     r->ResumeClientData(s);
   }
   return 0;
@@ -828,6 +853,7 @@ bool Relay::Submit(Stream* s, Upstream* u) {
   // Each upstream stream (a replay is a new one) gets the whole max stream duration, as Envoy's per upstream request.
   s->stream_deadline = s->limits.maxStreamMs > 0 ? host_.ArmTimer(s->limits.maxStreamMs) : 0;
   s->up_active = true;
+  s->last_up = u->id;
   s->up_opened = false;
   s->up_deferred = false;
   u->active++;
@@ -853,6 +879,7 @@ void Relay::Detach(Stream* s) {
 
 void Relay::UpstreamFailedStream(Stream* s, uint32_t code, const std::string& why) {
   if (s->down_closed) return;
+  s->log_flags |= engine::kFlagUpstreamConnectionTermination;
   if (!s->resp_submitted) {
     LocalReply(s, why);
     return;
@@ -917,6 +944,7 @@ void Relay::TryTimeOut(Stream* s) {
   s->try_deadline = 0;
   host_.CountRetryOutcome(RetryOutcome::kPerTryTimeout);
   if (!s->resp_submitted && RetryStream(s, s->limits.retry->RetryReset(false, false), false)) return;
+  s->log_flags |= engine::kFlagUpstreamRequestTimeout;
   if (s->waiting) {
     waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), s), waiting_.end());
     s->waiting = false;
@@ -984,6 +1012,7 @@ int64_t Relay::ExpireRequests(int64_t nowMs) {
 void Relay::TimeOut(Stream* s, Expiry why) {
   s->deadline = s->stream_deadline = s->active_at = 0;
   host_.CountExpiry(why);
+  s->log_flags |= why == Expiry::kRequestTimeout ? engine::kFlagUpstreamRequestTimeout : why == Expiry::kStreamIdle ? engine::kFlagStreamIdleTimeout : engine::kFlagUpstreamMaxStreamDuration;
   if (s->waiting) {
     waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), s), waiting_.end());
     s->waiting = false;
@@ -1023,6 +1052,7 @@ void Relay::Answer(Stream* s, const LocalAnswer& a) {
   s->resp_trailers.clear();
   s->resp_body.Clear();
   if (a.counted) host_.CountResponse(a.status);
+  s->log_flags |= a.flags;
   s->resp_end = true;
   if (opts_.grpc) {
     s->resp = {{":status", "200"}, {"content-type", "application/grpc"}, {"grpc-status", std::to_string(a.grpcStatus)}, {"grpc-message", GrpcMessage(a.message)}};

@@ -33,6 +33,20 @@ struct LocalAnswer {
   std::string message;
   /** Counted as a response (CountResponse): an upstream failure is; a denial, which never went upstream, is not. */
   bool counted = true;
+  /** engine::LogFlag bits for the access log. */
+  uint32_t flags = 0;
+};
+
+/** How a client stream ended, for the access log (RelayHost::StreamClosed). */
+struct StreamEnd {
+  const Headers* req = nullptr;   // the request's header block (pseudo-headers included)
+  const Headers* resp = nullptr;  // what the client was answered (":status" included; empty: nothing)
+  uint64_t reqBytes = 0;          // request body bytes from the client
+  uint64_t respBytes = 0;         // response body bytes to the client
+  int64_t startUs = 0;            // engine::MonoUs() when its HEADERS began
+  uint32_t flags = 0;             // engine::LogFlag bits the relay knows
+  uint32_t upstream = 0;          // the upstream connection that last carried it (0: none)
+  const std::string* failure = nullptr;  // why it was answered locally after an upstream failure
 };
 
 /** Time limits of one admitted stream, from its plan (0: none). */
@@ -98,6 +112,10 @@ class RelayHost {
     (void)afterMs;
     return 0;
   }
+  /** A client stream is gone (answered, reset or cancelled); `e` is valid during the call only. */
+  virtual void StreamClosed(const StreamEnd& e) { (void)e; }
+  /** An upstream response ended (END_STREAM) `us` microseconds after its request's HEADERS began arriving. */
+  virtual void CountRequestTime(int64_t us) { (void)us; }
   /** A stream ran out of time (ExpireRequests): it is answered locally, or reset if its response began. */
   virtual void CountExpiry(Expiry why) { (void)why; }
 };

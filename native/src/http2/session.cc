@@ -1,6 +1,8 @@
 // Http2Session: see session.h.
 #include "session.h"
 
+#include "log_headers.h"
+
 #include "../bridge/h2_over_h1_transport.h"
 #include "../engine/admission.h"
 
@@ -425,12 +427,15 @@ bool Http2Session::Admit(LocalAnswer* answer, std::string_view method, std::stri
   answer->grpcStatus = a.grpcStatus;
   answer->message = a.message;
   answer->counted = false;  // AdmitRequest kept the books
+  using V = engine::Admission::Verdict;
+  answer->flags = a.verdict == V::kDenied ? engine::kFlagUnauthorized : a.verdict == V::kGone ? engine::kFlagNoRoute : engine::kFlagNoHealthyUpstream;
   return false;
 }
 
-void Http2Session::OnUpstream(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, uint32_t endpoint, uint32_t /*target*/) {
+void Http2Session::OnUpstream(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, uint32_t endpoint, uint32_t target) {
   std::shared_ptr<const engine::Plan> plan = std::move(connectPlan_);
   const engine::PlanEndpoint& ep = plan->endpoints[endpoint];
+  attachAddress_ = engine::TargetText(ep.targets[target].address, ep.targets[target].port);
   // An HTTP/1.1 upstream carries one exchange at a time: the relay must not assume more before its SETTINGS.
   bool bridged = plan->protocol == engine::Protocol::kHttp;
   if (bridged) t = WrapHttp1Upstream(std::move(t));
@@ -460,6 +465,7 @@ void Http2Session::Attach(std::unique_ptr<engine::Transport> t, engine::Upstream
   }
   side->t = std::move(t);
   side->lease = std::move(lease);
+  side->address = std::move(attachAddress_);
   Side& s = *side;
   ups_.push_back(std::move(side));
   if (int err = loop()->Watch(s.t->fd(), &s)) {
@@ -530,6 +536,26 @@ void Http2Session::NeedUpstream(uint32_t /*group*/) {
 }
 
 void Http2Session::CountResponse(int status) { plan_->state->stats.CountResponse(status); }
+
+void Http2Session::CountRequestTime(int64_t us) { plan_->state->rqTime.Record(us); }
+
+void Http2Session::StreamClosed(const StreamEnd& e) {
+  if (!plan_->accessLog) return;
+  engine::AccessRecord r;
+  r.BeginAt(e.startUs);
+  r.protocol = "HTTP/2";
+  H2LogHeaders headers(e.req, e.resp->empty() ? nullptr : e.resp);
+  r.headers = &headers;
+  for (const auto& [k, v] : *e.resp)
+    if (k == ":status") r.status = std::atoi(v.c_str());
+  r.bytesReceived = e.reqBytes;
+  r.bytesSent = e.respBytes;
+  r.flags = e.flags;
+  r.failure = *e.failure;
+  for (const auto& s : ups_)
+    if (e.upstream != 0 && s->rid == e.upstream) r.upstreamHost = s->address;
+  engine::LogAccess(*plan_, r, d_.client);
+}
 
 void Http2Session::CountRetry() { plan_->state->stats.Add(engine::ServiceStats::kRqRetry); }
 

@@ -42,6 +42,9 @@ export function register(program: Command): void {
     .option('--skip-default-generators <bool>', `do not create Kuma's default hostname generators ${env('skipDefaultGenerators')}`)
     .option('--max-connections <n|auto>', `client connections served at once, over it new ones are reset (default auto: from the descriptor limit; 0: no cap) ${env('maxConnections')}`)
     .option('--http-header-timeout <duration>', `time an HTTP/1.x client has to send a request head from its first byte, 408 after (default 10s) ${env('httpHeaderTimeout')}`)
+    .option('--node-name <name>', `this node's name, in host units' SPIFFE IDs and to read this node's pods (default: the hostname) ${env('nodeName')}`)
+    .option('--identity-mesh <mesh>', `mesh of host units' SPIFFE IDs (default ${d.identityMesh}) ${env('identityMesh')}`)
+    .option('--identity-map <file>', `YAML list of {cgroup: <path glob>, spiffeID} that overrides the workload identity rules ${env('identityMap')}`)
     .option('--data-threads <n>', `I/O threads of the engine (the data plane) (default ${d.dataThreads}) ${env('dataThreads')}`)
     .action(async (flags: Record<string, string | string[] | undefined>) => {
       const flagOptions: RawOptions = {};
@@ -76,6 +79,8 @@ export function register(program: Command): void {
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
       process.on('SIGHUP', () => void agent.reload('SIGHUP'));
+      // logrotate's postrotate: MeshAccessLog files are reopened at their paths (a reload also reopens a moved one).
+      process.on('SIGUSR1', () => agent.reopenLogs());
       // A bug must not leave a half-working proxy behind: log it structured and exit so the
       // supervisor (systemd, kubelet) restarts us; pinned BPF links keep redirection in place meanwhile.
       const crash = (kind: string) => (err: unknown): void => {

@@ -39,6 +39,8 @@ const GOLDEN_SETS: Array<[string, string[]]> = [
   ['meshtimeout', ['test/fixtures/policies/meshtimeout']],
   // MeshRetries merged per service and mapped as Kuma's plugin maps them (test/fixtures/policies/meshretry/retries.yaml).
   ['meshretry', ['test/fixtures/policies/meshretry']],
+  // MeshAccessLogs merged per service (test/fixtures/policies/meshaccesslog/logs.yaml says what wins and why).
+  ['meshaccesslog', ['test/fixtures/policies/meshaccesslog']],
 ];
 
 for (const [set, dirs] of GOLDEN_SETS) {
