@@ -73,6 +73,10 @@ struct PlanRetry {
   int64_t backOffMaxMs = 250;
 
   bool enabled() const { return numRetries > 0; }
+  /** Whether a response's headers matter beyond its status (grpc-status, x-envoy-ratelimited): else they are not scanned. */
+  bool ReadsHeaders() const {
+    return (on & (kEnvoyRateLimited | kGrpcCancelled | kGrpcDeadlineExceeded | kGrpcInternal | kGrpcResourceExhausted | kGrpcUnavailable)) != 0;
+  }
   /** Whether a request with `method` and headers looked up by `find(name)` (an optional value) may be sent again. */
   template <class Find>
   bool Eligible(std::string_view method, Find find) const {

@@ -706,10 +706,11 @@ bool Http1Session::StepExchange() {
       // sends the request again rather than relaying the failure.
       int grpc = -1;
       bool limited = false;
-      for (const Field& f : resp_.fields) {
-        if (http::IEquals(f.name, "grpc-status")) grpc = std::atoi(std::string(f.value).c_str());
-        else if (http::IEquals(f.name, "x-envoy-ratelimited")) limited = true;
-      }
+      if (plan_->retry->ReadsHeaders())
+        for (const Field& f : resp_.fields) {
+          if (http::IEquals(f.name, "grpc-status")) grpc = std::atoi(std::string(f.value).c_str());
+          else if (http::IEquals(f.name, "x-envoy-ratelimited")) limited = true;
+        }
       if (plan_->retry->RetryStatus(resp_.status, grpc, limited)) {
         if (RetryIfAllowed(true, false)) return true;
       } else if (attempt_ > 0) {

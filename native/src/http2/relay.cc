@@ -625,10 +625,11 @@ int Relay::UpOnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud
       // retries sends the request again instead.
       int grpc = -1;
       bool limited = false;
-      for (const auto& [k, v] : s->resp) {
-        if (k == "grpc-status") grpc = std::atoi(v.c_str());
-        else if (k == "x-envoy-ratelimited") limited = true;
-      }
+      if (rp->ReadsHeaders())
+        for (const auto& [k, v] : s->resp) {
+          if (k == "grpc-status") grpc = std::atoi(v.c_str());
+          else if (k == "x-envoy-ratelimited") limited = true;
+        }
       if (rp->RetryStatus(status, grpc, limited)) {
         if (r->RetryStream(s, true, false)) {
           r->Dispatch();
