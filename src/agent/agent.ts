@@ -558,12 +558,12 @@ export function dumpService(s: CompiledService, plan?: ServicePlan, error?: stri
 
 /** One Dataplane's outbounds to a service: their key, whether a plan of their own serves them, and its effective values. */
 function dumpBinding(b: DataplaneBinding, plan: ServicePlan | undefined): Record<string, unknown> {
-  const { timeouts, accessLog, policies } = plan ?? {};
+  const { timeouts, retry, accessLog, policies } = plan ?? {};
   return {
     dataplane: b.dataplane,
     key: b.key,
     plan: b.policies ? 'own (Dataplane-targeted policies)' : "the service's",
-    ...(plan ? { timeouts, ...(accessLog ? { accessLog: accessLog.backends.map((x) => x.path) } : {}), policies: policies ?? {} } : {}),
+    ...(plan ? { timeouts, ...(retry ? { retry } : {}), ...(accessLog ? { accessLog: accessLog.backends.map((x) => x.path) } : {}), policies: policies ?? {} } : {}),
   };
 }
 

@@ -31,6 +31,10 @@ export const SERVICE_COUNTERS = [
   'upstreamRqMaxDuration',
   'downstreamRqIdleTimeout',
   'upstreamCxMaxDuration',
+  'rqRetrySuccess',
+  'rqRetryLimitExceeded',
+  'rqRetryBufferOverflow',
+  'rqPerTryTimeout',
   'accessLogLines',
   'accessLogDropped',
 ] as const;

@@ -96,10 +96,32 @@ export interface EnginePlan {
   /** The service cannot be served: every connection fails with this reason. */
   error?: string;
   timeouts: { connectMs: number; tcpIdleMs: number; httpIdleMs: number; httpHeaderMs: number; upstreamIdleMs: number; requestMs: number; maxStreamMs: number; streamIdleMs: number; maxConnectionMs: number };
+  /** Retries (MeshRetry); absent: each endpoint address once per connect, no request retried. */
+  retry?: EngineRetry;
   /** Access log backends (MeshAccessLog); absent: none. */
   accessLog?: PlanAccessLog;
   /** Which policies shaped the plan (for /config_dump; the engine ignores it). */
-  policies?: { meshTimeouts?: string[]; meshAccessLogs?: string[] };
+  policies?: { meshTimeouts?: string[]; meshRetries?: string[]; meshAccessLogs?: string[] };
+}
+
+/** A plan's retry rules (native/src/engine/retry.h PlanRetry). */
+export interface EngineRetry {
+  /** Connects one connection may try, going round the endpoints again if need be; 0: each address once. */
+  connectAttempts: number;
+  /** Retries of a request after its first attempt; 0: none. */
+  numRetries: number;
+  /** Envoy retry_on conditions: 5xx, gateway-error, reset, connect-failure, retriable-4xx, refused-stream, envoy-ratelimited, retriable-status-codes, cancelled, deadline-exceeded, internal, resource-exhausted, unavailable. */
+  on: string[];
+  /** retriable-status-codes. */
+  statuses: number[];
+  /** Requests retried: those with one of `methods` or matching one of `requestHeaders`; both empty: the idempotent methods (GET, HEAD, OPTIONS, TRACE, PUT, DELETE). */
+  methods: string[];
+  /** Retriable request header matches; names lowercase. */
+  requestHeaders: Array<{ name: string; type: 'Exact' | 'Prefix' | 'Present' | 'Absent'; value?: string }>;
+  /** Each attempt's limit (0: none). */
+  perTryMs: number;
+  backOffBaseMs: number;
+  backOffMaxMs: number;
 }
 
 /** One piece of an access log line: literal text, or a command operator the engine fills (native/src/engine/access_log.h). */

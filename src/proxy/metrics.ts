@@ -25,7 +25,11 @@ const SERIES: Record<ServiceCounter, { name: string; help: string; gauge?: true;
   rq3xx: { name: 'meshext_upstream_rq_total', help: 'Upstream requests by response class', labels: { code_class: '3xx' } },
   rq4xx: { name: 'meshext_upstream_rq_total', help: 'Upstream requests by response class', labels: { code_class: '4xx' } },
   rq5xx: { name: 'meshext_upstream_rq_total', help: 'Upstream requests by response class', labels: { code_class: '5xx' } },
-  rqRetry: { name: 'meshext_upstream_rq_retry_total', help: 'Requests replayed on another connection after a reused one was found closed' },
+  rqRetry: { name: 'meshext_upstream_rq_retry_total', help: 'Requests sent again: by the MeshRetry policy, or replayed after the upstream closed or refused them unprocessed' },
+  rqRetrySuccess: { name: 'meshext_upstream_rq_retry_success_total', help: 'Requests retried by the MeshRetry policy whose last attempt got a response it does not retry' },
+  rqRetryLimitExceeded: { name: 'meshext_upstream_rq_retry_limit_exceeded_total', help: 'Requests that failed in a way the MeshRetry policy retries after its numRetries were spent' },
+  rqRetryBufferOverflow: { name: 'meshext_retry_or_shadow_abandoned_total', help: 'Requests that could not be retried: their body outgrew the 64 KiB retry buffer' },
+  rqPerTryTimeout: { name: 'meshext_upstream_rq_per_try_timeout_total', help: 'Request attempts ended by the MeshRetry perTryTimeout' },
   accessDenied: { name: 'meshext_access_denied_total', help: 'Requests or connections denied by mesh routing settings' },
   headerTimeout: { name: 'meshext_downstream_rq_header_timeout_total', help: 'HTTP/1.x requests whose head did not arrive in time (408)' },
   upstreamCxMaxDuration: { name: 'meshext_upstream_cx_max_duration_reached_total', help: 'Upstream connections retired by the MeshTimeout http.maxConnectionDuration' },
@@ -47,7 +51,7 @@ export class ServiceMetrics {
     readonly kri: string,
   ) {
     // Request classes appear once they have a count; everything else is there from the start.
-    for (const c of SERVICE_COUNTERS) if (!c.startsWith('rq') || c === 'rqRetry') this.seriesOf(c);
+    for (const c of SERVICE_COUNTERS) if (!/^rq[1-5]xx$/.test(c)) this.seriesOf(c);
     // Envoy's names (cluster.<name>.upstream_rq_time, upstream_cx_connect_ms), in milliseconds as Envoy's are.
     this.rqTime = reg.histogram('meshext_upstream_rq_time', 'Request time in ms: request head received to upstream response complete (HTTP)', { service: kri });
     this.connectTime = reg.histogram('meshext_upstream_cx_connect_ms', 'Upstream connect time in ms, TLS handshake included', { service: kri });

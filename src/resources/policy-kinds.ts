@@ -3,9 +3,10 @@
  * Kubernetes plural the source watches) plus its resource type in types.ts. parse.ts, schema.ts, warnings.ts
  * and the Kubernetes source take the kind list from here.
  */
-import type { MeshAccessLogSpec, MeshTimeoutSpec, MeshTrafficPermissionSpec, Violation } from './types.js';
-import { meshAccessLogSpecSchema, meshTimeoutSpecSchema, meshTrafficPermissionSpecSchema } from './schemas.js';
+import type { MeshAccessLogSpec, MeshRetrySpec, MeshTimeoutSpec, MeshTrafficPermissionSpec, Violation } from './types.js';
+import { meshAccessLogSpecSchema, meshRetrySpecSchema, meshTimeoutSpecSchema, meshTrafficPermissionSpecSchema } from './schemas.js';
 import { validateMeshAccessLog } from './validate-meshaccesslog.js';
+import { validateMeshRetry } from './validate-meshretry.js';
 import { validateMeshTimeout } from './validate-meshtimeout.js';
 import { validateMeshTrafficPermission } from './validate-meshtrafficpermission.js';
 import { targetRefWarnings, toPolicyWarnings } from './validate-policy.js';
@@ -27,6 +28,12 @@ export const POLICY_KINDS = {
     validate: (s: unknown) => validateMeshTimeout(s as MeshTimeoutSpec),
     warnings: toPolicyWarnings('timeouts'),
     plural: 'meshtimeouts',
+  },
+  MeshRetry: {
+    schema: meshRetrySpecSchema,
+    validate: (s: unknown) => validateMeshRetry(s as MeshRetrySpec),
+    warnings: toPolicyWarnings('retries'),
+    plural: 'meshretries',
   },
   MeshTrafficPermission: {
     schema: meshTrafficPermissionSpecSchema,

@@ -221,6 +221,84 @@ export function toPolicySpecSchema(conf: object): object {
 /** Kuma 2.10+ MeshTimeout. */
 export const meshTimeoutSpecSchema = toPolicySpecSchema(timeoutConf);
 
+const backOff = { type: 'object', properties: { baseInterval: duration, maxInterval: duration } } as const;
+
+const rateLimitedBackOff = {
+  type: 'object',
+  properties: {
+    maxInterval: duration,
+    resetHeaders: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['format', 'name'],
+        properties: {
+          format: { type: 'string', enum: ['Seconds', 'UnixTimestamp'] },
+          name: { type: 'string', minLength: 1, maxLength: 256, pattern: "^[a-z0-9!#$%&'*+\\-.^_\\x60|~]+$" },
+        },
+      },
+    },
+  },
+} as const;
+
+const headerMatch = {
+  type: 'object',
+  required: ['name'],
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: 256, pattern: "^[a-z0-9!#$%&'*+\\-.^_\\x60|~]+$" },
+    type: { type: 'string', enum: ['Exact', 'Present', 'RegularExpression', 'Absent', 'Prefix'], default: 'Exact' },
+    value: { type: 'string' },
+  },
+} as const;
+
+/** uint32 in Kuma's Go types: a negative value cannot be decoded there either. */
+const uint32 = { type: 'integer', minimum: 0, maximum: 4294967295 } as const;
+
+const retryConf = {
+  type: 'object',
+  properties: {
+    tcp: { type: 'object', properties: { maxConnectAttempt: uint32 } },
+    http: {
+      type: 'object',
+      properties: {
+        backOff,
+        hostSelection: {
+          type: 'array',
+          items: {
+            type: 'object',
+            required: ['predicate'],
+            properties: {
+              predicate: { type: 'string', enum: ['OmitPreviousHosts', 'OmitHostsWithTags', 'OmitPreviousPriorities'] },
+              tags: { type: 'object', additionalProperties: { type: 'string' } },
+              updateFrequency: { type: 'integer', default: 2 },
+            },
+          },
+        },
+        hostSelectionMaxAttempts: { type: 'integer' },
+        numRetries: uint32,
+        perTryTimeout: duration,
+        rateLimitedBackOff,
+        retriableRequestHeaders: { type: 'array', items: headerMatch },
+        retriableResponseHeaders: { type: 'array', items: headerMatch },
+        retryOn: { type: 'array', items: { type: 'string' } },
+      },
+    },
+    grpc: {
+      type: 'object',
+      properties: {
+        backOff,
+        numRetries: uint32,
+        perTryTimeout: duration,
+        rateLimitedBackOff,
+        retryOn: { type: 'array', items: { type: 'string', enum: ['Canceled', 'DeadlineExceeded', 'Internal', 'ResourceExhausted', 'Unavailable'] } },
+      },
+    },
+  },
+} as const;
+
+/** Kuma 2.10+ MeshRetry. */
+export const meshRetrySpecSchema = toPolicySpecSchema(retryConf);
+
 const permissionMatch = {
   type: 'object',
   properties: {

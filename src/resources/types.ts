@@ -144,6 +144,44 @@ export interface ToPolicySpec<Conf> {
 
 export type MeshTimeoutSpec = ToPolicySpec<MeshTimeoutConf>;
 
+/** Kuma common_api HeaderMatch (MeshRetry retriable headers). */
+export interface HeaderMatch {
+  type?: string;
+  name: string;
+  value?: string;
+}
+
+/** MeshRetry `http` / `grpc` back-off: Go duration strings, as written. */
+export interface MeshRetryBackOff {
+  baseInterval?: string;
+  maxInterval?: string;
+}
+
+/** MeshRetry `default` (Kuma 2.10+ Conf), as written. */
+export interface MeshRetryConf {
+  tcp?: { maxConnectAttempt?: number };
+  http?: {
+    numRetries?: number;
+    perTryTimeout?: string;
+    backOff?: MeshRetryBackOff;
+    rateLimitedBackOff?: { resetHeaders?: Array<{ name: string; format: string }>; maxInterval?: string };
+    retryOn?: string[];
+    retriableResponseHeaders?: HeaderMatch[];
+    retriableRequestHeaders?: HeaderMatch[];
+    hostSelection?: Array<{ predicate: string; tags?: Record<string, string>; updateFrequency?: number }>;
+    hostSelectionMaxAttempts?: number;
+  };
+  grpc?: {
+    numRetries?: number;
+    perTryTimeout?: string;
+    backOff?: MeshRetryBackOff;
+    rateLimitedBackOff?: { resetHeaders?: Array<{ name: string; format: string }>; maxInterval?: string };
+    retryOn?: string[];
+  };
+}
+
+export type MeshRetrySpec = ToPolicySpec<MeshRetryConf>;
+
 /** A MeshTrafficPermission client matcher (Kuma 2.12+ common_api Match). `sni` is schema-known to be refused by name. */
 export interface PermissionMatch {
   spiffeID?: { type: 'Exact' | 'Prefix'; value: string };
@@ -215,6 +253,7 @@ export type MeshResource = ResourceBase<'Mesh', MeshSpec>;
 export type SecretResource = ResourceBase<'Secret', SecretSpec>;
 export type DataplaneResource = ResourceBase<'Dataplane', DataplaneSpec>;
 export type MeshTimeoutResource = ResourceBase<'MeshTimeout', MeshTimeoutSpec>;
+export type MeshRetryResource = ResourceBase<'MeshRetry', MeshRetrySpec>;
 export type MeshTrafficPermissionResource = ResourceBase<'MeshTrafficPermission', MeshTrafficPermissionSpec>;
 export type MeshAccessLogResource = ResourceBase<'MeshAccessLog', MeshAccessLogSpec>;
 
@@ -225,6 +264,7 @@ export type Resource =
   | SecretResource
   | DataplaneResource
   | MeshTimeoutResource
+  | MeshRetryResource
   | MeshTrafficPermissionResource
   | MeshAccessLogResource;
 

@@ -20,6 +20,7 @@ import type { CompiledEndpoint, CompiledOutbound, CompiledService, CompiledTls, 
 import { outboundKey, SERVICE_POLICY_FIELDS, vipPortKey } from './types.js';
 import { targetsDataplanes } from './policy.js';
 import { effectiveTimeouts } from './meshtimeout.js';
+import { effectiveRetry } from './meshretry.js';
 import { effectiveAccessLog } from './accesslog.js';
 import { byKind, dataplaneViolations, missingSecrets, rejectedFromLoadError, resolveBackendRef, resolveDataSource, secretIndex } from './references.js';
 
@@ -145,13 +146,19 @@ type PoliciesOf = (mes: MeshExternalServiceResource, dataplane?: DataplaneResour
 
 function servicePolicies(load: LoadResult): PoliciesOf & { dataplaneTargeted: boolean } {
   const meshTimeouts = byKind(load.resources, 'MeshTimeout');
+  const meshRetries = byKind(load.resources, 'MeshRetry');
   const meshAccessLogs = byKind(load.resources, 'MeshAccessLog');
   const f = (mes: MeshExternalServiceResource, dp?: DataplaneResource): ServicePolicies => {
     const timeouts = effectiveTimeouts(mes, meshTimeouts, dp);
+    const retry = effectiveRetry(mes, meshRetries, dp);
     const accessLog = effectiveAccessLog(mes, meshAccessLogs, dp);
-    return { ...(timeouts.policies.length > 0 ? { timeouts } : {}), ...(accessLog ? { accessLog } : {}) };
+    return {
+      ...(timeouts.policies.length > 0 ? { timeouts } : {}),
+      ...(retry.policies.length > 0 ? { retry } : {}),
+      ...(accessLog ? { accessLog } : {}),
+    };
   };
-  return Object.assign(f, { dataplaneTargeted: targetsDataplanes([...meshTimeouts, ...meshAccessLogs]) });
+  return Object.assign(f, { dataplaneTargeted: targetsDataplanes([...meshTimeouts, ...meshRetries, ...meshAccessLogs]) });
 }
 
 /** The policy fields of a compiled service. */

@@ -5,6 +5,7 @@
  */
 import type { LoadWarning } from '../resources/types.js';
 import type { EffectiveTimeouts } from './meshtimeout.js';
+import type { EffectiveRetry } from './meshretry.js';
 import type { EffectivePermissions } from './meshtrafficpermission.js';
 import type { EffectiveAccessLog } from './accesslog.js';
 
@@ -86,6 +87,8 @@ export interface CompiledService {
   generatorStatus: Array<{ generator: string; conditions: Condition[] }>;
   /** The merged MeshTimeouts that select it; absent when none does (the agent's defaults apply). */
   timeouts?: EffectiveTimeouts;
+  /** The merged MeshRetries that select it; absent when none does (nothing is retried). */
+  retry?: EffectiveRetry;
   /** The merged MeshAccessLogs that select it; absent when none does. */
   accessLog?: EffectiveAccessLog;
   /**
@@ -103,7 +106,7 @@ export interface CompiledService {
  * what a Dataplane's outbounds may have of their own. A kind that configures the service's traffic adds its field
  * here and in compile.ts `policiesOf`.
  */
-export const SERVICE_POLICY_FIELDS = ['timeouts', 'accessLog'] as const satisfies ReadonlyArray<keyof CompiledService>;
+export const SERVICE_POLICY_FIELDS = ['timeouts', 'retry', 'accessLog'] as const satisfies ReadonlyArray<keyof CompiledService>;
 export type ServicePolicies = Pick<CompiledService, (typeof SERVICE_POLICY_FIELDS)[number]>;
 
 /** One Dataplane's outbounds to one service. */

@@ -38,12 +38,13 @@ interface Watcher {
 export const KUMA = 'kuma.io/v1alpha1';
 
 /** The collections meshext reads, for the system namespace `ns`. */
-export function kumaCollections(ns = 'kuma-system'): Record<'meshes' | 'mes' | 'hg' | 'mt' | 'mtp' | 'mal' | 'secrets' | 'pods', Collection> {
+export function kumaCollections(ns = 'kuma-system'): Record<'meshes' | 'mes' | 'hg' | 'mt' | 'mr' | 'mtp' | 'mal' | 'secrets' | 'pods', Collection> {
   return {
     meshes: { path: '/apis/kuma.io/v1alpha1/meshes', apiVersion: KUMA, kind: 'Mesh', core: false },
     mes: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshexternalservices`, apiVersion: KUMA, kind: 'MeshExternalService', core: false },
     hg: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/hostnamegenerators`, apiVersion: KUMA, kind: 'HostnameGenerator', core: false },
     mt: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshtimeouts`, apiVersion: KUMA, kind: 'MeshTimeout', core: false },
+    mr: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshretries`, apiVersion: KUMA, kind: 'MeshRetry', core: false },
     mtp: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshtrafficpermissions`, apiVersion: KUMA, kind: 'MeshTrafficPermission', core: false },
     mal: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshaccesslogs`, apiVersion: KUMA, kind: 'MeshAccessLog', core: false },
     secrets: { path: `/api/v1/namespaces/${ns}/secrets`, apiVersion: 'v1', kind: 'Secret', core: true },

@@ -108,6 +108,7 @@ void Connector::Start(std::shared_ptr<const Plan> plan, std::vector<uint32_t> or
   client_ = std::move(client);
   pos_ = 0;
   target_ = 0;
+  attempts_ = 0;
   lastError_.clear();
   if (!plan_->error.empty()) {
     std::shared_ptr<const Plan> p = std::move(plan_);
@@ -121,7 +122,16 @@ void Connector::Start(std::shared_ptr<const Plan> plan, std::vector<uint32_t> or
 }
 
 void Connector::Next() {
-  while (pos_ < order_.size()) {
+  // The plan's connect attempts (MeshRetry tcp.maxConnectAttempt) bound the connects, going round the order
+  // again when it has fewer addresses; without them each address is tried once.
+  uint32_t limit = plan_->retry ? plan_->retry->connectAttempts : 0;
+  for (;;) {
+    if (limit != 0 && attempts_ >= limit) break;
+    if (pos_ >= order_.size()) {
+      if (limit == 0 || attempts_ == 0) break;  // attempts_ == 0: no address anywhere, going round would spin
+      pos_ = 0;
+      target_ = 0;
+    }
     const PlanEndpoint& ep = plan_->endpoints[order_[pos_]];
     if (target_ >= ep.targets.size()) {
       if (ep.targets.empty() && !ep.unavailable.empty()) lastError_ = ep.unavailable;
@@ -130,6 +140,7 @@ void Connector::Next() {
       continue;
     }
     const PlanTarget& t = ep.targets[target_++];
+    attempts_++;
     ServiceStats& st = plan_->state->stats;
     st.Add(ServiceStats::kUpstreamCxTotal);
     ep.state->total.fetch_add(1, std::memory_order_relaxed);

@@ -24,6 +24,7 @@
 #include "../tls/client_context.h"
 #include "access_log.h"
 #include "fd.h"
+#include "retry.h"
 #include "histogram.h"
 
 namespace mx::engine {
@@ -55,6 +56,10 @@ struct ServiceStats {
     kUpstreamRqMaxDuration,  // upstream requests ended by the plan's max stream duration
     kDownstreamRqIdleTimeout,  // streams ended by the plan's stream idle timeout
     kUpstreamCxMaxDuration,    // upstream connections retired by the plan's max connection duration
+    kRqRetrySuccess,           // requests answered by a retry (Envoy's upstream_rq_retry_success)
+    kRqRetryLimitExceeded,     // requests whose failure was retriable but the plan's retries were spent
+    kRqRetryBufferOverflow,    // requests that could not be retried: their body outgrew PlanRetry::kBufferBytes
+    kRqPerTryTimeout,          // attempts ended by the plan's per-try timeout
     kAccessLogLines,           // access log lines queued for writing (one per backend)
     kAccessLogDropped,         // access log lines dropped: their sink's queue was full (the writer lags)
     kCount,
@@ -164,6 +169,8 @@ struct Plan {
    * this old takes no new request; it is closed once its requests in flight are done. 0: none.
    */
   int64_t maxConnMs = 0;
+  /** The plan's `retry` (MeshRetry); null: each endpoint address once per connect, no request retried. */
+  std::shared_ptr<const PlanRetry> retry;
   /** The service's access logging (MeshAccessLog); null: none. */
   std::shared_ptr<const PlanAccessLog> accessLog;
   /** Upstream connections of equal plans are interchangeable: HTTP/2 sessions park idle ones under this key. */

@@ -29,6 +29,72 @@ int64_t Ms(Napi::Env env, const Napi::Object& o, const char* k, const std::strin
   return static_cast<int64_t>(js::U32(env, o, k, where, 0x7fffffffu));
 }
 
+/** Envoy's retry_on names, as src/snapshot/plan.ts writes them. */
+const std::map<std::string, uint32_t>& RetryOnNames() {
+  static const std::map<std::string, uint32_t> names = {
+      {"5xx", PlanRetry::k5xx},
+      {"gateway-error", PlanRetry::kGatewayError},
+      {"reset", PlanRetry::kReset},
+      {"connect-failure", PlanRetry::kConnectFailure},
+      {"retriable-4xx", PlanRetry::kRetriable4xx},
+      {"refused-stream", PlanRetry::kRefusedStream},
+      {"envoy-ratelimited", PlanRetry::kEnvoyRateLimited},
+      {"retriable-status-codes", PlanRetry::kRetriableStatusCodes},
+      {"cancelled", PlanRetry::kGrpcCancelled},
+      {"deadline-exceeded", PlanRetry::kGrpcDeadlineExceeded},
+      {"internal", PlanRetry::kGrpcInternal},
+      {"resource-exhausted", PlanRetry::kGrpcResourceExhausted},
+      {"unavailable", PlanRetry::kGrpcUnavailable},
+  };
+  return names;
+}
+
+std::shared_ptr<const PlanRetry> RetryFrom(Napi::Env env, const Napi::Value& v, const std::string& w) {
+  Napi::Object o = js::Obj(env, v, w);
+  auto r = std::make_shared<PlanRetry>();
+  r->connectAttempts = js::U32(env, o, "connectAttempts", w, 0xffffffffu);
+  r->numRetries = js::U32(env, o, "numRetries", w, 0xffffffffu);
+  r->perTryMs = Ms(env, o, "perTryMs", w);
+  r->backOffBaseMs = Ms(env, o, "backOffBaseMs", w);
+  r->backOffMaxMs = Ms(env, o, "backOffMaxMs", w);
+  Napi::Array on = js::Arr(env, o, "on", w);
+  for (uint32_t i = 0; i < on.Length(); i++) {
+    Napi::Value x = on.Get(i);
+    std::string name = x.IsString() ? x.As<Napi::String>().Utf8Value() : std::string();
+    auto it = RetryOnNames().find(name);
+    if (it == RetryOnNames().end()) ThrowArg(env, w + ".on[" + std::to_string(i) + "] must be a retry condition, got " + (x.IsString() ? name : js::What(x)));
+    r->on |= it->second;
+  }
+  Napi::Array st = js::Arr(env, o, "statuses", w);
+  for (uint32_t i = 0; i < st.Length(); i++) {
+    Napi::Value x = st.Get(i);
+    if (!x.IsNumber() || x.As<Napi::Number>().Int32Value() < 100 || x.As<Napi::Number>().Int32Value() > 599) ThrowArg(env, w + ".statuses[" + std::to_string(i) + "] must be an HTTP status, got " + js::What(x));
+    r->statuses.push_back(x.As<Napi::Number>().Int32Value());
+  }
+  Napi::Array ms = js::Arr(env, o, "methods", w);
+  for (uint32_t i = 0; i < ms.Length(); i++) {
+    Napi::Value x = ms.Get(i);
+    if (!x.IsString()) ThrowArg(env, w + ".methods[" + std::to_string(i) + "] must be a string, got " + js::What(x));
+    r->methods.push_back(x.As<Napi::String>().Utf8Value());
+  }
+  Napi::Array hs = js::Arr(env, o, "requestHeaders", w);
+  for (uint32_t i = 0; i < hs.Length(); i++) {
+    std::string hw = w + ".requestHeaders[" + std::to_string(i) + "]";
+    Napi::Object h = js::Obj(env, hs.Get(i), hw);
+    PlanRetry::HeaderMatch m;
+    m.name = js::Str(env, h, "name", hw, false);
+    std::string type = js::Str(env, h, "type", hw, false);
+    if (type == "Exact") m.type = PlanRetry::HeaderMatch::Type::kExact;
+    else if (type == "Prefix") m.type = PlanRetry::HeaderMatch::Type::kPrefix;
+    else if (type == "Present") m.type = PlanRetry::HeaderMatch::Type::kPresent;
+    else if (type == "Absent") m.type = PlanRetry::HeaderMatch::Type::kAbsent;
+    else ThrowArg(env, hw + ".type must be Exact, Prefix, Present or Absent, got " + type);
+    m.value = js::Str(env, h, "value", hw, true);
+    r->requestHeaders.push_back(std::move(m));
+  }
+  return r;
+}
+
 /** A format's tokens: {text} or {op, name?, alt?, max?} (src/snapshot/accesslog.ts PlanLogToken). */
 std::vector<LogToken> TokensFrom(Napi::Env env, const Napi::Object& o, const char* k, const std::string& where) {
   std::vector<LogToken> out;
@@ -109,6 +175,7 @@ std::shared_ptr<Plan> PlanFrom(Napi::Env env, const Napi::Value& v, const std::s
   p->maxStreamMs = Ms(env, t, "maxStreamMs", tw);
   p->streamIdleMs = Ms(env, t, "streamIdleMs", tw);
   p->maxConnMs = Ms(env, t, "maxConnectionMs", tw);
+  if (!o.Get("retry").IsUndefined()) p->retry = RetryFrom(env, o.Get("retry"), where + ".retry");
   p->error = js::Str(env, o, "error", where, true);
   if (!o.Get("accessLog").IsUndefined()) p->accessLog = AccessLogFrom(env, o.Get("accessLog"), where + ".accessLog", p->service, table, errors);
   if (!o.Get("deny").IsUndefined()) {

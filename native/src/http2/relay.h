@@ -20,6 +20,8 @@
 #include <utility>
 #include <vector>
 
+#include "../engine/retry.h"
+
 namespace mx::h2 {
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
@@ -55,7 +57,12 @@ struct StreamLimits {
   int64_t maxStreamMs = 0;
   /** Envoy's stream_idle_timeout: no frame of the stream either way for this long. */
   int64_t streamIdleMs = 0;
+  /** The plan's retry policy (null: no request is retried beyond replays of streams the upstream never processed). */
+  std::shared_ptr<const engine::PlanRetry> retry;
 };
+
+/** What became of a retry policy's request, for the host's books. */
+enum class RetryOutcome { kSuccess, kLimitExceeded, kBufferOverflow, kPerTryTimeout };
 
 /** Why a stream's time ran out. */
 enum class Expiry { kRequestTimeout, kMaxStreamDuration, kStreamIdle };
@@ -81,8 +88,21 @@ class RelayHost {
   virtual void NeedUpstream(uint32_t group) = 0;
   /** One response went to the client: the upstream's status, or the status of a local reply. */
   virtual void CountResponse(int status) = 0;
-  /** A stream the upstream refused unprocessed (GOAWAY, REFUSED_STREAM) is being replayed on another connection. */
+  /**
+   * A stream is being sent again: one the upstream refused unprocessed (GOAWAY, REFUSED_STREAM), or a failed
+   * attempt the plan's retry policy retries.
+   */
   virtual void CountRetry() = 0;
+  /** See RetryOutcome. */
+  virtual void CountRetryOutcome(RetryOutcome what) { (void)what; }
+  /**
+   * The group for another attempt of a request whose attempts went to `tried` groups: its next endpoint in the
+   * plan's order, those already tried last (Envoy's previous_hosts). Default: Route().
+   */
+  virtual uint32_t Reroute(const std::vector<uint32_t>& tried) {
+    (void)tried;
+    return Route();
+  }
   /** Right after Admit said yes: the admitted stream's time limits. */
   virtual StreamLimits Limits() { return {}; }
   /** The host's clock in ms (what ArmTimer deadlines are on; the header deadline too, OldestOpenHeaders). */
@@ -226,6 +246,15 @@ class Relay {
   /** The request is complete: its route timeout starts (see RelayHost::ArmTimer). */
   void StartRequestTimer(Stream* s);
   void TimeOut(Stream* s, Expiry why);
+  /** The attempt under way ran out of its per-try time: another attempt, a local 504 / DEADLINE_EXCEEDED, or a reset. */
+  void TryTimeOut(Stream* s);
+  /** The attempt's per-try timeout starts, once the request is complete and on its way. */
+  void StartTry(Stream* s);
+  /**
+   * A failed attempt whose condition the policy names (`retriable`): true when another attempt is scheduled (the
+   * upstream stream is cancelled, the next goes after the back-off). `connectFailed`: no connection was made.
+   */
+  bool RetryStream(Stream* s, bool retriable, bool connectFailed);
   void Answer(Stream* s, const LocalAnswer& a);
   void SubmitResponse(Stream* s, bool end);
   void ResumeClientData(Stream* s);

@@ -560,7 +560,31 @@ void Http2Session::StreamClosed(const StreamEnd& e) {
 void Http2Session::CountRetry() { plan_->state->stats.Add(engine::ServiceStats::kRqRetry); }
 
 // Admit has just looked the plan up: plan_ is the admitted stream's.
-StreamLimits Http2Session::Limits() { return {plan_->requestTimeoutMs, plan_->maxStreamMs, plan_->streamIdleMs}; }
+StreamLimits Http2Session::Limits() { return {plan_->requestTimeoutMs, plan_->maxStreamMs, plan_->streamIdleMs, plan_->retry}; }
+
+void Http2Session::CountRetryOutcome(RetryOutcome what) {
+  engine::ServiceStats::Index i = what == RetryOutcome::kSuccess         ? engine::ServiceStats::kRqRetrySuccess
+                                  : what == RetryOutcome::kLimitExceeded ? engine::ServiceStats::kRqRetryLimitExceeded
+                                  : what == RetryOutcome::kBufferOverflow ? engine::ServiceStats::kRqRetryBufferOverflow
+                                                                          : engine::ServiceStats::kRqPerTryTimeout;
+  plan_->state->stats.Add(i);
+}
+
+uint32_t Http2Session::Reroute(const std::vector<uint32_t>& tried) {
+  std::vector<uint32_t> order;
+  plan_->Order(loop()->NowMs(), &order);
+  // Endpoints of groups already tried go last (Envoy's previous_hosts), so the next attempt goes elsewhere
+  // while there is an elsewhere; their order stays the failover order.
+  std::stable_partition(order.begin(), order.end(), [&](uint32_t e) {
+    const std::string& label = plan_->endpoints[e].label;
+    for (uint32_t g : tried)
+      if (g < groups_.size() && groups_[g] == label) return false;
+    return true;
+  });
+  uint32_t g = GroupOf(order.empty() ? std::string() : plan_->endpoints[order.front()].label);
+  groupOrder_[g] = GroupOrder{plan_, std::move(order)};
+  return g;
+}
 
 int64_t Http2Session::NowMs() { return loop()->NowMs(); }
 
