@@ -6,12 +6,12 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, openSync, closeSync, readFileSync, renameSync, existsSync, constants as fsc } from 'node:fs';
+import { mkdtempSync, mkdirSync, openSync, closeSync, readFileSync, renameSync, existsSync, statSync, symlinkSync, writeFileSync, constants as fsc } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { closeServer, ipEp, listen, proxyFor, refusedPort, svc, tcpEcho, until } from '../helpers/proxy.js';
+import { closeServer, ipEp, listen, proxyFor as helperProxyFor, refusedPort, svc, tcpEcho, until } from '../helpers/proxy.js';
 import { nativeForTests } from '../../src/native/addon.js';
 import type { MeshAccessLogBackend } from '../../src/resources/types.js';
 import type { CompiledService } from '../../src/snapshot/types.js';
@@ -44,9 +44,14 @@ const ALL_FIELDS: Array<{ key: string; value: string }> = [
   { key: 'summary', value: '%REQ(:METHOD)% %RESPONSE_CODE% in %DURATION% ms' },
 ];
 
+/** The proxies' --access-log-dir: every test's files are in a directory under it. */
+const LOG_ROOT = mkdtempSync(join(tmpdir(), 'meshext-alog-'));
+
 function tmp(): string {
-  return mkdtempSync(join(tmpdir(), 'meshext-alog-'));
+  return mkdtempSync(join(LOG_ROOT, 'case-'));
 }
+
+const proxyFor: typeof helperProxyFor = (s, o = {}) => helperProxyFor(s, { accessLogDir: LOG_ROOT, ...o });
 
 function fileBackend(path: string, format?: MeshAccessLogBackend['file'] extends infer F ? (F extends { format?: infer X } ? X : never) : never): MeshAccessLogBackend {
   return { type: 'File', file: { path, ...(format ? { format } : {}) } };
@@ -290,7 +295,7 @@ test('a file that cannot be opened is reported naming the path, and the service 
   const up = await listen(http.createServer((req, res) => res.end('ok')));
   const s = withLog({ protocol: 'http', endpoints: [ipEp(up.port)] }, [fileBackend(bad), fileBackend(good)]);
   const p = await proxyFor(s);
-  const errs = p.proxy.dataPlane.install({ source: 'local', plans: [...p.proxy.currentPlans()] });
+  const errs = p.proxy.dataPlane.install({ source: 'local', accessLogDir: LOG_ROOT, plans: [...p.proxy.currentPlans()] });
   t.deepEqual(errs, [{ service: s.id, code: 'MESHEXT_E_ACCESS_LOG', error: `access log backend ${bad}: cannot open ${bad}: ENOENT (No such file or directory)` }]);
   t.is((await h1Get(p.port, '/')).status, 200);
   t.is((await lines(good, 1)).length, 1);
@@ -325,8 +330,8 @@ test('every operator meshext documents is one the engine fills', async (t) => {
   const plan = p.proxy.currentPlans()[0];
   if (!plan) throw new Error('no plan');
   const tokens = ENGINE_OPERATORS.map((op) => (op === 'REQ' || op === 'RESP' ? { op, name: ':path' } : { op }));
-  t.deepEqual(p.proxy.dataPlane.install({ source: 'local', plans: [{ ...plan, accessLog: { backends: [{ path: join(dir, 'all.log'), json: false, omitEmptyValues: false, plain: tokens }] } }] }), []);
-  t.throws(() => p.proxy.dataPlane.install({ source: 'local', plans: [{ ...plan, accessLog: { backends: [{ path: join(dir, 'x.log'), json: false, omitEmptyValues: false, plain: [{ op: 'NOPE' }] }] } }] }), {
+  t.deepEqual(p.proxy.dataPlane.install({ source: 'local', accessLogDir: LOG_ROOT, plans: [{ ...plan, accessLog: { backends: [{ path: join(dir, 'all.log'), json: false, omitEmptyValues: false, plain: tokens }] } }] }), []);
+  t.throws(() => p.proxy.dataPlane.install({ source: 'local', accessLogDir: LOG_ROOT, plans: [{ ...plan, accessLog: { backends: [{ path: join(dir, 'x.log'), json: false, omitEmptyValues: false, plain: [{ op: 'NOPE' }] }] } }] }), {
     message: /install\.plans\[0\]\.accessLog\.backends\[0\]\.plain\[0\]\.op NOPE is not an operator the engine fills/,
   });
   await p.close();
@@ -378,13 +383,71 @@ test('flags: a denied request is RBAC (403), a denied TCP connection is logged t
   await closeServer(up.srv);
 });
 
-test('lines a file refuses (ENOSPC on /dev/full) are counted per path; the requests are served', async (t) => {
+test('lines a file refuses (a FIFO whose reader went away: EPIPE) are counted per path; the requests are served', async (t) => {
+  const fifo = join(tmp(), 'gone.fifo');
+  execFileSync('mkfifo', [fifo]);
+  // A reader at install (a FIFO without one cannot be opened), gone before the first line.
+  const reader = openSync(fifo, fsc.O_RDONLY | fsc.O_NONBLOCK);
   const up = await listen(http.createServer((req, res) => res.end('ok')));
-  const s = withLog({ protocol: 'http', endpoints: [ipEp(up.port)] }, [fileBackend('/dev/full', { type: 'Plain', plain: '%REQ(:PATH)%' })]);
+  const s = withLog({ protocol: 'http', endpoints: [ipEp(up.port)] }, [fileBackend(fifo, { type: 'Plain', plain: '%REQ(:PATH)%' })]);
   const p = await proxyFor(s);
+  closeSync(reader);
   for (const x of ['/a', '/b', '/c']) t.is((await h1Get(p.port, x)).status, 200);
-  await until(() => p.stats.get('meshext_access_log_write_failed_total', { path: '/dev/full' }) === 3, 'three lines lost to ENOSPC');
+  await until(() => p.stats.get('meshext_access_log_write_failed_total', { path: fifo }) === 3, 'three lines lost to EPIPE');
   t.is(p.stats.get('meshext_access_log_lines_total', { service: s.kri }), 3);
+  await p.close();
+  await closeServer(up.srv);
+});
+
+test('a path outside --access-log-dir is left out at compile, naming the path and the directory; the service serves', async (t) => {
+  const up = await listen(http.createServer((req, res) => res.end('ok')));
+  const dir = tmp();
+  const logDir = join(dir, 'logs');
+  mkdirSync(logDir);
+  const inside = join(logDir, 'ok.log');
+  const outside = join(dir, 'core_pattern');
+  writeFileSync(outside, 'core\n');
+  const s = withLog({ protocol: 'http', endpoints: [ipEp(up.port)] }, [fileBackend(outside), fileBackend(inside, { type: 'Plain', plain: '%REQ(:PATH)%' })]);
+  const p = await proxyFor(s, { accessLogDir: logDir });
+  const plan = p.proxy.currentPlans()[0];
+  t.deepEqual(plan?.accessLog?.backends.map((b) => b.path), [inside]);
+  t.deepEqual(plan?.accessLogErrors, [
+    `access log backend ${outside} of MeshAccessLog test-log: file.path "${outside}" is outside the access log directory ${logDir} (--access-log-dir): only files under it, /dev/stdout and /dev/stderr are written`,
+  ]);
+  t.is((await h1Get(p.port, '/x')).status, 200);
+  t.deepEqual(await lines(inside, 1), ['/x']);
+  t.is(readFileSync(outside, 'utf8'), 'core\n', 'the file outside is untouched');
+  t.is(statSync(inside).mode & 0o077 & ~0o040, 0, 'created without write for the group or anything for others');
+  await p.close();
+  await closeServer(up.srv);
+});
+
+test('the engine opens only beneath its directory, never through a symlink, only regular files and FIFOs', async (t) => {
+  const up = await listen(http.createServer((req, res) => res.end('ok')));
+  const dir = tmp();
+  const logDir = join(dir, 'logs');
+  mkdirSync(logDir);
+  const target = join(dir, 'target');
+  mkdirSync(target);
+  writeFileSync(join(target, 'x.log'), '');
+  symlinkSync(target, join(logDir, 'linkdir'));
+  symlinkSync(join(target, 'x.log'), join(logDir, 'link.log'));
+  mkdirSync(join(logDir, 'adir'));
+  const s = svc({ protocol: 'http', endpoints: [ipEp(up.port)] });
+  const p = await proxyFor(s, { accessLogDir: logDir });
+  const plan = p.proxy.currentPlans()[0];
+  if (!plan) throw new Error('no plan');
+  const install = (path: string): Array<{ service: string; code: string; error: string }> =>
+    p.proxy.dataPlane.install({ source: 'local', accessLogDir: logDir, plans: [{ ...plan, accessLog: { backends: [{ path, json: false, omitEmptyValues: false, plain: [{ text: 'x' }] }] } }] });
+  const err = (path: string): string | undefined => install(path)[0]?.error;
+  t.is(err(join(target, 'x.log')), `access log backend ${join(target, 'x.log')}: ${join(target, 'x.log')} is outside the access log directory ${logDir} (--access-log-dir): only files under it, /dev/stdout and /dev/stderr are written`);
+  t.is(err(`${logDir}/../target/x.log`), `access log backend ${logDir}/../target/x.log: ${logDir}/../target/x.log is outside the access log directory ${logDir} (--access-log-dir): only files under it, /dev/stdout and /dev/stderr are written`);
+  t.regex(err(join(logDir, 'linkdir', 'x.log')) ?? '', /: cannot open .*linkdir\/x\.log: ELOOP .*opened beneath .* without following symlinks$/);
+  t.regex(err(join(logDir, 'link.log')) ?? '', /: cannot open .*link\.log: ELOOP /);
+  t.regex(err(join(logDir, 'adir')) ?? '', /: cannot open .*adir: EISDIR /);
+  t.is(readFileSync(join(target, 'x.log'), 'utf8'), '');
+  t.deepEqual(install(join(logDir, 'good.log')), []);
+  t.deepEqual(install('/dev/stderr'), [], 'the agent\'s own descriptors stay allowed');
   await p.close();
   await closeServer(up.srv);
 });

@@ -6,7 +6,9 @@
 #include <limits.h>
 #include <poll.h>
 #include <string.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -345,7 +347,70 @@ LogSink::~LogSink() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-std::string LogSink::Open(bool force) {
+namespace {
+
+std::string ErrnoText(int err) {
+  const char* name = strerrorname_np(err);
+  return std::string(name ? name : "error") + " (" + strerror(err) + ")";
+}
+
+/**
+ * `path` relative to `dir` when it names a file beneath it ("" when not): lexical, as TypeScript checked it
+ * (src/snapshot/accesslog.ts); repeated here because the engine is what writes as root.
+ */
+std::string BeneathDir(const std::string& path, const std::string& dir) {
+  if (dir.empty() || dir.front() != '/' || path.size() <= dir.size() + 1 || path.compare(0, dir.size(), dir) != 0) return "";
+  if (dir != "/" && path[dir.size()] != '/') return "";
+  std::string rel = path.substr(dir == "/" ? 1 : dir.size() + 1);
+  size_t start = 0;
+  for (;;) {
+    size_t end = rel.find('/', start);
+    std::string_view c(rel.data() + start, (end == std::string::npos ? rel.size() : end) - start);
+    if (c.empty() || c == "." || c == "..") return "";
+    if (end == std::string::npos) return rel;
+    start = end + 1;
+  }
+}
+
+constexpr int kLogOpenFlags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW;
+// Readable by the group (a log shipper's), by nobody else: lines carry client addresses, paths and headers.
+constexpr mode_t kLogMode = 0640;
+
+/**
+ * Opens `rel` beneath the directory `dirfd` without following any symlink (a link planted in the directory must
+ * not lead the agent, root, to /proc or a cgroup file): openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, or on a
+ * kernel without it (ENOSYS) each component opened O_NOFOLLOW in turn. -1 with errno set.
+ */
+int OpenBeneath(int dirfd, const std::string& rel) {
+  open_how how{};
+  how.flags = kLogOpenFlags;
+  how.mode = kLogMode;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS;
+  long fd = ::syscall(SYS_openat2, dirfd, rel.c_str(), &how, sizeof how);
+  if (fd >= 0 || errno != ENOSYS) return static_cast<int>(fd);
+  int cur = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+  if (cur < 0) return -1;
+  size_t start = 0;
+  for (;;) {
+    size_t end = rel.find('/', start);
+    std::string c = rel.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    int next = end == std::string::npos ? ::openat(cur, c.c_str(), kLogOpenFlags, kLogMode)
+                                        : ::openat(cur, c.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int err = errno;
+    ::close(cur);
+    if (next < 0) {
+      errno = err;
+      return -1;
+    }
+    if (end == std::string::npos) return next;
+    cur = next;
+    start = end + 1;
+  }
+}
+
+}  // namespace
+
+std::string LogSink::Open(bool force, const std::string& dir) {
   int fd = -1;
   struct stat st {};
   if (path_ == "/dev/stdout" || path_ == "/dev/stderr") {
@@ -359,20 +424,32 @@ std::string LogSink::Open(bool force) {
     atomicLines_ = !S_ISREG(st.st_mode);
     return "";
   }
+  std::string rel = BeneathDir(path_, dir);
+  if (rel.empty()) {
+    return dir.empty() ? path_ + " is not written: no access log directory is set, only /dev/stdout and /dev/stderr are allowed"
+                       : path_ + " is outside the access log directory " + dir + " (--access-log-dir): only files under it, /dev/stdout and /dev/stderr are written";
+  }
   {
     std::lock_guard<std::mutex> g(fdMu_);
     // Still the file at the path: nothing to do (a rotated or deleted one is opened anew).
-    if (!force && fd_ >= 0 && ::stat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_) return "";
+    if (!force && fd_ >= 0 && ::lstat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_) return "";
   }
+  int dirfd = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dirfd < 0) return "cannot open the access log directory " + dir + ": " + ErrnoText(errno);
   // O_NONBLOCK: a FIFO without a reader fails now (ENXIO) instead of hanging the install, and a full one makes
   // the writer wait rather than block.
-  fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0644);
+  fd = OpenBeneath(dirfd, rel);
+  int err = errno;
+  ::close(dirfd);
   if (fd < 0) {
-    int err = errno;
-    const char* name = strerrorname_np(err);
-    return std::string("cannot open ") + path_ + ": " + (name ? name : "error") + " (" + strerror(err) + ")";
+    std::string why = "cannot open " + path_ + ": " + ErrnoText(err);
+    if (err == ELOOP || err == EXDEV) why += ": access log files are opened beneath " + dir + " without following symlinks";
+    return why;
   }
-  if (::fstat(fd, &st) != 0) st = {};
+  if (::fstat(fd, &st) != 0 || !(S_ISREG(st.st_mode) || S_ISFIFO(st.st_mode))) {
+    ::close(fd);
+    return path_ + " is not a regular file or a FIFO: access log backends write only those";
+  }
   std::lock_guard<std::mutex> g(fdMu_);
   if (fd_ >= 0) ::close(fd_);
   fd_ = fd;
@@ -464,7 +541,7 @@ std::shared_ptr<LogSink> LogSinks::SinkFor(const std::string& path, std::string*
   }
   bool fresh = !s;
   if (fresh) s = std::make_shared<LogSink>(path, this);
-  *err = s->Open(false);
+  *err = s->Open(false, Dir());
   if (!err->empty()) return fresh ? nullptr : s;  // an open sink keeps its file when the new one fails
   std::lock_guard<std::mutex> g(mu_);
   if (fresh) byPath_[path] = s;
@@ -480,8 +557,9 @@ std::vector<std::pair<std::string, std::string>> LogSinks::Reopen() {
       if (auto s = w.lock()) sinks.push_back(std::move(s));
   }
   std::vector<std::pair<std::string, std::string>> errors;
+  std::string dir = Dir();
   for (auto& s : sinks) {
-    std::string err = s->Open(true);
+    std::string err = s->Open(true, dir);
     if (!err.empty()) errors.emplace_back(s->path(), std::move(err));
   }
   return errors;
@@ -493,6 +571,16 @@ std::vector<std::pair<std::string, uint64_t>> LogSinks::WriteFailures() {
   for (auto& [path, w] : byPath_)
     if (auto s = w.lock()) out.emplace_back(path, s->writeFailed());
   return out;
+}
+
+void LogSinks::SetDir(const std::string& dir) {
+  std::lock_guard<std::mutex> g(mu_);
+  dir_ = dir;
+}
+
+std::string LogSinks::Dir() {
+  std::lock_guard<std::mutex> g(mu_);
+  return dir_;
 }
 
 void LogSinks::Kick() {

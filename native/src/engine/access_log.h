@@ -4,7 +4,8 @@
 // backend's sink. Writing never blocks a loop: a sink's queue is bounded and a line that does not fit is dropped
 // and counted (accessLogDropped); one writer thread per engine moves queued bytes to the files with write(2).
 //
-// Files are opened O_APPEND by the JS thread at install (a path that cannot be opened is an install error for
+// Files are opened O_APPEND by the JS thread at install, only beneath the access log directory (--access-log-dir)
+// and never through a symlink: the agent is root on every node and the path comes from a policy author (a path that cannot be opened is an install error for
 // the service, which keeps serving without that backend). logrotate: a path whose file was moved or deleted is
 // opened anew at the next install, and engineReopenLogs (SIGUSR1) reopens every path. `/dev/stdout` and
 // `/dev/stderr` are the agent's own descriptors, written in whole lines of at most PIPE_BUF bytes per write so a
@@ -64,8 +65,12 @@ class LogSink {
   LogSink(std::string path, LogSinks* owner) : path_(std::move(path)), owner_(owner) {}
   ~LogSink();
   const std::string& path() const { return path_; }
-  /** JS thread: opens the path (or reopens it when `force` or when the file at the path is another one now); "" or why not. */
-  std::string Open(bool force);
+  /**
+   * JS thread: opens the path (or reopens it when `force` or when the file at the path is another one now); "" or
+   * why not. A path other than /dev/stdout and /dev/stderr must lie beneath `dir` and is opened there without
+   * following symlinks, created 0640; only a regular file or a FIFO is accepted.
+   */
+  std::string Open(bool force, const std::string& dir);
   /** Any thread: queues `line` (with its newline); false (dropped) when the queue is full. */
   bool Offer(std::string_view line);
   /**
@@ -179,6 +184,9 @@ class LogSinks {
   /** Reopens every live sink's file (logrotate's postrotate: SIGUSR1); returns the errors by path. */
   std::vector<std::pair<std::string, std::string>> Reopen();
   void Stop();
+  /** JS thread: the access log directory (--access-log-dir) files are opened beneath; "" allows only stdout/stderr. */
+  void SetDir(const std::string& dir);
+  std::string Dir();
   /** Lines lost to write errors (ENOSPC, EIO…) per path of the sinks in use, for the metrics. */
   std::vector<std::pair<std::string, uint64_t>> WriteFailures();
   /** Any thread: wakes the writer (a sink's queue passed a quarter of its bound). */
@@ -192,6 +200,7 @@ class LogSinks {
   std::thread writer_;
   bool stop_ = false;
   bool kicked_ = false;
+  std::string dir_;
 };
 
 }  // namespace mx::engine
