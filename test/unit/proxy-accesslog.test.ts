@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { closeServer, ipEp, listen, proxyFor as helperProxyFor, refusedPort, svc, tcpEcho, until } from '../helpers/proxy.js';
+import { closeServer, ipEp, listen, proxyFor as helperProxyFor, refusedPort, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
 import { nativeForTests } from '../../src/native/addon.js';
 import type { MeshAccessLogBackend } from '../../src/resources/types.js';
 import type { CompiledService } from '../../src/snapshot/types.js';
@@ -221,6 +221,75 @@ test('http2: one JSON line per stream, with its own method, path and status', as
     ],
   );
   session.close();
+  await p.close();
+  await closeServer(up.srv);
+});
+
+test('http2: a stream admitted before a reload is logged by its own plan; the next stream by the new one', async (t) => {
+  const dir = tmp();
+  const [pathA, pathB] = [join(dir, 'a.log'), join(dir, 'b.log')];
+  let release: () => void = () => undefined;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const upstream = http2.createServer();
+  let seen = 0;
+  upstream.on('stream', (st, h) => {
+    seen++;
+    const answer = (): void => {
+      st.respond({ ':status': 200 });
+      st.end('ok');
+    };
+    if (h[':path'] === '/held') void held.then(answer);
+    else answer();
+  });
+  const up = await listen(upstream);
+  const fmt = { type: 'Plain' as const, plain: 'A %REQ(:PATH)% %RESPONSE_CODE%' };
+  const a = withLog({ protocol: 'http2', endpoints: [ipEp(up.port)] }, [fileBackend(pathA, fmt)]);
+  const p = await proxyFor(a);
+  const session = http2.connect(`http://127.0.0.1:${p.port}`);
+  const get = (pth: string): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const st = session.request({ ':path': pth });
+      let status = 0;
+      st.on('response', (h) => (status = Number(h[':status'])));
+      st.resume();
+      st.on('end', () => resolve(status));
+      st.on('error', reject);
+    });
+  const first = get('/held');
+  await until(() => seen === 1, 'the held stream upstream');
+  // Plan B: the same service, another file and format.
+  const b: CompiledService = { ...a, accessLog: { backends: [fileBackend(pathB, { type: 'Plain', plain: 'B %REQ(:PATH)% %RESPONSE_CODE%' })], policies: ['test-log'] } };
+  await p.proxy.setSnapshot(snap([b], 2));
+  release();
+  t.is(await first, 200);
+  t.is(await get('/after'), 200);
+  t.deepEqual(await lines(pathA, 1), ['A /held 200'], 'the stream admitted under A is logged by A');
+  t.deepEqual(await lines(pathB, 1), ['B /after 200']);
+  session.close();
+  await p.close();
+  await closeServer(up.srv);
+});
+
+test('http2: streams still open when the client connection ends are logged with DC', async (t) => {
+  const dir = tmp();
+  const path = join(dir, 'dc.log');
+  const upstream = http2.createServer();
+  let seen = 0;
+  upstream.on('stream', (st) => {
+    seen++;
+    st.on('error', () => undefined); // never answered: the client leaves first
+  });
+  const up = await listen(upstream);
+  const s = withLog({ protocol: 'http2', endpoints: [ipEp(up.port)] }, [fileBackend(path, { type: 'Plain', plain: '%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%' })]);
+  const p = await proxyFor(s);
+  // Our own reference to the socket: the connection ends under the session (no GOAWAY, no RST_STREAM).
+  const sock = net.connect(p.port, '127.0.0.1');
+  const session = http2.connect(`http://127.0.0.1:${p.port}`, { createConnection: () => sock });
+  session.on('error', () => undefined);
+  for (const pth of ['/one', '/two']) session.request({ ':path': pth }).on('error', () => undefined);
+  await until(() => seen === 2, 'both streams upstream');
+  sock.resetAndDestroy();
+  t.deepEqual((await lines(path, 2)).sort(), ['/one 0 DC', '/two 0 DC']);
   await p.close();
   await closeServer(up.srv);
 });
