@@ -6,7 +6,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, openSync, closeSync, readFileSync, renameSync, existsSync, statSync, symlinkSync, writeFileSync, constants as fsc } from 'node:fs';
+import { mkdtempSync, mkdirSync, openSync, closeSync, readSync, readFileSync, renameSync, existsSync, statSync, symlinkSync, writeFileSync, constants as fsc } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -421,6 +421,68 @@ test('/dev/stdout is the process\'s own stdout (a pipe here): whole lines, none 
   t.deepEqual([...got].sort(), Array.from({ length: N }, (_, i) => `/r${i}`).sort());
 });
 
+test('/dev/stdout: a line longer than PIPE_BUF is cut to PIPE_BUF bytes with a marker, so one write carries it', async (t) => {
+  const N = 20;
+  const child = spawn(process.execPath, [join(process.cwd(), 'dist/test/fixtures/accesslog-stdout-main.js'), String(N), '6000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const out: Buffer[] = [];
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => out.push(d));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  t.is(code, 0, err);
+  const got = Buffer.concat(out).toString('latin1').split('\n').filter((l) => l !== '');
+  t.is(got.length, N);
+  for (const l of got) {
+    t.is(l.length + 1, 4096, 'PIPE_BUF bytes with the newline');
+    t.true(l.startsWith('{"path":"/r') && l.endsWith('xxx...[truncated]'), l.slice(-40));
+  }
+});
+
+/** Sends one raw HTTP/1.1 request (`head` bytes as given) and resolves with the status. */
+function rawGet(port: number, head: Buffer): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(port, '127.0.0.1', () => c.write(head));
+    let got = '';
+    c.on('data', (d: Buffer) => {
+      got += d.toString('latin1');
+      const m = /^HTTP\/1\.1 (\d+)/.exec(got);
+      if (m && got.includes('\r\n\r\n')) {
+        c.destroy();
+        resolve(Number(m[1]));
+      }
+    });
+    c.on('error', reject);
+  });
+}
+
+test('JSON lines are valid UTF-8 whatever bytes a header held; %REQ(X):N cuts on a character boundary', async (t) => {
+  const dir = tmp();
+  const [jsonPath, plainPath] = [join(dir, 'u.json'), join(dir, 'u.log')];
+  const up = await listen(http.createServer((req, res) => res.end('ok')));
+  const s = withLog({ protocol: 'http', endpoints: [ipEp(up.port)] }, [
+    fileBackend(jsonPath, { type: 'Json', json: [{ key: 'ua', value: '%REQ(USER-AGENT)%' }, { key: 'cut', value: '%REQ(X-NAME):5%' }] }),
+    fileBackend(plainPath, { type: 'Plain', plain: '%REQ(X-NAME):5%|%REQ(X-NAME):3%' }),
+  ]);
+  const p = await proxyFor(s);
+  // obs-text (0x80-0xFF) in User-Agent: Latin-1 "café" and a stray continuation byte; X-Name: "ééé" in UTF-8.
+  const head = Buffer.concat([
+    Buffer.from('GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\nUser-Agent: caf'),
+    Buffer.from([0xe9, 0x20, 0x80, 0x21]),
+    Buffer.from('\r\nX-Name: '),
+    Buffer.from('ééé', 'utf8'),
+    Buffer.from('\r\n\r\n'),
+  ]);
+  t.is(await rawGet(p.port, head), 200);
+  await lines(jsonPath, 1);
+  const raw = readFileSync(jsonPath);
+  const text = new TextDecoder('utf-8', { fatal: true }).decode(raw); // throws on invalid UTF-8
+  t.deepEqual(JSON.parse(text.trim()), { ua: 'caf\ufffd \ufffd!', cut: 'éé' });
+  await lines(plainPath, 1);
+  t.is(readFileSync(plainPath, 'utf8'), 'éé|é\n', 'a cut never splits a character (5 bytes: two é, 3 bytes: one)');
+  await p.close();
+  await closeServer(up.srv);
+});
+
 test('flags: a denied request is RBAC (403), a denied TCP connection is logged too, a request timeout is UT (504)', async (t) => {
   const dir = tmp();
   const path = join(dir, 'flags.log');
@@ -464,6 +526,40 @@ test('lines a file refuses (a FIFO whose reader went away: EPIPE) are counted pe
   for (const x of ['/a', '/b', '/c']) t.is((await h1Get(p.port, x)).status, 200);
   await until(() => p.stats.get('meshext_access_log_write_failed_total', { path: fifo }) === 3, 'three lines lost to EPIPE');
   t.is(p.stats.get('meshext_access_log_lines_total', { service: s.kri }), 3);
+  await p.close();
+  await closeServer(up.srv);
+});
+
+test('a file no plan names any more is still written by the writer: a full FIFO gets every line once read', async (t) => {
+  const fifo = join(tmp(), 'slow.fifo');
+  execFileSync('mkfifo', [fifo]);
+  const reader = openSync(fifo, fsc.O_RDONLY | fsc.O_NONBLOCK);
+  t.teardown(() => closeSync(reader));
+  const up = await listen(http.createServer((req, res) => res.end('ok')));
+  const N = 150; // lines of ~1 KB: more than the pipe holds (64 KiB), so the rest waits in the sink
+  const s = withLog({ protocol: 'http', endpoints: [ipEp(up.port)] }, [fileBackend(fifo, { type: 'Plain', plain: `%REQ(:PATH)% ${'x'.repeat(1000)}` })]);
+  const p = await proxyFor(s);
+  for (let i = 0; i < N; i++) t.is((await h1Get(p.port, `/r${i}`)).status, 200);
+  await until(() => p.stats.get('meshext_access_log_lines_total', { service: s.kri }) === N, 'every line queued');
+  // The plan goes (and with it the last reference to the sink); nobody has read the FIFO yet.
+  await p.proxy.setSnapshot(snap([{ ...s, accessLog: undefined }], 2));
+  let got = '';
+  const buf = Buffer.alloc(65536);
+  await until(() => {
+    for (;;) {
+      let n = 0;
+      try {
+        n = readSync(reader, buf, 0, buf.length, null);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EAGAIN') break;
+        throw e;
+      }
+      if (n === 0) break;
+      got += buf.toString('latin1', 0, n);
+    }
+    return got.split('\n').length - 1 >= N;
+  }, `${N} lines from the FIFO`);
+  t.deepEqual(got.split('\n').filter((l) => l !== '').map((l) => l.split(' ')[0]), Array.from({ length: N }, (_, i) => `/r${i}`));
   await p.close();
   await closeServer(up.srv);
 });

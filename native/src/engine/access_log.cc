@@ -132,6 +132,18 @@ std::string_view WithoutPort(std::string_view hp) {
 }
 
 /**
+ * The longest prefix of `v` of at most `max` bytes that does not end inside a UTF-8 character (%REQ(X):N, a line
+ * capped for a pipe): a cut multi-byte character would make the rest of the line invalid UTF-8.
+ */
+size_t Utf8Cut(std::string_view v, size_t max) {
+  if (max >= v.size()) return v.size();
+  size_t cut = max;
+  // Back over continuation bytes to the lead byte of the character the cut falls in (at most 3).
+  while (cut > 0 && max - cut < 3 && (static_cast<unsigned char>(v[cut]) & 0xC0) == 0x80) cut--;
+  return (static_cast<unsigned char>(v[cut]) & 0xC0) == 0x80 ? max : cut;
+}
+
+/**
  * Appends the value of one operator; false when it has none (Envoy's "-"). `numeric`: the value is a number
  * (JSON keeps it unquoted when it is a field's only token).
  */
@@ -198,18 +210,61 @@ bool AppendValue(const LogToken& t, const AccessRecord& r, const std::string& cl
     }
   }
   if (v.empty()) return false;
-  if (t.max > 0 && v.size() > t.max) v = v.substr(0, t.max);
+  if (t.max > 0 && v.size() > t.max) v = v.substr(0, Utf8Cut(v, t.max));
   out.append(v.data(), v.size());
   return true;
 }
 
-/** JSON string escaping of `in` (RFC 8259: quotes, backslash, control characters). */
+/**
+ * Length of the valid UTF-8 sequence at `in[i]` (a byte >= 0x80), 0 when it is not one (a stray continuation
+ * byte, an overlong form, a surrogate, past U+10FFFF, or cut short).
+ */
+size_t Utf8SeqLen(std::string_view in, size_t i) {
+  auto b = [&](size_t k) { return static_cast<unsigned char>(in[k]); };
+  unsigned char c = b(i);
+  size_t n;
+  unsigned char lo = 0x80, hi = 0xBF;  // the range of the second byte
+  if (c >= 0xC2 && c <= 0xDF) n = 2;
+  else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;  // no surrogates
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (i + n > in.size()) return 0;
+  if (b(i + 1) < lo || b(i + 1) > hi) return 0;
+  for (size_t k = 2; k < n; k++)
+    if ((b(i + k) & 0xC0) != 0x80) return 0;
+  return n;
+}
+
+/**
+ * JSON string escaping of `in` (RFC 8259: quotes, backslash, control characters). The line must be valid UTF-8
+ * for a JSON reader, but header values need not be (HTTP/1 obs-text is 0x80-0xFF): each byte that is not part of
+ * a valid sequence becomes U+FFFD, as a decoder replacing errors would show it.
+ */
 void AppendJsonEscaped(std::string_view in, std::string& out) {
   static const char* hex = "0123456789abcdef";
   // Runs that need no escaping (nearly everything) are appended whole.
   size_t run = 0;
   for (size_t i = 0; i < in.size(); i++) {
     auto c = static_cast<unsigned char>(in[i]);
+    if (c >= 0x80) {
+      size_t n = Utf8SeqLen(in, i);
+      if (n > 0) {
+        i += n - 1;
+        continue;
+      }
+      out.append(in.data() + run, i - run);
+      run = i + 1;
+      out += "\\ufffd";
+      continue;
+    }
     if (c >= 0x20 && c != '"' && c != '\\') continue;
     out.append(in.data() + run, i - run);
     run = i + 1;
@@ -341,10 +396,14 @@ std::atomic<size_t>& LogSink::Capacity() {
 }
 
 LogSink::~LogSink() {
-  // The last plan naming the path is gone: what its sessions logged last still goes out, as far as the file takes
-  // it now (this may run on a loop thread: no waiting).
-  Drain(true, 0);
+  // LogSinks::Retire drained it first (on the writer thread, or at stop when there is none).
   if (fd_ >= 0) ::close(fd_);
+}
+
+bool LogSink::Idle() {
+  if (off_ < writing_.size()) return false;
+  std::lock_guard<std::mutex> g(mu_);
+  return queued_.empty();
 }
 
 namespace {
@@ -460,6 +519,15 @@ std::string LogSink::Open(bool force, const std::string& dir) {
 }
 
 bool LogSink::Offer(std::string_view line) {
+  // On a pipe (the agent's stdout) a line longer than PIPE_BUF would need several writes, and the agent's own log
+  // lines could land between them: it is cut to PIPE_BUF bytes, on a character boundary, ending in a marker.
+  static constexpr std::string_view kCut = "...[truncated]\n";
+  thread_local std::string capped;
+  if (line.size() > PIPE_BUF && atomicLines_.load(std::memory_order_relaxed)) {
+    capped.assign(line.substr(0, Utf8Cut(line, PIPE_BUF - kCut.size())));
+    capped += kCut;
+    line = capped;
+  }
   size_t cap = Capacity().load(std::memory_order_relaxed);
   size_t before;
   {
@@ -540,7 +608,9 @@ std::shared_ptr<LogSink> LogSinks::SinkFor(const std::string& path, std::string*
     if (it != byPath_.end()) s = it->second.lock();
   }
   bool fresh = !s;
-  if (fresh) s = std::make_shared<LogSink>(path, this);
+  // When the last plan naming the path lets go of it (on a loop thread, often), the writer writes what it still
+  // holds: Retire, not a write of up to the queue's bound on that thread.
+  if (fresh) s = std::shared_ptr<LogSink>(new LogSink(path, this), [this](LogSink* gone) { Retire(gone); });
   *err = s->Open(false, Dir());
   if (!err->empty()) return fresh ? nullptr : s;  // an open sink keeps its file when the new one fails
   std::lock_guard<std::mutex> g(mu_);
@@ -583,6 +653,24 @@ std::string LogSinks::Dir() {
   return dir_;
 }
 
+// How long the writer keeps trying a retired sink's file (a full pipe) before counting the rest lost.
+constexpr int64_t kRetiredFlushUs = 1'000'000;
+
+void LogSinks::Retire(LogSink* sink) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (writer_.joinable() && !stop_) {
+      retired_.push_back({std::unique_ptr<LogSink>(sink), MonoUs() + kRetiredFlushUs});
+      kicked_ = true;
+      cv_.notify_one();
+      return;
+    }
+  }
+  // No writer (none started, or the engine stopped it: its loops are done, this is the JS thread): written here.
+  sink->Drain(true, 0);
+  delete sink;
+}
+
 void LogSinks::Kick() {
   {
     std::lock_guard<std::mutex> g(mu_);
@@ -612,12 +700,14 @@ void LogSinks::Run() {
   constexpr auto kPeriod = std::chrono::milliseconds(20);
   for (;;) {
     std::vector<std::shared_ptr<LogSink>> sinks;
+    std::vector<RetiredSink> retired;
     bool stopping;
     {
       std::unique_lock<std::mutex> lk(mu_);
       cv_.wait_for(lk, kPeriod, [this] { return kicked_ || stop_; });
       kicked_ = false;
       stopping = stop_;
+      retired.swap(retired_);
       for (auto it = byPath_.begin(); it != byPath_.end();) {
         if (auto s = it->second.lock()) {
           sinks.push_back(std::move(s));
@@ -629,6 +719,19 @@ void LogSinks::Run() {
     }
     int64_t deadline = stopping ? MonoUs() + kStopFlushUs : 0;
     for (auto& s : sinks) s->Drain(stopping, deadline);
+    // Sinks no plan names any more: written like the others until done, or until their time is up (then what the
+    // file did not take is counted lost).
+    std::vector<RetiredSink> keep;
+    for (RetiredSink& r : retired) {
+      bool last = stopping || MonoUs() >= r.deadlineUs;
+      while (r.sink->Drain(last, stopping ? deadline : 0) && !r.sink->Idle()) {
+      }
+      if (!r.sink->Idle()) keep.push_back(std::move(r));
+    }
+    if (!keep.empty()) {
+      std::lock_guard<std::mutex> g(mu_);
+      for (RetiredSink& r : keep) retired_.push_back(std::move(r));
+    }
     if (stopping) return;
   }
 }

@@ -9,7 +9,9 @@
 // the service, which keeps serving without that backend). logrotate: a path whose file was moved or deleted is
 // opened anew at the next install, and engineReopenLogs (SIGUSR1) reopens every path. `/dev/stdout` and
 // `/dev/stderr` are the agent's own descriptors, written in whole lines of at most PIPE_BUF bytes per write so a
-// pipe never interleaves them with the agent's other output.
+// pipe never interleaves them with the agent's other output (a longer line is cut, ending "...[truncated]").
+// JSON lines are valid UTF-8 whatever the headers held (invalid bytes become U+FFFD), and %REQ(X):N cuts on a
+// character boundary.
 #pragma once
 #include <sys/types.h>
 
@@ -78,6 +80,8 @@ class LogSink {
    * `stopping`: the last call; it waits for a blocked file until `deadlineUs` (MonoUs()), then counts the rest lost.
    */
   bool Drain(bool stopping, int64_t deadlineUs);
+  /** Writer thread (or the last user when there is none): nothing queued or half written. */
+  bool Idle();
   /** Lines lost because write(2) failed (ENOSPC, EIO…), for the writer's report. */
   uint64_t writeFailed() const { return writeFailed_.load(std::memory_order_relaxed); }
   /** The queue's bound in bytes (a test build may lower it). */
@@ -90,7 +94,7 @@ class LogSink {
   std::string queued_;
   std::mutex fdMu_;  // fd_ and the file's identity: the writer holds it while writing, Open while swapping
   int fd_ = -1;
-  bool atomicLines_ = false;  // a pipe or terminal (stdout): whole lines up to PIPE_BUF per write
+  std::atomic<bool> atomicLines_{false};  // a pipe or terminal (stdout): lines of at most PIPE_BUF, one per write
   dev_t dev_ = 0;
   ino_t ino_ = 0;
   std::string writing_;  // writer thread only: bytes taken from queued_ not yet written
@@ -193,6 +197,12 @@ class LogSinks {
   void Kick();
 
  private:
+  struct RetiredSink {
+    std::unique_ptr<LogSink> sink;
+    int64_t deadlineUs;
+  };
+  /** A sink's last reference went (any thread): the writer writes what it holds, then deletes it. */
+  void Retire(LogSink* sink);
   void Run();
   std::mutex mu_;
   std::condition_variable cv_;
@@ -201,6 +211,7 @@ class LogSinks {
   bool stop_ = false;
   bool kicked_ = false;
   std::string dir_;
+  std::vector<RetiredSink> retired_;  // mu_
 };
 
 }  // namespace mx::engine
