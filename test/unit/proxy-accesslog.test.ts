@@ -514,6 +514,48 @@ test('flags: a denied request is RBAC (403), a denied TCP connection is logged t
   await closeServer(up.srv);
 });
 
+test('flags: a request still failing when MeshRetry\'s retries are spent is URX (HTTP/1.1 and HTTP/2)', async (t) => {
+  const dir = tmp();
+  const fmt = { type: 'Plain' as const, plain: '%RESPONSE_CODE% %RESPONSE_FLAGS% %REQ(:PATH)%' };
+  const retry = { http: { numRetries: 1, retryOn: ['5xx' as const] }, policies: ['r'] };
+  let h1Seen = 0;
+  const up1 = await listen(http.createServer((req, res) => {
+    h1Seen++;
+    res.writeHead(503);
+    res.end('busy');
+  }));
+  const p1Path = join(dir, 'h1.log');
+  const p1 = await proxyFor(withLog({ protocol: 'http', endpoints: [ipEp(up1.port)], retry }, [fileBackend(p1Path, fmt)]));
+  t.is((await h1Get(p1.port, '/spent')).status, 503);
+  t.is(h1Seen, 2, 'the first attempt and one retry');
+  t.deepEqual(await lines(p1Path, 1), ['503 URX /spent']);
+  await p1.close();
+  await closeServer(up1.srv);
+
+  const upstream = http2.createServer();
+  upstream.on('stream', (st) => {
+    st.respond({ ':status': 503 });
+    st.end('busy');
+  });
+  const up2 = await listen(upstream);
+  const p2Path = join(dir, 'h2.log');
+  const p2 = await proxyFor(withLog({ protocol: 'http2', endpoints: [ipEp(up2.port)], retry }, [fileBackend(p2Path, fmt)]));
+  const session = http2.connect(`http://127.0.0.1:${p2.port}`);
+  const status = await new Promise<number>((resolve, reject) => {
+    const st = session.request({ ':path': '/spent2' });
+    let code = 0;
+    st.on('response', (h) => (code = Number(h[':status'])));
+    st.resume();
+    st.on('end', () => resolve(code));
+    st.on('error', reject);
+  });
+  t.is(status, 503);
+  t.deepEqual(await lines(p2Path, 1), ['503 URX /spent2']);
+  session.close();
+  await p2.close();
+  await closeServer(up2.srv);
+});
+
 test('lines a file refuses (a FIFO whose reader went away: EPIPE) are counted per path; the requests are served', async (t) => {
   const fifo = join(tmp(), 'gone.fifo');
   execFileSync('mkfifo', [fifo]);

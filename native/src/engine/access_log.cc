@@ -49,7 +49,7 @@ constexpr OpName kOps[] = {
 };
 
 // Envoy's short names, in LogFlag bit order.
-constexpr const char* kFlagNames[] = {"UH", "UF", "UO", "NR", "UT", "UC", "DC", "SI", "DPE", "UPE", "UMSDR", "RBAC"};
+constexpr const char* kFlagNames[] = {"UH", "UF", "UO", "NR", "UT", "UC", "DC", "SI", "DPE", "UPE", "UMSDR", "RBAC", "URX"};
 
 int64_t WallUs() {
   timespec ts;

@@ -131,6 +131,7 @@ enum LogFlag : uint32_t {
   kFlagUpstreamProtocolError = 1u << 9,    // UPE
   kFlagUpstreamMaxStreamDuration = 1u << 10,  // UMSDR
   kFlagUnauthorized = 1u << 11,       // RBAC (access denied by the mesh's routing settings)
+  kFlagUpstreamRetryLimitExceeded = 1u << 12,  // URX (MeshRetry: the failure was retriable, the retries were spent)
 };
 
 /** Request and response headers of an HTTP exchange, for %REQ()% and %RESP()%. */

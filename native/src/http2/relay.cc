@@ -927,6 +927,7 @@ bool Relay::RetryStream(Stream* s, bool retriable, bool connectFailed) {
   if (!may) return false;
   if (s->attempt >= rp->numRetries) {
     host_.CountRetryOutcome(RetryOutcome::kLimitExceeded);
+    s->log_flags |= engine::kFlagUpstreamRetryLimitExceeded;
     return false;
   }
   if (s->waiting) {
