@@ -636,10 +636,15 @@ std::vector<std::pair<std::string, std::string>> LogSinks::Reopen() {
 }
 
 std::vector<std::pair<std::string, uint64_t>> LogSinks::WriteFailures() {
+  // The references are dropped after mu_ is released: the last one going runs Retire, which takes mu_.
+  std::vector<std::shared_ptr<LogSink>> sinks;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    for (auto& [path, w] : byPath_)
+      if (auto s = w.lock()) sinks.push_back(std::move(s));
+  }
   std::vector<std::pair<std::string, uint64_t>> out;
-  std::lock_guard<std::mutex> g(mu_);
-  for (auto& [path, w] : byPath_)
-    if (auto s = w.lock()) out.emplace_back(path, s->writeFailed());
+  for (auto& s : sinks) out.emplace_back(s->path(), s->writeFailed());
   return out;
 }
 
