@@ -130,7 +130,7 @@ export type PlanLogToken = { text: string } | { op: string; name?: string; alt?:
 /** A service's access logging: lines rendered by the engine per TCP connection or HTTP request, one per backend. */
 export interface PlanAccessLog {
   backends: Array<{
-    /** File opened O_APPEND (`/dev/stdout`, `/dev/stderr`: the agent's own). */
+    /** File under the install's accessLogDir, opened O_APPEND (`/dev/stdout`, `/dev/stderr`: the agent's own). */
     path: string;
     json: boolean;
     /** Envoy's omit_empty_values: absent values left out (JSON) or empty (plain) rather than null / "-". */
@@ -145,6 +145,11 @@ export interface EngineInstall {
   /** `map`: mx_peer_orig (`mapFd`, dup'd); `local`: the accepted connection's local address. */
   source: 'local' | 'map';
   mapFd?: number;
+  /**
+   * --access-log-dir (absolute): access log files are opened beneath it, never through a symlink; a backend path
+   * outside it is refused (only /dev/stdout and /dev/stderr are allowed then). Absent: only those two.
+   */
+  accessLogDir?: string;
   plans: EnginePlan[];
 }
 

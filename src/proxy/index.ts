@@ -10,6 +10,8 @@ import net from 'node:net';
 import type { Logger } from '../log.js';
 import type { Registry, Series } from '../stats/registry.js';
 import type { Snapshot } from '../snapshot/types.js';
+import { isAbsolute, resolve as resolvePath } from 'node:path';
+import { DEFAULT_ACCESS_LOG_DIR } from '../snapshot/accesslog.js';
 import { compilePlans, DEFAULT_TIMEOUTS, endpointLabel, type NameAnswer, type PlanTimeouts, type ServicePlan } from '../snapshot/plan.js';
 import { Engine, type EngineListener } from '../engine/engine.js';
 import type { EngineCounters, EngineEvent, EngineStats, NativeAddon, NativeTlsFailure } from '../native/addon.js';
@@ -45,6 +47,8 @@ export interface ProxyOptions {
   maxConnections?: number | 'auto';
   /** Idle timeout of pooled upstream HTTP connections; default 60 s. */
   httpUpstreamIdleTimeoutMs?: number;
+  /** --access-log-dir: MeshAccessLog files are written only under it (and /dev/stdout, /dev/stderr); default /var/log/meshext. */
+  accessLogDir?: string;
   /** The addon to run the engine on (tests); default the production build. */
   addon?: NativeAddon;
 }
@@ -86,6 +90,7 @@ export class Proxy {
   private readonly systemCaPath: string | null;
   private readonly caFiles = new Map<string, Buffer>();
   private readonly timeouts: PlanTimeouts;
+  private readonly accessLogDir: string;
   private origMapFd: number | null = null;
   private refresh: NodeJS.Timeout | undefined;
   private closed = false;
@@ -113,6 +118,9 @@ export class Proxy {
       streamIdleMs: DEFAULT_TIMEOUTS.streamIdleMs,
       maxConnectionMs: DEFAULT_TIMEOUTS.maxConnectionMs,
     };
+    const logDir = opts.accessLogDir ?? DEFAULT_ACCESS_LOG_DIR;
+    if (!isAbsolute(logDir)) throw new RangeError(`accessLogDir must be an absolute directory path, got ${JSON.stringify(logDir)}`);
+    this.accessLogDir = resolvePath(logDir);
     const maxConnections = opts.maxConnections ?? 0;
     if (maxConnections !== 'auto' && (!Number.isInteger(maxConnections) || maxConnections < 0 || maxConnections > 0xffffffff)) {
       throw new RangeError(`maxConnections must be 'auto' or an integer 0..4294967295 (0: no cap), got ${maxConnections}`);
@@ -207,15 +215,23 @@ export class Proxy {
       readCa: (path) => this.readCa(path),
       answer: (name) => this.resolver.answer(name),
       timeouts: this.timeouts,
+      accessLogDir: this.accessLogDir,
     });
     const errs = new Map<string, { code: string; err: string }>();
     for (const p of plans) if (p.error) errs.set(p.service, { code: p.errorCode ?? 'MESHEXT_E_SERVICE', err: p.error });
-    const engineErrs = this.engine.install({ source: this.origMapFd !== null ? 'map' : 'local', ...(this.origMapFd !== null ? { mapFd: this.origMapFd } : {}), plans });
+    const engineErrs = this.engine.install({
+      source: this.origMapFd !== null ? 'map' : 'local',
+      ...(this.origMapFd !== null ? { mapFd: this.origMapFd } : {}),
+      accessLogDir: this.accessLogDir,
+      plans,
+    });
     this.plans = plans;
     // What the engine refused of a plan: TLS settings OpenSSL cannot use (its words name the step, never key
     // material) fail the service closed; a key another service holds (VIPs are unique: a bug) only loses that key.
     // An access log file that cannot be opened costs the service that backend only (it keeps serving).
     const logErrs = new Set<string>();
+    // Backends the compile left out (a path outside the access log directory) cost the same as one the engine could not open.
+    for (const p of plans) for (const e of p.accessLogErrors ?? []) logErrs.add(`${p.service}\n${e}`);
     for (const e of engineErrs) {
       if (e.code === 'MESHEXT_E_KEY_CONFLICT') this.log.error({ service: this.kriOf.get(e.service) ?? e.service, code: e.code, err: e.error }, 'route key conflict');
       else if (e.code === 'MESHEXT_E_ACCESS_LOG') logErrs.add(`${e.service}\n${e.error}`);

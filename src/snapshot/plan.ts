@@ -27,7 +27,8 @@ import { vipPortKey } from './types.js';
 import { planAccessLog } from './accesslog.js';
 
 /** A plan as the engine takes it, with the stable code of `error` for logs (MESHEXT_E_...). */
-export type ServicePlan = EnginePlan & { errorCode?: string };
+/** `accessLogErrors`: backends left out at compile (a path outside the access log directory); the service serves. */
+export type ServicePlan = EnginePlan & { errorCode?: string; accessLogErrors?: string[] };
 
 /** Idle timeout of a TCP connection (Envoy's tcp_proxy default, 1 h). */
 export const TCP_IDLE_TIMEOUT_MS = 3_600_000;
@@ -241,6 +242,8 @@ export interface PlanContext {
   /** The current answer for a DNS name; undefined when it has not been resolved yet. */
   answer: (name: string) => NameAnswer | undefined;
   timeouts: PlanTimeouts;
+  /** --access-log-dir: MeshAccessLog files outside it are not written (default DEFAULT_ACCESS_LOG_DIR). */
+  accessLogDir?: string;
 }
 
 /** The text of a denial, naming the mesh setting responsible. */
@@ -299,7 +302,8 @@ export function compilePlan(svc: CompiledService, ctx: PlanContext, inVip: (addr
   if (svc.extension !== undefined) errors.push({ code: 'MESHEXT_E_EXTENSION_UNSUPPORTED', message: `MeshExternalService extension ${svc.extension} is not supported by meshext` });
   else if (endpoints.length === 0) errors.push({ code: 'MESHEXT_E_NO_ENDPOINTS', message: 'service has no endpoints' });
   const retry = retryFor(svc);
-  const accessLog = planAccessLog(svc);
+  const accessLogErrors: string[] = [];
+  const accessLog = planAccessLog(svc, ctx.accessLogDir, accessLogErrors);
   return {
     service: svc.id,
     keys: [vipPortKey(svc.vip, svc.port), `@${svc.id}`],
@@ -312,6 +316,7 @@ export function compilePlan(svc: CompiledService, ctx: PlanContext, inVip: (addr
     timeouts: timeoutsFor(svc, ctx.timeouts),
     ...(retry ? { retry } : {}),
     ...(accessLog ? { accessLog } : {}),
+    ...(accessLogErrors.length ? { accessLogErrors } : {}),
     ...(svc.timeouts || svc.retry || svc.accessLog
       ? {
           policies: {

@@ -260,6 +260,11 @@ std::shared_ptr<PlanSet> PlanSetFromJs(Napi::Env env, const Napi::Value& v, Plan
   } else {
     ThrowArg(env, "install.source must be local or map, got " + source);
   }
+  // Where access log files may be: set before the plans open their sinks (absent: /dev/stdout and /dev/stderr only).
+  std::string logDir = js::Str(env, o, "accessLogDir", "install", true);
+  if (!logDir.empty() && logDir.front() != '/') ThrowArg(env, "install.accessLogDir must be an absolute path, got " + logDir);
+  while (logDir.size() > 1 && logDir.back() == '/') logDir.pop_back();
+  table.logs().SetDir(logDir);
   Napi::Array plans = js::Arr(env, o, "plans", "install");
   // Parse everything before touching any service state, so a caller bug leaves the engine as it was.
   std::vector<std::pair<std::shared_ptr<Plan>, std::vector<std::string>>> parsed;

@@ -484,6 +484,7 @@ bool Http1Session::RetryIfAllowed(bool retriable, bool connectFailed) {
   engine::ServiceStats& stats = plan_->state->stats;
   if (attempt_ >= rp.numRetries) {
     stats.Add(engine::ServiceStats::kRqRetryLimitExceeded);
+    log_.flags |= engine::kFlagUpstreamRetryLimitExceeded;
     return false;
   }
   DropUpstream();

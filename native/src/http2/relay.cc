@@ -137,6 +137,7 @@ struct Relay::Stream {
   int64_t try_deadline = 0;      // per-try timeout of the attempt under way (0: not running)
 
   StreamLimits limits;          // from its plan, at admission
+  std::shared_ptr<const engine::Plan> plan;  // RelayHost::StreamPlan at admission (its access log)
   int64_t deadline = 0;         // route timeout, once the request is complete (0: not running)
   int64_t stream_deadline = 0;  // max stream duration, once the request went upstream (0: not running)
   int64_t active_at = 0;        // last frame of the stream either way (with a stream idle timeout)
@@ -269,7 +270,9 @@ int Relay::OnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud) 
       if (k == ":method") method = v;
       else if (k == ":path") path = v;
     }
-    if (!r->host_.Admit(&answer, method, path)) {
+    bool admitted = r->host_.Admit(&answer, method, path);
+    s->plan = r->host_.StreamPlan();
+    if (!admitted) {
       r->Answer(s, answer);
       return 0;
     }
@@ -322,16 +325,7 @@ int Relay::OnStreamClose(nghttp2_session* sess, int32_t stream_id, uint32_t code
   Stream* s = it->second.get();
   s->down_closed = true;
   if (code != NGHTTP2_NO_ERROR && !s->log_flags) s->log_flags |= engine::kFlagDownstreamConnectionTermination;
-  StreamEnd end;
-  end.req = &s->req;
-  end.resp = &s->resp;
-  end.reqBytes = s->req_bytes;
-  end.respBytes = s->resp_bytes;
-  end.startUs = s->start_us;
-  end.flags = s->log_flags;
-  end.upstream = s->last_up;
-  end.failure = &s->failure;
-  r->host_.StreamClosed(end);
+  r->ReportEnd(s);
   if (s->waiting) {
     r->waiting_.erase(std::remove(r->waiting_.begin(), r->waiting_.end(), s), r->waiting_.end());
     s->waiting = false;
@@ -342,6 +336,20 @@ int Relay::OnStreamClose(nghttp2_session* sess, int32_t stream_id, uint32_t code
   nghttp2_session_set_stream_user_data(sess, stream_id, nullptr);
   r->streams_.erase(it);
   return 0;
+}
+
+void Relay::ReportEnd(Stream* s) {
+  StreamEnd end;
+  end.req = &s->req;
+  end.resp = &s->resp;
+  end.reqBytes = s->req_bytes;
+  end.respBytes = s->resp_bytes;
+  end.startUs = s->start_us;
+  end.flags = s->log_flags;
+  end.upstream = s->last_up;
+  end.failure = &s->failure;
+  end.plan = s->plan.get();
+  host_.StreamClosed(end);
 }
 
 ssize_t Relay::ReadResponse(nghttp2_session* sess, int32_t stream_id, uint8_t* buf, size_t len, uint32_t* flags,
@@ -389,8 +397,14 @@ bool Relay::ClientAlive() const {
 }
 
 void Relay::ClientLost() {
-  // Cancel every upstream stream; the client streams vanish with the session.
+  // Cancel every upstream stream; the client streams vanish with the session, which runs no close callback:
+  // each open one is reported here, as ended by the client's connection (Envoy's DC).
   for (auto& [id, s] : streams_) {
+    if (!s->down_closed) {
+      s->down_closed = true;
+      s->log_flags |= engine::kFlagDownstreamConnectionTermination;
+      ReportEnd(s.get());
+    }
     s->waiting = false;
     if (s->conn) Detach(s.get());
   }
@@ -913,6 +927,7 @@ bool Relay::RetryStream(Stream* s, bool retriable, bool connectFailed) {
   if (!may) return false;
   if (s->attempt >= rp->numRetries) {
     host_.CountRetryOutcome(RetryOutcome::kLimitExceeded);
+    s->log_flags |= engine::kFlagUpstreamRetryLimitExceeded;
     return false;
   }
   if (s->waiting) {

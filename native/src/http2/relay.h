@@ -22,6 +22,10 @@
 
 #include "../engine/retry.h"
 
+namespace mx::engine {
+struct Plan;
+}
+
 namespace mx::h2 {
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
@@ -47,6 +51,7 @@ struct StreamEnd {
   uint32_t flags = 0;             // engine::LogFlag bits the relay knows
   uint32_t upstream = 0;          // the upstream connection that last carried it (0: none)
   const std::string* failure = nullptr;  // why it was answered locally after an upstream failure
+  const engine::Plan* plan = nullptr;    // the plan the stream was admitted (or answered) under; null: before that
 };
 
 /** Time limits of one admitted stream, from its plan (0: none). */
@@ -105,6 +110,11 @@ class RelayHost {
   }
   /** Right after Admit said yes: the admitted stream's time limits. */
   virtual StreamLimits Limits() { return {}; }
+  /**
+   * Right after Admit (either answer): the plan the stream is served under, kept with it so that its access log
+   * line follows that plan even when a reload installs another before the stream ends. Default: none.
+   */
+  virtual std::shared_ptr<const engine::Plan> StreamPlan() { return nullptr; }
   /** The host's clock in ms (what ArmTimer deadlines are on; the header deadline too, OldestOpenHeaders). */
   virtual int64_t NowMs() { return 0; }
   /** Returns the deadline `afterMs` from now on the host's clock, having arranged for ExpireRequests to be called then. */
@@ -144,7 +154,7 @@ class Relay {
   bool SendClient(std::string& out, size_t limit);
   /** False once the client connection has nothing left to do (GOAWAY exchanged and no streams, or fatal). */
   bool ClientAlive() const;
-  /** The client connection is gone (EOF or error): cancels every stream. */
+  /** The client connection is gone (EOF or error): cancels every stream, reporting each open one (StreamClosed, DC). */
   void ClientLost();
   /** Graceful shutdown: GOAWAY to the client; streams in flight finish. */
   void Drain();
@@ -222,6 +232,8 @@ class Relay {
   static int OnFrameRecv(nghttp2_session*, const nghttp2_frame*, void*);
   static int OnDataChunk(nghttp2_session*, uint8_t, int32_t, const uint8_t*, size_t, void*);
   static int OnStreamClose(nghttp2_session*, int32_t, uint32_t, void*);
+  /** Tells the host a client stream ended (RelayHost::StreamClosed). */
+  void ReportEnd(Stream* s);
   static ssize_t ReadResponse(nghttp2_session*, int32_t, uint8_t*, size_t, uint32_t*, nghttp2_data_source*, void*);
 
   static int UpOnHeader(nghttp2_session*, const nghttp2_frame*, const uint8_t*, size_t, const uint8_t*, size_t, uint8_t, void*);

@@ -540,7 +540,10 @@ void Http2Session::CountResponse(int status) { plan_->state->stats.CountResponse
 void Http2Session::CountRequestTime(int64_t us) { plan_->state->rqTime.Record(us); }
 
 void Http2Session::StreamClosed(const StreamEnd& e) {
-  if (!plan_->accessLog) return;
+  // The plan the stream was admitted under (a reload may have installed another since); a stream that ended
+  // before its header block did has none yet: the session's.
+  const engine::Plan& plan = e.plan ? *e.plan : *plan_;
+  if (!plan.accessLog) return;
   engine::AccessRecord r;
   r.BeginAt(e.startUs);
   r.protocol = "HTTP/2";
@@ -554,10 +557,13 @@ void Http2Session::StreamClosed(const StreamEnd& e) {
   r.failure = *e.failure;
   for (const auto& s : ups_)
     if (e.upstream != 0 && s->rid == e.upstream) r.upstreamHost = s->address;
-  engine::LogAccess(*plan_, r, d_.client);
+  engine::LogAccess(plan, r, d_.client);
 }
 
 void Http2Session::CountRetry() { plan_->state->stats.Add(engine::ServiceStats::kRqRetry); }
+
+// Admit has just looked the plan up: plan_ is the stream's.
+std::shared_ptr<const engine::Plan> Http2Session::StreamPlan() { return plan_; }
 
 // Admit has just looked the plan up: plan_ is the admitted stream's.
 StreamLimits Http2Session::Limits() { return {plan_->requestTimeoutMs, plan_->maxStreamMs, plan_->streamIdleMs, plan_->retry}; }

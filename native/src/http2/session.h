@@ -84,6 +84,7 @@ class Http2Session final : public engine::Session, private RelayHost, private en
   void CountRequestTime(int64_t us) override;
   void StreamClosed(const StreamEnd& e) override;
   StreamLimits Limits() override;
+  std::shared_ptr<const engine::Plan> StreamPlan() override;
   void CountRetryOutcome(RetryOutcome what) override;
   uint32_t Reroute(const std::vector<uint32_t>& tried) override;
   int64_t NowMs() override;
