@@ -5,7 +5,7 @@
  * registered for their kind; counters are read when metrics are. Nothing here decides policy.
  */
 import type net from 'node:net';
-import { native, type EngineCounters, type EngineEvent, type EngineInstall, type EngineStats, type NativeAddon } from '../native/addon.js';
+import { native, type EngineCounters, type EngineEvent, type EngineInstall, type EngineProbe, type EngineStats, type NativeAddon } from '../native/addon.js';
 
 /** The engine's per-service counters, in native/src/engine/plan.h ServiceStats order. */
 export const SERVICE_COUNTERS = [
@@ -31,6 +31,8 @@ export const SERVICE_COUNTERS = [
   'upstreamRqMaxDuration',
   'downstreamRqIdleTimeout',
   'upstreamCxMaxDuration',
+  'upstreamCxOverflow',
+  'upstreamRqPendingOverflow',
 ] as const;
 export type ServiceCounter = (typeof SERVICE_COUNTERS)[number];
 
@@ -213,6 +215,14 @@ export class Engine {
   /** Tells the engine an endpoint's back-off (ms left; 0: healthy again). */
   health(service: string, endpoint: string, downForMs: number): void {
     if (!this.stopped) this.addon.engineHealth(this.handle, service, endpoint, Math.max(0, Math.ceil(downForMs)));
+  }
+
+  /**
+   * Runs one active health check of one endpoint with the service's current plan (its addresses and TLS
+   * settings); its `probe-result` event {service, endpoint, token, ok, status, reason} follows. False once stopped.
+   */
+  probe(p: EngineProbe): boolean {
+    return !this.stopped && this.addon.engineProbe(this.handle, p);
   }
 
   /** The engine's counters now (exact: read from the threads' atomics); the final ones once stopped. */

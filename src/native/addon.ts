@@ -91,8 +91,66 @@ export interface EnginePlan {
   /** The service cannot be served: every connection fails with this reason. */
   error?: string;
   timeouts: { connectMs: number; tcpIdleMs: number; httpIdleMs: number; httpHeaderMs: number; upstreamIdleMs: number; requestMs: number; maxStreamMs: number; streamIdleMs: number; maxConnectionMs: number };
+  /** MeshCircuitBreaker connectionLimits (0: none); absent: no limits. */
+  limits?: EngineLimits;
   /** Which policies shaped the plan (for /config_dump; the engine ignores it). */
-  policies?: { meshTimeouts: string[] };
+  policies?: { meshTimeouts?: string[]; meshCircuitBreakers?: string[]; meshHealthChecks?: string[] };
+  /** Outlier detection (MeshCircuitBreaker outlierDetection): applied by the control plane (src/proxy/endpoints.ts); the engine ignores it. */
+  outlierDetection?: PlanOutlierDetection;
+  /** Active health checks (MeshHealthCheck): scheduled by the control plane (src/proxy/health-check.ts), run by engineProbe; the engine's plan ignores it. */
+  healthCheck?: PlanHealthCheck;
+}
+
+/** Connection limits of one service (native/src/engine/plan.h PlanLimits); 0: no limit. */
+export interface EngineLimits {
+  maxConnections: number;
+  maxPendingRequests: number;
+  maxRequests: number;
+}
+
+/** Outlier detection of one service: Envoy's consecutive detectors as Kuma configures them (0: detector off). */
+export interface PlanOutlierDetection {
+  baseEjectionMs: number;
+  maxEjectionPercent: number;
+  splitExternalAndLocalErrors: boolean;
+  /** Consecutive 5xx (and, unless split, local-origin failures) before an ejection. */
+  consecutiveTotal: number;
+  /** Consecutive 502/503/504 (and, unless split, local-origin failures). */
+  consecutiveGateway: number;
+  /** Consecutive local-origin failures (connect refused or timed out, TLS failure); only when split. */
+  consecutiveLocalOrigin: number;
+}
+
+/** Active health checks of one service's endpoints. */
+export interface PlanHealthCheck {
+  intervalMs: number;
+  unhealthyIntervalMs: number;
+  timeoutMs: number;
+  unhealthyThreshold: number;
+  healthyThreshold: number;
+  initialJitterMs: number;
+  intervalJitterMs: number;
+  intervalJitterPercent: number;
+  /** The check, with every default filled (see EngineProbe). */
+  check: Omit<EngineProbe, 'service' | 'endpoint' | 'token' | 'timeoutMs' | 'send' | 'receive'> & { send?: string; receive?: string[] };
+}
+
+/** One active health check (native/src/engine/probe.h ProbeSpec). */
+export interface EngineProbe {
+  service: string;
+  endpoint: string;
+  token: number;
+  kind: 'tcp' | 'http' | 'grpc';
+  timeoutMs: number;
+  /** HTTP over HTTP/2 (gRPC always is). */
+  http2: boolean;
+  path: string;
+  authority: string;
+  headers: Array<[string, string]>;
+  expectedStatuses: number[];
+  grpcService: string;
+  send?: Buffer;
+  receive: Buffer[];
 }
 
 /** engineInstall's argument: every plan of a snapshot, and where original destinations come from. */
@@ -243,6 +301,8 @@ export interface NativeAddon {
   engineInstall(engine: number, install: EngineInstall): { errors: Array<{ service: string; code: string; error: string }> };
   /** Marks an endpoint backed off for `downForMs` (0: healthy again); false when it is not installed. */
   engineHealth(engine: number, service: string, endpoint: string, downForMs: number): boolean;
+  /** Runs one active health check with the service's current plan; a `probe-result` event follows. False when stopping. */
+  engineProbe(engine: number, probe: EngineProbe): boolean;
   engineCounters(engine: number): EngineCounters;
   /** Every connection finishes what is in flight, then closes (HTTP: Connection: close, GOAWAY); `force`: closes now. */
   engineDrain(engine: number, force: boolean): boolean;

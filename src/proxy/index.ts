@@ -10,10 +10,11 @@ import net from 'node:net';
 import type { Logger } from '../log.js';
 import type { Registry, Series } from '../stats/registry.js';
 import type { Snapshot } from '../snapshot/types.js';
-import { compilePlans, DEFAULT_TIMEOUTS, endpointLabel, type NameAnswer, type PlanTimeouts, type ServicePlan } from '../snapshot/plan.js';
+import { compilePlans, DEFAULT_TIMEOUTS, type NameAnswer, type PlanTimeouts, type ServicePlan } from '../snapshot/plan.js';
 import { Engine, type EngineListener } from '../engine/engine.js';
 import type { EngineCounters, EngineEvent, EngineStats, NativeAddon, NativeTlsFailure } from '../native/addon.js';
-import { HealthSet } from './endpoints.js';
+import { HealthSet, type Change, type EndpointStatus } from './endpoints.js';
+import { HealthChecker } from './health-check.js';
 import { ServiceMetrics } from './metrics.js';
 import { EndpointResolver, type DnsResolver } from './resolve.js';
 import { detectSystemCa } from './system-ca.js';
@@ -54,7 +55,21 @@ export interface ClusterInfo {
   kri: string;
   /** Why the service cannot be served (every connection fails), when it cannot. */
   error?: string;
-  endpoints: Array<{ address: string; priority: number; healthy: boolean; consecutiveFailures: number; lastError?: string; active: number; total: number; addresses: string[] }>;
+  endpoints: Array<{
+    address: string;
+    priority: number;
+    healthy: boolean;
+    /** Why it is out of the balancer (src/proxy/endpoints.ts), or healthy. */
+    health: EndpointStatus;
+    reason?: string;
+    consecutiveFailures: number;
+    /** Outlier detection: times ejected so far (while the service has it). */
+    ejections?: number;
+    lastError?: string;
+    active: number;
+    total: number;
+    addresses: string[];
+  }>;
 }
 
 /** How long applying a snapshot waits for the first answers of DNS names it brings (they apply whenever they come). */
@@ -69,6 +84,7 @@ export class Proxy {
   private snapshot: Snapshot | undefined;
   private plans: ServicePlan[] = [];
   private readonly health = new Map<string, HealthSet>();
+  private readonly checker: HealthChecker;
   private readonly metrics = new Map<string, ServiceMetrics>();
   /** kri of every service the engine may still report (current or retired with connections open). */
   private readonly kriOf = new Map<string, string>();
@@ -130,6 +146,11 @@ export class Proxy {
       pipesPooled: s.gauge('meshext_engine_pipes_pooled', 'Empty splice pipes the engine keeps for reuse'),
     };
     s.onCollect(() => this.collect());
+    this.checker = new HealthChecker({
+      probe: (p) => this.engine.probe(p),
+      result: (service, label, ok, reason) => this.checked(service, label, ok, reason),
+      unhealthy: (service, label) => this.health.get(service)?.get(label)?.unhealthy ?? false,
+    });
     this.wireEvents();
   }
 
@@ -144,17 +165,7 @@ export class Proxy {
       this.kriOf.set(svc.id, svc.kri);
       this.meshOf.set(svc.id, svc.mesh);
       this.metricsFor(svc.kri);
-      const labels = svc.endpoints.map(endpointLabel);
-      const old = this.health.get(svc.id);
-      const next = new HealthSet(labels);
-      // Health follows an endpoint's label from one version of the service to the next (the engine's does too).
-      for (const h of old?.all() ?? []) {
-        const n = next.get(h.label);
-        if (n) Object.assign(n, h);
-      }
-      this.health.set(svc.id, next);
     }
-    for (const id of this.health.keys()) if (!s.services.some((x) => x.id === id)) this.health.delete(id);
     try {
       this.install();
     } catch (e) {
@@ -208,6 +219,8 @@ export class Proxy {
     for (const p of plans) if (p.error) errs.set(p.service, { code: p.errorCode ?? 'MESHEXT_E_SERVICE', err: p.error });
     const engineErrs = this.engine.install({ source: this.origMapFd !== null ? 'map' : 'local', ...(this.origMapFd !== null ? { mapFd: this.origMapFd } : {}), plans });
     this.plans = plans;
+    this.syncHealth(plans);
+    this.checker.update(plans);
     // What the engine refused of a plan: TLS settings OpenSSL cannot use (its words name the step, never key
     // material) fail the service closed; a key another service holds (VIPs are unique: a bug) only loses that key.
     for (const e of engineErrs) {
@@ -220,6 +233,56 @@ export class Proxy {
     }
     this.errors.clear();
     for (const [k, v] of errs) this.errors.set(k, v.err);
+  }
+
+  /**
+   * Health sets for the installed plans: health follows an endpoint's label from one version of a service to the
+   * next (the engine's state does too), under the plan's current outlier detection and health check; an
+   * endpoint whose state that changes (a policy removed) is told to the engine.
+   */
+  private syncHealth(plans: readonly ServicePlan[]): void {
+    const live = new Set<string>();
+    for (const p of plans) {
+      live.add(p.service);
+      const old = this.health.get(p.service);
+      const hc = p.healthCheck;
+      const next = new HealthSet(
+        p.endpoints.map((e) => e.label),
+        Date.now,
+        p.outlierDetection,
+        hc ? { unhealthyThreshold: hc.unhealthyThreshold, healthyThreshold: hc.healthyThreshold } : undefined,
+      );
+      next.adopt(old);
+      this.health.set(p.service, next);
+      if (!old) continue;
+      for (const h of next.all()) {
+        const before = old.get(h.label);
+        if (before && old.status(before) !== next.status(h)) this.engine.health(p.service, h.label, next.downForMs(h));
+      }
+    }
+    for (const id of this.health.keys()) if (!live.has(id)) this.health.delete(id);
+  }
+
+  /** Tells the engine an endpoint's new state, and counts and logs what happened. */
+  private applyHealth(service: string, label: string, c: Change | undefined): void {
+    if (!c) return;
+    this.engine.health(service, label, c.downForMs);
+    const kri = this.kriOf.get(service) ?? service;
+    const h = this.health.get(service);
+    const rec = h?.get(label);
+    const reason = rec && h ? h.reason(rec) : undefined;
+    if (c.ejected) {
+      if (this.kriOf.has(service)) this.metricsFor(kri).ejection(c.ejected);
+      this.log.warn({ service: kri, endpoint: label, detector: c.ejected, ejectedForMs: c.downForMs, reason }, 'endpoint ejected by outlier detection');
+    }
+    if (c.failed) this.log.warn({ service: kri, endpoint: label, reason }, 'endpoint failed its active health checks; out of the balancer');
+    if (c.recovered) this.log.info({ service: kri, endpoint: label }, 'endpoint passed its active health checks; back in the balancer');
+  }
+
+  /** An active health check's result. */
+  private checked(service: string, label: string, ok: boolean, reason: string): void {
+    if (this.kriOf.has(service)) this.metricsFor(this.kriOf.get(service) as string).healthCheck(ok);
+    this.applyHealth(service, label, this.health.get(service)?.checked(label, ok, reason));
   }
 
   private readCa(path: string): Buffer {
@@ -286,7 +349,13 @@ export class Proxy {
       const kri = this.kriOf.get(svc.service);
       if (!kri) continue;
       live.add(svc.service);
-      this.metricsFor(kri).apply(svc.counters);
+      const m = this.metricsFor(kri);
+      m.apply(svc.counters);
+      const h = this.health.get(svc.service);
+      if (h && (h.outlier || h.checks)) {
+        const n = h.counts();
+        m.endpoints(n.healthy, n.ejected);
+      }
     }
     // A removed service keeps its series while a connection of it is open (the engine still has it).
     const current = new Set(this.snapshot?.services.map((s) => s.id) ?? []);
@@ -309,8 +378,14 @@ export class Proxy {
     });
     e.on('endpoint-ok', (ev) => {
       const service = String(ev['service']);
-      const label = String(ev['endpoint']);
-      if (this.health.get(service)?.success(label)) this.engine.health(service, label, 0);
+      this.applyHealth(service, String(ev['endpoint']), this.health.get(service)?.success(String(ev['endpoint']), ev['source'] === 'response' ? 'response' : 'connect'));
+    });
+    e.on('endpoint-status', (ev) => {
+      const service = String(ev['service']);
+      this.applyHealth(service, String(ev['endpoint']), this.health.get(service)?.status5xx(String(ev['endpoint']), Number(ev['status'])));
+    });
+    e.on('probe-result', (ev) => {
+      this.checker.onResult(Number(ev['token']), ev['ok'] === 1, String(ev['reason'] ?? ''));
     });
     e.on('tls-failed', (ev) => {
       const f = describeTlsFailure(failureOf(ev, ''));
@@ -340,10 +415,9 @@ export class Proxy {
     });
   }
 
-  /** Counts an endpoint failure; tells the engine when it backs the endpoint off. */
+  /** Counts an endpoint's local-origin failure; tells the engine when that takes the endpoint out. */
   private failure(service: string, label: string, why: string): void {
-    const ms = this.health.get(service)?.failure(label, why);
-    if (ms !== undefined) this.engine.health(service, label, ms);
+    this.applyHealth(service, label, this.health.get(service)?.failure(label, why));
   }
 
   /** A warning, at most LOG_BURST a second per key; the number left out is said with the next one. */
@@ -439,6 +513,7 @@ export class Proxy {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.refresh);
+    this.checker.close();
     await this.stopAccepting();
     this.engine.stop();
     this.collect();
@@ -483,11 +558,15 @@ export class Proxy {
         endpoints: p.endpoints.map((ep) => {
           const rec = h?.get(ep.label);
           const counts = c?.endpoints.find((x) => x.label === ep.label);
+          const reason = rec ? h!.reason(rec) : undefined;
           return {
             address: ep.label,
             priority: ep.priority,
             healthy: rec ? h!.healthy(rec) : true,
+            health: rec ? h!.status(rec) : 'healthy',
+            ...(reason !== undefined ? { reason } : {}),
             consecutiveFailures: rec?.consecutiveFailures ?? 0,
+            ...(h?.outlier ? { ejections: rec?.timesEjected ?? 0 } : {}),
             ...(rec?.lastError !== undefined ? { lastError: rec.lastError } : ep.unavailable ? { lastError: ep.unavailable } : {}),
             active: counts?.active ?? 0,
             total: counts?.total ?? 0,

@@ -31,11 +31,21 @@ const SERIES: Record<ServiceCounter, { name: string; help: string; gauge?: true;
   downstreamRqIdleTimeout: { name: 'meshext_downstream_rq_idle_timeout_total', help: 'HTTP exchanges ended by the MeshTimeout http.streamIdleTimeout (408)' },
   upstreamRqMaxDuration: { name: 'meshext_upstream_rq_max_duration_reached_total', help: 'Upstream requests ended by the MeshTimeout http.maxStreamDuration' },
   upstreamRqTimeout: { name: 'meshext_upstream_rq_timeout_total', help: 'Requests whose response did not complete within the MeshTimeout http.requestTimeout (504)' },
+  upstreamCxOverflow: { name: 'meshext_upstream_cx_overflow_total', help: 'Connections or requests refused by the MeshCircuitBreaker connectionLimits.maxConnections' },
+  upstreamRqPendingOverflow: {
+    name: 'meshext_upstream_rq_pending_overflow_total',
+    help: 'Connections or requests refused by the MeshCircuitBreaker connectionLimits.maxPendingRequests or maxRequests',
+  },
 };
+
+/** Envoy's outlier detectors, as the `detector` label of ejections. */
+export type OutlierDetector = 'consecutive_5xx' | 'consecutive_gateway_failure' | 'consecutive_local_origin_failure';
 
 export class ServiceMetrics {
   private readonly series = new Map<ServiceCounter, Series>();
   private readonly tlsFail = new Map<TlsFailReason, Series>();
+  private readonly ejections = new Map<OutlierDetector, Series>();
+  private health: { attempts: Series; success: Series; failure: Series; healthy: Series; ejected: Series } | undefined;
 
   constructor(
     private readonly reg: Registry,
@@ -62,6 +72,45 @@ export class ServiceMetrics {
       const v = counts[i] ?? 0;
       if (v !== 0 || this.series.has(c)) this.seriesOf(c).set(v);
     });
+  }
+
+  /** Counts one outlier ejection by the detector that made it. */
+  ejection(detector: OutlierDetector): void {
+    let s = this.ejections.get(detector);
+    if (!s) {
+      s = this.reg.counter('meshext_upstream_outlier_ejections_total', 'Endpoints ejected by MeshCircuitBreaker outlier detection', { service: this.kri, detector });
+      this.ejections.set(detector, s);
+    }
+    s.inc();
+  }
+
+  /** The health series of a service with active checks or outlier detection (made on first use). */
+  private healthSeries(): NonNullable<ServiceMetrics['health']> {
+    if (!this.health) {
+      const l = { service: this.kri };
+      this.health = {
+        attempts: this.reg.counter('meshext_upstream_health_check_attempts_total', 'Active health checks run (MeshHealthCheck)', l),
+        success: this.reg.counter('meshext_upstream_health_check_success_total', 'Active health checks passed', l),
+        failure: this.reg.counter('meshext_upstream_health_check_failure_total', 'Active health checks failed (timeouts, refused connects and unexpected answers)', l),
+        healthy: this.reg.gauge('meshext_upstream_health_check_healthy_endpoints', 'Endpoints in the balancer: not failing active health checks, not ejected, not backed off', l),
+        ejected: this.reg.gauge('meshext_upstream_outlier_ejections_active', 'Endpoints ejected by outlier detection now', l),
+      };
+    }
+    return this.health;
+  }
+
+  /** Counts one active health check's result. */
+  healthCheck(ok: boolean): void {
+    const h = this.healthSeries();
+    h.attempts.inc();
+    (ok ? h.success : h.failure).inc();
+  }
+
+  /** Sets the endpoint gauges (read when metrics are). */
+  endpoints(healthy: number, ejected: number): void {
+    const h = this.healthSeries();
+    h.healthy.set(healthy);
+    h.ejected.set(ejected);
   }
 
   /** Counts one TLS verification or handshake failure. */

@@ -134,6 +134,75 @@ export interface MeshTimeoutSpec {
   rules?: unknown[];
 }
 
+/** MeshCircuitBreaker `default` (Kuma 2.10+ Conf), as written. */
+export interface MeshCircuitBreakerConf {
+  connectionLimits?: {
+    maxConnections?: number;
+    maxConnectionPools?: number;
+    maxPendingRequests?: number;
+    maxRetries?: number;
+    maxRequests?: number;
+  };
+  outlierDetection?: {
+    disabled?: boolean;
+    interval?: string;
+    baseEjectionTime?: string;
+    maxEjectionPercent?: number;
+    splitExternalAndLocalErrors?: boolean;
+    healthyPanicThreshold?: number | string;
+    detectors?: {
+      totalFailures?: { consecutive?: number };
+      gatewayFailures?: { consecutive?: number };
+      localOriginFailures?: { consecutive?: number };
+      successRate?: { minimumHosts?: number; requestVolume?: number; standardDeviationFactor?: number | string };
+      failurePercentage?: { minimumHosts?: number; requestVolume?: number; threshold?: number };
+    };
+  };
+}
+
+export interface MeshCircuitBreakerSpec {
+  /** Omitted: every client of the mesh on this node, as kind Mesh. */
+  targetRef?: PolicyTargetRef;
+  to?: Array<{ targetRef: PolicyTargetRef; default?: MeshCircuitBreakerConf }>;
+  /** Inbound sections: schema-known so they get a clear rejection (meshext proxies outbound traffic only). */
+  from?: unknown[];
+  rules?: unknown[];
+}
+
+/** MeshHealthCheck `default` (Kuma 2.10+ Conf), as written. */
+export interface MeshHealthCheckConf {
+  interval?: string;
+  unhealthyInterval?: string;
+  timeout?: string;
+  unhealthyThreshold?: number;
+  healthyThreshold?: number;
+  initialJitter?: string;
+  intervalJitter?: string;
+  intervalJitterPercent?: number;
+  failTrafficOnPanic?: boolean;
+  eventLogPath?: string;
+  alwaysLogHealthCheckFailures?: boolean;
+  noTrafficInterval?: string;
+  reuseConnection?: boolean;
+  healthyPanicThreshold?: number | string;
+  tcp?: { disabled?: boolean; send?: string; receive?: string[] };
+  http?: {
+    disabled?: boolean;
+    path?: string;
+    requestHeadersToAdd?: { set?: Array<{ name: string; value: string }>; add?: Array<{ name: string; value: string }> };
+    expectedStatuses?: number[];
+  };
+  grpc?: { disabled?: boolean; serviceName?: string; authority?: string };
+}
+
+export interface MeshHealthCheckSpec {
+  /** Omitted: every client of the mesh on this node, as kind Mesh. */
+  targetRef?: PolicyTargetRef;
+  to?: Array<{ targetRef: PolicyTargetRef; default?: MeshHealthCheckConf }>;
+  from?: unknown[];
+  rules?: unknown[];
+}
+
 interface ResourceBase<K extends string, S> {
   kind: K;
   /** Core name: the Universal name or the Kubernetes object name (namespace kept apart). */

@@ -21,6 +21,8 @@ import ipaddr from 'ipaddr.js';
 import { cidrContains, parseCidr } from '../ipam/cidr.js';
 import type { EngineEndpoint, EnginePlan, EngineTarget, NativeTlsOptions } from '../native/addon.js';
 import type { CompiledEndpoint, CompiledService, CompiledTls, TlsVersion } from './types.js';
+import { limitsFor, outlierFor } from './meshcircuitbreaker.js';
+import { healthCheckFor } from './meshhealthcheck.js';
 import { vipPortKey } from './types.js';
 
 /** A plan as the engine takes it, with the stable code of `error` for logs (MESHEXT_E_...). */
@@ -215,8 +217,26 @@ export function compilePlan(svc: CompiledService, ctx: PlanContext, inVip: (addr
     ...(svc.forbidden ? { deny: { status: 403, grpcStatus: 7, message: deniedMessage(svc.mesh) } } : {}),
     ...(errors[0] ? { error: errors.map((e) => e.message).join('; '), errorCode: errors[0].code } : {}),
     timeouts: timeoutsFor(svc, ctx.timeouts),
-    ...(svc.timeouts ? { policies: { meshTimeouts: svc.timeouts.policies } } : {}),
+    ...healthOf(svc),
+    ...policiesOf(svc),
   };
+}
+
+/** The plan's connection limits, outlier detection and active health check (MeshCircuitBreaker, MeshHealthCheck). */
+function healthOf(svc: CompiledService): Pick<ServicePlan, 'limits' | 'outlierDetection' | 'healthCheck'> {
+  const limits = limitsFor(svc.circuitBreaker?.conf);
+  const outlier = outlierFor(svc.circuitBreaker?.conf);
+  const hc = healthCheckFor(svc.healthCheck?.conf, svc.protocol);
+  return { ...(limits ? { limits } : {}), ...(outlier ? { outlierDetection: outlier } : {}), ...(hc ? { healthCheck: hc } : {}) };
+}
+
+/** Which policies shaped the plan, by kind (only kinds that select the service). */
+function policiesOf(svc: CompiledService): Pick<ServicePlan, 'policies'> {
+  const p: NonNullable<ServicePlan['policies']> = {};
+  if (svc.timeouts) p.meshTimeouts = svc.timeouts.policies;
+  if (svc.circuitBreaker) p.meshCircuitBreakers = svc.circuitBreaker.policies;
+  if (svc.healthCheck) p.meshHealthChecks = svc.healthCheck.policies;
+  return Object.keys(p).length ? { policies: p } : {};
 }
 
 /** `sni`: the SNI of a TLS service (its targets then carry session keys), null without TLS. */

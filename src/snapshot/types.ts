@@ -4,7 +4,7 @@
  * the object they started with. Built by `src/snapshot/compile.ts` from validated resources.
  */
 
-import type { LoadWarning } from '../resources/types.js';
+import type { LoadWarning, MeshCircuitBreakerConf, MeshHealthCheckConf } from '../resources/types.js';
 import type { EffectiveTimeouts } from './meshtimeout.js';
 
 export type Protocol = 'tcp' | 'http' | 'http2' | 'grpc';
@@ -79,6 +79,10 @@ export interface CompiledService {
   generatorStatus: Array<{ generator: string; conditions: Condition[] }>;
   /** The merged MeshTimeouts that select it; absent when none does (the agent's defaults apply). */
   timeouts?: EffectiveTimeouts;
+  /** The merged MeshCircuitBreaker `default` that applies to it and the policies merged; absent when none selects it. */
+  circuitBreaker?: { conf: MeshCircuitBreakerConf; policies: string[] };
+  /** The merged MeshHealthCheck `default` that applies to it and the policies merged; absent when none selects it. */
+  healthCheck?: { conf: MeshHealthCheckConf; policies: string[] };
   /** Where it was declared, for messages. */
   source: { file: string; index: number };
 }

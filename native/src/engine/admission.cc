@@ -35,4 +35,23 @@ Admission AdmitRequest(const Plan* plan, Loop* loop, uint64_t session, const std
   return a;
 }
 
+bool TakeRequestSlot(const Plan& plan, std::shared_ptr<void>* slot) {
+  uint32_t max = plan.limits.maxRequests;
+  if (max == 0) return true;
+  ServiceState* s = plan.state.get();
+  if (s->requests.fetch_add(1, std::memory_order_relaxed) >= max) {
+    s->requests.fetch_sub(1, std::memory_order_relaxed);
+    s->stats.Add(ServiceStats::kUpstreamRqPendingOverflow);
+    return false;
+  }
+  // The slot keeps the state alive: a reload that removes the service must not free what it gives back to.
+  std::shared_ptr<ServiceState> keep = plan.state;
+  *slot = std::shared_ptr<void>(s, [keep](void*) { keep->requests.fetch_sub(1, std::memory_order_relaxed); });
+  return true;
+}
+
+std::string OverflowMessage(const Plan& plan) {
+  return "upstream overflow: " + std::to_string(plan.limits.maxRequests) + " requests already in flight (MeshCircuitBreaker maxRequests)";
+}
+
 }  // namespace mx::engine

@@ -52,6 +52,9 @@ struct ServiceStats {
     kUpstreamRqMaxDuration,  // upstream requests ended by the plan's max stream duration
     kDownstreamRqIdleTimeout,  // streams ended by the plan's stream idle timeout
     kUpstreamCxMaxDuration,    // upstream connections retired by the plan's max connection duration
+    // PlanLimits (MeshCircuitBreaker connectionLimits): what each limit refused.
+    kUpstreamCxOverflow,         // connects refused: maxConnections upstream connections were open
+    kUpstreamRqPendingOverflow,  // connects or requests refused: maxPendingRequests / maxRequests reached
     kCount,
   };
   std::atomic<int64_t> v[kCount] = {};
@@ -64,10 +67,17 @@ struct ServiceStats {
 
 /** One endpoint's health and connection counts, kept across plan versions while its label stays. */
 struct EndpointState {
-  /** Loop::Clock() ms until which TypeScript has backed it off (0: healthy). */
+  explicit EndpointState(std::string l) : label(std::move(l)) {}
+  const std::string label;
+  /**
+   * Loop::Clock() ms until which TypeScript has taken it out of the balancer (0: in). TypeScript alone decides
+   * why (a back-off, an outlier ejection, failed active health checks: src/proxy/endpoints.ts).
+   */
   std::atomic<int64_t> downUntilMs{0};
   /** Connect failures since its last success: the engine reports a success only when this was not 0. */
   std::atomic<uint32_t> failStreak{0};
+  /** 5xx responses since its last other response: the engine reports a success only when this was not 0. */
+  std::atomic<uint32_t> errorStreak{0};
   std::atomic<int64_t> active{0};
   std::atomic<int64_t> total{0};
 };
@@ -78,6 +88,10 @@ struct ServiceState {
   const std::string id;
   ServiceStats stats;
   std::atomic<uint32_t> next{0};
+  /** Connects under way (PlanLimits::maxPendingRequests). */
+  std::atomic<int64_t> pending{0};
+  /** HTTP requests admitted and not finished, counted only while the plan has PlanLimits::maxRequests. */
+  std::atomic<int64_t> requests{0};
   /** Endpoint states of the current plan by label (JS thread only: installs and health pushes). */
   std::unordered_map<std::string, std::shared_ptr<EndpointState>> endpoints;
 };
@@ -104,6 +118,19 @@ struct PlanEndpoint {
   std::vector<PlanTarget> targets;
   std::string unavailable;
   std::shared_ptr<EndpointState> state;
+};
+
+/**
+ * MeshCircuitBreaker connectionLimits (src/snapshot/plan.ts limitsFor); 0: no limit. Over a limit a TCP client
+ * is closed at once and an HTTP request gets 503 (gRPC UNAVAILABLE) saying "upstream overflow" and which limit.
+ */
+struct PlanLimits {
+  /** Upstream connections of the service open or being made at once (Envoy max_connections). */
+  uint32_t maxConnections = 0;
+  /** Connects under way at once: requests (TCP: clients) waiting for an upstream connection (Envoy max_pending_requests). */
+  uint32_t maxPendingRequests = 0;
+  /** HTTP requests in flight at once (Envoy max_requests). */
+  uint32_t maxRequests = 0;
 };
 
 /** Always from the plan's `deny` (src/snapshot/plan.ts decides the replies). */
@@ -155,14 +182,17 @@ struct Plan {
    * this old takes no new request; it is closed once its requests in flight are done. 0: none.
    */
   int64_t maxConnMs = 0;
+  PlanLimits limits;
   /** Upstream connections of equal plans are interchangeable: HTTP/2 sessions park idle ones under this key. */
   std::string poolKey;
   std::shared_ptr<ServiceState> state;
 
   bool grpc() const { return protocol == Protocol::kGrpc; }
   /**
-   * The endpoint indexes one new connection (or request) tries, in order: by priority, best first; within a
-   * priority the healthy ones round-robin; then the backed-off ones, the back-off that ends first first.
+   * The endpoint indexes one new connection (or request) tries, in order: every endpoint in the balancer, by
+   * priority, best first, round-robin within a priority (so a priority takes traffic only when every better
+   * endpoint is out or refuses the connect); then, as a last resort (Envoy's panic routing: with every endpoint
+   * out, trying one beats failing every client), the ones out of the balancer, the one due back first first.
    */
   void Order(int64_t nowMs, std::vector<uint32_t>* out) const;
   /**

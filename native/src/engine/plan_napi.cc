@@ -55,6 +55,13 @@ std::shared_ptr<Plan> PlanFrom(Napi::Env env, const Napi::Value& v, const std::s
   p->maxStreamMs = Ms(env, t, "maxStreamMs", tw);
   p->streamIdleMs = Ms(env, t, "streamIdleMs", tw);
   p->maxConnMs = Ms(env, t, "maxConnectionMs", tw);
+  if (!o.Get("limits").IsUndefined()) {
+    std::string lw = where + ".limits";
+    Napi::Object l = js::Obj(env, o.Get("limits"), lw);
+    p->limits.maxConnections = js::U32(env, l, "maxConnections", lw, 0xffffffffu);
+    p->limits.maxPendingRequests = js::U32(env, l, "maxPendingRequests", lw, 0xffffffffu);
+    p->limits.maxRequests = js::U32(env, l, "maxRequests", lw, 0xffffffffu);
+  }
   p->error = js::Str(env, o, "error", where, true);
   if (!o.Get("deny").IsUndefined()) {
     std::string dw = where + ".deny";
@@ -155,7 +162,7 @@ std::shared_ptr<PlanSet> PlanSetFromJs(Napi::Env env, const Napi::Value& v, Plan
       auto& slot = next[ep.label];
       if (!slot) {
         auto old = p->state->endpoints.find(ep.label);
-        slot = old != p->state->endpoints.end() ? old->second : std::make_shared<EndpointState>();
+        slot = old != p->state->endpoints.end() ? old->second : std::make_shared<EndpointState>(ep.label);
       }
       ep.state = slot;
     }

@@ -89,6 +89,7 @@ void Http1Session::End(const char* /*reason*/, const char* /*detail*/) {
   closed_ = true;
   connector_.Cancel();
   DropUpstream();
+  rq_slot_.reset();
   cfd_.Reset();
   loop()->Retire(this);
 }
@@ -399,6 +400,11 @@ bool Http1Session::StepHead() {
     LocalReply(a.status, a.message, a.verdict != engine::Admission::Verdict::kGone && req_done_);
     return true;
   }
+  if (!engine::TakeRequestSlot(*plan, &rq_slot_)) {
+    plan->state->stats.CountResponse(engine::kOverflowStatus);
+    LocalReply(engine::kOverflowStatus, engine::OverflowMessage(*plan), req_done_);
+    return true;
+  }
   // The balancer picks an endpoint for every request; an idle connection to it is used when there is one.
   plan->Order(loop()->NowMs(), &order_);
   std::unique_ptr<UpstreamConn> c;
@@ -566,6 +572,7 @@ bool Http1Session::StepExchange() {
       continue;
     }
     plan_->state->stats.CountResponse(resp_.status);
+    up_->lease().ReportStatus(loop(), id(), resp_.status);
     close_after_ = draining_ || !ClientKeepAlive(req_, resp_);
     WriteResponseHead(resp_, req_, close_after_, hbuf_);
     cout_.Append(hbuf_.data(), hbuf_.size());
@@ -635,6 +642,7 @@ void Http1Session::UpstreamGone() {
 
 void Http1Session::Finish() {
   rq_deadline_ = stream_deadline_ = 0;
+  rq_slot_.reset();
   // A connection whose FIN arrived with the response (rdhup) is done, even before the read that says so.
   // A bridged HTTP/2 upstream that received GOAWAY says so itself.
   bool reusable = UpstreamReusable(resp_) && req_done_ && !up_->eof && !up_->rdhup && uin_.empty() && uout_.empty() && up_->t().reusable();
@@ -684,6 +692,7 @@ bool Http1Session::StepTunnel() {
 
 void Http1Session::LocalReply(int status, const std::string& body, bool keep) {
   rq_deadline_ = stream_deadline_ = 0;
+  rq_slot_.reset();
   keep = keep && !draining_ && req_.keep_alive;
   std::string r = LocalResponse(status, body, !keep);
   cout_.Append(r.data(), r.size());

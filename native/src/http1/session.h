@@ -107,6 +107,8 @@ class Http1Session : public engine::Session, private engine::ConnectorHost {
   uint64_t rx_ = 0, tx_ = 0;
 
   std::unique_ptr<UpstreamConn> up_;
+  /** The request's PlanLimits::maxRequests slot (engine::TakeRequestSlot), held until its exchange ends. */
+  std::shared_ptr<void> rq_slot_;
 
   // The exchange in progress.
   HeadScanner req_scan_{Kind::Request}, resp_scan_{Kind::Response};

@@ -575,6 +575,7 @@ int Relay::UpOnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud
     }
     s->resp_done = true;
     s->resp_end = end;
+    if (s->conn) r->host_.UpstreamStatus(s->conn->id, status);
     r->host_.CountResponse(status);
     r->SubmitResponse(s, end);
     return 0;

@@ -41,6 +41,8 @@ struct StreamLimits {
   int64_t maxStreamMs = 0;
   /** Envoy's stream_idle_timeout: no frame of the stream either way for this long. */
   int64_t streamIdleMs = 0;
+  /** Whatever the host holds for the stream while it lives (a request slot of a concurrency limit): released with it. */
+  std::shared_ptr<void> hold;
 };
 
 /** Why a stream's time ran out. */
@@ -67,6 +69,11 @@ class RelayHost {
   virtual void NeedUpstream(uint32_t group) = 0;
   /** One response went to the client: the upstream's status, or the status of a local reply. */
   virtual void CountResponse(int status) = 0;
+  /** The status of a response from upstream connection `upstream` (before CountResponse): for the host's outlier detection. */
+  virtual void UpstreamStatus(uint32_t upstream, int status) {
+    (void)upstream;
+    (void)status;
+  }
   /** A stream the upstream refused unprocessed (GOAWAY, REFUSED_STREAM) is being replayed on another connection. */
   virtual void CountRetry() = 0;
   /** Right after Admit said yes: the admitted stream's time limits. */

@@ -420,7 +420,13 @@ uint32_t Http2Session::Route() {
 
 bool Http2Session::Admit(LocalAnswer* answer, std::string_view method, std::string_view path) {
   engine::Admission a = engine::AdmitRequest(CurrentPlan(), loop(), id(), d_.client, method, path);
-  if (a.verdict == engine::Admission::Verdict::kPass) return true;
+  if (a.verdict == engine::Admission::Verdict::kPass) {
+    if (engine::TakeRequestSlot(*plan_, &admittedHold_)) return true;
+    answer->status = engine::kOverflowStatus;
+    answer->grpcStatus = engine::kOverflowGrpcStatus;
+    answer->message = engine::OverflowMessage(*plan_);
+    return false;  // counted as a 503 response by the relay
+  }
   answer->status = a.status;
   answer->grpcStatus = a.grpcStatus;
   answer->message = a.message;
@@ -534,7 +540,16 @@ void Http2Session::CountResponse(int status) { plan_->state->stats.CountResponse
 void Http2Session::CountRetry() { plan_->state->stats.Add(engine::ServiceStats::kRqRetry); }
 
 // Admit has just looked the plan up: plan_ is the admitted stream's.
-StreamLimits Http2Session::Limits() { return {plan_->requestTimeoutMs, plan_->maxStreamMs, plan_->streamIdleMs}; }
+StreamLimits Http2Session::Limits() { return {plan_->requestTimeoutMs, plan_->maxStreamMs, plan_->streamIdleMs, std::move(admittedHold_)}; }
+
+void Http2Session::UpstreamStatus(uint32_t upstream, int status) {
+  for (const auto& u : ups_) {
+    if (u->rid == upstream) {
+      u->lease.ReportStatus(loop(), id(), status);
+      return;
+    }
+  }
+}
 
 int64_t Http2Session::NowMs() { return loop()->NowMs(); }
 

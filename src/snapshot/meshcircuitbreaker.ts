@@ -1,0 +1,52 @@
+/**
+ * What a merged MeshCircuitBreaker `default` means for a service's plan, as Kuma's plugin configures Envoy
+ * (meshcircuitbreaker plugin, xds/configurer.go):
+ * - `connectionLimits` present: each limit it sets, the others at Envoy's default thresholds (1024); the engine
+ *   enforces them (PlanLimits). Absent: no limits (meshext's default, as before any policy).
+ * - `outlierDetection` present and not `disabled`: a consecutive detector is on only when its `consecutive` is
+ *   set (Kuma sets enforcing 0 otherwise); `baseEjectionTime` 30 s, `maxEjectionPercent` 10 and
+ *   `splitExternalAndLocalErrors` false by Envoy's defaults. The control plane applies it
+ *   (src/proxy/endpoints.ts), in place of meshext's own passive back-off.
+ */
+import type { EngineLimits, PlanOutlierDetection } from '../native/addon.js';
+import type { MeshCircuitBreakerConf } from '../resources/types.js';
+import { parseGoDuration } from '../resources/duration.js';
+
+/** Envoy's default circuit-breaker thresholds (max_connections, max_pending_requests, max_requests). */
+export const ENVOY_DEFAULT_THRESHOLD = 1024;
+/** Envoy's outlier detection defaults. */
+export const OUTLIER_DEFAULTS = { baseEjectionMs: 30_000, maxEjectionPercent: 10 } as const;
+
+/** The engine's connection limits for a merged conf, or undefined when it sets none. */
+export function limitsFor(conf: MeshCircuitBreakerConf | undefined): EngineLimits | undefined {
+  const l = conf?.connectionLimits;
+  if (!l) return undefined;
+  return {
+    maxConnections: l.maxConnections ?? ENVOY_DEFAULT_THRESHOLD,
+    maxPendingRequests: l.maxPendingRequests ?? ENVOY_DEFAULT_THRESHOLD,
+    maxRequests: l.maxRequests ?? ENVOY_DEFAULT_THRESHOLD,
+  };
+}
+
+/** The outlier detection for a merged conf, or undefined when it has none (or it is disabled). */
+export function outlierFor(conf: MeshCircuitBreakerConf | undefined): PlanOutlierDetection | undefined {
+  const o = conf?.outlierDetection;
+  if (!o || o.disabled === true) return undefined;
+  const d = o.detectors;
+  return {
+    baseEjectionMs: o.baseEjectionTime !== undefined ? wholeMs(o.baseEjectionTime) : OUTLIER_DEFAULTS.baseEjectionMs,
+    maxEjectionPercent: o.maxEjectionPercent ?? OUTLIER_DEFAULTS.maxEjectionPercent,
+    splitExternalAndLocalErrors: o.splitExternalAndLocalErrors ?? false,
+    consecutiveTotal: d?.totalFailures?.consecutive ?? 0,
+    consecutiveGateway: d?.gatewayFailures?.consecutive ?? 0,
+    // Envoy reads this detector only in split mode.
+    consecutiveLocalOrigin: o.splitExternalAndLocalErrors === true ? (d?.localOriginFailures?.consecutive ?? 0) : 0,
+  };
+}
+
+/** A validated duration in whole ms, rounded up (a sub-millisecond time is not "none"). */
+export function wholeMs(text: string): number {
+  const d = parseGoDuration(text);
+  if ('error' in d) throw new Error(`duration ${text} was not validated`);
+  return Math.ceil(d.ms);
+}
