@@ -1,0 +1,90 @@
+/**
+ * MeshCircuitBreaker `default` rules: Kuma's validator (pkg/plugins/policies/meshcircuitbreaker/api/v1alpha1/
+ * validator.go) with its paths and messages, plus what meshext does not carry out, refused by name rather than
+ * accepted and ignored: connection pool and retry limits, the statistical detectors (success rate, failure
+ * percentage) and a panic threshold (meshext's balancer has one fixed rule: with every endpoint out, it tries
+ * them anyway, see src/proxy/endpoints.ts).
+ */
+import type { MeshCircuitBreakerConf, Violation } from './types.js';
+import { parseGoDuration } from './duration.js';
+
+const GREATER_THAN_0 = 'must be greater than 0';
+const DURATION_GREATER_THAN_ZERO = 'must be greater than zero when defined';
+const PERCENT = 'must be in inclusive range [0, 100]';
+
+/** Validates one `to[].default` of a MeshCircuitBreaker at `path`. */
+export function validateCircuitBreakerConf(conf: MeshCircuitBreakerConf, path: string, out: Violation[]): void {
+  if (conf.connectionLimits === undefined && conf.outlierDetection === undefined) {
+    out.push({ field: path, message: "at least one of: 'connectionLimits' or 'outlierDetection' should be configured" });
+    return;
+  }
+  const l = conf.connectionLimits;
+  if (l !== undefined) {
+    const lp = `${path}.connectionLimits`;
+    for (const k of ['maxConnections', 'maxConnectionPools', 'maxPendingRequests', 'maxRetries', 'maxRequests'] as const) {
+      if (l[k] !== undefined && l[k] <= 0) out.push({ field: `${lp}.${k}`, message: GREATER_THAN_0 });
+    }
+    if (l.maxConnectionPools !== undefined) {
+      out.push({ field: `${lp}.maxConnectionPools`, message: 'meshext does not limit connection pools (it keeps one per endpoint address and thread): remove it' });
+    }
+    if (l.maxRetries !== undefined) {
+      out.push({ field: `${lp}.maxRetries`, message: 'meshext does not enforce maxRetries yet: remove it (accepting it would leave it without effect)' });
+    }
+  }
+  const o = conf.outlierDetection;
+  if (o === undefined) return;
+  const op = `${path}.outlierDetection`;
+  positiveDuration(o.interval, `${op}.interval`, out);
+  positiveDuration(o.baseEjectionTime, `${op}.baseEjectionTime`, out);
+  if (o.maxEjectionPercent !== undefined && o.maxEjectionPercent > 100) out.push({ field: `${op}.maxEjectionPercent`, message: PERCENT });
+  if (o.healthyPanicThreshold !== undefined) {
+    out.push({
+      field: `${op}.healthyPanicThreshold`,
+      message: 'meshext does not take a panic threshold: its balancer tries endpoints that are out only when every endpoint is out; remove it',
+    });
+  }
+  const d = o.detectors;
+  const dp = `${op}.detectors`;
+  if (d === undefined) {
+    out.push({ field: dp, message: 'must be defined' });
+    return;
+  }
+  if (d.totalFailures === undefined && d.gatewayFailures === undefined && d.localOriginFailures === undefined && d.successRate === undefined && d.failurePercentage === undefined) {
+    out.push({ field: dp, message: 'must have at least one defined: totalFailures, gatewayFailures, localOriginFailures, successRate, failurePercentage' });
+    return;
+  }
+  for (const k of ['totalFailures', 'gatewayFailures', 'localOriginFailures'] as const) {
+    const c = d[k]?.consecutive;
+    if (c !== undefined && c <= 0) out.push({ field: `${dp}.${k}.consecutive`, message: GREATER_THAN_0 });
+  }
+  if (d.localOriginFailures !== undefined && o.splitExternalAndLocalErrors !== true) {
+    // Envoy reads the local-origin detector only in split mode; accepted otherwise, it would do nothing.
+    out.push({ field: `${dp}.localOriginFailures`, message: 'takes effect only with outlierDetection.splitExternalAndLocalErrors: true; set it or remove this detector' });
+  }
+  const sr = d.successRate;
+  if (sr !== undefined) {
+    if (sr.minimumHosts !== undefined && sr.minimumHosts <= 0) out.push({ field: `${dp}.successRate.minimumHosts`, message: GREATER_THAN_0 });
+    if (sr.requestVolume !== undefined && sr.requestVolume <= 0) out.push({ field: `${dp}.successRate.requestVolume`, message: GREATER_THAN_0 });
+    if (sr.standardDeviationFactor !== undefined) {
+      const n = Number(sr.standardDeviationFactor);
+      if (typeof sr.standardDeviationFactor === 'string' && (sr.standardDeviationFactor.trim() === '' || !Number.isFinite(n))) out.push({ field: `${dp}.successRate.standardDeviationFactor`, message: 'invalid number' });
+      else if (n <= 0) out.push({ field: `${dp}.successRate.standardDeviationFactor`, message: 'must be greater than 0' });
+    }
+    out.push({ field: `${dp}.successRate`, message: 'meshext does not run the success rate detector yet: remove it (the consecutive detectors are supported)' });
+  }
+  const fp = d.failurePercentage;
+  if (fp !== undefined) {
+    if (fp.minimumHosts !== undefined && fp.minimumHosts <= 0) out.push({ field: `${dp}.failurePercentage.minimumHosts`, message: GREATER_THAN_0 });
+    if (fp.requestVolume !== undefined && fp.requestVolume <= 0) out.push({ field: `${dp}.failurePercentage.requestVolume`, message: GREATER_THAN_0 });
+    if (fp.threshold !== undefined && fp.threshold > 100) out.push({ field: `${dp}.failurePercentage.threshold`, message: PERCENT });
+    out.push({ field: `${dp}.failurePercentage`, message: 'meshext does not run the failure percentage detector yet: remove it (the consecutive detectors are supported)' });
+  }
+}
+
+/** Kuma's ValidateDurationGreaterThanZeroOrNil, with Go's parse errors. */
+export function positiveDuration(v: string | undefined, field: string, out: Violation[]): void {
+  if (v === undefined) return;
+  const d = parseGoDuration(v);
+  if ('error' in d) out.push({ field, message: d.error });
+  else if (d.ms <= 0) out.push({ field, message: DURATION_GREATER_THAN_ZERO });
+}
