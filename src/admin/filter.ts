@@ -390,6 +390,11 @@ export class StatsFilter {
     return matched;
   }
 
+  /** Steps taken so far over every call: what the work budget counts (each step is constant work). */
+  get steps(): number {
+    return this.work;
+  }
+
   /** True when the pattern matches somewhere in `line`; the work budget spans every call on this filter. */
   test(line: string): boolean {
     const len = line.length;

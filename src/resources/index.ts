@@ -26,7 +26,9 @@ export type {
   MeshTimeoutSpec,
   MeshTimeoutConf,
   PolicyTargetRef,
+  ToPolicySpec,
 } from './types.js';
+export { POLICY_KINDS, POLICY_KIND_NAMES, isPolicyKind, type PolicyKind } from './policy-kinds.js';
 export { displayNameOf } from './types.js';
 export { loadResources, mergeResults } from './load.js';
 export { parseResourceText } from './parse.js';

@@ -11,7 +11,6 @@ import type {
   LoadOptions,
   LoadResult,
   MeshExternalServiceSpec,
-  MeshTimeoutSpec,
   Resource,
   ResourceFormat,
   ResourceKind,
@@ -22,7 +21,7 @@ import { isStdBase64, schemaValidate } from './schema.js';
 import { validateMeshExternalService } from './validate-mes.js';
 import { validateHostnameGenerator } from './validate-hg.js';
 import { validateDataplane } from './validate-dataplane.js';
-import { validateMeshTimeout } from './validate-meshtimeout.js';
+import { POLICY_KINDS, POLICY_KIND_NAMES, isPolicyKind } from './policy-kinds.js';
 import { validateLabels, validateMeta } from './validate-meta.js';
 import { mergeResults } from './merge.js';
 import { describeBytes, loadLimits } from './limits.js';
@@ -33,8 +32,8 @@ import { cidrContains, effectiveVipCidr, parseCidr, type Cidr } from '../ipam/ci
 /** A Kubernetes Secret whose data has no `value` key: Kuma reads nothing from other keys. */
 const MISSING_VALUE_KEY = 'missing: Kuma reads a secret\'s bytes from the key "value" of data';
 
-const KINDS: ResourceKind[] = ['MeshExternalService', 'HostnameGenerator', 'Mesh', 'Secret', 'Dataplane', 'MeshTimeout'];
-const MESH_SCOPED = new Set<ResourceKind>(['MeshExternalService', 'Secret', 'Dataplane', 'MeshTimeout']);
+const KINDS: ResourceKind[] = ['MeshExternalService', 'HostnameGenerator', 'Mesh', 'Secret', 'Dataplane', ...POLICY_KIND_NAMES];
+const MESH_SCOPED = new Set<ResourceKind>(['MeshExternalService', 'Secret', 'Dataplane', ...POLICY_KIND_NAMES]);
 const KUMA_API = 'kuma.io/v1alpha1';
 const SECRET_TYPE = 'system.kuma.io/secret';
 // No part of a secret value ever goes into a message: messages reach logs, /config_dump and CI output.
@@ -301,8 +300,8 @@ function buildResource(ctx: Ctx, doc: unknown, index: number, line: number): Res
     semantic = validateHostnameGenerator(spec as HostnameGeneratorSpec);
   } else if (h.kind === 'Dataplane') {
     semantic = validateDataplane(spec as DataplaneSpec, h.specPrefix);
-  } else if (h.kind === 'MeshTimeout') {
-    semantic = validateMeshTimeout(spec as MeshTimeoutSpec);
+  } else if (isPolicyKind(h.kind)) {
+    semantic = POLICY_KINDS[h.kind].validate(spec);
   }
   const all = [...semantic, ...validateMeta(h.name, h.mesh, MESH_SCOPED.has(h.kind)), ...labelViolations];
   if (all.length) return fail(all, h);
@@ -316,8 +315,6 @@ function buildResource(ctx: Ctx, doc: unknown, index: number, line: number): Res
       return { ...common(h, src), kind: 'HostnameGenerator', spec: spec as HostnameGeneratorSpec };
     case 'Mesh':
       return { ...common(h, src), kind: 'Mesh', spec: spec as Obj };
-    case 'MeshTimeout':
-      return { ...common(h, src), kind: 'MeshTimeout', spec: spec as MeshTimeoutSpec };
     case 'Dataplane': {
       const net = (spec as { networking?: { address?: string; outbound?: Array<Obj> } }).networking ?? {};
       const outbound = (net.outbound ?? []).map((o) => ({ ...o, address: (o.address as string | undefined) ?? '127.0.0.1' }));
@@ -327,6 +324,9 @@ function buildResource(ctx: Ctx, doc: unknown, index: number, line: number): Res
         spec: { networking: { ...(net.address !== undefined ? { address: net.address } : {}), outbound: outbound as DataplaneSpec['networking']['outbound'] } },
       };
     }
+    default:
+      // A policy kind: its spec passed its schema and rules (POLICY_KINDS), and is kept as written.
+      return { ...common(h, src), kind: h.kind, spec } as Resource;
   }
 }
 

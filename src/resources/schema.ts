@@ -6,6 +6,7 @@
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import type { Violation } from './types.js';
 import { specSchemas } from './schemas.js';
+import { POLICY_KINDS } from './policy-kinds.js';
 import { INVALID_ENDPOINT_ADDRESS, endpointAddressKind } from './address.js';
 
 /** Go's base64.StdEncoding as used by kube-openapi's `byte` format (CR/LF are ignored by the decoder). */
@@ -18,7 +19,7 @@ const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, strictTy
 ajv.addFormat('byte', { type: 'string', validate: isStdBase64 });
 
 const validators: Record<string, ValidateFunction> = Object.fromEntries(
-  Object.entries(specSchemas).map(([kind, schema]) => [kind, ajv.compile(schema as object)]),
+  [...Object.entries(specSchemas), ...Object.entries(POLICY_KINDS).map(([k, d]) => [k, d.schema] as const)].map(([kind, schema]) => [kind, ajv.compile(schema as object)]),
 );
 
 /** JSON type name as kube-openapi reports it (Go decodes every JSON number as float64 → "number"). */

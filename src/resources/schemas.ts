@@ -162,7 +162,8 @@ export const dataplaneSpecSchema = {
   },
 } as const;
 
-const targetRef = {
+/** Kuma's common_api TargetRef, as policies write it. */
+export const targetRef = {
   type: 'object',
   required: ['kind'],
   properties: {
@@ -177,7 +178,8 @@ const targetRef = {
   },
 } as const;
 
-const duration = { type: 'string' } as const;
+/** A Go duration string (`1s`, `250ms`); parsed in the semantic stage. */
+export const duration = { type: 'string' } as const;
 
 const timeoutConf = {
   type: 'object',
@@ -197,19 +199,27 @@ const timeoutConf = {
   },
 } as const;
 
-/** Kuma 2.10+ MeshTimeout; `from` and `rules` (inbound) are known so they are rejected by name, not as unknown. */
-export const meshTimeoutSpecSchema = {
-  type: 'object',
-  properties: {
-    targetRef,
-    to: {
-      type: 'array',
-      items: { type: 'object', required: ['targetRef'], properties: { targetRef, default: timeoutConf } },
+/**
+ * The spec schema of a Kuma 2.10+ policy whose configuration sits in `to[].default` (`conf`). `from` and `rules`
+ * (inbound sections) are known so they are rejected by name in the semantic stage, not reported as unknown.
+ */
+export function toPolicySpecSchema(conf: object): object {
+  return {
+    type: 'object',
+    properties: {
+      targetRef,
+      to: {
+        type: 'array',
+        items: { type: 'object', required: ['targetRef'], properties: { targetRef, default: conf } },
+      },
+      from: { type: 'array', items: { type: 'object', additionalProperties: true, properties: {} } },
+      rules: { type: 'array', items: { type: 'object', additionalProperties: true, properties: {} } },
     },
-    from: { type: 'array', items: { type: 'object', additionalProperties: true, properties: {} } },
-    rules: { type: 'array', items: { type: 'object', additionalProperties: true, properties: {} } },
-  },
-} as const;
+  };
+}
+
+/** Kuma 2.10+ MeshTimeout. */
+export const meshTimeoutSpecSchema = toPolicySpecSchema(timeoutConf);
 
 /** The spec schema of each kind that has one (Secret data is checked in parse.ts). */
 export const specSchemas: Partial<Record<string, object>> = {
@@ -217,5 +227,4 @@ export const specSchemas: Partial<Record<string, object>> = {
   HostnameGenerator: hostnameGeneratorSpecSchema,
   Mesh: meshSpecSchema,
   Dataplane: dataplaneSpecSchema,
-  MeshTimeout: meshTimeoutSpecSchema,
 };

@@ -125,14 +125,19 @@ export interface MeshTimeoutConf {
   };
 }
 
-export interface MeshTimeoutSpec {
-  /** Omitted: every client of the mesh on this node, as kind Mesh. */
+/**
+ * The spec of a Kuma 2.10+ policy configured per destination in `to[].default` (`Conf`). `targetRef` omitted
+ * means every client of the mesh on this node, as kind Mesh. `from`/`rules` (inbound sections) are schema-known
+ * so they get a clear rejection: meshext proxies outbound traffic only.
+ */
+export interface ToPolicySpec<Conf> {
   targetRef?: PolicyTargetRef;
-  to?: Array<{ targetRef: PolicyTargetRef; default?: MeshTimeoutConf }>;
-  /** Inbound sections: schema-known so they get a clear rejection (meshext proxies outbound traffic only). */
+  to?: Array<{ targetRef: PolicyTargetRef; default?: Conf }>;
   from?: unknown[];
   rules?: unknown[];
 }
+
+export type MeshTimeoutSpec = ToPolicySpec<MeshTimeoutConf>;
 
 /** MeshCircuitBreaker `default` (Kuma 2.10+ Conf), as written. */
 export interface MeshCircuitBreakerConf {
@@ -160,14 +165,7 @@ export interface MeshCircuitBreakerConf {
   };
 }
 
-export interface MeshCircuitBreakerSpec {
-  /** Omitted: every client of the mesh on this node, as kind Mesh. */
-  targetRef?: PolicyTargetRef;
-  to?: Array<{ targetRef: PolicyTargetRef; default?: MeshCircuitBreakerConf }>;
-  /** Inbound sections: schema-known so they get a clear rejection (meshext proxies outbound traffic only). */
-  from?: unknown[];
-  rules?: unknown[];
-}
+export type MeshCircuitBreakerSpec = ToPolicySpec<MeshCircuitBreakerConf>;
 
 /** MeshHealthCheck `default` (Kuma 2.10+ Conf), as written. */
 export interface MeshHealthCheckConf {
@@ -195,13 +193,7 @@ export interface MeshHealthCheckConf {
   grpc?: { disabled?: boolean; serviceName?: string; authority?: string };
 }
 
-export interface MeshHealthCheckSpec {
-  /** Omitted: every client of the mesh on this node, as kind Mesh. */
-  targetRef?: PolicyTargetRef;
-  to?: Array<{ targetRef: PolicyTargetRef; default?: MeshHealthCheckConf }>;
-  from?: unknown[];
-  rules?: unknown[];
-}
+export type MeshHealthCheckSpec = ToPolicySpec<MeshHealthCheckConf>;
 
 interface ResourceBase<K extends string, S> {
   kind: K;
@@ -227,6 +219,8 @@ export type MeshResource = ResourceBase<'Mesh', MeshSpec>;
 export type SecretResource = ResourceBase<'Secret', SecretSpec>;
 export type DataplaneResource = ResourceBase<'Dataplane', DataplaneSpec>;
 export type MeshTimeoutResource = ResourceBase<'MeshTimeout', MeshTimeoutSpec>;
+export type MeshCircuitBreakerResource = ResourceBase<'MeshCircuitBreaker', MeshCircuitBreakerSpec>;
+export type MeshHealthCheckResource = ResourceBase<'MeshHealthCheck', MeshHealthCheckSpec>;
 
 export type Resource =
   | MeshExternalServiceResource
@@ -234,7 +228,9 @@ export type Resource =
   | MeshResource
   | SecretResource
   | DataplaneResource
-  | MeshTimeoutResource;
+  | MeshTimeoutResource
+  | MeshCircuitBreakerResource
+  | MeshHealthCheckResource;
 
 export type ResourceKind = Resource['kind'];
 

@@ -9,6 +9,7 @@
  */
 import type { ResourceFormat, ResourceKind, Violation } from './types.js';
 import { dns1035LabelErrors, isDnsName, isIpAddress } from './address.js';
+import { POLICY_KIND_NAMES } from './policy-kinds.js';
 
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v);
@@ -60,14 +61,14 @@ const TOP_LEVEL: Record<ResourceFormat, Partial<Record<ResourceKind, string[]>>>
     MeshExternalService: [...UNIVERSAL_COMMON, 'mesh', 'spec', 'status'],
     HostnameGenerator: [...UNIVERSAL_COMMON, 'spec'],
     Secret: [...UNIVERSAL_COMMON, 'mesh', 'data'],
-    MeshTimeout: [...UNIVERSAL_COMMON, 'mesh', 'spec'],
+    ...Object.fromEntries(POLICY_KIND_NAMES.map((k) => [k, [...UNIVERSAL_COMMON, 'mesh', 'spec']])),
   },
   kubernetes: {
     MeshExternalService: [...KUBE_COMMON, 'spec', 'status'],
     HostnameGenerator: [...KUBE_COMMON, 'spec', 'status'],
     Mesh: [...KUBE_COMMON, 'spec'],
     Dataplane: [...KUBE_COMMON, 'spec'],
-    MeshTimeout: [...KUBE_COMMON, 'spec'],
+    ...Object.fromEntries(POLICY_KIND_NAMES.map((k) => [k, [...KUBE_COMMON, 'spec']])),
     Secret: [...KUBE_COMMON, 'type', 'data', 'stringData', 'immutable'],
   },
 };

@@ -17,7 +17,7 @@
  *   first list succeeds, so the agent never becomes ready with a configuration a failed list emptied.
  */
 import { CoreV1Api, CustomObjectsApi, KubeConfig, ListWatch, Watch, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
-import { parseResourceText, mergeResults, type LoadOptions, type LoadResult, type ResourceKind } from '../resources/index.js';
+import { parseResourceText, mergeResults, POLICY_KINDS, POLICY_KIND_NAMES, type LoadOptions, type LoadResult, type ResourceKind } from '../resources/index.js';
 import type { Registry, Series } from '../stats/registry.js';
 import type { Logger } from '../log.js';
 import type { ResourceSource } from './source.js';
@@ -40,9 +40,9 @@ export const WATCHED_KINDS: readonly WatchedKind[] = [
   { kind: 'Mesh', group: 'kuma.io', version: 'v1alpha1', plural: 'meshes', namespaced: false },
   { kind: 'MeshExternalService', group: 'kuma.io', version: 'v1alpha1', plural: 'meshexternalservices', namespaced: true },
   { kind: 'HostnameGenerator', group: 'kuma.io', version: 'v1alpha1', plural: 'hostnamegenerators', namespaced: true },
-  // System policies only: a MeshTimeout in an application namespace selects that namespace's sidecars in Kuma,
-  // and a node agent has none to give it to.
-  { kind: 'MeshTimeout', group: 'kuma.io', version: 'v1alpha1', plural: 'meshtimeouts', namespaced: true },
+  // System policies only: a policy in an application namespace selects that namespace's sidecars in Kuma, and a
+  // node agent has none to give it to.
+  ...POLICY_KIND_NAMES.map((kind) => ({ kind, group: 'kuma.io', version: 'v1alpha1', plural: POLICY_KINDS[kind].plural, namespaced: true })),
   { kind: 'Secret', group: '', version: 'v1', plural: 'secrets', namespaced: true, fieldSelector: `type=${KUMA_SECRET_TYPE}` },
 ];
 

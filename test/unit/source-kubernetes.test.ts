@@ -310,11 +310,13 @@ test('at start, an unreachable API server holds readiness back instead of servin
   const e = await setup(t, { seed: (api) => api.apply(cols.mes, mes('web', 80)), startAgent: false });
   await e.api.stop();
   const started = e.agent.start();
-  await new Promise((r) => setTimeout(r, 800));
+  type Waiting = { services: unknown[]; sources: Array<{ kinds: Array<{ state: string; lastError: { reason: string } | null }> }> };
+  // Every kind has tried and failed once (how long that takes depends on the machine's load).
+  await until(() => (e.agent.configDump() as Waiting).sources[0]?.kinds.every((k) => k.state === 'retrying') === true, 'every kind retrying');
   t.is(e.agent.readiness(), 'NOT_READY');
   t.is(e.agent.currentSnapshot(), undefined);
   // The admin API already answers: why it is not ready shows in /config_dump.
-  const waiting = e.agent.configDump() as { services: unknown[]; sources: Array<{ kinds: Array<{ state: string; lastError: { reason: string } | null }> }> };
+  const waiting = e.agent.configDump() as Waiting;
   t.deepEqual(waiting.services, []);
   t.true(waiting.sources[0]?.kinds.every((k) => k.state === 'retrying' && k.lastError?.reason === 'unreachable'));
   t.deepEqual(e.agent.clusters(), []);

@@ -34,7 +34,8 @@ export function machineInfo() {
 
 /**
  * spec: {id, title, opts (from parseBenchArgs), budgetSeconds, setup(dir) -> {services, notes?}, freshPerRun?,
- *        measure(target, ctx) -> {metric: number}, metrics, targets (PASS/FAIL rules), targetNames?}
+ *        measure(target, ctx) -> {metric: number}, metrics, targets (PASS/FAIL rules), targetNames?,
+ *        subject? (the row the targets judge; default meshext)}
  * Returns the result object that is also written with --json.
  */
 export async function runScenario(spec) {
@@ -98,7 +99,7 @@ export async function runScenario(spec) {
     rmSync(dir, { recursive: true, force: true });
   }
   const targets = opts.cores > 1 ? coresTargets(spec) : spec.targets;
-  const { table, summary, medians } = scenarioTable(rows, spec.metrics, targets);
+  const { table, summary, medians } = scenarioTable(rows, spec.metrics, targets, spec.subject);
   // The VIP path is meshext too: judged by the same targets.
   if (rows.some((r) => r.name === 'meshext-vip')) {
     summary.push(...scenarioTable(rows, spec.metrics, targets, 'meshext-vip').summary.map((v) => ({ ...v, label: `${v.label} (VIP path)` })));
@@ -106,6 +107,7 @@ export async function runScenario(spec) {
   const result = {
     id: spec.id,
     title: spec.title,
+    subject: spec.subject ?? 'meshext',
     date: new Date().toISOString(),
     machine: machineInfo(),
     runs: opts.runs,
@@ -133,7 +135,7 @@ function printResult(result, table, format) {
   out.push(formatTable(table, format));
   for (const r of result.rows) if (r.error) out.push(`${r.name}: ${r.error}`);
   if (result.summary.length) {
-    const rows = [['target (meshext)', 'meshext', 'bound', 'verdict']];
+    const rows = [[`target (${result.subject})`, result.subject, 'bound', 'verdict']];
     for (const s of result.summary) rows.push([s.label, fmtNum(s.value), fmtNum(s.bound), s.verdict]);
     out.push(formatTable(rows, format));
   }

@@ -16,6 +16,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startProcess, treeCpuMs, treeRssKiB, lastLines, NOFILE } from './procs.mjs';
 import { freePort, waitForPort, waitForHttp200 } from './net.mjs';
+import { policySet } from './policies.mjs';
 
 export const REPO = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
 const STARTUP_MS = 15000;
@@ -38,6 +39,8 @@ export async function startTarget(name, services, { dir, peerWorkers = 1, dataTh
       return meshext(services, tdir, dataThreads, maxSeconds);
     case 'meshext-vip':
       return meshext(services, tdir, dataThreads, maxSeconds, { vip: true });
+    case 'meshext-policies':
+      return meshext(services, tdir, dataThreads, maxSeconds, { policies: true });
     default:
       throw new Error(`unknown target ${name}`);
   }
@@ -277,10 +280,10 @@ export function meshextMissing() {
   return undefined;
 }
 
-async function meshext(services, dir, dataThreads, maxSeconds, { vip = false } = {}) {
+async function meshext(services, dir, dataThreads, maxSeconds, { vip = false, policies = false } = {}) {
   const missing = meshextMissing();
   if (missing) throw new Error(missing);
-  const name = vip ? 'meshext-vip' : 'meshext';
+  const name = vip ? 'meshext-vip' : policies ? 'meshext-policies' : 'meshext';
   const ports = await listenPorts(services);
   const admin = await freePort();
   const transparent = await freePort(); // the eBPF-fed listener: unused unless vip, but must not clash
@@ -289,6 +292,7 @@ async function meshext(services, dir, dataThreads, maxSeconds, { vip = false } =
   mkdirSync(cfgDir, { recursive: true });
   mkdirSync(stateDir, { recursive: true });
   writeFileSync(join(cfgDir, 'bench.yaml'), meshextConfig(services, ports, { outbound: !vip }));
+  if (policies) writeFileSync(join(cfgDir, 'policies.yaml'), policySet(dir));
   const redirect = vip ? await vipRedirect() : undefined;
   // MESHEXT_BENCH_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") reaches only the agent: Node
   // refuses --cpu-prof in NODE_OPTIONS, and that would profile the clients too.
@@ -303,7 +307,7 @@ async function meshext(services, dir, dataThreads, maxSeconds, { vip = false } =
   const proc = startProcess(name, process.execPath, args, { maxSeconds, cwd: REPO });
   if (!redirect) {
     await ready(name, proc, ports, (alive) => waitForHttp200(admin, '/ready', STARTUP_MS, name, alive));
-    return handle(name, { ports, proc, peer: false });
+    return { ...handle(name, { ports, proc, peer: false }), stats: () => httpGet(admin, '/stats/prometheus'), dir };
   }
   const stop = async () => {
     const code = await proc.stop();

@@ -1,7 +1,8 @@
 // MeshTimeout merging (src/snapshot/meshtimeout.ts): Kuma's order of policies and of to[] entries, field-wise merge.
 import test from 'ava';
 import { parseResourceText, type MeshExternalServiceResource, type MeshTimeoutResource } from '../../../src/resources/index.js';
-import { effectiveTimeouts, orderPolicies } from '../../../src/snapshot/meshtimeout.js';
+import { effectiveTimeouts } from '../../../src/snapshot/meshtimeout.js';
+import { orderPolicies } from '../../../src/snapshot/policy.js';
 import { parseGoDuration } from '../../../src/resources/duration.js';
 
 const MES = `
