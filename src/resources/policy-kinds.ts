@@ -3,9 +3,11 @@
  * Kubernetes plural the source watches) plus its resource type in types.ts. parse.ts, schema.ts, warnings.ts
  * and the Kubernetes source take the kind list from here.
  */
-import type { MeshTimeoutSpec, Violation } from './types.js';
-import { meshTimeoutSpecSchema } from './schemas.js';
+import type { MeshCircuitBreakerSpec, MeshHealthCheckSpec, MeshTimeoutSpec, Violation } from './types.js';
+import { meshCircuitBreakerSpecSchema, meshHealthCheckSpecSchema, meshTimeoutSpecSchema } from './schemas.js';
 import { validateMeshTimeout } from './validate-meshtimeout.js';
+import { validateMeshCircuitBreaker } from './validate-meshcircuitbreaker.js';
+import { validateMeshHealthCheck } from './validate-meshhealthcheck.js';
 
 export interface PolicyKindDef {
   /** The spec's JSON Schema (ajv stage). */
@@ -18,6 +20,8 @@ export interface PolicyKindDef {
 
 export const POLICY_KINDS = {
   MeshTimeout: { schema: meshTimeoutSpecSchema, validate: (s: unknown) => validateMeshTimeout(s as MeshTimeoutSpec), plural: 'meshtimeouts' },
+  MeshCircuitBreaker: { schema: meshCircuitBreakerSpecSchema, validate: (s: unknown) => validateMeshCircuitBreaker(s as MeshCircuitBreakerSpec), plural: 'meshcircuitbreakers' },
+  MeshHealthCheck: { schema: meshHealthCheckSpecSchema, validate: (s: unknown) => validateMeshHealthCheck(s as MeshHealthCheckSpec), plural: 'meshhealthchecks' },
 } as const satisfies Record<string, PolicyKindDef>;
 
 export type PolicyKind = keyof typeof POLICY_KINDS;

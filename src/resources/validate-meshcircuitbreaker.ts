@@ -5,12 +5,16 @@
  * percentage) and a panic threshold (meshext's balancer has one fixed rule: with every endpoint out, it tries
  * them anyway, see src/proxy/endpoints.ts).
  */
-import type { MeshCircuitBreakerConf, Violation } from './types.js';
-import { parseGoDuration } from './duration.js';
+import type { MeshCircuitBreakerConf, MeshCircuitBreakerSpec, Violation } from './types.js';
+import { checkDuration, validateToPolicy } from './validate-policy.js';
 
 const GREATER_THAN_0 = 'must be greater than 0';
-const DURATION_GREATER_THAN_ZERO = 'must be greater than zero when defined';
 const PERCENT = 'must be in inclusive range [0, 100]';
+
+/** Validates a MeshCircuitBreaker spec (paths start at `spec`). */
+export function validateMeshCircuitBreaker(spec: MeshCircuitBreakerSpec): Violation[] {
+  return validateToPolicy(spec, 'circuit breakers', validateCircuitBreakerConf);
+}
 
 /** Validates one `to[].default` of a MeshCircuitBreaker at `path`. */
 export function validateCircuitBreakerConf(conf: MeshCircuitBreakerConf, path: string, out: Violation[]): void {
@@ -34,8 +38,8 @@ export function validateCircuitBreakerConf(conf: MeshCircuitBreakerConf, path: s
   const o = conf.outlierDetection;
   if (o === undefined) return;
   const op = `${path}.outlierDetection`;
-  positiveDuration(o.interval, `${op}.interval`, out);
-  positiveDuration(o.baseEjectionTime, `${op}.baseEjectionTime`, out);
+  checkDuration(o.interval, `${op}.interval`, true, out);
+  checkDuration(o.baseEjectionTime, `${op}.baseEjectionTime`, true, out);
   if (o.maxEjectionPercent !== undefined && o.maxEjectionPercent > 100) out.push({ field: `${op}.maxEjectionPercent`, message: PERCENT });
   if (o.healthyPanicThreshold !== undefined) {
     out.push({
@@ -79,12 +83,4 @@ export function validateCircuitBreakerConf(conf: MeshCircuitBreakerConf, path: s
     if (fp.threshold !== undefined && fp.threshold > 100) out.push({ field: `${dp}.failurePercentage.threshold`, message: PERCENT });
     out.push({ field: `${dp}.failurePercentage`, message: 'meshext does not run the failure percentage detector yet: remove it (the consecutive detectors are supported)' });
   }
-}
-
-/** Kuma's ValidateDurationGreaterThanZeroOrNil, with Go's parse errors. */
-export function positiveDuration(v: string | undefined, field: string, out: Violation[]): void {
-  if (v === undefined) return;
-  const d = parseGoDuration(v);
-  if ('error' in d) out.push({ field, message: d.error });
-  else if (d.ms <= 0) out.push({ field, message: DURATION_GREATER_THAN_ZERO });
 }

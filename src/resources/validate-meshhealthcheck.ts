@@ -5,25 +5,32 @@
  * opens its own connection), panic settings (meshext's balancer has one fixed rule: with every endpoint out it
  * tries them anyway). TCP payloads must be base64, as Kuma's API documents them.
  */
-import type { MeshHealthCheckConf, Violation } from './types.js';
-import { positiveDuration } from './validate-meshcircuitbreaker.js';
-
-const GREATER_THAN_ZERO = 'must be greater than zero when defined';
+import type { MeshHealthCheckConf, MeshHealthCheckSpec, Violation } from './types.js';
+import { checkDuration, GREATER_THAN_ZERO, validateToPolicy } from './validate-policy.js';
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/**
+ * Validates a MeshHealthCheck spec (paths start at `spec`). Kuma refuses `to[].targetRef` kind
+ * MeshExternalService unless the top-level kind is Mesh; here the top level is always Mesh, so it is accepted:
+ * meshext checks the endpoints of a MeshExternalService itself.
+ */
+export function validateMeshHealthCheck(spec: MeshHealthCheckSpec): Violation[] {
+  return validateToPolicy(spec, 'health checks', validateHealthCheckConf);
+}
 
 /** Validates one `to[].default` of a MeshHealthCheck at `path`. */
 export function validateHealthCheckConf(conf: MeshHealthCheckConf, path: string, out: Violation[]): void {
-  positiveDuration(conf.interval, `${path}.interval`, out);
-  positiveDuration(conf.timeout, `${path}.timeout`, out);
+  checkDuration(conf.interval, `${path}.interval`, true, out);
+  checkDuration(conf.timeout, `${path}.timeout`, true, out);
   if (conf.unhealthyThreshold !== undefined && conf.unhealthyThreshold <= 0) out.push({ field: `${path}.unhealthyThreshold`, message: GREATER_THAN_ZERO });
   if (conf.healthyThreshold !== undefined && conf.healthyThreshold <= 0) out.push({ field: `${path}.healthyThreshold`, message: GREATER_THAN_ZERO });
-  positiveDuration(conf.initialJitter, `${path}.initialJitter`, out);
-  positiveDuration(conf.intervalJitter, `${path}.intervalJitter`, out);
+  checkDuration(conf.initialJitter, `${path}.initialJitter`, true, out);
+  checkDuration(conf.intervalJitter, `${path}.intervalJitter`, true, out);
   if (conf.intervalJitterPercent !== undefined && (conf.intervalJitterPercent < 0 || conf.intervalJitterPercent > 100)) {
     out.push({ field: `${path}.intervalJitterPercent`, message: 'must be in inclusive range [0, 100]' });
   }
-  positiveDuration(conf.unhealthyInterval, `${path}.unhealthyInterval`, out);
-  positiveDuration(conf.noTrafficInterval, `${path}.noTrafficInterval`, out);
+  checkDuration(conf.unhealthyInterval, `${path}.unhealthyInterval`, true, out);
+  checkDuration(conf.noTrafficInterval, `${path}.noTrafficInterval`, true, out);
   if (conf.http !== undefined) {
     if (conf.http.path !== undefined && conf.http.path === '') out.push({ field: `${path}.http.path`, message: 'must be defined' });
     (conf.http.expectedStatuses ?? []).forEach((s, i) => {

@@ -11,6 +11,8 @@
 import { isIP } from 'node:net';
 import type { Ipam } from '../ipam/ipam.js';
 import type { LoadResult, MeshExternalServiceResource, MeshResource, MeshTimeoutResource } from '../resources/types.js';
+import { effectiveCircuitBreaker } from './meshcircuitbreaker.js';
+import { effectiveHealthCheck } from './meshhealthcheck.js';
 import type { EffectiveTimeouts } from './meshtimeout.js';
 import { displayNameOf } from '../resources/types.js';
 import { unixPath } from '../resources/address.js';
@@ -69,6 +71,8 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
   for (const mes of candidates) for (const h of names.get(serviceId(mes))?.hostnames ?? []) owned.set(h, mes);
 
   const meshTimeouts = byKind(load.resources, 'MeshTimeout');
+  const circuitBreakers = byKind(load.resources, 'MeshCircuitBreaker');
+  const healthChecks = byKind(load.resources, 'MeshHealthCheck');
   const services: CompiledService[] = [];
   for (const mes of candidates) {
     const loop = (mes.spec.extension ? [] : (mes.spec.endpoints ?? []))
@@ -117,6 +121,8 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
         : {}),
       generatorStatus: gen.generatorStatus,
       ...timeoutsOf(mes, meshTimeouts),
+      ...present('circuitBreaker', effectiveCircuitBreaker(mes, circuitBreakers)),
+      ...present('healthCheck', effectiveHealthCheck(mes, healthChecks)),
       source: { file: mes.source.file, index: mes.source.index },
     });
   }
@@ -128,6 +134,11 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
 
   lastGeneration = input.generation ?? lastGeneration + 1;
   return { generation: lastGeneration, services, byVipPort, byHostname, outbounds, rejected, warnings: load.warnings, vipCidr: ipam.cidr };
+}
+
+/** `{[key]: value}` when there is a value, else nothing (optional fields stay absent, not undefined). */
+function present<K extends string, V>(key: K, value: V | undefined): { [k in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [k in K]?: V };
 }
 
 function timeoutsOf(mes: MeshExternalServiceResource, policies: MeshTimeoutResource[]): { timeouts?: EffectiveTimeouts } {

@@ -9,8 +9,8 @@
  *   (src/proxy/endpoints.ts), in place of meshext's own passive back-off.
  */
 import type { EngineLimits, PlanOutlierDetection } from '../native/addon.js';
-import type { MeshCircuitBreakerConf } from '../resources/types.js';
-import { parseGoDuration } from '../resources/duration.js';
+import type { MeshCircuitBreakerConf, MeshExternalServiceResource, MeshCircuitBreakerResource } from '../resources/types.js';
+import { durationMs, mergeConfs, mergeEntries } from './policy.js';
 
 /** Envoy's default circuit-breaker thresholds (max_connections, max_pending_requests, max_requests). */
 export const ENVOY_DEFAULT_THRESHOLD = 1024;
@@ -34,7 +34,7 @@ export function outlierFor(conf: MeshCircuitBreakerConf | undefined): PlanOutlie
   if (!o || o.disabled === true) return undefined;
   const d = o.detectors;
   return {
-    baseEjectionMs: o.baseEjectionTime !== undefined ? wholeMs(o.baseEjectionTime) : OUTLIER_DEFAULTS.baseEjectionMs,
+    baseEjectionMs: o.baseEjectionTime !== undefined ? durationMs(o.baseEjectionTime) : OUTLIER_DEFAULTS.baseEjectionMs,
     maxEjectionPercent: o.maxEjectionPercent ?? OUTLIER_DEFAULTS.maxEjectionPercent,
     splitExternalAndLocalErrors: o.splitExternalAndLocalErrors ?? false,
     consecutiveTotal: d?.totalFailures?.consecutive ?? 0,
@@ -44,9 +44,8 @@ export function outlierFor(conf: MeshCircuitBreakerConf | undefined): PlanOutlie
   };
 }
 
-/** A validated duration in whole ms, rounded up (a sub-millisecond time is not "none"). */
-export function wholeMs(text: string): number {
-  const d = parseGoDuration(text);
-  if ('error' in d) throw new Error(`duration ${text} was not validated`);
-  return Math.ceil(d.ms);
+/** The merged `default` of every MeshCircuitBreaker `to[]` entry that selects `mes`, Kuma's order; undefined when none does. */
+export function effectiveCircuitBreaker(mes: MeshExternalServiceResource, policies: readonly MeshCircuitBreakerResource[]): { conf: MeshCircuitBreakerConf; policies: string[] } | undefined {
+  const e = mergeEntries(mes, policies);
+  return e.policies.length > 0 ? { conf: mergeConfs(e.confs), policies: e.policies } : undefined;
 }

@@ -13,9 +13,9 @@
  * hosts there); meshext checks them itself, so it does.
  */
 import type { PlanHealthCheck } from '../native/addon.js';
-import type { MeshHealthCheckConf } from '../resources/types.js';
+import type { MeshHealthCheckConf, MeshExternalServiceResource, MeshHealthCheckResource } from '../resources/types.js';
 import type { Protocol } from './types.js';
-import { wholeMs } from './meshcircuitbreaker.js';
+import { durationMs, mergeConfs, mergeEntries } from './policy.js';
 
 export const HEALTH_CHECK_DEFAULTS = { intervalMs: 60_000, timeoutMs: 15_000, unhealthyThreshold: 5, healthyThreshold: 1, path: '/', expectedStatuses: [200] } as const;
 
@@ -28,18 +28,18 @@ export function healthCheckFor(conf: MeshHealthCheckConf | undefined, protocol: 
   else if (protocol === 'grpc' && on(conf.grpc)) kind = 'grpc';
   else if (on(conf.tcp)) kind = 'tcp';
   if (!kind) return undefined;
-  const intervalMs = conf.interval !== undefined ? wholeMs(conf.interval) : HEALTH_CHECK_DEFAULTS.intervalMs;
+  const intervalMs = conf.interval !== undefined ? durationMs(conf.interval) : HEALTH_CHECK_DEFAULTS.intervalMs;
   const headers: Array<[string, string]> = [];
   for (const h of conf.http?.requestHeadersToAdd?.set ?? []) headers.push([h.name.toLowerCase(), h.value]);
   for (const h of conf.http?.requestHeadersToAdd?.add ?? []) headers.push([h.name.toLowerCase(), h.value]);
   return {
     intervalMs,
-    unhealthyIntervalMs: conf.unhealthyInterval !== undefined ? wholeMs(conf.unhealthyInterval) : intervalMs,
-    timeoutMs: conf.timeout !== undefined ? wholeMs(conf.timeout) : HEALTH_CHECK_DEFAULTS.timeoutMs,
+    unhealthyIntervalMs: conf.unhealthyInterval !== undefined ? durationMs(conf.unhealthyInterval) : intervalMs,
+    timeoutMs: conf.timeout !== undefined ? durationMs(conf.timeout) : HEALTH_CHECK_DEFAULTS.timeoutMs,
     unhealthyThreshold: conf.unhealthyThreshold ?? HEALTH_CHECK_DEFAULTS.unhealthyThreshold,
     healthyThreshold: conf.healthyThreshold ?? HEALTH_CHECK_DEFAULTS.healthyThreshold,
-    initialJitterMs: conf.initialJitter !== undefined ? wholeMs(conf.initialJitter) : 0,
-    intervalJitterMs: conf.intervalJitter !== undefined ? wholeMs(conf.intervalJitter) : 0,
+    initialJitterMs: conf.initialJitter !== undefined ? durationMs(conf.initialJitter) : 0,
+    intervalJitterMs: conf.intervalJitter !== undefined ? durationMs(conf.intervalJitter) : 0,
     intervalJitterPercent: conf.intervalJitterPercent ?? 0,
     check: {
       kind,
@@ -54,4 +54,10 @@ export function healthCheckFor(conf: MeshHealthCheckConf | undefined, protocol: 
       ...(kind === 'tcp' && conf.tcp?.receive !== undefined ? { receive: [...conf.tcp.receive] } : {}),
     },
   };
+}
+
+/** The merged `default` of every MeshHealthCheck `to[]` entry that selects `mes`, Kuma's order; undefined when none does. */
+export function effectiveHealthCheck(mes: MeshExternalServiceResource, policies: readonly MeshHealthCheckResource[]): { conf: MeshHealthCheckConf; policies: string[] } | undefined {
+  const e = mergeEntries(mes, policies);
+  return e.policies.length > 0 ? { conf: mergeConfs(e.confs), policies: e.policies } : undefined;
 }
