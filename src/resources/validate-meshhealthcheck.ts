@@ -51,5 +51,5 @@ export function validateHealthCheckConf(conf: MeshHealthCheckConf, path: string,
   refuse('healthyPanicThreshold', 'does not take a panic threshold (with every endpoint out, its balancer tries them anyway)');
   if (conf.reuseConnection === true) out.push({ field: `${path}.reuseConnection`, message: 'meshext opens a new connection for every check: remove it or set it to false' });
   if (conf.failTrafficOnPanic === true) out.push({ field: `${path}.failTrafficOnPanic`, message: 'meshext always tries endpoints that are out when every endpoint is out: remove it or set it to false' });
-  if (conf.alwaysLogHealthCheckFailures !== undefined) out.push({ field: `${path}.alwaysLogHealthCheckFailures`, message: 'meshext logs each change of an endpoint\'s health (rate-limited), not each failure: remove it' });
+  if (conf.alwaysLogHealthCheckFailures !== undefined) out.push({ field: `${path}.alwaysLogHealthCheckFailures`, message: 'meshext logs each change of an endpoint\'s health, not each failed check: remove it' });
 }

@@ -38,12 +38,14 @@ interface Watcher {
 export const KUMA = 'kuma.io/v1alpha1';
 
 /** The collections meshext reads, for the system namespace `ns`. */
-export function kumaCollections(ns = 'kuma-system'): Record<'meshes' | 'mes' | 'hg' | 'mt' | 'secrets', Collection> {
+export function kumaCollections(ns = 'kuma-system'): Record<'meshes' | 'mes' | 'hg' | 'mt' | 'mcb' | 'mhc' | 'secrets', Collection> {
   return {
     meshes: { path: '/apis/kuma.io/v1alpha1/meshes', apiVersion: KUMA, kind: 'Mesh', core: false },
     mes: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshexternalservices`, apiVersion: KUMA, kind: 'MeshExternalService', core: false },
     hg: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/hostnamegenerators`, apiVersion: KUMA, kind: 'HostnameGenerator', core: false },
     mt: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshtimeouts`, apiVersion: KUMA, kind: 'MeshTimeout', core: false },
+    mcb: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshcircuitbreakers`, apiVersion: KUMA, kind: 'MeshCircuitBreaker', core: false },
+    mhc: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshhealthchecks`, apiVersion: KUMA, kind: 'MeshHealthCheck', core: false },
     secrets: { path: `/api/v1/namespaces/${ns}/secrets`, apiVersion: 'v1', kind: 'Secret', core: true },
   };
 }

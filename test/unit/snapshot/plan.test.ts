@@ -37,6 +37,8 @@ const GOLDEN_SETS: Array<[string, string[]]> = [
   ...['kong-mesh/universal', 'kong-mesh/kubernetes', 'kuma-website'].map((set): [string, string[]] => [set, [`${SEEDS}/${set}`, `${SEEDS}/secrets`]]),
   // MeshTimeouts merged per service (test/fixtures/policies/meshtimeout/timeouts.yaml says what wins and why).
   ['meshtimeout', ['test/fixtures/policies/meshtimeout']],
+  // MeshCircuitBreakers and MeshHealthChecks merged per service (test/fixtures/policies/health/policies.yaml says what wins).
+  ['health-policies', ['test/fixtures/policies/health']],
 ];
 
 for (const [set, dirs] of GOLDEN_SETS) {
