@@ -183,6 +183,11 @@ struct Plan {
    */
   int64_t maxConnMs = 0;
   PlanLimits limits;
+  /**
+   * Whether TypeScript wants each response's status per endpoint (the plan has outlier detection): only then
+   * do 5xx responses cost an event (UpstreamLease::ReportStatus).
+   */
+  bool reportStatuses = false;
   /** Upstream connections of equal plans are interchangeable: HTTP/2 sessions park idle ones under this key. */
   std::string poolKey;
   std::shared_ptr<ServiceState> state;

@@ -63,6 +63,8 @@ std::shared_ptr<Plan> PlanFrom(Napi::Env env, const Napi::Value& v, const std::s
     p->limits.maxRequests = js::U32(env, l, "maxRequests", lw, 0xffffffffu);
   }
   p->error = js::Str(env, o, "error", where, true);
+  // Outlier detection is applied by TypeScript; the engine only needs to know that it wants the statuses.
+  p->reportStatuses = !o.Get("outlierDetection").IsUndefined();
   if (!o.Get("deny").IsUndefined()) {
     std::string dw = where + ".deny";
     Napi::Object d = js::Obj(env, o.Get("deny"), dw);

@@ -572,7 +572,7 @@ bool Http1Session::StepExchange() {
       continue;
     }
     plan_->state->stats.CountResponse(resp_.status);
-    up_->lease().ReportStatus(loop(), id(), resp_.status);
+    if (plan_->reportStatuses) up_->lease().ReportStatus(loop(), id(), resp_.status);
     close_after_ = draining_ || !ClientKeepAlive(req_, resp_);
     WriteResponseHead(resp_, req_, close_after_, hbuf_);
     cout_.Append(hbuf_.data(), hbuf_.size());

@@ -543,6 +543,7 @@ void Http2Session::CountRetry() { plan_->state->stats.Add(engine::ServiceStats::
 StreamLimits Http2Session::Limits() { return {plan_->requestTimeoutMs, plan_->maxStreamMs, plan_->streamIdleMs, std::move(admittedHold_)}; }
 
 void Http2Session::UpstreamStatus(uint32_t upstream, int status) {
+  if (!plan_ || !plan_->reportStatuses) return;
   for (const auto& u : ups_) {
     if (u->rid == upstream) {
       u->lease.ReportStatus(loop(), id(), status);
