@@ -167,6 +167,14 @@ export class HealthSet {
     return { downForMs: this.downForMs(h) };
   }
 
+  /**
+   * A local-origin failure on an established connection (reset before the response, request timed out): only
+   * outlier detection counts these (the passive back-off is about connects).
+   */
+  lostConnection(label: string, why: string): Change | undefined {
+    return this.outlier ? this.failure(label, why) : undefined;
+  }
+
   /** A 5xx response from the endpoint. */
   status5xx(label: string, status: number): Change | undefined {
     const h = this.byLabel.get(label);

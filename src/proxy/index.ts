@@ -384,6 +384,10 @@ export class Proxy {
       const service = String(ev['service']);
       this.applyHealth(service, String(ev['endpoint']), this.health.get(service)?.status5xx(String(ev['endpoint']), Number(ev['status'])));
     });
+    e.on('endpoint-failed', (ev) => {
+      const service = String(ev['service']);
+      this.applyHealth(service, String(ev['endpoint']), this.health.get(service)?.lostConnection(String(ev['endpoint']), String(ev['reason'])));
+    });
     e.on('probe-result', (ev) => {
       this.checker.onResult(Number(ev['token']), ev['ok'] === 1, String(ev['reason'] ?? ''));
     });

@@ -358,3 +358,32 @@ test('active TCP checks: send and receive blocks (base64), fuzzy in order; a wro
   await q.close();
   await closeServer(echo.srv);
 });
+
+test('outlier detection: connections lost before the response are local-origin failures (split mode: the local-origin detector)', async (t) => {
+  // Accepts, reads the request, then resets: the connect succeeds, the exchange does not.
+  const resetting = net.createServer((s) => {
+    s.on('error', () => undefined);
+    s.once('data', () => s.resetAndDestroy());
+  });
+  const { port: badPort } = await listen(resetting);
+  const b = await standIn('b');
+  const s = svc({
+    protocol: 'http',
+    endpoints: [ipEp(badPort), ipEp(b.port)],
+    circuitBreaker: cb({ outlierDetection: { baseEjectionTime: '10s', maxEjectionPercent: 50, splitExternalAndLocalErrors: true, detectors: { localOriginFailures: { consecutive: 2 } } } }),
+  });
+  const p = await proxyFor(s);
+  const seen: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    seen.push((await get(p.port)).status);
+    await p.proxy.settled();
+  }
+  t.is(seen.filter((x) => x === 503).length, 2, seen.join(' '));
+  const ep = endpointOf(p.proxy.clusters(), badPort);
+  t.is(ep.health, 'ejected');
+  t.regex(ep.reason ?? '', /consecutive_local_origin_failure/);
+  t.is(p.stats.get('meshext_upstream_outlier_ejections_total', { service: s.kri, detector: 'consecutive_local_origin_failure' }), 1);
+  await p.close();
+  await closeServer(resetting);
+  await b.close();
+});

@@ -63,6 +63,11 @@ void UpstreamLease::ReportStatus(Loop* loop, uint64_t session, int status) const
     loop->Emit(Event("endpoint-ok", session).Str("service", service_->id).Str("endpoint", ep.label).Str("source", "response"));
 }
 
+void UpstreamLease::ReportFailure(Loop* loop, uint64_t session, const std::string& reason) const {
+  if (!endpoint_) return;
+  loop->Emit(Event("endpoint-failed", session).Lazy().Str("service", service_->id).Str("endpoint", endpoint_->label).Str("reason", reason));
+}
+
 const std::string& UpstreamLease::service() const {
   static const std::string kNone;
   return service_ ? service_->id : kNone;

@@ -41,6 +41,11 @@ class UpstreamLease {
    * reported once (`endpoint-ok`, source "response"). Otherwise a relaxed load of one atomic.
    */
   void ReportStatus(Loop* loop, uint64_t session, int status) const;
+  /**
+   * A local-origin failure on an established connection (reset before the response, request timed out), for
+   * outlier detection: reported as a lazy `endpoint-failed` event.
+   */
+  void ReportFailure(Loop* loop, uint64_t session, const std::string& reason) const;
 
  private:
   std::shared_ptr<ServiceState> service_;

@@ -446,6 +446,7 @@ void Http1Session::TimedOut(Expiry why) {
     status = 408;
   }
   connector_.Cancel();
+  if (up_ && why != Expiry::kStreamIdle && plan_->reportStatuses) up_->lease().ReportFailure(loop(), id(), what);
   Report(status, what);
   if (resp_started_) {
     // Part of the response went out: the client must not take it for a whole one (Envoy resets the stream).
@@ -623,8 +624,11 @@ bool Http1Session::StepExchange() {
 void Http1Session::UpstreamGone() {
   bool nothing = !resp_any_;
   int err = up_->err;
+  bool replay = nothing && reused_ && !retried_ && http::IdempotentMethod(req_.method) && req_body_sent_ == 0;
+  // The keep-alive race below is no fault of the endpoint; any other loss of the connection is.
+  if (!replay && plan_->reportStatuses) up_->lease().ReportFailure(loop(), id(), std::string("upstream connection lost: ") + (err ? ErrName(err) : "closed before responding"));
   DropUpstream();
-  if (nothing && reused_ && !retried_ && http::IdempotentMethod(req_.method) && req_body_sent_ == 0) {
+  if (replay) {
     // The keep-alive race: the upstream closed the pooled connection as we reused it. The request never
     // reached it, so it goes once more on a fresh connection (Envoy's reset-before-request retry).
     retried_ = true;
