@@ -3,7 +3,9 @@
  * validator.go) with its paths and messages, plus what meshext does not carry out, refused by name rather than
  * accepted and ignored: connection pool and retry limits, the statistical detectors (success rate, failure
  * percentage) and a panic threshold (meshext's balancer has one fixed rule: with every endpoint out, it tries
- * them anyway, see src/proxy/endpoints.ts).
+ * them anyway, see src/proxy/endpoints.ts). `localOriginFailures` without `splitExternalAndLocalErrors` is
+ * accepted as Kuma accepts it: its documented meaning is that it takes effect only in split mode (unsplit,
+ * local-origin failures count in the other detectors), which is what meshext does.
  */
 import type { MeshCircuitBreakerConf, MeshCircuitBreakerSpec, Violation } from './types.js';
 import { checkDuration, validateToPolicy } from './validate-policy.js';
@@ -60,10 +62,6 @@ export function validateCircuitBreakerConf(conf: MeshCircuitBreakerConf, path: s
   for (const k of ['totalFailures', 'gatewayFailures', 'localOriginFailures'] as const) {
     const c = d[k]?.consecutive;
     if (c !== undefined && c <= 0) out.push({ field: `${dp}.${k}.consecutive`, message: GREATER_THAN_0 });
-  }
-  if (d.localOriginFailures !== undefined && o.splitExternalAndLocalErrors !== true) {
-    // Envoy reads the local-origin detector only in split mode; accepted otherwise, it would do nothing.
-    out.push({ field: `${dp}.localOriginFailures`, message: 'takes effect only with outlierDetection.splitExternalAndLocalErrors: true; set it or remove this detector' });
   }
   const sr = d.successRate;
   if (sr !== undefined) {
