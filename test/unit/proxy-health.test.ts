@@ -62,13 +62,13 @@ async function standIn(
   };
 }
 
-/** One request through the proxy on a fresh connection: status and body. */
-function get(port: number, path = '/'): Promise<{ status: number; body: string }> {
+/** One request through the proxy on a fresh connection: status, body and whether it was marked overloaded. */
+function get(port: number, path = '/'): Promise<{ status: number; body: string; overloaded?: boolean }> {
   return new Promise((resolve, reject) => {
     const req = http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
       let body = '';
       res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, ...(res.headers['x-envoy-overloaded'] === 'true' ? { overloaded: true } : {}) }));
     });
     req.on('error', reject);
   });
@@ -217,9 +217,10 @@ test('connectionLimits.maxRequests: an HTTP/1.1 request over the limit gets 503 
   await until(() => a.hits() === 1, 'slow request upstream');
   const over = await get(p.port, '/');
   t.is(over.status, 503);
+  t.true(over.overloaded, 'x-envoy-overloaded: true, as Envoy marks its circuit breakers\' 503');
   t.regex(over.body, /upstream overflow: 1 requests already in flight \(MeshCircuitBreaker maxRequests\)/);
   t.is((await slow).body, 'a');
-  t.is((await get(p.port, '/')).body, 'a');
+  t.deepEqual(await get(p.port, '/'), { status: 200, body: 'a' });
   t.is(p.stats.get('meshext_upstream_rq_pending_overflow_total', { service: s.kri }), 1);
   await p.close();
   await a.close();
@@ -244,7 +245,10 @@ test('connectionLimits.maxRequests: an HTTP/2 stream over the limit gets 503, co
       const r = c.request({ ':path': path });
       let body = '';
       let status = 0;
-      r.on('response', (h) => (status = Number(h[':status'])));
+      r.on('response', (h) => {
+        status = Number(h[':status']);
+        if (status === 503) t.is(h['x-envoy-overloaded'], 'true');
+      });
       r.on('data', (d: Buffer) => (body += d.toString()));
       r.on('end', () => resolve({ status, body }));
     });
@@ -386,4 +390,20 @@ test('outlier detection: connections lost before the response are local-origin f
   await p.close();
   await closeServer(resetting);
   await b.close();
+});
+
+test('connectionLimits.maxConnections: an HTTP/1.1 request needing a new upstream connection over the limit gets 503, marked overloaded', async (t) => {
+  const a = await standIn('a');
+  const s = svc({ protocol: 'http', endpoints: [ipEp(a.port)], circuitBreaker: cb({ connectionLimits: { maxConnections: 1 } }) });
+  const p = await proxyFor(s);
+  const slow = get(p.port, '/slow');
+  await until(() => a.hits() === 1, 'slow request upstream');
+  const over = await get(p.port, '/');
+  t.is(over.status, 503);
+  t.true(over.overloaded);
+  t.regex(over.body, /upstream overflow: 1 upstream connections open \(MeshCircuitBreaker maxConnections\)/);
+  t.is((await slow).status, 200);
+  t.is(p.stats.get('meshext_upstream_cx_overflow_total', { service: s.kri }), 1);
+  await p.close();
+  await a.close();
 });

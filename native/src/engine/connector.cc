@@ -161,7 +161,8 @@ void Connector::Start(std::shared_ptr<const Plan> plan, std::vector<uint32_t> or
     return;
   }
   std::string overflow;
-  if (!TakePending(&overflow)) {
+  overflowed_ = !TakePending(&overflow);
+  if (overflowed_) {
     std::shared_ptr<const Plan> p = std::move(plan_);
     host_.OnUpstreamFailed(overflow);
     return;

@@ -98,6 +98,8 @@ class Connector {
   /** The session's OnTimer: fails an attempt whose deadline has passed. */
   void OnTimer(int64_t nowMs);
   bool busy() const { return attempt_ != nullptr; }
+  /** Whether the last Start was refused by a PlanLimits limit (its OnUpstreamFailed reason says which). */
+  bool overflowed() const { return overflowed_; }
 
  private:
   struct Attempt;
@@ -124,6 +126,7 @@ class Connector {
   std::string lastError_;
   std::unique_ptr<Attempt> attempt_;
   bool probe_ = false;
+  bool overflowed_ = false;
   /** Holds one of the service's pending connects (ServiceState::pending) while connecting. */
   std::shared_ptr<ServiceState> pendingOf_;
 };

@@ -402,7 +402,7 @@ bool Http1Session::StepHead() {
   }
   if (!engine::TakeRequestSlot(*plan, &rq_slot_)) {
     plan->state->stats.CountResponse(engine::kOverflowStatus);
-    LocalReply(engine::kOverflowStatus, engine::OverflowMessage(*plan), req_done_);
+    LocalReply(engine::kOverflowStatus, engine::OverflowMessage(*plan), req_done_, true);
     return true;
   }
   // The balancer picks an endpoint for every request; an idle connection to it is used when there is one.
@@ -502,7 +502,7 @@ void Http1Session::OnUpstreamFailed(const std::string& reason) {
   if (closed_ || phase_ != Phase::WaitUpstream) return;
   plan_->state->stats.CountResponse(503);
   loop()->Emit(engine::Event("upstream-failed", id()).Str("service", plan_->service).Str("client", d_.client).Str("reason", reason).Str("method", std::string(req_.method)).Str("path", std::string(req_.target)));
-  LocalReply(503, "upstream unavailable: " + reason, req_done_ && req_body_sent_ == 0);
+  LocalReply(503, "upstream unavailable: " + reason, req_done_ && req_body_sent_ == 0, connector_.overflowed());
   Pump();
 }
 
@@ -694,11 +694,11 @@ bool Http1Session::StepTunnel() {
   return progress && !closed_;
 }
 
-void Http1Session::LocalReply(int status, const std::string& body, bool keep) {
+void Http1Session::LocalReply(int status, const std::string& body, bool keep, bool overloaded) {
   rq_deadline_ = stream_deadline_ = 0;
   rq_slot_.reset();
   keep = keep && !draining_ && req_.keep_alive;
-  std::string r = LocalResponse(status, body, !keep);
+  std::string r = LocalResponse(status, body, !keep, overloaded);
   cout_.Append(r.data(), r.size());
   DropUpstream();
   if (keep) {

@@ -78,7 +78,8 @@ class Http1Session : public engine::Session, private engine::ConnectorHost {
   void Begin(std::unique_ptr<UpstreamConn> c, bool reused);
   void UpstreamGone();
   void Finish();
-  void LocalReply(int status, const std::string& body, bool keep);
+  /** `overloaded`: refused by a PlanLimits limit (x-envoy-overloaded: true). */
+  void LocalReply(int status, const std::string& body, bool keep, bool overloaded = false);
   void DropUpstream();
   /** Retires the session; `reason` is one of the relay's close reasons (RelayCloseReason), `detail` says more. */
   void End(const char* reason, const char* detail = nullptr);

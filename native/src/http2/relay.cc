@@ -873,6 +873,7 @@ void Relay::Answer(Stream* s, const LocalAnswer& a) {
     SubmitResponse(s, true);
   } else {
     s->resp = {{":status", std::to_string(a.status)}, {"content-type", "text/plain; charset=utf-8"}};
+    if (a.overloaded) s->resp.emplace_back("x-envoy-overloaded", "true");
     s->resp_body.Append(a.message + "\n");
     SubmitResponse(s, false);
   }

@@ -31,6 +31,8 @@ struct LocalAnswer {
   std::string message;
   /** Counted as a response (CountResponse): an upstream failure is; a denial, which never went upstream, is not. */
   bool counted = true;
+  /** Refused by the host's concurrency limit: HTTP answers carry x-envoy-overloaded: true, as Envoy's. */
+  bool overloaded = false;
 };
 
 /** Time limits of one admitted stream, from its plan (0: none). */

@@ -425,6 +425,7 @@ bool Http2Session::Admit(LocalAnswer* answer, std::string_view method, std::stri
     answer->status = engine::kOverflowStatus;
     answer->grpcStatus = engine::kOverflowGrpcStatus;
     answer->message = engine::OverflowMessage(*plan_);
+    answer->overloaded = true;
     return false;  // counted as a 503 response by the relay
   }
   answer->status = a.status;
