@@ -407,3 +407,50 @@ test('connectionLimits.maxConnections: an HTTP/1.1 request needing a new upstrea
   await p.close();
   await a.close();
 });
+
+test('outlier detection over HTTP/2: streams the upstream resets count against its endpoint, and an HTTP/2 check runs on http2 services', async (t) => {
+  const resetting = http2.createServer();
+  resetting.on('stream', (st) => {
+    st.on('error', () => undefined);
+    st.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+  });
+  const { port: badPort } = await listen(resetting);
+  const good = http2.createServer();
+  let checks = 0;
+  good.on('stream', (st, h) => {
+    if (h[':path'] === '/health') checks++;
+    st.respond({ ':status': 200 });
+    st.end('good');
+  });
+  const { port: goodPort } = await listen(good);
+  const s = svc({
+    protocol: 'http2',
+    endpoints: [ipEp(badPort), ipEp(goodPort)],
+    circuitBreaker: cb({ outlierDetection: { baseEjectionTime: '10s', maxEjectionPercent: 50, splitExternalAndLocalErrors: true, detectors: { localOriginFailures: { consecutive: 2 } } } }),
+    healthCheck: hc({ interval: '5s', healthyThreshold: 1, http: { path: '/health' } }),
+  });
+  const p = await proxyFor(s);
+  t.true(p.proxy.currentPlans()[0]?.healthCheck?.check.http2);
+  const c = http2.connect(`http://127.0.0.1:${p.port}`);
+  const ask = (): Promise<number> =>
+    new Promise((resolve) => {
+      const r = c.request({ ':path': '/' });
+      let status = 0;
+      r.on('response', (h) => (status = Number(h[':status'])));
+      r.on('error', () => resolve(-1));
+      r.on('close', () => resolve(status));
+      r.resume();
+    });
+  const seen: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    seen.push(await ask());
+    await p.proxy.settled();
+  }
+  t.is(seen.filter((x) => x !== 200).length, 2, seen.join(' '));
+  t.is(endpointOf(p.proxy.clusters(), badPort).health, 'ejected');
+  await until(() => checks >= 1, 'an HTTP/2 health check reached the good endpoint', 3000);
+  c.close();
+  await p.close();
+  await closeServer(resetting as unknown as net.Server);
+  await closeServer(good as unknown as net.Server);
+});

@@ -525,6 +525,7 @@ void Relay::UpstreamLost(uint32_t id, const std::string& reason) {
       waiting_.push_front(s);
       continue;
     }
+    if (!s->resp_done) host_.UpstreamFailure(id, reason);
     UpstreamFailedStream(s, NGHTTP2_INTERNAL_ERROR, reason);
   }
   ups_.erase(it);
@@ -631,6 +632,7 @@ int Relay::UpOnStreamClose(nghttp2_session* sess, int32_t stream_id, uint32_t co
       s->waiting = true;
       r->waiting_.push_front(s);
     } else {
+      if (!s->resp_done) r->host_.UpstreamFailure(u->id, "upstream reset the stream (code " + std::to_string(code) + ")");
       r->UpstreamFailedStream(s, code == NGHTTP2_NO_ERROR ? static_cast<uint32_t>(NGHTTP2_INTERNAL_ERROR) : code, "upstream reset the stream (code " + std::to_string(code) + ")");
     }
   }

@@ -76,6 +76,11 @@ class RelayHost {
     (void)upstream;
     (void)status;
   }
+  /** A stream on upstream connection `upstream` failed before its response (reset, connection lost): for outlier detection. */
+  virtual void UpstreamFailure(uint32_t upstream, const std::string& reason) {
+    (void)upstream;
+    (void)reason;
+  }
   /** A stream the upstream refused unprocessed (GOAWAY, REFUSED_STREAM) is being replayed on another connection. */
   virtual void CountRetry() = 0;
   /** Right after Admit said yes: the admitted stream's time limits. */

@@ -543,6 +543,16 @@ void Http2Session::CountRetry() { plan_->state->stats.Add(engine::ServiceStats::
 // Admit has just looked the plan up: plan_ is the admitted stream's.
 StreamLimits Http2Session::Limits() { return {plan_->requestTimeoutMs, plan_->maxStreamMs, plan_->streamIdleMs, std::move(admittedHold_)}; }
 
+void Http2Session::UpstreamFailure(uint32_t upstream, const std::string& reason) {
+  if (!plan_ || !plan_->reportStatuses) return;
+  for (const auto& u : ups_) {
+    if (u->rid == upstream) {
+      u->lease.ReportFailure(loop(), id(), reason);
+      return;
+    }
+  }
+}
+
 void Http2Session::UpstreamStatus(uint32_t upstream, int status) {
   if (!plan_ || !plan_->reportStatuses) return;
   for (const auto& u : ups_) {

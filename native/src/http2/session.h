@@ -85,6 +85,7 @@ class Http2Session final : public engine::Session, private RelayHost, private en
   int64_t ArmTimer(int64_t afterMs) override;
   void CountExpiry(Expiry why) override;
   void UpstreamStatus(uint32_t upstream, int status) override;
+  void UpstreamFailure(uint32_t upstream, const std::string& reason) override;
   void OnUpstream(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, uint32_t endpoint, uint32_t target) override;
   void OnUpstreamFailed(const std::string& reason) override;
   /** The current plan of this connection's key (looked up again only when plans changed; null once gone). */
