@@ -454,3 +454,19 @@ test('outlier detection over HTTP/2: streams the upstream resets count against i
   await closeServer(resetting as unknown as net.Server);
   await closeServer(good as unknown as net.Server);
 });
+
+test('active gRPC checks over TLS: ALPN h2 and the service\'s CA, as its traffic', async (t) => {
+  const pki = makePki();
+  t.teardown(() => pki.cleanup());
+  const server = new grpc.Server();
+  server.addService(HealthService.service, { Check: (_call: Any, done: Any) => done(null, { status: 1 }) });
+  const creds = grpc.ServerCredentials.createSsl(null, [{ private_key: pki.good.key, cert_chain: pki.good.cert }]);
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', creds, (e, n) => (e ? reject(e) : resolve(n))));
+  const s = svc({ protocol: 'grpc', endpoints: [ipEp(port)], tls: tlsCfg({ ca: pki.ca }), healthCheck: hc({ interval: INTERVAL, timeout: '1s', unhealthyThreshold: 1, grpc: {} }) });
+  const p = await proxyFor(s);
+  await until(() => (p.stats.get('meshext_upstream_health_check_success_total', { service: s.kri }) ?? 0) >= 2, 'checks pass over TLS', 3000);
+  t.is(p.stats.get('meshext_upstream_health_check_failure_total', { service: s.kri }), 0);
+  t.is(endpointOf(p.proxy.clusters(), port).health, 'healthy');
+  await p.close();
+  server.forceShutdown();
+});
