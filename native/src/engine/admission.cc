@@ -38,15 +38,14 @@ Admission AdmitRequest(const Plan* plan, Loop* loop, uint64_t session, const std
 bool TakeRequestSlot(const Plan& plan, std::shared_ptr<void>* slot) {
   uint32_t max = plan.limits.maxRequests;
   if (max == 0) return true;
-  ServiceState* s = plan.state.get();
-  if (s->requests.fetch_add(1, std::memory_order_relaxed) >= max) {
-    s->requests.fetch_sub(1, std::memory_order_relaxed);
-    s->stats.Add(ServiceStats::kUpstreamRqPendingOverflow);
+  const std::shared_ptr<const char>& token = plan.state->requestToken;
+  // Check, then take: threads admitting at the same instant may each pass, so the limit can be overshot by at
+  // most the number of engine threads (Envoy's limits are approximate across workers too).
+  if (static_cast<uint64_t>(token.use_count() - 1) >= max) {
+    plan.state->stats.Add(ServiceStats::kUpstreamRqPendingOverflow);
     return false;
   }
-  // The slot keeps the state alive: a reload that removes the service must not free what it gives back to.
-  std::shared_ptr<ServiceState> keep = plan.state;
-  *slot = std::shared_ptr<void>(s, [keep](void*) { keep->requests.fetch_sub(1, std::memory_order_relaxed); });
+  *slot = std::const_pointer_cast<char>(token);
   return true;
 }
 

@@ -90,8 +90,11 @@ struct ServiceState {
   std::atomic<uint32_t> next{0};
   /** Connects under way (PlanLimits::maxPendingRequests). */
   std::atomic<int64_t> pending{0};
-  /** HTTP requests admitted and not finished, counted only while the plan has PlanLimits::maxRequests. */
-  std::atomic<int64_t> requests{0};
+  /**
+   * Each HTTP request admitted under PlanLimits::maxRequests holds a copy until it finishes, so the requests in
+   * flight are use_count() - 1: one atomic increment and one decrement per request, no allocation.
+   */
+  const std::shared_ptr<const char> requestToken = std::make_shared<const char>(0);
   /** Endpoint states of the current plan by label (JS thread only: installs and health pushes). */
   std::unordered_map<std::string, std::shared_ptr<EndpointState>> endpoints;
 };
