@@ -21,6 +21,14 @@
 #define MX_PEER_MAX_ENTRIES 65536
 #define MX_NAMESERVERS_MAX_ENTRIES 64
 #define MX_EXEMPT_MAX_ENTRIES 256
+#define MX_CG_IDENT_MAX_ENTRIES 65536
+#define MX_SVC_ACCESS_MAX_ENTRIES 16384
+#define MX_VERDICT_MAX_ENTRIES 262144
+#define MX_DENIALS_MAX_ENTRIES 4096
+/* Access counters are indexed by service index * MX_ACCESS_CNT_MAX + enum mx_access_cnt. */
+#define MX_ACCESS_SVC_MAX 4096
+/* Deepest cgroup level the connect hooks climb to find a workload's identity (pod/unit/sub-cgroups). */
+#define MX_CG_MAX_LEVEL 16
 
 /*
  * An mx_peer_orig entry older than this is stale: the proxy refuses it and the agent sweeps it. A
@@ -34,6 +42,7 @@
 #define MX_F_REDIRECT_DNS (1u << 1) /* port 53 to a listed nameserver goes to the resolver */
 #define MX_F_EXEMPT_CGROUPS (1u << 2) /* consult mx_exempt_cg */
 #define MX_F_DNS_HEARTBEAT (1u << 3) /* other netns: resolver counts as up while heartbeat is fresh */
+#define MX_F_ACCESS (1u << 4) /* some VIP has a MeshTrafficPermission: consult mx_svc_access */
 
 /* mx_orig.flags: why a socket was redirected */
 #define MX_ORIG_TCP_VIP 1
@@ -77,6 +86,61 @@ struct mx_peer_key {
 	struct mx_addr addr; /* client address */
 	__u16 port; /* client port */
 	__u16 proxy_port; /* proxy listener port (several listeners may exist) */
+};
+
+/*
+ * Access verdicts, computed by the agent (one TypeScript evaluation of Kuma's MeshTrafficPermission rules) and only
+ * looked up here. Zero means "no entry".
+ */
+#define MX_V_ALLOW 1
+#define MX_V_DENY_RULE 2 /* a deny matcher matched */
+#define MX_V_DENY_DEFAULT 3 /* no matcher matched and the mesh forbids by default */
+#define MX_V_DENY_NO_IDENTITY 4 /* the socket's cgroup has no identity (yet) and the mesh forbids by default */
+#define MX_V_SHADOW_DENY 5 /* allowWithShadowDeny: let through, counted and logged as denied */
+
+/* mx_svc_access key: a VIP:port whose service has a MeshTrafficPermission. */
+struct mx_svc_key {
+	__u32 vip; /* IPv4, network order */
+	__u16 port; /* network order */
+	__u16 _pad0;
+};
+
+/* mx_svc_access value: the service's index and its verdicts for identities without an mx_verdict entry. */
+struct mx_svc_access {
+	__u32 svc; /* service index, < MX_ACCESS_SVC_MAX */
+	__u8 unlisted; /* MX_V_* for an identity with no mx_verdict entry */
+	__u8 no_identity; /* MX_V_* for a socket whose cgroup has no identity */
+	__u16 _pad0;
+};
+
+/* mx_verdict key: (service index, identity index) → __u32 MX_V_*. */
+struct mx_verdict_key {
+	__u32 svc;
+	__u32 ident; /* identity index from mx_cg_ident, never 0 */
+};
+
+/* mx_denials key/value: the last denials per (client cgroup, service), taken by the agent for its log line. */
+struct mx_denial_key {
+	__u64 cgroup_id; /* the connecting socket's own cgroup */
+	__u32 svc;
+	__u32 _pad0;
+};
+
+struct mx_denial {
+	__u64 count; /* denials since the agent last took this entry */
+	__u64 last_ns; /* CLOCK_MONOTONIC of the last one */
+	__u32 ident; /* identity index found for the cgroup, 0 = none */
+	__u32 verdict; /* MX_V_* of the last one */
+};
+
+/* mx_access_cnt (per-CPU array of __u64) per-service slots. */
+enum mx_access_cnt {
+	MX_ACNT_ALLOWED = 0,
+	MX_ACNT_DENIED_RULE,
+	MX_ACNT_DENIED_DEFAULT,
+	MX_ACNT_DENIED_NO_IDENTITY,
+	MX_ACNT_SHADOW_DENIED,
+	MX_ACNT_MAX,
 };
 
 /* mx_counters (per-CPU array of __u64) indexes. Names in src/redirect/codec.ts follow this order. */

@@ -90,6 +90,53 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mx_counters SEC(".maps");
 
+/* Workload identity: cgroup id → identity index. The agent lists pod/unit cgroups and the sub-cgroups it has seen. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MX_CG_IDENT_MAX_ENTRIES);
+	__type(key, __u64);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mx_cg_ident SEC(".maps");
+
+/* VIP:port of a service with a MeshTrafficPermission → its index and default verdicts. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MX_SVC_ACCESS_MAX_ENTRIES);
+	__type(key, struct mx_svc_key);
+	__type(value, struct mx_svc_access);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mx_svc_access SEC(".maps");
+
+/* (service, identity) → MX_V_*, only where the verdict differs from the service's `unlisted` one. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MX_VERDICT_MAX_ENTRIES);
+	__type(key, struct mx_verdict_key);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mx_verdict SEC(".maps");
+
+/* LRU: if the agent is slow to take denials, the oldest go; the counters below still count them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MX_DENIALS_MAX_ENTRIES);
+	__type(key, struct mx_denial_key);
+	__type(value, struct mx_denial);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mx_denials SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MX_ACCESS_SVC_MAX * MX_ACNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mx_access_cnt SEC(".maps");
+
 static __always_inline void count(__u32 idx)
 {
 	__u64 *v = bpf_map_lookup_elem(&mx_counters, &idx);
@@ -201,7 +248,117 @@ static __always_inline int remember(struct bpf_sock_addr *ctx, const struct mx_a
 	return 1;
 }
 
-enum verdict { MX_PASS, MX_TO_PROXY, MX_TO_RESOLVER };
+/*
+ * The identity of the calling task's cgroup: its own entry, else the nearest listed ancestor (a process in a
+ * container sub-cgroup of a pod, or in a sub-cgroup of a unit, that the agent has not listed yet). 0 = none.
+ */
+static __always_inline __u32 current_identity(void)
+{
+	__u64 id = bpf_get_current_cgroup_id();
+	__u32 *ident = bpf_map_lookup_elem(&mx_cg_ident, &id);
+	int level;
+
+	if (ident)
+		return *ident;
+	for (level = MX_CG_MAX_LEVEL; level > 0; level--) {
+		__u64 anc = bpf_get_current_ancestor_cgroup_id(level);
+
+		if (!anc || anc == id)
+			continue; /* deeper than the task's cgroup, or the cgroup itself (already missed) */
+		ident = bpf_map_lookup_elem(&mx_cg_ident, &anc);
+		if (ident)
+			return *ident;
+	}
+	return 0;
+}
+
+static __always_inline void count_access(__u32 svc, __u32 slot)
+{
+	__u32 idx;
+	__u64 *v;
+
+	if (svc >= MX_ACCESS_SVC_MAX)
+		return;
+	idx = svc * MX_ACNT_MAX + slot;
+	v = bpf_map_lookup_elem(&mx_access_cnt, &idx);
+	if (v)
+		*v += 1;
+}
+
+static __always_inline void report_denial(__u32 svc, __u32 ident, __u32 verdict)
+{
+	struct mx_denial_key k = {};
+	struct mx_denial *d;
+
+	k.cgroup_id = bpf_get_current_cgroup_id();
+	k.svc = svc;
+	d = bpf_map_lookup_elem(&mx_denials, &k);
+	if (d) {
+		__sync_fetch_and_add(&d->count, 1);
+		d->last_ns = bpf_ktime_get_ns();
+		d->ident = ident;
+		d->verdict = verdict;
+	} else {
+		struct mx_denial n = {};
+
+		n.count = 1;
+		n.last_ns = bpf_ktime_get_ns();
+		n.ident = ident;
+		n.verdict = verdict;
+		bpf_map_update_elem(&mx_denials, &k, &n, BPF_NOEXIST);
+	}
+}
+
+/*
+ * Whether this task may connect to the VIP:port (MeshTrafficPermission). Only VIPs listed in mx_svc_access cost
+ * anything beyond one lookup, and that lookup only runs while some service has a policy (MX_F_ACCESS).
+ */
+static __always_inline int access_allowed(const struct mx_config *cfg, __u32 vip, __u16 port)
+{
+	struct mx_svc_key sk = {};
+	struct mx_verdict_key vk = {};
+	const struct mx_svc_access *sa;
+	__u32 *vp, verdict, ident;
+
+	if (!(cfg->flags & MX_F_ACCESS))
+		return 1;
+	sk.vip = vip;
+	sk.port = port;
+	sa = bpf_map_lookup_elem(&mx_svc_access, &sk);
+	if (!sa)
+		return 1;
+	ident = current_identity();
+	if (!ident) {
+		verdict = sa->no_identity;
+	} else {
+		vk.svc = sa->svc;
+		vk.ident = ident;
+		vp = bpf_map_lookup_elem(&mx_verdict, &vk);
+		verdict = vp ? *vp : sa->unlisted;
+	}
+	switch (verdict) {
+	case MX_V_DENY_RULE:
+		count_access(sa->svc, MX_ACNT_DENIED_RULE);
+		break;
+	case MX_V_DENY_DEFAULT:
+		count_access(sa->svc, MX_ACNT_DENIED_DEFAULT);
+		break;
+	case MX_V_DENY_NO_IDENTITY:
+		count_access(sa->svc, MX_ACNT_DENIED_NO_IDENTITY);
+		break;
+	case MX_V_SHADOW_DENY:
+		count_access(sa->svc, MX_ACNT_SHADOW_DENIED);
+		report_denial(sa->svc, ident, verdict);
+		return 1;
+	default:
+		count_access(sa->svc, MX_ACNT_ALLOWED);
+		return 1;
+	}
+	report_denial(sa->svc, ident, verdict);
+	return 0;
+}
+
+enum verdict { MX_PASS, MX_TO_PROXY, MX_TO_RESOLVER, MX_REFUSE };
 
 /* Decides where a connect/sendmsg to dst:port should go; stores the original when redirecting. */
 static __always_inline enum verdict classify(struct bpf_sock_addr *ctx, const struct mx_config *cfg,
@@ -211,6 +368,8 @@ static __always_inline enum verdict classify(struct bpf_sock_addr *ctx, const st
 	    (dst->w[3] & cfg->vip_mask) == cfg->vip_net) {
 		if (exempt(cfg))
 			return MX_PASS;
+		if (!access_allowed(cfg, dst->w[3], port))
+			return MX_REFUSE;
 		if (!remember(ctx, dst, port, proto, MX_ORIG_TCP_VIP))
 			return MX_PASS;
 		count(MX_CNT_TCP_REDIRECT);
@@ -280,6 +439,8 @@ static __always_inline int redirect4(struct bpf_sock_addr *ctx, int is_sendmsg)
 		return 1;
 	set_v4mapped(&dst, ip4);
 	v = classify(ctx, cfg, &dst, (__u16)port, type, proto);
+	if (v == MX_REFUSE)
+		return 0; /* the kernel fails connect() with EPERM */
 	if (v == MX_PASS)
 		return 1;
 	to = v == MX_TO_PROXY ? &cfg->proxy_addr : &cfg->dns_addr;
@@ -315,6 +476,8 @@ static __always_inline int redirect6(struct bpf_sock_addr *ctx, int is_sendmsg)
 	if (is_sendmsg && type != SOCK_DGRAM)
 		return 1;
 	v = classify(ctx, cfg, &dst, (__u16)port, type, proto);
+	if (v == MX_REFUSE)
+		return 0; /* the kernel fails connect() with EPERM */
 	if (v == MX_PASS)
 		return 1;
 	to = v == MX_TO_PROXY ? &cfg->proxy_addr : &cfg->dns_addr;

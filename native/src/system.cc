@@ -266,6 +266,44 @@ Napi::Value Layout(const Napi::CallbackInfo& info) {
   pk.Set("fields", pf);
   o.Set("mx_peer_key", pk);
 
+  Napi::Object sk = Napi::Object::New(env), skf = Napi::Object::New(env);
+  sk.Set("size", static_cast<uint32_t>(sizeof(mx_svc_key)));
+  MX_FIELD(skf, mx_svc_key, vip);
+  MX_FIELD(skf, mx_svc_key, port);
+  sk.Set("fields", skf);
+  o.Set("mx_svc_key", sk);
+
+  Napi::Object sa = Napi::Object::New(env), saf = Napi::Object::New(env);
+  sa.Set("size", static_cast<uint32_t>(sizeof(mx_svc_access)));
+  MX_FIELD(saf, mx_svc_access, svc);
+  MX_FIELD(saf, mx_svc_access, unlisted);
+  MX_FIELD(saf, mx_svc_access, no_identity);
+  sa.Set("fields", saf);
+  o.Set("mx_svc_access", sa);
+
+  Napi::Object vk = Napi::Object::New(env), vkf = Napi::Object::New(env);
+  vk.Set("size", static_cast<uint32_t>(sizeof(mx_verdict_key)));
+  MX_FIELD(vkf, mx_verdict_key, svc);
+  MX_FIELD(vkf, mx_verdict_key, ident);
+  vk.Set("fields", vkf);
+  o.Set("mx_verdict_key", vk);
+
+  Napi::Object dk = Napi::Object::New(env), dkf = Napi::Object::New(env);
+  dk.Set("size", static_cast<uint32_t>(sizeof(mx_denial_key)));
+  MX_FIELD(dkf, mx_denial_key, cgroup_id);
+  MX_FIELD(dkf, mx_denial_key, svc);
+  dk.Set("fields", dkf);
+  o.Set("mx_denial_key", dk);
+
+  Napi::Object dn = Napi::Object::New(env), dnf = Napi::Object::New(env);
+  dn.Set("size", static_cast<uint32_t>(sizeof(mx_denial)));
+  MX_FIELD(dnf, mx_denial, count);
+  MX_FIELD(dnf, mx_denial, last_ns);
+  MX_FIELD(dnf, mx_denial, ident);
+  MX_FIELD(dnf, mx_denial, verdict);
+  dn.Set("fields", dnf);
+  o.Set("mx_denial", dn);
+
   Napi::Object ad = Napi::Object::New(env);
   ad.Set("size", static_cast<uint32_t>(sizeof(mx_addr)));
   ad.Set("fields", Napi::Object::New(env));
@@ -278,6 +316,14 @@ Napi::Value Layout(const Napi::CallbackInfo& info) {
   flags.Set("MX_F_DNS_HEARTBEAT", MX_F_DNS_HEARTBEAT);
   flags.Set("MX_ORIG_TCP_VIP", MX_ORIG_TCP_VIP);
   flags.Set("MX_ORIG_DNS", MX_ORIG_DNS);
+  flags.Set("MX_F_ACCESS", MX_F_ACCESS);
+  flags.Set("MX_V_ALLOW", MX_V_ALLOW);
+  flags.Set("MX_V_DENY_RULE", MX_V_DENY_RULE);
+  flags.Set("MX_V_DENY_DEFAULT", MX_V_DENY_DEFAULT);
+  flags.Set("MX_V_DENY_NO_IDENTITY", MX_V_DENY_NO_IDENTITY);
+  flags.Set("MX_V_SHADOW_DENY", MX_V_SHADOW_DENY);
+  flags.Set("MX_ACNT_MAX", static_cast<uint32_t>(MX_ACNT_MAX));
+  flags.Set("MX_ACCESS_SVC_MAX", MX_ACCESS_SVC_MAX);
   o.Set("constants", flags);
   return o;
 }

@@ -3,6 +3,8 @@
  * One immutable snapshot feeds all consumers; a reload builds a new one and swaps it atomically.
  */
 import type net from 'node:net';
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
 import { Registry } from '../stats/registry.js';
 import type { Logger } from '../log.js';
 import { mergeResults, type LoadResult, type Resource } from '../resources/index.js';
@@ -12,7 +14,8 @@ import { planForDump, type ServicePlan } from '../snapshot/plan.js';
 import type { Snapshot, CompiledService } from '../snapshot/types.js';
 import { DnsServer, recordsFromSnapshot, readResolvConf } from '../dns/index.js';
 import { Proxy } from '../proxy/index.js';
-import { Redirector, ensureBpffs } from '../redirect/index.js';
+import { Redirector, ensureBpffs, findCgroup2Mount } from '../redirect/index.js';
+import { AccessControl, validateOverrides, type IdentityOverride, type PodIdentity } from '../access/index.js';
 import { AdminServer, type Readiness } from '../admin/server.js';
 import { adoptInheritedSockets, enableListenerMigration, releaseHeldSockets } from '../net/shared.js';
 import type { ResourceSource } from '../sources/source.js';
@@ -61,6 +64,9 @@ export class Agent {
   private dns: DnsServer | undefined;
   private proxy!: Proxy;
   private redirector: Redirector | undefined;
+  private access: AccessControl | undefined;
+  /** Pods of this node (Kubernetes), kept until the access control exists. */
+  private pods: Map<string, PodIdentity> | undefined;
   private admin: AdminServer | undefined;
   private readonly sources: ResourceSource[] = [];
   /** A source change seen while starting, applied once the agent is READY. */
@@ -145,6 +151,13 @@ export class Agent {
           debounceMs: cfg.reloadDebounceMs,
           stats: this.stats,
           log: this.log.child({ component: 'kubernetes' }),
+          pods: {
+            nodeName: cfg.nodeName,
+            onChange: (pods) => {
+              this.pods = pods;
+              this.access?.setPods(pods);
+            },
+          },
         }),
       );
     }
@@ -191,14 +204,32 @@ export class Agent {
     if (redirectOk) {
       const nameservers = this.dns ? this.captureNameservers() : [];
       if (ensureBpffs(cfg.pinRoot)) this.log.info({ mountPoint: '/sys/fs/bpf' }, 'mounted the BPF filesystem');
-      this.redirector = await Redirector.start({
-        vipCidr: this.ipam.cidr,
-        proxy: { address: cfg.proxy.address, port: this.proxyAddr!.port },
-        ...(this.dns && nameservers.length ? { dns: { address: cfg.dnsListen.address, port: this.dnsPort(), nameservers } } : {}),
-        ...(cfg.cgroup ? { cgroupPath: cfg.cgroup } : {}),
-        pinRoot: cfg.pinRoot,
-        log: this.log.child({ component: 'redirect' }),
-      });
+      try {
+        this.redirector = await Redirector.start({
+          vipCidr: this.ipam.cidr,
+          proxy: { address: cfg.proxy.address, port: this.proxyAddr!.port },
+          ...(this.dns && nameservers.length ? { dns: { address: cfg.dnsListen.address, port: this.dnsPort(), nameservers } } : {}),
+          ...(cfg.cgroup ? { cgroupPath: cfg.cgroup } : {}),
+          pinRoot: cfg.pinRoot,
+          log: this.log.child({ component: 'redirect' }),
+          // The plans installed above no longer answer a governed service's 403: its verdicts must be in the
+          // kernel before the first connect can be redirected.
+          beforeAttach: (r) => {
+            this.access = new AccessControl({
+              redirector: r,
+              root: cfg.cgroup ?? findCgroup2Mount(),
+              rules: this.identityRules(),
+              stats: this.stats,
+              log: this.log.child({ component: 'access' }),
+            });
+            if (this.pods) this.access.setPods(this.pods);
+            this.access.setServices(snapshot.services);
+          },
+        });
+      } catch (err) {
+        this.access?.close();
+        throw err;
+      }
       // The engine looks each redirected connection's original destination up in the map itself.
       this.proxy.useOriginalDstMap(this.redirector.peerOrigMapFd());
     }
@@ -280,7 +311,12 @@ export class Agent {
       try {
         const before = this.snapshot;
         const s = await this.buildSnapshot();
+        if (this.access && this.config.identityMap) this.access.setRules(this.identityRules());
+        // The kernel refuses before the engine stops refusing: a service gaining a MeshTrafficPermission has its
+        // verdicts written before its plan drops the mesh's 403, one losing it keeps them until its plan has it back.
+        this.access?.setServices(permissionTransition(before, s));
         await this.proxy.setSnapshot(s);
+        this.access?.setServices(s.services);
         this.dns?.setRecords(recordsFromSnapshot(s));
         await this.syncOutbounds(s);
         for (const src of this.sources) src.markLoaded();
@@ -387,6 +423,7 @@ export class Agent {
     await this.dns?.stop();
     await this.admin?.close();
     // Pinned links stay attached on purpose: a restart updates them in place with no redirect gap.
+    this.access?.close();
     this.redirector?.close();
   }
 
@@ -402,7 +439,14 @@ export class Agent {
       vipCidr: s?.vipCidr,
       config: redactedConfig(this.config),
       sources: this.sources.map((src) => src.describe()),
-      services: s?.services.map((svc) => dumpService(svc, this.proxy?.currentPlans().find((p) => p.service === svc.id), this.proxy?.serviceError(svc.id))) ?? [],
+      services:
+        s?.services.map((svc) => {
+          const d = dumpService(svc, this.proxy?.currentPlans().find((p) => p.service === svc.id), this.proxy?.serviceError(svc.id));
+          const access = this.access?.describe(svc);
+          if (access) d.permissions = access;
+          else if (svc.permissions) d.permissions = { ...svc.permissions, enforced: false, why: 'the eBPF redirect is off: connections reach this service only through outbound listeners, which it refuses' };
+          return d;
+        }) ?? [],
       // What the engine was told to do with each service (key material as digests).
       plans: this.proxy?.currentPlans().map(planForDump) ?? [],
       outbounds: s?.outbounds ?? [],
@@ -418,7 +462,23 @@ export class Agent {
 
   bpf(): unknown {
     if (!this.redirector) return { enabled: false };
-    return { enabled: true, ...(this.redirector.describe() as object), counters: this.redirector.counters() };
+    return { enabled: true, ...(this.redirector.describe() as object), counters: this.redirector.counters(), identities: this.access?.identities() ?? [] };
+  }
+
+  /** The identity rules from the config and the identity map file (read again on each reload). */
+  private identityRules(): { zone: string; hostMesh: string; node: string; overrides: IdentityOverride[] } {
+    const cfg = this.config;
+    let overrides: IdentityOverride[] = [];
+    if (cfg.identityMap) {
+      let text: string;
+      try {
+        text = readFileSync(cfg.identityMap, 'utf8');
+      } catch (err) {
+        throw Object.assign(new Error(`identity map ${cfg.identityMap}: ${(err as Error).message}`), { code: 'MESHEXT_E_IDENTITY_MAP' });
+      }
+      overrides = validateOverrides(parseYaml(text) ?? [], cfg.identityMap);
+    }
+    return { zone: cfg.zone, hostMesh: cfg.identityMesh, node: cfg.nodeName, overrides };
   }
 
   serverInfo(): unknown {
@@ -479,6 +539,13 @@ export function dumpService(s: CompiledService, plan?: ServicePlan, error?: stri
     hostnameGenerators: s.generatorStatus,
     source: s.source,
   };
+}
+
+/** The services whose permissions the kernel holds while a new snapshot's plans are installed (see reload). */
+function permissionTransition(before: Snapshot | undefined, after: Snapshot): CompiledService[] {
+  const next = new Map(after.services.map((x) => [x.id, x]));
+  const losing = (before?.services ?? []).filter((o) => o.permissions && next.has(o.id) && !next.get(o.id)?.permissions);
+  return [...after.services.filter((x) => !losing.some((o) => o.id === x.id)), ...losing];
 }
 
 function diffServices(before: Snapshot | undefined, after: Snapshot): { added: string[]; removed: string[] } {

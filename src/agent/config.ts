@@ -3,6 +3,7 @@
  * The effective config is logged once at start through `redactedConfig`.
  */
 import net from 'node:net';
+import { hostname } from 'node:os';
 import { CONNECT_TIMEOUT_MS, HTTP_HEADER_TIMEOUT_MS } from '../snapshot/plan.js';
 import { DNS_TTL_SECONDS } from '../dns/ttl.js';
 import { isLoopback } from '../exposure.js';
@@ -66,6 +67,12 @@ export interface AgentConfig {
   httpHeaderTimeoutMs: number;
   /** TTL of the resolver's answers; a released VIP is quarantined for twice this before reuse. */
   dnsTtlSeconds: number;
+  /** This node's name: in host units' SPIFFE IDs, and which pods are read (Kubernetes). */
+  nodeName: string;
+  /** Mesh whose trust domain host units' SPIFFE IDs use (`spiffe://<mesh>.<zone>.mesh.local/host/...`). */
+  identityMesh: string;
+  /** YAML/JSON file of `{cgroup: <glob>, spiffeID}` entries that override the identity rules; '' for none. */
+  identityMap: string;
 }
 
 export const DEFAULTS: Readonly<AgentConfig> = Object.freeze({
@@ -101,6 +108,9 @@ export const DEFAULTS: Readonly<AgentConfig> = Object.freeze({
   maxConnections: 'auto',
   httpHeaderTimeoutMs: HTTP_HEADER_TIMEOUT_MS,
   dnsTtlSeconds: DNS_TTL_SECONDS,
+  nodeName: hostname(),
+  identityMesh: 'default',
+  identityMap: '',
 } satisfies AgentConfig);
 
 /** A configuration value that cannot be used, naming where it came from. */
@@ -205,6 +215,9 @@ export const OPTION_NAMES = [
   'socketHolder',
   'maxConnections',
   'httpHeaderTimeout',
+  'nodeName',
+  'identityMesh',
+  'identityMap',
 ] as const;
 export type OptionName = (typeof OPTION_NAMES)[number];
 
@@ -270,6 +283,9 @@ export function resolveConfig(layers: Array<{ name: string; options: RawOptions 
     if (s('socketHolder') !== undefined) cfg.socketHolder = s('socketHolder')!.trim();
     if (s('adminSocket') !== undefined) cfg.adminSocket = ['', 'off', 'none'].includes(s('adminSocket')!.trim()) ? '' : s('adminSocket')!;
     if (s('maxConnections') !== undefined) cfg.maxConnections = parseMaxConnections(s('maxConnections')!, src('maxConnections'));
+    if (s('nodeName') !== undefined) cfg.nodeName = nonEmpty(s('nodeName')!, src('nodeName'), 'a node name');
+    if (s('identityMesh') !== undefined) cfg.identityMesh = nonEmpty(s('identityMesh')!, src('identityMesh'), 'a mesh name');
+    if (s('identityMap') !== undefined) cfg.identityMap = s('identityMap')!.trim();
     if (s('httpHeaderTimeout') !== undefined) cfg.httpHeaderTimeoutMs = parseTimeout(s('httpHeaderTimeout')!, src('httpHeaderTimeout'), 'an HTTP header timeout');
   }
   if (cfg.configPaths.length === 0 && cfg.source === 'files') {
@@ -289,6 +305,12 @@ function namespaceName(text: string, source: string): string {
     throw new ConfigError(source, text, 'expected a Kubernetes namespace name (lowercase letters, digits and -, at most 63)');
   }
   return text;
+}
+
+function nonEmpty(text: string, source: string, what: string): string {
+  const v = text.trim();
+  if (v === '' || /\s/.test(v)) throw new ConfigError(source, text, `expected ${what} without spaces`);
+  return v;
 }
 
 /** The engine takes 1..64 I/O threads (more than the node's cores only adds context switches). */

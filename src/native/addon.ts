@@ -19,6 +19,11 @@ export interface NativeLayout {
   mx_orig: StructLayout;
   mx_peer_key: StructLayout;
   mx_addr: StructLayout;
+  mx_svc_key: StructLayout;
+  mx_svc_access: StructLayout;
+  mx_verdict_key: StructLayout;
+  mx_denial_key: StructLayout;
+  mx_denial: StructLayout;
   constants: Record<string, number>;
 }
 

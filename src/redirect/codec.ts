@@ -4,6 +4,7 @@
  */
 import { endianness } from 'node:os';
 import ipaddr from 'ipaddr.js';
+import type { AccessVerdict } from '../snapshot/meshtrafficpermission.js';
 
 if (endianness() !== 'LE') throw Object.assign(new Error('meshext BPF codec supports little-endian hosts only'), { code: 'MESHEXT_E_BPF_ENDIAN' });
 
@@ -17,9 +18,46 @@ export const LAYOUT = {
   },
   mx_orig: { size: 48, fields: { addr: 0, port: 16, proto: 18, flags: 19, pid: 20, cgroup_id: 24, cookie: 32, created_ns: 40 } },
   mx_peer_key: { size: 20, fields: { addr: 0, port: 16, proxy_port: 18 } },
+  mx_svc_key: { size: 8, fields: { vip: 0, port: 4 } },
+  mx_svc_access: { size: 8, fields: { svc: 0, unlisted: 4, no_identity: 5 } },
+  mx_verdict_key: { size: 8, fields: { svc: 0, ident: 4 } },
+  mx_denial_key: { size: 16, fields: { cgroup_id: 0, svc: 8 } },
+  mx_denial: { size: 24, fields: { count: 0, last_ns: 8, ident: 16, verdict: 20 } },
 } as const;
 
-export const FLAGS = { MX_F_REDIRECT_TCP: 1, MX_F_REDIRECT_DNS: 2, MX_F_EXEMPT_CGROUPS: 4, MX_F_DNS_HEARTBEAT: 8, MX_ORIG_TCP_VIP: 1, MX_ORIG_DNS: 2 } as const;
+export const FLAGS = {
+  MX_F_REDIRECT_TCP: 1,
+  MX_F_REDIRECT_DNS: 2,
+  MX_F_EXEMPT_CGROUPS: 4,
+  MX_F_DNS_HEARTBEAT: 8,
+  MX_F_ACCESS: 16,
+  MX_ORIG_TCP_VIP: 1,
+  MX_ORIG_DNS: 2,
+  MX_V_ALLOW: 1,
+  MX_V_DENY_RULE: 2,
+  MX_V_DENY_DEFAULT: 3,
+  MX_V_DENY_NO_IDENTITY: 4,
+  MX_V_SHADOW_DENY: 5,
+  MX_ACNT_MAX: 5,
+  MX_ACCESS_SVC_MAX: 4096,
+} as const;
+
+export type { AccessVerdict };
+export const VERDICT_CODES: Record<AccessVerdict, number> = {
+  allow: FLAGS.MX_V_ALLOW,
+  denyRule: FLAGS.MX_V_DENY_RULE,
+  denyDefault: FLAGS.MX_V_DENY_DEFAULT,
+  denyNoIdentity: FLAGS.MX_V_DENY_NO_IDENTITY,
+  shadowDeny: FLAGS.MX_V_SHADOW_DENY,
+};
+/** Verdict code → name (0 and unknown codes: undefined). */
+export function verdictName(code: number): AccessVerdict | undefined {
+  return (Object.keys(VERDICT_CODES) as AccessVerdict[]).find((k) => VERDICT_CODES[k] === code);
+}
+
+/** enum mx_access_cnt order: per-service slots of mx_access_cnt. */
+export const ACCESS_COUNTER_NAMES = ['allowed', 'denied_rule', 'denied_default', 'denied_no_identity', 'shadow_denied'] as const;
+export type AccessCounterName = (typeof ACCESS_COUNTER_NAMES)[number];
 
 /** enum mx_counter order; names become `meshext_bpf_<name>_total`. */
 export const COUNTER_NAMES = [
@@ -161,4 +199,48 @@ export function u32(v: number): Buffer {
   const b = Buffer.alloc(4);
   b.writeUInt32LE(v >>> 0);
   return b;
+}
+
+/** Key of mx_svc_access: an IPv4 VIP and port. */
+export function encodeSvcKey(vip: string, port: number): Buffer {
+  const f = LAYOUT.mx_svc_key.fields;
+  const b = Buffer.alloc(LAYOUT.mx_svc_key.size);
+  Buffer.from(ipaddr.IPv4.parse(vip).toByteArray()).copy(b, f.vip);
+  b.writeUInt16BE(port, f.port);
+  return b;
+}
+
+/** Value of mx_svc_access. */
+export function encodeSvcAccess(svc: number, unlisted: AccessVerdict, noIdentity: AccessVerdict): Buffer {
+  const f = LAYOUT.mx_svc_access.fields;
+  const b = Buffer.alloc(LAYOUT.mx_svc_access.size);
+  b.writeUInt32LE(svc >>> 0, f.svc);
+  b.writeUInt8(VERDICT_CODES[unlisted], f.unlisted);
+  b.writeUInt8(VERDICT_CODES[noIdentity], f.no_identity);
+  return b;
+}
+
+/** Key of mx_verdict. */
+export function encodeVerdictKey(svc: number, ident: number): Buffer {
+  const f = LAYOUT.mx_verdict_key.fields;
+  const b = Buffer.alloc(LAYOUT.mx_verdict_key.size);
+  b.writeUInt32LE(svc >>> 0, f.svc);
+  b.writeUInt32LE(ident >>> 0, f.ident);
+  return b;
+}
+
+export interface DenialRecord { cgroupId: bigint; svc: number; count: bigint; lastNs: bigint; ident: number; verdict: number }
+
+/** Decodes an mx_denials key and value. */
+export function decodeDenial(key: Buffer, value: Buffer): DenialRecord {
+  const k = LAYOUT.mx_denial_key.fields;
+  const v = LAYOUT.mx_denial.fields;
+  return {
+    cgroupId: key.readBigUInt64LE(k.cgroup_id),
+    svc: key.readUInt32LE(k.svc),
+    count: value.readBigUInt64LE(v.count),
+    lastNs: value.readBigUInt64LE(v.last_ns),
+    ident: value.readUInt32LE(v.ident),
+    verdict: value.readUInt32LE(v.verdict),
+  };
 }

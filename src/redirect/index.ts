@@ -3,14 +3,37 @@
  * writes the runtime config and hands the proxy each connection's original VIP:port.
  */
 import { constants as osConstants } from 'node:os';
-import { existsSync, mkdirSync, readdirSync, rmdirSync, statfsSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmdirSync, statfsSync, unlinkSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import ipaddr from 'ipaddr.js';
 import type { Logger } from '../log.js';
 import { silentLogger } from '../log.js';
 import { native, bpfObjectPath, type NativeAddon, type LoadedProgram } from '../native/addon.js';
-import { COUNTER_NAMES, FLAGS, LAYOUT, LAYOUT_VERSION, decodeConfig, decodeOrig, encodeAddr, encodeCgroupId, encodeConfig, encodePeerKey, isStrictIp, u32, type ConfigFields } from './codec.js';
+import {
+  ACCESS_COUNTER_NAMES,
+  COUNTER_NAMES,
+  FLAGS,
+  LAYOUT,
+  LAYOUT_VERSION,
+  VERDICT_CODES,
+  decodeConfig,
+  decodeDenial,
+  decodeOrig,
+  encodeAddr,
+  encodeCgroupId,
+  encodeConfig,
+  encodePeerKey,
+  encodeSvcAccess,
+  encodeSvcKey,
+  encodeVerdictKey,
+  isStrictIp,
+  u32,
+  type AccessCounterName,
+  type AccessVerdict,
+  type ConfigFields,
+  type DenialRecord,
+} from './codec.js';
 import { assertCgroup2Dir, findCgroup2Mount, placeSelf } from './cgroup.js';
 
 export { findCgroup2Mount, placeSelf, ownCgroup2Path } from './cgroup.js';
@@ -25,6 +48,8 @@ export interface RedirectOptions extends RedirectConfig {
   pinRoot?: string;
   exemptSelf?: boolean /* default true */;
   log?: Logger;
+  /** Runs with the maps open and the config written, before any program is attached (e.g. to write access rules). */
+  beforeAttach?: (r: Redirector) => void;
 }
 
 export interface BpfLinkListing { program: string; attachType: string; linkId: number; progId: number; cgroupId: string; cgroupPath: string | null; defunct: boolean }
@@ -60,9 +85,51 @@ export const ATTACH_TYPE_NAMES: Record<number, string> = {
   34: 'sock_release',
 };
 
-const MAP_NAMES = ['mx_config', 'mx_nameservers', 'mx_exempt_cg', 'mx_cookie_orig', 'mx_peer_orig', 'mx_counters'] as const;
+const MAP_NAMES = [
+  'mx_config',
+  'mx_nameservers',
+  'mx_exempt_cg',
+  'mx_cookie_orig',
+  'mx_peer_orig',
+  'mx_counters',
+  'mx_cg_ident',
+  'mx_svc_access',
+  'mx_verdict',
+  'mx_denials',
+  'mx_access_cnt',
+] as const;
 type MapName = (typeof MAP_NAMES)[number];
-const KEY_SIZE: Record<MapName, number> = { mx_config: 4, mx_nameservers: 16, mx_exempt_cg: 8, mx_cookie_orig: 8, mx_peer_orig: LAYOUT.mx_peer_key.size, mx_counters: 4 };
+/** Maps `bpf list` shows with their size as entries (arrays are always full). */
+const ARRAY_MAPS = new Set(['mx_config', 'mx_counters', 'mx_access_cnt']);
+
+/** One service's connect-time access rules as the kernel stores them (computed by src/access, never here). */
+export interface ServiceAccess {
+  vip: string;
+  port: number;
+  /** Stable service index (< MX_ACCESS_SVC_MAX): keys verdicts and counters. */
+  svc: number;
+  /** Verdict for an identity that has no entry in `verdicts`. */
+  unlisted: AccessVerdict;
+  /** Verdict for a socket whose cgroup has no identity. */
+  noIdentity: AccessVerdict;
+  /** identity index → verdict, only where it differs from `unlisted`. */
+  verdicts: Map<number, AccessVerdict>;
+}
+/** What setAccess writes: cgroup ids → identity index (≥ 1), and the services under a MeshTrafficPermission. */
+export interface AccessTable {
+  cgroups: Map<bigint, number>;
+  services: ServiceAccess[];
+}
+
+/** Number of possible CPUs (the per-CPU value count of a per-CPU map), as libbpf counts them. */
+function possibleCpus(file = '/sys/devices/system/cpu/possible'): number {
+  let max = 0;
+  for (const part of readFileSync(file, 'utf8').trim().split(',')) {
+    const [a, b] = part.split('-').map(Number);
+    max = Math.max(max, (b ?? a ?? 0) + 1);
+  }
+  return max;
+}
 
 function fail(code: string, message: string, extra: Record<string, unknown> = {}): never {
   throw Object.assign(new Error(message), { code, ...extra });
@@ -291,6 +358,11 @@ export class Redirector {
   private readonly fds = new Map<MapName, number>();
   private cfg: RedirectConfig;
   private nameservers = new Set<string>();
+  /** What setAccess last wrote, as hex keys → hex values; null until the first call reads the kernel's maps. */
+  private access: { cg: Map<string, string>; svc: Map<string, string>; verdict: Map<string, string> } | null = null;
+  private accessOn = false;
+  /** Service indexes setAccess last wrote (their counters are this agent's). */
+  private accessSvcs = new Set<number>();
   private heartbeatNs = 0n;
   private readonly netnsCookie: bigint;
   private timer: NodeJS.Timeout | undefined;
@@ -354,9 +426,12 @@ export class Redirector {
       // Config and exemption first, so the links never run with a stale view of this agent.
       r = new Redirector(addon, pinRoot, cgroupPath, opts, {}, log);
       for (const [k, v] of fds) r.fds.set(k, v);
+      // Access rules a previous agent left stay enforced until this one writes its own (setAccess).
+      r.accessOn = addon.mapCount(r.fd('mx_svc_access'), LAYOUT.mx_svc_key.size) > 0;
       r.syncNameservers(opts.dns?.nameservers ?? [], true);
       if (opts.exemptSelf ?? true) r.exemptSelf();
       r.writeConfig();
+      opts.beforeAttach?.(r);
       const links = reconcileLinks(addon, obj.programs, dirs.links, cgroupPath, log);
       Object.assign(r.links, links);
       log.info({ cgroupPath, pinRoot, links }, 'redirect programs attached');
@@ -425,6 +500,112 @@ export class Redirector {
     else this.stopHeartbeat();
   }
 
+  /**
+   * Makes the kernel's access maps equal to `table`. New identities and verdicts go in before the service entries
+   * that use them, and removals run in the opposite order, so a connect never meets a service without its verdicts.
+   * The first call also removes entries a previous agent left.
+   */
+  setAccess(table: AccessTable): { written: number; removed: number } {
+    const want = { cg: new Map<string, string>(), svc: new Map<string, string>(), verdict: new Map<string, string>() };
+    for (const [id, ident] of table.cgroups) {
+      if (!Number.isInteger(ident) || ident < 1 || ident > 0xffffffff) fail('MESHEXT_E_BPF_ARG', `cgroup ${id}: identity index must be 1..2^32-1, got ${ident}`);
+      want.cg.set(encodeCgroupId(id).toString('hex'), u32(ident).toString('hex'));
+    }
+    for (const s of table.services) {
+      if (!Number.isInteger(s.svc) || s.svc < 0 || s.svc >= FLAGS.MX_ACCESS_SVC_MAX) fail('MESHEXT_E_BPF_ARG', `service ${s.vip}:${s.port}: index must be 0..${FLAGS.MX_ACCESS_SVC_MAX - 1}, got ${s.svc}`);
+      checkIp('vip', s.vip);
+      if (!isV4(s.vip)) fail('MESHEXT_E_BPF_ARG', `service VIP must be IPv4, got "${s.vip}"`);
+      checkPort('port', s.port);
+      want.svc.set(encodeSvcKey(s.vip, s.port).toString('hex'), encodeSvcAccess(s.svc, s.unlisted, s.noIdentity).toString('hex'));
+      for (const [ident, v] of s.verdicts) want.verdict.set(encodeVerdictKey(s.svc, ident).toString('hex'), u32(VERDICT_CODES[v]).toString('hex'));
+    }
+    const fds = { cg: this.fd('mx_cg_ident'), svc: this.fd('mx_svc_access'), verdict: this.fd('mx_verdict') };
+    const keySize = { cg: 8, svc: LAYOUT.mx_svc_key.size, verdict: LAYOUT.mx_verdict_key.size };
+    const have =
+      this.access ??
+      (Object.fromEntries(
+        (['cg', 'svc', 'verdict'] as const).map((m) => [m, new Map(this.addon.mapKeys(fds[m], keySize[m]).map((k) => [k.toString('hex'), '']))]),
+      ) as { cg: Map<string, string>; svc: Map<string, string>; verdict: Map<string, string> });
+    let written = 0;
+    let removed = 0;
+    const put = (m: 'cg' | 'svc' | 'verdict'): void => {
+      for (const [k, v] of want[m]) {
+        if (have[m].get(k) === v) continue;
+        this.addon.mapUpdate(fds[m], Buffer.from(k, 'hex'), Buffer.from(v, 'hex'), 0);
+        written++;
+      }
+    };
+    const drop = (m: 'cg' | 'svc' | 'verdict'): void => {
+      for (const k of have[m].keys()) {
+        if (want[m].has(k)) continue;
+        if (this.addon.mapDelete(fds[m], Buffer.from(k, 'hex'))) removed++;
+      }
+    };
+    // Counters and denial records are keyed by service index: a service index new to this agent starts from
+    // zero, and a previous agent's records (whose indexes meant other services) are dropped.
+    if (this.access === null) for (const k of this.addon.mapKeys(this.fd('mx_denials'), LAYOUT.mx_denial_key.size)) this.addon.mapDelete(this.fd('mx_denials'), k);
+    const ncpu = possibleCpus();
+    for (const s of table.services) {
+      if (this.accessSvcs.has(s.svc)) continue;
+      for (let slot = 0; slot < FLAGS.MX_ACNT_MAX; slot++) this.addon.mapUpdate(this.fd('mx_access_cnt'), u32(s.svc * FLAGS.MX_ACNT_MAX + slot), Buffer.alloc(8 * ncpu), 0);
+    }
+    this.accessSvcs = new Set(table.services.map((s) => s.svc));
+    put('cg');
+    put('verdict');
+    put('svc');
+    this.access = want;
+    const on = want.svc.size > 0;
+    if (on !== this.accessOn) {
+      this.accessOn = on;
+      this.writeConfig();
+    }
+    drop('svc');
+    drop('verdict');
+    drop('cg');
+    return { written, removed };
+  }
+
+  /**
+   * The highest identity index in mx_cg_ident (a previous agent's, after a restart): this agent numbers its
+   * identities above it, so no cgroup's new index can meet a previous agent's verdict for another identity.
+   */
+  maxIdentityIndex(): number {
+    const fd = this.fd('mx_cg_ident');
+    let max = 0;
+    for (const k of this.addon.mapKeys(fd, 8)) max = Math.max(max, this.addon.mapLookup(fd, k, 4)?.readUInt32LE(0) ?? 0);
+    return max;
+  }
+
+  /** Per-service access counters (mx_access_cnt) summed over CPUs, for the given service indexes. */
+  accessCounters(svcs: number[]): Map<number, Record<AccessCounterName, number>> {
+    const fd = this.fd('mx_access_cnt');
+    const ncpu = possibleCpus();
+    const out = new Map<number, Record<AccessCounterName, number>>();
+    for (const svc of svcs) {
+      const rec = {} as Record<AccessCounterName, number>;
+      ACCESS_COUNTER_NAMES.forEach((name, slot) => {
+        const v = this.addon.mapLookup(fd, u32(svc * FLAGS.MX_ACNT_MAX + slot), 8 * ncpu);
+        let sum = 0n;
+        for (let c = 0; v && c < ncpu; c++) sum += v.readBigUInt64LE(c * 8);
+        rec[name] = Number(sum);
+      });
+      out.set(svc, rec);
+    }
+    return out;
+  }
+
+  /** Takes (reads and removes) the denials the connect hooks recorded since the last call. */
+  takeDenials(): DenialRecord[] {
+    const fd = this.fd('mx_denials');
+    const out: DenialRecord[] = [];
+    for (const k of this.addon.mapKeys(fd, LAYOUT.mx_denial_key.size)) {
+      const v = this.addon.mapLookup(fd, k, LAYOUT.mx_denial.size);
+      this.addon.mapDelete(fd, k);
+      if (v) out.push(decodeDenial(k, v));
+    }
+    return out;
+  }
+
   /** Marks the resolver alive for other network namespaces (they cannot see its socket). */
   heartbeat(): void {
     this.heartbeatNs = process.hrtime.bigint(); // CLOCK_MONOTONIC, as bpf_ktime_get_ns
@@ -486,7 +667,7 @@ export class Redirector {
       const fd = addon.objGet(join(dirs.maps, name));
       try {
         const mi = addon.mapInfo(fd);
-        const isArray = name === 'mx_config' || name === 'mx_counters';
+        const isArray = ARRAY_MAPS.has(name);
         out.maps.push({ name, id: mi.id, type: mi.type, entries: isArray ? mi.maxEntries : addon.mapCount(fd, mi.keySize), maxEntries: mi.maxEntries });
         if (name === 'mx_counters') {
           const vals = addon.percpuSumU64(fd, Math.min(mi.maxEntries, COUNTER_NAMES.length));
@@ -537,6 +718,7 @@ export class Redirector {
     const dns = this.cfg.dns;
     let flags = FLAGS.MX_F_REDIRECT_TCP | FLAGS.MX_F_EXEMPT_CGROUPS;
     if (dns) flags |= FLAGS.MX_F_REDIRECT_DNS | FLAGS.MX_F_DNS_HEARTBEAT;
+    if (this.accessOn) flags |= FLAGS.MX_F_ACCESS;
     if (!isV4(this.cfg.proxy.address)) this.log.warn({ proxy: this.cfg.proxy.address }, 'IPv6 proxy address: IPv4 sockets to VIPs cannot be redirected');
     const fields: ConfigFields = {
       vipNet: net,

@@ -23,6 +23,7 @@ export type {
   DataplaneOutbound,
   LabelSelector,
   MeshTimeoutResource,
+  MeshTrafficPermissionResource,
   MeshTimeoutSpec,
   MeshTimeoutConf,
   PolicyTargetRef,

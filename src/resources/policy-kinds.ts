@@ -3,9 +3,10 @@
  * Kubernetes plural the source watches) plus its resource type in types.ts. parse.ts, schema.ts, warnings.ts
  * and the Kubernetes source take the kind list from here.
  */
-import type { MeshCircuitBreakerSpec, MeshHealthCheckSpec, MeshTimeoutSpec, Violation } from './types.js';
-import { meshCircuitBreakerSpecSchema, meshHealthCheckSpecSchema, meshTimeoutSpecSchema } from './schemas.js';
+import type { MeshCircuitBreakerSpec, MeshHealthCheckSpec, MeshTimeoutSpec, MeshTrafficPermissionSpec, Violation } from './types.js';
+import { meshCircuitBreakerSpecSchema, meshHealthCheckSpecSchema, meshTimeoutSpecSchema, meshTrafficPermissionSpecSchema } from './schemas.js';
 import { validateMeshTimeout } from './validate-meshtimeout.js';
+import { validateMeshTrafficPermission } from './validate-meshtrafficpermission.js';
 import { validateMeshCircuitBreaker } from './validate-meshcircuitbreaker.js';
 import { validateMeshHealthCheck } from './validate-meshhealthcheck.js';
 
@@ -20,6 +21,11 @@ export interface PolicyKindDef {
 
 export const POLICY_KINDS = {
   MeshTimeout: { schema: meshTimeoutSpecSchema, validate: (s: unknown) => validateMeshTimeout(s as MeshTimeoutSpec), plural: 'meshtimeouts' },
+  MeshTrafficPermission: {
+    schema: meshTrafficPermissionSpecSchema,
+    validate: (s: unknown) => validateMeshTrafficPermission(s as MeshTrafficPermissionSpec),
+    plural: 'meshtrafficpermissions',
+  },
   MeshCircuitBreaker: { schema: meshCircuitBreakerSpecSchema, validate: (s: unknown) => validateMeshCircuitBreaker(s as MeshCircuitBreakerSpec), plural: 'meshcircuitbreakers' },
   MeshHealthCheck: { schema: meshHealthCheckSpecSchema, validate: (s: unknown) => validateMeshHealthCheck(s as MeshHealthCheckSpec), plural: 'meshhealthchecks' },
 } as const satisfies Record<string, PolicyKindDef>;

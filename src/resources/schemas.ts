@@ -221,6 +221,38 @@ export function toPolicySpecSchema(conf: object): object {
 /** Kuma 2.10+ MeshTimeout. */
 export const meshTimeoutSpecSchema = toPolicySpecSchema(timeoutConf);
 
+const permissionMatch = {
+  type: 'object',
+  properties: {
+    spiffeID: {
+      type: 'object',
+      required: ['type', 'value'],
+      properties: { type: { type: 'string', enum: ['Exact', 'Prefix'] }, value: { type: 'string' } },
+    },
+    sni: { type: 'object', additionalProperties: true, properties: {} },
+  },
+} as const;
+const permissionMatches = { type: 'array', items: permissionMatch } as const;
+
+/** Kuma 2.12+ MeshTrafficPermission (`rules`; `from` is known so it is refused by name). */
+export const meshTrafficPermissionSpecSchema = {
+  type: 'object',
+  properties: {
+    targetRef,
+    rules: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['default'],
+        properties: {
+          default: { type: 'object', properties: { deny: permissionMatches, allow: permissionMatches, allowWithShadowDeny: permissionMatches } },
+        },
+      },
+    },
+    from: { type: 'array', items: { type: 'object', additionalProperties: true, properties: {} } },
+  },
+} as const;
+
 const uint32 = { type: 'integer', minimum: 0, maximum: 4294967295 } as const;
 const int32 = { type: 'integer', minimum: -2147483648, maximum: 2147483647 } as const;
 /** Kubernetes IntOrString (`x-kubernetes-int-or-string`). */

@@ -139,6 +139,30 @@ export interface ToPolicySpec<Conf> {
 
 export type MeshTimeoutSpec = ToPolicySpec<MeshTimeoutConf>;
 
+/** A MeshTrafficPermission client matcher (Kuma 2.12+ common_api Match). `sni` is schema-known to be refused by name. */
+export interface PermissionMatch {
+  spiffeID?: { type: 'Exact' | 'Prefix'; value: string };
+  sni?: unknown;
+}
+
+/** MeshTrafficPermission `rules[].default` (Kuma 2.12+ RuleConf). */
+export interface PermissionRuleConf {
+  deny?: PermissionMatch[];
+  allow?: PermissionMatch[];
+  allowWithShadowDeny?: PermissionMatch[];
+}
+
+/**
+ * Kuma 2.12+ MeshTrafficPermission, read as the permission to connect to MeshExternalServices: `targetRef` selects
+ * the services (kind Mesh: all of the mesh's), `rules[].default` lists the clients by SPIFFE ID. `from` (the
+ * pre-2.12 form, by tags) is schema-known to be refused by name.
+ */
+export interface MeshTrafficPermissionSpec {
+  targetRef?: PolicyTargetRef;
+  rules?: Array<{ default: PermissionRuleConf }>;
+  from?: unknown[];
+}
+
 /** MeshCircuitBreaker `default` (Kuma 2.10+ Conf), as written. */
 export interface MeshCircuitBreakerConf {
   connectionLimits?: {
@@ -219,6 +243,7 @@ export type MeshResource = ResourceBase<'Mesh', MeshSpec>;
 export type SecretResource = ResourceBase<'Secret', SecretSpec>;
 export type DataplaneResource = ResourceBase<'Dataplane', DataplaneSpec>;
 export type MeshTimeoutResource = ResourceBase<'MeshTimeout', MeshTimeoutSpec>;
+export type MeshTrafficPermissionResource = ResourceBase<'MeshTrafficPermission', MeshTrafficPermissionSpec>;
 export type MeshCircuitBreakerResource = ResourceBase<'MeshCircuitBreaker', MeshCircuitBreakerSpec>;
 export type MeshHealthCheckResource = ResourceBase<'MeshHealthCheck', MeshHealthCheckSpec>;
 
@@ -229,6 +254,7 @@ export type Resource =
   | SecretResource
   | DataplaneResource
   | MeshTimeoutResource
+  | MeshTrafficPermissionResource
   | MeshCircuitBreakerResource
   | MeshHealthCheckResource;
 

@@ -11,6 +11,7 @@
 import { isIP } from 'node:net';
 import type { Ipam } from '../ipam/ipam.js';
 import type { LoadResult, MeshExternalServiceResource, MeshResource, MeshTimeoutResource } from '../resources/types.js';
+import { effectivePermissions } from './meshtrafficpermission.js';
 import { effectiveCircuitBreaker } from './meshcircuitbreaker.js';
 import { effectiveHealthCheck } from './meshhealthcheck.js';
 import type { EffectiveTimeouts } from './meshtimeout.js';
@@ -71,6 +72,7 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
   for (const mes of candidates) for (const h of names.get(serviceId(mes))?.hostnames ?? []) owned.set(h, mes);
 
   const meshTimeouts = byKind(load.resources, 'MeshTimeout');
+  const permissionPolicies = byKind(load.resources, 'MeshTrafficPermission');
   const circuitBreakers = byKind(load.resources, 'MeshCircuitBreaker');
   const healthChecks = byKind(load.resources, 'MeshHealthCheck');
   const services: CompiledService[] = [];
@@ -97,6 +99,8 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
     const mesh = meshes.get(mes.mesh);
     const routing = mesh?.spec.routing;
     const zoneLabel = mes.labels['kuma.io/zone'] ?? '';
+    const forbidden = routing?.defaultForbidMeshExternalServiceAccess === true;
+    const permissions = effectivePermissions(mes, permissionPolicies, forbidden);
     services.push({
       id: serviceId(mes),
       name: mes.name,
@@ -111,7 +115,8 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
       hostnames: gen.hostnames,
       endpoints: mes.spec.extension ? [] : compileEndpoints(mes),
       ...(tls ? { tls } : {}),
-      forbidden: routing?.defaultForbidMeshExternalServiceAccess === true,
+      forbidden,
+      ...(permissions ? { permissions } : {}),
       ...(mes.spec.extension
         ? {
             extension: mes.spec.extension.type,
@@ -193,6 +198,14 @@ function compileOutbounds(
     dp.spec.networking.outbound.forEach((o, i) => {
       const target = resolveBackendRef(dp, o.backendRef, served);
       if (typeof target === 'string') return;
+      const svc = services.find((s) => s.id === serviceId(target));
+      if (svc?.permissions) {
+        violations.push({
+          field: `${prefix}networking.outbound[${i}].backendRef`,
+          message: `MeshExternalService ${svc.mesh}/${svc.name} is under MeshTrafficPermission ${svc.permissions.policies.join(', ')}: access is decided at connect() to its VIP from the client's cgroup identity, which a connection to an outbound listener does not carry; clients reach it by its hostname or VIP`,
+        });
+        return;
+      }
       const key = `${o.address}:${o.port}`;
       const prev = taken.get(key);
       if (prev) {

@@ -214,7 +214,8 @@ export function compilePlan(svc: CompiledService, ctx: PlanContext, inVip: (addr
     protocol: svc.protocol,
     endpoints,
     ...(tls ? { tls } : {}),
-    ...(svc.forbidden ? { deny: { status: 403, grpcStatus: 7, message: deniedMessage(svc.mesh) } } : {}),
+    // Under a MeshTrafficPermission the kernel refused the clients it denies at connect(); those here were let in.
+    ...(svc.forbidden && !svc.permissions ? { deny: { status: 403, grpcStatus: 7, message: deniedMessage(svc.mesh) } } : {}),
     ...(errors[0] ? { error: errors.map((e) => e.message).join('; '), errorCode: errors[0].code } : {}),
     timeouts: timeoutsFor(svc, ctx.timeouts),
     ...healthOf(svc),

@@ -3,9 +3,9 @@
  * maps all read. A reload builds a new Snapshot and swaps it atomically; connections in flight keep
  * the object they started with. Built by `src/snapshot/compile.ts` from validated resources.
  */
-
 import type { LoadWarning, MeshCircuitBreakerConf, MeshHealthCheckConf } from '../resources/types.js';
 import type { EffectiveTimeouts } from './meshtimeout.js';
+import type { EffectivePermissions } from './meshtrafficpermission.js';
 
 export type Protocol = 'tcp' | 'http' | 'http2' | 'grpc';
 export type TlsVersion = 'TLSAuto' | 'TLS10' | 'TLS11' | 'TLS12' | 'TLS13';
@@ -71,6 +71,12 @@ export interface CompiledService {
   tls?: CompiledTls;
   /** Mesh `routing.defaultForbidMeshExternalServiceAccess` denies access. */
   forbidden: boolean;
+  /**
+   * The MeshTrafficPermissions that select it; absent when none does. When present, access is decided per client at
+   * connect() (the kernel's verdict maps) and the engine no longer refuses on `forbidden`: that is the mesh default
+   * inside the permissions.
+   */
+  permissions?: EffectivePermissions;
   /** `spec.extension.type` of a service served by an extension instead of endpoints (meshext has none). */
   extension?: string;
   /** Conditions of the service itself (Kuma `status.conditions`), e.g. an unsupported extension. */

@@ -21,6 +21,7 @@ import { parseResourceText, mergeResults, POLICY_KINDS, POLICY_KIND_NAMES, type 
 import type { Registry, Series } from '../stats/registry.js';
 import type { Logger } from '../log.js';
 import type { ResourceSource } from './source.js';
+import type { PodIdentity } from '../access/identity.js';
 
 const KUMA_SECRET_TYPE = 'system.kuma.io/secret';
 
@@ -61,6 +62,11 @@ export interface KubernetesSourceOptions {
    * watch that was not closed is taken as a dead connection and aborted (default 30 s).
    */
   watch?: { timeoutSeconds?: number; graceMs?: number };
+  /**
+   * Lists and watches the pods of this node (field selector spec.nodeName) and reports them, by uid, on every
+   * change: their cgroups get the pods' workload identities (MeshTrafficPermission). Absent: no pod is read.
+   */
+  pods?: { nodeName: string; onChange: (pods: Map<string, PodIdentity>) => void };
 }
 
 /**
@@ -141,6 +147,7 @@ export class KubernetesSource implements ResourceSource {
   /** Parsed documents by object, reused while its resourceVersion is unchanged. */
   private readonly parsed = new Map<string, { version: string; result: LoadResult }>();
   private readonly retry: { initialMs: number; maxMs: number };
+  private podInformer: ListWatch<KubernetesObject> | undefined;
 
   constructor(private readonly opts: KubernetesSourceOptions) {
     this.retry = opts.retry ?? { initialMs: 500, maxMs: 30_000 };
@@ -164,6 +171,7 @@ export class KubernetesSource implements ResourceSource {
     this.watches = WATCHED_KINDS.map((spec) => this.makeWatch(spec, custom, core, ns));
     this.opts.log.info({ server, systemNamespace: ns, kinds: this.watches.map((w) => w.path) }, 'listing and watching Kuma resources');
     for (const w of this.watches) void this.run(w);
+    if (this.opts.pods) this.watchPods(core, this.opts.pods);
     await Promise.all(this.watches.map((w) => w.whenSettled));
     // What the first lists brought is in the first load; only later events ask for a reload.
     this.started = true;
@@ -222,6 +230,46 @@ export class KubernetesSource implements ResourceSource {
     w.informer.on('delete', changed('deleted'));
     w.informer.on('error', (err: unknown) => this.failed(w, err));
     return w;
+  }
+
+  /**
+   * The pods of this node, for workload identities. They hold no readiness back (a pod not known yet has no
+   * identity, which the access rules treat as such); a failed list or watch is retried with the same back-off.
+   */
+  private watchPods(core: CoreV1Api, opts: NonNullable<KubernetesSourceOptions['pods']>): void {
+    const fieldSelector = `spec.nodeName=${opts.nodeName}`;
+    const watch = new BoundedWatch(this.kc, () => 300 + Math.floor(Math.random() * 300), this.opts.watch?.graceMs ?? 30_000, () => undefined);
+    const list = async (): Promise<KubernetesListObject<KubernetesObject>> =>
+      (await core.listPodForAllNamespaces({ fieldSelector })) as unknown as KubernetesListObject<KubernetesObject>;
+    const informer = new ListWatch<KubernetesObject>('/api/v1/pods', watch, list, false, undefined, fieldSelector);
+    const report = (): void => {
+      const pods = new Map<string, PodIdentity>();
+      for (const o of informer.list()) {
+        const pod = o as KubernetesObject & { spec?: { serviceAccountName?: string } };
+        const uid = pod.metadata?.uid;
+        if (!uid || !pod.metadata?.namespace) continue;
+        const mesh = pod.metadata.labels?.['kuma.io/mesh'] ?? pod.metadata.annotations?.['kuma.io/mesh'] ?? 'default';
+        pods.set(uid, { namespace: pod.metadata.namespace, serviceAccount: pod.spec?.serviceAccountName ?? 'default', mesh });
+      }
+      opts.onChange(pods);
+    };
+    let failures = 0;
+    const run = async (): Promise<void> => {
+      if (this.stopped) return;
+      await informer.start();
+      if (!this.stopped) report();
+    };
+    for (const ev of ['add', 'update', 'delete'] as const) informer.on(ev, () => report());
+    informer.on('error', (err: unknown) => {
+      if (this.stopped) return;
+      failures++;
+      const delay = Math.min(this.retry.maxMs, this.retry.initialMs * 2 ** Math.min(failures - 1, 16));
+      const { reason, message } = describeError(err);
+      this.opts.log.warn({ path: '/api/v1/pods', fieldSelector, reason, error: message, retryInMs: delay }, `cannot list/watch the pods of this node${HINTS[reason] ?? ''}; their workload identities are kept as last known`);
+      setTimeout(() => void run(), delay).unref();
+    });
+    this.podInformer = informer;
+    void run();
   }
 
   /** Starts (or restarts) one informer; resolves when that attempt has listed and watches, or failed. */
@@ -328,6 +376,7 @@ export class KubernetesSource implements ResourceSource {
       if (w.timer) clearTimeout(w.timer);
       void w.informer.stop();
     }
+    void this.podInformer?.stop();
   }
 }
 

@@ -38,15 +38,18 @@ interface Watcher {
 export const KUMA = 'kuma.io/v1alpha1';
 
 /** The collections meshext reads, for the system namespace `ns`. */
-export function kumaCollections(ns = 'kuma-system'): Record<'meshes' | 'mes' | 'hg' | 'mt' | 'mcb' | 'mhc' | 'secrets', Collection> {
+export function kumaCollections(ns = 'kuma-system'): Record<'meshes' | 'mes' | 'hg' | 'mt' | 'mtp' | 'mcb' | 'mhc' | 'secrets' | 'pods', Collection> {
   return {
     meshes: { path: '/apis/kuma.io/v1alpha1/meshes', apiVersion: KUMA, kind: 'Mesh', core: false },
     mes: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshexternalservices`, apiVersion: KUMA, kind: 'MeshExternalService', core: false },
     hg: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/hostnamegenerators`, apiVersion: KUMA, kind: 'HostnameGenerator', core: false },
     mt: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshtimeouts`, apiVersion: KUMA, kind: 'MeshTimeout', core: false },
+    mtp: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshtrafficpermissions`, apiVersion: KUMA, kind: 'MeshTrafficPermission', core: false },
     mcb: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshcircuitbreakers`, apiVersion: KUMA, kind: 'MeshCircuitBreaker', core: false },
     mhc: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshhealthchecks`, apiVersion: KUMA, kind: 'MeshHealthCheck', core: false },
     secrets: { path: `/api/v1/namespaces/${ns}/secrets`, apiVersion: 'v1', kind: 'Secret', core: true },
+    // Every namespace's pods; the agent asks for those of its node (fieldSelector spec.nodeName).
+    pods: { path: '/api/v1/pods', apiVersion: 'v1', kind: 'Pod', core: true },
   };
 }
 
@@ -136,7 +139,8 @@ export class FakeKubeApi {
     const key = `${stored.metadata.namespace ?? ''}/${stored.metadata.name}`;
     const map = this.objects.get(col.path)!;
     const prev = map.get(key);
-    stored.metadata.uid = prev?.metadata.uid ?? `uid-${++this.uid}`;
+    // A uid the caller gives is kept (a pod's names its cgroup), as the API server keeps an object's uid.
+    stored.metadata.uid = prev?.metadata.uid ?? obj.metadata.uid ?? `uid-${++this.uid}`;
     stored.metadata.resourceVersion = String(++this.rv);
     map.set(key, stored);
     this.emit(col, { rv: this.rv, type: prev ? 'MODIFIED' : 'ADDED', object: stored });
@@ -292,5 +296,6 @@ function parseSelector(s: string | null): [string, string] | undefined {
 }
 
 function matches(sel: [string, string] | undefined, o: Obj): boolean {
-  return !sel || o[sel[0]] === sel[1];
+  // Dotted paths (spec.nodeName) as the API server reads them.
+  return !sel || sel[0].split('.').reduce<unknown>((v, k) => (v as Record<string, unknown> | undefined)?.[k], o) === sel[1];
 }

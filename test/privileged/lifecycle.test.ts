@@ -69,7 +69,7 @@ privilegedTest('cleanup detaches and unpins only ours; a foreign multi program o
   t.is(ourProgsOn(cg).length, 11);
 
   const out = sh(process.execPath, ['bin/meshext.js', 'cleanup', '--pin-root', pinRoot]);
-  t.regex(out.stdout, /detached 10 links, removed 6 map pins/);
+  t.regex(out.stdout, /detached 10 links, removed 11 map pins/);
   t.deepEqual(ourProgsOn(cg), ['fx_foreign']);
   t.false(existsSync(pinRoot), 'pin root removed');
   t.deepEqual(readdirSync(dirname(pinRoot)).filter((n) => !n.endsWith('.debug')), ['foreign'], 'only the foreign pin and the kernel .debug iterators remain');

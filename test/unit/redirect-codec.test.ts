@@ -6,7 +6,7 @@ test('codec layout matches the C header as compiled into the addon', (t) => {
   const n = native().layout();
   t.is(n.layoutVersion, LAYOUT_VERSION);
   t.is(n.counterCount, COUNTER_NAMES.length);
-  for (const name of ['mx_addr', 'mx_config', 'mx_orig', 'mx_peer_key'] as const) {
+  for (const name of ['mx_addr', 'mx_config', 'mx_orig', 'mx_peer_key', 'mx_svc_key', 'mx_svc_access', 'mx_verdict_key', 'mx_denial_key', 'mx_denial'] as const) {
     t.is(n[name].size, LAYOUT[name].size, `${name} size`);
     t.deepEqual(n[name].fields, LAYOUT[name].fields, `${name} offsets`);
   }

@@ -436,3 +436,37 @@ test('an object is parsed again only when its resourceVersion changes', async (t
   t.is((web(after)?.spec as { match: { port: number } }).match.port, 81);
   t.is(after.resources.find((x) => x.name === 'other'), first.resources.find((x) => x.name === 'other'));
 });
+
+test('pods of this node only (field selector spec.nodeName) are reported with their identity fields, on add and delete', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshext-k8s-pods-'));
+  t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const api = new FakeKubeApi(pki(), Object.values(cols));
+  await api.start();
+  t.teardown(() => api.stop());
+  const pod = (name: string, ns: string, node: string, sa?: string, labels: Record<string, string> = {}) => ({
+    metadata: { name, namespace: ns, labels },
+    spec: { nodeName: node, ...(sa ? { serviceAccountName: sa } : {}) },
+  });
+  const a = api.apply(cols.pods, pod('checkout-1', 'shop', 'node-1', 'checkout', { 'kuma.io/mesh': 'payments' }));
+  api.apply(cols.pods, pod('other-node', 'shop', 'node-2', 'checkout'));
+  const reports: Array<Map<string, { namespace: string; serviceAccount: string; mesh: string }>> = [];
+  const src = new KubernetesSource({
+    kubeconfig: api.kubeconfig(dir),
+    systemNamespace: 'kuma-system',
+    debounceMs: 10,
+    stats: new Registry(),
+    log: createLogger({ level: 'silent' }),
+    pods: { nodeName: 'node-1', onChange: (p) => reports.push(p) },
+  });
+  await src.start(() => undefined);
+  t.teardown(() => src.stop());
+  await until(() => reports.length > 0, 'a first report of pods');
+  t.deepEqual([...reports.at(-1)!], [[a.metadata.uid, { namespace: 'shop', serviceAccount: 'checkout', mesh: 'payments' }]]);
+  const b = api.apply(cols.pods, pod('web-1', 'front', 'node-1'));
+  await until(() => reports.at(-1)!.size === 2, 'the added pod');
+  t.deepEqual(reports.at(-1)!.get(b.metadata.uid as string), { namespace: 'front', serviceAccount: 'default', mesh: 'default' });
+  api.remove(cols.pods, 'checkout-1', 'shop');
+  await until(() => reports.at(-1)!.size === 1, 'the removed pod gone');
+  t.false(reports.at(-1)!.has(a.metadata.uid as string));
+  t.true(api.watchQueries.some((q) => q.get('fieldSelector') === 'spec.nodeName=node-1'));
+});

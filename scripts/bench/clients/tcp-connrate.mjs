@@ -2,13 +2,16 @@
 // New connections per second: --concurrency loops each connect, send --size bytes, read the answer and the
 // server's close, for --seconds. Prints {"connsPerSec", "conns", "errors"}.
 import { parseArgs } from 'node:util';
+import { lookup } from 'node:dns/promises';
 import { connector, commonOptions } from './connect.mjs';
 
 const { values: o } = parseArgs({
   options: { ...commonOptions, seconds: { type: 'string', default: '5' }, concurrency: { type: 'string', default: '16' }, size: { type: 'string', default: '64' } },
 });
 const size = Number(o.size);
-const connect = connector({ port: Number(o.port), tlsCa: o['tls-ca'], servername: o.servername });
+// A name (a service's hostname on the VIP path) is resolved once: the figure is connections, not lookups.
+const host = (await lookup(o.host, { family: 4 })).address;
+const connect = connector({ host, port: Number(o.port), tlsCa: o['tls-ca'], servername: o.servername });
 const msg = Buffer.alloc(size, 0x64);
 const deadline = Date.now() + Number(o.seconds) * 1000;
 let conns = 0;

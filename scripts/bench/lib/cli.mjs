@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 export const ALL_TARGETS = ['direct', 'haproxy', 'nginx', 'meshext'];
 // Targets a scenario adds itself when it supports them (meshext-vip: the origination scenarios, --vip;
 // meshext-policies: the policy scenario).
-const EXTRA_TARGETS = ['meshext-vip', 'meshext-policies'];
+const EXTRA_TARGETS = ['meshext-vip', 'meshext-policies', 'meshext-vip-permissions'];
 
 const USAGE = `options:
   --runs N            runs per target; the table shows medians (default 3, --quick: 3)

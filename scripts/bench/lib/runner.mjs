@@ -100,8 +100,8 @@ export async function runScenario(spec) {
   }
   const targets = opts.cores > 1 ? coresTargets(spec) : spec.targets;
   const { table, summary, medians } = scenarioTable(rows, spec.metrics, targets, spec.subject);
-  // The VIP path is meshext too: judged by the same targets.
-  if (rows.some((r) => r.name === 'meshext-vip')) {
+  // The VIP path is meshext too: judged by the same targets, unless it is the baseline they compare against.
+  if (rows.some((r) => r.name === 'meshext-vip') && !targets.some((t) => t.against === 'meshext-vip')) {
     summary.push(...scenarioTable(rows, spec.metrics, targets, 'meshext-vip').summary.map((v) => ({ ...v, label: `${v.label} (VIP path)` })));
   }
   const result = {

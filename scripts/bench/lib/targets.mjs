@@ -5,10 +5,12 @@
 //   meshext - this project's agent (`meshext run` with redirect and DNS off, a Dataplane outbound per service);
 //   meshext-vip - the same agent with its eBPF redirect and DNS on for a cgroup of its own: clients run in
 //             that cgroup and reach each service by name (its VIP), as workloads on a node do (vip.mjs).
+//   meshext-vip-permissions - meshext-vip with the permission set of permissions.mjs (1,000 allow rules, 1,000
+//             workload cgroups with identities) in a forbidding mesh; clients run as one of those identities.
 // A service is {name, protocol: 'tcp'|'http'|'http2'|'grpc', upstreamPort, tls?: pki from tls.mjs}. With tls
 // every proxy opens TLS 1.3 to the upstream and verifies its certificate against the CA and the server name
 // (HTTP/2 and gRPC upstreams are offered ALPN h2), and keeps upstream connections alive between requests.
-import { mkdirSync, writeFileSync, existsSync, chmodSync, rmdirSync, rmSync } from 'node:fs';
+import { mkdirSync, writeFileSync, existsSync, chmodSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
@@ -17,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { startProcess, treeCpuMs, treeRssKiB, lastLines, NOFILE } from './procs.mjs';
 import { freePort, waitForPort, waitForHttp200 } from './net.mjs';
 import { policySet } from './policies.mjs';
+import { IDENTITIES, identityCgroup, permissionSet } from './permissions.mjs';
 
 export const REPO = resolve(fileURLToPath(new URL('../../..', import.meta.url)));
 const STARTUP_MS = 15000;
@@ -41,6 +44,8 @@ export async function startTarget(name, services, { dir, peerWorkers = 1, dataTh
       return meshext(services, tdir, dataThreads, maxSeconds, { vip: true });
     case 'meshext-policies':
       return meshext(services, tdir, dataThreads, maxSeconds, { policies: true });
+    case 'meshext-vip-permissions':
+      return meshext(services, tdir, dataThreads, maxSeconds, { vip: true, permissions: true });
     default:
       throw new Error(`unknown target ${name}`);
   }
@@ -280,10 +285,10 @@ export function meshextMissing() {
   return undefined;
 }
 
-async function meshext(services, dir, dataThreads, maxSeconds, { vip = false, policies = false } = {}) {
+async function meshext(services, dir, dataThreads, maxSeconds, { vip = false, policies = false, permissions = false } = {}) {
   const missing = meshextMissing();
   if (missing) throw new Error(missing);
-  const name = vip ? 'meshext-vip' : policies ? 'meshext-policies' : 'meshext';
+  const name = permissions ? 'meshext-vip-permissions' : vip ? 'meshext-vip' : policies ? 'meshext-policies' : 'meshext';
   const ports = await listenPorts(services);
   const admin = await freePort();
   const transparent = await freePort(); // the eBPF-fed listener: unused unless vip, but must not clash
@@ -293,13 +298,15 @@ async function meshext(services, dir, dataThreads, maxSeconds, { vip = false, po
   mkdirSync(stateDir, { recursive: true });
   writeFileSync(join(cfgDir, 'bench.yaml'), meshextConfig(services, ports, { outbound: !vip }));
   if (policies) writeFileSync(join(cfgDir, 'policies.yaml'), policySet(dir));
-  const redirect = vip ? await vipRedirect() : undefined;
+  if (permissions) writeFileSync(join(cfgDir, 'permissions.yaml'), permissionSet('bench-node'));
+  const redirect = vip ? await vipRedirect(permissions ? { identities: IDENTITIES } : {}) : undefined;
   // MESHEXT_BENCH_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") reaches only the agent: Node
   // refuses --cpu-prof in NODE_OPTIONS, and that would profile the clients too.
   const nodeArgs = (process.env.MESHEXT_BENCH_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
   const args = [
     ...nodeArgs, join(REPO, 'bin/meshext.js'), 'run', '--config', cfgDir,
     ...(redirect ? redirect.args : ['--redirect', 'off', '--dns', 'off']),
+    ...(permissions ? ['--node-name', 'bench-node'] : []),
     '--admin', `127.0.0.1:${admin}`, '--state-dir', stateDir, '--log-format', 'json',
     '--proxy-port', String(transparent), '--log-level', 'warn', '--drain-time', '0s',
     '--data-threads', String(dataThreads),
@@ -324,7 +331,7 @@ async function meshext(services, dir, dataThreads, maxSeconds, { vip = false, po
       if (!svc?.hostnames?.length || !svc.vip) throw new Error(`${name}: service ${s.name} has no VIP or hostname in /config_dump`);
       hosts[s.name] = svc.hostnames[0];
     }
-    return handle(name, { ports, proc, peer: false, hosts, wrap: redirect.wrap, stop });
+    return { ...handle(name, { ports, proc, peer: false, hosts, wrap: redirect.wrap, stop }), pinRoot: redirect.pinRoot };
   } catch (e) {
     await stop();
     throw e;
@@ -337,7 +344,7 @@ async function meshext(services, dir, dataThreads, maxSeconds, { vip = false, po
  * inside the network namespace of vip.mjs, where the VIP range is unroutable: a connect the redirect missed
  * fails there instead of leaving the machine.
  */
-async function vipRedirect() {
+async function vipRedirect({ identities = 0 } = {}) {
   if (!process.env.MESHEXT_BENCH_NETNS) throw new Error('meshext-vip runs only inside the network namespace vip.mjs makes (--vip)');
   const { findCgroup2Mount } = await import(join(REPO, 'dist/src/redirect/index.js'));
   const cg2 = findCgroup2Mount();
@@ -348,6 +355,9 @@ async function vipRedirect() {
   const agentCgroup = join(cg2, 'meshext.agent');
   const agentCgroupExisted = existsSync(agentCgroup);
   mkdirSync(cgroup);
+  // Workload cgroups with identities (meshext-vip-permissions): the clients run in the first.
+  for (let i = 0; i < identities; i++) mkdirSync(join(cgroup, identityCgroup(i)), { recursive: true });
+  const clientCgroup = identities ? join(cgroup, identityCgroup(0)) : cgroup;
   let removed = false;
   const remove = () => {
     if (removed) return;
@@ -360,7 +370,7 @@ async function vipRedirect() {
     rmSync(pinRoot, { recursive: true, force: true });
     for (const dir of agentCgroupExisted ? [cgroup] : [cgroup, agentCgroup]) {
       try {
-        rmdirSync(dir);
+        rmCgroupTree(dir);
       } catch {
         /* still in use (another agent's) or already gone */
       }
@@ -370,9 +380,17 @@ async function vipRedirect() {
   process.once('exit', remove);
   return {
     args: ['--redirect', 'on', '--cgroup', cgroup, '--pin-root', pinRoot, '--dns', 'on', '--dns-port', String(await freePort()), '--ip-family-mode', 'ipv4'],
-    wrap: (cmd, args) => ['sh', ['-c', `echo $$ > '${cgroup}/cgroup.procs' && exec "$@"`, 'sh', cmd, ...args]],
+    wrap: (cmd, args) => ['sh', ['-c', `echo $$ > '${clientCgroup}/cgroup.procs' && exec "$@"`, 'sh', cmd, ...args]],
     remove,
+    pinRoot,
   };
+}
+
+/** Removes a cgroup and its sub-cgroups (no process left in them), deepest first. */
+function rmCgroupTree(dir) {
+  if (!existsSync(dir)) return;
+  for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) rmCgroupTree(join(dir, e.name));
+  rmdirSync(dir);
 }
 
 function httpGet(port, path) {

@@ -64,8 +64,8 @@ export function register(program: Command): void {
         const svcs = snap.services.filter((s) => opts.mesh === undefined || s.mesh === opts.mesh);
         items = svcs.map(serviceView);
         table = renderTable(
-          ['NAME', 'MESH', 'VIP', 'PORT', 'PROTOCOL', 'HOSTNAMES', 'ENDPOINTS', 'TLS'],
-          svcs.map((s) => [s.name, s.mesh, s.vip, String(s.port), s.protocol, s.hostnames.join(',') || '-', endpointsText(s), s.tls ? s.tls.mode : '-']),
+          ['NAME', 'MESH', 'VIP', 'PORT', 'PROTOCOL', 'HOSTNAMES', 'ENDPOINTS', 'TLS', 'WHO MAY CONNECT'],
+          svcs.map((s) => [s.name, s.mesh, s.vip, String(s.port), s.protocol, s.hostnames.join(',') || '-', endpointsText(s), s.tls ? s.tls.mode : '-', accessText(s)]),
         );
       } else {
         reportProblems([...loadProblems(load), ...checkReferences(load)]);
@@ -115,8 +115,26 @@ function serviceView(s: CompiledService): Record<string, unknown> {
     endpoints: s.endpoints.map((e) => (e.kind === 'unix' ? { address: `unix://${e.path}` } : { address: e.address, port: e.port })),
     tls: s.tls ? { enabled: true, mode: s.tls.mode, ...(s.tls.serverName ? { serverName: s.tls.serverName } : {}) } : { enabled: false },
     forbidden: s.forbidden,
+    access: s.permissions
+      ? {
+          policies: s.permissions.policies,
+          deny: s.permissions.deny,
+          allowWithShadowDeny: s.permissions.allowWithShadowDeny,
+          allow: s.permissions.allow,
+          otherwise: s.permissions.meshDefault,
+        }
+      : { otherwise: s.forbidden ? 'deny' : 'allow' },
     conditions: s.generatorStatus.flatMap((g) => g.conditions.map((c) => ({ generator: g.generator, ...c }))),
   };
+}
+
+/** Who may connect, in one cell: the matchers by list (Prefix as `value*`), then what everyone else gets. */
+function accessText(s: CompiledService): string {
+  const p = s.permissions;
+  if (!p) return s.forbidden ? 'nobody (mesh forbids)' : 'everyone';
+  const m = (xs: typeof p.allow): string => xs.map((x) => (x.type === 'Prefix' ? `${x.value}*` : x.value)).join(',');
+  const parts = [p.deny.length ? `deny ${m(p.deny)}` : '', p.allowWithShadowDeny.length ? `shadow-deny ${m(p.allowWithShadowDeny)}` : '', p.allow.length ? `allow ${m(p.allow)}` : ''];
+  return [...parts.filter(Boolean), `others ${p.meshDefault}`].join('; ');
 }
 
 function endpointsText(s: CompiledService): string {

@@ -42,6 +42,9 @@ export function register(program: Command): void {
     .option('--skip-default-generators <bool>', `do not create Kuma's default hostname generators ${env('skipDefaultGenerators')}`)
     .option('--max-connections <n|auto>', `client connections served at once, over it new ones are reset (default auto: from the descriptor limit; 0: no cap) ${env('maxConnections')}`)
     .option('--http-header-timeout <duration>', `time an HTTP/1.x client has to send a request head from its first byte, 408 after (default 10s) ${env('httpHeaderTimeout')}`)
+    .option('--node-name <name>', `this node's name, in host units' SPIFFE IDs and to read this node's pods (default: the hostname) ${env('nodeName')}`)
+    .option('--identity-mesh <mesh>', `mesh of host units' SPIFFE IDs (default ${d.identityMesh}) ${env('identityMesh')}`)
+    .option('--identity-map <file>', `YAML list of {cgroup: <path glob>, spiffeID} that overrides the workload identity rules ${env('identityMap')}`)
     .option('--data-threads <n>', `I/O threads of the engine (the data plane) (default ${d.dataThreads}) ${env('dataThreads')}`)
     .action(async (flags: Record<string, string | string[] | undefined>) => {
       const flagOptions: RawOptions = {};

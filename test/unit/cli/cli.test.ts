@@ -78,6 +78,24 @@ test('validate: the seed examples pass', (t) => {
   t.is(r.code, 0, r.stdout + r.stderr);
 });
 
+test('get mes shows who may connect: the MeshTrafficPermission matchers, else the mesh default', async (t) => {
+  const dir = await stateDir();
+  const r = run(['get', 'mes', '-c', 'test/fixtures/cli/permissions', '--state-dir', dir]);
+  t.is(r.code, 0, r.stderr);
+  const rows = r.stdout.split('\n');
+  t.regex(rows[0] ?? '', /WHO MAY CONNECT$/);
+  t.regex(rows.find((l) => l.startsWith('payments')) ?? '', /deny spiffe:\/\/default\.default\.mesh\.local\/ns\/legacy\*; allow spiffe:\/\/default\.default\.mesh\.local\/ns\/shop\/sa\/checkout; others deny$/);
+  t.regex(rows.find((l) => l.startsWith('docs')) ?? '', /nobody \(mesh forbids\)$/);
+  const json = JSON.parse(run(['get', 'mes', '-c', 'test/fixtures/cli/permissions', '--state-dir', dir, '-o', 'json']).stdout) as Array<{ name: string; access: unknown }>;
+  t.deepEqual(json.find((s) => s.name === 'payments')?.access, {
+    policies: ['payments-clients'],
+    deny: [{ policy: 'payments-clients', type: 'Prefix', value: 'spiffe://default.default.mesh.local/ns/legacy' }],
+    allowWithShadowDeny: [],
+    allow: [{ policy: 'payments-clients', type: 'Exact', value: 'spiffe://default.default.mesh.local/ns/shop/sa/checkout' }],
+    otherwise: 'deny',
+  });
+});
+
 test('get mes -o json: VIPs, hostnames, endpoints (unix without port), conditions; stable across runs', async (t) => {
   const dir = await stateDir();
   const args = ['get', 'meshexternalservices', '--config', 'test/fixtures/cli/valid', '--state-dir', dir, '-o', 'json'];
@@ -95,6 +113,7 @@ test('get mes -o json: VIPs, hostnames, endpoints (unix without port), condition
     endpoints: [{ address: '127.0.0.1', port: 14242 }],
     tls: { enabled: false },
     forbidden: false,
+    access: { otherwise: 'allow' },
     conditions: [
       { generator: 'local-mesh-external-service', type: 'Generated', status: 'True', reason: 'Generated', message: '' },
       { generator: 'local', type: 'Generated', status: 'True', reason: 'Generated', message: '' },
@@ -110,8 +129,8 @@ test('get mes table; invalid resources and warnings go to stderr while valid one
   const r = run(['get', 'mes', '--config', 'test/fixtures/cli/mixed', '--state-dir', await stateDir(), '--vip-cidr', '10.20.0.0/16']);
   t.is(r.code, 0);
   const [header, row] = r.stdout.trim().split('\n');
-  t.regex(header ?? '', /^NAME\s+MESH\s+VIP\s+PORT\s+PROTOCOL\s+HOSTNAMES\s+ENDPOINTS\s+TLS$/);
-  t.regex(row ?? '', /^good\s+default\s+10\.20\.0\.1\s+80\s+tcp\s+good\.extsvc\.mesh\.local\s+example\.com:80\s+-$/);
+  t.regex(header ?? '', /^NAME\s+MESH\s+VIP\s+PORT\s+PROTOCOL\s+HOSTNAMES\s+ENDPOINTS\s+TLS\s+WHO MAY CONNECT$/);
+  t.regex(row ?? '', /^good\s+default\s+10\.20\.0\.1\s+80\s+tcp\s+good\.extsvc\.mesh\.local\s+example\.com:80\s+-\s+everyone$/);
   t.regex(r.stderr, /MeshExternalService\/bad: spec\.match\.protocol/);
   t.regex(r.stderr, /MeshExternalService\/needs-secret/);
   const w = run(['get', 'mes', '--config', 'test/fixtures/cli/warnings', '--state-dir', await stateDir()]);

@@ -1,0 +1,204 @@
+/**
+ * Per-workload egress permissions at connect(): keeps the kernel's access maps equal to what the snapshot's
+ * MeshTrafficPermissions say about the workloads on this node, as cgroups and pods come and go, and reports what
+ * the connect hooks decided (metrics, a rate-limited log line per denial).
+ */
+import type { Logger } from '../log.js';
+import type { Registry } from '../stats/registry.js';
+import type { CompiledService } from '../snapshot/types.js';
+import { evaluatePermission, type AccessVerdict } from '../snapshot/meshtrafficpermission.js';
+import type { Redirector } from '../redirect/index.js';
+import { verdictName, type AccessCounterName } from '../redirect/codec.js';
+import { CgroupWatcher, scanCgroups, type CgroupIdentity } from './cgroups.js';
+import { IdentityResolver, type IdentityRules, type PodIdentity } from './identity.js';
+import { AccessIndexer, type BuiltAccess } from './table.js';
+
+export { IdentityResolver, trustDomain, validateOverrides, type IdentityOverride, type PodIdentity } from './identity.js';
+
+export interface AccessControlOptions {
+  redirector: Redirector;
+  /** The cgroup the hooks are attached to; identities are found below it (paths relative to it). */
+  root: string;
+  rules: Omit<IdentityRules, 'pods'>;
+  stats: Registry;
+  log: Logger;
+  /** Full rescan of the cgroup tree, the safety net for missed watch events. */
+  rescanMs?: number;
+  /** How often the denials the hooks recorded are taken and logged. */
+  denialPollMs?: number;
+  /** At most this many denial lines per poll; the rest are summed in one line. */
+  maxDenialLines?: number;
+}
+
+const DENIED_REASONS: Record<string, AccessCounterName> = { rule: 'denied_rule', mesh_default: 'denied_default', no_identity: 'denied_no_identity' };
+
+/** Owns the access maps of one Redirector; see the module comment. */
+export class AccessControl {
+  private services: readonly CompiledService[] = [];
+  private pods = new Map<string, PodIdentity>();
+  private cgroups = new Map<bigint, CgroupIdentity>();
+  private paths = new Map<bigint, string>();
+  private built: BuiltAccess = { table: { cgroups: new Map(), services: [] }, identities: new Map(), services: new Map(), unindexed: [] };
+  private readonly indexer: AccessIndexer;
+  private readonly watcher: CgroupWatcher;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private closed = false;
+  private rules: Omit<IdentityRules, 'pods'>;
+  /** Bumped by every input change; with the scan's result it tells whether the maps can be left as they are. */
+  private inputs = 0;
+  private lastWritten = '';
+
+  constructor(private readonly opts: AccessControlOptions) {
+    this.rules = opts.rules;
+    this.indexer = new AccessIndexer(opts.redirector.maxIdentityIndex() + 1);
+    this.watcher = new CgroupWatcher(() => this.refresh('cgroup created'));
+    opts.stats.onCollect(() => this.collect());
+    const rescan = setInterval(() => this.refresh('rescan'), opts.rescanMs ?? 5000);
+    const poll = setInterval(() => this.logDenials(), opts.denialPollMs ?? 1000);
+    rescan.unref();
+    poll.unref();
+    this.timers.push(rescan, poll);
+  }
+
+  /** A new snapshot: its services' permissions go to the kernel. */
+  setServices(services: readonly CompiledService[]): void {
+    this.services = services;
+    this.inputs++;
+    this.refresh('snapshot');
+  }
+
+  /** The pods of this node changed (Kubernetes): their cgroups' identities follow. */
+  setPods(pods: ReadonlyMap<string, PodIdentity>): void {
+    this.pods = new Map(pods);
+    this.inputs++;
+    this.refresh('pods');
+  }
+
+  /** New identity rules (identity map file reloaded). */
+  setRules(rules: Omit<IdentityRules, 'pods'>): void {
+    this.rules = rules;
+    this.inputs++;
+    this.refresh('identity rules');
+  }
+
+  /** Rescans the cgroups and rewrites the maps where they differ. */
+  refresh(reason: string): void {
+    if (this.closed) return;
+    try {
+      // With no service under a policy, identities are not needed: nothing is scanned or watched.
+      if (this.services.some((s) => s.permissions)) {
+        const scan = scanCgroups(this.opts.root, new IdentityResolver({ ...this.rules, pods: this.pods }));
+        this.cgroups = scan.identities;
+        this.paths = scan.paths;
+        this.watcher.watch(scan.plain);
+      } else {
+        this.cgroups = new Map();
+        this.paths = new Map();
+        this.watcher.watch([]);
+      }
+      // A rescan that found the same cgroups with the same identities changes nothing: no evaluation, no write.
+      const state = `${this.inputs}|${[...this.cgroups].map(([k, v]) => `${k}=${v.id}`).join(',')}`;
+      if (state === this.lastWritten) return;
+      this.built = this.indexer.build(this.services, this.cgroups);
+      for (const id of this.built.unindexed) this.opts.log.error({ service: id }, 'MeshTrafficPermission not enforced: more services under a policy than the kernel maps hold');
+      const w = this.opts.redirector.setAccess(this.built.table);
+      this.lastWritten = state;
+      if (w.written || w.removed) this.opts.log.debug({ reason, ...w, cgroups: this.built.table.cgroups.size, services: this.built.table.services.length }, 'access maps updated');
+    } catch (err) {
+      this.opts.log.error({ reason, err: (err as Error).message }, 'access maps not updated');
+    }
+  }
+
+  /** What /config_dump shows per service: the rules in effect and who on this node may connect. */
+  describe(service: CompiledService): Record<string, unknown> | undefined {
+    const perm = service.permissions;
+    if (!perm) return undefined;
+    const byVerdict: Partial<Record<AccessVerdict, string[]>> = {};
+    const seen = new Set<string>();
+    for (const c of this.cgroups.values()) {
+      if (seen.has(c.id)) continue;
+      seen.add(c.id);
+      (byVerdict[evaluatePermission(perm, c.id).verdict] ??= []).push(c.id);
+    }
+    for (const v of Object.values(byVerdict)) v.sort();
+    return {
+      policies: perm.policies,
+      deny: perm.deny,
+      allowWithShadowDeny: perm.allowWithShadowDeny,
+      allow: perm.allow,
+      meshDefault: perm.meshDefault,
+      noIdentity: evaluatePermission(perm, null).verdict,
+      identitiesOnNode: byVerdict,
+    };
+  }
+
+  /** Cgroups with an identity (for `bpf list` and the dump). */
+  identities(): CgroupIdentity[] {
+    return [...this.cgroups.values()].sort((a, b) => (a.path < b.path ? -1 : 1));
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const t of this.timers) clearInterval(t);
+    this.watcher.close();
+  }
+
+  private collect(): void {
+    if (this.closed) return;
+    let counts: ReturnType<Redirector['accessCounters']>;
+    try {
+      counts = this.opts.redirector.accessCounters([...this.built.services.keys()]);
+    } catch {
+      return;
+    }
+    for (const [idx, c] of counts) {
+      const s = this.built.services.get(idx);
+      if (!s) continue;
+      for (const [reason, name] of Object.entries(DENIED_REASONS)) {
+        this.opts.stats.counter('meshext_access_denied_total', 'Connections to a MeshExternalService refused at connect() by a MeshTrafficPermission', { service: s.kri, reason }).set(c[name]);
+      }
+      this.opts.stats.counter('meshext_access_shadow_denied_total', 'Connections let through by allowWithShadowDeny that a deny would have refused', { service: s.kri }).set(c.shadow_denied);
+      this.opts.stats.counter('meshext_access_allowed_total', 'Connections to a MeshExternalService under a MeshTrafficPermission that were allowed', { service: s.kri }).set(c.allowed);
+    }
+  }
+
+  /** Takes the denials the hooks recorded and logs one line per (cgroup, service), at most maxDenialLines. */
+  logDenials(): void {
+    if (this.closed) return;
+    let records;
+    try {
+      records = this.opts.redirector.takeDenials();
+    } catch {
+      return;
+    }
+    const max = this.opts.maxDenialLines ?? 20;
+    let suppressed = 0;
+    records.sort((a, b) => Number(b.count - a.count));
+    records.forEach((d, i) => {
+      if (i >= max) {
+        suppressed += Number(d.count);
+        return;
+      }
+      const s = this.built.services.get(d.svc);
+      const identity = d.ident ? (this.built.identities.get(d.ident) ?? null) : null;
+      const decision = s?.permissions ? evaluatePermission(s.permissions, identity) : undefined;
+      const verdict = verdictName(d.verdict);
+      const rule = decision?.matcher
+        ? { policy: decision.matcher.policy, list: decision.list, spiffeID: { type: decision.matcher.type, value: decision.matcher.value } }
+        : { meshDefault: s?.permissions?.meshDefault ?? 'deny', policies: s?.permissions?.policies ?? [] };
+      const line = {
+        cgroup: this.paths.get(d.cgroupId) ?? null,
+        cgroupId: d.cgroupId.toString(),
+        identity,
+        service: s ? `${s.mesh}/${s.name}` : `#${d.svc}`,
+        kri: s?.kri,
+        verdict,
+        rule,
+        count: Number(d.count),
+      };
+      if (verdict === 'shadowDeny') this.opts.log.info(line, 'connection would be denied by MeshTrafficPermission (allowWithShadowDeny: let through)');
+      else this.opts.log.warn(line, 'connection denied by MeshTrafficPermission');
+    });
+    if (suppressed > 0) this.opts.log.warn({ suppressed, lines: max }, 'more denials than logged lines; see meshext_access_denied_total');
+  }
+}

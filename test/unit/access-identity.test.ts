@@ -1,0 +1,73 @@
+// Workload identities from cgroup paths (src/access/identity.ts) and the verdict table built from them (table.ts).
+import test from 'ava';
+import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { IdentityResolver, compileGlob, podUidOf, unitOf, validateOverrides } from '../../src/access/identity.js';
+import { scanCgroups } from '../../src/access/cgroups.js';
+import { AccessIndexer } from '../../src/access/table.js';
+import type { CompiledService } from '../../src/snapshot/types.js';
+
+const UID = '3f2a6c1e-8b4d-4e5f-9a0b-1c2d3e4f5a6b';
+const pods = new Map([[UID, { namespace: 'shop', serviceAccount: 'checkout', mesh: 'default' }]]);
+const rules = { zone: 'zone-1', hostMesh: 'default', node: 'node-1', overrides: [], pods };
+
+test('pod cgroups in both kubelet layouts (cgroupfs and systemd) name the pod; unknown pods have no identity', (t) => {
+  t.is(podUidOf(`/kubepods/burstable/pod${UID}`), UID);
+  t.is(podUidOf(`/kubepods/pod${UID}/0123abcd`), UID, 'guaranteed QoS, container sub-cgroup');
+  t.is(podUidOf(`/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${UID.replace(/-/g, '_')}.slice/cri-containerd-12.scope`), UID);
+  t.is(podUidOf(`/system.slice/pod${UID}`), undefined, 'a pod-shaped name outside kubepods is not a pod');
+  const r = new IdentityResolver(rules);
+  t.deepEqual(r.own(`/kubepods/burstable/pod${UID}/abc`), { id: 'spiffe://default.zone-1.mesh.local/ns/shop/sa/checkout', rule: 'pod' });
+  t.is(r.own('/kubepods/burstable/pod00000000-0000-0000-0000-000000000000'), undefined);
+});
+
+test('systemd services of the system manager get a host identity; sessions, scopes and user units do not', (t) => {
+  t.is(unitOf('/system.slice/nginx.service'), 'nginx.service');
+  t.is(unitOf('/system.slice/nginx.service/worker'), 'nginx.service');
+  t.is(unitOf('/user.slice/user-1000.slice/user@1000.service/app.slice/foo.service'), undefined);
+  t.is(unitOf('/system.slice/docker-12ab.scope'), undefined);
+  const r = new IdentityResolver(rules);
+  t.deepEqual(r.own('/system.slice/getty@tty1.service'), { id: 'spiffe://default.zone-1.mesh.local/host/node-1/unit/getty_tty1.service', rule: 'unit' });
+});
+
+test('an explicit mapping wins over the rules; globs: * within a segment, ** across', (t) => {
+  t.true(compileGlob('/system.slice/*.service').test('/system.slice/a.service'));
+  t.false(compileGlob('/system.slice/*.service').test('/system.slice/a.service/b'));
+  t.true(compileGlob('/apps/**').test('/apps/x/y'));
+  const r = new IdentityResolver({ ...rules, overrides: validateOverrides([{ cgroup: '/system.slice/nginx.service', spiffeID: 'spiffe://example.org/web' }], 'map.yaml') });
+  t.deepEqual(r.own('/system.slice/nginx.service'), { id: 'spiffe://example.org/web', rule: 'override' });
+  t.throws(() => validateOverrides([{ cgroup: 'system.slice', spiffeID: 'spiffe://x/y' }], 'map.yaml'), { message: /map.yaml: \[0\].cgroup: expected a cgroup path glob starting with \// });
+  t.throws(() => validateOverrides([{ cgroup: '/a', spiffeID: 'spiffe://X/y' }], 'map.yaml'), { message: /map.yaml: \[0\].spiffeID: "spiffe:\/\/X\/y" is not a SPIFFE ID: trust domain characters/ });
+});
+
+test('a scan lists sub-cgroups with their ancestor identity, and a mapping covers its whole subtree', (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'cg-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  for (const d of ['system.slice/a.service/sub', 'system.slice/b.service/inner.service', `kubepods/burstable/pod${UID}/c1`, 'user.slice']) mkdirSync(join(root, d), { recursive: true });
+  const r = new IdentityResolver({ ...rules, overrides: [{ cgroup: '/system.slice/b.service', spiffeID: 'spiffe://example.org/b' }] });
+  const { identities, plain } = scanCgroups(root, r);
+  const byPath = Object.fromEntries([...identities.values()].map((i) => [i.path, i.id]));
+  t.is(byPath['/system.slice/a.service/sub'], 'spiffe://default.zone-1.mesh.local/host/node-1/unit/a.service');
+  t.is(byPath['/system.slice/b.service/inner.service'], 'spiffe://example.org/b', 'the mapping covers the subtree, not the unit rule');
+  t.is(byPath[`/kubepods/burstable/pod${UID}/c1`], 'spiffe://default.zone-1.mesh.local/ns/shop/sa/checkout');
+  t.truthy(identities.get(BigInt(statSync(join(root, 'system.slice/a.service')).ino)), 'keys are the inode numbers (cgroup ids)');
+  t.true(plain.includes(join(root, 'user.slice')) && plain.includes(join(root, 'kubepods/burstable')));
+});
+
+function governed(id: string, vip: string, perm: CompiledService['permissions']): CompiledService {
+  return { id, name: id, mesh: 'default', vip, port: 80, permissions: perm } as unknown as CompiledService;
+}
+
+test('the table stores only verdicts that differ from the service default; indexes stay stable and identities are never renumbered', (t) => {
+  const perm = { policies: ['p'], deny: [], allowWithShadowDeny: [], allow: [{ policy: 'p', type: 'Exact' as const, value: 'spiffe://td/a' }], meshDefault: 'deny' as const };
+  const ix = new AccessIndexer();
+  const cg = (entries: Array<[number, string]>) => new Map(entries.map(([k, id]) => [BigInt(k), { path: `/${k}`, id, rule: 'override' as const }]));
+  const one = ix.build([governed('default/web', '242.0.0.1', perm)], cg([[10, 'spiffe://td/a'], [11, 'spiffe://td/b'], [12, 'spiffe://td/a']]));
+  t.deepEqual([...one.table.cgroups], [[10n, 1], [11n, 2], [12n, 1]]);
+  t.deepEqual(one.table.services, [{ vip: '242.0.0.1', port: 80, svc: 0, unlisted: 'denyDefault', noIdentity: 'denyNoIdentity', verdicts: new Map([[1, 'allow']]) }]);
+  // b goes away, c comes: c gets a new index, not b's.
+  const two = ix.build([governed('default/api', '242.0.0.2', perm), governed('default/web', '242.0.0.1', perm)], cg([[10, 'spiffe://td/a'], [13, 'spiffe://td/c']]));
+  t.deepEqual([...two.table.cgroups], [[10n, 1], [13n, 3]]);
+  t.deepEqual(two.table.services.map((s) => [s.vip, s.svc]), [['242.0.0.2', 1], ['242.0.0.1', 0]], 'web keeps index 0');
+});
