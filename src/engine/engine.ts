@@ -128,7 +128,13 @@ export class Engine {
     }
   }
 
-  /** Receives every event of `kind` (connect-failed, tls-failed, denied, ...). */
+  /**
+   * Receives every event of `kind` (connect-failed, tls-failed, denied, ...). Endpoint health reports: endpoint-ok
+   * {service, endpoint, source: connect | response} (a success after failures), endpoint-status {service, endpoint,
+   * status, streak} (a 5xx, plans with outlier detection only), endpoint-failed {service, endpoint, reason} (a
+   * connection or stream lost before its response, same plans), probe-result {service, endpoint, token, ok,
+   * status, reason} (an active check, see probe).
+   */
   on(kind: string, handler: EngineEventHandler): void {
     this.kinds.set(kind, handler);
   }
