@@ -54,6 +54,8 @@ export interface EndpointHealth {
   checkSuccesses: number;
   /** The last active check's failure, while checks fail. */
   checkError?: string;
+  /** The last active check: when (Date.now() ms) and whether it passed. */
+  lastCheck?: { at: number; ok: boolean };
   lastError?: string;
 }
 
@@ -99,6 +101,7 @@ export class HealthSet {
         n.unhealthy = false;
         n.checkFailures = n.checkSuccesses = 0;
         delete n.checkError;
+        delete n.lastCheck;
       }
       if (!this.outlier) {
         n.ejectedUntil = 0;
@@ -205,6 +208,7 @@ export class HealthSet {
   checked(label: string, ok: boolean, why: string): Change | undefined {
     const h = this.byLabel.get(label);
     if (!h || !this.checks) return undefined;
+    h.lastCheck = { at: this.now(), ok };
     if (ok) {
       h.checkFailures = 0;
       h.checkSuccesses++;

@@ -65,6 +65,8 @@ export interface ClusterInfo {
     consecutiveFailures: number;
     /** Outlier detection: times ejected so far (while the service has it). */
     ejections?: number;
+    /** Active checks: the last one's time and result (while the service has them). */
+    lastCheck?: { at: string; ok: boolean };
     lastError?: string;
     active: number;
     total: number;
@@ -571,6 +573,7 @@ export class Proxy {
             ...(reason !== undefined ? { reason } : {}),
             consecutiveFailures: rec?.consecutiveFailures ?? 0,
             ...(h?.outlier ? { ejections: rec?.timesEjected ?? 0 } : {}),
+            ...(h?.checks && rec?.lastCheck ? { lastCheck: { at: new Date(rec.lastCheck.at).toISOString(), ok: rec.lastCheck.ok } } : {}),
             ...(rec?.lastError !== undefined ? { lastError: rec.lastError } : ep.unavailable ? { lastError: ep.unavailable } : {}),
             active: counts?.active ?? 0,
             total: counts?.total ?? 0,

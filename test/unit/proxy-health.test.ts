@@ -99,6 +99,8 @@ test('active HTTP checks: a priority-0 endpoint failing its checks moves traffic
   t.is(ep.priority, 0);
   t.false(ep.healthy);
   t.regex(ep.reason ?? '', /active health check.*HTTP status 503 is not an expected status/);
+  t.is(ep.lastCheck?.ok, false);
+  t.true(Date.now() - Date.parse(ep.lastCheck?.at ?? '') < 2000);
   t.is(endpointOf(p.proxy.clusters(), b.port).health, 'healthy');
   a.setHealth(200);
   const backAt = Date.now();
