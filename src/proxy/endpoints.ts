@@ -9,7 +9,7 @@
  *   `healthyThreshold` checks in a row pass.
  * - `ejected`: MeshCircuitBreaker outlier detection (Envoy's consecutive detectors): consecutive 5xx
  *   (`totalFailures`), consecutive 502/503/504 (`gatewayFailures`), consecutive local-origin failures (refused or
- *   timed-out connects, TLS failures; `localOriginFailures`, only with `splitExternalAndLocalErrors`; otherwise
+ *   timed-out connects, TLS failures, connections or streams lost before the response, request timeouts; `localOriginFailures`, only with `splitExternalAndLocalErrors`; otherwise
  *   local-origin failures count as 503s in the other two, as Envoy does). Out for `baseEjectionTime` × the number
  *   of times it was ejected (at most MAX_EJECTION_MS); never more than `maxEjectionPercent` of the endpoints at
  *   once, but always at least one. It comes back when that time is over, by the engine's clock.
@@ -28,7 +28,7 @@ export const BACKOFF_BASE_MS = 1000;
 export const BACKOFF_MAX_MS = 30_000;
 /** Envoy's default max_ejection_time: an ejection never lasts longer. */
 export const MAX_EJECTION_MS = 300_000;
-/** What "out until a check passes" is in the engine (its timer range; re-pushed long before it ends). */
+/** What "out until a check passes" is in the engine (its timer range; every failed check while out pushes it again). */
 export const OUT_UNTIL_TOLD_MS = 0x7fffffff;
 
 export type EndpointStatus = 'healthy' | 'backed_off' | 'ejected' | 'unhealthy';
@@ -230,7 +230,8 @@ export class HealthSet {
       h.unhealthy = true;
       return { downForMs: OUT_UNTIL_TOLD_MS, failed: true };
     }
-    return undefined;
+    // Still failing: the engine's "out" is renewed, so even a check failing for weeks never lapses.
+    return h.unhealthy ? { downForMs: OUT_UNTIL_TOLD_MS } : undefined;
   }
 
   /** Endpoints in the balancer, and ejected ones, now. */

@@ -52,6 +52,8 @@ test('active checks: unhealthyThreshold failures in a row take it out until told
   t.deepEqual(h.checked('a', false, 'y'), { downForMs: OUT_UNTIL_TOLD_MS, failed: true });
   t.is(h.status(h.get('a')!), 'unhealthy');
   t.regex(h.reason(h.get('a')!) ?? '', /failed 2 active health check\(s\) in a row: y/);
+  // Each further failure renews the engine's "out", with nothing new to log.
+  t.deepEqual(h.checked('a', false, 'z'), { downForMs: OUT_UNTIL_TOLD_MS });
   t.is(h.checked('a', true, ''), undefined);
   t.deepEqual(h.checked('a', true, ''), { downForMs: 0, recovered: true });
 });
