@@ -96,6 +96,8 @@ export interface EnginePlan {
   /** The service cannot be served: every connection fails with this reason. */
   error?: string;
   timeouts: { connectMs: number; tcpIdleMs: number; httpIdleMs: number; httpHeaderMs: number; upstreamIdleMs: number; requestMs: number; maxStreamMs: number; streamIdleMs: number; maxConnectionMs: number };
+  /** Count responses per endpoint (the statistical outlier detectors read them); absent: false. */
+  countResponses?: boolean;
   /** MeshCircuitBreaker connectionLimits (0: none); absent: no limits. */
   limits?: EngineLimits;
   /** Which policies shaped the plan (for /config_dump; the engine ignores it). */
@@ -124,6 +126,12 @@ export interface PlanOutlierDetection {
   consecutiveGateway: number;
   /** Consecutive local-origin failures (connect refused or timed out, TLS failure); only when split. */
   consecutiveLocalOrigin: number;
+  /** How often the statistical detectors sweep the response counts. */
+  intervalMs: number;
+  /** Envoy's success rate detector: below mean − factor × stdev of the hosts with enough requests. */
+  successRate?: { minimumHosts: number; requestVolume: number; stdevFactor: number };
+  /** Envoy's failure percentage detector: at or above `threshold` % failed, among hosts with enough requests. */
+  failurePercentage?: { minimumHosts: number; requestVolume: number; threshold: number };
 }
 
 /** Active health checks of one service's endpoints. */
@@ -184,7 +192,8 @@ export interface EngineStats {
 
 /** The engine's counters: per service (SERVICE_COUNTERS order), per endpoint, and global ones. */
 export interface EngineCounters {
-  services: Array<{ service: string; counters: number[]; endpoints: Array<{ label: string; active: number; total: number }> }>;
+  /** Per endpoint: connections open and made; responses and failed ones (counted only for plans with countResponses). */
+  services: Array<{ service: string; counters: number[]; endpoints: Array<{ label: string; active: number; total: number; responses: number; failedResponses: number }> }>;
   accepted: number;
   noRoute: number;
   origDstFound: number;

@@ -13,6 +13,8 @@
  *   local-origin failures count as 503s in the other two, as Envoy does). Out for `baseEjectionTime` × the number
  *   of times it was ejected (at most MAX_EJECTION_MS); never more than `maxEjectionPercent` of the endpoints at
  *   once, but always at least one. It comes back when that time is over, by the engine's clock.
+ *   The statistical detectors (success rate, failure percentage) judge each endpoint's responses over an
+ *   interval (`sweep`, run by the proxy on the engine's per-endpoint counts).
  * - `backed_off`: without outlier detection, meshext's own passive back-off: FAIL_THRESHOLD failed connects in a
  *   row back an endpoint off for an exponentially growing time (capped); its first successful connect, or a
  *   passing active check, brings it back.
@@ -232,6 +234,43 @@ export class HealthSet {
     }
     // Still failing: the engine's "out" is renewed, so even a check failing for weeks never lapses.
     return h.unhealthy ? { downForMs: OUT_UNTIL_TOLD_MS } : undefined;
+  }
+
+  /**
+   * Envoy's statistical detectors over one interval's responses per endpoint (`counts`: label → responses and
+   * failed ones since the last sweep): failure percentage ejects an endpoint whose failed share is at least the
+   * threshold; success rate one whose success rate is below the mean by more than `stdevFactor` standard
+   * deviations. Each only among endpoints with `requestVolume` responses, and only when at least
+   * `minimumHosts` have that many. Returns the ejections made.
+   */
+  sweep(counts: ReadonlyMap<string, { responses: number; failed: number }>): Array<{ label: string; change: Change }> {
+    const o = this.outlier;
+    const out: Array<{ label: string; change: Change }> = [];
+    if (!o) return out;
+    const eject = (label: string, by: OutlierDetector): void => {
+      const h = this.byLabel.get(label);
+      if (!h) return;
+      const c = this.eject(h, by);
+      if (c) out.push({ label, change: c });
+    };
+    const fp = o.failurePercentage;
+    if (fp) {
+      const hosts = [...counts].filter(([, c]) => c.responses >= fp.requestVolume);
+      if (hosts.length >= fp.minimumHosts) {
+        for (const [label, c] of hosts) if ((100 * c.failed) / c.responses >= fp.threshold) eject(label, 'failure_percentage');
+      }
+    }
+    const sr = o.successRate;
+    if (sr) {
+      const hosts = [...counts].filter(([, c]) => c.responses >= sr.requestVolume).map(([label, c]) => ({ label, rate: (100 * (c.responses - c.failed)) / c.responses }));
+      if (hosts.length >= sr.minimumHosts) {
+        const mean = hosts.reduce((a, h) => a + h.rate, 0) / hosts.length;
+        const stdev = Math.sqrt(hosts.reduce((a, h) => a + (h.rate - mean) ** 2, 0) / hosts.length);
+        const floor = mean - sr.stdevFactor * stdev;
+        for (const h of hosts) if (h.rate < floor) eject(h.label, 'success_rate');
+      }
+    }
+    return out;
   }
 
   /** Endpoints in the balancer, and ejected ones, now. */

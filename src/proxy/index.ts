@@ -78,6 +78,8 @@ export interface ClusterInfo {
 const FIRST_ANSWER_WAIT_MS = 1000;
 /** Longest delay setTimeout takes. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** How often the statistical outlier detectors look for services whose interval is due. */
+const SWEEP_TICK_MS = 100;
 /** Log lines of one kind per service per second before the rest are only counted (and said with the next). */
 const LOG_BURST = 5;
 
@@ -87,6 +89,9 @@ export class Proxy {
   private plans: ServicePlan[] = [];
   private readonly health = new Map<string, HealthSet>();
   private readonly checker: HealthChecker;
+  /** The statistical outlier detectors' sweeps: per service, when next, and the counts at the last one. */
+  private readonly sweeps = new Map<string, { due: number; last: Map<string, { responses: number; failed: number }> }>();
+  private sweepTimer: NodeJS.Timeout | undefined;
   private readonly metrics = new Map<string, ServiceMetrics>();
   /** kri of every service the engine may still report (current or retired with connections open). */
   private readonly kriOf = new Map<string, string>();
@@ -263,6 +268,40 @@ export class Proxy {
       }
     }
     for (const id of this.health.keys()) if (!live.has(id)) this.health.delete(id);
+    for (const id of this.sweeps.keys()) if (!plans.some((p) => p.service === id && p.countResponses)) this.sweeps.delete(id);
+    for (const p of plans) {
+      if (p.countResponses && p.outlierDetection && !this.sweeps.has(p.service)) this.sweeps.set(p.service, { due: Date.now() + p.outlierDetection.intervalMs, last: new Map() });
+    }
+    if (this.sweeps.size > 0 && !this.sweepTimer) {
+      // One timer for every service: each is swept when its own interval is due (SWEEP_TICK_MS granularity).
+      this.sweepTimer = setInterval(() => this.sweep(), SWEEP_TICK_MS);
+      this.sweepTimer.unref();
+    } else if (this.sweeps.size === 0 && this.sweepTimer) {
+      clearInterval(this.sweepTimer);
+      this.sweepTimer = undefined;
+    }
+  }
+
+  /** Runs the statistical outlier detectors of the services whose interval is due, on the responses since their last sweep. */
+  private sweep(): void {
+    const now = Date.now();
+    const due = [...this.sweeps].filter(([, s]) => s.due <= now);
+    if (due.length === 0) return;
+    const counters = new Map((this.engine.counters()?.services ?? []).map((s) => [s.service, s]));
+    for (const [service, s] of due) {
+      const plan = this.plans.find((p) => p.service === service);
+      const h = this.health.get(service);
+      if (!plan?.outlierDetection || !h) continue;
+      s.due = now + plan.outlierDetection.intervalMs;
+      const nowCounts = new Map((counters.get(service)?.endpoints ?? []).map((e) => [e.label, { responses: e.responses, failed: e.failedResponses }]));
+      const delta = new Map<string, { responses: number; failed: number }>();
+      for (const [label, c] of nowCounts) {
+        const before = s.last.get(label) ?? { responses: 0, failed: 0 };
+        delta.set(label, { responses: Math.max(0, c.responses - before.responses), failed: Math.max(0, c.failed - before.failed) });
+      }
+      s.last = nowCounts;
+      for (const { label, change } of h.sweep(delta)) this.applyHealth(service, label, change);
+    }
   }
 
   /** Tells the engine an endpoint's new state, and counts and logs what happened. */
@@ -520,6 +559,7 @@ export class Proxy {
     this.closed = true;
     clearTimeout(this.refresh);
     this.checker.close();
+    clearInterval(this.sweepTimer);
     await this.stopAccepting();
     this.engine.stop();
     this.collect();

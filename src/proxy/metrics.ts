@@ -39,7 +39,7 @@ const SERIES: Record<ServiceCounter, { name: string; help: string; gauge?: true;
 };
 
 /** Envoy's outlier detectors, as the `detector` label of ejections. */
-export type OutlierDetector = 'consecutive_5xx' | 'consecutive_gateway_failure' | 'consecutive_local_origin_failure';
+export type OutlierDetector = 'consecutive_5xx' | 'consecutive_gateway_failure' | 'consecutive_local_origin_failure' | 'success_rate' | 'failure_percentage';
 
 export class ServiceMetrics {
   private readonly series = new Map<ServiceCounter, Series>();

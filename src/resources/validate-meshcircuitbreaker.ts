@@ -1,8 +1,7 @@
 /**
  * MeshCircuitBreaker `default` rules: Kuma's validator (pkg/plugins/policies/meshcircuitbreaker/api/v1alpha1/
  * validator.go) with its paths and messages, plus what meshext does not carry out, refused by name rather than
- * accepted and ignored: connection pool and retry limits, the statistical detectors (success rate, failure
- * percentage) and a panic threshold (meshext's balancer has one fixed rule: with every endpoint out, it tries
+ * accepted and ignored: connection pool and retry limits and a panic threshold (meshext's balancer has one fixed rule: with every endpoint out, it tries
  * them anyway, see src/proxy/endpoints.ts). `localOriginFailures` without `splitExternalAndLocalErrors` is
  * accepted as Kuma accepts it: its documented meaning is that it takes effect only in split mode (unsplit,
  * local-origin failures count in the other detectors), which is what meshext does.
@@ -72,13 +71,11 @@ export function validateCircuitBreakerConf(conf: MeshCircuitBreakerConf, path: s
       if (typeof sr.standardDeviationFactor === 'string' && (sr.standardDeviationFactor.trim() === '' || !Number.isFinite(n))) out.push({ field: `${dp}.successRate.standardDeviationFactor`, message: 'invalid number' });
       else if (n <= 0) out.push({ field: `${dp}.successRate.standardDeviationFactor`, message: 'must be greater than 0' });
     }
-    out.push({ field: `${dp}.successRate`, message: 'meshext does not run the success rate detector yet: remove it (the consecutive detectors are supported)' });
   }
   const fp = d.failurePercentage;
   if (fp !== undefined) {
     if (fp.minimumHosts !== undefined && fp.minimumHosts <= 0) out.push({ field: `${dp}.failurePercentage.minimumHosts`, message: GREATER_THAN_0 });
     if (fp.requestVolume !== undefined && fp.requestVolume <= 0) out.push({ field: `${dp}.failurePercentage.requestVolume`, message: GREATER_THAN_0 });
     if (fp.threshold !== undefined && fp.threshold > 100) out.push({ field: `${dp}.failurePercentage.threshold`, message: PERCENT });
-    out.push({ field: `${dp}.failurePercentage`, message: 'meshext does not run the failure percentage detector yet: remove it (the consecutive detectors are supported)' });
   }
 }

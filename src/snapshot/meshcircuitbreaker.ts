@@ -15,7 +15,13 @@ import { durationMs, mergeConfs, mergeEntries } from './policy.js';
 /** Envoy's default circuit-breaker thresholds (max_connections, max_pending_requests, max_requests). */
 export const ENVOY_DEFAULT_THRESHOLD = 1024;
 /** Envoy's outlier detection defaults. */
-export const OUTLIER_DEFAULTS = { baseEjectionMs: 30_000, maxEjectionPercent: 10 } as const;
+export const OUTLIER_DEFAULTS = {
+  baseEjectionMs: 30_000,
+  maxEjectionPercent: 10,
+  intervalMs: 10_000,
+  successRate: { minimumHosts: 5, requestVolume: 100, stdevFactor: 1.9 },
+  failurePercentage: { minimumHosts: 5, requestVolume: 50, threshold: 85 },
+} as const;
 
 /** The engine's connection limits for a merged conf, or undefined when it sets none. */
 export function limitsFor(conf: MeshCircuitBreakerConf | undefined): EngineLimits | undefined {
@@ -41,6 +47,25 @@ export function outlierFor(conf: MeshCircuitBreakerConf | undefined): PlanOutlie
     consecutiveGateway: d?.gatewayFailures?.consecutive ?? 0,
     // Envoy reads this detector only in split mode.
     consecutiveLocalOrigin: o.splitExternalAndLocalErrors === true ? (d?.localOriginFailures?.consecutive ?? 0) : 0,
+    intervalMs: o.interval !== undefined ? durationMs(o.interval) : OUTLIER_DEFAULTS.intervalMs,
+    ...(d?.successRate
+      ? {
+          successRate: {
+            minimumHosts: d.successRate.minimumHosts ?? OUTLIER_DEFAULTS.successRate.minimumHosts,
+            requestVolume: d.successRate.requestVolume ?? OUTLIER_DEFAULTS.successRate.requestVolume,
+            stdevFactor: d.successRate.standardDeviationFactor !== undefined ? Number(d.successRate.standardDeviationFactor) : OUTLIER_DEFAULTS.successRate.stdevFactor,
+          },
+        }
+      : {}),
+    ...(d?.failurePercentage
+      ? {
+          failurePercentage: {
+            minimumHosts: d.failurePercentage.minimumHosts ?? OUTLIER_DEFAULTS.failurePercentage.minimumHosts,
+            requestVolume: d.failurePercentage.requestVolume ?? OUTLIER_DEFAULTS.failurePercentage.requestVolume,
+            threshold: d.failurePercentage.threshold ?? OUTLIER_DEFAULTS.failurePercentage.threshold,
+          },
+        }
+      : {}),
   };
 }
 

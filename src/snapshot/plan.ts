@@ -224,11 +224,12 @@ export function compilePlan(svc: CompiledService, ctx: PlanContext, inVip: (addr
 }
 
 /** The plan's connection limits, outlier detection and active health check (MeshCircuitBreaker, MeshHealthCheck). */
-function healthOf(svc: CompiledService): Pick<ServicePlan, 'limits' | 'outlierDetection' | 'healthCheck'> {
+function healthOf(svc: CompiledService): Pick<ServicePlan, 'countResponses' | 'limits' | 'outlierDetection' | 'healthCheck'> {
   const limits = limitsFor(svc.circuitBreaker?.conf);
   const outlier = outlierFor(svc.circuitBreaker?.conf);
   const hc = healthCheckFor(svc.healthCheck?.conf, svc.protocol);
-  return { ...(limits ? { limits } : {}), ...(outlier ? { outlierDetection: outlier } : {}), ...(hc ? { healthCheck: hc } : {}) };
+  const counts = outlier?.successRate !== undefined || outlier?.failurePercentage !== undefined;
+  return { ...(counts ? { countResponses: true } : {}), ...(limits ? { limits } : {}), ...(outlier ? { outlierDetection: outlier } : {}), ...(hc ? { healthCheck: hc } : {}) };
 }
 
 /** Which policies shaped the plan, by kind (only kinds that select the service). */

@@ -11,6 +11,7 @@ const od = (o: Partial<PlanOutlierDetection> = {}): PlanOutlierDetection => ({
   consecutiveTotal: 0,
   consecutiveGateway: 0,
   consecutiveLocalOrigin: 0,
+  intervalMs: 10_000,
   ...o,
 });
 
@@ -119,4 +120,31 @@ test('a reload keeps what is known of each label, and a removed policy takes its
   const none = new HealthSet(['a', 'b'], c.now);
   none.adopt(before);
   t.deepEqual(['a', 'b'].map((l) => none.status(none.get(l)!)), ['healthy', 'healthy']);
+});
+
+test('failure percentage: among endpoints with enough responses (and enough of them), those failing at least the threshold are ejected', (t) => {
+  const c = clock();
+  const h = new HealthSet(['a', 'b', 'c', 'd'], c.now, od({ maxEjectionPercent: 50, failurePercentage: { minimumHosts: 3, requestVolume: 10, threshold: 50 } }));
+  const counts = new Map([
+    ['a', { responses: 20, failed: 12 }],
+    ['b', { responses: 20, failed: 2 }],
+    ['c', { responses: 20, failed: 0 }],
+    ['d', { responses: 5, failed: 5 }], // too few responses to judge
+  ]);
+  t.deepEqual(h.sweep(counts).map((x) => [x.label, x.change.ejected]), [['a', 'failure_percentage']]);
+  t.is(h.status(h.get('d')!), 'healthy');
+  // Too few endpoints with enough volume: nothing is judged.
+  const few = new HealthSet(['a', 'b'], c.now, od({ failurePercentage: { minimumHosts: 3, requestVolume: 10, threshold: 50 } }));
+  t.deepEqual(few.sweep(new Map([['a', { responses: 20, failed: 20 }], ['b', { responses: 20, failed: 0 }]])), []);
+});
+
+test('success rate: an endpoint below the mean by more than stdevFactor standard deviations is ejected', (t) => {
+  const c = clock();
+  const labels = ['a', 'b', 'c', 'd', 'e'];
+  const h = new HealthSet(labels, c.now, od({ maxEjectionPercent: 50, successRate: { minimumHosts: 5, requestVolume: 100, stdevFactor: 1.9 } }));
+  const counts = new Map(labels.map((l) => [l, { responses: 200, failed: l === 'e' ? 120 : 2 }]));
+  // Rates 99, 99, 99, 99, 40: mean 87.2, stdev 23.6, floor 42.4: only e is below.
+  t.deepEqual(h.sweep(counts).map((x) => [x.label, x.change.ejected]), [['e', 'success_rate']]);
+  const even = new HealthSet(labels, c.now, od({ successRate: { minimumHosts: 5, requestVolume: 100, stdevFactor: 1.9 } }));
+  t.deepEqual(even.sweep(new Map(labels.map((l) => [l, { responses: 200, failed: 10 }]))), []);
 });

@@ -472,3 +472,24 @@ test('active gRPC checks over TLS: ALPN h2 and the service\'s CA, as its traffic
   await p.close();
   server.forceShutdown();
 });
+
+test('outlier detection: the failure percentage detector ejects, at its interval, an endpoint failing most of its requests', async (t) => {
+  const a = await standIn('a');
+  const b = await standIn('b');
+  a.setStatus(500);
+  const s = svc({
+    protocol: 'http',
+    endpoints: [ipEp(a.port), ipEp(b.port)],
+    circuitBreaker: cb({ outlierDetection: { interval: '200ms', baseEjectionTime: '10s', maxEjectionPercent: 50, detectors: { failurePercentage: { minimumHosts: 2, requestVolume: 5, threshold: 50 } } } }),
+  });
+  const p = await proxyFor(s);
+  t.true(p.proxy.currentPlans()[0]?.countResponses);
+  for (let i = 0; i < 12; i++) await get(p.port);
+  await until(() => endpointOf(p.proxy.clusters(), a.port).health === 'ejected', 'a ejected at a sweep', 3000);
+  t.regex(endpointOf(p.proxy.clusters(), a.port).reason ?? '', /failure_percentage/);
+  for (let i = 0; i < 4; i++) t.is((await get(p.port)).body, 'b');
+  t.is(p.stats.get('meshext_upstream_outlier_ejections_total', { service: s.kri, detector: 'failure_percentage' }), 1);
+  await p.close();
+  await a.close();
+  await b.close();
+});

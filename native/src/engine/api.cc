@@ -59,6 +59,8 @@ Napi::Object CountersToJs(Napi::Env env, Engine& e) {
       x.Set("label", label);
       x.Set("active", Napi::Number::New(env, static_cast<double>(ep->active.load(std::memory_order_relaxed))));
       x.Set("total", Napi::Number::New(env, static_cast<double>(ep->total.load(std::memory_order_relaxed))));
+      x.Set("responses", Napi::Number::New(env, static_cast<double>(ep->responses.load(std::memory_order_relaxed))));
+      x.Set("failedResponses", Napi::Number::New(env, static_cast<double>(ep->failedResponses.load(std::memory_order_relaxed))));
       eps.Set(j++, x);
     }
     o.Set("endpoints", eps);

@@ -51,9 +51,13 @@ void UpstreamLease::Close(uint64_t rx, uint64_t tx) {
   endpoint_.reset();
 }
 
-void UpstreamLease::ReportStatus(Loop* loop, uint64_t session, int status) const {
+void UpstreamLease::ReportStatus(Loop* loop, uint64_t session, int status, bool count) const {
   if (!endpoint_) return;
   EndpointState& ep = *endpoint_;
+  if (count) {
+    ep.responses.fetch_add(1, std::memory_order_relaxed);
+    if (status >= 500) ep.failedResponses.fetch_add(1, std::memory_order_relaxed);
+  }
   if (status >= 500) {
     uint32_t streak = ep.errorStreak.fetch_add(1, std::memory_order_relaxed) + 1;
     loop->Emit(Event("endpoint-status", session).Lazy().Str("service", service_->id).Str("endpoint", ep.label).Num("status", status).Num("streak", streak));
@@ -63,8 +67,12 @@ void UpstreamLease::ReportStatus(Loop* loop, uint64_t session, int status) const
     loop->Emit(Event("endpoint-ok", session).Str("service", service_->id).Str("endpoint", ep.label).Str("source", "response"));
 }
 
-void UpstreamLease::ReportFailure(Loop* loop, uint64_t session, const std::string& reason) const {
+void UpstreamLease::ReportFailure(Loop* loop, uint64_t session, const std::string& reason, bool count) const {
   if (!endpoint_) return;
+  if (count) {
+    endpoint_->responses.fetch_add(1, std::memory_order_relaxed);
+    endpoint_->failedResponses.fetch_add(1, std::memory_order_relaxed);
+  }
   loop->Emit(Event("endpoint-failed", session).Lazy().Str("service", service_->id).Str("endpoint", endpoint_->label).Str("reason", reason));
 }
 

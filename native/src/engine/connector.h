@@ -40,12 +40,12 @@ class UpstreamLease {
    * (`endpoint-status`, lazy) and counted in the endpoint's errorStreak; the first other status after 5xx is
    * reported once (`endpoint-ok`, source "response"). Otherwise a relaxed load of one atomic.
    */
-  void ReportStatus(Loop* loop, uint64_t session, int status) const;
+  void ReportStatus(Loop* loop, uint64_t session, int status, bool count) const;
   /**
    * A local-origin failure on an established connection (reset before the response, request timed out), for
    * outlier detection: reported as a lazy `endpoint-failed` event.
    */
-  void ReportFailure(Loop* loop, uint64_t session, const std::string& reason) const;
+  void ReportFailure(Loop* loop, uint64_t session, const std::string& reason, bool count) const;
 
  private:
   std::shared_ptr<ServiceState> service_;

@@ -78,6 +78,9 @@ struct EndpointState {
   std::atomic<uint32_t> failStreak{0};
   /** 5xx responses since its last other response: the engine reports a success only when this was not 0. */
   std::atomic<uint32_t> errorStreak{0};
+  /** Responses and failed ones (5xx, lost before the response), counted only for plans with Plan::countResponses. */
+  std::atomic<uint64_t> responses{0};
+  std::atomic<uint64_t> failedResponses{0};
   std::atomic<int64_t> active{0};
   std::atomic<int64_t> total{0};
 };
@@ -191,6 +194,11 @@ struct Plan {
    * do 5xx responses cost an event (UpstreamLease::ReportStatus).
    */
   bool reportStatuses = false;
+  /**
+   * Whether TypeScript reads per-endpoint response counts (EndpointState::responses; the success-rate and
+   * failure-percentage detectors sweep them): one more relaxed add per response, only then.
+   */
+  bool countResponses = false;
   /** Upstream connections of equal plans are interchangeable: HTTP/2 sessions park idle ones under this key. */
   std::string poolKey;
   std::shared_ptr<ServiceState> state;

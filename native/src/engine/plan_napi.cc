@@ -65,6 +65,7 @@ std::shared_ptr<Plan> PlanFrom(Napi::Env env, const Napi::Value& v, const std::s
   p->error = js::Str(env, o, "error", where, true);
   // Outlier detection is applied by TypeScript; the engine only needs to know that it wants the statuses.
   p->reportStatuses = !o.Get("outlierDetection").IsUndefined();
+  p->countResponses = o.Get("countResponses").ToBoolean().Value();
   if (!o.Get("deny").IsUndefined()) {
     std::string dw = where + ".deny";
     Napi::Object d = js::Obj(env, o.Get("deny"), dw);

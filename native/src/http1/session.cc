@@ -446,7 +446,7 @@ void Http1Session::TimedOut(Expiry why) {
     status = 408;
   }
   connector_.Cancel();
-  if (up_ && why != Expiry::kStreamIdle && plan_->reportStatuses) up_->lease().ReportFailure(loop(), id(), what);
+  if (up_ && why != Expiry::kStreamIdle && plan_->reportStatuses) up_->lease().ReportFailure(loop(), id(), what, plan_->countResponses);
   Report(status, what);
   if (resp_started_) {
     // Part of the response went out: the client must not take it for a whole one (Envoy resets the stream).
@@ -573,7 +573,7 @@ bool Http1Session::StepExchange() {
       continue;
     }
     plan_->state->stats.CountResponse(resp_.status);
-    if (plan_->reportStatuses) up_->lease().ReportStatus(loop(), id(), resp_.status);
+    if (plan_->reportStatuses) up_->lease().ReportStatus(loop(), id(), resp_.status, plan_->countResponses);
     close_after_ = draining_ || !ClientKeepAlive(req_, resp_);
     WriteResponseHead(resp_, req_, close_after_, hbuf_);
     cout_.Append(hbuf_.data(), hbuf_.size());
@@ -626,7 +626,7 @@ void Http1Session::UpstreamGone() {
   int err = up_->err;
   bool replay = nothing && reused_ && !retried_ && http::IdempotentMethod(req_.method) && req_body_sent_ == 0;
   // The keep-alive race below is no fault of the endpoint; any other loss of the connection is.
-  if (!replay && plan_->reportStatuses) up_->lease().ReportFailure(loop(), id(), std::string("upstream connection lost: ") + (err ? ErrName(err) : "closed before responding"));
+  if (!replay && plan_->reportStatuses) up_->lease().ReportFailure(loop(), id(), std::string("upstream connection lost: ") + (err ? ErrName(err) : "closed before responding"), plan_->countResponses);
   DropUpstream();
   if (replay) {
     // The keep-alive race: the upstream closed the pooled connection as we reused it. The request never

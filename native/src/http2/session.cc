@@ -547,7 +547,7 @@ void Http2Session::UpstreamFailure(uint32_t upstream, const std::string& reason)
   if (!plan_ || !plan_->reportStatuses) return;
   for (const auto& u : ups_) {
     if (u->rid == upstream) {
-      u->lease.ReportFailure(loop(), id(), reason);
+      u->lease.ReportFailure(loop(), id(), reason, plan_->countResponses);
       return;
     }
   }
@@ -557,7 +557,7 @@ void Http2Session::UpstreamStatus(uint32_t upstream, int status) {
   if (!plan_ || !plan_->reportStatuses) return;
   for (const auto& u : ups_) {
     if (u->rid == upstream) {
-      u->lease.ReportStatus(loop(), id(), status);
+      u->lease.ReportStatus(loop(), id(), status, plan_->countResponses);
       return;
     }
   }
