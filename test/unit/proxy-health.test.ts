@@ -228,7 +228,7 @@ test('connectionLimits.maxRequests: an HTTP/1.1 request over the limit gets 503 
   await a.close();
 });
 
-test('connectionLimits.maxRequests: an HTTP/2 stream over the limit gets 503, counted', async (t) => {
+test('connectionLimits over HTTP/2: a stream over maxRequests, or needing a connection over maxConnections, gets 503 marked overloaded, counted', async (t) => {
   const up = http2.createServer();
   up.on('stream', (st, h) => {
     const answer = (body: string): void => {
@@ -264,6 +264,33 @@ test('connectionLimits.maxRequests: an HTTP/2 stream over the limit gets 503, co
   t.is(p.stats.get('meshext_upstream_rq_pending_overflow_total', { service: s.kri }), 1);
   c.close();
   await p.close();
+  // maxConnections: a stream that needs a second upstream connection (one stream per bridged HTTP/1.1 upstream
+  // connection) is refused, marked overloaded too.
+  const h1 = await standIn('h1');
+  const bridged = svc({ protocol: 'http', endpoints: [ipEp(h1.port)], circuitBreaker: cb({ connectionLimits: { maxConnections: 1 } }) });
+  const q = await proxyFor(bridged);
+  const c2 = http2.connect(`http://127.0.0.1:${q.port}`);
+  const ask2 = (path: string): Promise<{ status: number; overloaded: boolean }> =>
+    new Promise((resolve) => {
+      const r = c2.request({ ':path': path });
+      let status = 0;
+      let overloaded = false;
+      r.on('response', (h) => {
+        status = Number(h[':status']);
+        overloaded = h['x-envoy-overloaded'] === 'true';
+      });
+      r.on('end', () => resolve({ status, overloaded }));
+      r.on('error', () => resolve({ status: -1, overloaded }));
+      r.resume();
+    });
+  const held = ask2('/slow');
+  await until(() => h1.hits() === 1, 'slow request upstream');
+  t.deepEqual(await ask2('/'), { status: 503, overloaded: true });
+  t.is((await held).status, 200);
+  t.is(q.stats.get('meshext_upstream_cx_overflow_total', { service: bridged.kri }), 1);
+  c2.close();
+  await q.close();
+  await h1.close();
   await closeServer(up as unknown as net.Server);
 });
 

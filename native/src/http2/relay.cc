@@ -423,7 +423,7 @@ uint32_t Relay::AdoptUpstream(UpstreamHandle h, uint32_t group) {
   return u->id;
 }
 
-void Relay::UpstreamUnavailable(const std::string& reason, uint32_t group) {
+void Relay::UpstreamUnavailable(const std::string& reason, uint32_t group, bool overloaded) {
   Answered(group);
   std::deque<Stream*> failed;
   std::deque<Stream*> keep;
@@ -431,7 +431,10 @@ void Relay::UpstreamUnavailable(const std::string& reason, uint32_t group) {
   waiting_.swap(keep);
   for (Stream* s : failed) {
     s->waiting = false;
-    LocalReply(s, "upstream unavailable: " + reason);
+    LocalAnswer a;
+    a.message = "upstream unavailable: " + reason;
+    a.overloaded = overloaded;
+    Answer(s, a);
   }
 }
 

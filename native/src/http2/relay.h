@@ -133,7 +133,8 @@ class Relay {
    */
   uint32_t AttachUpstream(const std::string& authority, const std::string& scheme, uint32_t assumedStreams = 0, uint32_t group = 0);
   /** No upstream connection of `group` could be opened: its waiting streams get a local 503 / UNAVAILABLE. */
-  void UpstreamUnavailable(const std::string& reason, uint32_t group = 0);
+  /** `overloaded`: refused by the host's connection limits (the answers carry x-envoy-overloaded: true). */
+  void UpstreamUnavailable(const std::string& reason, uint32_t group = 0, bool overloaded = false);
   bool RecvUpstream(uint32_t id, const uint8_t* data, size_t len);
   bool SendUpstream(uint32_t id, std::string& out, size_t limit);
   /** False once the upstream connection should be closed (after GOAWAY or retirement with no streams left, or fatal). */

@@ -451,7 +451,7 @@ void Http2Session::OnUpstreamFailed(const std::string& reason) {
   if (ended_) return;
   loop()->Emit(engine::Event("upstream-failed", id()).Str("service", plan_->service).Str("client", d_.client).Str("reason", reason));
   // Every endpoint was tried (the group's first): that group's requests get the local reply.
-  relay_.UpstreamUnavailable(reason, connectGroup_);
+  relay_.UpstreamUnavailable(reason, connectGroup_, connector_.overflowed());
   wantUpstream_ = true;
   Pump();
 }
