@@ -254,6 +254,8 @@ struct Harness : mx::h2::RelayHost {
   }
   void CountResponse(int status) override { responses[status / 100 % 6]++; }
   void CountRetry() override { retries++; }
+  std::shared_ptr<const mx::engine::PlanRetry> retry;  // the plan's retry policy (null: none)
+  mx::h2::StreamLimits Limits() override { return {0, 0, 0, retry}; }
 
   bool Step() {
     bool moved = client.Pump();
@@ -404,6 +406,72 @@ void TestMultiplexAndConcurrencyLimit() {
   int32_t again = h.client.Request(Req("GET", "/again"), nullptr);
   CHECK(h.Run([&] { return h.client.msgs[again].closed; }), "reuse request did not finish");
   CHECK(h.ups.size() == before, "a new connection was opened for a request that fits");
+}
+
+/** A retry policy on 5xx with `n` retries, as a plan carries it. */
+std::shared_ptr<const mx::engine::PlanRetry> RetryOn5xx(uint32_t n) {
+  auto r = std::make_shared<mx::engine::PlanRetry>();
+  r->numRetries = n;
+  r->on = mx::engine::PlanRetry::k5xx;
+  return r;
+}
+
+void TestRetryResendsHeldBody() {
+  // A PUT within the retry buffer: the first attempt gets 503, the retry sends the whole body again and its 200
+  // is what the client sees; the 503 never reaches it.
+  Harness h;
+  h.retry = RetryOn5xx(2);
+  std::vector<size_t> seen;
+  h.setup_server = [&](Peer& srv) {
+    srv.on_request = [&](Peer& p, int32_t id) {
+      seen.push_back(p.msgs[id].body.size());
+      std::string b = seen.size() == 1 ? "busy" : "done";
+      p.Respond(id, {{":status", seen.size() == 1 ? "503" : "200"}}, &b);
+    };
+  };
+  std::string body(40000, 'p');
+  int32_t id = h.client.Request(Req("PUT", "/x"), &body);
+  CHECK(h.Run([&] { return h.client.msgs[id].closed; }), "stream did not finish");
+  CHECK(Get(h.client.msgs[id].head, ":status") == "200", "status %s", Get(h.client.msgs[id].head, ":status").c_str());
+  CHECK(h.client.msgs[id].body == "done", "body '%s'", h.client.msgs[id].body.c_str());
+  CHECK(seen.size() == 2 && seen[0] == body.size() && seen[1] == body.size(), "attempts %zu", seen.size());
+  CHECK(h.retries == 1, "retries %d", h.retries);
+  CHECK(h.responses[5] == 0 && h.responses[2] == 1, "counted 5xx %d 2xx %d", h.responses[5], h.responses[2]);
+}
+
+void TestRetryNeverResendsStreamedBody() {
+  // Past the buffer the body streams and the request is not sent again: the 503 goes to the client.
+  Harness h;
+  h.retry = RetryOn5xx(2);
+  int attempts = 0;
+  h.setup_server = [&](Peer& srv) {
+    srv.on_request = [&](Peer& p, int32_t id) {
+      attempts++;
+      p.Respond(id, {{":status", "503"}}, nullptr);
+    };
+  };
+  std::string body(mx::engine::PlanRetry::kBufferBytes + 1000, 'q');
+  int32_t id = h.client.Request(Req("PUT", "/big"), &body);
+  CHECK(h.Run([&] { return h.client.msgs[id].closed; }), "stream did not finish");
+  CHECK(Get(h.client.msgs[id].head, ":status") == "503", "status %s", Get(h.client.msgs[id].head, ":status").c_str());
+  CHECK(attempts == 1 && h.retries == 0, "attempts %d retries %d", attempts, h.retries);
+}
+
+void TestRetryNotForPost() {
+  Harness h;
+  h.retry = RetryOn5xx(2);
+  int attempts = 0;
+  h.setup_server = [&](Peer& srv) {
+    srv.on_request = [&](Peer& p, int32_t id) {
+      attempts++;
+      p.Respond(id, {{":status", "502"}}, nullptr);
+    };
+  };
+  std::string body = "order";
+  int32_t id = h.client.Request(Req("POST", "/order"), &body);
+  CHECK(h.Run([&] { return h.client.msgs[id].closed; }), "stream did not finish");
+  CHECK(Get(h.client.msgs[id].head, ":status") == "502", "status %s", Get(h.client.msgs[id].head, ":status").c_str());
+  CHECK(attempts == 1 && h.retries == 0, "attempts %d retries %d", attempts, h.retries);
 }
 
 void TestGoawayOpensNewConnection() {
@@ -676,6 +744,9 @@ int main() {
       {"multiplexing within SETTINGS_MAX_CONCURRENT_STREAMS", TestMultiplexAndConcurrencyLimit},
       {"upstream GOAWAY opens a new connection", TestGoawayOpensNewConnection},
       {"refused streams are replayed", TestRefusedStreamsAreReplayed},
+      {"retry policy: a 503 is retried with the held body sent again", TestRetryResendsHeldBody},
+      {"retry policy: a body past the buffer is never resent", TestRetryNeverResendsStreamedBody},
+      {"retry policy: a POST is not retried", TestRetryNotForPost},
       {"unavailable upstream: HTTP 503", [] { TestUnavailable(false); }},
       {"unavailable upstream: grpc-status 14", [] { TestUnavailable(true); }},
       {"denied: HTTP 403 without an upstream", [] { TestDenied(false); }},

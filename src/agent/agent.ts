@@ -304,6 +304,11 @@ export class Agent {
     return snapshot;
   }
 
+  /** Reopens the access log files (logrotate's postrotate: SIGUSR1); the files moved away are then closed. */
+  reopenLogs(): void {
+    this.proxy.reopenLogs();
+  }
+
   /** Re-reads the config and swaps the snapshot; serialised so two reloads never interleave. */
   reload(reason: string): Promise<{ ok: boolean; generation: number; rejected: number }> {
     const run = async (): Promise<{ ok: boolean; generation: number; rejected: number }> => {

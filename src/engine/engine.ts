@@ -31,6 +31,12 @@ export const SERVICE_COUNTERS = [
   'upstreamRqMaxDuration',
   'downstreamRqIdleTimeout',
   'upstreamCxMaxDuration',
+  'rqRetrySuccess',
+  'rqRetryLimitExceeded',
+  'rqRetryBufferOverflow',
+  'rqPerTryTimeout',
+  'accessLogLines',
+  'accessLogDropped',
   'upstreamCxOverflow',
   'upstreamRqPendingOverflow',
 ] as const;
@@ -221,6 +227,11 @@ export class Engine {
   /** Tells the engine an endpoint's back-off (ms left; 0: healthy again). */
   health(service: string, endpoint: string, downForMs: number): void {
     if (!this.stopped) this.addon.engineHealth(this.handle, service, endpoint, Math.max(0, Math.ceil(downForMs)));
+  }
+
+  /** Reopens every access log file (logrotate's postrotate: SIGUSR1); returns the paths that could not be, and why. */
+  reopenLogs(): Array<{ path: string; error: string }> {
+    return this.stopped ? [] : this.addon.engineReopenLogs(this.handle);
   }
 
   /**

@@ -96,12 +96,16 @@ export interface EnginePlan {
   /** The service cannot be served: every connection fails with this reason. */
   error?: string;
   timeouts: { connectMs: number; tcpIdleMs: number; httpIdleMs: number; httpHeaderMs: number; upstreamIdleMs: number; requestMs: number; maxStreamMs: number; streamIdleMs: number; maxConnectionMs: number };
+  /** Retries (MeshRetry); absent: each endpoint address once per connect, no request retried. */
+  retry?: EngineRetry;
+  /** Access log backends (MeshAccessLog); absent: none. */
+  accessLog?: PlanAccessLog;
+  /** Which policies shaped the plan (for /config_dump; the engine ignores it). */
+  policies?: { meshTimeouts?: string[]; meshRetries?: string[]; meshAccessLogs?: string[]; meshCircuitBreakers?: string[]; meshHealthChecks?: string[] };
   /** Count responses per endpoint (the statistical outlier detectors read them); absent: false. */
   countResponses?: boolean;
   /** MeshCircuitBreaker connectionLimits (0: none); absent: no limits. */
   limits?: EngineLimits;
-  /** Which policies shaped the plan (for /config_dump; the engine ignores it). */
-  policies?: { meshTimeouts?: string[]; meshCircuitBreakers?: string[]; meshHealthChecks?: string[] };
   /** Outlier detection (MeshCircuitBreaker outlierDetection): applied by the control plane (src/proxy/endpoints.ts); the engine ignores it. */
   outlierDetection?: PlanOutlierDetection;
   /** Active health checks (MeshHealthCheck): scheduled by the control plane (src/proxy/health-check.ts), run by engineProbe; the engine's plan ignores it. */
@@ -166,6 +170,43 @@ export interface EngineProbe {
   receive: Buffer[];
 }
 
+
+/** A plan's retry rules (native/src/engine/retry.h PlanRetry). */
+export interface EngineRetry {
+  /** Connects one connection may try, going round the endpoints again if need be; 0: each address once. */
+  connectAttempts: number;
+  /** Retries of a request after its first attempt; 0: none. */
+  numRetries: number;
+  /** Envoy retry_on conditions: 5xx, gateway-error, reset, connect-failure, retriable-4xx, refused-stream, envoy-ratelimited, retriable-status-codes, cancelled, deadline-exceeded, internal, resource-exhausted, unavailable. */
+  on: string[];
+  /** retriable-status-codes. */
+  statuses: number[];
+  /** Requests retried: those with one of `methods` or matching one of `requestHeaders`; both empty: the idempotent methods (GET, HEAD, OPTIONS, TRACE, PUT, DELETE). */
+  methods: string[];
+  /** Retriable request header matches; names lowercase. */
+  requestHeaders: Array<{ name: string; type: 'Exact' | 'Prefix' | 'Present' | 'Absent'; value?: string }>;
+  /** Each attempt's limit (0: none). */
+  perTryMs: number;
+  backOffBaseMs: number;
+  backOffMaxMs: number;
+}
+
+/** One piece of an access log line: literal text, or a command operator the engine fills (native/src/engine/access_log.h). */
+export type PlanLogToken = { text: string } | { op: string; name?: string; alt?: string; max?: number };
+
+/** A service's access logging: lines rendered by the engine per TCP connection or HTTP request, one per backend. */
+export interface PlanAccessLog {
+  backends: Array<{
+    /** File opened O_APPEND (`/dev/stdout`, `/dev/stderr`: the agent's own). */
+    path: string;
+    json: boolean;
+    /** Envoy's omit_empty_values: absent values left out (JSON) or empty (plain) rather than null / "-". */
+    omitEmptyValues: boolean;
+    plain?: PlanLogToken[];
+    fields?: Array<{ key: string; tokens: PlanLogToken[] }>;
+  }>;
+}
+
 /** engineInstall's argument: every plan of a snapshot, and where original destinations come from. */
 export interface EngineInstall {
   /** `map`: mx_peer_orig (`mapFd`, dup'd); `local`: the accepted connection's local address. */
@@ -190,10 +231,28 @@ export interface EngineStats {
   timers: number;
 }
 
+/** A latency histogram as the engine keeps it: counts per bucket (not cumulative; +Inf last) and their sum. */
+export interface EngineHistogram {
+  counts: number[];
+  sumMs: number;
+}
+
 /** The engine's counters: per service (SERVICE_COUNTERS order), per endpoint, and global ones. */
 export interface EngineCounters {
-  /** Per endpoint: connections open and made; responses and failed ones (counted only for plans with countResponses). */
-  services: Array<{ service: string; counters: number[]; endpoints: Array<{ label: string; active: number; total: number; responses: number; failedResponses: number }> }>;
+  services: Array<{
+    service: string;
+    counters: number[];
+    /** upstream_rq_time: request head in → upstream response end (HTTP). */
+    rqTime: EngineHistogram;
+    /** upstream_cx_connect_ms: connect(2) → usable connection (TLS handshake included). */
+    connectTime: EngineHistogram;
+    /** Per endpoint: connections open and made; responses and failed ones (counted only for plans with countResponses). */
+    endpoints: Array<{ label: string; active: number; total: number; responses: number; failedResponses: number }>;
+  }>;
+  /** The finite bucket bounds of every histogram, in ms (a last +Inf bucket follows). */
+  histogramBoundsMs: number[];
+  /** Access log files in use, with the lines lost to write errors (ENOSPC, EIO…) since each was opened. */
+  accessLogFiles: Array<{ path: string; writeFailed: number }>;
   accepted: number;
   noRoute: number;
   origDstFound: number;
@@ -318,6 +377,8 @@ export interface NativeAddon {
   /** Runs one active health check with the service's current plan; a `probe-result` event follows. False when stopping. */
   engineProbe(engine: number, probe: EngineProbe): boolean;
   engineCounters(engine: number): EngineCounters;
+  /** Reopens every access log file (logrotate: SIGUSR1); the paths that could not be, with why (they keep their old file). */
+  engineReopenLogs(engine: number): Array<{ path: string; error: string }>;
   /** Every connection finishes what is in flight, then closes (HTTP: Connection: close, GOAWAY); `force`: closes now. */
   engineDrain(engine: number, force: boolean): boolean;
   engineStats(engine: number): EngineStats;
@@ -343,6 +404,8 @@ export interface TestAddon extends NativeAddon {
   tlsProbe(ctx: NativeTlsContext, fd: number, opts: { sessionKey?: string; dialledIp?: string; alpn?: string[]; timeoutMs: number; send?: Buffer }): Promise<NativeTlsProbeResult>;
   /** Crashes the process from a thread marked and named like an engine thread (null write, abort(), stack overflow). */
   crashOnEngineThread(how: 'fault' | 'abort' | 'overflow'): void;
+  /** Sets the bound of each access log sink's queue in bytes (this addon's engines); returns the previous one. */
+  accessLogCapacity(bytes: number): number;
   /** HTTP/1.1 codec: scans `chunks` as they would arrive and parses the head; `method` is the request's, for responses. */
   h1ParseHead(kind: 'request' | 'response', chunks: Buffer[], method?: string): H1HeadResult;
   /** HTTP/1.1 codec: how many bytes of each chunk belong to a body of the given framing. */

@@ -99,6 +99,10 @@ export class Proxy {
   private readonly meshOf = new Map<string, string>();
   /** Services that cannot be served and why (from the plan or the engine's install). */
   private readonly errors = new Map<string, string>();
+  /** The access log backends the last install left out ("service\nerror"), so each is logged once. */
+  private accessLogErrors = new Set<string>();
+  /** Access log paths with a write-failure series. */
+  private logFiles = new Set<string>();
   private readonly listeners = new Map<string, EngineListener>();
   private readonly log: Logger;
   private readonly resolver: EndpointResolver;
@@ -230,16 +234,41 @@ export class Proxy {
     this.checker.update(plans);
     // What the engine refused of a plan: TLS settings OpenSSL cannot use (its words name the step, never key
     // material) fail the service closed; a key another service holds (VIPs are unique: a bug) only loses that key.
+    // An access log file that cannot be opened costs the service that backend only (it keeps serving).
+    const logErrs = new Set<string>();
     for (const e of engineErrs) {
       if (e.code === 'MESHEXT_E_KEY_CONFLICT') this.log.error({ service: this.kriOf.get(e.service) ?? e.service, code: e.code, err: e.error }, 'route key conflict');
+      else if (e.code === 'MESHEXT_E_ACCESS_LOG') logErrs.add(`${e.service}\n${e.error}`);
       else errs.set(e.service, { code: e.code, err: e.error });
     }
+    for (const k of logErrs) {
+      if (this.accessLogErrors.has(k)) continue;
+      const [service = '', err] = k.split('\n');
+      this.log.error({ service: this.kriOf.get(service) ?? service, code: 'MESHEXT_E_ACCESS_LOG', err }, 'access log backend left out; the service keeps serving');
+    }
+    this.accessLogErrors = logErrs;
     for (const [service, { code, err }] of errs) {
       if (this.errors.get(service) === err) continue;
       this.log.error({ service: this.kriOf.get(service) ?? service, code, err }, 'service cannot be served; its connections fail closed');
     }
     this.errors.clear();
     for (const [k, v] of errs) this.errors.set(k, v.err);
+  }
+
+  /** Lines each access log file lost to write errors; the series of a file no longer written go. */
+  private collectLogFiles(files: ReadonlyArray<{ path: string; writeFailed: number }>): void {
+    const live = new Set<string>();
+    for (const f of files) {
+      live.add(f.path);
+      this.opts.stats.counter('meshext_access_log_write_failed_total', 'Access log lines lost because writing the file failed (ENOSPC, EIO...)', { path: f.path }).set(f.writeFailed);
+    }
+    for (const path of this.logFiles) if (!live.has(path)) this.opts.stats.remove({ path });
+    this.logFiles = live;
+  }
+
+  /** Reopens every access log file (logrotate's postrotate sends SIGUSR1); a path that cannot be opened keeps its old file. */
+  reopenLogs(): void {
+    for (const e of this.engine.reopenLogs()) this.log.error({ path: e.path, code: 'MESHEXT_E_ACCESS_LOG', err: e.error }, 'access log file not reopened; still writing to the old one');
   }
 
   /**
@@ -385,6 +414,7 @@ export class Proxy {
     this.global.origStale.set(c.origDstStale);
     this.global.overflowCap.set(c.overflowCap);
     this.global.overflowFd.set(c.overflowFd);
+    this.collectLogFiles(c.accessLogFiles);
     const live = new Set<string>();
     for (const svc of c.services) {
       const kri = this.kriOf.get(svc.service);
@@ -392,6 +422,7 @@ export class Proxy {
       live.add(svc.service);
       const m = this.metricsFor(kri);
       m.apply(svc.counters);
+      m.applyHistograms(c.histogramBoundsMs, svc.rqTime, svc.connectTime);
       const h = this.health.get(svc.service);
       if (h && (h.outlier || h.checks)) {
         const n = h.counts();

@@ -3,8 +3,9 @@
  * the registry copies those counts into the series here (exact, no lag). What only the control plane knows
  * (why TLS failed, classified from the engine's reports) is counted here directly.
  */
-import type { Registry, Series } from '../stats/registry.js';
+import type { HistogramSeries, Registry, Series } from '../stats/registry.js';
 import { SERVICE_COUNTERS, type ServiceCounter } from '../engine/engine.js';
+import type { EngineHistogram } from '../native/addon.js';
 import type { TlsFailReason } from './tls.js';
 
 /** Metric name, help and labels of each engine counter (code_class for requests). */
@@ -24,12 +25,18 @@ const SERIES: Record<ServiceCounter, { name: string; help: string; gauge?: true;
   rq3xx: { name: 'meshext_upstream_rq_total', help: 'Upstream requests by response class', labels: { code_class: '3xx' } },
   rq4xx: { name: 'meshext_upstream_rq_total', help: 'Upstream requests by response class', labels: { code_class: '4xx' } },
   rq5xx: { name: 'meshext_upstream_rq_total', help: 'Upstream requests by response class', labels: { code_class: '5xx' } },
-  rqRetry: { name: 'meshext_upstream_rq_retry_total', help: 'Requests replayed on another connection after a reused one was found closed' },
+  rqRetry: { name: 'meshext_upstream_rq_retry_total', help: 'Requests sent again: by the MeshRetry policy, or replayed after the upstream closed or refused them unprocessed' },
+  rqRetrySuccess: { name: 'meshext_upstream_rq_retry_success_total', help: 'Requests retried by the MeshRetry policy whose last attempt got a response it does not retry' },
+  rqRetryLimitExceeded: { name: 'meshext_upstream_rq_retry_limit_exceeded_total', help: 'Requests that failed in a way the MeshRetry policy retries after its numRetries were spent' },
+  rqRetryBufferOverflow: { name: 'meshext_retry_or_shadow_abandoned_total', help: 'Requests that could not be retried: their body outgrew the 64 KiB retry buffer' },
+  rqPerTryTimeout: { name: 'meshext_upstream_rq_per_try_timeout_total', help: 'Request attempts ended by the MeshRetry perTryTimeout' },
   accessDenied: { name: 'meshext_access_denied_total', help: 'Requests or connections denied by mesh routing settings' },
   headerTimeout: { name: 'meshext_downstream_rq_header_timeout_total', help: 'HTTP/1.x requests whose head did not arrive in time (408)' },
   upstreamCxMaxDuration: { name: 'meshext_upstream_cx_max_duration_reached_total', help: 'Upstream connections retired by the MeshTimeout http.maxConnectionDuration' },
   downstreamRqIdleTimeout: { name: 'meshext_downstream_rq_idle_timeout_total', help: 'HTTP exchanges ended by the MeshTimeout http.streamIdleTimeout (408)' },
   upstreamRqMaxDuration: { name: 'meshext_upstream_rq_max_duration_reached_total', help: 'Upstream requests ended by the MeshTimeout http.maxStreamDuration' },
+  accessLogLines: { name: 'meshext_access_log_lines_total', help: 'Access log lines queued for writing (MeshAccessLog; one per backend)' },
+  accessLogDropped: { name: 'meshext_access_log_dropped_total', help: 'Access log lines dropped because the writer lagged behind (the data path never waits for it)' },
   upstreamRqTimeout: { name: 'meshext_upstream_rq_timeout_total', help: 'Requests whose response did not complete within the MeshTimeout http.requestTimeout (504)' },
   upstreamCxOverflow: { name: 'meshext_upstream_cx_overflow_total', help: 'Connections or requests refused by the MeshCircuitBreaker connectionLimits.maxConnections' },
   upstreamRqPendingOverflow: {
@@ -44,6 +51,8 @@ export type OutlierDetector = 'consecutive_5xx' | 'consecutive_gateway_failure' 
 export class ServiceMetrics {
   private readonly series = new Map<ServiceCounter, Series>();
   private readonly tlsFail = new Map<TlsFailReason, Series>();
+  private readonly rqTime: HistogramSeries;
+  private readonly connectTime: HistogramSeries;
   private readonly ejections = new Map<OutlierDetector, Series>();
   private health: { attempts: Series; success: Series; failure: Series; healthy: Series; ejected: Series } | undefined;
 
@@ -52,7 +61,10 @@ export class ServiceMetrics {
     readonly kri: string,
   ) {
     // Request classes appear once they have a count; everything else is there from the start.
-    for (const c of SERVICE_COUNTERS) if (!c.startsWith('rq') || c === 'rqRetry') this.seriesOf(c);
+    for (const c of SERVICE_COUNTERS) if (!/^rq[1-5]xx$/.test(c)) this.seriesOf(c);
+    // Envoy's names (cluster.<name>.upstream_rq_time, upstream_cx_connect_ms), in milliseconds as Envoy's are.
+    this.rqTime = reg.histogram('meshext_upstream_rq_time', 'Request time in ms: request head received to upstream response complete (HTTP)', { service: kri });
+    this.connectTime = reg.histogram('meshext_upstream_cx_connect_ms', 'Upstream connect time in ms, TLS handshake included', { service: kri });
   }
 
   private seriesOf(c: ServiceCounter): Series {
@@ -72,6 +84,12 @@ export class ServiceMetrics {
       const v = counts[i] ?? 0;
       if (v !== 0 || this.series.has(c)) this.seriesOf(c).set(v);
     });
+  }
+
+  /** Copies the engine's latency histograms (`boundsMs`: the engine's finite bucket bounds). */
+  applyHistograms(boundsMs: readonly number[], rqTime: EngineHistogram, connectTime: EngineHistogram): void {
+    this.rqTime.set(boundsMs, rqTime.counts, rqTime.sumMs);
+    this.connectTime.set(boundsMs, connectTime.counts, connectTime.sumMs);
   }
 
   /** Counts one outlier ejection by the detector that made it. */

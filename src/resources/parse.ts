@@ -11,6 +11,7 @@ import type {
   LoadOptions,
   LoadResult,
   MeshExternalServiceSpec,
+  PolicyTargetRef,
   Resource,
   ResourceFormat,
   ResourceKind,
@@ -21,7 +22,8 @@ import { isStdBase64, schemaValidate } from './schema.js';
 import { validateMeshExternalService } from './validate-mes.js';
 import { validateHostnameGenerator } from './validate-hg.js';
 import { validateDataplane } from './validate-dataplane.js';
-import { POLICY_KINDS, POLICY_KIND_NAMES, isPolicyKind } from './policy-kinds.js';
+import { POLICY_KINDS, POLICY_KIND_NAMES, isPolicyKind, policyWarnings } from './policy-kinds.js';
+import { appliesToNode } from './validate-policy.js';
 import { validateLabels, validateMeta } from './validate-meta.js';
 import { mergeResults } from './merge.js';
 import { describeBytes, loadLimits } from './limits.js';
@@ -301,7 +303,10 @@ function buildResource(ctx: Ctx, doc: unknown, index: number, line: number): Res
   } else if (h.kind === 'Dataplane') {
     semantic = validateDataplane(spec as DataplaneSpec, h.specPrefix);
   } else if (isPolicyKind(h.kind)) {
-    semantic = POLICY_KINDS[h.kind].validate(spec);
+    // A policy for other proxy types (a gateway's) is kept but never applied here: it is only said so, not
+    // judged by what meshext would refuse if it applied (Kuma's gateway defaults use fields sidecars lack).
+    semantic = appliesToNode((spec as { targetRef?: PolicyTargetRef }).targetRef) ? POLICY_KINDS[h.kind].validate(spec) : [];
+    if (semantic.length === 0) warn(policyWarnings(h.kind, spec));
   }
   const all = [...semantic, ...validateMeta(h.name, h.mesh, MESH_SCOPED.has(h.kind)), ...labelViolations];
   if (all.length) return fail(all, h);

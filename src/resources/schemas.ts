@@ -221,6 +221,84 @@ export function toPolicySpecSchema(conf: object): object {
 /** Kuma 2.10+ MeshTimeout. */
 export const meshTimeoutSpecSchema = toPolicySpecSchema(timeoutConf);
 
+const backOff = { type: 'object', properties: { baseInterval: duration, maxInterval: duration } } as const;
+
+const rateLimitedBackOff = {
+  type: 'object',
+  properties: {
+    maxInterval: duration,
+    resetHeaders: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['format', 'name'],
+        properties: {
+          format: { type: 'string', enum: ['Seconds', 'UnixTimestamp'] },
+          name: { type: 'string', minLength: 1, maxLength: 256, pattern: "^[a-z0-9!#$%&'*+\\-.^_\\x60|~]+$" },
+        },
+      },
+    },
+  },
+} as const;
+
+const headerMatch = {
+  type: 'object',
+  required: ['name'],
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: 256, pattern: "^[a-z0-9!#$%&'*+\\-.^_\\x60|~]+$" },
+    type: { type: 'string', enum: ['Exact', 'Present', 'RegularExpression', 'Absent', 'Prefix'], default: 'Exact' },
+    value: { type: 'string' },
+  },
+} as const;
+
+/** uint32 in Kuma's Go types: a negative value cannot be decoded there either. */
+const uint32 = { type: 'integer', minimum: 0, maximum: 4294967295 } as const;
+
+const retryConf = {
+  type: 'object',
+  properties: {
+    tcp: { type: 'object', properties: { maxConnectAttempt: uint32 } },
+    http: {
+      type: 'object',
+      properties: {
+        backOff,
+        hostSelection: {
+          type: 'array',
+          items: {
+            type: 'object',
+            required: ['predicate'],
+            properties: {
+              predicate: { type: 'string', enum: ['OmitPreviousHosts', 'OmitHostsWithTags', 'OmitPreviousPriorities'] },
+              tags: { type: 'object', additionalProperties: { type: 'string' } },
+              updateFrequency: { type: 'integer', default: 2 },
+            },
+          },
+        },
+        hostSelectionMaxAttempts: { type: 'integer' },
+        numRetries: uint32,
+        perTryTimeout: duration,
+        rateLimitedBackOff,
+        retriableRequestHeaders: { type: 'array', items: headerMatch },
+        retriableResponseHeaders: { type: 'array', items: headerMatch },
+        retryOn: { type: 'array', items: { type: 'string' } },
+      },
+    },
+    grpc: {
+      type: 'object',
+      properties: {
+        backOff,
+        numRetries: uint32,
+        perTryTimeout: duration,
+        rateLimitedBackOff,
+        retryOn: { type: 'array', items: { type: 'string', enum: ['Canceled', 'DeadlineExceeded', 'Internal', 'ResourceExhausted', 'Unavailable'] } },
+      },
+    },
+  },
+} as const;
+
+/** Kuma 2.10+ MeshRetry. */
+export const meshRetrySpecSchema = toPolicySpecSchema(retryConf);
+
 const permissionMatch = {
   type: 'object',
   properties: {
@@ -253,7 +331,43 @@ export const meshTrafficPermissionSpecSchema = {
   },
 } as const;
 
-const uint32 = { type: 'integer', minimum: 0, maximum: 4294967295 } as const;
+const accessLogFormat = {
+  type: 'object',
+  required: ['type'],
+  properties: {
+    type: { type: 'string', enum: ['Plain', 'Json'] },
+    plain: { type: 'string' },
+    json: {
+      type: 'array',
+      items: { type: 'object', required: ['key', 'value'], properties: { key: { type: 'string' }, value: { type: 'string' } } },
+    },
+    omitEmptyValues: { type: 'boolean', default: false },
+  },
+} as const;
+
+const accessLogConf = {
+  type: 'object',
+  properties: {
+    backends: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['type'],
+        properties: {
+          type: { type: 'string', enum: ['Tcp', 'File', 'OpenTelemetry'] },
+          file: { type: 'object', required: ['path'], properties: { format: accessLogFormat, path: { type: 'string', minLength: 1 } } },
+          tcp: { type: 'object', required: ['address'], properties: { format: accessLogFormat, address: { type: 'string', minLength: 1 } } },
+          // Refused by name in the semantic stage; its shape is Kuma's business.
+          openTelemetry: { type: 'object', additionalProperties: true, properties: {} },
+        },
+      },
+    },
+  },
+} as const;
+
+/** Kuma 2.10+ MeshAccessLog. */
+export const meshAccessLogSpecSchema = toPolicySpecSchema(accessLogConf);
+
 const int32 = { type: 'integer', minimum: -2147483648, maximum: 2147483647 } as const;
 /** Kubernetes IntOrString (`x-kubernetes-int-or-string`). */
 const intOrString = { type: ['integer', 'string'] } as const;

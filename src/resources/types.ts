@@ -110,6 +110,8 @@ export interface PolicyTargetRef {
   namespace?: string;
   labels?: Record<string, string>;
   sectionName?: string;
+  /** Top-level only: the proxy types the policy applies to (`Sidecar`, `Gateway`); absent or empty: all. */
+  proxyTypes?: string[];
 }
 
 /** MeshTimeout `default` (Kuma 2.10+ Conf): Go duration strings, as written. */
@@ -139,6 +141,44 @@ export interface ToPolicySpec<Conf> {
 
 export type MeshTimeoutSpec = ToPolicySpec<MeshTimeoutConf>;
 
+/** Kuma common_api HeaderMatch (MeshRetry retriable headers). */
+export interface HeaderMatch {
+  type?: string;
+  name: string;
+  value?: string;
+}
+
+/** MeshRetry `http` / `grpc` back-off: Go duration strings, as written. */
+export interface MeshRetryBackOff {
+  baseInterval?: string;
+  maxInterval?: string;
+}
+
+/** MeshRetry `default` (Kuma 2.10+ Conf), as written. */
+export interface MeshRetryConf {
+  tcp?: { maxConnectAttempt?: number };
+  http?: {
+    numRetries?: number;
+    perTryTimeout?: string;
+    backOff?: MeshRetryBackOff;
+    rateLimitedBackOff?: { resetHeaders?: Array<{ name: string; format: string }>; maxInterval?: string };
+    retryOn?: string[];
+    retriableResponseHeaders?: HeaderMatch[];
+    retriableRequestHeaders?: HeaderMatch[];
+    hostSelection?: Array<{ predicate: string; tags?: Record<string, string>; updateFrequency?: number }>;
+    hostSelectionMaxAttempts?: number;
+  };
+  grpc?: {
+    numRetries?: number;
+    perTryTimeout?: string;
+    backOff?: MeshRetryBackOff;
+    rateLimitedBackOff?: { resetHeaders?: Array<{ name: string; format: string }>; maxInterval?: string };
+    retryOn?: string[];
+  };
+}
+
+export type MeshRetrySpec = ToPolicySpec<MeshRetryConf>;
+
 /** A MeshTrafficPermission client matcher (Kuma 2.12+ common_api Match). `sni` is schema-known to be refused by name. */
 export interface PermissionMatch {
   spiffeID?: { type: 'Exact' | 'Prefix'; value: string };
@@ -162,6 +202,29 @@ export interface MeshTrafficPermissionSpec {
   rules?: Array<{ default: PermissionRuleConf }>;
   from?: unknown[];
 }
+
+/** A MeshAccessLog format (Kuma 2.10+): a plain line, or JSON fields, each a string with command operators. */
+export interface MeshAccessLogFormat {
+  type: 'Plain' | 'Json';
+  plain?: string;
+  json?: Array<{ key: string; value: string }>;
+  omitEmptyValues?: boolean;
+}
+
+/** A MeshAccessLog backend; meshext writes `File` ones (`/dev/stdout` is the agent's stdout). */
+export interface MeshAccessLogBackend {
+  type: 'File' | 'Tcp' | 'OpenTelemetry';
+  file?: { path: string; format?: MeshAccessLogFormat };
+  tcp?: { address: string; format?: MeshAccessLogFormat };
+  openTelemetry?: Record<string, unknown>;
+}
+
+/** MeshAccessLog `default` (Kuma 2.10+ Conf). */
+export interface MeshAccessLogConf {
+  backends?: MeshAccessLogBackend[];
+}
+
+export type MeshAccessLogSpec = ToPolicySpec<MeshAccessLogConf>;
 
 /** MeshCircuitBreaker `default` (Kuma 2.10+ Conf), as written. */
 export interface MeshCircuitBreakerConf {
@@ -243,7 +306,9 @@ export type MeshResource = ResourceBase<'Mesh', MeshSpec>;
 export type SecretResource = ResourceBase<'Secret', SecretSpec>;
 export type DataplaneResource = ResourceBase<'Dataplane', DataplaneSpec>;
 export type MeshTimeoutResource = ResourceBase<'MeshTimeout', MeshTimeoutSpec>;
+export type MeshRetryResource = ResourceBase<'MeshRetry', MeshRetrySpec>;
 export type MeshTrafficPermissionResource = ResourceBase<'MeshTrafficPermission', MeshTrafficPermissionSpec>;
+export type MeshAccessLogResource = ResourceBase<'MeshAccessLog', MeshAccessLogSpec>;
 export type MeshCircuitBreakerResource = ResourceBase<'MeshCircuitBreaker', MeshCircuitBreakerSpec>;
 export type MeshHealthCheckResource = ResourceBase<'MeshHealthCheck', MeshHealthCheckSpec>;
 
@@ -254,7 +319,9 @@ export type Resource =
   | SecretResource
   | DataplaneResource
   | MeshTimeoutResource
+  | MeshRetryResource
   | MeshTrafficPermissionResource
+  | MeshAccessLogResource
   | MeshCircuitBreakerResource
   | MeshHealthCheckResource;
 

@@ -1,20 +1,36 @@
 /**
  * MeshCircuitBreaker `default` rules: Kuma's validator (pkg/plugins/policies/meshcircuitbreaker/api/v1alpha1/
  * validator.go) with its paths and messages, plus what meshext does not carry out, refused by name rather than
- * accepted and ignored: connection pool and retry limits and a panic threshold (meshext's balancer has one fixed rule: with every endpoint out, it tries
+ * accepted and ignored: connection pool limits and a panic threshold (meshext's balancer has one fixed rule: with every endpoint out, it tries
  * them anyway, see src/proxy/endpoints.ts). `localOriginFailures` without `splitExternalAndLocalErrors` is
  * accepted as Kuma accepts it: its documented meaning is that it takes effect only in split mode (unsplit,
  * local-origin failures count in the other detectors), which is what meshext does.
  */
 import type { MeshCircuitBreakerConf, MeshCircuitBreakerSpec, Violation } from './types.js';
-import { checkDuration, validateToPolicy } from './validate-policy.js';
+import { checkDuration, toPolicyWarnings, validateToPolicy } from './validate-policy.js';
 
 const GREATER_THAN_0 = 'must be greater than 0';
 const PERCENT = 'must be in inclusive range [0, 100]';
 
 /** Validates a MeshCircuitBreaker spec (paths start at `spec`). */
 export function validateMeshCircuitBreaker(spec: MeshCircuitBreakerSpec): Violation[] {
-  return validateToPolicy(spec, 'circuit breakers', validateCircuitBreakerConf);
+  return validateToPolicy(spec, validateCircuitBreakerConf);
+}
+
+/**
+ * Warnings of a valid MeshCircuitBreaker: its inbound sections (ignored, as for every `to[]` policy) and
+ * `connectionLimits.maxRetries`, which Kuma's own `mesh-circuit-breaker-all-default` sets (3): Envoy's bound
+ * on retries in flight across the service is not kept by meshext (MeshRetry `numRetries` bounds each
+ * request's), so it is ignored with a warning rather than rejecting Kuma's default policy.
+ */
+export function meshCircuitBreakerWarnings(spec: unknown): Violation[] {
+  const out = toPolicyWarnings('circuit breakers')(spec);
+  ((spec as MeshCircuitBreakerSpec).to ?? []).forEach((e, i) => {
+    if (e.default?.connectionLimits?.maxRetries !== undefined) {
+      out.push({ field: `spec.to[${i}].default.connectionLimits.maxRetries`, message: 'ignored: meshext does not bound retries in flight across a service; MeshRetry numRetries bounds each request\'s retries' });
+    }
+  });
+  return out;
 }
 
 /** Validates one `to[].default` of a MeshCircuitBreaker at `path`. */
@@ -31,9 +47,6 @@ export function validateCircuitBreakerConf(conf: MeshCircuitBreakerConf, path: s
     }
     if (l.maxConnectionPools !== undefined) {
       out.push({ field: `${lp}.maxConnectionPools`, message: 'meshext does not limit connection pools (it keeps one per endpoint address and thread): remove it' });
-    }
-    if (l.maxRetries !== undefined) {
-      out.push({ field: `${lp}.maxRetries`, message: 'meshext does not enforce maxRetries yet: remove it (accepting it would leave it without effect)' });
     }
   }
   const o = conf.outlierDetection;

@@ -15,7 +15,7 @@ const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
  * meshext checks the endpoints of a MeshExternalService itself.
  */
 export function validateMeshHealthCheck(spec: MeshHealthCheckSpec): Violation[] {
-  return validateToPolicy(spec, 'health checks', validateHealthCheckConf);
+  return validateToPolicy(spec, validateHealthCheckConf);
 }
 
 /** Validates one `to[].default` of a MeshHealthCheck at `path`. */

@@ -13,7 +13,7 @@ const NOT_ENFORCED = ['requestHeadersTimeout'] as const;
 
 /** Validates a MeshTimeout spec; paths start at `spec`. */
 export function validateMeshTimeout(spec: MeshTimeoutSpec): Violation[] {
-  return validateToPolicy(spec, 'timeouts', validateDefault);
+  return validateToPolicy(spec, validateDefault);
 }
 
 function validateDefault(conf: MeshTimeoutConf, path: string, out: Violation[]): void {

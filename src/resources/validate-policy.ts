@@ -21,12 +21,11 @@ const SIDECAR_KINDS: Record<string, string> = {
 
 /**
  * Validates the shape of a `to[]` policy and each entry's targetRef, then each `default` with `validateDefault`
- * (called with the entry's `default`, `{}` when absent, and its path). `what` names the policy's subject in
- * messages ("timeouts", "retries").
+ * (called with the entry's `default`, `{}` when absent, and its path). Inbound sections are not errors (see
+ * toPolicyWarnings).
  */
 export function validateToPolicy<Conf>(
   spec: ToPolicySpec<Conf>,
-  what: string,
   validateDefault: (conf: Conf, path: string, out: Violation[]) => void,
 ): Violation[] {
   const out: Violation[] = [];
@@ -35,17 +34,48 @@ export function validateToPolicy<Conf>(
   if (to.length === 0 && (spec.from ?? []).length === 0 && (spec.rules ?? []).length === 0) {
     out.push({ field: 'spec', message: "at least one of 'from', 'to' has to be defined" });
   }
-  for (const section of ['from', 'rules'] as const) {
-    if ((spec[section] ?? []).length > 0) {
-      out.push({ field: `spec.${section}`, message: `inbound ${what} do not apply: meshext proxies outbound traffic to MeshExternalServices only; use "to"` });
-    }
-  }
   to.forEach((entry, i) => {
     const path = `spec.to[${i}]`;
     validateToTargetRef(entry.targetRef, `${path}.targetRef`, out);
     validateDefault(entry.default ?? ({} as Conf), `${path}.default`, out);
   });
   return out;
+}
+
+/**
+ * Warnings of a `to[]` policy: its inbound sections (`from`, `rules`) configure sidecars' inbound traffic, which a
+ * node agent does not have, so they are ignored and the `to` entries apply. Kuma's own default policies
+ * (`mesh-timeout-all-default`, `mesh-retry-all-default`, `mesh-circuit-breaker-all-default`) carry both, and
+ * their `to` part is what Kuma applies to MeshExternalService traffic too. `what` names the subject ("timeouts").
+ */
+export function toPolicyWarnings(what: string): (spec: unknown) => Violation[] {
+  return (spec) => {
+    const s = spec as ToPolicySpec<unknown>;
+    const out: Violation[] = [];
+    for (const section of ['from', 'rules'] as const) {
+      if ((s[section] ?? []).length > 0) {
+        out.push({ field: `spec.${section}`, message: `ignored: inbound ${what} configure sidecars' inbound traffic, and meshext proxies outbound traffic to MeshExternalServices only; the "to" entries apply` });
+      }
+    }
+    return out;
+  };
+}
+
+/**
+ * Whether a policy with this top-level targetRef applies to the clients meshext serves: kind Mesh (or omitted)
+ * without `proxyTypes`, or with `proxyTypes` naming `Sidecar` (meshext proxies workloads' outbound traffic, as
+ * their sidecars would). A gateway-only policy, such as Kuma's `mesh-gateways-timeout-all-default`, does not.
+ */
+export function appliesToNode(ref: PolicyTargetRef | undefined): boolean {
+  const types = ref?.proxyTypes;
+  return types === undefined || types.length === 0 || types.includes('Sidecar');
+}
+
+/** Warnings every policy kind shares: a top-level targetRef that leaves meshext out. */
+export function targetRefWarnings(spec: unknown): Violation[] {
+  const ref = (spec as { targetRef?: PolicyTargetRef }).targetRef;
+  if (appliesToNode(ref)) return [];
+  return [{ field: 'spec.targetRef.proxyTypes', message: `ignored on this node: the policy applies to ${ref?.proxyTypes?.join(', ')} proxies only, and meshext proxies workloads' outbound traffic as their sidecars would (add Sidecar to apply it)` }];
 }
 
 /** The policy's own targetRef: which clients it applies to. Only the whole node (kind Mesh, or omitted) exists here. */

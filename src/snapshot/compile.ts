@@ -10,11 +10,13 @@
  */
 import { isIP } from 'node:net';
 import type { Ipam } from '../ipam/ipam.js';
-import type { LoadResult, MeshExternalServiceResource, MeshResource, MeshTimeoutResource } from '../resources/types.js';
+import type { LoadResult, MeshAccessLogResource, MeshExternalServiceResource, MeshResource, MeshRetryResource, MeshTimeoutResource } from '../resources/types.js';
 import { effectivePermissions } from './meshtrafficpermission.js';
 import { effectiveCircuitBreaker } from './meshcircuitbreaker.js';
 import { effectiveHealthCheck } from './meshhealthcheck.js';
 import type { EffectiveTimeouts } from './meshtimeout.js';
+import type { EffectiveAccessLog } from './accesslog.js';
+import type { EffectiveRetry } from './meshretry.js';
 import { displayNameOf } from '../resources/types.js';
 import { unixPath } from '../resources/address.js';
 import { defaultGenerators } from '../hostnames/defaults.js';
@@ -22,6 +24,8 @@ import { generateHostnames, serviceId } from '../hostnames/generate.js';
 import type { CompiledEndpoint, CompiledOutbound, CompiledService, CompiledTls, RejectedResource, Snapshot, TlsVersion, VerificationMode } from './types.js';
 import { vipPortKey } from './types.js';
 import { effectiveTimeouts } from './meshtimeout.js';
+import { effectiveRetry } from './meshretry.js';
+import { effectiveAccessLog } from './accesslog.js';
 import { byKind, dataplaneViolations, missingSecrets, rejectedFromLoadError, resolveBackendRef, resolveDataSource, secretIndex } from './references.js';
 
 let lastGeneration = 0;
@@ -72,7 +76,9 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
   for (const mes of candidates) for (const h of names.get(serviceId(mes))?.hostnames ?? []) owned.set(h, mes);
 
   const meshTimeouts = byKind(load.resources, 'MeshTimeout');
+  const meshRetries = byKind(load.resources, 'MeshRetry');
   const permissionPolicies = byKind(load.resources, 'MeshTrafficPermission');
+  const meshAccessLogs = byKind(load.resources, 'MeshAccessLog');
   const circuitBreakers = byKind(load.resources, 'MeshCircuitBreaker');
   const healthChecks = byKind(load.resources, 'MeshHealthCheck');
   const services: CompiledService[] = [];
@@ -126,6 +132,8 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
         : {}),
       generatorStatus: gen.generatorStatus,
       ...timeoutsOf(mes, meshTimeouts),
+      ...retryOf(mes, meshRetries),
+      ...accessLogOf(mes, meshAccessLogs),
       ...present('circuitBreaker', effectiveCircuitBreaker(mes, circuitBreakers)),
       ...present('healthCheck', effectiveHealthCheck(mes, healthChecks)),
       source: { file: mes.source.file, index: mes.source.index },
@@ -141,6 +149,11 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
   return { generation: lastGeneration, services, byVipPort, byHostname, outbounds, rejected, warnings: load.warnings, vipCidr: ipam.cidr };
 }
 
+function retryOf(mes: MeshExternalServiceResource, policies: MeshRetryResource[]): { retry?: EffectiveRetry } {
+  const r = effectiveRetry(mes, policies);
+  return r.policies.length > 0 ? { retry: r } : {};
+}
+
 /** `{[key]: value}` when there is a value, else nothing (optional fields stay absent, not undefined). */
 function present<K extends string, V>(key: K, value: V | undefined): { [k in K]?: V } {
   return (value === undefined ? {} : { [key]: value }) as { [k in K]?: V };
@@ -149,6 +162,11 @@ function present<K extends string, V>(key: K, value: V | undefined): { [k in K]?
 function timeoutsOf(mes: MeshExternalServiceResource, policies: MeshTimeoutResource[]): { timeouts?: EffectiveTimeouts } {
   const t = effectiveTimeouts(mes, policies);
   return t.policies.length > 0 ? { timeouts: t } : {};
+}
+
+function accessLogOf(mes: MeshExternalServiceResource, policies: MeshAccessLogResource[]): { accessLog?: EffectiveAccessLog } {
+  const a = effectiveAccessLog(mes, policies);
+  return a ? { accessLog: a } : {};
 }
 
 function compileEndpoints(mes: MeshExternalServiceResource): CompiledEndpoint[] {

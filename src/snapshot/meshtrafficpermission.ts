@@ -12,6 +12,7 @@
  */
 import type { MeshExternalServiceResource, MeshTrafficPermissionResource, PermissionMatch } from '../resources/types.js';
 import { orderPolicies, selects } from './policy.js';
+import { appliesToNode } from '../resources/validate-policy.js';
 
 /** A connect-time verdict (the BPF maps' MX_V_*). */
 export type AccessVerdict = 'allow' | 'denyRule' | 'denyDefault' | 'denyNoIdentity' | 'shadowDeny';
@@ -52,7 +53,7 @@ export function effectivePermissions(
   policies: readonly MeshTrafficPermissionResource[],
   meshForbids: boolean,
 ): EffectivePermissions | undefined {
-  const selecting = orderPolicies(policies.filter((p) => p.mesh === mes.mesh && selects(p.spec.targetRef ?? { kind: 'Mesh' }, mes)));
+  const selecting = orderPolicies(policies.filter((p) => p.mesh === mes.mesh && appliesToNode(p.spec.targetRef) && selects(p.spec.targetRef ?? { kind: 'Mesh' }, mes)));
   if (selecting.length === 0) return undefined;
   const out: EffectivePermissions = { policies: [], deny: [], allowWithShadowDeny: [], allow: [], meshDefault: meshForbids ? 'deny' : 'allow' };
   for (const p of selecting) {

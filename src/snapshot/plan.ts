@@ -12,6 +12,7 @@
  *   CA bundle (caCert or the system bundle; `Secured` without one fails closed), the client identity, SNI
  *   (serverName, else the first DNS-name endpoint, else none), SAN matchers, renegotiation, session-cache bounds;
  * - the denial (Mesh `routing.defaultForbidMeshExternalServiceAccess`) and its replies, and the timeouts;
+ * - the access log backends (MeshAccessLog), formats parsed into tokens (snapshot/accesslog.ts);
  * - an error when the service cannot be served at all: every connection then fails with it.
  *
  * Plans are plain data, so tests compare them with golden files (test/golden/plans).
@@ -19,11 +20,13 @@
 import { createHash } from 'node:crypto';
 import ipaddr from 'ipaddr.js';
 import { cidrContains, parseCidr } from '../ipam/cidr.js';
-import type { EngineEndpoint, EnginePlan, EngineTarget, NativeTlsOptions } from '../native/addon.js';
+import type { EngineEndpoint, EnginePlan, EngineRetry, EngineTarget, NativeTlsOptions } from '../native/addon.js';
+import type { EffectiveRequestRetry } from './meshretry.js';
 import type { CompiledEndpoint, CompiledService, CompiledTls, TlsVersion } from './types.js';
 import { limitsFor, outlierFor } from './meshcircuitbreaker.js';
 import { healthCheckFor } from './meshhealthcheck.js';
 import { vipPortKey } from './types.js';
+import { planAccessLog } from './accesslog.js';
 
 /** A plan as the engine takes it, with the stable code of `error` for logs (MESHEXT_E_...). */
 export type ServicePlan = EnginePlan & { errorCode?: string };
@@ -138,6 +141,95 @@ export function timeoutsFor(svc: CompiledService, base: PlanTimeouts): PlanTimeo
   return out;
 }
 
+/** Envoy's retry_on for Kuma's HTTP retryOn names (meshretry api HttpRetryOnEnumToEnvoyValue). */
+const HTTP_RETRY_ON: Record<string, string> = {
+  '5xx': '5xx',
+  GatewayError: 'gateway-error',
+  Reset: 'reset',
+  Retriable4xx: 'retriable-4xx',
+  ConnectFailure: 'connect-failure',
+  EnvoyRatelimited: 'envoy-ratelimited',
+  RefusedStream: 'refused-stream',
+};
+/** Envoy's retry_on for Kuma's gRPC retryOn names (GrpcRetryOnEnumToEnvoyValue). */
+const GRPC_RETRY_ON: Record<string, string> = {
+  Canceled: 'cancelled',
+  DeadlineExceeded: 'deadline-exceeded',
+  Internal: 'internal',
+  ResourceExhausted: 'resource-exhausted',
+  Unavailable: 'unavailable',
+};
+/** What Kuma's plugin retries on when a policy names no condition (xds/configurer.go HttpRetryOnDefault, GrpcRetryOnDefault). */
+export const HTTP_RETRY_ON_DEFAULT = ['gateway-error', 'connect-failure', 'refused-stream'];
+export const GRPC_RETRY_ON_DEFAULT = ['cancelled', 'connect-failure', 'gateway-error', 'refused-stream', 'reset', 'resource-exhausted', 'unavailable'];
+/** Envoy's retry defaults: one retry, 25 ms base back-off, the maximum 10 times the base. */
+export const RETRY_DEFAULTS = { numRetries: 1, backOffBaseMs: 25, backOffMaxFactor: 10 } as const;
+
+/**
+ * The plan's retry rules from the merged MeshRetry, as Kuma's plugin configures Envoy:
+ * - a tcp service takes `tcp.maxConnectAttempt` (tcp_proxy max_connect_attempts): the connects one connection
+ *   may try, going round its endpoints again; without it each endpoint address is tried once (meshext's
+ *   failover, DESIGN decision 9);
+ * - http and http2 services take `http`, grpc services `grpc` (Kuma applies no retry to http2 services; meshext
+ *   treats them as http); `numRetries` 0 means no retry (Kuma then sets no retry policy), unset 1;
+ * - `retryOn`: status codes become retriable-status-codes; `HttpMethodX` entries are the methods that may be
+ *   retried (Kuma's retriable_request_headers on :method); the other names map to Envoy's; when no condition is
+ *   named, Kuma's defaults apply;
+ * - which requests may be sent again: those with a method the policy lists or matching one of its
+ *   retriableRequestHeaders (Envoy's retriable_request_headers, which Kuma fills with both); when it lists
+ *   neither, the idempotent methods (GET, HEAD, OPTIONS, TRACE, PUT, DELETE: RFC 9110 §9.2.2) — Envoy retries
+ *   any method, meshext does not resend a POST unless the policy says so. A request no connection was made for may be retried whatever its
+ *   method (nothing reached an upstream). gRPC calls are all POSTs and gRPC's own retry policy (gRFC A6) retries
+ *   them by status: a grpc service's calls may all be retried (methods ['POST']);
+ * - back-off: base 25 ms unless set (at least 1 ms), maximum 10 times the base unless set; perTryTimeout unset or 0: none.
+ * Absent when nothing is retried.
+ */
+export function retryFor(svc: CompiledService): EngineRetry | undefined {
+  const r = svc.retry;
+  if (!r) return undefined;
+  const none = { connectAttempts: 0, numRetries: 0, on: [], statuses: [], methods: [], requestHeaders: [], perTryMs: 0, backOffBaseMs: RETRY_DEFAULTS.backOffBaseMs, backOffMaxMs: RETRY_DEFAULTS.backOffBaseMs * RETRY_DEFAULTS.backOffMaxFactor };
+  if (svc.protocol === 'tcp') {
+    const n = r.tcp?.maxConnectAttempt;
+    return n !== undefined ? { ...none, connectAttempts: n } : undefined;
+  }
+  const grpc = svc.protocol === 'grpc';
+  const conf: EffectiveRequestRetry | undefined = grpc ? r.grpc : r.http;
+  if (!conf) return undefined;
+  const numRetries = conf.numRetries ?? RETRY_DEFAULTS.numRetries;
+  if (numRetries === 0) return undefined;
+  const on: string[] = [];
+  const statuses: number[] = [];
+  const methods: string[] = [];
+  for (const item of conf.retryOn ?? []) {
+    if (/^\d+$/.test(item)) statuses.push(Number(item));
+    else if (item.startsWith('HttpMethod')) methods.push(item.slice('HttpMethod'.length).toUpperCase());
+    else {
+      const name = (grpc ? GRPC_RETRY_ON : HTTP_RETRY_ON)[item];
+      if (name !== undefined && !on.includes(name)) on.push(name);
+    }
+  }
+  if (on.length === 0) on.push(...(grpc ? GRPC_RETRY_ON_DEFAULT : HTTP_RETRY_ON_DEFAULT));
+  if (grpc) methods.splice(0, methods.length, 'POST');
+  if (statuses.length > 0) on.push('retriable-status-codes');
+  // The engine's timers take up to 2^31-1 ms (24.8 days): longer durations are that long.
+  const cap = (ms: number): number => Math.min(ms, IDLE_DISABLED_MS);
+  const base = cap(Math.max(1, conf.backOff?.baseMs ?? RETRY_DEFAULTS.backOffBaseMs));
+  const requestHeaders = grpc
+    ? []
+    : (conf.requestHeaders ?? []).map((h) => ({ name: h.name.toLowerCase(), type: (h.type ?? 'Exact') as EngineRetry['requestHeaders'][number]['type'], ...(h.value !== undefined ? { value: h.value } : {}) }));
+  return {
+    connectAttempts: 0,
+    numRetries,
+    on,
+    statuses,
+    methods,
+    requestHeaders,
+    perTryMs: cap(conf.perTryMs ?? 0),
+    backOffBaseMs: base,
+    backOffMaxMs: cap(conf.backOff?.maxMs ?? base * RETRY_DEFAULTS.backOffMaxFactor),
+  };
+}
+
 /** What a DNS-name endpoint resolves to now: its last answer, or why there is none. */
 export type NameAnswer = { addresses: string[] } | { error: string };
 
@@ -208,6 +300,8 @@ export function compilePlan(svc: CompiledService, ctx: PlanContext, inVip: (addr
   const endpoints = svc.endpoints.map((e) => planEndpoint(e, ctx, inVip, tls ? sni : null));
   if (svc.extension !== undefined) errors.push({ code: 'MESHEXT_E_EXTENSION_UNSUPPORTED', message: `MeshExternalService extension ${svc.extension} is not supported by meshext` });
   else if (endpoints.length === 0) errors.push({ code: 'MESHEXT_E_NO_ENDPOINTS', message: 'service has no endpoints' });
+  const retry = retryFor(svc);
+  const accessLog = planAccessLog(svc);
   return {
     service: svc.id,
     keys: [vipPortKey(svc.vip, svc.port), `@${svc.id}`],
@@ -218,6 +312,8 @@ export function compilePlan(svc: CompiledService, ctx: PlanContext, inVip: (addr
     ...(svc.forbidden && !svc.permissions ? { deny: { status: 403, grpcStatus: 7, message: deniedMessage(svc.mesh) } } : {}),
     ...(errors[0] ? { error: errors.map((e) => e.message).join('; '), errorCode: errors[0].code } : {}),
     timeouts: timeoutsFor(svc, ctx.timeouts),
+    ...(retry ? { retry } : {}),
+    ...(accessLog ? { accessLog } : {}),
     ...healthOf(svc),
     ...policiesOf(svc),
   };
@@ -236,6 +332,8 @@ function healthOf(svc: CompiledService): Pick<ServicePlan, 'countResponses' | 'l
 function policiesOf(svc: CompiledService): Pick<ServicePlan, 'policies'> {
   const p: NonNullable<ServicePlan['policies']> = {};
   if (svc.timeouts) p.meshTimeouts = svc.timeouts.policies;
+  if (svc.retry) p.meshRetries = svc.retry.policies;
+  if (svc.accessLog) p.meshAccessLogs = svc.accessLog.policies;
   if (svc.circuitBreaker) p.meshCircuitBreakers = svc.circuitBreaker.policies;
   if (svc.healthCheck) p.meshHealthChecks = svc.healthCheck.policies;
   return Object.keys(p).length ? { policies: p } : {};

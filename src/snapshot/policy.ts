@@ -11,6 +11,7 @@
 import type { MeshExternalServiceResource, PolicyTargetRef, ToPolicySpec } from '../resources/types.js';
 import { displayNameOf } from '../resources/types.js';
 import { parseGoDuration } from '../resources/duration.js';
+import { appliesToNode } from '../resources/validate-policy.js';
 
 /** What ordering and selection read of a policy resource. */
 export interface ToPolicy<Conf> {
@@ -53,7 +54,7 @@ export function selects(ref: PolicyTargetRef, mes: MeshExternalServiceResource):
 /** The `default`s of every `to[]` entry (of valid policies of any mesh; filtered here) that selects `mes`, in merge order. */
 export function mergeEntries<Conf>(mes: MeshExternalServiceResource, policies: readonly ToPolicy<Conf>[]): MergeEntries<Conf> {
   const entries: Array<{ policy: string; rank: number; conf: Conf }> = [];
-  for (const p of orderPolicies(policies.filter((x) => x.mesh === mes.mesh))) {
+  for (const p of orderPolicies(policies.filter((x) => x.mesh === mes.mesh && appliesToNode(x.spec.targetRef)))) {
     for (const e of p.spec.to ?? []) {
       if (e.default !== undefined && selects(e.targetRef, mes)) entries.push({ policy: p.name, rank: TO_KIND_RANK[e.targetRef.kind] ?? 0, conf: e.default });
     }

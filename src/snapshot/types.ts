@@ -5,7 +5,9 @@
  */
 import type { LoadWarning, MeshCircuitBreakerConf, MeshHealthCheckConf } from '../resources/types.js';
 import type { EffectiveTimeouts } from './meshtimeout.js';
+import type { EffectiveRetry } from './meshretry.js';
 import type { EffectivePermissions } from './meshtrafficpermission.js';
+import type { EffectiveAccessLog } from './accesslog.js';
 
 export type Protocol = 'tcp' | 'http' | 'http2' | 'grpc';
 export type TlsVersion = 'TLSAuto' | 'TLS10' | 'TLS11' | 'TLS12' | 'TLS13';
@@ -85,6 +87,10 @@ export interface CompiledService {
   generatorStatus: Array<{ generator: string; conditions: Condition[] }>;
   /** The merged MeshTimeouts that select it; absent when none does (the agent's defaults apply). */
   timeouts?: EffectiveTimeouts;
+  /** The merged MeshRetries that select it; absent when none does (nothing is retried). */
+  retry?: EffectiveRetry;
+  /** The merged MeshAccessLogs that select it; absent when none does. */
+  accessLog?: EffectiveAccessLog;
   /** The merged MeshCircuitBreaker `default` that applies to it and the policies merged; absent when none selects it. */
   circuitBreaker?: { conf: MeshCircuitBreakerConf; policies: string[] };
   /** The merged MeshHealthCheck `default` that applies to it and the policies merged; absent when none selects it. */

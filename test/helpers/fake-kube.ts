@@ -38,13 +38,15 @@ interface Watcher {
 export const KUMA = 'kuma.io/v1alpha1';
 
 /** The collections meshext reads, for the system namespace `ns`. */
-export function kumaCollections(ns = 'kuma-system'): Record<'meshes' | 'mes' | 'hg' | 'mt' | 'mtp' | 'mcb' | 'mhc' | 'secrets' | 'pods', Collection> {
+export function kumaCollections(ns = 'kuma-system'): Record<'meshes' | 'mes' | 'hg' | 'mt' | 'mr' | 'mtp' | 'mal' | 'mcb' | 'mhc' | 'secrets' | 'pods', Collection> {
   return {
     meshes: { path: '/apis/kuma.io/v1alpha1/meshes', apiVersion: KUMA, kind: 'Mesh', core: false },
     mes: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshexternalservices`, apiVersion: KUMA, kind: 'MeshExternalService', core: false },
     hg: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/hostnamegenerators`, apiVersion: KUMA, kind: 'HostnameGenerator', core: false },
     mt: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshtimeouts`, apiVersion: KUMA, kind: 'MeshTimeout', core: false },
+    mr: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshretries`, apiVersion: KUMA, kind: 'MeshRetry', core: false },
     mtp: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshtrafficpermissions`, apiVersion: KUMA, kind: 'MeshTrafficPermission', core: false },
+    mal: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshaccesslogs`, apiVersion: KUMA, kind: 'MeshAccessLog', core: false },
     mcb: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshcircuitbreakers`, apiVersion: KUMA, kind: 'MeshCircuitBreaker', core: false },
     mhc: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshhealthchecks`, apiVersion: KUMA, kind: 'MeshHealthCheck', core: false },
     secrets: { path: `/api/v1/namespaces/${ns}/secrets`, apiVersion: 'v1', kind: 'Secret', core: true },

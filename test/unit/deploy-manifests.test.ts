@@ -86,7 +86,8 @@ test('RBAC grants exactly list and watch on the kinds the Kubernetes source read
   t.is(find('Role').length, 1);
   const grants = (rules: Rule[]) => rules.flatMap((r) => r.apiGroups.flatMap((g) => r.resources.map((res) => `${g}/${res}:${[...r.verbs].sort().join(',')}`))).sort();
   const want = (namespaced: boolean) => WATCHED_KINDS.filter((k) => k.namespaced === namespaced).map((k) => `${k.group}/${k.plural}:list,watch`).sort();
-  t.deepEqual(grants(clusterRole!.rules), want(false));
+  // Besides the Kuma kinds, the pods of this node (all namespaces, field selector spec.nodeName): workload identities.
+  t.deepEqual(grants(clusterRole!.rules), [...want(false), '/pods:list,watch'].sort());
   t.deepEqual(grants(role!.rules), want(true));
   t.true(grants(role!.rules).includes('/secrets:list,watch'));
   t.false(grants(clusterRole!.rules).some((g) => g.includes('secrets')));

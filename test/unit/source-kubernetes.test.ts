@@ -168,6 +168,47 @@ test('a MeshTimeout from the API shapes the plan of the service it selects; edit
   t.is(plan()?.policies, undefined);
 });
 
+test('a MeshRetry from the API shapes the plan of the service it selects; editing and deleting it apply', async (t) => {
+  const web = mes('web', 80);
+  web.spec = { match: { port: 80, protocol: 'http' }, endpoints: [{ address: '127.0.0.1', port: 9 }] };
+  const e = await setup(t, { seed: (api) => api.apply(cols.mes, web) });
+  type DumpedPlan = { service: string; retry?: { numRetries: number }; policies?: { meshRetries?: string[] } };
+  const plan = () => (e.agent.configDump() as { plans: DumpedPlan[] }).plans.find((p) => p.service === 'default/web');
+  await until(() => plan() !== undefined, 'service planned');
+  t.is(plan()?.retry, undefined);
+  const mr = (numRetries: number) => ({
+    metadata: { name: 'web-retry', namespace: 'kuma-system', labels: { 'kuma.io/mesh': 'default' } },
+    spec: { to: [{ targetRef: { kind: 'MeshExternalService', name: 'web' }, default: { http: { numRetries, retryOn: ['5xx'] } } }] },
+  });
+  e.api.apply(cols.mr, mr(2));
+  await until(() => plan()?.retry?.numRetries === 2, 'policy applied');
+  t.deepEqual(plan()?.policies, { meshRetries: ['web-retry'] });
+  e.api.apply(cols.mr, mr(4));
+  await until(() => plan()?.retry?.numRetries === 4, 'policy changed');
+  e.api.remove(cols.mr, 'web-retry', 'kuma-system');
+  await until(() => plan()?.retry === undefined, 'policy removed');
+  t.is(plan()?.policies, undefined);
+});
+
+test('a MeshAccessLog from the API shapes the plan of the service it selects; deleting it removes the log', async (t) => {
+  const web = mes('web', 80);
+  web.spec = { match: { port: 80, protocol: 'http' }, endpoints: [{ address: '127.0.0.1', port: 9 }] };
+  const e = await setup(t, { seed: (api) => api.apply(cols.mes, web) });
+  type DumpedPlan = { service: string; accessLog?: { backends: Array<{ path: string }> }; policies?: { meshAccessLogs?: string[] } };
+  const plan = () => (e.agent.configDump() as { plans: DumpedPlan[] }).plans.find((p) => p.service === 'default/web');
+  t.is(plan()?.accessLog, undefined);
+  e.api.apply(cols.mal, {
+    metadata: { name: 'web-log', namespace: 'kuma-system', labels: { 'kuma.io/mesh': 'default' } },
+    spec: { to: [{ targetRef: { kind: 'MeshExternalService', name: 'web' }, default: { backends: [{ type: 'File', file: { path: '/dev/stdout' } }] } }] },
+  });
+  await until(() => plan()?.accessLog !== undefined, 'policy applied');
+  t.deepEqual(plan()?.accessLog?.backends.map((b) => b.path), ['/dev/stdout']);
+  t.deepEqual(plan()?.policies, { meshAccessLogs: ['web-log'] });
+  e.api.remove(cols.mal, 'web-log', 'kuma-system');
+  await until(() => plan()?.accessLog === undefined, 'policy removed');
+  t.is(plan()?.policies, undefined);
+});
+
 test('a Secret rotation changes the CA used on the next connection', async (t) => {
   const p = pki();
   const upstream = await tlsEcho({ key: p.good.key, cert: p.good.cert });

@@ -41,6 +41,16 @@ uint64_t SessionIdArg(const Napi::CallbackInfo& info, size_t i) {
   return static_cast<uint64_t>(info[i].As<Napi::Number>().Int64Value());
 }
 
+/** A histogram as {counts (per bucket, +Inf last), sumMs}. */
+Napi::Object HistogramToJs(Napi::Env env, const engine::LatencyHistogram& h) {
+  Napi::Array c = Napi::Array::New(env, engine::kHistogramFinite + 1);
+  for (uint32_t k = 0; k <= engine::kHistogramFinite; k++) c.Set(k, Napi::Number::New(env, static_cast<double>(h.counts[k].load(std::memory_order_relaxed))));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("counts", c);
+  o.Set("sumMs", Napi::Number::New(env, static_cast<double>(h.sumUs.load(std::memory_order_relaxed)) / 1000.0));
+  return o;
+}
+
 /** The engine's counters as JS (engineCounters, and engineStop's final reading). */
 Napi::Object CountersToJs(Napi::Env env, Engine& e) {
   std::vector<std::shared_ptr<engine::ServiceState>> states = e.plans().LiveStates();
@@ -52,6 +62,8 @@ Napi::Object CountersToJs(Napi::Env env, Engine& e) {
     Napi::Array c = Napi::Array::New(env, engine::ServiceStats::kCount);
     for (uint32_t k = 0; k < engine::ServiceStats::kCount; k++) c.Set(k, Napi::Number::New(env, static_cast<double>(st.stats.v[k].load(std::memory_order_relaxed))));
     o.Set("counters", c);
+    o.Set("rqTime", HistogramToJs(env, st.rqTime));
+    o.Set("connectTime", HistogramToJs(env, st.connectTime));
     Napi::Array eps = Napi::Array::New(env, st.endpoints.size());
     uint32_t j = 0;
     for (const auto& [label, ep] : st.endpoints) {
@@ -69,6 +81,18 @@ Napi::Object CountersToJs(Napi::Env env, Engine& e) {
   engine::GlobalStats& g = e.plans().global();
   Napi::Object out = Napi::Object::New(env);
   out.Set("services", services);
+  Napi::Array bounds = Napi::Array::New(env, engine::kHistogramFinite);
+  for (uint32_t k = 0; k < engine::kHistogramFinite; k++) bounds.Set(k, Napi::Number::New(env, static_cast<double>(engine::kHistogramBoundsUs[k]) / 1000.0));
+  out.Set("histogramBoundsMs", bounds);
+  auto failures = e.plans().logs().WriteFailures();
+  Napi::Array files = Napi::Array::New(env, failures.size());
+  for (size_t i = 0; i < failures.size(); i++) {
+    Napi::Object f = Napi::Object::New(env);
+    f.Set("path", failures[i].first);
+    f.Set("writeFailed", Napi::Number::New(env, static_cast<double>(failures[i].second)));
+    files.Set(static_cast<uint32_t>(i), f);
+  }
+  out.Set("accessLogFiles", files);
   out.Set("accepted", Napi::Number::New(env, static_cast<double>(g.accepted.load(std::memory_order_relaxed))));
   out.Set("noRoute", Napi::Number::New(env, static_cast<double>(g.noRoute.load(std::memory_order_relaxed))));
   out.Set("origDstFound", Napi::Number::New(env, static_cast<double>(g.origDstFound.load(std::memory_order_relaxed))));
@@ -176,6 +200,21 @@ Napi::Value EngineInstall(const Napi::CallbackInfo& info) {
     errs.Set(static_cast<uint32_t>(i), o);
   }
   out.Set("errors", errs);
+  return out;
+}
+
+// engineReopenLogs(engine) → [{path, error}]: reopens every access log file (logrotate's postrotate, SIGUSR1);
+// a path that cannot be opened keeps its old file and is reported.
+Napi::Value EngineReopenLogs(const Napi::CallbackInfo& info) {
+  Engine* e = EngineArg(info, 0);
+  auto errors = e->plans().logs().Reopen();
+  Napi::Array out = Napi::Array::New(info.Env(), errors.size());
+  for (size_t i = 0; i < errors.size(); i++) {
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("path", errors[i].first);
+    o.Set("error", errors[i].second);
+    out.Set(static_cast<uint32_t>(i), o);
+  }
   return out;
 }
 

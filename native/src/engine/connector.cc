@@ -102,6 +102,7 @@ struct Connector::Attempt final : Watcher {
   bool handshaking = false;
   bool dead = false;
   int64_t deadline = 0;
+  int64_t startUs = 0;  // MonoUs() at connect(2): the connect time histogram's origin
   void OnEvents(uint32_t events) override {
     if (!dead) c->OnAttemptEvents(*this, events);
   }
@@ -162,6 +163,7 @@ void Connector::Start(std::shared_ptr<const Plan> plan, std::vector<uint32_t> or
   client_ = std::move(client);
   pos_ = 0;
   target_ = 0;
+  attempts_ = 0;
   lastError_.clear();
   if (!plan_->error.empty()) {
     std::shared_ptr<const Plan> p = std::move(plan_);
@@ -182,7 +184,17 @@ void Connector::Start(std::shared_ptr<const Plan> plan, std::vector<uint32_t> or
 }
 
 void Connector::Next() {
-  while (pos_ < order_.size()) {
+  // The plan's connect attempts (MeshRetry tcp.maxConnectAttempt) bound the connects, going round the order
+  // again when it has fewer addresses; without them each address is tried once.
+  // A health check tries its endpoint's addresses once: retrying would hide the failure it is there to see.
+  uint32_t limit = plan_->retry && !probe_ ? plan_->retry->connectAttempts : 0;
+  for (;;) {
+    if (limit != 0 && attempts_ >= limit) break;
+    if (pos_ >= order_.size()) {
+      if (limit == 0 || attempts_ == 0) break;  // attempts_ == 0: no address anywhere, going round would spin
+      pos_ = 0;
+      target_ = 0;
+    }
     const PlanEndpoint& ep = plan_->endpoints[order_[pos_]];
     if (target_ >= ep.targets.size()) {
       if (ep.targets.empty() && !ep.unavailable.empty()) lastError_ = ep.unavailable;
@@ -191,6 +203,7 @@ void Connector::Next() {
       continue;
     }
     const PlanTarget& t = ep.targets[target_++];
+    attempts_++;
     if (!probe_) {
       plan_->state->stats.Add(ServiceStats::kUpstreamCxTotal);
       ep.state->total.fetch_add(1, std::memory_order_relaxed);
@@ -201,6 +214,7 @@ void Connector::Next() {
     a->targetIndex = static_cast<uint32_t>(target_ - 1);
     a->target = &t;
     int err = 0;
+    a->startUs = MonoUs();
     UniqueFd fd = StartConnect(t, &err);
     attempt_ = std::move(a);
     if (!fd.valid()) {
@@ -334,6 +348,7 @@ void Connector::TlsFailed(const std::string& stage, const std::string& code, con
 void Connector::Succeeded() {
   Attempt& a = *attempt_;
   const PlanEndpoint& ep = plan_->endpoints[a.endpoint];
+  if (!probe_) plan_->state->connectTime.Record(MonoUs() - a.startUs);
   if (!probe_ && ep.state->failStreak.exchange(0, std::memory_order_relaxed) != 0)
     owner_.loop()->Emit(Event("endpoint-ok", owner_.id()).Str("service", plan_->service).Str("endpoint", ep.label).Str("source", "connect"));
   owner_.loop()->Unwatch(a.t->fd());

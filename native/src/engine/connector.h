@@ -1,5 +1,6 @@
 // The one endpoint loop of the engine: connects a session to its service's upstream by the plan. It tries the
-// endpoints in the order Plan::Order gives (each endpoint's addresses in turn), each attempt bounded by the
+// endpoints in the order Plan::Order gives (each endpoint's addresses in turn; PlanRetry::connectAttempts
+// bounds the connects and may go round again), each attempt bounded by the
 // plan's connect timeout; with TLS it completes the handshake, the verification and (for HTTP/2) the ALPN
 // check before the session sees the connection, so a TLS failure fails over to the next address as a refused
 // connect does. Every attempt is counted in the service's stats and each failure reported to TypeScript
@@ -123,6 +124,7 @@ class Connector {
   std::string client_;
   size_t pos_ = 0;     // index into order_
   size_t target_ = 0;  // index into the current endpoint's targets
+  uint32_t attempts_ = 0;  // connects started since Start
   std::string lastError_;
   std::unique_ptr<Attempt> attempt_;
   bool probe_ = false;

@@ -176,6 +176,7 @@ std::vector<Event> Engine::Stop() {
   if (stopped_) return rest;
   stopped_ = true;
   JoinAll();
+  plans_.logs().Stop();  // every loop is done: what they logged is written now
   {
     std::lock_guard<std::mutex> g(evMu_);
     rest.swap(events_);
@@ -189,6 +190,7 @@ void Engine::Abandon() {
   if (stopped_) return;
   stopped_ = true;
   JoinAll();
+  plans_.logs().Stop();
   std::lock_guard<std::mutex> g(evMu_);
   events_.clear();
   released_ = true;

@@ -175,6 +175,12 @@ void Serve(Loop* loop, Downstream d) {
         // TCP has no way to say why: the connection closes at once; TypeScript logs the denial.
         plan.state->stats.Add(ServiceStats::kAccessDenied);
         loop->Emit(Event("denied", 0).Lazy().Str("service", plan.service).Str("client", d.client));
+        if (plan.accessLog) {
+          AccessRecord r;
+          r.Begin();
+          r.flags = kFlagUnauthorized;
+          LogAccess(plan, r, d.client);
+        }
         return;
       }
       engine->AdoptHere(loop, std::make_unique<TcpSession>(std::move(d)));

@@ -21,7 +21,10 @@
 
 #include "../tls/client_conn.h"
 #include "../tls/client_context.h"
+#include "access_log.h"
 #include "fd.h"
+#include "retry.h"
+#include "histogram.h"
 
 namespace mx::engine {
 
@@ -52,6 +55,12 @@ struct ServiceStats {
     kUpstreamRqMaxDuration,  // upstream requests ended by the plan's max stream duration
     kDownstreamRqIdleTimeout,  // streams ended by the plan's stream idle timeout
     kUpstreamCxMaxDuration,    // upstream connections retired by the plan's max connection duration
+    kRqRetrySuccess,           // requests answered by a retry (Envoy's upstream_rq_retry_success)
+    kRqRetryLimitExceeded,     // requests whose failure was retriable but the plan's retries were spent
+    kRqRetryBufferOverflow,    // requests that could not be retried: their body outgrew PlanRetry::kBufferBytes
+    kRqPerTryTimeout,          // attempts ended by the plan's per-try timeout
+    kAccessLogLines,           // access log lines queued for writing (one per backend)
+    kAccessLogDropped,         // access log lines dropped: their sink's queue was full (the writer lags)
     // PlanLimits (MeshCircuitBreaker connectionLimits): what each limit refused.
     kUpstreamCxOverflow,         // connects refused: maxConnections upstream connections were open
     kUpstreamRqPendingOverflow,  // connects or requests refused: maxPendingRequests / maxRequests reached
@@ -90,6 +99,10 @@ struct ServiceState {
   explicit ServiceState(std::string i) : id(std::move(i)) {}
   const std::string id;
   ServiceStats stats;
+  /** Envoy's upstream_rq_time: from a request's head arriving to its upstream response's end (HTTP only). */
+  LatencyHistogram rqTime;
+  /** Envoy's upstream_cx_connect_ms: from connect(2) to a usable connection (TLS handshake included). */
+  LatencyHistogram connectTime;
   std::atomic<uint32_t> next{0};
   /** Connects under way (PlanLimits::maxPendingRequests). */
   std::atomic<int64_t> pending{0};
@@ -188,6 +201,10 @@ struct Plan {
    * this old takes no new request; it is closed once its requests in flight are done. 0: none.
    */
   int64_t maxConnMs = 0;
+  /** The plan's `retry` (MeshRetry); null: each endpoint address once per connect, no request retried. */
+  std::shared_ptr<const PlanRetry> retry;
+  /** The service's access logging (MeshAccessLog); null: none. */
+  std::shared_ptr<const PlanAccessLog> accessLog;
   PlanLimits limits;
   /**
    * Whether TypeScript wants each response's status per endpoint (the plan has outlier detection): only then
@@ -272,6 +289,8 @@ class PlanTable {
   /** JS thread: every service state still referenced (by the current plans or by a session). */
   std::vector<std::shared_ptr<ServiceState>> LiveStates();
   GlobalStats& global() { return global_; }
+  /** The access log files plans write to, and their writer thread. */
+  LogSinks& logs() { return logs_; }
 
  private:
   mutable std::mutex mu_;
@@ -280,6 +299,7 @@ class PlanTable {
   std::unordered_map<std::string, std::weak_ptr<ServiceState>> states_;
   std::unordered_map<std::string, std::weak_ptr<tls::ClientContext>> contexts_;
   GlobalStats global_;
+  LogSinks logs_;
 };
 
 /** Text of an IP address as the TS codec writes it (IPv4-mapped IPv6 in dotted form). */

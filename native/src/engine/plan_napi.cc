@@ -30,6 +30,127 @@ int64_t Ms(Napi::Env env, const Napi::Object& o, const char* k, const std::strin
   return static_cast<int64_t>(js::U32(env, o, k, where, 0x7fffffffu));
 }
 
+/** Envoy's retry_on names, as src/snapshot/plan.ts writes them. */
+const std::map<std::string, uint32_t>& RetryOnNames() {
+  static const std::map<std::string, uint32_t> names = {
+      {"5xx", PlanRetry::k5xx},
+      {"gateway-error", PlanRetry::kGatewayError},
+      {"reset", PlanRetry::kReset},
+      {"connect-failure", PlanRetry::kConnectFailure},
+      {"retriable-4xx", PlanRetry::kRetriable4xx},
+      {"refused-stream", PlanRetry::kRefusedStream},
+      {"envoy-ratelimited", PlanRetry::kEnvoyRateLimited},
+      {"retriable-status-codes", PlanRetry::kRetriableStatusCodes},
+      {"cancelled", PlanRetry::kGrpcCancelled},
+      {"deadline-exceeded", PlanRetry::kGrpcDeadlineExceeded},
+      {"internal", PlanRetry::kGrpcInternal},
+      {"resource-exhausted", PlanRetry::kGrpcResourceExhausted},
+      {"unavailable", PlanRetry::kGrpcUnavailable},
+  };
+  return names;
+}
+
+std::shared_ptr<const PlanRetry> RetryFrom(Napi::Env env, const Napi::Value& v, const std::string& w) {
+  Napi::Object o = js::Obj(env, v, w);
+  auto r = std::make_shared<PlanRetry>();
+  r->connectAttempts = js::U32(env, o, "connectAttempts", w, 0xffffffffu);
+  r->numRetries = js::U32(env, o, "numRetries", w, 0xffffffffu);
+  r->perTryMs = Ms(env, o, "perTryMs", w);
+  r->backOffBaseMs = Ms(env, o, "backOffBaseMs", w);
+  r->backOffMaxMs = Ms(env, o, "backOffMaxMs", w);
+  Napi::Array on = js::Arr(env, o, "on", w);
+  for (uint32_t i = 0; i < on.Length(); i++) {
+    Napi::Value x = on.Get(i);
+    std::string name = x.IsString() ? x.As<Napi::String>().Utf8Value() : std::string();
+    auto it = RetryOnNames().find(name);
+    if (it == RetryOnNames().end()) ThrowArg(env, w + ".on[" + std::to_string(i) + "] must be a retry condition, got " + (x.IsString() ? name : js::What(x)));
+    r->on |= it->second;
+  }
+  Napi::Array st = js::Arr(env, o, "statuses", w);
+  for (uint32_t i = 0; i < st.Length(); i++) {
+    Napi::Value x = st.Get(i);
+    if (!x.IsNumber() || x.As<Napi::Number>().Int32Value() < 100 || x.As<Napi::Number>().Int32Value() > 599) ThrowArg(env, w + ".statuses[" + std::to_string(i) + "] must be an HTTP status, got " + js::What(x));
+    r->statuses.push_back(x.As<Napi::Number>().Int32Value());
+  }
+  Napi::Array ms = js::Arr(env, o, "methods", w);
+  for (uint32_t i = 0; i < ms.Length(); i++) {
+    Napi::Value x = ms.Get(i);
+    if (!x.IsString()) ThrowArg(env, w + ".methods[" + std::to_string(i) + "] must be a string, got " + js::What(x));
+    r->methods.push_back(x.As<Napi::String>().Utf8Value());
+  }
+  Napi::Array hs = js::Arr(env, o, "requestHeaders", w);
+  for (uint32_t i = 0; i < hs.Length(); i++) {
+    std::string hw = w + ".requestHeaders[" + std::to_string(i) + "]";
+    Napi::Object h = js::Obj(env, hs.Get(i), hw);
+    PlanRetry::HeaderMatch m;
+    m.name = js::Str(env, h, "name", hw, false);
+    std::string type = js::Str(env, h, "type", hw, false);
+    if (type == "Exact") m.type = PlanRetry::HeaderMatch::Type::kExact;
+    else if (type == "Prefix") m.type = PlanRetry::HeaderMatch::Type::kPrefix;
+    else if (type == "Present") m.type = PlanRetry::HeaderMatch::Type::kPresent;
+    else if (type == "Absent") m.type = PlanRetry::HeaderMatch::Type::kAbsent;
+    else ThrowArg(env, hw + ".type must be Exact, Prefix, Present or Absent, got " + type);
+    m.value = js::Str(env, h, "value", hw, true);
+    r->requestHeaders.push_back(std::move(m));
+  }
+  return r;
+}
+
+/** A format's tokens: {text} or {op, name?, alt?, max?} (src/snapshot/accesslog.ts PlanLogToken). */
+std::vector<LogToken> TokensFrom(Napi::Env env, const Napi::Object& o, const char* k, const std::string& where) {
+  std::vector<LogToken> out;
+  Napi::Array ts = js::Arr(env, o, k, where);
+  for (uint32_t i = 0; i < ts.Length(); i++) {
+    std::string tw = where + "." + k + "[" + std::to_string(i) + "]";
+    Napi::Object t = js::Obj(env, ts.Get(i), tw);
+    LogToken tok;
+    if (t.Get("op").IsUndefined()) {
+      tok.text = js::Str(env, t, "text", tw, false);
+    } else {
+      std::string op = js::Str(env, t, "op", tw, false);
+      if (!LogOpFrom(op, &tok.op)) ThrowArg(env, tw + ".op " + op + " is not an operator the engine fills");
+      tok.name = js::Str(env, t, "name", tw, true);
+      tok.alt = js::Str(env, t, "alt", tw, true);
+      if (!t.Get("max").IsUndefined()) tok.max = js::U32(env, t, "max", tw, 0xffffffffu);
+      if ((tok.op == LogOp::kReq || tok.op == LogOp::kResp) && tok.name.empty()) ThrowArg(env, tw + ".name must name a header for " + op);
+    }
+    out.push_back(std::move(tok));
+  }
+  return out;
+}
+
+/** The plan's `accessLog`; a backend whose file cannot be opened is left out and reported for the service. */
+std::shared_ptr<const PlanAccessLog> AccessLogFrom(Napi::Env env, const Napi::Value& v, const std::string& where, const std::string& service, PlanTable& table,
+                                                   std::vector<InstallError>* errors) {
+  Napi::Object o = js::Obj(env, v, where);
+  auto log = std::make_shared<PlanAccessLog>();
+  Napi::Array bs = js::Arr(env, o, "backends", where);
+  for (uint32_t i = 0; i < bs.Length(); i++) {
+    std::string bw = where + ".backends[" + std::to_string(i) + "]";
+    Napi::Object b = js::Obj(env, bs.Get(i), bw);
+    LogBackend backend;
+    std::string path = js::Str(env, b, "path", bw, false);
+    backend.json = js::Bool(env, b, "json", bw);
+    backend.omitEmpty = js::Bool(env, b, "omitEmptyValues", bw);
+    if (backend.json) {
+      Napi::Array fs = js::Arr(env, b, "fields", bw);
+      for (uint32_t j = 0; j < fs.Length(); j++) {
+        std::string fw = bw + ".fields[" + std::to_string(j) + "]";
+        Napi::Object f = js::Obj(env, fs.Get(j), fw);
+        backend.fields.emplace_back(JsonEscaped(js::Str(env, f, "key", fw, false)), TokensFrom(env, f, "tokens", fw));
+      }
+    } else {
+      backend.plain = TokensFrom(env, b, "plain", bw);
+    }
+    std::string err;
+    backend.sink = table.logs().SinkFor(path, &err);
+    // The service keeps serving; only this backend is missing (or, for a file open already, keeps its old file).
+    if (!err.empty()) errors->push_back({service, "MESHEXT_E_ACCESS_LOG", "access log backend " + path + ": " + err});
+    if (backend.sink) log->backends.push_back(std::move(backend));
+  }
+  return log;
+}
+
 /** Reads one plan; its TLS context comes from `table` (reused by id) or is built here. */
 std::shared_ptr<Plan> PlanFrom(Napi::Env env, const Napi::Value& v, const std::string& where, PlanTable& table,
                                std::vector<std::string>* keys, std::vector<InstallError>* errors) {
@@ -55,6 +176,7 @@ std::shared_ptr<Plan> PlanFrom(Napi::Env env, const Napi::Value& v, const std::s
   p->maxStreamMs = Ms(env, t, "maxStreamMs", tw);
   p->streamIdleMs = Ms(env, t, "streamIdleMs", tw);
   p->maxConnMs = Ms(env, t, "maxConnectionMs", tw);
+  if (!o.Get("retry").IsUndefined()) p->retry = RetryFrom(env, o.Get("retry"), where + ".retry");
   if (!o.Get("limits").IsUndefined()) {
     std::string lw = where + ".limits";
     Napi::Object l = js::Obj(env, o.Get("limits"), lw);
@@ -63,6 +185,7 @@ std::shared_ptr<Plan> PlanFrom(Napi::Env env, const Napi::Value& v, const std::s
     p->limits.maxRequests = js::U32(env, l, "maxRequests", lw, 0xffffffffu);
   }
   p->error = js::Str(env, o, "error", where, true);
+  if (!o.Get("accessLog").IsUndefined()) p->accessLog = AccessLogFrom(env, o.Get("accessLog"), where + ".accessLog", p->service, table, errors);
   // Outlier detection is applied by TypeScript; the engine only needs to know that it wants the statuses.
   p->reportStatuses = !o.Get("outlierDetection").IsUndefined();
   p->countResponses = o.Get("countResponses").ToBoolean().Value();

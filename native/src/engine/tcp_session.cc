@@ -26,6 +26,7 @@ TcpSession::TcpSession(Downstream d) : d_(std::move(d)), connector_(*this, *this
 }
 
 void TcpSession::Start() {
+  if (d_.plan->accessLog) log_.Begin();
   lastActive_ = loop()->NowMs();
   ArmIdle();
   // Watched from the start, so that a client that resets while the upstream is still being connected ends
@@ -45,7 +46,9 @@ void TcpSession::ArmIdle() {
   loop()->ArmTimer(this, idleArmed_);
 }
 
-void TcpSession::OnUpstream(std::unique_ptr<Transport> t, UpstreamLease lease, uint32_t /*endpoint*/, uint32_t /*target*/) {
+void TcpSession::OnUpstream(std::unique_ptr<Transport> t, UpstreamLease lease, uint32_t endpoint, uint32_t target) {
+  const PlanTarget& at = d_.plan->endpoints[endpoint].targets[target];
+  if (log_.begun) log_.upstreamHost = TargetText(at.address, at.port);
   sides_[kUpstream].t = std::move(t);
   lease_ = std::move(lease);
   StartRelay();
@@ -53,6 +56,8 @@ void TcpSession::OnUpstream(std::unique_ptr<Transport> t, UpstreamLease lease, u
 
 void TcpSession::OnUpstreamFailed(const std::string& reason) {
   loop()->Emit(Event("upstream-failed", id()).Str("service", d_.plan->service).Str("client", d_.client).Str("reason", reason));
+  log_.failure = reason;
+  log_.flags |= kFlagUpstreamConnectFailure;
   // The client learns it the way a direct connection would: by a reset.
   sides_[kClient].t->Reset();
   Finish();
@@ -257,6 +262,7 @@ bool TcpSession::Pump(Flow& f, size_t& budget) {
 }
 
 void TcpSession::Fail(int side) {
+  log_.flags |= side == kClient ? kFlagDownstreamConnectionTermination : kFlagUpstreamConnectionTermination;
   // The failed side is gone; the other side learns it the way a direct connection would: by a reset.
   if (sides_[1 - side].t) sides_[1 - side].t->Reset();
   Finish();
@@ -300,6 +306,9 @@ void TcpSession::Finish() {
     f.buf.reset();
   }
   if (sides_[kUpstream].t) CloseUpstream(loop(), id(), *sides_[kUpstream].t, lease_, sides_[kUpstream].rx, sides_[kUpstream].tx);
+  log_.bytesReceived = sides_[kClient].rx;
+  log_.bytesSent = sides_[kClient].tx;
+  LogAccess(*d_.plan, log_, d_.client);
   sides_[0].t.reset();
   sides_[1].t.reset();
   loop()->Retire(this);

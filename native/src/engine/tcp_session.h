@@ -89,6 +89,7 @@ class TcpSession final : public Session, private ConnectorHost {
   int64_t idleArmed_ = 0;  // deadline of the idle timer's pending heap entry
   bool relaying_ = false;    // StartRelay has run: both sides are watched
   bool ended_ = false;
+  AccessRecord log_;  // the connection's access log line
 };
 
 }  // namespace mx::engine

@@ -46,6 +46,7 @@ class UpstreamConn : public engine::Watcher {
   /** When, idle since `idle_since`, it is no longer reused. */
   int64_t IdleDeadline() const { return expires != 0 ? std::min(idle_since + idleMs, expires) : idle_since + idleMs; }
   uint64_t rx = 0, tx = 0;
+  std::string address;  // what it is connected to, as the access log's %UPSTREAM_HOST% prints it
   bool readable = true, rdhup = false, writable = true, eof = false, dead = false;
   int err = 0;                    // errno of a failed read/write
   Http1Session* owner = nullptr;  // null while idle in the pool

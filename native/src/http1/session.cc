@@ -11,7 +11,9 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 namespace mx::h1 {
@@ -84,9 +86,15 @@ void Http1Session::Close(const char* reason, bool reset) {
   End(reason);
 }
 
-void Http1Session::End(const char* /*reason*/, const char* /*detail*/) {
+void Http1Session::End(const char* reason, const char* /*detail*/) {
   if (closed_) return;
   closed_ = true;
+  if (log_.begun) {
+    // Cut short (a request in progress, a tunnel ending): the side that left is named by the flags.
+    if (std::strncmp(reason, "client", 6) == 0) log_.flags |= engine::kFlagDownstreamConnectionTermination;
+    else if (std::strncmp(reason, "upstream", 8) == 0) log_.flags |= engine::kFlagUpstreamConnectionTermination;
+    LogExchange();
+  }
   connector_.Cancel();
   DropUpstream();
   rq_slot_.reset();
@@ -107,6 +115,13 @@ void Http1Session::OnTimer(int64_t now) {
   // Entries the Connector armed (connect deadlines) share the heap: only the session's own goes on.
   if (closed_ || now < armed_) return;
   armed_ = 0;
+  // A back-off that ended or an attempt out of time; a retry may be due at once (a zero back-off), so again.
+  while ((phase_ == Phase::WaitUpstream || phase_ == Phase::Exchange) && ((retry_at_ != 0 && now >= retry_at_) || (try_deadline_ != 0 && now >= try_deadline_))) {
+    if (retry_at_ != 0 && now >= retry_at_) Resend();
+    else TryTimedOut();
+    Pump();
+    if (closed_) return;
+  }
   bool exchange = phase_ == Phase::WaitUpstream || phase_ == Phase::Exchange;
   // plan_ is the exchange's during one (outside one it may be null: the service is gone).
   int64_t idleAt = exchange && plan_->streamIdleMs > 0 ? stream_active_ + plan_->streamIdleMs : 0;
@@ -150,6 +165,8 @@ void Http1Session::OnTimer(int64_t now) {
     if (rq_deadline_ != 0) deadline = std::min(deadline, rq_deadline_);
     if (stream_deadline_ != 0) deadline = std::min(deadline, stream_deadline_);
     if (exchange && idleAt != 0) deadline = std::min(deadline, idleAt);
+    if (retry_at_ != 0) deadline = std::min(deadline, retry_at_);
+    if (try_deadline_ != 0) deadline = std::min(deadline, try_deadline_);
   }
   if (now >= deadline) {
     End(phase_ == Phase::Linger ? "done" : "idle-timeout");
@@ -378,6 +395,8 @@ bool Http1Session::StepHead() {
   }
   head_since_ = 0;
   if (st == Status::Failed || (req_head_.assign(cin_.data(), req_scan_.end()), !ParseRequest(req_head_, req_, err))) {
+    log_.Begin();
+    log_.flags = engine::kFlagDownstreamProtocolError;
     req_scan_.Reset();
     cin_.Clear();
     req_done_ = true;
@@ -385,6 +404,11 @@ bool Http1Session::StepHead() {
     return true;
   }
   cin_.Consume(req_scan_.end());
+  log_.Begin();
+  log_.protocol = req_.minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+  log_.headers = &log_heads_;
+  log_heads_.req = &req_;
+  log_heads_.resp = nullptr;
   req_scan_.Reset();
   resp_scan_.Reset();
   req_body_.Start(req_.framing, req_.content_length);
@@ -396,6 +420,8 @@ bool Http1Session::StepHead() {
   const engine::Plan* plan = CurrentPlan();
   engine::Admission a = engine::AdmitRequest(plan, loop(), id(), d_.client, req_.method, req_.target);
   if (a.verdict != engine::Admission::Verdict::kPass) {
+    using V = engine::Admission::Verdict;
+    log_.flags = a.verdict == V::kDenied ? engine::kFlagUnauthorized : a.verdict == V::kGone ? engine::kFlagNoRoute : engine::kFlagNoHealthyUpstream;
     // A connection whose service is gone closes; otherwise it stays usable once this request's body is read.
     LocalReply(a.status, a.message, a.verdict != engine::Admission::Verdict::kGone && req_done_);
     return true;
@@ -405,21 +431,107 @@ bool Http1Session::StepHead() {
     LocalReply(engine::kOverflowStatus, engine::OverflowMessage(*plan), req_done_, true);
     return true;
   }
+  // A request may be sent again only while all of it is held: the policy retries, its method is one it retries,
+  // and (checked as the body passes) its body stays within the buffer bound. Nothing is copied otherwise.
+  const engine::PlanRetry* rp = plan->retry.get();
+  held_ = rp != nullptr && rp->enabled() && !req_.upgrade && rp->Eligible(req_.method, [this](std::string_view name) -> std::optional<std::string_view> {
+            for (const Field& f : req_.fields)
+              if (http::IEquals(f.name, name)) return f.value;
+            return std::nullopt;
+          });
+  retry_body_.clear();
+  attempt_ = 0;
+  tried_.clear();
+  retry_at_ = try_deadline_ = 0;
+  sent_any_ = false;
   // The balancer picks an endpoint for every request; an idle connection to it is used when there is one.
   plan->Order(loop()->NowMs(), &order_);
-  std::unique_ptr<UpstreamConn> c;
-  if (!order_.empty()) {
-    // A connection made to any address of the endpoint (the connector falls over between them) is pooled
-    // under that address.
-    for (const engine::PlanTarget& t : plan->endpoints[order_[0]].targets)
-      if ((c = Pool::Of(loop()).Take(t.h1PoolKey))) break;
-  }
-  if (c) Begin(std::move(c), true);
-  else AskUpstream();
+  SendRequest();
   stream_active_ = loop()->NowMs();
   if (plan_->streamIdleMs > 0) ArmOwn(stream_active_ + plan_->streamIdleMs);
   if (req_done_) StartRequestTimer();
   return true;
+}
+
+void Http1Session::SendRequest() {
+  std::unique_ptr<UpstreamConn> c;
+  if (!order_.empty()) {
+    cur_endpoint_ = order_[0];
+    // A connection made to any address of the endpoint (the connector falls over between them) is pooled
+    // under that address.
+    for (const engine::PlanTarget& t : plan_->endpoints[order_[0]].targets)
+      if ((c = Pool::Of(loop()).Take(t.h1PoolKey))) break;
+  }
+  try_deadline_ = 0;
+  StartTry();
+  if (c) Begin(std::move(c), true);
+  else AskUpstream();
+}
+
+void Http1Session::StartTry() {
+  const engine::PlanRetry* rp = plan_->retry.get();
+  if (try_deadline_ != 0 || !req_done_ || rp == nullptr || rp->perTryMs <= 0) return;
+  try_deadline_ = loop()->NowMs() + rp->perTryMs;
+  ArmOwn(try_deadline_);
+}
+
+bool Http1Session::MayRetry(bool connectFailed) {
+  const engine::PlanRetry* rp = plan_->retry.get();
+  if (rp == nullptr || !rp->enabled() || resp_started_) return false;
+  // A request no upstream received (no connection was made) is safe to send whatever its method; one that went
+  // out is sent again only when it is held whole.
+  if (connectFailed) return held_ || !sent_any_;
+  return held_ && req_done_;
+}
+
+bool Http1Session::RetryIfAllowed(bool retriable, bool connectFailed) {
+  if (!retriable || !MayRetry(connectFailed)) return false;
+  const engine::PlanRetry& rp = *plan_->retry;
+  engine::ServiceStats& stats = plan_->state->stats;
+  if (attempt_ >= rp.numRetries) {
+    stats.Add(engine::ServiceStats::kRqRetryLimitExceeded);
+    return false;
+  }
+  DropUpstream();
+  connector_.Cancel();
+  if (std::find(tried_.begin(), tried_.end(), cur_endpoint_) == tried_.end()) tried_.push_back(cur_endpoint_);
+  attempt_++;
+  stats.Add(engine::ServiceStats::kRqRetry);
+  phase_ = Phase::WaitUpstream;
+  uin_.Clear();
+  uout_.Clear();
+  resp_scan_.Reset();
+  resp_any_ = false;
+  stream_deadline_ = try_deadline_ = 0;
+  retry_at_ = loop()->NowMs() + rp.BackOffMs(attempt_);
+  ArmOwn(retry_at_);
+  return true;
+}
+
+void Http1Session::Resend() {
+  retry_at_ = 0;
+  plan_->Order(loop()->NowMs(), &order_);
+  // Host selection omits the endpoints already tried while there are others (Envoy's previous_hosts predicate).
+  std::stable_partition(order_.begin(), order_.end(), [this](uint32_t e) { return std::find(tried_.begin(), tried_.end(), e) == tried_.end(); });
+  SendRequest();
+}
+
+void Http1Session::TryTimedOut() {
+  try_deadline_ = 0;
+  plan_->state->stats.Add(engine::ServiceStats::kRqPerTryTimeout);
+  if (!resp_started_) {
+    if (RetryIfAllowed(plan_->retry->RetryReset(false, false), false)) return;
+    log_.flags |= engine::kFlagUpstreamRequestTimeout;
+    connector_.Cancel();
+    Report(504, "upstream per-try timeout");
+    plan_->state->stats.CountResponse(504);
+    LocalReply(504, "upstream per-try timeout", req_done_);
+    return;
+  }
+  // Part of the response went out: the client must not take it for a whole one.
+  log_.flags |= engine::kFlagUpstreamRequestTimeout;
+  Report(504, "upstream per-try timeout");
+  End("upstream-error", "upstream per-try timeout");
 }
 
 void Http1Session::StartRequestTimer() {
@@ -429,19 +541,22 @@ void Http1Session::StartRequestTimer() {
 }
 
 void Http1Session::TimedOut(Expiry why) {
-  rq_deadline_ = stream_deadline_ = 0;
+  rq_deadline_ = stream_deadline_ = retry_at_ = try_deadline_ = 0;
   engine::ServiceStats& stats = plan_->state->stats;
   const char* what = "upstream request timeout";
   int status = 504;
   if (why == Expiry::kRequestTimeout) {
     stats.Add(engine::ServiceStats::kUpstreamRqTimeout);
+    log_.flags |= engine::kFlagUpstreamRequestTimeout;
   } else if (why == Expiry::kMaxStreamDuration) {
     stats.Add(engine::ServiceStats::kUpstreamRqMaxDuration);
+    log_.flags |= engine::kFlagUpstreamMaxStreamDuration;
     what = "upstream max stream duration reached";
     // As Envoy: a max stream duration that ends while the request is still arriving is the client's 408.
     if (!req_done_) status = 408;
   } else {
     stats.Add(engine::ServiceStats::kDownstreamRqIdleTimeout);
+    log_.flags |= engine::kFlagStreamIdleTimeout;
     what = "stream timeout";
     status = 408;
   }
@@ -478,11 +593,13 @@ void Http1Session::AskUpstream() {
 
 void Http1Session::OnUpstream(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, uint32_t endpoint, uint32_t target) {
   const engine::PlanEndpoint& ep = plan_->endpoints[endpoint];
+  if (!closed_ && phase_ == Phase::WaitUpstream) cur_endpoint_ = endpoint;
   // Pooled under the address it is connected to: a later request for that address may reuse it.
   const std::string& key = ep.targets[target].h1PoolKey;
   std::unique_ptr<engine::Transport> up = WrapUpstream(*plan_, ep, std::move(t));
   int64_t expires = plan_->maxConnMs > 0 ? loop()->NowMs() + plan_->maxConnMs : 0;
   auto c = std::make_unique<UpstreamConn>(std::move(up), std::move(lease), key, ep.host, plan_->upstreamIdleMs, expires);
+  c->address = engine::TargetText(ep.targets[target].address, ep.targets[target].port);
   if (loop()->Watch(c->fd(), c.get()) != 0) {
     c->Kill();
     loop()->Defer(std::move(c));
@@ -500,7 +617,11 @@ void Http1Session::OnUpstream(std::unique_ptr<engine::Transport> t, engine::Upst
 
 void Http1Session::OnUpstreamFailed(const std::string& reason) {
   if (closed_ || phase_ != Phase::WaitUpstream) return;
+  // A refusal by the plan's own connection limits is not retried: another attempt would meet the same limit.
+  if (plan_->retry && !connector_.overflowed() && RetryIfAllowed(plan_->retry->RetryReset(true, false), true)) return;
   plan_->state->stats.CountResponse(503);
+  log_.flags |= engine::kFlagUpstreamConnectFailure;
+  log_.failure = reason;
   loop()->Emit(engine::Event("upstream-failed", id()).Str("service", plan_->service).Str("client", d_.client).Str("reason", reason).Str("method", std::string(req_.method)).Str("path", std::string(req_.target)));
   LocalReply(503, "upstream unavailable: " + reason, req_done_ && req_body_sent_ == 0, connector_.overflowed());
   Pump();
@@ -509,12 +630,16 @@ void Http1Session::OnUpstreamFailed(const std::string& reason) {
 void Http1Session::Begin(std::unique_ptr<UpstreamConn> c, bool reused) {
   up_ = std::move(c);
   up_->owner = this;
+  log_.upstreamHost = up_->address;
   reused_ = reused;
   uin_.Clear();
   uout_.Clear();
   hbuf_.clear();
   WriteRequestHead(req_, up_->host, hbuf_);
   uout_.Append(hbuf_.data(), hbuf_.size());
+  // A retry sends the body bytes held from the attempts before; the rest follows from the client as it arrives.
+  if (attempt_ > 0 && !retry_body_.empty()) uout_.Append(retry_body_.data(), retry_body_.size());
+  sent_any_ = true;
   phase_ = Phase::Exchange;
   // Each upstream request (a retry is a new one) gets the whole max stream duration, as Envoy's.
   stream_deadline_ = 0;
@@ -530,6 +655,16 @@ bool Http1Session::StepExchange() {
     size_t n = req_body_.Consume(cin_.data(), cin_.size());
     if (n > 0) {
       uout_.Append(cin_.data(), n);
+      if (held_) {
+        if (retry_body_.size() + n > engine::PlanRetry::kBufferBytes) {
+          // Too large to hold: streamed from here on, and never sent again.
+          held_ = false;
+          std::string().swap(retry_body_);
+          plan_->state->stats.Add(engine::ServiceStats::kRqRetryBufferOverflow);
+        } else {
+          retry_body_.append(cin_.data(), n);
+        }
+      }
       cin_.Consume(n);
       req_body_sent_ += n;
       progress = true;
@@ -547,6 +682,7 @@ bool Http1Session::StepExchange() {
     if (req_body_.done()) {
       req_done_ = true;
       StartRequestTimer();
+      StartTry();
     }
   }
   if (!req_done_ && c_eof_ && cin_.empty()) {
@@ -559,6 +695,7 @@ bool Http1Session::StepExchange() {
     if (st == Status::Partial) break;
     if (st == Status::Failed || (resp_head_.assign(uin_.data(), resp_scan_.end()), !ParseResponse(resp_head_, req_.method, resp_, err))) {
       plan_->state->stats.CountResponse(502);
+      log_.flags |= engine::kFlagUpstreamProtocolError;
       Report(502, "upstream sent an invalid response: " + err.reason);
       LocalReply(502, "upstream sent an invalid response: " + err.reason, false);
       return true;
@@ -572,12 +709,36 @@ bool Http1Session::StepExchange() {
       cout_.Append(hbuf_.data(), hbuf_.size());
       continue;
     }
-    plan_->state->stats.CountResponse(resp_.status);
+    // Outlier detection sees every upstream answer, a retried one included (as Envoy's).
     if (plan_->reportStatuses) up_->lease().ReportStatus(loop(), id(), resp_.status, plan_->countResponses);
+    if (plan_->retry && resp_.status != 101) {
+      // The final response head is here and nothing of it went to the client: a status the policy retries
+      // sends the request again rather than relaying the failure.
+      int grpc = -1;
+      bool limited = false;
+      if (plan_->retry->ReadsHeaders())
+        for (const Field& f : resp_.fields) {
+          if (http::IEquals(f.name, "grpc-status")) grpc = std::atoi(std::string(f.value).c_str());
+          else if (http::IEquals(f.name, "x-envoy-ratelimited")) limited = true;
+        }
+      if (plan_->retry->RetryStatus(resp_.status, grpc, limited)) {
+        if (RetryIfAllowed(true, false)) return true;
+      } else if (attempt_ > 0) {
+        plan_->state->stats.Add(engine::ServiceStats::kRqRetrySuccess);
+      }
+    }
+    plan_->state->stats.CountResponse(resp_.status);
+    log_.status = resp_.status;
+    log_heads_.resp = &resp_;
     close_after_ = draining_ || !ClientKeepAlive(req_, resp_);
     WriteResponseHead(resp_, req_, close_after_, hbuf_);
     cout_.Append(hbuf_.data(), hbuf_.size());
     resp_started_ = true;
+    // No retry once the response goes to the client: a body still arriving is no longer copied.
+    if (held_) {
+      held_ = false;
+      std::string().swap(retry_body_);
+    }
     resp_body_.Start(resp_.framing, resp_.content_length);
     if (resp_.framing == Framing::Tunnel) {
       rq_deadline_ = stream_deadline_ = 0;  // an upgraded connection is a tunnel, not an exchange
@@ -588,6 +749,7 @@ bool Http1Session::StepExchange() {
   if (resp_started_ && !resp_done_) {
     if (!uin_.empty()) {
       size_t n = resp_body_.Consume(uin_.data(), uin_.size());
+      log_.bytesSent += n;
       if (n > 0) {
         cout_.Append(uin_.data(), n);
         uin_.Consume(n);
@@ -636,17 +798,20 @@ void Http1Session::UpstreamGone() {
     AskUpstream();
     return;
   }
+  if (plan_->retry && RetryIfAllowed(plan_->retry->RetryReset(false, false), false)) return;
   std::string reason;
   if (nothing && reused_ && !retried_) reason = "upstream closed the reused connection before responding";
   else if (nothing && retried_) reason = "upstream closed the connection before responding";
   else reason = std::string("upstream connection error: ") + ErrName(err);
   plan_->state->stats.CountResponse(503);
+  log_.flags |= engine::kFlagUpstreamConnectionTermination;
   LocalReply(503, "upstream unavailable: " + reason, req_done_ && req_body_sent_ == 0);
 }
 
 void Http1Session::Finish() {
-  rq_deadline_ = stream_deadline_ = 0;
+  rq_deadline_ = stream_deadline_ = retry_at_ = try_deadline_ = 0;
   rq_slot_.reset();
+  plan_->state->rqTime.Record(engine::MonoUs() - log_.startMonoUs);
   // A connection whose FIN arrived with the response (rdhup) is done, even before the read that says so.
   // A bridged HTTP/2 upstream that received GOAWAY says so itself.
   bool reusable = UpstreamReusable(resp_) && req_done_ && !up_->eof && !up_->rdhup && uin_.empty() && uout_.empty() && up_->t().reusable();
@@ -655,6 +820,7 @@ void Http1Session::Finish() {
   } else {
     DropUpstream();
   }
+  LogExchange();
   if (close_after_ || !req_done_ || draining_) {
     phase_ = Phase::Closing;
   } else {
@@ -695,11 +861,15 @@ bool Http1Session::StepTunnel() {
 }
 
 void Http1Session::LocalReply(int status, const std::string& body, bool keep, bool overloaded) {
-  rq_deadline_ = stream_deadline_ = 0;
+  rq_deadline_ = stream_deadline_ = retry_at_ = try_deadline_ = 0;
   rq_slot_.reset();
   keep = keep && !draining_ && req_.keep_alive;
   std::string r = LocalResponse(status, body, !keep, overloaded);
   cout_.Append(r.data(), r.size());
+  log_.status = status;
+  log_.bytesSent = body.size() + 1;  // LocalResponse ends the body with a newline
+  log_heads_.resp = nullptr;
+  LogExchange();
   DropUpstream();
   if (keep) {
     phase_ = Phase::Head;
@@ -726,6 +896,13 @@ void Http1Session::StartClosing() {
 
 void Http1Session::Report(int status, const std::string& reason) {
   loop()->Emit(engine::Event("h1-error", id()).Str("service", plan_->service).Num("status", status).Str("reason", reason).Str("method", std::string(req_.method)));
+}
+
+void Http1Session::LogExchange() {
+  if (!log_.begun) return;
+  log_.bytesReceived = req_body_sent_;
+  if (plan_) engine::LogAccess(*plan_, log_, d_.client);
+  log_.begun = false;
 }
 
 void Http1Session::Drain() {

@@ -17,6 +17,7 @@
 #include "../engine/engine.h"
 #include "buf.h"
 #include "codec.h"
+#include "log_headers.h"
 #include "pool.h"
 
 namespace mx::h1 {
@@ -77,6 +78,21 @@ class Http1Session : public engine::Session, private engine::ConnectorHost {
   void OnUpstreamFailed(const std::string& reason) override;
   void Begin(std::unique_ptr<UpstreamConn> c, bool reused);
   void UpstreamGone();
+  /** Takes an idle pooled connection to the first endpoint of order_ for the request, else asks the Connector. */
+  void SendRequest();
+  /** Whether the failed attempt may be tried again: the policy allows another, and the request is still held whole. */
+  bool MayRetry(bool nothingSent);
+  /**
+   * Counts and decides a failed attempt of the request whose condition `retriable` the policy names: true when a
+   * retry was scheduled (the attempt's upstream is dropped; the next one goes after the back-off).
+   */
+  bool RetryIfAllowed(bool retriable, bool nothingSent);
+  /** The back-off ended: the next attempt goes to the next endpoint in order, ones already tried last. */
+  void Resend();
+  /** The attempt's per-try timeout (PlanRetry::perTryMs) starts, once the request is complete. */
+  void StartTry();
+  /** The attempt ran out of its per-try time: another attempt, 504, or a cut response. */
+  void TryTimedOut();
   void Finish();
   /** `overloaded`: refused by a PlanLimits limit (x-envoy-overloaded: true). */
   void LocalReply(int status, const std::string& body, bool keep, bool overloaded = false);
@@ -86,6 +102,8 @@ class Http1Session : public engine::Session, private engine::ConnectorHost {
   void StartClosing();
   /** Tells JS about an upstream failure worth a log line (the client saw a 502 or a cut response). */
   void Report(int status, const std::string& reason);
+  /** The exchange is over: its access log line (when the plan has a log and the exchange began one). */
+  void LogExchange();
 
   engine::Downstream d_;
   engine::UniqueFd cfd_;
@@ -119,6 +137,18 @@ class Http1Session : public engine::Session, private engine::ConnectorHost {
   bool req_done_ = false, resp_started_ = false, resp_done_ = false, resp_any_ = false;
   bool reused_ = false, retried_ = false, close_after_ = false;
   uint64_t req_body_sent_ = 0;
+  engine::AccessRecord log_;  // the exchange's access log record; its start is upstream_rq_time's origin too
+  H1LogHeaders log_heads_;
+
+  // Retries of the exchange in progress (the plan's PlanRetry).
+  std::string retry_body_;     // request body bytes forwarded so far, held for a retry while held_ is true
+  bool held_ = false;          // the whole request so far can be sent again (policy applies, method, size)
+  bool sent_any_ = false;      // some attempt's head went upstream
+  uint32_t attempt_ = 0;       // retries made (0: the first attempt is under way)
+  uint32_t cur_endpoint_ = 0;  // endpoint of the attempt under way (plan_'s index)
+  std::vector<uint32_t> tried_;  // endpoints of the attempts made, tried last by the next one
+  int64_t retry_at_ = 0;       // when the back-off before the next attempt ends (0: none)
+  int64_t try_deadline_ = 0;   // when the attempt under way runs out of its per-try time (0: none)
 };
 
 }  // namespace mx::h1

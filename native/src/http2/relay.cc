@@ -2,8 +2,11 @@
 #include "relay.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
+#include "../engine/access_log.h"
+#include "../engine/histogram.h"
 #include "../http_common.h"
 #include "nv.h"
 
@@ -108,6 +111,11 @@ struct Relay::Stream {
   bool waiting = false;
   uint32_t group = 0;  // RelayHost::Route: only upstream connections of this group carry it
   int64_t begun = 0;   // host NowMs when its HEADERS began (the header deadline runs until req_done)
+  int64_t start_us = 0;  // engine::MonoUs() then: the origin of its request time
+  uint64_t req_bytes = 0, resp_bytes = 0;  // body bytes from and to the client (access log)
+  uint32_t log_flags = 0;  // engine::LogFlag bits
+  uint32_t last_up = 0;    // the upstream connection that last carried it
+  std::string failure;     // why an upstream failure answered it locally
 
   Headers resp;
   bool resp_done = false;
@@ -117,6 +125,16 @@ struct Relay::Stream {
   ByteQueue resp_body;
   bool down_deferred = false;
   bool down_closed = false;
+
+  // Retries (limits.retry): the request body already sent on the attempt under way is kept in req_kept while
+  // held, so another attempt can send it again; replay_off is how much of it the current attempt has resent.
+  bool held = false;
+  std::string req_kept;
+  size_t replay_off = 0;
+  uint32_t attempt = 0;          // retries made
+  std::vector<uint32_t> tried;   // groups of the attempts made
+  int64_t retry_at = 0;          // when its back-off ends (0: none)
+  int64_t try_deadline = 0;      // per-try timeout of the attempt under way (0: not running)
 
   StreamLimits limits;          // from its plan, at admission
   int64_t deadline = 0;         // route timeout, once the request is complete (0: not running)
@@ -220,6 +238,7 @@ int Relay::OnBeginHeaders(nghttp2_session* sess, const nghttp2_frame* f, void* u
   auto s = std::make_unique<Stream>();
   s->id = f->hd.stream_id;
   s->begun = r->host_.NowMs();
+  s->start_us = engine::MonoUs();
   nghttp2_session_set_stream_user_data(sess, s->id, s.get());
   r->streams_[s->id] = std::move(s);
   return 0;
@@ -256,6 +275,12 @@ int Relay::OnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud) 
     }
     s->group = r->host_.Route();
     s->limits = r->host_.Limits();
+    const engine::PlanRetry* rp = s->limits.retry.get();
+    s->held = rp != nullptr && rp->enabled() && rp->Eligible(method, [s](std::string_view name) -> std::optional<std::string_view> {
+                for (const auto& [k, v] : s->req)
+                  if (k == name) return std::string_view(v);
+                return std::nullopt;
+              });
     if (s->limits.streamIdleMs > 0) {
       r->Touch(s);
       r->host_.ArmTimer(s->limits.streamIdleMs);
@@ -279,22 +304,34 @@ int Relay::OnDataChunk(nghttp2_session* sess, uint8_t, int32_t stream_id, const 
   auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(sess, stream_id));
   // Nobody will forward these bytes (stream gone, answered locally, or the upstream already finished it):
   // acknowledge them now so the client's windows do not shrink for good.
-  if (!s || (!s->up_active && !s->waiting)) {
+  if (!s || (!s->up_active && !s->waiting && s->retry_at == 0)) {
     nghttp2_session_consume(sess, stream_id, len);
     return 0;
   }
   s->req_body.Append(data, len);
+  s->req_bytes += len;
   static_cast<Relay*>(ud)->Touch(s);
   static_cast<Relay*>(ud)->ResumeUpstreamData(s);
   return 0;
 }
 
-int Relay::OnStreamClose(nghttp2_session* sess, int32_t stream_id, uint32_t, void* ud) {
+int Relay::OnStreamClose(nghttp2_session* sess, int32_t stream_id, uint32_t code, void* ud) {
   auto* r = static_cast<Relay*>(ud);
   auto it = r->streams_.find(stream_id);
   if (it == r->streams_.end()) return 0;
   Stream* s = it->second.get();
   s->down_closed = true;
+  if (code != NGHTTP2_NO_ERROR && !s->log_flags) s->log_flags |= engine::kFlagDownstreamConnectionTermination;
+  StreamEnd end;
+  end.req = &s->req;
+  end.resp = &s->resp;
+  end.reqBytes = s->req_bytes;
+  end.respBytes = s->resp_bytes;
+  end.startUs = s->start_us;
+  end.flags = s->log_flags;
+  end.upstream = s->last_up;
+  end.failure = &s->failure;
+  r->host_.StreamClosed(end);
   if (s->waiting) {
     r->waiting_.erase(std::remove(r->waiting_.begin(), r->waiting_.end(), s), r->waiting_.end());
     s->waiting = false;
@@ -312,6 +349,7 @@ ssize_t Relay::ReadResponse(nghttp2_session* sess, int32_t stream_id, uint8_t* b
   auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(sess, stream_id));
   if (!s) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   size_t n = s->resp_body.Take(buf, len);
+  s->resp_bytes += n;
   if (n > 0 && s->conn) {
     // The client took these bytes: now the upstream may send more.
     nghttp2_session_consume(s->conn->sess, s->up_id, n);
@@ -429,13 +467,21 @@ void Relay::UpstreamUnavailable(const std::string& reason, uint32_t group, bool 
   std::deque<Stream*> keep;
   for (Stream* s : waiting_) (s->group == group ? failed : keep).push_back(s);
   waiting_.swap(keep);
+  bool again = false;
   for (Stream* s : failed) {
     s->waiting = false;
+    if (s->limits.retry && !overloaded && RetryStream(s, s->limits.retry->RetryReset(true, false), true)) {
+      again = again || s->waiting;
+      continue;
+    }
+    s->log_flags |= engine::kFlagUpstreamConnectFailure;
+    s->failure = reason;
     LocalAnswer a;
     a.message = "upstream unavailable: " + reason;
     a.overloaded = overloaded;
     Answer(s, a);
   }
+  if (again) Dispatch();
 }
 
 void Relay::Answered(uint32_t group) { requested_.erase(std::remove(requested_.begin(), requested_.end(), group), requested_.end()); }
@@ -529,6 +575,7 @@ void Relay::UpstreamLost(uint32_t id, const std::string& reason) {
       continue;
     }
     if (!s->resp_done) host_.UpstreamFailure(id, reason);
+    if (!s->resp_submitted && s->limits.retry && RetryStream(s, s->limits.retry->RetryReset(false, false), false)) continue;
     UpstreamFailedStream(s, NGHTTP2_INTERNAL_ERROR, reason);
   }
   ups_.erase(it);
@@ -577,15 +624,44 @@ int Relay::UpOnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud
       s->resp.clear();  // interim responses are not relayed; the final one follows
       return 0;
     }
+    // Outlier detection sees every upstream answer, a retried one included (as Envoy's).
+    if (s->conn) r->host_.UpstreamStatus(s->conn->id, status);
+    if (const engine::PlanRetry* rp = s->limits.retry.get()) {
+      // Nothing of this response went to the client yet: a status (or trailers-only grpc-status) the policy
+      // retries sends the request again instead.
+      int grpc = -1;
+      bool limited = false;
+      if (rp->ReadsHeaders())
+        for (const auto& [k, v] : s->resp) {
+          if (k == "grpc-status") grpc = std::atoi(v.c_str());
+          else if (k == "x-envoy-ratelimited") limited = true;
+        }
+      if (rp->RetryStatus(status, grpc, limited)) {
+        if (r->RetryStream(s, true, false)) {
+          r->Dispatch();
+          return 0;
+        }
+      } else if (s->attempt > 0) {
+        r->host_.CountRetryOutcome(RetryOutcome::kSuccess);
+      }
+      // No retry once a response goes to the client: what was held for one is let go (unless a replay is
+      // still sending it), so a long upload or a gRPC stream does not keep 64 KiB for nothing.
+      if (s->replay_off == s->req_kept.size()) {
+        s->held = false;
+        std::string().swap(s->req_kept);
+        s->replay_off = 0;
+      }
+    }
     s->resp_done = true;
     s->resp_end = end;
-    if (s->conn) r->host_.UpstreamStatus(s->conn->id, status);
     r->host_.CountResponse(status);
+    if (end) r->host_.CountRequestTime(engine::MonoUs() - s->start_us);
     r->SubmitResponse(s, end);
     return 0;
   }
   if (end) {
     s->resp_end = true;
+    r->host_.CountRequestTime(engine::MonoUs() - s->start_us);
     r->ResumeClientData(s);
   }
   return 0;
@@ -635,8 +711,12 @@ int Relay::UpOnStreamClose(nghttp2_session* sess, int32_t stream_id, uint32_t co
       s->waiting = true;
       r->waiting_.push_front(s);
     } else {
+      // Outlier detection counts the failed attempt whether or not the policy retries it (as Envoy's).
       if (!s->resp_done) r->host_.UpstreamFailure(u->id, "upstream reset the stream (code " + std::to_string(code) + ")");
-      r->UpstreamFailedStream(s, code == NGHTTP2_NO_ERROR ? static_cast<uint32_t>(NGHTTP2_INTERNAL_ERROR) : code, "upstream reset the stream (code " + std::to_string(code) + ")");
+      if (s->resp_submitted || s->down_closed || !s->limits.retry ||
+          !r->RetryStream(s, s->limits.retry->RetryReset(false, code == NGHTTP2_REFUSED_STREAM), false)) {
+        r->UpstreamFailedStream(s, code == NGHTTP2_NO_ERROR ? static_cast<uint32_t>(NGHTTP2_INTERNAL_ERROR) : code, "upstream reset the stream (code " + std::to_string(code) + ")");
+      }
     }
   }
   r->Dispatch();
@@ -680,12 +760,31 @@ ssize_t Relay::ReadRequest(nghttp2_session* sess, int32_t stream_id, uint8_t* bu
   Relay* r = u->relay;
   auto* s = static_cast<Stream*>(nghttp2_session_get_stream_user_data(sess, stream_id));
   if (!s || s->conn != u) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-  size_t n = s->req_body.Take(buf, len);
-  if (n > 0) {
-    s->req_sent_any = true;
-    nghttp2_session_consume(r->down_, s->id, n);
+  size_t n = 0;
+  if (s->replay_off < s->req_kept.size()) {
+    // Another attempt: what the attempts before sent goes again first (acknowledged to the client already).
+    n = std::min(len, s->req_kept.size() - s->replay_off);
+    std::memcpy(buf, s->req_kept.data() + s->replay_off, n);
+    s->replay_off += n;
+  } else {
+    n = s->req_body.Take(buf, len);
+    if (n > 0) {
+      if (s->held) {
+        if (s->req_kept.size() + n > engine::PlanRetry::kBufferBytes) {
+          // Too large to hold: streamed from here on, and never sent again.
+          s->held = false;
+          std::string().swap(s->req_kept);
+          r->host_.CountRetryOutcome(RetryOutcome::kBufferOverflow);
+        } else {
+          s->req_kept.append(reinterpret_cast<const char*>(buf), n);
+        }
+        s->replay_off = s->req_kept.size();
+      }
+      s->req_sent_any = true;
+      nghttp2_session_consume(r->down_, s->id, n);
+    }
   }
-  bool ended = s->req_body.Size() == 0 && s->req_end;
+  bool ended = s->replay_off == s->req_kept.size() && s->req_body.Size() == 0 && s->req_end;
   return DataReadResult(sess, stream_id, n, ended, ended ? FilterTrailers(s->req_trailers) : Headers(), flags, &s->up_deferred);
 }
 
@@ -750,7 +849,8 @@ bool Relay::Submit(Stream* s, Upstream* u) {
     h.emplace_back(k, v);
   }
   auto nv = ToNv(h);
-  bool body = !(s->req_end && s->req_body.Size() == 0 && s->req_trailers.empty());
+  bool body = !(s->req_end && s->req_body.Size() == 0 && s->req_kept.empty() && s->req_trailers.empty());
+  s->replay_off = 0;
   nghttp2_data_provider prd;
   prd.source.ptr = s;
   prd.read_callback = ReadRequest;
@@ -764,10 +864,13 @@ bool Relay::Submit(Stream* s, Upstream* u) {
   // Each upstream stream (a replay is a new one) gets the whole max stream duration, as Envoy's per upstream request.
   s->stream_deadline = s->limits.maxStreamMs > 0 ? host_.ArmTimer(s->limits.maxStreamMs) : 0;
   s->up_active = true;
+  s->last_up = u->id;
   s->up_opened = false;
   s->up_deferred = false;
   u->active++;
   u->refs.insert(s);
+  s->try_deadline = 0;
+  StartTry(s);
   return true;
 }
 
@@ -787,6 +890,7 @@ void Relay::Detach(Stream* s) {
 
 void Relay::UpstreamFailedStream(Stream* s, uint32_t code, const std::string& why) {
   if (s->down_closed) return;
+  s->log_flags |= engine::kFlagUpstreamConnectionTermination;
   if (!s->resp_submitted) {
     LocalReply(s, why);
     return;
@@ -799,19 +903,87 @@ void Relay::Touch(Stream* s) {
 }
 
 void Relay::StartRequestTimer(Stream* s) {
+  if (s->conn) StartTry(s);
   if (s->limits.requestMs <= 0 || s->deadline != 0 || s->resp_end) return;
   s->deadline = host_.ArmTimer(s->limits.requestMs);
+}
+
+void Relay::StartTry(Stream* s) {
+  const engine::PlanRetry* rp = s->limits.retry.get();
+  if (rp == nullptr || rp->perTryMs <= 0 || s->try_deadline != 0 || !s->req_end || s->resp_end) return;
+  s->try_deadline = host_.ArmTimer(rp->perTryMs);
+}
+
+bool Relay::RetryStream(Stream* s, bool retriable, bool connectFailed) {
+  const engine::PlanRetry* rp = s->limits.retry.get();
+  if (!retriable || rp == nullptr || !rp->enabled() || s->resp_submitted || s->down_closed) return false;
+  // A request no upstream received is safe to send whatever its method while all of it is still here; one that
+  // went out is sent again only when it is held whole.
+  bool may = connectFailed ? (s->held || !s->req_sent_any) : (s->held && s->req_end);
+  if (!may) return false;
+  if (s->attempt >= rp->numRetries) {
+    host_.CountRetryOutcome(RetryOutcome::kLimitExceeded);
+    return false;
+  }
+  if (s->waiting) {
+    waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), s), waiting_.end());
+    s->waiting = false;
+  }
+  if (s->conn) Detach(s);
+  s->resp.clear();
+  s->resp_trailers.clear();
+  s->resp_body.Clear();
+  s->resp_done = s->resp_end = false;
+  s->resp_field_bytes = 0;
+  if (std::find(s->tried.begin(), s->tried.end(), s->group) == s->tried.end()) s->tried.push_back(s->group);
+  s->attempt++;
+  host_.CountRetry();
+  s->up_id = -1;
+  s->up_opened = false;
+  s->stream_deadline = s->try_deadline = 0;
+  s->retry_at = host_.ArmTimer(rp->BackOffMs(s->attempt));
+  if (s->retry_at == 0) {
+    // A host without timers (RelayHost's default): the next attempt waits for a connection at once.
+    s->group = host_.Reroute(s->tried);
+    s->waiting = true;
+    waiting_.push_back(s);
+  }
+  return true;
+}
+
+void Relay::TryTimeOut(Stream* s) {
+  s->try_deadline = 0;
+  host_.CountRetryOutcome(RetryOutcome::kPerTryTimeout);
+  if (!s->resp_submitted && RetryStream(s, s->limits.retry->RetryReset(false, false), false)) return;
+  s->log_flags |= engine::kFlagUpstreamRequestTimeout;
+  if (s->waiting) {
+    waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), s), waiting_.end());
+    s->waiting = false;
+  }
+  if (s->conn) Detach(s);
+  if (s->resp_submitted) {
+    nghttp2_submit_rst_stream(down_, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+    return;
+  }
+  s->deadline = s->stream_deadline = s->active_at = 0;
+  LocalAnswer a;
+  a.status = 504;
+  a.grpcStatus = 4;  // DEADLINE_EXCEEDED
+  a.message = "upstream per-try timeout";
+  Answer(s, a);
 }
 
 int64_t Relay::ExpireRequests(int64_t nowMs) {
   int64_t next = 0;
   std::vector<std::pair<Stream*, Expiry>> due;
+  std::vector<Stream*> resend;
+  std::vector<Stream*> tryDue;
   for (auto& [id, s] : streams_) {
     int64_t idleAt = s->active_at != 0 ? s->active_at + s->limits.streamIdleMs : 0;
-    if (s->deadline == 0 && s->stream_deadline == 0 && idleAt == 0) continue;
+    if (s->deadline == 0 && s->stream_deadline == 0 && idleAt == 0 && s->retry_at == 0 && s->try_deadline == 0) continue;
     if (s->resp_end || s->down_closed) {
       // The response is complete (every limit ends with the upstream's END_STREAM).
-      s->deadline = s->stream_deadline = s->active_at = 0;
+      s->deadline = s->stream_deadline = s->active_at = s->retry_at = s->try_deadline = 0;
       continue;
     }
     if (s->deadline != 0 && s->deadline <= nowMs) {
@@ -820,19 +992,38 @@ int64_t Relay::ExpireRequests(int64_t nowMs) {
       due.emplace_back(s.get(), Expiry::kMaxStreamDuration);
     } else if (idleAt != 0 && idleAt <= nowMs) {
       due.emplace_back(s.get(), Expiry::kStreamIdle);
+    } else if (s->retry_at != 0 && s->retry_at <= nowMs) {
+      resend.push_back(s.get());
+    } else if (s->try_deadline != 0 && s->try_deadline <= nowMs) {
+      tryDue.push_back(s.get());
     } else {
-      for (int64_t d : {s->deadline, s->stream_deadline, idleAt})
+      for (int64_t d : {s->deadline, s->stream_deadline, idleAt, s->retry_at, s->try_deadline})
         if (d != 0 && (next == 0 || d < next)) next = d;
     }
   }
-  for (auto [s, why] : due) TimeOut(s, why);
-  if (!due.empty()) Dispatch();
+  for (auto [s, why] : due) {
+    s->retry_at = s->try_deadline = 0;
+    TimeOut(s, why);
+  }
+  for (Stream* s : tryDue) TryTimeOut(s);
+  for (Stream* s : resend) {
+    // The back-off is over: the next attempt goes to another endpoint where there is one.
+    s->retry_at = 0;
+    s->group = host_.Reroute(s->tried);
+    s->waiting = true;
+    waiting_.push_back(s);
+  }
+  for (auto& [id, s] : streams_)
+    for (int64_t d : {s->retry_at, s->try_deadline})
+      if (d != 0 && (next == 0 || d < next)) next = d;
+  if (!due.empty() || !resend.empty() || !tryDue.empty()) Dispatch();
   return next;
 }
 
 void Relay::TimeOut(Stream* s, Expiry why) {
   s->deadline = s->stream_deadline = s->active_at = 0;
   host_.CountExpiry(why);
+  s->log_flags |= why == Expiry::kRequestTimeout ? engine::kFlagUpstreamRequestTimeout : why == Expiry::kStreamIdle ? engine::kFlagStreamIdleTimeout : engine::kFlagUpstreamMaxStreamDuration;
   if (s->waiting) {
     waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), s), waiting_.end());
     s->waiting = false;
@@ -872,6 +1063,7 @@ void Relay::Answer(Stream* s, const LocalAnswer& a) {
   s->resp_trailers.clear();
   s->resp_body.Clear();
   if (a.counted) host_.CountResponse(a.status);
+  s->log_flags |= a.flags;
   s->resp_end = true;
   if (opts_.grpc) {
     s->resp = {{":status", "200"}, {"content-type", "application/grpc"}, {"grpc-status", std::to_string(a.grpcStatus)}, {"grpc-message", GrpcMessage(a.message)}};

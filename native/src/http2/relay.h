@@ -20,6 +20,8 @@
 #include <utility>
 #include <vector>
 
+#include "../engine/retry.h"
+
 namespace mx::h2 {
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
@@ -33,6 +35,20 @@ struct LocalAnswer {
   bool counted = true;
   /** Refused by the host's concurrency limit: HTTP answers carry x-envoy-overloaded: true, as Envoy's. */
   bool overloaded = false;
+  /** engine::LogFlag bits for the access log. */
+  uint32_t flags = 0;
+};
+
+/** How a client stream ended, for the access log (RelayHost::StreamClosed). */
+struct StreamEnd {
+  const Headers* req = nullptr;   // the request's header block (pseudo-headers included)
+  const Headers* resp = nullptr;  // what the client was answered (":status" included; empty: nothing)
+  uint64_t reqBytes = 0;          // request body bytes from the client
+  uint64_t respBytes = 0;         // response body bytes to the client
+  int64_t startUs = 0;            // engine::MonoUs() when its HEADERS began
+  uint32_t flags = 0;             // engine::LogFlag bits the relay knows
+  uint32_t upstream = 0;          // the upstream connection that last carried it (0: none)
+  const std::string* failure = nullptr;  // why it was answered locally after an upstream failure
 };
 
 /** Time limits of one admitted stream, from its plan (0: none). */
@@ -43,9 +59,14 @@ struct StreamLimits {
   int64_t maxStreamMs = 0;
   /** Envoy's stream_idle_timeout: no frame of the stream either way for this long. */
   int64_t streamIdleMs = 0;
+  /** The plan's retry policy (null: no request is retried beyond replays of streams the upstream never processed). */
+  std::shared_ptr<const engine::PlanRetry> retry;
   /** Whatever the host holds for the stream while it lives (a request slot of a concurrency limit): released with it. */
   std::shared_ptr<void> hold;
 };
+
+/** What became of a retry policy's request, for the host's books. */
+enum class RetryOutcome { kSuccess, kLimitExceeded, kBufferOverflow, kPerTryTimeout };
 
 /** Why a stream's time ran out. */
 enum class Expiry { kRequestTimeout, kMaxStreamDuration, kStreamIdle };
@@ -81,8 +102,21 @@ class RelayHost {
     (void)upstream;
     (void)reason;
   }
-  /** A stream the upstream refused unprocessed (GOAWAY, REFUSED_STREAM) is being replayed on another connection. */
+  /**
+   * A stream is being sent again: one the upstream refused unprocessed (GOAWAY, REFUSED_STREAM), or a failed
+   * attempt the plan's retry policy retries.
+   */
   virtual void CountRetry() = 0;
+  /** See RetryOutcome. */
+  virtual void CountRetryOutcome(RetryOutcome what) { (void)what; }
+  /**
+   * The group for another attempt of a request whose attempts went to `tried` groups: its next endpoint in the
+   * plan's order, those already tried last (Envoy's previous_hosts). Default: Route().
+   */
+  virtual uint32_t Reroute(const std::vector<uint32_t>& tried) {
+    (void)tried;
+    return Route();
+  }
   /** Right after Admit said yes: the admitted stream's time limits. */
   virtual StreamLimits Limits() { return {}; }
   /** The host's clock in ms (what ArmTimer deadlines are on; the header deadline too, OldestOpenHeaders). */
@@ -92,6 +126,10 @@ class RelayHost {
     (void)afterMs;
     return 0;
   }
+  /** A client stream is gone (answered, reset or cancelled); `e` is valid during the call only. */
+  virtual void StreamClosed(const StreamEnd& e) { (void)e; }
+  /** An upstream response ended (END_STREAM) `us` microseconds after its request's HEADERS began arriving. */
+  virtual void CountRequestTime(int64_t us) { (void)us; }
   /** A stream ran out of time (ExpireRequests): it is answered locally, or reset if its response began. */
   virtual void CountExpiry(Expiry why) { (void)why; }
 };
@@ -223,6 +261,15 @@ class Relay {
   /** The request is complete: its route timeout starts (see RelayHost::ArmTimer). */
   void StartRequestTimer(Stream* s);
   void TimeOut(Stream* s, Expiry why);
+  /** The attempt under way ran out of its per-try time: another attempt, a local 504 / DEADLINE_EXCEEDED, or a reset. */
+  void TryTimeOut(Stream* s);
+  /** The attempt's per-try timeout starts, once the request is complete and on its way. */
+  void StartTry(Stream* s);
+  /**
+   * A failed attempt whose condition the policy names (`retriable`): true when another attempt is scheduled (the
+   * upstream stream is cancelled, the next goes after the back-off). `connectFailed`: no connection was made.
+   */
+  bool RetryStream(Stream* s, bool retriable, bool connectFailed);
   void Answer(Stream* s, const LocalAnswer& a);
   void SubmitResponse(Stream* s, bool end);
   void ResumeClientData(Stream* s);

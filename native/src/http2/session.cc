@@ -1,6 +1,8 @@
 // Http2Session: see session.h.
 #include "session.h"
 
+#include "log_headers.h"
+
 #include "../bridge/h2_over_h1_transport.h"
 #include "../engine/admission.h"
 
@@ -432,12 +434,15 @@ bool Http2Session::Admit(LocalAnswer* answer, std::string_view method, std::stri
   answer->grpcStatus = a.grpcStatus;
   answer->message = a.message;
   answer->counted = false;  // AdmitRequest kept the books
+  using V = engine::Admission::Verdict;
+  answer->flags = a.verdict == V::kDenied ? engine::kFlagUnauthorized : a.verdict == V::kGone ? engine::kFlagNoRoute : engine::kFlagNoHealthyUpstream;
   return false;
 }
 
-void Http2Session::OnUpstream(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, uint32_t endpoint, uint32_t /*target*/) {
+void Http2Session::OnUpstream(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, uint32_t endpoint, uint32_t target) {
   std::shared_ptr<const engine::Plan> plan = std::move(connectPlan_);
   const engine::PlanEndpoint& ep = plan->endpoints[endpoint];
+  attachAddress_ = engine::TargetText(ep.targets[target].address, ep.targets[target].port);
   // An HTTP/1.1 upstream carries one exchange at a time: the relay must not assume more before its SETTINGS.
   bool bridged = plan->protocol == engine::Protocol::kHttp;
   if (bridged) t = WrapHttp1Upstream(std::move(t));
@@ -467,6 +472,7 @@ void Http2Session::Attach(std::unique_ptr<engine::Transport> t, engine::Upstream
   }
   side->t = std::move(t);
   side->lease = std::move(lease);
+  side->address = std::move(attachAddress_);
   Side& s = *side;
   ups_.push_back(std::move(side));
   if (int err = loop()->Watch(s.t->fd(), &s)) {
@@ -538,10 +544,54 @@ void Http2Session::NeedUpstream(uint32_t /*group*/) {
 
 void Http2Session::CountResponse(int status) { plan_->state->stats.CountResponse(status); }
 
+void Http2Session::CountRequestTime(int64_t us) { plan_->state->rqTime.Record(us); }
+
+void Http2Session::StreamClosed(const StreamEnd& e) {
+  if (!plan_->accessLog) return;
+  engine::AccessRecord r;
+  r.BeginAt(e.startUs);
+  r.protocol = "HTTP/2";
+  H2LogHeaders headers(e.req, e.resp->empty() ? nullptr : e.resp);
+  r.headers = &headers;
+  for (const auto& [k, v] : *e.resp)
+    if (k == ":status") r.status = std::atoi(v.c_str());
+  r.bytesReceived = e.reqBytes;
+  r.bytesSent = e.respBytes;
+  r.flags = e.flags;
+  r.failure = *e.failure;
+  for (const auto& s : ups_)
+    if (e.upstream != 0 && s->rid == e.upstream) r.upstreamHost = s->address;
+  engine::LogAccess(*plan_, r, d_.client);
+}
+
 void Http2Session::CountRetry() { plan_->state->stats.Add(engine::ServiceStats::kRqRetry); }
 
 // Admit has just looked the plan up: plan_ is the admitted stream's.
-StreamLimits Http2Session::Limits() { return {plan_->requestTimeoutMs, plan_->maxStreamMs, plan_->streamIdleMs, std::move(admittedHold_)}; }
+StreamLimits Http2Session::Limits() { return {plan_->requestTimeoutMs, plan_->maxStreamMs, plan_->streamIdleMs, plan_->retry, std::move(admittedHold_)}; }
+
+void Http2Session::CountRetryOutcome(RetryOutcome what) {
+  engine::ServiceStats::Index i = what == RetryOutcome::kSuccess         ? engine::ServiceStats::kRqRetrySuccess
+                                  : what == RetryOutcome::kLimitExceeded ? engine::ServiceStats::kRqRetryLimitExceeded
+                                  : what == RetryOutcome::kBufferOverflow ? engine::ServiceStats::kRqRetryBufferOverflow
+                                                                          : engine::ServiceStats::kRqPerTryTimeout;
+  plan_->state->stats.Add(i);
+}
+
+uint32_t Http2Session::Reroute(const std::vector<uint32_t>& tried) {
+  std::vector<uint32_t> order;
+  plan_->Order(loop()->NowMs(), &order);
+  // Endpoints of groups already tried go last (Envoy's previous_hosts), so the next attempt goes elsewhere
+  // while there is an elsewhere; their order stays the failover order.
+  std::stable_partition(order.begin(), order.end(), [&](uint32_t e) {
+    const std::string& label = plan_->endpoints[e].label;
+    for (uint32_t g : tried)
+      if (g < groups_.size() && groups_[g] == label) return false;
+    return true;
+  });
+  uint32_t g = GroupOf(order.empty() ? std::string() : plan_->endpoints[order.front()].label);
+  groupOrder_[g] = GroupOrder{plan_, std::move(order)};
+  return g;
+}
 
 void Http2Session::UpstreamFailure(uint32_t upstream, const std::string& reason) {
   if (!plan_ || !plan_->reportStatuses) return;

@@ -63,6 +63,7 @@ class Http2Session final : public engine::Session, private RelayHost, private en
     bool dead = false;
     uint64_t rx = 0;
     uint64_t tx = 0;
+    std::string address;  // what it is connected to, as %UPSTREAM_HOST% prints it
     void OnEvents(uint32_t events) override;
     size_t pending() const { return out.size() - off; }
     /** Closes the connection and its books (wire bytes when the transport counts them). */
@@ -80,7 +81,11 @@ class Http2Session final : public engine::Session, private RelayHost, private en
   static std::string IdleKey(const engine::Plan& plan, const std::string& label);
   void CountResponse(int status) override;
   void CountRetry() override;
+  void CountRequestTime(int64_t us) override;
+  void StreamClosed(const StreamEnd& e) override;
   StreamLimits Limits() override;
+  void CountRetryOutcome(RetryOutcome what) override;
+  uint32_t Reroute(const std::vector<uint32_t>& tried) override;
   int64_t NowMs() override;
   int64_t ArmTimer(int64_t afterMs) override;
   void CountExpiry(Expiry why) override;
@@ -139,6 +144,7 @@ class Http2Session final : public engine::Session, private RelayHost, private en
   std::shared_ptr<const engine::Plan> plan_;  // the plan streams are admitted and upstreams made by
   std::shared_ptr<const engine::Plan> connectPlan_;  // the plan of the connect under way
   uint32_t connectGroup_ = 0;  // the group the connect under way is for
+  std::string attachAddress_;  // the address of the connection Attach is adding
   std::vector<std::string> groups_;  // relay group → endpoint label
   std::shared_ptr<void> admittedHold_;  // the request slot Admit took, for Limits() to hand to the stream
   /** The endpoint order of a group's last request, with the plan its indexes refer to. */

@@ -7,6 +7,7 @@
 #include <string>
 #include <thread>
 
+#include "../engine/access_log.h"
 #include "../engine/crash.h"
 
 namespace mx::testing {
@@ -38,9 +39,16 @@ Napi::Value CrashOnEngineThread(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// Sets the bound of every access log sink's queue (so a test fills one with a few lines); returns the old one.
+Napi::Value AccessLogCapacity(const Napi::CallbackInfo& info) {
+  auto bytes = static_cast<size_t>(info[0].As<Napi::Number>().Int64Value());
+  return Napi::Number::New(info.Env(), static_cast<double>(engine::LogSink::Capacity().exchange(bytes)));
+}
+
 }  // namespace
 
 void Register(Napi::Env env, Napi::Object exports) {
+  exports.Set("accessLogCapacity", Napi::Function::New(env, AccessLogCapacity));
   exports.Set("h1ParseHead", Napi::Function::New(env, H1ParseHead));
   exports.Set("h1BodyScan", Napi::Function::New(env, H1BodyScan));
   exports.Set("h1Rewrite", Napi::Function::New(env, H1Rewrite));

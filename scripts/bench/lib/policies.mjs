@@ -34,11 +34,11 @@ spec:
         numRetries: 2
         perTryTimeout: 5s
         backOff: {baseInterval: 25ms, maxInterval: 250ms}
-        retryOn: [5xx, connect-failure, reset]
+        retryOn: [5xx, ConnectFailure, Reset]
       grpc:
         numRetries: 2
         perTryTimeout: 5s
-        retryOn: [unavailable, cancelled]
+        retryOn: [Unavailable, Canceled]
 ---
 type: MeshCircuitBreaker
 name: bench-circuit-breaker

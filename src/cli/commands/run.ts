@@ -79,6 +79,8 @@ export function register(program: Command): void {
       process.on('SIGTERM', onSignal);
       process.on('SIGINT', onSignal);
       process.on('SIGHUP', () => void agent.reload('SIGHUP'));
+      // logrotate's postrotate: MeshAccessLog files are reopened at their paths (a reload also reopens a moved one).
+      process.on('SIGUSR1', () => agent.reopenLogs());
       // A bug must not leave a half-working proxy behind: log it structured and exit so the
       // supervisor (systemd, kubelet) restarts us; pinned BPF links keep redirection in place meanwhile.
       const crash = (kind: string) => (err: unknown): void => {

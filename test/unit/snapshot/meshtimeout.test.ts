@@ -73,3 +73,12 @@ test('durations: Go syntax, sub-millisecond values round up so they never mean "
   t.deepEqual(parseGoDuration(''), { error: 'time: invalid duration ""' });
   t.is(effectiveTimeouts(mes(), [mt('u', toWeb('{http: {requestTimeout: 500us}}'))]).requestMs, 1);
 });
+
+test("Kuma's default MeshTimeouts: the sidecar one's to[] applies, its from[] and the gateway-only one do not", async (t) => {
+  const { readFile } = await import('node:fs/promises');
+  const r = parseResourceText(await readFile('test/golden/validation/kuma-default-policies.input.yaml', 'utf8'), 'defaults.yaml');
+  t.deepEqual(r.errors, []);
+  const eff = effectiveTimeouts(mes(), r.resources.filter((x): x is MeshTimeoutResource => x.kind === 'MeshTimeout'));
+  // The gateway default would set streamIdleTimeout 5s (every slower response a 504); the sidecar one says 30m.
+  t.deepEqual(eff, { policies: ['mesh-timeout-all-default'], connectMs: 5000, idleMs: 3_600_000, requestMs: 15_000, streamIdleMs: 1_800_000 });
+});

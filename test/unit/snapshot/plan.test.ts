@@ -37,6 +37,10 @@ const GOLDEN_SETS: Array<[string, string[]]> = [
   ...['kong-mesh/universal', 'kong-mesh/kubernetes', 'kuma-website'].map((set): [string, string[]] => [set, [`${SEEDS}/${set}`, `${SEEDS}/secrets`]]),
   // MeshTimeouts merged per service (test/fixtures/policies/meshtimeout/timeouts.yaml says what wins and why).
   ['meshtimeout', ['test/fixtures/policies/meshtimeout']],
+  // MeshRetries merged per service and mapped as Kuma's plugin maps them (test/fixtures/policies/meshretry/retries.yaml).
+  ['meshretry', ['test/fixtures/policies/meshretry']],
+  // MeshAccessLogs merged per service (test/fixtures/policies/meshaccesslog/logs.yaml says what wins and why).
+  ['meshaccesslog', ['test/fixtures/policies/meshaccesslog']],
   // MeshCircuitBreakers and MeshHealthChecks merged per service (test/fixtures/policies/health/policies.yaml says what wins).
   ['health-policies', ['test/fixtures/policies/health']],
 ];

@@ -1,0 +1,80 @@
+/**
+ * MeshAccessLog for one MeshExternalService: the merged backends (snapshot/policy.ts order; Kuma replaces lists
+ * when it merges, so the last `to[]` entry that sets `backends` decides them, and `backends: []` turns logging
+ * off), and their plan form: each backend's format parsed into tokens once, here, with the operators whose
+ * value is the same for every line of the service (mesh, destination) written as text. The engine renders
+ * the lines (native/src/engine/access_log.cc).
+ */
+import type { MeshAccessLogBackend, MeshAccessLogConf, MeshAccessLogResource, MeshExternalServiceResource } from '../resources/types.js';
+import { DEFAULT_HTTP_FORMAT, DEFAULT_TCP_FORMAT, parseFormat, type ConstantOperator, type FormatToken } from '../resources/accesslog-format.js';
+import type { PlanAccessLog, PlanLogToken } from '../native/addon.js';
+import type { CompiledService } from './types.js';
+import { mergeEntries } from './policy.js';
+
+/** The backends in effect for one service and the policies that contributed, in merge order. */
+export interface EffectiveAccessLog {
+  backends: MeshAccessLogBackend[];
+  policies: string[];
+}
+
+/** The merged MeshAccessLog of `mes` (undefined when no policy selects it). */
+export function effectiveAccessLog(mes: MeshExternalServiceResource, policies: readonly MeshAccessLogResource[]): EffectiveAccessLog | undefined {
+  const { confs, policies: names } = mergeEntries<MeshAccessLogConf>(mes, policies);
+  if (names.length === 0) return undefined;
+  let backends: MeshAccessLogBackend[] = [];
+  for (const conf of confs) if (conf.backends !== undefined) backends = conf.backends;
+  return { backends, policies: names };
+}
+
+/** The value of an operator that is the same for every line of `svc`. */
+function constant(op: ConstantOperator, svc: CompiledService): string {
+  switch (op) {
+    case 'KUMA_MESH':
+      return svc.mesh;
+    case 'KUMA_DESTINATION_SERVICE':
+    case 'UPSTREAM_CLUSTER':
+      return svc.displayName;
+    case 'KUMA_TRAFFIC_DIRECTION':
+      return 'OUTBOUND';
+    case 'KUMA_SOURCE_SERVICE':
+      // The clients of a node agent are applications, not mesh services: Envoy's mark for a value it has not.
+      return '-';
+  }
+}
+
+/** A validated format's plan tokens for `svc` (adjacent text merged). */
+function planTokens(format: string, svc: CompiledService): PlanLogToken[] {
+  const parsed = parseFormat(format);
+  if ('error' in parsed) throw new Error(`access log format was not validated: ${parsed.error}`);
+  const out: PlanLogToken[] = [];
+  const text = (t: string): void => {
+    const last = out[out.length - 1];
+    if (last !== undefined && 'text' in last) last.text += t;
+    else out.push({ text: t });
+  };
+  for (const t of parsed.tokens as FormatToken[]) {
+    if ('text' in t) text(t.text);
+    else if ('constant' in t) text(constant(t.constant, svc));
+    else out.push(t);
+  }
+  return out;
+}
+
+/** The plan's `accessLog` for `svc`; undefined when no MeshAccessLog selects it or its backends are empty. */
+export function planAccessLog(svc: CompiledService): PlanAccessLog | undefined {
+  const files = (svc.accessLog?.backends ?? []).flatMap((b) => (b.type === 'File' && b.file ? [b.file] : []));
+  if (files.length === 0) return undefined;
+  return {
+    backends: files.map((f) => {
+      const omitEmptyValues = f.format?.omitEmptyValues === true;
+      if (f.format?.type === 'Json' && f.format.json && f.format.json.length > 0) {
+        // Kuma builds the line from a map: a key given twice keeps its last value, at its first place.
+        const fields = new Map<string, PlanLogToken[]>();
+        for (const kv of f.format.json) fields.set(kv.key, planTokens(kv.value, svc));
+        return { path: f.path, json: true, omitEmptyValues, fields: [...fields].map(([key, tokens]) => ({ key, tokens })) };
+      }
+      const plain = f.format?.plain || (svc.protocol === 'tcp' ? DEFAULT_TCP_FORMAT : DEFAULT_HTTP_FORMAT);
+      return { path: f.path, json: false, omitEmptyValues, plain: planTokens(plain, svc) };
+    }),
+  };
+}
