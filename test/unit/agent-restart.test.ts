@@ -27,9 +27,9 @@ function readyOn(socketPath: string): Promise<number> {
   });
 }
 
-/** `meshext probe <what>` against one agent's socket. */
+/** `meshext probe <what>` against one agent's socket, with a generous timeout: a loaded CI machine can take seconds. */
 function probe(what: string, socket: string): { status: number | null; stdout: string } {
-  const r = spawnSync(process.execPath, ['bin/meshext.js', 'probe', what, '--admin-socket', socket], { encoding: 'utf8', timeout: 10_000 });
+  const r = spawnSync(process.execPath, ['bin/meshext.js', 'probe', what, '--admin-socket', socket, '--timeout', '8000'], { encoding: 'utf8', timeout: 10_000 });
   return { status: r.status, stdout: r.stdout };
 }
 
