@@ -12,6 +12,8 @@ import { isIP } from 'node:net';
 import type { Ipam } from '../ipam/ipam.js';
 import type { LoadResult, MeshAccessLogResource, MeshExternalServiceResource, MeshResource, MeshRetryResource, MeshTimeoutResource } from '../resources/types.js';
 import { effectivePermissions } from './meshtrafficpermission.js';
+import { effectiveCircuitBreaker } from './meshcircuitbreaker.js';
+import { effectiveHealthCheck } from './meshhealthcheck.js';
 import type { EffectiveTimeouts } from './meshtimeout.js';
 import type { EffectiveAccessLog } from './accesslog.js';
 import type { EffectiveRetry } from './meshretry.js';
@@ -77,6 +79,8 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
   const meshRetries = byKind(load.resources, 'MeshRetry');
   const permissionPolicies = byKind(load.resources, 'MeshTrafficPermission');
   const meshAccessLogs = byKind(load.resources, 'MeshAccessLog');
+  const circuitBreakers = byKind(load.resources, 'MeshCircuitBreaker');
+  const healthChecks = byKind(load.resources, 'MeshHealthCheck');
   const services: CompiledService[] = [];
   for (const mes of candidates) {
     const loop = (mes.spec.extension ? [] : (mes.spec.endpoints ?? []))
@@ -130,6 +134,8 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
       ...timeoutsOf(mes, meshTimeouts),
       ...retryOf(mes, meshRetries),
       ...accessLogOf(mes, meshAccessLogs),
+      ...present('circuitBreaker', effectiveCircuitBreaker(mes, circuitBreakers)),
+      ...present('healthCheck', effectiveHealthCheck(mes, healthChecks)),
       source: { file: mes.source.file, index: mes.source.index },
     });
   }
@@ -146,6 +152,11 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
 function retryOf(mes: MeshExternalServiceResource, policies: MeshRetryResource[]): { retry?: EffectiveRetry } {
   const r = effectiveRetry(mes, policies);
   return r.policies.length > 0 ? { retry: r } : {};
+}
+
+/** `{[key]: value}` when there is a value, else nothing (optional fields stay absent, not undefined). */
+function present<K extends string, V>(key: K, value: V | undefined): { [k in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [k in K]?: V };
 }
 
 function timeoutsOf(mes: MeshExternalServiceResource, policies: MeshTimeoutResource[]): { timeouts?: EffectiveTimeouts } {

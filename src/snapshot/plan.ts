@@ -23,6 +23,8 @@ import { cidrContains, parseCidr } from '../ipam/cidr.js';
 import type { EngineEndpoint, EnginePlan, EngineRetry, EngineTarget, NativeTlsOptions } from '../native/addon.js';
 import type { EffectiveRequestRetry } from './meshretry.js';
 import type { CompiledEndpoint, CompiledService, CompiledTls, TlsVersion } from './types.js';
+import { limitsFor, outlierFor } from './meshcircuitbreaker.js';
+import { healthCheckFor } from './meshhealthcheck.js';
 import { vipPortKey } from './types.js';
 import { planAccessLog } from './accesslog.js';
 
@@ -317,16 +319,29 @@ export function compilePlan(svc: CompiledService, ctx: PlanContext, inVip: (addr
     ...(retry ? { retry } : {}),
     ...(accessLog ? { accessLog } : {}),
     ...(accessLogErrors.length ? { accessLogErrors } : {}),
-    ...(svc.timeouts || svc.retry || svc.accessLog
-      ? {
-          policies: {
-            ...(svc.timeouts ? { meshTimeouts: svc.timeouts.policies } : {}),
-            ...(svc.retry ? { meshRetries: svc.retry.policies } : {}),
-            ...(svc.accessLog ? { meshAccessLogs: svc.accessLog.policies } : {}),
-          },
-        }
-      : {}),
+    ...healthOf(svc),
+    ...policiesOf(svc),
   };
+}
+
+/** The plan's connection limits, outlier detection and active health check (MeshCircuitBreaker, MeshHealthCheck). */
+function healthOf(svc: CompiledService): Pick<ServicePlan, 'countResponses' | 'limits' | 'outlierDetection' | 'healthCheck'> {
+  const limits = limitsFor(svc.circuitBreaker?.conf);
+  const outlier = outlierFor(svc.circuitBreaker?.conf);
+  const hc = healthCheckFor(svc.healthCheck?.conf, svc.protocol);
+  const counts = outlier?.successRate !== undefined || outlier?.failurePercentage !== undefined;
+  return { ...(counts ? { countResponses: true } : {}), ...(limits ? { limits } : {}), ...(outlier ? { outlierDetection: outlier } : {}), ...(hc ? { healthCheck: hc } : {}) };
+}
+
+/** Which policies shaped the plan, by kind (only kinds that select the service). */
+function policiesOf(svc: CompiledService): Pick<ServicePlan, 'policies'> {
+  const p: NonNullable<ServicePlan['policies']> = {};
+  if (svc.timeouts) p.meshTimeouts = svc.timeouts.policies;
+  if (svc.retry) p.meshRetries = svc.retry.policies;
+  if (svc.accessLog) p.meshAccessLogs = svc.accessLog.policies;
+  if (svc.circuitBreaker) p.meshCircuitBreakers = svc.circuitBreaker.policies;
+  if (svc.healthCheck) p.meshHealthChecks = svc.healthCheck.policies;
+  return Object.keys(p).length ? { policies: p } : {};
 }
 
 /** `sni`: the SNI of a TLS service (its targets then carry session keys), null without TLS. */

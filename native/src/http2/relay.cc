@@ -475,7 +475,7 @@ uint32_t Relay::AdoptUpstream(UpstreamHandle h, uint32_t group) {
   return u->id;
 }
 
-void Relay::UpstreamUnavailable(const std::string& reason, uint32_t group) {
+void Relay::UpstreamUnavailable(const std::string& reason, uint32_t group, bool overloaded) {
   Answered(group);
   std::deque<Stream*> failed;
   std::deque<Stream*> keep;
@@ -484,13 +484,16 @@ void Relay::UpstreamUnavailable(const std::string& reason, uint32_t group) {
   bool again = false;
   for (Stream* s : failed) {
     s->waiting = false;
-    if (s->limits.retry && RetryStream(s, s->limits.retry->RetryReset(true, false), true)) {
+    if (s->limits.retry && !overloaded && RetryStream(s, s->limits.retry->RetryReset(true, false), true)) {
       again = again || s->waiting;
       continue;
     }
     s->log_flags |= engine::kFlagUpstreamConnectFailure;
     s->failure = reason;
-    LocalReply(s, "upstream unavailable: " + reason);
+    LocalAnswer a;
+    a.message = "upstream unavailable: " + reason;
+    a.overloaded = overloaded;
+    Answer(s, a);
   }
   if (again) Dispatch();
 }
@@ -585,6 +588,7 @@ void Relay::UpstreamLost(uint32_t id, const std::string& reason) {
       waiting_.push_front(s);
       continue;
     }
+    if (!s->resp_done) host_.UpstreamFailure(id, reason);
     if (!s->resp_submitted && s->limits.retry && RetryStream(s, s->limits.retry->RetryReset(false, false), false)) continue;
     UpstreamFailedStream(s, NGHTTP2_INTERNAL_ERROR, reason);
   }
@@ -634,6 +638,8 @@ int Relay::UpOnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud
       s->resp.clear();  // interim responses are not relayed; the final one follows
       return 0;
     }
+    // Outlier detection sees every upstream answer, a retried one included (as Envoy's).
+    if (s->conn) r->host_.UpstreamStatus(s->conn->id, status);
     if (const engine::PlanRetry* rp = s->limits.retry.get()) {
       // Nothing of this response went to the client yet: a status (or trailers-only grpc-status) the policy
       // retries sends the request again instead.
@@ -718,9 +724,13 @@ int Relay::UpOnStreamClose(nghttp2_session* sess, int32_t stream_id, uint32_t co
       s->up_opened = false;
       s->waiting = true;
       r->waiting_.push_front(s);
-    } else if (s->resp_submitted || s->down_closed || !s->limits.retry ||
-               !r->RetryStream(s, s->limits.retry->RetryReset(false, code == NGHTTP2_REFUSED_STREAM), false)) {
-      r->UpstreamFailedStream(s, code == NGHTTP2_NO_ERROR ? static_cast<uint32_t>(NGHTTP2_INTERNAL_ERROR) : code, "upstream reset the stream (code " + std::to_string(code) + ")");
+    } else {
+      // Outlier detection counts the failed attempt whether or not the policy retries it (as Envoy's).
+      if (!s->resp_done) r->host_.UpstreamFailure(u->id, "upstream reset the stream (code " + std::to_string(code) + ")");
+      if (s->resp_submitted || s->down_closed || !s->limits.retry ||
+          !r->RetryStream(s, s->limits.retry->RetryReset(false, code == NGHTTP2_REFUSED_STREAM), false)) {
+        r->UpstreamFailedStream(s, code == NGHTTP2_NO_ERROR ? static_cast<uint32_t>(NGHTTP2_INTERNAL_ERROR) : code, "upstream reset the stream (code " + std::to_string(code) + ")");
+      }
     }
   }
   r->Dispatch();
@@ -1075,6 +1085,7 @@ void Relay::Answer(Stream* s, const LocalAnswer& a) {
     SubmitResponse(s, true);
   } else {
     s->resp = {{":status", std::to_string(a.status)}, {"content-type", "text/plain; charset=utf-8"}};
+    if (a.overloaded) s->resp.emplace_back("x-envoy-overloaded", "true");
     s->resp_body.Append(a.message + "\n");
     SubmitResponse(s, false);
   }

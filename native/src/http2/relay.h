@@ -37,6 +37,8 @@ struct LocalAnswer {
   std::string message;
   /** Counted as a response (CountResponse): an upstream failure is; a denial, which never went upstream, is not. */
   bool counted = true;
+  /** Refused by the host's concurrency limit: HTTP answers carry x-envoy-overloaded: true, as Envoy's. */
+  bool overloaded = false;
   /** engine::LogFlag bits for the access log. */
   uint32_t flags = 0;
 };
@@ -64,6 +66,8 @@ struct StreamLimits {
   int64_t streamIdleMs = 0;
   /** The plan's retry policy (null: no request is retried beyond replays of streams the upstream never processed). */
   std::shared_ptr<const engine::PlanRetry> retry;
+  /** Whatever the host holds for the stream while it lives (a request slot of a concurrency limit): released with it. */
+  std::shared_ptr<void> hold;
 };
 
 /** What became of a retry policy's request, for the host's books. */
@@ -93,6 +97,16 @@ class RelayHost {
   virtual void NeedUpstream(uint32_t group) = 0;
   /** One response went to the client: the upstream's status, or the status of a local reply. */
   virtual void CountResponse(int status) = 0;
+  /** The status of a response from upstream connection `upstream` (before CountResponse): for the host's outlier detection. */
+  virtual void UpstreamStatus(uint32_t upstream, int status) {
+    (void)upstream;
+    (void)status;
+  }
+  /** A stream on upstream connection `upstream` failed before its response (reset, connection lost): for outlier detection. */
+  virtual void UpstreamFailure(uint32_t upstream, const std::string& reason) {
+    (void)upstream;
+    (void)reason;
+  }
   /**
    * A stream is being sent again: one the upstream refused unprocessed (GOAWAY, REFUSED_STREAM), or a failed
    * attempt the plan's retry policy retries.
@@ -167,7 +181,8 @@ class Relay {
    */
   uint32_t AttachUpstream(const std::string& authority, const std::string& scheme, uint32_t assumedStreams = 0, uint32_t group = 0);
   /** No upstream connection of `group` could be opened: its waiting streams get a local 503 / UNAVAILABLE. */
-  void UpstreamUnavailable(const std::string& reason, uint32_t group = 0);
+  /** `overloaded`: refused by the host's connection limits (the answers carry x-envoy-overloaded: true). */
+  void UpstreamUnavailable(const std::string& reason, uint32_t group = 0, bool overloaded = false);
   bool RecvUpstream(uint32_t id, const uint8_t* data, size_t len);
   bool SendUpstream(uint32_t id, std::string& out, size_t limit);
   /** False once the upstream connection should be closed (after GOAWAY or retirement with no streams left, or fatal). */

@@ -41,6 +41,8 @@ const GOLDEN_SETS: Array<[string, string[]]> = [
   ['meshretry', ['test/fixtures/policies/meshretry']],
   // MeshAccessLogs merged per service (test/fixtures/policies/meshaccesslog/logs.yaml says what wins and why).
   ['meshaccesslog', ['test/fixtures/policies/meshaccesslog']],
+  // MeshCircuitBreakers and MeshHealthChecks merged per service (test/fixtures/policies/health/policies.yaml says what wins).
+  ['health-policies', ['test/fixtures/policies/health']],
 ];
 
 for (const [set, dirs] of GOLDEN_SETS) {
