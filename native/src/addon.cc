@@ -54,6 +54,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("engineInstall", Napi::Function::New(env, mx::EngineInstall));
   exports.Set("engineHealth", Napi::Function::New(env, mx::EngineHealth));
   exports.Set("engineReopenLogs", Napi::Function::New(env, mx::EngineReopenLogs));
+  exports.Set("engineProbe", Napi::Function::New(env, mx::EngineProbe));
   exports.Set("engineCounters", Napi::Function::New(env, mx::EngineCounters));
   exports.Set("engineDrain", Napi::Function::New(env, mx::EngineDrain));
   exports.Set("engineStats", Napi::Function::New(env, mx::EngineStats));

@@ -54,6 +54,7 @@ Napi::Value EngineClose(const Napi::CallbackInfo& info);
 Napi::Value EngineInstall(const Napi::CallbackInfo& info);
 Napi::Value EngineHealth(const Napi::CallbackInfo& info);
 Napi::Value EngineReopenLogs(const Napi::CallbackInfo& info);
+Napi::Value EngineProbe(const Napi::CallbackInfo& info);
 Napi::Value EngineCounters(const Napi::CallbackInfo& info);
 Napi::Value EngineDrain(const Napi::CallbackInfo& info);
 Napi::Value EngineStats(const Napi::CallbackInfo& info);

@@ -4,6 +4,7 @@
  */
 import type net from 'node:net';
 import { readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { Registry } from '../stats/registry.js';
 import type { Logger } from '../log.js';
@@ -110,6 +111,10 @@ export class Agent {
     this.log.info({ version: VERSION, config: redactedConfig(cfg) }, 'starting meshext');
     // Released VIPs wait out twice the TTL our resolver hands out, so no cached answer reaches another service.
     this.ipam = await Ipam.open({ stateDir: cfg.stateDir, cidr: cfg.vipCidr, quarantineMs: vipQuarantineMs(cfg.dnsTtlSeconds), log: this.log });
+    // MeshAccessLog files go only here; without it each file backend is reported (MESHEXT_E_ACCESS_LOG), nothing else fails.
+    await mkdir(cfg.accessLogDir, { recursive: true, mode: 0o750 }).catch((e: Error) =>
+      this.log.warn({ dir: cfg.accessLogDir, err: e.message }, 'access log directory cannot be created (--access-log-dir): MeshAccessLog file backends will fail'),
+    );
 
     // A successor agent shares our ports during a restart; queued connections follow it when we close.
     const migration = enableListenerMigration();
@@ -133,6 +138,7 @@ export class Agent {
       httpHeaderTimeoutMs: cfg.httpHeaderTimeoutMs,
       maxConnections: cfg.maxConnections,
       dataThreads: cfg.dataThreads,
+      accessLogDir: cfg.accessLogDir,
     });
     // After the engine started (a missing addon is said as the engine's error), before anything listens:
     // sockets systemd holds for us (meshext.socket) are taken by the listeners of the same address.

@@ -4,8 +4,10 @@
  */
 import net from 'node:net';
 import { hostname } from 'node:os';
+import { resolve as resolvePath } from 'node:path';
 import { CONNECT_TIMEOUT_MS, HTTP_HEADER_TIMEOUT_MS } from '../snapshot/plan.js';
 import { DNS_TTL_SECONDS } from '../dns/ttl.js';
+import { DEFAULT_ACCESS_LOG_DIR } from '../snapshot/accesslog.js';
 import { isLoopback } from '../exposure.js';
 
 export type Toggle = 'auto' | 'on' | 'off';
@@ -43,6 +45,8 @@ export interface AgentConfig {
   ipFamilyMode: 'dualstack' | 'ipv4';
   admin: HostPort;
   stateDir: string;
+  /** MeshAccessLog files are written only under it (and /dev/stdout, /dev/stderr): the agent writes as root. */
+  accessLogDir: string;
   vipCidr: string;
   zone: string;
   pinRoot: string;
@@ -91,6 +95,7 @@ export const DEFAULTS: Readonly<AgentConfig> = Object.freeze({
   ipFamilyMode: 'dualstack',
   admin: { address: '127.0.0.1', port: 9901 },
   stateDir: '/var/lib/meshext',
+  accessLogDir: DEFAULT_ACCESS_LOG_DIR,
   // Kuma's default MeshExternalService CIDR.
   vipCidr: '242.0.0.0/8',
   zone: 'default',
@@ -202,6 +207,7 @@ export const OPTION_NAMES = [
   'ipFamilyMode',
   'admin',
   'stateDir',
+  'accessLogDir',
   'vipCidr',
   'zone',
   'pinRoot',
@@ -271,6 +277,7 @@ export function resolveConfig(layers: Array<{ name: string; options: RawOptions 
     if (s('ipFamilyMode') !== undefined) cfg.ipFamilyMode = oneOf(s('ipFamilyMode')!, ['dualstack', 'ipv4'] as const, src('ipFamilyMode'));
     if (s('admin') !== undefined) cfg.admin = parseHostPort(s('admin')!, src('admin'));
     if (s('stateDir') !== undefined) cfg.stateDir = s('stateDir')!;
+    if (s('accessLogDir') !== undefined) cfg.accessLogDir = absoluteDir(s('accessLogDir')!, src('accessLogDir'));
     if (s('vipCidr') !== undefined) cfg.vipCidr = s('vipCidr')!;
     if (s('zone') !== undefined) cfg.zone = s('zone')!;
     if (s('pinRoot') !== undefined) cfg.pinRoot = s('pinRoot')!;
@@ -305,6 +312,13 @@ function namespaceName(text: string, source: string): string {
     throw new ConfigError(source, text, 'expected a Kubernetes namespace name (lowercase letters, digits and -, at most 63)');
   }
   return text;
+}
+
+/** An absolute directory path, normalised (`/var/log/meshext/` → `/var/log/meshext`). */
+function absoluteDir(text: string, source: string): string {
+  const v = text.trim();
+  if (!v.startsWith('/')) throw new ConfigError(source, text, 'expected an absolute directory path');
+  return resolvePath(v);
 }
 
 function nonEmpty(text: string, source: string, what: string): string {

@@ -5,7 +5,7 @@
  * registered for their kind; counters are read when metrics are. Nothing here decides policy.
  */
 import type net from 'node:net';
-import { native, type EngineCounters, type EngineEvent, type EngineInstall, type EngineStats, type NativeAddon } from '../native/addon.js';
+import { native, type EngineCounters, type EngineEvent, type EngineInstall, type EngineProbe, type EngineStats, type NativeAddon } from '../native/addon.js';
 
 /** The engine's per-service counters, in native/src/engine/plan.h ServiceStats order. */
 export const SERVICE_COUNTERS = [
@@ -37,6 +37,8 @@ export const SERVICE_COUNTERS = [
   'rqPerTryTimeout',
   'accessLogLines',
   'accessLogDropped',
+  'upstreamCxOverflow',
+  'upstreamRqPendingOverflow',
 ] as const;
 export type ServiceCounter = (typeof SERVICE_COUNTERS)[number];
 
@@ -132,7 +134,13 @@ export class Engine {
     }
   }
 
-  /** Receives every event of `kind` (connect-failed, tls-failed, denied, ...). */
+  /**
+   * Receives every event of `kind` (connect-failed, tls-failed, denied, ...). Endpoint health reports: endpoint-ok
+   * {service, endpoint, source: connect | response} (a success after failures), endpoint-status {service, endpoint,
+   * status, streak} (a 5xx, plans with outlier detection only), endpoint-failed {service, endpoint, reason} (a
+   * connection or stream lost before its response, same plans), probe-result {service, endpoint, token, ok,
+   * status, reason} (an active check, see probe).
+   */
   on(kind: string, handler: EngineEventHandler): void {
     this.kinds.set(kind, handler);
   }
@@ -224,6 +232,14 @@ export class Engine {
   /** Reopens every access log file (logrotate's postrotate: SIGUSR1); returns the paths that could not be, and why. */
   reopenLogs(): Array<{ path: string; error: string }> {
     return this.stopped ? [] : this.addon.engineReopenLogs(this.handle);
+  }
+
+  /**
+   * Runs one active health check of one endpoint with the service's current plan (its addresses and TLS
+   * settings); its `probe-result` event {service, endpoint, token, ok, status, reason} follows. False once stopped.
+   */
+  probe(p: EngineProbe): boolean {
+    return !this.stopped && this.addon.engineProbe(this.handle, p);
   }
 
   /** The engine's counters now (exact: read from the threads' atomics); the final ones once stopped. */

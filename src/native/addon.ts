@@ -101,8 +101,75 @@ export interface EnginePlan {
   /** Access log backends (MeshAccessLog); absent: none. */
   accessLog?: PlanAccessLog;
   /** Which policies shaped the plan (for /config_dump; the engine ignores it). */
-  policies?: { meshTimeouts?: string[]; meshRetries?: string[]; meshAccessLogs?: string[] };
+  policies?: { meshTimeouts?: string[]; meshRetries?: string[]; meshAccessLogs?: string[]; meshCircuitBreakers?: string[]; meshHealthChecks?: string[] };
+  /** Count responses per endpoint (the statistical outlier detectors read them); absent: false. */
+  countResponses?: boolean;
+  /** MeshCircuitBreaker connectionLimits (0: none); absent: no limits. */
+  limits?: EngineLimits;
+  /** Outlier detection (MeshCircuitBreaker outlierDetection): applied by the control plane (src/proxy/endpoints.ts); the engine ignores it. */
+  outlierDetection?: PlanOutlierDetection;
+  /** Active health checks (MeshHealthCheck): scheduled by the control plane (src/proxy/health-check.ts), run by engineProbe; the engine's plan ignores it. */
+  healthCheck?: PlanHealthCheck;
 }
+
+/** Connection limits of one service (native/src/engine/plan.h PlanLimits); 0: no limit. */
+export interface EngineLimits {
+  maxConnections: number;
+  maxPendingRequests: number;
+  maxRequests: number;
+}
+
+/** Outlier detection of one service: Envoy's consecutive detectors as Kuma configures them (0: detector off). */
+export interface PlanOutlierDetection {
+  baseEjectionMs: number;
+  maxEjectionPercent: number;
+  splitExternalAndLocalErrors: boolean;
+  /** Consecutive 5xx (and, unless split, local-origin failures) before an ejection. */
+  consecutiveTotal: number;
+  /** Consecutive 502/503/504 (and, unless split, local-origin failures). */
+  consecutiveGateway: number;
+  /** Consecutive local-origin failures (connect refused or timed out, TLS failure); only when split. */
+  consecutiveLocalOrigin: number;
+  /** How often the statistical detectors sweep the response counts. */
+  intervalMs: number;
+  /** Envoy's success rate detector: below mean − factor × stdev of the hosts with enough requests. */
+  successRate?: { minimumHosts: number; requestVolume: number; stdevFactor: number };
+  /** Envoy's failure percentage detector: at or above `threshold` % failed, among hosts with enough requests. */
+  failurePercentage?: { minimumHosts: number; requestVolume: number; threshold: number };
+}
+
+/** Active health checks of one service's endpoints. */
+export interface PlanHealthCheck {
+  intervalMs: number;
+  unhealthyIntervalMs: number;
+  timeoutMs: number;
+  unhealthyThreshold: number;
+  healthyThreshold: number;
+  initialJitterMs: number;
+  intervalJitterMs: number;
+  intervalJitterPercent: number;
+  /** The check, with every default filled (see EngineProbe). */
+  check: Omit<EngineProbe, 'service' | 'endpoint' | 'token' | 'timeoutMs' | 'send' | 'receive'> & { send?: string; receive?: string[] };
+}
+
+/** One active health check (native/src/engine/probe.h ProbeSpec). */
+export interface EngineProbe {
+  service: string;
+  endpoint: string;
+  token: number;
+  kind: 'tcp' | 'http' | 'grpc';
+  timeoutMs: number;
+  /** HTTP over HTTP/2 (gRPC always is). */
+  http2: boolean;
+  path: string;
+  authority: string;
+  headers: Array<[string, string]>;
+  expectedStatuses: number[];
+  grpcService: string;
+  send?: Buffer;
+  receive: Buffer[];
+}
+
 
 /** A plan's retry rules (native/src/engine/retry.h PlanRetry). */
 export interface EngineRetry {
@@ -130,7 +197,7 @@ export type PlanLogToken = { text: string } | { op: string; name?: string; alt?:
 /** A service's access logging: lines rendered by the engine per TCP connection or HTTP request, one per backend. */
 export interface PlanAccessLog {
   backends: Array<{
-    /** File opened O_APPEND (`/dev/stdout`, `/dev/stderr`: the agent's own). */
+    /** File under the install's accessLogDir, opened O_APPEND (`/dev/stdout`, `/dev/stderr`: the agent's own). */
     path: string;
     json: boolean;
     /** Envoy's omit_empty_values: absent values left out (JSON) or empty (plain) rather than null / "-". */
@@ -145,6 +212,11 @@ export interface EngineInstall {
   /** `map`: mx_peer_orig (`mapFd`, dup'd); `local`: the accepted connection's local address. */
   source: 'local' | 'map';
   mapFd?: number;
+  /**
+   * --access-log-dir (absolute): access log files are opened beneath it, never through a symlink; a backend path
+   * outside it is refused (only /dev/stdout and /dev/stderr are allowed then). Absent: only those two.
+   */
+  accessLogDir?: string;
   plans: EnginePlan[];
 }
 
@@ -179,7 +251,8 @@ export interface EngineCounters {
     rqTime: EngineHistogram;
     /** upstream_cx_connect_ms: connect(2) → usable connection (TLS handshake included). */
     connectTime: EngineHistogram;
-    endpoints: Array<{ label: string; active: number; total: number }>;
+    /** Per endpoint: connections open and made; responses and failed ones (counted only for plans with countResponses). */
+    endpoints: Array<{ label: string; active: number; total: number; responses: number; failedResponses: number }>;
   }>;
   /** The finite bucket bounds of every histogram, in ms (a last +Inf bucket follows). */
   histogramBoundsMs: number[];
@@ -306,6 +379,8 @@ export interface NativeAddon {
   engineInstall(engine: number, install: EngineInstall): { errors: Array<{ service: string; code: string; error: string }> };
   /** Marks an endpoint backed off for `downForMs` (0: healthy again); false when it is not installed. */
   engineHealth(engine: number, service: string, endpoint: string, downForMs: number): boolean;
+  /** Runs one active health check with the service's current plan; a `probe-result` event follows. False when stopping. */
+  engineProbe(engine: number, probe: EngineProbe): boolean;
   engineCounters(engine: number): EngineCounters;
   /** Reopens every access log file (logrotate: SIGUSR1); the paths that could not be, with why (they keep their old file). */
   engineReopenLogs(engine: number): Array<{ path: string; error: string }>;

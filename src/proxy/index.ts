@@ -10,10 +10,13 @@ import net from 'node:net';
 import type { Logger } from '../log.js';
 import type { Registry, Series } from '../stats/registry.js';
 import type { Snapshot } from '../snapshot/types.js';
-import { compilePlans, DEFAULT_TIMEOUTS, endpointLabel, type NameAnswer, type PlanTimeouts, type ServicePlan } from '../snapshot/plan.js';
+import { isAbsolute, resolve as resolvePath } from 'node:path';
+import { DEFAULT_ACCESS_LOG_DIR } from '../snapshot/accesslog.js';
+import { compilePlans, DEFAULT_TIMEOUTS, type NameAnswer, type PlanTimeouts, type ServicePlan } from '../snapshot/plan.js';
 import { Engine, type EngineListener } from '../engine/engine.js';
 import type { EngineCounters, EngineEvent, EngineStats, NativeAddon, NativeTlsFailure } from '../native/addon.js';
-import { HealthSet } from './endpoints.js';
+import { HealthSet, type Change, type EndpointStatus } from './endpoints.js';
+import { HealthChecker } from './health-check.js';
 import { ServiceMetrics } from './metrics.js';
 import { EndpointResolver, type DnsResolver } from './resolve.js';
 import { detectSystemCa } from './system-ca.js';
@@ -45,6 +48,8 @@ export interface ProxyOptions {
   maxConnections?: number | 'auto';
   /** Idle timeout of pooled upstream HTTP connections; default 60 s. */
   httpUpstreamIdleTimeoutMs?: number;
+  /** --access-log-dir: MeshAccessLog files are written only under it (and /dev/stdout, /dev/stderr); default /var/log/meshext. */
+  accessLogDir?: string;
   /** The addon to run the engine on (tests); default the production build. */
   addon?: NativeAddon;
 }
@@ -54,13 +59,31 @@ export interface ClusterInfo {
   kri: string;
   /** Why the service cannot be served (every connection fails), when it cannot. */
   error?: string;
-  endpoints: Array<{ address: string; priority: number; healthy: boolean; consecutiveFailures: number; lastError?: string; active: number; total: number; addresses: string[] }>;
+  endpoints: Array<{
+    address: string;
+    priority: number;
+    healthy: boolean;
+    /** Why it is out of the balancer (src/proxy/endpoints.ts), or healthy. */
+    health: EndpointStatus;
+    reason?: string;
+    consecutiveFailures: number;
+    /** Outlier detection: times ejected so far (while the service has it). */
+    ejections?: number;
+    /** Active checks: the last one's time and result (while the service has them). */
+    lastCheck?: { at: string; ok: boolean };
+    lastError?: string;
+    active: number;
+    total: number;
+    addresses: string[];
+  }>;
 }
 
 /** How long applying a snapshot waits for the first answers of DNS names it brings (they apply whenever they come). */
 const FIRST_ANSWER_WAIT_MS = 1000;
 /** Longest delay setTimeout takes. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** How often the statistical outlier detectors look for services whose interval is due. */
+const SWEEP_TICK_MS = 100;
 /** Log lines of one kind per service per second before the rest are only counted (and said with the next). */
 const LOG_BURST = 5;
 
@@ -69,6 +92,10 @@ export class Proxy {
   private snapshot: Snapshot | undefined;
   private plans: ServicePlan[] = [];
   private readonly health = new Map<string, HealthSet>();
+  private readonly checker: HealthChecker;
+  /** The statistical outlier detectors' sweeps: per service, when next, and the counts at the last one. */
+  private readonly sweeps = new Map<string, { due: number; last: Map<string, { responses: number; failed: number }> }>();
+  private sweepTimer: NodeJS.Timeout | undefined;
   private readonly metrics = new Map<string, ServiceMetrics>();
   /** kri of every service the engine may still report (current or retired with connections open). */
   private readonly kriOf = new Map<string, string>();
@@ -86,6 +113,7 @@ export class Proxy {
   private readonly systemCaPath: string | null;
   private readonly caFiles = new Map<string, Buffer>();
   private readonly timeouts: PlanTimeouts;
+  private readonly accessLogDir: string;
   private origMapFd: number | null = null;
   private refresh: NodeJS.Timeout | undefined;
   private closed = false;
@@ -113,6 +141,9 @@ export class Proxy {
       streamIdleMs: DEFAULT_TIMEOUTS.streamIdleMs,
       maxConnectionMs: DEFAULT_TIMEOUTS.maxConnectionMs,
     };
+    const logDir = opts.accessLogDir ?? DEFAULT_ACCESS_LOG_DIR;
+    if (!isAbsolute(logDir)) throw new RangeError(`accessLogDir must be an absolute directory path, got ${JSON.stringify(logDir)}`);
+    this.accessLogDir = resolvePath(logDir);
     const maxConnections = opts.maxConnections ?? 0;
     if (maxConnections !== 'auto' && (!Number.isInteger(maxConnections) || maxConnections < 0 || maxConnections > 0xffffffff)) {
       throw new RangeError(`maxConnections must be 'auto' or an integer 0..4294967295 (0: no cap), got ${maxConnections}`);
@@ -134,6 +165,11 @@ export class Proxy {
       pipesPooled: s.gauge('meshext_engine_pipes_pooled', 'Empty splice pipes the engine keeps for reuse'),
     };
     s.onCollect(() => this.collect());
+    this.checker = new HealthChecker({
+      probe: (p) => this.engine.probe(p),
+      result: (service, label, ok, reason) => this.checked(service, label, ok, reason),
+      unhealthy: (service, label) => this.health.get(service)?.get(label)?.unhealthy ?? false,
+    });
     this.wireEvents();
   }
 
@@ -148,17 +184,7 @@ export class Proxy {
       this.kriOf.set(svc.id, svc.kri);
       this.meshOf.set(svc.id, svc.mesh);
       this.metricsFor(svc.kri);
-      const labels = svc.endpoints.map(endpointLabel);
-      const old = this.health.get(svc.id);
-      const next = new HealthSet(labels);
-      // Health follows an endpoint's label from one version of the service to the next (the engine's does too).
-      for (const h of old?.all() ?? []) {
-        const n = next.get(h.label);
-        if (n) Object.assign(n, h);
-      }
-      this.health.set(svc.id, next);
     }
-    for (const id of this.health.keys()) if (!s.services.some((x) => x.id === id)) this.health.delete(id);
     try {
       this.install();
     } catch (e) {
@@ -207,15 +233,25 @@ export class Proxy {
       readCa: (path) => this.readCa(path),
       answer: (name) => this.resolver.answer(name),
       timeouts: this.timeouts,
+      accessLogDir: this.accessLogDir,
     });
     const errs = new Map<string, { code: string; err: string }>();
     for (const p of plans) if (p.error) errs.set(p.service, { code: p.errorCode ?? 'MESHEXT_E_SERVICE', err: p.error });
-    const engineErrs = this.engine.install({ source: this.origMapFd !== null ? 'map' : 'local', ...(this.origMapFd !== null ? { mapFd: this.origMapFd } : {}), plans });
+    const engineErrs = this.engine.install({
+      source: this.origMapFd !== null ? 'map' : 'local',
+      ...(this.origMapFd !== null ? { mapFd: this.origMapFd } : {}),
+      accessLogDir: this.accessLogDir,
+      plans,
+    });
     this.plans = plans;
+    this.syncHealth(plans);
+    this.checker.update(plans);
     // What the engine refused of a plan: TLS settings OpenSSL cannot use (its words name the step, never key
     // material) fail the service closed; a key another service holds (VIPs are unique: a bug) only loses that key.
     // An access log file that cannot be opened costs the service that backend only (it keeps serving).
     const logErrs = new Set<string>();
+    // Backends the compile left out (a path outside the access log directory) cost the same as one the engine could not open.
+    for (const p of plans) for (const e of p.accessLogErrors ?? []) logErrs.add(`${p.service}\n${e}`);
     for (const e of engineErrs) {
       if (e.code === 'MESHEXT_E_KEY_CONFLICT') this.log.error({ service: this.kriOf.get(e.service) ?? e.service, code: e.code, err: e.error }, 'route key conflict');
       else if (e.code === 'MESHEXT_E_ACCESS_LOG') logErrs.add(`${e.service}\n${e.error}`);
@@ -249,6 +285,90 @@ export class Proxy {
   /** Reopens every access log file (logrotate's postrotate sends SIGUSR1); a path that cannot be opened keeps its old file. */
   reopenLogs(): void {
     for (const e of this.engine.reopenLogs()) this.log.error({ path: e.path, code: 'MESHEXT_E_ACCESS_LOG', err: e.error }, 'access log file not reopened; still writing to the old one');
+  }
+
+  /**
+   * Health sets for the installed plans: health follows an endpoint's label from one version of a service to the
+   * next (the engine's state does too), under the plan's current outlier detection and health check; an
+   * endpoint whose state that changes (a policy removed) is told to the engine.
+   */
+  private syncHealth(plans: readonly ServicePlan[]): void {
+    const live = new Set<string>();
+    for (const p of plans) {
+      live.add(p.service);
+      const old = this.health.get(p.service);
+      const hc = p.healthCheck;
+      const next = new HealthSet(
+        p.endpoints.map((e) => e.label),
+        Date.now,
+        p.outlierDetection,
+        hc ? { unhealthyThreshold: hc.unhealthyThreshold, healthyThreshold: hc.healthyThreshold } : undefined,
+      );
+      next.adopt(old);
+      this.health.set(p.service, next);
+      if (!old) continue;
+      for (const h of next.all()) {
+        const before = old.get(h.label);
+        if (before && old.status(before) !== next.status(h)) this.engine.health(p.service, h.label, next.downForMs(h));
+      }
+    }
+    for (const id of this.health.keys()) if (!live.has(id)) this.health.delete(id);
+    for (const id of this.sweeps.keys()) if (!plans.some((p) => p.service === id && p.countResponses)) this.sweeps.delete(id);
+    for (const p of plans) {
+      if (p.countResponses && p.outlierDetection && !this.sweeps.has(p.service)) this.sweeps.set(p.service, { due: Date.now() + p.outlierDetection.intervalMs, last: new Map() });
+    }
+    if (this.sweeps.size > 0 && !this.sweepTimer) {
+      // One timer for every service: each is swept when its own interval is due (SWEEP_TICK_MS granularity).
+      this.sweepTimer = setInterval(() => this.sweep(), SWEEP_TICK_MS);
+      this.sweepTimer.unref();
+    } else if (this.sweeps.size === 0 && this.sweepTimer) {
+      clearInterval(this.sweepTimer);
+      this.sweepTimer = undefined;
+    }
+  }
+
+  /** Runs the statistical outlier detectors of the services whose interval is due, on the responses since their last sweep. */
+  private sweep(): void {
+    const now = Date.now();
+    const due = [...this.sweeps].filter(([, s]) => s.due <= now);
+    if (due.length === 0) return;
+    const counters = new Map((this.engine.counters()?.services ?? []).map((s) => [s.service, s]));
+    for (const [service, s] of due) {
+      const plan = this.plans.find((p) => p.service === service);
+      const h = this.health.get(service);
+      if (!plan?.outlierDetection || !h) continue;
+      s.due = now + plan.outlierDetection.intervalMs;
+      const nowCounts = new Map((counters.get(service)?.endpoints ?? []).map((e) => [e.label, { responses: e.responses, failed: e.failedResponses }]));
+      const delta = new Map<string, { responses: number; failed: number }>();
+      for (const [label, c] of nowCounts) {
+        const before = s.last.get(label) ?? { responses: 0, failed: 0 };
+        delta.set(label, { responses: Math.max(0, c.responses - before.responses), failed: Math.max(0, c.failed - before.failed) });
+      }
+      s.last = nowCounts;
+      for (const { label, change } of h.sweep(delta)) this.applyHealth(service, label, change);
+    }
+  }
+
+  /** Tells the engine an endpoint's new state, and counts and logs what happened. */
+  private applyHealth(service: string, label: string, c: Change | undefined): void {
+    if (!c) return;
+    this.engine.health(service, label, c.downForMs);
+    const kri = this.kriOf.get(service) ?? service;
+    const h = this.health.get(service);
+    const rec = h?.get(label);
+    const reason = rec && h ? h.reason(rec) : undefined;
+    if (c.ejected) {
+      if (this.kriOf.has(service)) this.metricsFor(kri).ejection(c.ejected);
+      this.log.warn({ service: kri, endpoint: label, detector: c.ejected, ejectedForMs: c.downForMs, reason }, 'endpoint ejected by outlier detection');
+    }
+    if (c.failed) this.log.warn({ service: kri, endpoint: label, reason }, 'endpoint failed its active health checks; out of the balancer');
+    if (c.recovered) this.log.info({ service: kri, endpoint: label }, 'endpoint passed its active health checks; back in the balancer');
+  }
+
+  /** An active health check's result. */
+  private checked(service: string, label: string, ok: boolean, reason: string): void {
+    if (this.kriOf.has(service)) this.metricsFor(this.kriOf.get(service) as string).healthCheck(ok);
+    this.applyHealth(service, label, this.health.get(service)?.checked(label, ok, reason));
   }
 
   private readCa(path: string): Buffer {
@@ -319,6 +439,11 @@ export class Proxy {
       const m = this.metricsFor(kri);
       m.apply(svc.counters);
       m.applyHistograms(c.histogramBoundsMs, svc.rqTime, svc.connectTime);
+      const h = this.health.get(svc.service);
+      if (h && (h.outlier || h.checks)) {
+        const n = h.counts();
+        m.endpoints(n.healthy, n.ejected);
+      }
     }
     // A removed service keeps its series while a connection of it is open (the engine still has it).
     const current = new Set(this.snapshot?.services.map((s) => s.id) ?? []);
@@ -341,8 +466,18 @@ export class Proxy {
     });
     e.on('endpoint-ok', (ev) => {
       const service = String(ev['service']);
-      const label = String(ev['endpoint']);
-      if (this.health.get(service)?.success(label)) this.engine.health(service, label, 0);
+      this.applyHealth(service, String(ev['endpoint']), this.health.get(service)?.success(String(ev['endpoint']), ev['source'] === 'response' ? 'response' : 'connect'));
+    });
+    e.on('endpoint-status', (ev) => {
+      const service = String(ev['service']);
+      this.applyHealth(service, String(ev['endpoint']), this.health.get(service)?.status5xx(String(ev['endpoint']), Number(ev['status'])));
+    });
+    e.on('endpoint-failed', (ev) => {
+      const service = String(ev['service']);
+      this.applyHealth(service, String(ev['endpoint']), this.health.get(service)?.lostConnection(String(ev['endpoint']), String(ev['reason'])));
+    });
+    e.on('probe-result', (ev) => {
+      this.checker.onResult(Number(ev['token']), ev['ok'] === 1, String(ev['reason'] ?? ''));
     });
     e.on('tls-failed', (ev) => {
       const f = describeTlsFailure(failureOf(ev, ''));
@@ -372,10 +507,9 @@ export class Proxy {
     });
   }
 
-  /** Counts an endpoint failure; tells the engine when it backs the endpoint off. */
+  /** Counts an endpoint's local-origin failure; tells the engine when that takes the endpoint out. */
   private failure(service: string, label: string, why: string): void {
-    const ms = this.health.get(service)?.failure(label, why);
-    if (ms !== undefined) this.engine.health(service, label, ms);
+    this.applyHealth(service, label, this.health.get(service)?.failure(label, why));
   }
 
   /** A warning, at most LOG_BURST a second per key; the number left out is said with the next one. */
@@ -474,6 +608,8 @@ export class Proxy {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.refresh);
+    this.checker.close();
+    clearInterval(this.sweepTimer);
     await this.stopAccepting();
     this.engine.stop();
     this.collect();
@@ -519,11 +655,16 @@ export class Proxy {
         endpoints: p.endpoints.map((ep) => {
           const rec = h?.get(ep.label);
           const counts = c?.endpoints.find((x) => x.label === ep.label);
+          const reason = rec ? h!.reason(rec) : undefined;
           return {
             address: ep.label,
             priority: ep.priority,
             healthy: rec ? h!.healthy(rec) : true,
+            health: rec ? h!.status(rec) : 'healthy',
+            ...(reason !== undefined ? { reason } : {}),
             consecutiveFailures: rec?.consecutiveFailures ?? 0,
+            ...(h?.outlier ? { ejections: rec?.timesEjected ?? 0 } : {}),
+            ...(h?.checks && rec?.lastCheck ? { lastCheck: { at: new Date(rec.lastCheck.at).toISOString(), ok: rec.lastCheck.ok } } : {}),
             ...(rec?.lastError !== undefined ? { lastError: rec.lastError } : ep.unavailable ? { lastError: ep.unavailable } : {}),
             active: counts?.active ?? 0,
             total: counts?.total ?? 0,

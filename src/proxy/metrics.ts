@@ -38,13 +38,23 @@ const SERIES: Record<ServiceCounter, { name: string; help: string; gauge?: true;
   accessLogLines: { name: 'meshext_access_log_lines_total', help: 'Access log lines queued for writing (MeshAccessLog; one per backend)' },
   accessLogDropped: { name: 'meshext_access_log_dropped_total', help: 'Access log lines dropped because the writer lagged behind (the data path never waits for it)' },
   upstreamRqTimeout: { name: 'meshext_upstream_rq_timeout_total', help: 'Requests whose response did not complete within the MeshTimeout http.requestTimeout (504)' },
+  upstreamCxOverflow: { name: 'meshext_upstream_cx_overflow_total', help: 'Connections or requests refused by the MeshCircuitBreaker connectionLimits.maxConnections' },
+  upstreamRqPendingOverflow: {
+    name: 'meshext_upstream_rq_pending_overflow_total',
+    help: 'Connections or requests refused by the MeshCircuitBreaker connectionLimits.maxPendingRequests or maxRequests',
+  },
 };
+
+/** Envoy's outlier detectors, as the `detector` label of ejections. */
+export type OutlierDetector = 'consecutive_5xx' | 'consecutive_gateway_failure' | 'consecutive_local_origin_failure' | 'success_rate' | 'failure_percentage';
 
 export class ServiceMetrics {
   private readonly series = new Map<ServiceCounter, Series>();
   private readonly tlsFail = new Map<TlsFailReason, Series>();
   private readonly rqTime: HistogramSeries;
   private readonly connectTime: HistogramSeries;
+  private readonly ejections = new Map<OutlierDetector, Series>();
+  private health: { attempts: Series; success: Series; failure: Series; healthy: Series; ejected: Series } | undefined;
 
   constructor(
     private readonly reg: Registry,
@@ -80,6 +90,45 @@ export class ServiceMetrics {
   applyHistograms(boundsMs: readonly number[], rqTime: EngineHistogram, connectTime: EngineHistogram): void {
     this.rqTime.set(boundsMs, rqTime.counts, rqTime.sumMs);
     this.connectTime.set(boundsMs, connectTime.counts, connectTime.sumMs);
+  }
+
+  /** Counts one outlier ejection by the detector that made it. */
+  ejection(detector: OutlierDetector): void {
+    let s = this.ejections.get(detector);
+    if (!s) {
+      s = this.reg.counter('meshext_upstream_outlier_ejections_total', 'Endpoints ejected by MeshCircuitBreaker outlier detection', { service: this.kri, detector });
+      this.ejections.set(detector, s);
+    }
+    s.inc();
+  }
+
+  /** The health series of a service with active checks or outlier detection (made on first use). */
+  private healthSeries(): NonNullable<ServiceMetrics['health']> {
+    if (!this.health) {
+      const l = { service: this.kri };
+      this.health = {
+        attempts: this.reg.counter('meshext_upstream_health_check_attempts_total', 'Active health checks run (MeshHealthCheck)', l),
+        success: this.reg.counter('meshext_upstream_health_check_success_total', 'Active health checks passed', l),
+        failure: this.reg.counter('meshext_upstream_health_check_failure_total', 'Active health checks failed (timeouts, refused connects and unexpected answers)', l),
+        healthy: this.reg.gauge('meshext_upstream_health_check_healthy_endpoints', 'Endpoints in the balancer: not failing active health checks, not ejected, not backed off', l),
+        ejected: this.reg.gauge('meshext_upstream_outlier_ejections_active', 'Endpoints ejected by outlier detection now', l),
+      };
+    }
+    return this.health;
+  }
+
+  /** Counts one active health check's result. */
+  healthCheck(ok: boolean): void {
+    const h = this.healthSeries();
+    h.attempts.inc();
+    (ok ? h.success : h.failure).inc();
+  }
+
+  /** Sets the endpoint gauges (read when metrics are). */
+  endpoints(healthy: number, ejected: number): void {
+    const h = this.healthSeries();
+    h.healthy.set(healthy);
+    h.ejected.set(ejected);
   }
 
   /** Counts one TLS verification or handshake failure. */

@@ -3,9 +3,11 @@
  * Kubernetes plural the source watches) plus its resource type in types.ts. parse.ts, schema.ts, warnings.ts
  * and the Kubernetes source take the kind list from here.
  */
-import type { MeshAccessLogSpec, MeshRetrySpec, MeshTimeoutSpec, MeshTrafficPermissionSpec, Violation } from './types.js';
-import { meshAccessLogSpecSchema, meshRetrySpecSchema, meshTimeoutSpecSchema, meshTrafficPermissionSpecSchema } from './schemas.js';
+import type { MeshAccessLogSpec, MeshCircuitBreakerSpec, MeshHealthCheckSpec, MeshRetrySpec, MeshTimeoutSpec, MeshTrafficPermissionSpec, Violation } from './types.js';
+import { meshAccessLogSpecSchema, meshCircuitBreakerSpecSchema, meshHealthCheckSpecSchema, meshRetrySpecSchema, meshTimeoutSpecSchema, meshTrafficPermissionSpecSchema } from './schemas.js';
 import { validateMeshAccessLog } from './validate-meshaccesslog.js';
+import { meshCircuitBreakerWarnings, validateMeshCircuitBreaker } from './validate-meshcircuitbreaker.js';
+import { validateMeshHealthCheck } from './validate-meshhealthcheck.js';
 import { validateMeshRetry } from './validate-meshretry.js';
 import { validateMeshTimeout } from './validate-meshtimeout.js';
 import { validateMeshTrafficPermission } from './validate-meshtrafficpermission.js';
@@ -45,6 +47,18 @@ export const POLICY_KINDS = {
     validate: (s: unknown) => validateMeshAccessLog(s as MeshAccessLogSpec),
     warnings: toPolicyWarnings('access logs'),
     plural: 'meshaccesslogs',
+  },
+  MeshCircuitBreaker: {
+    schema: meshCircuitBreakerSpecSchema,
+    validate: (s: unknown) => validateMeshCircuitBreaker(s as MeshCircuitBreakerSpec),
+    warnings: meshCircuitBreakerWarnings,
+    plural: 'meshcircuitbreakers',
+  },
+  MeshHealthCheck: {
+    schema: meshHealthCheckSpecSchema,
+    validate: (s: unknown) => validateMeshHealthCheck(s as MeshHealthCheckSpec),
+    warnings: toPolicyWarnings('health checks'),
+    plural: 'meshhealthchecks',
   },
 } as const satisfies Record<string, PolicyKindDef>;
 

@@ -368,6 +368,84 @@ const accessLogConf = {
 /** Kuma 2.10+ MeshAccessLog. */
 export const meshAccessLogSpecSchema = toPolicySpecSchema(accessLogConf);
 
+const int32 = { type: 'integer', minimum: -2147483648, maximum: 2147483647 } as const;
+/** Kubernetes IntOrString (`x-kubernetes-int-or-string`). */
+const intOrString = { type: ['integer', 'string'] } as const;
+
+const circuitBreakerConf = {
+  type: 'object',
+  properties: {
+    connectionLimits: {
+      type: 'object',
+      properties: { maxConnections: uint32, maxConnectionPools: uint32, maxPendingRequests: uint32, maxRetries: uint32, maxRequests: uint32 },
+    },
+    outlierDetection: {
+      type: 'object',
+      properties: {
+        disabled: { type: 'boolean' },
+        interval: duration,
+        baseEjectionTime: duration,
+        maxEjectionPercent: uint32,
+        splitExternalAndLocalErrors: { type: 'boolean' },
+        healthyPanicThreshold: intOrString,
+        detectors: {
+          type: 'object',
+          properties: {
+            totalFailures: { type: 'object', properties: { consecutive: uint32 } },
+            gatewayFailures: { type: 'object', properties: { consecutive: uint32 } },
+            localOriginFailures: { type: 'object', properties: { consecutive: uint32 } },
+            successRate: { type: 'object', properties: { minimumHosts: uint32, requestVolume: uint32, standardDeviationFactor: intOrString } },
+            failurePercentage: { type: 'object', properties: { minimumHosts: uint32, requestVolume: uint32, threshold: uint32 } },
+          },
+        },
+      },
+    },
+  },
+} as const;
+
+/** Kuma 2.10+ MeshCircuitBreaker. */
+export const meshCircuitBreakerSpecSchema = toPolicySpecSchema(circuitBreakerConf);
+
+const headerList = {
+  type: 'array',
+  maxItems: 16,
+  items: { type: 'object', required: ['name', 'value'], properties: { name: { type: 'string', minLength: 1 }, value: { type: 'string' } } },
+} as const;
+
+const healthCheckConf = {
+  type: 'object',
+  properties: {
+    interval: duration,
+    unhealthyInterval: duration,
+    timeout: duration,
+    unhealthyThreshold: int32,
+    healthyThreshold: int32,
+    initialJitter: duration,
+    intervalJitter: duration,
+    intervalJitterPercent: int32,
+    failTrafficOnPanic: { type: 'boolean' },
+    eventLogPath: { type: 'string' },
+    alwaysLogHealthCheckFailures: { type: 'boolean' },
+    noTrafficInterval: duration,
+    reuseConnection: { type: 'boolean' },
+    healthyPanicThreshold: intOrString,
+    tcp: { type: 'object', properties: { disabled: { type: 'boolean' }, send: { type: 'string' }, receive: { type: 'array', items: { type: 'string' } } } },
+    http: {
+      type: 'object',
+      properties: {
+        disabled: { type: 'boolean' },
+        path: { type: 'string' },
+        requestHeadersToAdd: { type: 'object', properties: { set: headerList, add: headerList } },
+        expectedStatuses: { type: 'array', items: int32 },
+      },
+    },
+    grpc: { type: 'object', properties: { disabled: { type: 'boolean' }, serviceName: { type: 'string' }, authority: { type: 'string' } } },
+  },
+} as const;
+
+/** Kuma 2.10+ MeshHealthCheck. */
+export const meshHealthCheckSpecSchema = toPolicySpecSchema(healthCheckConf);
+
 /** The spec schema of each kind that has one (Secret data is checked in parse.ts). */
 export const specSchemas: Partial<Record<string, object>> = {
   MeshExternalService: meshExternalServiceSpecSchema,

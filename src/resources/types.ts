@@ -229,6 +229,62 @@ export interface MeshAccessLogConf {
 
 export type MeshAccessLogSpec = ToPolicySpec<MeshAccessLogConf>;
 
+/** MeshCircuitBreaker `default` (Kuma 2.10+ Conf), as written. */
+export interface MeshCircuitBreakerConf {
+  connectionLimits?: {
+    maxConnections?: number;
+    maxConnectionPools?: number;
+    maxPendingRequests?: number;
+    maxRetries?: number;
+    maxRequests?: number;
+  };
+  outlierDetection?: {
+    disabled?: boolean;
+    interval?: string;
+    baseEjectionTime?: string;
+    maxEjectionPercent?: number;
+    splitExternalAndLocalErrors?: boolean;
+    healthyPanicThreshold?: number | string;
+    detectors?: {
+      totalFailures?: { consecutive?: number };
+      gatewayFailures?: { consecutive?: number };
+      localOriginFailures?: { consecutive?: number };
+      successRate?: { minimumHosts?: number; requestVolume?: number; standardDeviationFactor?: number | string };
+      failurePercentage?: { minimumHosts?: number; requestVolume?: number; threshold?: number };
+    };
+  };
+}
+
+export type MeshCircuitBreakerSpec = ToPolicySpec<MeshCircuitBreakerConf>;
+
+/** MeshHealthCheck `default` (Kuma 2.10+ Conf), as written. */
+export interface MeshHealthCheckConf {
+  interval?: string;
+  unhealthyInterval?: string;
+  timeout?: string;
+  unhealthyThreshold?: number;
+  healthyThreshold?: number;
+  initialJitter?: string;
+  intervalJitter?: string;
+  intervalJitterPercent?: number;
+  failTrafficOnPanic?: boolean;
+  eventLogPath?: string;
+  alwaysLogHealthCheckFailures?: boolean;
+  noTrafficInterval?: string;
+  reuseConnection?: boolean;
+  healthyPanicThreshold?: number | string;
+  tcp?: { disabled?: boolean; send?: string; receive?: string[] };
+  http?: {
+    disabled?: boolean;
+    path?: string;
+    requestHeadersToAdd?: { set?: Array<{ name: string; value: string }>; add?: Array<{ name: string; value: string }> };
+    expectedStatuses?: number[];
+  };
+  grpc?: { disabled?: boolean; serviceName?: string; authority?: string };
+}
+
+export type MeshHealthCheckSpec = ToPolicySpec<MeshHealthCheckConf>;
+
 interface ResourceBase<K extends string, S> {
   kind: K;
   /** Core name: the Universal name or the Kubernetes object name (namespace kept apart). */
@@ -256,6 +312,8 @@ export type MeshTimeoutResource = ResourceBase<'MeshTimeout', MeshTimeoutSpec>;
 export type MeshRetryResource = ResourceBase<'MeshRetry', MeshRetrySpec>;
 export type MeshTrafficPermissionResource = ResourceBase<'MeshTrafficPermission', MeshTrafficPermissionSpec>;
 export type MeshAccessLogResource = ResourceBase<'MeshAccessLog', MeshAccessLogSpec>;
+export type MeshCircuitBreakerResource = ResourceBase<'MeshCircuitBreaker', MeshCircuitBreakerSpec>;
+export type MeshHealthCheckResource = ResourceBase<'MeshHealthCheck', MeshHealthCheckSpec>;
 
 export type Resource =
   | MeshExternalServiceResource
@@ -266,7 +324,9 @@ export type Resource =
   | MeshTimeoutResource
   | MeshRetryResource
   | MeshTrafficPermissionResource
-  | MeshAccessLogResource;
+  | MeshAccessLogResource
+  | MeshCircuitBreakerResource
+  | MeshHealthCheckResource;
 
 export type ResourceKind = Resource['kind'];
 

@@ -2,7 +2,8 @@
  * MeshAccessLog rules: Kuma's validator (pkg/plugins/policies/meshaccesslog/api/v1alpha1/validator.go, 2.10+) with
  * its paths and messages, plus what meshext does not do, said as such: it writes File backends (`/dev/stdout`
  * and `/dev/stderr` are the agent's own), not Tcp or OpenTelemetry ones, and every command operator of a format
- * must be one the engine fills (an unknown one is named).
+ * must be one the engine fills (an unknown one is named). A file path must be normalised with no `..`; that it lies
+ * in the agent's access log directory is checked when plans are compiled (the directory is an agent flag).
  */
 import type { MeshAccessLogBackend, MeshAccessLogConf, MeshAccessLogFormat, MeshAccessLogSpec, Violation } from './types.js';
 import { validateToPolicy } from './validate-policy.js';
@@ -13,6 +14,20 @@ const MUST_NOT_BE_EMPTY = 'must not be empty';
 
 /** govalidator.IsFilePath for Unix, as Kuma calls it: an absolute path. */
 const UNIX_PATH = /^(\/[^/\x00]*)+\/?$/;
+
+/**
+ * The agent writes as root: a path is checked lexically here (normalised, no `.` or `..` component) so that the
+ * directory check at plan compile (snapshot/accesslog.ts, against --access-log-dir) cannot be walked out of, and
+ * the engine opens it beneath that directory without following symlinks (native/src/engine/access_log.cc).
+ */
+function pathProblem(path: string): string | undefined {
+  const parts = path.split('/').slice(1);
+  if (parts.some((c) => c === '..')) return `must not contain a ".." component, got "${path}"`;
+  if (parts.some((c) => c === '.') || parts.slice(0, -1).some((c) => c === '') || path.endsWith('/')) {
+    return `must be a normalised path to a file (no "." component, repeated or trailing "/"), got "${path}"`;
+  }
+  return undefined;
+}
 
 /** Validates a MeshAccessLog spec; paths start at `spec`. */
 export function validateMeshAccessLog(spec: MeshAccessLogSpec): Violation[] {
@@ -35,7 +50,8 @@ function validateBackend(b: MeshAccessLogBackend, path: string, out: Violation[]
         return;
       }
       if (b.file.format !== undefined) validateFormat(b.file.format, `${path}.file.format`, out);
-      if (!UNIX_PATH.test(b.file.path)) out.push({ field: `${path}.file.path`, message: 'file backend requires a valid path' });
+      const problem = UNIX_PATH.test(b.file.path) ? pathProblem(b.file.path) : 'file backend requires a valid path';
+      if (problem !== undefined) out.push({ field: `${path}.file.path`, message: problem });
       return;
     }
     case 'Tcp':

@@ -5,6 +5,7 @@
  * value is the same for every line of the service (mesh, destination) written as text. The engine renders
  * the lines (native/src/engine/access_log.cc).
  */
+import { posix } from 'node:path';
 import type { DataplaneResource, MeshAccessLogBackend, MeshAccessLogConf, MeshAccessLogResource, MeshExternalServiceResource } from '../resources/types.js';
 import { DEFAULT_HTTP_FORMAT, DEFAULT_TCP_FORMAT, parseFormat, type ConstantOperator, type FormatToken } from '../resources/accesslog-format.js';
 import type { PlanAccessLog, PlanLogToken } from '../native/addon.js';
@@ -60,9 +61,38 @@ function planTokens(format: string, svc: CompiledService): PlanLogToken[] {
   return out;
 }
 
-/** The plan's `accessLog` for `svc`; undefined when no MeshAccessLog selects it or its backends are empty. */
-export function planAccessLog(svc: CompiledService): PlanAccessLog | undefined {
-  const files = (svc.accessLog?.backends ?? []).flatMap((b) => (b.type === 'File' && b.file ? [b.file] : []));
+/** Where MeshAccessLog files may be written unless --access-log-dir says otherwise. */
+export const DEFAULT_ACCESS_LOG_DIR = '/var/log/meshext';
+
+/** The agent's own descriptors, always allowed. */
+const STD_PATHS = new Set(['/dev/stdout', '/dev/stderr']);
+
+/**
+ * Why the agent will not write `path` (undefined: it may). The agent runs as root on every node: a policy author
+ * must not be able to append to /proc/sys/kernel/core_pattern or a cgroup's cgroup.procs, so only files under
+ * `dir` are written. Lexical (validation refused `..` and unnormalised paths); the engine opens beneath the
+ * directory without following symlinks, so a link inside it cannot lead out either.
+ */
+export function accessLogPathProblem(path: string, dir: string): string | undefined {
+  if (STD_PATHS.has(path)) return undefined;
+  const root = posix.resolve(dir);
+  const rel = posix.relative(root, posix.resolve(path));
+  if (rel !== '' && rel !== '..' && !rel.startsWith('../') && !posix.isAbsolute(rel) && posix.resolve(path) === path) return undefined;
+  return `file.path ${JSON.stringify(path)} is outside the access log directory ${root} (--access-log-dir): only files under it, /dev/stdout and /dev/stderr are written`;
+}
+
+/**
+ * The plan's `accessLog` for `svc`; undefined when no MeshAccessLog selects it or its backends are empty. A backend
+ * whose path lies outside `accessLogDir` is left out and said in `rejected` (the service keeps serving).
+ */
+export function planAccessLog(svc: CompiledService, accessLogDir: string = DEFAULT_ACCESS_LOG_DIR, rejected: string[] = []): PlanAccessLog | undefined {
+  const files = (svc.accessLog?.backends ?? []).flatMap((b) => {
+    if (b.type !== 'File' || !b.file) return [];
+    const problem = accessLogPathProblem(b.file.path, accessLogDir);
+    if (problem === undefined) return [b.file];
+    rejected.push(`access log backend ${b.file.path} of MeshAccessLog ${(svc.accessLog?.policies ?? []).join(', ')}: ${problem}`);
+    return [];
+  });
   if (files.length === 0) return undefined;
   return {
     backends: files.map((f) => {

@@ -12,6 +12,8 @@ import { isIP } from 'node:net';
 import type { Ipam } from '../ipam/ipam.js';
 import type { DataplaneResource, LoadResult, MeshExternalServiceResource, MeshResource } from '../resources/types.js';
 import { effectivePermissions } from './meshtrafficpermission.js';
+import { effectiveCircuitBreaker } from './meshcircuitbreaker.js';
+import { effectiveHealthCheck } from './meshhealthcheck.js';
 import { displayNameOf } from '../resources/types.js';
 import { unixPath } from '../resources/address.js';
 import { defaultGenerators } from '../hostnames/defaults.js';
@@ -73,6 +75,9 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
 
   const permissionPolicies = byKind(load.resources, 'MeshTrafficPermission');
   const policiesOf = servicePolicies(load);
+  // MeshCircuitBreaker and MeshHealthCheck cannot target a Dataplane (validate-policy.ts): service-wide only.
+  const circuitBreakers = byKind(load.resources, 'MeshCircuitBreaker');
+  const healthChecks = byKind(load.resources, 'MeshHealthCheck');
   const services: CompiledService[] = [];
   for (const mes of candidates) {
     const loop = (mes.spec.extension ? [] : (mes.spec.endpoints ?? []))
@@ -124,6 +129,8 @@ export async function compileSnapshot(input: CompileInput): Promise<Snapshot> {
         : {}),
       generatorStatus: gen.generatorStatus,
       ...policiesOf(mes),
+      ...present('circuitBreaker', effectiveCircuitBreaker(mes, circuitBreakers)),
+      ...present('healthCheck', effectiveHealthCheck(mes, healthChecks)),
       source: { file: mes.source.file, index: mes.source.index },
     });
   }
@@ -166,6 +173,11 @@ function ownPolicies(svc: CompiledService): ServicePolicies {
   const out: ServicePolicies = {};
   for (const k of SERVICE_POLICY_FIELDS) if (svc[k] !== undefined) Object.assign(out, { [k]: svc[k] });
   return out;
+}
+
+/** `{[key]: value}` when there is a value, else nothing (optional fields stay absent, not undefined). */
+function present<K extends string, V>(key: K, value: V | undefined): { [k in K]?: V } {
+  return (value === undefined ? {} : { [key]: value }) as { [k in K]?: V };
 }
 
 /** The name a Dataplane goes by in plan keys and /config_dump: Kuma's `name.namespace` on Kubernetes. */

@@ -26,14 +26,17 @@ import { cidrContains, parseCidr } from '../ipam/cidr.js';
 import type { EngineEndpoint, EnginePlan, EngineRetry, EngineTarget, NativeTlsOptions } from '../native/addon.js';
 import type { EffectiveRequestRetry } from './meshretry.js';
 import type { CompiledEndpoint, CompiledService, CompiledTls, DataplaneBinding, TlsVersion } from './types.js';
+import { limitsFor, outlierFor } from './meshcircuitbreaker.js';
+import { healthCheckFor } from './meshhealthcheck.js';
 import { SERVICE_POLICY_FIELDS, vipPortKey } from './types.js';
 import { planAccessLog } from './accesslog.js';
 
 /**
- * A plan as the engine takes it, with the stable code of `error` for logs (MESHEXT_E_...) and, for the plan of one
- * Dataplane's outbounds, that Dataplane (the engine reads neither).
+ * A plan as the engine takes it, with the stable code of `error` for logs (MESHEXT_E_...), `accessLogErrors`
+ * (backends left out at compile: a path outside the access log directory; the service serves) and, for the plan
+ * of one Dataplane's outbounds, that Dataplane (the engine reads none of them).
  */
-export type ServicePlan = EnginePlan & { errorCode?: string; dataplane?: string };
+export type ServicePlan = EnginePlan & { errorCode?: string; accessLogErrors?: string[]; dataplane?: string };
 
 /** Idle timeout of a TCP connection (Envoy's tcp_proxy default, 1 h). */
 export const TCP_IDLE_TIMEOUT_MS = 3_600_000;
@@ -247,6 +250,8 @@ export interface PlanContext {
   /** The current answer for a DNS name; undefined when it has not been resolved yet. */
   answer: (name: string) => NameAnswer | undefined;
   timeouts: PlanTimeouts;
+  /** --access-log-dir: MeshAccessLog files outside it are not written (default DEFAULT_ACCESS_LOG_DIR). */
+  accessLogDir?: string;
 }
 
 /** The text of a denial, naming the mesh setting responsible. */
@@ -313,7 +318,8 @@ export function compilePlan(svc: CompiledService, ctx: PlanContext, inVip: (addr
   if (svc.extension !== undefined) errors.push({ code: 'MESHEXT_E_EXTENSION_UNSUPPORTED', message: `MeshExternalService extension ${svc.extension} is not supported by meshext` });
   else if (endpoints.length === 0) errors.push({ code: 'MESHEXT_E_NO_ENDPOINTS', message: 'service has no endpoints' });
   const retry = retryFor(svc);
-  const accessLog = planAccessLog(svc);
+  const accessLogErrors: string[] = [];
+  const accessLog = planAccessLog(svc, ctx.accessLogDir, accessLogErrors);
   return {
     service: svc.id,
     keys: [vipPortKey(svc.vip, svc.port), `@${svc.id}`, ...(svc.dataplanes ?? []).flatMap((b) => (b.policies ? [] : [b.key]))],
@@ -326,16 +332,30 @@ export function compilePlan(svc: CompiledService, ctx: PlanContext, inVip: (addr
     timeouts: timeoutsFor(svc, ctx.timeouts),
     ...(retry ? { retry } : {}),
     ...(accessLog ? { accessLog } : {}),
-    ...(svc.timeouts || svc.retry || svc.accessLog
-      ? {
-          policies: {
-            ...(svc.timeouts ? { meshTimeouts: svc.timeouts.policies } : {}),
-            ...(svc.retry ? { meshRetries: svc.retry.policies } : {}),
-            ...(svc.accessLog ? { meshAccessLogs: svc.accessLog.policies } : {}),
-          },
-        }
-      : {}),
+    ...(accessLogErrors.length ? { accessLogErrors } : {}),
+    ...healthOf(svc),
+    ...policiesOf(svc),
   };
+}
+
+/** The plan's connection limits, outlier detection and active health check (MeshCircuitBreaker, MeshHealthCheck). */
+function healthOf(svc: CompiledService): Pick<ServicePlan, 'countResponses' | 'limits' | 'outlierDetection' | 'healthCheck'> {
+  const limits = limitsFor(svc.circuitBreaker?.conf);
+  const outlier = outlierFor(svc.circuitBreaker?.conf);
+  const hc = healthCheckFor(svc.healthCheck?.conf, svc.protocol);
+  const counts = outlier?.successRate !== undefined || outlier?.failurePercentage !== undefined;
+  return { ...(counts ? { countResponses: true } : {}), ...(limits ? { limits } : {}), ...(outlier ? { outlierDetection: outlier } : {}), ...(hc ? { healthCheck: hc } : {}) };
+}
+
+/** Which policies shaped the plan, by kind (only kinds that select the service). */
+function policiesOf(svc: CompiledService): Pick<ServicePlan, 'policies'> {
+  const p: NonNullable<ServicePlan['policies']> = {};
+  if (svc.timeouts) p.meshTimeouts = svc.timeouts.policies;
+  if (svc.retry) p.meshRetries = svc.retry.policies;
+  if (svc.accessLog) p.meshAccessLogs = svc.accessLog.policies;
+  if (svc.circuitBreaker) p.meshCircuitBreakers = svc.circuitBreaker.policies;
+  if (svc.healthCheck) p.meshHealthChecks = svc.healthCheck.policies;
+  return Object.keys(p).length ? { policies: p } : {};
 }
 
 /** `sni`: the SNI of a TLS service (its targets then carry session keys), null without TLS. */

@@ -107,3 +107,21 @@ export function durationMs(text: string): number {
   if ('error' in d) throw new Error(`policy duration ${text} was not validated`);
   return Math.ceil(d.ms);
 }
+
+/**
+ * Kuma's merge of `default`s (MergeConfs): later confs override earlier ones field by field, objects merged
+ * recursively, lists and scalars replaced whole.
+ */
+export function mergeConfs<Conf extends object>(confs: readonly Conf[]): Conf {
+  const merge = (a: Record<string, unknown>, b: Record<string, unknown>): Record<string, unknown> => {
+    const out: Record<string, unknown> = { ...a };
+    for (const [k, v] of Object.entries(b)) {
+      if (v === undefined) continue;
+      const prev = out[k];
+      const obj = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+      out[k] = obj(prev) && obj(v) ? merge(prev, v) : v;
+    }
+    return out;
+  };
+  return confs.reduce<Record<string, unknown>>((acc, c) => merge(acc, c as Record<string, unknown>), {}) as Conf;
+}

@@ -3,7 +3,7 @@
  * maps all read. A reload builds a new Snapshot and swaps it atomically; connections in flight keep
  * the object they started with. Built by `src/snapshot/compile.ts` from validated resources.
  */
-import type { LoadWarning } from '../resources/types.js';
+import type { LoadWarning, MeshCircuitBreakerConf, MeshHealthCheckConf } from '../resources/types.js';
 import type { EffectiveTimeouts } from './meshtimeout.js';
 import type { EffectiveRetry } from './meshretry.js';
 import type { EffectivePermissions } from './meshtrafficpermission.js';
@@ -97,6 +97,10 @@ export interface CompiledService {
    * service's own (the fields above, which the VIP path uses). Absent: no Dataplane has an outbound to it.
    */
   dataplanes?: DataplaneBinding[];
+  /** The merged MeshCircuitBreaker `default` that applies to it and the policies merged; absent when none selects it. */
+  circuitBreaker?: { conf: MeshCircuitBreakerConf; policies: string[] };
+  /** The merged MeshHealthCheck `default` that applies to it and the policies merged; absent when none selects it. */
+  healthCheck?: { conf: MeshHealthCheckConf; policies: string[] };
   /** Where it was declared, for messages. */
   source: { file: string; index: number };
 }

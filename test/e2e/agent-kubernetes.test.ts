@@ -126,7 +126,7 @@ privilegedTest('e2e --source kubernetes: objects from the API server through the
   const dump = JSON.parse(dumpText) as { rejected: unknown[]; sources: Array<{ source: string; kinds: Array<{ kind: string; state: string; objects: number }> }> };
   t.deepEqual(dump.rejected, []);
   const kube = dump.sources.find((s) => s.source === 'kubernetes');
-  t.deepEqual(kube?.kinds.map((k) => [k.kind, k.state]).sort(), [['HostnameGenerator', 'watching'], ['Mesh', 'watching'], ['MeshAccessLog', 'watching'], ['MeshExternalService', 'watching'], ['MeshRetry', 'watching'], ['MeshTimeout', 'watching'], ['MeshTrafficPermission', 'watching'], ['Secret', 'watching']], JSON.stringify(dump.sources));
+  t.deepEqual(kube?.kinds.map((k) => [k.kind, k.state]).sort(), [['HostnameGenerator', 'watching'], ['Mesh', 'watching'], ['MeshAccessLog', 'watching'], ['MeshCircuitBreaker', 'watching'], ['MeshExternalService', 'watching'], ['MeshHealthCheck', 'watching'], ['MeshRetry', 'watching'], ['MeshTimeout', 'watching'], ['MeshTrafficPermission', 'watching'], ['Secret', 'watching']], JSON.stringify(dump.sources));
   t.false(dumpText.includes(fs.readFileSync(env.pki.clientKey).toString('base64').slice(0, 40)), 'config_dump must not contain secret material');
 
   // Names come from the display-name label (the API names are `<name>-<hash>`), answered by the redirected resolver.

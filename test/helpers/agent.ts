@@ -29,7 +29,7 @@ export async function startTestAgent(t: ExecutionContext, files: Record<string, 
   const cfg = resolveConfig([
     {
       name: 'flags',
-      options: { config: [configDir], redirect: 'off', dns: 'off', stateDir: path.join(dir, 'state'), admin: '127.0.0.1:0', adminSocket: path.join(dir, 'admin.sock'), logFormat: 'json', ...options },
+      options: { config: [configDir], redirect: 'off', dns: 'off', stateDir: path.join(dir, 'state'), admin: '127.0.0.1:0', adminSocket: path.join(dir, 'admin.sock'), accessLogDir: path.join(dir, 'logs'), logFormat: 'json', ...options },
     },
   ]);
   const log = captureLog('debug');

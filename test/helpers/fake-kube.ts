@@ -38,7 +38,7 @@ interface Watcher {
 export const KUMA = 'kuma.io/v1alpha1';
 
 /** The collections meshext reads, for the system namespace `ns`. */
-export function kumaCollections(ns = 'kuma-system'): Record<'meshes' | 'mes' | 'hg' | 'mt' | 'mr' | 'mtp' | 'mal' | 'secrets' | 'pods', Collection> {
+export function kumaCollections(ns = 'kuma-system'): Record<'meshes' | 'mes' | 'hg' | 'mt' | 'mr' | 'mtp' | 'mal' | 'mcb' | 'mhc' | 'secrets' | 'pods', Collection> {
   return {
     meshes: { path: '/apis/kuma.io/v1alpha1/meshes', apiVersion: KUMA, kind: 'Mesh', core: false },
     mes: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshexternalservices`, apiVersion: KUMA, kind: 'MeshExternalService', core: false },
@@ -47,6 +47,8 @@ export function kumaCollections(ns = 'kuma-system'): Record<'meshes' | 'mes' | '
     mr: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshretries`, apiVersion: KUMA, kind: 'MeshRetry', core: false },
     mtp: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshtrafficpermissions`, apiVersion: KUMA, kind: 'MeshTrafficPermission', core: false },
     mal: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshaccesslogs`, apiVersion: KUMA, kind: 'MeshAccessLog', core: false },
+    mcb: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshcircuitbreakers`, apiVersion: KUMA, kind: 'MeshCircuitBreaker', core: false },
+    mhc: { path: `/apis/kuma.io/v1alpha1/namespaces/${ns}/meshhealthchecks`, apiVersion: KUMA, kind: 'MeshHealthCheck', core: false },
     secrets: { path: `/api/v1/namespaces/${ns}/secrets`, apiVersion: 'v1', kind: 'Secret', core: true },
     // Every namespace's pods; the agent asks for those of its node (fieldSelector spec.nodeName).
     pods: { path: '/api/v1/pods', apiVersion: 'v1', kind: 'Pod', core: true },

@@ -24,7 +24,7 @@ test('SIGUSR1 reopens the access log files: after a move, new lines go to the pa
     join(config, 'access-log.yaml'),
     `type: MeshAccessLog\nname: echo-log\nmesh: default\nspec:\n  to:\n    - targetRef: {kind: Mesh}\n      default:\n        backends:\n          - type: File\n            file: {path: ${log}, format: {type: Plain, plain: "%KUMA_DESTINATION_SERVICE% %BYTES_SENT%"}}\n`,
   );
-  const start = agentLauncher(t, dir, dnsPort, deadDns, [], (args) => spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const start = agentLauncher(t, dir, dnsPort, deadDns, ['--access-log-dir', dir], (args) => spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
   const agent = start();
   // Until the outbound listener is up, connections are refused (and never reach the engine: no line).
   const deadline = Date.now() + 15_000;

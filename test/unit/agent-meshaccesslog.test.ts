@@ -50,7 +50,8 @@ test('reload: adding, changing and removing a MeshAccessLog applies to the next 
       `type: Dataplane\nname: dp\nmesh: default\nnetworking:\n  address: 127.0.0.1\n  outbound:\n    - port: ${outPort}\n      backendRef: {kind: MeshExternalService, name: web}\n`,
     ].join('---\n'),
   });
-  const logDir = fs.mkdtempSync(path.join(a.configDir, '..', 'logs-'));
+  // The helper's --access-log-dir, created by the agent at start.
+  const logDir = path.join(a.configDir, '..', 'logs');
   const jsonLog = path.join(logDir, 'web.json');
   const plainLog = path.join(logDir, 'web.log');
   const policyFile = path.join(a.configDir, 'access-log.yaml');
@@ -91,6 +92,23 @@ test('reload: adding, changing and removing a MeshAccessLog applies to the next 
   t.is(await get(c, '/three'), 200);
   await until(() => readLines(plainLog).length === 2, 'the last good policy still logs');
 
+  // Outside --access-log-dir (the agent is root: /proc/sys/kernel/core_pattern would be a node escape): that
+  // backend is left out with an error naming the path and the directory; the service keeps serving.
+  const outside = path.join(a.configDir, 'escape.log');
+  writePolicy(`          - type: File\n            file:\n              path: ${outside}\n`);
+  t.true((await a.agent.reload('test')).ok);
+  t.is((await plan()).accessLog, undefined);
+  const refused = a.log.find(/access log backend left out/).map((l) => l as { code?: string; err?: string });
+  t.is(refused.length, 1);
+  t.is(refused[0]?.code, 'MESHEXT_E_ACCESS_LOG');
+  t.is(
+    refused[0]?.err,
+    `access log backend ${outside} of MeshAccessLog web-log: file.path "${outside}" is outside the access log directory ${path.resolve(logDir)} (--access-log-dir): only files under it, /dev/stdout and /dev/stderr are written`,
+  );
+  t.is(await get(c, '/outside'), 200);
+  await new Promise((r) => setTimeout(r, 100));
+  t.false(fs.existsSync(outside), 'nothing is written outside the directory');
+
   fs.rmSync(policyFile);
   t.true((await a.agent.reload('test')).ok);
   const after = await plan();
@@ -99,4 +117,5 @@ test('reload: adding, changing and removing a MeshAccessLog applies to the next 
   t.is(await get(c, '/four'), 200);
   await new Promise((r) => setTimeout(r, 100));
   t.deepEqual(readLines(plainLog), ['GET /two 200', 'GET /three 200'], 'removed: nothing more is logged');
+  t.is((fs.statSync(plainLog).mode & 0o777) & ~0o640, 0, 'created 0640 at most');
 });

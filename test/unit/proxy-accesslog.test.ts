@@ -6,12 +6,12 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, openSync, closeSync, readFileSync, renameSync, existsSync, constants as fsc } from 'node:fs';
+import { mkdtempSync, mkdirSync, openSync, closeSync, readSync, readFileSync, renameSync, existsSync, statSync, symlinkSync, writeFileSync, constants as fsc } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { closeServer, ipEp, listen, proxyFor, refusedPort, svc, tcpEcho, until } from '../helpers/proxy.js';
+import { closeServer, ipEp, listen, proxyFor as helperProxyFor, refusedPort, snap, svc, tcpEcho, until } from '../helpers/proxy.js';
 import { nativeForTests } from '../../src/native/addon.js';
 import type { MeshAccessLogBackend } from '../../src/resources/types.js';
 import type { CompiledService } from '../../src/snapshot/types.js';
@@ -44,9 +44,14 @@ const ALL_FIELDS: Array<{ key: string; value: string }> = [
   { key: 'summary', value: '%REQ(:METHOD)% %RESPONSE_CODE% in %DURATION% ms' },
 ];
 
+/** The proxies' --access-log-dir: every test's files are in a directory under it. */
+const LOG_ROOT = mkdtempSync(join(tmpdir(), 'meshext-alog-'));
+
 function tmp(): string {
-  return mkdtempSync(join(tmpdir(), 'meshext-alog-'));
+  return mkdtempSync(join(LOG_ROOT, 'case-'));
 }
+
+const proxyFor: typeof helperProxyFor = (s, o = {}) => helperProxyFor(s, { accessLogDir: LOG_ROOT, ...o });
 
 function fileBackend(path: string, format?: MeshAccessLogBackend['file'] extends infer F ? (F extends { format?: infer X } ? X : never) : never): MeshAccessLogBackend {
   return { type: 'File', file: { path, ...(format ? { format } : {}) } };
@@ -220,6 +225,75 @@ test('http2: one JSON line per stream, with its own method, path and status', as
   await closeServer(up.srv);
 });
 
+test('http2: a stream admitted before a reload is logged by its own plan; the next stream by the new one', async (t) => {
+  const dir = tmp();
+  const [pathA, pathB] = [join(dir, 'a.log'), join(dir, 'b.log')];
+  let release: () => void = () => undefined;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  const upstream = http2.createServer();
+  let seen = 0;
+  upstream.on('stream', (st, h) => {
+    seen++;
+    const answer = (): void => {
+      st.respond({ ':status': 200 });
+      st.end('ok');
+    };
+    if (h[':path'] === '/held') void held.then(answer);
+    else answer();
+  });
+  const up = await listen(upstream);
+  const fmt = { type: 'Plain' as const, plain: 'A %REQ(:PATH)% %RESPONSE_CODE%' };
+  const a = withLog({ protocol: 'http2', endpoints: [ipEp(up.port)] }, [fileBackend(pathA, fmt)]);
+  const p = await proxyFor(a);
+  const session = http2.connect(`http://127.0.0.1:${p.port}`);
+  const get = (pth: string): Promise<number> =>
+    new Promise((resolve, reject) => {
+      const st = session.request({ ':path': pth });
+      let status = 0;
+      st.on('response', (h) => (status = Number(h[':status'])));
+      st.resume();
+      st.on('end', () => resolve(status));
+      st.on('error', reject);
+    });
+  const first = get('/held');
+  await until(() => seen === 1, 'the held stream upstream');
+  // Plan B: the same service, another file and format.
+  const b: CompiledService = { ...a, accessLog: { backends: [fileBackend(pathB, { type: 'Plain', plain: 'B %REQ(:PATH)% %RESPONSE_CODE%' })], policies: ['test-log'] } };
+  await p.proxy.setSnapshot(snap([b], 2));
+  release();
+  t.is(await first, 200);
+  t.is(await get('/after'), 200);
+  t.deepEqual(await lines(pathA, 1), ['A /held 200'], 'the stream admitted under A is logged by A');
+  t.deepEqual(await lines(pathB, 1), ['B /after 200']);
+  session.close();
+  await p.close();
+  await closeServer(up.srv);
+});
+
+test('http2: streams still open when the client connection ends are logged with DC', async (t) => {
+  const dir = tmp();
+  const path = join(dir, 'dc.log');
+  const upstream = http2.createServer();
+  let seen = 0;
+  upstream.on('stream', (st) => {
+    seen++;
+    st.on('error', () => undefined); // never answered: the client leaves first
+  });
+  const up = await listen(upstream);
+  const s = withLog({ protocol: 'http2', endpoints: [ipEp(up.port)] }, [fileBackend(path, { type: 'Plain', plain: '%REQ(:PATH)% %RESPONSE_CODE% %RESPONSE_FLAGS%' })]);
+  const p = await proxyFor(s);
+  // Our own reference to the socket: the connection ends under the session (no GOAWAY, no RST_STREAM).
+  const sock = net.connect(p.port, '127.0.0.1');
+  const session = http2.connect(`http://127.0.0.1:${p.port}`, { createConnection: () => sock });
+  session.on('error', () => undefined);
+  for (const pth of ['/one', '/two']) session.request({ ':path': pth }).on('error', () => undefined);
+  await until(() => seen === 2, 'both streams upstream');
+  sock.resetAndDestroy();
+  t.deepEqual((await lines(path, 2)).sort(), ['/one 0 DC', '/two 0 DC']);
+  await p.close();
+  await closeServer(up.srv);
+});
+
 test('grpc: a call is logged with its :path and HTTP status 200', async (t) => {
   const dir = tmp();
   const path = join(dir, 'grpc.log');
@@ -290,7 +364,7 @@ test('a file that cannot be opened is reported naming the path, and the service 
   const up = await listen(http.createServer((req, res) => res.end('ok')));
   const s = withLog({ protocol: 'http', endpoints: [ipEp(up.port)] }, [fileBackend(bad), fileBackend(good)]);
   const p = await proxyFor(s);
-  const errs = p.proxy.dataPlane.install({ source: 'local', plans: [...p.proxy.currentPlans()] });
+  const errs = p.proxy.dataPlane.install({ source: 'local', accessLogDir: LOG_ROOT, plans: [...p.proxy.currentPlans()] });
   t.deepEqual(errs, [{ service: s.id, code: 'MESHEXT_E_ACCESS_LOG', error: `access log backend ${bad}: cannot open ${bad}: ENOENT (No such file or directory)` }]);
   t.is((await h1Get(p.port, '/')).status, 200);
   t.is((await lines(good, 1)).length, 1);
@@ -325,8 +399,8 @@ test('every operator meshext documents is one the engine fills', async (t) => {
   const plan = p.proxy.currentPlans()[0];
   if (!plan) throw new Error('no plan');
   const tokens = ENGINE_OPERATORS.map((op) => (op === 'REQ' || op === 'RESP' ? { op, name: ':path' } : { op }));
-  t.deepEqual(p.proxy.dataPlane.install({ source: 'local', plans: [{ ...plan, accessLog: { backends: [{ path: join(dir, 'all.log'), json: false, omitEmptyValues: false, plain: tokens }] } }] }), []);
-  t.throws(() => p.proxy.dataPlane.install({ source: 'local', plans: [{ ...plan, accessLog: { backends: [{ path: join(dir, 'x.log'), json: false, omitEmptyValues: false, plain: [{ op: 'NOPE' }] }] } }] }), {
+  t.deepEqual(p.proxy.dataPlane.install({ source: 'local', accessLogDir: LOG_ROOT, plans: [{ ...plan, accessLog: { backends: [{ path: join(dir, 'all.log'), json: false, omitEmptyValues: false, plain: tokens }] } }] }), []);
+  t.throws(() => p.proxy.dataPlane.install({ source: 'local', accessLogDir: LOG_ROOT, plans: [{ ...plan, accessLog: { backends: [{ path: join(dir, 'x.log'), json: false, omitEmptyValues: false, plain: [{ op: 'NOPE' }] }] } }] }), {
     message: /install\.plans\[0\]\.accessLog\.backends\[0\]\.plain\[0\]\.op NOPE is not an operator the engine fills/,
   });
   await p.close();
@@ -345,6 +419,68 @@ test('/dev/stdout is the process\'s own stdout (a pipe here): whole lines, none 
   const got = out.split('\n').filter((l) => l !== '').map((l) => (JSON.parse(l) as { path: string }).path);
   t.is(got.length, N);
   t.deepEqual([...got].sort(), Array.from({ length: N }, (_, i) => `/r${i}`).sort());
+});
+
+test('/dev/stdout: a line longer than PIPE_BUF is cut to PIPE_BUF bytes with a marker, so one write carries it', async (t) => {
+  const N = 20;
+  const child = spawn(process.execPath, [join(process.cwd(), 'dist/test/fixtures/accesslog-stdout-main.js'), String(N), '6000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const out: Buffer[] = [];
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => out.push(d));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  t.is(code, 0, err);
+  const got = Buffer.concat(out).toString('latin1').split('\n').filter((l) => l !== '');
+  t.is(got.length, N);
+  for (const l of got) {
+    t.is(l.length + 1, 4096, 'PIPE_BUF bytes with the newline');
+    t.true(l.startsWith('{"path":"/r') && l.endsWith('xxx...[truncated]'), l.slice(-40));
+  }
+});
+
+/** Sends one raw HTTP/1.1 request (`head` bytes as given) and resolves with the status. */
+function rawGet(port: number, head: Buffer): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(port, '127.0.0.1', () => c.write(head));
+    let got = '';
+    c.on('data', (d: Buffer) => {
+      got += d.toString('latin1');
+      const m = /^HTTP\/1\.1 (\d+)/.exec(got);
+      if (m && got.includes('\r\n\r\n')) {
+        c.destroy();
+        resolve(Number(m[1]));
+      }
+    });
+    c.on('error', reject);
+  });
+}
+
+test('JSON lines are valid UTF-8 whatever bytes a header held; %REQ(X):N cuts on a character boundary', async (t) => {
+  const dir = tmp();
+  const [jsonPath, plainPath] = [join(dir, 'u.json'), join(dir, 'u.log')];
+  const up = await listen(http.createServer((req, res) => res.end('ok')));
+  const s = withLog({ protocol: 'http', endpoints: [ipEp(up.port)] }, [
+    fileBackend(jsonPath, { type: 'Json', json: [{ key: 'ua', value: '%REQ(USER-AGENT)%' }, { key: 'cut', value: '%REQ(X-NAME):5%' }] }),
+    fileBackend(plainPath, { type: 'Plain', plain: '%REQ(X-NAME):5%|%REQ(X-NAME):3%' }),
+  ]);
+  const p = await proxyFor(s);
+  // obs-text (0x80-0xFF) in User-Agent: Latin-1 "café" and a stray continuation byte; X-Name: "ééé" in UTF-8.
+  const head = Buffer.concat([
+    Buffer.from('GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\nUser-Agent: caf'),
+    Buffer.from([0xe9, 0x20, 0x80, 0x21]),
+    Buffer.from('\r\nX-Name: '),
+    Buffer.from('ééé', 'utf8'),
+    Buffer.from('\r\n\r\n'),
+  ]);
+  t.is(await rawGet(p.port, head), 200);
+  await lines(jsonPath, 1);
+  const raw = readFileSync(jsonPath);
+  const text = new TextDecoder('utf-8', { fatal: true }).decode(raw); // throws on invalid UTF-8
+  t.deepEqual(JSON.parse(text.trim()), { ua: 'caf\ufffd \ufffd!', cut: 'éé' });
+  await lines(plainPath, 1);
+  t.is(readFileSync(plainPath, 'utf8'), 'éé|é\n', 'a cut never splits a character (5 bytes: two é, 3 bytes: one)');
+  await p.close();
+  await closeServer(up.srv);
 });
 
 test('flags: a denied request is RBAC (403), a denied TCP connection is logged too, a request timeout is UT (504)', async (t) => {
@@ -378,13 +514,147 @@ test('flags: a denied request is RBAC (403), a denied TCP connection is logged t
   await closeServer(up.srv);
 });
 
-test('lines a file refuses (ENOSPC on /dev/full) are counted per path; the requests are served', async (t) => {
+test('flags: a request still failing when MeshRetry\'s retries are spent is URX (HTTP/1.1 and HTTP/2)', async (t) => {
+  const dir = tmp();
+  const fmt = { type: 'Plain' as const, plain: '%RESPONSE_CODE% %RESPONSE_FLAGS% %REQ(:PATH)%' };
+  const retry = { http: { numRetries: 1, retryOn: ['5xx' as const] }, policies: ['r'] };
+  let h1Seen = 0;
+  const up1 = await listen(http.createServer((req, res) => {
+    h1Seen++;
+    res.writeHead(503);
+    res.end('busy');
+  }));
+  const p1Path = join(dir, 'h1.log');
+  const p1 = await proxyFor(withLog({ protocol: 'http', endpoints: [ipEp(up1.port)], retry }, [fileBackend(p1Path, fmt)]));
+  t.is((await h1Get(p1.port, '/spent')).status, 503);
+  t.is(h1Seen, 2, 'the first attempt and one retry');
+  t.deepEqual(await lines(p1Path, 1), ['503 URX /spent']);
+  await p1.close();
+  await closeServer(up1.srv);
+
+  const upstream = http2.createServer();
+  upstream.on('stream', (st) => {
+    st.respond({ ':status': 503 });
+    st.end('busy');
+  });
+  const up2 = await listen(upstream);
+  const p2Path = join(dir, 'h2.log');
+  const p2 = await proxyFor(withLog({ protocol: 'http2', endpoints: [ipEp(up2.port)], retry }, [fileBackend(p2Path, fmt)]));
+  const session = http2.connect(`http://127.0.0.1:${p2.port}`);
+  const status = await new Promise<number>((resolve, reject) => {
+    const st = session.request({ ':path': '/spent2' });
+    let code = 0;
+    st.on('response', (h) => (code = Number(h[':status'])));
+    st.resume();
+    st.on('end', () => resolve(code));
+    st.on('error', reject);
+  });
+  t.is(status, 503);
+  t.deepEqual(await lines(p2Path, 1), ['503 URX /spent2']);
+  session.close();
+  await p2.close();
+  await closeServer(up2.srv);
+});
+
+test('lines a file refuses (a FIFO whose reader went away: EPIPE) are counted per path; the requests are served', async (t) => {
+  const fifo = join(tmp(), 'gone.fifo');
+  execFileSync('mkfifo', [fifo]);
+  // A reader at install (a FIFO without one cannot be opened), gone before the first line.
+  const reader = openSync(fifo, fsc.O_RDONLY | fsc.O_NONBLOCK);
   const up = await listen(http.createServer((req, res) => res.end('ok')));
-  const s = withLog({ protocol: 'http', endpoints: [ipEp(up.port)] }, [fileBackend('/dev/full', { type: 'Plain', plain: '%REQ(:PATH)%' })]);
+  const s = withLog({ protocol: 'http', endpoints: [ipEp(up.port)] }, [fileBackend(fifo, { type: 'Plain', plain: '%REQ(:PATH)%' })]);
   const p = await proxyFor(s);
+  closeSync(reader);
   for (const x of ['/a', '/b', '/c']) t.is((await h1Get(p.port, x)).status, 200);
-  await until(() => p.stats.get('meshext_access_log_write_failed_total', { path: '/dev/full' }) === 3, 'three lines lost to ENOSPC');
+  await until(() => p.stats.get('meshext_access_log_write_failed_total', { path: fifo }) === 3, 'three lines lost to EPIPE');
   t.is(p.stats.get('meshext_access_log_lines_total', { service: s.kri }), 3);
+  await p.close();
+  await closeServer(up.srv);
+});
+
+test('a file no plan names any more is still written by the writer: a full FIFO gets every line once read', async (t) => {
+  const fifo = join(tmp(), 'slow.fifo');
+  execFileSync('mkfifo', [fifo]);
+  const reader = openSync(fifo, fsc.O_RDONLY | fsc.O_NONBLOCK);
+  t.teardown(() => closeSync(reader));
+  const up = await listen(http.createServer((req, res) => res.end('ok')));
+  const N = 150; // lines of ~1 KB: more than the pipe holds (64 KiB), so the rest waits in the sink
+  const s = withLog({ protocol: 'http', endpoints: [ipEp(up.port)] }, [fileBackend(fifo, { type: 'Plain', plain: `%REQ(:PATH)% ${'x'.repeat(1000)}` })]);
+  const p = await proxyFor(s);
+  for (let i = 0; i < N; i++) t.is((await h1Get(p.port, `/r${i}`)).status, 200);
+  await until(() => p.stats.get('meshext_access_log_lines_total', { service: s.kri }) === N, 'every line queued');
+  // The plan goes (and with it the last reference to the sink); nobody has read the FIFO yet.
+  await p.proxy.setSnapshot(snap([{ ...s, accessLog: undefined }], 2));
+  let got = '';
+  const buf = Buffer.alloc(65536);
+  await until(() => {
+    for (;;) {
+      let n = 0;
+      try {
+        n = readSync(reader, buf, 0, buf.length, null);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'EAGAIN') break;
+        throw e;
+      }
+      if (n === 0) break;
+      got += buf.toString('latin1', 0, n);
+    }
+    return got.split('\n').length - 1 >= N;
+  }, `${N} lines from the FIFO`);
+  t.deepEqual(got.split('\n').filter((l) => l !== '').map((l) => l.split(' ')[0]), Array.from({ length: N }, (_, i) => `/r${i}`));
+  await p.close();
+  await closeServer(up.srv);
+});
+
+test('a path outside --access-log-dir is left out at compile, naming the path and the directory; the service serves', async (t) => {
+  const up = await listen(http.createServer((req, res) => res.end('ok')));
+  const dir = tmp();
+  const logDir = join(dir, 'logs');
+  mkdirSync(logDir);
+  const inside = join(logDir, 'ok.log');
+  const outside = join(dir, 'core_pattern');
+  writeFileSync(outside, 'core\n');
+  const s = withLog({ protocol: 'http', endpoints: [ipEp(up.port)] }, [fileBackend(outside), fileBackend(inside, { type: 'Plain', plain: '%REQ(:PATH)%' })]);
+  const p = await proxyFor(s, { accessLogDir: logDir });
+  const plan = p.proxy.currentPlans()[0];
+  t.deepEqual(plan?.accessLog?.backends.map((b) => b.path), [inside]);
+  t.deepEqual(plan?.accessLogErrors, [
+    `access log backend ${outside} of MeshAccessLog test-log: file.path "${outside}" is outside the access log directory ${logDir} (--access-log-dir): only files under it, /dev/stdout and /dev/stderr are written`,
+  ]);
+  t.is((await h1Get(p.port, '/x')).status, 200);
+  t.deepEqual(await lines(inside, 1), ['/x']);
+  t.is(readFileSync(outside, 'utf8'), 'core\n', 'the file outside is untouched');
+  t.is(statSync(inside).mode & 0o077 & ~0o040, 0, 'created without write for the group or anything for others');
+  await p.close();
+  await closeServer(up.srv);
+});
+
+test('the engine opens only beneath its directory, never through a symlink, only regular files and FIFOs', async (t) => {
+  const up = await listen(http.createServer((req, res) => res.end('ok')));
+  const dir = tmp();
+  const logDir = join(dir, 'logs');
+  mkdirSync(logDir);
+  const target = join(dir, 'target');
+  mkdirSync(target);
+  writeFileSync(join(target, 'x.log'), '');
+  symlinkSync(target, join(logDir, 'linkdir'));
+  symlinkSync(join(target, 'x.log'), join(logDir, 'link.log'));
+  mkdirSync(join(logDir, 'adir'));
+  const s = svc({ protocol: 'http', endpoints: [ipEp(up.port)] });
+  const p = await proxyFor(s, { accessLogDir: logDir });
+  const plan = p.proxy.currentPlans()[0];
+  if (!plan) throw new Error('no plan');
+  const install = (path: string): Array<{ service: string; code: string; error: string }> =>
+    p.proxy.dataPlane.install({ source: 'local', accessLogDir: logDir, plans: [{ ...plan, accessLog: { backends: [{ path, json: false, omitEmptyValues: false, plain: [{ text: 'x' }] }] } }] });
+  const err = (path: string): string | undefined => install(path)[0]?.error;
+  t.is(err(join(target, 'x.log')), `access log backend ${join(target, 'x.log')}: ${join(target, 'x.log')} is outside the access log directory ${logDir} (--access-log-dir): only files under it, /dev/stdout and /dev/stderr are written`);
+  t.is(err(`${logDir}/../target/x.log`), `access log backend ${logDir}/../target/x.log: ${logDir}/../target/x.log is outside the access log directory ${logDir} (--access-log-dir): only files under it, /dev/stdout and /dev/stderr are written`);
+  t.regex(err(join(logDir, 'linkdir', 'x.log')) ?? '', /: cannot open .*linkdir\/x\.log: ELOOP .*opened beneath .* without following symlinks$/);
+  t.regex(err(join(logDir, 'link.log')) ?? '', /: cannot open .*link\.log: ELOOP /);
+  t.regex(err(join(logDir, 'adir')) ?? '', /: cannot open .*adir: EISDIR /);
+  t.is(readFileSync(join(target, 'x.log'), 'utf8'), '');
+  t.deepEqual(install(join(logDir, 'good.log')), []);
+  t.deepEqual(install('/dev/stderr'), [], 'the agent\'s own descriptors stay allowed');
   await p.close();
   await closeServer(up.srv);
 });

@@ -397,10 +397,17 @@ test('meshext run --source kubernetes as a user runs it: ready, sources in /conf
   t.is(ready.msg, 'meshext ready', JSON.stringify(ready));
   const get = async (p: string) => (await fetch(`http://127.0.0.1:${adminPort}${p}`)).text();
   t.is(await get('/ready'), 'READY\n');
-  const dump = JSON.parse(await get('/config_dump')) as { services: Array<{ name: string; vip: string }>; sources: Array<{ source: string; kinds: Array<{ state: string }> }> };
+  type Dump = { services: Array<{ name: string; vip: string }>; sources: Array<{ source: string; kinds: Array<{ state: string }> }> };
+  let dump = JSON.parse(await get('/config_dump')) as Dump;
   t.deepEqual(dump.services.map((s) => [s.name, s.vip]), [['web', '242.0.0.42']]);
   t.is(dump.sources[0]?.source, 'kubernetes');
-  t.true(dump.sources[0]?.kinds.every((k) => k.state === 'watching'));
+  // Ready means every kind was listed; each kind's watch connects right after its list, so the last ones may
+  // still be 'listing' for a moment.
+  for (const until = Date.now() + 3000; !dump.sources[0]?.kinds.every((k) => k.state === 'watching') && Date.now() < until; ) {
+    await new Promise((r) => setTimeout(r, 20));
+    dump = JSON.parse(await get('/config_dump')) as Dump;
+  }
+  t.true(dump.sources[0]?.kinds.every((k) => k.state === 'watching'), JSON.stringify(dump.sources[0]?.kinds));
   t.regex(await get('/metrics'), /meshext_source_objects\{[^}]*kind="MeshExternalService"[^}]*\} 1/);
 });
 

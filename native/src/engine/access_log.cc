@@ -6,7 +6,9 @@
 #include <limits.h>
 #include <poll.h>
 #include <string.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -47,7 +49,7 @@ constexpr OpName kOps[] = {
 };
 
 // Envoy's short names, in LogFlag bit order.
-constexpr const char* kFlagNames[] = {"UH", "UF", "UO", "NR", "UT", "UC", "DC", "SI", "DPE", "UPE", "UMSDR", "RBAC"};
+constexpr const char* kFlagNames[] = {"UH", "UF", "UO", "NR", "UT", "UC", "DC", "SI", "DPE", "UPE", "UMSDR", "RBAC", "URX"};
 
 int64_t WallUs() {
   timespec ts;
@@ -130,6 +132,18 @@ std::string_view WithoutPort(std::string_view hp) {
 }
 
 /**
+ * The longest prefix of `v` of at most `max` bytes that does not end inside a UTF-8 character (%REQ(X):N, a line
+ * capped for a pipe): a cut multi-byte character would make the rest of the line invalid UTF-8.
+ */
+size_t Utf8Cut(std::string_view v, size_t max) {
+  if (max >= v.size()) return v.size();
+  size_t cut = max;
+  // Back over continuation bytes to the lead byte of the character the cut falls in (at most 3).
+  while (cut > 0 && max - cut < 3 && (static_cast<unsigned char>(v[cut]) & 0xC0) == 0x80) cut--;
+  return (static_cast<unsigned char>(v[cut]) & 0xC0) == 0x80 ? max : cut;
+}
+
+/**
  * Appends the value of one operator; false when it has none (Envoy's "-"). `numeric`: the value is a number
  * (JSON keeps it unquoted when it is a field's only token).
  */
@@ -196,18 +210,61 @@ bool AppendValue(const LogToken& t, const AccessRecord& r, const std::string& cl
     }
   }
   if (v.empty()) return false;
-  if (t.max > 0 && v.size() > t.max) v = v.substr(0, t.max);
+  if (t.max > 0 && v.size() > t.max) v = v.substr(0, Utf8Cut(v, t.max));
   out.append(v.data(), v.size());
   return true;
 }
 
-/** JSON string escaping of `in` (RFC 8259: quotes, backslash, control characters). */
+/**
+ * Length of the valid UTF-8 sequence at `in[i]` (a byte >= 0x80), 0 when it is not one (a stray continuation
+ * byte, an overlong form, a surrogate, past U+10FFFF, or cut short).
+ */
+size_t Utf8SeqLen(std::string_view in, size_t i) {
+  auto b = [&](size_t k) { return static_cast<unsigned char>(in[k]); };
+  unsigned char c = b(i);
+  size_t n;
+  unsigned char lo = 0x80, hi = 0xBF;  // the range of the second byte
+  if (c >= 0xC2 && c <= 0xDF) n = 2;
+  else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;  // no surrogates
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (i + n > in.size()) return 0;
+  if (b(i + 1) < lo || b(i + 1) > hi) return 0;
+  for (size_t k = 2; k < n; k++)
+    if ((b(i + k) & 0xC0) != 0x80) return 0;
+  return n;
+}
+
+/**
+ * JSON string escaping of `in` (RFC 8259: quotes, backslash, control characters). The line must be valid UTF-8
+ * for a JSON reader, but header values need not be (HTTP/1 obs-text is 0x80-0xFF): each byte that is not part of
+ * a valid sequence becomes U+FFFD, as a decoder replacing errors would show it.
+ */
 void AppendJsonEscaped(std::string_view in, std::string& out) {
   static const char* hex = "0123456789abcdef";
   // Runs that need no escaping (nearly everything) are appended whole.
   size_t run = 0;
   for (size_t i = 0; i < in.size(); i++) {
     auto c = static_cast<unsigned char>(in[i]);
+    if (c >= 0x80) {
+      size_t n = Utf8SeqLen(in, i);
+      if (n > 0) {
+        i += n - 1;
+        continue;
+      }
+      out.append(in.data() + run, i - run);
+      run = i + 1;
+      out += "\\ufffd";
+      continue;
+    }
     if (c >= 0x20 && c != '"' && c != '\\') continue;
     out.append(in.data() + run, i - run);
     run = i + 1;
@@ -339,13 +396,80 @@ std::atomic<size_t>& LogSink::Capacity() {
 }
 
 LogSink::~LogSink() {
-  // The last plan naming the path is gone: what its sessions logged last still goes out, as far as the file takes
-  // it now (this may run on a loop thread: no waiting).
-  Drain(true, 0);
+  // LogSinks::Retire drained it first (on the writer thread, or at stop when there is none).
   if (fd_ >= 0) ::close(fd_);
 }
 
-std::string LogSink::Open(bool force) {
+bool LogSink::Idle() {
+  if (off_ < writing_.size()) return false;
+  std::lock_guard<std::mutex> g(mu_);
+  return queued_.empty();
+}
+
+namespace {
+
+std::string ErrnoText(int err) {
+  const char* name = strerrorname_np(err);
+  return std::string(name ? name : "error") + " (" + strerror(err) + ")";
+}
+
+/**
+ * `path` relative to `dir` when it names a file beneath it ("" when not): lexical, as TypeScript checked it
+ * (src/snapshot/accesslog.ts); repeated here because the engine is what writes as root.
+ */
+std::string BeneathDir(const std::string& path, const std::string& dir) {
+  if (dir.empty() || dir.front() != '/' || path.size() <= dir.size() + 1 || path.compare(0, dir.size(), dir) != 0) return "";
+  if (dir != "/" && path[dir.size()] != '/') return "";
+  std::string rel = path.substr(dir == "/" ? 1 : dir.size() + 1);
+  size_t start = 0;
+  for (;;) {
+    size_t end = rel.find('/', start);
+    std::string_view c(rel.data() + start, (end == std::string::npos ? rel.size() : end) - start);
+    if (c.empty() || c == "." || c == "..") return "";
+    if (end == std::string::npos) return rel;
+    start = end + 1;
+  }
+}
+
+constexpr int kLogOpenFlags = O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW;
+// Readable by the group (a log shipper's), by nobody else: lines carry client addresses, paths and headers.
+constexpr mode_t kLogMode = 0640;
+
+/**
+ * Opens `rel` beneath the directory `dirfd` without following any symlink (a link planted in the directory must
+ * not lead the agent, root, to /proc or a cgroup file): openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, or on a
+ * kernel without it (ENOSYS) each component opened O_NOFOLLOW in turn. -1 with errno set.
+ */
+int OpenBeneath(int dirfd, const std::string& rel) {
+  open_how how{};
+  how.flags = kLogOpenFlags;
+  how.mode = kLogMode;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS;
+  long fd = ::syscall(SYS_openat2, dirfd, rel.c_str(), &how, sizeof how);
+  if (fd >= 0 || errno != ENOSYS) return static_cast<int>(fd);
+  int cur = ::fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+  if (cur < 0) return -1;
+  size_t start = 0;
+  for (;;) {
+    size_t end = rel.find('/', start);
+    std::string c = rel.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    int next = end == std::string::npos ? ::openat(cur, c.c_str(), kLogOpenFlags, kLogMode)
+                                        : ::openat(cur, c.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int err = errno;
+    ::close(cur);
+    if (next < 0) {
+      errno = err;
+      return -1;
+    }
+    if (end == std::string::npos) return next;
+    cur = next;
+    start = end + 1;
+  }
+}
+
+}  // namespace
+
+std::string LogSink::Open(bool force, const std::string& dir) {
   int fd = -1;
   struct stat st {};
   if (path_ == "/dev/stdout" || path_ == "/dev/stderr") {
@@ -359,20 +483,32 @@ std::string LogSink::Open(bool force) {
     atomicLines_ = !S_ISREG(st.st_mode);
     return "";
   }
+  std::string rel = BeneathDir(path_, dir);
+  if (rel.empty()) {
+    return dir.empty() ? path_ + " is not written: no access log directory is set, only /dev/stdout and /dev/stderr are allowed"
+                       : path_ + " is outside the access log directory " + dir + " (--access-log-dir): only files under it, /dev/stdout and /dev/stderr are written";
+  }
   {
     std::lock_guard<std::mutex> g(fdMu_);
     // Still the file at the path: nothing to do (a rotated or deleted one is opened anew).
-    if (!force && fd_ >= 0 && ::stat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_) return "";
+    if (!force && fd_ >= 0 && ::lstat(path_.c_str(), &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_) return "";
   }
+  int dirfd = ::open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dirfd < 0) return "cannot open the access log directory " + dir + ": " + ErrnoText(errno);
   // O_NONBLOCK: a FIFO without a reader fails now (ENXIO) instead of hanging the install, and a full one makes
   // the writer wait rather than block.
-  fd = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0644);
+  fd = OpenBeneath(dirfd, rel);
+  int err = errno;
+  ::close(dirfd);
   if (fd < 0) {
-    int err = errno;
-    const char* name = strerrorname_np(err);
-    return std::string("cannot open ") + path_ + ": " + (name ? name : "error") + " (" + strerror(err) + ")";
+    std::string why = "cannot open " + path_ + ": " + ErrnoText(err);
+    if (err == ELOOP || err == EXDEV) why += ": access log files are opened beneath " + dir + " without following symlinks";
+    return why;
   }
-  if (::fstat(fd, &st) != 0) st = {};
+  if (::fstat(fd, &st) != 0 || !(S_ISREG(st.st_mode) || S_ISFIFO(st.st_mode))) {
+    ::close(fd);
+    return path_ + " is not a regular file or a FIFO: access log backends write only those";
+  }
   std::lock_guard<std::mutex> g(fdMu_);
   if (fd_ >= 0) ::close(fd_);
   fd_ = fd;
@@ -383,6 +519,15 @@ std::string LogSink::Open(bool force) {
 }
 
 bool LogSink::Offer(std::string_view line) {
+  // On a pipe (the agent's stdout) a line longer than PIPE_BUF would need several writes, and the agent's own log
+  // lines could land between them: it is cut to PIPE_BUF bytes, on a character boundary, ending in a marker.
+  static constexpr std::string_view kCut = "...[truncated]\n";
+  thread_local std::string capped;
+  if (line.size() > PIPE_BUF && atomicLines_.load(std::memory_order_relaxed)) {
+    capped.assign(line.substr(0, Utf8Cut(line, PIPE_BUF - kCut.size())));
+    capped += kCut;
+    line = capped;
+  }
   size_t cap = Capacity().load(std::memory_order_relaxed);
   size_t before;
   {
@@ -463,8 +608,10 @@ std::shared_ptr<LogSink> LogSinks::SinkFor(const std::string& path, std::string*
     if (it != byPath_.end()) s = it->second.lock();
   }
   bool fresh = !s;
-  if (fresh) s = std::make_shared<LogSink>(path, this);
-  *err = s->Open(false);
+  // When the last plan naming the path lets go of it (on a loop thread, often), the writer writes what it still
+  // holds: Retire, not a write of up to the queue's bound on that thread.
+  if (fresh) s = std::shared_ptr<LogSink>(new LogSink(path, this), [this](LogSink* gone) { Retire(gone); });
+  *err = s->Open(false, Dir());
   if (!err->empty()) return fresh ? nullptr : s;  // an open sink keeps its file when the new one fails
   std::lock_guard<std::mutex> g(mu_);
   if (fresh) byPath_[path] = s;
@@ -480,19 +627,53 @@ std::vector<std::pair<std::string, std::string>> LogSinks::Reopen() {
       if (auto s = w.lock()) sinks.push_back(std::move(s));
   }
   std::vector<std::pair<std::string, std::string>> errors;
+  std::string dir = Dir();
   for (auto& s : sinks) {
-    std::string err = s->Open(true);
+    std::string err = s->Open(true, dir);
     if (!err.empty()) errors.emplace_back(s->path(), std::move(err));
   }
   return errors;
 }
 
 std::vector<std::pair<std::string, uint64_t>> LogSinks::WriteFailures() {
+  // The references are dropped after mu_ is released: the last one going runs Retire, which takes mu_.
+  std::vector<std::shared_ptr<LogSink>> sinks;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    for (auto& [path, w] : byPath_)
+      if (auto s = w.lock()) sinks.push_back(std::move(s));
+  }
   std::vector<std::pair<std::string, uint64_t>> out;
-  std::lock_guard<std::mutex> g(mu_);
-  for (auto& [path, w] : byPath_)
-    if (auto s = w.lock()) out.emplace_back(path, s->writeFailed());
+  for (auto& s : sinks) out.emplace_back(s->path(), s->writeFailed());
   return out;
+}
+
+void LogSinks::SetDir(const std::string& dir) {
+  std::lock_guard<std::mutex> g(mu_);
+  dir_ = dir;
+}
+
+std::string LogSinks::Dir() {
+  std::lock_guard<std::mutex> g(mu_);
+  return dir_;
+}
+
+// How long the writer keeps trying a retired sink's file (a full pipe) before counting the rest lost.
+constexpr int64_t kRetiredFlushUs = 1'000'000;
+
+void LogSinks::Retire(LogSink* sink) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (writer_.joinable() && !stop_) {
+      retired_.push_back({std::unique_ptr<LogSink>(sink), MonoUs() + kRetiredFlushUs});
+      kicked_ = true;
+      cv_.notify_one();
+      return;
+    }
+  }
+  // No writer (none started, or the engine stopped it: its loops are done, this is the JS thread): written here.
+  sink->Drain(true, 0);
+  delete sink;
 }
 
 void LogSinks::Kick() {
@@ -524,12 +705,14 @@ void LogSinks::Run() {
   constexpr auto kPeriod = std::chrono::milliseconds(20);
   for (;;) {
     std::vector<std::shared_ptr<LogSink>> sinks;
+    std::vector<RetiredSink> retired;
     bool stopping;
     {
       std::unique_lock<std::mutex> lk(mu_);
       cv_.wait_for(lk, kPeriod, [this] { return kicked_ || stop_; });
       kicked_ = false;
       stopping = stop_;
+      retired.swap(retired_);
       for (auto it = byPath_.begin(); it != byPath_.end();) {
         if (auto s = it->second.lock()) {
           sinks.push_back(std::move(s));
@@ -541,6 +724,19 @@ void LogSinks::Run() {
     }
     int64_t deadline = stopping ? MonoUs() + kStopFlushUs : 0;
     for (auto& s : sinks) s->Drain(stopping, deadline);
+    // Sinks no plan names any more: written like the others until done, or until their time is up (then what the
+    // file did not take is counted lost).
+    std::vector<RetiredSink> keep;
+    for (RetiredSink& r : retired) {
+      bool last = stopping || MonoUs() >= r.deadlineUs;
+      while (r.sink->Drain(last, stopping ? deadline : 0) && !r.sink->Idle()) {
+      }
+      if (!r.sink->Idle()) keep.push_back(std::move(r));
+    }
+    if (!keep.empty()) {
+      std::lock_guard<std::mutex> g(mu_);
+      for (RetiredSink& r : keep) retired_.push_back(std::move(r));
+    }
     if (stopping) return;
   }
 }

@@ -4,11 +4,14 @@
 // backend's sink. Writing never blocks a loop: a sink's queue is bounded and a line that does not fit is dropped
 // and counted (accessLogDropped); one writer thread per engine moves queued bytes to the files with write(2).
 //
-// Files are opened O_APPEND by the JS thread at install (a path that cannot be opened is an install error for
+// Files are opened O_APPEND by the JS thread at install, only beneath the access log directory (--access-log-dir)
+// and never through a symlink: the agent is root on every node and the path comes from a policy author (a path that cannot be opened is an install error for
 // the service, which keeps serving without that backend). logrotate: a path whose file was moved or deleted is
 // opened anew at the next install, and engineReopenLogs (SIGUSR1) reopens every path. `/dev/stdout` and
 // `/dev/stderr` are the agent's own descriptors, written in whole lines of at most PIPE_BUF bytes per write so a
-// pipe never interleaves them with the agent's other output.
+// pipe never interleaves them with the agent's other output (a longer line is cut, ending "...[truncated]").
+// JSON lines are valid UTF-8 whatever the headers held (invalid bytes become U+FFFD), and %REQ(X):N cuts on a
+// character boundary.
 #pragma once
 #include <sys/types.h>
 
@@ -64,8 +67,12 @@ class LogSink {
   LogSink(std::string path, LogSinks* owner) : path_(std::move(path)), owner_(owner) {}
   ~LogSink();
   const std::string& path() const { return path_; }
-  /** JS thread: opens the path (or reopens it when `force` or when the file at the path is another one now); "" or why not. */
-  std::string Open(bool force);
+  /**
+   * JS thread: opens the path (or reopens it when `force` or when the file at the path is another one now); "" or
+   * why not. A path other than /dev/stdout and /dev/stderr must lie beneath `dir` and is opened there without
+   * following symlinks, created 0640; only a regular file or a FIFO is accepted.
+   */
+  std::string Open(bool force, const std::string& dir);
   /** Any thread: queues `line` (with its newline); false (dropped) when the queue is full. */
   bool Offer(std::string_view line);
   /**
@@ -73,6 +80,8 @@ class LogSink {
    * `stopping`: the last call; it waits for a blocked file until `deadlineUs` (MonoUs()), then counts the rest lost.
    */
   bool Drain(bool stopping, int64_t deadlineUs);
+  /** Writer thread (or the last user when there is none): nothing queued or half written. */
+  bool Idle();
   /** Lines lost because write(2) failed (ENOSPC, EIO…), for the writer's report. */
   uint64_t writeFailed() const { return writeFailed_.load(std::memory_order_relaxed); }
   /** The queue's bound in bytes (a test build may lower it). */
@@ -85,7 +94,7 @@ class LogSink {
   std::string queued_;
   std::mutex fdMu_;  // fd_ and the file's identity: the writer holds it while writing, Open while swapping
   int fd_ = -1;
-  bool atomicLines_ = false;  // a pipe or terminal (stdout): whole lines up to PIPE_BUF per write
+  std::atomic<bool> atomicLines_{false};  // a pipe or terminal (stdout): lines of at most PIPE_BUF, one per write
   dev_t dev_ = 0;
   ino_t ino_ = 0;
   std::string writing_;  // writer thread only: bytes taken from queued_ not yet written
@@ -122,6 +131,7 @@ enum LogFlag : uint32_t {
   kFlagUpstreamProtocolError = 1u << 9,    // UPE
   kFlagUpstreamMaxStreamDuration = 1u << 10,  // UMSDR
   kFlagUnauthorized = 1u << 11,       // RBAC (access denied by the mesh's routing settings)
+  kFlagUpstreamRetryLimitExceeded = 1u << 12,  // URX (MeshRetry: the failure was retriable, the retries were spent)
 };
 
 /** Request and response headers of an HTTP exchange, for %REQ()% and %RESP()%. */
@@ -179,12 +189,21 @@ class LogSinks {
   /** Reopens every live sink's file (logrotate's postrotate: SIGUSR1); returns the errors by path. */
   std::vector<std::pair<std::string, std::string>> Reopen();
   void Stop();
+  /** JS thread: the access log directory (--access-log-dir) files are opened beneath; "" allows only stdout/stderr. */
+  void SetDir(const std::string& dir);
+  std::string Dir();
   /** Lines lost to write errors (ENOSPC, EIO…) per path of the sinks in use, for the metrics. */
   std::vector<std::pair<std::string, uint64_t>> WriteFailures();
   /** Any thread: wakes the writer (a sink's queue passed a quarter of its bound). */
   void Kick();
 
  private:
+  struct RetiredSink {
+    std::unique_ptr<LogSink> sink;
+    int64_t deadlineUs;
+  };
+  /** A sink's last reference went (any thread): the writer writes what it holds, then deletes it. */
+  void Retire(LogSink* sink);
   void Run();
   std::mutex mu_;
   std::condition_variable cv_;
@@ -192,6 +211,8 @@ class LogSinks {
   std::thread writer_;
   bool stop_ = false;
   bool kicked_ = false;
+  std::string dir_;
+  std::vector<RetiredSink> retired_;  // mu_
 };
 
 }  // namespace mx::engine

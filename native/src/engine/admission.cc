@@ -35,4 +35,22 @@ Admission AdmitRequest(const Plan* plan, Loop* loop, uint64_t session, const std
   return a;
 }
 
+bool TakeRequestSlot(const Plan& plan, std::shared_ptr<void>* slot) {
+  uint32_t max = plan.limits.maxRequests;
+  if (max == 0) return true;
+  const std::shared_ptr<const char>& token = plan.state->requestToken;
+  // Check, then take: threads admitting at the same instant may each pass, so the limit can be overshot by at
+  // most the number of engine threads (Envoy's limits are approximate across workers too).
+  if (static_cast<uint64_t>(token.use_count() - 1) >= max) {
+    plan.state->stats.Add(ServiceStats::kUpstreamRqPendingOverflow);
+    return false;
+  }
+  *slot = std::const_pointer_cast<char>(token);
+  return true;
+}
+
+std::string OverflowMessage(const Plan& plan) {
+  return "upstream overflow: " + std::to_string(plan.limits.maxRequests) + " requests already in flight (MeshCircuitBreaker maxRequests)";
+}
+
 }  // namespace mx::engine

@@ -2,6 +2,7 @@
 // HTTP/2), with its books (denials and unservable services counted and reported to TypeScript the same way).
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -27,5 +28,17 @@ struct Admission {
  */
 Admission AdmitRequest(const Plan* plan, Loop* loop, uint64_t session, const std::string& client, std::string_view method,
                        std::string_view path);
+
+/**
+ * PlanLimits::maxRequests for a request Admit let through: true with `*slot` holding one of the service's
+ * request slots until it is reset (nothing is held or counted when the plan has no such limit); false when
+ * the limit is reached (counted as an overflow; the caller answers kOverflowStatus / kOverflowGrpcStatus with
+ * OverflowMessage).
+ */
+bool TakeRequestSlot(const Plan& plan, std::shared_ptr<void>* slot);
+constexpr int kOverflowStatus = 503;
+constexpr int kOverflowGrpcStatus = 14;  // UNAVAILABLE
+/** The body / grpc-message of a request refused by maxRequests. */
+std::string OverflowMessage(const Plan& plan);
 
 }  // namespace mx::engine

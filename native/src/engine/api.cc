@@ -15,12 +15,14 @@
 #include "../api.h"
 #include "../errors.h"
 #include "../handles.h"
+#include "../jsargs.h"
 #include "../shared_socket.h"
 #include "../http1/pool.h"
 #include "../http2/session.h"
 #include "engine.h"
 #include "listener.h"
 #include "plan_napi.h"
+#include "probe.h"
 #include "sockaddr.h"
 
 namespace mx {
@@ -69,6 +71,8 @@ Napi::Object CountersToJs(Napi::Env env, Engine& e) {
       x.Set("label", label);
       x.Set("active", Napi::Number::New(env, static_cast<double>(ep->active.load(std::memory_order_relaxed))));
       x.Set("total", Napi::Number::New(env, static_cast<double>(ep->total.load(std::memory_order_relaxed))));
+      x.Set("responses", Napi::Number::New(env, static_cast<double>(ep->responses.load(std::memory_order_relaxed))));
+      x.Set("failedResponses", Napi::Number::New(env, static_cast<double>(ep->failedResponses.load(std::memory_order_relaxed))));
       eps.Set(j++, x);
     }
     o.Set("endpoints", eps);
@@ -221,6 +225,53 @@ Napi::Value EngineHealth(const Napi::CallbackInfo& info) {
   std::string label = ArgString(info, 2, "endpoint");
   uint32_t downFor = ArgU32(info, 3, "downForMs");
   return Napi::Boolean::New(info.Env(), e->plans().SetHealth(service, label, downFor));
+}
+
+// engineProbe(engine, {service, endpoint, token, kind: "tcp" | "http" | "grpc", timeoutMs, http2, path, authority,
+// headers: [[name, value]], expectedStatuses, grpcService, send, receive}) → false when the engine is stopping:
+// one active health check of one endpoint with the service's current plan; its `probe-result` event follows.
+Napi::Value EngineProbe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Engine* e = EngineArg(info, 0);
+  const std::string w = "probe";
+  Napi::Object o = js::Obj(env, info.Length() > 1 ? info[1] : env.Undefined(), w);
+  engine::ProbeSpec p;
+  p.service = js::Str(env, o, "service", w, false);
+  p.endpoint = js::Str(env, o, "endpoint", w, false);
+  p.token = js::U32(env, o, "token", w, 0xffffffffu);
+  std::string kind = js::Str(env, o, "kind", w, false);
+  if (kind == "tcp") p.kind = engine::ProbeSpec::Kind::kTcp;
+  else if (kind == "http") p.kind = engine::ProbeSpec::Kind::kHttp;
+  else if (kind == "grpc") p.kind = engine::ProbeSpec::Kind::kGrpc;
+  else ThrowArg(env, "probe.kind must be tcp, http or grpc, got " + kind);
+  p.timeoutMs = js::U32(env, o, "timeoutMs", w, 0x7fffffffu);
+  p.http2 = js::Bool(env, o, "http2", w);
+  p.path = js::Str(env, o, "path", w, false);
+  p.authority = js::Str(env, o, "authority", w, false);
+  p.grpcService = js::Str(env, o, "grpcService", w, false);
+  p.send = js::Bytes(env, o, "send", w);
+  Napi::Array hs = js::Arr(env, o, "headers", w);
+  for (uint32_t i = 0; i < hs.Length(); i++) {
+    std::string hw = w + ".headers[" + std::to_string(i) + "]";
+    Napi::Value h = hs.Get(i);
+    if (!h.IsArray() || h.As<Napi::Array>().Length() != 2 || !h.As<Napi::Array>().Get(0u).IsString() || !h.As<Napi::Array>().Get(1u).IsString())
+      ThrowArg(env, hw + " must be [name, value] strings, got " + js::What(h));
+    p.headers.emplace_back(h.As<Napi::Array>().Get(0u).As<Napi::String>().Utf8Value(), h.As<Napi::Array>().Get(1u).As<Napi::String>().Utf8Value());
+  }
+  Napi::Array st = js::Arr(env, o, "expectedStatuses", w);
+  for (uint32_t i = 0; i < st.Length(); i++) {
+    Napi::Value v = st.Get(i);
+    if (!v.IsNumber()) ThrowArg(env, w + ".expectedStatuses[" + std::to_string(i) + "] must be a number, got " + js::What(v));
+    p.expectedStatuses.push_back(v.As<Napi::Number>().Uint32Value());
+  }
+  Napi::Array rs = js::Arr(env, o, "receive", w);
+  for (uint32_t i = 0; i < rs.Length(); i++) {
+    Napi::Value v = rs.Get(i);
+    if (!v.IsBuffer()) ThrowArg(env, w + ".receive[" + std::to_string(i) + "] must be a Buffer, got " + js::What(v));
+    auto b = v.As<Napi::Buffer<char>>();
+    p.receive.emplace_back(b.Data(), b.Length());
+  }
+  return Napi::Boolean::New(env, e->Adopt(std::make_unique<engine::ProbeSession>(std::move(p))) != 0);
 }
 
 // engineCounters(engine) → {services: [{service, counters, endpoints: [{label, active, total}]}], accepted, noRoute,

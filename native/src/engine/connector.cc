@@ -51,6 +51,31 @@ void UpstreamLease::Close(uint64_t rx, uint64_t tx) {
   endpoint_.reset();
 }
 
+void UpstreamLease::ReportStatus(Loop* loop, uint64_t session, int status, bool count) const {
+  if (!endpoint_) return;
+  EndpointState& ep = *endpoint_;
+  if (count) {
+    ep.responses.fetch_add(1, std::memory_order_relaxed);
+    if (status >= 500) ep.failedResponses.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (status >= 500) {
+    uint32_t streak = ep.errorStreak.fetch_add(1, std::memory_order_relaxed) + 1;
+    loop->Emit(Event("endpoint-status", session).Lazy().Str("service", service_->id).Str("endpoint", ep.label).Num("status", status).Num("streak", streak));
+    return;
+  }
+  if (ep.errorStreak.load(std::memory_order_relaxed) != 0 && ep.errorStreak.exchange(0, std::memory_order_relaxed) != 0)
+    loop->Emit(Event("endpoint-ok", session).Str("service", service_->id).Str("endpoint", ep.label).Str("source", "response"));
+}
+
+void UpstreamLease::ReportFailure(Loop* loop, uint64_t session, const std::string& reason, bool count) const {
+  if (!endpoint_) return;
+  if (count) {
+    endpoint_->responses.fetch_add(1, std::memory_order_relaxed);
+    endpoint_->failedResponses.fetch_add(1, std::memory_order_relaxed);
+  }
+  loop->Emit(Event("endpoint-failed", session).Lazy().Str("service", service_->id).Str("endpoint", endpoint_->label).Str("reason", reason));
+}
+
 const std::string& UpstreamLease::service() const {
   static const std::string kNone;
   return service_ ? service_->id : kNone;
@@ -89,7 +114,36 @@ Connector::~Connector() { Cancel(); }
 
 void Connector::Cancel() {
   if (attempt_) Drop();
+  ReleasePending();
   plan_.reset();
+}
+
+bool Connector::TakePending(std::string* why) {
+  const PlanLimits& lim = plan_->limits;
+  if (probe_ || (lim.maxPendingRequests == 0 && lim.maxConnections == 0)) return true;
+  ServiceState& s = *plan_->state;
+  int64_t pending = s.pending.fetch_add(1, std::memory_order_relaxed) + 1;
+  pendingOf_ = plan_->state;
+  if (lim.maxPendingRequests != 0 && pending > lim.maxPendingRequests) {
+    ReleasePending();
+    s.stats.Add(ServiceStats::kUpstreamRqPendingOverflow);
+    *why = "upstream overflow: " + std::to_string(lim.maxPendingRequests) + " connects already under way (MeshCircuitBreaker maxPendingRequests)";
+    return false;
+  }
+  // Connections being made count against maxConnections as the open ones do, so a burst cannot overshoot it.
+  if (lim.maxConnections != 0 && s.stats.v[ServiceStats::kUpstreamCxActive].load(std::memory_order_relaxed) + pending > lim.maxConnections) {
+    ReleasePending();
+    s.stats.Add(ServiceStats::kUpstreamCxOverflow);
+    *why = "upstream overflow: " + std::to_string(lim.maxConnections) + " upstream connections open (MeshCircuitBreaker maxConnections)";
+    return false;
+  }
+  return true;
+}
+
+void Connector::ReleasePending() {
+  if (!pendingOf_) return;
+  pendingOf_->pending.fetch_sub(1, std::memory_order_relaxed);
+  pendingOf_.reset();
 }
 
 void Connector::Drop() {
@@ -102,6 +156,7 @@ void Connector::Drop() {
 
 void Connector::Start(std::shared_ptr<const Plan> plan, std::vector<uint32_t> order, Alpn alpn, std::string client) {
   if (attempt_) Drop();
+  ReleasePending();
   plan_ = std::move(plan);
   order_ = std::move(order);
   alpn_ = alpn;
@@ -115,6 +170,13 @@ void Connector::Start(std::shared_ptr<const Plan> plan, std::vector<uint32_t> or
     host_.OnUpstreamFailed(p->error);
     return;
   }
+  std::string overflow;
+  overflowed_ = !TakePending(&overflow);
+  if (overflowed_) {
+    std::shared_ptr<const Plan> p = std::move(plan_);
+    host_.OnUpstreamFailed(overflow);
+    return;
+  }
   if (order_.empty()) lastError_ = "service has no endpoints";
   // An order made for another plan would index past this one's endpoints: such entries are dropped.
   order_.erase(std::remove_if(order_.begin(), order_.end(), [n = plan_->endpoints.size()](uint32_t i) { return i >= n; }), order_.end());
@@ -124,7 +186,8 @@ void Connector::Start(std::shared_ptr<const Plan> plan, std::vector<uint32_t> or
 void Connector::Next() {
   // The plan's connect attempts (MeshRetry tcp.maxConnectAttempt) bound the connects, going round the order
   // again when it has fewer addresses; without them each address is tried once.
-  uint32_t limit = plan_->retry ? plan_->retry->connectAttempts : 0;
+  // A health check tries its endpoint's addresses once: retrying would hide the failure it is there to see.
+  uint32_t limit = plan_->retry && !probe_ ? plan_->retry->connectAttempts : 0;
   for (;;) {
     if (limit != 0 && attempts_ >= limit) break;
     if (pos_ >= order_.size()) {
@@ -141,9 +204,10 @@ void Connector::Next() {
     }
     const PlanTarget& t = ep.targets[target_++];
     attempts_++;
-    ServiceStats& st = plan_->state->stats;
-    st.Add(ServiceStats::kUpstreamCxTotal);
-    ep.state->total.fetch_add(1, std::memory_order_relaxed);
+    if (!probe_) {
+      plan_->state->stats.Add(ServiceStats::kUpstreamCxTotal);
+      ep.state->total.fetch_add(1, std::memory_order_relaxed);
+    }
     auto a = std::make_unique<Attempt>();
     a->c = this;
     a->endpoint = order_[pos_];
@@ -175,6 +239,7 @@ void Connector::Next() {
     owner_.loop()->ArmTimer(&owner_, cur.deadline);
     return;
   }
+  ReleasePending();
   std::shared_ptr<const Plan> p = std::move(plan_);
   host_.OnUpstreamFailed(lastError_.empty() ? "no endpoint reachable" : lastError_);
 }
@@ -220,9 +285,11 @@ void Connector::Advance(Attempt& a) {
     Next();
     return;
   }
-  ServiceStats& st = plan_->state->stats;
-  st.Add(ServiceStats::kTlsHandshake);
-  if (a.tls->resumed()) st.Add(ServiceStats::kTlsResumed);
+  if (!probe_) {
+    ServiceStats& st = plan_->state->stats;
+    st.Add(ServiceStats::kTlsHandshake);
+    if (a.tls->resumed()) st.Add(ServiceStats::kTlsResumed);
+  }
   Succeeded();
 }
 
@@ -241,11 +308,15 @@ void Connector::OnTimer(int64_t nowMs) {
 void Connector::ConnectFailed(int err, bool timedOut) {
   Attempt& a = *attempt_;
   const PlanEndpoint& ep = plan_->endpoints[a.endpoint];
+  lastError_ = timedOut ? "connect to " + Where(*a.target) + " timed out after " + std::to_string(plan_->connectTimeoutMs) + " ms"
+                        : "connect to " + Where(*a.target) + " failed: " + ErrName(err);
+  if (probe_) {
+    Drop();
+    return;
+  }
   ServiceStats& st = plan_->state->stats;
   st.Add(timedOut ? ServiceStats::kConnectTimeout : ServiceStats::kConnectFail);
   ep.state->failStreak.fetch_add(1, std::memory_order_relaxed);
-  lastError_ = timedOut ? "connect to " + Where(*a.target) + " timed out after " + std::to_string(plan_->connectTimeoutMs) + " ms"
-                        : "connect to " + Where(*a.target) + " failed: " + ErrName(err);
   owner_.loop()->Emit(Event("connect-failed", owner_.id())
                           .Str("service", plan_->service)
                           .Str("endpoint", ep.label)
@@ -258,29 +329,35 @@ void Connector::ConnectFailed(int err, bool timedOut) {
 void Connector::TlsFailed(const std::string& stage, const std::string& code, const std::string& message) {
   Attempt& a = *attempt_;
   const PlanEndpoint& ep = plan_->endpoints[a.endpoint];
+  std::string why = message.empty() ? code : stage == "policy" || stage == "timeout" || code.empty() ? message : message + " (" + code + ")";
+  lastError_ = "TLS handshake with " + Where(*a.target) + " failed: " + why;
+  if (probe_) {
+    Drop();
+    return;
+  }
   ep.state->failStreak.fetch_add(1, std::memory_order_relaxed);
   Event ev("tls-failed", owner_.id());
   ev.Str("service", plan_->service).Str("endpoint", ep.label).Str("address", Where(*a.target)).Str("stage", stage).Str("code", code).Str("message", message);
   if (!client_.empty()) ev.Str("client", client_);
   owner_.loop()->Emit(std::move(ev));
-  // What the client reads: the words and code of the check that failed (TypeScript names the reason for
+  // The client reads lastError_: the words and code of the check that failed (TypeScript names the reason for
   // metrics and logs).
-  std::string why = message.empty() ? code : stage == "policy" || stage == "timeout" || code.empty() ? message : message + " (" + code + ")";
-  lastError_ = "TLS handshake with " + Where(*a.target) + " failed: " + why;
   Drop();
 }
 
 void Connector::Succeeded() {
   Attempt& a = *attempt_;
   const PlanEndpoint& ep = plan_->endpoints[a.endpoint];
-  plan_->state->connectTime.Record(MonoUs() - a.startUs);
-  if (ep.state->failStreak.exchange(0, std::memory_order_relaxed) != 0)
-    owner_.loop()->Emit(Event("endpoint-ok", owner_.id()).Str("service", plan_->service).Str("endpoint", ep.label));
+  if (!probe_) plan_->state->connectTime.Record(MonoUs() - a.startUs);
+  if (!probe_ && ep.state->failStreak.exchange(0, std::memory_order_relaxed) != 0)
+    owner_.loop()->Emit(Event("endpoint-ok", owner_.id()).Str("service", plan_->service).Str("endpoint", ep.label).Str("source", "connect"));
   owner_.loop()->Unwatch(a.t->fd());
   std::unique_ptr<Transport> t = std::move(a.t);
   uint32_t endpoint = a.endpoint;
   uint32_t target = a.targetIndex;
-  UpstreamLease lease(plan_->state, ep.state);
+  // The lease counts the connection from here: its pending slot ends (maxConnections then sees it as open).
+  UpstreamLease lease = probe_ ? UpstreamLease() : UpstreamLease(plan_->state, ep.state);
+  ReleasePending();
   a.dead = true;
   owner_.loop()->Defer(std::move(attempt_));
   plan_.reset();

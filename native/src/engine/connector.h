@@ -36,6 +36,17 @@ class UpstreamLease {
   void Count(ServiceStats::Index i) const {
     if (service_) service_->stats.Add(i);
   }
+  /**
+   * An upstream response's status, for outlier detection (TypeScript decides): each 5xx is reported
+   * (`endpoint-status`, lazy) and counted in the endpoint's errorStreak; the first other status after 5xx is
+   * reported once (`endpoint-ok`, source "response"). Otherwise a relaxed load of one atomic.
+   */
+  void ReportStatus(Loop* loop, uint64_t session, int status, bool count) const;
+  /**
+   * A local-origin failure on an established connection (reset before the response, request timed out), for
+   * outlier detection: reported as a lazy `endpoint-failed` event.
+   */
+  void ReportFailure(Loop* loop, uint64_t session, const std::string& reason, bool count) const;
 
  private:
   std::shared_ptr<ServiceState> service_;
@@ -69,6 +80,11 @@ class Connector {
   enum class Alpn { kNone, kHttp1, kH2 };
 
   Connector(Session& owner, ConnectorHost& host);
+  /**
+   * An active health check's connector: it neither counts in the service's books (connections, failures,
+   * PlanLimits) nor reports connect events; its leases are empty.
+   */
+  void ForProbe() { probe_ = true; }
   ~Connector();
   Connector(const Connector&) = delete;
   Connector& operator=(const Connector&) = delete;
@@ -83,6 +99,8 @@ class Connector {
   /** The session's OnTimer: fails an attempt whose deadline has passed. */
   void OnTimer(int64_t nowMs);
   bool busy() const { return attempt_ != nullptr; }
+  /** Whether the last Start was refused by a PlanLimits limit (its OnUpstreamFailed reason says which). */
+  bool overflowed() const { return overflowed_; }
 
  private:
   struct Attempt;
@@ -92,6 +110,9 @@ class Connector {
   void ConnectFailed(int err, bool timedOut);
   void TlsFailed(const std::string& stage, const std::string& code, const std::string& message);
   void Succeeded();
+  /** Applies the plan's PlanLimits to a new connect (holding a pending slot); false: refused and counted, `*why` says so. */
+  bool TakePending(std::string* why);
+  void ReleasePending();
   /** Ends the attempt under way (its socket closes once this epoll batch is over). */
   void Drop();
 
@@ -106,6 +127,10 @@ class Connector {
   uint32_t attempts_ = 0;  // connects started since Start
   std::string lastError_;
   std::unique_ptr<Attempt> attempt_;
+  bool probe_ = false;
+  bool overflowed_ = false;
+  /** Holds one of the service's pending connects (ServiceState::pending) while connecting. */
+  std::shared_ptr<ServiceState> pendingOf_;
 };
 
 }  // namespace mx::engine

@@ -62,6 +62,9 @@ struct ServiceStats {
     kRqPerTryTimeout,          // attempts ended by the plan's per-try timeout
     kAccessLogLines,           // access log lines queued for writing (one per backend)
     kAccessLogDropped,         // access log lines dropped: their sink's queue was full (the writer lags)
+    // PlanLimits (MeshCircuitBreaker connectionLimits): what each limit refused.
+    kUpstreamCxOverflow,         // connects refused: maxConnections upstream connections were open
+    kUpstreamRqPendingOverflow,  // connects or requests refused: maxPendingRequests / maxRequests reached
     kCount,
   };
   std::atomic<int64_t> v[kCount] = {};
@@ -74,10 +77,20 @@ struct ServiceStats {
 
 /** One endpoint's health and connection counts, kept across plan versions while its label stays. */
 struct EndpointState {
-  /** Loop::Clock() ms until which TypeScript has backed it off (0: healthy). */
+  explicit EndpointState(std::string l) : label(std::move(l)) {}
+  const std::string label;
+  /**
+   * Loop::Clock() ms until which TypeScript has taken it out of the balancer (0: in). TypeScript alone decides
+   * why (a back-off, an outlier ejection, failed active health checks: src/proxy/endpoints.ts).
+   */
   std::atomic<int64_t> downUntilMs{0};
   /** Connect failures since its last success: the engine reports a success only when this was not 0. */
   std::atomic<uint32_t> failStreak{0};
+  /** 5xx responses since its last other response: the engine reports a success only when this was not 0. */
+  std::atomic<uint32_t> errorStreak{0};
+  /** Responses and failed ones (5xx, lost before the response), counted only for plans with Plan::countResponses. */
+  std::atomic<uint64_t> responses{0};
+  std::atomic<uint64_t> failedResponses{0};
   std::atomic<int64_t> active{0};
   std::atomic<int64_t> total{0};
 };
@@ -92,6 +105,13 @@ struct ServiceState {
   /** Envoy's upstream_cx_connect_ms: from connect(2) to a usable connection (TLS handshake included). */
   LatencyHistogram connectTime;
   std::atomic<uint32_t> next{0};
+  /** Connects under way (PlanLimits::maxPendingRequests). */
+  std::atomic<int64_t> pending{0};
+  /**
+   * Each HTTP request admitted under PlanLimits::maxRequests holds a copy until it finishes, so the requests in
+   * flight are use_count() - 1: one atomic increment and one decrement per request, no allocation.
+   */
+  const std::shared_ptr<const char> requestToken = std::make_shared<const char>(0);
   /** Endpoint states of the current plan by label (JS thread only: installs and health pushes). */
   std::unordered_map<std::string, std::shared_ptr<EndpointState>> endpoints;
 };
@@ -118,6 +138,19 @@ struct PlanEndpoint {
   std::vector<PlanTarget> targets;
   std::string unavailable;
   std::shared_ptr<EndpointState> state;
+};
+
+/**
+ * MeshCircuitBreaker connectionLimits (src/snapshot/plan.ts limitsFor); 0: no limit. Over a limit a TCP client
+ * is closed at once and an HTTP request gets 503 (gRPC UNAVAILABLE) saying "upstream overflow" and which limit.
+ */
+struct PlanLimits {
+  /** Upstream connections of the service open or being made at once (Envoy max_connections). */
+  uint32_t maxConnections = 0;
+  /** Connects under way at once: requests (TCP: clients) waiting for an upstream connection (Envoy max_pending_requests). */
+  uint32_t maxPendingRequests = 0;
+  /** HTTP requests in flight at once (Envoy max_requests). */
+  uint32_t maxRequests = 0;
 };
 
 /** Always from the plan's `deny` (src/snapshot/plan.ts decides the replies). */
@@ -173,14 +206,27 @@ struct Plan {
   std::shared_ptr<const PlanRetry> retry;
   /** The service's access logging (MeshAccessLog); null: none. */
   std::shared_ptr<const PlanAccessLog> accessLog;
+  PlanLimits limits;
+  /**
+   * Whether TypeScript wants each response's status per endpoint (the plan has outlier detection): only then
+   * do 5xx responses cost an event (UpstreamLease::ReportStatus).
+   */
+  bool reportStatuses = false;
+  /**
+   * Whether TypeScript reads per-endpoint response counts (EndpointState::responses; the success-rate and
+   * failure-percentage detectors sweep them): one more relaxed add per response, only then.
+   */
+  bool countResponses = false;
   /** Upstream connections of equal plans are interchangeable: HTTP/2 sessions park idle ones under this key. */
   std::string poolKey;
   std::shared_ptr<ServiceState> state;
 
   bool grpc() const { return protocol == Protocol::kGrpc; }
   /**
-   * The endpoint indexes one new connection (or request) tries, in order: by priority, best first; within a
-   * priority the healthy ones round-robin; then the backed-off ones, the back-off that ends first first.
+   * The endpoint indexes one new connection (or request) tries, in order: every endpoint in the balancer, by
+   * priority, best first, round-robin within a priority (so a priority takes traffic only when every better
+   * endpoint is out or refuses the connect); then, as a last resort (Envoy's panic routing: with every endpoint
+   * out, trying one beats failing every client), the ones out of the balancer, the one due back first first.
    */
   void Order(int64_t nowMs, std::vector<uint32_t>* out) const;
   /**

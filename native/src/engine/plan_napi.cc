@@ -176,8 +176,18 @@ std::shared_ptr<Plan> PlanFrom(Napi::Env env, const Napi::Value& v, const std::s
   p->streamIdleMs = Ms(env, t, "streamIdleMs", tw);
   p->maxConnMs = Ms(env, t, "maxConnectionMs", tw);
   if (!o.Get("retry").IsUndefined()) p->retry = RetryFrom(env, o.Get("retry"), where + ".retry");
+  if (!o.Get("limits").IsUndefined()) {
+    std::string lw = where + ".limits";
+    Napi::Object l = js::Obj(env, o.Get("limits"), lw);
+    p->limits.maxConnections = js::U32(env, l, "maxConnections", lw, 0xffffffffu);
+    p->limits.maxPendingRequests = js::U32(env, l, "maxPendingRequests", lw, 0xffffffffu);
+    p->limits.maxRequests = js::U32(env, l, "maxRequests", lw, 0xffffffffu);
+  }
   p->error = js::Str(env, o, "error", where, true);
   if (!o.Get("accessLog").IsUndefined()) p->accessLog = AccessLogFrom(env, o.Get("accessLog"), where + ".accessLog", p->service, table, errors);
+  // Outlier detection is applied by TypeScript; the engine only needs to know that it wants the statuses.
+  p->reportStatuses = !o.Get("outlierDetection").IsUndefined();
+  p->countResponses = o.Get("countResponses").ToBoolean().Value();
   if (!o.Get("deny").IsUndefined()) {
     std::string dw = where + ".deny";
     Napi::Object d = js::Obj(env, o.Get("deny"), dw);
@@ -262,6 +272,11 @@ std::shared_ptr<PlanSet> PlanSetFromJs(Napi::Env env, const Napi::Value& v, Plan
   } else {
     ThrowArg(env, "install.source must be local or map, got " + source);
   }
+  // Where access log files may be: set before the plans open their sinks (absent: /dev/stdout and /dev/stderr only).
+  std::string logDir = js::Str(env, o, "accessLogDir", "install", true);
+  if (!logDir.empty() && logDir.front() != '/') ThrowArg(env, "install.accessLogDir must be an absolute path, got " + logDir);
+  while (logDir.size() > 1 && logDir.back() == '/') logDir.pop_back();
+  table.logs().SetDir(logDir);
   Napi::Array plans = js::Arr(env, o, "plans", "install");
   // Parse everything before touching any service state, so a caller bug leaves the engine as it was.
   // A service may have several plans (each for its own keys: a Dataplane's outbounds with policies of their own);
@@ -282,7 +297,7 @@ std::shared_ptr<PlanSet> PlanSetFromJs(Napi::Env env, const Napi::Value& v, Plan
       auto& slot = eps[ep.label];
       if (!slot) {
         auto old = p->state->endpoints.find(ep.label);
-        slot = old != p->state->endpoints.end() ? old->second : std::make_shared<EndpointState>();
+        slot = old != p->state->endpoints.end() ? old->second : std::make_shared<EndpointState>(ep.label);
       }
       ep.state = slot;
     }

@@ -182,6 +182,6 @@ bool ClientKeepAlive(const Head& req, const Head& resp);
 bool UpstreamReusable(const Head& resp);
 
 // A complete local response (used for 400/502/503 and the like).
-std::string LocalResponse(int status, std::string_view body, bool close);
+std::string LocalResponse(int status, std::string_view body, bool close, bool overloaded = false);
 
 }  // namespace mx::h1

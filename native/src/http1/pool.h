@@ -33,6 +33,7 @@ class UpstreamConn : public engine::Watcher {
   void OnEvents(uint32_t events) override;
   int fd() const { return t_ ? t_->fd() : -1; }
   engine::Transport& t() { return *t_; }
+  const engine::UpstreamLease& lease() const { return lease_; }
   /** Closes the connection now (leaves epoll); the object may still receive events queued in this dispatch. */
   void Kill();
 

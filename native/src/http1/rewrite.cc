@@ -97,7 +97,7 @@ bool UpstreamReusable(const Head& resp) {
   return resp.keep_alive && resp.framing != Framing::Close && resp.framing != Framing::Tunnel;
 }
 
-std::string LocalResponse(int status, std::string_view body, bool close) {
+std::string LocalResponse(int status, std::string_view body, bool close, bool overloaded) {
   std::string out;
   char line[64];
   std::snprintf(line, sizeof line, "HTTP/1.1 %d %s\r\n", status, StatusText(status));
@@ -106,6 +106,8 @@ std::string LocalResponse(int status, std::string_view body, bool close) {
   std::snprintf(line, sizeof line, "Content-Length: %zu\r\n", body.size() + 1);
   out.append(line);
   if (close) out.append("Connection: close\r\n");
+  // As Envoy marks a 503 of its circuit breakers, so clients and dashboards can tell overload from failure.
+  if (overloaded) out.append("x-envoy-overloaded: true\r\n");
   out.append("\r\n");
   out.append(body);
   out.push_back('\n');

@@ -97,6 +97,7 @@ void Http1Session::End(const char* reason, const char* /*detail*/) {
   }
   connector_.Cancel();
   DropUpstream();
+  rq_slot_.reset();
   cfd_.Reset();
   loop()->Retire(this);
 }
@@ -425,6 +426,11 @@ bool Http1Session::StepHead() {
     LocalReply(a.status, a.message, a.verdict != engine::Admission::Verdict::kGone && req_done_);
     return true;
   }
+  if (!engine::TakeRequestSlot(*plan, &rq_slot_)) {
+    plan->state->stats.CountResponse(engine::kOverflowStatus);
+    LocalReply(engine::kOverflowStatus, engine::OverflowMessage(*plan), req_done_, true);
+    return true;
+  }
   // A request may be sent again only while all of it is held: the policy retries, its method is one it retries,
   // and (checked as the body passes) its body stays within the buffer bound. Nothing is copied otherwise.
   const engine::PlanRetry* rp = plan->retry.get();
@@ -484,6 +490,7 @@ bool Http1Session::RetryIfAllowed(bool retriable, bool connectFailed) {
   engine::ServiceStats& stats = plan_->state->stats;
   if (attempt_ >= rp.numRetries) {
     stats.Add(engine::ServiceStats::kRqRetryLimitExceeded);
+    log_.flags |= engine::kFlagUpstreamRetryLimitExceeded;
     return false;
   }
   DropUpstream();
@@ -555,6 +562,7 @@ void Http1Session::TimedOut(Expiry why) {
     status = 408;
   }
   connector_.Cancel();
+  if (up_ && why != Expiry::kStreamIdle && plan_->reportStatuses) up_->lease().ReportFailure(loop(), id(), what, plan_->countResponses);
   Report(status, what);
   if (resp_started_) {
     // Part of the response went out: the client must not take it for a whole one (Envoy resets the stream).
@@ -610,12 +618,13 @@ void Http1Session::OnUpstream(std::unique_ptr<engine::Transport> t, engine::Upst
 
 void Http1Session::OnUpstreamFailed(const std::string& reason) {
   if (closed_ || phase_ != Phase::WaitUpstream) return;
-  if (plan_->retry && RetryIfAllowed(plan_->retry->RetryReset(true, false), true)) return;
+  // A refusal by the plan's own connection limits is not retried: another attempt would meet the same limit.
+  if (plan_->retry && !connector_.overflowed() && RetryIfAllowed(plan_->retry->RetryReset(true, false), true)) return;
   plan_->state->stats.CountResponse(503);
   log_.flags |= engine::kFlagUpstreamConnectFailure;
   log_.failure = reason;
   loop()->Emit(engine::Event("upstream-failed", id()).Str("service", plan_->service).Str("client", d_.client).Str("reason", reason).Str("method", std::string(req_.method)).Str("path", std::string(req_.target)));
-  LocalReply(503, "upstream unavailable: " + reason, req_done_ && req_body_sent_ == 0);
+  LocalReply(503, "upstream unavailable: " + reason, req_done_ && req_body_sent_ == 0, connector_.overflowed());
   Pump();
 }
 
@@ -701,6 +710,8 @@ bool Http1Session::StepExchange() {
       cout_.Append(hbuf_.data(), hbuf_.size());
       continue;
     }
+    // Outlier detection sees every upstream answer, a retried one included (as Envoy's).
+    if (plan_->reportStatuses) up_->lease().ReportStatus(loop(), id(), resp_.status, plan_->countResponses);
     if (plan_->retry && resp_.status != 101) {
       // The final response head is here and nothing of it went to the client: a status the policy retries
       // sends the request again rather than relaying the failure.
@@ -776,8 +787,11 @@ bool Http1Session::StepExchange() {
 void Http1Session::UpstreamGone() {
   bool nothing = !resp_any_;
   int err = up_->err;
+  bool replay = nothing && reused_ && !retried_ && http::IdempotentMethod(req_.method) && req_body_sent_ == 0;
+  // The keep-alive race below is no fault of the endpoint; any other loss of the connection is.
+  if (!replay && plan_->reportStatuses) up_->lease().ReportFailure(loop(), id(), std::string("upstream connection lost: ") + (err ? ErrName(err) : "closed before responding"), plan_->countResponses);
   DropUpstream();
-  if (nothing && reused_ && !retried_ && http::IdempotentMethod(req_.method) && req_body_sent_ == 0) {
+  if (replay) {
     // The keep-alive race: the upstream closed the pooled connection as we reused it. The request never
     // reached it, so it goes once more on a fresh connection (Envoy's reset-before-request retry).
     retried_ = true;
@@ -797,6 +811,7 @@ void Http1Session::UpstreamGone() {
 
 void Http1Session::Finish() {
   rq_deadline_ = stream_deadline_ = retry_at_ = try_deadline_ = 0;
+  rq_slot_.reset();
   plan_->state->rqTime.Record(engine::MonoUs() - log_.startMonoUs);
   // A connection whose FIN arrived with the response (rdhup) is done, even before the read that says so.
   // A bridged HTTP/2 upstream that received GOAWAY says so itself.
@@ -846,10 +861,11 @@ bool Http1Session::StepTunnel() {
   return progress && !closed_;
 }
 
-void Http1Session::LocalReply(int status, const std::string& body, bool keep) {
+void Http1Session::LocalReply(int status, const std::string& body, bool keep, bool overloaded) {
   rq_deadline_ = stream_deadline_ = retry_at_ = try_deadline_ = 0;
+  rq_slot_.reset();
   keep = keep && !draining_ && req_.keep_alive;
-  std::string r = LocalResponse(status, body, !keep);
+  std::string r = LocalResponse(status, body, !keep, overloaded);
   cout_.Append(r.data(), r.size());
   log_.status = status;
   log_.bytesSent = body.size() + 1;  // LocalResponse ends the body with a newline

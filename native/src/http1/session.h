@@ -94,7 +94,8 @@ class Http1Session : public engine::Session, private engine::ConnectorHost {
   /** The attempt ran out of its per-try time: another attempt, 504, or a cut response. */
   void TryTimedOut();
   void Finish();
-  void LocalReply(int status, const std::string& body, bool keep);
+  /** `overloaded`: refused by a PlanLimits limit (x-envoy-overloaded: true). */
+  void LocalReply(int status, const std::string& body, bool keep, bool overloaded = false);
   void DropUpstream();
   /** Retires the session; `reason` is one of the relay's close reasons (RelayCloseReason), `detail` says more. */
   void End(const char* reason, const char* detail = nullptr);
@@ -125,6 +126,8 @@ class Http1Session : public engine::Session, private engine::ConnectorHost {
   uint64_t rx_ = 0, tx_ = 0;
 
   std::unique_ptr<UpstreamConn> up_;
+  /** The request's PlanLimits::maxRequests slot (engine::TakeRequestSlot), held until its exchange ends. */
+  std::shared_ptr<void> rq_slot_;
 
   // The exchange in progress.
   HeadScanner req_scan_{Kind::Request}, resp_scan_{Kind::Response};

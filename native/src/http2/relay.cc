@@ -137,6 +137,7 @@ struct Relay::Stream {
   int64_t try_deadline = 0;      // per-try timeout of the attempt under way (0: not running)
 
   StreamLimits limits;          // from its plan, at admission
+  std::shared_ptr<const engine::Plan> plan;  // RelayHost::StreamPlan at admission (its access log)
   int64_t deadline = 0;         // route timeout, once the request is complete (0: not running)
   int64_t stream_deadline = 0;  // max stream duration, once the request went upstream (0: not running)
   int64_t active_at = 0;        // last frame of the stream either way (with a stream idle timeout)
@@ -269,7 +270,9 @@ int Relay::OnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud) 
       if (k == ":method") method = v;
       else if (k == ":path") path = v;
     }
-    if (!r->host_.Admit(&answer, method, path)) {
+    bool admitted = r->host_.Admit(&answer, method, path);
+    s->plan = r->host_.StreamPlan();
+    if (!admitted) {
       r->Answer(s, answer);
       return 0;
     }
@@ -322,16 +325,7 @@ int Relay::OnStreamClose(nghttp2_session* sess, int32_t stream_id, uint32_t code
   Stream* s = it->second.get();
   s->down_closed = true;
   if (code != NGHTTP2_NO_ERROR && !s->log_flags) s->log_flags |= engine::kFlagDownstreamConnectionTermination;
-  StreamEnd end;
-  end.req = &s->req;
-  end.resp = &s->resp;
-  end.reqBytes = s->req_bytes;
-  end.respBytes = s->resp_bytes;
-  end.startUs = s->start_us;
-  end.flags = s->log_flags;
-  end.upstream = s->last_up;
-  end.failure = &s->failure;
-  r->host_.StreamClosed(end);
+  r->ReportEnd(s);
   if (s->waiting) {
     r->waiting_.erase(std::remove(r->waiting_.begin(), r->waiting_.end(), s), r->waiting_.end());
     s->waiting = false;
@@ -342,6 +336,20 @@ int Relay::OnStreamClose(nghttp2_session* sess, int32_t stream_id, uint32_t code
   nghttp2_session_set_stream_user_data(sess, stream_id, nullptr);
   r->streams_.erase(it);
   return 0;
+}
+
+void Relay::ReportEnd(Stream* s) {
+  StreamEnd end;
+  end.req = &s->req;
+  end.resp = &s->resp;
+  end.reqBytes = s->req_bytes;
+  end.respBytes = s->resp_bytes;
+  end.startUs = s->start_us;
+  end.flags = s->log_flags;
+  end.upstream = s->last_up;
+  end.failure = &s->failure;
+  end.plan = s->plan.get();
+  host_.StreamClosed(end);
 }
 
 ssize_t Relay::ReadResponse(nghttp2_session* sess, int32_t stream_id, uint8_t* buf, size_t len, uint32_t* flags,
@@ -389,8 +397,14 @@ bool Relay::ClientAlive() const {
 }
 
 void Relay::ClientLost() {
-  // Cancel every upstream stream; the client streams vanish with the session.
+  // Cancel every upstream stream; the client streams vanish with the session, which runs no close callback:
+  // each open one is reported here, as ended by the client's connection (Envoy's DC).
   for (auto& [id, s] : streams_) {
+    if (!s->down_closed) {
+      s->down_closed = true;
+      s->log_flags |= engine::kFlagDownstreamConnectionTermination;
+      ReportEnd(s.get());
+    }
     s->waiting = false;
     if (s->conn) Detach(s.get());
   }
@@ -461,7 +475,7 @@ uint32_t Relay::AdoptUpstream(UpstreamHandle h, uint32_t group) {
   return u->id;
 }
 
-void Relay::UpstreamUnavailable(const std::string& reason, uint32_t group) {
+void Relay::UpstreamUnavailable(const std::string& reason, uint32_t group, bool overloaded) {
   Answered(group);
   std::deque<Stream*> failed;
   std::deque<Stream*> keep;
@@ -470,13 +484,16 @@ void Relay::UpstreamUnavailable(const std::string& reason, uint32_t group) {
   bool again = false;
   for (Stream* s : failed) {
     s->waiting = false;
-    if (s->limits.retry && RetryStream(s, s->limits.retry->RetryReset(true, false), true)) {
+    if (s->limits.retry && !overloaded && RetryStream(s, s->limits.retry->RetryReset(true, false), true)) {
       again = again || s->waiting;
       continue;
     }
     s->log_flags |= engine::kFlagUpstreamConnectFailure;
     s->failure = reason;
-    LocalReply(s, "upstream unavailable: " + reason);
+    LocalAnswer a;
+    a.message = "upstream unavailable: " + reason;
+    a.overloaded = overloaded;
+    Answer(s, a);
   }
   if (again) Dispatch();
 }
@@ -571,6 +588,7 @@ void Relay::UpstreamLost(uint32_t id, const std::string& reason) {
       waiting_.push_front(s);
       continue;
     }
+    if (!s->resp_done) host_.UpstreamFailure(id, reason);
     if (!s->resp_submitted && s->limits.retry && RetryStream(s, s->limits.retry->RetryReset(false, false), false)) continue;
     UpstreamFailedStream(s, NGHTTP2_INTERNAL_ERROR, reason);
   }
@@ -620,6 +638,8 @@ int Relay::UpOnFrameRecv(nghttp2_session* sess, const nghttp2_frame* f, void* ud
       s->resp.clear();  // interim responses are not relayed; the final one follows
       return 0;
     }
+    // Outlier detection sees every upstream answer, a retried one included (as Envoy's).
+    if (s->conn) r->host_.UpstreamStatus(s->conn->id, status);
     if (const engine::PlanRetry* rp = s->limits.retry.get()) {
       // Nothing of this response went to the client yet: a status (or trailers-only grpc-status) the policy
       // retries sends the request again instead.
@@ -704,9 +724,13 @@ int Relay::UpOnStreamClose(nghttp2_session* sess, int32_t stream_id, uint32_t co
       s->up_opened = false;
       s->waiting = true;
       r->waiting_.push_front(s);
-    } else if (s->resp_submitted || s->down_closed || !s->limits.retry ||
-               !r->RetryStream(s, s->limits.retry->RetryReset(false, code == NGHTTP2_REFUSED_STREAM), false)) {
-      r->UpstreamFailedStream(s, code == NGHTTP2_NO_ERROR ? static_cast<uint32_t>(NGHTTP2_INTERNAL_ERROR) : code, "upstream reset the stream (code " + std::to_string(code) + ")");
+    } else {
+      // Outlier detection counts the failed attempt whether or not the policy retries it (as Envoy's).
+      if (!s->resp_done) r->host_.UpstreamFailure(u->id, "upstream reset the stream (code " + std::to_string(code) + ")");
+      if (s->resp_submitted || s->down_closed || !s->limits.retry ||
+          !r->RetryStream(s, s->limits.retry->RetryReset(false, code == NGHTTP2_REFUSED_STREAM), false)) {
+        r->UpstreamFailedStream(s, code == NGHTTP2_NO_ERROR ? static_cast<uint32_t>(NGHTTP2_INTERNAL_ERROR) : code, "upstream reset the stream (code " + std::to_string(code) + ")");
+      }
     }
   }
   r->Dispatch();
@@ -913,6 +937,7 @@ bool Relay::RetryStream(Stream* s, bool retriable, bool connectFailed) {
   if (!may) return false;
   if (s->attempt >= rp->numRetries) {
     host_.CountRetryOutcome(RetryOutcome::kLimitExceeded);
+    s->log_flags |= engine::kFlagUpstreamRetryLimitExceeded;
     return false;
   }
   if (s->waiting) {
@@ -1060,6 +1085,7 @@ void Relay::Answer(Stream* s, const LocalAnswer& a) {
     SubmitResponse(s, true);
   } else {
     s->resp = {{":status", std::to_string(a.status)}, {"content-type", "text/plain; charset=utf-8"}};
+    if (a.overloaded) s->resp.emplace_back("x-envoy-overloaded", "true");
     s->resp_body.Append(a.message + "\n");
     SubmitResponse(s, false);
   }

@@ -22,6 +22,10 @@
 
 #include "../engine/retry.h"
 
+namespace mx::engine {
+struct Plan;
+}
+
 namespace mx::h2 {
 
 using Headers = std::vector<std::pair<std::string, std::string>>;
@@ -33,6 +37,8 @@ struct LocalAnswer {
   std::string message;
   /** Counted as a response (CountResponse): an upstream failure is; a denial, which never went upstream, is not. */
   bool counted = true;
+  /** Refused by the host's concurrency limit: HTTP answers carry x-envoy-overloaded: true, as Envoy's. */
+  bool overloaded = false;
   /** engine::LogFlag bits for the access log. */
   uint32_t flags = 0;
 };
@@ -47,6 +53,7 @@ struct StreamEnd {
   uint32_t flags = 0;             // engine::LogFlag bits the relay knows
   uint32_t upstream = 0;          // the upstream connection that last carried it (0: none)
   const std::string* failure = nullptr;  // why it was answered locally after an upstream failure
+  const engine::Plan* plan = nullptr;    // the plan the stream was admitted (or answered) under; null: before that
 };
 
 /** Time limits of one admitted stream, from its plan (0: none). */
@@ -59,6 +66,8 @@ struct StreamLimits {
   int64_t streamIdleMs = 0;
   /** The plan's retry policy (null: no request is retried beyond replays of streams the upstream never processed). */
   std::shared_ptr<const engine::PlanRetry> retry;
+  /** Whatever the host holds for the stream while it lives (a request slot of a concurrency limit): released with it. */
+  std::shared_ptr<void> hold;
 };
 
 /** What became of a retry policy's request, for the host's books. */
@@ -88,6 +97,16 @@ class RelayHost {
   virtual void NeedUpstream(uint32_t group) = 0;
   /** One response went to the client: the upstream's status, or the status of a local reply. */
   virtual void CountResponse(int status) = 0;
+  /** The status of a response from upstream connection `upstream` (before CountResponse): for the host's outlier detection. */
+  virtual void UpstreamStatus(uint32_t upstream, int status) {
+    (void)upstream;
+    (void)status;
+  }
+  /** A stream on upstream connection `upstream` failed before its response (reset, connection lost): for outlier detection. */
+  virtual void UpstreamFailure(uint32_t upstream, const std::string& reason) {
+    (void)upstream;
+    (void)reason;
+  }
   /**
    * A stream is being sent again: one the upstream refused unprocessed (GOAWAY, REFUSED_STREAM), or a failed
    * attempt the plan's retry policy retries.
@@ -105,6 +124,11 @@ class RelayHost {
   }
   /** Right after Admit said yes: the admitted stream's time limits. */
   virtual StreamLimits Limits() { return {}; }
+  /**
+   * Right after Admit (either answer): the plan the stream is served under, kept with it so that its access log
+   * line follows that plan even when a reload installs another before the stream ends. Default: none.
+   */
+  virtual std::shared_ptr<const engine::Plan> StreamPlan() { return nullptr; }
   /** The host's clock in ms (what ArmTimer deadlines are on; the header deadline too, OldestOpenHeaders). */
   virtual int64_t NowMs() { return 0; }
   /** Returns the deadline `afterMs` from now on the host's clock, having arranged for ExpireRequests to be called then. */
@@ -144,7 +168,7 @@ class Relay {
   bool SendClient(std::string& out, size_t limit);
   /** False once the client connection has nothing left to do (GOAWAY exchanged and no streams, or fatal). */
   bool ClientAlive() const;
-  /** The client connection is gone (EOF or error): cancels every stream. */
+  /** The client connection is gone (EOF or error): cancels every stream, reporting each open one (StreamClosed, DC). */
   void ClientLost();
   /** Graceful shutdown: GOAWAY to the client; streams in flight finish. */
   void Drain();
@@ -157,7 +181,8 @@ class Relay {
    */
   uint32_t AttachUpstream(const std::string& authority, const std::string& scheme, uint32_t assumedStreams = 0, uint32_t group = 0);
   /** No upstream connection of `group` could be opened: its waiting streams get a local 503 / UNAVAILABLE. */
-  void UpstreamUnavailable(const std::string& reason, uint32_t group = 0);
+  /** `overloaded`: refused by the host's connection limits (the answers carry x-envoy-overloaded: true). */
+  void UpstreamUnavailable(const std::string& reason, uint32_t group = 0, bool overloaded = false);
   bool RecvUpstream(uint32_t id, const uint8_t* data, size_t len);
   bool SendUpstream(uint32_t id, std::string& out, size_t limit);
   /** False once the upstream connection should be closed (after GOAWAY or retirement with no streams left, or fatal). */
@@ -222,6 +247,8 @@ class Relay {
   static int OnFrameRecv(nghttp2_session*, const nghttp2_frame*, void*);
   static int OnDataChunk(nghttp2_session*, uint8_t, int32_t, const uint8_t*, size_t, void*);
   static int OnStreamClose(nghttp2_session*, int32_t, uint32_t, void*);
+  /** Tells the host a client stream ended (RelayHost::StreamClosed). */
+  void ReportEnd(Stream* s);
   static ssize_t ReadResponse(nghttp2_session*, int32_t, uint8_t*, size_t, uint32_t*, nghttp2_data_source*, void*);
 
   static int UpOnHeader(nghttp2_session*, const nghttp2_frame*, const uint8_t*, size_t, const uint8_t*, size_t, uint8_t, void*);

@@ -422,7 +422,14 @@ uint32_t Http2Session::Route() {
 
 bool Http2Session::Admit(LocalAnswer* answer, std::string_view method, std::string_view path) {
   engine::Admission a = engine::AdmitRequest(CurrentPlan(), loop(), id(), d_.client, method, path);
-  if (a.verdict == engine::Admission::Verdict::kPass) return true;
+  if (a.verdict == engine::Admission::Verdict::kPass) {
+    if (engine::TakeRequestSlot(*plan_, &admittedHold_)) return true;
+    answer->status = engine::kOverflowStatus;
+    answer->grpcStatus = engine::kOverflowGrpcStatus;
+    answer->message = engine::OverflowMessage(*plan_);
+    answer->overloaded = true;
+    return false;  // counted as a 503 response by the relay
+  }
   answer->status = a.status;
   answer->grpcStatus = a.grpcStatus;
   answer->message = a.message;
@@ -449,7 +456,7 @@ void Http2Session::OnUpstreamFailed(const std::string& reason) {
   if (ended_) return;
   loop()->Emit(engine::Event("upstream-failed", id()).Str("service", plan_->service).Str("client", d_.client).Str("reason", reason));
   // Every endpoint was tried (the group's first): that group's requests get the local reply.
-  relay_.UpstreamUnavailable(reason, connectGroup_);
+  relay_.UpstreamUnavailable(reason, connectGroup_, connector_.overflowed());
   wantUpstream_ = true;
   Pump();
 }
@@ -540,7 +547,10 @@ void Http2Session::CountResponse(int status) { plan_->state->stats.CountResponse
 void Http2Session::CountRequestTime(int64_t us) { plan_->state->rqTime.Record(us); }
 
 void Http2Session::StreamClosed(const StreamEnd& e) {
-  if (!plan_->accessLog) return;
+  // The plan the stream was admitted under (a reload may have installed another since); a stream that ended
+  // before its header block did has none yet: the session's.
+  const engine::Plan& plan = e.plan ? *e.plan : *plan_;
+  if (!plan.accessLog) return;
   engine::AccessRecord r;
   r.BeginAt(e.startUs);
   r.protocol = "HTTP/2";
@@ -554,13 +564,16 @@ void Http2Session::StreamClosed(const StreamEnd& e) {
   r.failure = *e.failure;
   for (const auto& s : ups_)
     if (e.upstream != 0 && s->rid == e.upstream) r.upstreamHost = s->address;
-  engine::LogAccess(*plan_, r, d_.client);
+  engine::LogAccess(plan, r, d_.client);
 }
 
 void Http2Session::CountRetry() { plan_->state->stats.Add(engine::ServiceStats::kRqRetry); }
 
+// Admit has just looked the plan up: plan_ is the stream's.
+std::shared_ptr<const engine::Plan> Http2Session::StreamPlan() { return plan_; }
+
 // Admit has just looked the plan up: plan_ is the admitted stream's.
-StreamLimits Http2Session::Limits() { return {plan_->requestTimeoutMs, plan_->maxStreamMs, plan_->streamIdleMs, plan_->retry}; }
+StreamLimits Http2Session::Limits() { return {plan_->requestTimeoutMs, plan_->maxStreamMs, plan_->streamIdleMs, plan_->retry, std::move(admittedHold_)}; }
 
 void Http2Session::CountRetryOutcome(RetryOutcome what) {
   engine::ServiceStats::Index i = what == RetryOutcome::kSuccess         ? engine::ServiceStats::kRqRetrySuccess
@@ -584,6 +597,26 @@ uint32_t Http2Session::Reroute(const std::vector<uint32_t>& tried) {
   uint32_t g = GroupOf(order.empty() ? std::string() : plan_->endpoints[order.front()].label);
   groupOrder_[g] = GroupOrder{plan_, std::move(order)};
   return g;
+}
+
+void Http2Session::UpstreamFailure(uint32_t upstream, const std::string& reason) {
+  if (!plan_ || !plan_->reportStatuses) return;
+  for (const auto& u : ups_) {
+    if (u->rid == upstream) {
+      u->lease.ReportFailure(loop(), id(), reason, plan_->countResponses);
+      return;
+    }
+  }
+}
+
+void Http2Session::UpstreamStatus(uint32_t upstream, int status) {
+  if (!plan_ || !plan_->reportStatuses) return;
+  for (const auto& u : ups_) {
+    if (u->rid == upstream) {
+      u->lease.ReportStatus(loop(), id(), status, plan_->countResponses);
+      return;
+    }
+  }
 }
 
 int64_t Http2Session::NowMs() { return loop()->NowMs(); }

@@ -84,11 +84,14 @@ class Http2Session final : public engine::Session, private RelayHost, private en
   void CountRequestTime(int64_t us) override;
   void StreamClosed(const StreamEnd& e) override;
   StreamLimits Limits() override;
+  std::shared_ptr<const engine::Plan> StreamPlan() override;
   void CountRetryOutcome(RetryOutcome what) override;
   uint32_t Reroute(const std::vector<uint32_t>& tried) override;
   int64_t NowMs() override;
   int64_t ArmTimer(int64_t afterMs) override;
   void CountExpiry(Expiry why) override;
+  void UpstreamStatus(uint32_t upstream, int status) override;
+  void UpstreamFailure(uint32_t upstream, const std::string& reason) override;
   void OnUpstream(std::unique_ptr<engine::Transport> t, engine::UpstreamLease lease, uint32_t endpoint, uint32_t target) override;
   void OnUpstreamFailed(const std::string& reason) override;
   /** The current plan of this connection's key (looked up again only when plans changed; null once gone). */
@@ -144,6 +147,7 @@ class Http2Session final : public engine::Session, private RelayHost, private en
   uint32_t connectGroup_ = 0;  // the group the connect under way is for
   std::string attachAddress_;  // the address of the connection Attach is adding
   std::vector<std::string> groups_;  // relay group → endpoint label
+  std::shared_ptr<void> admittedHold_;  // the request slot Admit took, for Limits() to hand to the stream
   /** The endpoint order of a group's last request, with the plan its indexes refer to. */
   struct GroupOrder {
     std::shared_ptr<const engine::Plan> plan;

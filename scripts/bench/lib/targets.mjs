@@ -310,6 +310,8 @@ async function meshext(services, dir, dataThreads, maxSeconds, { vip = false, po
     '--admin', `127.0.0.1:${admin}`, '--state-dir', stateDir, '--log-format', 'json',
     '--proxy-port', String(transparent), '--log-level', 'warn', '--drain-time', '0s',
     '--data-threads', String(dataThreads),
+    // The policy set's access log is written in the target's own directory.
+    ...(policies ? ['--access-log-dir', dir] : []),
   ];
   const proc = startProcess(name, process.execPath, args, { maxSeconds, cwd: REPO });
   if (!redirect) {

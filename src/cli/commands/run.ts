@@ -32,6 +32,7 @@ export function register(program: Command): void {
     .option('--socket-holder <path>', `take listening sockets from a holder (meshext hold-sockets) at this unix socket ${env('socketHolder')}`)
     .option('--admin-socket <path>', `this agent's own admin unix socket, for probes (default ${d.adminSocket}; off: none) ${env('adminSocket')}`)
     .option('--state-dir <dir>', `persisted VIPs (default ${d.stateDir}) ${env('stateDir')}`)
+    .option('--access-log-dir <dir>', `MeshAccessLog files are written only under this directory, besides /dev/stdout and /dev/stderr (default ${d.accessLogDir}) ${env('accessLogDir')}`)
     .option('--vip-cidr <cidr>', `VIP range (default ${d.vipCidr}) ${env('vipCidr')} or KUMA_IPAM_MESH_EXTERNAL_SERVICE_CIDR`)
     .option('--zone <name>', `zone name for templates and KRIs (default ${d.zone}) ${env('zone')}`)
     .option('--pin-root <dir>', `bpffs directory for pinned maps and links (default ${d.pinRoot}) ${env('pinRoot')}`)

@@ -3,7 +3,7 @@
 import test from 'ava';
 import { parseResourceText, type MeshAccessLogResource, type MeshExternalServiceResource } from '../../../src/resources/index.js';
 import { parseFormat } from '../../../src/resources/accesslog-format.js';
-import { effectiveAccessLog, planAccessLog } from '../../../src/snapshot/accesslog.js';
+import { accessLogPathProblem, effectiveAccessLog, planAccessLog } from '../../../src/snapshot/accesslog.js';
 import { ipEp, svc } from '../../helpers/proxy.js';
 
 const MES = `
@@ -49,18 +49,37 @@ test('merge: the MeshExternalService entry replaces the Mesh one\'s backends; ba
 });
 
 test('plan: the default format follows the protocol; JSON keys given twice keep the last value', (t) => {
-  const backends = [{ type: 'File' as const, file: { path: '/x.log' } }];
+  const backends = [{ type: 'File' as const, file: { path: '/var/log/meshext/x.log' } }];
   const tcp = planAccessLog(svc({ protocol: 'tcp', endpoints: [ipEp(80)], accessLog: { backends, policies: ['p'] } }));
   t.deepEqual(tcp?.backends[0]?.plain?.slice(0, 3), [{ text: '[' }, { op: 'START_TIME' }, { text: '] ' }]);
   const json = planAccessLog(
     svc({
       name: 'api',
       endpoints: [ipEp(80)],
-      accessLog: { backends: [{ type: 'File', file: { path: '/j.log', format: { type: 'Json', json: [{ key: 'a', value: '%DURATION%' }, { key: 'b', value: '%KUMA_DESTINATION_SERVICE%' }, { key: 'a', value: '%BYTES_SENT%' }] } } }], policies: ['p'] },
+      accessLog: { backends: [{ type: 'File', file: { path: '/var/log/meshext/j.log', format: { type: 'Json', json: [{ key: 'a', value: '%DURATION%' }, { key: 'b', value: '%KUMA_DESTINATION_SERVICE%' }, { key: 'a', value: '%BYTES_SENT%' }] } } }], policies: ['p'] },
     }),
   );
   t.deepEqual(json?.backends[0]?.fields, [
     { key: 'a', tokens: [{ op: 'BYTES_SENT' }] },
     { key: 'b', tokens: [{ text: 'api' }] },
+  ]);
+});
+
+test('plan: only files under the access log directory, /dev/stdout and /dev/stderr are written; others are said and left out', (t) => {
+  const dir = '/var/log/meshext';
+  for (const ok of ['/dev/stdout', '/dev/stderr', '/var/log/meshext/a.log', '/var/log/meshext/sub/b.json']) t.is(accessLogPathProblem(ok, dir), undefined, ok);
+  for (const bad of ['/proc/sys/kernel/core_pattern', '/sys/fs/cgroup/meshext.agent/cgroup.procs', '/var/log/meshext', '/var/log/meshext-x/a.log', '/var/log/meshext/../a.log', '/dev/stdout/x']) {
+    t.is(accessLogPathProblem(bad, dir), `file.path ${JSON.stringify(bad)} is outside the access log directory /var/log/meshext (--access-log-dir): only files under it, /dev/stdout and /dev/stderr are written`, bad);
+  }
+  t.is(accessLogPathProblem('/tmp/logs/a.log', '/tmp/logs/'), undefined, 'a trailing / on the directory is the same directory');
+  const rejected: string[] = [];
+  const backends = [
+    { type: 'File' as const, file: { path: '/proc/sys/kernel/core_pattern', format: { type: 'Plain' as const, plain: '|/tmp/x' } } },
+    { type: 'File' as const, file: { path: '/var/log/meshext/ok.log' } },
+  ];
+  const plan = planAccessLog(svc({ endpoints: [ipEp(80)], accessLog: { backends, policies: ['evil'] } }), dir, rejected);
+  t.deepEqual(plan?.backends.map((b) => b.path), ['/var/log/meshext/ok.log']);
+  t.deepEqual(rejected, [
+    'access log backend /proc/sys/kernel/core_pattern of MeshAccessLog evil: file.path "/proc/sys/kernel/core_pattern" is outside the access log directory /var/log/meshext (--access-log-dir): only files under it, /dev/stdout and /dev/stderr are written',
   ]);
 });

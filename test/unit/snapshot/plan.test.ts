@@ -41,6 +41,8 @@ const GOLDEN_SETS: Array<[string, string[]]> = [
   ['meshretry', ['test/fixtures/policies/meshretry']],
   // MeshAccessLogs merged per service (test/fixtures/policies/meshaccesslog/logs.yaml says what wins and why).
   ['meshaccesslog', ['test/fixtures/policies/meshaccesslog']],
+  // MeshCircuitBreakers and MeshHealthChecks merged per service (test/fixtures/policies/health/policies.yaml says what wins).
+  ['health-policies', ['test/fixtures/policies/health']],
   // Dataplane-targeted policies: a plan of its own for each Dataplane whose values differ (policies.yaml says which).
   ['dataplane', ['test/fixtures/policies/dataplane']],
 ];
