@@ -244,8 +244,11 @@ export class Proxy {
       plans,
     });
     this.plans = plans;
-    this.syncHealth(plans);
-    this.checker.update(plans);
+    // Health is the service's (a Dataplane's own plan has the service's endpoints, limits and checks): one health
+    // set and one set of active checks per service, from its own plan.
+    const servicePlans = plans.filter((p) => p.dataplane === undefined);
+    this.syncHealth(servicePlans);
+    this.checker.update(servicePlans);
     // What the engine refused of a plan: TLS settings OpenSSL cannot use (its words name the step, never key
     // material) fail the service closed; a key another service holds (VIPs are unique: a bug) only loses that key.
     // An access log file that cannot be opened costs the service that backend only (it keeps serving).
@@ -334,7 +337,7 @@ export class Proxy {
     if (due.length === 0) return;
     const counters = new Map((this.engine.counters()?.services ?? []).map((s) => [s.service, s]));
     for (const [service, s] of due) {
-      const plan = this.plans.find((p) => p.service === service);
+      const plan = this.plans.find((p) => p.service === service && p.dataplane === undefined);
       const h = this.health.get(service);
       if (!plan?.outlierDetection || !h) continue;
       s.due = now + plan.outlierDetection.intervalMs;

@@ -14,8 +14,15 @@ const PERCENT = 'must be in inclusive range [0, 100]';
 
 /** Validates a MeshCircuitBreaker spec (paths start at `spec`). */
 export function validateMeshCircuitBreaker(spec: MeshCircuitBreakerSpec): Violation[] {
-  return validateToPolicy(spec, validateCircuitBreakerConf);
+  return validateToPolicy(spec, validateCircuitBreakerConf, { noDataplane: NO_DATAPLANE });
 }
+
+/**
+ * Why a MeshCircuitBreaker cannot target one Dataplane: in Kuma each Dataplane's Envoy counts its own connections
+ * and ejects endpoints for itself; meshext counts the service's connections and requests once (the engine's state
+ * per service) and keeps one health verdict per endpoint, for every client on the node.
+ */
+const NO_DATAPLANE = "a MeshCircuitBreaker's connection limits count the connections and requests of every client on the node to the service, and its outlier detection ejects endpoints for all of them: neither can be one Dataplane's own";
 
 /**
  * Warnings of a valid MeshCircuitBreaker: its inbound sections (ignored, as for every `to[]` policy) and

@@ -11,12 +11,19 @@ const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
 
 /**
  * Validates a MeshHealthCheck spec (paths start at `spec`). Kuma refuses `to[].targetRef` kind
- * MeshExternalService unless the top-level kind is Mesh; here the top level is always Mesh, so it is accepted:
- * meshext checks the endpoints of a MeshExternalService itself.
+ * MeshExternalService unless the top-level kind is Mesh; here the top level is always Mesh (Dataplane is refused,
+ * NO_DATAPLANE), so it is accepted: meshext checks the endpoints of a MeshExternalService itself.
  */
 export function validateMeshHealthCheck(spec: MeshHealthCheckSpec): Violation[] {
-  return validateToPolicy(spec, validateHealthCheckConf);
+  return validateToPolicy(spec, validateHealthCheckConf, { noDataplane: NO_DATAPLANE });
 }
+
+/**
+ * Why a MeshHealthCheck cannot target one Dataplane: each Envoy of Kuma checks the endpoints for itself, but meshext
+ * checks each endpoint once for the node and every client (VIP path and every Dataplane's outbounds) is balanced
+ * over that one verdict; one Dataplane cannot have its own.
+ */
+const NO_DATAPLANE = "a MeshHealthCheck judges the service's endpoints, and meshext checks each once for every client on the node (one health verdict per endpoint, shared by the VIP path and every Dataplane's outbounds)";
 
 /** Validates one `to[].default` of a MeshHealthCheck at `path`. */
 export function validateHealthCheckConf(conf: MeshHealthCheckConf, path: string, out: Violation[]): void {
