@@ -13,7 +13,7 @@ import { readResult } from './lib/runner.mjs';
 import { formatTable, fmtNum } from './lib/stats.mjs';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
-const SCENARIOS = ['tcp-throughput', 'tcp-latency', 'tls-origination', 'http1', 'http2', 'https-origination', 'http2-tls', 'grpc-tls', 'dns', 'memory', 'permissions'];
+const SCENARIOS = ['tcp-throughput', 'tcp-latency', 'tls-origination', 'http1', 'http2', 'https-origination', 'http2-tls', 'grpc-tls', 'dns', 'memory', 'permissions', 'policies'];
 const argv = process.argv.slice(2);
 // Scenarios that take --seconds (load per target and run) for longer runs.
 const TIMED = ['https-origination', 'http2-tls', 'grpc-tls'];

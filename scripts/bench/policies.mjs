@@ -104,7 +104,7 @@ for (const shape of shapes) {
       if (shape === 'http2') {
         const log = join(dir, `h2load-${target.name}-${run}.log`);
         const clients = Math.max(1, Math.round(connections / 5));
-        const out = await runClient('h2load', 'h2load', ['-t1', `-c${clients}`, '-m10', `-D${seconds}`, '--warm-up-time=1', `--log-file=${log}`, `http://127.0.0.1:${port}/`], { maxSeconds: seconds + 30 });
+        const out = await runClient('h2load', 'h2load', ['-t1', `-c${clients}`, '-m10', `-D${seconds}`, `--log-file=${log}`, `http://127.0.0.1:${port}/`], { maxSeconds: seconds + 30 });
         const h = parseH2load(out, readFileSync(log, 'utf8'));
         if (!(h.rps > 0) || h.failed > Math.max(clients * 10, h.total / 1000)) throw new Error(`h2load: ${h.failed} of ${h.total} requests failed or answered non-2xx`);
         r = { rps: h.rps, p50: h.p50us, p99: h.p99us, requests: h.total };

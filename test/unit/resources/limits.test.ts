@@ -62,7 +62,7 @@ test('a file over the size limit is rejected before it is parsed', async (t) => 
   t.regex(messages(small), /over the limit of 10 bytes per file/);
 });
 
-test('deep nesting is rejected by the depth limit, never by a stack overflow', async (t) => {
+test('deep nesting is rejected by the depth limit, never by a stack overflow', (t) => {
   for (const text of ['- '.repeat(200_000) + 'x\n', '['.repeat(200_000) + ']'.repeat(200_000) + '\n', 'a: ' + '{a: '.repeat(50_000) + '1' + '}'.repeat(50_000) + '\n']) {
     const r = parseResourceText(text, 'deep.yaml');
     t.is(r.errors.length, 1);
@@ -71,8 +71,6 @@ test('deep nesting is rejected by the depth limit, never by a stack overflow', a
   // 64 levels are fine (as a free-form extension config, say).
   const ok = parseResourceText(`type: Mesh\nname: m\nx: ${'['.repeat(60)}1${']'.repeat(60)}\n`, 'ok.yaml');
   t.false(/nesting/.test(messages(ok)), messages(ok));
-  const ratio = await growth((n) => parseResourceText('['.repeat(n) + ']'.repeat(n) + '\n', 'deep.yaml'), 50_000);
-  t.true(ratio < 8, `4x the depth cost ${ratio.toFixed(1)}x`);
 });
 
 test('aliases can neither nest past the depth limit nor expand past maxAliasCount', (t) => {
