@@ -6,6 +6,7 @@ import test from 'ava';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import type { Proxy } from '../../src/proxy/index.js';
 import { startTestAgent } from '../helpers/agent.js';
@@ -125,4 +126,40 @@ test('a Dataplane-targeted MeshTimeout applies to that Dataplane\'s outbound onl
   // The outbound listeners were opened once, at start: reloads moved their keys between plans, never reopened them.
   const opened = a.log.find(/^listening$/).filter((l) => l['key'] !== undefined);
   t.deepEqual(opened.map((l) => l['key']).sort(), ['@default/web/a', '@default/web/b']);
+});
+
+test("a Dataplane-targeted MeshAccessLog logs the requests through that Dataplane's outbound only", async (t) => {
+  const up = await listen(http.createServer((_req, res) => res.end('ok')));
+  t.teardown(() => closeServer(up.srv));
+  const [outA, outB] = [await freePort(), await freePort()];
+  const logDir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshext-dp-log-'));
+  t.teardown(() => fs.rmSync(logDir, { recursive: true, force: true }));
+  const logFile = path.join(logDir, 'a.log');
+  const dataplane = (name: string, port: number): string =>
+    `type: Dataplane\nname: ${name}\nmesh: default\nnetworking:\n  address: 127.0.0.1\n  outbound:\n    - port: ${port}\n      backendRef: {kind: MeshExternalService, name: web}\n`;
+  const a = await startTestAgent(
+    t,
+    {
+      'services.yaml': [
+        `type: MeshExternalService\nname: web\nmesh: default\nspec:\n  match: {port: 80, protocol: http}\n  endpoints: [{address: 127.0.0.1, port: ${up.port}}]\n`,
+        dataplane('a', outA),
+        dataplane('b', outB),
+        `type: MeshAccessLog\nname: a-log\nmesh: default\nspec:\n  targetRef: {kind: Dataplane, name: a}\n  to:\n    - targetRef: {kind: Mesh}\n      default:\n        backends: [{type: File, file: {path: ${logFile}, format: {type: Plain, plain: "%REQ(:PATH)%"}}}]\n`,
+      ].join('---\n'),
+    },
+    { accessLogDir: logDir },
+  );
+  for (const [port, p] of [[outA, '/via-a'], [outB, '/via-b'], [outA, '/via-a-again']] as const) {
+    const r = await fetch(`http://127.0.0.1:${port}${p}`);
+    t.is(r.status, 200);
+    await r.text();
+  }
+  // The writer thread empties its queue every 20 ms.
+  let lines: string[] = [];
+  for (let i = 0; i < 100 && lines.length < 2; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    lines = fs.existsSync(logFile) ? fs.readFileSync(logFile, 'utf8').split('\n').filter(Boolean) : [];
+  }
+  t.deepEqual(lines, ['/via-a', '/via-a-again']);
+  t.is(a.log.find(/access log/).length, 0, 'no backend was left out');
 });
