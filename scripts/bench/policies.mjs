@@ -91,7 +91,7 @@ for (const shape of shapes) {
       const up = await startNginxUpstream(dir, { maxSeconds: opts.runs * 200 + 300 });
       return {
         services: [{ name: service, protocol: shape === 'http2' ? 'http2' : 'http', upstreamPort: shape === 'http2' ? up.ports.h2c : up.ports.http1 }],
-        notes: ['policies: lib/policies.mjs (timeout, retry on 5xx/connect-failure/reset, circuit breaker with outlier detection, TCP health check every 1 s, JSON access log to a file)'],
+        notes: ['policies: lib/policies.mjs (timeout, retry on 5xx/ConnectFailure/Reset, circuit breaker with outlier detection, TCP health check every 1 s, JSON access log to a file)'],
       };
     },
     async measure(target, { dir, run }) {
