@@ -5,6 +5,8 @@ import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Ipam, STATE_FILE } from '../../../src/ipam/index.js';
+import { checkState } from '../../../src/ipam/state.js';
+import { parseCidr } from '../../../src/ipam/cidr.js';
 import { captureLog } from '../../helpers/log.js';
 
 const dir = (): Promise<string> => mkdtemp(join(tmpdir(), 'meshext-ipam-state-'));
@@ -85,4 +87,14 @@ test('a state file from before the quarantine (no `until`) is read without compl
   t.deepEqual(cap.find(/IPAM state/), []);
   t.is(ipam.allocations().get('m/b'), '10.1.1.2');
   t.true('vip' in ((await ipam.assign(['m/c'])).get('m/c') ?? {}), 'a release a year ago is long out of quarantine');
+});
+
+test('a loopback VIP CIDR the operator configured is read back from the file, so VIPs stay across restarts', async (t) => {
+  const range = parseCidr('127.77.0.0/16');
+  const { state, problems } = checkState({ version: 1, cidr: '127.77.0.0/16', allocations: { 'm/a': { vip: '127.77.0.5', allocatedAt: new Date().toISOString() } }, tombstones: [] }, range, { now: Date.now(), quarantineMs: 60_000 });
+  t.deepEqual(problems, []);
+  t.is(state.allocations['m/a']?.vip, '127.77.0.5');
+  // Outside the configured range, loopback stays refused.
+  const other = checkState({ version: 1, cidr: '127.77.0.0/16', allocations: { 'm/b': { vip: '127.0.0.9', allocatedAt: new Date().toISOString() } }, tombstones: [] }, range, { now: Date.now(), quarantineMs: 60_000 });
+  t.regex(other.problems[0]?.message ?? '', /is outside the VIP CIDR|loopback/);
 });
