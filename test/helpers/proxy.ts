@@ -112,6 +112,34 @@ export async function refusedPort(): Promise<number> {
   return port;
 }
 
+/** A loopback port free now, for a listener the test has something else open later (an agent's outbound). */
+export const freePort = refusedPort;
+
+/**
+ * Sends GET on a kept-alive HTTP/1.1 connection and resolves when the whole response (by Content-Length) is in:
+ * its status and how long it took. Rejects when the connection closes first.
+ */
+export function keepAliveGet(c: net.Socket, pathName: string): Promise<{ status: number; ms: number }> {
+  const start = Date.now();
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    const onData = (d: Buffer): void => {
+      buf += d.toString('latin1');
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      const len = Number(/content-length: (\d+)/i.exec(buf.slice(0, end))?.[1] ?? '0');
+      if (buf.length < end + 4 + len) return;
+      c.off('data', onData);
+      c.off('close', onClose);
+      resolve({ status: Number(buf.split(' ')[1]), ms: Date.now() - start });
+    };
+    const onClose = (): void => reject(new Error(`connection closed during ${pathName}`));
+    c.on('data', onData);
+    c.on('close', onClose);
+    c.write(`GET ${pathName} HTTP/1.1\r\nHost: h\r\n\r\n`);
+  });
+}
+
 /** An echo server counting accepted connections. */
 export async function tcpEcho(): Promise<{ srv: net.Server; port: number; accepted: () => number }> {
   let n = 0;

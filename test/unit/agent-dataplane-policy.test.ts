@@ -10,38 +10,11 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Proxy } from '../../src/proxy/index.js';
 import { startTestAgent } from '../helpers/agent.js';
-import { closeServer, listen } from '../helpers/proxy.js';
+import { closeServer, freePort, keepAliveGet, listen } from '../helpers/proxy.js';
 
 const DELAY_MS = 1500;
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  const { port } = await listen(s);
-  await closeServer(s);
-  return port;
-}
-
-/** Sends GET on the kept-alive socket; resolves with the status and how long the whole response took. */
-function get(c: net.Socket, pathName: string): Promise<{ status: number; ms: number }> {
-  const start = Date.now();
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    const onData = (d: Buffer): void => {
-      buf += d.toString('latin1');
-      const end = buf.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      const len = Number(/content-length: (\d+)/i.exec(buf.slice(0, end))?.[1] ?? '0');
-      if (buf.length < end + 4 + len) return;
-      c.off('data', onData);
-      c.off('close', onClose);
-      resolve({ status: Number(buf.split(' ')[1]), ms: Date.now() - start });
-    };
-    const onClose = (): void => reject(new Error(`connection closed during ${pathName}`));
-    c.on('data', onData);
-    c.on('close', onClose);
-    c.write(`GET ${pathName} HTTP/1.1\r\nHost: h\r\n\r\n`);
-  });
-}
+const get = keepAliveGet;
 
 interface Dump {
   services: Array<{ name: string; vip: string; dataplanes?: Array<{ dataplane: string; key: string; plan: string; timeouts: { requestMs: number }; policies: { meshTimeouts?: string[] } }> }>;

@@ -6,14 +6,7 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { startTestAgent } from '../helpers/agent.js';
-import { closeServer, listen } from '../helpers/proxy.js';
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  const { port } = await listen(s);
-  await closeServer(s);
-  return port;
-}
+import { closeServer, freePort, listen } from '../helpers/proxy.js';
 
 /** An HTTP stand-in: /health answers `health`, /health-ok 200, /slow after 800 ms, the rest at once; bodies are `name`. */
 async function standIn(name: string): Promise<{ port: number; srv: http.Server; setHealth: (s: number) => void }> {

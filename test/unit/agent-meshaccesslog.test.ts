@@ -6,35 +6,10 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { startTestAgent } from '../helpers/agent.js';
-import { closeServer, listen, until } from '../helpers/proxy.js';
+import { closeServer, freePort, keepAliveGet, listen, until } from '../helpers/proxy.js';
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  const { port } = await listen(s);
-  await closeServer(s);
-  return port;
-}
-
-/** Sends GET on the kept-alive socket and returns the status of the whole response. */
-function get(c: net.Socket, pathName: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    const onData = (d: Buffer): void => {
-      buf += d.toString('latin1');
-      const end = buf.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      const len = Number(/content-length: (\d+)/i.exec(buf.slice(0, end))?.[1] ?? '0');
-      if (buf.length < end + 4 + len) return;
-      c.off('data', onData);
-      c.off('close', onClose);
-      resolve(Number(buf.split(' ')[1]));
-    };
-    const onClose = (): void => reject(new Error(`connection closed during ${pathName}`));
-    c.on('data', onData);
-    c.on('close', onClose);
-    c.write(`GET ${pathName} HTTP/1.1\r\nHost: h\r\n\r\n`);
-  });
-}
+/** The status of a whole response to GET on the kept-alive socket. */
+const get = async (c: net.Socket, pathName: string): Promise<number> => (await keepAliveGet(c, pathName)).status;
 
 function readLines(file: string): string[] {
   return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter((l) => l !== '') : [];
