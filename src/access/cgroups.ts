@@ -35,8 +35,9 @@ export function scanCgroups(
     seen++;
     let ident: CgroupIdentity | undefined;
     const own = rel === '/' ? undefined : resolver.own(rel);
-    // An explicit mapping covers the whole subtree unless a deeper mapping says otherwise.
-    if (own?.rule === 'override' || (own && parent?.rule !== 'override')) ident = { path: rel, id: own.id, rule: own.rule };
+    // A sub-cgroup keeps its nearest ancestor's identity whatever its name says (whoever may create it could name
+    // it after another workload); only an explicit mapping, which the operator wrote, changes it.
+    if (own?.rule === 'override' || (own && !parent)) ident = { path: rel, id: own.id, rule: own.rule };
     else if (parent) ident = { path: rel, id: parent.id, rule: parent.rule };
     try {
       const id = statSync(dir, { bigint: true }).ino;

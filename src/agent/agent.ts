@@ -316,7 +316,8 @@ export class Agent {
       try {
         const before = this.snapshot;
         const s = await this.buildSnapshot();
-        if (this.access && this.config.identityMap) this.access.setRules(this.identityRules());
+        // Always: the known meshes (which pods' meshes are accepted) come from the resources just loaded.
+        if (this.access) this.access.setRules(this.identityRules());
         // The kernel refuses before the engine stops refusing: a service gaining a MeshTrafficPermission has its
         // verdicts written before its plan drops the mesh's 403, one losing it keeps them until its plan has it back.
         this.access?.setServices(permissionTransition(before, s));
@@ -471,7 +472,7 @@ export class Agent {
   }
 
   /** The identity rules from the config and the identity map file (read again on each reload). */
-  private identityRules(): { zone: string; hostMesh: string; node: string; overrides: IdentityOverride[] } {
+  private identityRules(): { zone: string; hostMesh: string; node: string; overrides: IdentityOverride[]; meshes: Set<string> } {
     const cfg = this.config;
     let overrides: IdentityOverride[] = [];
     if (cfg.identityMap) {
@@ -483,7 +484,11 @@ export class Agent {
       }
       overrides = validateOverrides(parseYaml(text) ?? [], cfg.identityMap);
     }
-    return { zone: cfg.zone, hostMesh: cfg.identityMesh, node: cfg.nodeName, overrides };
+    // A pod names its own mesh (a label its owner sets): only Meshes this agent knows may become trust domains.
+    const meshes = new Set<string>([cfg.identityMesh]);
+    for (const r of this.lastGood?.resources ?? []) if (r.kind === 'Mesh') meshes.add(r.name);
+    for (const svc of this.snapshot?.services ?? []) meshes.add(svc.mesh);
+    return { zone: cfg.zone, hostMesh: cfg.identityMesh, node: cfg.nodeName, overrides, meshes };
   }
 
   serverInfo(): unknown {

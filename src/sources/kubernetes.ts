@@ -248,7 +248,9 @@ export class KubernetesSource implements ResourceSource {
         const pod = o as KubernetesObject & { spec?: { serviceAccountName?: string } };
         const uid = pod.metadata?.uid;
         if (!uid || !pod.metadata?.namespace) continue;
-        const mesh = pod.metadata.labels?.['kuma.io/mesh'] ?? pod.metadata.annotations?.['kuma.io/mesh'] ?? 'default';
+        // The label only, as Kuma reads it: an annotation is free text the pod's owner sets (it may hold `/`), and
+        // the identity resolver accepts the mesh only if it names a Mesh the agent knows.
+        const mesh = pod.metadata.labels?.['kuma.io/mesh'] ?? 'default';
         pods.set(uid, { namespace: pod.metadata.namespace, serviceAccount: pod.spec?.serviceAccountName ?? 'default', mesh });
       }
       opts.onChange(pods);

@@ -55,6 +55,50 @@ test('a scan lists sub-cgroups with their ancestor identity, and a mapping cover
   t.true(plain.includes(join(root, 'user.slice')) && plain.includes(join(root, 'kubepods/burstable')));
 });
 
+test('a pod names its mesh by the label only; a mesh that is not a known Mesh or not a DNS label gives no identity', (t) => {
+  const cg = `/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${UID.replace(/-/g, '_')}.slice/cri-containerd-abc.scope`;
+  const withMesh = (mesh: string, meshes?: Set<string>) =>
+    new IdentityResolver({ ...rules, ...(meshes ? { meshes } : {}), pods: new Map([[UID, { namespace: 'attacker', serviceAccount: 'default', mesh }]]) }).own(cg);
+  // The forgery the annotation allowed: a trust domain that carries a path matching an allow Prefix of kube-system.
+  t.is(withMesh('default.zone-1.mesh.local/ns/kube-system/sa/x'), undefined);
+  t.is(withMesh('Default'), undefined, 'not a DNS label');
+  t.is(withMesh('a.b'), undefined, 'a dot would put the mesh in someone else\'s trust domain');
+  t.is(withMesh('payments', new Set(['default'])), undefined, 'not a Mesh the agent knows');
+  t.deepEqual(withMesh('payments', new Set(['default', 'payments'])), { id: 'spiffe://payments.zone-1.mesh.local/ns/attacker/sa/default', rule: 'pod' });
+  // Every computed ID is checked: a zone with an uppercase letter makes no valid trust domain.
+  t.is(new IdentityResolver({ ...rules, zone: 'Zone' }).own(`/kubepods/burstable/pod${UID}`), undefined);
+  t.is(new IdentityResolver({ ...rules, zone: 'Zone' }).own('/system.slice/a.service'), undefined);
+});
+
+test('the shallowest pod or unit segment decides: a nested cgroup named after another workload does not take its identity', (t) => {
+  const VICTIM = '99999999-8888-7777-6666-555555555555';
+  const both = new Map([...pods, [VICTIM, { namespace: 'payments', serviceAccount: 'api', mesh: 'default' }]]);
+  const r = new IdentityResolver({ ...rules, pods: both });
+  const attacker = `/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${UID.replace(/-/g, '_')}.slice/cri-containerd-x.scope`;
+  const self = 'spiffe://default.zone-1.mesh.local/ns/shop/sa/checkout';
+  t.is(r.own(`${attacker}/kubepods-pod${VICTIM.replace(/-/g, '_')}.slice`)?.id, self);
+  t.is(podUidOf(`/kubepods/burstable/pod${UID}/kubepods/pod${VICTIM}`), UID);
+  t.is(unitOf('/system.slice/podman.service/ctr/sshd.service'), 'podman.service');
+  t.is(r.own('/system.slice/podman.service/ctr/sshd.service')?.id, 'spiffe://default.zone-1.mesh.local/host/node-1/unit/podman.service');
+  t.is(r.own(`/system.slice/podman.service/kubepods/pod${VICTIM}`)?.id, 'spiffe://default.zone-1.mesh.local/host/node-1/unit/podman.service', 'a unit cannot become a pod');
+  // An unknown pod decides too: nothing below it gets a pod's or a unit's identity.
+  const unknown = new IdentityResolver({ ...rules, pods: new Map([[VICTIM, both.get(VICTIM)!]]) });
+  t.is(unknown.own(`/kubepods/burstable/pod${UID}/kubepods/pod${VICTIM}`), undefined);
+
+  // The scan: a sub-cgroup keeps its ancestor's identity whatever it is named; only a mapping changes it.
+  const root = mkdtempSync(join(tmpdir(), 'cg-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const nested = `kubepods/burstable/pod${UID}/c1/kubepods/pod${VICTIM}`;
+  for (const d of [nested, 'system.slice/podman.service/ctr/sshd.service', `kubepods/burstable/pod${VICTIM}`]) mkdirSync(join(root, d), { recursive: true });
+  const scanned = (res: IdentityResolver) => Object.fromEntries([...scanCgroups(root, res).identities.values()].map((i) => [i.path, i.id]));
+  const byPath = scanned(r);
+  t.is(byPath[`/${nested}`], self);
+  t.is(byPath['/system.slice/podman.service/ctr/sshd.service'], 'spiffe://default.zone-1.mesh.local/host/node-1/unit/podman.service');
+  t.is(byPath[`/kubepods/burstable/pod${VICTIM}`], 'spiffe://default.zone-1.mesh.local/ns/payments/sa/api', 'the real pod keeps its identity');
+  const mapped = scanned(new IdentityResolver({ ...rules, pods: both, overrides: [{ cgroup: '/system.slice/podman.service/ctr/**', spiffeID: 'spiffe://example.org/ctr' }] }));
+  t.is(mapped['/system.slice/podman.service/ctr/sshd.service'], 'spiffe://example.org/ctr', 'an explicit mapping still applies below');
+});
+
 function governed(id: string, vip: string, perm: CompiledService['permissions']): CompiledService {
   return { id, name: id, mesh: 'default', vip, port: 80, permissions: perm } as unknown as CompiledService;
 }
