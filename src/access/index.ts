@@ -50,7 +50,7 @@ export class AccessControl {
 
   constructor(private readonly opts: AccessControlOptions) {
     this.rules = opts.rules;
-    this.indexer = new AccessIndexer(opts.redirector.maxIdentityIndex() + 1);
+    this.indexer = new AccessIndexer(opts.redirector.identityIndexes());
     this.watcher = new CgroupWatcher(() => this.refresh('cgroup created'));
     opts.stats.onCollect(() => this.collect());
     const rescan = setInterval(() => this.refresh('rescan'), opts.rescanMs ?? 5000);

@@ -25,10 +25,19 @@ export class AccessIndexer {
   private readonly identIdx = new Map<string, number>();
   private nextIdent: number;
   private readonly svcIdx = new Map<string, number>();
+  /** A previous agent's cgroup → identity index entries, adopted by the first build. */
+  private previous: ReadonlyMap<bigint, number> | undefined;
 
-  /** `firstIdentity`: the first identity index to hand out (above those a previous agent left in the kernel). */
-  constructor(firstIdentity = 1) {
-    this.nextIdent = firstIdentity;
+  /**
+   * `previous`: the cgroup → identity index entries a previous agent left in the kernel. The first build gives an
+   * identity the index its cgroups already have, so a restart rewrites no cgroup entry (an entry that moved to a
+   * fresh index would meet no verdicts until they were written); new identities are numbered above all of them.
+   */
+  constructor(previous: ReadonlyMap<bigint, number> = new Map()) {
+    this.previous = previous.size > 0 ? previous : undefined;
+    let max = 0;
+    for (const n of previous.values()) max = Math.max(max, n);
+    this.nextIdent = max + 1;
   }
 
   /** Builds the table for these services and cgroup identities. */
@@ -47,6 +56,16 @@ export class AccessIndexer {
       out.identities.set(n, id);
       return n;
     };
+    if (this.previous) {
+      const taken = new Set<number>();
+      for (const [cg, ident] of cgroups) {
+        const n = this.previous.get(cg);
+        if (n === undefined || n < 1 || taken.has(n) || this.identIdx.has(ident.id)) continue;
+        taken.add(n);
+        this.identIdx.set(ident.id, n);
+      }
+      this.previous = undefined;
+    }
     for (const [cg, ident] of cgroups) out.table.cgroups.set(cg, identOf(ident.id));
     // Identities no cgroup has any more are forgotten; their indexes are not handed out again.
     for (const [id, n] of [...this.identIdx]) if (!out.identities.has(n)) this.identIdx.delete(id);

@@ -501,8 +501,10 @@ export class Redirector {
   }
 
   /**
-   * Makes the kernel's access maps equal to `table`. New identities and verdicts go in before the service entries
-   * that use them, and removals run in the opposite order, so a connect never meets a service without its verdicts.
+   * Makes the kernel's access maps equal to `table`. Verdicts go in first, then the cgroup → identity entries that
+   * lead to them, then the service entries; removals run the other way (service, cgroup, verdict). A connect thus
+   * never meets an identity index whose verdicts are not written yet (it would get the service's unlisted verdict:
+   * fail open under a deny-list, EPERM under an allow-list).
    * The first call also removes entries a previous agent left.
    */
   setAccess(table: AccessTable): { written: number; removed: number } {
@@ -550,8 +552,8 @@ export class Redirector {
       for (let slot = 0; slot < FLAGS.MX_ACNT_MAX; slot++) this.addon.mapUpdate(this.fd('mx_access_cnt'), u32(s.svc * FLAGS.MX_ACNT_MAX + slot), Buffer.alloc(8 * ncpu), 0);
     }
     this.accessSvcs = new Set(table.services.map((s) => s.svc));
-    put('cg');
     put('verdict');
+    put('cg');
     put('svc');
     this.access = want;
     const on = want.svc.size > 0;
@@ -560,20 +562,23 @@ export class Redirector {
       this.writeConfig();
     }
     drop('svc');
-    drop('verdict');
     drop('cg');
+    drop('verdict');
     return { written, removed };
   }
 
   /**
-   * The highest identity index in mx_cg_ident (a previous agent's, after a restart): this agent numbers its
-   * identities above it, so no cgroup's new index can meet a previous agent's verdict for another identity.
+   * The cgroup → identity index entries in mx_cg_ident (a previous agent's, after a restart): the indexer keeps
+   * these numbers, so a restart changes no key and no connect meets an index without its verdicts.
    */
-  maxIdentityIndex(): number {
+  identityIndexes(): Map<bigint, number> {
     const fd = this.fd('mx_cg_ident');
-    let max = 0;
-    for (const k of this.addon.mapKeys(fd, 8)) max = Math.max(max, this.addon.mapLookup(fd, k, 4)?.readUInt32LE(0) ?? 0);
-    return max;
+    const out = new Map<bigint, number>();
+    for (const k of this.addon.mapKeys(fd, 8)) {
+      const v = this.addon.mapLookup(fd, k, 4);
+      if (v) out.set(k.readBigUInt64LE(0), v.readUInt32LE(0));
+    }
+    return out;
   }
 
   /** Per-service access counters (mx_access_cnt) summed over CPUs, for the given service indexes. */

@@ -115,3 +115,16 @@ test('the table stores only verdicts that differ from the service default; index
   t.deepEqual([...two.table.cgroups], [[10n, 1], [13n, 3]]);
   t.deepEqual(two.table.services.map((s) => [s.vip, s.svc]), [['242.0.0.2', 1], ['242.0.0.1', 0]], 'web keeps index 0');
 });
+
+test('after a restart the indexer keeps the identity numbers the previous agent left, so no cgroup entry changes key', (t) => {
+  const perm = { policies: ['p'], deny: [], allowWithShadowDeny: [], allow: [{ policy: 'p', type: 'Exact' as const, value: 'spiffe://td/a' }], meshDefault: 'deny' as const };
+  const cg = (entries: Array<[number, string]>) => new Map(entries.map(([k, id]) => [BigInt(k), { path: `/${k}`, id, rule: 'override' as const }]));
+  // The previous agent: cgroups 10 and 12 had identity 5 (td/a), 11 had 7 (td/b), 14 had 9 (gone now).
+  const ix = new AccessIndexer(new Map([[10n, 5], [11n, 7], [12n, 5], [14n, 9]]));
+  const one = ix.build([governed('default/web', '242.0.0.1', perm)], cg([[10, 'spiffe://td/a'], [11, 'spiffe://td/b'], [12, 'spiffe://td/a'], [13, 'spiffe://td/c']]));
+  t.deepEqual([...one.table.cgroups], [[10n, 5], [11n, 7], [12n, 5], [13n, 10]], 'new identities above every old number');
+  t.deepEqual(one.table.services[0]?.verdicts, new Map([[5, 'allow']]));
+  // Two old numbers for one identity: one is kept, the other cgroup moves (its verdicts are written first).
+  const two = new AccessIndexer(new Map([[10n, 5], [12n, 6]])).build([], cg([[10, 'spiffe://td/a'], [12, 'spiffe://td/a']]));
+  t.deepEqual([...two.table.cgroups], [[10n, 5], [12n, 5]]);
+});
