@@ -28,6 +28,11 @@ export interface AccessControlOptions {
   denialPollMs?: number;
   /** At most this many denial lines per poll; the rest are summed in one line. */
   maxDenialLines?: number;
+  /**
+   * Pods are configured (Kubernetes) and not listed yet. While they are not, the maps a previous agent left stay
+   * as they are: written now, every pod would lose its identity until the list arrives (or for good if it fails).
+   */
+  podsPending?: boolean;
 }
 
 const DENIED_REASONS: Record<string, AccessCounterName> = { rule: 'denied_rule', mesh_default: 'denied_default', no_identity: 'denied_no_identity' };
@@ -47,10 +52,18 @@ export class AccessControl {
   /** Bumped by every input change; with the scan's result it tells whether the maps can be left as they are. */
   private inputs = 0;
   private lastWritten = '';
+  /** Why the maps are not written yet (see podsPending), for the log and /config_dump. */
+  private waiting: string | undefined;
 
   constructor(private readonly opts: AccessControlOptions) {
     this.rules = opts.rules;
-    this.indexer = new AccessIndexer(opts.redirector.identityIndexes());
+    const previous = opts.redirector.identityIndexes();
+    this.indexer = new AccessIndexer(previous);
+    // With no previous agent's entries there is nothing to keep: the maps are written at once (pods without identity).
+    if (opts.podsPending && previous.size > 0) {
+      this.waiting = 'waiting for the first list of this node\'s pods; the previous agent\'s access maps stay enforced';
+      opts.log.info({ cgroups: previous.size }, `MeshTrafficPermission: ${this.waiting}`);
+    }
     this.watcher = new CgroupWatcher(() => this.refresh('cgroup created'));
     opts.stats.onCollect(() => this.collect());
     const rescan = setInterval(() => this.refresh('rescan'), opts.rescanMs ?? 5000);
@@ -70,6 +83,10 @@ export class AccessControl {
   /** The pods of this node changed (Kubernetes): their cgroups' identities follow. */
   setPods(pods: ReadonlyMap<string, PodIdentity>): void {
     this.pods = new Map(pods);
+    if (this.waiting !== undefined) {
+      this.waiting = undefined;
+      this.opts.log.info({ pods: pods.size }, 'MeshTrafficPermission: pods of this node listed; writing the access maps');
+    }
     this.inputs++;
     this.refresh('pods');
   }
@@ -83,7 +100,7 @@ export class AccessControl {
 
   /** Rescans the cgroups and rewrites the maps where they differ. */
   refresh(reason: string): void {
-    if (this.closed) return;
+    if (this.closed || this.waiting !== undefined) return;
     try {
       // With no service under a policy, identities are not needed: nothing is scanned or watched.
       if (this.services.some((s) => s.permissions)) {
@@ -122,6 +139,7 @@ export class AccessControl {
     }
     for (const v of Object.values(byVerdict)) v.sort();
     return {
+      ...(this.waiting !== undefined ? { enforcedBy: 'previous agent', waiting: this.waiting } : {}),
       policies: perm.policies,
       deny: perm.deny,
       allowWithShadowDeny: perm.allowWithShadowDeny,
@@ -130,6 +148,11 @@ export class AccessControl {
       noIdentity: evaluatePermission(perm, null).verdict,
       identitiesOnNode: byVerdict,
     };
+  }
+
+  /** State of the access maps for /config_dump: whether they wait for the pod list. */
+  status(): Record<string, unknown> {
+    return { written: this.waiting === undefined, ...(this.waiting !== undefined ? { waiting: this.waiting } : {}) };
   }
 
   /** Cgroups with an identity (for `bpf list` and the dump). */

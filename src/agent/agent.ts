@@ -221,6 +221,7 @@ export class Agent {
               rules: this.identityRules(),
               stats: this.stats,
               log: this.log.child({ component: 'access' }),
+              podsPending: cfg.source === 'kubernetes' && !this.pods,
             });
             if (this.pods) this.access.setPods(this.pods);
             this.access.setServices(snapshot.services);
@@ -453,6 +454,7 @@ export class Agent {
           else if (svc.permissions) d.permissions = { ...svc.permissions, enforced: false, why: 'the eBPF redirect is off: connections reach this service only through outbound listeners, which it refuses' };
           return d;
         }) ?? [],
+      ...(this.access ? { access: this.access.status() } : {}),
       // What the engine was told to do with each service (key material as digests).
       plans: this.proxy?.currentPlans().map(planForDump) ?? [],
       outbounds: s?.outbounds ?? [],

@@ -6,6 +6,10 @@ import { tmpdir } from 'node:os';
 import { IdentityResolver, compileGlob, podUidOf, unitOf, validateOverrides } from '../../src/access/identity.js';
 import { scanCgroups } from '../../src/access/cgroups.js';
 import { AccessIndexer } from '../../src/access/table.js';
+import { AccessControl } from '../../src/access/index.js';
+import type { AccessTable, Redirector } from '../../src/redirect/index.js';
+import { Registry } from '../../src/stats/registry.js';
+import { createLogger } from '../../src/log.js';
 import type { CompiledService } from '../../src/snapshot/types.js';
 
 const UID = '3f2a6c1e-8b4d-4e5f-9a0b-1c2d3e4f5a6b';
@@ -127,4 +131,53 @@ test('after a restart the indexer keeps the identity numbers the previous agent 
   // Two old numbers for one identity: one is kept, the other cgroup moves (its verdicts are written first).
   const two = new AccessIndexer(new Map([[10n, 5], [12n, 6]])).build([], cg([[10, 'spiffe://td/a'], [12, 'spiffe://td/a']]));
   t.deepEqual([...two.table.cgroups], [[10n, 5], [12n, 5]]);
+});
+
+/** A Redirector stand-in that records the tables AccessControl writes. */
+function fakeRedirector(previous = new Map<bigint, number>()) {
+  const tables: AccessTable[] = [];
+  const r = {
+    tables,
+    identityIndexes: () => previous,
+    setAccess: (tb: AccessTable) => {
+      tables.push(tb);
+      return { written: tb.cgroups.size, removed: 0 };
+    },
+    accessCounters: () => new Map(),
+    takeDenials: () => [],
+  };
+  return r;
+}
+
+function logSink() {
+  const lines: Array<Record<string, unknown>> = [];
+  const stream = { write: (l: string) => lines.push(JSON.parse(l) as Record<string, unknown>) };
+  return { lines, log: createLogger({ level: 'debug', stream } as never) };
+}
+
+test('on Kubernetes the access maps a previous agent left stay untouched until the first pod list arrives', (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'cg-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  mkdirSync(join(root, `kubepods/burstable/pod${UID}`), { recursive: true });
+  const perm = { policies: ['p'], deny: [], allowWithShadowDeny: [], allow: [], meshDefault: 'deny' as const };
+  const fake = fakeRedirector(new Map([[BigInt(statSync(join(root, `kubepods/burstable/pod${UID}`)).ino), 3]]));
+  const { lines, log } = logSink();
+  const ac = new AccessControl({ redirector: fake as unknown as Redirector, root, rules: { zone: 'zone-1', hostMesh: 'default', node: 'node-1', overrides: [] }, stats: new Registry(), log, podsPending: true });
+  t.teardown(() => ac.close());
+  ac.setServices([governed('default/web', '242.0.0.1', perm)]);
+  ac.refresh('rescan');
+  t.is(fake.tables.length, 0, 'nothing written while the pods are unknown');
+  t.like(ac.status(), { written: false });
+  t.truthy(lines.find((l) => /waiting for the first list of this node's pods/.test(String(l.msg))));
+  ac.setPods(pods);
+  t.is(fake.tables.length, 1);
+  t.deepEqual([...fake.tables[0]!.cgroups.values()], [3], 'the pod keeps the number the previous agent gave it');
+  t.like(ac.status(), { written: true });
+
+  // No previous agent: nothing to keep, written at once.
+  const fresh = fakeRedirector();
+  const ac2 = new AccessControl({ redirector: fresh as unknown as Redirector, root, rules: { zone: 'zone-1', hostMesh: 'default', node: 'node-1', overrides: [] }, stats: new Registry(), log, podsPending: true });
+  t.teardown(() => ac2.close());
+  ac2.setServices([governed('default/web', '242.0.0.1', perm)]);
+  t.is(fresh.tables.length, 1);
 });
