@@ -33,6 +33,11 @@ export interface AccessControlOptions {
    * as they are: written now, every pod would lose its identity until the list arrives (or for good if it fails).
    */
   podsPending?: boolean;
+  /**
+   * Called when the set of services whose entries this agent has written to the kernel changes. Until a service is
+   * in it, its plan keeps the mesh's 403 (the kernel may not refuse anyone for it).
+   */
+  onEnforced?: (serviceIds: ReadonlySet<string>) => void;
 }
 
 const DENIED_REASONS: Record<string, AccessCounterName> = { rule: 'denied_rule', mesh_default: 'denied_default', no_identity: 'denied_no_identity' };
@@ -43,7 +48,11 @@ export class AccessControl {
   private pods = new Map<string, PodIdentity>();
   private cgroups = new Map<bigint, CgroupIdentity>();
   private paths = new Map<bigint, string>();
-  private built: BuiltAccess = { table: { cgroups: new Map(), services: [] }, identities: new Map(), services: new Map(), unindexed: [] };
+  private built: BuiltAccess = { table: { cgroups: new Map(), services: [] }, identities: new Map(), services: new Map(), unindexed: [], failClosed: [], cgroupsLeftOut: 0 };
+  /** Ids of the services whose entries the kernel holds, as this agent last wrote them successfully. */
+  private enforced: ReadonlySet<string> = new Set();
+  /** The last problem reported (overflow, failed write): logged when it changes, not on every rescan. */
+  private lastProblem = '';
   private readonly indexer: AccessIndexer;
   private readonly watcher: CgroupWatcher;
   private readonly timers: NodeJS.Timeout[] = [];
@@ -116,13 +125,57 @@ export class AccessControl {
       // A rescan that found the same cgroups with the same identities changes nothing: no evaluation, no write.
       const state = `${this.inputs}|${[...this.cgroups].map(([k, v]) => `${k}=${v.id}`).join(',')}`;
       if (state === this.lastWritten) return;
-      this.built = this.indexer.build(this.services, this.cgroups);
-      for (const id of this.built.unindexed) this.opts.log.error({ service: id }, 'MeshTrafficPermission not enforced: more services under a policy than the kernel maps hold');
-      const w = this.opts.redirector.setAccess(this.built.table);
+      const built = this.indexer.build(this.services, this.cgroups, this.opts.redirector.accessCapacity());
+      this.built = built;
+      let w: { written: number; removed: number };
+      try {
+        w = this.opts.redirector.setAccess(built.table);
+      } catch (err) {
+        // Nothing the kernel holds is confirmed: every forbidden service's plan answers 403 again.
+        this.setEnforced(new Set());
+        throw err;
+      }
       this.lastWritten = state;
-      if (w.written || w.removed) this.opts.log.debug({ reason, ...w, cgroups: this.built.table.cgroups.size, services: this.built.table.services.length }, 'access maps updated');
+      this.setEnforced(new Set(built.table.services.map((x) => built.services.get(x.svc)?.id).filter((x): x is string => x !== undefined)));
+      this.report(built);
+      if (w.written || w.removed) this.opts.log.debug({ reason, ...w, cgroups: built.table.cgroups.size, services: built.table.services.length }, 'access maps updated');
     } catch (err) {
-      this.opts.log.error({ reason, err: (err as Error).message }, 'access maps not updated');
+      const message = (err as Error).message;
+      this.opts.stats.counter('meshext_access_write_errors_total', 'Failed writes of the MeshTrafficPermission maps').inc();
+      if (this.problem(`error:${message}`)) this.opts.log.error({ reason, err: message }, 'access maps not updated; services not confirmed in the kernel keep the mesh\'s 403 (retried on each rescan)');
+    }
+  }
+
+  /** Whether `p` differs from the last problem reported (and records it). */
+  private problem(p: string): boolean {
+    if (p === this.lastProblem) return false;
+    this.lastProblem = p;
+    return p !== '';
+  }
+
+  private setEnforced(ids: ReadonlySet<string>): void {
+    if (ids.size === this.enforced.size && [...ids].every((x) => this.enforced.has(x))) return;
+    this.enforced = ids;
+    this.opts.onEnforced?.(ids);
+  }
+
+  /** Overflows: metrics always, one log line when they change. */
+  private report(built: BuiltAccess): void {
+    const g = (name: string, help: string, v: number) => this.opts.stats.gauge(name, help).set(v);
+    g('meshext_access_services_fail_closed', 'Services under a MeshTrafficPermission whose verdicts did not fit the kernel map: every client is refused', built.failClosed.length);
+    g('meshext_access_services_unenforced', 'Services under a MeshTrafficPermission the kernel maps have no room for (their plan answers the mesh 403 if it forbids)', built.unindexed.length);
+    g('meshext_access_cgroups_left_out', 'Cgroups with an identity that did not fit mx_cg_ident', built.cgroupsLeftOut);
+    const key = `overflow:${built.failClosed.join(',')}|${built.unindexed.join(',')}|${built.cgroupsLeftOut}`;
+    const any = built.failClosed.length > 0 || built.unindexed.length > 0 || built.cgroupsLeftOut > 0;
+    if (!any) {
+      this.problem('');
+      return;
+    }
+    if (this.problem(key)) {
+      this.opts.log.error(
+        { failClosed: built.failClosed, unenforced: built.unindexed, cgroupsLeftOut: built.cgroupsLeftOut, capacity: this.opts.redirector.accessCapacity() },
+        'MeshTrafficPermission maps full: services whose verdicts do not fit refuse every client; services without room are not enforced at connect() (their plan keeps the mesh 403)',
+      );
     }
   }
 
@@ -152,7 +205,16 @@ export class AccessControl {
 
   /** State of the access maps for /config_dump: whether they wait for the pod list. */
   status(): Record<string, unknown> {
-    return { written: this.waiting === undefined, ...(this.waiting !== undefined ? { waiting: this.waiting } : {}) };
+    const b = this.built;
+    return {
+      written: this.waiting === undefined,
+      ...(this.waiting !== undefined ? { waiting: this.waiting } : {}),
+      enforced: [...this.enforced].sort(),
+      ...(b.failClosed.length ? { failClosed: b.failClosed } : {}),
+      ...(b.unindexed.length ? { unenforced: b.unindexed } : {}),
+      ...(b.cgroupsLeftOut ? { cgroupsLeftOut: b.cgroupsLeftOut } : {}),
+      ...(this.lastProblem.startsWith('error:') ? { lastError: this.lastProblem.slice(6) } : {}),
+    };
   }
 
   /** Cgroups with an identity (for `bpf list` and the dump). */

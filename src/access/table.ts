@@ -16,8 +16,19 @@ export interface BuiltAccess {
   identities: Map<number, string>;
   /** service index → service. */
   services: Map<number, CompiledService>;
-  /** Services under a MeshTrafficPermission that got no index (over MX_ACCESS_SVC_MAX). */
+  /** Services under a MeshTrafficPermission that got no index (more than the service map holds). */
   unindexed: string[];
+  /** Services whose verdicts did not fit in mx_verdict: written to refuse every client. */
+  failClosed: string[];
+  /** Cgroups left out of mx_cg_ident (more than it holds): their sockets climb to a listed ancestor or have no identity. */
+  cgroupsLeftOut: number;
+}
+
+/** Entries the kernel's access maps hold; unlimited when not given. */
+export interface AccessLimits {
+  cgroups: number;
+  services: number;
+  verdicts: number;
 }
 
 /** Keeps indexes stable across builds (a service's counters stay its own; an identity index is never reused). */
@@ -41,12 +52,21 @@ export class AccessIndexer {
   }
 
   /** Builds the table for these services and cgroup identities. */
-  build(services: readonly CompiledService[], cgroups: ReadonlyMap<bigint, CgroupIdentity>): BuiltAccess {
+  build(services: readonly CompiledService[], cgroups: ReadonlyMap<bigint, CgroupIdentity>, limits?: AccessLimits): BuiltAccess {
     const governed = services.filter((s) => s.permissions);
     const ids = new Set(governed.map((s) => s.id));
-    for (const k of [...this.svcIdx.keys()]) if (!ids.has(k)) this.svcIdx.delete(k);
+    // An index freed now is not handed out in this build: the kernel still holds the old service's verdicts and
+    // counters under it until this table is written, and a new owner would meet them.
     const used = new Set(this.svcIdx.values());
-    const out: BuiltAccess = { table: { cgroups: new Map(), services: [] }, identities: new Map(), services: new Map(), unindexed: [] };
+    for (const k of [...this.svcIdx.keys()]) if (!ids.has(k)) this.svcIdx.delete(k);
+    const out: BuiltAccess = { table: { cgroups: new Map(), services: [] }, identities: new Map(), services: new Map(), unindexed: [], failClosed: [], cgroupsLeftOut: 0 };
+    if (limits && cgroups.size > limits.cgroups) {
+      // Ancestors first: a sub-cgroup left out climbs to its listed ancestor in the connect hook.
+      const kept = [...cgroups].sort((a, b) => a[1].path.split('/').length - b[1].path.split('/').length).slice(0, limits.cgroups);
+      out.cgroupsLeftOut = cgroups.size - kept.length;
+      cgroups = new Map(kept);
+    }
+    let verdictRoom = limits?.verdicts ?? Infinity;
     const identOf = (id: string): number => {
       let n = this.identIdx.get(id);
       if (n === undefined) {
@@ -74,7 +94,7 @@ export class AccessIndexer {
       let idx = this.svcIdx.get(s.id);
       if (idx === undefined) {
         while (used.has(free)) free++;
-        if (free >= FLAGS.MX_ACCESS_SVC_MAX) {
+        if (free >= Math.min(FLAGS.MX_ACCESS_SVC_MAX, limits?.services ?? Infinity)) {
           out.unindexed.push(s.id);
           continue;
         }
@@ -89,7 +109,15 @@ export class AccessIndexer {
         const v = evaluatePermission(perm, id).verdict;
         if (v !== unlisted) verdicts.set(n, v);
       }
-      out.table.services.push({ vip: s.vip, port: s.port, svc: idx, unlisted, noIdentity: evaluatePermission(perm, null).verdict, verdicts });
+      if (verdicts.size > verdictRoom) {
+        // Its verdicts do not fit: refusing every client is the only answer that never lets a denied one in.
+        out.failClosed.push(s.id);
+        out.table.services.push({ vip: s.vip, port: s.port, svc: idx, unlisted: 'denyDefault', noIdentity: 'denyNoIdentity', verdicts: new Map(), owner: s.id });
+        out.services.set(idx, s);
+        continue;
+      }
+      verdictRoom -= verdicts.size;
+      out.table.services.push({ vip: s.vip, port: s.port, svc: idx, unlisted, noIdentity: evaluatePermission(perm, null).verdict, verdicts, owner: s.id });
       out.services.set(idx, s);
     }
     return out;

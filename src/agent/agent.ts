@@ -215,6 +215,8 @@ export class Agent {
           // The plans installed above no longer answer a governed service's 403: its verdicts must be in the
           // kernel before the first connect can be redirected.
           beforeAttach: (r) => {
+            // Until the kernel confirms a governed service's verdicts, its plan keeps the mesh's 403.
+            this.proxy.setAccessEnforced(new Set());
             this.access = new AccessControl({
               redirector: r,
               root: cfg.cgroup ?? findCgroup2Mount(),
@@ -222,6 +224,13 @@ export class Agent {
               stats: this.stats,
               log: this.log.child({ component: 'access' }),
               podsPending: cfg.source === 'kubernetes' && !this.pods,
+              onEnforced: (ids) => {
+                try {
+                  this.proxy.setAccessEnforced(ids);
+                } catch (err) {
+                  this.log.error({ err: (err as Error).message }, 'cannot install the plans after a MeshTrafficPermission change in the kernel');
+                }
+              },
             });
             if (this.pods) this.access.setPods(this.pods);
             this.access.setServices(snapshot.services);

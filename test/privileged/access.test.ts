@@ -145,6 +145,27 @@ privilegedTest('setAccess writes verdicts, then cgroups, then services, and remo
   t.deepEqual(calls, ['drop mx_svc_access', 'drop mx_cg_ident', 'drop mx_verdict']);
 });
 
+privilegedTest('a table larger than a kernel map is refused before anything is written; counters restart when an index changes owner', async (t) => {
+  const root = tempCgroup(t);
+  const pinRoot = tempPinRoot(t);
+  const r = await Redirector.start({ vipCidr: VIPS, proxy: { address: '127.0.0.1', port: 9 }, cgroupPath: root, pinRoot, exemptSelf: false });
+  t.teardown(() => r.close());
+  const cap = r.accessCapacity();
+  t.deepEqual(cap, { cgroups: 65536, services: 4096, verdicts: 262144 });
+  const many = new Map<number, 'allow'>();
+  for (let i = 1; i <= cap.verdicts + 1; i++) many.set(i, 'allow');
+  const svc = { vip: '242.1.2.3', port: 8080, svc: 0, unlisted: 'denyDefault' as const, noIdentity: 'denyNoIdentity' as const };
+  t.throws(() => r.setAccess({ cgroups: new Map(), services: [{ ...svc, verdicts: many }] }), { code: 'MESHEXT_E_BPF_MAP_FULL', message: /262145 verdict entries; the kernel map holds 262144/ });
+  for (const m of ['mx_svc_access', 'mx_verdict']) t.like(r.describe().maps.find((x) => x.name === m), { entries: 0 }, m);
+
+  r.setAccess({ cgroups: new Map(), services: [{ ...svc, verdicts: new Map(), owner: 'default/a' }] });
+  const ns = tempNetns(t);
+  t.is((await runClient(root, ns, '242.1.2.3', 8080)).error, 'EPERM');
+  t.like(r.accessCounters([0]).get(0), { denied_no_identity: 1 });
+  r.setAccess({ cgroups: new Map(), services: [{ ...svc, verdicts: new Map(), owner: 'default/b' }] });
+  t.like(r.accessCounters([0]).get(0), { denied_no_identity: 0 }, 'the new owner does not inherit the old one\'s counts');
+});
+
 privilegedTest('beforeAttach runs with the maps writable and no program attached yet, so access rules are in place before the first redirected connect', async (t) => {
   const root = tempCgroup(t);
   const pinRoot = tempPinRoot(t);

@@ -113,7 +113,7 @@ test('the table stores only verdicts that differ from the service default; index
   const cg = (entries: Array<[number, string]>) => new Map(entries.map(([k, id]) => [BigInt(k), { path: `/${k}`, id, rule: 'override' as const }]));
   const one = ix.build([governed('default/web', '242.0.0.1', perm)], cg([[10, 'spiffe://td/a'], [11, 'spiffe://td/b'], [12, 'spiffe://td/a']]));
   t.deepEqual([...one.table.cgroups], [[10n, 1], [11n, 2], [12n, 1]]);
-  t.deepEqual(one.table.services, [{ vip: '242.0.0.1', port: 80, svc: 0, unlisted: 'denyDefault', noIdentity: 'denyNoIdentity', verdicts: new Map([[1, 'allow']]) }]);
+  t.deepEqual(one.table.services, [{ vip: '242.0.0.1', port: 80, svc: 0, unlisted: 'denyDefault', noIdentity: 'denyNoIdentity', verdicts: new Map([[1, 'allow']]), owner: 'default/web' }]);
   // b goes away, c comes: c gets a new index, not b's.
   const two = ix.build([governed('default/api', '242.0.0.2', perm), governed('default/web', '242.0.0.1', perm)], cg([[10, 'spiffe://td/a'], [13, 'spiffe://td/c']]));
   t.deepEqual([...two.table.cgroups], [[10n, 1], [13n, 3]]);
@@ -134,12 +134,15 @@ test('after a restart the indexer keeps the identity numbers the previous agent 
 });
 
 /** A Redirector stand-in that records the tables AccessControl writes. */
-function fakeRedirector(previous = new Map<bigint, number>()) {
+function fakeRedirector(previous = new Map<bigint, number>(), capacity = { cgroups: 65536, services: 4096, verdicts: 262144 }) {
   const tables: AccessTable[] = [];
   const r = {
     tables,
+    fail: undefined as Error | undefined,
+    accessCapacity: () => capacity,
     identityIndexes: () => previous,
     setAccess: (tb: AccessTable) => {
+      if (r.fail) throw r.fail;
       tables.push(tb);
       return { written: tb.cgroups.size, removed: 0 };
     },
@@ -180,4 +183,45 @@ test('on Kubernetes the access maps a previous agent left stay untouched until t
   t.teardown(() => ac2.close());
   ac2.setServices([governed('default/web', '242.0.0.1', perm)]);
   t.is(fresh.tables.length, 1);
+});
+
+test('verdicts that do not fit the kernel map: the service refuses everyone, reported once (log, metric, dump); its 403 stays until confirmed', (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'cg-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  for (const u of ['a', 'b', 'c']) mkdirSync(join(root, `system.slice/${u}.service`), { recursive: true });
+  const allowA = { policies: ['p'], deny: [], allowWithShadowDeny: [], allow: [{ policy: 'p', type: 'Prefix' as const, value: 'spiffe://default.zone-1.mesh.local/host/' }], meshDefault: 'deny' as const };
+  // Room for 4 verdicts: web needs 3 (a, b, c allowed), api 3 more: api does not fit.
+  const fake = fakeRedirector(new Map(), { cgroups: 100, services: 100, verdicts: 4 });
+  const { lines, log } = logSink();
+  const stats = new Registry();
+  const enforced: Array<ReadonlySet<string>> = [];
+  const ac = new AccessControl({ redirector: fake as unknown as Redirector, root, rules: { zone: 'zone-1', hostMesh: 'default', node: 'node-1', overrides: [] }, stats, log, onEnforced: (ids) => enforced.push(ids) });
+  t.teardown(() => ac.close());
+  ac.setServices([governed('default/web', '242.0.0.1', allowA), governed('default/api', '242.0.0.2', allowA)]);
+  const tb = fake.tables.at(-1)!;
+  t.deepEqual(tb.services.map((x) => [x.vip, x.unlisted, x.noIdentity, x.verdicts.size]), [['242.0.0.1', 'denyDefault', 'denyNoIdentity', 3], ['242.0.0.2', 'denyDefault', 'denyNoIdentity', 0]]);
+  t.like(ac.status(), { failClosed: ['default/api'] });
+  t.regex(stats.prometheus(), /meshext_access_services_fail_closed 1/);
+  ac.setServices([governed('default/web', '242.0.0.1', allowA), governed('default/api', '242.0.0.2', allowA)]);
+  ac.refresh('rescan');
+  t.is(lines.filter((l) => /maps full/.test(String(l.msg))).length, 1, 'one line, not one per rescan');
+  t.deepEqual([...enforced.at(-1)!].sort(), ['default/api', 'default/web']);
+
+  // A failed write: nothing is confirmed (plans keep their 403), one error line however often it is retried.
+  fake.fail = Object.assign(new Error('bpf_map_update_elem: E2BIG'), { code: 'MESHEXT_E_BPF' });
+  ac.setServices([governed('default/web', '242.0.0.1', allowA)]);
+  ac.setServices([governed('default/web', '242.0.0.1', allowA)]);
+  t.deepEqual([...enforced.at(-1)!], []);
+  t.is(lines.filter((l) => /access maps not updated/.test(String(l.msg))).length, 1);
+  t.like(ac.status(), { lastError: 'bpf_map_update_elem: E2BIG' });
+});
+
+test('a service index freed in a build is not handed out in the same build; the table names each index\'s owner', (t) => {
+  const perm = { policies: ['p'], deny: [], allowWithShadowDeny: [], allow: [], meshDefault: 'deny' as const };
+  const ix = new AccessIndexer();
+  ix.build([governed('default/old', '242.0.0.1', perm)], new Map());
+  const two = ix.build([governed('default/new', '242.0.0.2', perm)], new Map());
+  t.deepEqual(two.table.services.map((x) => [x.owner, x.svc]), [['default/new', 1]], 'index 0 held the old service\'s verdicts and counters');
+  const three = ix.build([governed('default/new', '242.0.0.2', perm), governed('default/third', '242.0.0.3', perm)], new Map());
+  t.deepEqual(three.table.services.map((x) => [x.owner, x.svc]), [['default/new', 1], ['default/third', 0]], 'free again one build later');
 });
