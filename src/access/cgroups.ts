@@ -40,10 +40,15 @@ export function scanCgroups(
     if (own?.rule === 'override' || (own && !parent)) ident = { path: rel, id: own.id, rule: own.rule };
     else if (parent) ident = { path: rel, id: parent.id, rule: parent.rule };
     try {
-      const id = statSync(dir, { bigint: true }).ino;
+      const st = statSync(dir, { bigint: true });
+      const id = st.ino;
       paths.set(id, rel);
       if (ident) identities.set(id, ident);
       else plain.push(dir);
+      // A cgroup2 (kernfs) directory's link count is 2 + its sub-cgroups: a leaf (most cgroups: containers,
+      // services) needs no readdir, which is what a scan spends its time on (every cgroup holds tens of control
+      // files). Its mtime cannot serve: kernfs does not update it when a sub-cgroup is created.
+      if (st.nlink === 2n) continue;
       for (const e of readdirSync(dir, { withFileTypes: true })) {
         if (e.isDirectory()) stack.push({ dir: join(dir, e.name), rel: rel === '/' ? `/${e.name}` : `${rel}/${e.name}`, parent: ident });
       }
@@ -81,7 +86,11 @@ export class CgroupWatcher {
     for (const d of want) {
       if (this.watchers.has(d)) continue;
       try {
-        const w = watch(d, { persistent: false }, () => this.changed());
+        // Only 'rename' (an entry created or removed): 'change' fires on every write to a control file such as
+        // cgroup.procs, which whoever owns a delegated cgroup can do a hundred times a second.
+        const w = watch(d, { persistent: false }, (event) => {
+          if (event === 'rename') this.changed();
+        });
         w.on('error', () => {
           w.close();
           this.watchers.delete(d);

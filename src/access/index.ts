@@ -91,11 +91,14 @@ export class AccessControl {
 
   /** The pods of this node changed (Kubernetes): their cgroups' identities follow. */
   setPods(pods: ReadonlyMap<string, PodIdentity>): void {
-    this.pods = new Map(pods);
-    if (this.waiting !== undefined) {
+    const first = this.waiting !== undefined;
+    if (first) {
       this.waiting = undefined;
       this.opts.log.info({ pods: pods.size }, 'MeshTrafficPermission: pods of this node listed; writing the access maps');
     }
+    // Most pod events (status, readiness) change nothing an identity is made of: no rescan for those.
+    if (!first && samePods(this.pods, pods)) return;
+    this.pods = new Map(pods);
     this.inputs++;
     this.refresh('pods');
   }
@@ -286,4 +289,14 @@ export class AccessControl {
     });
     if (suppressed > 0) this.opts.log.warn({ suppressed, lines: max }, 'more denials than logged lines; see meshext_access_denied_total');
   }
+}
+
+/** Whether two pod lists give the same identities (uid, namespace, service account, mesh). */
+function samePods(a: ReadonlyMap<string, PodIdentity>, b: ReadonlyMap<string, PodIdentity>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [uid, p] of b) {
+    const q = a.get(uid);
+    if (!q || q.namespace !== p.namespace || q.serviceAccount !== p.serviceAccount || q.mesh !== p.mesh) return false;
+  }
+  return true;
 }

@@ -261,7 +261,17 @@ export class KubernetesSource implements ResourceSource {
       await informer.start();
       if (!this.stopped) report();
     };
-    for (const ev of ['add', 'update', 'delete'] as const) informer.on(ev, () => report());
+    // Pod events come in bursts (every status change is an update): one report per burst.
+    let timer: NodeJS.Timeout | undefined;
+    const soon = (): void => {
+      if (timer) return;
+      timer = setTimeout(() => {
+        timer = undefined;
+        if (!this.stopped) report();
+      }, this.opts.debounceMs);
+      timer.unref();
+    };
+    for (const ev of ['add', 'update', 'delete'] as const) informer.on(ev, soon);
     informer.on('error', (err: unknown) => {
       if (this.stopped) return;
       failures++;

@@ -1,10 +1,10 @@
 // Workload identities from cgroup paths (src/access/identity.ts) and the verdict table built from them (table.ts).
 import test from 'ava';
-import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { IdentityResolver, compileGlob, podUidOf, unitOf, validateOverrides } from '../../src/access/identity.js';
-import { scanCgroups } from '../../src/access/cgroups.js';
+import { CgroupWatcher, scanCgroups } from '../../src/access/cgroups.js';
 import { AccessIndexer } from '../../src/access/table.js';
 import { AccessControl } from '../../src/access/index.js';
 import type { AccessTable, Redirector } from '../../src/redirect/index.js';
@@ -224,4 +224,38 @@ test('a service index freed in a build is not handed out in the same build; the 
   t.deepEqual(two.table.services.map((x) => [x.owner, x.svc]), [['default/new', 1]], 'index 0 held the old service\'s verdicts and counters');
   const three = ix.build([governed('default/new', '242.0.0.2', perm), governed('default/third', '242.0.0.3', perm)], new Map());
   t.deepEqual(three.table.services.map((x) => [x.owner, x.svc]), [['default/new', 1], ['default/third', 0]], 'free again one build later');
+});
+
+test('a pod update that changes no identity tuple (uid, namespace, service account, mesh) rewrites nothing', (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'cg-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  mkdirSync(join(root, `kubepods/burstable/pod${UID}`), { recursive: true });
+  const perm = { policies: ['p'], deny: [], allowWithShadowDeny: [], allow: [], meshDefault: 'deny' as const };
+  const fake = fakeRedirector();
+  const ac = new AccessControl({ redirector: fake as unknown as Redirector, root, rules: { zone: 'zone-1', hostMesh: 'default', node: 'node-1', overrides: [] }, stats: new Registry(), log: logSink().log });
+  t.teardown(() => ac.close());
+  ac.setServices([governed('default/web', '242.0.0.1', perm)]);
+  ac.setPods(new Map(pods));
+  const n = fake.tables.length;
+  ac.setPods(new Map([[UID, { ...pods.get(UID)! }]]));
+  t.is(fake.tables.length, n, 'same tuples: no rescan, no write');
+  ac.setPods(new Map([[UID, { ...pods.get(UID)!, serviceAccount: 'other' }]]));
+  t.is(fake.tables.length, n + 1);
+});
+
+test('the cgroup watcher reacts to created cgroups, not to writes to control files', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'cgw-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'cgroup.procs'), '');
+  let calls = 0;
+  const w = new CgroupWatcher(() => calls++, 5);
+  t.teardown(() => w.close());
+  w.watch([dir]);
+  const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  for (let i = 0; i < 20; i++) writeFileSync(join(dir, 'cgroup.procs'), `${i}\n`);
+  await wait(100);
+  t.is(calls, 0, 'writes (inotify IN_MODIFY, fs.watch "change") do not rescan');
+  mkdirSync(join(dir, 'new.scope'));
+  await wait(100);
+  t.is(calls, 1);
 });
