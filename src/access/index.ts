@@ -29,6 +29,11 @@ export interface AccessControlOptions {
   /** At most this many denial lines per poll; the rest are summed in one line. */
   maxDenialLines?: number;
   /**
+   * A (cgroup, service) pair denied again within this window is not logged again: its repeats are summed in one
+   * line when the window ends (default 60 s).
+   */
+  denialWindowMs?: number;
+  /**
    * Pods are configured (Kubernetes) and not listed yet. While they are not, the maps a previous agent left stay
    * as they are: written now, every pod would lose its identity until the list arrives (or for good if it fails).
    */
@@ -53,6 +58,8 @@ export class AccessControl {
   private enforced: ReadonlySet<string> = new Set();
   /** The last problem reported (overflow, failed write): logged when it changes, not on every rescan. */
   private lastProblem = '';
+  /** (cgroup, service) pairs logged within their window: repeats since, and the line to repeat. */
+  private readonly repeats = new Map<string, { until: number; count: number; line: Record<string, unknown>; shadow: boolean }>();
   private readonly indexer: AccessIndexer;
   private readonly watcher: CgroupWatcher;
   private readonly timers: NodeJS.Timeout[] = [];
@@ -260,13 +267,36 @@ export class AccessControl {
       return;
     }
     const max = this.opts.maxDenialLines ?? 20;
+    const windowMs = this.opts.denialWindowMs ?? 60_000;
+    const now = Date.now();
+    // Pairs whose window ended: one line with the repeats, and a new window while they keep coming.
+    for (const [key, r] of this.repeats) {
+      if (r.until > now) continue;
+      if (r.count === 0) {
+        this.repeats.delete(key);
+        continue;
+      }
+      const line = { ...r.line, count: r.count, windowSeconds: windowMs / 1000 };
+      if (r.shadow) this.opts.log.info(line, 'connections would have been denied by MeshTrafficPermission (allowWithShadowDeny), repeatedly');
+      else this.opts.log.warn(line, 'connections denied by MeshTrafficPermission, repeatedly');
+      r.count = 0;
+      r.until = now + windowMs;
+    }
     let suppressed = 0;
+    let lines = 0;
     records.sort((a, b) => Number(b.count - a.count));
-    records.forEach((d, i) => {
-      if (i >= max) {
+    records.forEach((d) => {
+      const key = `${d.cgroupId}:${d.svc}`;
+      const seen = this.repeats.get(key);
+      if (seen) {
+        seen.count += Number(d.count);
+        return;
+      }
+      if (lines >= max) {
         suppressed += Number(d.count);
         return;
       }
+      lines++;
       const s = this.built.services.get(d.svc);
       const identity = d.ident ? (this.built.identities.get(d.ident) ?? null) : null;
       const decision = s?.permissions ? evaluatePermission(s.permissions, identity) : undefined;
@@ -284,6 +314,7 @@ export class AccessControl {
         rule,
         count: Number(d.count),
       };
+      this.repeats.set(key, { until: now + windowMs, count: 0, line, shadow: verdict === 'shadowDeny' });
       if (verdict === 'shadowDeny') this.opts.log.info(line, 'connection would be denied by MeshTrafficPermission (allowWithShadowDeny: let through)');
       else this.opts.log.warn(line, 'connection denied by MeshTrafficPermission');
     });

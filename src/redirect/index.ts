@@ -643,18 +643,19 @@ export class Redirector {
     return out;
   }
 
-  /** Per-service access counters (mx_access_cnt) summed over CPUs, for the given service indexes. */
+  /**
+   * Per-service access counters (mx_access_cnt) summed over CPUs, for the given service indexes. One native call
+   * sums the array up to the highest index asked (a scrape would otherwise make services x 5 map lookups).
+   */
   accessCounters(svcs: number[]): Map<number, Record<AccessCounterName, number>> {
-    const fd = this.fd('mx_access_cnt');
-    const ncpu = this.ncpu;
     const out = new Map<number, Record<AccessCounterName, number>>();
+    if (svcs.length === 0) return out;
+    const top = Math.max(...svcs);
+    const sums = this.addon.percpuSumU64(this.fd('mx_access_cnt'), (top + 1) * FLAGS.MX_ACNT_MAX);
     for (const svc of svcs) {
       const rec = {} as Record<AccessCounterName, number>;
       ACCESS_COUNTER_NAMES.forEach((name, slot) => {
-        const v = this.addon.mapLookup(fd, u32(svc * FLAGS.MX_ACNT_MAX + slot), 8 * ncpu);
-        let sum = 0n;
-        for (let c = 0; v && c < ncpu; c++) sum += v.readBigUInt64LE(c * 8);
-        rec[name] = Number(sum);
+        rec[name] = Number(sums[svc * FLAGS.MX_ACNT_MAX + slot] ?? 0n);
       });
       out.set(svc, rec);
     }

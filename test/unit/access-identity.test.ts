@@ -147,7 +147,8 @@ function fakeRedirector(previous = new Map<bigint, number>(), capacity = { cgrou
       return { written: tb.cgroups.size, removed: 0 };
     },
     accessCounters: () => new Map(),
-    takeDenials: () => [],
+    denials: [] as Array<{ cgroupId: bigint; svc: number; count: bigint; lastNs: bigint; ident: number; verdict: number }>,
+    takeDenials: () => r.denials.splice(0),
   };
   return r;
 }
@@ -258,4 +259,36 @@ test('the cgroup watcher reacts to created cgroups, not to writes to control fil
   mkdirSync(join(dir, 'new.scope'));
   await wait(100);
   t.is(calls, 1);
+});
+
+test('a (cgroup, service) pair denied again is logged once per window, with the count of its repeats', (t) => {
+  const root = mkdtempSync(join(tmpdir(), 'cg-'));
+  t.teardown(() => rmSync(root, { recursive: true, force: true }));
+  const perm = { policies: ['p'], deny: [], allowWithShadowDeny: [], allow: [], meshDefault: 'deny' as const };
+  const fake = fakeRedirector();
+  const { lines, log } = logSink();
+  const ac = new AccessControl({ redirector: fake as unknown as Redirector, root, rules: { zone: 'zone-1', hostMesh: 'default', node: 'node-1', overrides: [] }, stats: new Registry(), log, denialWindowMs: 50, denialPollMs: 3_600_000 });
+  t.teardown(() => ac.close());
+  ac.setServices([governed('default/web', '242.0.0.1', perm)]);
+  const deny = (cg: bigint, count: bigint) => fake.denials.push({ cgroupId: cg, svc: 0, count, lastNs: 0n, ident: 0, verdict: 4 });
+  const denied = () => lines.filter((l) => /denied by MeshTrafficPermission/.test(String(l.msg)));
+  deny(7n, 1n);
+  ac.logDenials();
+  t.is(denied().length, 1);
+  for (let i = 0; i < 20; i++) {
+    deny(7n, 3n);
+    ac.logDenials();
+  }
+  t.is(denied().length, 1, 'repeats within the window: no new line');
+  deny(8n, 1n);
+  ac.logDenials();
+  t.is(denied().length, 2, 'another cgroup is another pair');
+  const until = Date.now() + 60;
+  while (Date.now() < until) {
+    /* the window passes */
+  }
+  ac.logDenials();
+  const rep = denied().at(-1)!;
+  t.like(rep, { msg: 'connections denied by MeshTrafficPermission, repeatedly', count: 60, cgroupId: '7', windowSeconds: 0.05 });
+  t.is(denied().length, 3, 'the pair without repeats adds no line');
 });
