@@ -35,14 +35,20 @@ export function scanCgroups(
     seen++;
     let ident: CgroupIdentity | undefined;
     const own = rel === '/' ? undefined : resolver.own(rel);
-    // An explicit mapping covers the whole subtree unless a deeper mapping says otherwise.
-    if (own?.rule === 'override' || (own && parent?.rule !== 'override')) ident = { path: rel, id: own.id, rule: own.rule };
+    // A sub-cgroup keeps its nearest ancestor's identity whatever its name says (whoever may create it could name
+    // it after another workload); only an explicit mapping, which the operator wrote, changes it.
+    if (own?.rule === 'override' || (own && !parent)) ident = { path: rel, id: own.id, rule: own.rule };
     else if (parent) ident = { path: rel, id: parent.id, rule: parent.rule };
     try {
-      const id = statSync(dir, { bigint: true }).ino;
+      const st = statSync(dir, { bigint: true });
+      const id = st.ino;
       paths.set(id, rel);
       if (ident) identities.set(id, ident);
       else plain.push(dir);
+      // A cgroup2 (kernfs) directory's link count is 2 + its sub-cgroups: a leaf (most cgroups: containers,
+      // services) needs no readdir, which is what a scan spends its time on (every cgroup holds tens of control
+      // files). Its mtime cannot serve: kernfs does not update it when a sub-cgroup is created.
+      if (st.nlink === 2n) continue;
       for (const e of readdirSync(dir, { withFileTypes: true })) {
         if (e.isDirectory()) stack.push({ dir: join(dir, e.name), rel: rel === '/' ? `/${e.name}` : `${rel}/${e.name}`, parent: ident });
       }
@@ -80,7 +86,11 @@ export class CgroupWatcher {
     for (const d of want) {
       if (this.watchers.has(d)) continue;
       try {
-        const w = watch(d, { persistent: false }, () => this.changed());
+        // Only 'rename' (an entry created or removed): 'change' fires on every write to a control file such as
+        // cgroup.procs, which whoever owns a delegated cgroup can do a hundred times a second.
+        const w = watch(d, { persistent: false }, (event) => {
+          if (event === 'rename') this.changed();
+        });
         w.on('error', () => {
           w.close();
           this.watchers.delete(d);

@@ -2,13 +2,18 @@
  * Workload identity from the cgroup a socket's process runs in. The rules, in order (first that applies wins):
  * 1. an explicit mapping: a glob over the cgroup path (relative to the cgroup2 root; `*` within one path segment,
  *    `**` across segments) → a SPIFFE ID, from the identity map file;
- * 2. a Kubernetes pod of this node: a `pod<uid>` segment (cgroupfs `kubepods/<qos>/pod<uid>`, systemd
- *    `kubepods-<qos>-pod<uid_with_underscores>.slice`) → `spiffe://<mesh>.<zone>.mesh.local/ns/<namespace>/sa/<sa>`,
- *    as Kuma's MeshIdentity names workloads; a pod uid the agent has not seen gets no identity;
- * 3. a systemd service of the system manager: the deepest `<unit>.service` segment under `/system.slice` →
- *    `spiffe://<mesh>.<zone>.mesh.local/host/<node>/unit/<unit>.service` (characters outside SPIFFE's path set
- *    become `_`).
- * Anything else (user sessions, scopes, the root) has no identity. Sub-cgroups take their ancestor's identity.
+ * 2. the shallowest workload segment of the path decides, so a workload that may create sub-cgroups (a container
+ *    runtime, a delegated unit) cannot name itself after another workload by nesting its cgroup name:
+ *    - a Kubernetes pod of this node: a `pod<uid>` segment below a kubepods segment (cgroupfs
+ *      `kubepods/<qos>/pod<uid>`, systemd `kubepods-<qos>-pod<uid_with_underscores>.slice`) →
+ *      `spiffe://<mesh>.<zone>.mesh.local/ns/<namespace>/sa/<sa>`, as Kuma's MeshIdentity names workloads; a pod
+ *      uid the agent has not seen, or whose mesh is not a Mesh the agent knows, gets no identity, and neither does
+ *      anything below it;
+ *    - a systemd service of the system manager: a `<unit>.service` segment under `/system.slice` →
+ *      `spiffe://<mesh>.<zone>.mesh.local/host/<node>/unit/<unit>.service` (characters outside SPIFFE's path set
+ *      become `_`).
+ * Anything else (user sessions, scopes, the root) has no identity. Sub-cgroups take their ancestor's identity;
+ * only an explicit mapping changes it. An ID that is not a valid SPIFFE ID is dropped (no identity).
  */
 import { spiffeIdError } from '../resources/validate-meshtrafficpermission.js';
 
@@ -16,7 +21,7 @@ import { spiffeIdError } from '../resources/validate-meshtrafficpermission.js';
 export interface PodIdentity {
   namespace: string;
   serviceAccount: string;
-  /** The pod's mesh (label or annotation `kuma.io/mesh`, else `default`). */
+  /** The pod's mesh (label `kuma.io/mesh`, else `default`); used only if it names a known Mesh. */
   mesh: string;
 }
 
@@ -35,6 +40,11 @@ export interface IdentityRules {
   overrides: IdentityOverride[];
   /** Pods of this node by uid. */
   pods: ReadonlyMap<string, PodIdentity>;
+  /**
+   * Meshes the agent knows (Mesh resources and the meshes of its services): a pod's mesh, which the pod's owner
+   * sets, becomes part of a trust domain only if it is one of these. Undefined: any mesh that is a DNS label.
+   */
+  meshes?: ReadonlySet<string>;
 }
 
 export type IdentityRule = 'override' | 'pod' | 'unit';
@@ -45,24 +55,37 @@ export function trustDomain(mesh: string, zone: string): string {
 }
 
 const POD_SEGMENT = /^(?:kubepods-(?:[a-z]+-)?)?pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})(?:\.slice)?$/;
+const KUBEPODS = (s: string): boolean => s === 'kubepods' || s.startsWith('kubepods.') || s.startsWith('kubepods-');
+/** A mesh name usable in a trust domain: one DNS label (Kuma's mesh names are). */
+const MESH_NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
 
-/** The pod uid a cgroup path belongs to (its deepest `pod<uid>` segment under a kubepods hierarchy), if any. */
-export function podUidOf(cgroupPath: string): string | undefined {
-  const segs = cgroupPath.split('/');
-  if (!segs.some((s) => s === 'kubepods' || s.startsWith('kubepods.') || s.startsWith('kubepods-'))) return undefined;
-  for (let i = segs.length - 1; i >= 0; i--) {
-    const m = POD_SEGMENT.exec(segs[i] as string);
-    if (m) return (m[1] as string).replace(/_/g, '-');
+/** The workload a cgroup path belongs to: its shallowest pod or system unit segment (see the module comment). */
+export function workloadOf(cgroupPath: string): { kind: 'pod'; uid: string } | { kind: 'unit'; unit: string } | undefined {
+  const segs = cgroupPath.split('/').filter(Boolean);
+  const system = segs[0] === 'system.slice';
+  let kube = false;
+  for (let i = 0; i < segs.length; i++) {
+    const seg = segs[i] as string;
+    if (kube) {
+      const m = POD_SEGMENT.exec(seg);
+      if (m) return { kind: 'pod', uid: (m[1] as string).replace(/_/g, '-') };
+    }
+    if (system && i >= 1 && seg.endsWith('.service')) return { kind: 'unit', unit: seg };
+    if (KUBEPODS(seg)) kube = true;
   }
   return undefined;
 }
 
-/** The systemd service a cgroup path belongs to (system manager only), if any. */
+/** The pod uid a cgroup path belongs to (its shallowest `pod<uid>` segment below a kubepods segment), if any. */
+export function podUidOf(cgroupPath: string): string | undefined {
+  const w = workloadOf(cgroupPath);
+  return w?.kind === 'pod' ? w.uid : undefined;
+}
+
+/** The systemd service a cgroup path belongs to (system manager only, shallowest `.service` segment), if any. */
 export function unitOf(cgroupPath: string): string | undefined {
-  const segs = cgroupPath.split('/').filter(Boolean);
-  if (segs[0] !== 'system.slice') return undefined;
-  for (let i = segs.length - 1; i >= 1; i--) if ((segs[i] as string).endsWith('.service')) return segs[i];
-  return undefined;
+  const w = workloadOf(cgroupPath);
+  return w?.kind === 'unit' ? w.unit : undefined;
 }
 
 /** A string made safe as one SPIFFE path segment. */
@@ -112,14 +135,19 @@ export class IdentityResolver {
   own(cgroupPath: string): { id: string; rule: IdentityRule } | undefined {
     const g = this.globs.find((x) => x.re.test(cgroupPath));
     if (g) return { id: g.spiffeID, rule: 'override' };
-    const uid = podUidOf(cgroupPath);
-    if (uid !== undefined) {
-      const pod = this.rules.pods.get(uid);
-      // A pod sub-cgroup never falls through to the unit rule: an unknown pod has no identity.
-      return pod ? { id: `spiffe://${trustDomain(pod.mesh, this.rules.zone)}/ns/${pathSegment(pod.namespace)}/sa/${pathSegment(pod.serviceAccount)}`, rule: 'pod' } : undefined;
+    const w = workloadOf(cgroupPath);
+    if (w === undefined) return undefined;
+    const { zone, hostMesh, node, pods, meshes } = this.rules;
+    let id: string;
+    if (w.kind === 'pod') {
+      const pod = pods.get(w.uid);
+      // An unknown pod, or one naming a mesh we do not know, has no identity (and never falls through to the unit rule).
+      if (!pod || !MESH_NAME.test(pod.mesh) || (meshes !== undefined && !meshes.has(pod.mesh))) return undefined;
+      id = `spiffe://${trustDomain(pod.mesh, zone)}/ns/${pathSegment(pod.namespace)}/sa/${pathSegment(pod.serviceAccount)}`;
+    } else {
+      id = `spiffe://${trustDomain(hostMesh, zone)}/host/${pathSegment(node)}/unit/${pathSegment(w.unit)}`;
     }
-    const unit = unitOf(cgroupPath);
-    if (unit !== undefined) return { id: `spiffe://${trustDomain(this.rules.hostMesh, this.rules.zone)}/host/${pathSegment(this.rules.node)}/unit/${pathSegment(unit)}`, rule: 'unit' };
-    return undefined;
+    // The zone, the host mesh and the names come from outside: an ID that does not parse is nobody's identity.
+    return spiffeIdError(id) === undefined ? { id, rule: w.kind } : undefined;
   }
 }

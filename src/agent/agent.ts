@@ -222,12 +222,22 @@ export class Agent {
           // The plans installed above no longer answer a governed service's 403: its verdicts must be in the
           // kernel before the first connect can be redirected.
           beforeAttach: (r) => {
+            // Until the kernel confirms a governed service's verdicts, its plan keeps the mesh's 403.
+            this.proxy.setAccessEnforced(new Set());
             this.access = new AccessControl({
               redirector: r,
               root: cfg.cgroup ?? findCgroup2Mount(),
               rules: this.identityRules(),
               stats: this.stats,
               log: this.log.child({ component: 'access' }),
+              podsPending: cfg.source === 'kubernetes' && !this.pods,
+              onEnforced: (ids) => {
+                try {
+                  this.proxy.setAccessEnforced(ids);
+                } catch (err) {
+                  this.log.error({ err: (err as Error).message }, 'cannot install the plans after a MeshTrafficPermission change in the kernel');
+                }
+              },
             });
             if (this.pods) this.access.setPods(this.pods);
             this.access.setServices(snapshot.services);
@@ -323,7 +333,8 @@ export class Agent {
       try {
         const before = this.snapshot;
         const s = await this.buildSnapshot();
-        if (this.access && this.config.identityMap) this.access.setRules(this.identityRules());
+        // Always: the known meshes (which pods' meshes are accepted) come from the resources just loaded.
+        if (this.access) this.access.setRules(this.identityRules());
         // The kernel refuses before the engine stops refusing: a service gaining a MeshTrafficPermission has its
         // verdicts written before its plan drops the mesh's 403, one losing it keeps them until its plan has it back.
         this.access?.setServices(permissionTransition(before, s));
@@ -463,6 +474,7 @@ export class Agent {
           else if (svc.permissions) d.permissions = { ...svc.permissions, enforced: false, why: 'the eBPF redirect is off: connections reach this service only through outbound listeners, which it refuses' };
           return d;
         }) ?? [],
+      ...(this.access ? { access: this.access.status() } : {}),
       // What the engine was told to do with each service (key material as digests).
       plans: this.proxy?.currentPlans().map(planForDump) ?? [],
       outbounds: s?.outbounds ?? [],
@@ -482,7 +494,7 @@ export class Agent {
   }
 
   /** The identity rules from the config and the identity map file (read again on each reload). */
-  private identityRules(): { zone: string; hostMesh: string; node: string; overrides: IdentityOverride[] } {
+  private identityRules(): { zone: string; hostMesh: string; node: string; overrides: IdentityOverride[]; meshes: Set<string> } {
     const cfg = this.config;
     let overrides: IdentityOverride[] = [];
     if (cfg.identityMap) {
@@ -494,7 +506,11 @@ export class Agent {
       }
       overrides = validateOverrides(parseYaml(text) ?? [], cfg.identityMap);
     }
-    return { zone: cfg.zone, hostMesh: cfg.identityMesh, node: cfg.nodeName, overrides };
+    // A pod names its own mesh (a label its owner sets): only Meshes this agent knows may become trust domains.
+    const meshes = new Set<string>([cfg.identityMesh]);
+    for (const r of this.lastGood?.resources ?? []) if (r.kind === 'Mesh') meshes.add(r.name);
+    for (const svc of this.snapshot?.services ?? []) meshes.add(svc.mesh);
+    return { zone: cfg.zone, hostMesh: cfg.identityMesh, node: cfg.nodeName, overrides, meshes };
   }
 
   serverInfo(): unknown {

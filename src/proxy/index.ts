@@ -173,6 +173,9 @@ export class Proxy {
     this.wireEvents();
   }
 
+  /** Set when connect-time access control runs (see setAccessEnforced). */
+  private accessEnforced: ReadonlySet<string> | undefined;
+
   /**
    * Installs the snapshot's plans (atomically: connections and requests in flight keep the plans they started
    * with). Resolves once the plans also carry the first answers of DNS names they had none for.
@@ -225,9 +228,20 @@ export class Proxy {
   }
 
   /** Compiles and installs every plan; a plan installed failing closed is logged once per cause. */
+  /**
+   * The services whose MeshTrafficPermission verdicts the kernel holds; the plans of the others keep the mesh's
+   * 403. Reinstalls the plans when the set changes.
+   */
+  setAccessEnforced(ids: ReadonlySet<string>): void {
+    this.accessEnforced = ids;
+    this.install();
+  }
+
   private install(): void {
     if (!this.snapshot || this.closed) return;
+    const enforced = this.accessEnforced;
     const plans = compilePlans(this.snapshot.services, {
+      ...(enforced ? { accessEnforced: (id: string) => enforced.has(id) } : {}),
       vipCidr: this.snapshot.vipCidr,
       systemCaPath: this.systemCaPath,
       readCa: (path) => this.readCa(path),

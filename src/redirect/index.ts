@@ -114,6 +114,15 @@ export interface ServiceAccess {
   noIdentity: AccessVerdict;
   /** identity index → verdict, only where it differs from `unlisted`. */
   verdicts: Map<number, AccessVerdict>;
+  /** Who the index stands for (the service id): counters start from zero when it changes. */
+  owner?: string;
+}
+
+/** How many entries the kernel's access maps hold (max_entries, read from the maps). */
+export interface AccessCapacity {
+  cgroups: number;
+  services: number;
+  verdicts: number;
 }
 /** What setAccess writes: cgroup ids → identity index (≥ 1), and the services under a MeshTrafficPermission. */
 export interface AccessTable {
@@ -129,6 +138,15 @@ function possibleCpus(file = '/sys/devices/system/cpu/possible'): number {
     max = Math.max(max, (b ?? a ?? 0) + 1);
   }
   return max;
+}
+
+/** An mx_svc_access value (hex) made to refuse everyone: the unlisted and no-identity verdicts deny. */
+function closedSvcValue(hex: string): string {
+  const f = LAYOUT.mx_svc_access.fields;
+  const b = Buffer.from(hex, 'hex');
+  b.writeUInt8(VERDICT_CODES.denyDefault, f.unlisted);
+  b.writeUInt8(VERDICT_CODES.denyNoIdentity, f.no_identity);
+  return b.toString('hex');
 }
 
 function fail(code: string, message: string, extra: Record<string, unknown> = {}): never {
@@ -361,8 +379,12 @@ export class Redirector {
   /** What setAccess last wrote, as hex keys → hex values; null until the first call reads the kernel's maps. */
   private access: { cg: Map<string, string>; svc: Map<string, string>; verdict: Map<string, string> } | null = null;
   private accessOn = false;
+  private capacity: AccessCapacity | undefined;
+  /** Possible CPUs (per-CPU map value count): read once, not on every scrape. */
+  private readonly ncpu = possibleCpus();
   /** Service indexes setAccess last wrote (their counters are this agent's). */
-  private accessSvcs = new Set<number>();
+  /** Service index → owner whose counters the index holds. */
+  private accessSvcs = new Map<number, string | undefined>();
   private heartbeatNs = 0n;
   private readonly netnsCookie: bigint;
   private timer: NodeJS.Timeout | undefined;
@@ -501,8 +523,10 @@ export class Redirector {
   }
 
   /**
-   * Makes the kernel's access maps equal to `table`. New identities and verdicts go in before the service entries
-   * that use them, and removals run in the opposite order, so a connect never meets a service without its verdicts.
+   * Makes the kernel's access maps equal to `table`. Verdicts go in first, then the cgroup → identity entries that
+   * lead to them, then the service entries; removals run the other way (service, cgroup, verdict). A connect thus
+   * never meets an identity index whose verdicts are not written yet (it would get the service's unlisted verdict:
+   * fail open under a deny-list, EPERM under an allow-list).
    * The first call also removes entries a previous agent left.
    */
   setAccess(table: AccessTable): { written: number; removed: number } {
@@ -521,6 +545,12 @@ export class Redirector {
     }
     const fds = { cg: this.fd('mx_cg_ident'), svc: this.fd('mx_svc_access'), verdict: this.fd('mx_verdict') };
     const keySize = { cg: 8, svc: LAYOUT.mx_svc_key.size, verdict: LAYOUT.mx_verdict_key.size };
+    // Checked before any write: a write failing part-way (E2BIG) would leave a mix of two tables.
+    const cap = this.accessCapacity();
+    const capOf = { cg: cap.cgroups, svc: cap.services, verdict: cap.verdicts };
+    for (const m of ['cg', 'svc', 'verdict'] as const) {
+      if (want[m].size > capOf[m]) fail('MESHEXT_E_BPF_MAP_FULL', `access table has ${want[m].size} ${m} entries; the kernel map holds ${capOf[m]}`);
+    }
     const have =
       this.access ??
       (Object.fromEntries(
@@ -528,66 +558,104 @@ export class Redirector {
       ) as { cg: Map<string, string>; svc: Map<string, string>; verdict: Map<string, string> });
     let written = 0;
     let removed = 0;
-    const put = (m: 'cg' | 'svc' | 'verdict'): void => {
-      for (const [k, v] of want[m]) {
+    const put = (m: 'cg' | 'svc' | 'verdict', entries: Map<string, string> = want[m]): void => {
+      for (const [k, v] of entries) {
         if (have[m].get(k) === v) continue;
         this.addon.mapUpdate(fds[m], Buffer.from(k, 'hex'), Buffer.from(v, 'hex'), 0);
+        have[m].set(k, v);
         written++;
       }
     };
     const drop = (m: 'cg' | 'svc' | 'verdict'): void => {
-      for (const k of have[m].keys()) {
+      for (const k of [...have[m].keys()]) {
         if (want[m].has(k)) continue;
         if (this.addon.mapDelete(fds[m], Buffer.from(k, 'hex'))) removed++;
+        have[m].delete(k);
       }
     };
-    // Counters and denial records are keyed by service index: a service index new to this agent starts from
-    // zero, and a previous agent's records (whose indexes meant other services) are dropped.
-    if (this.access === null) for (const k of this.addon.mapKeys(this.fd('mx_denials'), LAYOUT.mx_denial_key.size)) this.addon.mapDelete(this.fd('mx_denials'), k);
-    const ncpu = possibleCpus();
-    for (const s of table.services) {
-      if (this.accessSvcs.has(s.svc)) continue;
-      for (let slot = 0; slot < FLAGS.MX_ACNT_MAX; slot++) this.addon.mapUpdate(this.fd('mx_access_cnt'), u32(s.svc * FLAGS.MX_ACNT_MAX + slot), Buffer.alloc(8 * ncpu), 0);
+    const union = (m: 'cg' | 'svc' | 'verdict'): number => want[m].size + [...have[m].keys()].filter((k) => !want[m].has(k)).length;
+    try {
+      // Counters and denial records are keyed by service index: an index new to this agent, or one that now
+      // stands for another service, starts from zero; a previous agent's records (whose indexes meant other
+      // services) are dropped.
+      if (this.access === null) for (const k of this.addon.mapKeys(this.fd('mx_denials'), LAYOUT.mx_denial_key.size)) this.addon.mapDelete(this.fd('mx_denials'), k);
+      const ncpu = this.ncpu;
+      for (const s of table.services) {
+        if (this.accessSvcs.has(s.svc) && this.accessSvcs.get(s.svc) === s.owner) continue;
+        for (let slot = 0; slot < FLAGS.MX_ACNT_MAX; slot++) this.addon.mapUpdate(this.fd('mx_access_cnt'), u32(s.svc * FLAGS.MX_ACNT_MAX + slot), Buffer.alloc(8 * ncpu), 0);
+      }
+      this.accessSvcs = new Map(table.services.map((s) => [s.svc, s.owner]));
+      if (union('verdict') > cap.verdicts || union('cg') > cap.cgroups || union('svc') > cap.services) {
+        // Old and new entries together do not fit (a restart's leftovers, a big change): every service refuses
+        // everyone while the stale entries go, then the new table goes in in the usual order. Fail closed, briefly.
+        const closed = new Map([...want.svc].map(([k, v]) => [k, closedSvcValue(v)]));
+        put('svc', closed);
+        drop('svc');
+        drop('cg');
+        drop('verdict');
+      }
+      put('verdict');
+      put('cg');
+      put('svc');
+      this.access = want;
+    } catch (err) {
+      // What the kernel holds is not known any more: the next call reads it back.
+      this.access = null;
+      throw err;
     }
-    this.accessSvcs = new Set(table.services.map((s) => s.svc));
-    put('cg');
-    put('verdict');
-    put('svc');
-    this.access = want;
     const on = want.svc.size > 0;
     if (on !== this.accessOn) {
       this.accessOn = on;
       this.writeConfig();
     }
-    drop('svc');
-    drop('verdict');
-    drop('cg');
+    try {
+      drop('svc');
+      drop('cg');
+      drop('verdict');
+    } catch (err) {
+      this.access = null;
+      throw err;
+    }
     return { written, removed };
   }
 
-  /**
-   * The highest identity index in mx_cg_ident (a previous agent's, after a restart): this agent numbers its
-   * identities above it, so no cgroup's new index can meet a previous agent's verdict for another identity.
-   */
-  maxIdentityIndex(): number {
-    const fd = this.fd('mx_cg_ident');
-    let max = 0;
-    for (const k of this.addon.mapKeys(fd, 8)) max = Math.max(max, this.addon.mapLookup(fd, k, 4)?.readUInt32LE(0) ?? 0);
-    return max;
+  /** max_entries of the access maps (read once: a map's size never changes while it is pinned). */
+  accessCapacity(): AccessCapacity {
+    this.capacity ??= {
+      cgroups: this.addon.mapInfo(this.fd('mx_cg_ident')).maxEntries,
+      services: Math.min(this.addon.mapInfo(this.fd('mx_svc_access')).maxEntries, FLAGS.MX_ACCESS_SVC_MAX),
+      verdicts: this.addon.mapInfo(this.fd('mx_verdict')).maxEntries,
+    };
+    return this.capacity;
   }
 
-  /** Per-service access counters (mx_access_cnt) summed over CPUs, for the given service indexes. */
+  /**
+   * The cgroup → identity index entries in mx_cg_ident (a previous agent's, after a restart): the indexer keeps
+   * these numbers, so a restart changes no key and no connect meets an index without its verdicts.
+   */
+  identityIndexes(): Map<bigint, number> {
+    const fd = this.fd('mx_cg_ident');
+    const out = new Map<bigint, number>();
+    for (const k of this.addon.mapKeys(fd, 8)) {
+      const v = this.addon.mapLookup(fd, k, 4);
+      if (v) out.set(k.readBigUInt64LE(0), v.readUInt32LE(0));
+    }
+    return out;
+  }
+
+  /**
+   * Per-service access counters (mx_access_cnt) summed over CPUs, for the given service indexes. One native call
+   * sums the array up to the highest index asked (a scrape would otherwise make services x 5 map lookups).
+   */
   accessCounters(svcs: number[]): Map<number, Record<AccessCounterName, number>> {
-    const fd = this.fd('mx_access_cnt');
-    const ncpu = possibleCpus();
     const out = new Map<number, Record<AccessCounterName, number>>();
+    if (svcs.length === 0) return out;
+    const top = Math.max(...svcs);
+    const sums = this.addon.percpuSumU64(this.fd('mx_access_cnt'), (top + 1) * FLAGS.MX_ACNT_MAX);
     for (const svc of svcs) {
       const rec = {} as Record<AccessCounterName, number>;
       ACCESS_COUNTER_NAMES.forEach((name, slot) => {
-        const v = this.addon.mapLookup(fd, u32(svc * FLAGS.MX_ACNT_MAX + slot), 8 * ncpu);
-        let sum = 0n;
-        for (let c = 0; v && c < ncpu; c++) sum += v.readBigUInt64LE(c * 8);
-        rec[name] = Number(sum);
+        rec[name] = Number(sums[svc * FLAGS.MX_ACNT_MAX + slot] ?? 0n);
       });
       out.set(svc, rec);
     }

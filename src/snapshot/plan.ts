@@ -252,6 +252,11 @@ export interface PlanContext {
   timeouts: PlanTimeouts;
   /** --access-log-dir: MeshAccessLog files outside it are not written (default DEFAULT_ACCESS_LOG_DIR). */
   accessLogDir?: string;
+  /**
+   * Whether the kernel holds a service's MeshTrafficPermission verdicts (written and confirmed by the agent).
+   * Absent: no connect-time access control runs, the plan follows the snapshot alone.
+   */
+  accessEnforced?: (serviceId: string) => boolean;
 }
 
 /** The text of a denial, naming the mesh setting responsible. */
@@ -327,7 +332,8 @@ export function compilePlan(svc: CompiledService, ctx: PlanContext, inVip: (addr
     endpoints,
     ...(tls ? { tls } : {}),
     // Under a MeshTrafficPermission the kernel refused the clients it denies at connect(); those here were let in.
-    ...(svc.forbidden && !svc.permissions ? { deny: { status: 403, grpcStatus: 7, message: deniedMessage(svc.mesh) } } : {}),
+    // Until the kernel's entry is confirmed (maps full, a failed write, not written yet) the 403 stays.
+    ...(svc.forbidden && (!svc.permissions || ctx.accessEnforced?.(svc.id) === false) ? { deny: { status: 403, grpcStatus: 7, message: deniedMessage(svc.mesh) } } : {}),
     ...(errors[0] ? { error: errors.map((e) => e.message).join('; '), errorCode: errors[0].code } : {}),
     timeouts: timeoutsFor(svc, ctx.timeouts),
     ...(retry ? { retry } : {}),

@@ -248,7 +248,9 @@ export class KubernetesSource implements ResourceSource {
         const pod = o as KubernetesObject & { spec?: { serviceAccountName?: string } };
         const uid = pod.metadata?.uid;
         if (!uid || !pod.metadata?.namespace) continue;
-        const mesh = pod.metadata.labels?.['kuma.io/mesh'] ?? pod.metadata.annotations?.['kuma.io/mesh'] ?? 'default';
+        // The label only, as Kuma reads it: an annotation is free text the pod's owner sets (it may hold `/`), and
+        // the identity resolver accepts the mesh only if it names a Mesh the agent knows.
+        const mesh = pod.metadata.labels?.['kuma.io/mesh'] ?? 'default';
         pods.set(uid, { namespace: pod.metadata.namespace, serviceAccount: pod.spec?.serviceAccountName ?? 'default', mesh });
       }
       opts.onChange(pods);
@@ -259,7 +261,17 @@ export class KubernetesSource implements ResourceSource {
       await informer.start();
       if (!this.stopped) report();
     };
-    for (const ev of ['add', 'update', 'delete'] as const) informer.on(ev, () => report());
+    // Pod events come in bursts (every status change is an update): one report per burst.
+    let timer: NodeJS.Timeout | undefined;
+    const soon = (): void => {
+      if (timer) return;
+      timer = setTimeout(() => {
+        timer = undefined;
+        if (!this.stopped) report();
+      }, this.opts.debounceMs);
+      timer.unref();
+    };
+    for (const ev of ['add', 'update', 'delete'] as const) informer.on(ev, soon);
     informer.on('error', (err: unknown) => {
       if (this.stopped) return;
       failures++;

@@ -54,7 +54,8 @@ function run(env: E2eEnv, sub: string, cmd: string): Promise<{ code: number | nu
 const tcp = (env: E2eEnv, sub: string) => run(env, sub, "echo 'echo this' | nc -q 3 mes-tcp.svc.meshext.local 4242");
 /** The errno code a TCP connect to the service fails with ('' when it connects). */
 const connectError = async (env: E2eEnv, sub: string): Promise<string> => {
-  const r = await run(env, sub, `${node} ${path.join(root, 'dist/test/fixtures/bpf/client.js')} mes-tcp.svc.meshext.local 4242`);
+  // An allowed connect stays open (the echo server never closes): `timeout` ends it so a probe can be retried.
+  const r = await run(env, sub, `timeout 3 ${node} ${path.join(root, 'dist/test/fixtures/bpf/client.js')} mes-tcp.svc.meshext.local 4242`);
   return (Object.assign({}, ...r.out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as object)) as { error?: string }).error ?? '';
 };
 const httpGet = (env: E2eEnv, sub: string) => run(env, sub, 'curl -s -S -o /dev/null -w "%{http_code}" http://mes-http.svc.meshext.local/get');

@@ -81,7 +81,7 @@ privilegedTest('connect-time access: the verdict maps allow one cgroup, refuse o
   for (const m of ['mx_cg_ident', 'mx_svc_access', 'mx_verdict']) t.like(listing.maps.find((x) => x.name === m), { entries: 0 }, m);
 });
 
-privilegedTest('a restarted agent: the previous verdicts keep being enforced until it writes its own; its identity numbers start above the old ones; counters and denial records start afresh', async (t) => {
+privilegedTest('a restarted agent: the previous verdicts keep being enforced until it writes its own; it reads the old identity numbers back; counters and denial records start afresh', async (t) => {
   const root = tempCgroup(t);
   const a = join(root, 'a');
   const b = join(root, 'b');
@@ -103,13 +103,67 @@ privilegedTest('a restarted agent: the previous verdicts keep being enforced unt
   t.teardown(() => second.close());
   t.is((await runClient(b, ns, '242.1.2.3', 8080)).error, 'EPERM', 'still enforced by the maps the first agent left');
   t.is((await runClient(a, ns, '242.1.2.3', 8080)).data, 'hello\n');
-  t.is(second.maxIdentityIndex(), 2);
-  // The new agent numbers identities from 3; the service index 0 is new to it, so its counts start at zero.
+  t.deepEqual([...second.identityIndexes()].sort((x, y) => x[1] - y[1]), [[id(a), 1], [id(b), 2]]);
+  // Identities the new agent does not adopt are numbered from 3; the service index 0 is new to it, so its counts start at zero.
   second.setAccess({ cgroups: new Map([[id(a), 3], [id(b), 4]]), services: [{ ...svc, verdicts: new Map([[4, 'allow']]) }] });
   t.is((await runClient(a, ns, '242.1.2.3', 8080)).error, 'EPERM');
   t.is((await runClient(b, ns, '242.1.2.3', 8080)).data, 'hello\n');
   t.like(second.accessCounters([0]).get(0), { allowed: 1, denied_default: 1 }, 'only this agent\'s connects');
   t.deepEqual(second.takeDenials().map((d) => [d.svc, d.ident]), [[0, 3]], 'the first agent\'s records were dropped');
+});
+
+privilegedTest('setAccess writes verdicts, then cgroups, then services, and removes in the opposite order', async (t) => {
+  const root = tempCgroup(t);
+  const pinRoot = tempPinRoot(t);
+  const r = await Redirector.start({ vipCidr: VIPS, proxy: { address: '127.0.0.1', port: 9 }, cgroupPath: root, pinRoot, exemptSelf: false });
+  t.teardown(() => r.close());
+  // Which map each write goes to, in order (the kernel cannot show the order, the addon calls can).
+  const internals = r as unknown as { addon: ReturnType<typeof native>; fd(name: string): number };
+  const names = new Map(['mx_cg_ident', 'mx_verdict', 'mx_svc_access'].map((n) => [internals.fd(n), n]));
+  const calls: string[] = [];
+  const addon = internals.addon;
+  internals.addon = new Proxy(addon, {
+    get(target, prop, recv) {
+      const f = Reflect.get(target, prop, recv) as unknown;
+      if ((prop === 'mapUpdate' || prop === 'mapDelete') && typeof f === 'function') {
+        return (fd: number, ...rest: unknown[]) => {
+          if (names.has(fd)) calls.push(`${prop === 'mapUpdate' ? 'put' : 'drop'} ${names.get(fd)}`);
+          return (f as (...a: unknown[]) => unknown).call(target, fd, ...rest);
+        };
+      }
+      return f;
+    },
+  });
+  t.teardown(() => {
+    internals.addon = addon;
+  });
+  const svc = { vip: '242.1.2.3', port: 8080, svc: 0, unlisted: 'denyDefault' as const, noIdentity: 'denyNoIdentity' as const };
+  r.setAccess({ cgroups: new Map([[native().cgroupId(root), 1]]), services: [{ ...svc, verdicts: new Map([[1, 'allow']]) }] });
+  t.deepEqual(calls, ['put mx_verdict', 'put mx_cg_ident', 'put mx_svc_access']);
+  calls.length = 0;
+  r.setAccess({ cgroups: new Map(), services: [] });
+  t.deepEqual(calls, ['drop mx_svc_access', 'drop mx_cg_ident', 'drop mx_verdict']);
+});
+
+privilegedTest('a table larger than a kernel map is refused before anything is written; counters restart when an index changes owner', async (t) => {
+  const root = tempCgroup(t);
+  const pinRoot = tempPinRoot(t);
+  const r = await Redirector.start({ vipCidr: VIPS, proxy: { address: '127.0.0.1', port: 9 }, cgroupPath: root, pinRoot, exemptSelf: false });
+  t.teardown(() => r.close());
+  const cap = r.accessCapacity();
+  t.deepEqual(cap, { cgroups: 65536, services: 4096, verdicts: 262144 });
+  const many = new Map<number, 'allow'>();
+  for (let i = 1; i <= cap.verdicts + 1; i++) many.set(i, 'allow');
+  const svc = { vip: '242.1.2.3', port: 8080, svc: 0, unlisted: 'denyDefault' as const, noIdentity: 'denyNoIdentity' as const };
+  t.throws(() => r.setAccess({ cgroups: new Map(), services: [{ ...svc, verdicts: many }] }), { code: 'MESHEXT_E_BPF_MAP_FULL', message: /262145 verdict entries; the kernel map holds 262144/ });
+  for (const m of ['mx_svc_access', 'mx_verdict']) t.like(r.describe().maps.find((x) => x.name === m), { entries: 0 }, m);
+
+  r.setAccess({ cgroups: new Map(), services: [{ ...svc, verdicts: new Map(), owner: 'default/a' }] });
+  const ns = tempNetns(t);
+  t.is((await runClient(root, ns, '242.1.2.3', 8080)).error, 'EPERM');
+  t.like(r.accessCounters([0]).get(0), { denied_no_identity: 1 });
+  r.setAccess({ cgroups: new Map(), services: [{ ...svc, verdicts: new Map(), owner: 'default/b' }] });
+  t.like(r.accessCounters([0]).get(0), { denied_no_identity: 0 }, 'the new owner does not inherit the old one\'s counts');
 });
 
 privilegedTest('beforeAttach runs with the maps writable and no program attached yet, so access rules are in place before the first redirected connect', async (t) => {

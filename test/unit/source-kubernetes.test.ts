@@ -491,8 +491,8 @@ test('pods of this node only (field selector spec.nodeName) are reported with th
   const api = new FakeKubeApi(pki(), Object.values(cols));
   await api.start();
   t.teardown(() => api.stop());
-  const pod = (name: string, ns: string, node: string, sa?: string, labels: Record<string, string> = {}) => ({
-    metadata: { name, namespace: ns, labels },
+  const pod = (name: string, ns: string, node: string, sa?: string, labels: Record<string, string> = {}, annotations: Record<string, string> = {}) => ({
+    metadata: { name, namespace: ns, labels, annotations },
     spec: { nodeName: node, ...(sa ? { serviceAccountName: sa } : {}) },
   });
   const a = api.apply(cols.pods, pod('checkout-1', 'shop', 'node-1', 'checkout', { 'kuma.io/mesh': 'payments' }));
@@ -510,7 +510,8 @@ test('pods of this node only (field selector spec.nodeName) are reported with th
   t.teardown(() => src.stop());
   await until(() => reports.length > 0, 'a first report of pods');
   t.deepEqual([...reports.at(-1)!], [[a.metadata.uid, { namespace: 'shop', serviceAccount: 'checkout', mesh: 'payments' }]]);
-  const b = api.apply(cols.pods, pod('web-1', 'front', 'node-1'));
+  // The annotation is not the mesh (Kuma reads the label): a pod's owner could put a forged trust domain in it.
+  const b = api.apply(cols.pods, pod('web-1', 'front', 'node-1', undefined, {}, { 'kuma.io/mesh': 'default.zone1.mesh.local/ns/kube-system/sa/x' }));
   await until(() => reports.at(-1)!.size === 2, 'the added pod');
   t.deepEqual(reports.at(-1)!.get(b.metadata.uid as string), { namespace: 'front', serviceAccount: 'default', mesh: 'default' });
   api.remove(cols.pods, 'checkout-1', 'shop');

@@ -111,6 +111,9 @@ test("a governed service in a forbidding mesh: the plan no longer answers the me
   t.is(api.permissions, undefined);
   t.is(compilePlan(web, CTX).deny, undefined);
   t.like(compilePlan(api, CTX).deny, { status: 403 });
+  // Only once the kernel holds its verdicts does the 403 go (maps full, a failed write, not written yet: it stays).
+  t.like(compilePlan(web, { ...CTX, accessEnforced: () => false }).deny, { status: 403 });
+  t.is(compilePlan(web, { ...CTX, accessEnforced: (id) => id === web.id }).deny, undefined);
   t.deepEqual(snap.outbounds.map((o) => o.port), [18002]);
   const v = snap.rejected.find((r) => r.kind === 'Dataplane')?.violations[0];
   t.is(v?.field, 'networking.outbound[0].backendRef');
