@@ -658,3 +658,42 @@ test('the engine opens only beneath its directory, never through a symlink, only
   await p.close();
   await closeServer(up.srv);
 });
+
+test('flags: a request the circuit breaker refuses is UO, not UF (HTTP/1.1 maxRequests, TCP maxConnections)', async (t) => {
+  const dir = tmp();
+  const fmt = { type: 'Plain' as const, plain: '%RESPONSE_CODE% %RESPONSE_FLAGS% %REQ(:PATH)%' };
+  let release: (() => void) | undefined;
+  const up = await listen(http.createServer((req, res) => {
+    if (req.url === '/slow') release = () => res.end('late');
+    else res.end('ok');
+  }));
+  const path1 = join(dir, 'h1.log');
+  const p = await proxyFor(withLog({ protocol: 'http', endpoints: [ipEp(up.port)], circuitBreaker: { conf: { connectionLimits: { maxRequests: 1 } }, policies: ['cb'] } }, [fileBackend(path1, fmt)]));
+  const slow = h1Get(p.port, '/slow');
+  await until(() => release !== undefined, 'the slow request upstream');
+  t.is((await h1Get(p.port, '/over')).status, 503);
+  release?.();
+  t.is((await slow).status, 200);
+  t.deepEqual((await lines(path1, 2)).sort(), ['200 - /slow', '503 UO /over']);
+  await p.close();
+  await closeServer(up.srv);
+
+  let accepted = 0;
+  const held = await listen(net.createServer((c) => {
+    accepted++;
+    c.resume();
+  }));
+  const path2 = join(dir, 'tcp.log');
+  const q = await proxyFor(withLog({ protocol: 'tcp', endpoints: [ipEp(held.port)], circuitBreaker: { conf: { connectionLimits: { maxConnections: 1 } }, policies: ['cb'] } }, [fileBackend(path2, { type: 'Plain', plain: '%RESPONSE_FLAGS%' })]));
+  const first = net.connect(q.port, '127.0.0.1');
+  first.on('error', () => undefined);
+  await until(() => accepted === 1, 'the first connection upstream');
+  const second = net.connect(q.port, '127.0.0.1');
+  second.on('error', () => undefined);
+  second.resume();
+  await new Promise((r) => second.on('close', r));
+  t.deepEqual(await lines(path2, 1), ['UO']);
+  first.destroy();
+  await q.close();
+  await closeServer(held.srv);
+});

@@ -57,7 +57,8 @@ void TcpSession::OnUpstream(std::unique_ptr<Transport> t, UpstreamLease lease, u
 void TcpSession::OnUpstreamFailed(const std::string& reason) {
   loop()->Emit(Event("upstream-failed", id()).Str("service", d_.plan->service).Str("client", d_.client).Str("reason", reason));
   log_.failure = reason;
-  log_.flags |= kFlagUpstreamConnectFailure;
+  // A connect the plan's own limits refused is an overflow (UO), not a failure of the endpoint (UF).
+  log_.flags |= connector_.overflowed() ? kFlagUpstreamOverflow : kFlagUpstreamConnectFailure;
   // The client learns it the way a direct connection would: by a reset.
   sides_[kClient].t->Reset();
   Finish();

@@ -621,7 +621,8 @@ void Http1Session::OnUpstreamFailed(const std::string& reason) {
   // A refusal by the plan's own connection limits is not retried: another attempt would meet the same limit.
   if (plan_->retry && !connector_.overflowed() && RetryIfAllowed(plan_->retry->RetryReset(true, false), true)) return;
   plan_->state->stats.CountResponse(503);
-  log_.flags |= engine::kFlagUpstreamConnectFailure;
+  // A connect the plan's own limits refused is an overflow (UO), not a failure of the endpoint (UF).
+  log_.flags |= connector_.overflowed() ? engine::kFlagUpstreamOverflow : engine::kFlagUpstreamConnectFailure;
   log_.failure = reason;
   loop()->Emit(engine::Event("upstream-failed", id()).Str("service", plan_->service).Str("client", d_.client).Str("reason", reason).Str("method", std::string(req_.method)).Str("path", std::string(req_.target)));
   LocalReply(503, "upstream unavailable: " + reason, req_done_ && req_body_sent_ == 0, connector_.overflowed());
@@ -865,6 +866,7 @@ void Http1Session::LocalReply(int status, const std::string& body, bool keep, bo
   rq_deadline_ = stream_deadline_ = retry_at_ = try_deadline_ = 0;
   rq_slot_.reset();
   keep = keep && !draining_ && req_.keep_alive;
+  if (overloaded) log_.flags |= engine::kFlagUpstreamOverflow;
   std::string r = LocalResponse(status, body, !keep, overloaded);
   cout_.Append(r.data(), r.size());
   log_.status = status;

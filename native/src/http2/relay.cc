@@ -488,7 +488,8 @@ void Relay::UpstreamUnavailable(const std::string& reason, uint32_t group, bool 
       again = again || s->waiting;
       continue;
     }
-    s->log_flags |= engine::kFlagUpstreamConnectFailure;
+    // Refused by the plan's own limits: an overflow (UO), not a failure of the endpoint (UF).
+    s->log_flags |= overloaded ? engine::kFlagUpstreamOverflow : engine::kFlagUpstreamConnectFailure;
     s->failure = reason;
     LocalAnswer a;
     a.message = "upstream unavailable: " + reason;
@@ -1078,7 +1079,7 @@ void Relay::Answer(Stream* s, const LocalAnswer& a) {
   s->resp_trailers.clear();
   s->resp_body.Clear();
   if (a.counted) host_.CountResponse(a.status);
-  s->log_flags |= a.flags;
+  s->log_flags |= a.flags | (a.overloaded ? engine::kFlagUpstreamOverflow : 0u);
   s->resp_end = true;
   if (opts_.grpc) {
     s->resp = {{":status", "200"}, {"content-type", "application/grpc"}, {"grpc-status", std::to_string(a.grpcStatus)}, {"grpc-message", GrpcMessage(a.message)}};
