@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Redirector, findCgroup2Mount } from '../../src/redirect/index.js';
+import { LEFTOVER_PREFIX } from './leftovers.js';
 
 let probed: { ok: boolean; reason?: string } | undefined;
 
@@ -94,7 +95,7 @@ async function rmCgroupTree(dir: string): Promise<void> {
 }
 
 /** A fresh cgroup `<cg2>/meshext-test-<rand>` (child cgroups allowed), removed with its processes. */
-export function tempCgroup(t: ExecutionContext, name = `meshext-test-${rand()}`): string {
+export function tempCgroup(t: ExecutionContext, name = `${LEFTOVER_PREFIX.cgroup}${rand()}`): string {
   const dir = join(findCgroup2Mount(), name);
   mkdirSync(dir);
   t.teardown(async () => {
@@ -106,7 +107,7 @@ export function tempCgroup(t: ExecutionContext, name = `meshext-test-${rand()}`)
 
 /** A private bpffs mounted on a temp dir; unmounting drops every pin (and pinned link) in it. */
 export function tempBpffs(t: ExecutionContext): string {
-  const dir = mkdtempSync(join(tmpdir(), 'meshext-bpffs-'));
+  const dir = mkdtempSync(join(tmpdir(), LEFTOVER_PREFIX.bpffs));
   sh('mount', ['-t', 'bpf', 'bpf', dir]);
   t.teardown(() => {
     sh('umount', [dir], true);
@@ -122,7 +123,7 @@ export function tempPinRoot(t: ExecutionContext): string {
 
 /** A network namespace with lo up; 242/8 is unroutable inside, so a missed redirect fails fast. */
 export function tempNetns(t: ExecutionContext): string {
-  const name = `mxt-${rand()}`;
+  const name = `${LEFTOVER_PREFIX.netns}${rand()}`;
   sh('ip', ['netns', 'add', name]);
   t.teardown(() => {
     sh('ip', ['netns', 'del', name], true);
