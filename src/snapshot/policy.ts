@@ -3,9 +3,8 @@
  * policies are combined"): the policies of the service's mesh are ordered by top-level targetRef kind (`Mesh`,
  * the least specific, before `Dataplane`; other kinds are refused at validation), then origin (`global` before
  * `zone`), then display name in inverted lexicographical order (`zzz` first, `aaa` last); their `to[]` entries
- * that select the service are
- * concatenated in that order and sorted again, stably, by `to[].targetRef` kind (`Mesh` before
- * `MeshExternalService`). A later entry's `default` overrides an earlier one's, field by field; each kind's
+ * that select the service are concatenated in that order and sorted again, stably, by `to[].targetRef` kind
+ * (`Mesh` before `MeshExternalService`). A later entry's `default` overrides an earlier one's, field by field; each kind's
  * merge (snapshot/<kind>.ts) folds the entries this returns. Policy role is not ranked: every policy a node
  * agent reads plays the same role.
  */
