@@ -7,8 +7,10 @@ import { createInterface } from 'node:readline';
 // A run killed from outside (SIGKILL, a CI timeout) cannot run its teardowns: remove what such runs left
 // (test/helpers/leftovers.ts; only what is over an hour old and holds no process) before this one starts.
 const leftovers = new URL('../dist/test/helpers/leftovers.js', import.meta.url);
+let afterRun = () => undefined;
 try {
-  const { sweepLeftovers } = await import(leftovers.href);
+  const { sweepLeftovers, removeAgentCgroupIfMade } = await import(leftovers.href);
+  afterRun = removeAgentCgroupIfMade();
   const removed = sweepLeftovers({ olderThanMs: 3_600_000 });
   if (removed.length) process.stderr.write(`run-tests: removed ${removed.length} leftovers of interrupted earlier runs: ${removed.join(', ')}\n`);
 } catch (e) {
@@ -32,6 +34,7 @@ rl.on('line', (line) => {
   }
 });
 child.on('close', (code) => {
+  afterRun();
   const ran = pass + fail;
   const tail = skip > 0 ? `, ${skip} skipped` : '';
   process.stdout.write(`\n${pass} passed, ${fail} failed${tail}\n`);

@@ -75,6 +75,8 @@ export async function startAgent(t: ExecutionContext, env: E2eEnv, sourceArgs: s
     '--state-dir', env.stateDir,
     '--pin-root', env.pinRoot,
     '--admin', `127.0.0.1:${env.adminPort}`,
+    // Its own probe socket: the default (/run/meshext/admin.sock) is one per machine, and tests run side by side.
+    '--admin-socket', path.join(env.dir, 'admin.sock'),
     '--log-format', 'json',
     '--drain-time', '8s',
   ];

@@ -74,3 +74,22 @@ export function sweepLeftovers(o: SweepOptions): string[] {
   }
   return removed;
 }
+
+/**
+ * The cgroup the agent moves itself into when it starts in the cgroup2 root. Tests that run agents concurrently
+ * cannot tell which of them made it, so the test runner removes it after the run when the run made it and it is
+ * empty (a real agent's is never empty). Returns a function doing that.
+ */
+export function removeAgentCgroupIfMade(): () => string | undefined {
+  if (process.getuid?.() !== 0) return () => undefined;
+  const dir = join(findCgroup2Mount(), 'meshext.agent');
+  if (existsSync(dir)) return () => undefined;
+  return () => {
+    try {
+      rmdirSync(dir);
+      return dir;
+    } catch {
+      return undefined; // not made after all, or a process is in it
+    }
+  };
+}
