@@ -9,13 +9,23 @@ import { posix } from 'node:path';
 import type { DataplaneResource, MeshAccessLogBackend, MeshAccessLogConf, MeshAccessLogResource, MeshExternalServiceResource } from '../resources/types.js';
 import { DEFAULT_HTTP_FORMAT, DEFAULT_TCP_FORMAT, parseFormat, type ConstantOperator, type FormatToken } from '../resources/accesslog-format.js';
 import type { PlanAccessLog, PlanLogToken } from '../native/addon.js';
-import type { CompiledService } from './types.js';
 import { mergeEntries } from './policy.js';
 
 /** The backends in effect for one service and the policies that contributed, in merge order. */
 export interface EffectiveAccessLog {
   backends: MeshAccessLogBackend[];
   policies: string[];
+}
+
+/**
+ * What the plan's access log reads of a compiled service (snapshot/types.ts CompiledService has all of it;
+ * named here so this module does not import the type that imports it).
+ */
+export interface AccessLogSubject {
+  displayName: string;
+  mesh: string;
+  protocol: 'tcp' | 'http' | 'http2' | 'grpc';
+  accessLog?: EffectiveAccessLog;
 }
 
 /** The merged MeshAccessLog of `mes` (undefined when no policy selects it). */
@@ -28,7 +38,7 @@ export function effectiveAccessLog(mes: MeshExternalServiceResource, policies: r
 }
 
 /** The value of an operator that is the same for every line of `svc`. */
-function constant(op: ConstantOperator, svc: CompiledService): string {
+function constant(op: ConstantOperator, svc: AccessLogSubject): string {
   switch (op) {
     case 'KUMA_MESH':
       return svc.mesh;
@@ -44,7 +54,7 @@ function constant(op: ConstantOperator, svc: CompiledService): string {
 }
 
 /** A validated format's plan tokens for `svc` (adjacent text merged). */
-function planTokens(format: string, svc: CompiledService): PlanLogToken[] {
+function planTokens(format: string, svc: AccessLogSubject): PlanLogToken[] {
   const parsed = parseFormat(format);
   if ('error' in parsed) throw new Error(`access log format was not validated: ${parsed.error}`);
   const out: PlanLogToken[] = [];
@@ -85,7 +95,7 @@ export function accessLogPathProblem(path: string, dir: string): string | undefi
  * The plan's `accessLog` for `svc`; undefined when no MeshAccessLog selects it or its backends are empty. A backend
  * whose path lies outside `accessLogDir` is left out and said in `rejected` (the service keeps serving).
  */
-export function planAccessLog(svc: CompiledService, accessLogDir: string = DEFAULT_ACCESS_LOG_DIR, rejected: string[] = []): PlanAccessLog | undefined {
+export function planAccessLog(svc: AccessLogSubject, accessLogDir: string = DEFAULT_ACCESS_LOG_DIR, rejected: string[] = []): PlanAccessLog | undefined {
   const files = (svc.accessLog?.backends ?? []).flatMap((b) => {
     if (b.type !== 'File' || !b.file) return [];
     const problem = accessLogPathProblem(b.file.path, accessLogDir);
