@@ -138,7 +138,22 @@ export class TestUpstream {
     public handler: UpstreamHandler,
   ) {}
 
+  /**
+   * Binds UDP on a free port, then TCP on the same number; a TCP port already taken there (another test's
+   * listener or connection) starts over on a new port, since nothing reserves the TCP twin of a UDP port.
+   */
   async start(): Promise<this> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.bindBoth();
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 20) throw e;
+        await new Promise<void>((r) => this.udp.close(() => r()));
+      }
+    }
+  }
+
+  private async bindBoth(): Promise<this> {
     this.udp = dgram.createSocket('udp4');
     await new Promise<void>((r) => this.udp.bind(0, this.address, () => r()));
     this.port = this.udp.address().port;
@@ -165,7 +180,13 @@ export class TestUpstream {
         }
       });
     });
-    await new Promise<void>((r) => this.tcp.listen(this.port, this.address, () => r()));
+    await new Promise<void>((resolve, reject) => {
+      this.tcp.once('error', reject);
+      this.tcp.listen(this.port, this.address, () => {
+        this.tcp.off('error', reject);
+        resolve();
+      });
+    });
     return this;
   }
 
@@ -193,6 +214,17 @@ export function answerA(q: DecodedPacket, addrs: string[], extra: Partial<Packet
  * on the same port accepts connections, reads the queries and never answers either.
  */
 export async function blackHole(address: string, opts: { tcp?: boolean } = {}): Promise<{ port: number; close(): Promise<void> }> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await blackHoleOnce(address, opts);
+    } catch (e) {
+      // The TCP twin of a free UDP port may be taken (see TestUpstream.start): try another port.
+      if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 20) throw e;
+    }
+  }
+}
+
+async function blackHoleOnce(address: string, opts: { tcp?: boolean }): Promise<{ port: number; close(): Promise<void> }> {
   const s = dgram.createSocket('udp4');
   await new Promise<void>((r) => s.bind(0, address, () => r()));
   const port = s.address().port;
@@ -205,7 +237,20 @@ export async function blackHole(address: string, opts: { tcp?: boolean } = {}): 
         c.resume();
       })
     : undefined;
-  if (tcp) await new Promise<void>((r) => tcp.listen(port, address, () => r()));
+  if (tcp) {
+    try {
+      await new Promise<void>((resolve, reject) => {
+        tcp.once('error', reject);
+        tcp.listen(port, address, () => {
+          tcp.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (e) {
+      await new Promise<void>((r) => s.close(() => r()));
+      throw e;
+    }
+  }
   return {
     port,
     close: async () => {
