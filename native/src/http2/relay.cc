@@ -967,20 +967,24 @@ bool Relay::RetryStream(Stream* s, bool retriable, bool connectFailed) {
   return true;
 }
 
-void Relay::TryTimeOut(Stream* s) {
-  s->try_deadline = 0;
-  host_.CountRetryOutcome(RetryOutcome::kPerTryTimeout);
-  if (!s->resp_submitted && RetryStream(s, s->limits.retry->RetryReset(false, false), false)) return;
-  s->log_flags |= engine::kFlagUpstreamRequestTimeout;
+bool Relay::CutFromUpstream(Stream* s) {
   if (s->waiting) {
     waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), s), waiting_.end());
     s->waiting = false;
   }
   if (s->conn) Detach(s);
-  if (s->resp_submitted) {
-    nghttp2_submit_rst_stream(down_, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
-    return;
-  }
+  if (!s->resp_submitted) return false;
+  // Part of the response went out: the client must not take it for a whole one.
+  nghttp2_submit_rst_stream(down_, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+  return true;
+}
+
+void Relay::TryTimeOut(Stream* s) {
+  s->try_deadline = 0;
+  host_.CountRetryOutcome(RetryOutcome::kPerTryTimeout);
+  if (!s->resp_submitted && RetryStream(s, s->limits.retry->RetryReset(false, false), false)) return;
+  s->log_flags |= engine::kFlagUpstreamRequestTimeout;
+  if (CutFromUpstream(s)) return;
   s->deadline = s->stream_deadline = s->active_at = 0;
   LocalAnswer a;
   a.status = 504;
@@ -1040,16 +1044,7 @@ void Relay::TimeOut(Stream* s, Expiry why) {
   s->deadline = s->stream_deadline = s->active_at = 0;
   host_.CountExpiry(why);
   s->log_flags |= why == Expiry::kRequestTimeout ? engine::kFlagUpstreamRequestTimeout : why == Expiry::kStreamIdle ? engine::kFlagStreamIdleTimeout : engine::kFlagUpstreamMaxStreamDuration;
-  if (s->waiting) {
-    waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), s), waiting_.end());
-    s->waiting = false;
-  }
-  if (s->conn) Detach(s);
-  if (s->resp_submitted) {
-    // Part of the response went out: the client must not take it for a whole one.
-    nghttp2_submit_rst_stream(down_, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
-    return;
-  }
+  if (CutFromUpstream(s)) return;
   LocalAnswer a;
   a.grpcStatus = 4;  // DEADLINE_EXCEEDED
   if (why == Expiry::kRequestTimeout) {

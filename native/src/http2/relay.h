@@ -274,6 +274,11 @@ class Relay {
   void StartRequestTimer(Stream* s);
   void TimeOut(Stream* s, Expiry why);
   /** The attempt under way ran out of its per-try time: another attempt, a local 504 / DEADLINE_EXCEEDED, or a reset. */
+  /**
+   * Takes a timed-out stream off its upstream (the waiting queue, its connection). When its response had begun
+   * the client stream is reset and true returned; otherwise the caller answers it.
+   */
+  bool CutFromUpstream(Stream* s);
   void TryTimeOut(Stream* s);
   /** The attempt's per-try timeout starts, once the request is complete and on its way. */
   void StartTry(Stream* s);
