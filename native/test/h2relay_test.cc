@@ -413,6 +413,8 @@ std::shared_ptr<const mx::engine::PlanRetry> RetryOn5xx(uint32_t n) {
   auto r = std::make_shared<mx::engine::PlanRetry>();
   r->numRetries = n;
   r->on = mx::engine::PlanRetry::k5xx;
+  // What src/snapshot/plan.ts retryFor lists for a policy naming no method or header.
+  r->methods = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
   return r;
 }
 

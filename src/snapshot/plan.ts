@@ -169,6 +169,9 @@ const GRPC_RETRY_ON: Record<string, string> = {
 /** What Kuma's plugin retries on when a policy names no condition (xds/configurer.go HttpRetryOnDefault, GrpcRetryOnDefault). */
 export const HTTP_RETRY_ON_DEFAULT = ['gateway-error', 'connect-failure', 'refused-stream'];
 export const GRPC_RETRY_ON_DEFAULT = ['cancelled', 'connect-failure', 'gateway-error', 'refused-stream', 'reset', 'resource-exhausted', 'unavailable'];
+/** RFC 9110 §9.2.2's idempotent methods: what a MeshRetry naming no method or header may resend. */
+export const IDEMPOTENT_METHODS = ['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'] as const;
+
 /** Envoy's retry defaults: one retry, 25 ms base back-off, the maximum 10 times the base. */
 export const RETRY_DEFAULTS = { numRetries: 1, backOffBaseMs: 25, backOffMaxFactor: 10 } as const;
 
@@ -217,6 +220,8 @@ export function retryFor(svc: CompiledService): EngineRetry | undefined {
   }
   if (on.length === 0) on.push(...(grpc ? GRPC_RETRY_ON_DEFAULT : HTTP_RETRY_ON_DEFAULT));
   if (grpc) methods.splice(0, methods.length, 'POST');
+  // Neither methods nor headers named: only the idempotent methods are resent (the engine checks membership only).
+  else if (methods.length === 0 && (conf.requestHeaders ?? []).length === 0) methods.push(...IDEMPOTENT_METHODS);
   if (statuses.length > 0) on.push('retriable-status-codes');
   // The engine's timers take up to 2^31-1 ms (24.8 days): longer durations are that long.
   const cap = (ms: number): number => Math.min(ms, IDLE_DISABLED_MS);

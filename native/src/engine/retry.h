@@ -61,8 +61,8 @@ struct PlanRetry {
   };
   /**
    * Which requests may be sent again: those with one of `methods` or matching one of `requestHeaders` (Envoy's
-   * retriable_request_headers, which Kuma fills with both); when both are empty, the idempotent methods (RFC 9110:
-   * GET, HEAD, OPTIONS, TRACE, PUT, DELETE).
+   * retriable_request_headers, which Kuma fills with both). The plan lists them all (src/snapshot/plan.ts
+   * retryFor fills the idempotent methods when the policy names none): both empty, nothing is resent.
    */
   std::vector<std::string> methods;
   std::vector<HeaderMatch> requestHeaders;
@@ -80,7 +80,6 @@ struct PlanRetry {
   /** Whether a request with `method` and headers looked up by `find(name)` (an optional value) may be sent again. */
   template <class Find>
   bool Eligible(std::string_view method, Find find) const {
-    if (methods.empty() && requestHeaders.empty()) return http::IdempotentMethod(method);
     for (const std::string& m : methods)
       if (m == method) return true;
     for (const HeaderMatch& h : requestHeaders)
